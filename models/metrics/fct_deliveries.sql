@@ -1,0 +1,65 @@
+-- One row per send key: what was decided and what happened, from the append-only ledger.
+with
+
+ledger as (
+
+    select * from {{ ref('stg_ledger__deliveries') }}
+
+),
+
+ranked as (
+
+    select
+        *,
+        row_number() over (
+            partition by send_key
+            order by
+                recorded_at desc,
+                case delivery_status when 'attempted' then 0 else 1 end desc
+        ) as recency
+    from ledger
+
+),
+
+attempts as (
+
+    select
+        send_key,
+        count(case when delivery_status = 'attempted' then 1 end) as attempt_count,
+        min(case when delivery_status = 'attempted' then recorded_at end) as first_attempted_at,
+        max(case when delivery_status = 'sent' then recorded_at end) as sent_at
+    from ledger
+    group by send_key
+
+),
+
+final as (
+
+    select
+        ranked.send_key,
+        ranked.journey,
+        ranked.step,
+        ranked.person_id,
+        ranked.entry_id,
+        ranked.channel,
+        ranked.recipient,
+        -- 'attempted' as the last word means the outcome was never recorded (a crash mid-call).
+        case when ranked.delivery_status = 'attempted' then 'unknown' else ranked.delivery_status end
+            as delivery_status,
+        ranked.reason,
+        ranked.http_status,
+        ranked.provider_message_id,
+        ranked.subject,
+        ranked.body,
+        attempts.attempt_count,
+        attempts.first_attempted_at,
+        attempts.sent_at,
+        ranked.recorded_at as decided_at
+    from ranked
+    inner join attempts
+        on ranked.send_key = attempts.send_key
+    where ranked.recency = 1
+
+)
+
+select * from final

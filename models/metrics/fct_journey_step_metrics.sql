@@ -1,0 +1,56 @@
+-- The journey funnel per step and channel: how many were sent, skipped (and why), failed, and how
+-- many of those people converted (exited on the journey's goal) after the message.
+with
+
+deliveries as (
+
+    select * from {{ ref('fct_deliveries') }}
+
+),
+
+entries as (
+
+    select * from {{ ref('fct_journey_entries') }}
+
+),
+
+joined as (
+
+    select
+        deliveries.journey,
+        deliveries.step,
+        deliveries.channel,
+        deliveries.delivery_status,
+        deliveries.reason,
+        deliveries.person_id,
+        deliveries.sent_at,
+        entries.exited_at
+    from deliveries
+    left join entries
+        on deliveries.entry_id = entries.entry_id
+
+),
+
+per_step as (
+
+    select
+        journey,
+        step,
+        coalesce(channel, 'none') as channel,
+        count(*) as decisions,
+        count(case when delivery_status = 'sent' then 1 end) as sent,
+        count(case when delivery_status = 'failed' then 1 end) as failed,
+        count(case when delivery_status = 'unknown' then 1 end) as unknown_outcome,
+        count(case when delivery_status = 'skipped' then 1 end) as skipped,
+        count(case when reason = 'no_consent' then 1 end) as skipped_no_consent,
+        count(case when reason = 'capped' then 1 end) as skipped_capped,
+        count(case when reason = 'exited' then 1 end) as skipped_exited,
+        count(case when delivery_status = 'sent' and exited_at > sent_at then 1 end)
+            as converted_after_send,
+        count(distinct person_id) as people
+    from joined
+    group by journey, step, coalesce(channel, 'none')
+
+)
+
+select * from per_step

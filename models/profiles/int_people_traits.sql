@@ -1,0 +1,59 @@
+-- Latest non-null trait per person, with the time it was seen (identify calls and event context).
+with
+
+events as (
+
+    select
+        person_id,
+        occurred_at,
+        user_id,
+        {{ normalize_email(json_text('traits', '$.email')) }} as email,
+        {{ json_text('traits', '$.email') }} as raw_email,
+        {{ normalize_phone(json_text('traits', '$.phone')) }} as phone,
+        {{ json_text('traits', '$.phone') }} as raw_phone,
+        {{ blank_to_null(json_text('traits', '$.first_name')) }} as first_name,
+        push_token,
+        timezone
+    from {{ ref('int_events_stitched') }}
+
+),
+
+people as (
+
+    select
+        person_id,
+        min(occurred_at) as first_seen_at,
+        max(occurred_at) as last_seen_at,
+        count(distinct user_id) as user_id_count
+    from events
+    group by person_id
+
+),
+
+{% set traits = ['user_id', 'email', 'raw_email', 'phone', 'raw_phone', 'first_name', 'push_token', 'timezone'] %}
+{% for trait in traits %}
+latest_{{ trait }} as (
+    {{ latest_value('events', 'person_id', trait, 'occurred_at', trait) }}
+),
+{% endfor %}
+
+joined as (
+
+    select
+        people.person_id,
+        people.first_seen_at,
+        people.last_seen_at,
+        people.user_id_count,
+        {% for trait in traits %}
+        latest_{{ trait }}.{{ trait }},
+        latest_{{ trait }}.{{ trait }}_at{{ ',' if not loop.last }}
+        {% endfor %}
+    from people
+    {% for trait in traits %}
+    left join latest_{{ trait }}
+        on people.person_id = latest_{{ trait }}.person_id
+    {% endfor %}
+
+)
+
+select * from joined

@@ -1,0 +1,32 @@
+-- Every landed row that staging could not use, with the reason: nothing is dropped silently.
+{% set rejectable = [
+    ('segment.events', 'stg_segment__events', 'event_id'),
+    ('shop.orders', 'stg_shop__orders', 'order_id'),
+    ('preferences.consents', 'stg_preferences__consents', 'consent_id'),
+] %}
+with
+
+{% for source_name, model, key in rejectable %}
+{{ model }} as (
+
+    select
+        '{{ source_name }}' as source_table,
+        {{ key }} as row_key,
+        reject_reason,
+        source_file
+    from {{ ref(model) }}
+    where reject_reason is not null
+
+),
+{% endfor %}
+
+unioned as (
+
+    {% for source_name, model, key in rejectable %}
+    select * from {{ model }}
+    {% if not loop.last %}union all{% endif %}
+    {% endfor %}
+
+)
+
+select * from unioned

@@ -1,0 +1,69 @@
+with
+
+source as (
+
+    select * from {{ source('segment', 'events') }}
+
+),
+
+typed as (
+
+    select
+        "messageId" as event_id,
+        lower(type) as event_type,
+        case when lower(type) = 'track' then event when lower(type) = 'page' then name end
+            as event_name,
+        {{ blank_to_null('"userId"') }} as user_id,
+        {{ blank_to_null('"anonymousId"') }} as anonymous_id,
+        {{ dbt.safe_cast('"timestamp"', api.Column.translate_type('timestamp')) }} as occurred_at,
+        "timestamp" as raw_timestamp,
+        properties,
+        traits,
+        {{ json_text('context', '$.device.id') }} as device_id,
+        {{ json_text('context', '$.device.token') }} as push_token,
+        {{ json_text('context', '$.timezone') }} as timezone,
+        filename as source_file
+    from source
+
+),
+
+checked as (
+
+    select
+        *,
+        case
+            when event_id is null then 'missing messageId'
+            when event_type not in ('track', 'identify', 'page') then 'unknown call type'
+            when occurred_at is null then 'unparseable timestamp: ' || coalesce(raw_timestamp, 'null')
+            when user_id is null and anonymous_id is null then 'neither userId nor anonymousId'
+            when event_type = 'track' and event_name is null then 'track call without event name'
+        end as reject_reason,
+        row_number() over (partition by event_id order by occurred_at, source_file) as delivery_number
+    from typed
+
+),
+
+deduplicated as (
+
+    -- An SDK retry delivers the same messageId again: keep the first delivery.
+    select * from checked
+    where delivery_number = 1 or event_id is null
+
+)
+
+select
+    event_id,
+    event_type,
+    event_name,
+    user_id,
+    anonymous_id,
+    occurred_at,
+    raw_timestamp,
+    properties,
+    traits,
+    device_id,
+    push_token,
+    timezone,
+    source_file,
+    reject_reason
+from deduplicated

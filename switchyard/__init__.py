@@ -1,0 +1,1 @@
+"""Switchyard: warehouse-native customer journey orchestration."""

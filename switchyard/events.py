@@ -1,0 +1,122 @@
+"""Builders for raw landing rows in the shapes real producers send (Segment spec, shop, preferences).
+
+The sample-data generator and the tests build rows through these, so both speak one shape.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+from typing import Any
+
+
+def iso(ts: datetime) -> str:
+    """Segment-style ISO-8601 in UTC with a trailing Z."""
+    if ts.tzinfo is not None:
+        ts = ts.astimezone(timezone.utc).replace(tzinfo=None)
+    return ts.isoformat(timespec="milliseconds") + "Z"
+
+
+def _context(device_id: str | None, push_token: str | None, tz: str | None) -> dict[str, Any]:
+    device: dict[str, Any] = {}
+    if device_id:
+        device["id"] = device_id
+    if push_token:
+        device["token"] = push_token
+    ctx: dict[str, Any] = {"library": {"name": "analytics.js", "version": "4.1.0"}}
+    if device:
+        ctx["device"] = device
+    if tz:
+        ctx["timezone"] = tz
+    return ctx
+
+
+def track(
+    event: str,
+    at: datetime,
+    *,
+    user_id: str | None = None,
+    anonymous_id: str | None = None,
+    properties: dict[str, Any] | None = None,
+    device_id: str | None = None,
+    push_token: str | None = None,
+    timezone_name: str | None = None,
+    message_id: str | None = None,
+) -> dict[str, Any]:
+    return {
+        "type": "track",
+        "messageId": message_id or f"msg-{uuid.uuid4().hex}",
+        "event": event,
+        "userId": user_id,
+        "anonymousId": anonymous_id,
+        "timestamp": iso(at),
+        "properties": properties or {},
+        "context": _context(device_id, push_token, timezone_name),
+    }
+
+
+def identify(
+    at: datetime,
+    *,
+    user_id: str | None,
+    anonymous_id: str | None = None,
+    traits: dict[str, Any] | None = None,
+    device_id: str | None = None,
+    push_token: str | None = None,
+    timezone_name: str | None = None,
+    message_id: str | None = None,
+) -> dict[str, Any]:
+    return {
+        "type": "identify",
+        "messageId": message_id or f"msg-{uuid.uuid4().hex}",
+        "userId": user_id,
+        "anonymousId": anonymous_id,
+        "timestamp": iso(at),
+        "traits": traits or {},
+        "context": _context(device_id, push_token, timezone_name),
+    }
+
+
+def page(
+    name: str, at: datetime, *, anonymous_id: str | None, user_id: str | None = None,
+    message_id: str | None = None,
+) -> dict[str, Any]:
+    return {
+        "type": "page",
+        "messageId": message_id or f"msg-{uuid.uuid4().hex}",
+        "name": name,
+        "userId": user_id,
+        "anonymousId": anonymous_id,
+        "timestamp": iso(at),
+        "properties": {"path": f"/{name.lower().replace(' ', '-')}"},
+        "context": _context(None, None, None),
+    }
+
+
+def order(
+    order_id: str, at: datetime, *, user_id: str | None, email: str | None, total: float
+) -> dict[str, Any]:
+    return {
+        "order_id": order_id,
+        "user_id": user_id,
+        "email": email,
+        "total": round(total, 2),
+        "currency": "USD",
+        "status": "completed",
+        "created_at": iso(at),
+    }
+
+
+def consent(
+    user_id: str, channel: str, status: str, at: datetime, *, topic: str = "marketing",
+    source: str = "preference_center", consent_id: str | None = None,
+) -> dict[str, Any]:
+    return {
+        "consent_id": consent_id or f"cns-{uuid.uuid4().hex}",
+        "user_id": user_id,
+        "channel": channel,
+        "topic": topic,
+        "status": status,
+        "source": source,
+        "recorded_at": iso(at),
+    }

@@ -1,0 +1,80 @@
+"""Append-only landing files: the one place every producer writes without the warehouse lock.
+
+Each source table is a folder of JSON-lines files. dbt reads the folder through a glob; writers only
+ever add new files or append whole lines, so a reader never sees a row change.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+# source folder -> table folders; dbt's sources name the same paths.
+LAYOUT: dict[str, tuple[str, ...]] = {
+    "segment": ("events",),
+    "shop": ("orders",),
+    "preferences": ("consents",),
+    "ledger": ("deliveries",),
+}
+
+# An empty file keeps each glob non-empty, so dbt can read a folder nothing has landed in yet.
+PLACEHOLDER = "_empty.jsonl"
+
+
+def table_dir(landing: Path, source: str, table: str) -> Path:
+    if table not in LAYOUT.get(source, ()):
+        raise ValueError(f"unknown landing table {source}.{table}; known: {sorted(LAYOUT)}")
+    return landing / source / table
+
+
+def ensure_layout(landing: Path) -> None:
+    for source, tables in LAYOUT.items():
+        for table in tables:
+            folder = landing / source / table
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / PLACEHOLDER).touch()
+
+
+def write_batch(
+    landing: Path, source: str, table: str, rows: Iterable[Mapping[str, Any]], prefix: str = "batch"
+) -> Path:
+    """Write rows as a new file, atomically: readers see all of it or none of it."""
+    folder = table_dir(landing, source, table)
+    folder.mkdir(parents=True, exist_ok=True)
+    final = folder / f"{prefix}-{uuid.uuid4().hex}.jsonl"
+    tmp = folder / f".{final.name}.tmp"
+    with tmp.open("w", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write(json.dumps(row, default=str, separators=(",", ":")) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    tmp.rename(final)
+    return final
+
+
+class AppendLog:
+    """One file appended line by line, fsynced per line: for records that must survive a crash."""
+
+    def __init__(self, landing: Path, source: str, table: str, prefix: str) -> None:
+        folder = table_dir(landing, source, table)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.path = folder / f"{prefix}-{uuid.uuid4().hex}.jsonl"
+        self._fh = self.path.open("a", encoding="utf-8")
+
+    def append(self, row: Mapping[str, Any]) -> None:
+        self._fh.write(json.dumps(row, default=str, separators=(",", ":")) + "\n")
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+
+    def close(self) -> None:
+        self._fh.close()
+
+    def __enter__(self) -> AppendLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
