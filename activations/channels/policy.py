@@ -1,0 +1,48 @@
+"""Retry and rate-limit settings as explicit objects, not numbers buried in code."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 5
+    timeout_seconds: float = 60.0
+    wait_initial_seconds: float = 0.2
+    wait_max_seconds: float = 10.0
+    # Providers ask for a wait in Retry-After; waits above this fail the message instead.
+    max_retry_after_seconds: float = 60.0
+
+
+@dataclass(frozen=True)
+class HttpTimeouts:
+    connect_seconds: float = 5.0
+    read_seconds: float = 15.0
+
+
+class RateLimiter:
+    """Token bucket: at most `per_second` calls a second on average, bursts up to `burst`."""
+
+    def __init__(self, per_second: float, burst: int | None = None) -> None:
+        if per_second <= 0:
+            raise ValueError("per_second must be positive")
+        self.per_second = per_second
+        self.capacity = float(burst or max(1, int(per_second)))
+        self._tokens = self.capacity
+        self._last = time.monotonic()
+        self._lock = threading.Lock()
+
+    def acquire(self) -> None:
+        while True:
+            with self._lock:
+                now = time.monotonic()
+                self._tokens = min(self.capacity, self._tokens + (now - self._last) * self.per_second)
+                self._last = now
+                if self._tokens >= 1:
+                    self._tokens -= 1
+                    return
+                wait = (1 - self._tokens) / self.per_second
+            time.sleep(wait)

@@ -1,0 +1,119 @@
+"""Journeys are data: each is declared once, in its audience model's YAML under `meta.journey`.
+
+dbt builds the entry audience from the declaration; this module reads the same declaration from the
+dbt manifest so the engine never names a particular journey.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+CHANNELS = ("email", "sms", "push")
+
+
+class JourneyDefinitionError(ValueError):
+    """A journey declaration is incomplete or inconsistent; the message says where and what."""
+
+
+@dataclass(frozen=True)
+class Template:
+    body: str
+    subject: str | None = None
+    title: str | None = None
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    wait_minutes: int
+    channels: tuple[str, ...]
+    templates: dict[str, Template]
+    expires_after_hours: float | None = None
+    fallbacks: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class FrequencyCap:
+    messages: int
+    per_hours: float
+
+
+@dataclass(frozen=True)
+class Journey:
+    name: str
+    audience_model: str
+    tier: str
+    steps: tuple[Step, ...]
+    exit_on: tuple[str, ...]
+    frequency_cap: FrequencyCap | None
+
+    @classmethod
+    def from_meta(cls, audience_model: str, meta: dict[str, Any]) -> Journey:
+        where = f"journey declared on model {audience_model!r}"
+        try:
+            name = meta["name"]
+            raw_steps = meta["steps"]
+        except KeyError as missing:
+            raise JourneyDefinitionError(f"{where}: missing key {missing}") from None
+        steps = tuple(_parse_step(where, s) for s in raw_steps)
+        if not steps:
+            raise JourneyDefinitionError(f"{where}: declares no steps")
+        if len({s.name for s in steps}) != len(steps):
+            raise JourneyDefinitionError(f"{where}: step names must be unique")
+        exit_on = meta.get("exit_on", [])
+        cap = meta.get("frequency_cap")
+        return cls(
+            name=name,
+            audience_model=audience_model,
+            tier=meta.get("tier", "hours"),
+            steps=steps,
+            exit_on=tuple([exit_on] if isinstance(exit_on, str) else exit_on),
+            frequency_cap=FrequencyCap(int(cap["messages"]), float(cap["per_hours"])) if cap else None,
+        )
+
+
+def _parse_step(where: str, raw: dict[str, Any]) -> Step:
+    name = raw.get("name")
+    if not name:
+        raise JourneyDefinitionError(f"{where}: a step has no name")
+    channels = tuple(raw.get("channels", []))
+    unknown = [c for c in channels if c not in CHANNELS]
+    if not channels or unknown:
+        raise JourneyDefinitionError(
+            f"{where}, step {name!r}: channels must be a non-empty list of {CHANNELS}, got {channels}"
+        )
+    templates = {ch: Template(**tpl) for ch, tpl in (raw.get("templates") or {}).items()}
+    missing = [c for c in channels if c not in templates]
+    if missing:
+        raise JourneyDefinitionError(f"{where}, step {name!r}: no template for channel(s) {missing}")
+    expires = raw.get("expires_after_hours")
+    return Step(
+        name=name,
+        wait_minutes=int(raw.get("wait_minutes", 0)),
+        channels=channels,
+        templates=templates,
+        expires_after_hours=float(expires) if expires is not None else None,
+        fallbacks={k: str(v) for k, v in (raw.get("fallbacks") or {}).items()},
+    )
+
+
+def load_journeys(manifest_path: Path) -> list[Journey]:
+    """Every journey declared in the dbt project, from its manifest.json."""
+    if not manifest_path.exists():
+        raise FileNotFoundError(
+            f"dbt manifest not found at {manifest_path}: run `switchyard prepare` (or `dbt parse`)"
+        )
+    manifest = json.loads(manifest_path.read_text())
+    journeys = [
+        Journey.from_meta(node["name"], node["config"]["meta"]["journey"])
+        for node in manifest["nodes"].values()
+        if node.get("resource_type") == "model" and node.get("config", {}).get("meta", {}).get("journey")
+    ]
+    names = [j.name for j in journeys]
+    duplicated = {n for n in names if names.count(n) > 1}
+    if duplicated:
+        raise JourneyDefinitionError(f"journey names declared more than once: {sorted(duplicated)}")
+    return sorted(journeys, key=lambda j: j.name)

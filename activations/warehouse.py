@@ -1,0 +1,68 @@
+"""Reading entries and profiles from the warehouse, read-only (dbt is the only writer)."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+
+import duckdb
+import sqlglot
+from sqlglot import exp
+
+from activations.engine import Entry
+from activations.guards import Person
+
+PROFILE_MODEL = "dim_people"
+CONSENT_CHANNELS = ("email", "sms", "push")
+
+
+def entries_query(audience_model: str, now: datetime, dialect: str = "duckdb") -> str:
+    # Built with sqlglot so the model name is quoted and the SQL follows the target's dialect.
+    query = (
+        exp.select("entry_id", "person_id", "enters_at", "exited_at", "entry_properties")
+        .from_(exp.to_identifier(audience_model, quoted=True))
+        .where(exp.column("enters_at") <= exp.Literal.string(now.isoformat(sep=" ")))
+        .order_by("enters_at", "entry_id")
+    )
+    return query.sql(dialect=dialect)
+
+
+def people_query(dialect: str = "duckdb") -> str:
+    consent_columns = [f"{c}_consent" for c in CONSENT_CHANNELS]
+    query = exp.select(
+        "person_id", "user_id", "email", "phone", "push_token", "first_name", *consent_columns
+    ).from_(exp.to_identifier(PROFILE_MODEL, quoted=True))
+    return query.sql(dialect=dialect)
+
+
+def read_audience(duckdb_path: Path, audience_model: str, now: datetime
+                  ) -> tuple[list[Entry], dict[str, Person]]:
+    if not duckdb_path.exists():
+        raise FileNotFoundError(
+            f"warehouse {duckdb_path} does not exist yet: build the dbt models first "
+            "(`switchyard demo` does both)"
+        )
+    con = duckdb.connect(str(duckdb_path), read_only=True)
+    try:
+        entry_rows = con.execute(entries_query(audience_model, now)).fetchall()
+        people_rows = con.execute(people_query()).fetchall()
+    except duckdb.CatalogException as exc:
+        raise RuntimeError(
+            f"{exc}. Build the dbt models (`dbt build`) before running journeys."
+        ) from exc
+    finally:
+        con.close()
+    entries = [
+        Entry(entry_id, person_id, enters_at, exited_at, json.loads(props) if props else {})
+        for entry_id, person_id, enters_at, exited_at, props in entry_rows
+    ]
+    wanted = {e.person_id for e in entries}
+    people = {}
+    for row in people_rows:
+        if row[0] not in wanted:
+            continue
+        person_id, user_id, email, phone, push_token, first_name, *consents = row
+        people[person_id] = Person(person_id, user_id, email, phone, push_token, first_name,
+                                   dict(zip(CONSENT_CHANNELS, consents)))
+    return entries, people

@@ -1,0 +1,66 @@
+# Dagster reads these annotations at definition time: no `from __future__ import annotations`.
+"""dbt models as assets. Metrics are split off: they read the ledger the activations write, so they
+run after them."""
+
+
+import sys
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
+
+from orchestration.dbt_project import ensure_manifest, switchyard_dbt
+
+# One writer at a time on the DuckDB file (DESIGN.md, invariant 6): every asset that opens it
+# runs in this pool. Set its limit to 1 in the Dagster instance (see dagster.yaml).
+WAREHOUSE_POOL = "switchyard_warehouse"
+METRICS_SELECTION = "path:models/metrics"
+ACTIVATION_KEY_PREFIX = "journey"
+
+
+class SwitchyardTranslator(DagsterDbtTranslator):
+    """Groups follow the folders (the data flow); metrics depend on every journey's activation."""
+
+    def __init__(self, activation_keys: list[dg.AssetKey] | None = None) -> None:
+        super().__init__()
+        self.activation_keys = activation_keys or []
+
+    def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
+        if dbt_resource_props["resource_type"] != "model":
+            return None
+        parts = dbt_resource_props["fqn"]
+        return parts[1] if len(parts) > 2 else "default"
+
+    def get_asset_spec(self, manifest: Mapping[str, Any], unique_id: str,
+                       project: Any) -> dg.AssetSpec:
+        spec = super().get_asset_spec(manifest, unique_id, project)
+        props = manifest["nodes"].get(unique_id) or {}
+        if props.get("resource_type") == "model" and props["fqn"][1:2] == ["metrics"]:
+            spec = spec.merge_attributes(deps=self.activation_keys)
+        return spec
+
+
+def build_dbt_assets(activation_keys: list[dg.AssetKey]) -> list[dg.AssetsDefinition]:
+    manifest = ensure_manifest()
+    translator = SwitchyardTranslator(activation_keys)
+
+    @dbt_assets(manifest=manifest, project=switchyard_dbt, dagster_dbt_translator=translator,
+                exclude=METRICS_SELECTION, name="dbt_models", pool=WAREHOUSE_POOL)
+    def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource) -> Iterator[Any]:
+        yield from dbt.cli(["build"], context=context).stream()
+
+    @dbt_assets(manifest=manifest, project=switchyard_dbt, dagster_dbt_translator=translator,
+                select=METRICS_SELECTION, name="dbt_metrics", pool=WAREHOUSE_POOL)
+    def dbt_metrics(context: dg.AssetExecutionContext, dbt: DbtCliResource) -> Iterator[Any]:
+        yield from dbt.cli(["build"], context=context).stream()
+
+    return [dbt_models, dbt_metrics]
+
+
+def dbt_resource() -> DbtCliResource:
+    # The dbt installed beside this interpreter, so a venv works without being activated.
+    beside = Path(sys.executable).parent / "dbt"
+    return DbtCliResource(project_dir=switchyard_dbt,
+                          dbt_executable=str(beside) if beside.exists() else "dbt")

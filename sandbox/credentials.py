@@ -1,0 +1,17 @@
+"""The credentials the sandbox accepts; anything else gets the provider's 401."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class SandboxCredentials:
+    sendgrid_api_key: str = "SG.sandbox-key"
+    twilio_account_sid: str = "AC00000000000000000000000000000000"
+    twilio_auth_token: str = "sandbox-auth-token"
+    fcm_project_id: str = "switchyard-sandbox"
+    fcm_access_token: str = "ya29.sandbox-token"
+
+
+SANDBOX_CREDENTIALS = SandboxCredentials()

@@ -1,0 +1,187 @@
+"""The sandbox HTTP server: routing, recording, injected faults."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from sandbox import providers
+from sandbox.credentials import SANDBOX_CREDENTIALS, SandboxCredentials
+from sandbox.providers import Reply, Request
+
+TWILIO_PATH = re.compile(r"^/2010-04-01/Accounts/([^/]+)/Messages\.json$")
+FCM_PATH = re.compile(r"^/v1/projects/([^/]+)/messages:send$")
+
+
+@dataclass(frozen=True)
+class Received:
+    provider: str
+    channel: str
+    recipient: str
+    subject: str | None
+    body: str | None
+    send_key: str | None
+    provider_message_id: str
+    received_at: str
+
+
+@dataclass
+class Fault:
+    """Answer the next `count` requests to `provider` with `status` (and Retry-After, if set)."""
+
+    provider: str
+    status: int
+    count: int = 1
+    retry_after: float | None = None
+
+
+class Sandbox:
+    """Start with `with Sandbox() as sb:` (ephemeral port) or `Sandbox(port=8025).serve_forever()`."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0,
+                 credentials: SandboxCredentials = SANDBOX_CREDENTIALS,
+                 record_file: Path | None = None) -> None:
+        self.credentials = credentials
+        self.record_file = record_file
+        self._received: list[Received] = []
+        self._faults: list[Fault] = []
+        self._twilio_by_token: dict[str, Reply] = {}
+        self._lock = threading.Lock()
+        self.requests_seen = 0
+        self._server = ThreadingHTTPServer((host, port), self._handler_class())
+        self._server.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    @property
+    def base_url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    @property
+    def received(self) -> list[Received]:
+        with self._lock:
+            return list(self._received)
+
+    def fail_next(self, fault: Fault) -> None:
+        with self._lock:
+            self._faults.append(fault)
+
+    def start(self) -> Sandbox:
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True,
+                                        name="switchyard-sandbox")
+        self._thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        self._server.serve_forever()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self) -> Sandbox:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- request handling ------------------------------------------------------------------
+
+    def handle(self, req: Request) -> Reply:
+        with self._lock:
+            self.requests_seen += 1
+        if req.method == "GET" and req.path == "/_sandbox/messages":
+            return Reply(200, [r.__dict__ for r in self.received])
+        if req.method == "POST" and req.path == "/_sandbox/faults":
+            self.fail_next(Fault(**json.loads(req.body)))
+            return Reply(204)
+        route = self._route(req)
+        if route is None:
+            return Reply(404, {"errors": [{"message": f"no such endpoint: {req.method} {req.path}"}]})
+        provider, handler = route
+        fault = self._take_fault(provider)
+        if fault is not None:
+            headers = {"Retry-After": f"{fault.retry_after:g}"} if fault.retry_after is not None else {}
+            return Reply(fault.status, {"error": "injected fault", "status": fault.status}, headers)
+        if provider == "twilio":
+            token = req.headers.get("i-twilio-idempotency-token")
+            with self._lock:
+                if token and token in self._twilio_by_token:
+                    return self._twilio_by_token[token]  # Twilio answers a repeat with the original
+        reply = handler(req)
+        if provider == "twilio" and reply.status == 201 and req.headers.get("i-twilio-idempotency-token"):
+            with self._lock:
+                self._twilio_by_token[req.headers["i-twilio-idempotency-token"]] = reply
+        self._record(reply.accepted)
+        return reply
+
+    def _route(self, req: Request) -> tuple[str, Callable[[Request], Reply]] | None:
+        if req.method != "POST":
+            return None
+        creds = self.credentials
+        if req.path == "/v3/mail/send":
+            return "sendgrid", lambda r: providers.sendgrid_mail_send(r, creds)
+        if m := TWILIO_PATH.match(req.path):
+            return "twilio", lambda r: providers.twilio_messages(r, creds, m.group(1))
+        if m := FCM_PATH.match(req.path):
+            return "fcm", lambda r: providers.fcm_send(r, creds, m.group(1))
+        return None
+
+    def _take_fault(self, provider: str) -> Fault | None:
+        with self._lock:
+            for fault in self._faults:
+                if fault.provider == provider and fault.count > 0:
+                    fault.count -= 1
+                    return fault
+        return None
+
+    def _record(self, accepted: list[dict[str, Any]]) -> None:
+        if not accepted:
+            return
+        now = datetime.now(timezone.utc).isoformat()
+        rows = [Received(received_at=now, **a) for a in accepted]
+        with self._lock:
+            self._received.extend(rows)
+            if self.record_file is not None:
+                self.record_file.parent.mkdir(parents=True, exist_ok=True)
+                with self.record_file.open("a", encoding="utf-8") as fh:
+                    for r in rows:
+                        fh.write(json.dumps(r.__dict__) + "\n")
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        sandbox = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _serve(self) -> None:
+                length = int(self.headers.get("content-length") or 0)
+                req = Request(
+                    method=self.command, path=self.path.split("?", 1)[0],
+                    headers={k.lower(): v for k, v in self.headers.items()},
+                    body=self.rfile.read(length) if length else b"",
+                )
+                reply = sandbox.handle(req)
+                payload = b"" if reply.body is None else json.dumps(reply.body).encode()
+                self.send_response(reply.status)
+                if reply.body is not None:
+                    self.send_header("Content-Type", "application/json")
+                for name, value in reply.headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            do_GET = do_POST = _serve
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass  # the recording is the log
+
+        return Handler

@@ -1,0 +1,117 @@
+"""`switchyard` command line: demo (the main job), sandbox, generate, prepare."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+from collections import Counter
+from datetime import datetime
+from pathlib import Path
+
+from switchyard import landing, sample_data, summary
+from switchyard.settings import Paths
+
+
+def _has_events(paths: Paths) -> bool:
+    folder = landing.table_dir(paths.landing, "segment", "events")
+    return any(p.name != landing.PLACEHOLDER for p in folder.glob("*.jsonl"))
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    paths = Paths.from_env()
+    if args.reset and paths.home.exists():
+        shutil.rmtree(paths.home)
+    landing.ensure_layout(paths.landing)
+    if not _has_events(paths):
+        s = sample_data.generate(paths.landing, people=args.people, seed=args.seed)
+        print(f"generated sample data: {s.people} people, {s.events} events, {s.orders} orders, "
+              f"{s.consents} consent changes -> {paths.landing}")
+    else:
+        print(f"using landing files already in {paths.landing} (--reset to start over)")
+
+    from sandbox import Sandbox
+    from switchyard.pipeline import run_pipeline
+
+    external = os.environ.get("SWITCHYARD_CHANNELS_BASE_URL")
+    sandbox = None
+    if not external:
+        sandbox = Sandbox(record_file=paths.home / "sandbox" / "received.jsonl").start()
+        os.environ["SWITCHYARD_CHANNELS_BASE_URL"] = sandbox.base_url
+        print(f"channel sandbox listening on {sandbox.base_url}")
+    try:
+        now = datetime.fromisoformat(args.now) if args.now else None
+        run_pipeline(paths, now=now)
+        run_sent = dict(Counter(r.channel for r in sandbox.received)) if sandbox else None
+    finally:
+        if sandbox:
+            sandbox.stop()
+            del os.environ["SWITCHYARD_CHANNELS_BASE_URL"]
+    print()
+    print(summary.render(summary.collect(paths.duckdb), paths.duckdb, run_sent))
+    if sandbox:
+        print(f"\nWhat the sandbox received: {paths.home / 'sandbox' / 'received.jsonl'}")
+    return 0
+
+
+def cmd_sandbox(args: argparse.Namespace) -> int:
+    from sandbox import Sandbox
+
+    record = Path(args.record) if args.record else Paths.from_env().home / "sandbox" / "received.jsonl"
+    sb = Sandbox(host="127.0.0.1", port=args.port, record_file=record)
+    print(f"sandbox on {sb.base_url}: SendGrid /v3/mail/send, Twilio Messages.json, FCM "
+          f"messages:send; recording to {record}. Ctrl-C to stop.", flush=True)
+    print(f"point Switchyard at it: export SWITCHYARD_CHANNELS_BASE_URL={sb.base_url}", flush=True)
+    try:
+        sb.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    paths = Paths.from_env()
+    s = sample_data.generate(paths.landing, people=args.people, seed=args.seed)
+    print(f"{s.people} people, {s.events} events, {s.orders} orders, {s.consents} consents "
+          f"-> {paths.landing}")
+    return 0
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from orchestration.dbt_project import ensure_manifest
+
+    print(f"dbt manifest: {ensure_manifest()}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="switchyard", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="generate sample data (once) and run the whole pipeline")
+    demo.add_argument("--people", type=int, default=10_000)
+    demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument("--reset", action="store_true", help="delete the home folder first")
+    demo.add_argument("--now", help="run as of this UTC time (ISO 8601) instead of the clock")
+    demo.set_defaults(func=cmd_demo)
+
+    sb = sub.add_parser("sandbox", help="run the local channel sandbox in the foreground")
+    sb.add_argument("--port", type=int, default=8025)
+    sb.add_argument("--record", help="JSON-lines file to record accepted messages to")
+    sb.set_defaults(func=cmd_sandbox)
+
+    gen = sub.add_parser("generate", help="write sample landing files")
+    gen.add_argument("--people", type=int, default=10_000)
+    gen.add_argument("--seed", type=int, default=7)
+    gen.set_defaults(func=cmd_generate)
+
+    prep = sub.add_parser("prepare", help="build the dbt manifest (dbt parse) if stale")
+    prep.set_defaults(func=cmd_prepare)
+
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

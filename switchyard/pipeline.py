@@ -1,0 +1,31 @@
+"""Running the whole pipeline once, in-process: what `switchyard demo` and the tests call."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import dagster as dg
+
+from switchyard.settings import Paths
+
+
+def run_pipeline(paths: Paths, now: datetime | None = None) -> dg.ExecuteInProcessResult:
+    """dbt models, every journey, then metrics, as one Dagster job run in this process."""
+    paths.export()  # dbt subprocesses and resources read the same paths
+    from orchestration.definitions import PIPELINE_JOB, build_definitions
+
+    defs = build_definitions()
+    job = defs.resolve_job_def(PIPELINE_JOB)
+    run_config: dict[str, Any] = {}
+    if now is not None:
+        run_config = {"ops": {_op_name(key): {"config": {"now": now.isoformat()}}
+                              for key in defs.resolve_asset_graph().get_all_asset_keys()
+                              if key.path[0] == "journey"}}
+    with dg.instance_for_test() as instance:
+        return job.execute_in_process(run_config=run_config, instance=instance,
+                                      raise_on_error=True)
+
+
+def _op_name(key: dg.AssetKey) -> str:
+    return "__".join(key.path)

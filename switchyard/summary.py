@@ -1,0 +1,70 @@
+"""The short report a run ends with: what happened, where the data is, what to query."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+
+TABLES = {
+    "dim_people": "one row per person: identifiers, consent, orders",
+    "dim_identities": "identifier -> person",
+    "audience_cart_abandonment": "journey entries",
+    "fct_deliveries": "one row per send key with its outcome",
+    "fct_journey_step_metrics": "funnel per journey step and channel",
+    "fct_rejected_rows": "landed rows that could not be used, with the reason",
+}
+
+
+def collect(duckdb_path: Path) -> dict[str, object]:
+    con = duckdb.connect(str(duckdb_path), read_only=True)
+    try:
+        def one(sql: str) -> int:
+            row = con.execute(sql).fetchone()
+            return int(row[0]) if row and row[0] is not None else 0
+
+        sent = dict(con.execute(
+            "select channel, count(*) from fct_deliveries where delivery_status = 'sent' "
+            "group by channel order by channel").fetchall())
+        skipped = dict(con.execute(
+            "select reason, count(*) from fct_deliveries where delivery_status = 'skipped' "
+            "group by reason order by reason").fetchall())
+        failed = dict(con.execute(
+            "select coalesce(channel, 'none'), count(*) from fct_deliveries "
+            "where delivery_status in ('failed', 'unknown') group by 1 order by 1").fetchall())
+        return {
+            "people": one("select count(*) from dim_people"),
+            "identified_people": one("select count(*) from dim_people where user_id is not null"),
+            "anonymous_ids_stitched": one(
+                "select count(*) from dim_identities where identifier_type = 'anonymous_id' "
+                "and person_id in (select person_id from dim_identities where identifier_type = 'user_id')"),
+            "journey_entries": one("select count(*) from fct_journey_entries"),
+            "rejected_rows": one("select count(*) from fct_rejected_rows"),
+            "sent": sent,
+            "skipped": skipped,
+            "failed": failed,
+        }
+    finally:
+        con.close()
+
+
+def render(stats: dict[str, object], duckdb_path: Path, run_sent: dict[str, int] | None = None) -> str:
+    def kv(d: object) -> str:
+        return ", ".join(f"{k}={v}" for k, v in d.items()) if isinstance(d, dict) and d else "none"
+
+    lines = [
+        "Switchyard run summary",
+        f"  people                  {stats['people']} ({stats['identified_people']} identified)",
+        f"  anonymous ids stitched  {stats['anonymous_ids_stitched']}",
+        f"  journey entries         {stats['journey_entries']}",
+        f"  sent per channel        {kv(stats['sent'])}",
+        f"  skipped by reason       {kv(stats['skipped'])}",
+        f"  failed                  {kv(stats['failed'])}",
+        f"  rejected landing rows   {stats['rejected_rows']} (see fct_rejected_rows)",
+    ]
+    if run_sent is not None:
+        lines.append(f"  sent by this run        {kv(run_sent) if run_sent else 'nothing new'}")
+    lines += ["", f"Warehouse: {duckdb_path}",
+              f"  query it: duckdb -readonly {duckdb_path}  (or any BI tool)"]
+    lines += [f"  {name:<26} {what}" for name, what in TABLES.items()]
+    return "\n".join(lines)
