@@ -1,0 +1,33 @@
+# Two commands do all the set-up: `make demo` runs the pipeline, `make test` runs the tests.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test dev sandbox lint clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/switchyard prepare
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/switchyard demo $(ARGS)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(ARGS)
+
+dev: $(STAMP)
+	mkdir -p var/dagster_home && cp orchestration/dagster.yaml var/dagster_home/dagster.yaml
+	DAGSTER_HOME=$(CURDIR)/var/dagster_home $(BIN)/dagster dev -w workspace.yaml
+
+sandbox: $(STAMP)
+	$(BIN)/switchyard sandbox
+
+lint: $(STAMP)
+	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy activations orchestration sandbox switchyard
+
+clean:
+	rm -rf var target logs $(VENV)

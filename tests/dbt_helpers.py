@@ -1,0 +1,38 @@
+"""Running dbt against a test's own DuckDB file.
+
+dbt runs as a subprocess, as Dagster runs it: in-process dbt-duckdb keeps its connection open,
+and DuckDB refuses a second, read-only one from the same process.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from switchyard.settings import PROJECT_DIR, Paths
+
+DBT = str(Path(sys.executable).parent / "dbt")
+
+
+def dbt_build(paths: Paths, *selection: str) -> None:
+    paths.export()
+    args = [DBT, "build", "--project-dir", str(PROJECT_DIR), "--profiles-dir", str(PROJECT_DIR)]
+    if selection:
+        args += ["--select", *selection]
+    done = subprocess.run(args, capture_output=True, text=True, cwd=PROJECT_DIR)
+    if done.returncode != 0:
+        raise AssertionError(f"dbt build failed:\n{done.stdout[-4000:]}\n{done.stderr[-2000:]}")
+
+
+def query(paths: Paths, sql: str) -> list[dict[str, Any]]:
+    con = duckdb.connect(str(paths.duckdb), read_only=True)
+    try:
+        cur = con.execute(sql)
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, row)) for row in cur.fetchall()]
+    finally:
+        con.close()
