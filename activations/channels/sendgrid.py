@@ -21,13 +21,17 @@ class SendGridClient:
 
     def build_request(self, http: httpx.Client, message: Message) -> httpx.Request:
         sender = {"email": self.from_email, **({"name": self.from_name} if self.from_name else {})}
+        personalization = {
+            "to": [{"email": message.recipient}],
+            # Echoed back on every event webhook: how feedback finds its send. (The top-level
+            # custom_args is a string in the spec; the per-personalization one is an object.)
+            "custom_args": {"send_key": message.send_key, **message.tags},
+        }
         payload = {
-            "personalizations": [{"to": [{"email": message.recipient}]}],
+            "personalizations": [personalization],
             "from": sender,
             "subject": message.subject or "",
             "content": [{"type": "text/plain", "value": message.body}],
-            # Echoed back on every event webhook: how feedback finds its send.
-            "custom_args": {"send_key": message.send_key, **message.tags},
         }
         return http.build_request(
             "POST", f"{self.base_url.rstrip('/')}/v3/mail/send", json=payload,

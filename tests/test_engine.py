@@ -1,0 +1,132 @@
+"""The journey engine and guards as pure functions: scenarios in, decisions out."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import pytest
+
+from activations import engine, guards
+from activations.journeys import FrequencyCap, Journey, JourneyDefinitionError, Step, Template
+from activations.ledger import LedgerState
+from activations.render import MissingTemplateVariable, render
+
+T = datetime(2026, 11, 2, 10, 0)
+TPL = {"email": Template(body="Hi {first_name}", subject="s"), "sms": Template(body="Hi"),
+       "push": Template(body="b", title="t")}
+JOURNEY = Journey(
+    name="j", audience_model="audience_j", tier="seconds",
+    steps=(Step("first", 0, ("email", "sms"), TPL, expires_after_hours=24),
+           Step("second", 24 * 60, ("push",), TPL, expires_after_hours=24)),
+    exit_on=("purchase_completed",), frequency_cap=FrequencyCap(1, 24),
+)
+
+
+def empty_ledger() -> LedgerState:
+    return LedgerState(last_status={}, attempts={}, sends_by_person={})
+
+
+def entry(**kw: object) -> engine.Entry:
+    return engine.Entry(**{"entry_id": "e1", "person_id": "p1", "enters_at": T, **kw})  # type: ignore[arg-type]
+
+
+def steps_of(due: list[engine.Due]) -> list[str]:
+    return [d.step.name for d in due]
+
+
+def test_send_key_is_deterministic_and_distinct() -> None:
+    assert engine.send_key("j", "s", "p", "e") == engine.send_key("j", "s", "p", "e")
+    assert len({engine.send_key("j", s, p, "e") for s in "ab" for p in "xy"}) == 4
+
+
+def test_nothing_is_due_before_entry_or_before_the_wait() -> None:
+    due, skips = engine.due_now(JOURNEY, [entry()], empty_ledger(), T - timedelta(minutes=1))
+    assert (due, skips) == ([], [])
+    due, _ = engine.due_now(JOURNEY, [entry()], empty_ledger(), T + timedelta(hours=23))
+    assert steps_of(due) == ["first"]
+    due, _ = engine.due_now(JOURNEY, [entry()], empty_ledger(), T + timedelta(hours=24))
+    assert steps_of(due) == ["first", "second"]
+
+
+def test_decided_keys_are_not_due_again() -> None:
+    state = empty_ledger()
+    key = engine.send_key("j", "first", "p1", "e1")
+    state.last_status[key] = "sent"
+    due, _ = engine.due_now(JOURNEY, [entry()], state, T + timedelta(hours=1))
+    assert due == []
+
+
+def test_attempt_without_outcome_is_retried_once_then_failed() -> None:
+    state = empty_ledger()
+    key = engine.send_key("j", "first", "p1", "e1")
+    state.last_status[key], state.attempts[key] = "attempted", 1
+    due, _ = engine.due_now(JOURNEY, [entry()], state, T + timedelta(hours=1))
+    assert [(d.step.name, d.attempt_number) for d in due] == [("first", 2)]
+    state.attempts[key] = 2
+    due, skips = engine.due_now(JOURNEY, [entry()], state, T + timedelta(hours=1))
+    assert due == [] and [s.reason for s in skips] == ["outcome_unknown"]
+
+
+def test_exit_and_expiry() -> None:
+    _, skips = engine.due_now(JOURNEY, [entry(exited_at=T + timedelta(hours=2))], empty_ledger(),
+                              T + timedelta(hours=25))
+    assert [(s.ref.step, s.reason) for s in skips] == [("first", "exited"), ("second", "exited")]
+    # An exit still in the future (as far as this run knows) does not stop the step.
+    due, _ = engine.due_now(JOURNEY, [entry(exited_at=T + timedelta(hours=5))], empty_ledger(),
+                            T + timedelta(hours=1))
+    assert steps_of(due) == ["first"]
+    due, skips = engine.due_now(JOURNEY, [entry()], empty_ledger(), T + timedelta(hours=30))
+    assert [(s.ref.step, s.reason) for s in skips] == [("first", "expired")]
+    assert steps_of(due) == ["second"]
+
+
+def person(**kw: object) -> guards.Person:
+    base: dict[str, object] = {"person_id": "p1", "user_id": "u1", "email": "a@example.com",
+                               "phone": "+14155550123", "push_token": "tok", "first_name": None,
+                               "consent": {"email": "subscribed", "sms": "subscribed"}}
+    return guards.Person(**{**base, **kw})  # type: ignore[arg-type]
+
+
+def test_channel_choice_follows_consent_then_address() -> None:
+    step = JOURNEY.steps[0]
+    assert guards.choose_channel(step, person(), {}) == guards.Channel("email", "a@example.com")
+    assert guards.choose_channel(step, person(email=None), {}) == guards.Channel("sms", "+14155550123")
+    assert guards.choose_channel(step, person(email=None, phone=None), {}) == "no_address"
+    assert guards.choose_channel(step, person(consent={}), {}) == "no_consent"
+
+
+def test_fresh_opt_out_beats_the_profile() -> None:
+    fresh = {("u1", "email"): ("unsubscribed", T)}
+    assert guards.choose_channel(JOURNEY.steps[0], person(), fresh) == guards.Channel("sms", "+14155550123")
+
+
+def test_frequency_cap_counts_every_journey_in_the_window() -> None:
+    state = empty_ledger()
+    assert not guards.over_cap(JOURNEY.frequency_cap, "p1", state, T)
+    state.note_send("p1", T - timedelta(hours=23))
+    assert guards.over_cap(JOURNEY.frequency_cap, "p1", state, T)
+    assert not guards.over_cap(JOURNEY.frequency_cap, "p1", state, T + timedelta(hours=1, seconds=1))
+    assert not guards.over_cap(None, "p1", state, T)
+
+
+def test_render_uses_values_then_declared_fallbacks() -> None:
+    tpl = Template(body="Hi {first_name}, {quantity} x {sku}", subject="{first_name}!")
+    out = render(tpl, {"first_name": "Ada", "quantity": 2, "sku": "mug"}, {})
+    assert (out.subject, out.body) == ("Ada!", "Hi Ada, 2 x mug")
+    out = render(tpl, {"first_name": None, "quantity": 1, "sku": "cap"}, {"first_name": "there"})
+    assert out.body == "Hi there, 1 x cap"
+    with pytest.raises(MissingTemplateVariable) as missing:
+        render(tpl, {"first_name": "Ada", "quantity": 1}, {})
+    assert missing.value.name == "sku"
+
+
+def test_journey_declarations_are_checked() -> None:
+    ok = {"name": "j", "steps": [{"name": "a", "channels": ["email"],
+                                  "templates": {"email": {"body": "b", "subject": "s"}}}]}
+    assert Journey.from_meta("m", ok).steps[0].channels == ("email",)
+    with pytest.raises(JourneyDefinitionError, match="no template for channel"):
+        Journey.from_meta("m", {**ok, "steps": [{**ok["steps"][0], "channels": ["email", "sms"]}]})  # type: ignore[index]
+    with pytest.raises(JourneyDefinitionError, match="channels must be"):
+        Journey.from_meta("m", {**ok, "steps": [{**ok["steps"][0], "channels": ["fax"]}]})  # type: ignore[index]
+    with pytest.raises(JourneyDefinitionError, match="missing key 'steps'"):
+        Journey.from_meta("m", {"name": "j"})
