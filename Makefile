@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# dagster dev and dagster-dbt look for their executables on PATH.
+export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 .PHONY: demo test dev sandbox lint clean
 

@@ -65,7 +65,9 @@ def due_now(
                 break  # later steps wait on this one
             ref = SendRef(
                 send_key=send_key(journey.name, step.name, entry.person_id, entry.entry_id),
-                journey=journey.name, step=step.name, person_id=entry.person_id,
+                journey=journey.name,
+                step=step.name,
+                person_id=entry.person_id,
                 entry_id=entry.entry_id,
             )
             if ledger.is_decided(ref.send_key):

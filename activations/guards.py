@@ -65,8 +65,9 @@ def fresh_consents(landing_dir: Path) -> dict[tuple[str, str], tuple[str, dateti
     return {(user_id, channel): (status, at) for user_id, channel, status, at in rows}
 
 
-def consent_for(person: Person, channel: str,
-                fresh: dict[tuple[str, str], tuple[str, datetime]]) -> str:
+def consent_for(
+    person: Person, channel: str, fresh: dict[tuple[str, str], tuple[str, datetime]]
+) -> str:
     if person.user_id and (person.user_id, channel) in fresh:
         return fresh[(person.user_id, channel)][0]
     return person.consent.get(channel, "none")

@@ -71,7 +71,9 @@ class Journey:
             tier=meta.get("tier", "hours"),
             steps=steps,
             exit_on=tuple([exit_on] if isinstance(exit_on, str) else exit_on),
-            frequency_cap=FrequencyCap(int(cap["messages"]), float(cap["per_hours"])) if cap else None,
+            frequency_cap=FrequencyCap(int(cap["messages"]), float(cap["per_hours"]))
+            if cap
+            else None,
         )
 
 
@@ -83,12 +85,15 @@ def _parse_step(where: str, raw: dict[str, Any]) -> Step:
     unknown = [c for c in channels if c not in CHANNELS]
     if not channels or unknown:
         raise JourneyDefinitionError(
-            f"{where}, step {name!r}: channels must be a non-empty list of {CHANNELS}, got {channels}"
+            f"{where}, step {name!r}: channels must be a non-empty list of {CHANNELS}, "
+            f"got {channels}"
         )
     templates = {ch: Template(**tpl) for ch, tpl in (raw.get("templates") or {}).items()}
     missing = [c for c in channels if c not in templates]
     if missing:
-        raise JourneyDefinitionError(f"{where}, step {name!r}: no template for channel(s) {missing}")
+        raise JourneyDefinitionError(
+            f"{where}, step {name!r}: no template for channel(s) {missing}"
+        )
     expires = raw.get("expires_after_hours")
     return Step(
         name=name,
@@ -110,7 +115,8 @@ def load_journeys(manifest_path: Path) -> list[Journey]:
     journeys = [
         Journey.from_meta(node["name"], node["config"]["meta"]["journey"])
         for node in manifest["nodes"].values()
-        if node.get("resource_type") == "model" and node.get("config", {}).get("meta", {}).get("journey")
+        if node.get("resource_type") == "model"
+        and node.get("config", {}).get("meta", {}).get("journey")
     ]
     names = [j.name for j in journeys]
     duplicated = {n for n in names if names.count(n) > 1}

@@ -117,7 +117,7 @@ class LedgerWriter:
         self._log = landing.AppendLog(landing_dir, "ledger", "deliveries", prefix=f"run-{run_id}")
 
     def write(self, ref: SendRef, status: str, at: datetime, **fields: Any) -> None:
-        row = {name: None for name in COLUMNS}
+        row: dict[str, Any] = dict.fromkeys(COLUMNS)
         row.update(
             send_key=ref.send_key,
             run_id=self.run_id,

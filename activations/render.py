@@ -28,7 +28,7 @@ class Rendered:
 
 def _fill(text: str, values: Mapping[str, object], fallbacks: Mapping[str, str]) -> str:
     out: list[str] = []
-    for literal, name, spec, conversion in string.Formatter().parse(text):
+    for literal, name, spec, _conversion in string.Formatter().parse(text):
         out.append(literal)
         if name is None:
             continue
@@ -41,7 +41,9 @@ def _fill(text: str, values: Mapping[str, object], fallbacks: Mapping[str, str])
     return "".join(out)
 
 
-def render(template: Template, values: Mapping[str, object], fallbacks: Mapping[str, str]) -> Rendered:
+def render(
+    template: Template, values: Mapping[str, object], fallbacks: Mapping[str, str]
+) -> Rendered:
     return Rendered(
         body=_fill(template.body, values, fallbacks),
         subject=_fill(template.subject, values, fallbacks) if template.subject else None,

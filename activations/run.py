@@ -6,7 +6,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -29,7 +29,7 @@ class RunSummary:
     failed: Counter[str] = field(default_factory=Counter)
     skipped: Counter[str] = field(default_factory=Counter)
 
-    def as_metadata(self) -> dict[str, object]:
+    def as_metadata(self) -> dict[str, str | int]:
         return {
             "entries_considered": self.entries_considered,
             "due": self.due,
@@ -42,7 +42,7 @@ class RunSummary:
 
 
 def utc_now() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def run_journey(
@@ -105,8 +105,12 @@ def run_journey(
                 skip(d.ref, f"missing_template_variable:{missing.name}")
                 continue
             message = Message(
-                send_key=d.ref.send_key, channel=choice.channel, recipient=choice.recipient,
-                body=content.body, subject=content.subject, title=content.title,
+                send_key=d.ref.send_key,
+                channel=choice.channel,
+                recipient=choice.recipient,
+                body=content.body,
+                subject=content.subject,
+                title=content.title,
                 tags={"journey": journey.name, "step": d.step.name},
             )
             outcome = sender.send(d.ref, message, d.attempt_number)

@@ -7,7 +7,6 @@ from datetime import datetime
 from pathlib import Path
 
 import duckdb
-import sqlglot
 from sqlglot import exp
 
 from activations.engine import Entry
@@ -36,8 +35,9 @@ def people_query(dialect: str = "duckdb") -> str:
     return query.sql(dialect=dialect)
 
 
-def read_audience(duckdb_path: Path, audience_model: str, now: datetime
-                  ) -> tuple[list[Entry], dict[str, Person]]:
+def read_audience(
+    duckdb_path: Path, audience_model: str, now: datetime
+) -> tuple[list[Entry], dict[str, Person]]:
     if not duckdb_path.exists():
         raise FileNotFoundError(
             f"warehouse {duckdb_path} does not exist yet: build the dbt models first "
@@ -63,6 +63,13 @@ def read_audience(duckdb_path: Path, audience_model: str, now: datetime
         if row[0] not in wanted:
             continue
         person_id, user_id, email, phone, push_token, first_name, *consents = row
-        people[person_id] = Person(person_id, user_id, email, phone, push_token, first_name,
-                                   dict(zip(CONSENT_CHANNELS, consents)))
+        people[person_id] = Person(
+            person_id,
+            user_id,
+            email,
+            phone,
+            push_token,
+            first_name,
+            dict(zip(CONSENT_CHANNELS, consents, strict=True)),
+        )
     return entries, people

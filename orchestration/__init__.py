@@ -1,1 +1,1 @@
-"""Dagster code location: dbt models and journey activations as assets, scheduled by urgency tier."""
+"""Dagster code location: dbt models and journey activations as assets, run by urgency tier."""

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
-from dagster_dbt import DbtProject
+from dagster_dbt import DbtCliResource, DbtProject
 
 from switchyard.settings import PROJECT_DIR
 
@@ -21,8 +22,16 @@ def manifest_is_stale() -> bool:
     return not path.exists() or path.stat().st_mtime < _newest_source_mtime(PROJECT_DIR)
 
 
+def dbt_resource() -> DbtCliResource:
+    # The dbt installed beside this interpreter, so a venv works without being activated.
+    beside = Path(sys.executable).parent / "dbt"
+    return DbtCliResource(
+        project_dir=switchyard_dbt, dbt_executable=str(beside) if beside.exists() else "dbt"
+    )
+
+
 def ensure_manifest() -> Path:
     """`dbt parse` when the manifest is missing or older than the models (~5 s, then cached)."""
     if manifest_is_stale():
-        switchyard_dbt.preparer.prepare(switchyard_dbt)
+        dbt_resource().cli(["--quiet", "parse"], target_path=switchyard_dbt.target_path).wait()
     return switchyard_dbt.manifest_path

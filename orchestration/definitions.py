@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import dagster as dg
 
+from orchestration.dbt_project import dbt_resource
 from orchestration.defs.activation import activation_key, build_activation_asset, declared_journeys
 from orchestration.defs.resources import resources
-from orchestration.defs.transform import build_dbt_assets, dbt_resource
+from orchestration.defs.transform import build_dbt_assets
 from orchestration.tiers import TIERS
 
 PIPELINE_JOB = "switchyard_pipeline"
@@ -16,8 +17,11 @@ def build_definitions() -> dg.Definitions:
     journeys = declared_journeys()
     dbt_models, dbt_metrics = build_dbt_assets([activation_key(j) for j in journeys])
     activations = [build_activation_asset(j, dbt_models) for j in journeys]
-    pipeline = dg.define_asset_job(PIPELINE_JOB, selection=dg.AssetSelection.all(),
-                                   description="Build every model, run every journey, then metrics.")
+    pipeline = dg.define_asset_job(
+        PIPELINE_JOB,
+        selection=dg.AssetSelection.all(),
+        description="Build every model, run every journey, then metrics.",
+    )
     tier_jobs = [
         dg.define_asset_job(
             f"tier_{tier.name}",
@@ -29,8 +33,11 @@ def build_definitions() -> dg.Definitions:
         if any(j.tier == tier.name for j in journeys)
     ]
     schedules = [
-        dg.ScheduleDefinition(job=job, cron_schedule=TIERS[job.name.removeprefix("tier_")].cron,
-                              default_status=dg.DefaultScheduleStatus.STOPPED)
+        dg.ScheduleDefinition(
+            job=job,
+            cron_schedule=TIERS[job.name.removeprefix("tier_")].cron,
+            default_status=dg.DefaultScheduleStatus.STOPPED,
+        )
         for job in tier_jobs
     ]
     return dg.Definitions(

@@ -38,62 +38,114 @@ class Request:
 
 # SendGrid v3 ---------------------------------------------------------------------------------
 
+
 def _sendgrid_error(status: int, message: str, field_name: str | None = None) -> Reply:
     return Reply(status, {"errors": [{"message": message, "field": field_name, "help": None}]})
 
 
 def sendgrid_mail_send(req: Request, creds: SandboxCredentials) -> Reply:
     if req.headers.get("authorization") != f"Bearer {creds.sendgrid_api_key}":
-        return _sendgrid_error(401, "The provided authorization grant is invalid, expired, or revoked")
+        return _sendgrid_error(
+            401, "The provided authorization grant is invalid, expired, or revoked"
+        )
     try:
         mail = json.loads(req.body)
     except ValueError:
         return _sendgrid_error(400, "Bad Request", None)
     personalizations = mail.get("personalizations")
     if not isinstance(personalizations, list) or not personalizations:
-        return _sendgrid_error(400, "The personalizations field is required and must have at least one personalization.", "personalizations")
+        return _sendgrid_error(
+            400,
+            "The personalizations field is required and must have at least one personalization.",
+            "personalizations",
+        )
     if len(personalizations) > 1000:
-        return _sendgrid_error(400, "The personalizations field is limited to 1000 personalizations per request.", "personalizations")
+        return _sendgrid_error(
+            400,
+            "The personalizations field is limited to 1000 personalizations per request.",
+            "personalizations",
+        )
     sender = mail.get("from") or {}
     if not EMAIL.match(str(sender.get("email", ""))):
-        return _sendgrid_error(400, "The from object must be provided for every email send. It is an object that requires the email parameter, but may also contain a name parameter.", "from.email")
+        return _sendgrid_error(
+            400,
+            "The from object must be provided for every email send. It is an object that requires the email parameter, but may also contain a name parameter.",
+            "from.email",
+        )
     content = mail.get("content")
     if not mail.get("template_id"):
         if not isinstance(content, list) or not content:
-            return _sendgrid_error(400, "Unless a valid template_id is provided, the content parameter is required. There must be at least one defined content block.", "content")
+            return _sendgrid_error(
+                400,
+                "Unless a valid template_id is provided, the content parameter is required. There must be at least one defined content block.",
+                "content",
+            )
         if any(not c.get("type") or not c.get("value") for c in content):
-            return _sendgrid_error(400, "The content value must be a string at least one character in length.", "content.0.value")
+            return _sendgrid_error(
+                400,
+                "The content value must be a string at least one character in length.",
+                "content.0.value",
+            )
     accepted = []
     message_id = uuid.uuid4().hex[:22]
     for i, p in enumerate(personalizations):
         to = p.get("to")
         if not isinstance(to, list) or not to:
-            return _sendgrid_error(400, "The to array is required for all personalization objects, and must have at least one email object with a valid email address.", f"personalizations.{i}.to")
+            return _sendgrid_error(
+                400,
+                "The to array is required for all personalization objects, and must have at least one email object with a valid email address.",
+                f"personalizations.{i}.to",
+            )
         subject = p.get("subject") or mail.get("subject")
         if not subject and not mail.get("template_id"):
-            return _sendgrid_error(400, "The subject is required. You can get around this requirement if you use a template with a subject defined or if every personalization has a subject defined.", "subject")
+            return _sendgrid_error(
+                400,
+                "The subject is required. You can get around this requirement if you use a template with a subject defined or if every personalization has a subject defined.",
+                "subject",
+            )
         for recipient in to:
             if not EMAIL.match(str(recipient.get("email", ""))):
-                return _sendgrid_error(400, "Does not contain a valid address.", f"personalizations.{i}.to.0.email")
+                return _sendgrid_error(
+                    400, "Does not contain a valid address.", f"personalizations.{i}.to.0.email"
+                )
             args = {**(mail.get("custom_args") or {}), **(p.get("custom_args") or {})}
-            accepted.append({
-                "provider": "sendgrid", "channel": "email", "recipient": recipient["email"],
-                "subject": subject, "body": (content or [{}])[0].get("value"),
-                "send_key": args.get("send_key"), "provider_message_id": message_id,
-            })
+            accepted.append(
+                {
+                    "provider": "sendgrid",
+                    "channel": "email",
+                    "recipient": recipient["email"],
+                    "subject": subject,
+                    "body": (content or [{}])[0].get("value"),
+                    "send_key": args.get("send_key"),
+                    "provider_message_id": message_id,
+                }
+            )
     return Reply(202, None, {"X-Message-Id": message_id}, accepted)
 
 
 # Twilio Messages ------------------------------------------------------------------------------
 
+
 def _twilio_error(status: int, code: int, message: str) -> Reply:
-    return Reply(status, {"code": code, "message": message,
-                          "more_info": f"https://www.twilio.com/docs/errors/{code}", "status": status})
+    return Reply(
+        status,
+        {
+            "code": code,
+            "message": message,
+            "more_info": f"https://www.twilio.com/docs/errors/{code}",
+            "status": status,
+        },
+    )
 
 
 def twilio_messages(req: Request, creds: SandboxCredentials, account_sid: str) -> Reply:
-    expected = base64.b64encode(f"{creds.twilio_account_sid}:{creds.twilio_auth_token}".encode()).decode()
-    if req.headers.get("authorization") != f"Basic {expected}" or account_sid != creds.twilio_account_sid:
+    expected = base64.b64encode(
+        f"{creds.twilio_account_sid}:{creds.twilio_auth_token}".encode()
+    ).decode()
+    if (
+        req.headers.get("authorization") != f"Basic {expected}"
+        or account_sid != creds.twilio_account_sid
+    ):
         return _twilio_error(401, 20003, "Authenticate")
     if not req.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
         return _twilio_error(400, 20001, "Content-Type must be application/x-www-form-urlencoded")
@@ -108,23 +160,42 @@ def twilio_messages(req: Request, creds: SandboxCredentials, account_sid: str) -
     if not (form.get("Body") or form.get("MediaUrl") or form.get("ContentSid")):
         return _twilio_error(400, 21602, "Message body is required.")
     if len(form.get("Body", "")) > 1600:
-        return _twilio_error(400, 21617, "The concatenated message body exceeds the 1600 character limit.")
+        return _twilio_error(
+            400, 21617, "The concatenated message body exceeds the 1600 character limit."
+        )
     sid = "SM" + uuid.uuid4().hex
     resource = {
-        "account_sid": account_sid, "api_version": "2010-04-01", "body": form.get("Body", ""),
-        "direction": "outbound-api", "error_code": None, "error_message": None,
-        "from": form.get("From"), "messaging_service_sid": form.get("MessagingServiceSid"),
-        "num_media": "0", "num_segments": "1", "price": None, "price_unit": "USD", "sid": sid,
-        "status": "queued", "to": to,
+        "account_sid": account_sid,
+        "api_version": "2010-04-01",
+        "body": form.get("Body", ""),
+        "direction": "outbound-api",
+        "error_code": None,
+        "error_message": None,
+        "from": form.get("From"),
+        "messaging_service_sid": form.get("MessagingServiceSid"),
+        "num_media": "0",
+        "num_segments": "1",
+        "price": None,
+        "price_unit": "USD",
+        "sid": sid,
+        "status": "queued",
+        "to": to,
         "uri": f"/2010-04-01/Accounts/{account_sid}/Messages/{sid}.json",
     }
-    record = {"provider": "twilio", "channel": "sms", "recipient": to, "subject": None,
-              "body": form.get("Body"), "send_key": req.headers.get("i-twilio-idempotency-token"),
-              "provider_message_id": sid}
+    record = {
+        "provider": "twilio",
+        "channel": "sms",
+        "recipient": to,
+        "subject": None,
+        "body": form.get("Body"),
+        "send_key": req.headers.get("i-twilio-idempotency-token"),
+        "provider_message_id": sid,
+    }
     return Reply(201, resource, {}, [record])
 
 
 # FCM HTTP v1 ----------------------------------------------------------------------------------
+
 
 def _google_error(status: int, state: str, message: str) -> Reply:
     return Reply(status, {"error": {"code": status, "message": message, "status": state}})
@@ -132,24 +203,44 @@ def _google_error(status: int, state: str, message: str) -> Reply:
 
 def fcm_send(req: Request, creds: SandboxCredentials, project_id: str) -> Reply:
     if req.headers.get("authorization") != f"Bearer {creds.fcm_access_token}":
-        return _google_error(401, "UNAUTHENTICATED", "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential.")
+        return _google_error(
+            401,
+            "UNAUTHENTICATED",
+            "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential.",
+        )
     if project_id != creds.fcm_project_id:
-        return _google_error(403, "PERMISSION_DENIED", f"Permission denied on project {project_id}.")
+        return _google_error(
+            403, "PERMISSION_DENIED", f"Permission denied on project {project_id}."
+        )
     try:
         message = json.loads(req.body)["message"]
     except (ValueError, KeyError, TypeError):
-        return _google_error(400, "INVALID_ARGUMENT", "Invalid JSON payload received. Unknown name or missing \"message\".")
+        return _google_error(
+            400,
+            "INVALID_ARGUMENT",
+            'Invalid JSON payload received. Unknown name or missing "message".',
+        )
     targets = [k for k in ("token", "topic", "condition") if message.get(k)]
     if len(targets) != 1:
-        return _google_error(400, "INVALID_ARGUMENT", "Exactly one of token, topic or condition must be set.")
+        return _google_error(
+            400, "INVALID_ARGUMENT", "Exactly one of token, topic or condition must be set."
+        )
     data = message.get("data") or {}
     if any(not isinstance(v, str) for v in data.values()):
-        return _google_error(400, "INVALID_ARGUMENT", "Invalid value at 'message.data': values must be strings.")
+        return _google_error(
+            400, "INVALID_ARGUMENT", "Invalid value at 'message.data': values must be strings."
+        )
     if str(message.get("token", "")).startswith("unregistered"):
         return _google_error(404, "NOT_FOUND", "Requested entity was not found.")
     name = f"projects/{project_id}/messages/{uuid.uuid4().int % 10**19}"
     note = message.get("notification") or {}
-    record = {"provider": "fcm", "channel": "push", "recipient": message.get("token"),
-              "subject": note.get("title"), "body": note.get("body"),
-              "send_key": data.get("send_key"), "provider_message_id": name}
+    record = {
+        "provider": "fcm",
+        "channel": "push",
+        "recipient": message.get("token"),
+        "subject": note.get("title"),
+        "body": note.get("body"),
+        "send_key": data.get("send_key"),
+        "provider_message_id": name,
+    }
     return Reply(200, {"name": name}, {}, [record])

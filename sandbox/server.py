@@ -7,7 +7,7 @@ import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -43,11 +43,15 @@ class Fault:
 
 
 class Sandbox:
-    """Start with `with Sandbox() as sb:` (ephemeral port) or `Sandbox(port=8025).serve_forever()`."""
+    """`with Sandbox() as sb:` (ephemeral port), or `Sandbox(port=8025).serve_forever()`."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0,
-                 credentials: SandboxCredentials = SANDBOX_CREDENTIALS,
-                 record_file: Path | None = None) -> None:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        credentials: SandboxCredentials = SANDBOX_CREDENTIALS,
+        record_file: Path | None = None,
+    ) -> None:
         self.credentials = credentials
         self.record_file = record_file
         self._received: list[Received] = []
@@ -62,7 +66,7 @@ class Sandbox:
     @property
     def base_url(self) -> str:
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
     @property
     def received(self) -> list[Received]:
@@ -74,8 +78,9 @@ class Sandbox:
             self._faults.append(fault)
 
     def start(self) -> Sandbox:
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True,
-                                        name="switchyard-sandbox")
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, daemon=True, name="switchyard-sandbox"
+        )
         self._thread.start()
         return self
 
@@ -104,11 +109,15 @@ class Sandbox:
             return Reply(204)
         route = self._route(req)
         if route is None:
-            return Reply(404, {"errors": [{"message": f"no such endpoint: {req.method} {req.path}"}]})
+            return Reply(
+                404, {"errors": [{"message": f"no such endpoint: {req.method} {req.path}"}]}
+            )
         provider, handler = route
         fault = self._take_fault(provider)
         if fault is not None:
-            headers = {"Retry-After": f"{fault.retry_after:g}"} if fault.retry_after is not None else {}
+            headers = (
+                {"Retry-After": f"{fault.retry_after:g}"} if fault.retry_after is not None else {}
+            )
             return Reply(fault.status, {"error": "injected fault", "status": fault.status}, headers)
         if provider == "twilio":
             token = req.headers.get("i-twilio-idempotency-token")
@@ -116,7 +125,11 @@ class Sandbox:
                 if token and token in self._twilio_by_token:
                     return self._twilio_by_token[token]  # Twilio answers a repeat with the original
         reply = handler(req)
-        if provider == "twilio" and reply.status == 201 and req.headers.get("i-twilio-idempotency-token"):
+        if (
+            provider == "twilio"
+            and reply.status == 201
+            and req.headers.get("i-twilio-idempotency-token")
+        ):
             with self._lock:
                 self._twilio_by_token[req.headers["i-twilio-idempotency-token"]] = reply
         self._record(reply.accepted)
@@ -145,7 +158,7 @@ class Sandbox:
     def _record(self, accepted: list[dict[str, Any]]) -> None:
         if not accepted:
             return
-        now = datetime.now(timezone.utc).isoformat()
+        now = datetime.now(UTC).isoformat()
         rows = [Received(received_at=now, **a) for a in accepted]
         with self._lock:
             self._received.extend(rows)
@@ -164,7 +177,8 @@ class Sandbox:
             def _serve(self) -> None:
                 length = int(self.headers.get("content-length") or 0)
                 req = Request(
-                    method=self.command, path=self.path.split("?", 1)[0],
+                    method=self.command,
+                    path=self.path.split("?", 1)[0],
                     headers={k.lower(): v for k, v in self.headers.items()},
                     body=self.rfile.read(length) if length else b"",
                 )

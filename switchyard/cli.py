@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import sys
@@ -26,8 +27,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     landing.ensure_layout(paths.landing)
     if not _has_events(paths):
         s = sample_data.generate(paths.landing, people=args.people, seed=args.seed)
-        print(f"generated sample data: {s.people} people, {s.events} events, {s.orders} orders, "
-              f"{s.consents} consent changes -> {paths.landing}")
+        print(
+            f"generated sample data: {s.people} people, {s.events} events, {s.orders} orders, "
+            f"{s.consents} consent changes -> {paths.landing}"
+        )
     else:
         print(f"using landing files already in {paths.landing} (--reset to start over)")
 
@@ -58,23 +61,28 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_sandbox(args: argparse.Namespace) -> int:
     from sandbox import Sandbox
 
-    record = Path(args.record) if args.record else Paths.from_env().home / "sandbox" / "received.jsonl"
+    record = (
+        Path(args.record) if args.record else Paths.from_env().home / "sandbox" / "received.jsonl"
+    )
     sb = Sandbox(host="127.0.0.1", port=args.port, record_file=record)
-    print(f"sandbox on {sb.base_url}: SendGrid /v3/mail/send, Twilio Messages.json, FCM "
-          f"messages:send; recording to {record}. Ctrl-C to stop.", flush=True)
+    print(
+        f"sandbox on {sb.base_url}: SendGrid /v3/mail/send, Twilio Messages.json, FCM "
+        f"messages:send; recording to {record}. Ctrl-C to stop.",
+        flush=True,
+    )
     print(f"point Switchyard at it: export SWITCHYARD_CHANNELS_BASE_URL={sb.base_url}", flush=True)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         sb.serve_forever()
-    except KeyboardInterrupt:
-        pass
     return 0
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
     paths = Paths.from_env()
     s = sample_data.generate(paths.landing, people=args.people, seed=args.seed)
-    print(f"{s.people} people, {s.events} events, {s.orders} orders, {s.consents} consents "
-          f"-> {paths.landing}")
+    print(
+        f"{s.people} people, {s.events} events, {s.orders} orders, {s.consents} consents "
+        f"-> {paths.landing}"
+    )
     return 0
 
 

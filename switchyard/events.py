@@ -1,4 +1,4 @@
-"""Builders for raw landing rows in the shapes real producers send (Segment spec, shop, preferences).
+"""Builders for raw landing rows in the shapes producers send (Segment spec, shop, preferences).
 
 The sample-data generator and the tests build rows through these, so both speak one shape.
 """
@@ -6,14 +6,14 @@ The sample-data generator and the tests build rows through these, so both speak 
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 
 def iso(ts: datetime) -> str:
     """Segment-style ISO-8601 in UTC with a trailing Z."""
     if ts.tzinfo is not None:
-        ts = ts.astimezone(timezone.utc).replace(tzinfo=None)
+        ts = ts.astimezone(UTC).replace(tzinfo=None)
     return ts.isoformat(timespec="milliseconds") + "Z"
 
 
@@ -78,7 +78,11 @@ def identify(
 
 
 def page(
-    name: str, at: datetime, *, anonymous_id: str | None, user_id: str | None = None,
+    name: str,
+    at: datetime,
+    *,
+    anonymous_id: str | None,
+    user_id: str | None = None,
     message_id: str | None = None,
 ) -> dict[str, Any]:
     return {
@@ -108,8 +112,14 @@ def order(
 
 
 def consent(
-    user_id: str, channel: str, status: str, at: datetime, *, topic: str = "marketing",
-    source: str = "preference_center", consent_id: str | None = None,
+    user_id: str,
+    channel: str,
+    status: str,
+    at: datetime,
+    *,
+    topic: str = "marketing",
+    source: str = "preference_center",
+    consent_id: str | None = None,
 ) -> dict[str, Any]:
     return {
         "consent_id": consent_id or f"cns-{uuid.uuid4().hex}",

@@ -10,8 +10,9 @@ import dagster as dg
 from switchyard.settings import Paths
 
 
-def run_pipeline(paths: Paths, now: datetime | None = None,
-                 log_level: str = "WARNING") -> dg.ExecuteInProcessResult:
+def run_pipeline(
+    paths: Paths, now: datetime | None = None, log_level: str = "WARNING"
+) -> dg.ExecuteInProcessResult:
     """dbt models, every journey, then metrics, as one Dagster job run in this process."""
     paths.export()  # dbt subprocesses and resources read the same paths
     from orchestration.definitions import PIPELINE_JOB, build_definitions
@@ -26,8 +27,7 @@ def run_pipeline(paths: Paths, now: datetime | None = None,
             if key.path[0] == "journey"
         }
     with dg.instance_for_test() as instance:
-        return job.execute_in_process(run_config=run_config, instance=instance,
-                                      raise_on_error=True)
+        return job.execute_in_process(run_config=run_config, instance=instance, raise_on_error=True)
 
 
 def _op_name(key: dg.AssetKey) -> str:

@@ -16,12 +16,41 @@ from typing import Any
 
 from switchyard import events, landing
 
-FIRST_NAMES = ["Ada", "Grace", "Alan", "Linus", "Margaret", "Ken", "Barbara", "Dennis", "Frances",
-               "Edsger", "Radia", "Guido", "Hedy", "Tim", "Katherine", "Niklaus", None]
-TIMEZONES = ["America/New_York", "America/Los_Angeles", "Europe/London", "Europe/Berlin",
-             "Asia/Tokyo", "Australia/Sydney"]
-PRODUCTS = [("sku-tee", 19.0), ("sku-hoodie", 49.0), ("sku-mug", 12.5), ("sku-cap", 22.0),
-            ("sku-socks", 9.0), ("sku-jacket", 129.0)]
+FIRST_NAMES = [
+    "Ada",
+    "Grace",
+    "Alan",
+    "Linus",
+    "Margaret",
+    "Ken",
+    "Barbara",
+    "Dennis",
+    "Frances",
+    "Edsger",
+    "Radia",
+    "Guido",
+    "Hedy",
+    "Tim",
+    "Katherine",
+    "Niklaus",
+    None,
+]
+TIMEZONES = [
+    "America/New_York",
+    "America/Los_Angeles",
+    "Europe/London",
+    "Europe/Berlin",
+    "Asia/Tokyo",
+    "Australia/Sydney",
+]
+PRODUCTS = [
+    ("sku-tee", 19.0),
+    ("sku-hoodie", 49.0),
+    ("sku-mug", 12.5),
+    ("sku-cap", 22.0),
+    ("sku-socks", 9.0),
+    ("sku-jacket", 129.0),
+]
 
 
 @dataclass(frozen=True)
@@ -32,8 +61,14 @@ class Summary:
     consents: int
 
 
-def generate(landing_dir: Path, *, people: int = 10_000, seed: int = 7,
-             anchor: datetime | None = None, history_hours: int = 72) -> Summary:
+def generate(
+    landing_dir: Path,
+    *,
+    people: int = 10_000,
+    seed: int = 7,
+    anchor: datetime | None = None,
+    history_hours: int = 72,
+) -> Summary:
     """Write raw landing files for `people` people, with activity in the `history_hours` before
     `anchor` (default: now, to the minute)."""
     rng = random.Random(seed)
@@ -64,62 +99,113 @@ def generate(landing_dir: Path, *, people: int = 10_000, seed: int = 7,
             t += timedelta(minutes=rng.uniform(1, 30))
             if identifies:
                 traits = {"email": email, "phone": phone, "first_name": name}
-                rows.append(events.identify(t, user_id=user_id, anonymous_id=device, traits=traits,
-                                            device_id=device, push_token=push_token,
-                                            timezone_name=tz, message_id=mid("msg")))
+                rows.append(
+                    events.identify(
+                        t,
+                        user_id=user_id,
+                        anonymous_id=device,
+                        traits=traits,
+                        device_id=device,
+                        push_token=push_token,
+                        timezone_name=tz,
+                        message_id=mid("msg"),
+                    )
+                )
         if identifies:
             for channel, p_in in (("email", 0.7), ("sms", 0.4), ("push", 0.5)):
                 if rng.random() < p_in:
-                    consents.append(events.consent(user_id, channel, "subscribed",
-                                                   start - timedelta(days=rng.randint(1, 300)),
-                                                   consent_id=mid("cns")))
+                    consents.append(
+                        events.consent(
+                            user_id,
+                            channel,
+                            "subscribed",
+                            start - timedelta(days=rng.randint(1, 300)),
+                            consent_id=mid("cns"),
+                        )
+                    )
                     if rng.random() < 0.05:  # changed their mind during the window
-                        consents.append(events.consent(user_id, channel, "unsubscribed",
-                                                       t + timedelta(minutes=5),
-                                                       consent_id=mid("cns")))
+                        consents.append(
+                            events.consent(
+                                user_id,
+                                channel,
+                                "unsubscribed",
+                                t + timedelta(minutes=5),
+                                consent_id=mid("cns"),
+                            )
+                        )
 
         # Shopping: browse, maybe cart, maybe buy (quickly, later, or not at all).
         device = rng.choice(devices)
         uid = user_id if identifies else None
         sku, price = rng.choice(PRODUCTS)
         t += timedelta(minutes=rng.uniform(1, 120))
-        rows.append(events.track("product_viewed", t, user_id=uid, anonymous_id=device,
-                                 properties={"sku": sku, "price": price}, message_id=mid("msg")))
+        rows.append(
+            events.track(
+                "product_viewed",
+                t,
+                user_id=uid,
+                anonymous_id=device,
+                properties={"sku": sku, "price": price},
+                message_id=mid("msg"),
+            )
+        )
         if rng.random() < 0.4:
             qty = rng.randint(1, 3)
             t += timedelta(minutes=rng.uniform(1, 20))
-            cart = events.track("cart_updated", t, user_id=uid, anonymous_id=device,
-                                properties={"sku": sku, "quantity": qty, "cart_value": price * qty},
-                                message_id=mid("msg"))
+            cart = events.track(
+                "cart_updated",
+                t,
+                user_id=uid,
+                anonymous_id=device,
+                properties={"sku": sku, "quantity": qty, "cart_value": price * qty},
+                message_id=mid("msg"),
+            )
             rows.append(cart)
             if rng.random() < 0.03:
                 rows.append(dict(cart))  # the SDK retried: same messageId delivered twice
             outcome = rng.random()
             if outcome < 0.55:
-                delay = timedelta(minutes=rng.uniform(5, 55) if outcome < 0.35
-                                  else rng.uniform(61, 60 * 40))
+                delay = timedelta(
+                    minutes=rng.uniform(5, 55) if outcome < 0.35 else rng.uniform(61, 60 * 40)
+                )
                 bought_at = t + delay
                 if bought_at < anchor:
                     order_id = mid("ord")
-                    rows.append(events.track("purchase_completed", bought_at, user_id=uid,
-                                             anonymous_id=device,
-                                             properties={"order_id": order_id,
-                                                         "revenue": price * qty},
-                                             message_id=mid("msg")))
-                    orders.append(events.order(order_id, bought_at, user_id=uid, email=email,
-                                               total=price * qty))
+                    rows.append(
+                        events.track(
+                            "purchase_completed",
+                            bought_at,
+                            user_id=uid,
+                            anonymous_id=device,
+                            properties={"order_id": order_id, "revenue": price * qty},
+                            message_id=mid("msg"),
+                        )
+                    )
+                    orders.append(
+                        events.order(
+                            order_id, bought_at, user_id=uid, email=email, total=price * qty
+                        )
+                    )
         # Some history: older orders feed order counts and revenue.
         for _ in range(rng.choice([0, 0, 0, 1, 1, 2, 4])):
             at = start - timedelta(days=rng.randint(1, 400))
-            orders.append(events.order(mid("ord"), at, user_id=uid, email=email,
-                                       total=rng.uniform(8, 200)))
+            orders.append(
+                events.order(mid("ord"), at, user_id=uid, email=email, total=rng.uniform(8, 200))
+            )
 
     rows.extend(_broken_events(rng, anchor, mid, max(3, people // 500)))
-    rows = [r for r in rows if r["timestamp"] <= events.iso(anchor) or r["timestamp"] == "yesterday"]
+    rows = [
+        r for r in rows if r["timestamp"] <= events.iso(anchor) or r["timestamp"] == "yesterday"
+    ]
     landing.ensure_layout(landing_dir)
     for chunk_start in range(0, len(rows), 50_000):
-        landing.write_batch(landing_dir, "segment", "events",
-                            rows[chunk_start:chunk_start + 50_000], prefix="sample")
+        landing.write_batch(
+            landing_dir,
+            "segment",
+            "events",
+            rows[chunk_start : chunk_start + 50_000],
+            prefix="sample",
+        )
     landing.write_batch(landing_dir, "shop", "orders", orders, prefix="sample")
     landing.write_batch(landing_dir, "preferences", "consents", consents, prefix="sample")
     return Summary(people=people, events=len(rows), orders=len(orders), consents=len(consents))
@@ -151,10 +237,15 @@ def _phone(rng: random.Random) -> str | None:
 def _broken_events(rng: random.Random, anchor: datetime, mid: Any, n: int) -> list[dict[str, Any]]:
     broken: list[dict[str, Any]] = []
     for _ in range(n):
-        no_ids = events.track("product_viewed", anchor - timedelta(hours=rng.uniform(1, 48)),
-                              properties={"sku": "sku-tee"}, message_id=mid("msg"))
-        bad_time = events.track("cart_updated", anchor, anonymous_id=mid("anon"),
-                                message_id=mid("msg"))
+        no_ids = events.track(
+            "product_viewed",
+            anchor - timedelta(hours=rng.uniform(1, 48)),
+            properties={"sku": "sku-tee"},
+            message_id=mid("msg"),
+        )
+        bad_time = events.track(
+            "cart_updated", anchor, anonymous_id=mid("anon"), message_id=mid("msg")
+        )
         bad_time["timestamp"] = "yesterday"
         broken.extend([no_ids, bad_time])
     return broken

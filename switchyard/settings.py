@@ -21,7 +21,9 @@ class Paths:
     def from_env(cls) -> Paths:
         home = Path(os.environ.get("SWITCHYARD_HOME", PROJECT_DIR / "var")).resolve()
         landing = Path(os.environ.get("SWITCHYARD_LANDING_DIR", home / "landing")).resolve()
-        duckdb = Path(os.environ.get("SWITCHYARD_DUCKDB_PATH", home / "switchyard.duckdb")).resolve()
+        duckdb = Path(
+            os.environ.get("SWITCHYARD_DUCKDB_PATH", home / "switchyard.duckdb")
+        ).resolve()
         return cls(home=home, landing=landing, duckdb=duckdb)
 
     def export(self) -> None:

@@ -19,25 +19,37 @@ TABLES = {
 def collect(duckdb_path: Path) -> dict[str, object]:
     con = duckdb.connect(str(duckdb_path), read_only=True)
     try:
+
         def one(sql: str) -> int:
             row = con.execute(sql).fetchone()
             return int(row[0]) if row and row[0] is not None else 0
 
-        sent = dict(con.execute(
-            "select channel, count(*) from fct_deliveries where delivery_status = 'sent' "
-            "group by channel order by channel").fetchall())
-        skipped = dict(con.execute(
-            "select reason, count(*) from fct_deliveries where delivery_status = 'skipped' "
-            "group by reason order by reason").fetchall())
-        failed = dict(con.execute(
-            "select coalesce(channel, 'none'), count(*) from fct_deliveries "
-            "where delivery_status in ('failed', 'unknown') group by 1 order by 1").fetchall())
+        sent = dict(
+            con.execute(
+                "select channel, count(*) from fct_deliveries where delivery_status = 'sent' "
+                "group by channel order by channel"
+            ).fetchall()
+        )
+        skipped = dict(
+            con.execute(
+                "select reason, count(*) from fct_deliveries where delivery_status = 'skipped' "
+                "group by reason order by reason"
+            ).fetchall()
+        )
+        failed = dict(
+            con.execute(
+                "select coalesce(channel, 'none'), count(*) from fct_deliveries "
+                "where delivery_status in ('failed', 'unknown') group by 1 order by 1"
+            ).fetchall()
+        )
         return {
             "people": one("select count(*) from dim_people"),
             "identified_people": one("select count(*) from dim_people where user_id is not null"),
             "anonymous_ids_stitched": one(
                 "select count(*) from dim_identities where identifier_type = 'anonymous_id' "
-                "and person_id in (select person_id from dim_identities where identifier_type = 'user_id')"),
+                "and person_id in "
+                "(select person_id from dim_identities where identifier_type = 'user_id')"
+            ),
             "journey_entries": one("select count(*) from fct_journey_entries"),
             "rejected_rows": one("select count(*) from fct_rejected_rows"),
             "sent": sent,
@@ -48,7 +60,9 @@ def collect(duckdb_path: Path) -> dict[str, object]:
         con.close()
 
 
-def render(stats: dict[str, object], duckdb_path: Path, run_sent: dict[str, int] | None = None) -> str:
+def render(
+    stats: dict[str, object], duckdb_path: Path, run_sent: dict[str, int] | None = None
+) -> str:
     def kv(d: object) -> str:
         return ", ".join(f"{k}={v}" for k, v in d.items()) if isinstance(d, dict) and d else "none"
 
@@ -64,7 +78,10 @@ def render(stats: dict[str, object], duckdb_path: Path, run_sent: dict[str, int]
     ]
     if run_sent is not None:
         lines.append(f"  sent by this run        {kv(run_sent) if run_sent else 'nothing new'}")
-    lines += ["", f"Warehouse: {duckdb_path}",
-              f"  query it: duckdb -readonly {duckdb_path}  (or any BI tool)"]
+    lines += [
+        "",
+        f"Warehouse: {duckdb_path}",
+        f"  query it: duckdb -readonly {duckdb_path}  (or any BI tool)",
+    ]
     lines += [f"  {name:<26} {what}" for name, what in TABLES.items()]
     return "\n".join(lines)

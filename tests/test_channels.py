@@ -49,8 +49,10 @@ def built(message: Message, settings: ChannelSettings | None = None) -> httpx.Re
 
 
 def test_sendgrid_request_matches_published_spec() -> None:
-    schema = spec_schema("tsg_mail_v3.json",
-                         "/components/requestBodies/PostMailSend/content/application~1json/schema")
+    schema = spec_schema(
+        "tsg_mail_v3.json",
+        "/components/requestBodies/PostMailSend/content/application~1json/schema",
+    )
     request = built(EMAIL)
     jsonschema.validate(json.loads(request.content), schema)
     assert request.url.path == "/v3/mail/send"
@@ -58,8 +60,10 @@ def test_sendgrid_request_matches_published_spec() -> None:
 
 
 def test_twilio_request_matches_published_spec() -> None:
-    pointer = ("/paths/~12010-04-01~1Accounts~1{AccountSid}~1Messages.json/post/requestBody"
-               "/content/application~1x-www-form-urlencoded/schema")
+    pointer = (
+        "/paths/~12010-04-01~1Accounts~1{AccountSid}~1Messages.json/post/requestBody"
+        "/content/application~1x-www-form-urlencoded/schema"
+    )
     schema = spec_schema("twilio_api_v2010.json", pointer)
     request = built(SMS)
     form = {k: v[0] for k, v in parse_qs(request.content.decode()).items()}
@@ -69,17 +73,28 @@ def test_twilio_request_matches_published_spec() -> None:
     assert request.headers["authorization"].startswith("Basic ")
 
 
-@pytest.mark.parametrize("message, provider_id", [(EMAIL, r"^\w{22}$"), (SMS, r"^SM[0-9a-f]{32}$"),
-                                                  (PUSH, r"^projects/switchyard-sandbox/messages/\d+$")])
-def test_each_channel_sends_and_ledgers(sender: tuple[Sender, Path], sandbox: Sandbox,
-                                        message: Message, provider_id: str) -> None:
+@pytest.mark.parametrize(
+    "message, provider_id",
+    [
+        (EMAIL, r"^\w{22}$"),
+        (SMS, r"^SM[0-9a-f]{32}$"),
+        (PUSH, r"^projects/switchyard-sandbox/messages/\d+$"),
+    ],
+)
+def test_each_channel_sends_and_ledgers(
+    sender: tuple[Sender, Path], sandbox: Sandbox, message: Message, provider_id: str
+) -> None:
     s, home = sender
     outcome = s.send(REF, message)
     assert outcome.status == "sent"
     assert outcome.provider_message_id and re.match(provider_id, outcome.provider_message_id)
     (got,) = sandbox.received
     assert (got.channel, got.recipient, got.body, got.send_key) == (
-        message.channel, message.recipient, message.body, "key-1")
+        message.channel,
+        message.recipient,
+        message.body,
+        "key-1",
+    )
     s.ledger.close()
     state = ledger.read_state(home)
     assert state.last_status == {"key-1": "sent"} and state.attempts == {"key-1": 1}
@@ -88,14 +103,16 @@ def test_each_channel_sends_and_ledgers(sender: tuple[Sender, Path], sandbox: Sa
 def test_bad_credentials_fail_with_the_providers_reason(tmp_path: Path, sandbox: Sandbox) -> None:
     landing.ensure_layout(tmp_path)
     good = ChannelSettings.for_sandbox(sandbox.base_url)
-    bad = ChannelSettings(**{**good.__dict__, "sendgrid_api_key": "SG.wrong",
-                             "twilio_auth_token": "wrong"})
+    bad = ChannelSettings(
+        **{**good.__dict__, "sendgrid_api_key": "SG.wrong", "twilio_auth_token": "wrong"}
+    )
     s = Sender(httpx.Client(), bad.clients(), ledger.LedgerWriter(tmp_path, "r"), lambda: NOW)
     email = s.send(REF, EMAIL)
     sms = s.send(ledger.SendRef("key-2", "j", "s", "p", "e"), SMS)
     assert (email.status, email.http_status) == ("failed", 401)
-    assert email.reason == ("HTTP 401: The provided authorization grant is invalid, expired, "
-                            "or revoked")
+    assert email.reason == (
+        "HTTP 401: The provided authorization grant is invalid, expired, or revoked"
+    )
     assert (sms.status, sms.reason) == ("failed", "HTTP 401: 20003 Authenticate")
     assert sandbox.received == []
 
@@ -141,10 +158,17 @@ def test_twilio_repeat_with_same_key_is_not_sent_twice(
 def test_unreachable_provider_fails_after_retries(tmp_path: Path) -> None:
     landing.ensure_layout(tmp_path)
     clients = ChannelSettings.for_sandbox("http://127.0.0.1:9").clients()  # nothing listens
-    s = Sender(httpx.Client(), clients, ledger.LedgerWriter(tmp_path, "r"), lambda: NOW,
-               RetryPolicy(attempts=2))
+    s = Sender(
+        httpx.Client(),
+        clients,
+        ledger.LedgerWriter(tmp_path, "r"),
+        lambda: NOW,
+        RetryPolicy(attempts=2),
+    )
     outcome = s.send(REF, EMAIL)
-    assert outcome.status == "failed" and outcome.reason.startswith("gave up after retries: could not connect")
+    assert outcome.status == "failed" and outcome.reason.startswith(
+        "gave up after retries: could not connect"
+    )
 
 
 def test_unregistered_push_token_is_a_permanent_failure(
@@ -156,33 +180,79 @@ def test_unregistered_push_token_is_a_permanent_failure(
     assert outcome.reason == "HTTP 404: NOT_FOUND Requested entity was not found."
 
 
-@pytest.mark.parametrize("path, body, content_type, auth, status, error", [
-    ("/v3/mail/send", {"personalizations": [{"to": [{"email": "a@example.com"}]}],
-                       "subject": "s", "content": [{"type": "text/plain", "value": "v"}]},
-     "application/json", "Bearer SG.sandbox-key", 400, {"field": "from.email"}),
-    ("/v3/mail/send", {"personalizations": [{"to": [{"email": "a@example.com"}]}] * 1001,
-                       "from": {"email": "f@example.com"}, "subject": "s",
-                       "content": [{"type": "text/plain", "value": "v"}]},
-     "application/json", "Bearer SG.sandbox-key", 400, {"field": "personalizations"}),
-    (f"/2010-04-01/Accounts/{SANDBOX_CREDENTIALS.twilio_account_sid}/Messages.json",
-     "From=%2B14155550100&Body=hi", "application/x-www-form-urlencoded", "twilio", 400,
-     {"code": 21604}),
-    (f"/2010-04-01/Accounts/{SANDBOX_CREDENTIALS.twilio_account_sid}/Messages.json",
-     "To=555-0100&From=%2B14155550100&Body=hi", "application/x-www-form-urlencoded", "twilio",
-     400, {"code": 21211}),
-    ("/v1/projects/switchyard-sandbox/messages:send", {"message": {"notification": {}}},
-     "application/json", "Bearer ya29.sandbox-token", 400, {"status": "INVALID_ARGUMENT"}),
-])
+@pytest.mark.parametrize(
+    "path, body, content_type, auth, status, error",
+    [
+        (
+            "/v3/mail/send",
+            {
+                "personalizations": [{"to": [{"email": "a@example.com"}]}],
+                "subject": "s",
+                "content": [{"type": "text/plain", "value": "v"}],
+            },
+            "application/json",
+            "Bearer SG.sandbox-key",
+            400,
+            {"field": "from.email"},
+        ),
+        (
+            "/v3/mail/send",
+            {
+                "personalizations": [{"to": [{"email": "a@example.com"}]}] * 1001,
+                "from": {"email": "f@example.com"},
+                "subject": "s",
+                "content": [{"type": "text/plain", "value": "v"}],
+            },
+            "application/json",
+            "Bearer SG.sandbox-key",
+            400,
+            {"field": "personalizations"},
+        ),
+        (
+            f"/2010-04-01/Accounts/{SANDBOX_CREDENTIALS.twilio_account_sid}/Messages.json",
+            "From=%2B14155550100&Body=hi",
+            "application/x-www-form-urlencoded",
+            "twilio",
+            400,
+            {"code": 21604},
+        ),
+        (
+            f"/2010-04-01/Accounts/{SANDBOX_CREDENTIALS.twilio_account_sid}/Messages.json",
+            "To=555-0100&From=%2B14155550100&Body=hi",
+            "application/x-www-form-urlencoded",
+            "twilio",
+            400,
+            {"code": 21211},
+        ),
+        (
+            "/v1/projects/switchyard-sandbox/messages:send",
+            {"message": {"notification": {}}},
+            "application/json",
+            "Bearer ya29.sandbox-token",
+            400,
+            {"status": "INVALID_ARGUMENT"},
+        ),
+    ],
+)
 def test_sandbox_rejects_what_the_provider_rejects(
-    sandbox: Sandbox, path: str, body: object, content_type: str, auth: str, status: int,
+    sandbox: Sandbox,
+    path: str,
+    body: object,
+    content_type: str,
+    auth: str,
+    status: int,
     error: dict[str, object],
 ) -> None:
     if auth == "twilio":
-        auth = httpx.BasicAuth(SANDBOX_CREDENTIALS.twilio_account_sid,
-                               SANDBOX_CREDENTIALS.twilio_auth_token)._auth_header
+        auth = httpx.BasicAuth(
+            SANDBOX_CREDENTIALS.twilio_account_sid, SANDBOX_CREDENTIALS.twilio_auth_token
+        )._auth_header
     content = body if isinstance(body, str) else json.dumps(body)
-    response = httpx.post(sandbox.base_url + path, content=content,
-                          headers={"content-type": content_type, "authorization": auth})
+    response = httpx.post(
+        sandbox.base_url + path,
+        content=content,
+        headers={"content-type": content_type, "authorization": auth},
+    )
     assert response.status_code == status
     payload = response.json()
     detail = payload["errors"][0] if "errors" in payload else payload.get("error", payload)

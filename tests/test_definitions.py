@@ -19,7 +19,9 @@ def test_definitions_have_the_flow() -> None:
     journey = dg.AssetKey(["journey", "cart_abandonment"])
     assert graph.get(journey).group_name == "activations"
     assert {k.to_user_string() for k in graph.get(journey).parent_keys} == {
-        "audience_cart_abandonment", "dim_people"}
+        "audience_cart_abandonment",
+        "dim_people",
+    }
     # Metrics read the ledger the journey writes, so they run after it.
     assert journey in graph.get(dg.AssetKey(["fct_deliveries"])).parent_keys
     assert defs.resolve_job_def(PIPELINE_JOB) is not None
@@ -28,9 +30,17 @@ def test_definitions_have_the_flow() -> None:
 
 def test_workspace_loads_with_the_dagster_cli(tmp_path: Path) -> None:
     env = {**os.environ, "DAGSTER_HOME": str(tmp_path)}
-    (tmp_path / "dagster.yaml").write_text((PROJECT_DIR / "orchestration" / "dagster.yaml").read_text())
+    (tmp_path / "dagster.yaml").write_text(
+        (PROJECT_DIR / "orchestration" / "dagster.yaml").read_text()
+    )
     dagster = str(Path(sys.executable).parent / "dagster")
-    done = subprocess.run([dagster, "definitions", "validate", "-w", "workspace.yaml"],
-                          cwd=PROJECT_DIR, env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [dagster, "definitions", "validate", "-w", "workspace.yaml"],
+        cwd=PROJECT_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Validation successful" in done.stdout + done.stderr

@@ -12,13 +12,21 @@ from activations.ledger import LedgerState
 from activations.render import MissingTemplateVariable, render
 
 T = datetime(2026, 11, 2, 10, 0)
-TPL = {"email": Template(body="Hi {first_name}", subject="s"), "sms": Template(body="Hi"),
-       "push": Template(body="b", title="t")}
+TPL = {
+    "email": Template(body="Hi {first_name}", subject="s"),
+    "sms": Template(body="Hi"),
+    "push": Template(body="b", title="t"),
+}
 JOURNEY = Journey(
-    name="j", audience_model="audience_j", tier="seconds",
-    steps=(Step("first", 0, ("email", "sms"), TPL, expires_after_hours=24),
-           Step("second", 24 * 60, ("push",), TPL, expires_after_hours=24)),
-    exit_on=("purchase_completed",), frequency_cap=FrequencyCap(1, 24),
+    name="j",
+    audience_model="audience_j",
+    tier="seconds",
+    steps=(
+        Step("first", 0, ("email", "sms"), TPL, expires_after_hours=24),
+        Step("second", 24 * 60, ("push",), TPL, expires_after_hours=24),
+    ),
+    exit_on=("purchase_completed",),
+    frequency_cap=FrequencyCap(1, 24),
 )
 
 
@@ -68,12 +76,14 @@ def test_attempt_without_outcome_is_retried_once_then_failed() -> None:
 
 
 def test_exit_and_expiry() -> None:
-    _, skips = engine.due_now(JOURNEY, [entry(exited_at=T + timedelta(hours=2))], empty_ledger(),
-                              T + timedelta(hours=25))
+    _, skips = engine.due_now(
+        JOURNEY, [entry(exited_at=T + timedelta(hours=2))], empty_ledger(), T + timedelta(hours=25)
+    )
     assert [(s.ref.step, s.reason) for s in skips] == [("first", "exited"), ("second", "exited")]
     # An exit still in the future (as far as this run knows) does not stop the step.
-    due, _ = engine.due_now(JOURNEY, [entry(exited_at=T + timedelta(hours=5))], empty_ledger(),
-                            T + timedelta(hours=1))
+    due, _ = engine.due_now(
+        JOURNEY, [entry(exited_at=T + timedelta(hours=5))], empty_ledger(), T + timedelta(hours=1)
+    )
     assert steps_of(due) == ["first"]
     due, skips = engine.due_now(JOURNEY, [entry()], empty_ledger(), T + timedelta(hours=30))
     assert [(s.ref.step, s.reason) for s in skips] == [("first", "expired")]
@@ -81,23 +91,33 @@ def test_exit_and_expiry() -> None:
 
 
 def person(**kw: object) -> guards.Person:
-    base: dict[str, object] = {"person_id": "p1", "user_id": "u1", "email": "a@example.com",
-                               "phone": "+14155550123", "push_token": "tok", "first_name": None,
-                               "consent": {"email": "subscribed", "sms": "subscribed"}}
+    base: dict[str, object] = {
+        "person_id": "p1",
+        "user_id": "u1",
+        "email": "a@example.com",
+        "phone": "+14155550123",
+        "push_token": "tok",
+        "first_name": None,
+        "consent": {"email": "subscribed", "sms": "subscribed"},
+    }
     return guards.Person(**{**base, **kw})  # type: ignore[arg-type]
 
 
 def test_channel_choice_follows_consent_then_address() -> None:
     step = JOURNEY.steps[0]
     assert guards.choose_channel(step, person(), {}) == guards.Channel("email", "a@example.com")
-    assert guards.choose_channel(step, person(email=None), {}) == guards.Channel("sms", "+14155550123")
+    assert guards.choose_channel(step, person(email=None), {}) == guards.Channel(
+        "sms", "+14155550123"
+    )
     assert guards.choose_channel(step, person(email=None, phone=None), {}) == "no_address"
     assert guards.choose_channel(step, person(consent={}), {}) == "no_consent"
 
 
 def test_fresh_opt_out_beats_the_profile() -> None:
     fresh = {("u1", "email"): ("unsubscribed", T)}
-    assert guards.choose_channel(JOURNEY.steps[0], person(), fresh) == guards.Channel("sms", "+14155550123")
+    assert guards.choose_channel(JOURNEY.steps[0], person(), fresh) == guards.Channel(
+        "sms", "+14155550123"
+    )
 
 
 def test_frequency_cap_counts_every_journey_in_the_window() -> None:
@@ -105,7 +125,9 @@ def test_frequency_cap_counts_every_journey_in_the_window() -> None:
     assert not guards.over_cap(JOURNEY.frequency_cap, "p1", state, T)
     state.note_send("p1", T - timedelta(hours=23))
     assert guards.over_cap(JOURNEY.frequency_cap, "p1", state, T)
-    assert not guards.over_cap(JOURNEY.frequency_cap, "p1", state, T + timedelta(hours=1, seconds=1))
+    assert not guards.over_cap(
+        JOURNEY.frequency_cap, "p1", state, T + timedelta(hours=1, seconds=1)
+    )
     assert not guards.over_cap(None, "p1", state, T)
 
 
@@ -121,8 +143,16 @@ def test_render_uses_values_then_declared_fallbacks() -> None:
 
 
 def test_journey_declarations_are_checked() -> None:
-    ok = {"name": "j", "steps": [{"name": "a", "channels": ["email"],
-                                  "templates": {"email": {"body": "b", "subject": "s"}}}]}
+    ok = {
+        "name": "j",
+        "steps": [
+            {
+                "name": "a",
+                "channels": ["email"],
+                "templates": {"email": {"body": "b", "subject": "s"}},
+            }
+        ],
+    }
     assert Journey.from_meta("m", ok).steps[0].channels == ("email",)
     with pytest.raises(JourneyDefinitionError, match="no template for channel"):
         Journey.from_meta("m", {**ok, "steps": [{**ok["steps"][0], "channels": ["email", "sms"]}]})  # type: ignore[index]

@@ -15,7 +15,9 @@ from switchyard.settings import PROJECT_DIR
 
 
 def test_ledger_columns_match_the_dbt_source() -> None:
-    sources = yaml.safe_load((PROJECT_DIR / "models/staging/ledger/_ledger__sources.yml").read_text())
+    sources = yaml.safe_load(
+        (PROJECT_DIR / "models/staging/ledger/_ledger__sources.yml").read_text()
+    )
     location = sources["sources"][0]["tables"][0]["meta"]["external_location"]
     declared = dict(re.findall(r"(\w+) := '(\w+)'", location))
     assert declared == ledger.COLUMNS

@@ -9,7 +9,7 @@ import pytest
 from switchyard import events
 from switchyard.settings import Paths
 from tests.dbt_helpers import dbt_build, query
-from tests.scenario import Scenario, T0, at
+from tests.scenario import T0, Scenario, at
 
 
 @pytest.fixture(scope="module")
@@ -18,8 +18,14 @@ def built(module_paths: Paths) -> Paths:
     s = Scenario(paths.landing)
     # Ada browses anonymously on her phone, then logs in on phone and laptop.
     s.events.append(events.page("Home", T0 - timedelta(days=2), anonymous_id="anon-ada-phone"))
-    s.person("ada", devices=("anon-ada-phone", "anon-ada-laptop"), email="  Ada@Example.COM ",
-             phone="+1 (415) 555-0101", first_name="Ada", consent=("email",))
+    s.person(
+        "ada",
+        devices=("anon-ada-phone", "anon-ada-laptop"),
+        email="  Ada@Example.COM ",
+        phone="+1 (415) 555-0101",
+        first_name="Ada",
+        consent=("email",),
+    )
     s.cart(at(0), anonymous_id="anon-ada-phone", sku="sku-mug", quantity=2)  # logged out
     # Bob buys within the hour: never enters.
     s.person("bob", email="bob@example.com", consent=("email",))
@@ -45,29 +51,46 @@ def built(module_paths: Paths) -> Paths:
 
 
 def person_of(paths: Paths, user_id: str) -> str:
-    rows = query(paths, f"select person_id from dim_identities where identifier_type = 'user_id' "
-                        f"and identifier_value = '{user_id}'")
+    rows = query(
+        paths,
+        f"select person_id from dim_identities where identifier_type = 'user_id' "
+        f"and identifier_value = '{user_id}'",
+    )
     assert len(rows) == 1
     return str(rows[0]["person_id"])
 
 
 def test_two_devices_resolve_to_one_person(built: Paths) -> None:
     ada = person_of(built, "ada")
-    devices = query(built, "select identifier_value, person_id from dim_identities "
-                           "where identifier_type = 'anonymous_id' order by 1")
+    devices = query(
+        built,
+        "select identifier_value, person_id from dim_identities "
+        "where identifier_type = 'anonymous_id' order by 1",
+    )
     assert {d["identifier_value"]: d["person_id"] for d in devices} == {
-        "anon-ada-laptop": ada, "anon-ada-phone": ada,
+        "anon-ada-laptop": ada,
+        "anon-ada-phone": ada,
         "anon-eve": devices[-1]["person_id"],
     }
     assert devices[-1]["person_id"] != ada
 
 
 def test_profile_rows(built: Paths) -> None:
-    rows = {r["user_id"]: r for r in query(built, "select * from dim_people where user_id is not null")}
+    rows = {
+        r["user_id"]: r for r in query(built, "select * from dim_people where user_id is not null")
+    }
     assert set(rows) == {"ada", "bob", "cy", "dee"}
     ada = rows["ada"]
-    assert (ada["email"], ada["phone"], ada["first_name"]) == ("ada@example.com", "+14155550101", "Ada")
-    assert (ada["email_consent"], ada["sms_consent"], ada["push_consent"]) == ("subscribed", "none", "none")
+    assert (ada["email"], ada["phone"], ada["first_name"]) == (
+        "ada@example.com",
+        "+14155550101",
+        "Ada",
+    )
+    assert (ada["email_consent"], ada["sms_consent"], ada["push_consent"]) == (
+        "subscribed",
+        "none",
+        "none",
+    )
     assert ada["first_seen_at"] == T0 - timedelta(days=2)  # anonymous browsing counts
     dee = rows["dee"]
     assert dee["phone"] is None and dee["has_invalid_phone"] is True
@@ -77,11 +100,16 @@ def test_profile_rows(built: Paths) -> None:
 
 
 def test_audience_membership(built: Paths) -> None:
-    rows = query(built, "select person_id, entry_event_at, enters_at, exited_at "
-                        "from audience_cart_abandonment order by person_id, entry_event_at")
+    rows = query(
+        built,
+        "select person_id, entry_event_at, enters_at, exited_at "
+        "from audience_cart_abandonment order by person_id, entry_event_at",
+    )
     got = {(r["person_id"], r["entry_event_at"], r["enters_at"], r["exited_at"]) for r in rows}
     ada, cy, dee = (person_of(built, u) for u in ("ada", "cy", "dee"))
-    eve = query(built, "select person_id from dim_identities where identifier_value = 'anon-eve'")[0]["person_id"]
+    eve = query(built, "select person_id from dim_identities where identifier_value = 'anon-eve'")[
+        0
+    ]["person_id"]
     assert got == {
         (ada, at(0), at(60), None),
         (cy, at(0), at(60), at(hours=3)),

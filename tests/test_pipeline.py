@@ -18,8 +18,13 @@ from tests.scenario import Scenario, at
 @pytest.fixture
 def shop(paths: Paths) -> Scenario:
     s = Scenario(paths.landing)
-    s.person("ada", email="ada@example.com", first_name="Ada", push_token="tok-ada",
-             consent=("email", "push"))
+    s.person(
+        "ada",
+        email="ada@example.com",
+        first_name="Ada",
+        push_token="tok-ada",
+        consent=("email", "push"),
+    )
     s.cart(at(0), user_id="ada", sku="sku-mug", quantity=2)
     s.person("sam", phone="+14155550123", push_token="tok-sam", consent=("sms", "push"))
     s.cart(at(0), user_id="sam", sku="sku-cap")
@@ -38,10 +43,18 @@ def received(sandbox: Sandbox) -> list[tuple[str, str, str | None, str | None]]:
 def test_cart_abandonment_end_to_end(paths: Paths, sandbox: Sandbox, shop: Scenario) -> None:
     run_pipeline(paths, now=at(hours=2))
     assert received(sandbox) == [
-        ("email", "ada@example.com", "Ada, your cart is waiting",
-         "Hi Ada, you left 2 x sku-mug in your cart. It is saved for you."),
-        ("sms", "+14155550123", None,
-         "Hi there, your cart (1 x sku-cap) is waiting. Reply STOP to opt out."),
+        (
+            "email",
+            "ada@example.com",
+            "Ada, your cart is waiting",
+            "Hi Ada, you left 2 x sku-mug in your cart. It is saved for you.",
+        ),
+        (
+            "sms",
+            "+14155550123",
+            None,
+            "Hi there, your cart (1 x sku-cap) is waiting. Reply STOP to opt out.",
+        ),
     ]
 
     # Nothing new happened: a second run sends nothing.
@@ -58,10 +71,13 @@ def test_cart_abandonment_end_to_end(paths: Paths, sandbox: Sandbox, shop: Scena
     assert len(sandbox.received) == 3
 
     # The ledger, read back by dbt, says what happened to every decision and why.
-    rows = query(paths, "select d.step, i.identifier_value as user_id, d.channel, "
-                        "d.delivery_status, d.reason from fct_deliveries d join dim_identities i "
-                        "on i.person_id = d.person_id and i.identifier_type = 'user_id' "
-                        "order by 1, 2")
+    rows = query(
+        paths,
+        "select d.step, i.identifier_value as user_id, d.channel, "
+        "d.delivery_status, d.reason from fct_deliveries d join dim_identities i "
+        "on i.person_id = d.person_id and i.identifier_type = 'user_id' "
+        "order by 1, 2",
+    )
     assert [tuple(r.values()) for r in rows] == [
         ("cart_reminder", "ada", "email", "sent", None),
         ("cart_reminder", "nia", None, "skipped", "no_consent"),
@@ -70,8 +86,11 @@ def test_cart_abandonment_end_to_end(paths: Paths, sandbox: Sandbox, shop: Scena
         ("push_nudge", "nia", None, "skipped", "no_consent"),
         ("push_nudge", "sam", "push", "sent", None),
     ]
-    metrics = query(paths, "select step, channel, sent, skipped_exited, converted_after_send "
-                           "from fct_journey_step_metrics where sent > 0 order by 1, 2")
+    metrics = query(
+        paths,
+        "select step, channel, sent, skipped_exited, converted_after_send "
+        "from fct_journey_step_metrics where sent > 0 order by 1, 2",
+    )
     assert [tuple(r.values()) for r in metrics] == [
         ("cart_reminder", "email", 1, 0, 1),  # Ada bought after her email
         ("cart_reminder", "sms", 1, 0, 0),
@@ -81,17 +100,21 @@ def test_cart_abandonment_end_to_end(paths: Paths, sandbox: Sandbox, shop: Scena
 
 def test_opt_out_after_audience_build_wins(paths: Paths, sandbox: Sandbox, shop: Scenario) -> None:
     # Ada opts out of email after the models were built: the send-time guard reads it anyway.
+    from activations.channels import ChannelSettings
     from activations.journeys import load_journeys
     from activations.run import run_journey
-    from activations.channels import ChannelSettings
     from orchestration.dbt_project import ensure_manifest
     from tests.dbt_helpers import dbt_build
 
     dbt_build(paths)
     shop.opt_out("ada", "email", at(hours=1, minutes=59)).land()
     (journey,) = load_journeys(ensure_manifest())
-    summary = run_journey(journey, duckdb_path=paths.duckdb, landing_dir=paths.landing,
-                          clients=ChannelSettings.for_sandbox(sandbox.base_url).clients(),
-                          now=at(hours=2))
+    summary = run_journey(
+        journey,
+        duckdb_path=paths.duckdb,
+        landing_dir=paths.landing,
+        clients=ChannelSettings.for_sandbox(sandbox.base_url).clients(),
+        now=at(hours=2),
+    )
     assert [r.recipient for r in sandbox.received] == ["+14155550123"]
     assert summary.skipped["no_consent"] == 2  # Ada (opted out) and Nia

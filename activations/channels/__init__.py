@@ -5,5 +5,13 @@ from activations.channels.message import Message, Outcome
 from activations.channels.policy import HttpTimeouts, RateLimiter, RetryPolicy
 from activations.channels.settings import ChannelSettings
 
-__all__ = ["ChannelClient", "ChannelSettings", "HttpTimeouts", "Message", "Outcome",
-           "RateLimiter", "RetryPolicy", "Sender"]
+__all__ = [
+    "ChannelClient",
+    "ChannelSettings",
+    "HttpTimeouts",
+    "Message",
+    "Outcome",
+    "RateLimiter",
+    "RetryPolicy",
+    "Sender",
+]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import email.utils
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Protocol
 
 import httpx
@@ -18,10 +18,13 @@ from activations.ledger import LedgerWriter, SendRef
 
 
 class ChannelClient(Protocol):
-    channel: str
+    @property
+    def channel(self) -> str: ...
+
     # True where the provider deduplicates on a key we send: then a 5xx or a lost response is
     # safe to retry. Otherwise only what the provider never processed (429, no connection) is.
-    idempotent: bool
+    @property
+    def idempotent(self) -> bool: ...
 
     def build_request(self, http: httpx.Client, message: Message) -> httpx.Request: ...
 
@@ -48,7 +51,7 @@ def retry_after_seconds(response: httpx.Response) -> float | None:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
-    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 class Sender:
@@ -72,8 +75,12 @@ class Sender:
         client = self.clients.get(message.channel)
         if client is None:
             raise KeyError(f"no client configured for channel {message.channel!r}")
-        common = {"channel": message.channel, "recipient": message.recipient,
-                  "subject": message.subject or message.title, "body": message.body}
+        common = {
+            "channel": message.channel,
+            "recipient": message.recipient,
+            "subject": message.subject or message.title,
+            "body": message.body,
+        }
         # Written (and fsynced) before the call: a crash after this line is visible as 'unknown'.
         self.ledger.write(ref, "attempted", self.clock(), attempt=attempt_number, **common)
         try:
@@ -83,9 +90,14 @@ class Sender:
             # next run sends it at most once more, visibly.
             return Outcome("failed", reason=f"outcome unknown: {exc}")
         self.ledger.write(
-            ref, outcome.status, self.clock(), attempt=attempt_number,
-            http_status=outcome.http_status, provider_message_id=outcome.provider_message_id,
-            reason=outcome.reason, **common,
+            ref,
+            outcome.status,
+            self.clock(),
+            attempt=attempt_number,
+            http_status=outcome.http_status,
+            provider_message_id=outcome.provider_message_id,
+            reason=outcome.reason,
+            **common,
         )
         return outcome
 
@@ -102,8 +114,11 @@ class Sender:
 
         try:
             for attempt in stamina.retry_context(
-                on=backoff, attempts=policy.attempts, timeout=policy.timeout_seconds,
-                wait_initial=policy.wait_initial_seconds, wait_max=policy.wait_max_seconds,
+                on=backoff,
+                attempts=policy.attempts,
+                timeout=policy.timeout_seconds,
+                wait_initial=policy.wait_initial_seconds,
+                wait_max=policy.wait_max_seconds,
             ):
                 with attempt:
                     if limiter:

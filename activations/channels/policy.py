@@ -39,7 +39,9 @@ class RateLimiter:
         while True:
             with self._lock:
                 now = time.monotonic()
-                self._tokens = min(self.capacity, self._tokens + (now - self._last) * self.per_second)
+                self._tokens = min(
+                    self.capacity, self._tokens + (now - self._last) * self.per_second
+                )
                 self._last = now
                 if self._tokens >= 1:
                     self._tokens -= 1

@@ -34,7 +34,9 @@ class SendGridClient:
             "content": [{"type": "text/plain", "value": message.body}],
         }
         return http.build_request(
-            "POST", f"{self.base_url.rstrip('/')}/v3/mail/send", json=payload,
+            "POST",
+            f"{self.base_url.rstrip('/')}/v3/mail/send",
+            json=payload,
             headers={"Authorization": f"Bearer {self.api_key}"},
         )
 

@@ -30,11 +30,15 @@ class ChannelSettings:
     def for_sandbox(cls, base_url: str) -> ChannelSettings:
         c = SANDBOX_CREDENTIALS
         return cls(
-            sendgrid_base_url=base_url, sendgrid_api_key=c.sendgrid_api_key,
+            sendgrid_base_url=base_url,
+            sendgrid_api_key=c.sendgrid_api_key,
             email_from="hello@switchyard.example",
-            twilio_base_url=base_url, twilio_account_sid=c.twilio_account_sid,
-            twilio_auth_token=c.twilio_auth_token, twilio_from="+14155550100",
-            fcm_base_url=base_url, fcm_project_id=c.fcm_project_id,
+            twilio_base_url=base_url,
+            twilio_account_sid=c.twilio_account_sid,
+            twilio_auth_token=c.twilio_auth_token,
+            twilio_from="+14155550100",
+            fcm_base_url=base_url,
+            fcm_project_id=c.fcm_project_id,
             fcm_access_token=c.fcm_access_token,
         )
 
@@ -47,7 +51,9 @@ class ChannelSettings:
         """
         env = os.environ if env is None else env
         shared = env.get("SWITCHYARD_CHANNELS_BASE_URL")
-        urls = {p: env.get(f"SWITCHYARD_{p}_BASE_URL") or shared for p in ("SENDGRID", "TWILIO", "FCM")}
+        urls = {
+            p: env.get(f"SWITCHYARD_{p}_BASE_URL") or shared for p in ("SENDGRID", "TWILIO", "FCM")
+        }
         if not any(urls.values()):
             return None
         missing = [p for p, url in urls.items() if not url]
@@ -62,7 +68,9 @@ class ChannelSettings:
             sendgrid_api_key=env.get("SWITCHYARD_SENDGRID_API_KEY", defaults.sendgrid_api_key),
             email_from=env.get("SWITCHYARD_EMAIL_FROM", defaults.email_from),
             twilio_base_url=urls["TWILIO"] or "",
-            twilio_account_sid=env.get("SWITCHYARD_TWILIO_ACCOUNT_SID", defaults.twilio_account_sid),
+            twilio_account_sid=env.get(
+                "SWITCHYARD_TWILIO_ACCOUNT_SID", defaults.twilio_account_sid
+            ),
             twilio_auth_token=env.get("SWITCHYARD_TWILIO_AUTH_TOKEN", defaults.twilio_auth_token),
             twilio_from=env.get("SWITCHYARD_TWILIO_FROM", defaults.twilio_from),
             fcm_base_url=urls["FCM"] or "",
@@ -73,8 +81,12 @@ class ChannelSettings:
     def clients(self) -> dict[str, ChannelClient]:
         clients: list[ChannelClient] = [
             SendGridClient(self.sendgrid_base_url, self.sendgrid_api_key, self.email_from),
-            TwilioClient(self.twilio_base_url, self.twilio_account_sid, self.twilio_auth_token,
-                         from_number=self.twilio_from),
+            TwilioClient(
+                self.twilio_base_url,
+                self.twilio_account_sid,
+                self.twilio_auth_token,
+                from_number=self.twilio_from,
+            ),
             FcmClient(self.fcm_base_url, self.fcm_project_id, self.fcm_access_token),
         ]
         return {c.channel: c for c in clients}

@@ -1,6 +1,5 @@
 """One activation asset per declared journey, downstream of its audience; no journey named here."""
 
-
 from datetime import datetime
 
 import dagster as dg
@@ -25,24 +24,37 @@ def declared_journeys() -> list[Journey]:
     return load_journeys(ensure_manifest())
 
 
-def build_activation_asset(journey: Journey, dbt_models: dg.AssetsDefinition) -> dg.AssetsDefinition:
+def build_activation_asset(
+    journey: Journey, dbt_models: dg.AssetsDefinition
+) -> dg.AssetsDefinition:
     @dg.asset(
         key=activation_key(journey),
-        deps=[get_asset_key_for_model([dbt_models], journey.audience_model),
-              get_asset_key_for_model([dbt_models], "dim_people")],
+        deps=[
+            get_asset_key_for_model([dbt_models], journey.audience_model),
+            get_asset_key_for_model([dbt_models], "dim_people"),
+        ],
         group_name="activations",
         tags={"tier": journey.tier},
         kinds={"python"},
         pool=WAREHOUSE_POOL,
         description=f"Sends the due steps of journey {journey.name!r} and writes the ledger.",
     )
-    def _activate(context: dg.AssetExecutionContext, config: JourneyRunConfig,
-                  warehouse: WarehouseResource, channels: ChannelsResource) -> dg.MaterializeResult:
+    def _activate(
+        context: dg.AssetExecutionContext,
+        config: JourneyRunConfig,
+        warehouse: WarehouseResource,
+        channels: ChannelsResource,
+    ) -> dg.MaterializeResult:
         paths = warehouse.paths()
         now = datetime.fromisoformat(config.now) if config.now else None
         with channels.settings(paths.home / "sandbox") as settings:
-            summary = run_journey(journey, duckdb_path=paths.duckdb, landing_dir=paths.landing,
-                                  clients=settings.clients(), now=now)
+            summary = run_journey(
+                journey,
+                duckdb_path=paths.duckdb,
+                landing_dir=paths.landing,
+                clients=settings.clients(),
+                now=now,
+            )
         context.log.info(f"journey {journey.name}: {summary.as_metadata()}")
         return dg.MaterializeResult(metadata={"run_id": summary.run_id, **summary.as_metadata()})
 

@@ -2,10 +2,7 @@
 """dbt models as assets. Metrics are split off: they read the ledger the activations write, so they
 run after them."""
 
-
-import sys
 from collections.abc import Iterator, Mapping
-from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -33,8 +30,9 @@ class SwitchyardTranslator(DagsterDbtTranslator):
         parts = dbt_resource_props["fqn"]
         return parts[1] if len(parts) > 2 else "default"
 
-    def get_asset_spec(self, manifest: Mapping[str, Any], unique_id: str,
-                       project: Any) -> dg.AssetSpec:
+    def get_asset_spec(
+        self, manifest: Mapping[str, Any], unique_id: str, project: Any
+    ) -> dg.AssetSpec:
         spec = super().get_asset_spec(manifest, unique_id, project)
         props = manifest["nodes"].get(unique_id) or {}
         if props.get("resource_type") == "model" and props["fqn"][1:2] == ["metrics"]:
@@ -46,21 +44,26 @@ def build_dbt_assets(activation_keys: list[dg.AssetKey]) -> list[dg.AssetsDefini
     manifest = ensure_manifest()
     translator = SwitchyardTranslator(activation_keys)
 
-    @dbt_assets(manifest=manifest, project=switchyard_dbt, dagster_dbt_translator=translator,
-                exclude=METRICS_SELECTION, name="dbt_models", pool=WAREHOUSE_POOL)
+    @dbt_assets(
+        manifest=manifest,
+        project=switchyard_dbt,
+        dagster_dbt_translator=translator,
+        exclude=METRICS_SELECTION,
+        name="dbt_models",
+        pool=WAREHOUSE_POOL,
+    )
     def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource) -> Iterator[Any]:
         yield from dbt.cli(["build"], context=context).stream()
 
-    @dbt_assets(manifest=manifest, project=switchyard_dbt, dagster_dbt_translator=translator,
-                select=METRICS_SELECTION, name="dbt_metrics", pool=WAREHOUSE_POOL)
+    @dbt_assets(
+        manifest=manifest,
+        project=switchyard_dbt,
+        dagster_dbt_translator=translator,
+        select=METRICS_SELECTION,
+        name="dbt_metrics",
+        pool=WAREHOUSE_POOL,
+    )
     def dbt_metrics(context: dg.AssetExecutionContext, dbt: DbtCliResource) -> Iterator[Any]:
         yield from dbt.cli(["build"], context=context).stream()
 
     return [dbt_models, dbt_metrics]
-
-
-def dbt_resource() -> DbtCliResource:
-    # The dbt installed beside this interpreter, so a venv works without being activated.
-    beside = Path(sys.executable).parent / "dbt"
-    return DbtCliResource(project_dir=switchyard_dbt,
-                          dbt_executable=str(beside) if beside.exists() else "dbt")
