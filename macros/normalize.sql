@@ -6,15 +6,27 @@ case
 end
 {%- endmacro %}
 
-{#- E.164 if the value already carries a country code once punctuation is gone, else null.
-    (Numbers without a country code cannot be placed without a region: they stay unreachable.) -#}
-{% macro normalize_phone(column) -%}
-case
-    when regexp_replace({{ column }}, '[^0-9+]', '', 'g') similar to '\+[1-9][0-9]{7,14}'
-        then regexp_replace({{ column }}, '[^0-9+]', '', 'g')
-end
-{%- endmacro %}
-
 {% macro blank_to_null(column) -%}
 nullif(trim({{ column }}), '')
+{%- endmacro %}
+
+{#- True when `column` matches the regular expression `pattern` (a Python-style regex string). -#}
+{% macro regex_matches(column, pattern) -%}
+{{ return(adapter.dispatch('regex_matches', 'switchyard')(column, pattern)) }}
+{%- endmacro %}
+
+{% macro default__regex_matches(column, pattern) -%}
+regexp_matches({{ column }}, '{{ pattern | replace("'", "''") }}')
+{%- endmacro %}
+
+{% macro snowflake__regex_matches(column, pattern) -%}
+regexp_like({{ column }}, '{{ pattern | replace("'", "''") }}')
+{%- endmacro %}
+
+{% macro bigquery__regex_matches(column, pattern) -%}
+regexp_contains({{ column }}, r'{{ pattern }}')
+{%- endmacro %}
+
+{% macro postgres__regex_matches(column, pattern) -%}
+({{ column }} ~ '{{ pattern | replace("'", "''") }}')
 {%- endmacro %}

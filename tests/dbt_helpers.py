@@ -6,6 +6,8 @@ and DuckDB refuses a second, read-only one from the same process.
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -18,14 +20,29 @@ from switchyard.settings import PROJECT_DIR, Paths
 DBT = str(Path(sys.executable).parent / "dbt")
 
 
-def dbt_build(paths: Paths, *selection: str) -> None:
-    paths.export()
+def dbt_env(paths: Paths) -> dict[str, str]:
+    return {
+        **os.environ,
+        "SWITCHYARD_HOME": str(paths.home),
+        "SWITCHYARD_LANDING_DIR": str(paths.landing),
+        "SWITCHYARD_DUCKDB_PATH": str(paths.duckdb),
+    }
+
+
+def dbt_build(paths: Paths, *selection: str, dbt_vars: dict[str, Any] | None = None,
+              full_refresh: bool = False) -> str:
+    """Build (and test) the selection; returns dbt's output, raises with it on failure."""
     args = [DBT, "build", "--project-dir", str(PROJECT_DIR), "--profiles-dir", str(PROJECT_DIR)]
     if selection:
         args += ["--select", *selection]
-    done = subprocess.run(args, capture_output=True, text=True, cwd=PROJECT_DIR)
+    if dbt_vars:
+        args += ["--vars", json.dumps(dbt_vars)]
+    if full_refresh:
+        args.append("--full-refresh")
+    done = subprocess.run(args, capture_output=True, text=True, cwd=PROJECT_DIR, env=dbt_env(paths))
     if done.returncode != 0:
         raise AssertionError(f"dbt build failed:\n{done.stdout[-4000:]}\n{done.stderr[-2000:]}")
+    return done.stdout
 
 
 def query(paths: Paths, sql: str) -> list[dict[str, Any]]:

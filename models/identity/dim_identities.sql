@@ -1,79 +1,111 @@
--- One row per identifier with the person it belongs to.
--- A device that several user_ids logged in on goes to the one who logged in first; the full
--- identifier graph with shared-device guards replaces this rule.
+-- One row per usable identifier with the person it resolves to.
+--   * an anchor (user_id) is its own person, with every identifier whose component reaches it;
+--   * a component that reaches no anchor is an anonymous person;
+--   * a component that reaches several anchors is not merged through: each member goes to the
+--     anchor it was itself seen with first, members seen with none stay an anonymous person;
+--   * a shared identifier (over its anchor limit) stays a person of its own.
+-- The person id is the hash of the person's oldest identifier: stable across rebuilds, and when
+-- two people merge the older id survives.
 with
 
-events as (
+nodes as (
 
-    select * from {{ ref('stg_segment__events') }}
-    where reject_reason is null
-
-),
-
-edges as (
-
-    select * from {{ ref('int_identity_edges') }}
+    select * from {{ ref('int_identity_nodes') }}
 
 ),
 
-known_users as (
+components as (
 
-    select user_id, min(occurred_at) as first_seen_at
-    from events
-    where user_id is not null
-    group by user_id
+    select * from {{ ref('int_identity_components') }}
 
 ),
 
-device_owner as (
+anchor_links as (
 
-    select anonymous_id, user_id, first_linked_at
-    from (
-        select
-            anonymous_id,
-            user_id,
-            first_linked_at,
-            row_number() over (
-                partition by anonymous_id order by first_linked_at, user_id
-            ) as claim_order
-        from edges
-    ) claims
-    where claim_order = 1
+    select * from {{ ref('int_identity_anchor_links') }}
 
 ),
 
-anonymous_ids as (
+component_anchors as (
 
-    select anonymous_id, min(occurred_at) as first_seen_at
-    from events
-    where anonymous_id is not null
-    group by anonymous_id
+    select
+        components.component_id,
+        count(distinct anchor_links.anchor_key) as anchor_count,
+        min(anchor_links.anchor_key) as some_anchor
+    from components
+    inner join anchor_links
+        on components.node_id = anchor_links.node_id
+    group by components.component_id
+
+),
+
+first_links as (
+
+    select node_id, anchor_key
+    from anchor_links
+    where link_order = 1
+
+),
+
+assigned as (
+
+    select
+        nodes.node_id,
+        nodes.identifier_key,
+        nodes.identifier_type,
+        nodes.identifier_value,
+        nodes.first_seen_at,
+        nodes.last_seen_at,
+        case
+            when nodes.is_anchor then nodes.identifier_key
+            when nodes.is_shared then 'shared:' || nodes.identifier_key
+            when component_anchors.anchor_count = 1 then component_anchors.some_anchor
+            when component_anchors.anchor_count > 1 and first_links.anchor_key is not null
+                then first_links.anchor_key
+            else 'component:' || cast(components.component_id as {{ dbt.type_string() }})
+        end as group_key,
+        case
+            when nodes.is_anchor then 'anchor'
+            when nodes.is_shared then 'shared'
+            when component_anchors.anchor_count = 1 then 'stitched'
+            when component_anchors.anchor_count > 1 and first_links.anchor_key is not null
+                then 'ambiguous_first_link'
+            when component_anchors.anchor_count > 1 then 'ambiguous_unattached'
+            else 'anonymous'
+        end as resolution
+    from nodes
+    left join components
+        on nodes.node_id = components.node_id
+    left join component_anchors
+        on components.component_id = component_anchors.component_id
+    left join first_links
+        on nodes.node_id = first_links.node_id
+
+),
+
+oldest_per_person as (
+
+    select group_key, min(node_id) as oldest_node_id
+    from assigned
+    group by group_key
 
 ),
 
 final as (
 
     select
-        'user_id' as identifier_type,
-        user_id as identifier_value,
-        {{ person_id('user_id', 'user_id') }} as person_id,
-        first_seen_at
-    from known_users
-
-    union all
-
-    select
-        'anonymous_id' as identifier_type,
-        anonymous_ids.anonymous_id as identifier_value,
-        case
-            when device_owner.user_id is not null
-                then {{ person_id('user_id', 'device_owner.user_id') }}
-            else {{ person_id('anonymous_id', 'anonymous_ids.anonymous_id') }}
-        end as person_id,
-        anonymous_ids.first_seen_at
-    from anonymous_ids
-    left join device_owner
-        on anonymous_ids.anonymous_id = device_owner.anonymous_id
+        assigned.identifier_type,
+        assigned.identifier_value,
+        assigned.identifier_key,
+        'p_' || {{ dbt.hash('oldest.identifier_key') }} as person_id,
+        assigned.resolution,
+        assigned.first_seen_at,
+        assigned.last_seen_at
+    from assigned
+    inner join oldest_per_person
+        on assigned.group_key = oldest_per_person.group_key
+    inner join nodes as oldest
+        on oldest_per_person.oldest_node_id = oldest.node_id
 
 )
 

@@ -1,20 +1,29 @@
 -- Latest non-null trait per person, with the time it was seen (identify calls and event context).
 with
 
+phone_numbers as (
+
+    select * from {{ ref('int_phone_numbers') }}
+
+),
+
 events as (
 
     select
-        person_id,
-        occurred_at,
-        user_id,
-        {{ normalize_email(json_text('traits', '$.email')) }} as email,
-        {{ json_text('traits', '$.email') }} as raw_email,
-        {{ normalize_phone(json_text('traits', '$.phone')) }} as phone,
-        {{ json_text('traits', '$.phone') }} as raw_phone,
-        {{ blank_to_null(json_text('traits', '$.first_name')) }} as first_name,
-        push_token,
-        timezone
-    from {{ ref('int_events_stitched') }}
+        stitched.person_id,
+        stitched.occurred_at,
+        stitched.user_id,
+        {{ normalize_email('stitched.trait_email') }} as email,
+        stitched.trait_email as raw_email,
+        phone_numbers.phone_e164 as phone,
+        stitched.trait_phone as raw_phone,
+        {{ blank_to_null(json_text('stitched.traits', '$.first_name')) }} as first_name,
+        stitched.push_token,
+        stitched.timezone
+    from {{ ref('int_events_stitched') }} as stitched
+    left join phone_numbers
+        on stitched.trait_phone = phone_numbers.raw_phone
+    where stitched.person_id is not null
 
 ),
 

@@ -1,0 +1,78 @@
+-- Identifier values normalized for matching, each with the reason it cannot be used (if any):
+-- invalid emails and phones, blank and placeholder values never join two people.
+{%- set cfg = identity_config() %}
+with
+
+identifier_values as (
+
+    select * from {{ ref('int_identifier_values') }}
+
+),
+
+phone_numbers as (
+
+    select * from {{ ref('int_phone_numbers') }}
+
+),
+
+normalized as (
+
+    select
+        identifier_values.occurrence_id,
+        identifier_values.identifier_type,
+        identifier_values.raw_value,
+        identifier_values.occurred_at,
+        identifier_values.source_model,
+        case
+        {%- for identifier_type, how in cfg.normalize.items() %}
+            when identifier_values.identifier_type = '{{ identifier_type }}' then
+            {%- if how == 'email' %} {{ normalize_email('identifier_values.raw_value') }}
+            {%- elif how == 'phone' %} phone_numbers.phone_e164
+            {%- else %} {{ blank_to_null('identifier_values.raw_value') }}
+            {%- endif %}
+        {%- endfor %}
+            else {{ blank_to_null('identifier_values.raw_value') }}
+        end as identifier_value,
+        case
+        {%- for identifier_type, how in cfg.normalize.items() if how in ('email', 'phone') %}
+            when identifier_values.identifier_type = '{{ identifier_type }}' then
+            {%- if how == 'email' %} 'not an email address'
+            {%- else %} coalesce(phone_numbers.invalid_reason, 'not a phone number')
+            {%- endif %}
+        {%- endfor %}
+            else 'blank'
+        end as invalid_reason
+    from identifier_values
+    left join phone_numbers
+        on identifier_values.identifier_type = 'phone'
+        and identifier_values.raw_value = phone_numbers.raw_phone
+
+),
+
+checked as (
+
+    select
+        occurrence_id,
+        identifier_type,
+        identifier_type || ':' || identifier_value as identifier_key,
+        identifier_value,
+        raw_value,
+        occurred_at,
+        source_model,
+        case
+            when identifier_value is null then invalid_reason
+            {%- if cfg.blocklist_values %}
+            when lower(identifier_value) in (
+                {%- for v in cfg.blocklist_values %}'{{ v | lower | replace("'", "''") }}'{{ ', ' if not loop.last }}{% endfor -%}
+            ) then 'blocklisted value'
+            {%- endif %}
+            {%- for pattern in cfg.blocklist_patterns %}
+            when {{ regex_matches('identifier_value', pattern) }}
+                then 'blocklisted pattern {{ pattern | replace("'", "''") }}'
+            {%- endfor %}
+        end as excluded_reason
+    from normalized
+
+)
+
+select * from checked

@@ -1,0 +1,31 @@
+"""Every distinct raw phone value parsed with Google's libphonenumber (the `phonenumbers` package).
+
+E.164 when the number is valid; otherwise null and the parser's reason. Numbers without a country
+code are read in the region in this model's meta (default_phone_region).
+"""
+
+import phonenumbers
+import polars as pl
+
+
+def parse(raw, region):
+    try:
+        number = phonenumbers.parse(raw, region)
+    except phonenumbers.NumberParseException as exc:
+        return None, f"not a phone number: {exc}"
+    if not phonenumbers.is_valid_number(number):
+        return None, "not a valid number for its region"
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164), None
+
+
+def model(dbt, session):
+    dbt.config(materialized="table", packages=["phonenumbers", "polars"])
+    region = ((dbt.config.get("meta") or {}).get("default_phone_region") or "US").upper()
+    values = dbt.ref("int_identifier_values")
+    # Every raw value that could be a phone: declared phone identifiers and profile traits.
+    raw = [row[0] for row in values.filter("identifier_type = 'phone'").project("raw_value").distinct().fetchall()]
+    rows = [(value, *parse(value, region)) for value in raw if value is not None]
+    return pl.DataFrame(
+        rows, schema={"raw_phone": pl.Utf8, "phone_e164": pl.Utf8, "invalid_reason": pl.Utf8},
+        orient="row",
+    )
