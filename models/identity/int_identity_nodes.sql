@@ -44,12 +44,17 @@ classified as (
     select
         nodes.*,
         coalesce(anchor_counts.anchor_count, 0) as anchor_count,
+        {%- set per_type = limits.items() | rejectattr(0, 'equalto', 'default') | list %}
+        {%- if per_type %}
         case nodes.identifier_type
-        {%- for t, n in limits.items() if t != 'default' %}
+            {%- for t, n in per_type %}
             when '{{ t }}' then {{ n | int }}
-        {%- endfor %}
+            {%- endfor %}
             else {{ limits.get('default', 5) | int }}
-        end as anchor_limit,
+        end
+        {%- else %}
+        {{ limits.get('default', 5) | int }}
+        {%- endif %} as anchor_limit,
         nodes.identifier_type = '{{ cfg.anchor_type }}' as is_anchor
     from nodes
     left join anchor_counts
