@@ -29,8 +29,12 @@ def dbt_env(paths: Paths) -> dict[str, str]:
     }
 
 
-def dbt_build(paths: Paths, *selection: str, dbt_vars: dict[str, Any] | None = None,
-              full_refresh: bool = False) -> str:
+def dbt_build(
+    paths: Paths,
+    *selection: str,
+    dbt_vars: dict[str, Any] | None = None,
+    full_refresh: bool = False,
+) -> str:
     """Build (and test) the selection; returns dbt's output, raises with it on failure."""
     args = [DBT, "build", "--project-dir", str(PROJECT_DIR), "--profiles-dir", str(PROJECT_DIR)]
     if selection:

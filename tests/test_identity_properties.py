@@ -19,8 +19,12 @@ from tests.identity_oracle import Occurrence, partition, resolve
 from tests.scenario import T0
 
 BASE = yaml.safe_load((PROJECT_DIR / "dbt_project.yml").read_text())["vars"]["identity"]
-NO_GUARDS = {**BASE, "blocklist_values": [], "blocklist_patterns": [],
-             "max_anchors_per_identifier": {"default": 1_000_000}}
+NO_GUARDS = {
+    **BASE,
+    "blocklist_values": [],
+    "blocklist_patterns": [],
+    "max_anchors_per_identifier": {"default": 1_000_000},
+}
 TIGHT = {**BASE, "max_anchors_per_identifier": {"default": 2, "email": 1}}
 
 PLACEHOLDERS = ["unknown", "0000", "null", "  "]
@@ -34,13 +38,15 @@ def values(kind: str, n: int) -> st.SearchStrategy[str | None]:
     return st.one_of(st.sampled_from(own), st.none(), st.sampled_from(PLACEHOLDERS))
 
 
-occurrence = st.fixed_dictionaries({
-    "minute": st.integers(0, 20),
-    "user_id": values("user_id", 4),
-    "anonymous_id": values("anonymous_id", 8),
-    "device_id": values("device_id", 4),
-    "email": values("email", 4),
-})
+occurrence = st.fixed_dictionaries(
+    {
+        "minute": st.integers(0, 20),
+        "user_id": values("user_id", 4),
+        "anonymous_id": values("anonymous_id", 8),
+        "device_id": values("device_id", 4),
+        "email": values("email", 4),
+    }
+)
 graphs = st.lists(st.lists(occurrence, min_size=1, max_size=12), min_size=25, max_size=40)
 
 
@@ -49,15 +55,31 @@ def to_landing(batch: list[list[dict[str, Any]]], root: Path) -> list[Occurrence
     rows, oracle_input = [], []
     for g, graph in enumerate(batch):
         for o in graph:
-            ids = {k: (v if v in PLACEHOLDERS or v is None else f"g{g}{v}" if k != "email"
-                       else f"g{g}.{v.strip()}" if "@" in v else v)
-                   for k, v in o.items() if k != "minute"}
+            ids = {
+                k: (
+                    v
+                    if v in PLACEHOLDERS or v is None
+                    else f"g{g}{v}"
+                    if k != "email"
+                    else f"g{g}.{v.strip()}"
+                    if "@" in v
+                    else v
+                )
+                for k, v in o.items()
+                if k != "minute"
+            }
             if not (ids["user_id"] or "").strip() and not (ids["anonymous_id"] or "").strip():
                 continue  # staging rejects a call with neither id: not an occurrence
             at = T0 + timedelta(minutes=o["minute"])
-            rows.append(events.identify(at, user_id=ids["user_id"], anonymous_id=ids["anonymous_id"],
-                                        device_id=ids["device_id"],
-                                        traits={"email": ids["email"]} if ids["email"] else {}))
+            rows.append(
+                events.identify(
+                    at,
+                    user_id=ids["user_id"],
+                    anonymous_id=ids["anonymous_id"],
+                    device_id=ids["device_id"],
+                    traits={"email": ids["email"]} if ids["email"] else {},
+                )
+            )
             oracle_input.append(Occurrence(at, ids))
     landing.ensure_layout(root)
     landing.write_batch(root, "segment", "events", rows)
@@ -69,15 +91,21 @@ def check(batch: list[list[dict[str, Any]]], cfg: dict[str, Any]) -> None:
         paths = Paths(home=Path(tmp), landing=Path(tmp) / "landing", duckdb=Path(tmp) / "s.duckdb")
         occurrences = to_landing(batch, paths.landing)
         dbt_build(paths, "+dim_identities", dbt_vars={"identity": cfg})
-        got = {r["identifier_key"]: r["person_id"]
-               for r in query(paths, "select identifier_key, person_id from dim_identities")}
+        got = {
+            r["identifier_key"]: r["person_id"]
+            for r in query(paths, "select identifier_key, person_id from dim_identities")
+        }
     expected = resolve(occurrences, cfg)
     assert partition(got) == partition(expected)
     assert got == expected  # and the surviving id is the oldest identifier's
 
 
-SETTINGS = settings(max_examples=4, deadline=None, derandomize=True,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+SETTINGS = settings(
+    max_examples=4,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
 
 @pytest.mark.slow

@@ -23,9 +23,16 @@ def model(dbt, session):
     region = ((dbt.config.get("meta") or {}).get("default_phone_region") or "US").upper()
     values = dbt.ref("int_identifier_values")
     # Every raw value that could be a phone: declared phone identifiers and profile traits.
-    raw = [row[0] for row in values.filter("identifier_type = 'phone'").project("raw_value").distinct().fetchall()]
+    raw = [
+        row[0]
+        for row in values.filter("identifier_type = 'phone'")
+        .project("raw_value")
+        .distinct()
+        .fetchall()
+    ]
     rows = [(value, *parse(value, region)) for value in raw if value is not None]
     return pl.DataFrame(
-        rows, schema={"raw_phone": pl.Utf8, "phone_e164": pl.Utf8, "invalid_reason": pl.Utf8},
+        rows,
+        schema={"raw_phone": pl.Utf8, "phone_e164": pl.Utf8, "invalid_reason": pl.Utf8},
         orient="row",
     )

@@ -1,0 +1,172 @@
+"""Identity resolution on hand-made people: one person per human, never two humans in one."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import timedelta
+
+import pytest
+import yaml
+
+from switchyard import events
+from switchyard.settings import PROJECT_DIR, Paths
+from tests.dbt_helpers import dbt_build, query
+from tests.scenario import T0, Scenario, at
+
+IDENTITY = yaml.safe_load((PROJECT_DIR / "dbt_project.yml").read_text())["vars"]["identity"]
+
+
+def people_of(paths: Paths, *keys: str) -> dict[str, str]:
+    rows = query(paths, "select identifier_key, person_id from dim_identities")
+    found = {r["identifier_key"]: r["person_id"] for r in rows}
+    return {k: found[k] for k in keys}
+
+
+@pytest.fixture(scope="module")
+def store(module_paths: Paths) -> Paths:
+    s = Scenario(module_paths.landing)
+    # An in-store tablet: 200 customers log in on it, one after another.
+    for i in range(200):
+        s.events.append(
+            events.identify(
+                at(minutes=i),
+                user_id=f"shopper{i}",
+                anonymous_id="tablet-1",
+                device_id="tablet-1",
+                traits={"email": f"shopper{i}@example.com"},
+            )
+        )
+    # Pat browses on phone and laptop, then logs in on both.
+    s.track("product_viewed", at(-120), anonymous_id="anon-phone")
+    s.track("product_viewed", at(-90), anonymous_id="anon-laptop")
+    s.person(
+        "pat",
+        devices=("anon-phone", "anon-laptop"),
+        email="pat@example.com",
+        phone="+1 415 555 0199",
+        when=at(-60),
+    )
+    # Two strangers who both typed the placeholder address, and an SDK that sends a zero id.
+    s.person("kim", email="test@test.com", devices=("000-000-000",))
+    s.person("lee", email="TEST@test.com", devices=("anon-lee",))
+    s.land()
+    dbt_build(module_paths, "+int_events_stitched", "+fct_identity_audit")
+    return module_paths
+
+
+def test_shared_tablet_does_not_merge_its_customers(store: Paths) -> None:
+    persons = people_of(store, *(f"user_id:shopper{i}" for i in range(200)))
+    assert len(set(persons.values())) == 200
+    emails = people_of(store, *(f"email:shopper{i}@example.com" for i in range(200)))
+    assert all(
+        emails[f"email:shopper{i}@example.com"] == persons[f"user_id:shopper{i}"]
+        for i in range(200)
+    )
+    audit = query(
+        store,
+        "select identifier_type, identifier_value, reason from fct_identity_audit "
+        "where identifier_value = 'tablet-1' order by 1",
+    )
+    assert audit == [
+        {
+            "identifier_type": t,
+            "identifier_value": "tablet-1",
+            "reason": "shared identifier: seen with 200 anchors (limit 5)",
+        }
+        for t in ("anonymous_id", "device_id")
+    ]
+
+
+def test_two_devices_then_login_is_one_person(store: Paths) -> None:
+    keys = (
+        "user_id:pat",
+        "anonymous_id:anon-phone",
+        "anonymous_id:anon-laptop",
+        "email:pat@example.com",
+        "phone:+14155550199",
+    )
+    persons = people_of(store, *keys)
+    assert len(set(persons.values())) == 1
+    # The oldest identifier (the phone's anonymous id) names the person.
+    expected = "p_" + hashlib.md5(b"anonymous_id:anon-phone").hexdigest()
+    assert persons["user_id:pat"] == expected
+    stitched = query(
+        store,
+        "select distinct person_id from int_events_stitched "
+        "where anonymous_id in ('anon-phone', 'anon-laptop')",
+    )
+    assert stitched == [{"person_id": expected}]
+
+
+def test_placeholders_never_join_strangers(store: Paths) -> None:
+    persons = people_of(store, "user_id:kim", "user_id:lee")
+    assert persons["user_id:kim"] != persons["user_id:lee"]
+    audit = query(
+        store,
+        "select identifier_type, identifier_value, reason, occurrence_count "
+        "from fct_identity_audit where reason like 'blocklisted%' order by 2",
+    )
+    assert audit == [
+        {
+            "identifier_type": "anonymous_id",
+            "identifier_value": "000-000-000",
+            "reason": "blocklisted pattern ^[0-]*$",
+            "occurrence_count": 1,
+        },
+        {
+            "identifier_type": "email",
+            "identifier_value": "TEST@test.com",
+            "reason": "blocklisted value",
+            "occurrence_count": 1,
+        },
+        {
+            "identifier_type": "email",
+            "identifier_value": "test@test.com",
+            "reason": "blocklisted value",
+            "occurrence_count": 1,
+        },
+    ]
+
+
+def test_ids_are_stable_and_a_merge_keeps_the_oldest(paths: Paths) -> None:
+    s = Scenario(paths.landing)
+    s.track("product_viewed", T0 - timedelta(days=10), anonymous_id="anon-old")
+    s.person("zoe", devices=("anon-new",), email="zoe@example.com", when=T0)
+    s.land()
+    dbt_build(paths, "+dim_identities")
+    first = people_of(paths, "anonymous_id:anon-old", "user_id:zoe")
+    dbt_build(paths, "+dim_identities")
+    assert people_of(paths, "anonymous_id:anon-old", "user_id:zoe") == first  # rebuild: same ids
+    assert first["anonymous_id:anon-old"] != first["user_id:zoe"]
+
+    # Zoe logs in on the old device: two people become one, the older id survives.
+    s.person("zoe", devices=("anon-old",), when=T0 + timedelta(days=1)).land()
+    dbt_build(paths, "+dim_identities")
+    merged = people_of(
+        paths,
+        "anonymous_id:anon-old",
+        "anonymous_id:anon-new",
+        "user_id:zoe",
+        "email:zoe@example.com",
+    )
+    assert set(merged.values()) == {first["anonymous_id:anon-old"]}
+
+
+def test_iteration_cap_fails_loudly(paths: Paths) -> None:
+    s = Scenario(paths.landing)
+    # A chain: a0 - d0 - a1 - d1 - ... needs more than one round of propagation.
+    for i in range(20):
+        s.events.append(
+            events.identify(at(i), user_id=None, anonymous_id=f"a{i}", device_id=f"d{i}")
+        )
+        s.events.append(
+            events.identify(at(i), user_id=None, anonymous_id=f"a{i + 1}", device_id=f"d{i}")
+        )
+    s.land()
+    with pytest.raises(AssertionError, match="did not converge within 1 iterations"):
+        dbt_build(
+            paths, "+dim_identities", dbt_vars={"identity": {**IDENTITY, "max_iterations": 1}}
+        )
+    dbt_build(paths, "+dim_identities")
+    chain = query(paths, "select count(distinct person_id) as n from dim_identities")
+    assert chain == [{"n": 1}]
