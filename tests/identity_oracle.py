@@ -43,7 +43,7 @@ def normalize(kind: str | None, raw: str) -> str | None:
 
 
 def resolve(occurrences: Sequence[Occurrence], cfg: Mapping[str, Any]) -> dict[str, str]:
-    """identifier_key -> person_id, by the rules documented in models/identity/dim_identities.sql."""
+    """identifier_key -> person_id, by the rules in models/identity/dim_identities.sql."""
     anchor = cfg["anchor_type"]
     blocked = {v.lower() for v in cfg.get("blocklist_values", [])}
     patterns = [re.compile(p) for p in cfg.get("blocklist_patterns", [])]
