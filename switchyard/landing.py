@@ -19,6 +19,7 @@ LAYOUT: dict[str, tuple[str, ...]] = {
     "shop": ("orders",),
     "preferences": ("consents",),
     "ledger": ("deliveries",),
+    "feedback": ("events",),
 }
 
 # An empty file keeps each glob non-empty, so dbt can read a folder nothing has landed in yet.

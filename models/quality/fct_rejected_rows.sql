@@ -3,6 +3,7 @@
     ('segment.events', 'stg_segment__events', 'event_id'),
     ('shop.orders', 'stg_shop__orders', 'order_id'),
     ('preferences.consents', 'stg_preferences__consents', 'consent_id'),
+    ('feedback.events', 'stg_feedback__events', 'event_id'),
 ] %}
 with
 

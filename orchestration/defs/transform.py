@@ -9,6 +9,8 @@ import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
 
 from orchestration.dbt_project import ensure_manifest, switchyard_dbt
+from orchestration.defs.resources import WarehouseResource
+from switchyard import landing
 
 # One writer at a time on the DuckDB file (DESIGN.md, invariant 6): every asset that opens it
 # runs in this pool. Set its limit to 1 in the Dagster instance (see dagster.yaml).
@@ -52,7 +54,11 @@ def build_dbt_assets(activation_keys: list[dg.AssetKey]) -> list[dg.AssetsDefini
         name="dbt_models",
         pool=WAREHOUSE_POOL,
     )
-    def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource) -> Iterator[Any]:
+    def dbt_models(
+        context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource
+    ) -> Iterator[Any]:
+        # Every landing folder must exist (even empty) for its source to be readable.
+        landing.ensure_layout(warehouse.paths().landing)
         yield from dbt.cli(["build"], context=context).stream()
 
     @dbt_assets(

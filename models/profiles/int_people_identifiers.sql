@@ -1,0 +1,53 @@
+-- Every person with their identifiers: the spine of the profile (people seen only in orders too).
+{%- set anchor = identity_config().anchor_type %}
+with
+
+identities as (
+
+    select * from {{ ref('dim_identities') }}
+
+),
+
+latest_email as (
+
+    select person_id, identifier_value as email
+    from (
+        select
+            person_id,
+            identifier_value,
+            row_number() over (
+                partition by person_id order by last_seen_at desc, identifier_value
+            ) as recency
+        from identities
+        where identifier_type = 'email'
+    ) ranked
+    where recency = 1
+
+),
+
+people as (
+
+    select
+        person_id,
+        max(case when identifier_type = '{{ anchor }}' then identifier_value end) as user_id,
+        count(*) as identifier_count,
+        {{ dbt.listagg('identifier_key', "', '", "order by identifier_key") }} as identifiers,
+        min(first_seen_at) as first_seen_at,
+        max(last_seen_at) as last_seen_at
+    from identities
+    group by person_id
+
+),
+
+final as (
+
+    select
+        people.*,
+        latest_email.email as identifier_email
+    from people
+    left join latest_email
+        on people.person_id = latest_email.person_id
+
+)
+
+select * from final

@@ -1,0 +1,131 @@
+-- What each person received and how they engaged: from the ledger and provider feedback.
+with
+
+ledger as (
+
+    select * from {{ ref('stg_ledger__deliveries') }}
+
+),
+
+feedback as (
+
+    select * from {{ ref('stg_feedback__events') }}
+    where reject_reason is null
+
+),
+
+sends as (
+
+    select send_key, person_id, channel, recorded_at as sent_at
+    from ledger
+    where delivery_status = 'sent'
+
+),
+
+engagements as (
+
+    select
+        sends.person_id,
+        sends.channel,
+        feedback.feedback_event,
+        feedback.occurred_at
+    from feedback
+    inner join sends
+        on feedback.send_key = sends.send_key
+    where feedback.feedback_event in ('open', 'click')
+
+),
+
+sent_per_person as (
+
+    select
+        person_id,
+        count(*) as messages_sent,
+        {% for channel in ['email', 'sms', 'push'] %}
+        max(case when channel = '{{ channel }}' then sent_at end) as last_{{ channel }}_sent_at,
+        {% endfor %}
+        max(sent_at) as last_message_at
+    from sends
+    group by person_id
+
+),
+
+engaged_per_person as (
+
+    select
+        person_id,
+        count(case when feedback_event = 'open' then 1 end) as opens,
+        count(case when feedback_event = 'click' then 1 end) as clicks,
+        max(occurred_at) as last_engaged_at
+    from engagements
+    group by person_id
+
+),
+
+channel_scores as (
+
+    -- A click says more than an open.
+    select
+        person_id,
+        channel,
+        sum(case when feedback_event = 'click' then 2 else 1 end) as score,
+        max(occurred_at) as last_at
+    from engagements
+    group by person_id, channel
+
+),
+
+best_channel as (
+
+    select person_id, channel as most_engaged_channel
+    from (
+        select
+            person_id,
+            channel,
+            row_number() over (partition by person_id order by score desc, last_at desc, channel)
+                as preference
+        from channel_scores
+    ) ranked
+    where preference = 1
+
+),
+
+last_channel as (
+
+    select person_id, channel as last_engaged_channel
+    from (
+        select
+            person_id,
+            channel,
+            row_number() over (partition by person_id order by occurred_at desc, channel) as recency
+        from engagements
+    ) ranked
+    where recency = 1
+
+),
+
+final as (
+
+    select
+        sent_per_person.person_id,
+        sent_per_person.messages_sent,
+        sent_per_person.last_email_sent_at,
+        sent_per_person.last_sms_sent_at,
+        sent_per_person.last_push_sent_at,
+        sent_per_person.last_message_at,
+        coalesce(engaged_per_person.opens, 0) as opens,
+        coalesce(engaged_per_person.clicks, 0) as clicks,
+        engaged_per_person.last_engaged_at,
+        last_channel.last_engaged_channel,
+        best_channel.most_engaged_channel
+    from sent_per_person
+    left join engaged_per_person
+        on sent_per_person.person_id = engaged_per_person.person_id
+    left join last_channel
+        on sent_per_person.person_id = last_channel.person_id
+    left join best_channel
+        on sent_per_person.person_id = best_channel.person_id
+
+)
+
+select * from final
