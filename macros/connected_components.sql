@@ -1,19 +1,23 @@
 {#- Connected components by iterated min-label propagation with pointer jumping, in plain SQL.
 
-    nodes_sql: a select returning node_id (integers); edges: a relation of (src_id, dst_id) holding
-    both directions of every edge. Returns the relation of (node_id, label) where label is the
+    nodes_sql: a select returning node_id (integers); edges_sql: a select of (src_id, dst_id)
+    holding both directions of every edge between those nodes (materialized once). Returns the relation of (node_id, label) where label is the
     smallest node_id of the node's component. Runs at execution time, one table per iteration;
     stops when an iteration changes nothing, and fails the model if that takes more than
     max_iterations (a partial answer would merge too little, silently). -#}
-{% macro connected_components(nodes_sql, edges, max_iterations) -%}
+{% macro connected_components(nodes_sql, edges_sql, max_iterations) -%}
 {%- set result = _cc_relation('result') -%}
 {%- if not execute -%}
     {{ return(result) }}
 {%- endif -%}
+{%- set edges = _cc_relation('edges') -%}
+{%- do adapter.drop_relation(edges) -%}
+{%- do run_query(get_create_table_as_sql(False, edges, edges_sql)) -%}
 {%- set first = _cc_relation(0) -%}
 {%- do adapter.drop_relation(first) -%}
+{#- Only nodes with an edge can change label: isolated ones join back at the end. -#}
 {%- do run_query(get_create_table_as_sql(False, first,
-        "select node_id, node_id as label from (" ~ nodes_sql ~ ") nodes")) -%}
+        "select distinct src_id as node_id, src_id as label from " ~ edges)) -%}
 {%- set ns = namespace(current=first, converged=false, iterations=0) -%}
 {%- for i in range(1, max_iterations + 1) -%}
     {%- if not ns.converged -%}
@@ -53,6 +57,7 @@
 {%- endfor -%}
 {%- if not ns.converged -%}
     {%- do adapter.drop_relation(ns.current) -%}
+    {%- do adapter.drop_relation(edges) -%}
     {{ exceptions.raise_compiler_error(
         "connected_components did not converge within " ~ max_iterations ~ " iterations for "
         ~ this ~ ": raise vars.identity.max_iterations, or look for a giant component "
@@ -60,7 +65,18 @@
 {%- endif -%}
 {{ log("connected_components: " ~ this.identifier ~ " converged after " ~ ns.iterations ~ " iterations", info=True) }}
 {%- do adapter.drop_relation(result) -%}
-{%- do adapter.rename_relation(ns.current, result) -%}
+{%- set final -%}
+    select labels.node_id, labels.label from {{ ns.current }} as labels
+    union all
+    select nodes.node_id, nodes.node_id as label
+    from ({{ nodes_sql }}) as nodes
+    left join {{ ns.current }} as labels
+        on nodes.node_id = labels.node_id
+    where labels.node_id is null
+{%- endset -%}
+{%- do run_query(get_create_table_as_sql(False, result, final)) -%}
+{%- do adapter.drop_relation(ns.current) -%}
+{%- do adapter.drop_relation(edges) -%}
 {{ return(result) }}
 {%- endmacro %}
 

@@ -38,7 +38,8 @@ def dbt_build(
     """Build (and test) the selection; returns dbt's output, raises with it on failure."""
     args = [DBT, "build", "--project-dir", str(PROJECT_DIR), "--profiles-dir", str(PROJECT_DIR)]
     if selection:
-        args += ["--select", *selection]
+        # Cautious: a partial build skips tests that also read models outside the selection.
+        args += ["--select", *selection, "--indirect-selection", "cautious"]
     if dbt_vars:
         args += ["--vars", json.dumps(dbt_vars)]
     if full_refresh:

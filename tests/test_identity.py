@@ -170,3 +170,56 @@ def test_iteration_cap_fails_loudly(paths: Paths) -> None:
     dbt_build(paths, "+dim_identities")
     chain = query(paths, "select count(distinct person_id) as n from dim_identities")
     assert chain == [{"n": 1}]
+
+
+def test_incremental_run_matches_a_full_rebuild(tmp_path_factory: pytest.TempPathFactory) -> None:
+    # No lookback: batch two must not simply reprocess batch one.
+    tight = {**IDENTITY, "max_anchors_per_identifier": {"default": 2}, "lookback_hours": 0}
+
+    def first_batch(s: Scenario) -> None:
+        # An anonymous visitor on two devices (a0 is the oldest identifier: not in batch two).
+        s.events.append(events.identify(at(0), user_id=None, anonymous_id="a0", device_id="d0"))
+        s.events.append(events.identify(at(1), user_id=None, anonymous_id="a1", device_id="d0"))
+        # A family laptop two people log in on: within the limit of 2, so still mergeable.
+        s.person("mum", devices=("laptop",), when=at(2))
+        s.person("dad", devices=("laptop",), when=at(3))
+
+    def second_batch(s: Scenario) -> None:
+        # The visitor signs up on a new device that also carries d0's email: joins the old person.
+        s.events.append(
+            events.identify(
+                at(10),
+                user_id="vic",
+                anonymous_id="a9",
+                device_id="d0",
+                traits={"email": "vic@example.com"},
+            )
+        )
+        # A third person on the laptop makes it shared: it must stop joining anything.
+        s.person("kid", devices=("laptop",), when=at(11))
+        s.person("new", devices=("n1",), email="new@example.com", when=at(12))
+
+    def home(name: str) -> Paths:
+        root = tmp_path_factory.mktemp(name)
+        return Paths(home=root, landing=root / "landing", duckdb=root / "s.duckdb")
+
+    incremental, rebuilt = home("incremental"), home("rebuilt")
+    s = Scenario(incremental.landing)
+    first_batch(s)
+    s.land()
+    dbt_build(incremental, "+dim_identities", dbt_vars={"identity": tight})
+    second_batch(s)
+    s.land()
+    dbt_build(incremental, "+dim_identities", dbt_vars={"identity": tight})  # incremental run
+
+    r = Scenario(rebuilt.landing)
+    first_batch(r)
+    second_batch(r)
+    r.land()
+    dbt_build(rebuilt, "+dim_identities", dbt_vars={"identity": tight}, full_refresh=True)
+
+    sql = "select identifier_key, person_id, resolution from dim_identities order by 1"
+    assert query(incremental, sql) == query(rebuilt, sql)
+    persons = {r["identifier_key"]: r["person_id"] for r in query(rebuilt, sql)}
+    assert persons["anonymous_id:a0"] == persons["user_id:vic"] == persons["anonymous_id:a9"]
+    assert len({persons[f"user_id:{u}"] for u in ("mum", "dad", "kid")}) == 3

@@ -50,11 +50,21 @@ occurrence = st.fixed_dictionaries(
 graphs = st.lists(st.lists(occurrence, min_size=1, max_size=12), min_size=25, max_size=40)
 
 
-def to_landing(batch: list[list[dict[str, Any]]], root: Path) -> list[Occurrence]:
-    """Each graph's own values get a prefix, placeholders stay shared across graphs."""
+def to_landing(
+    batch: list[list[dict[str, Any]]],
+    root: Path,
+    keep: Any = lambda index: True,
+    later: Any = lambda index: False,
+) -> list[Occurrence]:
+    """Each graph's own values get a prefix, placeholders stay shared across graphs. `keep`
+    picks which occurrences (by position) land now; `later` ones happen a day later."""
     rows, oracle_input = [], []
+    index = -1
     for g, graph in enumerate(batch):
         for o in graph:
+            index += 1
+            if not keep(index):
+                continue
             ids = {
                 k: (
                     v
@@ -70,7 +80,7 @@ def to_landing(batch: list[list[dict[str, Any]]], root: Path) -> list[Occurrence
             }
             if not (ids["user_id"] or "").strip() and not (ids["anonymous_id"] or "").strip():
                 continue  # staging rejects a call with neither id: not an occurrence
-            at = T0 + timedelta(minutes=o["minute"])
+            at = T0 + timedelta(minutes=o["minute"], days=1 if later(index) else 0)
             rows.append(
                 events.identify(
                     at,
@@ -86,10 +96,22 @@ def to_landing(batch: list[list[dict[str, Any]]], root: Path) -> list[Occurrence
     return oracle_input
 
 
-def check(batch: list[list[dict[str, Any]]], cfg: dict[str, Any]) -> None:
+def check(
+    batch: list[list[dict[str, Any]]], cfg: dict[str, Any], incremental: bool = False
+) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         paths = Paths(home=Path(tmp), landing=Path(tmp) / "landing", duckdb=Path(tmp) / "s.duckdb")
-        occurrences = to_landing(batch, paths.landing)
+        if incremental:
+            # Half the occurrences first (a full build), the rest a day later as a new batch.
+            def later(i: int) -> bool:
+                return i % 2 == 1
+
+            to_landing(batch, paths.landing, keep=lambda i: not later(i))
+            dbt_build(paths, "+dim_identities", dbt_vars={"identity": cfg})
+            to_landing(batch, paths.landing, keep=later, later=later)
+            occurrences = to_landing(batch, Path(tmp) / "all", later=later)
+        else:
+            occurrences = to_landing(batch, paths.landing)
         dbt_build(paths, "+dim_identities", dbt_vars={"identity": cfg})
         got = {
             r["identifier_key"]: r["person_id"]
@@ -120,3 +142,17 @@ def test_partition_matches_union_find_with_guards(batch: list[list[dict[str, Any
 @given(graphs)
 def test_partition_matches_union_find_without_guards(batch: list[list[dict[str, Any]]]) -> None:
     check(batch, NO_GUARDS)
+
+
+@pytest.mark.slow
+@settings(
+    max_examples=3,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(graphs)
+def test_incremental_run_gives_the_full_rebuild_partition(
+    batch: list[list[dict[str, Any]]],
+) -> None:
+    check(batch, {**TIGHT, "lookback_hours": 0}, incremental=True)

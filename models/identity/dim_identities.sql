@@ -26,15 +26,28 @@ anchor_links as (
 
 ),
 
+node_anchor_links as (
+
+    select
+        nodes.node_id,
+        anchor_links.anchor_key,
+        anchor_links.link_order
+    from anchor_links
+    inner join nodes
+        on anchor_links.identifier_key = nodes.identifier_key
+    where nodes.is_mergeable
+
+),
+
 component_anchors as (
 
     select
         components.component_id,
-        count(distinct anchor_links.anchor_key) as anchor_count,
-        min(anchor_links.anchor_key) as some_anchor
+        count(distinct node_anchor_links.anchor_key) as anchor_count,
+        min(node_anchor_links.anchor_key) as some_anchor
     from components
-    inner join anchor_links
-        on components.node_id = anchor_links.node_id
+    inner join node_anchor_links
+        on components.node_id = node_anchor_links.node_id
     group by components.component_id
 
 ),
@@ -42,7 +55,7 @@ component_anchors as (
 first_links as (
 
     select node_id, anchor_key
-    from anchor_links
+    from node_anchor_links
     where link_order = 1
 
 ),
@@ -85,9 +98,17 @@ assigned as (
 
 oldest_per_person as (
 
-    select group_key, min(node_id) as oldest_node_id
-    from assigned
-    group by group_key
+    select group_key, identifier_key as oldest_key
+    from (
+        select
+            group_key,
+            identifier_key,
+            row_number() over (
+                partition by group_key order by first_seen_at, identifier_key
+            ) as age_order
+        from assigned
+    ) ranked
+    where age_order = 1
 
 ),
 
@@ -97,15 +118,13 @@ final as (
         assigned.identifier_type,
         assigned.identifier_value,
         assigned.identifier_key,
-        'p_' || {{ dbt.hash('oldest.identifier_key') }} as person_id,
+        'p_' || {{ dbt.hash('oldest_per_person.oldest_key') }} as person_id,
         assigned.resolution,
         assigned.first_seen_at,
         assigned.last_seen_at
     from assigned
     inner join oldest_per_person
         on assigned.group_key = oldest_per_person.group_key
-    inner join nodes as oldest
-        on oldest_per_person.oldest_node_id = oldest.node_id
 
 )
 

@@ -6,6 +6,7 @@ with
 identifier_values as (
 
     select * from {{ ref('int_identifier_values') }}
+    where {{ identity_window('occurred_at') }}
 
 ),
 
@@ -59,6 +60,7 @@ checked as (
         raw_value,
         occurred_at,
         source_model,
+        {{ identity_batch_stamp() }} as processed_at,
         case
             when identifier_value is null then invalid_reason
             {%- if cfg.blocklist_values %}

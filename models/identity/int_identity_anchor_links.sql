@@ -1,4 +1,6 @@
--- Which anchors (user_ids) each mergeable identifier was seen with, oldest link first.
+-- Which anchors (user_ids) each non-anchor identifier appeared with, oldest link first. Computed
+-- once: the nodes count these links to find shared identifiers, the resolution follows them.
+-- Incremental: identifiers seen in the new batch get all their links recomputed.
 {%- set cfg = identity_config() %}
 with
 
@@ -9,41 +11,58 @@ occurrences as (
 
 ),
 
-nodes as (
+affected as (
 
-    select * from {{ ref('int_identity_nodes') }}
+    select distinct identifier_key
+    from occurrences
+    where identifier_type <> '{{ cfg.anchor_type }}' and {{ identity_new_batch('occurrences') }}
+
+),
+
+others as (
+
+    select occurrences.occurrence_id, occurrences.identifier_key, occurrences.occurred_at
+    from occurrences
+    {%- if is_incremental() %}
+    inner join affected
+        on occurrences.identifier_key = affected.identifier_key
+    {%- endif %}
+    where occurrences.identifier_type <> '{{ cfg.anchor_type }}'
+
+),
+
+anchors as (
+
+    select occurrence_id, identifier_key
+    from occurrences
+    where identifier_type = '{{ cfg.anchor_type }}'
 
 ),
 
 links as (
 
     select
-        other.identifier_key,
-        anchor.identifier_key as anchor_key,
-        min(other.occurred_at) as first_linked_at
-    from occurrences as other
-    inner join occurrences as anchor
-        on other.occurrence_id = anchor.occurrence_id
-        and anchor.identifier_type = '{{ cfg.anchor_type }}'
-    where other.identifier_type <> '{{ cfg.anchor_type }}'
-    group by other.identifier_key, anchor.identifier_key
+        others.identifier_key,
+        anchors.identifier_key as anchor_key,
+        min(others.occurred_at) as first_linked_at
+    from others
+    inner join anchors
+        on others.occurrence_id = anchors.occurrence_id
+    group by others.identifier_key, anchors.identifier_key
 
 ),
 
 final as (
 
     select
-        nodes.node_id,
-        links.identifier_key,
-        links.anchor_key,
-        links.first_linked_at,
+        identifier_key,
+        anchor_key,
+        first_linked_at,
         row_number() over (
-            partition by links.identifier_key order by links.first_linked_at, links.anchor_key
-        ) as link_order
+            partition by identifier_key order by first_linked_at, anchor_key
+        ) as link_order,
+        {{ identity_batch_stamp() }} as processed_at
     from links
-    inner join nodes
-        on links.identifier_key = nodes.identifier_key
-    where nodes.is_mergeable
 
 )
 

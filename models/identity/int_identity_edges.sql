@@ -1,18 +1,19 @@
--- Edges between mergeable identifiers that appeared together. Each occurrence links its
--- identifiers to its oldest one (a star, not a clique): same components, far fewer edges.
+-- Edges between non-anchor identifiers that appeared together (every pair, both directions).
+-- Pairs rather than a star, so that dropping a node later (it turned out to be shared) never
+-- disconnects the others. Incremental: only the new batch's occurrences add edges.
 with
 
 occurrences as (
 
-    select * from {{ ref('int_identifier_occurrences') }}
-    where excluded_reason is null
+    select * from {{ ref('int_identifier_occurrences') }} as batch
+    where batch.excluded_reason is null and {{ identity_new_batch('batch') }}
 
 ),
 
 nodes as (
 
     select * from {{ ref('int_identity_nodes') }}
-    where is_mergeable
+    where not is_anchor
 
 ),
 
@@ -27,32 +28,17 @@ occurrence_nodes as (
 
 ),
 
-hubs as (
-
-    select occurrence_id, min(node_id) as hub_id
-    from occurrence_nodes
-    group by occurrence_id
-
-),
-
-star as (
+pairs as (
 
     select distinct
-        hubs.hub_id as src_id,
-        occurrence_nodes.node_id as dst_id
-    from occurrence_nodes
-    inner join hubs
-        on occurrence_nodes.occurrence_id = hubs.occurrence_id
-    where occurrence_nodes.node_id <> hubs.hub_id
-
-),
-
-both_directions as (
-
-    select src_id, dst_id from star
-    union
-    select dst_id as src_id, src_id as dst_id from star
+        a.node_id as src_id,
+        b.node_id as dst_id,
+        {{ identity_batch_stamp() }} as processed_at
+    from occurrence_nodes as a
+    inner join occurrence_nodes as b
+        on a.occurrence_id = b.occurrence_id
+        and a.node_id <> b.node_id
 
 )
 
-select * from both_directions
+select * from pairs

@@ -1,5 +1,6 @@
--- One row per usable identifier (a node of the identity graph), numbered oldest first, with how
--- many anchors (user_ids) it was seen with and whether that makes it a shared identifier.
+-- One row per usable identifier (a node of the identity graph) with how many anchors (user_ids)
+-- it was seen with and whether that makes it a shared identifier. A full build numbers nodes
+-- oldest first; an incremental run keeps existing numbers and numbers new nodes after them.
 {%- set cfg = identity_config() %}
 {%- set limits = cfg.max_anchors_per_identifier %}
 with
@@ -11,31 +12,38 @@ occurrences as (
 
 ),
 
+affected as (
+
+    select distinct identifier_key
+    from occurrences
+    where {{ identity_new_batch('occurrences') }}
+
+),
+
 nodes as (
 
     select
-        identifier_key,
-        identifier_type,
-        identifier_value,
-        min(occurred_at) as first_seen_at,
-        max(occurred_at) as last_seen_at,
-        count(distinct occurrence_id) as occurrence_count
+        occurrences.identifier_key,
+        occurrences.identifier_type,
+        occurrences.identifier_value,
+        min(occurrences.occurred_at) as first_seen_at,
+        max(occurrences.occurred_at) as last_seen_at,
+        -- one row per (occurrence, identifier): a plain count is the number of occurrences
+        count(*) as occurrence_count
     from occurrences
-    group by identifier_key, identifier_type, identifier_value
+    {%- if is_incremental() %}
+    inner join affected
+        on occurrences.identifier_key = affected.identifier_key
+    {%- endif %}
+    group by occurrences.identifier_key, occurrences.identifier_type, occurrences.identifier_value
 
 ),
 
 anchor_counts as (
 
-    select
-        other.identifier_key,
-        count(distinct anchor.identifier_key) as anchor_count
-    from occurrences as other
-    inner join occurrences as anchor
-        on other.occurrence_id = anchor.occurrence_id
-        and anchor.identifier_type = '{{ cfg.anchor_type }}'
-    where other.identifier_type <> '{{ cfg.anchor_type }}'
-    group by other.identifier_key
+    select identifier_key, count(*) as anchor_count
+    from {{ ref('int_identity_anchor_links') }}
+    group by identifier_key
 
 ),
 
@@ -62,10 +70,35 @@ classified as (
 
 ),
 
+numbered as (
+
+    {%- if is_incremental() %}
+    select
+        coalesce(
+            existing.node_id,
+            (select coalesce(max(node_id), 0) from {{ this }})
+            + row_number() over (
+                partition by existing.node_id is null
+                order by classified.first_seen_at, classified.identifier_key
+            )
+        ) as node_id,
+        classified.*
+    from classified
+    left join {{ this }} as existing
+        on classified.identifier_key = existing.identifier_key
+    {%- else %}
+    select
+        row_number() over (order by first_seen_at, identifier_key) as node_id,
+        classified.*
+    from classified
+    {%- endif %}
+
+),
+
 final as (
 
     select
-        row_number() over (order by first_seen_at, identifier_key) as node_id,
+        node_id,
         identifier_key,
         identifier_type,
         identifier_value,
@@ -76,8 +109,9 @@ final as (
         anchor_limit,
         is_anchor,
         not is_anchor and anchor_count > anchor_limit as is_shared,
-        not is_anchor and anchor_count <= anchor_limit as is_mergeable
-    from classified
+        not is_anchor and anchor_count <= anchor_limit as is_mergeable,
+        {{ identity_batch_stamp() }} as processed_at
+    from numbered
 
 )
 

@@ -1,4 +1,4 @@
--- Order history per person.
+-- Order history per person: orders find their person by user_id, guest orders by email.
 with
 
 orders as (
@@ -11,22 +11,36 @@ orders as (
 identities as (
 
     select * from {{ ref('dim_identities') }}
-    where identifier_type = 'user_id'
+
+),
+
+attributed as (
+
+    select
+        coalesce(by_user.person_id, by_email.person_id) as person_id,
+        orders.order_total,
+        orders.ordered_at
+    from orders
+    left join identities as by_user
+        on by_user.identifier_type = '{{ identity_config().anchor_type }}'
+        and orders.user_id = by_user.identifier_value
+    left join identities as by_email
+        on by_email.identifier_type = 'email'
+        and orders.email = by_email.identifier_value
 
 ),
 
 per_person as (
 
     select
-        identities.person_id,
+        person_id,
         count(*) as order_count,
-        sum(orders.order_total) as revenue,
-        min(orders.ordered_at) as first_order_at,
-        max(orders.ordered_at) as last_order_at
-    from orders
-    inner join identities
-        on orders.user_id = identities.identifier_value
-    group by identities.person_id
+        sum(order_total) as revenue,
+        min(ordered_at) as first_order_at,
+        max(ordered_at) as last_order_at
+    from attributed
+    where person_id is not null
+    group by person_id
 
 )
 

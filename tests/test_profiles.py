@@ -1,0 +1,179 @@
+"""The unified profile on hand-made people: RFM, consent by topic, engagement, churn risk."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from switchyard import events, landing
+from switchyard.settings import Paths
+from tests.dbt_helpers import dbt_build, query
+from tests.scenario import T0, Scenario
+
+DAY = timedelta(days=1)
+
+
+def person_id(paths: Paths, user_id: str) -> str:
+    rows = query(
+        paths, f"select person_id from dim_identities where identifier_key = 'user_id:{user_id}'"
+    )
+    return str(rows[0]["person_id"])
+
+
+@pytest.fixture(scope="module")
+def profiles(module_paths: Paths) -> Paths:
+    paths = module_paths
+    s = Scenario(paths.landing)
+    # Five buyers from best to worst: many recent orders ... one old order.
+    for rank, (orders, last_days_ago) in enumerate([(6, 1), (4, 10), (3, 40), (2, 200), (1, 300)]):
+        user = f"buyer{rank}"
+        s.person(user, email=f"{user}@example.com", consent=("email",), when=T0 - 400 * DAY)
+        for n in range(orders):
+            at_ = T0 - (last_days_ago + 30 * n) * DAY
+            s.orders.append(
+                events.order(f"{user}-o{n}", at_, user_id=user, email=None, total=20.0 * (5 - rank))
+            )
+    s.track("page_viewed", T0, user_id="buyer0")  # the latest activity: "as of" for the profile
+    # Ann: email and push, engages with push more than email; also a newsletter opt-out.
+    s.person(
+        "ann",
+        email="ann@example.com",
+        push_token="tok-ann",
+        consent=("email", "push"),
+        when=T0 - 5 * DAY,
+    )
+    s.consents.append(
+        events.consent(
+            "ann",
+            "email",
+            "unsubscribed",
+            T0 - 4 * DAY,
+            topic="newsletter",
+            source="unsubscribe_link",
+        )
+    )
+    # Gus: last seen 100 days ago, bought 120 days ago, never consented to anything.
+    s.person("gus", email="gus@example.com", when=T0 - 120 * DAY)
+    s.orders.append(events.order("gus-o1", T0 - 120 * DAY, user_id="gus", email=None, total=10.0))
+    s.track("page_viewed", T0 - 100 * DAY, user_id="gus")
+    # Someone who only ever bought as a guest: known by email alone.
+    s.orders.append(
+        events.order("guest-o1", T0 - 2 * DAY, user_id=None, email="Guest@Example.com", total=15.0)
+    )
+    s.land()
+    dbt_build(paths, "+dim_identities")
+
+    # Ann got an email and two pushes; she opened the email once and clicked both pushes.
+    ann = person_id(paths, "ann")
+    ledger_rows, feedback = [], []
+    for key, channel, sent in (
+        ("k1", "email", T0 - 3 * DAY),
+        ("k2", "push", T0 - 2 * DAY),
+        ("k3", "push", T0 - DAY),
+    ):
+        ledger_rows.append(
+            {
+                "send_key": key,
+                "journey": "j",
+                "step": "s",
+                "person_id": ann,
+                "entry_id": "e",
+                "channel": channel,
+                "status": "sent",
+                "recorded_at": sent.isoformat(),
+            }
+        )
+    for key, event, when in (
+        ("k1", "open", T0 - 3 * DAY),
+        ("k2", "click", T0 - 2 * DAY),
+        ("k3", "click", T0 - DAY),
+    ):
+        feedback.append(
+            {
+                "event_id": f"fb-{key}",
+                "send_key": key,
+                "provider": "x",
+                "channel": None,
+                "event": event,
+                "occurred_at": events.iso(when),
+            }
+        )
+    feedback.append(
+        {
+            "event_id": "fb-bad",
+            "send_key": "k1",
+            "event": "teleported",
+            "occurred_at": events.iso(T0),
+        }
+    )
+    landing.write_batch(paths.landing, "ledger", "deliveries", ledger_rows)
+    landing.write_batch(paths.landing, "feedback", "events", feedback)
+    dbt_build(paths, "+dim_people", "+dim_people_consents", "fct_rejected_rows")
+    return paths
+
+
+def profile(paths: Paths, user_id: str) -> dict[str, object]:
+    (row,) = query(paths, f"select * from dim_people where user_id = '{user_id}'")
+    return row
+
+
+def test_rfm_ranks_buyers(profiles: Paths) -> None:
+    segments = {f"buyer{r}": profile(profiles, f"buyer{r}")["rfm_segment"] for r in range(5)}
+    assert segments["buyer0"] == "champions"
+    assert segments["buyer4"] == "hibernating"
+    best, worst = profile(profiles, "buyer0"), profile(profiles, "buyer4")
+    assert (best["order_count"], best["revenue"]) == (6, 600)
+    assert best["recency_score"] > worst["recency_score"]
+    assert profile(profiles, "ann")["rfm_segment"] == "prospect"
+
+
+def test_consent_per_channel_and_topic(profiles: Paths) -> None:
+    ann = person_id(profiles, "ann")
+    rows = query(
+        profiles,
+        f"select channel, topic, consent_status, consent_source from dim_people_consents "
+        f"where person_id = '{ann}' order by 1, 2",
+    )
+    assert [tuple(r.values()) for r in rows] == [
+        ("email", "marketing", "subscribed", "preference_center"),
+        ("email", "newsletter", "unsubscribed", "unsubscribe_link"),
+        ("push", "marketing", "subscribed", "preference_center"),
+    ]
+    assert profile(profiles, "ann")["email_consent"] == "subscribed"  # marketing is unaffected
+
+
+def test_engagement_and_preferred_channel(profiles: Paths) -> None:
+    ann = profile(profiles, "ann")
+    assert (ann["messages_sent"], ann["opens"], ann["clicks"]) == (3, 1, 2)
+    assert ann["last_engaged_channel"] == "push"
+    assert ann["preferred_channel"] == "push"  # clicks on push outweigh an email open
+    assert (
+        profile(profiles, "buyer1")["preferred_channel"] == "email"
+    )  # no engagement: consent order
+    assert profile(profiles, "gus")["preferred_channel"] is None
+    rejected = query(
+        profiles,
+        "select reject_reason from fct_rejected_rows where source_table = 'feedback.events'",
+    )
+    assert rejected == [{"reject_reason": "unknown event: teleported"}]
+
+
+def test_churn_risk_is_the_documented_rule(profiles: Paths) -> None:
+    gus = profile(profiles, "gus")
+    # 50 (seen 100 days ago, capped at 90) + 25 (no order in 90 days) + 10 (no channel) = 85
+    assert (gus["days_since_last_seen"], gus["churn_risk_score"], gus["churn_risk"]) == (
+        100,
+        85,
+        "high",
+    )
+    fresh = profile(profiles, "buyer0")
+    assert (fresh["churn_risk_score"], fresh["churn_risk"]) == (0, "low")
+
+
+def test_guest_buyers_have_a_profile(profiles: Paths) -> None:
+    rows = query(
+        profiles,
+        "select email, order_count, user_id from dim_people where email = 'guest@example.com'",
+    )
+    assert rows == [{"email": "guest@example.com", "order_count": 1, "user_id": None}]
