@@ -24,6 +24,7 @@ from pathlib import Path
 
 import duckdb
 import numpy as np
+import yaml
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 DBT = str(Path(sys.executable).parent / "dbt")
@@ -100,6 +101,34 @@ def make_graph(con: duckdb.DuckDBPyConnection, identifiers: int) -> None:
     """)
 
 
+def add_delta(con: duckdb.DuckDBPyConnection, identifiers: int, share: float) -> int:
+    """Append a later batch of about share * identifiers new identifiers: new people, known people
+    on a new device, new cookies on known devices. Returns the occurrences added."""
+    people = max(10, int(identifiers / IDENTIFIERS_PER_PERSON))
+    new_rows = max(1, int(identifiers * share / 2.6))  # ~2.6 new identifiers per new row
+    before = con.execute("select count(*) from bench_occurrences").fetchone()[0]
+    con.execute(f"""
+        insert into bench_occurrences
+        with latest as (select max(occurred_at) as at from bench_occurrences),
+        batch as (select i, hash(i + 7919) as h from range({new_rows}) t(i))
+        select
+            'delta' || i as occurrence_id,
+            latest.at + interval 1 hour + to_seconds(i::bigint) as occurred_at,
+            case
+                when h % 10 < 6 then 'nu' || i                    -- a new person
+                when h % 10 < 9 then 'u' || (h // 10) % {people}  -- a known person, new device
+            end as user_id,
+            'na' || i as anonymous_id,
+            case
+                when h % 10 < 9 then 'nd' || i
+                else 'd' || (h // 10) % {people} || '_0'          -- new cookie on a known device
+            end as device_id,
+            case when h % 10 < 6 and (h // 10) % 2 = 0 then 'ne' || i || '@x.com' end as email
+        from batch, latest
+    """)
+    return int(con.execute("select count(*) from bench_occurrences").fetchone()[0] - before)
+
+
 def run_dbt(paths: dict[str, str], *args: str) -> tuple[float, str]:
     env = {**os.environ, **paths}
     cmd = [DBT, *args, "--project-dir", str(PROJECT_DIR), "--profiles-dir", str(PROJECT_DIR)]
@@ -111,14 +140,68 @@ def run_dbt(paths: dict[str, str], *args: str) -> tuple[float, str]:
     return elapsed, done.stdout
 
 
+def converged_after(dbt_output: str) -> int:
+    found = re.search(r"converged after (\d+) iterations", dbt_output)
+    return int(found.group(1)) if found else 0
+
+
 def step_times(home: Path) -> dict[str, float]:
     results = json.loads((home / "target" / "run_results.json").read_text())
     return {r["unique_id"].split(".")[-1]: r["execution_time"] for r in results["results"]}
 
 
+def read_graph(db: Path) -> dict[str, np.ndarray]:
+    """The mergeable graph the models saw, and the components they found."""
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        mergeable = "select node_id from int_identity_nodes where is_mergeable"
+        return {
+            "nodes": con.execute(f"{mergeable} order by node_id").fetchnumpy()["node_id"],
+            "edges": con.execute(f"""
+                select src_id, dst_id from int_identity_edges
+                where src_id in ({mergeable}) and dst_id in ({mergeable})
+            """).fetchnumpy(),
+            "ours": con.execute(
+                "select node_id, component_id from int_identity_components order by node_id"
+            ).fetchnumpy(),
+            "counts": np.array(
+                con.execute(
+                    "select count(*), count(distinct person_id) from dim_identities"
+                ).fetchone()
+            ),
+        }
+    finally:
+        con.close()
+
+
+def scipy_components(graph: dict[str, np.ndarray]) -> tuple[float, np.ndarray, bool]:
+    """scipy's connected_components on the same graph: seconds, labels, same partition as ours."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    nodes, edges, ours = graph["nodes"], graph["edges"], graph["ours"]
+    size = int(nodes.max()) + 1 if len(nodes) else 1
+    src, dst = edges["src_id"].astype(np.int64), edges["dst_id"].astype(np.int64)
+    t = time.perf_counter()
+    matrix = coo_matrix((np.ones(len(src), dtype=np.int8), (src, dst)), shape=(size, size)).tocsr()
+    n_components, labels = connected_components(matrix, directed=False)
+    seconds = time.perf_counter() - t
+    # Same partition? Name each scipy component by its smallest mergeable node, as ours does.
+    smallest = np.full(n_components, np.iinfo(np.int64).max)
+    np.minimum.at(smallest, labels[nodes], nodes)
+    matches = bool(
+        np.array_equal(ours["node_id"], nodes)
+        and np.array_equal(smallest[labels[ours["node_id"]]], ours["component_id"])
+    )
+    return seconds, labels, matches
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", type=int, default=1_000_000, help="identifiers in the graph")
+    parser.add_argument(
+        "--delta", type=float, default=0.01, help="share of new identifiers in the later batch"
+    )
     parser.add_argument(
         "--networkx-max",
         type=int,
@@ -141,97 +224,73 @@ def main() -> None:
         emit("generate_graph", f"{time.perf_counter() - t:.2f}", "s")
         con.close()
 
-        identity = json.loads(
-            json.dumps(
-                __import__("yaml").safe_load((PROJECT_DIR / "dbt_project.yml").read_text())["vars"][
-                    "identity"
-                ]
-            )
-        )
-        identity["sources"] = [BENCH_SOURCE]
-        dbt_vars = json.dumps({"identity": identity})
-        selection = [
+        project = yaml.safe_load((PROJECT_DIR / "dbt_project.yml").read_text())
+        identity = {**project["vars"]["identity"], "sources": [BENCH_SOURCE]}
+        dbt_args = [
+            "run",
             "--select",
             "path:models/identity",
             "--exclude",
             "int_events_stitched",
             "fct_identity_audit",
+            "--vars",
+            json.dumps({"identity": identity}),
+            # Its own target path: the project's manifest must not pick up the benchmark's vars.
+            "--target-path",
+            str(home / "target"),
         ]
-        # Its own target path: the project's manifest must not pick up the benchmark's vars.
-        target = ["--target-path", str(home / "target")]
-        wall, out = run_dbt(paths, "run", *selection, *target, "--vars", dbt_vars)
+
+        # 1. Full build.
+        wall, out = run_dbt(paths, *dbt_args, "--full-refresh")
         peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-        iterations = int(re.search(r"converged after (\d+) iterations", out).group(1))
-        steps = step_times(home)
-
-        con = duckdb.connect(str(db), read_only=True)
-        identifiers, people = con.execute(
-            "select count(*), count(distinct person_id) from dim_identities"
-        ).fetchone()
-        nodes = con.execute(
-            "select node_id from int_identity_nodes where is_mergeable order by node_id"
-        ).fetchnumpy()["node_id"]
-        edges = con.execute("select src_id, dst_id from int_identity_edges").fetchnumpy()
-        ours = con.execute(
-            "select node_id, component_id from int_identity_components order by node_id"
-        ).fetchnumpy()
-        con.close()
-
+        graph = read_graph(db)
+        identifiers, people = graph["counts"]
         emit("identifiers", identifiers, "count")
         emit("people", people, "count")
-        emit("mergeable_nodes", len(nodes), "count")
-        emit("edges", len(edges["src_id"]) // 2, "count")
-        emit("iterations", iterations, "count")
+        emit("mergeable_nodes", len(graph["nodes"]), "count")
+        emit("edges", len(graph["edges"]["src_id"]) // 2, "count")
+        emit("iterations", converged_after(out), "count")
         emit("dbt_identity_wall", f"{wall:.2f}", "s")
-        for model, seconds in steps.items():
+        for model, seconds in step_times(home).items():
             emit(f"dbt_step_{model}", f"{seconds:.2f}", "s")
         emit("dbt_peak_rss", f"{peak_kib / 1024:.0f}", "MiB")
 
-        # Baselines on the same mergeable graph, in memory.
-        from scipy.sparse import coo_matrix
-        from scipy.sparse.csgraph import connected_components
-
-        size = int(nodes.max()) + 1 if len(nodes) else 1
-        src, dst = edges["src_id"].astype(np.int64), edges["dst_id"].astype(np.int64)
-        t = time.perf_counter()
-        matrix = coo_matrix(
-            (np.ones(len(src), dtype=np.int8), (src, dst)), shape=(size, size)
-        ).tocsr()
-        n_components, labels = connected_components(matrix, directed=False)
-        scipy_time = time.perf_counter() - t
+        # 2. Baselines on the same mergeable graph, in memory.
+        scipy_time, _, matches = scipy_components(graph)
         emit("scipy_connected_components", f"{scipy_time:.2f}", "s")
-
-        # Same partition? Name each scipy component by its smallest mergeable node, as ours does.
-        smallest = np.full(n_components, np.iinfo(np.int64).max)
-        np.minimum.at(smallest, labels[nodes], nodes)
-        matches = bool(
-            np.array_equal(smallest[labels[ours["node_id"]]], ours["component_id"])
-            and np.array_equal(ours["node_id"], nodes)
-        )
         emit("partition_matches_scipy", int(matches), "bool")
-
         if identifiers <= args.networkx_max:
             import networkx as nx
 
+            src, dst = graph["edges"]["src_id"].tolist(), graph["edges"]["dst_id"].tolist()
             t = time.perf_counter()
-            graph = nx.Graph()
-            graph.add_nodes_from(nodes.tolist())
-            graph.add_edges_from(zip(src.tolist(), dst.tolist(), strict=True))
-            nx_components = sum(1 for _ in nx.connected_components(graph))
+            nx_graph = nx.Graph()
+            nx_graph.add_nodes_from(graph["nodes"].tolist())
+            nx_graph.add_edges_from(zip(src, dst, strict=True))
+            nx_components = sum(1 for _ in nx.connected_components(nx_graph))
             emit("networkx_connected_components", f"{time.perf_counter() - t:.2f}", "s")
-            emit(
-                "networkx_components_agree",
-                int(nx_components == len(set(ours["component_id"]))),
-                "bool",
-            )
+            agree = nx_components == len(set(graph["ours"]["component_id"].tolist()))
+            emit("networkx_components_agree", int(agree), "bool")
         else:
             emit("networkx_connected_components", "skipped", "(over --networkx-max)")
 
-        emit(
-            "target_60s_at_10M",
-            "pass" if wall < 60 * max(1, identifiers / 10_000_000) else "miss",
-            "(scaled to size)",
-        )
+        # 3. A later batch, incrementally: only what it touches is recomputed.
+        con = duckdb.connect(str(db))
+        emit("delta_occurrences", add_delta(con, int(identifiers), args.delta), "count")
+        con.close()
+        delta_wall, out = run_dbt(paths, *dbt_args)
+        after = read_graph(db)
+        emit("delta_identifiers", int(after["counts"][0] - identifiers), "count")
+        emit("delta_iterations", converged_after(out), "count")
+        emit("dbt_identity_delta_wall", f"{delta_wall:.2f}", "s")
+        for model, seconds in step_times(home).items():
+            emit(f"dbt_delta_step_{model}", f"{seconds:.2f}", "s")
+        emit("delta_partition_matches_scipy", int(scipy_components(after)[2]), "bool")
+        emit("delta_vs_full", f"{delta_wall / wall:.3f}", "ratio")
+
+        scale = max(1, identifiers / 10_000_000)
+        emit("target_60s_at_10M", "pass" if wall < 60 * scale else "miss", "(scaled to size)")
+        emit("target_delta_under_tenth", "pass" if delta_wall < wall / 10 else "miss", "")
 
 
 if __name__ == "__main__":

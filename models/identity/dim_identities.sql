@@ -6,6 +6,9 @@
 --   * a shared identifier (over its anchor limit) stays a person of its own.
 -- The person id is the hash of the person's oldest identifier: stable across rebuilds, and when
 -- two people merge the older id survives.
+-- Incremental: identifiers whose node or component changed are re-assigned, and every person
+-- they join or leave (group_key) gets its oldest identifier, hence its id, recomputed whole.
+{%- set incremental = is_incremental() %}
 with
 
 nodes as (
@@ -26,29 +29,64 @@ anchor_links as (
 
 ),
 
+{%- if incremental %}
+
+touched as (
+
+    select node_id from nodes where {{ identity_new_batch('nodes') }}
+    union
+    select node_id from components where {{ identity_new_batch('components') }}
+
+),
+
+{%- endif %}
+
+scoped_nodes as (
+
+    select nodes.*
+    from nodes
+    {%- if incremental %}
+    inner join touched
+        on nodes.node_id = touched.node_id
+    {%- endif %}
+
+),
+
+scoped_components as (
+
+    select components.*
+    from components
+    {%- if incremental %}
+    inner join touched
+        on components.node_id = touched.node_id
+    {%- endif %}
+
+),
+
 node_anchor_links as (
 
     select
-        nodes.node_id,
+        scoped_nodes.node_id,
         anchor_links.anchor_key,
         anchor_links.link_order
     from anchor_links
-    inner join nodes
-        on anchor_links.identifier_key = nodes.identifier_key
-    where nodes.is_mergeable
+    inner join scoped_nodes
+        on anchor_links.identifier_key = scoped_nodes.identifier_key
+    where scoped_nodes.is_mergeable
 
 ),
 
 component_anchors as (
 
+    -- a touched component is recomputed whole, so all its members are in scope
     select
-        components.component_id,
+        scoped_components.component_id,
         count(distinct node_anchor_links.anchor_key) as anchor_count,
         min(node_anchor_links.anchor_key) as some_anchor
-    from components
+    from scoped_components
     inner join node_anchor_links
-        on components.node_id = node_anchor_links.node_id
-    group by components.component_id
+        on scoped_components.node_id = node_anchor_links.node_id
+    group by scoped_components.component_id
 
 ),
 
@@ -63,38 +101,82 @@ first_links as (
 assigned as (
 
     select
-        nodes.node_id,
-        nodes.identifier_key,
-        nodes.identifier_type,
-        nodes.identifier_value,
-        nodes.first_seen_at,
-        nodes.last_seen_at,
+        scoped_nodes.identifier_key,
+        scoped_nodes.identifier_type,
+        scoped_nodes.identifier_value,
+        scoped_nodes.first_seen_at,
+        scoped_nodes.last_seen_at,
         case
-            when nodes.is_anchor then nodes.identifier_key
-            when nodes.is_shared then 'shared:' || nodes.identifier_key
+            when scoped_nodes.is_anchor then scoped_nodes.identifier_key
+            when scoped_nodes.is_shared then 'shared:' || scoped_nodes.identifier_key
             when component_anchors.anchor_count = 1 then component_anchors.some_anchor
             when component_anchors.anchor_count > 1 and first_links.anchor_key is not null
                 then first_links.anchor_key
-            else 'component:' || cast(components.component_id as {{ dbt.type_string() }})
+            else 'component:' || cast(scoped_components.component_id as {{ dbt.type_string() }})
         end as group_key,
         case
-            when nodes.is_anchor then 'anchor'
-            when nodes.is_shared then 'shared'
+            when scoped_nodes.is_anchor then 'anchor'
+            when scoped_nodes.is_shared then 'shared'
             when component_anchors.anchor_count = 1 then 'stitched'
             when component_anchors.anchor_count > 1 and first_links.anchor_key is not null
                 then 'ambiguous_first_link'
             when component_anchors.anchor_count > 1 then 'ambiguous_unattached'
             else 'anonymous'
         end as resolution
-    from nodes
-    left join components
-        on nodes.node_id = components.node_id
+    from scoped_nodes
+    left join scoped_components
+        on scoped_nodes.node_id = scoped_components.node_id
     left join component_anchors
-        on components.component_id = component_anchors.component_id
+        on scoped_components.component_id = component_anchors.component_id
     left join first_links
-        on nodes.node_id = first_links.node_id
+        on scoped_nodes.node_id = first_links.node_id
 
 ),
+
+{%- if incremental %}
+
+affected_groups as (
+
+    select group_key from assigned
+    union
+    select previous.group_key
+    from {{ this }} as previous
+    inner join scoped_nodes
+        on previous.identifier_key = scoped_nodes.identifier_key
+
+),
+
+members as (
+
+    select * from assigned
+    union all
+    -- the untouched members of an affected person, as they were
+    select
+        previous.identifier_key,
+        previous.identifier_type,
+        previous.identifier_value,
+        previous.first_seen_at,
+        previous.last_seen_at,
+        previous.group_key,
+        previous.resolution
+    from {{ this }} as previous
+    inner join affected_groups
+        on previous.group_key = affected_groups.group_key
+    left join scoped_nodes
+        on previous.identifier_key = scoped_nodes.identifier_key
+    where scoped_nodes.identifier_key is null
+
+),
+
+{%- else %}
+
+members as (
+
+    select * from assigned
+
+),
+
+{%- endif %}
 
 oldest_per_person as (
 
@@ -106,7 +188,7 @@ oldest_per_person as (
             row_number() over (
                 partition by group_key order by first_seen_at, identifier_key
             ) as age_order
-        from assigned
+        from members
     ) ranked
     where age_order = 1
 
@@ -115,16 +197,18 @@ oldest_per_person as (
 final as (
 
     select
-        assigned.identifier_type,
-        assigned.identifier_value,
-        assigned.identifier_key,
+        members.identifier_type,
+        members.identifier_value,
+        members.identifier_key,
         'p_' || {{ dbt.hash('oldest_per_person.oldest_key') }} as person_id,
-        assigned.resolution,
-        assigned.first_seen_at,
-        assigned.last_seen_at
-    from assigned
+        members.resolution,
+        members.first_seen_at,
+        members.last_seen_at,
+        members.group_key,
+        {{ identity_batch_stamp() }} as processed_at
+    from members
     inner join oldest_per_person
-        on assigned.group_key = oldest_per_person.group_key
+        on members.group_key = oldest_per_person.group_key
 
 )
 

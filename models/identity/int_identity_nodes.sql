@@ -41,9 +41,13 @@ nodes as (
 
 anchor_counts as (
 
-    select identifier_key, count(*) as anchor_count
-    from {{ ref('int_identity_anchor_links') }}
-    group by identifier_key
+    select anchor_links.identifier_key, count(*) as anchor_count
+    from {{ ref('int_identity_anchor_links') }} as anchor_links
+    {%- if is_incremental() %}
+    inner join affected
+        on anchor_links.identifier_key = affected.identifier_key
+    {%- endif %}
+    group by anchor_links.identifier_key
 
 ),
 
