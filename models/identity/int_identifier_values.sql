@@ -18,7 +18,6 @@ with
     from {{ ref(src.model) if src.model else src.relation }}
     where {{ column }} is not null
         {%- if src.get('where') %} and ({{ src.where }}){% endif %}
-        and {{ identity_window(src.occurred_at) }}
     {% if not loop.last %}union all{% endif %}
     {% endfor %}
 
