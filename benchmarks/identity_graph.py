@@ -208,10 +208,15 @@ def main() -> None:
         default=2_000_000,
         help="skip networkx above this many identifiers (it needs ~1 KB each)",
     )
+    parser.add_argument(
+        "--keep", metavar="DIR", help="build in DIR and keep its bench.duckdb for inspection"
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="switchyard-bench-") as tmp:
-        home = Path(tmp)
+        home = Path(args.keep or tmp)
+        home.mkdir(parents=True, exist_ok=True)
+        (home / "bench.duckdb").unlink(missing_ok=True)
         db = home / "bench.duckdb"
         paths = {
             "SWITCHYARD_HOME": str(home),
