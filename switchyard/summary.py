@@ -7,8 +7,10 @@ from pathlib import Path
 import duckdb
 
 TABLES = {
-    "dim_people": "one row per person: identifiers, consent, orders",
+    "dim_people": "one row per person: traits, consent, RFM, engagement, churn risk",
+    "dim_people_consents": "consent per person, channel and topic, with source and time",
     "dim_identities": "identifier -> person",
+    "fct_identity_audit": "identifiers kept out of merging, with the reason",
     "audience_cart_abandonment": "journey entries",
     "fct_deliveries": "one row per send key with its outcome",
     "fct_journey_step_metrics": "funnel per journey step and channel",
