@@ -21,10 +21,11 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import numpy as np
-import yaml
+import yaml  # type: ignore[import-untyped]
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 DBT = str(Path(sys.executable).parent / "dbt")
@@ -106,7 +107,8 @@ def add_delta(con: duckdb.DuckDBPyConnection, identifiers: int, share: float) ->
     on a new device, new cookies on known devices. Returns the occurrences added."""
     people = max(10, int(identifiers / IDENTIFIERS_PER_PERSON))
     new_rows = max(1, int(identifiers * share / 2.6))  # ~2.6 new identifiers per new row
-    before = con.execute("select count(*) from bench_occurrences").fetchone()[0]
+    count = "select count(*) from bench_occurrences"
+    before = con.execute(count).fetchall()[0][0]
     con.execute(f"""
         insert into bench_occurrences
         with latest as (select max(occurred_at) as at from bench_occurrences),
@@ -126,7 +128,7 @@ def add_delta(con: duckdb.DuckDBPyConnection, identifiers: int, share: float) ->
             case when h % 10 < 6 and (h // 10) % 2 = 0 then 'ne' || i || '@x.com' end as email
         from batch, latest
     """)
-    return int(con.execute("select count(*) from bench_occurrences").fetchone()[0] - before)
+    return int(con.execute(count).fetchall()[0][0] - before)
 
 
 def run_dbt(paths: dict[str, str], *args: str) -> tuple[float, str]:
@@ -150,7 +152,21 @@ def step_times(home: Path) -> dict[str, float]:
     return {r["unique_id"].split(".")[-1]: r["execution_time"] for r in results["results"]}
 
 
-def read_graph(db: Path) -> dict[str, np.ndarray]:
+def emit_run(kind: str, wall: float, dbt_output: str, home: Path) -> float:
+    """A dbt run's figures; returns the seconds spent in the models themselves."""
+    prefix = f"{kind}_" if kind else ""
+    emit(f"{prefix}iterations", converged_after(dbt_output), "count")
+    emit(f"dbt_identity_{prefix}wall", f"{wall:.2f}", "s")
+    steps = step_times(home)
+    for model, seconds in steps.items():
+        emit(f"dbt_{prefix}step_{model}", f"{seconds:.2f}", "s")
+    # The rest of the wall time is dbt's own start-up (imports, parse), the same every run.
+    models = sum(steps.values())
+    emit(f"dbt_identity_{prefix}models", f"{models:.2f}", "s")
+    return models
+
+
+def read_graph(db: Path) -> dict[str, Any]:
     """The mergeable graph the models saw, and the components they found."""
     con = duckdb.connect(str(db), read_only=True)
     try:
@@ -174,7 +190,7 @@ def read_graph(db: Path) -> dict[str, np.ndarray]:
         con.close()
 
 
-def scipy_components(graph: dict[str, np.ndarray]) -> tuple[float, np.ndarray, bool]:
+def scipy_components(graph: dict[str, Any]) -> tuple[float, np.ndarray, bool]:
     """scipy's connected_components on the same graph: seconds, labels, same partition as ours."""
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
@@ -254,13 +270,7 @@ def main() -> None:
         emit("people", people, "count")
         emit("mergeable_nodes", len(graph["nodes"]), "count")
         emit("edges", len(graph["edges"]["src_id"]) // 2, "count")
-        emit("iterations", converged_after(out), "count")
-        emit("dbt_identity_wall", f"{wall:.2f}", "s")
-        steps = step_times(home)
-        for model, seconds in steps.items():
-            emit(f"dbt_step_{model}", f"{seconds:.2f}", "s")
-        # The rest of the wall time is dbt's own start-up (imports, parse), the same every run.
-        emit("dbt_identity_models", f"{sum(steps.values()):.2f}", "s")
+        models = emit_run("", wall, out, home)
         emit("dbt_peak_rss", f"{peak_kib / 1024:.0f}", "MiB")
 
         # 2. Baselines on the same mergeable graph, in memory.
@@ -289,17 +299,12 @@ def main() -> None:
         delta_wall, out = run_dbt(paths, *dbt_args)
         after = read_graph(db)
         emit("delta_identifiers", int(after["counts"][0] - identifiers), "count")
-        emit("delta_iterations", converged_after(out), "count")
-        emit("dbt_identity_delta_wall", f"{delta_wall:.2f}", "s")
-        delta_steps = step_times(home)
-        for model, seconds in delta_steps.items():
-            emit(f"dbt_delta_step_{model}", f"{seconds:.2f}", "s")
-        emit("dbt_identity_delta_models", f"{sum(delta_steps.values()):.2f}", "s")
+        delta_models = emit_run("delta", delta_wall, out, home)
         emit("delta_partition_matches_scipy", int(scipy_components(after)[2]), "bool")
         emit("delta_vs_full", f"{delta_wall / wall:.3f}", "ratio")
         emit(
             "delta_vs_full_models",
-            f"{sum(delta_steps.values()) / sum(steps.values()):.3f}",
+            f"{delta_models / models:.3f}",
             "ratio",
         )
 
