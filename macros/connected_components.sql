@@ -1,8 +1,8 @@
 {#- Connected components by iterated min-label propagation with pointer jumping, in plain SQL.
 
     nodes_sql: a select returning node_id (integers); edges_sql: a select of (src_id, dst_id)
-    holding both directions of every edge between those nodes (materialized once). Returns the relation of (node_id, label) where label is the
-    smallest node_id of the node's component. Runs at execution time, one table per iteration;
+    holding both directions of every edge between those nodes (materialized once). Returns the
+    relation of (node_id, label) where label is the smallest node_id of the node's component. Runs at execution time, one table per iteration;
     stops when an iteration changes nothing, and fails the model if that takes more than
     max_iterations (a partial answer would merge too little, silently). -#}
 {% macro connected_components(nodes_sql, edges_sql, max_iterations) -%}

@@ -10,20 +10,16 @@
     'blocklist_patterns': cfg.get('blocklist_patterns', []),
     'max_anchors_per_identifier': cfg.get('max_anchors_per_identifier', {'default': 5}),
     'max_iterations': cfg.get('max_iterations', 40) | int,
+    'lookback_hours': cfg.get('lookback_hours', 72) | int,
 }) -%}
-{%- endmacro %}
-
-{#- A time as a zero-padded epoch-second string: sorts like the time itself. -#}
-{% macro sortable_time(column) -%}
-lpad(cast({{ dbt.datediff("cast('1970-01-01' as timestamp)", column, 'second') }} as {{ dbt.type_string() }}), 12, '0')
 {%- endmacro %}
 
 {#- In an incremental run, the rows to (re)process: those within vars.identity.lookback_hours of
     the latest one already processed. Later-arriving rows need a --full-refresh. -#}
-{% macro identity_window(column, processed_column='occurred_at') -%}
+{% macro identity_window(column) -%}
 {%- if is_incremental() -%}
 {{ column }} >= (
-    select {{ dbt.dateadd('hour', -1 * (var('identity', {}).get('lookback_hours', 72) | int), 'max(' ~ processed_column ~ ')') }}
+    select {{ dbt.dateadd('hour', -1 * identity_config().lookback_hours, 'max(' ~ column ~ ')') }}
     from {{ this }}
 )
 {%- else -%}
@@ -45,4 +41,13 @@ cast('{{ run_started_at.strftime("%Y-%m-%d %H:%M:%S.%f") }}' as timestamp)
 {%- else -%}
 1 = 1
 {%- endif -%}
+{%- endmacro %}
+
+{#- In an incremental run, keeps only the rows of `alias` whose `column` is in `scope` (a CTE
+    with that column); a full build keeps them all. -#}
+{% macro identity_scope_join(alias, scope, column) -%}
+{%- if is_incremental() %}
+    inner join {{ scope }}
+        on {{ alias }}.{{ column }} = {{ scope }}.{{ column }}
+{%- endif %}
 {%- endmacro %}

@@ -45,10 +45,7 @@ scoped_nodes as (
 
     select nodes.*
     from nodes
-    {%- if incremental %}
-    inner join touched
-        on nodes.node_id = touched.node_id
-    {%- endif %}
+    {{- identity_scope_join('nodes', 'touched', 'node_id') }}
 
 ),
 
@@ -56,10 +53,7 @@ scoped_components as (
 
     select components.*
     from components
-    {%- if incremental %}
-    inner join touched
-        on components.node_id = touched.node_id
-    {%- endif %}
+    {{- identity_scope_join('components', 'touched', 'node_id') }}
 
 ),
 

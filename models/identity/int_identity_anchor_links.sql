@@ -23,10 +23,7 @@ others as (
 
     select occurrences.occurrence_id, occurrences.identifier_key, occurrences.occurred_at
     from occurrences
-    {%- if is_incremental() %}
-    inner join affected
-        on occurrences.identifier_key = affected.identifier_key
-    {%- endif %}
+    {{- identity_scope_join('occurrences', 'affected', 'identifier_key') }}
     where occurrences.identifier_type <> '{{ cfg.anchor_type }}'
 
 ),

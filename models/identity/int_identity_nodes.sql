@@ -31,10 +31,7 @@ nodes as (
         -- one row per (occurrence, identifier): a plain count is the number of occurrences
         count(*) as occurrence_count
     from occurrences
-    {%- if is_incremental() %}
-    inner join affected
-        on occurrences.identifier_key = affected.identifier_key
-    {%- endif %}
+    {{- identity_scope_join('occurrences', 'affected', 'identifier_key') }}
     group by occurrences.identifier_key, occurrences.identifier_type, occurrences.identifier_value
 
 ),
@@ -43,10 +40,7 @@ anchor_counts as (
 
     select anchor_links.identifier_key, count(*) as anchor_count
     from {{ ref('int_identity_anchor_links') }} as anchor_links
-    {%- if is_incremental() %}
-    inner join affected
-        on anchor_links.identifier_key = affected.identifier_key
-    {%- endif %}
+    {{- identity_scope_join('anchor_links', 'affected', 'identifier_key') }}
     group by anchor_links.identifier_key
 
 ),
