@@ -1,6 +1,6 @@
 -- One row per usable identifier (a node of the identity graph) with how many anchors (user_ids)
--- it was seen with and whether that makes it a shared identifier. A full build numbers nodes
--- oldest first; an incremental run keeps existing numbers and numbers new nodes after them.
+-- it was seen with and whether that makes it a shared identifier. An incremental run keeps
+-- existing node ids and numbers new nodes after them.
 {%- set cfg = identity_config() %}
 {%- set limits = cfg.max_anchors_per_identifier %}
 with
@@ -85,8 +85,10 @@ numbered as (
     left join {{ this }} as existing
         on classified.identifier_key = existing.identifier_key
     {%- else %}
+    -- Unordered: node ids are internal labels (person ids come from the oldest identifier), and
+    -- sorting 10M rows here would cost more than the rest of this model.
     select
-        row_number() over (order by first_seen_at, identifier_key) as node_id,
+        row_number() over () as node_id,
         classified.*
     from classified
     {%- endif %}
