@@ -14,12 +14,13 @@
 }) -%}
 {%- endmacro %}
 
-{#- In an incremental run, the rows to (re)process: those within vars.identity.lookback_hours of
-    the latest one already processed. Later-arriving rows need a --full-refresh. -#}
-{% macro identity_window(column) -%}
+{#- In an incremental run, keeps the rows of `alias` within vars.identity.lookback_hours of the
+    latest occurrence already processed (earlier ones were processed before). Rows that arrive
+    later than that need a --full-refresh. -#}
+{% macro identity_window(alias) -%}
 {%- if is_incremental() -%}
-{{ column }} >= (
-    select {{ dbt.dateadd('hour', -1 * identity_config().lookback_hours, 'max(' ~ column ~ ')') }}
+{{ alias }}.occurred_at >= (
+    select {{ dbt.dateadd('hour', -1 * identity_config().lookback_hours, 'max(occurred_at)') }}
     from {{ this }}
 )
 {%- else -%}

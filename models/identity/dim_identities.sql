@@ -62,7 +62,10 @@ node_anchor_links as (
     select
         scoped_nodes.node_id,
         anchor_links.anchor_key,
-        anchor_links.link_order
+        row_number() over (
+            partition by scoped_nodes.node_id
+            order by anchor_links.first_linked_at, anchor_links.anchor_key
+        ) as link_order
     from anchor_links
     inner join scoped_nodes
         on anchor_links.identifier_key = scoped_nodes.identifier_key

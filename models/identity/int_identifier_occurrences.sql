@@ -1,12 +1,32 @@
 -- Identifier values normalized for matching, each with the reason it cannot be used (if any):
 -- invalid emails and phones, blank and placeholder values never join two people.
+-- Incremental: appends the rows not processed yet (late rows within vars.identity.lookback_hours
+-- included); every downstream identity model reads only this batch of new rows.
 {%- set cfg = identity_config() %}
 with
 
 identifier_values as (
 
-    select * from {{ ref('int_identifier_values') }}
-    where {{ identity_window('occurred_at') }}
+    select * from {{ ref('int_identifier_values') }} as candidate
+    where {{ identity_window('candidate') }}
+
+),
+
+new_values as (
+
+    select identifier_values.*
+    from identifier_values
+    {%- if is_incremental() %}
+    -- rows already processed stay as they are: downstream models read only this batch
+    left join (
+        select processed.occurrence_id, processed.identifier_type
+        from {{ this }} as processed
+        where {{ identity_window('processed') }}
+    ) as processed
+        on identifier_values.occurrence_id = processed.occurrence_id
+        and identifier_values.identifier_type = processed.identifier_type
+    where processed.occurrence_id is null
+    {%- endif %}
 
 ),
 
@@ -43,7 +63,7 @@ normalized as (
         {%- endfor %}
             else 'blank'
         end as invalid_reason
-    from identifier_values
+    from new_values as identifier_values
     left join phone_numbers
         on identifier_values.identifier_type = 'phone'
         and identifier_values.raw_value = phone_numbers.raw_phone

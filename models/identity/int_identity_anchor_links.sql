@@ -1,42 +1,33 @@
--- Which anchors (user_ids) each non-anchor identifier appeared with, oldest link first. Computed
+-- Which anchors (user_ids) each non-anchor identifier appeared with, and when first. Computed
 -- once: the nodes count these links to find shared identifiers, the resolution follows them.
--- Incremental: identifiers seen in the new batch get all their links recomputed.
+-- Incremental: links from the new batch of occurrences, merged into the ones already known.
 {%- set cfg = identity_config() %}
 with
 
-occurrences as (
+batch as (
 
-    select * from {{ ref('int_identifier_occurrences') }}
-    where excluded_reason is null
-
-),
-
-affected as (
-
-    select distinct identifier_key
-    from occurrences
-    where identifier_type <> '{{ cfg.anchor_type }}' and {{ identity_new_batch('occurrences') }}
+    select * from {{ ref('int_identifier_occurrences') }} as batch
+    where batch.excluded_reason is null and {{ identity_new_batch('batch') }}
 
 ),
 
 others as (
 
-    select occurrences.occurrence_id, occurrences.identifier_key, occurrences.occurred_at
-    from occurrences
-    {{- identity_scope_join('occurrences', 'affected', 'identifier_key') }}
-    where occurrences.identifier_type <> '{{ cfg.anchor_type }}'
+    select occurrence_id, identifier_key, occurred_at
+    from batch
+    where identifier_type <> '{{ cfg.anchor_type }}'
 
 ),
 
 anchors as (
 
     select occurrence_id, identifier_key
-    from occurrences
+    from batch
     where identifier_type = '{{ cfg.anchor_type }}'
 
 ),
 
-links as (
+batch_links as (
 
     select
         others.identifier_key,
@@ -49,18 +40,30 @@ links as (
 
 ),
 
-final as (
+links as (
 
+    {%- if is_incremental() %}
     select
-        identifier_key,
-        anchor_key,
-        first_linked_at,
-        row_number() over (
-            partition by identifier_key order by first_linked_at, anchor_key
-        ) as link_order,
-        {{ identity_batch_stamp() }} as processed_at
-    from links
+        batch_links.identifier_key,
+        batch_links.anchor_key,
+        -- a late occurrence can move a known link earlier
+        case
+            when known.first_linked_at < batch_links.first_linked_at then known.first_linked_at
+            else batch_links.first_linked_at
+        end as first_linked_at
+    from batch_links
+    left join {{ this }} as known
+        on batch_links.identifier_key = known.identifier_key
+        and batch_links.anchor_key = known.anchor_key
+    {%- else %}
+    select * from batch_links
+    {%- endif %}
 
 )
 
-select * from final
+select
+    identifier_key,
+    anchor_key,
+    first_linked_at,
+    {{ identity_batch_stamp() }} as processed_at
+from links

@@ -12,8 +12,9 @@ occurrences as (
 
 nodes as (
 
-    select * from {{ ref('int_identity_nodes') }}
-    where not is_anchor
+    -- every identifier of the batch was rewritten by this run's nodes
+    select * from {{ ref('int_identity_nodes') }} as nodes
+    where not nodes.is_anchor and {{ identity_new_batch('nodes') }}
 
 ),
 

@@ -1,38 +1,57 @@
 -- One row per usable identifier (a node of the identity graph) with how many anchors (user_ids)
--- it was seen with and whether that makes it a shared identifier. An incremental run keeps
--- existing node ids and numbers new nodes after them.
+-- it was seen with and whether that makes it a shared identifier. Incremental: identifiers in the
+-- new batch get their counts and times updated (existing node ids kept, new ones numbered after).
 {%- set cfg = identity_config() %}
 {%- set limits = cfg.max_anchors_per_identifier %}
 with
 
-occurrences as (
+batch as (
 
-    select * from {{ ref('int_identifier_occurrences') }}
-    where excluded_reason is null
+    select * from {{ ref('int_identifier_occurrences') }} as batch
+    where batch.excluded_reason is null and {{ identity_new_batch('batch') }}
 
 ),
 
-affected as (
+batch_nodes as (
 
-    select distinct identifier_key
-    from occurrences
-    where {{ identity_new_batch('occurrences') }}
+    select
+        identifier_key,
+        identifier_type,
+        identifier_value,
+        min(occurred_at) as first_seen_at,
+        max(occurred_at) as last_seen_at,
+        -- one row per (occurrence, identifier): a plain count is the number of occurrences
+        count(*) as occurrence_count
+    from batch
+    group by identifier_key, identifier_type, identifier_value
 
 ),
 
 nodes as (
 
+    {%- if is_incremental() %}
+    -- the new batch's occurrences added to what was known of the identifier
     select
-        occurrences.identifier_key,
-        occurrences.identifier_type,
-        occurrences.identifier_value,
-        min(occurrences.occurred_at) as first_seen_at,
-        max(occurrences.occurred_at) as last_seen_at,
-        -- one row per (occurrence, identifier): a plain count is the number of occurrences
-        count(*) as occurrence_count
-    from occurrences
-    {{- identity_scope_join('occurrences', 'affected', 'identifier_key') }}
-    group by occurrences.identifier_key, occurrences.identifier_type, occurrences.identifier_value
+        batch_nodes.identifier_key,
+        batch_nodes.identifier_type,
+        batch_nodes.identifier_value,
+        case
+            when known.first_seen_at < batch_nodes.first_seen_at then known.first_seen_at
+            else batch_nodes.first_seen_at
+        end as first_seen_at,
+        case
+            when known.last_seen_at > batch_nodes.last_seen_at then known.last_seen_at
+            else batch_nodes.last_seen_at
+        end as last_seen_at,
+        batch_nodes.occurrence_count + coalesce(known.occurrence_count, 0) as occurrence_count,
+        known.node_id as known_node_id
+    from batch_nodes
+    left join {{ this }} as known
+        on batch_nodes.identifier_key = known.identifier_key
+    {%- else %}
+    select batch_nodes.*, cast(null as {{ dbt.type_bigint() }}) as known_node_id
+    from batch_nodes
+    {%- endif %}
 
 ),
 
@@ -40,7 +59,7 @@ anchor_counts as (
 
     select anchor_links.identifier_key, count(*) as anchor_count
     from {{ ref('int_identity_anchor_links') }} as anchor_links
-    {{- identity_scope_join('anchor_links', 'affected', 'identifier_key') }}
+    {{- identity_scope_join('anchor_links', 'batch_nodes', 'identifier_key') }}
     group by anchor_links.identifier_key
 
 ),
@@ -73,17 +92,15 @@ numbered as (
     {%- if is_incremental() %}
     select
         coalesce(
-            existing.node_id,
+            known_node_id,
             (select coalesce(max(node_id), 0) from {{ this }})
             + row_number() over (
-                partition by existing.node_id is null
-                order by classified.first_seen_at, classified.identifier_key
+                partition by known_node_id is null
+                order by first_seen_at, identifier_key
             )
         ) as node_id,
         classified.*
     from classified
-    left join {{ this }} as existing
-        on classified.identifier_key = existing.identifier_key
     {%- else %}
     -- Unordered: node ids are internal labels (person ids come from the oldest identifier), and
     -- sorting 10M rows here would cost more than the rest of this model.

@@ -1,7 +1,8 @@
 """Every distinct raw phone value parsed with Google's libphonenumber (the `phonenumbers` package).
 
 E.164 when the number is valid; otherwise null and the parser's reason. Numbers without a country
-code are read in the region in this model's meta (default_phone_region).
+code are read in the region in this model's meta (default_phone_region). Incremental: values
+already parsed are not parsed again (a region change needs --full-refresh).
 """
 
 import phonenumbers
@@ -19,18 +20,16 @@ def parse(raw, region):
 
 
 def model(dbt, session):
-    dbt.config(materialized="table", packages=["phonenumbers", "polars"])
+    dbt.config(materialized="incremental", packages=["phonenumbers", "polars"])
     region = ((dbt.config.get("meta") or {}).get("default_phone_region") or "US").upper()
     values = dbt.ref("int_identifier_values")
     # Every raw value that could be a phone: declared phone identifiers and profile traits.
-    raw = [
-        row[0]
-        for row in values.filter("identifier_type = 'phone'")
-        .project("raw_value")
-        .distinct()
-        .fetchall()
-    ]
-    rows = [(value, *parse(value, region)) for value in raw if value is not None]
+    candidates = values.filter("identifier_type = 'phone' and raw_value is not null")
+    candidates = candidates.project("raw_value").distinct()
+    if dbt.is_incremental:
+        # Parsing is the slow part: only values not parsed before.
+        candidates = candidates.except_(session.table(str(dbt.this)).project("raw_phone"))
+    rows = [(value, *parse(value, region)) for (value,) in candidates.fetchall()]
     return pl.DataFrame(
         rows,
         schema={"raw_phone": pl.Utf8, "phone_e164": pl.Utf8, "invalid_reason": pl.Utf8},
