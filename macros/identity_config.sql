@@ -44,11 +44,12 @@ cast('{{ run_started_at.strftime("%Y-%m-%d %H:%M:%S.%f") }}' as timestamp)
 {%- endif -%}
 {%- endmacro %}
 
-{#- In an incremental run, keeps only the rows of `alias` whose `column` is in `scope` (a CTE
-    with that column); a full build keeps them all. -#}
-{% macro identity_scope_join(alias, scope, column) -%}
-{%- if is_incremental() %}
-    inner join {{ scope }}
-        on {{ alias }}.{{ column }} = {{ scope }}.{{ column }}
-{%- endif %}
+{#- In an incremental run, true for rows whose `column` is among those `scope_sql` selects (a
+    semi-join, cheaper than a join against a large table); true for every row in a full build. -#}
+{% macro identity_in_scope(column, scope_sql) -%}
+{%- if is_incremental() -%}
+{{ column }} in ({{ scope_sql }})
+{%- else -%}
+1 = 1
+{%- endif -%}
 {%- endmacro %}

@@ -23,12 +23,6 @@ components as (
 
 ),
 
-anchor_links as (
-
-    select * from {{ ref('int_identity_anchor_links') }}
-
-),
-
 {%- if incremental %}
 
 touched as (
@@ -43,33 +37,15 @@ touched as (
 
 scoped_nodes as (
 
-    select nodes.*
-    from nodes
-    {{- identity_scope_join('nodes', 'touched', 'node_id') }}
+    select * from nodes
+    where {{ identity_in_scope('nodes.node_id', 'select node_id from touched') }}
 
 ),
 
 scoped_components as (
 
-    select components.*
-    from components
-    {{- identity_scope_join('components', 'touched', 'node_id') }}
-
-),
-
-node_anchor_links as (
-
-    select
-        scoped_nodes.node_id,
-        anchor_links.anchor_key,
-        row_number() over (
-            partition by scoped_nodes.node_id
-            order by anchor_links.first_linked_at, anchor_links.anchor_key
-        ) as link_order
-    from anchor_links
-    inner join scoped_nodes
-        on anchor_links.identifier_key = scoped_nodes.identifier_key
-    where scoped_nodes.is_mergeable
+    select * from components
+    where {{ identity_in_scope('components.node_id', 'select node_id from touched') }}
 
 ),
 
@@ -78,68 +54,77 @@ component_anchors as (
     -- a touched component is recomputed whole, so all its members are in scope
     select
         scoped_components.component_id,
-        count(distinct node_anchor_links.anchor_key) as anchor_count,
-        min(node_anchor_links.anchor_key) as some_anchor
+        min(scoped_nodes.min_anchor_key) as min_anchor_key,
+        max(scoped_nodes.max_anchor_key) as max_anchor_key
     from scoped_components
-    inner join node_anchor_links
-        on scoped_components.node_id = node_anchor_links.node_id
+    inner join scoped_nodes
+        on scoped_components.node_id = scoped_nodes.node_id
     group by scoped_components.component_id
 
 ),
 
-first_links as (
+reach as (
 
-    select node_id, anchor_key
-    from node_anchor_links
-    where link_order = 1
+    select
+        scoped_nodes.*,
+        scoped_components.component_id,
+        case
+            when component_anchors.min_anchor_key is null then 0
+            when component_anchors.min_anchor_key = component_anchors.max_anchor_key then 1
+            else 2
+        end as anchors_reached,
+        component_anchors.min_anchor_key as only_anchor_key
+    from scoped_nodes
+    left join scoped_components
+        on scoped_nodes.node_id = scoped_components.node_id
+    left join component_anchors
+        on scoped_components.component_id = component_anchors.component_id
 
 ),
 
 assigned as (
 
     select
-        scoped_nodes.identifier_key,
-        scoped_nodes.identifier_type,
-        scoped_nodes.identifier_value,
-        scoped_nodes.first_seen_at,
-        scoped_nodes.last_seen_at,
+        node_id,
+        identifier_key,
+        identifier_type,
+        identifier_value,
+        first_seen_at,
+        last_seen_at,
         case
-            when scoped_nodes.is_anchor then scoped_nodes.identifier_key
-            when scoped_nodes.is_shared then 'shared:' || scoped_nodes.identifier_key
-            when component_anchors.anchor_count = 1 then component_anchors.some_anchor
-            when component_anchors.anchor_count > 1 and first_links.anchor_key is not null
-                then first_links.anchor_key
-            else 'component:' || cast(scoped_components.component_id as {{ dbt.type_string() }})
+            when is_anchor then identifier_key
+            when is_shared then 'shared:' || identifier_key
+            when anchors_reached = 1 then only_anchor_key
+            when anchors_reached > 1 and first_anchor_key is not null then first_anchor_key
+            else 'component:' || cast(component_id as {{ dbt.type_string() }})
         end as group_key,
         case
-            when scoped_nodes.is_anchor then 'anchor'
-            when scoped_nodes.is_shared then 'shared'
-            when component_anchors.anchor_count = 1 then 'stitched'
-            when component_anchors.anchor_count > 1 and first_links.anchor_key is not null
-                then 'ambiguous_first_link'
-            when component_anchors.anchor_count > 1 then 'ambiguous_unattached'
+            when is_anchor then 'anchor'
+            when is_shared then 'shared'
+            when anchors_reached = 1 then 'stitched'
+            when anchors_reached > 1 and first_anchor_key is not null then 'ambiguous_first_link'
+            when anchors_reached > 1 then 'ambiguous_unattached'
             else 'anonymous'
         end as resolution
-    from scoped_nodes
-    left join scoped_components
-        on scoped_nodes.node_id = scoped_components.node_id
-    left join component_anchors
-        on scoped_components.component_id = component_anchors.component_id
-    left join first_links
-        on scoped_nodes.node_id = first_links.node_id
+    from reach
 
 ),
 
 {%- if incremental %}
+
+previous as (
+
+    select * from {{ this }}
+
+),
 
 affected_groups as (
 
     select group_key from assigned
     union
     select previous.group_key
-    from {{ this }} as previous
-    inner join scoped_nodes
-        on previous.identifier_key = scoped_nodes.identifier_key
+    from previous
+    where previous.node_id in (select node_id from scoped_nodes)
 
 ),
 
@@ -149,6 +134,7 @@ members as (
     union all
     -- the untouched members of an affected person, as they were
     select
+        previous.node_id,
         previous.identifier_key,
         previous.identifier_type,
         previous.identifier_value,
@@ -156,12 +142,9 @@ members as (
         previous.last_seen_at,
         previous.group_key,
         previous.resolution
-    from {{ this }} as previous
-    inner join affected_groups
-        on previous.group_key = affected_groups.group_key
-    left join scoped_nodes
-        on previous.identifier_key = scoped_nodes.identifier_key
-    where scoped_nodes.identifier_key is null
+    from previous
+    where previous.group_key in (select group_key from affected_groups)
+        and previous.node_id not in (select node_id from scoped_nodes)
 
 ),
 
@@ -175,9 +158,9 @@ members as (
 
 {%- endif %}
 
-oldest_per_person as (
+persons as (
 
-    select group_key, identifier_key as oldest_key
+    select group_key, 'p_' || {{ dbt.hash('identifier_key') }} as person_id
     from (
         select
             group_key,
@@ -194,18 +177,19 @@ oldest_per_person as (
 final as (
 
     select
+        members.node_id,
         members.identifier_type,
         members.identifier_value,
         members.identifier_key,
-        'p_' || {{ dbt.hash('oldest_per_person.oldest_key') }} as person_id,
+        persons.person_id,
         members.resolution,
         members.first_seen_at,
         members.last_seen_at,
         members.group_key,
         {{ identity_batch_stamp() }} as processed_at
     from members
-    inner join oldest_per_person
-        on members.group_key = oldest_per_person.group_key
+    inner join persons
+        on members.group_key = persons.group_key
 
 )
 

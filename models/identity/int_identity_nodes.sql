@@ -55,12 +55,30 @@ nodes as (
 
 ),
 
-anchor_counts as (
+links as (
 
-    select anchor_links.identifier_key, count(*) as anchor_count
+    select
+        identifier_key,
+        anchor_key,
+        row_number() over (
+            partition by identifier_key order by first_linked_at, anchor_key
+        ) as link_order
     from {{ ref('int_identity_anchor_links') }} as anchor_links
-    {{- identity_scope_join('anchor_links', 'batch_nodes', 'identifier_key') }}
-    group by anchor_links.identifier_key
+    where {{ identity_in_scope('anchor_links.identifier_key', 'select identifier_key from batch_nodes') }}
+
+),
+
+anchor_summary as (
+
+    -- enough to tell, for a whole component, whether it reaches no, one or several anchors
+    select
+        identifier_key,
+        count(*) as anchor_count,
+        min(anchor_key) as min_anchor_key,
+        max(anchor_key) as max_anchor_key,
+        min(case when link_order = 1 then anchor_key end) as first_anchor_key
+    from links
+    group by identifier_key
 
 ),
 
@@ -68,7 +86,10 @@ classified as (
 
     select
         nodes.*,
-        coalesce(anchor_counts.anchor_count, 0) as anchor_count,
+        coalesce(anchor_summary.anchor_count, 0) as anchor_count,
+        anchor_summary.min_anchor_key,
+        anchor_summary.max_anchor_key,
+        anchor_summary.first_anchor_key,
         {%- set per_type = limits.items() | rejectattr(0, 'equalto', 'default') | list %}
         {%- if per_type %}
         case nodes.identifier_type
@@ -82,8 +103,8 @@ classified as (
         {%- endif %} as anchor_limit,
         nodes.identifier_type = '{{ cfg.anchor_type }}' as is_anchor
     from nodes
-    left join anchor_counts
-        on nodes.identifier_key = anchor_counts.identifier_key
+    left join anchor_summary
+        on nodes.identifier_key = anchor_summary.identifier_key
 
 ),
 
@@ -124,6 +145,9 @@ final as (
         occurrence_count,
         anchor_count,
         anchor_limit,
+        min_anchor_key,
+        max_anchor_key,
+        first_anchor_key,
         is_anchor,
         not is_anchor and anchor_count > anchor_limit as is_shared,
         not is_anchor and anchor_count <= anchor_limit as is_mergeable,
