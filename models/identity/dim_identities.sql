@@ -23,6 +23,12 @@ components as (
 
 ),
 
+anchor_links as (
+
+    select * from {{ ref('int_identity_anchor_links') }}
+
+),
+
 {%- if incremental %}
 
 touched as (
@@ -49,64 +55,77 @@ scoped_components as (
 
 ),
 
+node_anchor_links as (
+
+    select
+        scoped_nodes.node_id,
+        anchor_links.anchor_key,
+        row_number() over (
+            partition by scoped_nodes.node_id
+            order by anchor_links.first_linked_at, anchor_links.anchor_key
+        ) as link_order
+    from anchor_links
+    inner join scoped_nodes
+        on anchor_links.identifier_key = scoped_nodes.identifier_key
+    where scoped_nodes.is_mergeable
+
+),
+
 component_anchors as (
 
     -- a touched component is recomputed whole, so all its members are in scope
     select
         scoped_components.component_id,
-        min(scoped_nodes.min_anchor_key) as min_anchor_key,
-        max(scoped_nodes.max_anchor_key) as max_anchor_key
+        count(distinct node_anchor_links.anchor_key) as anchor_count,
+        min(node_anchor_links.anchor_key) as some_anchor
     from scoped_components
-    inner join scoped_nodes
-        on scoped_components.node_id = scoped_nodes.node_id
+    inner join node_anchor_links
+        on scoped_components.node_id = node_anchor_links.node_id
     group by scoped_components.component_id
 
 ),
 
-reach as (
+first_links as (
 
-    select
-        scoped_nodes.*,
-        scoped_components.component_id,
-        case
-            when component_anchors.min_anchor_key is null then 0
-            when component_anchors.min_anchor_key = component_anchors.max_anchor_key then 1
-            else 2
-        end as anchors_reached,
-        component_anchors.min_anchor_key as only_anchor_key
-    from scoped_nodes
-    left join scoped_components
-        on scoped_nodes.node_id = scoped_components.node_id
-    left join component_anchors
-        on scoped_components.component_id = component_anchors.component_id
+    select node_id, anchor_key
+    from node_anchor_links
+    where link_order = 1
 
 ),
 
 assigned as (
 
     select
-        node_id,
-        identifier_key,
-        identifier_type,
-        identifier_value,
-        first_seen_at,
-        last_seen_at,
+        scoped_nodes.node_id,
+        scoped_nodes.identifier_key,
+        scoped_nodes.identifier_type,
+        scoped_nodes.identifier_value,
+        scoped_nodes.first_seen_at,
+        scoped_nodes.last_seen_at,
         case
-            when is_anchor then identifier_key
-            when is_shared then 'shared:' || identifier_key
-            when anchors_reached = 1 then only_anchor_key
-            when anchors_reached > 1 and first_anchor_key is not null then first_anchor_key
-            else 'component:' || cast(component_id as {{ dbt.type_string() }})
+            when scoped_nodes.is_anchor then scoped_nodes.identifier_key
+            when scoped_nodes.is_shared then 'shared:' || scoped_nodes.identifier_key
+            when component_anchors.anchor_count = 1 then component_anchors.some_anchor
+            when component_anchors.anchor_count > 1 and first_links.anchor_key is not null
+                then first_links.anchor_key
+            else 'component:' || cast(scoped_components.component_id as {{ dbt.type_string() }})
         end as group_key,
         case
-            when is_anchor then 'anchor'
-            when is_shared then 'shared'
-            when anchors_reached = 1 then 'stitched'
-            when anchors_reached > 1 and first_anchor_key is not null then 'ambiguous_first_link'
-            when anchors_reached > 1 then 'ambiguous_unattached'
+            when scoped_nodes.is_anchor then 'anchor'
+            when scoped_nodes.is_shared then 'shared'
+            when component_anchors.anchor_count = 1 then 'stitched'
+            when component_anchors.anchor_count > 1 and first_links.anchor_key is not null
+                then 'ambiguous_first_link'
+            when component_anchors.anchor_count > 1 then 'ambiguous_unattached'
             else 'anonymous'
         end as resolution
-    from reach
+    from scoped_nodes
+    left join scoped_components
+        on scoped_nodes.node_id = scoped_components.node_id
+    left join component_anchors
+        on scoped_components.component_id = component_anchors.component_id
+    left join first_links
+        on scoped_nodes.node_id = first_links.node_id
 
 ),
 

@@ -55,30 +55,12 @@ nodes as (
 
 ),
 
-links as (
+anchor_counts as (
 
-    select
-        identifier_key,
-        anchor_key,
-        row_number() over (
-            partition by identifier_key order by first_linked_at, anchor_key
-        ) as link_order
+    select anchor_links.identifier_key, count(*) as anchor_count
     from {{ ref('int_identity_anchor_links') }} as anchor_links
     where {{ identity_in_scope('anchor_links.identifier_key', 'select identifier_key from batch_nodes') }}
-
-),
-
-anchor_summary as (
-
-    -- enough to tell, for a whole component, whether it reaches no, one or several anchors
-    select
-        identifier_key,
-        count(*) as anchor_count,
-        min(anchor_key) as min_anchor_key,
-        max(anchor_key) as max_anchor_key,
-        min(case when link_order = 1 then anchor_key end) as first_anchor_key
-    from links
-    group by identifier_key
+    group by anchor_links.identifier_key
 
 ),
 
@@ -86,10 +68,7 @@ classified as (
 
     select
         nodes.*,
-        coalesce(anchor_summary.anchor_count, 0) as anchor_count,
-        anchor_summary.min_anchor_key,
-        anchor_summary.max_anchor_key,
-        anchor_summary.first_anchor_key,
+        coalesce(anchor_counts.anchor_count, 0) as anchor_count,
         {%- set per_type = limits.items() | rejectattr(0, 'equalto', 'default') | list %}
         {%- if per_type %}
         case nodes.identifier_type
@@ -103,8 +82,8 @@ classified as (
         {%- endif %} as anchor_limit,
         nodes.identifier_type = '{{ cfg.anchor_type }}' as is_anchor
     from nodes
-    left join anchor_summary
-        on nodes.identifier_key = anchor_summary.identifier_key
+    left join anchor_counts
+        on nodes.identifier_key = anchor_counts.identifier_key
 
 ),
 
@@ -145,9 +124,6 @@ final as (
         occurrence_count,
         anchor_count,
         anchor_limit,
-        min_anchor_key,
-        max_anchor_key,
-        first_anchor_key,
         is_anchor,
         not is_anchor and anchor_count > anchor_limit as is_shared,
         not is_anchor and anchor_count <= anchor_limit as is_mergeable,
