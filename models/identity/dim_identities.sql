@@ -55,7 +55,7 @@ scoped_components as (
 
 ),
 
-node_anchor_links as (
+node_anchor_links as {{ materialized_cte() }} (
 
     select
         scoped_nodes.node_id,
@@ -177,18 +177,21 @@ members as (
 
 {%- endif %}
 
+ranked as {{ materialized_cte() }} (
+
+    select
+        members.*,
+        row_number() over (
+            partition by group_key order by first_seen_at, identifier_key
+        ) as age_order
+    from members
+
+),
+
 persons as (
 
     select group_key, 'p_' || {{ dbt.hash('identifier_key') }} as person_id
-    from (
-        select
-            group_key,
-            identifier_key,
-            row_number() over (
-                partition by group_key order by first_seen_at, identifier_key
-            ) as age_order
-        from members
-    ) ranked
+    from ranked
     where age_order = 1
 
 ),
@@ -196,19 +199,19 @@ persons as (
 final as (
 
     select
-        members.node_id,
-        members.identifier_type,
-        members.identifier_value,
-        members.identifier_key,
+        ranked.node_id,
+        ranked.identifier_type,
+        ranked.identifier_value,
+        ranked.identifier_key,
         persons.person_id,
-        members.resolution,
-        members.first_seen_at,
-        members.last_seen_at,
-        members.group_key,
+        ranked.resolution,
+        ranked.first_seen_at,
+        ranked.last_seen_at,
+        ranked.group_key,
         {{ identity_batch_stamp() }} as processed_at
-    from members
+    from ranked
     inner join persons
-        on members.group_key = persons.group_key
+        on ranked.group_key = persons.group_key
 
 )
 

@@ -75,8 +75,8 @@ checked as (
     select
         occurrence_id,
         identifier_type,
+        -- the normalized value is the key's part after the type (not stored twice)
         identifier_type || ':' || identifier_value as identifier_key,
-        identifier_value,
         raw_value,
         occurred_at,
         source_model,

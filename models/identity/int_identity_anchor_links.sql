@@ -4,9 +4,10 @@
 {%- set cfg = identity_config() %}
 with
 
-batch as (
+batch as {{ materialized_cte() }} (
 
-    select * from {{ ref('int_identifier_occurrences') }} as batch
+    select batch.occurrence_id, batch.identifier_type, batch.identifier_key, batch.occurred_at
+    from {{ ref('int_identifier_occurrences') }} as batch
     where batch.excluded_reason is null and {{ identity_new_batch('batch') }}
 
 ),

@@ -18,7 +18,7 @@ nodes as (
 
 ),
 
-occurrence_nodes as (
+occurrence_nodes as {{ materialized_cte() }} (
 
     select distinct
         occurrences.occurrence_id,

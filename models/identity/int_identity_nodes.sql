@@ -17,13 +17,21 @@ batch_nodes as (
     select
         identifier_key,
         identifier_type,
-        identifier_value,
-        min(occurred_at) as first_seen_at,
-        max(occurred_at) as last_seen_at,
-        -- one row per (occurrence, identifier): a plain count is the number of occurrences
-        count(*) as occurrence_count
-    from batch
-    group by identifier_key, identifier_type, identifier_value
+        substr(identifier_key, length(identifier_type) + 2) as identifier_value,
+        first_seen_at,
+        last_seen_at,
+        occurrence_count
+    from (
+        select
+            identifier_key,
+            identifier_type,
+            min(occurred_at) as first_seen_at,
+            max(occurred_at) as last_seen_at,
+            -- one row per (occurrence, identifier): a plain count is the number of occurrences
+            count(*) as occurrence_count
+        from batch
+        group by identifier_key, identifier_type
+    ) as grouped
 
 ),
 
