@@ -14,13 +14,14 @@
 }) -%}
 {%- endmacro %}
 
-{#- In an incremental run, keeps the rows of `alias` within vars.identity.lookback_hours of the
-    latest occurrence already processed (earlier ones were processed before). Rows that arrive
-    later than that need a --full-refresh. -#}
+{#- In an incremental run, keeps the rows of `alias` that arrived within
+    vars.identity.lookback_hours of the latest one already processed (earlier ones were processed
+    before). Rows that arrive later than that are reported by the identity_unprocessed_rows test
+    and need a --full-refresh. -#}
 {% macro identity_window(alias) -%}
 {%- if is_incremental() -%}
-{{ alias }}.occurred_at >= (
-    select {{ dbt.dateadd('hour', -1 * identity_config().lookback_hours, 'max(occurred_at)') }}
+{{ alias }}.arrived_at >= (
+    select {{ dbt.dateadd('hour', -1 * identity_config().lookback_hours, 'max(arrived_at)') }}
     from {{ this }}
 )
 {%- else -%}

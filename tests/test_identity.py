@@ -223,3 +223,30 @@ def test_incremental_run_matches_a_full_rebuild(tmp_path_factory: pytest.TempPat
     persons = {r["identifier_key"]: r["person_id"] for r in query(rebuilt, sql)}
     assert persons["anonymous_id:a0"] == persons["user_id:vic"] == persons["anonymous_id:a9"]
     assert len({persons[f"user_id:{u}"] for u in ("mum", "dad", "kid")}) == 3
+
+
+def test_rows_arriving_after_the_window_are_reported_not_lost(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    tight = {**IDENTITY, "lookback_hours": 1}
+    root = tmp_path_factory.mktemp("late")
+    paths = Paths(home=root, landing=root / "landing", duckdb=root / "s.duckdb")
+    s = Scenario(paths.landing)
+    s.person("early", devices=("e1",), when=at(600))
+    s.land()
+    first = dbt_build(paths, "+dim_identities", dbt_vars={"identity": tight})
+    assert "identity_unprocessed_rows" in first and "WARN 1 identity_unprocessed_rows" not in first
+
+    # Within the lookback: picked up. Hours older than it (a replayed backfill): reported.
+    s.person("recent", devices=("r1",), when=at(570))
+    s.person("late", devices=("l1",), when=at(-600))
+    s.land()
+    second = dbt_build(paths, "+dim_identities", dbt_vars={"identity": tight})
+    assert "WARN 1 identity_unprocessed_rows" in second
+    keys = {r["identifier_key"] for r in query(paths, "select identifier_key from dim_identities")}
+    assert {"user_id:early", "user_id:recent"} <= keys and "user_id:late" not in keys
+
+    rebuilt = dbt_build(paths, "+dim_identities", dbt_vars={"identity": tight}, full_refresh=True)
+    assert "WARN 1 identity_unprocessed_rows" not in rebuilt
+    keys = {r["identifier_key"] for r in query(paths, "select identifier_key from dim_identities")}
+    assert "user_id:late" in keys

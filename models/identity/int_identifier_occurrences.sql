@@ -43,6 +43,7 @@ normalized as (
         identifier_values.identifier_type,
         identifier_values.raw_value,
         identifier_values.occurred_at,
+        identifier_values.arrived_at,
         identifier_values.source_model,
         case
         {%- for identifier_type, how in cfg.normalize.items() %}
@@ -79,6 +80,7 @@ checked as (
         identifier_type || ':' || identifier_value as identifier_key,
         raw_value,
         occurred_at,
+        arrived_at,
         source_model,
         {{ identity_batch_stamp() }} as processed_at,
         case

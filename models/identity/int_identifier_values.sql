@@ -14,6 +14,7 @@ with
         '{{ identifier_type }}' as identifier_type,
         cast({{ column }} as {{ dbt.type_string() }}) as raw_value,
         {{ src.occurred_at }} as occurred_at,
+        {{ src.get('arrived_at') or src.occurred_at }} as arrived_at,
         '{{ name }}' as source_model
     from {{ ref(src.model) if src.model else src.relation }}
     where {{ column }} is not null
