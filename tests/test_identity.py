@@ -225,12 +225,8 @@ def test_incremental_run_matches_a_full_rebuild(tmp_path_factory: pytest.TempPat
     assert len({persons[f"user_id:{u}"] for u in ("mum", "dad", "kid")}) == 3
 
 
-def test_rows_arriving_after_the_window_are_reported_not_lost(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> None:
+def test_rows_arriving_after_the_window_are_reported_not_lost(paths: Paths) -> None:
     tight = {**IDENTITY, "lookback_hours": 1}
-    root = tmp_path_factory.mktemp("late")
-    paths = Paths(home=root, landing=root / "landing", duckdb=root / "s.duckdb")
     s = Scenario(paths.landing)
     s.person("early", devices=("e1",), when=at(600))
     s.land()
