@@ -9,19 +9,11 @@
 -- Incremental: identifiers whose node or component changed are re-assigned, and every person
 -- they join or leave (group_key) gets its oldest identifier, hence its id, recomputed whole.
 {%- set incremental = is_incremental() %}
+{#- The large tables are read where they are used rather than through a shared CTE, which the
+    warehouse would materialize whole. #}
+{%- set nodes = ref('int_identity_nodes') %}
+{%- set components = ref('int_identity_components') %}
 with
-
-nodes as (
-
-    select * from {{ ref('int_identity_nodes') }}
-
-),
-
-components as (
-
-    select * from {{ ref('int_identity_components') }}
-
-),
 
 anchor_links as (
 
@@ -33,9 +25,10 @@ anchor_links as (
 
 touched as (
 
-    select node_id from nodes where {{ identity_new_batch('nodes') }}
+    select node_id from {{ nodes }} as nodes where {{ identity_new_batch('nodes') }}
     union
-    select node_id from components where {{ identity_new_batch('components') }}
+    select node_id from {{ components }} as components
+    where {{ identity_new_batch('components') }}
 
 ),
 
@@ -43,14 +36,14 @@ touched as (
 
 scoped_nodes as (
 
-    select * from nodes
+    select * from {{ nodes }} as nodes
     where {{ identity_in_scope('nodes.node_id', 'select node_id from touched') }}
 
 ),
 
 scoped_components as (
 
-    select * from components
+    select * from {{ components }} as components
     where {{ identity_in_scope('components.node_id', 'select node_id from touched') }}
 
 ),
@@ -131,18 +124,12 @@ assigned as (
 
 {%- if incremental %}
 
-previous as (
-
-    select * from {{ this }}
-
-),
-
 affected_groups as (
 
     select group_key from assigned
     union
     select previous.group_key
-    from previous
+    from {{ this }} as previous
     where previous.node_id in (select node_id from scoped_nodes)
 
 ),
@@ -161,7 +148,7 @@ members as (
         previous.last_seen_at,
         previous.group_key,
         previous.resolution
-    from previous
+    from {{ this }} as previous
     where previous.group_key in (select group_key from affected_groups)
         and previous.node_id not in (select node_id from scoped_nodes)
 
