@@ -34,9 +34,11 @@ def dbt_build(
     *selection: str,
     dbt_vars: dict[str, Any] | None = None,
     full_refresh: bool = False,
+    command: str = "build",
 ) -> str:
-    """Build (and test) the selection; returns dbt's output, raises with it on failure."""
-    args = [DBT, "build", "--project-dir", str(PROJECT_DIR), "--profiles-dir", str(PROJECT_DIR)]
+    """Build (and test) the selection; returns dbt's output, raises with it on failure.
+    `command="test"` only tests it."""
+    args = [DBT, command, "--project-dir", str(PROJECT_DIR), "--profiles-dir", str(PROJECT_DIR)]
     if selection:
         # Cautious: a partial build skips tests that also read models outside the selection.
         args += ["--select", *selection, "--indirect-selection", "cautious"]
@@ -46,7 +48,7 @@ def dbt_build(
         args.append("--full-refresh")
     done = subprocess.run(args, capture_output=True, text=True, cwd=PROJECT_DIR, env=dbt_env(paths))
     if done.returncode != 0:
-        raise AssertionError(f"dbt build failed:\n{done.stdout[-4000:]}\n{done.stderr[-2000:]}")
+        raise AssertionError(f"dbt {command} failed:\n{done.stdout[-4000:]}\n{done.stderr[-2000:]}")
     return done.stdout
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from datetime import timedelta
 
+import duckdb
 import pytest
 import yaml
 
@@ -150,6 +151,28 @@ def test_ids_are_stable_and_a_merge_keeps_the_oldest(paths: Paths) -> None:
         "email:zoe@example.com",
     )
     assert set(merged.values()) == {first["anonymous_id:anon-old"]}
+
+
+def test_a_duplicate_written_by_the_latest_run_fails_its_unique_test(paths: Paths) -> None:
+    s = Scenario(paths.landing)
+    s.person("ann", devices=("anon-ann",), email="ann@example.com")
+    s.land()
+    dbt_build(paths, "+dim_identities")
+    # A faulty run writes a second row for an identifier already there.
+    con = duckdb.connect(str(paths.duckdb))
+    con.execute("""
+        insert into dim_identities
+        select * replace (
+            node_id + 1000 as node_id,
+            processed_at + interval 1 second as processed_at
+        )
+        from dim_identities where identifier_key = 'user_id:ann'
+    """)
+    con.close()
+    with pytest.raises(
+        AssertionError, match="FAIL 1 unique_in_latest_batch_dim_identities_identif"
+    ):
+        dbt_build(paths, "dim_identities", command="test")
 
 
 def test_iteration_cap_fails_loudly(paths: Paths) -> None:
