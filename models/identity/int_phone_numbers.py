@@ -6,7 +6,8 @@ already parsed are not parsed again (a region change needs --full-refresh).
 """
 
 import phonenumbers
-import polars as pl
+
+COLUMNS = {"raw_phone": "varchar", "phone_e164": "varchar", "invalid_reason": "varchar"}
 
 
 def parse(raw, region):
@@ -30,8 +31,10 @@ def model(dbt, session):
         # Parsing is the slow part: only values not parsed before.
         candidates = candidates.except_(session.table(str(dbt.this)).project("raw_phone"))
     rows = [(value, *parse(value, region)) for (value,) in candidates.fetchall()]
-    return pl.DataFrame(
-        rows,
-        schema={"raw_phone": pl.Utf8, "phone_e164": pl.Utf8, "invalid_reason": pl.Utf8},
-        orient="row",
-    )
+    if not rows:
+        # The usual increment: nothing new to parse (importing polars would cost more than the run).
+        typed = ", ".join(f"cast(null as {kind}) as {name}" for name, kind in COLUMNS.items())
+        return session.sql(f"select {typed} where 1 = 0")
+    import polars as pl
+
+    return pl.DataFrame(rows, schema=dict.fromkeys(COLUMNS, pl.Utf8), orient="row")
