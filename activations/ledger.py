@@ -7,6 +7,7 @@ and is sent at most once more, visibly (its attempt number goes up).
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -66,6 +67,17 @@ class LedgerState:
 
     def note_send(self, person_id: str, at: datetime) -> None:
         self.sends_by_person.setdefault(person_id, []).append(at)
+
+    def follow_aliases(self, aliases: Mapping[str, Iterable[str]]) -> None:
+        """Sends recorded under a person id that was since merged or split (dim_person_aliases)
+        count for every person who now holds its identifiers: a merge must not reset the cap."""
+        # The aliases already lead to today's people (chains followed): fold the sends as
+        # recorded, not ones another alias just added.
+        recorded = {alias: list(self.sends_by_person.get(alias, ())) for alias in aliases}
+        for alias, people in aliases.items():
+            for person_id in people:
+                if person_id != alias:
+                    self.sends_by_person.setdefault(person_id, []).extend(recorded[alias])
 
 
 def read_state(landing_dir: Path) -> LedgerState:

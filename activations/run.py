@@ -66,6 +66,7 @@ def run_journey(
     entries, people = warehouse.read_audience(duckdb_path, journey.audience_model, as_of)
     summary.entries_considered = len(entries)
     state = ledger.read_state(landing_dir)
+    state.follow_aliases(warehouse.read_person_aliases(duckdb_path))
     due, skips = engine.due_now(journey, entries, state, as_of)
     summary.due = len(due)
     fresh = guards.fresh_consents(landing_dir)

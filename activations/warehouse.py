@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import duckdb
 from sqlglot import exp
@@ -13,6 +14,7 @@ from activations.engine import Entry
 from activations.guards import Person
 
 PROFILE_MODEL = "dim_people"
+ALIASES_MODEL = "dim_person_aliases"
 CONSENT_CHANNELS = ("email", "sms", "push")
 
 
@@ -35,9 +37,8 @@ def people_query(dialect: str = "duckdb") -> str:
     return query.sql(dialect=dialect)
 
 
-def read_audience(
-    duckdb_path: Path, audience_model: str, now: datetime
-) -> tuple[list[Entry], dict[str, Person]]:
+def fetch_all(duckdb_path: Path, *queries: str) -> list[list[tuple[Any, ...]]]:
+    """Each query's rows, read through one read-only connection."""
     if not duckdb_path.exists():
         raise FileNotFoundError(
             f"warehouse {duckdb_path} does not exist yet: build the dbt models first "
@@ -45,14 +46,21 @@ def read_audience(
         )
     con = duckdb.connect(str(duckdb_path), read_only=True)
     try:
-        entry_rows = con.execute(entries_query(audience_model, now)).fetchall()
-        people_rows = con.execute(people_query()).fetchall()
+        return [con.execute(q).fetchall() for q in queries]
     except duckdb.CatalogException as exc:
         raise RuntimeError(
             f"{exc}. Build the dbt models (`dbt build`) before running journeys."
         ) from exc
     finally:
         con.close()
+
+
+def read_audience(
+    duckdb_path: Path, audience_model: str, now: datetime
+) -> tuple[list[Entry], dict[str, Person]]:
+    entry_rows, people_rows = fetch_all(
+        duckdb_path, entries_query(audience_model, now), people_query()
+    )
     entries = [
         Entry(entry_id, person_id, enters_at, exited_at, json.loads(props) if props else {})
         for entry_id, person_id, enters_at, exited_at, props in entry_rows
@@ -73,3 +81,15 @@ def read_audience(
             dict(zip(CONSENT_CHANNELS, consents, strict=True)),
         )
     return entries, people
+
+
+def read_person_aliases(duckdb_path: Path) -> dict[str, list[str]]:
+    """Replaced person ids (merges, splits) and the people who hold their identifiers now."""
+    query = exp.select("alias_person_id", "person_id").from_(
+        exp.to_identifier(ALIASES_MODEL, quoted=True)
+    )
+    (rows,) = fetch_all(duckdb_path, query.sql(dialect="duckdb"))
+    aliases: dict[str, list[str]] = {}
+    for alias, person_id in rows:
+        aliases.setdefault(alias, []).append(person_id)
+    return aliases

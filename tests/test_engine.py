@@ -131,6 +131,20 @@ def test_frequency_cap_counts_every_journey_in_the_window() -> None:
     assert not guards.over_cap(None, "p1", state, T)
 
 
+def test_frequency_cap_follows_merged_and_split_person_ids() -> None:
+    state = empty_ledger()
+    state.note_send("p_young", T - timedelta(hours=2))  # before p_young merged into p_old
+    state.note_send("p_split", T - timedelta(hours=3))  # before p_split lost people to p_new
+    # Chains already followed by dim_person_aliases: p_young -> p_old, p_split -> itself and p_new.
+    state.follow_aliases({"p_young": ["p_old"], "p_split": ["p_new"], "p_old": ["p_newer"]})
+    assert guards.over_cap(JOURNEY.frequency_cap, "p_old", state, T)
+    assert guards.over_cap(JOURNEY.frequency_cap, "p_new", state, T)
+    assert guards.over_cap(JOURNEY.frequency_cap, "p_split", state, T)
+    # p_old's own record was empty: p_young's send, folded into it, is not passed on again
+    assert not guards.over_cap(JOURNEY.frequency_cap, "p_newer", state, T)
+    assert state.sends_within("p_old", T, 24) == 1
+
+
 def test_render_uses_values_then_declared_fallbacks() -> None:
     tpl = Template(body="Hi {first_name}, {quantity} x {sku}", subject="{first_name}!")
     out = render(tpl, {"first_name": "Ada", "quantity": 2, "sku": "mug"}, {})

@@ -175,6 +175,51 @@ def test_a_duplicate_written_by_the_latest_run_fails_its_unique_test(paths: Path
         dbt_build(paths, "dim_identities", command="test")
 
 
+def test_person_id_changes_are_recorded_and_survive_a_rebuild(paths: Paths) -> None:
+    limit_two = {**IDENTITY, "max_anchors_per_identifier": {"default": 2}}
+    s = Scenario(paths.landing)
+    s.track("product_viewed", T0 - timedelta(days=10), anonymous_id="anon-old")
+    s.person("zoe", devices=("anon-new",), when=T0)
+    # A family laptop, first seen when mum logs in on it: it names mum's person.
+    s.person("mum", devices=("laptop",), when=T0 + timedelta(minutes=1))
+    s.person("dad", devices=("laptop",), when=T0 + timedelta(minutes=2))
+    s.land()
+    dbt_build(paths, "+dim_person_aliases", dbt_vars={"identity": limit_two})
+    before = people_of(paths, "user_id:zoe", "anonymous_id:anon-old", "user_id:mum")
+    assert query(paths, "select * from fct_person_merges") == []
+
+    # Zoe logs in on the old device (a merge: the older id survives); a third person on the
+    # laptop makes it shared, so mum's person loses its oldest identifier (a split: new id).
+    s.person("zoe", devices=("anon-old",), when=T0 + timedelta(days=1))
+    s.person("kid", devices=("laptop",), when=T0 + timedelta(days=1))
+    s.land()
+    dbt_build(paths, "+dim_person_aliases", dbt_vars={"identity": limit_two})
+    after = people_of(paths, "user_id:zoe", "user_id:mum")
+    assert after["user_id:zoe"] == before["anonymous_id:anon-old"]
+    assert after["user_id:mum"] != before["user_id:mum"]
+
+    changes = {
+        (r["previous_person_id"], r["person_id"], r["change_type"])
+        for r in query(paths, "select * from fct_person_merges")
+    }
+    assert changes == {
+        (before["user_id:zoe"], after["user_id:zoe"], "merge"),
+        (before["user_id:mum"], after["user_id:mum"], "split"),
+    }
+    aliases = query(
+        paths, "select alias_person_id, person_id from dim_person_aliases order by 1, 2"
+    )
+    assert {(r["alias_person_id"], r["person_id"]) for r in aliases} == {
+        (before["user_id:zoe"], after["user_id:zoe"]),
+        (before["user_id:mum"], after["user_id:mum"]),
+    }
+
+    # A rebuild gives the same ids and keeps the history.
+    dbt_build(paths, "+dim_person_aliases", dbt_vars={"identity": limit_two}, full_refresh=True)
+    assert people_of(paths, "user_id:zoe", "user_id:mum") == after
+    assert len(query(paths, "select * from fct_person_merges")) == 2
+
+
 def test_iteration_cap_fails_loudly(paths: Paths) -> None:
     s = Scenario(paths.landing)
     # A chain: a0 - d0 - a1 - d1 - ... needs more than one round of propagation.

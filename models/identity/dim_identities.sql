@@ -8,7 +8,10 @@
 -- two people merge the older id survives.
 -- Incremental: identifiers whose node or component changed are re-assigned, and every person
 -- they join or leave (group_key) gets its oldest identifier, hence its id, recomputed whole.
+-- previous_person_id: the id an identifier had before this run when it changed (a merge or a
+-- split; fct_person_merges keeps them), read from the table this run replaces.
 {%- set incremental = is_incremental() %}
+{%- set previous_exists = execute and load_relation(this) is not none %}
 {#- The large tables are read where they are used rather than through a shared CTE, which the
     warehouse would materialize whole. #}
 {%- set nodes = ref('int_identity_nodes') %}
@@ -191,6 +194,13 @@ final as (
         ranked.identifier_value,
         ranked.identifier_key,
         persons.person_id,
+        {%- if previous_exists %}
+        case
+            when previous.person_id <> persons.person_id then previous.person_id
+        end as previous_person_id,
+        {%- else %}
+        cast(null as {{ dbt.type_string() }}) as previous_person_id,
+        {%- endif %}
         ranked.resolution,
         ranked.first_seen_at,
         ranked.last_seen_at,
@@ -199,6 +209,12 @@ final as (
     from ranked
     inner join persons
         on ranked.group_key = persons.group_key
+    {%- if previous_exists %}
+    -- node ids are renumbered by a rebuild: it matches identifiers by key
+    left join {{ this }} as previous
+        on {{ 'ranked.node_id = previous.node_id' if incremental
+            else 'ranked.identifier_key = previous.identifier_key' }}
+    {%- endif %}
 
 )
 
