@@ -6,14 +6,13 @@ steps it expects without a warehouse.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from activations.journeys import Journey, Step
-from activations.ledger import LedgerState, SendRef
+from activations.ledger import LedgerState, SendRef, send_key
 
 # An attempt without a recorded outcome is retried once; after that it is failed, visibly.
 MAX_UNKNOWN_RETRIES = 1
@@ -43,12 +42,6 @@ class Due:
 class Skip:
     ref: SendRef
     reason: str
-
-
-def send_key(journey: str, step: str, person_id: str, entry_id: str) -> str:
-    """Deterministic: the same (journey, step, person, entry) always gives the same key."""
-    raw = "\x1f".join((journey, step, person_id, entry_id))
-    return hashlib.sha256(raw.encode()).hexdigest()[:32]
 
 
 def due_now(

@@ -7,8 +7,9 @@ and is sent at most once more, visibly (its attempt number goes up).
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,12 @@ class SendRef:
     entry_id: str
 
 
+def send_key(journey: str, step: str, person_id: str, entry_id: str) -> str:
+    """Deterministic: the same (journey, step, person, entry) always gives the same key."""
+    raw = "\x1f".join((journey, step, person_id, entry_id))
+    return hashlib.sha256(raw.encode()).hexdigest()[:32]
+
+
 @dataclass
 class LedgerState:
     """What the ledger says so far: each key's last status and attempts, and recent sends."""
@@ -57,6 +64,7 @@ class LedgerState:
     last_status: dict[str, str]
     attempts: dict[str, int]
     sends_by_person: dict[str, list[datetime]]
+    refs: dict[str, SendRef] = field(default_factory=dict)
 
     def is_decided(self, send_key: str) -> bool:
         return self.last_status.get(send_key) in TERMINAL
@@ -69,15 +77,23 @@ class LedgerState:
         self.sends_by_person.setdefault(person_id, []).append(at)
 
     def follow_aliases(self, aliases: Mapping[str, Iterable[str]]) -> None:
-        """Sends recorded under a person id that was since merged or split (dim_person_aliases)
-        count for every person who now holds its identifiers: a merge must not reset the cap."""
-        # The aliases already lead to today's people (chains followed): fold the sends as
-        # recorded, not ones another alias just added.
+        """What was recorded under a person id that was since merged or split (dim_person_aliases)
+        holds for every person who now holds its identifiers: a merge neither resets the cap nor
+        sends an entry's step again under the new id."""
+        # The aliases already lead to today's people (chains followed): fold what was recorded,
+        # not what another alias just added.
         recorded = {alias: list(self.sends_by_person.get(alias, ())) for alias in aliases}
+        moved = [ref for ref in self.refs.values() if ref.person_id in aliases]
         for alias, people in aliases.items():
             for person_id in people:
                 if person_id != alias:
                     self.sends_by_person.setdefault(person_id, []).extend(recorded[alias])
+        for ref in moved:
+            for person_id in aliases[ref.person_id]:
+                key = send_key(ref.journey, ref.step, person_id, ref.entry_id)
+                if key not in self.last_status:  # the new id's own record wins
+                    self.last_status[key] = self.last_status[ref.send_key]
+                    self.attempts[key] = self.attempts[ref.send_key]
 
 
 def read_state(landing_dir: Path) -> LedgerState:
@@ -102,7 +118,10 @@ def read_state(landing_dir: Path) -> LedgerState:
             send_key,
             max(case when recency = 1 then status end) as last_status,
             count(case when status = 'attempted' then 1 end) as attempts,
+            any_value(journey) as journey,
+            any_value(step) as step,
             any_value(person_id) as person_id,
+            any_value(entry_id) as entry_id,
             -- An attempt without an outcome may have gone out: count it against the cap.
             list(line_at) filter (
                 where status = 'sent' or (status = 'attempted' and recency = 1)
@@ -113,9 +132,10 @@ def read_state(landing_dir: Path) -> LedgerState:
     ).fetchall()
     con.close()
     state = LedgerState(last_status={}, attempts={}, sends_by_person={})
-    for send_key, last_status, attempts, person_id, sent_at in rows:
-        state.last_status[send_key] = last_status
-        state.attempts[send_key] = attempts
+    for key, last_status, attempts, journey, step, person_id, entry_id, sent_at in rows:
+        state.last_status[key] = last_status
+        state.attempts[key] = attempts
+        state.refs[key] = SendRef(key, journey, step, person_id, entry_id)
         for at in sent_at or ():
             state.note_send(person_id, at)
     return state

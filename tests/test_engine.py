@@ -8,7 +8,7 @@ import pytest
 
 from activations import engine, guards
 from activations.journeys import FrequencyCap, Journey, JourneyDefinitionError, Step, Template
-from activations.ledger import LedgerState
+from activations.ledger import LedgerState, SendRef
 from activations.render import MissingTemplateVariable, render
 
 T = datetime(2026, 11, 2, 10, 0)
@@ -143,6 +143,22 @@ def test_frequency_cap_follows_merged_and_split_person_ids() -> None:
     # p_old's own record was empty: p_young's send, folded into it, is not passed on again
     assert not guards.over_cap(JOURNEY.frequency_cap, "p_newer", state, T)
     assert state.sends_within("p_old", T, 24) == 1
+
+
+def test_a_step_sent_before_a_merge_is_not_sent_again_under_the_new_id() -> None:
+    state = empty_ledger()
+    for person, status in (("p_young", "sent"), ("p_other", "attempted")):
+        key = engine.send_key("j", "first", person, "e1")
+        state.last_status[key], state.attempts[key] = status, 1
+        state.refs[key] = SendRef(key, "j", "first", person, "e1")
+    state.follow_aliases({"p_young": ["p_old"], "p_other": ["p_new"]})
+    later = T + timedelta(hours=1)
+    due, _ = engine.due_now(JOURNEY, [entry(person_id="p_old")], state, later)
+    assert due == []  # p_young's send holds for p_old
+    due, _ = engine.due_now(JOURNEY, [entry(person_id="p_new")], state, later)
+    assert [(d.step.name, d.attempt_number) for d in due] == [("first", 2)]  # once more, visibly
+    due, _ = engine.due_now(JOURNEY, [entry(person_id="p_unrelated")], state, later)
+    assert steps_of(due) == ["first"]
 
 
 def test_render_uses_values_then_declared_fallbacks() -> None:
