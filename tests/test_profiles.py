@@ -177,3 +177,50 @@ def test_guest_buyers_have_a_profile(profiles: Paths) -> None:
         "select email, order_count, user_id from dim_people where email = 'guest@example.com'",
     )
     assert rows == [{"email": "guest@example.com", "order_count": 1, "user_id": None}]
+
+
+def test_messages_sent_before_a_merge_follow_the_person(paths: Paths) -> None:
+    s = Scenario(paths.landing)
+    s.track("product_viewed", T0 - 10 * DAY, anonymous_id="anon-old")
+    s.person("zed", devices=("anon-new",), email="zed@example.com", when=T0 - 5 * DAY)
+    s.land()
+    dbt_build(paths, "+dim_identities")
+    before = person_id(paths, "zed")
+    sent = {"journey": "j", "step": "s", "entry_id": "e", "status": "sent"}
+    landing.write_batch(
+        paths.landing,
+        "ledger",
+        "deliveries",
+        [
+            {
+                **sent,
+                "send_key": "kz",
+                "person_id": before,
+                "channel": "email",
+                "recorded_at": (T0 - 3 * DAY).isoformat(),
+            },
+        ],
+    )
+    landing.write_batch(
+        paths.landing,
+        "feedback",
+        "events",
+        [
+            {
+                "event_id": "fb-z",
+                "send_key": "kz",
+                "provider": "x",
+                "event": "open",
+                "occurred_at": events.iso(T0 - 3 * DAY),
+            }
+        ],
+    )
+    # Zed logs in on the device seen first: his person takes that older id.
+    s.person("zed", devices=("anon-old",), when=T0 - DAY)
+    s.land()
+    dbt_build(paths, "+dim_people", "+fct_deliveries")
+    zed = profile(paths, "zed")
+    assert zed["person_id"] != before
+    assert (zed["messages_sent"], zed["opens"], zed["last_engaged_channel"]) == (1, 1, "email")
+    (delivery,) = query(paths, "select person_id, current_person_id from fct_deliveries")
+    assert delivery == {"person_id": before, "current_person_id": zed["person_id"]}

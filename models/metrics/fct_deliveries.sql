@@ -21,6 +21,16 @@ ranked as (
 
 ),
 
+successors as (
+
+    -- a merged person id leads to one person now; a split one to several (kept as sent)
+    select alias_person_id, min(person_id) as person_id
+    from {{ ref('dim_person_aliases') }}
+    group by alias_person_id
+    having count(*) = 1
+
+),
+
 attempts as (
 
     select
@@ -40,6 +50,7 @@ final as (
         ranked.journey,
         ranked.step,
         ranked.person_id,
+        coalesce(successors.person_id, ranked.person_id) as current_person_id,
         ranked.entry_id,
         ranked.channel,
         ranked.recipient,
@@ -58,6 +69,8 @@ final as (
     from ranked
     inner join attempts
         on ranked.send_key = attempts.send_key
+    left join successors
+        on ranked.person_id = successors.alias_person_id
     where ranked.recency = 1
 
 )

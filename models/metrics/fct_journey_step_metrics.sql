@@ -22,7 +22,7 @@ joined as (
         deliveries.channel,
         deliveries.delivery_status,
         deliveries.reason,
-        deliveries.person_id,
+        deliveries.current_person_id,
         deliveries.sent_at,
         entries.exited_at
     from deliveries
@@ -47,7 +47,8 @@ per_step as (
         count(case when reason = 'exited' then 1 end) as skipped_exited,
         count(case when delivery_status = 'sent' and exited_at > sent_at then 1 end)
             as converted_after_send,
-        count(distinct person_id) as people
+        -- one human whose ids merged between two sends is one person
+        count(distinct current_person_id) as people
     from joined
     group by journey, step, coalesce(channel, 'none')
 

@@ -1,4 +1,5 @@
--- What each person received and how they engaged: from the ledger and provider feedback.
+-- What each person received and how they engaged: from the ledger and provider feedback, with
+-- the ledger's person ids followed through merges (dim_person_aliases).
 with
 
 ledger as (
@@ -14,11 +15,25 @@ feedback as (
 
 ),
 
+aliases as (
+
+    select * from {{ ref('dim_person_aliases') }}
+
+),
+
 sends as (
 
-    select send_key, person_id, channel, recorded_at as sent_at
+    -- a send recorded under a person id that was since merged or split belongs to the people who
+    -- hold its identifiers now
+    select
+        ledger.send_key,
+        coalesce(aliases.person_id, ledger.person_id) as person_id,
+        ledger.channel,
+        ledger.recorded_at as sent_at
     from ledger
-    where delivery_status = 'sent'
+    left join aliases
+        on ledger.person_id = aliases.alias_person_id
+    where ledger.delivery_status = 'sent'
 
 ),
 
