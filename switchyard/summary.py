@@ -11,6 +11,7 @@ TABLES = {
     "dim_people_consents": "consent per person, channel and topic, with source and time",
     "dim_identities": "identifier -> person",
     "fct_identity_audit": "identifiers kept out of merging, with the reason",
+    "fct_person_merges": "every person-id change (merge, split); dim_person_aliases maps old ids",
     "audience_cart_abandonment": "journey entries",
     "fct_deliveries": "one row per send key with its outcome",
     "fct_journey_step_metrics": "funnel per journey step and channel",
