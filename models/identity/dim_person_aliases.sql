@@ -1,6 +1,7 @@
 -- Every person id that was ever replaced (fct_person_merges), with the people who now hold its
--- identifiers: follow its changes forward in time to ids that still exist. A split id leads to
--- more than one person. Sends recorded under an alias count for each of its people.
+-- identifiers: follow its changes forward in time to ids that still exist. A split id can lead to
+-- several people (and may still name someone itself). What was recorded under an alias (sends,
+-- opens) counts for each of its people.
 with recursive
 
 changes as (

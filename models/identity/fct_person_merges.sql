@@ -1,8 +1,9 @@
 -- Every change of person id: when people merge, the younger id's identifiers move to the older id;
 -- when an identifier becomes shared, the person it leaves may get a new id (a split). Tables that
 -- stored a person id (the delivery ledger, an export) follow it here, or through
--- dim_person_aliases. Appended by every run; kept by a --full-refresh (full_refresh: false), whose
--- own changes are recorded too.
+-- dim_person_aliases. Appended by every run and kept by a --full-refresh (full_refresh: false);
+-- the changes a rebuild makes are recorded too. It reads dim_identities.previous_person_id, which
+-- the next dim_identities run overwrites: build the two together (path:models/identity).
 {{ config(
     materialized='incremental',
     incremental_strategy='append',
