@@ -135,7 +135,8 @@ def test_frequency_cap_follows_merged_and_split_person_ids() -> None:
     state = empty_ledger()
     state.note_send("p_young", T - timedelta(hours=2))  # before p_young merged into p_old
     state.note_send("p_split", T - timedelta(hours=3))  # before p_split lost people to p_new
-    # Chains already followed by dim_person_aliases: p_young -> p_old, p_split -> itself and p_new.
+    # Chains already followed by dim_person_aliases: p_young -> p_old, p_split -> p_new (p_split
+    # still names someone: its own record stays its own).
     state.follow_aliases({"p_young": ["p_old"], "p_split": ["p_new"], "p_old": ["p_newer"]})
     assert guards.over_cap(JOURNEY.frequency_cap, "p_old", state, T)
     assert guards.over_cap(JOURNEY.frequency_cap, "p_new", state, T)
