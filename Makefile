@@ -15,15 +15,18 @@ $(STAMP): pyproject.toml
 	$(BIN)/switchyard prepare
 	touch $(STAMP)
 
+# The demo and `make dev` choose the local channel sandbox explicitly; a run without
+# SWITCHYARD_CHANNELS set stops instead of "sending" to nowhere.
 demo: $(STAMP)
-	$(BIN)/switchyard demo $(ARGS)
+	SWITCHYARD_CHANNELS=sandbox $(BIN)/switchyard demo $(ARGS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(ARGS)
 
 dev: $(STAMP)
 	mkdir -p var/dagster_home && cp orchestration/dagster.yaml var/dagster_home/dagster.yaml
-	DAGSTER_HOME=$(CURDIR)/var/dagster_home $(BIN)/dagster dev -w workspace.yaml
+	SWITCHYARD_CHANNELS=sandbox DAGSTER_HOME=$(CURDIR)/var/dagster_home \
+		$(BIN)/dagster dev -w workspace.yaml
 
 sandbox: $(STAMP)
 	$(BIN)/switchyard sandbox

@@ -9,10 +9,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from activations.journeys import Journey, Step
-from activations.ledger import LedgerState, SendRef, send_key
+from activations.ledger import OUTCOME_UNKNOWN, LedgerState, SendRef, SkipReason, send_key
 
 # An attempt without a recorded outcome is retried once; after that it is failed, visibly.
 MAX_UNKNOWN_RETRIES = 1
@@ -40,8 +40,14 @@ class Due:
 
 @dataclass(frozen=True)
 class Skip:
+    """A due step the engine decides not to send: skipped for a reason, or failed for good."""
+
     ref: SendRef
-    reason: str
+    reason: SkipReason | Literal["outcome_unknown"]
+
+    @property
+    def status(self) -> Literal["skipped", "failed"]:
+        return "failed" if self.reason == OUTCOME_UNKNOWN else "skipped"
 
 
 def due_now(
@@ -67,14 +73,14 @@ def due_now(
                 continue
             attempts = ledger.attempts.get(ref.send_key, 0)
             if attempts > MAX_UNKNOWN_RETRIES:
-                skips.append(Skip(ref, "outcome_unknown"))  # recorded as failed by the run
+                skips.append(Skip(ref, OUTCOME_UNKNOWN))
                 continue
             if entry.exited_at is not None and entry.exited_at <= now:
-                skips.append(Skip(ref, "exited"))
+                skips.append(Skip(ref, SkipReason.EXITED))
                 continue
             expires = step.expires_after_hours
             if expires is not None and now > due_at + timedelta(hours=expires):
-                skips.append(Skip(ref, "expired"))
+                skips.append(Skip(ref, SkipReason.EXPIRED))
                 continue
             due.append(Due(ref, step, entry, due_at, attempt_number=attempts + 1))
     due.sort(key=lambda d: (d.due_at, d.ref.send_key))

@@ -1,20 +1,21 @@
 """Send-time guards: consent, reachability and the global frequency cap, on the freshest data.
 
 The audience may be minutes old; an opt-out recorded a second ago must still win, so consent is
-read from the landing files right before sending, and the cap from the ledger including this run.
+read right before sending through the warehouse view `int_user_consents_current` (which reads the
+landing files at query time, under the same rules dbt builds the profiles with), and the cap from
+the ledger including this run.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
-
-import duckdb
 
 from activations.journeys import FrequencyCap, Step
-from activations.ledger import LedgerState
-from switchyard import landing
+from activations.ledger import LedgerState, SkipReason
+
+# (user_id, channel) -> (status, recorded_at) of the latest marketing consent change.
+FreshConsents = dict[tuple[str, str], tuple[str, datetime]]
 
 
 @dataclass(frozen=True)
@@ -38,44 +39,13 @@ class Channel:
     recipient: str
 
 
-def fresh_consents(landing_dir: Path) -> dict[tuple[str, str], tuple[str, datetime]]:
-    """(user_id, channel) -> (status, recorded_at) of the latest valid marketing consent change."""
-    folder = landing.table_dir(landing_dir, "preferences", "consents")
-    con = duckdb.connect()
-    rows = con.execute(
-        f"""
-        select user_id, lower(channel), lower(status), changed_at
-        from (
-            select *, try_cast(recorded_at as timestamp) as changed_at,
-                row_number() over (
-                    partition by user_id, lower(channel)
-                    order by try_cast(recorded_at as timestamp) desc, consent_id desc
-                ) as recency
-            from read_json('{folder}/*.jsonl', format='newline_delimited',
-                columns={{'consent_id': 'VARCHAR', 'user_id': 'VARCHAR', 'channel': 'VARCHAR',
-                          'topic': 'VARCHAR', 'status': 'VARCHAR', 'recorded_at': 'VARCHAR'}})
-            where coalesce(lower(topic), 'marketing') = 'marketing'
-                and lower(status) in ('subscribed', 'unsubscribed')
-                and try_cast(recorded_at as timestamp) is not null
-        ) ranked
-        where recency = 1
-        """
-    ).fetchall()
-    con.close()
-    return {(user_id, channel): (status, at) for user_id, channel, status, at in rows}
-
-
-def consent_for(
-    person: Person, channel: str, fresh: dict[tuple[str, str], tuple[str, datetime]]
-) -> str:
+def consent_for(person: Person, channel: str, fresh: FreshConsents) -> str:
     if person.user_id and (person.user_id, channel) in fresh:
         return fresh[(person.user_id, channel)][0]
     return person.consent.get(channel, "none")
 
 
-def choose_channel(
-    step: Step, person: Person, fresh: dict[tuple[str, str], tuple[str, datetime]]
-) -> Channel | str:
+def choose_channel(step: Step, person: Person, fresh: FreshConsents) -> Channel | SkipReason:
     """The first of the step's channels with consent and an address, else the reason none fits."""
     consented_without_address = False
     for channel in step.channels:
@@ -85,8 +55,18 @@ def choose_channel(
         if recipient:
             return Channel(channel, recipient)
         consented_without_address = True
-    return "no_address" if consented_without_address else "no_consent"
+    return SkipReason.NO_ADDRESS if consented_without_address else SkipReason.NO_CONSENT
 
 
-def over_cap(cap: FrequencyCap | None, person_id: str, ledger: LedgerState, now: datetime) -> bool:
-    return cap is not None and ledger.sends_within(person_id, now, cap.per_hours) >= cap.messages
+def over_cap(
+    cap: FrequencyCap | None,
+    person_id: str,
+    ledger: LedgerState,
+    now: datetime,
+    send_key: str | None = None,
+) -> bool:
+    """True when the person has had `cap.messages` within the window (not counting `send_key`'s
+    own earlier attempt, when it is being sent once more)."""
+    if cap is None:
+        return False
+    return ledger.sends_within(person_id, now, cap.per_hours, excluding=send_key) >= cap.messages

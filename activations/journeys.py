@@ -9,7 +9,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
+
+from switchyard.tiers import TIERS, TierName
 
 CHANNELS = ("email", "sms", "push")
 
@@ -45,10 +47,15 @@ class FrequencyCap:
 class Journey:
     name: str
     audience_model: str
-    tier: str
+    tier: TierName
     steps: tuple[Step, ...]
     exit_on: tuple[str, ...]
     frequency_cap: FrequencyCap | None
+
+    @property
+    def channels(self) -> frozenset[str]:
+        """Every channel a step may send on: what a run needs provider settings for."""
+        return frozenset(c for step in self.steps for c in step.channels)
 
     @classmethod
     def from_meta(cls, audience_model: str, meta: dict[str, Any]) -> Journey:
@@ -63,12 +70,17 @@ class Journey:
             raise JourneyDefinitionError(f"{where}: declares no steps")
         if len({s.name for s in steps}) != len(steps):
             raise JourneyDefinitionError(f"{where}: step names must be unique")
+        tier = meta.get("tier", "hours")
+        if tier not in TIERS:
+            raise JourneyDefinitionError(
+                f"{where}: unknown tier {tier!r}; a journey runs in one of {sorted(TIERS)}"
+            )
         exit_on = meta.get("exit_on", [])
         cap = meta.get("frequency_cap")
         return cls(
             name=name,
             audience_model=audience_model,
-            tier=meta.get("tier", "hours"),
+            tier=cast(TierName, tier),
             steps=steps,
             exit_on=tuple([exit_on] if isinstance(exit_on, str) else exit_on),
             frequency_cap=FrequencyCap(int(cap["messages"]), float(cap["per_hours"]))

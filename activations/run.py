@@ -1,4 +1,4 @@
-"""One run of one journey: due steps, guards at send time, render, send, ledger."""
+"""One run of one journey: read, decide what is due, then deliver it through the guards."""
 
 from __future__ import annotations
 
@@ -6,17 +6,19 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 import httpx
 
 from activations import engine, guards, ledger, warehouse
-from activations.channels.core import ChannelClient, Sender
-from activations.channels.message import Message
+from activations.channels.core import RECONCILED, ChannelClient, Sender
+from activations.channels.message import Message, Outcome
 from activations.channels.policy import HttpTimeouts, RateLimiter, RetryPolicy
 from activations.journeys import Journey
+from activations.ledger import OUTCOME_UNKNOWN, LedgerState, SendRef, SkipReason
 from activations.render import MissingTemplateVariable, render
+from switchyard.clock import utc_now
 
 
 @dataclass
@@ -27,7 +29,16 @@ class RunSummary:
     due: int = 0
     sent: Counter[str] = field(default_factory=Counter)
     failed: Counter[str] = field(default_factory=Counter)
+    unknown: Counter[str] = field(default_factory=Counter)
     skipped: Counter[str] = field(default_factory=Counter)
+    reconciled: int = 0  # unknown outcomes the provider's lookup showed were sent
+
+    def count(self, channel: str, outcome: Outcome) -> None:
+        {"sent": self.sent, "failed": self.failed, "unknown": self.unknown}[outcome.status][
+            channel
+        ] += 1
+        if outcome.reason == RECONCILED:
+            self.reconciled += 1
 
     def as_metadata(self) -> dict[str, str | int]:
         return {
@@ -35,14 +46,12 @@ class RunSummary:
             "due": self.due,
             "sent": sum(self.sent.values()),
             **{f"sent_{k}": v for k, v in sorted(self.sent.items())},
+            "reconciled": self.reconciled,
             "failed": sum(self.failed.values()),
+            "unknown_outcome": sum(self.unknown.values()),
             "skipped": sum(self.skipped.values()),
             **{f"skipped_{k}": v for k, v in sorted(self.skipped.items())},
         }
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def run_journey(
@@ -63,13 +72,12 @@ def run_journey(
     run_id = f"{as_of:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
     summary = RunSummary(journey.name, run_id)
 
-    entries, people = warehouse.read_audience(duckdb_path, journey.audience_model, as_of)
-    summary.entries_considered = len(entries)
+    audience = warehouse.read_audience(duckdb_path, journey.audience_model, as_of)
+    summary.entries_considered = len(audience.entries)
     state = ledger.read_state(landing_dir)
     state.follow_aliases(warehouse.read_person_aliases(duckdb_path))
-    due, skips = engine.due_now(journey, entries, state, as_of)
+    due, skips = engine.due_now(journey, audience.entries, state, as_of)
     summary.due = len(due)
-    fresh = guards.fresh_consents(landing_dir)
 
     t = timeouts or HttpTimeouts()
     http = httpx.Client(
@@ -78,49 +86,90 @@ def run_journey(
     writer = ledger.LedgerWriter(landing_dir, run_id)
     limits = {ch: RateLimiter(rate) for ch, rate in (rate_limits or {}).items()}
     sender = Sender(http, clients, writer, clock, retry, limits)
-
-    def skip(ref: ledger.SendRef, reason: str) -> None:
-        status = "failed" if reason == "outcome_unknown" else "skipped"
-        writer.write(ref, status, clock(), reason=reason)
-        (summary.failed if status == "failed" else summary.skipped)[reason] += 1
-
     try:
-        for s in skips:
-            skip(s.ref, s.reason)
-        for d in due:
-            person = people.get(d.ref.person_id)
-            if person is None:
-                skip(d.ref, "no_profile")
-                continue
-            choice = guards.choose_channel(d.step, person, fresh)
-            if isinstance(choice, str):
-                skip(d.ref, choice)
-                continue
-            if guards.over_cap(journey.frequency_cap, person.person_id, state, clock()):
-                skip(d.ref, "capped")
-                continue
-            values = {**d.entry.properties, "first_name": person.first_name}
-            try:
-                content = render(d.step.templates[choice.channel], values, d.step.fallbacks)
-            except MissingTemplateVariable as missing:
-                skip(d.ref, f"missing_template_variable:{missing.name}")
-                continue
-            message = Message(
-                send_key=d.ref.send_key,
-                channel=choice.channel,
-                recipient=choice.recipient,
-                body=content.body,
-                subject=content.subject,
-                title=content.title,
-                tags={"journey": journey.name, "step": d.step.name},
-            )
-            outcome = sender.send(d.ref, message, d.attempt_number)
-            if outcome.status == "sent":
-                summary.sent[choice.channel] += 1
-                state.note_send(person.person_id, clock())
-            else:
-                summary.failed[choice.channel] += 1
+        deliver(journey, due, skips, audience, state, sender, summary)
     finally:
         writer.close()
         http.close()
     return summary
+
+
+def deliver(
+    journey: Journey,
+    due: list[engine.Due],
+    skips: list[engine.Skip],
+    audience: warehouse.Audience,
+    state: LedgerState,
+    sender: Sender,
+    summary: RunSummary,
+) -> None:
+    """Settle what was left unknown, record the engine's skips, then send each due step that
+    passes the send-time guards. `state` is kept current, so the cap sees this run's sends."""
+    clock = sender.clock
+
+    def settled(ref: SendRef, attempt_number: int) -> bool:
+        """True when an earlier attempt's outcome is now known (and recorded)."""
+        pending = state.pending.get(ref.send_key)
+        if pending is None:
+            return False
+        message = Message(
+            ref.send_key, pending.channel, pending.recipient, pending.body, subject=pending.subject
+        )
+        outcome = sender.reconcile(
+            ref, message, pending.first_attempted_at, pending.known_provider_ids, attempt_number
+        )
+        if outcome is None:
+            return False
+        summary.count(pending.channel, outcome)
+        if outcome.status == "sent":
+            state.settle(ref.send_key)
+            state.note_send(ref.person_id, pending.last_attempted_at)
+        return True
+
+    def skip(ref: SendRef, reason: SkipReason, detail: str | None = None) -> None:
+        sender.ledger.write(ref, "skipped", clock(), reason=reason, reason_detail=detail)
+        summary.skipped[reason] += 1
+
+    for s in skips:
+        # An earlier attempt that turns out to have gone out is recorded as sent, not skipped.
+        if settled(s.ref, state.attempts.get(s.ref.send_key, 1)):
+            continue
+        if isinstance(s.reason, SkipReason):
+            skip(s.ref, s.reason)
+        else:  # sent once more already, and still unknown: failed for good
+            sender.ledger.write(s.ref, "failed", clock(), reason=OUTCOME_UNKNOWN)
+            summary.failed[OUTCOME_UNKNOWN] += 1
+    for d in due:
+        if settled(d.ref, d.attempt_number - 1):
+            continue
+        person = audience.people.get(d.ref.person_id)
+        if person is None:
+            skip(d.ref, SkipReason.NO_PROFILE)
+            continue
+        choice = guards.choose_channel(d.step, person, audience.consents)
+        if isinstance(choice, SkipReason):
+            skip(d.ref, choice)
+            continue
+        if guards.over_cap(journey.frequency_cap, person.person_id, state, clock(), d.ref.send_key):
+            skip(d.ref, SkipReason.CAPPED)
+            continue
+        values = {**d.entry.properties, "first_name": person.first_name}
+        try:
+            content = render(d.step.templates[choice.channel], values, d.step.fallbacks)
+        except MissingTemplateVariable as missing:
+            skip(d.ref, SkipReason.MISSING_TEMPLATE_VARIABLE, missing.name)
+            continue
+        message = Message(
+            send_key=d.ref.send_key,
+            channel=choice.channel,
+            recipient=choice.recipient,
+            body=content.body,
+            subject=content.subject,
+            title=content.title,
+            tags={"journey": journey.name, "step": d.step.name},
+        )
+        outcome = sender.send(d.ref, message, d.attempt_number)
+        summary.count(choice.channel, outcome)
+        state.settle(d.ref.send_key)  # this attempt replaces any earlier one
+        if outcome.status != "failed":  # an unknown outcome may have gone out: it counts too
+            state.note_send(person.person_id, clock())

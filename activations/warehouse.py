@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -11,10 +12,13 @@ import duckdb
 from sqlglot import exp
 
 from activations.engine import Entry
-from activations.guards import Person
+from activations.guards import FreshConsents, Person
 
 PROFILE_MODEL = "dim_people"
 ALIASES_MODEL = "dim_person_aliases"
+# A view over the landing files: read at send time, it answers with the latest consent changes
+# under the very rules that built dim_people's consent columns.
+CONSENTS_MODEL = "int_user_consents_current"
 CONSENT_CHANNELS = ("email", "sms", "push")
 
 
@@ -37,6 +41,15 @@ def people_query(dialect: str = "duckdb") -> str:
     return query.sql(dialect=dialect)
 
 
+def consents_query(dialect: str = "duckdb") -> str:
+    query = (
+        exp.select("user_id", "channel", "consent_status", "recorded_at")
+        .from_(exp.to_identifier(CONSENTS_MODEL, quoted=True))
+        .where(exp.column("topic").eq(exp.Literal.string("marketing")))
+    )
+    return query.sql(dialect=dialect)
+
+
 def fetch_all(duckdb_path: Path, *queries: str) -> list[list[tuple[Any, ...]]]:
     """Each query's rows, read through one read-only connection."""
     if not duckdb_path.exists():
@@ -55,11 +68,18 @@ def fetch_all(duckdb_path: Path, *queries: str) -> list[list[tuple[Any, ...]]]:
         con.close()
 
 
-def read_audience(
-    duckdb_path: Path, audience_model: str, now: datetime
-) -> tuple[list[Entry], dict[str, Person]]:
-    entry_rows, people_rows = fetch_all(
-        duckdb_path, entries_query(audience_model, now), people_query()
+@dataclass(frozen=True)
+class Audience:
+    """What a journey run reads from the warehouse, through one read-only connection."""
+
+    entries: list[Entry]
+    people: dict[str, Person]  # the entries' people
+    consents: FreshConsents  # the latest marketing consent per (user_id, channel), as of now
+
+
+def read_audience(duckdb_path: Path, audience_model: str, now: datetime) -> Audience:
+    entry_rows, people_rows, consent_rows = fetch_all(
+        duckdb_path, entries_query(audience_model, now), people_query(), consents_query()
     )
     entries = [
         Entry(entry_id, person_id, enters_at, exited_at, json.loads(props) if props else {})
@@ -80,7 +100,8 @@ def read_audience(
             first_name,
             dict(zip(CONSENT_CHANNELS, consents, strict=True)),
         )
-    return entries, people
+    fresh = {(user, channel): (status, at) for user, channel, status, at in consent_rows}
+    return Audience(entries, people, fresh)
 
 
 def read_person_aliases(duckdb_path: Path) -> dict[str, list[str]]:

@@ -30,3 +30,8 @@ regexp_contains({{ column }}, r'{{ pattern }}')
 {% macro postgres__regex_matches(column, pattern) -%}
 ({{ column }} ~ '{{ pattern | replace("'", "''") }}')
 {%- endmacro %}
+
+{#- A code from a closed set (channel, status, topic): case and surrounding blanks do not count. -#}
+{% macro normalize_code(column) -%}
+nullif(lower(trim({{ column }})), '')
+{%- endmacro %}

@@ -8,7 +8,7 @@ from orchestration.dbt_project import dbt_resource
 from orchestration.defs.activation import activation_key, build_activation_asset, declared_journeys
 from orchestration.defs.resources import resources
 from orchestration.defs.transform import build_dbt_assets
-from orchestration.tiers import TIERS
+from switchyard.tiers import TIERS
 
 PIPELINE_JOB = "switchyard_pipeline"
 

@@ -7,12 +7,14 @@ record. Checks are those the provider applies before accepting: auth, required f
 from __future__ import annotations
 
 import base64
+import email.utils
 import json
 import re
 import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlencode
 
 from sandbox.credentials import SandboxCredentials
 
@@ -26,6 +28,8 @@ class Reply:
     body: Any = None  # JSON-serializable, or None for an empty body
     headers: dict[str, str] = field(default_factory=dict)
     accepted: list[dict[str, Any]] = field(default_factory=list)
+    # Twilio message resources created by this request, kept for the Messages list.
+    twilio_resources: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -34,6 +38,7 @@ class Request:
     path: str
     headers: dict[str, str]  # lower-cased names
     body: bytes
+    query: str = ""
 
 
 # SendGrid v3 ---------------------------------------------------------------------------------
@@ -138,14 +143,22 @@ def _twilio_error(status: int, code: int, message: str) -> Reply:
     )
 
 
-def twilio_messages(req: Request, creds: SandboxCredentials, account_sid: str) -> Reply:
+def _twilio_unauthorized(req: Request, creds: SandboxCredentials, account_sid: str) -> bool:
     expected = base64.b64encode(
         f"{creds.twilio_account_sid}:{creds.twilio_auth_token}".encode()
     ).decode()
-    if (
+    return (
         req.headers.get("authorization") != f"Basic {expected}"
         or account_sid != creds.twilio_account_sid
-    ):
+    )
+
+
+def _rfc2822(at: datetime) -> str:
+    return email.utils.format_datetime(at.astimezone(UTC))
+
+
+def twilio_messages(req: Request, creds: SandboxCredentials, account_sid: str) -> Reply:
+    if _twilio_unauthorized(req, creds, account_sid):
         return _twilio_error(401, 20003, "Authenticate")
     if not req.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
         return _twilio_error(400, 20001, "Content-Type must be application/x-www-form-urlencoded")
@@ -163,11 +176,18 @@ def twilio_messages(req: Request, creds: SandboxCredentials, account_sid: str) -
         return _twilio_error(
             400, 21617, "The concatenated message body exceeds the 1600 character limit."
         )
+    callback = form.get("StatusCallback")
+    if callback is not None and not re.match(r"^https?://[^/_\s]+(/\S*)?$", callback):
+        return _twilio_error(400, 21609, f"Invalid StatusCallback URL: {callback}")
     sid = "SM" + uuid.uuid4().hex
+    now = _rfc2822(datetime.now(UTC))
     resource = {
         "account_sid": account_sid,
         "api_version": "2010-04-01",
         "body": form.get("Body", ""),
+        "date_created": now,
+        "date_sent": None,
+        "date_updated": now,
         "direction": "outbound-api",
         "error_code": None,
         "error_message": None,
@@ -182,16 +202,97 @@ def twilio_messages(req: Request, creds: SandboxCredentials, account_sid: str) -
         "to": to,
         "uri": f"/2010-04-01/Accounts/{account_sid}/Messages/{sid}.json",
     }
+    # The sandbox hands the message on at once: the Messages list shows it sent.
+    listed = {**resource, "status": "sent", "date_sent": now}
+    # What Twilio gives back to us about a send: the send key only through the StatusCallback URL.
+    callback_args = parse_qs(callback.split("?", 1)[1]) if callback and "?" in callback else {}
     record = {
         "provider": "twilio",
         "channel": "sms",
         "recipient": to,
         "subject": None,
         "body": form.get("Body"),
-        "send_key": req.headers.get("i-twilio-idempotency-token"),
+        "send_key": next(iter(callback_args.get("send_key", [])), None),
         "provider_message_id": sid,
     }
-    return Reply(201, resource, {}, [record])
+    return Reply(201, resource, {}, [record], [listed])
+
+
+def _sent_on(resource: dict[str, Any]) -> date | None:
+    sent = resource.get("date_sent")
+    return email.utils.parsedate_to_datetime(sent).astimezone(UTC).date() if sent else None
+
+
+def _date_filter(name: str, value: str) -> tuple[str, date] | str:
+    """Twilio's DateSent filters: `DateSent=YYYY-MM-DD`, `DateSent<=...`, `DateSent>=...`."""
+    op = {"DateSent": "=", "DateSent<": "<=", "DateSent>": ">="}[name]
+    try:
+        return op, date.fromisoformat(value.lstrip("="))
+    except ValueError:
+        return f"Invalid value for {name}: {value} (expected YYYY-MM-DD)"
+
+
+def twilio_messages_list(
+    req: Request, creds: SandboxCredentials, account_sid: str, store: list[dict[str, Any]]
+) -> Reply:
+    """`GET .../Messages.json` with To, From, DateSent(<,>) filters, newest first, paged."""
+    if _twilio_unauthorized(req, creds, account_sid):
+        return _twilio_error(401, 20003, "Authenticate")
+    query = {k: v[0] for k, v in parse_qs(req.query, keep_blank_values=True).items()}
+    try:
+        page_size = int(query.get("PageSize", "50"))
+        page = int(query.get("Page", "0"))
+    except ValueError:
+        return _twilio_error(400, 20001, "PageSize and Page must be integers")
+    if not 1 <= page_size <= 1000 or page < 0:
+        return _twilio_error(400, 20001, "PageSize must be between 1 and 1000")
+    filters = []
+    for name in ("DateSent", "DateSent<", "DateSent>"):
+        if name in query:
+            parsed = _date_filter(name, query[name])
+            if isinstance(parsed, str):
+                return _twilio_error(400, 20001, parsed)
+            filters.append(parsed)
+
+    def matches(m: dict[str, Any]) -> bool:
+        if m["account_sid"] != account_sid:
+            return False
+        if "To" in query and m["to"] != query["To"]:
+            return False
+        if "From" in query and m["from"] != query["From"]:
+            return False
+        sent_on = _sent_on(m)
+        for op, day in filters:
+            if sent_on is None:
+                return False  # not sent yet: no DateSent to match
+            if (op == "=" and sent_on != day) or (op == "<=" and sent_on > day):
+                return False
+            if op == ">=" and sent_on < day:
+                return False
+        return True
+
+    found = [m for m in reversed(store) if matches(m)]
+    chunk = found[page * page_size : (page + 1) * page_size]
+    base = f"/2010-04-01/Accounts/{account_sid}/Messages.json"
+    kept = {k: v for k, v in query.items() if k not in ("Page", "PageToken", "PageSize")}
+
+    def uri(n: int) -> str:
+        extra = {"PageToken": f"PA{n}"} if n > 0 else {}
+        return f"{base}?{urlencode({**kept, 'PageSize': page_size, 'Page': n, **extra})}"
+
+    more = (page + 1) * page_size < len(found)
+    body = {
+        "messages": chunk,
+        "start": page * page_size,
+        "end": page * page_size + max(len(chunk) - 1, 0),
+        "page": page,
+        "page_size": page_size,
+        "first_page_uri": uri(0),
+        "next_page_uri": uri(page + 1) if more else None,
+        "previous_page_uri": uri(page - 1) if page > 0 else None,
+        "uri": uri(page),
+    }
+    return Reply(200, body)
 
 
 # FCM HTTP v1 ----------------------------------------------------------------------------------

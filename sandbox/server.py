@@ -18,6 +18,8 @@ from sandbox.providers import Reply, Request
 
 TWILIO_PATH = re.compile(r"^/2010-04-01/Accounts/([^/]+)/Messages\.json$")
 FCM_PATH = re.compile(r"^/v1/projects/([^/]+)/messages:send$")
+STATUS_CALLBACK_PATH = "/_sandbox/twilio/status"
+LOST = -1  # a Reply status meaning: close the connection without answering
 
 
 @dataclass(frozen=True)
@@ -34,12 +36,17 @@ class Received:
 
 @dataclass
 class Fault:
-    """Answer the next `count` requests to `provider` with `status` (and Retry-After, if set)."""
+    """Answer the next `count` requests to `provider` with `status` (and Retry-After, if set).
+
+    With `lose_response`, the provider processes the request as usual and then the connection
+    closes without an answer: the lost response a sender must not retry blindly.
+    """
 
     provider: str
-    status: int
+    status: int = 0
     count: int = 1
     retry_after: float | None = None
+    lose_response: bool = False
 
 
 class Sandbox:
@@ -56,7 +63,7 @@ class Sandbox:
         self.record_file = record_file
         self._received: list[Received] = []
         self._faults: list[Fault] = []
-        self._twilio_by_token: dict[str, Reply] = {}
+        self._twilio_messages: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         self.requests_seen = 0
         self._server = ThreadingHTTPServer((host, port), self._handler_class())
@@ -107,6 +114,9 @@ class Sandbox:
         if req.method == "POST" and req.path == "/_sandbox/faults":
             self.fail_next(Fault(**json.loads(req.body)))
             return Reply(204)
+        if req.method == "POST" and req.path == STATUS_CALLBACK_PATH:
+            # Where the demo points Twilio's StatusCallback; the sandbox itself never calls it.
+            return Reply(204)
         route = self._route(req)
         if route is None:
             return Reply(
@@ -114,31 +124,28 @@ class Sandbox:
             )
         provider, handler = route
         fault = self._take_fault(provider)
-        if fault is not None:
+        if fault is not None and not fault.lose_response:
             headers = (
                 {"Retry-After": f"{fault.retry_after:g}"} if fault.retry_after is not None else {}
             )
             return Reply(fault.status, {"error": "injected fault", "status": fault.status}, headers)
-        if provider == "twilio":
-            token = req.headers.get("i-twilio-idempotency-token")
-            with self._lock:
-                if token and token in self._twilio_by_token:
-                    return self._twilio_by_token[token]  # Twilio answers a repeat with the original
         reply = handler(req)
-        if (
-            provider == "twilio"
-            and reply.status == 201
-            and req.headers.get("i-twilio-idempotency-token")
-        ):
-            with self._lock:
-                self._twilio_by_token[req.headers["i-twilio-idempotency-token"]] = reply
+        with self._lock:
+            self._twilio_messages.extend(reply.twilio_resources)
         self._record(reply.accepted)
+        if fault is not None:
+            return Reply(LOST)
         return reply
 
     def _route(self, req: Request) -> tuple[str, Callable[[Request], Reply]] | None:
+        creds = self.credentials
+        if req.method == "GET":
+            if m := TWILIO_PATH.match(req.path):
+                account = m.group(1)
+                return "twilio", lambda r: self._list_twilio(r, account)
+            return None
         if req.method != "POST":
             return None
-        creds = self.credentials
         if req.path == "/v3/mail/send":
             return "sendgrid", lambda r: providers.sendgrid_mail_send(r, creds)
         if m := TWILIO_PATH.match(req.path):
@@ -146,6 +153,11 @@ class Sandbox:
         if m := FCM_PATH.match(req.path):
             return "fcm", lambda r: providers.fcm_send(r, creds, m.group(1))
         return None
+
+    def _list_twilio(self, req: Request, account_sid: str) -> Reply:
+        with self._lock:
+            store = list(self._twilio_messages)
+        return providers.twilio_messages_list(req, self.credentials, account_sid, store)
 
     def _take_fault(self, provider: str) -> Fault | None:
         with self._lock:
@@ -176,13 +188,18 @@ class Sandbox:
 
             def _serve(self) -> None:
                 length = int(self.headers.get("content-length") or 0)
+                path, _, query = self.path.partition("?")
                 req = Request(
                     method=self.command,
-                    path=self.path.split("?", 1)[0],
+                    path=path,
                     headers={k.lower(): v for k, v in self.headers.items()},
                     body=self.rfile.read(length) if length else b"",
+                    query=query,
                 )
                 reply = sandbox.handle(req)
+                if reply.status == LOST:
+                    self.close_connection = True
+                    return
                 payload = b"" if reply.body is None else json.dumps(reply.body).encode()
                 self.send_response(reply.status)
                 if reply.body is not None:

@@ -12,6 +12,7 @@ from datetime import datetime
 from pathlib import Path
 
 from switchyard import landing, sample_data, summary
+from switchyard.clock import parse_utc
 from switchyard.settings import Paths
 
 
@@ -21,6 +22,9 @@ def _has_events(paths: Paths) -> bool:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from activations.channels.settings import SANDBOX_URL_VARIABLE, channel_mode
+
+    mode = channel_mode()  # fails first, naming SWITCHYARD_CHANNELS, when it is not set
     paths = Paths.from_env()
     if args.reset and paths.home.exists():
         shutil.rmtree(paths.home)
@@ -37,20 +41,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from sandbox import Sandbox
     from switchyard.pipeline import run_pipeline
 
-    external = os.environ.get("SWITCHYARD_CHANNELS_BASE_URL")
+    # One sandbox for the whole run (every journey), so the summary can say what it received.
     sandbox = None
-    if not external:
+    if mode == "sandbox" and not os.environ.get(SANDBOX_URL_VARIABLE):
         sandbox = Sandbox(record_file=paths.home / "sandbox" / "received.jsonl").start()
-        os.environ["SWITCHYARD_CHANNELS_BASE_URL"] = sandbox.base_url
+        os.environ[SANDBOX_URL_VARIABLE] = sandbox.base_url
         print(f"channel sandbox listening on {sandbox.base_url}")
     try:
-        now = datetime.fromisoformat(args.now) if args.now else None
-        run_pipeline(paths, now=now)
+        run_pipeline(paths, now=args.now)
         run_sent = dict(Counter(r.channel for r in sandbox.received)) if sandbox else None
     finally:
         if sandbox:
             sandbox.stop()
-            del os.environ["SWITCHYARD_CHANNELS_BASE_URL"]
+            del os.environ[SANDBOX_URL_VARIABLE]
     print()
     print(summary.render(summary.collect(paths.duckdb), paths.duckdb, run_sent))
     if sandbox:
@@ -70,7 +73,11 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
         f"messages:send; recording to {record}. Ctrl-C to stop.",
         flush=True,
     )
-    print(f"point Switchyard at it: export SWITCHYARD_CHANNELS_BASE_URL={sb.base_url}", flush=True)
+    print(
+        "point Switchyard at it: export SWITCHYARD_CHANNELS=sandbox "
+        f"SWITCHYARD_CHANNELS_BASE_URL={sb.base_url}",
+        flush=True,
+    )
     with contextlib.suppress(KeyboardInterrupt):
         sb.serve_forever()
     return 0
@@ -101,7 +108,11 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--people", type=int, default=10_000)
     demo.add_argument("--seed", type=int, default=7)
     demo.add_argument("--reset", action="store_true", help="delete the home folder first")
-    demo.add_argument("--now", help="run as of this UTC time (ISO 8601) instead of the clock")
+    demo.add_argument(
+        "--now",
+        type=_utc_time,
+        help="run as of this time (ISO 8601, any offset; none means UTC), not the clock",
+    )
     demo.set_defaults(func=cmd_demo)
 
     sb = sub.add_parser("sandbox", help="run the local channel sandbox in the foreground")
@@ -118,7 +129,19 @@ def main(argv: list[str] | None = None) -> int:
     prep.set_defaults(func=cmd_prepare)
 
     args = parser.parse_args(argv)
-    return int(args.func(args))
+    from activations.channels.settings import ChannelSettingsError
+
+    try:
+        return int(args.func(args))
+    except ChannelSettingsError as exc:
+        parser.exit(2, f"switchyard {args.command}: {exc}\n")
+
+
+def _utc_time(text: str) -> datetime:
+    try:
+        return parse_utc(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 if __name__ == "__main__":

@@ -19,6 +19,13 @@ def dbt_manifest() -> Path:
 
 
 @pytest.fixture(autouse=True)
+def sandbox_channels(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests choose the local sandbox explicitly, as `make demo` does; nothing else sets it."""
+    monkeypatch.setenv("SWITCHYARD_CHANNELS", "sandbox")
+    monkeypatch.delenv("SWITCHYARD_CHANNELS_BASE_URL", raising=False)
+
+
+@pytest.fixture(autouse=True)
 def fast_retries() -> Iterator[None]:
     # Backoffs off, attempts as configured: retry behaviour is tested, not waited for.
     with stamina.set_testing(True, attempts=5, cap=True):

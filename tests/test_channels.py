@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import re
+import time
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from urllib.parse import parse_qs
@@ -12,6 +14,8 @@ from urllib.parse import parse_qs
 import httpx
 import jsonschema
 import pytest
+import stamina
+import stamina.instrumentation
 
 from activations import ledger
 from activations.channels import ChannelSettings, Message, RetryPolicy, Sender
@@ -69,8 +73,11 @@ def test_twilio_request_matches_published_spec() -> None:
     form = {k: v[0] for k, v in parse_qs(request.content.decode()).items()}
     jsonschema.validate(form, schema)
     assert request.headers["content-type"] == "application/x-www-form-urlencoded"
-    assert request.headers["i-twilio-idempotency-token"] == "key-1"
     assert request.headers["authorization"].startswith("Basic ")
+    # Messages create takes no idempotency key; the send key rides on the status callback.
+    assert "i-twilio-idempotency-token" not in request.headers
+    callback = httpx.URL(form["StatusCallback"])
+    assert (callback.path, callback.params["send_key"]) == ("/_sandbox/twilio/status", "key-1")
 
 
 @pytest.mark.parametrize(
@@ -103,8 +110,11 @@ def test_each_channel_sends_and_ledgers(
 def test_bad_credentials_fail_with_the_providers_reason(tmp_path: Path, sandbox: Sandbox) -> None:
     landing.ensure_layout(tmp_path)
     good = ChannelSettings.for_sandbox(sandbox.base_url)
-    bad = ChannelSettings(
-        **{**good.__dict__, "sendgrid_api_key": "SG.wrong", "twilio_auth_token": "wrong"}
+    assert good.email and good.sms
+    bad = replace(
+        good,
+        email=replace(good.email, api_key="SG.wrong"),
+        sms=replace(good.sms, auth_token="wrong"),
     )
     s = Sender(httpx.Client(), bad.clients(), ledger.LedgerWriter(tmp_path, "r"), lambda: NOW)
     email = s.send(REF, EMAIL)
@@ -133,26 +143,114 @@ def test_429_beyond_attempts_fails_visibly(sender: tuple[Sender, Path], sandbox:
     assert sandbox.requests_seen == 3
 
 
-def test_5xx_is_retried_only_where_the_provider_deduplicates(
-    sender: tuple[Sender, Path], sandbox: Sandbox
+@pytest.mark.parametrize("message, provider", [(EMAIL, "sendgrid"), (SMS, "twilio"), (PUSH, "fcm")])
+def test_5xx_is_an_unknown_outcome_never_retried_blindly(
+    sender: tuple[Sender, Path], sandbox: Sandbox, message: Message, provider: str
 ) -> None:
-    s, _ = sender
-    sandbox.fail_next(Fault("twilio", 503, count=1))
-    assert s.send(REF, SMS).status == "sent"  # Twilio: idempotency token, safe to retry
-    sandbox.fail_next(Fault("sendgrid", 500, count=1))
-    email = s.send(ledger.SendRef("key-2", "j", "s", "p", "e"), EMAIL)
-    assert (email.status, email.http_status) == ("failed", 500)  # SendGrid: might have sent
-    assert sandbox.requests_seen == 3
+    # None of SendGrid mail/send, Twilio Messages or FCM send takes an idempotency key: a 5xx may
+    # have been processed, so it is not sent again within the call.
+    s, home = sender
+    sandbox.fail_next(Fault(provider, 503, count=1))
+    outcome = s.send(REF, message)
+    assert (outcome.status, outcome.http_status, outcome.reason) == ("unknown", 503, "HTTP 503")
+    posts = 1
+    lookups = 1 if provider == "twilio" else 0  # Twilio: listed to see whether it went out
+    assert sandbox.requests_seen == posts + lookups and sandbox.received == []
+    s.ledger.close()
+    state = ledger.read_state(home)
+    assert state.last_status == {"key-1": "unknown"} and state.attempts == {"key-1": 1}
 
 
-def test_twilio_repeat_with_same_key_is_not_sent_twice(
+@pytest.mark.parametrize("message, provider", [(EMAIL, "sendgrid"), (PUSH, "fcm")])
+def test_a_lost_response_leaves_the_key_unsettled_with_one_attempt(
+    sender: tuple[Sender, Path], sandbox: Sandbox, message: Message, provider: str
+) -> None:
+    s, home = sender
+    sandbox.fail_next(Fault(provider, lose_response=True))
+    outcome = s.send(REF, message)
+    assert outcome.status == "unknown" and "no response" in (outcome.reason or "")
+    assert len(sandbox.received) == 1  # the provider did process it
+    assert sandbox.requests_seen == 1  # and it was not sent again
+    s.ledger.close()
+    state = ledger.read_state(home)
+    assert state.last_status == {"key-1": "unknown"} and state.attempts == {"key-1": 1}
+    pending = state.pending["key-1"]
+    assert (pending.channel, pending.recipient, pending.body) == (
+        message.channel,
+        message.recipient,
+        message.body,
+    )
+
+
+def test_a_lost_twilio_response_is_settled_by_listing_messages(
     sender: tuple[Sender, Path], sandbox: Sandbox
 ) -> None:
-    s, _ = sender
-    first = s.send(REF, SMS)
-    second = s.send(REF, SMS, attempt_number=2)
-    assert first.provider_message_id == second.provider_message_id
-    assert len(sandbox.received) == 1
+    s, home = sender
+    sandbox.fail_next(Fault("twilio", lose_response=True))
+    outcome = s.send(REF, SMS)
+    (got,) = sandbox.received
+    assert (outcome.status, outcome.provider_message_id) == ("sent", got.provider_message_id)
+    assert outcome.reason == "reconciled: found by the provider's message lookup"
+    s.ledger.close()
+    assert ledger.read_state(home).last_status == {"key-1": "sent"}
+
+
+def test_attempted_is_durable_before_the_provider_call(tmp_path: Path, sandbox: Sandbox) -> None:
+    landing.ensure_layout(tmp_path)
+    seen_at_call: list[dict[str, str]] = []
+
+    class LedgerReadingTransport(httpx.HTTPTransport):
+        """Reads the ledger from disk, in another DuckDB, the moment the request leaves."""
+
+        def handle_request(self, request: httpx.Request) -> httpx.Response:
+            seen_at_call.append(dict(ledger.read_state(tmp_path).last_status))
+            return super().handle_request(request)
+
+    writer = ledger.LedgerWriter(tmp_path, "r")
+    clients = ChannelSettings.for_sandbox(sandbox.base_url).clients()
+    s = Sender(httpx.Client(transport=LedgerReadingTransport()), clients, writer, lambda: NOW)
+    sandbox.fail_next(Fault("sendgrid", lose_response=True))
+    assert s.send(REF, EMAIL).status == "unknown"
+    writer.close()
+    assert seen_at_call == [{"key-1": "attempted"}]
+    assert ledger.read_state(tmp_path).attempts == {"key-1": 1}
+
+
+def test_retry_after_beyond_the_policy_fails_after_one_request(
+    tmp_path: Path, sandbox: Sandbox
+) -> None:
+    landing.ensure_layout(tmp_path)
+    clients = ChannelSettings.for_sandbox(sandbox.base_url).clients()
+    policy = RetryPolicy(attempts=5, max_retry_after_seconds=60)
+    s = Sender(httpx.Client(), clients, ledger.LedgerWriter(tmp_path, "r"), lambda: NOW, policy)
+    sandbox.fail_next(Fault("twilio", 429, count=5, retry_after=120))
+    outcome = s.send(REF, SMS)
+    assert outcome.status == "failed"
+    assert outcome.reason == (
+        "HTTP 429 rate limited: Retry-After 120 s is longer than the policy's maximum of 60 s"
+    )
+    assert sandbox.requests_seen == 1 and sandbox.received == []
+
+
+def test_a_shorter_retry_after_is_waited_for(tmp_path: Path, sandbox: Sandbox) -> None:
+    landing.ensure_layout(tmp_path)
+    waits: list[float] = []
+    stamina.set_testing(False)  # real waits: this test is about the wait itself
+    stamina.instrumentation.set_on_retry_hooks([lambda details: waits.append(details.wait_for)])
+    try:
+        clients = ChannelSettings.for_sandbox(sandbox.base_url).clients()
+        policy = RetryPolicy(attempts=3, max_retry_after_seconds=60, wait_initial_seconds=0.01)
+        writer = ledger.LedgerWriter(tmp_path, "r")
+        s = Sender(httpx.Client(), clients, writer, lambda: NOW, policy)
+        sandbox.fail_next(Fault("fcm", 429, count=1, retry_after=1))
+        started = time.monotonic()
+        assert s.send(REF, PUSH).status == "sent"
+        elapsed = time.monotonic() - started
+    finally:
+        stamina.instrumentation.set_on_retry_hooks(None)
+    assert waits == [1.0]  # the provider's Retry-After, not the policy's 0.01 s backoff
+    assert elapsed >= 1.0
+    assert sandbox.requests_seen == 2 and len(sandbox.received) == 1
 
 
 def test_unreachable_provider_fails_after_retries(tmp_path: Path) -> None:

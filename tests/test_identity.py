@@ -50,6 +50,13 @@ def store(module_paths: Paths) -> Paths:
     # Two strangers who both typed the placeholder address, and an SDK that sends a zero id.
     s.person("kim", email="test@test.com", devices=("000-000-000",))
     s.person("lee", email="TEST@test.com", devices=("anon-lee",))
+    # SDKs that send a placeholder as text, in their own case: a visitor browses as "NULL", then
+    # two strangers log in as "NULL" and two more as "Undefined".
+    s.track("product_viewed", at(-30), anonymous_id="NULL")
+    s.person("max", devices=("NULL",))
+    s.person("nia", devices=("NULL",))
+    s.person("oli", devices=("Undefined",))
+    s.person("pia", devices=("Undefined",))
     s.land()
     dbt_build(module_paths, "+int_events_stitched", "+fct_identity_audit")
     return module_paths
@@ -115,10 +122,22 @@ def test_placeholders_never_join_strangers(store: Paths) -> None:
             "occurrence_count": 1,
         },
         {
+            "identifier_type": "anonymous_id",
+            "identifier_value": "NULL",
+            "reason": "blocklisted value",
+            "occurrence_count": 3,
+        },
+        {
             "identifier_type": "email",
             "identifier_value": "TEST@test.com",
             "reason": "blocklisted value",
             "occurrence_count": 1,
+        },
+        {
+            "identifier_type": "anonymous_id",
+            "identifier_value": "Undefined",
+            "reason": "blocklisted value",
+            "occurrence_count": 2,
         },
         {
             "identifier_type": "email",
@@ -126,6 +145,36 @@ def test_placeholders_never_join_strangers(store: Paths) -> None:
             "reason": "blocklisted value",
             "occurrence_count": 1,
         },
+    ]
+
+
+def test_placeholders_match_the_blocklist_in_any_case(store: Paths) -> None:
+    # The blocklist lists "null" and "undefined"; the SDKs sent "NULL" and "Undefined".
+    assert {"null", "undefined"} <= set(IDENTITY["blocklist_values"])
+    persons = people_of(store, "user_id:max", "user_id:nia", "user_id:oli", "user_id:pia")
+    assert len(set(persons.values())) == 4
+    # The placeholder names nobody: the anonymous visitor's browsing joins none of them.
+    keys = {r["identifier_key"] for r in query(store, "select identifier_key from dim_identities")}
+    assert not keys & {"anonymous_id:NULL", "anonymous_id:Undefined"}
+    browsing = query(
+        store,
+        "select user_id, person_id from int_events_stitched where anonymous_id = 'NULL' "
+        "order by user_id nulls first",
+    )
+    assert browsing == [
+        {"user_id": None, "person_id": None},
+        {"user_id": "max", "person_id": persons["user_id:max"]},
+        {"user_id": "nia", "person_id": persons["user_id:nia"]},
+    ]
+    audit = query(
+        store,
+        "select identifier_value, reason from fct_identity_audit "
+        "where identifier_type = 'anonymous_id' and identifier_value in ('NULL', 'Undefined') "
+        "order by 1",
+    )
+    assert audit == [
+        {"identifier_value": "NULL", "reason": "blocklisted value"},
+        {"identifier_value": "Undefined", "reason": "blocklisted value"},
     ]
 
 

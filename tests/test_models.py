@@ -30,6 +30,7 @@ def built(module_paths: Paths) -> Paths:
     # Bob buys within the hour: never enters.
     s.person("bob", email="bob@example.com", consent=("email",))
     s.cart(at(0), user_id="bob").purchase(at(30), user_id="bob")
+    s.orders.append(events.order("ord-bob", at(30), user_id="bob", email=None, total=24.5))
     # Cy buys after three hours: enters, then exits.
     s.person("cy", email="cy@example.com")
     s.cart(at(0), user_id="cy").purchase(at(hours=3), user_id="cy")
@@ -42,6 +43,13 @@ def built(module_paths: Paths) -> Paths:
     # Broken rows: no ids at all; a consent for a channel we do not have.
     s.track("product_viewed", at(1))
     s.consents.append(events.consent("ada", "fax", "subscribed", at(0)))
+    # Three broken lines in the shop's export, all Bob's: no id, a date typed by hand, no total.
+    bob = {"user_id": "bob", "email": "bob@example.com", "currency": "usd", "status": "completed"}
+    s.orders += [
+        {**bob, "order_id": None, "total": "12.00", "created_at": events.iso(at(40))},
+        {**bob, "order_id": "ord-date", "total": "12.00", "created_at": "last tuesday"},
+        {**bob, "order_id": "ord-total", "total": None, "created_at": events.iso(at(50))},
+    ]
     # The same event delivered twice.
     dup = events.track("product_viewed", at(2), user_id="cy", message_id="msg-dup")
     s.events += [dup, dict(dup)]
@@ -120,10 +128,29 @@ def test_audience_membership(built: Paths) -> None:
 
 
 def test_bad_rows_are_kept_with_a_reason(built: Paths) -> None:
-    rows = query(built, "select source_table, reject_reason from fct_rejected_rows order by 1")
+    rows = query(built, "select source_table, reject_reason from fct_rejected_rows order by 1, 2")
     assert rows == [
         {"source_table": "preferences.consents", "reject_reason": "unknown channel: fax"},
         {"source_table": "segment.events", "reject_reason": "neither userId nor anonymousId"},
+        {"source_table": "shop.orders", "reject_reason": "missing or non-numeric total"},
+        {"source_table": "shop.orders", "reject_reason": "missing order_id"},
+        {"source_table": "shop.orders", "reject_reason": "unparseable created_at: last tuesday"},
     ]
     dups = query(built, "select count(*) as n from stg_segment__events where event_id = 'msg-dup'")
     assert dups == [{"n": 1}]
+
+
+def test_bad_orders_are_rejected_and_not_counted(built: Paths) -> None:
+    rejected = query(
+        built,
+        "select row_key, reject_reason from fct_rejected_rows "
+        "where source_table = 'shop.orders' order by 1 nulls first",
+    )
+    assert rejected == [
+        {"row_key": None, "reject_reason": "missing order_id"},
+        {"row_key": "ord-date", "reject_reason": "unparseable created_at: last tuesday"},
+        {"row_key": "ord-total", "reject_reason": "missing or non-numeric total"},
+    ]
+    # Bob's profile counts only the order the shop exported whole.
+    bob = query(built, "select order_count, revenue from dim_people where user_id = 'bob'")
+    assert bob == [{"order_count": 1, "revenue": 24.5}]

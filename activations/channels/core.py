@@ -1,13 +1,14 @@
-"""The one sending core every channel shares: rate limit, retry with Retry-After, and the ledger
-line before and after each provider call. A channel module only builds a request and reads a
-response."""
+"""The one sending core every channel shares: rate limit, retry with Retry-After, the ledger line
+before and after each provider call, and reconciliation of outcomes that were lost. A channel
+module only builds a request, reads a response and, where the provider has one, looks a message up.
+"""
 
 from __future__ import annotations
 
 import email.utils
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import httpx
 import stamina
@@ -16,13 +17,16 @@ from activations.channels.message import Message, Outcome
 from activations.channels.policy import RateLimiter, RetryPolicy
 from activations.ledger import LedgerWriter, SendRef
 
+RECONCILED = "reconciled: found by the provider's message lookup"
+
 
 class ChannelClient(Protocol):
     @property
     def channel(self) -> str: ...
 
-    # True where the provider deduplicates on a key we send: then a 5xx or a lost response is
-    # safe to retry. Otherwise only what the provider never processed (429, no connection) is.
+    # True only where the provider deduplicates on a key we send: then a 5xx or a lost response
+    # is safe to retry. Twilio Messages, SendGrid mail/send and FCM v1 send take no such key, so
+    # for them only what the provider never processed (429, no connection) is retried.
     @property
     def idempotent(self) -> bool: ...
 
@@ -31,11 +35,39 @@ class ChannelClient(Protocol):
     def read_response(self, response: httpx.Response) -> Outcome: ...
 
 
+class LookupFailed(Exception):
+    """The provider's lookup could not say whether a message exists (its answer is in the text)."""
+
+
+@runtime_checkable
+class Reconciling(Protocol):
+    """A client whose provider can list what it accepted, so an unknown outcome can be settled."""
+
+    def find_sent(
+        self, http: httpx.Client, message: Message, since: datetime, exclude: Collection[str]
+    ) -> str | None:
+        """The provider's id of `message` if the provider accepted it at or after `since` (UTC),
+        skipping ids in `exclude` (recorded for other sends); None if it has no such message.
+        Raises LookupFailed when the lookup itself fails."""
+        ...
+
+
 class _Retryable(Exception):
+    """Never processed by the provider: safe to send again."""
+
     def __init__(self, reason: str, retry_after: float | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
         self.retry_after = retry_after
+
+
+class _OutcomeUnknown(Exception):
+    """The provider may have processed it: never retried blindly."""
+
+    def __init__(self, reason: str, http_status: int | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.http_status = http_status
 
 
 def retry_after_seconds(response: httpx.Response) -> float | None:
@@ -71,35 +103,68 @@ class Sender:
         self.retry = retry or RetryPolicy()
         self.limits = limits or {}
 
-    def send(self, ref: SendRef, message: Message, attempt_number: int = 1) -> Outcome:
-        client = self.clients.get(message.channel)
+    def _client(self, channel: str) -> ChannelClient:
+        client = self.clients.get(channel)
         if client is None:
-            raise KeyError(f"no client configured for channel {message.channel!r}")
-        common = {
-            "channel": message.channel,
-            "recipient": message.recipient,
-            "subject": message.subject or message.title,
-            "body": message.body,
-        }
+            raise KeyError(f"no client configured for channel {channel!r}")
+        return client
+
+    def send(self, ref: SendRef, message: Message, attempt_number: int = 1) -> Outcome:
+        client = self._client(message.channel)
         # Written (and fsynced) before the call: a crash after this line is visible as 'unknown'.
-        self.ledger.write(ref, "attempted", self.clock(), attempt=attempt_number, **common)
+        attempted_at = self.clock()
+        self.ledger.write(ref, "attempted", attempted_at, attempt=attempt_number, **_lines(message))
         try:
             outcome = self._call(client, message)
-        except httpx.TransportError as exc:
-            # The request may have been processed: leave 'attempted' as the last word, so the
-            # next run sends it at most once more, visibly.
-            return Outcome("failed", reason=f"outcome unknown: {exc}")
+        except _OutcomeUnknown as unknown:
+            outcome = Outcome("unknown", unknown.http_status, reason=unknown.reason)
+        self._record(ref, message, outcome, attempt_number)
+        if outcome.status == "unknown":
+            # The provider may list it already; if not, the next run looks again before sending.
+            settled = self.reconcile(ref, message, attempted_at, (), attempt_number)
+            if settled is not None:
+                return settled
+        return outcome
+
+    def reconcile(
+        self,
+        ref: SendRef,
+        message: Message,
+        since: datetime,
+        exclude: Collection[str],
+        attempt_number: int,
+    ) -> Outcome | None:
+        """Settle an unknown outcome through the provider's lookup, before any new attempt.
+
+        Returns the recorded outcome when the provider has the message ('sent') or the lookup
+        failed ('unknown': nothing may be sent now); None when the provider has no such message or
+        offers no lookup, and the caller may send it (at most once more, see the engine).
+        """
+        client = self.clients.get(message.channel)
+        if not isinstance(client, Reconciling):
+            return None
+        try:
+            found = client.find_sent(self.http, message, since, exclude)
+        except (LookupFailed, httpx.TransportError) as exc:
+            outcome = Outcome("unknown", reason=f"lookup failed: {exc}")
+        else:
+            if found is None:
+                return None
+            outcome = Outcome("sent", provider_message_id=found, reason=RECONCILED)
+        self._record(ref, message, outcome, attempt_number)
+        return outcome
+
+    def _record(self, ref: SendRef, message: Message, outcome: Outcome, attempt: int) -> None:
         self.ledger.write(
             ref,
             outcome.status,
             self.clock(),
-            attempt=attempt_number,
+            attempt=attempt,
             http_status=outcome.http_status,
             provider_message_id=outcome.provider_message_id,
             reason=outcome.reason,
-            **common,
+            **_lines(message),
         )
-        return outcome
 
     def _call(self, client: ChannelClient, message: Message) -> Outcome:
         limiter = self.limits.get(message.channel)
@@ -125,6 +190,15 @@ class Sender:
                         limiter.acquire()
                     response = self._exchange(client, message)
         except _Retryable as gave_up:
+            too_long = gave_up.retry_after is not None and (
+                gave_up.retry_after > policy.max_retry_after_seconds
+            )
+            if too_long:
+                return Outcome(
+                    "failed",
+                    reason=f"{gave_up.reason}: Retry-After {gave_up.retry_after:g} s is longer "
+                    f"than the policy's maximum of {policy.max_retry_after_seconds:g} s",
+                )
             return Outcome("failed", reason=f"gave up after retries: {gave_up.reason}")
         return client.read_response(response)
 
@@ -132,14 +206,27 @@ class Sender:
         request = client.build_request(self.http, message)
         try:
             response = self.http.send(request)
-        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-            raise _Retryable(f"could not connect: {exc}") from exc  # never reached the provider
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            raise _Retryable(f"could not connect: {exc}") from exc  # never left this machine
         except httpx.TransportError as exc:
+            # Sent, or partly sent, and no answer: the provider may have processed it.
             if client.idempotent:
-                raise _Retryable(f"transport error: {exc}") from exc
-            raise
-        if response.status_code == 429:
+                raise _Retryable(f"transport error: {exc!r}") from exc
+            raise _OutcomeUnknown(f"no response: {exc!r}") from exc
+        if response.status_code == 429:  # never processed (Twilio, SendGrid, FCM all say so)
             raise _Retryable("HTTP 429 rate limited", retry_after_seconds(response))
-        if response.status_code >= 500 and client.idempotent:
-            raise _Retryable(f"HTTP {response.status_code}", retry_after_seconds(response))
+        if response.status_code >= 500:
+            if client.idempotent:
+                raise _Retryable(f"HTTP {response.status_code}", retry_after_seconds(response))
+            raise _OutcomeUnknown(f"HTTP {response.status_code}", response.status_code)
         return response
+
+
+def _lines(message: Message) -> dict[str, Any]:
+    """The columns every ledger line of a message repeats."""
+    return {
+        "channel": message.channel,
+        "recipient": message.recipient,
+        "subject": message.subject or message.title,
+        "body": message.body,
+    }

@@ -5,6 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+# sent: the provider accepted it. failed: the provider refused it, or it never reached them.
+# unknown: it may or may not have been processed (a lost response, a 5xx from a provider that takes
+# no idempotency key): reconciled through the provider's lookup, or sent at most once more.
+OutcomeStatus = Literal["sent", "failed", "unknown"]
+
 
 @dataclass(frozen=True)
 class Message:
@@ -20,7 +25,7 @@ class Message:
 
 @dataclass(frozen=True)
 class Outcome:
-    status: Literal["sent", "failed"]
+    status: OutcomeStatus
     http_status: int | None = None
     provider_message_id: str | None = None
     reason: str | None = None

@@ -1,14 +1,32 @@
-"""SMS over Twilio `POST /2010-04-01/Accounts/{AccountSid}/Messages.json` (form, HTTP Basic)."""
+"""SMS over Twilio `POST /2010-04-01/Accounts/{AccountSid}/Messages.json` (form, HTTP Basic).
+
+Twilio's Messages create takes no idempotency key (in its published OpenAPI description only the
+Payments and UserDefinedMessages endpoints take `IdempotencyKey`; `I-Twilio-Idempotency-Token` is a
+header Twilio puts on the webhooks it sends to you). So a lost response is settled by listing the
+account's messages to the recipient (`GET .../Messages.json?To=...&DateSent>=...`), never by
+sending again blindly.
+"""
 
 from __future__ import annotations
 
 import base64
+import email.utils
+from collections.abc import Collection
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 
+from activations.channels.core import LookupFailed
 from activations.channels.message import Message, Outcome
 from activations.channels.responses import failure_reason
+
+# Our clock and Twilio's disagree a little: a message created this long before our `attempted`
+# line can still be ours.
+CLOCK_SKEW = timedelta(minutes=5)
+LOOKUP_PAGE_SIZE = 100
+LOOKUP_MAX_PAGES = 20
 
 
 @dataclass(frozen=True)
@@ -18,13 +36,30 @@ class TwilioClient:
     auth_token: str
     from_number: str | None = None
     messaging_service_sid: str | None = None
+    # Twilio POSTs delivery status changes here; the send key rides along as a query parameter
+    # so the feedback finds its send.
+    status_callback_url: str | None = None
     channel: str = "sms"
-    # Twilio deduplicates on I-Twilio-Idempotency-Token, so a lost response is safe to retry.
-    idempotent: bool = True
+    idempotent: bool = False
 
     def __post_init__(self) -> None:
         if not (self.from_number or self.messaging_service_sid):
             raise ValueError("Twilio needs a From number or a MessagingServiceSid to send from")
+
+    @property
+    def _messages_url(self) -> str:
+        return f"{self.base_url.rstrip('/')}/2010-04-01/Accounts/{self.account_sid}/Messages.json"
+
+    @property
+    def _auth_headers(self) -> dict[str, str]:
+        # HTTP Basic with AccountSid:AuthToken, per the spec's accountSid_authToken scheme.
+        credentials = base64.b64encode(f"{self.account_sid}:{self.auth_token}".encode()).decode()
+        return {"Authorization": f"Basic {credentials}"}
+
+    def status_callback(self, send_key: str) -> str | None:
+        if not self.status_callback_url:
+            return None
+        return str(httpx.URL(self.status_callback_url).copy_merge_params({"send_key": send_key}))
 
     def build_request(self, http: httpx.Client, message: Message) -> httpx.Request:
         form = {"To": message.recipient, "Body": message.body}
@@ -32,17 +67,73 @@ class TwilioClient:
             form["MessagingServiceSid"] = self.messaging_service_sid
         else:
             form["From"] = self.from_number or ""
-        url = f"{self.base_url.rstrip('/')}/2010-04-01/Accounts/{self.account_sid}/Messages.json"
-        # HTTP Basic with AccountSid:AuthToken, per the spec's accountSid_authToken scheme.
-        credentials = base64.b64encode(f"{self.account_sid}:{self.auth_token}".encode()).decode()
-        headers = {
-            "Authorization": f"Basic {credentials}",
-            "I-Twilio-Idempotency-Token": message.send_key,
-        }
-        return http.build_request("POST", url, data=form, headers=headers)
+        callback = self.status_callback(message.send_key)
+        if callback:
+            form["StatusCallback"] = callback
+        return http.build_request("POST", self._messages_url, data=form, headers=self._auth_headers)
 
     def read_response(self, response: httpx.Response) -> Outcome:
         if response.status_code in (200, 201):
             body = response.json()
             return Outcome("sent", response.status_code, body.get("sid"))
         return Outcome("failed", response.status_code, reason=failure_reason(response))
+
+    def find_sent(
+        self, http: httpx.Client, message: Message, since: datetime, exclude: Collection[str]
+    ) -> str | None:
+        """Our outbound message to `message.recipient` with this body, created since `since`."""
+        earliest = since - CLOCK_SKEW
+        params: dict[str, str] | None = {
+            "To": message.recipient,
+            "DateSent>": earliest.date().isoformat(),
+            "PageSize": str(LOOKUP_PAGE_SIZE),
+        }
+        if self.from_number and not self.messaging_service_sid:
+            params["From"] = self.from_number  # type: ignore[index]
+        url: str | None = self._messages_url
+        for _ in range(LOOKUP_MAX_PAGES):
+            if url is None:
+                return None
+            response = http.get(url, params=params, headers=self._auth_headers)
+            if response.status_code != 200:
+                raise LookupFailed(f"Twilio Messages list: {failure_reason(response)}")
+            page = response.json()
+            for resource in page.get("messages") or []:
+                if self._is_ours(resource, message, earliest, exclude):
+                    return str(resource["sid"])
+            next_uri = page.get("next_page_uri")
+            # next_page_uri carries every filter already, relative to the API's host.
+            url = str(httpx.URL(self.base_url).join(next_uri)) if next_uri else None
+            params = None
+        raise LookupFailed(
+            f"Twilio Messages list: more than {LOOKUP_MAX_PAGES * LOOKUP_PAGE_SIZE} messages to "
+            f"{message.recipient} since {earliest:%Y-%m-%d}; reconcile this send by hand"
+        )
+
+    def _is_ours(
+        self,
+        resource: dict[str, Any],
+        message: Message,
+        earliest: datetime,
+        exclude: Collection[str],
+    ) -> bool:
+        if resource.get("sid") in exclude or resource.get("direction") != "outbound-api":
+            return False
+        if resource.get("to") != message.recipient or resource.get("body") != message.body:
+            return False
+        sender = resource.get("messaging_service_sid" if self.messaging_service_sid else "from")
+        if sender != (self.messaging_service_sid or self.from_number):
+            return False
+        created = _rfc2822(resource.get("date_created"))
+        return created is None or created >= earliest
+
+
+def _rfc2822(value: object) -> datetime | None:
+    """Twilio's `date_created` ('Fri, 24 May 2019 17:44:46 +0000') as naive UTC."""
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return parsed.astimezone(UTC).replace(tzinfo=None) if parsed.tzinfo else parsed

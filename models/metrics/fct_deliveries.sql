@@ -15,7 +15,8 @@ ranked as (
             partition by send_key
             order by
                 recorded_at desc,
-                case delivery_status when 'attempted' then 0 else 1 end desc
+                -- same time (a fixed clock): attempted, then unknown, then the outcome
+                case delivery_status when 'attempted' then 0 when 'unknown' then 1 else 2 end desc
         ) as recency
     from ledger
 
@@ -54,10 +55,11 @@ final as (
         ranked.entry_id,
         ranked.channel,
         ranked.recipient,
-        -- 'attempted' as the last word means the outcome was never recorded (a crash mid-call).
+        -- 'attempted' as the last word: the outcome was never recorded (a crash mid-call).
         case when ranked.delivery_status = 'attempted' then 'unknown' else ranked.delivery_status end
             as delivery_status,
         ranked.reason,
+        ranked.reason_detail,
         ranked.http_status,
         ranked.provider_message_id,
         ranked.subject,

@@ -42,9 +42,12 @@ per_step as (
         count(case when delivery_status = 'failed' then 1 end) as failed,
         count(case when delivery_status = 'unknown' then 1 end) as unknown_outcome,
         count(case when delivery_status = 'skipped' then 1 end) as skipped,
-        count(case when reason = 'no_consent' then 1 end) as skipped_no_consent,
-        count(case when reason = 'capped' then 1 end) as skipped_capped,
-        count(case when reason = 'exited' then 1 end) as skipped_exited,
+        {%- for reason in var('delivery')['skip_reasons'] %}
+        count(case when delivery_status = 'skipped' and reason = '{{ reason }}' then 1 end)
+            as skipped_{{ reason }},
+        {%- endfor %}
+        count(case when delivery_status = 'failed' and reason = 'outcome_unknown' then 1 end)
+            as failed_outcome_unknown,
         count(case when delivery_status = 'sent' and exited_at > sent_at then 1 end)
             as converted_after_send,
         -- one human whose ids merged between two sends is one person

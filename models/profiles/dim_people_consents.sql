@@ -1,10 +1,10 @@
 -- Current consent per person, channel and topic: the latest change wins, with its source and time.
+-- A person holds at most one user_id (the anchor), so the user's current consent is the person's.
 with
 
 consents as (
 
-    select * from {{ ref('stg_preferences__consents') }}
-    where reject_reason is null
+    select * from {{ ref('int_user_consents_current') }}
 
 ),
 
@@ -15,7 +15,7 @@ identities as (
 
 ),
 
-ranked as (
+final as (
 
     select
         identities.person_id,
@@ -23,23 +23,11 @@ ranked as (
         consents.topic,
         consents.consent_status,
         consents.consent_source,
-        consents.recorded_at,
-        row_number() over (
-            partition by identities.person_id, consents.channel, consents.topic
-            order by consents.recorded_at desc, consents.consent_id desc
-        ) as recency
+        consents.recorded_at
     from consents
     inner join identities
         on consents.user_id = identities.identifier_value
 
 )
 
-select
-    person_id,
-    channel,
-    topic,
-    consent_status,
-    consent_source,
-    recorded_at
-from ranked
-where recency = 1
+select * from final

@@ -1,7 +1,5 @@
 """One activation asset per declared journey, downstream of its audience; no journey named here."""
 
-from datetime import datetime
-
 import dagster as dg
 from dagster_dbt import get_asset_key_for_model
 
@@ -10,10 +8,11 @@ from activations.run import run_journey
 from orchestration.dbt_project import ensure_manifest
 from orchestration.defs.resources import ChannelsResource, WarehouseResource
 from orchestration.defs.transform import ACTIVATION_KEY_PREFIX, WAREHOUSE_POOL
+from switchyard.clock import parse_utc
 
 
 class JourneyRunConfig(dg.Config):
-    now: str | None = None  # ISO timestamp (UTC) to run as of; default: the wall clock
+    now: str | None = None  # ISO 8601 time (any offset; none means UTC); default: the wall clock
 
 
 def activation_key(journey: Journey) -> dg.AssetKey:
@@ -46,8 +45,8 @@ def build_activation_asset(
         channels: ChannelsResource,
     ) -> dg.MaterializeResult:
         paths = warehouse.paths()
-        now = datetime.fromisoformat(config.now) if config.now else None
-        with channels.settings(paths.home / "sandbox") as settings:
+        now = parse_utc(config.now) if config.now else None
+        with channels.settings(paths.home / "sandbox", journey.channels) as settings:
             summary = run_journey(
                 journey,
                 duckdb_path=paths.duckdb,

@@ -3,45 +3,37 @@ and production by environment alone."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
 
-from activations.channels import ChannelSettings
-from sandbox import Sandbox
+from activations.channels.settings import ChannelSettings, open_channels
 from switchyard.settings import Paths
 
 
 class WarehouseResource(dg.ConfigurableResource):
-    """Where the DuckDB file and landing folders are; unset fields fall back to SWITCHYARD_* env."""
-
-    home: str | None = None
-    landing_dir: str | None = None
-    duckdb_path: str | None = None
+    """Where the DuckDB file and landing folders are: SWITCHYARD_HOME, SWITCHYARD_DUCKDB_PATH and
+    SWITCHYARD_LANDING_DIR, the same variables dbt's profiles.yml and sources read. There is
+    deliberately nothing to configure here: a path set only in Dagster would point the
+    activations at one file and dbt at another. Set the variables for the code location instead.
+    """
 
     def paths(self) -> Paths:
-        base = Paths.from_env()
-        return Paths(
-            home=Path(self.home) if self.home else base.home,
-            landing=Path(self.landing_dir) if self.landing_dir else base.landing,
-            duckdb=Path(self.duckdb_path) if self.duckdb_path else base.duckdb,
-        )
+        return Paths.from_env()
 
 
 class ChannelsResource(dg.ConfigurableResource):
-    """Provider endpoints from SWITCHYARD_*_BASE_URL; with none set, a run starts the local
-    sandbox for its duration and records what it accepted under the home folder."""
+    """Provider endpoints and credentials from SWITCHYARD_* (see activations/channels/settings.py):
+    SWITCHYARD_CHANNELS=providers sends through SendGrid, Twilio and FCM; =sandbox through the
+    local sandbox, which a run starts for its duration unless SWITCHYARD_CHANNELS_BASE_URL names
+    one already running. Unset, a run stops with an error that says so."""
 
     @contextmanager
-    def settings(self, record_dir: Path) -> Iterator[ChannelSettings]:
-        configured = ChannelSettings.from_env()
-        if configured is not None:
-            yield configured
-            return
-        with Sandbox(record_file=record_dir / "received.jsonl") as sandbox:
-            yield ChannelSettings.for_sandbox(sandbox.base_url)
+    def settings(self, record_dir: Path, channels: Iterable[str]) -> Iterator[ChannelSettings]:
+        with open_channels(record_dir / "received.jsonl", channels) as settings:
+            yield settings
 
 
 def resources() -> dict[str, object]:

@@ -17,6 +17,7 @@ select
     recipient,
     status as delivery_status,
     reason,
+    reason_detail,
     attempt,
     http_status,
     provider_message_id,

@@ -11,10 +11,10 @@ typed as (
     select
         {{ blank_to_null('consent_id') }} as consent_id,
         {{ blank_to_null('user_id') }} as user_id,
-        lower(channel) as channel,
-        coalesce(lower(topic), 'marketing') as topic,
-        lower(status) as consent_status,
-        source as consent_source,
+        {{ normalize_code('channel') }} as channel,
+        coalesce({{ normalize_code('topic') }}, 'marketing') as topic,
+        {{ normalize_code('status') }} as consent_status,
+        {{ blank_to_null('source') }} as consent_source,
         {{ dbt.safe_cast('recorded_at', api.Column.translate_type('timestamp')) }} as recorded_at,
         recorded_at as raw_recorded_at,
         filename as source_file

@@ -1,13 +1,20 @@
-"""Urgency tiers: how often each tier's journeys (and the models upstream of them) run."""
+"""Urgency tiers: the one table of how often each tier's journeys (and their models) run.
+
+A journey names its tier in its declaration; a name not in this table fails validation, so a typo
+cannot leave a journey without a schedule.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal, get_args
+
+TierName = Literal["seconds", "hours", "days"]
 
 
 @dataclass(frozen=True)
 class Tier:
-    name: str
+    name: TierName
     cron: str
     description: str
 
@@ -22,3 +29,4 @@ TIERS: dict[str, Tier] = {
         Tier("days", "0 6 * * *", "loyalty, win-back"),
     )
 }
+assert set(TIERS) == set(get_args(TierName)), "every tier name has one row"

@@ -1,0 +1,32 @@
+"""The delivery ledger: append-only landing files, read back by dbt and by the next run's diff.
+
+Every provider call is bracketed: an `attempted` line is fsynced before the call and a `sent`,
+`failed` or `unknown` line after it. A key whose last line is `attempted` (a crash mid-call) or
+`unknown` (a lost response) may have gone out: it is reconciled through the provider's lookup
+where there is one, and otherwise sent at most once more, visibly (its attempt number goes up).
+"""
+
+from activations.ledger.keys import SendRef, send_key
+from activations.ledger.reader import LedgerState, PendingAttempt, read_state
+from activations.ledger.vocabulary import (
+    COLUMNS,
+    OUTCOME_UNKNOWN,
+    TERMINAL,
+    LedgerStatus,
+    SkipReason,
+)
+from activations.ledger.writer import LedgerWriter
+
+__all__ = [
+    "COLUMNS",
+    "OUTCOME_UNKNOWN",
+    "TERMINAL",
+    "LedgerState",
+    "LedgerStatus",
+    "LedgerWriter",
+    "PendingAttempt",
+    "SendRef",
+    "SkipReason",
+    "read_state",
+    "send_key",
+]

@@ -1,0 +1,51 @@
+"""The ledger's columns and its closed sets: line statuses and the reasons a send is held back.
+
+dbt reads the same sets: `vars.delivery` in dbt_project.yml lists the skip reasons (the step
+metrics get one column per reason, and staging's accepted_values test fails on any other), and
+the `ledger.deliveries` source declares these columns. tests/test_landing.py keeps both in step.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Final, Literal
+
+COLUMNS: dict[str, str] = {
+    "send_key": "VARCHAR",
+    "run_id": "VARCHAR",
+    "journey": "VARCHAR",
+    "step": "VARCHAR",
+    "person_id": "VARCHAR",
+    "entry_id": "VARCHAR",
+    "channel": "VARCHAR",
+    "recipient": "VARCHAR",
+    "status": "VARCHAR",
+    "reason": "VARCHAR",
+    "reason_detail": "VARCHAR",
+    "attempt": "INTEGER",
+    "http_status": "INTEGER",
+    "provider_message_id": "VARCHAR",
+    "subject": "VARCHAR",
+    "body": "VARCHAR",
+    "recorded_at": "VARCHAR",
+}
+
+# attempted: written before the provider call. unknown: the call ended without a usable answer.
+LedgerStatus = Literal["attempted", "sent", "failed", "skipped", "unknown"]
+TERMINAL: tuple[LedgerStatus, ...] = ("sent", "failed", "skipped")
+
+
+class SkipReason(StrEnum):
+    """Why a due step was not sent (status `skipped`); decided before any provider call."""
+
+    NO_PROFILE = "no_profile"  # the entry's person is not in dim_people
+    NO_CONSENT = "no_consent"  # no channel of the step is consented to
+    NO_ADDRESS = "no_address"  # consented, but no address on any such channel
+    CAPPED = "capped"  # the global frequency cap was reached
+    EXITED = "exited"  # the person left the journey before the step was due
+    EXPIRED = "expired"  # the step was due longer ago than its expiry
+    MISSING_TEMPLATE_VARIABLE = "missing_template_variable"  # reason_detail names it
+
+
+# Status `failed`: an attempt whose outcome stayed unknown was already sent once more.
+OUTCOME_UNKNOWN: Final = "outcome_unknown"

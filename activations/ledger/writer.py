@@ -1,0 +1,38 @@
+"""Appending ledger lines: one file per run, fsynced line by line."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from activations.ledger.keys import SendRef
+from activations.ledger.vocabulary import COLUMNS, LedgerStatus
+from switchyard import landing
+
+
+class LedgerWriter:
+    def __init__(self, landing_dir: Path, run_id: str) -> None:
+        self.run_id = run_id
+        self._log = landing.AppendLog(landing_dir, "ledger", "deliveries", prefix=f"run-{run_id}")
+
+    def write(self, ref: SendRef, status: LedgerStatus, at: datetime, **fields: Any) -> None:
+        row: dict[str, Any] = dict.fromkeys(COLUMNS)
+        row.update(
+            send_key=ref.send_key,
+            run_id=self.run_id,
+            journey=ref.journey,
+            step=ref.step,
+            person_id=ref.person_id,
+            entry_id=ref.entry_id,
+            status=status,
+            recorded_at=at.isoformat(timespec="microseconds"),
+        )
+        unknown = set(fields) - set(COLUMNS)
+        if unknown:
+            raise ValueError(f"not ledger columns: {sorted(unknown)}")
+        row.update(fields)
+        self._log.append(row)
+
+    def close(self) -> None:
+        self._log.close()

@@ -1,0 +1,140 @@
+"""Configuration that decides where messages go and when a run is: explicit, or a clear error."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import httpx
+import pytest
+
+from activations.channels.settings import (
+    ChannelSettings,
+    ChannelSettingsError,
+    channel_mode,
+    open_channels,
+)
+from orchestration.defs.resources import ChannelsResource, WarehouseResource
+from switchyard import cli
+from switchyard.clock import parse_utc
+from switchyard.settings import Paths
+
+PROVIDERS = {
+    "SWITCHYARD_CHANNELS": "providers",
+    "SWITCHYARD_SENDGRID_API_KEY": "SG.live",
+    "SWITCHYARD_EMAIL_FROM": "hello@shop.example",
+    "SWITCHYARD_TWILIO_ACCOUNT_SID": "AC" + "1" * 32,
+    "SWITCHYARD_TWILIO_AUTH_TOKEN": "token",
+    "SWITCHYARD_TWILIO_FROM": "+14155550100",
+    "SWITCHYARD_FCM_PROJECT_ID": "shop",
+    "SWITCHYARD_FCM_ACCESS_TOKEN": "ya29.live",
+}
+
+
+def test_without_a_channel_mode_a_run_stops_naming_the_variable(tmp_path: Path) -> None:
+    with pytest.raises(ChannelSettingsError, match="SWITCHYARD_CHANNELS is not set"):
+        channel_mode({})
+    # Neither the resource Dagster runs with nor a stray sandbox URL starts a sandbox silently.
+    env_without_mode = {"SWITCHYARD_CHANNELS_BASE_URL": "http://127.0.0.1:8025"}
+    with (
+        pytest.raises(ChannelSettingsError, match="SWITCHYARD_CHANNELS"),
+        open_channels(tmp_path / "r.jsonl", env=env_without_mode),
+    ):
+        pass
+
+
+def test_the_resource_refuses_to_run_without_a_mode(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SWITCHYARD_CHANNELS")
+    with (
+        pytest.raises(ChannelSettingsError, match="SWITCHYARD_CHANNELS"),
+        ChannelsResource().settings(tmp_path, {"email"}),
+    ):
+        pass
+
+
+def test_demo_without_a_mode_exits_before_doing_anything(
+    paths: Paths, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("SWITCHYARD_CHANNELS")
+    with pytest.raises(SystemExit) as stopped:
+        cli.main(["demo", "--people", "10"])
+    assert stopped.value.code == 2
+    assert "SWITCHYARD_CHANNELS is not set" in capsys.readouterr().err
+    assert not list(paths.landing.glob("segment/events/sample*"))
+
+
+def test_providers_mode_names_every_missing_variable() -> None:
+    with pytest.raises(ChannelSettingsError) as missing:
+        ChannelSettings.from_env({"SWITCHYARD_CHANNELS": "providers"})
+    for name in ("SENDGRID_API_KEY", "EMAIL_FROM", "TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN",
+                 "TWILIO_FROM", "FCM_PROJECT_ID", "FCM_ACCESS_TOKEN"):  # fmt: skip
+        assert f"SWITCHYARD_{name}" in str(missing.value)
+    # Only what the journey's channels need is asked for.
+    with pytest.raises(ChannelSettingsError) as email_only:
+        ChannelSettings.from_env({"SWITCHYARD_SENDGRID_API_KEY": "SG.x"}, channels={"email"})
+    assert "SWITCHYARD_EMAIL_FROM" in str(email_only.value)
+    assert "TWILIO" not in str(email_only.value)
+
+
+def test_providers_mode_talks_to_the_providers_hosts() -> None:
+    settings = ChannelSettings.from_env(PROVIDERS)
+    requests = {
+        channel: client.build_request(httpx.Client(), _message(channel))
+        for channel, client in settings.clients().items()
+    }
+    assert {c: r.url.host for c, r in requests.items()} == {
+        "email": "api.sendgrid.com",
+        "sms": "api.twilio.com",
+        "push": "fcm.googleapis.com",
+    }
+    assert requests["email"].headers["authorization"] == "Bearer SG.live"
+
+
+def test_a_sandbox_url_with_providers_mode_is_a_contradiction() -> None:
+    with pytest.raises(ChannelSettingsError, match="SWITCHYARD_CHANNELS=sandbox"):
+        ChannelSettings.from_env({**PROVIDERS, "SWITCHYARD_CHANNELS_BASE_URL": "http://x"})
+
+
+def test_sandbox_mode_uses_the_named_sandbox_or_starts_one(tmp_path: Path) -> None:
+    named = {"SWITCHYARD_CHANNELS": "sandbox", "SWITCHYARD_CHANNELS_BASE_URL": "http://127.0.0.1:1"}
+    with open_channels(tmp_path / "r.jsonl", env=named) as settings:
+        assert settings.email and settings.email.base_url == "http://127.0.0.1:1"
+    with open_channels(tmp_path / "r.jsonl", env={"SWITCHYARD_CHANNELS": "sandbox"}) as settings:
+        assert settings.email
+        assert httpx.get(f"{settings.email.base_url}/_sandbox/messages").json() == []
+
+
+def _message(channel: str) -> object:
+    from activations.channels import Message
+
+    recipient = {"email": "a@example.com", "sms": "+14155550123", "push": "tok"}[channel]
+    return Message("k", channel, recipient, "body", subject="s", title="t")
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("2026-11-24T10:00", datetime(2026, 11, 24, 10, 0)),
+        ("2026-11-24T10:00Z", datetime(2026, 11, 24, 10, 0)),
+        ("2026-11-24T12:30+02:00", datetime(2026, 11, 24, 10, 30)),
+        ("2026-11-24 05:00:00-05:00", datetime(2026, 11, 24, 10, 0)),
+    ],
+)
+def test_any_iso_time_is_read_as_utc(text: str, expected: datetime) -> None:
+    assert parse_utc(text) == expected
+    assert cli._utc_time(text) == expected
+
+
+def test_a_bad_time_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        cli.main(["demo", "--now", "next tuesday"])
+    assert stopped.value.code == 2
+    assert "not an ISO 8601 time: 'next tuesday'" in capsys.readouterr().err
+
+
+def test_warehouse_paths_are_the_ones_dbt_reads(paths: Paths) -> None:
+    # Nothing configurable on the resource could point it elsewhere than dbt's profile.
+    assert WarehouseResource.model_fields == {}
+    assert WarehouseResource().paths() == paths == Paths.from_env()
