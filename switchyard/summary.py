@@ -39,12 +39,17 @@ def collect(duckdb_path: Path) -> dict[str, object]:
                 "group by reason order by reason"
             ).fetchall()
         )
-        failed = dict(
-            con.execute(
-                "select coalesce(channel, 'none'), count(*) from fct_deliveries "
-                "where delivery_status in ('failed', 'unknown') group by 1 order by 1"
-            ).fetchall()
-        )
+
+        def per_channel(status: str) -> dict[str, int]:
+            return dict(
+                con.execute(
+                    "select coalesce(channel, 'none'), count(*) from fct_deliveries "
+                    "where delivery_status = ? group by 1 order by 1",
+                    [status],
+                ).fetchall()
+            )
+
+        failed, unknown = per_channel("failed"), per_channel("unknown")
         return {
             "people": one("select count(*) from dim_people"),
             "identified_people": one("select count(*) from dim_people where user_id is not null"),
@@ -58,6 +63,7 @@ def collect(duckdb_path: Path) -> dict[str, object]:
             "sent": sent,
             "skipped": skipped,
             "failed": failed,
+            "unknown": unknown,
         }
     finally:
         con.close()
@@ -77,6 +83,7 @@ def render(
         f"  sent per channel        {kv(stats['sent'])}",
         f"  skipped by reason       {kv(stats['skipped'])}",
         f"  failed                  {kv(stats['failed'])}",
+        f"  outcome unknown         {kv(stats['unknown'])} (reconciled or sent once more next run)",
         f"  rejected landing rows   {stats['rejected_rows']} (see fct_rejected_rows)",
     ]
     if run_sent is not None:

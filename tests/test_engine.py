@@ -191,3 +191,10 @@ def test_journey_declarations_are_checked() -> None:
         Journey.from_meta("m", {**ok, "steps": [{**ok["steps"][0], "channels": ["fax"]}]})  # type: ignore[index]
     with pytest.raises(JourneyDefinitionError, match="missing key 'steps'"):
         Journey.from_meta("m", {"name": "j"})
+    # A misspelled tier would leave the journey without a schedule: it does not load.
+    assert Journey.from_meta("m", {**ok, "tier": "days"}).tier == "days"
+    with pytest.raises(
+        JourneyDefinitionError,
+        match=r"unknown tier 'hourz'; .* one of \['days', 'hours', 'seconds'\]",
+    ):
+        Journey.from_meta("m", {**ok, "tier": "hourz"})

@@ -23,6 +23,11 @@ def test_ledger_columns_match_the_dbt_source() -> None:
     assert declared == ledger.COLUMNS
 
 
+def test_skip_reasons_are_one_set_in_python_and_dbt() -> None:
+    project = yaml.safe_load((PROJECT_DIR / "dbt_project.yml").read_text())
+    assert project["vars"]["delivery"]["skip_reasons"] == [r.value for r in ledger.SkipReason]
+
+
 def test_write_batch_is_atomic_and_never_rewrites(tmp_path: Path) -> None:
     landing.ensure_layout(tmp_path)
     first = landing.write_batch(tmp_path, "shop", "orders", [{"order_id": "1"}])

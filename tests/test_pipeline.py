@@ -6,6 +6,8 @@ later, if still no purchase, a push; a purchase at any point ends it.
 
 from __future__ import annotations
 
+from datetime import UTC, timedelta, timezone
+
 import pytest
 
 from sandbox import Sandbox
@@ -57,8 +59,10 @@ def test_cart_abandonment_end_to_end(paths: Paths, sandbox: Sandbox, shop: Scena
         ),
     ]
 
-    # Nothing new happened: a second run sends nothing.
-    run_pipeline(paths, now=at(hours=2, minutes=5))
+    # Nothing new happened: a second run sends nothing. (Its time is given in UTC+2, as an
+    # operator in Berlin might: the run works in UTC.)
+    berlin = timezone(timedelta(hours=2))
+    run_pipeline(paths, now=at(hours=2, minutes=5).replace(tzinfo=UTC).astimezone(berlin))
     assert len(sandbox.received) == 2
 
     # Ada buys before the push is due; Sam does not.

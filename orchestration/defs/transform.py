@@ -12,7 +12,7 @@ from orchestration.dbt_project import ensure_manifest, switchyard_dbt
 from orchestration.defs.resources import WarehouseResource
 from switchyard import landing
 
-# One writer at a time on the DuckDB file (DESIGN.md, invariant 6): every asset that opens it
+# One writer at a time on the DuckDB file (docs/architecture.md, rule 6): every asset that opens it
 # runs in this pool. Set its limit to 1 in the Dagster instance (see dagster.yaml).
 WAREHOUSE_POOL = "switchyard_warehouse"
 METRICS_SELECTION = "path:models/metrics"

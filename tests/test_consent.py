@@ -1,0 +1,92 @@
+"""Consent has one definition: what dbt builds into the profile and what the send-time guard reads
+are the same rows under the same rules, messy values included."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from activations import guards, warehouse
+from switchyard import events
+from switchyard.settings import Paths
+from tests.dbt_helpers import dbt_build, query
+from tests.scenario import T0, Scenario, at
+
+AUDIENCE = "audience_cart_abandonment"
+
+
+@pytest.fixture(scope="module")
+def messy(module_paths: Paths) -> Paths:
+    s = Scenario(module_paths.landing)
+    s.person("kai", email="kai@example.com", phone="+14155550111", consent=("email", "sms"))
+    s.cart(at(0), user_id="kai")
+    # A form that shouts and pads: still Kai's marketing email opt-out.
+    s.consents.append(
+        {
+            **events.consent("kai", "email", "unsubscribed", T0),
+            "channel": " EMAIL ",
+            "status": "Unsubscribed ",
+            "topic": " Marketing",
+        }  # fmt: skip
+    )
+    # A topic other than marketing does not decide marketing sends.
+    s.consents.append(events.consent("kai", "sms", "unsubscribed", T0, topic="order_updates"))
+    # Unusable rows stay out of both (and land in fct_rejected_rows).
+    s.consents.append({**events.consent("kai", "sms", "unsubscribed", T0), "status": "maybe"})
+    s.consents.append(
+        {**events.consent("kai", "sms", "unsubscribed", T0), "recorded_at": "yesterday"}
+    )
+    s.land()
+    dbt_build(
+        module_paths,
+        "+dim_people",
+        "+int_user_consents_current",
+        f"+{AUDIENCE}",
+        "+fct_rejected_rows",
+    )
+    return module_paths
+
+
+def consents_at_send_time(paths: Paths) -> dict[tuple[str, str], str]:
+    audience = warehouse.read_audience(paths.duckdb, AUDIENCE, T0 + timedelta(days=1))
+    return {key: status for key, (status, _) in audience.consents.items()}
+
+
+def test_profile_and_send_time_guard_agree_on_messy_values(messy: Paths) -> None:
+    built = query(
+        messy,
+        "select channel, topic, consent_status from dim_people_consents order by 1, 2",
+    )
+    assert [tuple(r.values()) for r in built] == [
+        ("email", "marketing", "unsubscribed"),
+        ("sms", "marketing", "subscribed"),
+        ("sms", "order_updates", "unsubscribed"),
+    ]
+    assert consents_at_send_time(messy) == {
+        ("kai", "email"): "unsubscribed",
+        ("kai", "sms"): "subscribed",
+    }
+    (profile,) = query(messy, "select email_consent, sms_consent from dim_people")
+    kai = guards.Person("p", "kai", "kai@example.com", "+14155550111", None, "Kai", {
+        "email": profile["email_consent"], "sms": profile["sms_consent"]})  # fmt: skip
+    fresh = warehouse.read_audience(messy.duckdb, AUDIENCE, T0 + timedelta(days=1)).consents
+    for channel in ("email", "sms"):
+        assert guards.consent_for(kai, channel, fresh) == guards.consent_for(kai, channel, {})
+    rejected = query(
+        messy,
+        "select reject_reason from fct_rejected_rows where source_table = 'preferences.consents' "
+        "order by 1",
+    )
+    assert [r["reject_reason"] for r in rejected] == [
+        "unknown status: maybe",
+        "unparseable recorded_at: yesterday",
+    ]
+
+
+def test_an_opt_out_landed_after_the_build_counts_at_send_time(messy: Paths) -> None:
+    Scenario(messy.landing, consents=[
+        {**events.consent("kai", "sms", "unsubscribed", T0 + timedelta(hours=1)),
+         "channel": "SMS", "status": " UNSUBSCRIBED"}
+    ]).land()  # fmt: skip
+    assert consents_at_send_time(messy)[("kai", "sms")] == "unsubscribed"

@@ -1,0 +1,46 @@
+"""Journey metrics count every decision the engine records: each skip reason has its column, and a
+reason outside the declared set fails the build instead of vanishing from the funnel."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pytest
+
+from activations import ledger
+from activations.ledger import OUTCOME_UNKNOWN, SkipReason
+from switchyard.settings import Paths
+from tests.dbt_helpers import dbt_build, query
+
+T = datetime(2026, 11, 2, 12, 0)
+METRICS = "+fct_journey_step_metrics"
+
+
+def decide(paths: Paths, decisions: list[tuple[str, str]]) -> None:
+    """One ledger line per (status, reason), each for its own person, as a run writes them."""
+    writer = ledger.LedgerWriter(paths.landing, "metrics-test")
+    for n, (status, reason) in enumerate(decisions):
+        ref = ledger.SendRef(ledger.send_key("j", "s", f"p{n}", "e"), "j", "s", f"p{n}", "e")
+        writer.write(ref, status, T, reason=reason)  # type: ignore[arg-type]
+    writer.close()
+
+
+def test_every_skip_reason_has_its_count(paths: Paths) -> None:
+    decide(paths, [("skipped", r.value) for r in SkipReason] + [("failed", OUTCOME_UNKNOWN)])
+    dbt_build(paths, METRICS)
+    (row,) = query(paths, "select * from fct_journey_step_metrics")
+    assert {r.value: row[f"skipped_{r.value}"] for r in SkipReason} == dict.fromkeys(
+        [r.value for r in SkipReason], 1
+    )
+    assert row["skipped"] == len(SkipReason)
+    assert (row["failed"], row["failed_outcome_unknown"], row["decisions"]) == (
+        1,
+        1,
+        len(SkipReason) + 1,
+    )
+
+
+def test_an_undeclared_skip_reason_fails_the_build(paths: Paths) -> None:
+    decide(paths, [("skipped", "because")])
+    with pytest.raises(AssertionError, match="accepted_values_stg_ledger__deliveries_reason"):
+        dbt_build(paths, METRICS)
