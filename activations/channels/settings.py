@@ -38,66 +38,27 @@ class ChannelSettingsError(ValueError):
 
 
 @dataclass(frozen=True)
-class SendGridSettings:
-    base_url: str
-    api_key: str
-    from_email: str
-
-    def client(self) -> SendGridClient:
-        return SendGridClient(self.base_url, self.api_key, self.from_email)
-
-
-@dataclass(frozen=True)
-class TwilioSettings:
-    base_url: str
-    account_sid: str
-    auth_token: str
-    from_number: str | None = None
-    messaging_service_sid: str | None = None
-    status_callback_url: str | None = None
-
-    def client(self) -> TwilioClient:
-        return TwilioClient(
-            self.base_url,
-            self.account_sid,
-            self.auth_token,
-            from_number=self.from_number,
-            messaging_service_sid=self.messaging_service_sid,
-            status_callback_url=self.status_callback_url,
-        )
-
-
-@dataclass(frozen=True)
-class FcmSettings:
-    base_url: str
-    project_id: str
-    access_token: str  # an OAuth2 access token for the service account
-
-    def client(self) -> FcmClient:
-        return FcmClient(self.base_url, self.project_id, self.access_token)
-
-
-@dataclass(frozen=True)
 class ChannelSettings:
-    """One provider per channel; a channel left None has no client (a run that needs it fails)."""
+    """One provider client per channel (each client is its own settings: endpoint, credentials);
+    a channel left None has none, and a run that needs it fails."""
 
-    email: SendGridSettings | None = None
-    sms: TwilioSettings | None = None
-    push: FcmSettings | None = None
+    email: SendGridClient | None = None
+    sms: TwilioClient | None = None
+    push: FcmClient | None = None
 
     @classmethod
     def for_sandbox(cls, base_url: str) -> ChannelSettings:
         c = SANDBOX_CREDENTIALS
         return cls(
-            email=SendGridSettings(base_url, c.sendgrid_api_key, "hello@switchyard.example"),
-            sms=TwilioSettings(
+            email=SendGridClient(base_url, c.sendgrid_api_key, "hello@switchyard.example"),
+            sms=TwilioClient(
                 base_url,
                 c.twilio_account_sid,
                 c.twilio_auth_token,
                 from_number="+14155550100",
                 status_callback_url=f"{base_url.rstrip('/')}/_sandbox/twilio/status",
             ),
-            push=FcmSettings(base_url, c.fcm_project_id, c.fcm_access_token),
+            push=FcmClient(base_url, c.fcm_project_id, c.fcm_access_token),
         )
 
     @classmethod
@@ -129,7 +90,7 @@ class ChannelSettings:
 
         email = sms = push = None
         if "email" in wanted:
-            email = SendGridSettings(
+            email = SendGridClient(
                 base_url("SENDGRID"),
                 need("SWITCHYARD_SENDGRID_API_KEY"),
                 need("SWITCHYARD_EMAIL_FROM"),
@@ -137,20 +98,23 @@ class ChannelSettings:
         if "sms" in wanted:
             from_number = optional("SWITCHYARD_TWILIO_FROM")
             service = optional("SWITCHYARD_TWILIO_MESSAGING_SERVICE_SID")
-            if not (from_number or service):
+            account_sid = need("SWITCHYARD_TWILIO_ACCOUNT_SID")
+            auth_token = need("SWITCHYARD_TWILIO_AUTH_TOKEN")
+            if from_number or service:
+                sms = TwilioClient(
+                    base_url("TWILIO"),
+                    account_sid,
+                    auth_token,
+                    from_number=from_number,
+                    messaging_service_sid=service,
+                    status_callback_url=optional("SWITCHYARD_TWILIO_STATUS_CALLBACK_URL"),
+                )
+            else:
                 missing.append(
                     "SWITCHYARD_TWILIO_FROM (or SWITCHYARD_TWILIO_MESSAGING_SERVICE_SID)"
                 )
-            sms = TwilioSettings(
-                base_url("TWILIO"),
-                need("SWITCHYARD_TWILIO_ACCOUNT_SID"),
-                need("SWITCHYARD_TWILIO_AUTH_TOKEN"),
-                from_number=from_number,
-                messaging_service_sid=service,
-                status_callback_url=optional("SWITCHYARD_TWILIO_STATUS_CALLBACK_URL"),
-            )
         if "push" in wanted:
-            push = FcmSettings(
+            push = FcmClient(
                 base_url("FCM"),
                 need("SWITCHYARD_FCM_PROJECT_ID"),
                 need("SWITCHYARD_FCM_ACCESS_TOKEN"),
@@ -163,9 +127,8 @@ class ChannelSettings:
         return cls(email=email, sms=sms, push=push)
 
     def clients(self) -> dict[str, ChannelClient]:
-        configured = (self.email, self.sms, self.push)
-        clients: list[ChannelClient] = [s.client() for s in configured if s is not None]
-        return {c.channel: c for c in clients}
+        configured: list[ChannelClient | None] = [self.email, self.sms, self.push]
+        return {c.channel: c for c in configured if c is not None}
 
 
 def channel_mode(env: Mapping[str, str] | None = None) -> ChannelMode:
