@@ -43,11 +43,7 @@ class Skip:
     """A due step the engine decides not to send: skipped for a reason, or failed for good."""
 
     ref: SendRef
-    reason: SkipReason | Literal["outcome_unknown"]
-
-    @property
-    def status(self) -> Literal["skipped", "failed"]:
-        return "failed" if self.reason == OUTCOME_UNKNOWN else "skipped"
+    reason: SkipReason | Literal["outcome_unknown"]  # the latter: failed, not skipped
 
 
 def due_now(

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 
 from activations import engine, guards, ledger, warehouse
-from activations.channels.core import RECONCILED, ChannelClient, Sender
+from activations.channels.core import ChannelClient, Sender
 from activations.channels.message import Message, Outcome
 from activations.channels.policy import HttpTimeouts, RateLimiter, RetryPolicy
 from activations.journeys import Journey
@@ -27,18 +27,20 @@ class RunSummary:
     run_id: str
     entries_considered: int = 0
     due: int = 0
+    # per channel
     sent: Counter[str] = field(default_factory=Counter)
     failed: Counter[str] = field(default_factory=Counter)
     unknown: Counter[str] = field(default_factory=Counter)
+    # per reason
     skipped: Counter[str] = field(default_factory=Counter)
     reconciled: int = 0  # unknown outcomes the provider's lookup showed were sent
+    gave_up: int = 0  # unknown outcomes not sent again, failed as outcome_unknown
 
     def count(self, channel: str, outcome: Outcome) -> None:
         {"sent": self.sent, "failed": self.failed, "unknown": self.unknown}[outcome.status][
             channel
         ] += 1
-        if outcome.reason == RECONCILED:
-            self.reconciled += 1
+        self.reconciled += outcome.reconciled
 
     def as_metadata(self) -> dict[str, str | int]:
         return {
@@ -48,6 +50,7 @@ class RunSummary:
             **{f"sent_{k}": v for k, v in sorted(self.sent.items())},
             "reconciled": self.reconciled,
             "failed": sum(self.failed.values()),
+            "failed_outcome_unknown": self.gave_up,
             "unknown_outcome": sum(self.unknown.values()),
             "skipped": sum(self.skipped.values()),
             **{f"skipped_{k}": v for k, v in sorted(self.skipped.items())},
@@ -85,7 +88,7 @@ def run_journey(
     )
     writer = ledger.LedgerWriter(landing_dir, run_id)
     limits = {ch: RateLimiter(rate) for ch, rate in (rate_limits or {}).items()}
-    sender = Sender(http, clients, writer, clock, retry, limits)
+    sender = Sender(http, clients, writer, clock, retry, limits, claimed=state.provider_ids)
     try:
         deliver(journey, due, skips, audience, state, sender, summary)
     finally:
@@ -115,18 +118,23 @@ def deliver(
         message = Message(
             ref.send_key, pending.channel, pending.recipient, pending.body, subject=pending.subject
         )
-        outcome = sender.reconcile(
-            ref, message, pending.first_attempted_at, pending.known_provider_ids, attempt_number
-        )
+        outcome = sender.reconcile(ref, message, pending.first_attempted_at, attempt_number)
         if outcome is None:
             return False
         summary.count(pending.channel, outcome)
         if outcome.status == "sent":
             state.settle(ref.send_key)
-            state.note_send(ref.person_id, pending.last_attempted_at)
+            state.note_send(ref.person_id, clock())  # as the ledger line is stamped
         return True
 
-    def skip(ref: SendRef, reason: SkipReason, detail: str | None = None) -> None:
+    def hold(ref: SendRef, reason: SkipReason | str, detail: str | None = None) -> None:
+        """Not sent now. A key whose earlier attempt may have gone out is not 'skipped' (that
+        would hide it): it is failed as outcome_unknown, and keeps counting toward the cap."""
+        if ref.send_key in state.pending or not isinstance(reason, SkipReason):
+            why = f"not sent once more: {reason}" if isinstance(reason, SkipReason) else detail
+            sender.ledger.write(ref, "failed", clock(), reason=OUTCOME_UNKNOWN, reason_detail=why)
+            summary.gave_up += 1
+            return
         sender.ledger.write(ref, "skipped", clock(), reason=reason, reason_detail=detail)
         summary.skipped[reason] += 1
 
@@ -135,29 +143,28 @@ def deliver(
         if settled(s.ref, state.attempts.get(s.ref.send_key, 1)):
             continue
         if isinstance(s.reason, SkipReason):
-            skip(s.ref, s.reason)
-        else:  # sent once more already, and still unknown: failed for good
-            sender.ledger.write(s.ref, "failed", clock(), reason=OUTCOME_UNKNOWN)
-            summary.failed[OUTCOME_UNKNOWN] += 1
+            hold(s.ref, s.reason)
+        else:
+            hold(s.ref, s.reason, "still unknown after being sent once more")
     for d in due:
         if settled(d.ref, d.attempt_number - 1):
             continue
         person = audience.people.get(d.ref.person_id)
         if person is None:
-            skip(d.ref, SkipReason.NO_PROFILE)
+            hold(d.ref, SkipReason.NO_PROFILE)
             continue
         choice = guards.choose_channel(d.step, person, audience.consents)
         if isinstance(choice, SkipReason):
-            skip(d.ref, choice)
+            hold(d.ref, choice)
             continue
         if guards.over_cap(journey.frequency_cap, person.person_id, state, clock(), d.ref.send_key):
-            skip(d.ref, SkipReason.CAPPED)
+            hold(d.ref, SkipReason.CAPPED)
             continue
         values = {**d.entry.properties, "first_name": person.first_name}
         try:
             content = render(d.step.templates[choice.channel], values, d.step.fallbacks)
         except MissingTemplateVariable as missing:
-            skip(d.ref, SkipReason.MISSING_TEMPLATE_VARIABLE, missing.name)
+            hold(d.ref, SkipReason.MISSING_TEMPLATE_VARIABLE, missing.name)
             continue
         message = Message(
             send_key=d.ref.send_key,

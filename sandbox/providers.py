@@ -12,7 +12,7 @@ import json
 import re
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 
@@ -157,7 +157,9 @@ def _rfc2822(at: datetime) -> str:
     return email.utils.format_datetime(at.astimezone(UTC))
 
 
-def twilio_messages(req: Request, creds: SandboxCredentials, account_sid: str) -> Reply:
+def twilio_messages(
+    req: Request, creds: SandboxCredentials, account_sid: str, now: datetime
+) -> Reply:
     if _twilio_unauthorized(req, creds, account_sid):
         return _twilio_error(401, 20003, "Authenticate")
     if not req.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
@@ -179,31 +181,15 @@ def twilio_messages(req: Request, creds: SandboxCredentials, account_sid: str) -
     callback = form.get("StatusCallback")
     if callback is not None and not re.match(r"^https?://[^/_\s]+(/\S*)?$", callback):
         return _twilio_error(400, 21609, f"Invalid StatusCallback URL: {callback}")
-    sid = "SM" + uuid.uuid4().hex
-    now = _rfc2822(datetime.now(UTC))
-    resource = {
-        "account_sid": account_sid,
-        "api_version": "2010-04-01",
-        "body": form.get("Body", ""),
-        "date_created": now,
-        "date_sent": None,
-        "date_updated": now,
-        "direction": "outbound-api",
-        "error_code": None,
-        "error_message": None,
-        "from": form.get("From"),
-        "messaging_service_sid": form.get("MessagingServiceSid"),
-        "num_media": "0",
-        "num_segments": "1",
-        "price": None,
-        "price_unit": "USD",
-        "sid": sid,
-        "status": "queued",
-        "to": to,
-        "uri": f"/2010-04-01/Accounts/{account_sid}/Messages/{sid}.json",
-    }
-    # The sandbox hands the message on at once: the Messages list shows it sent.
-    listed = {**resource, "status": "sent", "date_sent": now}
+    resource = twilio_resource(
+        account_sid,
+        now,
+        to=to,
+        body=form.get("Body", ""),
+        from_number=form.get("From"),
+        messaging_service_sid=form.get("MessagingServiceSid"),
+    )
+    sid = resource["sid"]
     # What Twilio gives back to us about a send: the send key only through the StatusCallback URL.
     callback_args = parse_qs(callback.split("?", 1)[1]) if callback and "?" in callback else {}
     record = {
@@ -215,7 +201,53 @@ def twilio_messages(req: Request, creds: SandboxCredentials, account_sid: str) -
         "send_key": next(iter(callback_args.get("send_key", [])), None),
         "provider_message_id": sid,
     }
-    return Reply(201, resource, {}, [record], [listed])
+    return Reply(201, resource, {}, [record], [resource])
+
+
+def twilio_resource(
+    account_sid: str,
+    now: datetime,
+    *,
+    to: str,
+    body: str,
+    from_number: str | None,
+    messaging_service_sid: str | None = None,
+    direction: str = "outbound-api",
+) -> dict[str, Any]:
+    """A Message resource as Twilio's spec describes it, as it stands when created."""
+    sid = "SM" + uuid.uuid4().hex
+    created = _rfc2822(now)
+    inbound = direction == "inbound"
+    return {
+        "account_sid": account_sid,
+        "api_version": "2010-04-01",
+        "body": body,
+        "date_created": created,
+        "date_sent": created if inbound else None,
+        "date_updated": created,
+        "direction": direction,
+        "error_code": None,
+        "error_message": None,
+        "from": from_number,
+        "messaging_service_sid": messaging_service_sid,
+        "num_media": "0",
+        "num_segments": "1",
+        "price": None,
+        "price_unit": "USD",
+        "sid": sid,
+        "status": "received" if inbound else "queued",
+        "to": to,
+        "uri": f"/2010-04-01/Accounts/{account_sid}/Messages/{sid}.json",
+    }
+
+
+def twilio_as_of(resource: dict[str, Any], now: datetime, send_after: float) -> dict[str, Any]:
+    """A message as Twilio lists it later: queued (no date_sent) until it is handed on."""
+    created = email.utils.parsedate_to_datetime(resource["date_created"])
+    if resource["direction"] == "inbound" or (now - created).total_seconds() < send_after:
+        return resource
+    sent = _rfc2822(created + timedelta(seconds=send_after))
+    return {**resource, "status": "sent", "date_sent": sent, "date_updated": sent}
 
 
 def _sent_on(resource: dict[str, Any]) -> date | None:
@@ -271,7 +303,12 @@ def twilio_messages_list(
                 return False
         return True
 
-    found = [m for m in reversed(store) if matches(m)]
+    newest_first = sorted(
+        reversed(store),
+        key=lambda m: email.utils.parsedate_to_datetime(m["date_created"]),
+        reverse=True,
+    )
+    found = [m for m in newest_first if matches(m)]
     chunk = found[page * page_size : (page + 1) * page_size]
     base = f"/2010-04-01/Accounts/{account_sid}/Messages.json"
     kept = {k: v for k, v in query.items() if k not in ("Page", "PageToken", "PageSize")}

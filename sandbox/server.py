@@ -58,8 +58,14 @@ class Sandbox:
         port: int = 0,
         credentials: SandboxCredentials = SANDBOX_CREDENTIALS,
         record_file: Path | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        twilio_send_after_seconds: float = 1.0,
     ) -> None:
+        """`clock` (aware, UTC) stamps what the providers stamp; Twilio lists a new message as
+        `queued`, without a `date_sent`, for `twilio_send_after_seconds`, then as `sent`."""
         self.credentials = credentials
+        self.clock = clock
+        self.twilio_send_after_seconds = twilio_send_after_seconds
         self.record_file = record_file
         self._received: list[Received] = []
         self._faults: list[Fault] = []
@@ -79,6 +85,20 @@ class Sandbox:
     def received(self) -> list[Received]:
         with self._lock:
             return list(self._received)
+
+    def receive_sms(self, from_number: str, to: str, body: str) -> str:
+        """Someone texts one of our numbers (a reply, a STOP): Twilio lists it as `inbound`."""
+        resource = providers.twilio_resource(
+            self.credentials.twilio_account_sid,
+            self.clock(),
+            to=to,
+            body=body,
+            from_number=from_number,
+            direction="inbound",
+        )
+        with self._lock:
+            self._twilio_messages.append(resource)
+        return str(resource["sid"])
 
     def fail_next(self, fault: Fault) -> None:
         with self._lock:
@@ -149,14 +169,15 @@ class Sandbox:
         if req.path == "/v3/mail/send":
             return "sendgrid", lambda r: providers.sendgrid_mail_send(r, creds)
         if m := TWILIO_PATH.match(req.path):
-            return "twilio", lambda r: providers.twilio_messages(r, creds, m.group(1))
+            return "twilio", lambda r: providers.twilio_messages(r, creds, m.group(1), self.clock())
         if m := FCM_PATH.match(req.path):
             return "fcm", lambda r: providers.fcm_send(r, creds, m.group(1))
         return None
 
     def _list_twilio(self, req: Request, account_sid: str) -> Reply:
+        now, after = self.clock(), self.twilio_send_after_seconds
         with self._lock:
-            store = list(self._twilio_messages)
+            store = [providers.twilio_as_of(m, now, after) for m in self._twilio_messages]
         return providers.twilio_messages_list(req, self.credentials, account_sid, store)
 
     def _take_fault(self, provider: str) -> Fault | None:
@@ -170,7 +191,7 @@ class Sandbox:
     def _record(self, accepted: list[dict[str, Any]]) -> None:
         if not accepted:
             return
-        now = datetime.now(UTC).isoformat()
+        now = self.clock().isoformat()
         rows = [Received(received_at=now, **a) for a in accepted]
         with self._lock:
             self._received.extend(rows)

@@ -22,9 +22,18 @@ def _has_events(paths: Paths) -> bool:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from activations.channels.settings import SANDBOX_URL_VARIABLE, channel_mode
+    from activations.channels.settings import (
+        SANDBOX_URL_VARIABLE,
+        ChannelSettingsError,
+        channel_mode,
+    )
 
-    mode = channel_mode()  # fails first, naming SWITCHYARD_CHANNELS, when it is not set
+    if channel_mode() != "sandbox":  # fails first, naming SWITCHYARD_CHANNELS, when unset
+        raise ChannelSettingsError(
+            "the demo sends to the local sandbox only (its sample people have real-looking phone "
+            "numbers and addresses): set SWITCHYARD_CHANNELS=sandbox, as `make demo` does. Real "
+            "sends run as Dagster jobs with SWITCHYARD_CHANNELS=providers."
+        )
     paths = Paths.from_env()
     if args.reset and paths.home.exists():
         shutil.rmtree(paths.home)
@@ -43,7 +52,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     # One sandbox for the whole run (every journey), so the summary can say what it received.
     sandbox = None
-    if mode == "sandbox" and not os.environ.get(SANDBOX_URL_VARIABLE):
+    if not os.environ.get(SANDBOX_URL_VARIABLE):
         sandbox = Sandbox(record_file=paths.home / "sandbox" / "received.jsonl").start()
         os.environ[SANDBOX_URL_VARIABLE] = sandbox.base_url
         print(f"channel sandbox listening on {sandbox.base_url}")

@@ -105,7 +105,12 @@ def test_twilio_lookup_and_sandbox_list_match_published_spec(
     spec = json.loads((SPECS / TWILIO_SPEC).read_text())
     listing = spec["paths"]["/2010-04-01/Accounts/{AccountSid}/Messages.json"]["get"]
     assert set(lookup.url.params) <= {p["name"] for p in listing["parameters"]}
-    assert lookup.url.params["DateSent>"] == NOW.date().isoformat()
+    # To and From only: DateSent would hide a message still queued (date_sent is null then).
+    assert dict(lookup.url.params) == {
+        "To": SMS.recipient,
+        "From": "+14155550100",
+        "PageSize": "100",
+    }
     response = httpx.get(lookup.url, headers=lookup.headers)
     schema = spec_schema(
         TWILIO_SPEC, f"{MESSAGES}/get/responses/200/content/application~1json/schema"
@@ -232,6 +237,21 @@ def test_a_lost_twilio_response_is_settled_by_listing_messages(
     assert outcome.reason == "reconciled: found by the provider's message lookup"
     s.ledger.close()
     assert ledger.read_state(home).last_status == {"key-1": "sent"}
+
+
+def test_a_lost_twilio_response_never_claims_a_message_sent_for_another_key(
+    sender: tuple[Sender, Path], sandbox: Sandbox
+) -> None:
+    s, _ = sender
+    first = s.send(REF, SMS)  # the same text to the same number, for another entry
+    sandbox.fail_next(Fault("twilio", 503))
+    second = s.send(ledger.SendRef("key-2", "j", "s", "p", "e2"), replace(SMS, send_key="key-2"))
+    assert first.status == "sent" and first.provider_message_id
+    assert (second.status, second.provider_message_id, second.reconciled) == (
+        "unknown",
+        None,
+        False,
+    )
 
 
 def test_attempted_is_durable_before_the_provider_call(tmp_path: Path, sandbox: Sandbox) -> None:

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import datetime, timedelta
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -14,6 +16,7 @@ import pytest
 
 from activations import engine, guards, ledger, warehouse
 from activations.channels import ChannelSettings, Message, Sender
+from activations.channels.twilio import TwilioClient
 from activations.journeys import FrequencyCap, Journey, Step, Template
 from activations.run import RunSummary, deliver
 from sandbox import Fault, Sandbox
@@ -33,9 +36,23 @@ JOURNEY = Journey(
     exit_on=(),
     frequency_cap=FrequencyCap(messages=1, per_hours=24),
 )
+UNCAPPED = replace(JOURNEY, frequency_cap=None)
 SAM = guards.Person(
     "p-sam", "sam", None, "+14155550123", None, "Sam", consent={"sms": "subscribed"}
 )
+
+
+@pytest.fixture
+def clock() -> list[datetime]:
+    """The providers' clock, in step with the runs' (set it to move time for the sandbox)."""
+    return [T]
+
+
+@pytest.fixture
+def sandbox(clock: list[datetime]) -> Iterator[Sandbox]:
+    # Twilio keeps a message `queued` (no date_sent) until it is handed on: here, for an hour.
+    with Sandbox(clock=lambda: clock[0].replace(tzinfo=UTC), twilio_send_after_seconds=3600) as sb:
+        yield sb
 
 
 @pytest.fixture
@@ -48,17 +65,24 @@ def entry(entry_id: str, person: guards.Person = SAM) -> engine.Entry:
     return engine.Entry(entry_id, person.person_id, T - timedelta(minutes=5))
 
 
-def run(home: Path, sandbox: Sandbox, *entries: engine.Entry, now: datetime = T) -> RunSummary:
+def run(
+    home: Path,
+    sandbox: Sandbox,
+    *entries: engine.Entry,
+    now: datetime = T,
+    journey: Journey = JOURNEY,
+    person: guards.Person = SAM,
+) -> RunSummary:
     """One journey run as run_journey makes it, from the ledger on disk."""
     state = ledger.read_state(home)
-    due, skips = engine.due_now(JOURNEY, entries, state, now)
+    due, skips = engine.due_now(journey, entries, state, now)
     writer = ledger.LedgerWriter(home, uuid.uuid4().hex[:8])
     clients = ChannelSettings.for_sandbox(sandbox.base_url).clients()
-    sender = Sender(httpx.Client(), clients, writer, lambda: now)
-    summary = RunSummary(JOURNEY.name, writer.run_id)
-    audience = warehouse.Audience(list(entries), {SAM.person_id: SAM}, {})
+    sender = Sender(httpx.Client(), clients, writer, lambda: now, claimed=state.provider_ids)
+    summary = RunSummary(journey.name, writer.run_id)
+    audience = warehouse.Audience(list(entries), {person.person_id: person}, {})
     try:
-        deliver(JOURNEY, due, skips, audience, state, sender, summary)
+        deliver(journey, due, skips, audience, state, sender, summary)
     finally:
         writer.close()
     return summary
@@ -99,11 +123,13 @@ def test_a_send_earlier_in_the_same_run_caps_the_next(home: Path, sandbox: Sandb
     assert [r.recipient for r in sandbox.received] == [SAM.phone]
 
 
-def twilio_accepts(sandbox: Sandbox, send_key: str) -> str:
+def twilio_accepts(sandbox: Sandbox, send_key: str, body: str = BODY, sender: str = "") -> str:
     """Twilio takes the message and the answer is lost on its way back (as if we crashed)."""
     client = ChannelSettings.for_sandbox(sandbox.base_url).clients()["sms"]
+    if sender:
+        client = replace(client, from_number=sender)  # type: ignore[type-var]
     with httpx.Client() as http:
-        message = Message(send_key, "sms", SAM.phone or "", BODY)
+        message = Message(send_key, "sms", SAM.phone or "", body)
         response = http.send(client.build_request(http, message))
     assert response.status_code == 201
     return str(response.json()["sid"])
@@ -123,14 +149,18 @@ def test_an_unknown_sms_that_twilio_has_is_recorded_not_sent_again(
     assert ledger_provider_id(home, ref.send_key) == sid
 
 
-def test_an_unknown_sms_twilio_never_got_is_sent_once_more(home: Path, sandbox: Sandbox) -> None:
-    # Sam already has this very text from an earlier entry: that message is not mistaken for ours.
+def test_an_unknown_sms_twilio_never_got_is_sent_once_more(
+    home: Path, sandbox: Sandbox, clock: list[datetime]
+) -> None:
+    # An hour ago Sam got this very text for an earlier entry: it is not mistaken for this one.
     earlier = ref_for("e0")
+    clock[0] = T - timedelta(hours=1)
     sid = twilio_accepts(sandbox, earlier.send_key)
-    record(home, earlier, "sent", T - timedelta(days=2), provider_message_id=sid, attempt=1)
+    record(home, earlier, "sent", T - timedelta(hours=1), provider_message_id=sid, attempt=1)
+    clock[0] = T
     ref = ref_for("e1")
-    record(home, ref, "attempted", T - timedelta(minutes=2), attempt=1)
-    summary = run(home, sandbox, entry("e1"))
+    record(home, ref, "attempted", T - timedelta(hours=2), attempt=1)
+    summary = run(home, sandbox, entry("e1"), journey=UNCAPPED)
     assert (summary.sent, summary.reconciled) == ({"sms": 1}, 0)
     assert len(sandbox.received) == 2
     state = ledger.read_state(home)
@@ -154,3 +184,116 @@ def ledger_provider_id(home: Path, send_key: str) -> str | None:
     ]
     sent = [x for x in lines if x["send_key"] == send_key and x["status"] == "sent"]
     return sent[0]["provider_message_id"] if sent else None
+
+
+def test_a_lookup_never_claims_a_message_recorded_for_another_send(
+    home: Path, sandbox: Sandbox
+) -> None:
+    # Sam's first entry is texted; his second gets the same text, and Twilio answers 503.
+    assert run(home, sandbox, entry("e1"), journey=UNCAPPED).sent == {"sms": 1}
+    sandbox.fail_next(Fault("twilio", 503))
+    summary = run(home, sandbox, entry("e1"), entry("e2"), journey=UNCAPPED)
+    assert (summary.unknown, summary.reconciled) == ({"sms": 1}, 0)  # e1's text is not e2's
+    state = ledger.read_state(home)
+    assert state.last_status[ref_for("e2").send_key] == "unknown"
+
+
+def test_the_lookup_skips_texts_that_are_not_ours(
+    home: Path, sandbox: Sandbox, clock: list[datetime]
+) -> None:
+    ref = ref_for("e1")
+    clock[0] = T - timedelta(days=1)
+    twilio_accepts(sandbox, "old")  # the same text a day before the attempt: not this one
+    clock[0] = T - timedelta(minutes=1)
+    record(home, ref, "attempted", T - timedelta(minutes=2), attempt=1)
+    twilio_accepts(sandbox, "other", body="Another text entirely.")
+    twilio_accepts(sandbox, "other-number", sender="+14155550199")
+    sandbox.receive_sms(SAM.phone or "", "+14155550100", BODY)  # Sam texts the same words back
+    clock[0] = T
+    summary = run(home, sandbox, entry("e1"))
+    assert (summary.sent, summary.reconciled) == ({"sms": 1}, 0)  # none matched: sent once more
+    assert len(sandbox.received) == 4
+
+
+def test_the_lookup_pages_until_it_finds_ours(home: Path, sandbox: Sandbox) -> None:
+    ref = ref_for("e1")
+    record(home, ref, "attempted", T - timedelta(minutes=2), attempt=1)
+    sid = twilio_accepts(sandbox, ref.send_key)
+    for n in range(3):  # newer texts to Sam come first in the list
+        twilio_accepts(sandbox, f"later-{n}", body=f"Later text {n}.")
+    client = ChannelSettings.for_sandbox(sandbox.base_url).clients()["sms"]
+    assert isinstance(client, TwilioClient)
+    one_per_page = replace(client, page_size=1)
+    message = Message(ref.send_key, "sms", SAM.phone or "", BODY)
+    with httpx.Client() as http:
+        assert one_per_page.find_sent(http, message, T - timedelta(minutes=2), ()) == sid
+        assert one_per_page.find_sent(http, message, T - timedelta(minutes=2), {sid}) is None
+
+
+def test_an_earlier_attempt_found_by_the_lookup_is_sent_not_skipped(
+    home: Path, sandbox: Sandbox
+) -> None:
+    # Sam bought in the meantime (exited), but the text had gone out: the ledger says so.
+    ref = ref_for("e1")
+    record(home, ref, "attempted", T - timedelta(minutes=2), attempt=1)
+    twilio_accepts(sandbox, ref.send_key)
+    exited = replace(entry("e1"), exited_at=T - timedelta(minutes=1))
+    summary = run(home, sandbox, exited)
+    assert (summary.sent, summary.skipped, summary.reconciled) == ({"sms": 1}, {}, 1)
+    assert ledger.read_state(home).last_status[ref.send_key] == "sent"
+
+
+def test_an_attempt_still_unknown_after_one_more_fails_for_good(
+    home: Path, sandbox: Sandbox
+) -> None:
+    ref = ref_for("e1")
+    record(home, ref, "attempted", T - timedelta(hours=2), attempt=1)
+    record(home, ref, "attempted", T - timedelta(hours=1), attempt=2)
+    summary = run(home, sandbox, entry("e1"))
+    assert (summary.gave_up, summary.sent, sandbox.received) == (1, {}, [])
+    state = ledger.read_state(home)
+    assert (state.last_status[ref.send_key], state.attempts[ref.send_key]) == ("failed", 2)
+    # It may have gone out: it still counts toward Sam's cap.
+    assert state.sends_within(SAM.person_id, T, 24) == 1
+
+
+def test_an_unknown_attempt_held_back_by_a_guard_stays_visible(
+    home: Path, sandbox: Sandbox
+) -> None:
+    ref = ref_for("e1")
+    record(home, ref, "attempted", T - timedelta(minutes=2), attempt=1)
+    opted_out = replace(SAM, consent={"sms": "unsubscribed"})
+    summary = run(home, sandbox, entry("e1"), person=opted_out)
+    assert (summary.gave_up, summary.skipped, sandbox.received) == (1, {}, [])
+    assert ledger_line(home, ref.send_key, "failed")["reason_detail"] == (
+        "not sent once more: no_consent"
+    )
+
+
+def test_a_settled_attempt_counts_once_toward_the_cap(home: Path, sandbox: Sandbox) -> None:
+    # Two a day allowed. e1's first attempt was lost and never reached Twilio: sent once more
+    # now, it is one message, not two, so e2 still goes out.
+    two_a_day = replace(JOURNEY, frequency_cap=FrequencyCap(messages=2, per_hours=24))
+    record(home, ref_for("e1"), "attempted", T - timedelta(minutes=2), attempt=1)
+    summary = run(home, sandbox, entry("e1"), entry("e2"), journey=two_a_day)
+    assert (summary.sent, summary.skipped) == ({"sms": 2}, {})
+
+
+def test_a_reconciled_send_counts_toward_the_cap_in_the_same_run(
+    home: Path, sandbox: Sandbox
+) -> None:
+    ref = ref_for("e1")
+    record(home, ref, "attempted", T - timedelta(minutes=2), attempt=1)
+    twilio_accepts(sandbox, ref.send_key)
+    summary = run(home, sandbox, entry("e1"), entry("e2"))
+    assert (summary.reconciled, summary.skipped) == (1, {"capped": 1})
+    assert len(sandbox.received) == 1
+
+
+def ledger_line(home: Path, send_key: str, status: str) -> dict[str, object]:
+    folder = landing.table_dir(home, "ledger", "deliveries")
+    lines = [
+        json.loads(line) for f in folder.glob("*.jsonl") for line in f.read_text().splitlines()
+    ]
+    (line,) = [x for x in lines if x["send_key"] == send_key and x["status"] == status]
+    return line

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import get_args
 
 import pytest
 
@@ -10,6 +11,7 @@ from activations import engine, guards
 from activations.journeys import FrequencyCap, Journey, JourneyDefinitionError, Step, Template
 from activations.ledger import LedgerState, SendRef
 from activations.render import MissingTemplateVariable, render
+from switchyard.tiers import TIERS, TierName
 
 T = datetime(2026, 11, 2, 10, 0)
 TPL = {
@@ -160,6 +162,11 @@ def test_a_step_sent_before_a_merge_is_not_sent_again_under_the_new_id() -> None
     assert [(d.step.name, d.attempt_number) for d in due] == [("first", 2)]  # once more, visibly
     due, _ = engine.due_now(JOURNEY, [entry(person_id="p_unrelated")], state, later)
     assert steps_of(due) == ["first"]
+
+
+def test_every_tier_name_has_one_schedule() -> None:
+    assert set(TIERS) == set(get_args(TierName))
+    assert all(name == tier.name for name, tier in TIERS.items())
 
 
 def test_render_uses_values_then_declared_fallbacks() -> None:

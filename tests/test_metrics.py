@@ -9,6 +9,7 @@ import pytest
 
 from activations import ledger
 from activations.ledger import OUTCOME_UNKNOWN, SkipReason
+from switchyard import landing
 from switchyard.settings import Paths
 from tests.dbt_helpers import dbt_build, query
 
@@ -44,3 +45,21 @@ def test_an_undeclared_skip_reason_fails_the_build(paths: Paths) -> None:
     decide(paths, [("skipped", "because")])
     with pytest.raises(AssertionError, match="accepted_values_stg_ledger__deliveries_reason"):
         dbt_build(paths, METRICS)
+
+
+def test_ledger_lines_from_before_reason_detail_still_build(paths: Paths) -> None:
+    # Earlier runs wrote the missing variable into the reason and had no reason_detail column.
+    ref = ledger.SendRef(ledger.send_key("j", "s", "p0", "e"), "j", "s", "p0", "e")
+    old = {
+        "send_key": ref.send_key, "run_id": "old", "journey": "j", "step": "s",
+        "person_id": "p0", "entry_id": "e", "status": "skipped",
+        "reason": "missing_template_variable:first_name", "recorded_at": T.isoformat(),
+    }  # fmt: skip
+    landing.write_batch(paths.landing, "ledger", "deliveries", [old], prefix="run-old")
+    dbt_build(paths, METRICS)
+    (row,) = query(paths, "select reason, reason_detail from fct_deliveries")
+    assert row == {"reason": "missing_template_variable", "reason_detail": "first_name"}
+    (metrics,) = query(
+        paths, "select skipped_missing_template_variable as n from fct_journey_step_metrics"
+    )
+    assert metrics == {"n": 1}

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
 from datetime import datetime
 from pathlib import Path
 
 import httpx
 import pytest
 
+from activations.channels import Message
 from activations.channels.settings import (
     ChannelSettings,
     ChannelSettingsError,
@@ -17,7 +21,8 @@ from activations.channels.settings import (
 from orchestration.defs.resources import ChannelsResource, WarehouseResource
 from switchyard import cli
 from switchyard.clock import parse_utc
-from switchyard.settings import Paths
+from switchyard.settings import PROJECT_DIR, Paths
+from tests.dbt_helpers import DBT
 
 PROVIDERS = {
     "SWITCHYARD_CHANNELS": "providers",
@@ -65,6 +70,18 @@ def test_demo_without_a_mode_exits_before_doing_anything(
     assert not list(paths.landing.glob("segment/events/sample*"))
 
 
+def test_the_demo_never_sends_its_sample_people_to_real_providers(
+    paths: Paths, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name, value in PROVIDERS.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(SystemExit) as stopped:
+        cli.main(["demo", "--people", "10"])
+    assert stopped.value.code == 2
+    assert "the demo sends to the local sandbox only" in capsys.readouterr().err
+    assert not list(paths.landing.glob("segment/events/sample*"))
+
+
 def test_providers_mode_names_every_missing_variable() -> None:
     with pytest.raises(ChannelSettingsError) as missing:
         ChannelSettings.from_env({"SWITCHYARD_CHANNELS": "providers"})
@@ -106,9 +123,7 @@ def test_sandbox_mode_uses_the_named_sandbox_or_starts_one(tmp_path: Path) -> No
         assert httpx.get(f"{settings.email.base_url}/_sandbox/messages").json() == []
 
 
-def _message(channel: str) -> object:
-    from activations.channels import Message
-
+def _message(channel: str) -> Message:
     recipient = {"email": "a@example.com", "sms": "+14155550123", "push": "tok"}[channel]
     return Message("k", channel, recipient, "body", subject="s", title="t")
 
@@ -138,3 +153,26 @@ def test_warehouse_paths_are_the_ones_dbt_reads(paths: Paths) -> None:
     # Nothing configurable on the resource could point it elsewhere than dbt's profile.
     assert WarehouseResource.model_fields == {}
     assert WarehouseResource().paths() == paths == Paths.from_env()
+
+
+def test_switchyard_home_alone_points_python_and_dbt_at_the_same_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("SWITCHYARD_DUCKDB_PATH", "SWITCHYARD_LANDING_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SWITCHYARD_HOME", str(tmp_path))
+    paths = WarehouseResource().paths()
+    env = {**os.environ, "DBT_TARGET_PATH": str(tmp_path / "target")}  # not the project's manifest
+
+    def dbt(*args: str) -> str:
+        done = subprocess.run(
+            [DBT, *args, "--project-dir", str(PROJECT_DIR), "--profiles-dir", str(PROJECT_DIR)],
+            capture_output=True, text=True, cwd=PROJECT_DIR, env=env, check=True,
+        )  # fmt: skip
+        return done.stdout
+
+    assert f"path: {paths.duckdb}" in dbt("debug")
+    listed = dbt("ls", "-s", "source:preferences.consents", "--output", "json",
+                 "--output-keys", "meta", "--quiet")  # fmt: skip
+    location = json.loads(listed.strip().splitlines()[-1])["meta"]["external_location"]
+    assert f"read_json('{paths.landing}/preferences/consents/*.jsonl'" in location

@@ -95,6 +95,7 @@ class Sender:
         clock: Callable[[], datetime],
         retry: RetryPolicy | None = None,
         limits: dict[str, RateLimiter] | None = None,
+        claimed: dict[str, set[str]] | None = None,
     ) -> None:
         self.http = http
         self.clients = clients
@@ -102,6 +103,9 @@ class Sender:
         self.clock = clock
         self.retry = retry or RetryPolicy()
         self.limits = limits or {}
+        # recipient -> provider message ids that belong to sends already recorded (the ledger's
+        # recent ones, and every one this sender sees): a lookup never claims them for another.
+        self.claimed: dict[str, set[str]] = claimed if claimed is not None else {}
 
     def _client(self, channel: str) -> ChannelClient:
         client = self.clients.get(channel)
@@ -121,18 +125,13 @@ class Sender:
         self._record(ref, message, outcome, attempt_number)
         if outcome.status == "unknown":
             # The provider may list it already; if not, the next run looks again before sending.
-            settled = self.reconcile(ref, message, attempted_at, (), attempt_number)
+            settled = self.reconcile(ref, message, attempted_at, attempt_number)
             if settled is not None:
                 return settled
         return outcome
 
     def reconcile(
-        self,
-        ref: SendRef,
-        message: Message,
-        since: datetime,
-        exclude: Collection[str],
-        attempt_number: int,
+        self, ref: SendRef, message: Message, since: datetime, attempt_number: int
     ) -> Outcome | None:
         """Settle an unknown outcome through the provider's lookup, before any new attempt.
 
@@ -143,6 +142,7 @@ class Sender:
         client = self.clients.get(message.channel)
         if not isinstance(client, Reconciling):
             return None
+        exclude = self.claimed.get(message.recipient, set())
         try:
             found = client.find_sent(self.http, message, since, exclude)
         except (LookupFailed, httpx.TransportError) as exc:
@@ -150,11 +150,13 @@ class Sender:
         else:
             if found is None:
                 return None
-            outcome = Outcome("sent", provider_message_id=found, reason=RECONCILED)
+            outcome = Outcome("sent", provider_message_id=found, reason=RECONCILED, reconciled=True)
         self._record(ref, message, outcome, attempt_number)
         return outcome
 
     def _record(self, ref: SendRef, message: Message, outcome: Outcome, attempt: int) -> None:
+        if outcome.provider_message_id:
+            self.claimed.setdefault(message.recipient, set()).add(outcome.provider_message_id)
         self.ledger.write(
             ref,
             outcome.status,
@@ -213,7 +215,11 @@ class Sender:
             if client.idempotent:
                 raise _Retryable(f"transport error: {exc!r}") from exc
             raise _OutcomeUnknown(f"no response: {exc!r}") from exc
-        if response.status_code == 429:  # never processed (Twilio, SendGrid, FCM all say so)
+        # A 429 refuses the request before any work: Twilio (its docs: never processed, safe to
+        # retry), SendGrid ("you can no longer make requests against that endpoint for the
+        # refresh period", docs: sendgrid/api-reference/how-to-use-the-sendgrid-v3-api/rate-limits),
+        # FCM (QUOTA_EXCEEDED, firebase.google.com/docs/cloud-messaging/error-codes).
+        if response.status_code == 429:
             raise _Retryable("HTTP 429 rate limited", retry_after_seconds(response))
         if response.status_code >= 500:
             if client.idempotent:

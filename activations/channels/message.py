@@ -29,3 +29,4 @@ class Outcome:
     http_status: int | None = None
     provider_message_id: str | None = None
     reason: str | None = None
+    reconciled: bool = False  # an unknown outcome the provider's lookup showed was sent

@@ -3,7 +3,7 @@
 Twilio's Messages create takes no idempotency key (in its published OpenAPI description only the
 Payments and UserDefinedMessages endpoints take `IdempotencyKey`; `I-Twilio-Idempotency-Token` is a
 header Twilio puts on the webhooks it sends to you). So a lost response is settled by listing the
-account's messages to the recipient (`GET .../Messages.json?To=...&DateSent>=...`), never by
+account's messages to the recipient (`GET .../Messages.json?To=...`, see `find_sent`), never by
 sending again blindly.
 """
 
@@ -25,7 +25,6 @@ from activations.channels.responses import failure_reason
 # Our clock and Twilio's disagree a little: a message created this long before our `attempted`
 # line can still be ours.
 CLOCK_SKEW = timedelta(minutes=5)
-LOOKUP_PAGE_SIZE = 100
 LOOKUP_MAX_PAGES = 20
 
 
@@ -39,6 +38,7 @@ class TwilioClient:
     # Twilio POSTs delivery status changes here; the send key rides along as a query parameter
     # so the feedback finds its send.
     status_callback_url: str | None = None
+    page_size: int = 100  # messages per page of a lookup (Twilio allows up to 1,000)
     channel: str = "sms"
     idempotent: bool = False
 
@@ -81,15 +81,16 @@ class TwilioClient:
     def find_sent(
         self, http: httpx.Client, message: Message, since: datetime, exclude: Collection[str]
     ) -> str | None:
-        """Our outbound message to `message.recipient` with this body, created since `since`."""
+        """Our outbound message to `message.recipient` with this body, created since `since`.
+
+        Filtered by To (and From) only, not DateSent: a message Twilio accepted but has not
+        handed on yet is `queued` with no `date_sent`, and it is exactly the one a lost response
+        leaves behind. Twilio lists newest first, so paging stops at the first older message.
+        """
         earliest = since - CLOCK_SKEW
-        params: dict[str, str] | None = {
-            "To": message.recipient,
-            "DateSent>": earliest.date().isoformat(),
-            "PageSize": str(LOOKUP_PAGE_SIZE),
-        }
-        if self.from_number and not self.messaging_service_sid:
-            params["From"] = self.from_number  # type: ignore[index]
+        params: dict[str, str] | None = {"To": message.recipient, "PageSize": str(self.page_size)}
+        if params is not None and self.from_number and not self.messaging_service_sid:
+            params["From"] = self.from_number
         url: str | None = self._messages_url
         for _ in range(LOOKUP_MAX_PAGES):
             if url is None:
@@ -97,35 +98,35 @@ class TwilioClient:
             response = http.get(url, params=params, headers=self._auth_headers)
             if response.status_code != 200:
                 raise LookupFailed(f"Twilio Messages list: {failure_reason(response)}")
-            page = response.json()
-            for resource in page.get("messages") or []:
-                if self._is_ours(resource, message, earliest, exclude):
+            try:
+                page = response.json()
+                resources = list(page["messages"])
+                next_uri = page.get("next_page_uri")
+            except (ValueError, KeyError, TypeError) as exc:
+                raise LookupFailed(f"Twilio Messages list: unreadable answer ({exc!r})") from exc
+            for resource in resources:
+                created = _rfc2822(resource.get("date_created"))
+                if created is not None and created < earliest:
+                    return None  # newest first: everything after this is older still
+                if self._is_ours(resource, message, exclude):
                     return str(resource["sid"])
-            next_uri = page.get("next_page_uri")
-            # next_page_uri carries every filter already, relative to the API's host.
-            url = str(httpx.URL(self.base_url).join(next_uri)) if next_uri else None
+            # next_page_uri carries every filter already; it is a path on the API's host.
+            url = f"{self.base_url.rstrip('/')}{next_uri}" if next_uri else None
             params = None
         raise LookupFailed(
-            f"Twilio Messages list: more than {LOOKUP_MAX_PAGES * LOOKUP_PAGE_SIZE} messages to "
-            f"{message.recipient} since {earliest:%Y-%m-%d}; reconcile this send by hand"
+            f"Twilio Messages list: more than {LOOKUP_MAX_PAGES * self.page_size} messages to "
+            f"{message.recipient} since {earliest:%Y-%m-%d %H:%M}; reconcile this send by hand"
         )
 
     def _is_ours(
-        self,
-        resource: dict[str, Any],
-        message: Message,
-        earliest: datetime,
-        exclude: Collection[str],
+        self, resource: dict[str, Any], message: Message, exclude: Collection[str]
     ) -> bool:
         if resource.get("sid") in exclude or resource.get("direction") != "outbound-api":
             return False
         if resource.get("to") != message.recipient or resource.get("body") != message.body:
             return False
         sender = resource.get("messaging_service_sid" if self.messaging_service_sid else "from")
-        if sender != (self.messaging_service_sid or self.from_number):
-            return False
-        created = _rfc2822(resource.get("date_created"))
-        return created is None or created >= earliest
+        return bool(sender == (self.messaging_service_sid or self.from_number))
 
 
 def _rfc2822(value: object) -> datetime | None:

@@ -14,7 +14,7 @@ from pathlib import Path
 import duckdb
 
 from activations.ledger.keys import SendRef, send_key
-from activations.ledger.vocabulary import COLUMNS, TERMINAL
+from activations.ledger.vocabulary import COLUMNS, OUTCOME_UNKNOWN, TERMINAL, LedgerStatus
 from switchyard import landing
 
 
@@ -29,19 +29,20 @@ class PendingAttempt:
     body: str
     first_attempted_at: datetime  # a provider lookup searches from here
     last_attempted_at: datetime  # it may have gone out then: it counts toward the cap
-    # Provider ids already recorded for other sends to this recipient: a lookup skips them.
-    known_provider_ids: frozenset[str] = frozenset()
 
 
 @dataclass
 class LedgerState:
     """Each key's last status and attempts, sends per person, and attempts still unsettled."""
 
-    last_status: dict[str, str]
+    last_status: dict[str, LedgerStatus]
     attempts: dict[str, int]
     sends_by_person: dict[str, list[datetime]]
     refs: dict[str, SendRef] = field(default_factory=dict)
     pending: dict[str, PendingAttempt] = field(default_factory=dict)
+    # recipient -> provider message ids recorded recently (since a day before the earliest
+    # unsettled attempt or the newest line): a provider lookup must not claim them again.
+    provider_ids: dict[str, set[str]] = field(default_factory=dict)
 
     def is_decided(self, send_key: str) -> bool:
         return self.last_status.get(send_key) in TERMINAL
@@ -107,7 +108,7 @@ def read_state(landing_dir: Path) -> LedgerState:
             """
         )
         rows = con.execute(
-            """
+            f"""
             with ranked as (
                 select *, row_number() over (
                     partition by send_key
@@ -125,8 +126,11 @@ def read_state(landing_dir: Path) -> LedgerState:
                 any_value(step) as step,
                 any_value(person_id) as person_id,
                 any_value(entry_id) as entry_id,
-                -- (attempts without an outcome count against the cap through `pending`)
-                list(line_at) filter (where status = 'sent') as sent_at
+                -- (unsettled attempts count against the cap through `pending`; one given up on
+                -- may have gone out, so it counts too)
+                list(line_at) filter (
+                    where status = 'sent' or (status = 'failed' and reason = '{OUTCOME_UNKNOWN}')
+                ) as sent_at
             from ranked
             group by send_key
             """
@@ -141,14 +145,14 @@ def read_state(landing_dir: Path) -> LedgerState:
         unsettled = [k for k, status in state.last_status.items() if status in _UNSETTLED]
         if unsettled:
             state.pending = _pending_attempts(con, unsettled)
+        state.provider_ids = _recent_provider_ids(con, state.pending.values())
         return state
     finally:
         con.close()
 
 
 def _pending_attempts(con: duckdb.DuckDBPyConnection, keys: list[str]) -> dict[str, PendingAttempt]:
-    """The message each unsettled key attempted (its latest attempt), and the provider ids known
-    for other sends to the same recipients."""
+    """The message each unsettled key attempted (its latest attempt), and when."""
     attempts = con.execute(
         """
         select
@@ -166,27 +170,31 @@ def _pending_attempts(con: duckdb.DuckDBPyConnection, keys: list[str]) -> dict[s
         """,
         [keys],
     ).fetchall()
-    recipients = sorted({row[3] for row in attempts if row[3]})
-    known: dict[str, set[str]] = {}
-    for recipient, provider_id in con.execute(
+    return {
+        key: PendingAttempt(person_id, channel, recipient, subject, body or "", first_at, last_at)
+        for key, person_id, channel, recipient, subject, body, first_at, last_at in attempts
+    }
+
+
+def _recent_provider_ids(
+    con: duckdb.DuckDBPyConnection, pending: Iterable[PendingAttempt]
+) -> dict[str, set[str]]:
+    """Provider ids recorded since a day before the earliest unsettled attempt (or the newest
+    line): every message a lookup this run could come across, and no older ones (memory)."""
+    starts = [p.first_attempted_at for p in pending]
+    (newest,) = con.execute("select max(line_at) from lines").fetchone() or (None,)
+    if newest is None:
+        return {}
+    since = min([*starts, newest]) - timedelta(days=1)
+    rows = con.execute(
         """
         select distinct recipient, provider_message_id
         from lines
-        where provider_message_id is not null and list_contains(?, recipient)
+        where provider_message_id is not null and recipient is not null and line_at >= ?
         """,
-        [recipients],
-    ).fetchall():
+        [since],
+    ).fetchall()
+    known: dict[str, set[str]] = {}
+    for recipient, provider_id in rows:
         known.setdefault(recipient, set()).add(provider_id)
-    return {
-        key: PendingAttempt(
-            person_id,
-            channel,
-            recipient,
-            subject,
-            body or "",
-            first_at,
-            last_at,
-            frozenset(known.get(recipient, ())),
-        )
-        for key, person_id, channel, recipient, subject, body, first_at, last_at in attempts
-    }
+    return known

@@ -16,8 +16,18 @@ select
     channel,
     recipient,
     status as delivery_status,
-    reason,
-    reason_detail,
+    -- Lines written before reason_detail existed said 'missing_template_variable:<name>'.
+    case
+        when reason like 'missing_template_variable:%' then 'missing_template_variable'
+        else reason
+    end as reason,
+    coalesce(
+        reason_detail,
+        case
+            when reason like 'missing_template_variable:%'
+                then {{ dbt.split_part('reason', "':'", 2) }}
+        end
+    ) as reason_detail,
     attempt,
     http_status,
     provider_message_id,
