@@ -88,7 +88,7 @@ def run_journey(
     )
     writer = ledger.LedgerWriter(landing_dir, run_id)
     limits = {ch: RateLimiter(rate) for ch, rate in (rate_limits or {}).items()}
-    sender = Sender(http, clients, writer, clock, retry, limits, claimed=state.provider_ids)
+    sender = Sender(http, clients, writer, clock, retry, limits)
     try:
         deliver(journey, due, skips, audience, state, sender, summary)
     finally:
@@ -109,6 +109,8 @@ def deliver(
     """Settle what was left unknown, record the engine's skips, then send each due step that
     passes the send-time guards. `state` is kept current, so the cap sees this run's sends."""
     clock = sender.clock
+    for recipient, ids in state.provider_ids.items():  # a lookup never claims these again
+        sender.claimed.setdefault(recipient, set()).update(ids)
 
     def settled(ref: SendRef, attempt_number: int) -> bool:
         """True when an earlier attempt's outcome is now known (and recorded)."""

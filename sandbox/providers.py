@@ -212,20 +212,18 @@ def twilio_resource(
     body: str,
     from_number: str | None,
     messaging_service_sid: str | None = None,
-    direction: str = "outbound-api",
 ) -> dict[str, Any]:
-    """A Message resource as Twilio's spec describes it, as it stands when created."""
+    """An outbound Message resource as Twilio's spec describes it, as it stands when created."""
     sid = "SM" + uuid.uuid4().hex
     created = _rfc2822(now)
-    inbound = direction == "inbound"
     return {
         "account_sid": account_sid,
         "api_version": "2010-04-01",
         "body": body,
         "date_created": created,
-        "date_sent": created if inbound else None,
+        "date_sent": None,
         "date_updated": created,
-        "direction": direction,
+        "direction": "outbound-api",
         "error_code": None,
         "error_message": None,
         "from": from_number,
@@ -235,7 +233,7 @@ def twilio_resource(
         "price": None,
         "price_unit": "USD",
         "sid": sid,
-        "status": "received" if inbound else "queued",
+        "status": "queued",
         "to": to,
         "uri": f"/2010-04-01/Accounts/{account_sid}/Messages/{sid}.json",
     }
@@ -244,7 +242,7 @@ def twilio_resource(
 def twilio_as_of(resource: dict[str, Any], now: datetime, send_after: float) -> dict[str, Any]:
     """A message as Twilio lists it later: queued (no date_sent) until it is handed on."""
     created = email.utils.parsedate_to_datetime(resource["date_created"])
-    if resource["direction"] == "inbound" or (now - created).total_seconds() < send_after:
+    if (now - created).total_seconds() < send_after:
         return resource
     sent = _rfc2822(created + timedelta(seconds=send_after))
     return {**resource, "status": "sent", "date_sent": sent, "date_updated": sent}

@@ -86,20 +86,6 @@ class Sandbox:
         with self._lock:
             return list(self._received)
 
-    def receive_sms(self, from_number: str, to: str, body: str) -> str:
-        """Someone texts one of our numbers (a reply, a STOP): Twilio lists it as `inbound`."""
-        resource = providers.twilio_resource(
-            self.credentials.twilio_account_sid,
-            self.clock(),
-            to=to,
-            body=body,
-            from_number=from_number,
-            direction="inbound",
-        )
-        with self._lock:
-            self._twilio_messages.append(resource)
-        return str(resource["sid"])
-
     def fail_next(self, fault: Fault) -> None:
         with self._lock:
             self._faults.append(fault)

@@ -78,7 +78,7 @@ def run(
     due, skips = engine.due_now(journey, entries, state, now)
     writer = ledger.LedgerWriter(home, uuid.uuid4().hex[:8])
     clients = ChannelSettings.for_sandbox(sandbox.base_url).clients()
-    sender = Sender(httpx.Client(), clients, writer, lambda: now, claimed=state.provider_ids)
+    sender = Sender(httpx.Client(), clients, writer, lambda: now)
     summary = RunSummary(journey.name, writer.run_id)
     audience = warehouse.Audience(list(entries), {person.person_id: person}, {})
     try:
@@ -208,11 +208,22 @@ def test_the_lookup_skips_texts_that_are_not_ours(
     record(home, ref, "attempted", T - timedelta(minutes=2), attempt=1)
     twilio_accepts(sandbox, "other", body="Another text entirely.")
     twilio_accepts(sandbox, "other-number", sender="+14155550199")
-    sandbox.receive_sms(SAM.phone or "", "+14155550100", BODY)  # Sam texts the same words back
     clock[0] = T
     summary = run(home, sandbox, entry("e1"))
     assert (summary.sent, summary.reconciled) == ({"sms": 1}, 0)  # none matched: sent once more
     assert len(sandbox.received) == 4
+
+
+def test_a_messaging_service_lookup_checks_the_sender_itself(sandbox: Sandbox) -> None:
+    # Sent through a Messaging Service, the list cannot be filtered by From: the client checks.
+    client = ChannelSettings.for_sandbox(sandbox.base_url).clients()["sms"]
+    assert isinstance(client, TwilioClient)
+    service = replace(client, from_number=None, messaging_service_sid="MG" + "1" * 32)
+    message = Message("k1", "sms", SAM.phone or "", BODY)
+    with httpx.Client() as http:
+        ours = http.send(service.build_request(http, message)).json()["sid"]
+        http.send(client.build_request(http, message))  # the same text from a plain number
+        assert service.find_sent(http, message, T - timedelta(minutes=1), ()) == ours
 
 
 def test_the_lookup_pages_until_it_finds_ours(home: Path, sandbox: Sandbox) -> None:

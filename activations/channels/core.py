@@ -95,7 +95,6 @@ class Sender:
         clock: Callable[[], datetime],
         retry: RetryPolicy | None = None,
         limits: dict[str, RateLimiter] | None = None,
-        claimed: dict[str, set[str]] | None = None,
     ) -> None:
         self.http = http
         self.clients = clients
@@ -105,7 +104,7 @@ class Sender:
         self.limits = limits or {}
         # recipient -> provider message ids that belong to sends already recorded (the ledger's
         # recent ones, and every one this sender sees): a lookup never claims them for another.
-        self.claimed: dict[str, set[str]] = claimed if claimed is not None else {}
+        self.claimed: dict[str, set[str]] = {}
 
     def _client(self, channel: str) -> ChannelClient:
         client = self.clients.get(channel)

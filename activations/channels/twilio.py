@@ -121,6 +121,7 @@ class TwilioClient:
     def _is_ours(
         self, resource: dict[str, Any], message: Message, exclude: Collection[str]
     ) -> bool:
+        # (inbound replies are listed under To=our number, not the recipient's; checked anyway)
         if resource.get("sid") in exclude or resource.get("direction") != "outbound-api":
             return False
         if resource.get("to") != message.recipient or resource.get("body") != message.body:
