@@ -1,0 +1,121 @@
+"""Journey conditions: SQL boolean expressions an analytics engineer writes over profile columns,
+checked against an allow-list and compiled to the warehouse's dialect by sqlglot.
+
+`churn_risk_score >= 0.7 and rfm_segment in ('champions', 'loyal')` is a condition;
+`1 = 1; drop table dim_people`, a subquery, a function off the list or an unknown column is not:
+it is refused at validation time with the offending text. User text is never pasted into SQL:
+the parsed tree is what gets compiled.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.errors import ParseError
+
+# What a condition may be built from. Anything else (Select, Subquery, Anonymous functions,
+# Star, Dot, Command, ...) is refused.
+_ALLOWED: tuple[type[exp.Expression], ...] = (
+    exp.Column,
+    exp.Identifier,
+    exp.Literal,
+    exp.Boolean,
+    exp.Null,
+    exp.Paren,
+    exp.Tuple,
+    exp.And,
+    exp.Or,
+    exp.Not,
+    exp.EQ,
+    exp.NEQ,
+    exp.GT,
+    exp.GTE,
+    exp.LT,
+    exp.LTE,
+    exp.In,
+    exp.Between,
+    exp.Is,
+    exp.Add,
+    exp.Sub,
+    exp.Mul,
+    exp.Div,
+    exp.Neg,
+    exp.Coalesce,
+    exp.CurrentDate,
+    exp.CurrentTimestamp,
+    exp.DateDiff,
+    exp.DateAdd,
+    exp.DateSub,
+    exp.Interval,
+)
+# What the whole condition must be: something true or false.
+_PREDICATES: tuple[type[exp.Expression], ...] = (
+    exp.And, exp.Or, exp.Not, exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE,
+    exp.In, exp.Between, exp.Is, exp.Boolean,
+)  # fmt: skip
+# A bare keyword is only allowed as the unit of an interval or a date function.
+_UNIT_PARENTS = (exp.Interval, exp.DateDiff, exp.DateAdd, exp.DateSub)
+
+
+class ConditionError(ValueError):
+    """A condition that is not allowed; the message quotes the offending text."""
+
+
+@dataclass(frozen=True)
+class Condition:
+    text: str
+    tree: exp.Expression
+
+    @property
+    def columns(self) -> frozenset[str]:
+        return frozenset(c.name for c in self.tree.find_all(exp.Column))
+
+    def sql(self, dialect: str = "duckdb") -> str:
+        """The condition in the target's dialect, every column quoted."""
+        return self.tree.sql(dialect=dialect)
+
+
+def parse_condition(text: str, columns: Collection[str], read_dialect: str = "duckdb") -> Condition:
+    """Parse and check `text`: one boolean expression over `columns` and the allowed operators."""
+    if not text or not text.strip():
+        raise ConditionError("a condition is empty")
+    try:
+        statements = sqlglot.parse(text, read=read_dialect)
+    except ParseError as exc:
+        raise ConditionError(f"condition {text!r} does not parse: {exc}") from None
+    if len(statements) != 1 or statements[0] is None:
+        raise ConditionError(f"condition {text!r} must be one expression, not several statements")
+    tree = statements[0]
+    for node in tree.walk():
+        if node.comments:
+            raise ConditionError(f"condition {text!r}: comments are not allowed")
+        if isinstance(node, exp.Var) and isinstance(node.parent, _UNIT_PARENTS):
+            continue
+        if not isinstance(node, _ALLOWED):
+            raise ConditionError(
+                f"condition {text!r}: {node.sql(dialect=read_dialect)!r} is not allowed "
+                f"({type(node).__name__}); use profile columns, literals, comparisons, "
+                "and/or/not, in, between, is null, coalesce and date arithmetic"
+            )
+        if isinstance(node, exp.In) and node.args.get("query") is not None:
+            raise ConditionError(f"condition {text!r}: a subquery is not allowed")
+        if isinstance(node, exp.Column):
+            if node.table or node.args.get("db") or node.args.get("catalog"):
+                raise ConditionError(
+                    f"condition {text!r}: {node.sql()!r} names a table; use the column alone"
+                )
+            if node.name not in columns:
+                raise ConditionError(
+                    f"condition {text!r}: unknown column {node.name!r}; known: "
+                    f"{', '.join(sorted(columns))}"
+                )
+    top = tree.unnest() if isinstance(tree, exp.Paren) else tree
+    if not isinstance(top, _PREDICATES):
+        raise ConditionError(f"condition {text!r} is not a true/false expression")
+    quoted = tree.transform(
+        lambda n: exp.column(n.name, quoted=True) if isinstance(n, exp.Column) else n
+    )
+    return Condition(text, quoted)
