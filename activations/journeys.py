@@ -7,9 +7,13 @@ dbt manifest so the engine never names a particular journey.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any, cast
+
+import jsonschema
 
 from switchyard.tiers import TIERS, TierName
 
@@ -58,20 +62,19 @@ class Journey:
         return frozenset(c for step in self.steps for c in step.channels)
 
     @classmethod
-    def from_meta(cls, audience_model: str, meta: dict[str, Any]) -> Journey:
-        where = f"journey declared on model {audience_model!r}"
-        try:
-            name = meta["name"]
-            raw_steps = meta["steps"]
-        except KeyError as missing:
-            raise JourneyDefinitionError(f"{where}: missing key {missing}") from None
-        steps = tuple(_parse_step(where, s) for s in raw_steps)
-        if not steps:
-            raise JourneyDefinitionError(f"{where}: declares no steps")
+    def from_meta(
+        cls, audience_model: str, meta: dict[str, Any], declared_in: str | None = None
+    ) -> Journey:
+        where = f"journey declared on model {audience_model!r}" + (
+            f" in {declared_in}" if declared_in else ""
+        )
+        _check_against_schema(where, meta)
+        name = meta["name"]
+        steps = tuple(_parse_step(where, s) for s in meta["steps"])
         if len({s.name for s in steps}) != len(steps):
             raise JourneyDefinitionError(f"{where}: step names must be unique")
         tier = meta.get("tier", "hours")
-        if tier not in TIERS:
+        if tier not in TIERS:  # the schema's list is checked against TIERS by a test
             raise JourneyDefinitionError(
                 f"{where}: unknown tier {tier!r}; a journey runs in one of {sorted(TIERS)}"
             )
@@ -89,17 +92,35 @@ class Journey:
         )
 
 
+SCHEMA_PATH = Path(__file__).with_name("journey.schema.json")
+
+
+@cache
+def journey_schema() -> dict[str, Any]:
+    """The declaration's JSON Schema (editors can use it too: activations/journey.schema.json)."""
+    schema: dict[str, Any] = json.loads(SCHEMA_PATH.read_text())
+    return schema
+
+
+def _check_against_schema(where: str, meta: dict[str, Any]) -> None:
+    validator = jsonschema.Draft202012Validator(journey_schema())
+    errors = sorted(validator.iter_errors(meta), key=lambda e: [str(p) for p in e.absolute_path])
+    if errors:
+        lines = [f"{_path(e.absolute_path) or '(the declaration)'}: {e.message}" for e in errors]
+        raise JourneyDefinitionError(f"{where}:\n  " + "\n  ".join(lines))
+
+
+def _path(parts: Iterable[str | int]) -> str:
+    """['steps', 0, 'channels'] -> 'steps[0].channels'"""
+    out = ""
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
 def _parse_step(where: str, raw: dict[str, Any]) -> Step:
-    name = raw.get("name")
-    if not name:
-        raise JourneyDefinitionError(f"{where}: a step has no name")
-    channels = tuple(raw.get("channels", []))
-    unknown = [c for c in channels if c not in CHANNELS]
-    if not channels or unknown:
-        raise JourneyDefinitionError(
-            f"{where}, step {name!r}: channels must be a non-empty list of {CHANNELS}, "
-            f"got {channels}"
-        )
+    name = raw["name"]
+    channels = tuple(raw["channels"])
     templates = {ch: Template(**tpl) for ch, tpl in (raw.get("templates") or {}).items()}
     missing = [c for c in channels if c not in templates]
     if missing:
@@ -125,7 +146,11 @@ def load_journeys(manifest_path: Path) -> list[Journey]:
         )
     manifest = json.loads(manifest_path.read_text())
     journeys = [
-        Journey.from_meta(node["name"], node["config"]["meta"]["journey"])
+        Journey.from_meta(
+            node["name"],
+            node["config"]["meta"]["journey"],
+            declared_in=(node.get("patch_path") or "").removeprefix("switchyard://") or None,
+        )
         for node in manifest["nodes"].values()
         if node.get("resource_type") == "model"
         and node.get("config", {}).get("meta", {}).get("journey")

@@ -34,7 +34,7 @@ class RunSummary:
     # per reason
     skipped: Counter[str] = field(default_factory=Counter)
     reconciled: int = 0  # unknown outcomes the provider's lookup showed were sent
-    gave_up: int = 0  # unknown outcomes not sent again, failed as outcome_unknown
+    gave_up: int = 0  # unknown outcomes not sent again, failed as outcome_unknown (channel-less)
 
     def count(self, channel: str, outcome: Outcome) -> None:
         {"sent": self.sent, "failed": self.failed, "unknown": self.unknown}[outcome.status][
@@ -49,7 +49,7 @@ class RunSummary:
             "sent": sum(self.sent.values()),
             **{f"sent_{k}": v for k, v in sorted(self.sent.items())},
             "reconciled": self.reconciled,
-            "failed": sum(self.failed.values()),
+            "failed": sum(self.failed.values()) + self.gave_up,
             "failed_outcome_unknown": self.gave_up,
             "unknown_outcome": sum(self.unknown.values()),
             "skipped": sum(self.skipped.values()),
@@ -112,16 +112,20 @@ def deliver(
     for recipient, ids in state.provider_ids.items():  # a lookup never claims these again
         sender.claimed.setdefault(recipient, set()).update(ids)
 
+    absent: set[str] = set()  # unsettled keys the provider's lookup says it never got
+
     def settled(ref: SendRef, attempt_number: int) -> bool:
         """True when an earlier attempt's outcome is now known (and recorded)."""
         pending = state.pending.get(ref.send_key)
         if pending is None:
             return False
-        message = Message(
-            ref.send_key, pending.channel, pending.recipient, pending.body, subject=pending.subject
+        outcome = sender.reconcile(
+            ref, pending.message(ref.send_key), pending.first_attempted_at, attempt_number
         )
-        outcome = sender.reconcile(ref, message, pending.first_attempted_at, attempt_number)
         if outcome is None:
+            if sender.can_look_up(pending.channel):
+                absent.add(ref.send_key)
+                state.settle(ref.send_key)  # not sent: it no longer counts toward the cap
             return False
         summary.count(pending.channel, outcome)
         if outcome.status == "sent":
@@ -130,11 +134,16 @@ def deliver(
         return True
 
     def hold(ref: SendRef, reason: SkipReason | str, detail: str | None = None) -> None:
-        """Not sent now. A key whose earlier attempt may have gone out is not 'skipped' (that
-        would hide it): it is failed as outcome_unknown, and keeps counting toward the cap."""
-        if ref.send_key in state.pending or not isinstance(reason, SkipReason):
+        """Not sent now. A key whose earlier attempt may have gone out (no lookup could say it did
+        not) is not 'skipped', which would hide it: it is failed as outcome_unknown, with the
+        attempted message, and keeps counting toward the cap."""
+        pending = state.pending.get(ref.send_key)
+        if pending is not None or not isinstance(reason, SkipReason):
             why = f"not sent once more: {reason}" if isinstance(reason, SkipReason) else detail
-            sender.ledger.write(ref, "failed", clock(), reason=OUTCOME_UNKNOWN, reason_detail=why)
+            attempted = sender.ledger_columns(pending.message(ref.send_key)) if pending else {}
+            sender.ledger.write(
+                ref, "failed", clock(), reason=OUTCOME_UNKNOWN, reason_detail=why, **attempted
+            )
             summary.gave_up += 1
             return
         sender.ledger.write(ref, "skipped", clock(), reason=reason, reason_detail=detail)

@@ -265,7 +265,7 @@ def _date_filter(name: str, value: str) -> tuple[str, date] | str:
 def twilio_messages_list(
     req: Request, creds: SandboxCredentials, account_sid: str, store: list[dict[str, Any]]
 ) -> Reply:
-    """`GET .../Messages.json` with To, From, DateSent(<,>) filters, newest first, paged."""
+    """`GET .../Messages.json` with To, From, DateSent(<,>) filters, by DateSent, paged."""
     if _twilio_unauthorized(req, creds, account_sid):
         return _twilio_error(401, 20003, "Authenticate")
     query = {k: v[0] for k, v in parse_qs(req.query, keep_blank_values=True).items()}
@@ -301,12 +301,14 @@ def twilio_messages_list(
                 return False
         return True
 
-    newest_first = sorted(
-        reversed(store),
-        key=lambda m: email.utils.parsedate_to_datetime(m["date_created"]),
-        reverse=True,
+    # Twilio sorts the list by DateSent, most recent first. Where messages not sent yet (no
+    # date_sent) fall is not documented: here they come last, the harder case for a lookup.
+    sent = [m for m in reversed(store) if m["date_sent"]]
+    by_date_sent = sorted(
+        sent, key=lambda m: email.utils.parsedate_to_datetime(m["date_sent"]), reverse=True
     )
-    found = [m for m in newest_first if matches(m)]
+    queued = [m for m in reversed(store) if not m["date_sent"]]
+    found = [m for m in [*by_date_sent, *queued] if matches(m)]
     chunk = found[page * page_size : (page + 1) * page_size]
     base = f"/2010-04-01/Accounts/{account_sid}/Messages.json"
     kept = {k: v for k, v in query.items() if k not in ("Page", "PageToken", "PageSize")}

@@ -39,7 +39,9 @@ class Fault:
     """Answer the next `count` requests to `provider` with `status` (and Retry-After, if set).
 
     With `lose_response`, the provider processes the request as usual and then the connection
-    closes without an answer: the lost response a sender must not retry blindly.
+    closes without an answer: the lost response a sender must not retry blindly. With
+    `after_processing`, it processes the request and then answers `status` (a 5xx from a provider
+    that had already accepted the message).
     """
 
     provider: str
@@ -47,6 +49,7 @@ class Fault:
     count: int = 1
     retry_after: float | None = None
     lose_response: bool = False
+    after_processing: bool = False
 
 
 class Sandbox:
@@ -62,7 +65,8 @@ class Sandbox:
         twilio_send_after_seconds: float = 1.0,
     ) -> None:
         """`clock` (aware, UTC) stamps what the providers stamp; Twilio lists a new message as
-        `queued`, without a `date_sent`, for `twilio_send_after_seconds`, then as `sent`."""
+        `queued`, without a `date_sent`, for `twilio_send_after_seconds` (as set when the message
+        is created; change it to make queue times differ), then as `sent`."""
         self.credentials = credentials
         self.clock = clock
         self.twilio_send_after_seconds = twilio_send_after_seconds
@@ -70,6 +74,7 @@ class Sandbox:
         self._received: list[Received] = []
         self._faults: list[Fault] = []
         self._twilio_messages: list[dict[str, Any]] = []
+        self._twilio_send_after: dict[str, float] = {}  # sid -> its queue time, as created
         self._lock = threading.Lock()
         self.requests_seen = 0
         self._server = ThreadingHTTPServer((host, port), self._handler_class())
@@ -130,18 +135,20 @@ class Sandbox:
             )
         provider, handler = route
         fault = self._take_fault(provider)
-        if fault is not None and not fault.lose_response:
-            headers = (
-                {"Retry-After": f"{fault.retry_after:g}"} if fault.retry_after is not None else {}
-            )
-            return Reply(fault.status, {"error": "injected fault", "status": fault.status}, headers)
-        reply = handler(req)
-        with self._lock:
-            self._twilio_messages.extend(reply.twilio_resources)
-        self._record(reply.accepted)
-        if fault is not None:
+        processes = fault is None or fault.lose_response or fault.after_processing
+        if processes:
+            reply = handler(req)
+            with self._lock:
+                for resource in reply.twilio_resources:
+                    self._twilio_messages.append(resource)
+                    self._twilio_send_after[resource["sid"]] = self.twilio_send_after_seconds
+            self._record(reply.accepted)
+        if fault is None:
+            return reply
+        if fault.lose_response:
             return Reply(LOST)
-        return reply
+        headers = {"Retry-After": f"{fault.retry_after:g}"} if fault.retry_after is not None else {}
+        return Reply(fault.status, {"error": "injected fault", "status": fault.status}, headers)
 
     def _route(self, req: Request) -> tuple[str, Callable[[Request], Reply]] | None:
         creds = self.credentials
@@ -161,9 +168,12 @@ class Sandbox:
         return None
 
     def _list_twilio(self, req: Request, account_sid: str) -> Reply:
-        now, after = self.clock(), self.twilio_send_after_seconds
+        now = self.clock()
         with self._lock:
-            store = [providers.twilio_as_of(m, now, after) for m in self._twilio_messages]
+            store = [
+                providers.twilio_as_of(m, now, self._twilio_send_after[m["sid"]])
+                for m in self._twilio_messages
+            ]
         return providers.twilio_messages_list(req, self.credentials, account_sid, store)
 
     def _take_fault(self, provider: str) -> Fault | None:

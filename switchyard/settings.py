@@ -19,11 +19,16 @@ class Paths:
 
     @classmethod
     def from_env(cls) -> Paths:
-        home = Path(os.environ.get("SWITCHYARD_HOME", PROJECT_DIR / "var")).resolve()
-        landing = Path(os.environ.get("SWITCHYARD_LANDING_DIR", home / "landing")).resolve()
-        duckdb = Path(
-            os.environ.get("SWITCHYARD_DUCKDB_PATH", home / "switchyard.duckdb")
-        ).resolve()
+        """A relative path is relative to the project folder, where dbt runs and resolves it too
+        (profiles.yml and the sources read the same variables with the same defaults)."""
+
+        def at(variable: str, default: Path) -> Path:
+            value = os.environ.get(variable)
+            return (PROJECT_DIR / value).resolve() if value else default.resolve()
+
+        home = at("SWITCHYARD_HOME", PROJECT_DIR / "var")
+        landing = at("SWITCHYARD_LANDING_DIR", home / "landing")
+        duckdb = at("SWITCHYARD_DUCKDB_PATH", home / "switchyard.duckdb")
         return cls(home=home, landing=landing, duckdb=duckdb)
 
     def export(self) -> None:

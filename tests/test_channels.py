@@ -109,7 +109,7 @@ def test_twilio_lookup_and_sandbox_list_match_published_spec(
     assert dict(lookup.url.params) == {
         "To": SMS.recipient,
         "From": "+14155550100",
-        "PageSize": "100",
+        "PageSize": "1000",
     }
     response = httpx.get(lookup.url, headers=lookup.headers)
     schema = spec_schema(

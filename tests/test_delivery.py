@@ -16,6 +16,7 @@ import pytest
 
 from activations import engine, guards, ledger, warehouse
 from activations.channels import ChannelSettings, Message, Sender
+from activations.channels.core import LookupFailed
 from activations.channels.twilio import TwilioClient
 from activations.journeys import FrequencyCap, Journey, Step, Template
 from activations.run import RunSummary, deliver
@@ -271,14 +272,34 @@ def test_an_attempt_still_unknown_after_one_more_fails_for_good(
 def test_an_unknown_attempt_held_back_by_a_guard_stays_visible(
     home: Path, sandbox: Sandbox
 ) -> None:
+    # An email whose answer was lost (SendGrid has no lookup), then Sam opts out: it may have
+    # gone out, so it is not 'skipped' but failed as outcome_unknown, with what was attempted.
+    ref = ref_for("e1")
+    writer = ledger.LedgerWriter(home, "earlier")
+    writer.write(ref, "attempted", T - timedelta(minutes=2), attempt=1, channel="email",
+                 recipient="sam@example.com", subject="Your cart", body=BODY)  # fmt: skip
+    writer.close()
+    opted_out = replace(SAM, consent={"sms": "unsubscribed"})
+    summary = run(home, sandbox, entry("e1"), person=opted_out)
+    assert (summary.gave_up, summary.skipped, sandbox.received) == (1, {}, [])
+    line = ledger_line(home, ref.send_key, "failed")
+    assert (line["reason"], line["reason_detail"]) == (
+        "outcome_unknown",
+        "not sent once more: no_consent",
+    )
+    assert (line["channel"], line["recipient"]) == ("email", "sam@example.com")
+    assert ledger.read_state(home).sends_within(SAM.person_id, T, 24) == 1
+
+
+def test_an_sms_twilio_never_got_is_skipped_like_any_other(home: Path, sandbox: Sandbox) -> None:
+    # Twilio's list shows the lost attempt never arrived: an opt-out now skips it, and it does
+    # not count toward the cap.
     ref = ref_for("e1")
     record(home, ref, "attempted", T - timedelta(minutes=2), attempt=1)
     opted_out = replace(SAM, consent={"sms": "unsubscribed"})
     summary = run(home, sandbox, entry("e1"), person=opted_out)
-    assert (summary.gave_up, summary.skipped, sandbox.received) == (1, {}, [])
-    assert ledger_line(home, ref.send_key, "failed")["reason_detail"] == (
-        "not sent once more: no_consent"
-    )
+    assert (summary.gave_up, summary.skipped, sandbox.received) == (0, {"no_consent": 1}, [])
+    assert ledger.read_state(home).sends_within(SAM.person_id, T, 24) == 0
 
 
 def test_a_settled_attempt_counts_once_toward_the_cap(home: Path, sandbox: Sandbox) -> None:
@@ -308,3 +329,88 @@ def ledger_line(home: Path, send_key: str, status: str) -> dict[str, object]:
     ]
     (line,) = [x for x in lines if x["send_key"] == send_key and x["status"] == status]
     return line
+
+
+def test_a_message_accepted_before_a_5xx_is_found_at_once(home: Path, sandbox: Sandbox) -> None:
+    sandbox.fail_next(Fault("twilio", 503, after_processing=True))  # took it, then answered 503
+    summary = run(home, sandbox, entry("e1"))
+    assert (summary.sent, summary.reconciled, len(sandbox.received)) == ({"sms": 1}, 1, 1)
+
+
+def test_the_lookup_reads_past_older_texts_sent_later(
+    home: Path, sandbox: Sandbox, clock: list[datetime]
+) -> None:
+    # Twilio orders its list by date sent. A text created 20 minutes ago but held in Twilio's
+    # queue until a minute ago comes before ours (still queued): the lookup reads on.
+    ref = ref_for("e1")
+    sandbox.twilio_send_after_seconds = 19 * 60
+    clock[0] = T - timedelta(minutes=20)
+    twilio_accepts(sandbox, "older", body="An older text.")
+    sandbox.twilio_send_after_seconds = 3600
+    clock[0] = T - timedelta(minutes=2)
+    record(home, ref, "attempted", T - timedelta(minutes=2), attempt=1)
+    sid = twilio_accepts(sandbox, ref.send_key)
+    clock[0] = T
+    client = ChannelSettings.for_sandbox(sandbox.base_url).clients()["sms"]
+    assert isinstance(client, TwilioClient)
+    message = Message(ref.send_key, "sms", SAM.phone or "", BODY)
+    with httpx.Client() as http:
+        listed = http.get(
+            f"{sandbox.base_url}/2010-04-01/Accounts/{client.account_sid}/Messages.json",
+            params={"To": SAM.phone or ""},
+            headers={"authorization": client.build_request(http, message).headers["authorization"]},
+        ).json()["messages"]
+        assert [m["body"] for m in listed] == ["An older text.", BODY]
+        assert (
+            replace(client, page_size=1).find_sent(http, message, T - timedelta(minutes=2), ())
+            == sid
+        )
+
+
+def test_a_lookup_past_its_page_limit_fails_instead_of_guessing(
+    home: Path, sandbox: Sandbox
+) -> None:
+    for n in range(3):
+        twilio_accepts(sandbox, f"other-{n}", body=f"Text {n}.")
+    client = ChannelSettings.for_sandbox(sandbox.base_url).clients()["sms"]
+    assert isinstance(client, TwilioClient)
+    message = Message("k", "sms", SAM.phone or "", BODY)
+    with httpx.Client() as http, pytest.raises(LookupFailed, match="more than 2 messages"):
+        replace(client, page_size=1, max_pages=2).find_sent(http, message, T, ())
+    with httpx.Client() as http:  # within the limit, the same lookup answers: not there
+        assert replace(client, page_size=1, max_pages=4).find_sent(http, message, T, ()) is None
+
+
+def test_a_clock_a_little_behind_twilios_still_finds_the_message(
+    home: Path, sandbox: Sandbox, clock: list[datetime]
+) -> None:
+    # Twilio stamped the message a minute before our own `attempted` line (clocks differ).
+    ref = ref_for("e1")
+    clock[0] = T - timedelta(minutes=3)
+    twilio_accepts(sandbox, ref.send_key)
+    clock[0] = T
+    record(home, ref, "attempted", T - timedelta(minutes=2), attempt=1)
+    assert run(home, sandbox, entry("e1")).reconciled == 1
+
+
+def test_the_lookup_searches_from_the_first_attempt(
+    home: Path, sandbox: Sandbox, clock: list[datetime]
+) -> None:
+    # Two attempts, both unanswered; Twilio got the first. Found, it is sent, not failed.
+    ref = ref_for("e1")
+    clock[0] = T - timedelta(hours=3)
+    twilio_accepts(sandbox, ref.send_key)
+    clock[0] = T
+    record(home, ref, "attempted", T - timedelta(hours=3), attempt=1)
+    record(home, ref, "attempted", T - timedelta(hours=2), attempt=2)
+    summary = run(home, sandbox, entry("e1"))
+    assert (summary.reconciled, summary.gave_up, len(sandbox.received)) == (1, 0, 1)
+
+
+def test_a_reconciled_send_is_counted_once_toward_the_cap(home: Path, sandbox: Sandbox) -> None:
+    two_a_day = replace(JOURNEY, frequency_cap=FrequencyCap(messages=2, per_hours=24))
+    ref = ref_for("e1")
+    record(home, ref, "attempted", T - timedelta(minutes=2), attempt=1)
+    twilio_accepts(sandbox, ref.send_key)
+    summary = run(home, sandbox, entry("e1"), entry("e2"), journey=two_a_day)
+    assert (summary.reconciled, summary.sent, summary.skipped) == (1, {"sms": 2}, {})

@@ -15,7 +15,8 @@ import stamina
 
 from activations.channels.message import Message, Outcome
 from activations.channels.policy import RateLimiter, RetryPolicy
-from activations.ledger import LedgerWriter, SendRef
+from activations.ledger.keys import SendRef
+from activations.ledger.writer import LedgerWriter
 
 RECONCILED = "reconciled: found by the provider's message lookup"
 
@@ -106,6 +107,20 @@ class Sender:
         # recent ones, and every one this sender sees): a lookup never claims them for another.
         self.claimed: dict[str, set[str]] = {}
 
+    def can_look_up(self, channel: str) -> bool:
+        """Whether the channel's provider can say if it accepted a message (Twilio can)."""
+        return isinstance(self.clients.get(channel), Reconciling)
+
+    @staticmethod
+    def ledger_columns(message: Message) -> dict[str, Any]:
+        """The columns every ledger line about a message repeats."""
+        return {
+            "channel": message.channel,
+            "recipient": message.recipient,
+            "subject": message.subject or message.title,
+            "body": message.body,
+        }
+
     def _client(self, channel: str) -> ChannelClient:
         client = self.clients.get(channel)
         if client is None:
@@ -116,7 +131,9 @@ class Sender:
         client = self._client(message.channel)
         # Written (and fsynced) before the call: a crash after this line is visible as 'unknown'.
         attempted_at = self.clock()
-        self.ledger.write(ref, "attempted", attempted_at, attempt=attempt_number, **_lines(message))
+        self.ledger.write(
+            ref, "attempted", attempted_at, attempt=attempt_number, **self.ledger_columns(message)
+        )
         try:
             outcome = self._call(client, message)
         except _OutcomeUnknown as unknown:
@@ -164,7 +181,7 @@ class Sender:
             http_status=outcome.http_status,
             provider_message_id=outcome.provider_message_id,
             reason=outcome.reason,
-            **_lines(message),
+            **self.ledger_columns(message),
         )
 
     def _call(self, client: ChannelClient, message: Message) -> Outcome:
@@ -214,10 +231,12 @@ class Sender:
             if client.idempotent:
                 raise _Retryable(f"transport error: {exc!r}") from exc
             raise _OutcomeUnknown(f"no response: {exc!r}") from exc
-        # A 429 refuses the request before any work: Twilio (its docs: never processed, safe to
-        # retry), SendGrid ("you can no longer make requests against that endpoint for the
-        # refresh period", docs: sendgrid/api-reference/how-to-use-the-sendgrid-v3-api/rate-limits),
-        # FCM (QUOTA_EXCEEDED, firebase.google.com/docs/cloud-messaging/error-codes).
+        # A 429 refuses the request before any work. Twilio: error 20429, "never processed, safe
+        # to retry" (twilio.com/docs/api/errors/20429). SendGrid: a limited endpoint takes no
+        # requests for the rest of the refresh period (twilio.com/docs/sendgrid/api-reference/
+        # how-to-use-the-sendgrid-v3-api/rate-limits). FCM: QUOTA_EXCEEDED, the sending limit
+        # refused the message; retry with backoff (firebase.google.com/docs/cloud-messaging/
+        # error-codes).
         if response.status_code == 429:
             raise _Retryable("HTTP 429 rate limited", retry_after_seconds(response))
         if response.status_code >= 500:
@@ -225,13 +244,3 @@ class Sender:
                 raise _Retryable(f"HTTP {response.status_code}", retry_after_seconds(response))
             raise _OutcomeUnknown(f"HTTP {response.status_code}", response.status_code)
         return response
-
-
-def _lines(message: Message) -> dict[str, Any]:
-    """The columns every ledger line of a message repeats."""
-    return {
-        "channel": message.channel,
-        "recipient": message.recipient,
-        "subject": message.subject or message.title,
-        "body": message.body,
-    }

@@ -25,7 +25,6 @@ from activations.channels.responses import failure_reason
 # Our clock and Twilio's disagree a little: a message created this long before our `attempted`
 # line can still be ours.
 CLOCK_SKEW = timedelta(minutes=5)
-LOOKUP_MAX_PAGES = 20
 
 
 @dataclass(frozen=True)
@@ -38,7 +37,8 @@ class TwilioClient:
     # Twilio POSTs delivery status changes here; the send key rides along as a query parameter
     # so the feedback finds its send.
     status_callback_url: str | None = None
-    page_size: int = 100  # messages per page of a lookup (Twilio allows up to 1,000)
+    page_size: int = 1000  # messages per page of a lookup (Twilio's maximum)
+    max_pages: int = 20
     channel: str = "sms"
     idempotent: bool = False
 
@@ -85,49 +85,69 @@ class TwilioClient:
 
         Filtered by To (and From) only, not DateSent: a message Twilio accepted but has not
         handed on yet is `queued` with no `date_sent`, and it is exactly the one a lost response
-        leaves behind. Twilio lists newest first, so paging stops at the first older message.
+        leaves behind. Twilio orders the list by DateSent, not by creation, and where queued
+        messages fall in it is not documented, so every page is read (up to `max_pages`; past
+        that the lookup fails rather than guess).
         """
         earliest = since - CLOCK_SKEW
         params: dict[str, str] | None = {"To": message.recipient, "PageSize": str(self.page_size)}
         if params is not None and self.from_number and not self.messaging_service_sid:
             params["From"] = self.from_number
         url: str | None = self._messages_url
-        for _ in range(LOOKUP_MAX_PAGES):
+        for _ in range(self.max_pages):
             if url is None:
                 return None
             response = http.get(url, params=params, headers=self._auth_headers)
             if response.status_code != 200:
                 raise LookupFailed(f"Twilio Messages list: {failure_reason(response)}")
-            try:
-                page = response.json()
-                resources = list(page["messages"])
-                next_uri = page.get("next_page_uri")
-            except (ValueError, KeyError, TypeError) as exc:
-                raise LookupFailed(f"Twilio Messages list: unreadable answer ({exc!r})") from exc
+            resources, next_uri = _read_page(response)
             for resource in resources:
-                created = _rfc2822(resource.get("date_created"))
-                if created is not None and created < earliest:
-                    return None  # newest first: everything after this is older still
-                if self._is_ours(resource, message, exclude):
+                if self._is_ours(resource, message, earliest, exclude):
                     return str(resource["sid"])
             # next_page_uri carries every filter already; it is a path on the API's host.
             url = f"{self.base_url.rstrip('/')}{next_uri}" if next_uri else None
             params = None
+        if url is None:
+            return None
         raise LookupFailed(
-            f"Twilio Messages list: more than {LOOKUP_MAX_PAGES * self.page_size} messages to "
-            f"{message.recipient} since {earliest:%Y-%m-%d %H:%M}; reconcile this send by hand"
+            f"Twilio Messages list: more than {self.max_pages * self.page_size} messages to "
+            f"{message.recipient}; reconcile this send by hand"
         )
 
     def _is_ours(
-        self, resource: dict[str, Any], message: Message, exclude: Collection[str]
+        self,
+        resource: dict[str, Any],
+        message: Message,
+        earliest: datetime,
+        exclude: Collection[str],
     ) -> bool:
         # (inbound replies are listed under To=our number, not the recipient's; checked anyway)
-        if resource.get("sid") in exclude or resource.get("direction") != "outbound-api":
+        if resource["sid"] in exclude or resource.get("direction") != "outbound-api":
             return False
         if resource.get("to") != message.recipient or resource.get("body") != message.body:
             return False
         sender = resource.get("messaging_service_sid" if self.messaging_service_sid else "from")
-        return bool(sender == (self.messaging_service_sid or self.from_number))
+        if sender != (self.messaging_service_sid or self.from_number):
+            return False
+        created = _rfc2822(resource.get("date_created"))
+        return created is not None and created >= earliest
+
+
+def _read_page(response: httpx.Response) -> tuple[list[dict[str, Any]], str | None]:
+    """The page's messages and next page, or LookupFailed when the answer is not that shape."""
+    try:
+        page = response.json()
+        resources = page["messages"]
+        next_uri = page.get("next_page_uri")
+        if not isinstance(resources, list) or not all(
+            isinstance(r, dict) and isinstance(r.get("sid"), str) for r in resources
+        ):
+            raise TypeError("messages is not a list of Message resources with a sid")
+        if next_uri is not None and not isinstance(next_uri, str):
+            raise TypeError("next_page_uri is not a string")
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise LookupFailed(f"Twilio Messages list: unreadable answer ({exc})") from exc
+    return resources, next_uri
 
 
 def _rfc2822(value: object) -> datetime | None:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import duckdb
 
+from activations.channels.message import Message
 from activations.ledger.keys import SendRef, send_key
 from activations.ledger.vocabulary import COLUMNS, OUTCOME_UNKNOWN, TERMINAL, LedgerStatus
 from switchyard import landing
@@ -29,6 +30,10 @@ class PendingAttempt:
     body: str
     first_attempted_at: datetime  # a provider lookup searches from here
     last_attempted_at: datetime  # it may have gone out then: it counts toward the cap
+
+    def message(self, send_key: str) -> Message:
+        """The message as it was attempted: what a provider lookup must find."""
+        return Message(send_key, self.channel, self.recipient, self.body, subject=self.subject)
 
 
 @dataclass
