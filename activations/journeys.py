@@ -48,6 +48,15 @@ class FrequencyCap:
 
 
 @dataclass(frozen=True)
+class EntryRule:
+    """Who enters: `event`, unless `unless` follows within `within_minutes` (the audience SQL)."""
+
+    event: str
+    unless: str | None = None
+    within_minutes: int = 0
+
+
+@dataclass(frozen=True)
 class Journey:
     name: str
     audience_model: str
@@ -55,6 +64,7 @@ class Journey:
     steps: tuple[Step, ...]
     exit_on: tuple[str, ...]
     frequency_cap: FrequencyCap | None
+    entry: EntryRule | None = None
 
     @property
     def channels(self) -> frozenset[str]:
@@ -89,7 +99,43 @@ class Journey:
             frequency_cap=FrequencyCap(int(cap["messages"]), float(cap["per_hours"]))
             if cap
             else None,
+            entry=EntryRule(**meta["entry"]) if meta.get("entry") else None,
         )
+
+    def outline(self) -> str:
+        """The journey as text: what `switchyard journeys show` prints."""
+        lines = [f"journey {self.name}  (tier {self.tier}; audience {self.audience_model})"]
+        if self.entry:
+            unless = (
+                f", unless {self.entry.unless} within {self.entry.within_minutes} min"
+                if self.entry.unless
+                else ""
+            )
+            lines.append(f"  entry    {self.entry.event}{unless}")
+        if self.exit_on:
+            lines.append(f"  exit on  {', '.join(self.exit_on)}")
+        if self.frequency_cap:
+            cap = self.frequency_cap
+            lines.append(f"  cap      {cap.messages} per {cap.per_hours:g} h, across every journey")
+        for n, step in enumerate(self.steps, 1):
+            expires = (
+                f", expires after {step.expires_after_hours:g} h"
+                if step.expires_after_hours
+                else ""
+            )
+            lines.append(
+                f"  {n}. {step.name}: at entry + {_duration(step.wait_minutes)}{expires}; "
+                f"{', else '.join(step.channels)}"
+            )
+        return "\n".join(lines)
+
+
+def _duration(minutes: int) -> str:
+    if minutes and minutes % 1440 == 0:
+        return f"{minutes // 1440} d"
+    if minutes and minutes % 60 == 0:
+        return f"{minutes // 60} h"
+    return f"{minutes} min"
 
 
 SCHEMA_PATH = Path(__file__).with_name("journey.schema.json")

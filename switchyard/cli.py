@@ -102,10 +102,40 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_prepare(args: argparse.Namespace) -> int:
+def cmd_journeys(args: argparse.Namespace) -> int:
+    """Check every declared journey (validate), or print one as text (show NAME)."""
+    from activations.journeys import JourneyDefinitionError, load_journeys
     from orchestration.dbt_project import ensure_manifest
 
-    print(f"dbt manifest: {ensure_manifest()}")
+    try:
+        journeys = load_journeys(ensure_manifest())
+    except JourneyDefinitionError as exc:
+        print(f"invalid journey: {exc}", file=sys.stderr)
+        return 1
+    if args.action == "validate":
+        for j in journeys:
+            print(f"ok  {j.name} ({j.tier}, {len(j.steps)} steps, audience {j.audience_model})")
+        return 0
+    found = [j for j in journeys if j.name == args.name]
+    if not found:
+        names = ", ".join(j.name for j in journeys) or "none"
+        print(f"no journey named {args.name!r}; declared: {names}", file=sys.stderr)
+        return 1
+    print(found[0].outline())
+    return 0
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from activations.journeys import JourneyDefinitionError, load_journeys
+    from orchestration.dbt_project import ensure_manifest
+
+    manifest = ensure_manifest()
+    print(f"dbt manifest: {manifest}")
+    try:
+        print(f"journeys: {', '.join(j.name for j in load_journeys(manifest)) or 'none'}")
+    except JourneyDefinitionError as exc:
+        print(f"invalid journey: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -133,6 +163,13 @@ def main(argv: list[str] | None = None) -> int:
     gen.add_argument("--people", type=int, default=10_000)
     gen.add_argument("--seed", type=int, default=7)
     gen.set_defaults(func=cmd_generate)
+
+    jrn = sub.add_parser("journeys", help="check the declared journeys, or show one as text")
+    jrn_sub = jrn.add_subparsers(dest="action", required=True)
+    jrn_sub.add_parser("validate", help="check every journey declaration (exit 1 if one is bad)")
+    show = jrn_sub.add_parser("show", help="print one journey's entry, exits, cap and steps")
+    show.add_argument("name")
+    jrn.set_defaults(func=cmd_journeys)
 
     prep = sub.add_parser("prepare", help="build the dbt manifest (dbt parse) if stale")
     prep.set_defaults(func=cmd_prepare)

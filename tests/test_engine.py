@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
-from typing import get_args
+from pathlib import Path
+from typing import Any, get_args
 
+import jsonschema
 import pytest
 
 from activations import engine, guards
-from activations.journeys import FrequencyCap, Journey, JourneyDefinitionError, Step, Template
+from activations.journeys import (
+    CHANNELS,
+    FrequencyCap,
+    Journey,
+    JourneyDefinitionError,
+    Step,
+    Template,
+    journey_schema,
+    load_journeys,
+)
 from activations.ledger import LedgerState, SendRef
 from activations.render import MissingTemplateVariable, render
+from switchyard import cli
 from switchyard.tiers import TIERS, TierName
 
 T = datetime(2026, 11, 2, 10, 0)
@@ -180,28 +193,79 @@ def test_render_uses_values_then_declared_fallbacks() -> None:
     assert missing.value.name == "sku"
 
 
-def test_journey_declarations_are_checked() -> None:
-    ok = {
-        "name": "j",
-        "steps": [
-            {
-                "name": "a",
-                "channels": ["email"],
-                "templates": {"email": {"body": "b", "subject": "s"}},
-            }
-        ],
+OK_JOURNEY: dict[str, Any] = {
+    "name": "j",
+    "steps": [
+        {"name": "a", "channels": ["email"], "templates": {"email": {"body": "b", "subject": "s"}}}
+    ],
+}
+
+
+def with_step(**changes: object) -> dict[str, Any]:
+    return {**OK_JOURNEY, "steps": [{**OK_JOURNEY["steps"][0], **changes}]}
+
+
+@pytest.mark.parametrize(
+    "declaration, error",
+    [
+        (with_step(channels=["email", "sms"]), r"step 'a': no template for channel\(s\) \['sms'\]"),
+        (with_step(channels=["fax"]), r"steps\[0\]\.channels\[0\]: 'fax' is not one of"),
+        ({"name": "j"}, r"\(the declaration\): 'steps' is a required property"),
+        # A typo is refused, not ignored: `wait_minute` would have sent at once.
+        (with_step(wait_minute=60), r"steps\[0\]: .*'wait_minute' was unexpected"),
+        # A misspelled tier would leave the journey without a schedule.
+        (
+            {**OK_JOURNEY, "tier": "hourz"},
+            r"tier: 'hourz' is not one of \['seconds', 'hours', 'days'\]",
+        ),
+        (
+            {**OK_JOURNEY, "frequency_cap": {"messages": 0, "per_hours": 24}},
+            r"frequency_cap\.messages: 0 is less than",
+        ),
+    ],
+)
+def test_journey_declarations_are_checked(declaration: dict[str, Any], error: str) -> None:
+    assert Journey.from_meta("m", OK_JOURNEY).steps[0].channels == ("email",)
+    with pytest.raises(JourneyDefinitionError, match=error) as refused:
+        Journey.from_meta("m", declaration, declared_in="models/audiences/_audiences__models.yml")
+    assert str(refused.value).startswith(
+        "journey declared on model 'm' in models/audiences/_audiences__models.yml"
+    )
+
+
+def test_every_error_of_a_declaration_is_listed_at_once() -> None:
+    declaration = {**with_step(wait_minutes=-5, channels=["fax"]), "tier": "weekly"}
+    with pytest.raises(JourneyDefinitionError) as refused:
+        Journey.from_meta("m", declaration)
+    assert len(str(refused.value).splitlines()) == 4  # where, then one line per error
+
+
+def test_the_schema_knows_the_tiers_and_channels_the_code_runs() -> None:
+    schema = journey_schema()
+    assert schema["properties"]["tier"]["enum"] == list(TIERS)
+    assert tuple(schema["$defs"]["channel"]["enum"]) == CHANNELS
+    jsonschema.Draft202012Validator.check_schema(schema)
+
+
+def test_a_bad_declaration_in_the_manifest_names_its_file(tmp_path: Path) -> None:
+    node = {
+        "resource_type": "model",
+        "name": "audience_x",
+        "patch_path": "switchyard://models/audiences/_audiences__models.yml",
+        "config": {"meta": {"journey": {**OK_JOURNEY, "tier": "weekly"}}},
     }
-    assert Journey.from_meta("m", ok).steps[0].channels == ("email",)
-    with pytest.raises(JourneyDefinitionError, match="no template for channel"):
-        Journey.from_meta("m", {**ok, "steps": [{**ok["steps"][0], "channels": ["email", "sms"]}]})  # type: ignore[index]
-    with pytest.raises(JourneyDefinitionError, match="channels must be"):
-        Journey.from_meta("m", {**ok, "steps": [{**ok["steps"][0], "channels": ["fax"]}]})  # type: ignore[index]
-    with pytest.raises(JourneyDefinitionError, match="missing key 'steps'"):
-        Journey.from_meta("m", {"name": "j"})
-    # A misspelled tier would leave the journey without a schedule: it does not load.
-    assert Journey.from_meta("m", {**ok, "tier": "days"}).tier == "days"
-    with pytest.raises(
-        JourneyDefinitionError,
-        match=r"unknown tier 'hourz'; .* one of \['days', 'hours', 'seconds'\]",
-    ):
-        Journey.from_meta("m", {**ok, "tier": "hourz"})
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(json.dumps({"nodes": {"model.switchyard.audience_x": node}}))
+    with pytest.raises(JourneyDefinitionError, match="audience_x' in models/audiences/_aud"):
+        load_journeys(manifest)
+
+
+def test_journeys_cli_validates_and_shows(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["journeys", "validate"]) == 0
+    assert capsys.readouterr().out.startswith("ok  cart_abandonment (seconds, 2 steps")
+    assert cli.main(["journeys", "show", "cart_abandonment"]) == 0
+    shown = capsys.readouterr().out
+    assert "entry    cart_updated, unless purchase_completed within 60 min" in shown
+    assert "2. push_nudge: at entry + 1 d, expires after 24 h; push" in shown
+    assert cli.main(["journeys", "show", "nope"]) == 1
+    assert "declared: cart_abandonment" in capsys.readouterr().err
