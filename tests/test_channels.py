@@ -415,3 +415,27 @@ def test_sandbox_rejects_what_the_provider_rejects(
     detail = payload["errors"][0] if "errors" in payload else payload.get("error", payload)
     assert {k: detail.get(k) for k in error} == error
     assert sandbox.received == []
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"not json",
+        b'{"messages": [null]}',
+        b'{"messages": {"sid": "SM1"}}',
+        b'{"messages": [{"to": "+14155550123"}]}',
+        b'{"next_page_uri": "/2010-04-01/..."}',
+    ],
+)
+def test_an_unreadable_twilio_list_fails_the_lookup_not_the_run(
+    tmp_path: Path, answer: bytes
+) -> None:
+    # An in-process transport: the sandbox answers as Twilio does, never like this.
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, content=answer))
+    landing.ensure_layout(tmp_path)
+    clients = ChannelSettings.for_sandbox("http://twilio.test").clients()
+    writer = ledger.LedgerWriter(tmp_path, "r")
+    s = Sender(httpx.Client(transport=transport), clients, writer, lambda: NOW)
+    outcome = s.reconcile(REF, SMS, NOW, attempt_number=1)
+    assert outcome is not None and outcome.status == "unknown"
+    assert (outcome.reason or "").startswith("lookup failed: Twilio Messages list: unreadable")
