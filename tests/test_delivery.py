@@ -124,6 +124,15 @@ def test_a_send_earlier_in_the_same_run_caps_the_next(home: Path, sandbox: Sandb
     assert [r.recipient for r in sandbox.received] == [SAM.phone]
 
 
+def accepted_at(clock: list[datetime], when: datetime, sandbox: Sandbox, send_key: str) -> str:
+    """Twilio accepted this text at `when` (its clock), and the answer was lost."""
+    clock[0] = when
+    try:
+        return twilio_accepts(sandbox, send_key)
+    finally:
+        clock[0] = T
+
+
 def twilio_accepts(sandbox: Sandbox, send_key: str, body: str = BODY, sender: str = "") -> str:
     """Twilio takes the message and the answer is lost on its way back (as if we crashed)."""
     client = ChannelSettings.for_sandbox(sandbox.base_url).clients()["sms"]
@@ -155,10 +164,8 @@ def test_an_unknown_sms_twilio_never_got_is_sent_once_more(
 ) -> None:
     # An hour ago Sam got this very text for an earlier entry: it is not mistaken for this one.
     earlier = ref_for("e0")
-    clock[0] = T - timedelta(hours=1)
-    sid = twilio_accepts(sandbox, earlier.send_key)
+    sid = accepted_at(clock, T - timedelta(hours=1), sandbox, earlier.send_key)
     record(home, earlier, "sent", T - timedelta(hours=1), provider_message_id=sid, attempt=1)
-    clock[0] = T
     ref = ref_for("e1")
     record(home, ref, "attempted", T - timedelta(hours=2), attempt=1)
     summary = run(home, sandbox, entry("e1"), journey=UNCAPPED)
@@ -386,9 +393,7 @@ def test_a_clock_a_little_behind_twilios_still_finds_the_message(
 ) -> None:
     # Twilio stamped the message a minute before our own `attempted` line (clocks differ).
     ref = ref_for("e1")
-    clock[0] = T - timedelta(minutes=3)
-    twilio_accepts(sandbox, ref.send_key)
-    clock[0] = T
+    accepted_at(clock, T - timedelta(minutes=3), sandbox, ref.send_key)
     record(home, ref, "attempted", T - timedelta(minutes=2), attempt=1)
     assert run(home, sandbox, entry("e1")).reconciled == 1
 
@@ -398,9 +403,7 @@ def test_the_lookup_searches_from_the_first_attempt(
 ) -> None:
     # Two attempts, both unanswered; Twilio got the first. Found, it is sent, not failed.
     ref = ref_for("e1")
-    clock[0] = T - timedelta(hours=3)
-    twilio_accepts(sandbox, ref.send_key)
-    clock[0] = T
+    accepted_at(clock, T - timedelta(hours=3), sandbox, ref.send_key)
     record(home, ref, "attempted", T - timedelta(hours=3), attempt=1)
     record(home, ref, "attempted", T - timedelta(hours=2), attempt=2)
     summary = run(home, sandbox, entry("e1"))
