@@ -25,6 +25,7 @@ class Entry:
     enters_at: datetime
     exited_at: datetime | None = None
     properties: dict[str, Any] = field(default_factory=dict)
+    arm: Literal["treatment", "holdout"] = "treatment"  # holdout: the control group
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,9 @@ def due_now(
             attempts = ledger.attempts.get(ref.send_key, 0)
             if attempts > MAX_UNKNOWN_RETRIES:
                 skips.append(Skip(ref, OUTCOME_UNKNOWN))
+                continue
+            if entry.arm == "holdout":
+                skips.append(Skip(ref, SkipReason.HOLDOUT))  # recorded, never sent
                 continue
             if entry.exited_at is not None and entry.exited_at <= now:
                 skips.append(Skip(ref, SkipReason.EXITED))

@@ -65,6 +65,7 @@ class Journey:
     exit_on: tuple[str, ...]
     frequency_cap: FrequencyCap | None
     entry: EntryRule | None = None
+    holdout_percent: float = 0.0  # assigned in SQL (macros/hash_bucket.sql), per entry's `arm`
 
     @property
     def channels(self) -> frozenset[str]:
@@ -100,6 +101,7 @@ class Journey:
             if cap
             else None,
             entry=EntryRule(**meta["entry"]) if meta.get("entry") else None,
+            holdout_percent=float(meta.get("holdout_percent", 0)),
         )
 
     def outline(self) -> str:
@@ -114,6 +116,8 @@ class Journey:
             lines.append(f"  entry    {self.entry.event}{unless}")
         if self.exit_on:
             lines.append(f"  exit on  {', '.join(self.exit_on)}")
+        if self.holdout_percent:
+            lines.append(f"  holdout  {self.holdout_percent:g}% of people receive nothing")
         if self.frequency_cap:
             cap = self.frequency_cap
             lines.append(f"  cap      {cap.messages} per {cap.per_hours:g} h, across every journey")

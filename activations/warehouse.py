@@ -25,7 +25,7 @@ CONSENT_CHANNELS = ("email", "sms", "push")
 def entries_query(audience_model: str, now: datetime, dialect: str = "duckdb") -> str:
     # Built with sqlglot so the model name is quoted and the SQL follows the target's dialect.
     query = (
-        exp.select("entry_id", "person_id", "enters_at", "exited_at", "entry_properties")
+        exp.select("entry_id", "person_id", "enters_at", "exited_at", "entry_properties", "arm")
         .from_(exp.to_identifier(audience_model, quoted=True))
         .where(exp.column("enters_at") <= exp.Literal.string(now.isoformat(sep=" ")))
         .order_by("enters_at", "entry_id")
@@ -82,8 +82,8 @@ def read_audience(duckdb_path: Path, audience_model: str, now: datetime) -> Audi
         duckdb_path, entries_query(audience_model, now), people_query(), consents_query()
     )
     entries = [
-        Entry(entry_id, person_id, enters_at, exited_at, json.loads(props) if props else {})
-        for entry_id, person_id, enters_at, exited_at, props in entry_rows
+        Entry(entry_id, person_id, enters_at, exited_at, json.loads(props) if props else {}, arm)
+        for entry_id, person_id, enters_at, exited_at, props, arm in entry_rows
     ]
     wanted = {e.person_id for e in entries}
     people = {}

@@ -1,7 +1,8 @@
 {#- The entry audience of the journey declared in this model's `meta.journey`:
     one entry per open episode: the first entry event since the person's last conversion,
     entering `within_minutes` after it unless the `unless` event came first. Exits are the first
-    `exit_on` event after the entry event. The journey engine reads the same declaration. -#}
+    `exit_on` event after the entry event. `arm` puts `holdout_percent` of the journey's people in
+    a control group that receives nothing. The journey engine reads the same declaration. -#}
 {% macro journey_entry_audience() -%}
 {#- At parse time meta is not resolved yet; only the refs matter then. -#}
 {%- set journey = {'name': 'parsing', 'entry': {'event': 'parsing'}} -%}
@@ -108,7 +109,9 @@ entries as (
         occurred_at as entry_event_at,
         {{ dbt.dateadd('minute', within, 'occurred_at') }} as enters_at,
         closed_at as exited_at,
-        cast(properties as {{ dbt.type_string() }}) as entry_properties
+        cast(properties as {{ dbt.type_string() }}) as entry_properties,
+        -- stable per journey and person: a re-run or a rebuild assigns the same way
+        {{ journey_arm(journey['name'], 'person_id', journey.get('holdout_percent', 0)) }} as arm
     from closed
     where closed_at is null
         or closed_at > {{ dbt.dateadd('minute', within, 'occurred_at') }}

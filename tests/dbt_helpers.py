@@ -35,6 +35,7 @@ def dbt_build(
     dbt_vars: dict[str, Any] | None = None,
     full_refresh: bool = False,
     command: str = "build",
+    extra: list[str] | None = None,
 ) -> str:
     """Build (and test) the selection; returns dbt's output, raises with it on failure.
     `command="test"` only tests it."""
@@ -46,6 +47,7 @@ def dbt_build(
         args += ["--vars", json.dumps(dbt_vars)]
     if full_refresh:
         args.append("--full-refresh")
+    args += extra or []
     done = subprocess.run(args, capture_output=True, text=True, cwd=PROJECT_DIR, env=dbt_env(paths))
     if done.returncode != 0:
         raise AssertionError(f"dbt {command} failed:\n{done.stdout[-4000:]}\n{done.stderr[-2000:]}")

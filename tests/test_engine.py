@@ -90,6 +90,13 @@ def test_attempt_without_outcome_is_retried_once_then_failed() -> None:
     assert due == [] and [s.reason for s in skips] == ["outcome_unknown"]
 
 
+def test_a_holdout_entry_is_recorded_at_every_step_and_never_sent() -> None:
+    held = entry(arm="holdout")
+    due, skips = engine.due_now(JOURNEY, [held], empty_ledger(), T + timedelta(hours=25))
+    assert due == []
+    assert [(s.ref.step, s.reason) for s in skips] == [("first", "holdout"), ("second", "holdout")]
+
+
 def test_exit_and_expiry() -> None:
     _, skips = engine.due_now(
         JOURNEY, [entry(exited_at=T + timedelta(hours=2))], empty_ledger(), T + timedelta(hours=25)

@@ -3,6 +3,8 @@ reason outside the declared set fails the build instead of vanishing from the fu
 
 from __future__ import annotations
 
+import hashlib
+import json
 from datetime import datetime
 
 import pytest
@@ -63,3 +65,24 @@ def test_ledger_lines_from_before_reason_detail_still_build(paths: Paths) -> Non
         paths, "select skipped_missing_template_variable as n from fct_journey_step_metrics"
     )
     assert metrics == {"n": 1}
+
+
+def test_holdout_assignment_is_stable_and_keeps_its_share(paths: Paths) -> None:
+    # The dbt macro over 4,000 people, on the warehouse: a 10% holdout by md5 of journey and
+    # person, the same as computed here, and within four standard deviations of 400.
+    sql = (
+        "select 'p' || range as person_id, "
+        "{{ journey_arm('cart', \"'p' || range\", 10) }} as arm from range(4000)"
+    )
+    shown = dbt_build(paths, command="show", extra=["--inline", sql, "--limit", "-1",
+                                                    "--output", "json"])  # fmt: skip
+    rows = json.loads(shown[shown.index("{") :])["show"]
+    arms = {r["person_id"]: r["arm"] for r in rows}
+    expected = {
+        f"p{n}": "holdout"
+        if int(hashlib.md5(f"cart:p{n}".encode()).hexdigest()[:8], 16) % 10000 < 1000
+        else "treatment"
+        for n in range(4000)
+    }
+    assert arms == expected
+    assert 400 - 4 * 19 <= sum(a == "holdout" for a in arms.values()) <= 400 + 4 * 19

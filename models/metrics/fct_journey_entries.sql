@@ -15,7 +15,8 @@ unioned as (
         person_id,
         entry_event_at,
         enters_at,
-        exited_at
+        exited_at,
+        arm
     from cart_abandonment
 
 )
