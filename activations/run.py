@@ -75,12 +75,8 @@ def run_journey(
     run_id = f"{as_of:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
     summary = RunSummary(journey.name, run_id)
 
-    audience = warehouse.read_audience(duckdb_path, journey.audience_model, as_of)
-    summary.entries_considered = len(audience.entries)
-    state = ledger.read_state(landing_dir)
-    state.follow_aliases(warehouse.read_person_aliases(duckdb_path))
-    due, skips = engine.due_now(journey, audience.entries, state, as_of)
-    summary.due = len(due)
+    audience, state, due, skips = decide(journey, duckdb_path, landing_dir, as_of)
+    summary.entries_considered, summary.due = len(audience.entries), len(due)
 
     t = timeouts or HttpTimeouts()
     http = httpx.Client(
@@ -95,6 +91,17 @@ def run_journey(
         writer.close()
         http.close()
     return summary
+
+
+def decide(
+    journey: Journey, duckdb_path: Path, landing_dir: Path, as_of: datetime
+) -> tuple[warehouse.Audience, LedgerState, list[engine.Due], list[engine.Skip]]:
+    """What the warehouse and the ledger say now, and which steps that makes due or skipped."""
+    audience = warehouse.read_audience(duckdb_path, journey.audience_model, as_of)
+    state = ledger.read_state(landing_dir)
+    state.follow_aliases(warehouse.read_person_aliases(duckdb_path))
+    due, skips = engine.due_now(journey, audience.entries, state, as_of)
+    return audience, state, due, skips
 
 
 def deliver(

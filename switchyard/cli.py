@@ -11,6 +11,7 @@ from collections import Counter
 from datetime import datetime
 from pathlib import Path
 
+from activations.journeys import Journey
 from switchyard import landing, sample_data, summary
 from switchyard.clock import parse_utc
 from switchyard.settings import Paths
@@ -121,7 +122,35 @@ def cmd_journeys(args: argparse.Namespace) -> int:
         names = ", ".join(j.name for j in journeys) or "none"
         print(f"no journey named {args.name!r}; declared: {names}", file=sys.stderr)
         return 1
-    print(found[0].outline())
+    if args.action == "show":
+        print(found[0].outline())
+        return 0
+    return _preview(found[0], args.now)
+
+
+def _preview(journey: Journey, now: datetime | None) -> int:
+    """What the journey would do now: counts per step and decision, and every row in a file."""
+    import json
+
+    from activations.preview import preview_journey
+    from switchyard.clock import utc_now
+
+    paths = Paths.from_env()
+    result = preview_journey(
+        journey, duckdb_path=paths.duckdb, landing_dir=paths.landing, now=now or utc_now()
+    )
+    out = paths.home / "preview" / f"{journey.name}.jsonl"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("".join(json.dumps(r, default=str) + "\n" for r in result.rows))
+    counts = Counter(
+        (r["step"], r["decision"], r.get("channel") or "-", r.get("reason") or "-")
+        for r in result.rows
+    )
+    print(f"journey {journey.name} as of {result.as_of:%Y-%m-%d %H:%M} UTC (nothing sent)")
+    print(f"  entries {result.summary.entries_considered}, due now {result.summary.due}")
+    for (step, decision, channel, reason), n in sorted(counts.items()):
+        print(f"  {step:<20} {decision:<14} {channel:<6} {reason:<26} {n}")
+    print(f"every decision: {out}")
     return 0
 
 
@@ -169,6 +198,11 @@ def main(argv: list[str] | None = None) -> int:
     jrn_sub.add_parser("validate", help="check every journey declaration (exit 1 if one is bad)")
     show = jrn_sub.add_parser("show", help="print one journey's entry, exits, cap and steps")
     show.add_argument("name")
+    preview = jrn_sub.add_parser(
+        "preview", help="what the journey would do now (who, which step, which channel, why)"
+    )
+    preview.add_argument("name")
+    preview.add_argument("--now", type=_utc_time, help="as of this time (ISO 8601)")
     jrn.set_defaults(func=cmd_journeys)
 
     prep = sub.add_parser("prepare", help="build the dbt manifest (dbt parse) if stale")

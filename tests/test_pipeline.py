@@ -6,6 +6,7 @@ later, if still no purchase, a push; a purchase at any point ends it.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, timedelta, timezone
 
 import pytest
@@ -122,3 +123,27 @@ def test_opt_out_after_audience_build_wins(paths: Paths, sandbox: Sandbox, shop:
     )
     assert [r.recipient for r in sandbox.received] == ["+14155550123"]
     assert summary.skipped["no_consent"] == 2  # Ada (opted out) and Nia
+
+
+def test_preview_says_what_would_happen_and_does_nothing(
+    paths: Paths, sandbox: Sandbox, shop: Scenario, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from switchyard import cli
+    from tests.dbt_helpers import dbt_build
+
+    dbt_build(paths)
+    assert cli.main(["journeys", "preview", "cart_abandonment", "--now", "2026-11-02T11:00Z"]) == 0
+    out = capsys.readouterr().out
+    assert "cart_reminder        would_send     email" in out
+    assert "cart_reminder        would_send     sms" in out
+    assert "cart_reminder        skipped        -      no_consent" in out
+    lines = (paths.home / "preview" / "cart_abandonment.jsonl").read_text().splitlines()
+    rows = sorted((r["decision"], r.get("recipient")) for r in map(json.loads, lines))
+    assert rows == [
+        ("skipped", None),
+        ("would_send", "+14155550123"),
+        ("would_send", "ada@example.com"),
+    ]
+    # Nothing was sent and nothing was recorded: a real run still has everything to do.
+    ledger_files = list((paths.landing / "ledger" / "deliveries").glob("run-*.jsonl"))
+    assert (sandbox.received, ledger_files) == ([], [])
