@@ -39,6 +39,8 @@ class Step:
     templates: dict[str, Template]
     expires_after_hours: float | None = None
     fallbacks: dict[str, str] = field(default_factory=dict)
+    # The person's preferred channel (dim_people.preferred_channel) first, then `channels` order.
+    prefer_person_channel: bool = False
 
 
 @dataclass(frozen=True)
@@ -129,7 +131,8 @@ class Journey:
             )
             lines.append(
                 f"  {n}. {step.name}: at entry + {_duration(step.wait_minutes)}{expires}; "
-                f"{', else '.join(step.channels)}"
+                + ("the person's preferred channel, else " if step.prefer_person_channel else "")
+                + f"{', else '.join(step.channels)}"
             )
         return "\n".join(lines)
 
@@ -185,6 +188,7 @@ def _parse_step(where: str, raw: dict[str, Any]) -> Step:
         templates=templates,
         expires_after_hours=float(expires) if expires is not None else None,
         fallbacks={k: str(v) for k, v in (raw.get("fallbacks") or {}).items()},
+        prefer_person_channel=bool(raw.get("prefer_person_channel", False)),
     )
 
 

@@ -36,7 +36,14 @@ def entries_query(audience_model: str, now: datetime, dialect: str = "duckdb") -
 def people_query(dialect: str = "duckdb") -> str:
     consent_columns = [f"{c}_consent" for c in CONSENT_CHANNELS]
     query = exp.select(
-        "person_id", "user_id", "email", "phone", "push_token", "first_name", *consent_columns
+        "person_id",
+        "user_id",
+        "email",
+        "phone",
+        "push_token",
+        "first_name",
+        "preferred_channel",
+        *consent_columns,
     ).from_(exp.to_identifier(PROFILE_MODEL, quoted=True))
     return query.sql(dialect=dialect)
 
@@ -90,7 +97,7 @@ def read_audience(duckdb_path: Path, audience_model: str, now: datetime) -> Audi
     for row in people_rows:
         if row[0] not in wanted:
             continue
-        person_id, user_id, email, phone, push_token, first_name, *consents = row
+        person_id, user_id, email, phone, push_token, first_name, preferred, *consents = row
         people[person_id] = Person(
             person_id,
             user_id,
@@ -99,6 +106,7 @@ def read_audience(duckdb_path: Path, audience_model: str, now: datetime) -> Audi
             push_token,
             first_name,
             dict(zip(CONSENT_CHANNELS, consents, strict=True)),
+            preferred_channel=preferred,
         )
     fresh = {(user, channel): (status, at) for user, channel, status, at in consent_rows}
     return Audience(entries, people, fresh)

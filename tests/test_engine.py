@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, get_args
@@ -133,6 +134,23 @@ def test_channel_choice_follows_consent_then_address() -> None:
     )
     assert guards.choose_channel(step, person(email=None, phone=None), {}) == "no_address"
     assert guards.choose_channel(step, person(consent={}), {}) == "no_consent"
+
+
+def test_the_persons_preferred_channel_can_go_first() -> None:
+    step = JOURNEY.steps[0]  # email, else sms
+    texter = person(preferred_channel="sms")
+    assert guards.choose_channel(step, texter, {}) == guards.Channel("email", "a@example.com")
+    preferring = replace(step, prefer_person_channel=True)
+    assert guards.choose_channel(preferring, texter, {}) == guards.Channel("sms", "+14155550123")
+    # Not reachable there any more: the declared order again.
+    opted_out = {("u1", "sms"): ("unsubscribed", T)}
+    assert guards.choose_channel(preferring, texter, opted_out) == guards.Channel(
+        "email", "a@example.com"
+    )
+    # A preferred channel the step does not offer changes nothing.
+    assert (
+        guards.choose_channel(preferring, person(preferred_channel="push"), {}).channel == "email"
+    )  # type: ignore[union-attr]
 
 
 def test_fresh_opt_out_beats_the_profile() -> None:
