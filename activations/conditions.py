@@ -9,12 +9,14 @@ the parsed tree is what gets compiled.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection
 from dataclasses import dataclass
 
 import sqlglot
 from sqlglot import exp
-from sqlglot.errors import ParseError
+from sqlglot.errors import ParseError, TokenError
+from sqlglot.tokens import TokenType
 
 # What a condition may be built from. Anything else (Select, Subquery, Anonymous functions,
 # Star, Dot, Command, ...) is refused.
@@ -56,8 +58,11 @@ _PREDICATES: tuple[type[exp.Expression], ...] = (
     exp.And, exp.Or, exp.Not, exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE,
     exp.In, exp.Between, exp.Is, exp.Boolean,
 )  # fmt: skip
-# A bare keyword is only allowed as the unit of an interval or a date function.
+# A bare keyword is only allowed as the unit of an interval or a date function, and only one of
+# these: some dialects print a unit as written, so it must never carry text of the author's.
 _UNIT_PARENTS = (exp.Interval, exp.DateDiff, exp.DateAdd, exp.DateSub)
+UNITS = frozenset({"SECOND", "MINUTE", "HOUR", "DAY", "WEEK", "MONTH", "QUARTER", "YEAR"})
+_INTERVAL_TEXT = re.compile(r"^\s*\d+(\s+[A-Za-z]+)?\s*$")
 
 
 class ConditionError(ValueError):
@@ -67,7 +72,7 @@ class ConditionError(ValueError):
 @dataclass(frozen=True)
 class Condition:
     text: str
-    tree: exp.Expression
+    tree: exp.Expr
 
     @property
     def columns(self) -> frozenset[str]:
@@ -89,11 +94,18 @@ def parse_condition(text: str, columns: Collection[str], read_dialect: str = "du
     if len(statements) != 1 or statements[0] is None:
         raise ConditionError(f"condition {text!r} must be one expression, not several statements")
     tree = statements[0]
+    _check_interval_texts(text, read_dialect)
     for node in tree.walk():
         if node.comments:
             raise ConditionError(f"condition {text!r}: comments are not allowed")
         if isinstance(node, exp.Var) and isinstance(node.parent, _UNIT_PARENTS):
+            if node.name.upper().removesuffix("S") not in UNITS:
+                raise ConditionError(
+                    f"condition {text!r}: {node.name!r} is not a time unit "
+                    f"(one of {', '.join(sorted(UNITS)).lower()})"
+                )
             continue
+        _check_shape(text, node)
         if not isinstance(node, _ALLOWED):
             raise ConditionError(
                 f"condition {text!r}: {node.sql(dialect=read_dialect)!r} is not allowed "
@@ -112,10 +124,57 @@ def parse_condition(text: str, columns: Collection[str], read_dialect: str = "du
                     f"condition {text!r}: unknown column {node.name!r}; known: "
                     f"{', '.join(sorted(columns))}"
                 )
-    top = tree.unnest() if isinstance(tree, exp.Paren) else tree
-    if not isinstance(top, _PREDICATES):
+    if not _is_predicate(tree):
         raise ConditionError(f"condition {text!r} is not a true/false expression")
-    quoted = tree.transform(
-        lambda n: exp.column(n.name, quoted=True) if isinstance(n, exp.Column) else n
-    )
-    return Condition(text, quoted)
+
+    def canonical(node: exp.Expr) -> exp.Expr:
+        if isinstance(node, exp.Column):
+            return exp.column(node.name, quoted=True)  # every column quoted
+        if isinstance(node, exp.Var) and isinstance(node.parent, _UNIT_PARENTS):
+            return exp.var(node.name.upper().removesuffix("S"))  # DAYS -> DAY
+        return node
+
+    return Condition(text, tree.transform(canonical))
+
+
+def _is_predicate(node: exp.Expr) -> bool:
+    inner = node.unnest() if isinstance(node, exp.Paren) else node
+    return isinstance(inner, _PREDICATES)
+
+
+def _check_shape(text: str, node: exp.Expr) -> None:
+    """`is` only with null/true/false, `in` only with a list of literals, `not`/`and`/`or` only
+    over something true or false."""
+    if isinstance(node, exp.In) and node.args.get("query") is not None:
+        raise ConditionError(f"condition {text!r}: a subquery is not allowed")
+    if isinstance(node, exp.Is) and not isinstance(node.expression, exp.Null | exp.Boolean):
+        raise ConditionError(f"condition {text!r}: use `is null` or `is not null` only")
+    if isinstance(node, exp.In) and (
+        not node.expressions
+        or any(node.args.get(k) for k in ("query", "field", "unnest"))
+        or not all(isinstance(e, exp.Literal | exp.Neg | exp.Null) for e in node.expressions)
+    ):
+        raise ConditionError(f"condition {text!r}: `in` takes a list of literal values")
+    if isinstance(node, exp.Not | exp.And | exp.Or) and not all(
+        _is_predicate(child) for child in (node.this, node.args.get("expression")) if child
+    ):
+        raise ConditionError(
+            f"condition {text!r}: {node.sql()!r} combines something that is not true or false"
+        )
+
+
+def _check_interval_texts(text: str, read_dialect: str) -> None:
+    """sqlglot keeps only the number of `interval '30 days and more'`: refuse the rest here."""
+    try:
+        tokens = sqlglot.tokenize(text, read=read_dialect)
+    except TokenError as exc:
+        raise ConditionError(f"condition {text!r} does not parse: {exc}") from None
+    for before, token in zip(tokens, tokens[1:], strict=False):
+        if before.token_type == TokenType.INTERVAL and token.token_type == TokenType.STRING:
+            words = token.text.split()
+            if not _INTERVAL_TEXT.match(token.text) or (
+                len(words) == 2 and words[1].upper().removesuffix("S") not in UNITS
+            ):
+                raise ConditionError(
+                    f"condition {text!r}: interval {token.text!r} must be a number and a unit"
+                )

@@ -28,7 +28,7 @@ class Person:
     first_name: str | None
     # channel -> 'subscribed' / 'unsubscribed' / 'none', as the warehouse last built it
     consent: dict[str, str] = field(default_factory=dict)
-    preferred_channel: str | None = None  # dim_people: where they engage most, if reachable
+    most_engaged_channel: str | None = None  # dim_people: most opens and clicks; None if none
 
     def address(self, channel: str) -> str | None:
         return {"email": self.email, "sms": self.phone, "push": self.push_token}.get(channel)
@@ -48,11 +48,13 @@ def consent_for(person: Person, channel: str, fresh: FreshConsents) -> str:
 
 def choose_channel(step: Step, person: Person, fresh: FreshConsents) -> Channel | SkipReason:
     """The first of the step's channels with consent and an address, else the reason none fits.
-    With `prefer_person_channel`, the person's preferred channel (if the step has it) goes first."""
+    With `most_engaged_first`, the channel the person engages with most (if the step has it)
+    goes first."""
     channels = list(step.channels)
-    if step.prefer_person_channel and person.preferred_channel in channels:
-        channels.remove(person.preferred_channel)
-        channels.insert(0, person.preferred_channel)
+    engaged = person.most_engaged_channel
+    if step.most_engaged_first and engaged in channels:
+        channels.remove(engaged)
+        channels.insert(0, engaged)
     consented_without_address = False
     for channel in channels:
         if consent_for(person, channel, fresh) != "subscribed":

@@ -39,8 +39,8 @@ class Step:
     templates: dict[str, Template]
     expires_after_hours: float | None = None
     fallbacks: dict[str, str] = field(default_factory=dict)
-    # The person's preferred channel (dim_people.preferred_channel) first, then `channels` order.
-    prefer_person_channel: bool = False
+    # The channel the person engages with most (dim_people.most_engaged_channel) first.
+    most_engaged_first: bool = False
 
 
 @dataclass(frozen=True)
@@ -131,7 +131,7 @@ class Journey:
             )
             lines.append(
                 f"  {n}. {step.name}: at entry + {_duration(step.wait_minutes)}{expires}; "
-                + ("the person's preferred channel, else " if step.prefer_person_channel else "")
+                + ("their most engaged channel, else " if step.most_engaged_first else "")
                 + f"{', else '.join(step.channels)}"
             )
         return "\n".join(lines)
@@ -159,15 +159,24 @@ def _check_against_schema(where: str, meta: dict[str, Any]) -> None:
     validator = jsonschema.Draft202012Validator(journey_schema())
     errors = sorted(validator.iter_errors(meta), key=lambda e: [str(p) for p in e.absolute_path])
     if errors:
-        lines = [f"{_path(e.absolute_path) or '(the declaration)'}: {e.message}" for e in errors]
+        lines = [
+            f"{_path(e.absolute_path, meta) or '(the declaration)'}: {e.message}" for e in errors
+        ]
         raise JourneyDefinitionError(f"{where}:\n  " + "\n  ".join(lines))
 
 
-def _path(parts: Iterable[str | int]) -> str:
-    """['steps', 0, 'channels'] -> 'steps[0].channels'"""
+def _path(parts: Iterable[str | int], meta: dict[str, Any]) -> str:
+    """['steps', 0, 'channels'] -> "steps[0] 'cart_reminder'.channels": steps named as declared."""
     out = ""
     for part in parts:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+        if isinstance(part, int):
+            out += f"[{part}]"
+            steps = meta.get("steps")
+            if out == f"steps[{part}]" and isinstance(steps, list) and part < len(steps):
+                name = steps[part].get("name") if isinstance(steps[part], dict) else None
+                out += f" {name!r}" if name else ""
+        else:
+            out += f".{part}" if out else str(part)
     return out
 
 
@@ -188,7 +197,7 @@ def _parse_step(where: str, raw: dict[str, Any]) -> Step:
         templates=templates,
         expires_after_hours=float(expires) if expires is not None else None,
         fallbacks={k: str(v) for k, v in (raw.get("fallbacks") or {}).items()},
-        prefer_person_channel=bool(raw.get("prefer_person_channel", False)),
+        most_engaged_first=bool(raw.get("most_engaged_first", False)),
     )
 
 

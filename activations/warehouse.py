@@ -42,7 +42,7 @@ def people_query(dialect: str = "duckdb") -> str:
         "phone",
         "push_token",
         "first_name",
-        "preferred_channel",
+        "most_engaged_channel",
         *consent_columns,
     ).from_(exp.to_identifier(PROFILE_MODEL, quoted=True))
     return query.sql(dialect=dialect)
@@ -97,7 +97,7 @@ def read_audience(duckdb_path: Path, audience_model: str, now: datetime) -> Audi
     for row in people_rows:
         if row[0] not in wanted:
             continue
-        person_id, user_id, email, phone, push_token, first_name, preferred, *consents = row
+        person_id, user_id, email, phone, push_token, first_name, engaged, *consents = row
         people[person_id] = Person(
             person_id,
             user_id,
@@ -106,7 +106,7 @@ def read_audience(duckdb_path: Path, audience_model: str, now: datetime) -> Audi
             push_token,
             first_name,
             dict(zip(CONSENT_CHANNELS, consents, strict=True)),
-            preferred_channel=preferred,
+            most_engaged_channel=engaged,
         )
     fresh = {(user, channel): (status, at) for user, channel, status, at in consent_rows}
     return Audience(entries, people, fresh)

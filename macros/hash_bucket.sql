@@ -17,11 +17,12 @@
 pmod(cast(conv(left(md5({{ expression }}), 8), 16, 10) as bigint), {{ buckets }})
 {%- endmacro %}
 
-{#- 'holdout' for the declared share of a journey's people (by person, stable), else 'treatment'. -#}
+{#- 'holdout' for the declared share of a journey's people (by person, stable; in steps of 0.01%),
+    else 'treatment'. -#}
 {% macro journey_arm(journey_name, person_id, holdout_percent) -%}
 {%- if holdout_percent | float > 0 -%}
 case
-    when {{ hash_bucket("'" ~ journey_name ~ ":' || " ~ person_id, 10000) }} < {{ (holdout_percent | float * 100) | int }}
+    when {{ hash_bucket("'" ~ journey_name ~ ":' || " ~ person_id, 10000) }} < {{ (holdout_percent | float * 100) | round | int }}
         then 'holdout'
     else 'treatment'
 end

@@ -44,6 +44,7 @@ def who(condition: str) -> list[str]:
         ("date_diff('day', last_seen_at, current_date) between 30 and 60", ["ada", "bob"]),
         ("not (churn_risk_score > 0.5) or rfm_segment = 'hibernating'", ["bob", "cy"]),
         ('"order" = 1 and email_consent is null', ["bob"]),  # a reserved word, quoted
+        ("last_seen_at < current_date - interval '30 days'", ["ada", "bob", "dee"]),
     ],
 )
 def test_allowed_conditions_select_the_people_they_describe(
@@ -77,6 +78,22 @@ INJECTIONS = [
     ("churn_risk_score + 1", "not a true/false expression"),
     ("", "empty"),
     ("phone = ", "does not parse"),
+    # Units and interval texts are checked, not passed through (Spark prints units as written).
+    (
+        "date_diff('day, last_seen_at, current_date) > 0 or exists(select 1 from s) or "
+        "datediff(day', last_seen_at, current_date) > 1",
+        "is not a time unit",
+    ),
+    ("date_diff('day; drop table dim_people; --', last_seen_at, current_date) > 1", "time unit"),
+    ("last_seen_at < current_date - interval '1 day; drop table x'", "a number and a unit"),
+    ("last_seen_at < current_date - interval '30 days and 1=1'", "a number and a unit"),
+    # Shapes that are not a plain true/false test.
+    ("phone is 'x'", "is null"),
+    ("phone is phone", "is null"),
+    ("phone in phone", "list of literal values"),
+    ("phone in (email_consent)", "list of literal values"),
+    ("not phone", "not true or false"),
+    ("churn_risk_score > 1 and phone", "not true or false"),
 ]
 
 

@@ -136,21 +136,21 @@ def test_channel_choice_follows_consent_then_address() -> None:
     assert guards.choose_channel(step, person(consent={}), {}) == "no_consent"
 
 
-def test_the_persons_preferred_channel_can_go_first() -> None:
+def test_the_persons_most_engaged_channel_can_go_first() -> None:
     step = JOURNEY.steps[0]  # email, else sms
-    texter = person(preferred_channel="sms")
+    texter = person(most_engaged_channel="sms")
     assert guards.choose_channel(step, texter, {}) == guards.Channel("email", "a@example.com")
-    preferring = replace(step, prefer_person_channel=True)
+    preferring = replace(step, most_engaged_first=True)
     assert guards.choose_channel(preferring, texter, {}) == guards.Channel("sms", "+14155550123")
     # Not reachable there any more: the declared order again.
     opted_out = {("u1", "sms"): ("unsubscribed", T)}
     assert guards.choose_channel(preferring, texter, opted_out) == guards.Channel(
         "email", "a@example.com"
     )
-    # A preferred channel the step does not offer changes nothing.
-    assert (
-        guards.choose_channel(preferring, person(preferred_channel="push"), {}).channel == "email"
-    )  # type: ignore[union-attr]
+    # A channel the step does not offer, or no engagement at all, changes nothing.
+    for engaged in ("push", None):
+        choice = guards.choose_channel(preferring, person(most_engaged_channel=engaged), {})
+        assert choice == guards.Channel("email", "a@example.com")
 
 
 def test_fresh_opt_out_beats_the_profile() -> None:
@@ -220,6 +220,7 @@ def test_render_uses_values_then_declared_fallbacks() -> None:
 
 OK_JOURNEY: dict[str, Any] = {
     "name": "j",
+    "entry": {"event": "cart_updated", "unless": "purchase_completed", "within_minutes": 60},
     "steps": [
         {"name": "a", "channels": ["email"], "templates": {"email": {"body": "b", "subject": "s"}}}
     ],
@@ -234,10 +235,10 @@ def with_step(**changes: object) -> dict[str, Any]:
     "declaration, error",
     [
         (with_step(channels=["email", "sms"]), r"step 'a': no template for channel\(s\) \['sms'\]"),
-        (with_step(channels=["fax"]), r"steps\[0\]\.channels\[0\]: 'fax' is not one of"),
+        (with_step(channels=["fax"]), r"steps\[0\] 'a'\.channels\[0\]: 'fax' is not one of"),
         ({"name": "j"}, r"\(the declaration\): 'steps' is a required property"),
         # A typo is refused, not ignored: `wait_minute` would have sent at once.
-        (with_step(wait_minute=60), r"steps\[0\]: .*'wait_minute' was unexpected"),
+        (with_step(wait_minute=60), r"steps\[0\] 'a': .*'wait_minute' was unexpected"),
         # A misspelled tier would leave the journey without a schedule.
         (
             {**OK_JOURNEY, "tier": "hourz"},
@@ -247,6 +248,9 @@ def with_step(**changes: object) -> dict[str, Any]:
             {**OK_JOURNEY, "frequency_cap": {"messages": 0, "per_hours": 24}},
             r"frequency_cap\.messages: 0 is less than",
         ),
+        # An event name is matched in SQL: no quotes.
+        ({**OK_JOURNEY, "exit_on": ["it's bought"]}, r"exit_on: .*is not valid under any"),
+        ({k: v for k, v in OK_JOURNEY.items() if k != "entry"}, r"'entry' is a required property"),
     ],
 )
 def test_journey_declarations_are_checked(declaration: dict[str, Any], error: str) -> None:
