@@ -119,8 +119,6 @@ def deliver(
     for recipient, ids in state.provider_ids.items():  # a lookup never claims these again
         sender.claimed.setdefault(recipient, set()).update(ids)
 
-    absent: set[str] = set()  # unsettled keys the provider's lookup says it never got
-
     def settled(ref: SendRef, attempt_number: int) -> bool:
         """True when an earlier attempt's outcome is now known (and recorded)."""
         pending = state.pending.get(ref.send_key)
@@ -130,8 +128,7 @@ def deliver(
             ref, pending.message(ref.send_key), pending.first_attempted_at, attempt_number
         )
         if outcome is None:
-            if sender.can_look_up(pending.channel):
-                absent.add(ref.send_key)
+            if sender.can_look_up(pending.channel):  # the provider says it never got it
                 state.settle(ref.send_key)  # not sent: it no longer counts toward the cap
             return False
         summary.count(pending.channel, outcome)
