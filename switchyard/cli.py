@@ -10,11 +10,14 @@ import sys
 from collections import Counter
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from activations.journeys import Journey
 from switchyard import landing, sample_data, summary
 from switchyard.clock import parse_utc
 from switchyard.settings import Paths
+
+if TYPE_CHECKING:  # the journeys (and jsonschema) load only for the commands that use them
+    from activations.journeys import Journey
 
 
 def _has_events(paths: Paths) -> bool:
