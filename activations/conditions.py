@@ -78,9 +78,19 @@ class Condition:
     def columns(self) -> frozenset[str]:
         return frozenset(c.name for c in self.tree.find_all(exp.Column))
 
-    def sql(self, dialect: str = "duckdb") -> str:
-        """The condition in the target's dialect, every column quoted."""
-        return self.tree.sql(dialect=dialect)
+    def sql(self, dialect: str = "duckdb", table: str | None = None) -> str:
+        """The condition in the target's dialect, every column quoted (and of `table`, if given:
+        the engine joins the profile to its own columns)."""
+        if table is None:
+            return self.tree.sql(dialect=dialect)
+
+        def qualify(node: exp.Expr) -> exp.Expr:
+            if isinstance(node, exp.Column):
+                owner = exp.to_identifier(table, quoted=True)
+                return exp.column(node.name, table=owner, quoted=True)
+            return node
+
+        return self.tree.transform(qualify).sql(dialect=dialect)
 
 
 def parse_condition(text: str, columns: Collection[str], read_dialect: str = "duckdb") -> Condition:

@@ -1,18 +1,17 @@
-"""Which journey step is due for whom now, minus what the ledger has decided already.
-
-Pure functions over plain rows, so a test can state a scenario (a person, events at times) and the
-steps it expects without a warehouse.
-"""
+"""The sends a tick found due (activations/tick.py), minus what the ledger has decided already,
+as the steps the send-time guards and the providers get."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from activations.journeys import Journey, Step
-from activations.ledger import OUTCOME_UNKNOWN, LedgerState, SendRef, SkipReason, send_key
+from activations.ledger import OUTCOME_UNKNOWN, LedgerState, SendRef, SkipReason
+from activations.tick import DueSend
 
 # An attempt without a recorded outcome is retried once; after that it is failed, visibly.
 MAX_UNKNOWN_RETRIES = 1
@@ -23,7 +22,6 @@ class Entry:
     entry_id: str
     person_id: str
     enters_at: datetime
-    exited_at: datetime | None = None
     properties: dict[str, Any] = field(default_factory=dict)
     arm: Literal["treatment", "holdout"] = "treatment"  # holdout: the control group
 
@@ -47,41 +45,38 @@ class Skip:
     reason: SkipReason | Literal["outcome_unknown"]  # the latter: failed, not skipped
 
 
-def due_now(
-    journey: Journey, entries: Iterable[Entry], ledger: LedgerState, now: datetime
+def classify(
+    journey: Journey, due_sends: Iterable[DueSend], ledger: LedgerState, now: datetime
 ) -> tuple[list[Due], list[Skip]]:
+    """The tick's due sends, minus what the ledger has settled since, split into what goes to the
+    send-time guards and what is decided here: the control group, expired steps and attempts
+    whose outcome stayed unknown after being sent once more."""
+    steps = {s.name: s for s in journey.steps}
     due: list[Due] = []
     skips: list[Skip] = []
-    for entry in entries:
-        if entry.enters_at > now:
-            continue  # has not entered yet (the conversion window is still open)
-        for step in journey.steps:
-            due_at = entry.enters_at + timedelta(minutes=step.wait_minutes)
-            if due_at > now:
-                break  # later steps wait on this one
-            ref = SendRef(
-                send_key=send_key(journey.name, step.name, entry.person_id, entry.entry_id),
-                journey=journey.name,
-                step=step.name,
-                person_id=entry.person_id,
-                entry_id=entry.entry_id,
-            )
-            if ledger.is_decided(ref.send_key):
-                continue
-            attempts = ledger.attempts.get(ref.send_key, 0)
-            if attempts > MAX_UNKNOWN_RETRIES:
-                skips.append(Skip(ref, OUTCOME_UNKNOWN))
-                continue
-            if entry.arm == "holdout":
-                skips.append(Skip(ref, SkipReason.HOLDOUT))  # recorded, never sent
-                continue
-            if entry.exited_at is not None and entry.exited_at <= now:
-                skips.append(Skip(ref, SkipReason.EXITED))
-                continue
-            expires = step.expires_after_hours
-            if expires is not None and now > due_at + timedelta(hours=expires):
-                skips.append(Skip(ref, SkipReason.EXPIRED))
-                continue
-            due.append(Due(ref, step, entry, due_at, attempt_number=attempts + 1))
+    for d in due_sends:
+        step = steps[d.step]
+        ref = SendRef(d.send_key, journey.name, d.step, d.person_id, d.entry_id)
+        if ledger.is_decided(ref.send_key):
+            continue
+        attempts = ledger.attempts.get(ref.send_key, 0)
+        if attempts > MAX_UNKNOWN_RETRIES:
+            skips.append(Skip(ref, OUTCOME_UNKNOWN))
+            continue
+        if d.arm == "holdout":
+            skips.append(Skip(ref, SkipReason.HOLDOUT))  # recorded, never sent
+            continue
+        expires = step.expires_after_hours
+        if expires is not None and now > d.due_at + timedelta(hours=expires):
+            skips.append(Skip(ref, SkipReason.EXPIRED))
+            continue
+        entry = Entry(
+            d.entry_id,
+            d.person_id,
+            d.entered_at,
+            properties=json.loads(d.properties) if d.properties else {},
+            arm="holdout" if d.arm == "holdout" else "treatment",
+        )
+        due.append(Due(ref, step, entry, d.due_at, attempt_number=attempts + 1))
     due.sort(key=lambda d: (d.due_at, d.ref.send_key))
     return due, skips

@@ -7,40 +7,38 @@ dbt manifest so the engine never names a particular journey.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 import jsonschema
 
+from activations.conditions import Condition, ConditionError, parse_condition
+from activations.graph import (
+    COMPLETED,
+    Branch,
+    GraphError,
+    Node,
+    Split,
+    Step,
+    Template,
+    Wait,
+    duration_text,
+    parse_nodes,
+)
 from switchyard.tiers import TIERS, TierName
 
+__all__ = ["Journey", "Step", "Template", "JourneyDefinitionError", "load_journeys"]
+
 CHANNELS = ("email", "sms", "push")
+# Conditions may name the columns this model declares in its YAML.
+PROFILE_MODEL = "dim_people"
 
 
 class JourneyDefinitionError(ValueError):
     """A journey declaration is incomplete or inconsistent; the message says where and what."""
-
-
-@dataclass(frozen=True)
-class Template:
-    body: str
-    subject: str | None = None
-    title: str | None = None
-
-
-@dataclass(frozen=True)
-class Step:
-    name: str
-    wait_minutes: int
-    channels: tuple[str, ...]
-    templates: dict[str, Template]
-    expires_after_hours: float | None = None
-    fallbacks: dict[str, str] = field(default_factory=dict)
-    # The channel the person engages with most (dim_people.most_engaged_channel) first.
-    most_engaged_first: bool = False
 
 
 @dataclass(frozen=True)
@@ -51,11 +49,44 @@ class FrequencyCap:
 
 @dataclass(frozen=True)
 class EntryRule:
-    """Who enters: `event`, unless `unless` follows within `within_minutes` (the audience SQL)."""
+    """Who enters. `event` (unless `unless` follows within `within_minutes`: the audience SQL), or
+    `membership` of the audience model, or a `daily_at` schedule over it."""
 
-    event: str
+    event: str | None = None
     unless: str | None = None
     within_minutes: int = 0
+    membership: bool = False
+    daily_at: str | None = None  # 'HH:MM', UTC
+
+    @property
+    def kind(self) -> Literal["event", "membership", "schedule"]:
+        if self.event:
+            return "event"
+        return "schedule" if self.daily_at else "membership"
+
+    def describe(self) -> str:
+        if self.event:
+            unless = (
+                f", unless {self.unless} within {self.within_minutes} min" if self.unless else ""
+            )
+            return f"{self.event}{unless}"
+        if self.daily_at:
+            return f"every day at {self.daily_at} UTC, who is in the audience then"
+        return "on appearing in the audience"
+
+
+@dataclass(frozen=True)
+class Reentry:
+    allow: Literal["never", "after_exit", "after_cooldown"] = "after_exit"
+    cooldown_hours: float = 0.0
+    max_concurrent: int = 1
+
+
+@dataclass(frozen=True)
+class Goal:
+    event: str
+    within_hours: float
+    exits: bool = True
 
 
 @dataclass(frozen=True)
@@ -63,11 +94,19 @@ class Journey:
     name: str
     audience_model: str
     tier: TierName
-    steps: tuple[Step, ...]
+    nodes: tuple[Node, ...]
     exit_on: tuple[str, ...]
     frequency_cap: FrequencyCap | None
-    entry: EntryRule | None = None
-    holdout_percent: float = 0.0  # assigned in SQL (macros/hash_bucket.sql), per entry's `arm`
+    entry: EntryRule = EntryRule()
+    holdout_percent: float = 0.0  # per person: macros/hash_bucket.sql, activations/tick.py
+    reentry: Reentry = Reentry()
+    goals: tuple[Goal, ...] = ()
+    exit_when: Condition | None = None
+
+    @property
+    def steps(self) -> tuple[Step, ...]:
+        """The send nodes, in declared order."""
+        return tuple(n for n in self.nodes if isinstance(n, Step))
 
     @property
     def channels(self) -> frozenset[str]:
@@ -76,73 +115,109 @@ class Journey:
 
     @classmethod
     def from_meta(
-        cls, audience_model: str, meta: dict[str, Any], declared_in: str | None = None
+        cls,
+        audience_model: str,
+        meta: dict[str, Any],
+        declared_in: str | None = None,
+        profile_columns: Collection[str] | None = None,
     ) -> Journey:
+        """`profile_columns`: what conditions may name (dim_people's declared columns)."""
         where = f"journey declared on model {audience_model!r}" + (
             f" in {declared_in}" if declared_in else ""
         )
         _check_against_schema(where, meta)
-        name = meta["name"]
-        steps = tuple(_parse_step(where, s) for s in meta["steps"])
-        if len({s.name for s in steps}) != len(steps):
-            raise JourneyDefinitionError(f"{where}: step names must be unique")
+        try:
+            nodes = parse_nodes(where, meta["steps"], profile_columns)
+            exit_when = (
+                parse_condition(meta["exit_when"], profile_columns or ())
+                if meta.get("exit_when")
+                else None
+            )
+        except (GraphError, ConditionError) as exc:
+            raise JourneyDefinitionError(str(exc)) from None
         tier = meta.get("tier", "hours")
         if tier not in TIERS:  # the schema's list is checked against TIERS by a test
             raise JourneyDefinitionError(
                 f"{where}: unknown tier {tier!r}; a journey runs in one of {sorted(TIERS)}"
             )
+        entry = dict(meta["entry"])
+        schedule = entry.pop("schedule", None)
+        reentry = Reentry(**meta.get("reentry", {}))
+        if reentry.allow == "after_cooldown" and not reentry.cooldown_hours:
+            raise JourneyDefinitionError(f"{where}: reentry after_cooldown needs cooldown_hours")
         exit_on = meta.get("exit_on", [])
         cap = meta.get("frequency_cap")
         return cls(
-            name=name,
+            name=meta["name"],
             audience_model=audience_model,
             tier=cast(TierName, tier),
-            steps=steps,
+            nodes=nodes,
             exit_on=tuple([exit_on] if isinstance(exit_on, str) else exit_on),
             frequency_cap=FrequencyCap(int(cap["messages"]), float(cap["per_hours"]))
             if cap
             else None,
-            entry=EntryRule(**meta["entry"]) if meta.get("entry") else None,
+            entry=EntryRule(**entry, daily_at=schedule["daily_at"] if schedule else None),
             holdout_percent=float(meta.get("holdout_percent", 0)),
+            reentry=reentry,
+            goals=tuple(Goal(**g) for g in meta.get("goals", [])),
+            exit_when=exit_when,
         )
 
     def outline(self) -> str:
         """The journey as text: what `switchyard journeys show` prints."""
         lines = [f"journey {self.name}  (tier {self.tier}; audience {self.audience_model})"]
-        if self.entry:
-            unless = (
-                f", unless {self.entry.unless} within {self.entry.within_minutes} min"
-                if self.entry.unless
-                else ""
-            )
-            lines.append(f"  entry    {self.entry.event}{unless}")
+        lines.append(f"  entry    {self.entry.describe()}")
+        r = self.reentry
+        again = {
+            "never": "never",
+            "after_exit": "after leaving",
+            "after_cooldown": f"after leaving and {r.cooldown_hours:g} h after entering",
+        }[r.allow]
+        lines.append(f"  re-entry {again}; at most {r.max_concurrent} open at once")
         if self.exit_on:
             lines.append(f"  exit on  {', '.join(self.exit_on)}")
+        if self.exit_when:
+            lines.append(f"  exit if  {self.exit_when.text}")
+        for goal in self.goals:
+            ends = "" if goal.exits else " (stays in the journey)"
+            lines.append(f"  goal     {goal.event} within {goal.within_hours:g} h{ends}")
         if self.holdout_percent:
             lines.append(f"  holdout  {self.holdout_percent:g}% of people receive nothing")
         if self.frequency_cap:
             cap = self.frequency_cap
             lines.append(f"  cap      {cap.messages} per {cap.per_hours:g} h, across every journey")
-        for n, step in enumerate(self.steps, 1):
-            expires = (
-                f", expires after {step.expires_after_hours:g} h"
-                if step.expires_after_hours
-                else ""
-            )
-            lines.append(
-                f"  {n}. {step.name}: at entry + {_duration(step.wait_minutes)}{expires}; "
-                + ("their most engaged channel, else " if step.most_engaged_first else "")
-                + f"{', else '.join(step.channels)}"
-            )
+        following = dict(zip([n.name for n in self.nodes], [*self.nodes[1:], None], strict=True))
+        for n, node in enumerate(self.nodes, 1):
+            lines.append(f"  {n}. {node.name}: {_describe(node)}")
+            if isinstance(node, Step | Wait) and node.next != _next_name(following[node.name]):
+                lines.append(f"       then -> {node.next}")
         return "\n".join(lines)
 
 
-def _duration(minutes: int) -> str:
-    if minutes and minutes % 1440 == 0:
-        return f"{minutes // 1440} d"
-    if minutes and minutes % 60 == 0:
-        return f"{minutes // 60} h"
-    return f"{minutes} min"
+def _next_name(node: Node | None) -> str:
+    return node.name if node else COMPLETED
+
+
+def _describe(node: Node) -> str:
+    if isinstance(node, Step):
+        expires = (
+            f", expires after {node.expires_after_hours:g} h" if node.expires_after_hours else ""
+        )
+        at = (
+            f"at entry + {duration_text(node.wait_minutes)}{expires}; "
+            if node.wait_minutes
+            else (f"at once{expires}; ")
+        )
+        engaged = "their most engaged channel, else " if node.most_engaged_first else ""
+        return f"send {at}{engaged}{', else '.join(node.channels)}"
+    if isinstance(node, Wait):
+        return node.describe()
+    if isinstance(node, Branch):
+        ways = "; ".join(f"if {c.text} -> {t}" for c, t in node.branches)
+        return f"branch {ways}; otherwise -> {node.otherwise}"
+    if isinstance(node, Split):
+        return "split " + ", ".join(f"{p.name} {p.percent:g}% -> {p.next}" for p in node.paths)
+    return "exit"
 
 
 SCHEMA_PATH = Path(__file__).with_name("journey.schema.json")
@@ -180,27 +255,6 @@ def _path(parts: Iterable[str | int], meta: dict[str, Any]) -> str:
     return out
 
 
-def _parse_step(where: str, raw: dict[str, Any]) -> Step:
-    name = raw["name"]
-    channels = tuple(raw["channels"])
-    templates = {ch: Template(**tpl) for ch, tpl in (raw.get("templates") or {}).items()}
-    missing = [c for c in channels if c not in templates]
-    if missing:
-        raise JourneyDefinitionError(
-            f"{where}, step {name!r}: no template for channel(s) {missing}"
-        )
-    expires = raw.get("expires_after_hours")
-    return Step(
-        name=name,
-        wait_minutes=int(raw.get("wait_minutes", 0)),
-        channels=channels,
-        templates=templates,
-        expires_after_hours=float(expires) if expires is not None else None,
-        fallbacks={k: str(v) for k, v in (raw.get("fallbacks") or {}).items()},
-        most_engaged_first=bool(raw.get("most_engaged_first", False)),
-    )
-
-
 def load_journeys(manifest_path: Path) -> list[Journey]:
     """Every journey declared in the dbt project, from its manifest.json."""
     if not manifest_path.exists():
@@ -208,11 +262,18 @@ def load_journeys(manifest_path: Path) -> list[Journey]:
             f"dbt manifest not found at {manifest_path}: run `switchyard prepare` (or `dbt parse`)"
         )
     manifest = json.loads(manifest_path.read_text())
+    profile_columns = [
+        column
+        for node in manifest["nodes"].values()
+        if node.get("resource_type") == "model" and node.get("name") == PROFILE_MODEL
+        for column in node.get("columns", {})
+    ]
     journeys = [
         Journey.from_meta(
             node["name"],
             node["config"]["meta"]["journey"],
             declared_in=(node.get("patch_path") or "").removeprefix("switchyard://") or None,
+            profile_columns=profile_columns,
         )
         for node in manifest["nodes"].values()
         if node.get("resource_type") == "model"

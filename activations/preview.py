@@ -62,11 +62,18 @@ class Preview:
 def preview_journey(
     journey: Journey, *, duckdb_path: Path, landing_dir: Path, now: datetime
 ) -> Preview:
+    """One tick and its deliveries, recorded nowhere: the steps entries would take (who enters,
+    waits, branches, exits) and, for each due send, what would be sent or skipped and why."""
     summary = RunSummary(journey.name, "preview")
-    audience, state, due, skips = decide(journey, duckdb_path, landing_dir, now)
-    summary.entries_considered, summary.due = len(audience.entries), len(due)
+    decision = decide(journey, duckdb_path, landing_dir, now, "preview", record=False)
+    summary.note(decision)
     decisions = _Decisions()
     with httpx.Client() as unused:
         sender = _DrySender(unused, {}, decisions, lambda: now)
-        deliver(journey, due, skips, audience, state, sender, summary)
-    return Preview(journey.name, now, summary, decisions.rows)
+        deliver(
+            journey, decision.due, decision.skips, decision.audience, decision.state, sender,
+            summary,
+        )  # fmt: skip
+    steps = [{"kind": "transition", **row} for row in decision.tick.rows]
+    sends = [{"kind": "send", **row} for row in decisions.rows]
+    return Preview(journey.name, now, summary, steps + sends)

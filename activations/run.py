@@ -9,15 +9,17 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+import duckdb
 import httpx
 
-from activations import engine, guards, ledger, warehouse
+from activations import engine, guards, inputs, ledger, warehouse
 from activations.channels.core import ChannelClient, Sender
 from activations.channels.message import Message, Outcome
 from activations.channels.policy import HttpTimeouts, RateLimiter, RetryPolicy
 from activations.journeys import Journey
-from activations.ledger import OUTCOME_UNKNOWN, LedgerState, SendRef, SkipReason
+from activations.ledger import OUTCOME_UNKNOWN, TERMINAL, LedgerState, SendRef, SkipReason
 from activations.render import MissingTemplateVariable, render
+from activations.tick import TickResult, run_tick
 from switchyard.clock import utc_now
 
 
@@ -25,7 +27,6 @@ from switchyard.clock import utc_now
 class RunSummary:
     journey: str
     run_id: str
-    entries_considered: int = 0
     due: int = 0
     # per channel
     sent: Counter[str] = field(default_factory=Counter)
@@ -33,8 +34,15 @@ class RunSummary:
     unknown: Counter[str] = field(default_factory=Counter)
     # per reason
     skipped: Counter[str] = field(default_factory=Counter)
+    entered: int = 0  # new entries
+    transitions: int = 0  # steps recorded (entered, waited, branched, sent, exited, ...)
     reconciled: int = 0  # unknown outcomes the provider's lookup showed were sent
     gave_up: int = 0  # unknown outcomes not sent again, failed as outcome_unknown (channel-less)
+
+    def note(self, decision: Decision) -> None:
+        self.entered += decision.tick.entered
+        self.transitions += decision.tick.transitions
+        self.due += len(decision.due)
 
     def count(self, channel: str, outcome: Outcome) -> None:
         {"sent": self.sent, "failed": self.failed, "unknown": self.unknown}[outcome.status][
@@ -44,7 +52,8 @@ class RunSummary:
 
     def as_metadata(self) -> dict[str, str | int]:
         return {
-            "entries_considered": self.entries_considered,
+            "entered": self.entered,
+            "transitions": self.transitions,
             "due": self.due,
             "sent": sum(self.sent.values()),
             **{f"sent_{k}": v for k, v in sorted(self.sent.items())},
@@ -69,14 +78,13 @@ def run_journey(
     timeouts: HttpTimeouts | None = None,
     transport: httpx.BaseTransport | None = None,
 ) -> RunSummary:
+    """Tick, deliver what is due, and tick again so entries go on past the sends just decided
+    (a send followed by a branch or another send at once), until nothing more is due."""
     # A fixed `now` (tests, backfills) also stamps the ledger, so caps see the simulated time.
     clock: Callable[[], datetime] = (lambda: now) if now is not None else utc_now
     as_of = clock()
     run_id = f"{as_of:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
     summary = RunSummary(journey.name, run_id)
-
-    audience, state, due, skips = decide(journey, duckdb_path, landing_dir, as_of)
-    summary.entries_considered, summary.due = len(audience.entries), len(due)
 
     t = timeouts or HttpTimeouts()
     http = httpx.Client(
@@ -86,22 +94,61 @@ def run_journey(
     limits = {ch: RateLimiter(rate) for ch, rate in (rate_limits or {}).items()}
     sender = Sender(http, clients, writer, clock, retry, limits)
     try:
-        deliver(journey, due, skips, audience, state, sender, summary)
+        handled: set[str] = set()  # a key is acted on once per run (an unknown waits a run)
+        for _ in range(len(journey.steps) + 1):
+            decision = decide(journey, duckdb_path, landing_dir, as_of, run_id)
+            decision.due = [d for d in decision.due if d.ref.send_key not in handled]
+            decision.skips = [s for s in decision.skips if s.ref.send_key not in handled]
+            summary.note(decision)
+            if not decision.due and not decision.skips:
+                break
+            handled.update(d.ref.send_key for d in decision.due)
+            handled.update(s.ref.send_key for s in decision.skips)
+            deliver(
+                journey, decision.due, decision.skips, decision.audience, decision.state, sender,
+                summary,
+            )  # fmt: skip
     finally:
         writer.close()
         http.close()
     return summary
 
 
+@dataclass
+class Decision:
+    """What one tick decided, with what delivery needs to act on it."""
+
+    tick: TickResult
+    state: LedgerState
+    due: list[engine.Due]
+    skips: list[engine.Skip]
+    audience: warehouse.Audience
+
+
 def decide(
-    journey: Journey, duckdb_path: Path, landing_dir: Path, as_of: datetime
-) -> tuple[warehouse.Audience, LedgerState, list[engine.Due], list[engine.Skip]]:
-    """What the warehouse and the ledger say now, and which steps that makes due or skipped."""
-    audience = warehouse.read_audience(duckdb_path, journey.audience_model, as_of)
+    journey: Journey,
+    duckdb_path: Path,
+    landing_dir: Path,
+    as_of: datetime,
+    run_id: str,
+    record: bool = True,
+) -> Decision:
+    """A tick on what the warehouse and the ledger say now (its transitions recorded unless
+    `record` is false: a preview), and the due sends as steps for delivery."""
     state = ledger.read_state(landing_dir)
-    state.follow_aliases(warehouse.read_person_aliases(duckdb_path))
-    due, skips = engine.due_now(journey, audience.entries, state, as_of)
-    return audience, state, due, skips
+    con = duckdb.connect()
+    try:
+        state.follow_aliases(warehouse.read_person_aliases(duckdb_path))
+        decided = ((key, status) for key, status in state.last_status.items() if status in TERMINAL)
+        inputs.open_inputs(
+            con, journey, duckdb_path=duckdb_path, landing_dir=landing_dir, decided=decided
+        )
+        result = run_tick(con, journey, as_of, run_id, landing_dir if record else None)
+        due, skips = engine.classify(journey, result.due, state, as_of)
+        audience = warehouse.read_people(con, {d.ref.person_id for d in due})
+    finally:
+        con.close()
+    return Decision(result, state, due, skips, audience)
 
 
 def deliver(

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import json
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import duckdb
 from sqlglot import exp
 
-from activations.engine import Entry
 from activations.guards import FreshConsents, Person
 
 PROFILE_MODEL = "dim_people"
@@ -20,17 +18,6 @@ ALIASES_MODEL = "dim_person_aliases"
 # under the very rules that built dim_people's consent columns.
 CONSENTS_MODEL = "int_user_consents_current"
 CONSENT_CHANNELS = ("email", "sms", "push")
-
-
-def entries_query(audience_model: str, now: datetime, dialect: str = "duckdb") -> str:
-    # Built with sqlglot so the model name is quoted and the SQL follows the target's dialect.
-    query = (
-        exp.select("entry_id", "person_id", "enters_at", "exited_at", "entry_properties", "arm")
-        .from_(exp.to_identifier(audience_model, quoted=True))
-        .where(exp.column("enters_at") <= exp.Literal.string(now.isoformat(sep=" ")))
-        .order_by("enters_at", "entry_id")
-    )
-    return query.sql(dialect=dialect)
 
 
 def people_query(dialect: str = "duckdb") -> str:
@@ -77,22 +64,25 @@ def fetch_all(duckdb_path: Path, *queries: str) -> list[list[tuple[Any, ...]]]:
 
 @dataclass(frozen=True)
 class Audience:
-    """What a journey run reads from the warehouse, through one read-only connection."""
+    """Who the due sends are for, read right before sending."""
 
-    entries: list[Entry]
-    people: dict[str, Person]  # the entries' people
+    people: dict[str, Person]  # the due sends' people
     consents: FreshConsents  # the latest marketing consent per (user_id, channel), as of now
 
 
-def read_audience(duckdb_path: Path, audience_model: str, now: datetime) -> Audience:
-    entry_rows, people_rows, consent_rows = fetch_all(
-        duckdb_path, entries_query(audience_model, now), people_query(), consents_query()
+def read_people(con: duckdb.DuckDBPyConnection, person_ids: Iterable[str]) -> Audience:
+    """The profiles of `person_ids` and the freshest consents, on a connection that has the
+    warehouse attached as `wh` (activations/inputs.py)."""
+    wanted = set(person_ids)
+    con.execute("use wh")
+    people_rows = (
+        con.execute(
+            f"select * from ({people_query()}) where list_contains(?, person_id)", [sorted(wanted)]
+        ).fetchall()
+        if wanted
+        else []
     )
-    entries = [
-        Entry(entry_id, person_id, enters_at, exited_at, json.loads(props) if props else {}, arm)
-        for entry_id, person_id, enters_at, exited_at, props, arm in entry_rows
-    ]
-    wanted = {e.person_id for e in entries}
+    consent_rows = con.execute(consents_query()).fetchall() if wanted else []
     people = {}
     for row in people_rows:
         if row[0] not in wanted:
@@ -109,7 +99,7 @@ def read_audience(duckdb_path: Path, audience_model: str, now: datetime) -> Audi
             most_engaged_channel=engaged,
         )
     fresh = {(user, channel): (status, at) for user, channel, status, at in consent_rows}
-    return Audience(entries, people, fresh)
+    return Audience(people, fresh)
 
 
 def read_person_aliases(duckdb_path: Path) -> dict[str, list[str]]:

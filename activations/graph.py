@@ -1,0 +1,251 @@
+"""A journey's nodes and the graph they make: send, wait, branch, split and exit.
+
+Each node goes on to `next`, else to the node declared after it; the last one ends the journey
+(`COMPLETED`). The checks here are the ones a JSON Schema cannot make: targets that exist, a cycle
+that would loop without waiting, conditions that parse against the profile's columns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from activations.conditions import Condition, ConditionError, parse_condition
+
+# Where an entry can end up that is no node: the journey is over for it.
+COMPLETED = "(completed)"  # went past the last node
+EXITED = "(exited)"  # an exit node, an exit event or the exit criterion
+CONVERTED = "(converted)"  # reached a goal (and the goal ends the journey)
+NOT_ENTERED = "(not entered)"  # the re-entry policy kept the person out
+FINAL = frozenset({COMPLETED, EXITED, CONVERTED, NOT_ENTERED})
+
+
+class GraphError(ValueError):
+    """A node graph that cannot run; the message names the node."""
+
+
+@dataclass(frozen=True)
+class Template:
+    body: str
+    subject: str | None = None
+    title: str | None = None
+
+
+@dataclass(frozen=True)
+class Step:
+    """A send node: the first of `channels` the person has consented to and can be reached on."""
+
+    name: str
+    wait_minutes: int  # not before entry + this (a timing from entry, as a linear journey has)
+    channels: tuple[str, ...]
+    templates: dict[str, Template]
+    expires_after_hours: float | None = None
+    fallbacks: dict[str, str] = field(default_factory=dict)
+    # The channel the person engages with most (dim_people.most_engaged_channel) first.
+    most_engaged_first: bool = False
+    next: str = COMPLETED
+    kind: Literal["send"] = "send"
+
+
+@dataclass(frozen=True)
+class Wait:
+    name: str
+    next: str
+    minutes: float | None = None  # a duration from reaching the node
+    until_time: str | None = None  # 'HH:MM' in the person's time zone
+    until_usual_hour: bool = False  # the hour they usually open and click
+    default_timezone: str = "UTC"
+    default_hour: int = 10
+    until_event: str | None = None
+    of_step: str | None = None  # the event is engagement (open, click) with that step's send
+    timeout_minutes: float | None = None
+    on_timeout: str | None = None
+    kind: Literal["wait"] = "wait"
+
+    def describe(self) -> str:
+        if self.minutes is not None:
+            return f"wait {duration_text(self.minutes)}"
+        if self.until_time:
+            return f"wait until {self.until_time} their time (else {self.default_timezone})"
+        if self.until_usual_hour:
+            return f"wait until their usual active hour (else {self.default_hour}:00)"
+        on = f" on {self.of_step}" if self.of_step else ""
+        return (
+            f"wait for {self.until_event}{on}, at most {duration_text(self.timeout_minutes or 0)} "
+            f"(then {self.on_timeout})"
+        )
+
+
+@dataclass(frozen=True)
+class Branch:
+    name: str
+    branches: tuple[tuple[Condition, str], ...]
+    otherwise: str
+    kind: Literal["branch"] = "branch"
+
+
+@dataclass(frozen=True)
+class SplitPath:
+    name: str
+    percent: float
+    next: str
+
+
+@dataclass(frozen=True)
+class Split:
+    name: str
+    paths: tuple[SplitPath, ...]
+    kind: Literal["split"] = "split"
+
+
+@dataclass(frozen=True)
+class Exit:
+    name: str
+    kind: Literal["exit"] = "exit"
+
+
+Node = Step | Wait | Branch | Split | Exit
+
+
+def targets(node: Node) -> Iterator[str]:
+    """Every node this one can go on to."""
+    if isinstance(node, Step):
+        yield node.next
+    elif isinstance(node, Wait):
+        yield node.next
+        if node.on_timeout:
+            yield node.on_timeout
+    elif isinstance(node, Branch):
+        yield from (target for _, target in node.branches)
+        yield node.otherwise
+    elif isinstance(node, Split):
+        yield from (p.next for p in node.paths)
+
+
+def parse_nodes(
+    where: str, raw_nodes: list[dict[str, Any]], profile_columns: Collection[str] | None
+) -> tuple[Node, ...]:
+    names = [raw["name"] for raw in raw_nodes]
+    if len(set(names)) != len(names):
+        raise GraphError(f"{where}: step names must be unique")
+    follow = dict(zip(names, [*names[1:], COMPLETED], strict=True))
+    nodes = tuple(
+        _parse_node(where, raw, follow[raw["name"]], profile_columns) for raw in raw_nodes
+    )
+    check_graph(where, nodes)
+    return nodes
+
+
+def _parse_node(
+    where: str, raw: dict[str, Any], following: str, profile_columns: Collection[str] | None
+) -> Node:
+    name = raw["name"]
+    kind = raw.get("type", "send")
+    nxt = raw.get("next", following)
+    if kind == "send":
+        templates = {ch: Template(**tpl) for ch, tpl in (raw.get("templates") or {}).items()}
+        missing = [c for c in raw["channels"] if c not in templates]
+        if missing:
+            raise GraphError(f"{where}, step {name!r}: no template for channel(s) {missing}")
+        expires = raw.get("expires_after_hours")
+        return Step(
+            name=name,
+            wait_minutes=int(raw.get("wait_minutes", 0)),
+            channels=tuple(raw["channels"]),
+            templates=templates,
+            expires_after_hours=float(expires) if expires is not None else None,
+            fallbacks={k: str(v) for k, v in (raw.get("fallbacks") or {}).items()},
+            most_engaged_first=bool(raw.get("most_engaged_first", False)),
+            next=nxt,
+        )
+    if kind == "wait":
+        duration = _minutes(raw, "")
+        timeout = _minutes(raw, "timeout_")
+        if raw.get("until_event") and not raw.get("on_timeout"):
+            raise GraphError(f"{where}, step {name!r}: a wait for an event needs `on_timeout`")
+        return Wait(
+            name=name,
+            next=nxt,
+            minutes=duration,
+            until_time=raw.get("until_time"),
+            until_usual_hour=bool(raw.get("until_usual_hour", False)),
+            default_timezone=raw.get("default_timezone", "UTC"),
+            default_hour=int(raw.get("default_hour", 10)),
+            until_event=raw.get("until_event"),
+            of_step=raw.get("of_step"),
+            timeout_minutes=timeout,
+            on_timeout=raw.get("on_timeout"),
+        )
+    if kind == "branch":
+        if profile_columns is None:
+            raise GraphError(f"{where}, step {name!r}: branch conditions need the profile columns")
+        branches = []
+        for b in raw["branches"]:
+            try:
+                branches.append((parse_condition(b["when"], profile_columns), b["next"]))
+            except ConditionError as exc:
+                raise GraphError(f"{where}, step {name!r}: {exc}") from None
+        return Branch(name, tuple(branches), raw.get("otherwise", following))
+    if kind == "split":
+        paths = tuple(SplitPath(p["name"], float(p["percent"]), p["next"]) for p in raw["paths"])
+        total = sum(p.percent for p in paths)
+        if abs(total - 100) > 1e-9:
+            raise GraphError(f"{where}, step {name!r}: split percents add up to {total:g}, not 100")
+        if len({p.name for p in paths}) != len(paths):
+            raise GraphError(f"{where}, step {name!r}: split path names must be unique")
+        return Split(name, paths)
+    return Exit(name)
+
+
+def _minutes(raw: Mapping[str, Any], prefix: str) -> float | None:
+    for unit, factor in (("minutes", 1), ("hours", 60), ("days", 1440)):
+        if raw.get(prefix + unit) is not None:
+            return float(raw[prefix + unit]) * factor
+    return None
+
+
+def check_graph(where: str, nodes: tuple[Node, ...]) -> None:
+    """Every target exists; every engagement wait names an earlier send; no cycle without a wait
+    (an entry would go round it forever within one run)."""
+    by_name = {n.name: n for n in nodes}
+    for node in nodes:
+        for target in targets(node):
+            if target not in by_name and target != COMPLETED:
+                raise GraphError(
+                    f"{where}, step {node.name!r}: goes on to {target!r}, which is not a step; "
+                    f"steps: {', '.join(by_name)}"
+                )
+        if (
+            isinstance(node, Wait)
+            and node.of_step is not None
+            and not isinstance(by_name.get(node.of_step), Step)
+        ):
+            raise GraphError(
+                f"{where}, step {node.name!r}: of_step {node.of_step!r} is not a send step"
+            )
+    # A cycle among nodes that take no time: depth-first search, waits cut the edges.
+    instant = {n.name: [t for t in targets(n) if t in by_name] for n in nodes if n.kind != "wait"}
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+
+    def visit(name: str, path: list[str]) -> None:
+        state[name] = 1
+        for target in instant.get(name, []):
+            if state.get(target) == 1:
+                cycle = " -> ".join([*path[path.index(target) :], target])
+                raise GraphError(f"{where}: the steps {cycle} make a cycle without a wait")
+            if target in instant and not state.get(target):
+                visit(target, [*path, target])
+        state[name] = 2
+
+    for name in instant:
+        if not state.get(name):
+            visit(name, [name])
+
+
+def duration_text(minutes: float) -> str:
+    if minutes and minutes % 1440 == 0:
+        return f"{minutes / 1440:g} d"
+    if minutes and minutes % 60 == 0:
+        return f"{minutes / 60:g} h"
+    return f"{minutes:g} min"

@@ -1,0 +1,90 @@
+"""The relations a tick reads (activations/tick.py), from the warehouse and the landing files.
+
+The warehouse is attached read-only (dbt is its only writer); the transitions are read straight
+from their landing files, so a tick sees every decision, including those dbt has not staged yet.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from activations import transitions
+from activations.graph import Wait
+from activations.journeys import Journey
+from activations.tick import lit
+
+PROFILE_MODEL = "dim_people"
+EVENTS_MODEL = "int_events_stitched"
+FEEDBACK_MODEL = "stg_feedback__events"
+
+
+def quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def open_inputs(
+    con: duckdb.DuckDBPyConnection,
+    journey: Journey,
+    *,
+    duckdb_path: Path,
+    landing_dir: Path,
+    decided: Iterable[tuple[str, str]],
+) -> None:
+    """Attach the warehouse and define audience, profiles, events, feedback, history and decided
+    (send_key, status) on `con`."""
+    if not duckdb_path.exists():
+        raise FileNotFoundError(
+            f"warehouse {duckdb_path} does not exist yet: build the dbt models first "
+            "(`switchyard demo` does both)"
+        )
+    con.execute(f"attach {lit(str(duckdb_path))} as wh (read_only)")
+    names = sorted(
+        {*journey.exit_on, *(g.event for g in journey.goals)}
+        | {
+            n.until_event
+            for n in journey.nodes
+            if isinstance(n, Wait) and n.until_event and not n.of_step
+        }
+    )
+    wanted = ", ".join(lit(n) for n in names) or "null"
+    try:
+        con.execute(
+            f"create temp view audience as select * from wh.main.{quoted(journey.audience_model)}"
+        )
+        con.execute(f"create temp view profiles as select * from wh.main.{PROFILE_MODEL}")
+        con.execute(
+            f"""
+            create temp view events as
+            select person_id, event_name, occurred_at from wh.main.{EVENTS_MODEL}
+            where event_type = 'track' and person_id is not null and event_name in ({wanted})
+            """
+        )
+        con.execute(
+            f"""
+            create temp view feedback as
+            select send_key, feedback_event, occurred_at from wh.main.{FEEDBACK_MODEL}
+            where reject_reason is null
+            """
+        )
+    except duckdb.CatalogException as exc:
+        raise RuntimeError(
+            f"{exc}. Build the dbt models (`dbt build`) before running journeys."
+        ) from exc
+    transitions.ensure_folder(landing_dir)
+    con.execute(
+        f"create temp view history as select * from read_parquet("
+        f"{lit(transitions.glob(landing_dir))}, union_by_name = true)"
+    )
+    keys, statuses = [], []
+    for key, status in decided:
+        keys.append(key)
+        statuses.append(status)
+    table = pa.table(
+        {"send_key": pa.array(keys, pa.string()), "status": pa.array(statuses, pa.string())}
+    )
+    con.register("decided_arrow", table)
+    con.execute("create temp view decided as select * from decided_arrow")

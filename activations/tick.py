@@ -1,0 +1,602 @@
+"""One engine tick, columnar: every entry of a journey moved as far as it can go now, in SQL.
+
+A tick reads, on one in-memory DuckDB connection, these relations (`inputs.open_inputs` makes
+them from the warehouse and the landing files; the benchmark makes its own):
+
+  audience   the journey's audience model (event journeys: one row per entry; else per person)
+  profiles   dim_people: person_id, timezone, usual_active_hour and what conditions name
+  events     tracked events: person_id, event_name, occurred_at
+  feedback   engagement with sends: send_key, feedback_event, occurred_at
+  history    every transition recorded so far (activations/transitions.py)
+  decided    send keys the ledger has a final status for, with that status
+
+and then, all in set-based statements:
+  1. new entries: audience rows not yet entered, within the re-entry policy;
+  2. exits and goals: exit events, goal events in their window, the exit criterion;
+  3. moves, in rounds: every entry whose node is due goes on (waits that are over or whose event
+     came, branches, splits, sends the ledger has decided, exit steps); what moved may move again
+     in the next round, up to the graph's depth;
+  4. due sends: entries at a send node that is due, whose key the ledger has not decided.
+The new transitions are written as one file before anything is sent (decide, then deliver).
+Nothing here loops over entries in Python.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+from sqlglot import exp
+
+from activations import transitions
+from activations.graph import (
+    COMPLETED,
+    CONVERTED,
+    EXITED,
+    FINAL,
+    NOT_ENTERED,
+    Branch,
+    Split,
+    Step,
+    Wait,
+)
+from activations.journeys import Journey
+
+_BUCKETS = 10_000  # split and holdout shares in steps of 0.01 %
+
+
+@dataclass(frozen=True)
+class DueSend:
+    """An entry at a send node that is due, whose send key the ledger has not decided."""
+
+    entry_id: str
+    person_id: str
+    step: str
+    send_key: str
+    due_at: datetime
+    entered_at: datetime
+    arm: str
+    properties: str | None
+
+
+@dataclass(frozen=True)
+class TickResult:
+    transitions: int  # rows recorded by this tick
+    entered: int
+    due: list[DueSend]
+    rounds: int
+    rows: list[dict[str, Any]] = field(default_factory=list)  # a preview's transitions
+
+
+def lit(value: str) -> str:
+    """A string literal, quoted by sqlglot (names come from a validated declaration, but SQL text
+    is still never pasted together from them)."""
+    return exp.Literal.string(value).sql(dialect="duckdb")
+
+
+def send_key_sql(journey: str, step: str, person: str, entry: str) -> str:
+    """activations.ledger.keys.send_key, in SQL: the first 32 hex digits of sha256 of the four
+    parts joined by the unit separator."""
+    joined = " || chr(31) || ".join((journey, step, person, entry))
+    return f"left(sha256({joined}), 32)"
+
+
+def hash_bucket_sql(text: str, buckets: int = _BUCKETS) -> str:
+    """macros/hash_bucket.sql (duckdb) in the engine: the first 32 bits of md5, modulo."""
+    return f"(cast('0x' || left(md5({text}), 8) as bigint) % {buckets})"
+
+
+def run_tick(
+    con: duckdb.DuckDBPyConnection,
+    journey: Journey,
+    now: datetime,
+    run_id: str,
+    landing_dir: Path | None,
+) -> TickResult:
+    """Move the journey's entries on, record the transitions (unless `landing_dir` is None: a
+    preview) and return the sends that are due."""
+    _declare_nodes(con, journey)
+    j = lit(journey.name)
+    con.execute("set variable now = ?::timestamp", [now])
+    con.execute(
+        f"""
+        create or replace temp table positions as
+        select * from history where journey = {j}
+        qualify row_number() over (partition by entry_id order by seq desc) = 1
+        """
+    )
+    con.execute(
+        """
+        create or replace temp table new_rows as
+        select * exclude (properties), properties from positions limit 0
+        """
+    )
+    entered = _enter(con, journey)
+    _end_by_events(con, journey)
+    rounds = _move(con, journey)
+    due = _due(con, journey)
+    con.execute(
+        f"""
+        create or replace temp table recorded as
+        select *, {lit(run_id)} as run_id_, getvariable('now') as recorded_at_
+        from new_rows
+        """
+    )
+    (count,) = con.execute("select count(*) from recorded").fetchone() or (0,)
+    if landing_dir is not None and count:
+        con.execute(
+            "create or replace temp view recorded_rows as "
+            "select * exclude (run_id, recorded_at, run_id_, recorded_at_), "
+            "run_id_ as run_id, recorded_at_ as recorded_at from recorded"
+        )
+        transitions.append(con, "recorded_rows", landing_dir, prefix=f"tick-{run_id}")
+    rows: list[dict[str, Any]] = []
+    if landing_dir is None:  # a preview: the steps it would record, to show
+        shown = con.execute(
+            "select entry_id, person_id, from_node, node, at, next_at, arm, reason, detail "
+            "from recorded order by entry_id, seq"
+        )
+        names = [d[0] for d in shown.description or []]
+        rows = [dict(zip(names, row, strict=True)) for row in shown.fetchall()]
+    return TickResult(int(count), entered, due, rounds, rows)
+
+
+def _declare_nodes(con: duckdb.DuckDBPyConnection, journey: Journey) -> None:
+    """The graph as small tables, so the statements join to it instead of spelling it out."""
+    rows = []
+    for node in journey.nodes:
+        row: dict[str, Any] = dict.fromkeys(
+            ("next", "minutes", "until_time_minutes", "usual_hour", "default_timezone",
+             "default_hour", "until_event", "of_step", "timeout_minutes", "on_timeout",
+             "wait_minutes"),
+        )  # fmt: skip
+        row.update(name=node.name, kind=node.kind)
+        if isinstance(node, Step):
+            row.update(next=node.next, wait_minutes=node.wait_minutes)
+        elif isinstance(node, Wait):
+            hh_mm = node.until_time.split(":") if node.until_time else None
+            row.update(
+                next=node.next,
+                minutes=node.minutes,
+                until_time_minutes=int(hh_mm[0]) * 60 + int(hh_mm[1]) if hh_mm else None,
+                usual_hour=node.until_usual_hour,
+                default_timezone=node.default_timezone,
+                default_hour=node.default_hour,
+                until_event=node.until_event,
+                of_step=node.of_step,
+                timeout_minutes=node.timeout_minutes,
+                on_timeout=node.on_timeout,
+            )
+        rows.append(row)
+    con.execute(
+        """
+        create or replace temp table nodes (
+            name varchar, kind varchar, next varchar, minutes double, until_time_minutes integer,
+            usual_hour boolean, default_timezone varchar, default_hour integer,
+            until_event varchar, of_step varchar, timeout_minutes double, on_timeout varchar,
+            wait_minutes integer
+        )
+        """
+    )
+    if rows:
+        con.executemany(
+            "insert into nodes values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                [r["name"], r["kind"], r["next"], r["minutes"], r["until_time_minutes"],
+                 r["usual_hour"], r["default_timezone"], r["default_hour"], r["until_event"],
+                 r["of_step"], r["timeout_minutes"], r["on_timeout"], r["wait_minutes"]]
+                for r in rows
+            ],
+        )  # fmt: skip
+    paths = []
+    for node in journey.nodes:
+        if isinstance(node, Split):
+            low = 0
+            for path in node.paths:
+                high = low + round(path.percent * _BUCKETS / 100)
+                paths.append([node.name, path.name, low, high, path.next])
+                low = high
+            paths[-1][3] = _BUCKETS  # rounding never leaves a bucket without a path
+    con.execute(
+        "create or replace temp table split_paths "
+        "(node varchar, path varchar, low integer, high integer, next varchar)"
+    )
+    if paths:
+        con.executemany("insert into split_paths values (?, ?, ?, ?, ?)", paths)
+
+
+def _arrival_next_at() -> str:
+    """When the node an entry just reached is due (columns of `arrived` joined to `nodes` n and
+    `profiles` p): a wait's end, an event wait's deadline, a send's time (not before entry +
+    wait_minutes); the arrival itself for the rest."""
+    tz = (
+        "case when p.timezone in (select name from pg_timezone_names()) "
+        "then p.timezone else n.default_timezone end"
+    )
+    local_at = f"timezone({tz}, timezone('UTC', a.at))"
+    minute_of_day = (
+        "coalesce(n.until_time_minutes, "
+        "60 * coalesce(try_cast(p.usual_active_hour as integer), n.default_hour))"
+    )
+    candidate = f"date_trunc('day', {local_at}) + to_minutes(cast({minute_of_day} as bigint))"
+    next_local = (
+        f"case when {candidate} >= {local_at} then {candidate} "
+        f"else {candidate} + interval 1 day end"
+    )
+    return f"""
+        case
+            when n.kind = 'wait' and n.minutes is not null
+                then a.at + to_microseconds(cast(n.minutes * 60000000 as bigint))
+            when n.kind = 'wait' and (n.until_time_minutes is not null or n.usual_hour)
+                then timezone('UTC', timezone({tz}, {next_local}))
+            when n.kind = 'wait' and n.until_event is not null
+                then a.at + to_microseconds(cast(n.timeout_minutes * 60000000 as bigint))
+            when n.kind = 'send'
+                then greatest(a.at, a.entered_at + to_minutes(cast(n.wait_minutes as bigint)))
+            else a.at
+        end
+    """
+
+
+def _record_arrivals(con: duckdb.DuckDBPyConnection, journey: Journey, arrived: str) -> None:
+    """Append `arrived` (entry columns, from_node, node, at, reason, detail, properties, seq) to
+    new_rows with the node's next_at."""
+    needs_profile = any(
+        isinstance(n, Wait) and (n.until_time or n.until_usual_hour) for n in journey.nodes
+    )
+    profile_join = (
+        "left join profiles p on p.person_id = a.person_id"
+        if needs_profile
+        else "left join (select null::varchar as timezone, null::integer as usual_active_hour) p "
+        "on true"
+    )
+    con.execute(
+        f"""
+        insert into new_rows by name
+        select
+            {lit(journey.name)} as journey, a.entry_id, a.person_id, a.seq, a.from_node, a.node,
+            a.at, {_arrival_next_at()} as next_at, a.entered_at, a.arm, a.reason,
+            a.detail, a.properties, null as run_id, null::timestamp as recorded_at
+        from {arrived} a
+        left join nodes n on n.name = a.node
+        {profile_join}
+        """
+    )
+
+
+def _enter(con: duckdb.DuckDBPyConnection, journey: Journey) -> int:
+    """New entries at the first node. Event journeys: each audience row is one entry, refused
+    (recorded as not entered, with why) when the re-entry policy says no. Membership and schedule
+    journeys: a person in the audience enters when the policy allows (no record otherwise)."""
+    j = lit(journey.name)
+    rule = journey.entry
+    if rule.kind == "event":
+        candidates = """
+            select entry_id, person_id, enters_at as entered_at,
+                cast(entry_properties as varchar) as properties
+            from audience
+            where enters_at <= getvariable('now')
+        """
+    else:
+        if rule.kind == "schedule":
+            hh, mm = (rule.daily_at or "00:00").split(":")
+            # the latest occurrence of the daily time at or before now
+            occurrence = (
+                f"(date_trunc('day', getvariable('now')) + interval {int(hh)} hour "
+                f"+ interval {int(mm)} minute)"
+            )
+            occurrence = (
+                f"case when {occurrence} <= getvariable('now') then {occurrence} "
+                f"else {occurrence} - interval 1 day end"
+            )
+        else:
+            occurrence = "getvariable('now')"
+        candidates = f"""
+            select md5({j} || ':' || person_id || ':' || strftime(occurrence, '%Y-%m-%dT%H:%M:%S'))
+                    as entry_id,
+                person_id, occurrence as entered_at, null::varchar as properties
+            from (select distinct person_id, {occurrence} as occurrence from audience
+                  where person_id is not null)
+        """
+    r = journey.reentry
+    final = ", ".join(lit(f) for f in sorted(FINAL))
+    con.execute(
+        f"""
+        create or replace temp table candidates as
+        with
+        fresh as (
+            select c.* from ({candidates}) c
+            anti join positions using (entry_id)
+        ),
+        people as (
+            select
+                person_id,
+                count(*) filter (where node not in ({final})) as open_entries,
+                count(*) filter (where node <> {lit(NOT_ENTERED)}) as entries,
+                max(entered_at) filter (where node <> {lit(NOT_ENTERED)}) as last_entered_at
+            from positions
+            group by person_id
+        ),
+        ranked as (
+            select
+                fresh.*,
+                coalesce(people.open_entries, 0) as open_entries,
+                coalesce(people.entries, 0) as entries,
+                people.last_entered_at,
+                row_number() over (partition by fresh.person_id order by fresh.entered_at,
+                    fresh.entry_id) as rank_in_tick
+            from fresh left join people using (person_id)
+        )
+        select
+            *,
+            case
+                when {lit(r.allow)} = 'never' and (entries > 0 or rank_in_tick > 1)
+                    then 'entered before (reentry: never)'
+                when open_entries + rank_in_tick > {r.max_concurrent}
+                    then 'already in the journey (max_concurrent {r.max_concurrent})'
+                when {lit(r.allow)} = 'after_cooldown' and (
+                    rank_in_tick > 1 or entered_at < last_entered_at
+                        + to_microseconds(cast({r.cooldown_hours} * 3600000000 as bigint)))
+                    then 'within the cool-down ({r.cooldown_hours:g} h)'
+            end as refused
+        from ranked
+        """
+    )
+    first = lit(journey.nodes[0].name)
+    arm = (
+        f"case when {hash_bucket_sql(f'{j} || chr(58) || person_id')} "
+        f"< {round(journey.holdout_percent * 100)} then 'holdout' else 'treatment' end"
+    )
+    keep_refusals = "true" if rule.kind == "event" else "refused is null"
+    con.execute(
+        f"""
+        create or replace temp table arrived as
+        select
+            entry_id, person_id, 0 as seq, null::varchar as from_node,
+            coalesce(case when refused is not null then {lit(NOT_ENTERED)} end, {first}) as node,
+            entered_at as at, entered_at, {arm} as arm,
+            case when refused is null then 'entered' else 'not entered' end as reason,
+            refused as detail, properties
+        from candidates
+        where {keep_refusals}
+        """
+    )
+    _record_arrivals(con, journey, "arrived")
+    (entered,) = con.execute("select count(*) from arrived where detail is null").fetchone() or (0,)
+    return int(entered)
+
+
+def _open_positions(con: duckdb.DuckDBPyConnection) -> None:
+    """`current`: every open entry's latest row, this tick's rows included."""
+    final = ", ".join(lit(f) for f in sorted(FINAL))
+    con.execute(
+        f"""
+        create or replace temp table current as
+        select * from (
+            select * from positions
+            union all by name
+            select * from new_rows
+        )
+        where node not in ({final})
+        qualify row_number() over (partition by entry_id order by seq desc) = 1
+        """
+    )
+
+
+def _end_by_events(con: duckdb.DuckDBPyConnection, journey: Journey) -> None:
+    """Exit events and goals since entering (the earliest wins; a goal event converts), then the
+    exit criterion on the profile."""
+    _open_positions(con)
+    ends: list[tuple[str, str, float | None]] = [(e, "exited", None) for e in journey.exit_on]
+    ends += [(g.event, "converted", g.within_hours) for g in journey.goals]
+    selects = []
+    for event, outcome, window in ends:
+        in_window = (
+            f"and e.occurred_at <= c.entered_at "
+            f"+ to_microseconds(cast({window} * 3600000000 as bigint))"
+            if window is not None
+            else ""
+        )
+        selects.append(
+            f"""
+            select c.entry_id, e.occurred_at, {lit(outcome)} as outcome, e.event_name
+            from current c join events e
+                on e.person_id = c.person_id and e.event_name = {lit(event)}
+                and e.occurred_at >= c.entered_at and e.occurred_at <= getvariable('now')
+                {in_window}
+            """
+        )
+    if selects:
+        con.execute(
+            f"""
+            create or replace temp table arrived as
+            select
+                c.entry_id, c.person_id, c.seq + 1 as seq, c.node as from_node,
+                case when first.outcome = 'converted' then {lit(CONVERTED)}
+                    else {lit(EXITED)} end as node,
+                greatest(first.occurred_at, c.at) as at, c.entered_at, c.arm,
+                first.outcome as reason, first.event_name as detail, null as properties
+            from current c
+            join (
+                select entry_id, arg_min(outcome, occurred_at) as outcome,
+                    arg_min(event_name, occurred_at) as event_name,
+                    min(occurred_at) as occurred_at
+                from ({" union all ".join(selects)})
+                group by entry_id
+            ) first using (entry_id)
+            """
+        )
+        _record_arrivals(con, journey, "arrived")
+    if journey.exit_when is not None:
+        _open_positions(con)
+        con.execute(
+            f"""
+            create or replace temp table arrived as
+            select
+                c.entry_id, c.person_id, c.seq + 1 as seq, c.node as from_node,
+                {lit(EXITED)} as node, greatest(getvariable('now'), c.at) as at, c.entered_at,
+                c.arm, 'exited' as reason, {lit("exit_when: " + journey.exit_when.text)} as detail,
+                null as properties
+            from current c join profiles p using (person_id)
+            where {journey.exit_when.sql(table="p")}
+            """
+        )
+        _record_arrivals(con, journey, "arrived")
+
+
+def _move_sql(journey: Journey) -> str:
+    """The next node of every `frontier` entry that can go on now, in one statement."""
+    j = lit(journey.name)
+    key = send_key_sql(j, "f.node", "f.person_id", "f.entry_id")
+    parts = [
+        # waits for a time: over
+        """
+        select f.entry_id, n.next as to_node, f.next_at as to_at, 'waited' as reason,
+            null as detail
+        from frontier f join nodes n on n.name = f.node
+        where n.kind = 'wait' and n.until_event is null and f.next_at <= getvariable('now')
+        """,
+        # an exit step: the journey ends here
+        f"""
+        select f.entry_id, {lit(EXITED)}, f.at, 'exited', 'exit step ' || f.node
+        from frontier f join nodes n on n.name = f.node
+        where n.kind = 'exit'
+        """,
+        # a send step the ledger has decided: on, at the step's own time
+        f"""
+        select f.entry_id, n.next, f.next_at, d.status, d.send_key
+        from frontier f join nodes n on n.name = f.node
+        join decided d on d.send_key = {key}
+        where n.kind = 'send'
+        """,
+    ]
+    if any(isinstance(n, Wait) and n.until_event for n in journey.nodes):
+        of_step_key = send_key_sql(j, "n.of_step", "f.person_id", "f.entry_id")
+        parts.append(
+            f"""
+            select f.entry_id,
+                case when hit.first_at is not null then n.next else n.on_timeout end,
+                coalesce(hit.first_at, f.next_at),
+                case when hit.first_at is not null then 'event' else 'timed out' end,
+                n.until_event || coalesce(' on ' || n.of_step, '')
+            from frontier f join nodes n on n.name = f.node
+            left join (
+                select f.entry_id, min(e.occurred_at) as first_at
+                from frontier f join nodes n on n.name = f.node
+                join events e on e.person_id = f.person_id and e.event_name = n.until_event
+                where n.until_event is not null and n.of_step is null
+                    and e.occurred_at >= f.at
+                    and e.occurred_at <= least(f.next_at, getvariable('now'))
+                group by f.entry_id
+                union all
+                select f.entry_id, min(e.occurred_at)
+                from frontier f join nodes n on n.name = f.node
+                join feedback e on e.send_key = {of_step_key}
+                    and e.feedback_event = n.until_event
+                where n.until_event is not null and n.of_step is not null
+                    and e.occurred_at <= least(f.next_at, getvariable('now'))
+                group by f.entry_id
+            ) hit on hit.entry_id = f.entry_id
+            where n.kind = 'wait' and n.until_event is not null
+                and (hit.first_at is not null or f.next_at <= getvariable('now'))
+            """
+        )
+    branches = [n for n in journey.nodes if isinstance(n, Branch)]
+    if branches:
+        whens_target, whens_detail = [], []
+        for node in branches:
+            for condition, target in node.branches:
+                test = f"f.node = {lit(node.name)} and ({condition.sql(table='p')})"
+                whens_target.append(f"when {test} then {lit(target)}")
+                whens_detail.append(f"when {test} then {lit(condition.text)}")
+            whens_target.append(f"when f.node = {lit(node.name)} then {lit(node.otherwise)}")
+            whens_detail.append(f"when f.node = {lit(node.name)} then 'otherwise'")
+        parts.append(
+            f"""
+            select f.entry_id, case {" ".join(whens_target)} end, f.at, 'branched',
+                case {" ".join(whens_detail)} end
+            from frontier f join nodes n on n.name = f.node
+            left join profiles p on p.person_id = f.person_id
+            where n.kind = 'branch'
+            """
+        )
+    if any(isinstance(n, Split) for n in journey.nodes):
+        bucket = hash_bucket_sql(f"{j} || ':' || f.node || ':' || f.person_id")
+        parts.append(
+            f"""
+            select f.entry_id, s.next, f.at, 'split', s.path
+            from frontier f join split_paths s
+                on s.node = f.node and {bucket} >= s.low and {bucket} < s.high
+            """
+        )
+    return " union all ".join(parts)
+
+
+def _move(con: duckdb.DuckDBPyConnection, journey: Journey) -> int:
+    """Rounds of moves until nothing moves; a round moves every entry at most one node."""
+    _open_positions(con)
+    con.execute("create or replace temp table frontier as select * from current")
+    move = _move_sql(journey)
+    limit = 2 * len(journey.nodes) + 2  # a cycle always has a wait (checked at validation)
+    rounds = 0
+    while rounds < limit:
+        rounds += 1
+        con.execute(
+            f"""
+            create or replace temp table arrived as
+            select
+                f.entry_id, f.person_id, f.seq + 1 as seq, f.node as from_node,
+                coalesce(m.to_node, {lit(COMPLETED)}) as node, m.to_at as at, f.entered_at,
+                f.arm, m.reason, m.detail, null as properties
+            from frontier f join ({move}) m (entry_id, to_node, to_at, reason, detail)
+                using (entry_id)
+            """
+        )
+        (moved,) = con.execute("select count(*) from arrived").fetchone() or (0,)
+        if not moved:
+            break
+        _record_arrivals(con, journey, "arrived")
+        final = ", ".join(lit(f) for f in sorted(FINAL))
+        con.execute(
+            f"""
+            create or replace temp table frontier as
+            select n.* from new_rows n semi join arrived a
+                on a.entry_id = n.entry_id and a.seq = n.seq
+            where n.node not in ({final})
+            """
+        )
+    return rounds
+
+
+def _due(con: duckdb.DuckDBPyConnection, journey: Journey) -> list[DueSend]:
+    _open_positions(con)
+    j = lit(journey.name)
+    key = send_key_sql(j, "c.node", "c.person_id", "c.entry_id")
+    rows = con.execute(
+        f"""
+        with due as (
+            select c.entry_id, c.person_id, c.node, {key} as send_key, c.next_at, c.entered_at,
+                c.arm
+            from current c join nodes n on n.name = c.node
+            where n.kind = 'send' and c.next_at <= getvariable('now')
+        ),
+        undecided as (
+            select * from due anti join decided using (send_key)
+        ),
+        entry_rows as (
+            select entry_id, properties from history
+            where journey = {j} and seq = 0
+                and entry_id in (select entry_id from undecided)
+            union all
+            select entry_id, properties from new_rows where seq = 0
+        )
+        select u.entry_id, u.person_id, u.node, u.send_key, u.next_at, u.entered_at, u.arm,
+            (select any_value(properties) from entry_rows e where e.entry_id = u.entry_id)
+        from undecided u
+        order by u.next_at, u.send_key
+        """
+    ).fetchall()
+    return [DueSend(*row) for row in rows]

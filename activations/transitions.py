@@ -1,0 +1,76 @@
+"""Journey state: an append-only log of transitions, landed beside the ledger as Parquet files.
+
+One row per step an entry takes: it reached `node` at `at` (the journey's own clock: a wait of a
+day ends a day after it began, whenever the run that notices it happens), coming from `from_node`
+because of `reason` (`detail` says which branch, path, event or send key). `next_at` is when the
+node is due. A tick writes its rows as one new file, atomically, before anything is sent; the
+engine never rewrites a file. dbt stages the folder into `fct_journey_transitions`.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import duckdb
+
+FOLDER = ("journeys", "transitions")
+# name -> DuckDB type: the columns of every transitions file, in order.
+COLUMNS: dict[str, str] = {
+    "journey": "VARCHAR",
+    "entry_id": "VARCHAR",
+    "person_id": "VARCHAR",
+    "seq": "INTEGER",  # 0 for the entry, then one more per step taken
+    "from_node": "VARCHAR",
+    "node": "VARCHAR",
+    "at": "TIMESTAMP",
+    "next_at": "TIMESTAMP",
+    "entered_at": "TIMESTAMP",
+    "arm": "VARCHAR",  # treatment / holdout, fixed at entry
+    "reason": "VARCHAR",
+    "detail": "VARCHAR",
+    "properties": "VARCHAR",  # the entry event's properties (JSON), on the entry row only
+    "run_id": "VARCHAR",
+    "recorded_at": "TIMESTAMP",
+}
+PLACEHOLDER = "_empty.parquet"  # keeps the glob readable before the first tick
+
+
+def folder(landing_dir: Path) -> Path:
+    return landing_dir.joinpath(*FOLDER)
+
+
+def ensure_folder(landing_dir: Path) -> Path:
+    where = folder(landing_dir)
+    where.mkdir(parents=True, exist_ok=True)
+    placeholder = where / PLACEHOLDER
+    if not placeholder.exists():
+        con = duckdb.connect()
+        try:
+            typed = ", ".join(f"cast(null as {kind}) as {name}" for name, kind in COLUMNS.items())
+            _copy_atomically(con, f"select {typed} limit 0", placeholder)
+        finally:
+            con.close()
+    return where
+
+
+def glob(landing_dir: Path) -> str:
+    return str(folder(landing_dir) / "*.parquet")
+
+
+def append(con: duckdb.DuckDBPyConnection, relation: str, landing_dir: Path, prefix: str) -> Path:
+    """Write `relation` (a table or view on `con` with COLUMNS) as one new file."""
+    where = ensure_folder(landing_dir)
+    columns = ", ".join(f"cast({name} as {kind}) as {name}" for name, kind in COLUMNS.items())
+    target = where / f"{prefix}-{uuid.uuid4().hex}.parquet"
+    _copy_atomically(con, f"select {columns} from {relation}", target)
+    return target
+
+
+def _copy_atomically(con: duckdb.DuckDBPyConnection, query: str, target: Path) -> None:
+    tmp = target.with_name(f".{target.name}.tmp")
+    con.execute(f"copy ({query}) to '{tmp}' (format parquet)")
+    with tmp.open("rb") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, target)
