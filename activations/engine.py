@@ -4,7 +4,7 @@ as the steps the send-time guards and the providers get."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -46,7 +46,7 @@ class Skip:
 
 
 def classify(
-    journey: Journey, due_sends: Iterable[DueSend], ledger: LedgerState, now: datetime
+    journey: Journey, due_sends: Collection[DueSend], ledger: LedgerState, now: datetime
 ) -> tuple[list[Due], list[Skip]]:
     """The tick's due sends, minus what the ledger has settled since, split into what goes to the
     send-time guards and what is decided here: the control group, expired steps and attempts
@@ -78,5 +78,11 @@ def classify(
             arm="holdout" if d.arm == "holdout" else "treatment",
         )
         due.append(Due(ref, step, entry, d.due_at, attempt_number=attempts + 1))
+    # An attempt whose outcome is unknown, of an entry that has left the step since (exited,
+    # converted): not sent again, but still settled (the lookup may find it went out).
+    for key in ledger.pending.keys() - {d.send_key for d in due_sends}:
+        left = ledger.refs.get(key)
+        if left is not None and left.journey == journey.name:
+            skips.append(Skip(left, SkipReason.EXITED))
     due.sort(key=lambda d: (d.due_at, d.ref.send_key))
     return due, skips

@@ -18,7 +18,10 @@ COMPLETED = "(completed)"  # went past the last node
 EXITED = "(exited)"  # an exit node, an exit event or the exit criterion
 CONVERTED = "(converted)"  # reached a goal (and the goal ends the journey)
 NOT_ENTERED = "(not entered)"  # the re-entry policy kept the person out
-FINAL = frozenset({COMPLETED, EXITED, CONVERTED, NOT_ENTERED})
+# A membership journey's ended entry whose person has since left the audience: coming back is a
+# new appearance, so they may enter again.
+LEFT_AUDIENCE = "(left audience)"
+FINAL = frozenset({COMPLETED, EXITED, CONVERTED, NOT_ENTERED, LEFT_AUDIENCE})
 
 
 class GraphError(ValueError):

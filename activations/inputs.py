@@ -30,18 +30,11 @@ def open_inputs(
     con: duckdb.DuckDBPyConnection,
     journey: Journey,
     *,
-    duckdb_path: Path,
     landing_dir: Path,
     decided: Iterable[tuple[str, str]],
 ) -> None:
-    """Attach the warehouse and define audience, profiles, events, feedback, history and decided
-    (send_key, status) on `con`."""
-    if not duckdb_path.exists():
-        raise FileNotFoundError(
-            f"warehouse {duckdb_path} does not exist yet: build the dbt models first "
-            "(`switchyard demo` does both)"
-        )
-    con.execute(f"attach {lit(str(duckdb_path))} as wh (read_only)")
+    """Define audience, profiles, events, feedback, history and decided (send_key, status) on
+    `con`, which has the warehouse attached as `wh` (warehouse.attached)."""
     names = sorted(
         {*journey.exit_on, *(g.event for g in journey.goals)}
         | {

@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-import duckdb
 import httpx
 
 from activations import engine, guards, inputs, ledger, warehouse
@@ -136,18 +135,13 @@ def decide(
     """A tick on what the warehouse and the ledger say now (its transitions recorded unless
     `record` is false: a preview), and the due sends as steps for delivery."""
     state = ledger.read_state(landing_dir)
-    con = duckdb.connect()
-    try:
-        state.follow_aliases(warehouse.read_person_aliases(duckdb_path))
-        decided = ((key, status) for key, status in state.last_status.items() if status in TERMINAL)
-        inputs.open_inputs(
-            con, journey, duckdb_path=duckdb_path, landing_dir=landing_dir, decided=decided
-        )
+    state.follow_aliases(warehouse.read_person_aliases(duckdb_path))
+    decided = ((key, status) for key, status in state.last_status.items() if status in TERMINAL)
+    with warehouse.attached(duckdb_path) as con:
+        inputs.open_inputs(con, journey, landing_dir=landing_dir, decided=decided)
         result = run_tick(con, journey, as_of, run_id, landing_dir if record else None)
         due, skips = engine.classify(journey, result.due, state, as_of)
         audience = warehouse.read_people(con, {d.ref.person_id for d in due})
-    finally:
-        con.close()
     return Decision(result, state, due, skips, audience)
 
 

@@ -37,6 +37,7 @@ from activations.graph import (
     CONVERTED,
     EXITED,
     FINAL,
+    LEFT_AUDIENCE,
     NOT_ENTERED,
     Branch,
     Split,
@@ -136,7 +137,7 @@ def run_tick(
     rows: list[dict[str, Any]] = []
     if landing_dir is None:  # a preview: the steps it would record, to show
         shown = con.execute(
-            "select entry_id, person_id, from_node, node, at, next_at, arm, reason, detail "
+            "select entry_id, person_id, from_node, node, reached_at, next_at, arm, reason, detail "
             "from recorded order by entry_id, seq"
         )
         names = [d[0] for d in shown.description or []]
@@ -212,14 +213,18 @@ def _arrival_next_at() -> str:
     """When the node an entry just reached is due (columns of `arrived` joined to `nodes` n and
     `profiles` p): a wait's end, an event wait's deadline, a send's time (not before entry +
     wait_minutes); the arrival itself for the rest."""
+    # The usual active hour is learned in UTC (dim_people.usual_active_hour_utc); a clock time,
+    # and the default hour for people with no engagement yet, are the person's own.
     tz = (
-        "case when p.timezone in (select name from pg_timezone_names()) "
-        "then p.timezone else n.default_timezone end"
+        "case when n.usual_hour and p.usual_active_hour_utc is not null then 'UTC' "
+        "when p.timezone in (select name from pg_timezone_names()) then p.timezone "
+        "else n.default_timezone end"
     )
-    local_at = f"timezone({tz}, timezone('UTC', a.at))"
+    local_at = f"timezone({tz}, timezone('UTC', a.reached_at))"
     minute_of_day = (
-        "coalesce(n.until_time_minutes, "
-        "60 * coalesce(try_cast(p.usual_active_hour as integer), n.default_hour))"
+        "coalesce(n.until_time_minutes, 60 * coalesce("
+        "case when n.usual_hour then try_cast(p.usual_active_hour_utc as integer) end, "
+        "n.default_hour))"
     )
     candidate = f"date_trunc('day', {local_at}) + to_minutes(cast({minute_of_day} as bigint))"
     next_local = (
@@ -229,20 +234,20 @@ def _arrival_next_at() -> str:
     return f"""
         case
             when n.kind = 'wait' and n.minutes is not null
-                then a.at + to_microseconds(cast(n.minutes * 60000000 as bigint))
+                then a.reached_at + to_microseconds(cast(n.minutes * 60000000 as bigint))
             when n.kind = 'wait' and (n.until_time_minutes is not null or n.usual_hour)
                 then timezone('UTC', timezone({tz}, {next_local}))
             when n.kind = 'wait' and n.until_event is not null
-                then a.at + to_microseconds(cast(n.timeout_minutes * 60000000 as bigint))
+                then a.reached_at + to_microseconds(cast(n.timeout_minutes * 60000000 as bigint))
             when n.kind = 'send'
-                then greatest(a.at, a.entered_at + to_minutes(cast(n.wait_minutes as bigint)))
-            else a.at
+                then greatest(a.reached_at, a.entered_at + to_minutes(cast(n.wait_minutes as bigint)))
+            else a.reached_at
         end
     """
 
 
 def _record_arrivals(con: duckdb.DuckDBPyConnection, journey: Journey, arrived: str) -> None:
-    """Append `arrived` (entry columns, from_node, node, at, reason, detail, properties, seq) to
+    """Append `arrived` (entry columns, from_node, node, reached_at, reason, detail, properties, seq) to
     new_rows with the node's next_at."""
     needs_profile = any(
         isinstance(n, Wait) and (n.until_time or n.until_usual_hour) for n in journey.nodes
@@ -250,15 +255,15 @@ def _record_arrivals(con: duckdb.DuckDBPyConnection, journey: Journey, arrived: 
     profile_join = (
         "left join profiles p on p.person_id = a.person_id"
         if needs_profile
-        else "left join (select null::varchar as timezone, null::integer as usual_active_hour) p "
-        "on true"
+        else "left join (select null::varchar as timezone, "
+        "null::integer as usual_active_hour_utc) p on true"
     )
     con.execute(
         f"""
         insert into new_rows by name
         select
             {lit(journey.name)} as journey, a.entry_id, a.person_id, a.seq, a.from_node, a.node,
-            a.at, {_arrival_next_at()} as next_at, a.entered_at, a.arm, a.reason,
+            a.reached_at, {_arrival_next_at()} as next_at, a.entered_at, a.arm, a.reason,
             a.detail, a.properties, null as run_id, null::timestamp as recorded_at
         from {arrived} a
         left join nodes n on n.name = a.node
@@ -301,6 +306,16 @@ def _enter(con: duckdb.DuckDBPyConnection, journey: Journey) -> int:
             from (select distinct person_id, {occurrence} as occurrence from audience
                   where person_id is not null)
         """
+    appearing = ""
+    if rule.kind == "membership":
+        _note_left_audience(con, journey)
+        # Only a new appearance enters: someone never entered, or who left the audience since.
+        appearing = f"""
+            where c.person_id not in (
+                select person_id from positions
+                where node not in ({lit(LEFT_AUDIENCE)}, {lit(NOT_ENTERED)})
+            )
+        """
     r = journey.reentry
     final = ", ".join(lit(f) for f in sorted(FINAL))
     con.execute(
@@ -310,6 +325,7 @@ def _enter(con: duckdb.DuckDBPyConnection, journey: Journey) -> int:
         fresh as (
             select c.* from ({candidates}) c
             anti join positions using (entry_id)
+            {appearing}
         ),
         people as (
             select
@@ -357,7 +373,7 @@ def _enter(con: duckdb.DuckDBPyConnection, journey: Journey) -> int:
         select
             entry_id, person_id, 0 as seq, null::varchar as from_node,
             coalesce(case when refused is not null then {lit(NOT_ENTERED)} end, {first}) as node,
-            entered_at as at, entered_at, {arm} as arm,
+            entered_at as reached_at, entered_at, {arm} as arm,
             case when refused is null then 'entered' else 'not entered' end as reason,
             refused as detail, properties
         from candidates
@@ -367,6 +383,32 @@ def _enter(con: duckdb.DuckDBPyConnection, journey: Journey) -> int:
     _record_arrivals(con, journey, "arrived")
     (entered,) = con.execute("select count(*) from arrived where detail is null").fetchone() or (0,)
     return int(entered)
+
+
+def _note_left_audience(con: duckdb.DuckDBPyConnection, journey: Journey) -> None:
+    """Ended entries of people no longer in the audience: recorded, so a return is a new
+    appearance (a membership journey enters people when they appear)."""
+    ended = ", ".join(lit(n) for n in (COMPLETED, EXITED, CONVERTED))
+    con.execute(
+        f"""
+        create or replace temp table arrived as
+        select
+            p.entry_id, p.person_id, p.seq + 1 as seq, p.node as from_node,
+            {lit(LEFT_AUDIENCE)} as node, getvariable('now') as reached_at, p.entered_at, p.arm,
+            'left the audience' as reason, null as detail, null as properties
+        from positions p
+        where p.node in ({ended})
+            and p.person_id not in (select person_id from audience where person_id is not null)
+        """
+    )
+    _record_arrivals(con, journey, "arrived")
+    con.execute(
+        """
+        create or replace temp table positions as
+        select * from (select * from positions union all by name select * from new_rows)
+        qualify row_number() over (partition by entry_id order by seq desc) = 1
+        """
+    )
 
 
 def _open_positions(con: duckdb.DuckDBPyConnection) -> None:
@@ -417,7 +459,7 @@ def _end_by_events(con: duckdb.DuckDBPyConnection, journey: Journey) -> None:
                 c.entry_id, c.person_id, c.seq + 1 as seq, c.node as from_node,
                 case when first.outcome = 'converted' then {lit(CONVERTED)}
                     else {lit(EXITED)} end as node,
-                greatest(first.occurred_at, c.at) as at, c.entered_at, c.arm,
+                greatest(first.occurred_at, c.reached_at) as reached_at, c.entered_at, c.arm,
                 first.outcome as reason, first.event_name as detail, null as properties
             from current c
             join (
@@ -437,7 +479,7 @@ def _end_by_events(con: duckdb.DuckDBPyConnection, journey: Journey) -> None:
             create or replace temp table arrived as
             select
                 c.entry_id, c.person_id, c.seq + 1 as seq, c.node as from_node,
-                {lit(EXITED)} as node, greatest(getvariable('now'), c.at) as at, c.entered_at,
+                {lit(EXITED)} as node, greatest(getvariable('now'), c.reached_at) as reached_at, c.entered_at,
                 c.arm, 'exited' as reason, {lit("exit_when: " + journey.exit_when.text)} as detail,
                 null as properties
             from current c join profiles p using (person_id)
@@ -461,7 +503,7 @@ def _move_sql(journey: Journey) -> str:
         """,
         # an exit step: the journey ends here
         f"""
-        select f.entry_id, {lit(EXITED)}, f.at, 'exited', 'exit step ' || f.node
+        select f.entry_id, {lit(EXITED)}, f.reached_at, 'exited', 'exit step ' || f.node
         from frontier f join nodes n on n.name = f.node
         where n.kind = 'exit'
         """,
@@ -488,7 +530,7 @@ def _move_sql(journey: Journey) -> str:
                 from frontier f join nodes n on n.name = f.node
                 join events e on e.person_id = f.person_id and e.event_name = n.until_event
                 where n.until_event is not null and n.of_step is null
-                    and e.occurred_at >= f.at
+                    and e.occurred_at >= f.reached_at
                     and e.occurred_at <= least(f.next_at, getvariable('now'))
                 group by f.entry_id
                 union all
@@ -516,7 +558,7 @@ def _move_sql(journey: Journey) -> str:
             whens_detail.append(f"when f.node = {lit(node.name)} then 'otherwise'")
         parts.append(
             f"""
-            select f.entry_id, case {" ".join(whens_target)} end, f.at, 'branched',
+            select f.entry_id, case {" ".join(whens_target)} end, f.reached_at, 'branched',
                 case {" ".join(whens_detail)} end
             from frontier f join nodes n on n.name = f.node
             left join profiles p on p.person_id = f.person_id
@@ -527,7 +569,7 @@ def _move_sql(journey: Journey) -> str:
         bucket = hash_bucket_sql(f"{j} || ':' || f.node || ':' || f.person_id")
         parts.append(
             f"""
-            select f.entry_id, s.next, f.at, 'split', s.path
+            select f.entry_id, s.next, f.reached_at, 'split', s.path
             from frontier f join split_paths s
                 on s.node = f.node and {bucket} >= s.low and {bucket} < s.high
             """
@@ -549,7 +591,7 @@ def _move(con: duckdb.DuckDBPyConnection, journey: Journey) -> int:
             create or replace temp table arrived as
             select
                 f.entry_id, f.person_id, f.seq + 1 as seq, f.node as from_node,
-                coalesce(m.to_node, {lit(COMPLETED)}) as node, m.to_at as at, f.entered_at,
+                coalesce(m.to_node, {lit(COMPLETED)}) as node, m.to_at as reached_at, f.entered_at,
                 f.arm, m.reason, m.detail, null as properties
             from frontier f join ({move}) m (entry_id, to_node, to_at, reason, detail)
                 using (entry_id)

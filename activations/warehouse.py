@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -74,7 +75,6 @@ def read_people(con: duckdb.DuckDBPyConnection, person_ids: Iterable[str]) -> Au
     """The profiles of `person_ids` and the freshest consents, on a connection that has the
     warehouse attached as `wh` (activations/inputs.py)."""
     wanted = set(person_ids)
-    con.execute("use wh")
     people_rows = (
         con.execute(
             f"select * from ({people_query()}) where list_contains(?, person_id)", [sorted(wanted)]
@@ -100,6 +100,23 @@ def read_people(con: duckdb.DuckDBPyConnection, person_ids: Iterable[str]) -> Au
         )
     fresh = {(user, channel): (status, at) for user, channel, status, at in consent_rows}
     return Audience(people, fresh)
+
+
+@contextmanager
+def attached(duckdb_path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
+    """An in-memory DuckDB with the warehouse attached read-only as `wh` (and in use)."""
+    if not duckdb_path.exists():
+        raise FileNotFoundError(
+            f"warehouse {duckdb_path} does not exist yet: build the dbt models first "
+            "(`switchyard demo` does both)"
+        )
+    con = duckdb.connect()
+    try:
+        con.execute("attach ? as wh (read_only)", [str(duckdb_path)])
+        con.execute("use wh")
+        yield con
+    finally:
+        con.close()
 
 
 def read_person_aliases(duckdb_path: Path) -> dict[str, list[str]]:

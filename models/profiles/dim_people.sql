@@ -81,6 +81,7 @@ joined as (
         messages.last_engaged_at,
         messages.last_engaged_channel,
         messages.most_engaged_channel,
+        messages.usual_active_hour_utc,
         people.identifier_count,
         people.identifiers,
         people.first_seen_at,

@@ -105,6 +105,30 @@ best_channel as (
 
 ),
 
+active_hours as (
+
+    -- The hour (UTC) of the day they open and click most: when a wait can catch them.
+    select person_id, active_hour as usual_active_hour_utc
+    from (
+        select
+            person_id,
+            active_hour,
+            row_number() over (
+                partition by person_id order by engagements desc, active_hour
+            ) as preference
+        from (
+            select
+                person_id,
+                cast(extract(hour from occurred_at) as integer) as active_hour,
+                count(*) as engagements
+            from engagements
+            group by person_id, cast(extract(hour from occurred_at) as integer)
+        ) per_hour
+    ) ranked
+    where preference = 1
+
+),
+
 last_channel as (
 
     select person_id, channel as last_engaged_channel
@@ -132,7 +156,8 @@ final as (
         coalesce(engaged_per_person.clicks, 0) as clicks,
         engaged_per_person.last_engaged_at,
         last_channel.last_engaged_channel,
-        best_channel.most_engaged_channel
+        best_channel.most_engaged_channel,
+        active_hours.usual_active_hour_utc
     from sent_per_person
     left join engaged_per_person
         on sent_per_person.person_id = engaged_per_person.person_id
@@ -140,6 +165,8 @@ final as (
         on sent_per_person.person_id = last_channel.person_id
     left join best_channel
         on sent_per_person.person_id = best_channel.person_id
+    left join active_hours
+        on sent_per_person.person_id = active_hours.person_id
 
 )
 

@@ -1,0 +1,168 @@
+"""A time-travel harness for the journey engine: state people, events with times and the runs'
+clocks; each run is a real tick (activations/tick.py) on DuckDB, recording its transitions in a
+real landing folder, and every due send is delivered as `sent` (or as the scenario says).
+
+The warehouse's part is given as the dbt models would hold it (audience, profiles, events,
+feedback), so a scenario reads like the playbook and runs in milliseconds.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from activations import transitions
+from activations.journeys import Journey
+from activations.tick import DueSend, TickResult, run_tick
+
+PROFILE_COLUMNS = (
+    "person_id", "timezone", "usual_active_hour_utc", "churn_risk_score", "revenue",
+    "rfm_segment", "email_consent", "profile_completed",
+)  # fmt: skip
+
+
+@dataclass
+class Harness:
+    journey: Journey
+    landing_dir: Path
+    profiles: dict[str, dict[str, Any]] = field(default_factory=dict)
+    audience: list[dict[str, Any]] = field(default_factory=list)
+    events: list[tuple[str, str, datetime]] = field(default_factory=list)
+    feedback: list[tuple[str, str, datetime]] = field(default_factory=list)
+    decided: dict[str, str] = field(default_factory=dict)
+    sent: list[DueSend] = field(default_factory=list)
+    # send key -> the status delivery gives it (default: sent); None: left undecided
+    outcome: dict[str, str | None] = field(default_factory=dict)
+
+    def person(self, person_id: str, **profile: Any) -> Harness:
+        self.profiles[person_id] = {c: None for c in PROFILE_COLUMNS} | profile | {
+            "person_id": person_id
+        }
+        return self
+
+    def enters(self, person_id: str, at: datetime, entry_id: str | None = None) -> Harness:
+        """An audience row: an event entry (or, for membership journeys, a member)."""
+        self.audience.append(
+            {"entry_id": entry_id or f"{person_id}@{at:%m%d%H%M}", "person_id": person_id,
+             "enters_at": at, "entry_properties": '{"sku": "tee"}'}
+        )  # fmt: skip
+        return self
+
+    def leaves_audience(self, person_id: str) -> Harness:
+        self.audience = [a for a in self.audience if a["person_id"] != person_id]
+        return self
+
+    def event(self, person_id: str, name: str, at: datetime) -> Harness:
+        self.events.append((person_id, name, at))
+        return self
+
+    def engages(self, send_key: str, event: str, at: datetime) -> Harness:
+        self.feedback.append((send_key, event, at))
+        return self
+
+    def tick(self, now: datetime, deliver: bool = True, record: bool = True) -> TickResult:
+        con = duckdb.connect()
+        try:
+            self._load(con)
+            result = run_tick(
+                con, self.journey, now, uuid.uuid4().hex[:8], self.landing_dir if record else None
+            )
+        finally:
+            con.close()
+        if deliver:
+            for due in result.due:
+                status = self.outcome.get(due.send_key, "sent")
+                if status is not None:
+                    self.decided[due.send_key] = status
+                    self.sent.append(due) if status == "sent" else None
+        return result
+
+    def run(self, now: datetime) -> TickResult:
+        """A run: tick, deliver, and tick again until nothing more is due (as run_journey)."""
+        first = self.tick(now)
+        for _ in range(len(self.journey.steps)):
+            if not self.tick(now).due:
+                break
+        return first
+
+    def _load(self, con: duckdb.DuckDBPyConnection) -> None:
+        profiles = list(self.profiles.values()) or [dict.fromkeys(PROFILE_COLUMNS)]
+        con.register("profiles_in", pa.Table.from_pylist(profiles))
+        con.execute(
+            "create temp table profiles as select * replace ("
+            "cast(person_id as varchar) as person_id, cast(timezone as varchar) as timezone, "
+            "cast(usual_active_hour_utc as integer) as usual_active_hour_utc, "
+            "cast(churn_risk_score as integer) as churn_risk_score, "
+            "cast(revenue as double) as revenue, cast(rfm_segment as varchar) as rfm_segment, "
+            "cast(email_consent as varchar) as email_consent, "
+            "cast(profile_completed as boolean) as profile_completed) from profiles_in"
+        )
+        audience = pa.table(
+            {
+                "entry_id": pa.array([a["entry_id"] for a in self.audience], pa.string()),
+                "person_id": pa.array([a["person_id"] for a in self.audience], pa.string()),
+                "enters_at": pa.array([a["enters_at"] for a in self.audience], pa.timestamp("us")),
+                "entry_properties": pa.array(
+                    [a["entry_properties"] for a in self.audience], pa.string()
+                ),
+            }
+        )
+        con.register("audience_in", audience)
+        con.execute("create temp table audience as select * from audience_in")
+        events = pa.table(
+            {
+                "person_id": pa.array([e[0] for e in self.events], pa.string()),
+                "event_name": pa.array([e[1] for e in self.events], pa.string()),
+                "occurred_at": pa.array([e[2] for e in self.events], pa.timestamp("us")),
+            }
+        )
+        con.register("events_in", events)
+        con.execute("create temp table events as select * from events_in")
+        feedback = pa.table(
+            {
+                "send_key": pa.array([f[0] for f in self.feedback], pa.string()),
+                "feedback_event": pa.array([f[1] for f in self.feedback], pa.string()),
+                "occurred_at": pa.array([f[2] for f in self.feedback], pa.timestamp("us")),
+            }
+        )
+        con.register("feedback_in", feedback)
+        con.execute("create temp table feedback as select * from feedback_in")
+        decided = pa.table(
+            {
+                "send_key": pa.array(list(self.decided), pa.string()),
+                "status": pa.array(list(self.decided.values()), pa.string()),
+            }
+        )
+        con.register("decided_in", decided)
+        con.execute("create temp table decided as select * from decided_in")
+        transitions.ensure_folder(self.landing_dir)
+        con.execute(
+            f"create temp view history as select * from read_parquet("
+            f"'{transitions.glob(self.landing_dir)}', union_by_name = true)"
+        )
+
+    def steps_of(self, person_id: str) -> list[tuple[str, str, str | None, datetime]]:
+        """(node, reason, detail, at) of every recorded transition of the person, in order."""
+        con = duckdb.connect()
+        try:
+            rows = con.execute(
+                f"select node, reason, detail, reached_at from read_parquet("
+                f"'{transitions.glob(self.landing_dir)}') where person_id = ? "
+                f"order by entered_at, entry_id, seq",
+                [person_id],
+            ).fetchall()
+        finally:
+            con.close()
+        return [tuple(r) for r in rows]  # type: ignore[misc]
+
+    def path_of(self, person_id: str) -> list[str]:
+        return [node for node, *_ in self.steps_of(person_id)]
+
+    def sends_to(self, person_id: str) -> list[tuple[str, datetime]]:
+        return [(d.step, d.due_at) for d in self.sent if d.person_id == person_id]

@@ -1,0 +1,363 @@
+"""The journey engine's tick, by time travel: people, events and the runs' clocks in; per person
+the steps taken and the messages sent out. Every node type and every way out of one is here."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from activations.graph import COMPLETED, CONVERTED, EXITED, LEFT_AUDIENCE, NOT_ENTERED
+from activations.journeys import Journey, JourneyDefinitionError
+from activations.ledger import send_key
+from tests.journey_harness import PROFILE_COLUMNS, Harness
+
+T = datetime(2026, 11, 2, 9, 0)
+EMAIL = {"email": {"subject": "s", "body": "b"}}
+PUSH = {"push": {"title": "t", "body": "b"}}
+SMS = {"sms": {"body": "b"}}
+
+
+def h(d: float = 0, m: float = 0) -> datetime:
+    """T plus hours and minutes."""
+    return T + timedelta(hours=d, minutes=m)
+
+
+def journey(steps: list[dict[str, Any]], **meta: Any) -> Journey:
+    declaration = {"name": "j", "entry": {"event": "cart_updated"}, "steps": steps, **meta}
+    return Journey.from_meta("audience_j", declaration, profile_columns=PROFILE_COLUMNS)
+
+
+def send(name: str, templates: dict[str, Any] = EMAIL, **kw: Any) -> dict[str, Any]:
+    return {"name": name, "channels": list(templates), "templates": templates, **kw}
+
+
+@pytest.fixture
+def landing(tmp_path: Path) -> Path:
+    return tmp_path
+
+
+def test_a_linear_journey_keeps_its_timings_from_entry(landing: Path) -> None:
+    # Cart abandonment as declared: a reminder at entry, a push a day after entering.
+    j = journey(
+        [send("cart_reminder"), send("push_nudge", PUSH, wait_minutes=1440)],
+        exit_on=["purchase_completed"],
+    )
+    run = Harness(j, landing).person("ann").person("bob").enters("ann", h()).enters("bob", h())
+    run.event("bob", "purchase_completed", h(5))
+    run.run(h(0, 1))
+    run.run(h(23, 59))
+    run.run(h(24, 30))  # late: the push is still the one due at entry + 24 h
+    assert run.sends_to("ann") == [("cart_reminder", h()), ("push_nudge", h(24))]
+    assert run.path_of("ann") == ["cart_reminder", "push_nudge", COMPLETED]
+    # Bob bought after the reminder: no push, and the exit says why.
+    assert run.sends_to("bob") == [("cart_reminder", h())]
+    assert run.steps_of("bob")[-1] == (EXITED, "exited", "purchase_completed", h(5))
+
+
+def test_waits_for_a_duration_and_until_a_local_time(landing: Path) -> None:
+    j = journey(
+        [
+            {"name": "pause", "type": "wait", "hours": 2},
+            {"name": "morning", "type": "wait", "until_time": "09:00",
+             "default_timezone": "America/New_York"},
+            send("hello"),
+        ]
+    )  # fmt: skip
+    run = Harness(j, landing)
+    run.person("berlin", timezone="Europe/Berlin").person("nowhere", timezone="Mars/Olympus")
+    run.enters("berlin", h()).enters("nowhere", h())
+    run.run(h(1))
+    assert run.path_of("berlin") == ["pause"]  # two hours are not over
+    run.run(h(48))
+    # Entered 09:00 UTC; 11:00 UTC is 12:00 in Berlin, so the next 09:00 there is 08:00 UTC.
+    assert run.sends_to("berlin") == [("hello", datetime(2026, 11, 3, 8, 0))]
+    # An unknown zone falls back to the declared default: 09:00 in New York is 14:00 UTC.
+    assert run.sends_to("nowhere") == [("hello", datetime(2026, 11, 2, 14, 0))]
+
+
+def test_wait_until_the_usual_active_hour(landing: Path) -> None:
+    j = journey(
+        [{"name": "later", "type": "wait", "until_usual_hour": True, "default_hour": 18},
+         send("hello")]
+    )  # fmt: skip
+    run = Harness(j, landing).person("owl", usual_active_hour_utc=22).person("new", timezone="UTC")
+    run.enters("owl", h()).enters("new", h())
+    run.run(h(20))
+    assert run.sends_to("owl") == [("hello", datetime(2026, 11, 2, 22, 0))]
+    assert run.sends_to("new") == [("hello", datetime(2026, 11, 2, 18, 0))]
+
+
+def test_wait_for_an_event_or_time_out(landing: Path) -> None:
+    j = journey(
+        [
+            {"name": "for_app", "type": "wait", "until_event": "app_opened", "timeout_hours": 24,
+             "on_timeout": "nudge"},
+            send("thanks", next="done"),
+            send("nudge", PUSH),
+            {"name": "done", "type": "exit"},
+        ]
+    )  # fmt: skip
+    run = Harness(j, landing).person("ann").person("bob").enters("ann", h()).enters("bob", h())
+    run.event("ann", "app_opened", h(3))
+    run.event("bob", "app_opened", h(-1))  # before entering: it does not count
+    run.run(h(2))
+    assert run.path_of("ann") == ["for_app"]
+    run.run(h(4))
+    assert run.sends_to("ann") == [("thanks", h(3))]
+    assert run.path_of("ann") == ["for_app", "thanks", "done", EXITED]
+    assert run.path_of("bob") == ["for_app"]
+    run.run(h(25))
+    assert run.sends_to("bob") == [("nudge", h(24))]
+    assert run.steps_of("bob")[1][:3] == ("nudge", "timed out", "app_opened")
+
+
+def test_branch_on_engagement_with_an_earlier_send(landing: Path) -> None:
+    j = journey(
+        [
+            send("offer"),
+            {"name": "opened", "type": "wait", "until_event": "open", "of_step": "offer",
+             "timeout_hours": 72, "on_timeout": "discount", "next": "features"},
+            send("discount", SMS),
+            send("features", PUSH, wait_minutes=7 * 1440),
+        ]
+    )  # fmt: skip
+    run = Harness(j, landing).person("ann").person("bob").enters("ann", h()).enters("bob", h())
+    run.run(h())
+    entry_of = {d.person_id: d.entry_id for d in run.sent}
+    run.engages(send_key("j", "offer", "ann", entry_of["ann"]), "open", h(30))
+    # Bob opened some other message: not this send.
+    run.engages(send_key("j", "other", "bob", entry_of["bob"]), "open", h(30))
+    run.run(h(80))
+    assert run.sends_to("ann") == [("offer", h())]
+    assert run.sends_to("bob") == [("offer", h()), ("discount", h(72))]
+    run.run(h(7 * 24))
+    assert run.sends_to("ann")[-1] == ("features", h(7 * 24))
+    assert run.sends_to("bob")[-1] == ("features", h(7 * 24))
+
+
+def test_branch_on_profile_columns(landing: Path) -> None:
+    j = journey(
+        [
+            {"name": "value", "type": "branch", "otherwise": "one_email", "branches": [
+                {"when": "churn_risk_score >= 60 and revenue >= 100", "next": "at_risk"},
+                {"when": "rfm_segment in ('champions', 'loyal')", "next": "loyal"}]},
+            send("at_risk", next="end"),
+            send("loyal", next="end"),
+            send("one_email"),
+            {"name": "end", "type": "exit"},
+        ]
+    )  # fmt: skip
+    run = Harness(j, landing)
+    run.person("risky", churn_risk_score=70, revenue=250.0, rfm_segment="loyal")
+    run.person("fan", churn_risk_score=10, revenue=900.0, rfm_segment="champions")
+    run.person("rest", churn_risk_score=90, revenue=5.0).person("nobody")
+    for p in ("risky", "fan", "rest", "nobody"):
+        run.enters(p, h())
+    run.run(h())
+    assert run.sends_to("risky") == [("at_risk", h())]  # the first branch that holds wins
+    assert run.sends_to("fan") == [("loyal", h())]
+    assert run.sends_to("rest") == [("one_email", h())]
+    assert run.sends_to("nobody") == [("one_email", h())]  # unknown values: otherwise
+    (branched,) = [s for s in run.steps_of("risky") if s[1] == "branched"]
+    assert branched[2] == "churn_risk_score >= 60 and revenue >= 100"
+
+
+def test_a_branch_taken_stays_taken(landing: Path) -> None:
+    j = journey(
+        [
+            {"name": "wait", "type": "wait", "hours": 1},
+            {"name": "value", "type": "branch",
+             "branches": [{"when": "revenue >= 100", "next": "big"}]},
+            send("small", next="end"),
+            send("big", wait_minutes=600),
+            {"name": "end", "type": "exit"},
+        ]
+    )  # fmt: skip
+    run = Harness(j, landing).person("ann", revenue=500.0).enters("ann", h())
+    run.run(h(2))  # branched to big, which is not due until entry + 10 h
+    run.person("ann", revenue=1.0)  # the profile changes meanwhile
+    run.run(h(3))
+    run.run(h(11))
+    assert run.sends_to("ann") == [("big", h(10))]
+    assert run.path_of("ann").count("value") == 1
+
+
+def test_a_rerun_of_the_same_tick_records_nothing_twice(landing: Path) -> None:
+    j = journey([{"name": "wait", "type": "wait", "hours": 1}, send("hello")])
+    run = Harness(j, landing).person("ann").enters("ann", h())
+    first = run.tick(h(2), deliver=False)  # crashed before delivering
+    again = run.tick(h(2), deliver=False)
+    assert first.transitions == 2 and again.transitions == 0  # entered, waited; then nothing
+    assert [d.step for d in again.due] == ["hello"]  # resumed, not re-decided
+    run.run(h(2))
+    assert run.sends_to("ann") == [("hello", h(1))]
+    assert run.path_of("ann") == ["wait", "hello", COMPLETED]
+
+
+def test_split_paths_are_stable_and_keep_their_shares(landing: Path) -> None:
+    j = journey(
+        [
+            {"name": "test", "type": "split", "paths": [
+                {"name": "a", "percent": 30, "next": "email_a"},
+                {"name": "b", "percent": 70, "next": "email_b"}]},
+            send("email_a", next="end"),
+            send("email_b"),
+            {"name": "end", "type": "exit"},
+        ]
+    )  # fmt: skip
+    run = Harness(j, landing)
+    people = [f"p{i}" for i in range(2000)]
+    for p in people:
+        run.person(p).enters(p, h())
+    run.run(h())
+    a = {d.person_id for d in run.sent if d.step == "email_a"}
+    # 30 % of 2,000: within four standard deviations (sqrt(2000 * .3 * .7) = 20.5).
+    assert abs(len(a) - 600) < 82
+    assert len(run.sent) == 2000
+    # The same people on a rebuild: a hash of journey, node and person, not a draw.
+    again = Harness(j, landing / "again")
+    for p in people:
+        again.person(p).enters(p, h())
+    again.run(h())
+    assert {d.person_id for d in again.sent if d.step == "email_a"} == a
+    (split,) = [s for s in run.steps_of(sorted(a)[0]) if s[1] == "split"]
+    assert split[2] == "a"
+
+
+def test_holdout_is_recorded_and_stable(landing: Path) -> None:
+    j = journey([send("hello")], holdout_percent=10)
+    run = Harness(j, landing)
+    for i in range(2000):
+        run.person(f"p{i}").enters(f"p{i}", h())
+    result = run.tick(h())
+    held = {d.person_id for d in result.due if d.arm == "holdout"}
+    assert abs(len(held) - 200) < 4 * (2000 * 0.1 * 0.9) ** 0.5
+    import hashlib
+
+    expected = {
+        f"p{i}"
+        for i in range(2000)
+        if int(hashlib.md5(f"j:p{i}".encode()).hexdigest()[:8], 16) % 10000 < 1000
+    }
+    assert held == expected  # the same formula as macros/hash_bucket.sql
+
+
+def test_goals_convert_within_their_window_and_exit_when_ends_it(landing: Path) -> None:
+    j = journey(
+        [{"name": "wait", "type": "wait", "days": 3}, send("hello")],
+        goals=[{"event": "purchase_completed", "within_hours": 24}],
+        exit_when="email_consent = 'unsubscribed'",
+    )
+    run = Harness(j, landing).person("ann").person("bob").person("cat", email_consent="subscribed")
+    for p in ("ann", "bob", "cat"):
+        run.enters(p, h())
+    run.event("ann", "purchase_completed", h(5))
+    run.event("bob", "purchase_completed", h(30))  # outside the window: not a conversion
+    run.run(h(6))
+    assert run.steps_of("ann")[-1] == (CONVERTED, "converted", "purchase_completed", h(5))
+    run.person("cat", email_consent="unsubscribed")
+    run.run(h(31))
+    assert run.path_of("bob") == ["wait"]
+    assert run.steps_of("cat")[-1][:3] == (EXITED, "exited", "exit_when: email_consent = "
+                                            "'unsubscribed'")  # fmt: skip
+    run.run(h(80))
+    assert [d.person_id for d in run.sent] == ["bob"]
+
+
+@pytest.mark.parametrize(
+    "reentry, second_entry_path",
+    [
+        ({"allow": "never"}, [NOT_ENTERED]),
+        ({"allow": "after_exit"}, ["hello", COMPLETED]),
+        ({"allow": "after_cooldown", "cooldown_hours": 48}, [NOT_ENTERED]),
+    ],
+)
+def test_reentry_policies(
+    landing: Path, reentry: dict[str, Any], second_entry_path: list[str]
+) -> None:
+    j = journey([send("hello")], reentry=reentry)
+    run = Harness(j, landing).person("ann").enters("ann", h(), "first")
+    run.run(h())
+    run.enters("ann", h(24), "second")
+    run.run(h(24))
+    assert run.path_of("ann") == ["hello", COMPLETED, *second_entry_path]
+
+
+def test_one_open_entry_at_a_time_by_default(landing: Path) -> None:
+    j = journey([{"name": "wait", "type": "wait", "days": 2}, send("hello")])
+    run = Harness(j, landing).person("ann").enters("ann", h(), "first")
+    run.enters("ann", h(1), "second")
+    run.run(h(2))
+    steps = run.steps_of("ann")
+    assert [s[0] for s in steps] == ["wait", NOT_ENTERED]
+    assert steps[1][2] == "already in the journey (max_concurrent 1)"
+
+
+def test_membership_and_schedule_entries(landing: Path) -> None:
+    member = Journey.from_meta(
+        "audience_m",
+        {"name": "m", "entry": {"membership": True}, "steps": [send("hello")]},
+        profile_columns=PROFILE_COLUMNS,
+    )
+    run = Harness(member, landing / "m").person("ann").enters("ann", h())
+    run.run(h(1))
+    run.run(h(2))  # still a member: not a new appearance
+    assert run.sends_to("ann") == [("hello", h(1))]
+    run.leaves_audience("ann").run(h(3))
+    run.enters("ann", h(4)).run(h(4))  # back: a new appearance, a new entry
+    assert run.sends_to("ann") == [("hello", h(1)), ("hello", h(4))]
+    assert run.path_of("ann") == ["hello", COMPLETED, LEFT_AUDIENCE, "hello", COMPLETED]
+    scheduled = Journey.from_meta(
+        "audience_s",
+        {"name": "s", "entry": {"schedule": {"daily_at": "09:00"}},
+         "reentry": {"allow": "after_cooldown", "cooldown_hours": 24 * 30},
+         "steps": [send("hello")]},
+        profile_columns=PROFILE_COLUMNS,
+    )  # fmt: skip
+    run = Harness(scheduled, landing / "s").person("ann").enters("ann", h())
+    run.run(h(-1))  # 08:00: today's 09:00 has not come; yesterday's did, and Ann was a member
+    run.run(h(5))
+    run.run(h(24 + 5))  # the next day, within the cool-down
+    assert run.sends_to("ann") == [("hello", h(-24))]
+
+
+@pytest.mark.parametrize(
+    "steps, error",
+    [
+        ([{"name": "a", "type": "teleport"}], r"'teleport' is not one of"),
+        ([send("a", next="nowhere")], r"step 'a': goes on to 'nowhere', which is not a step"),
+        (
+            [{"name": "a", "type": "branch", "branches": [{"when": "revenue > 1", "next": "a"}]},
+             send("b")],
+            r"the steps a -> a make a cycle without a wait",
+        ),
+        (
+            [{"name": "a", "type": "branch",
+              "branches": [{"when": "revenue > (select 1)", "next": "b"}]}, send("b")],
+            r"step 'a': condition 'revenue > \(select 1\)'",
+        ),
+        (
+            [{"name": "a", "type": "branch",
+              "branches": [{"when": "salary > 1", "next": "b"}]}, send("b")],
+            r"unknown column 'salary'",
+        ),
+        ([send("a", channels=["email", "sms"])], r"step 'a': no template for channel\(s\) \['sms'\]"),
+        (
+            [{"name": "a", "type": "split", "paths": [{"name": "x", "percent": 60, "next": "b"},
+                                                      {"name": "y", "percent": 30, "next": "b"}]},
+             send("b")],
+            r"split percents add up to 90, not 100",
+        ),
+        (
+            [{"name": "a", "type": "wait", "until_event": "open", "of_step": "b",
+              "timeout_hours": 1, "on_timeout": "b"}, {"name": "b", "type": "exit"}],
+            r"of_step 'b' is not a send step",
+        ),
+    ],
+)  # fmt: skip
+def test_graph_declarations_are_checked(steps: list[dict[str, Any]], error: str) -> None:
+    with pytest.raises(JourneyDefinitionError, match=error):
+        journey(steps)
