@@ -41,9 +41,9 @@ class Harness:
     outcome: dict[str, str | None] = field(default_factory=dict)
 
     def person(self, person_id: str, **profile: Any) -> Harness:
-        self.profiles[person_id] = {c: None for c in PROFILE_COLUMNS} | profile | {
-            "person_id": person_id
-        }
+        self.profiles[person_id] = (
+            {c: None for c in PROFILE_COLUMNS} | profile | {"person_id": person_id}
+        )
         return self
 
     def enters(self, person_id: str, at: datetime, entry_id: str | None = None) -> Harness:

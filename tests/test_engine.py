@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, get_args
 
+import duckdb
 import jsonschema
 import pytest
 
@@ -22,8 +23,9 @@ from activations.journeys import (
     journey_schema,
     load_journeys,
 )
-from activations.ledger import LedgerState, SendRef
+from activations.ledger import LedgerState, PendingAttempt, SendRef, send_key
 from activations.render import MissingTemplateVariable, render
+from activations.tick import DueSend, send_key_sql
 from switchyard import cli
 from switchyard.tiers import TIERS, TierName
 
@@ -37,7 +39,7 @@ JOURNEY = Journey(
     name="j",
     audience_model="audience_j",
     tier="seconds",
-    steps=(
+    nodes=(
         Step("first", 0, ("email", "sms"), TPL, expires_after_hours=24),
         Step("second", 24 * 60, ("push",), TPL, expires_after_hours=24),
     ),
@@ -59,58 +61,62 @@ def steps_of(due: list[engine.Due]) -> list[str]:
 
 
 def test_send_key_is_deterministic_and_distinct() -> None:
-    assert engine.send_key("j", "s", "p", "e") == engine.send_key("j", "s", "p", "e")
-    assert len({engine.send_key("j", s, p, "e") for s in "ab" for p in "xy"}) == 4
+    assert send_key("j", "s", "p", "e") == send_key("j", "s", "p", "e")
+    assert len({send_key("j", s, p, "e") for s in "ab" for p in "xy"}) == 4
 
 
-def test_nothing_is_due_before_entry_or_before_the_wait() -> None:
-    due, skips = engine.due_now(JOURNEY, [entry()], empty_ledger(), T - timedelta(minutes=1))
-    assert (due, skips) == ([], [])
-    due, _ = engine.due_now(JOURNEY, [entry()], empty_ledger(), T + timedelta(hours=23))
-    assert steps_of(due) == ["first"]
-    due, _ = engine.due_now(JOURNEY, [entry()], empty_ledger(), T + timedelta(hours=24))
-    assert steps_of(due) == ["first", "second"]
+def due(step: str = "first", at: datetime = T, arm: str = "treatment") -> DueSend:
+    """What the tick hands on for entry e1 of p1 at `step`, due at `at`."""
+    key = send_key("j", step, "p1", "e1")
+    return DueSend("e1", "p1", step, key, at, T, arm, '{"sku": "tee"}')
+
+
+def test_the_tick_and_the_ledger_derive_the_same_send_key() -> None:
+    sql = send_key_sql("'j'", "'first'", "'p1'", "'e1'")
+    ((key,),) = duckdb.sql(f"select {sql}").fetchall()
+    assert key == send_key("j", "first", "p1", "e1")
 
 
 def test_decided_keys_are_not_due_again() -> None:
     state = empty_ledger()
-    key = engine.send_key("j", "first", "p1", "e1")
-    state.last_status[key] = "sent"
-    due, _ = engine.due_now(JOURNEY, [entry()], state, T + timedelta(hours=1))
-    assert due == []
+    state.last_status[send_key("j", "first", "p1", "e1")] = "sent"
+    assert engine.classify(JOURNEY, [due()], state, T + timedelta(hours=1)) == ([], [])
+    todo, _ = engine.classify(JOURNEY, [due()], empty_ledger(), T + timedelta(hours=1))
+    assert [(d.step.name, d.entry.properties) for d in todo] == [("first", {"sku": "tee"})]
 
 
 def test_attempt_without_outcome_is_retried_once_then_failed() -> None:
     state = empty_ledger()
-    key = engine.send_key("j", "first", "p1", "e1")
+    key = send_key("j", "first", "p1", "e1")
     state.last_status[key], state.attempts[key] = "attempted", 1
-    due, _ = engine.due_now(JOURNEY, [entry()], state, T + timedelta(hours=1))
-    assert [(d.step.name, d.attempt_number) for d in due] == [("first", 2)]
+    todo, _ = engine.classify(JOURNEY, [due()], state, T + timedelta(hours=1))
+    assert [(d.step.name, d.attempt_number) for d in todo] == [("first", 2)]
     state.attempts[key] = 2
-    due, skips = engine.due_now(JOURNEY, [entry()], state, T + timedelta(hours=1))
-    assert due == [] and [s.reason for s in skips] == ["outcome_unknown"]
+    todo, skips = engine.classify(JOURNEY, [due()], state, T + timedelta(hours=1))
+    assert todo == [] and [s.reason for s in skips] == ["outcome_unknown"]
 
 
-def test_a_holdout_entry_is_recorded_at_every_step_and_never_sent() -> None:
-    held = entry(arm="holdout")
-    due, skips = engine.due_now(JOURNEY, [held], empty_ledger(), T + timedelta(hours=25))
-    assert due == []
-    assert [(s.ref.step, s.reason) for s in skips] == [("first", "holdout"), ("second", "holdout")]
+def test_an_unsettled_attempt_of_an_entry_that_left_the_step_is_still_settled() -> None:
+    state = empty_ledger()
+    key = send_key("j", "first", "p1", "e1")
+    state.refs[key] = SendRef(key, "j", "first", "p1", "e1")
+    state.pending[key] = PendingAttempt("p1", "sms", "+1", None, "b", T, T)
+    todo, skips = engine.classify(JOURNEY, [], state, T + timedelta(hours=1))
+    assert todo == [] and [(s.ref.send_key, s.reason) for s in skips] == [(key, "exited")]
 
 
-def test_exit_and_expiry() -> None:
-    _, skips = engine.due_now(
-        JOURNEY, [entry(exited_at=T + timedelta(hours=2))], empty_ledger(), T + timedelta(hours=25)
+def test_a_holdout_entry_is_recorded_and_never_sent() -> None:
+    todo, skips = engine.classify(JOURNEY, [due(arm="holdout")], empty_ledger(), T)
+    assert todo == [] and [(s.ref.step, s.reason) for s in skips] == [("first", "holdout")]
+
+
+def test_a_step_due_longer_ago_than_it_keeps_expires() -> None:
+    late = T + timedelta(hours=25)
+    todo, skips = engine.classify(
+        JOURNEY, [due(), due("second", T + timedelta(hours=24))], empty_ledger(), late
     )
-    assert [(s.ref.step, s.reason) for s in skips] == [("first", "exited"), ("second", "exited")]
-    # An exit still in the future (as far as this run knows) does not stop the step.
-    due, _ = engine.due_now(
-        JOURNEY, [entry(exited_at=T + timedelta(hours=5))], empty_ledger(), T + timedelta(hours=1)
-    )
-    assert steps_of(due) == ["first"]
-    due, skips = engine.due_now(JOURNEY, [entry()], empty_ledger(), T + timedelta(hours=30))
     assert [(s.ref.step, s.reason) for s in skips] == [("first", "expired")]
-    assert steps_of(due) == ["second"]
+    assert [d.step.name for d in todo] == ["second"]
 
 
 def person(**kw: object) -> guards.Person:
@@ -189,17 +195,21 @@ def test_frequency_cap_follows_merged_and_split_person_ids() -> None:
 def test_a_step_sent_before_a_merge_is_not_sent_again_under_the_new_id() -> None:
     state = empty_ledger()
     for person, status in (("p_young", "sent"), ("p_other", "attempted")):
-        key = engine.send_key("j", "first", person, "e1")
+        key = send_key("j", "first", person, "e1")
         state.last_status[key], state.attempts[key] = status, 1
         state.refs[key] = SendRef(key, "j", "first", person, "e1")
     state.follow_aliases({"p_young": ["p_old"], "p_other": ["p_new"]})
     later = T + timedelta(hours=1)
-    due, _ = engine.due_now(JOURNEY, [entry(person_id="p_old")], state, later)
-    assert due == []  # p_young's send holds for p_old
-    due, _ = engine.due_now(JOURNEY, [entry(person_id="p_new")], state, later)
-    assert [(d.step.name, d.attempt_number) for d in due] == [("first", 2)]  # once more, visibly
-    due, _ = engine.due_now(JOURNEY, [entry(person_id="p_unrelated")], state, later)
-    assert steps_of(due) == ["first"]
+
+    def at_first(person_id: str) -> DueSend:
+        return replace(due(), person_id=person_id, send_key=send_key("j", "first", person_id, "e1"))
+
+    todo, _ = engine.classify(JOURNEY, [at_first("p_old")], state, later)
+    assert todo == []  # p_young's send holds for p_old
+    todo, _ = engine.classify(JOURNEY, [at_first("p_new")], state, later)
+    assert [(d.step.name, d.attempt_number) for d in todo] == [("first", 2)]  # once more, visibly
+    todo, _ = engine.classify(JOURNEY, [at_first("p_unrelated")], state, later)
+    assert [d.step.name for d in todo] == ["first"]
 
 
 def test_every_tier_name_has_one_schedule() -> None:
@@ -295,6 +305,6 @@ def test_journeys_cli_validates_and_shows(capsys: pytest.CaptureFixture[str]) ->
     assert cli.main(["journeys", "show", "cart_abandonment"]) == 0
     shown = capsys.readouterr().out
     assert "entry    cart_updated, unless purchase_completed within 60 min" in shown
-    assert "2. push_nudge: at entry + 1 d, expires after 24 h; push" in shown
+    assert "2. push_nudge: send at entry + 1 d, expires after 24 h; push" in shown
     assert cli.main(["journeys", "show", "nope"]) == 1
     assert "declared: cart_abandonment" in capsys.readouterr().err
