@@ -240,15 +240,17 @@ def _arrival_next_at() -> str:
             when n.kind = 'wait' and n.until_event is not null
                 then a.reached_at + to_microseconds(cast(n.timeout_minutes * 60000000 as bigint))
             when n.kind = 'send'
-                then greatest(a.reached_at, a.entered_at + to_minutes(cast(n.wait_minutes as bigint)))
+                then greatest(
+                    a.reached_at, a.entered_at + to_minutes(cast(n.wait_minutes as bigint))
+                )
             else a.reached_at
         end
     """
 
 
 def _record_arrivals(con: duckdb.DuckDBPyConnection, journey: Journey, arrived: str) -> None:
-    """Append `arrived` (entry columns, from_node, node, reached_at, reason, detail, properties, seq) to
-    new_rows with the node's next_at."""
+    """Append `arrived` (entry columns, from_node, node, reached_at, reason, detail, properties,
+    seq) to new_rows with the node's next_at."""
     needs_profile = any(
         isinstance(n, Wait) and (n.until_time or n.until_usual_hour) for n in journey.nodes
     )
@@ -479,7 +481,8 @@ def _end_by_events(con: duckdb.DuckDBPyConnection, journey: Journey) -> None:
             create or replace temp table arrived as
             select
                 c.entry_id, c.person_id, c.seq + 1 as seq, c.node as from_node,
-                {lit(EXITED)} as node, greatest(getvariable('now'), c.reached_at) as reached_at, c.entered_at,
+                {lit(EXITED)} as node, greatest(getvariable('now'), c.reached_at) as reached_at,
+                c.entered_at,
                 c.arm, 'exited' as reason, {lit("exit_when: " + journey.exit_when.text)} as detail,
                 null as properties
             from current c join profiles p using (person_id)

@@ -1,9 +1,9 @@
 """Journey state: an append-only log of transitions, landed beside the ledger as Parquet files.
 
-One row per step an entry takes: it reached `node` at `reached_at` (the journey's own clock: a wait of a
-day ends a day after it began, whenever the run that notices it happens), coming from `from_node`
-because of `reason` (`detail` says which branch, path, event or send key). `next_at` is when the
-node is due. A tick writes its rows as one new file, atomically, before anything is sent; the
+One row per step an entry takes: it reached `node` at `reached_at` (the journey's own clock: a
+wait of a day ends a day after it began, whenever the run that notices it happens), coming from
+`from_node` because of `reason` (`detail` says which branch, path, event or send key). `next_at`
+is when the node is due. A tick writes its rows as one new file, atomically, before anything is sent; the
 engine never rewrites a file. dbt stages the folder into `fct_journey_transitions`.
 """
 
@@ -48,7 +48,7 @@ def ensure_folder(landing_dir: Path) -> Path:
     if not placeholder.exists():
         con = duckdb.connect()
         try:
-            typed = ", ".join(f"cast(null as {kind}) as \"{n}\"" for n, kind in COLUMNS.items())
+            typed = ", ".join(f'cast(null as {kind}) as "{n}"' for n, kind in COLUMNS.items())
             _copy_atomically(con, f"select {typed} limit 0", placeholder)
         finally:
             con.close()
@@ -62,7 +62,7 @@ def glob(landing_dir: Path) -> str:
 def append(con: duckdb.DuckDBPyConnection, relation: str, landing_dir: Path, prefix: str) -> Path:
     """Write `relation` (a table or view on `con` with COLUMNS) as one new file."""
     where = ensure_folder(landing_dir)
-    columns = ", ".join(f"cast(\"{n}\" as {kind}) as \"{n}\"" for n, kind in COLUMNS.items())
+    columns = ", ".join(f'cast("{n}" as {kind}) as "{n}"' for n, kind in COLUMNS.items())
     target = where / f"{prefix}-{uuid.uuid4().hex}.parquet"
     _copy_atomically(con, f"select {columns} from {relation}", target)
     return target

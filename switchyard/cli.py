@@ -145,14 +145,25 @@ def _preview(journey: Journey, now: datetime | None) -> int:
     out = paths.home / "preview" / f"{journey.name}.jsonl"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("".join(json.dumps(r, default=str) + "\n" for r in result.rows))
-    counts = Counter(
+    steps = Counter(
+        (r["node"], r["reason"], r.get("detail") or "-")
+        for r in result.rows
+        if r["kind"] == "transition"
+    )
+    sends = Counter(
         (r["step"], r["decision"], r.get("channel") or "-", r.get("reason") or "-")
         for r in result.rows
+        if r["kind"] == "send"
     )
-    print(f"journey {journey.name} as of {result.as_of:%Y-%m-%d %H:%M} UTC (nothing sent)")
-    print(f"  entries {result.summary.entries_considered}, due now {result.summary.due}")
-    for (step, decision, channel, reason), n in sorted(counts.items()):
-        print(f"  {step:<20} {decision:<14} {channel:<6} {reason:<26} {n}")
+    summary = result.summary
+    print(f"journey {journey.name} as of {result.as_of:%Y-%m-%d %H:%M} UTC (nothing recorded)")
+    print(
+        f"  would enter {summary.entered}, take {summary.transitions} steps, due now {summary.due}"
+    )
+    for (node, reason, detail), n in sorted(steps.items()):
+        print(f"  step  {node:<20} {reason:<14} {detail[:40]:<40} {n}")
+    for (step, decision, channel, reason), n in sorted(sends.items()):
+        print(f"  send  {step:<20} {decision:<14} {channel:<6} {reason:<26} {n}")
     print(f"every decision: {out}")
     return 0
 

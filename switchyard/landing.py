@@ -38,6 +38,10 @@ def ensure_layout(landing: Path) -> None:
             folder = landing / source / table
             folder.mkdir(parents=True, exist_ok=True)
             (folder / PLACEHOLDER).touch()
+    # The journey engine's transitions are Parquet, with a typed empty file of their own.
+    from activations import transitions
+
+    transitions.ensure_folder(landing)
 
 
 def write_batch(

@@ -134,6 +134,11 @@ def generate(
                             )
                         )
 
+        if identifies:
+            rows.extend(
+                _app_lifecycle(rng, uid=user_id, device=devices[0], t=t, anchor=anchor, mid=mid)
+            )
+
         # Shopping: browse, maybe cart, maybe buy (quickly, later, or not at all).
         device = rng.choice(devices)
         uid = user_id if identifies else None
@@ -209,6 +214,40 @@ def generate(
     landing.write_batch(landing_dir, "shop", "orders", orders, prefix="sample")
     landing.write_batch(landing_dir, "preferences", "consents", consents, prefix="sample")
     return Summary(people=people, events=len(rows), orders=len(orders), consents=len(consents))
+
+
+def _app_lifecycle(
+    rng: random.Random, *, uid: str, device: str, t: datetime, anchor: datetime, mid: Any
+) -> list[dict[str, Any]]:
+    """Sign-ups (some completing their profile), installs, and app opens and logins: recent for
+    most, 30 to 60 days ago for some (the lapsed), long ago for a few."""
+    out: list[dict[str, Any]] = []
+
+    def event(name: str, at: datetime, **properties: Any) -> None:
+        if at <= anchor:
+            out.append(
+                events.track(name, at, user_id=uid, anonymous_id=device,
+                              properties=properties, message_id=mid("msg"))
+            )  # fmt: skip
+
+    if rng.random() < 0.08:  # new this window
+        event("signed_up", t + timedelta(minutes=1), method=rng.choice(["email", "apple"]))
+        if rng.random() < 0.5:
+            event("profile_completed", t + timedelta(hours=rng.uniform(0.2, 60)))
+        event("app_opened", t + timedelta(minutes=2))
+        return out
+    if rng.random() < 0.6:
+        event("app_installed", anchor - timedelta(days=rng.uniform(90, 400)))
+        roll = rng.random()
+        if roll < 0.55:
+            last = t
+        elif roll < 0.85:
+            last = anchor - timedelta(days=rng.uniform(30.5, 59.5))  # lapsed
+        else:
+            last = anchor - timedelta(days=rng.uniform(61, 85))
+        event("app_opened", last - timedelta(minutes=3))
+        event("logged_in", last)
+    return out
 
 
 def _email(rng: random.Random, i: int) -> str | None:

@@ -344,7 +344,10 @@ def test_membership_and_schedule_entries(landing: Path) -> None:
               "branches": [{"when": "salary > 1", "next": "b"}]}, send("b")],
             r"unknown column 'salary'",
         ),
-        ([send("a", channels=["email", "sms"])], r"step 'a': no template for channel\(s\) \['sms'\]"),
+        (
+            [send("a", channels=["email", "sms"])],
+            r"step 'a': no template for channel\(s\) \['sms'\]",
+        ),
         (
             [{"name": "a", "type": "split", "paths": [{"name": "x", "percent": 60, "next": "b"},
                                                       {"name": "y", "percent": 30, "next": "b"}]},

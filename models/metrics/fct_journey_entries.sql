@@ -1,24 +1,42 @@
--- Every journey's entries in one table. A new journey adds its audience here.
+-- Every journey's entries, from the engine's transitions: when each began, its arm, and how and
+-- when it ended (if it has).
 with
 
-cart_abandonment as (
+transitions as (
 
-    select * from {{ ref('audience_cart_abandonment') }}
+    select * from {{ ref('fct_journey_transitions') }}
 
 ),
 
-unioned as (
+entered as (
+
+    select entry_id, journey, person_id, entered_at, arm
+    from transitions
+    where seq = 0 and reason = 'entered'
+
+),
+
+ended as (
 
     select
         entry_id,
-        journey,
-        person_id,
-        entry_event_at,
-        enters_at,
-        exited_at,
-        arm
-    from cart_abandonment
+        min(case when node in ('(exited)', '(converted)') then reached_at end) as exited_at,
+        min(case when node = '(converted)' then reached_at end) as converted_at,
+        min(case when node = '(completed)' then reached_at end) as completed_at
+    from transitions
+    group by entry_id
 
 )
 
-select * from unioned
+select
+    entered.entry_id,
+    entered.journey,
+    entered.person_id,
+    entered.entered_at,
+    entered.arm,
+    ended.exited_at,
+    ended.converted_at,
+    ended.completed_at
+from entered
+left join ended
+    on entered.entry_id = ended.entry_id

@@ -38,6 +38,12 @@ messages as (
 
 ),
 
+activity as (
+
+    select * from {{ ref('int_people_activity') }}
+
+),
+
 as_of as (
 
     select max(last_seen_at) as as_of from people
@@ -82,6 +88,12 @@ joined as (
         messages.last_engaged_channel,
         messages.most_engaged_channel,
         messages.usual_active_hour_utc,
+        activity.signed_up_at,
+        activity.profile_completed_at,
+        activity.profile_completed_at is not null as profile_completed,
+        activity.app_installed_at,
+        activity.last_app_active_at,
+        {{ dbt.datediff('activity.last_app_active_at', 'as_of.as_of', 'day') }} as days_since_app_active,
         people.identifier_count,
         people.identifiers,
         people.first_seen_at,
@@ -100,6 +112,8 @@ joined as (
         on people.person_id = rfm.person_id
     left join messages
         on people.person_id = messages.person_id
+    left join activity
+        on people.person_id = activity.person_id
 
 ),
 
