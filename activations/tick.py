@@ -465,11 +465,11 @@ def _end_by_events(con: duckdb.DuckDBPyConnection, journey: Journey) -> None:
                 first.outcome as reason, first.event_name as detail, null as properties
             from current c
             join (
-                select entry_id, arg_min(outcome, occurred_at) as outcome,
-                    arg_min(event_name, occurred_at) as event_name,
-                    min(occurred_at) as occurred_at
-                from ({" union all ".join(selects)})
-                group by entry_id
+                -- the earliest; a goal that is also an exit event converts
+                select * from ({" union all ".join(selects)})
+                qualify row_number() over (
+                    partition by entry_id order by occurred_at, outcome = 'exited', event_name
+                ) = 1
             ) first using (entry_id)
             """
         )
