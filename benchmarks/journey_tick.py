@@ -1,0 +1,260 @@
+"""One journey engine tick at scale, against the floor of a bare DuckDB anti-join.
+
+    python benchmarks/journey_tick.py [--size N] [--ledger-lines L]
+    (N active entries, default 1,000,000; L ledger lines, default 10 x N)
+
+Writes, in a scratch folder: a journey's transitions history with N open entries spread over
+every node type (send, waits for a time, a clock time, an event and an engagement, branch, split,
+exit), N profiles, app events and email opens, an audience with 1% new entries, and a delivery
+ledger of L lines (half the keys of the entries at send steps decided, the rest other journeys').
+Then, each in a fresh process so that its peak memory is its own:
+  tick   the ledger's decided keys derived from its lines, then activations.tick.run_tick: new
+         entries, exits, every round of moves, due sends, and the new transitions file written;
+  floor  the bare anti-join of the same send keys against the ledger lines.
+Prints one `name=value unit` line per figure: tick_seconds, floor_seconds, tick_vs_floor,
+peak_rss_mib (the tick's process), and what the tick did.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(PROJECT_DIR))
+
+from activations import transitions  # noqa: E402
+from activations.journeys import Journey  # noqa: E402
+from activations.tick import lit, run_tick, send_key_sql  # noqa: E402
+
+NOW = datetime(2026, 11, 26, 12, 0)
+EMAIL = {"email": {"subject": "s", "body": "b"}}
+DECLARATION: dict[str, Any] = {
+    "name": "bench",
+    "entry": {"event": "cart_updated"},
+    "exit_on": ["purchase_completed"],
+    "steps": [
+        {"name": "by_value", "type": "branch", "otherwise": "pause",
+         "branches": [{"when": "churn_risk_score >= 50 and revenue >= 100", "next": "offer"}]},
+        {"name": "offer", "channels": ["email"], "templates": EMAIL},
+        {"name": "opened", "type": "wait", "until_event": "open", "of_step": "offer",
+         "timeout_hours": 48, "on_timeout": "reminder", "next": "morning"},
+        {"name": "reminder", "channels": ["email"], "templates": EMAIL},
+        {"name": "morning", "type": "wait", "until_time": "09:00"},
+        {"name": "ab", "type": "split", "paths": [
+            {"name": "a", "percent": 50, "next": "variant_a"},
+            {"name": "b", "percent": 50, "next": "for_app"}]},
+        {"name": "variant_a", "channels": ["email"], "templates": EMAIL, "next": "bye"},
+        {"name": "for_app", "type": "wait", "until_event": "app_opened", "timeout_hours": 24,
+         "on_timeout": "variant_b", "next": "bye"},
+        {"name": "variant_b", "channels": ["email"], "templates": EMAIL, "next": "bye"},
+        {"name": "pause", "type": "wait", "hours": 2},
+        {"name": "one_email", "channels": ["email"], "templates": EMAIL},
+        {"name": "bye", "type": "exit"},
+    ],
+}  # fmt: skip
+PROFILE_COLUMNS = ("person_id", "timezone", "usual_active_hour_utc", "churn_risk_score", "revenue")
+JOURNEY = Journey.from_meta("audience_bench", DECLARATION, profile_columns=PROFILE_COLUMNS)
+NODES = [n.name for n in JOURNEY.nodes]
+WAIT_HOURS = {"opened": 48, "for_app": 24, "pause": 2}
+
+
+def emit(name: str, value: object, unit: str = "") -> None:
+    print(f"{name}={value} {unit}".rstrip(), flush=True)
+
+
+def generate(folder: Path, entries: int, ledger_lines: int) -> None:
+    """Every input as Parquet under `folder` (history in its landing layout)."""
+    landing = folder / "landing"
+    transitions.ensure_folder(landing)
+    con = duckdb.connect()
+    con.execute("set preserve_insertion_order = false")
+    node_list = "[" + ", ".join(lit(n) for n in NODES) + "]"
+    j = lit(JOURNEY.name)
+    # Open entries: each at one node, reached up to three days ago.
+    con.execute(
+        f"""
+        create table history as
+        select
+            {j} as journey, 'e' || i as entry_id, 'p' || i as person_id, 1 as seq,
+            'by_value' as from_node, {node_list}[1 + (hash(i) % {len(NODES)})::int] as node,
+            timestamp '{NOW}' - to_minutes((hash(i * 7) % 4320)::bigint) as reached_at,
+            timestamp '{NOW}' - to_minutes((hash(i * 7) % 4320)::bigint + 4320) as entered_at,
+            case when hash(i * 3) % 10 = 0 then 'holdout' else 'treatment' end as arm,
+            'waited' as reason, null::varchar as detail, null::varchar as properties,
+            'bench' as run_id, timestamp '{NOW}' as recorded_at
+        from range({entries}) t(i)
+        """
+    )
+    waits = " ".join(f"when node = {lit(n)} then {h}" for n, h in WAIT_HOURS.items())
+    con.execute(
+        f"""
+        create table history_out as
+        select * replace (
+            coalesce(reached_at + to_hours((case {waits} end)::bigint), reached_at) as next_at
+        ) from (select *, null::timestamp as next_at from history)
+        """
+    )
+    transitions.append(con, "history_out", landing, prefix="bench")
+    con.execute(
+        f"""
+        copy (
+            select 'p' || i as person_id,
+                ['Europe/Berlin', 'America/New_York', 'Asia/Tokyo', null][1 + (i % 4)::int]
+                    as timezone,
+                case when i % 3 = 0 then (i % 24)::int end as usual_active_hour_utc,
+                (hash(i * 5) % 100)::int as churn_risk_score,
+                (hash(i * 11) % 400)::double as revenue
+            from range({entries}) t(i)
+        ) to '{folder}/profiles.parquet' (format parquet)
+        """
+    )
+    new = max(1, entries // 100)
+    con.execute(
+        f"""
+        copy (
+            select 'e' || i as entry_id, 'p' || i as person_id,
+                timestamp '{NOW}' - to_minutes((hash(i) % 4320)::bigint) as enters_at,
+                '{{"sku": "tee"}}' as entry_properties
+            from range({entries + new}) t(i)
+        ) to '{folder}/audience.parquet' (format parquet)
+        """
+    )
+    con.execute(
+        f"""
+        copy (
+            select 'p' || (hash(i) % {entries}) as person_id,
+                case when i % 10 = 0 then 'purchase_completed' else 'app_opened' end
+                    as event_name,
+                timestamp '{NOW}' - to_minutes((hash(i * 13) % 4320)::bigint) as occurred_at
+            from range({entries // 2}) t(i)
+        ) to '{folder}/events.parquet' (format parquet)
+        """
+    )
+    offer_key = send_key_sql(j, "'offer'", "'p' || i", "'e' || i")
+    con.execute(
+        f"""
+        copy (
+            select {offer_key} as send_key, 'open' as feedback_event,
+                timestamp '{NOW}' - to_minutes((hash(i * 17) % 4320)::bigint) as occurred_at
+            from range({entries}) t(i) where i % 5 = 0
+        ) to '{folder}/feedback.parquet' (format parquet)
+        """
+    )
+    # The ledger: the keys of entries at a send step, half decided; other journeys' lines after.
+    sends = ", ".join(lit(n.name) for n in JOURNEY.steps)
+    key = send_key_sql(j, "node", "person_id", "entry_id")
+    con.execute(
+        f"""
+        copy (
+            select send_key, status, recorded_at from (
+                select {key} as send_key, 'sent' as status, reached_at as recorded_at
+                from history where node in ({sends}) and hash(entry_id) % 2 = 0
+                union all
+                select md5('other' || i) as send_key,
+                    ['attempted', 'sent', 'skipped'][1 + (i % 3)::int] as status,
+                    timestamp '{NOW}' - to_minutes((i % 40000)::bigint) as recorded_at
+                from range({ledger_lines}) t(i)
+            ) limit {ledger_lines}
+        ) to '{folder}/ledger.parquet' (format parquet)
+        """
+    )
+    con.close()
+
+
+def open_inputs(con: duckdb.DuckDBPyConnection, folder: Path) -> None:
+    for name in ("profiles", "audience", "events", "feedback"):
+        con.execute(f"create view {name} as select * from '{folder}/{name}.parquet'")
+    con.execute(
+        f"create view history as select * from read_parquet("
+        f"{lit(transitions.glob(folder / 'landing'))}, union_by_name = true)"
+    )
+
+
+def worker(folder: Path, mode: str) -> None:
+    con = duckdb.connect()
+    open_inputs(con, folder)
+    started = time.perf_counter()
+    if mode == "tick":
+        # What a run gets from its ledger reader: each key's final status.
+        con.execute(
+            f"""
+            create temp table decided as
+            select send_key, arg_max(status, recorded_at) as status
+            from '{folder}/ledger.parquet'
+            group by send_key
+            having arg_max(status, recorded_at) in ('sent', 'skipped', 'failed')
+            """
+        )
+        result = run_tick(con, JOURNEY, NOW, "bench-tick", folder / "landing")
+        figures = {"transitions": result.transitions, "entered": result.entered,
+                   "due": len(result.due), "rounds": result.rounds}  # fmt: skip
+    else:
+        sends = ", ".join(lit(n.name) for n in JOURNEY.steps)
+        key = send_key_sql(lit(JOURNEY.name), "node", "person_id", "entry_id")
+        (count,) = con.execute(
+            f"""
+            select count(*) from (
+                select {key} as send_key from history where node in ({sends})
+            ) anti join '{folder}/ledger.parquet' l using (send_key)
+            """
+        ).fetchone() or (0,)
+        figures = {"undecided": count}
+    seconds = time.perf_counter() - started
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"seconds": seconds, "rss": rss, **figures}))
+
+
+def measure(folder: Path, mode: str) -> dict[str, Any]:
+    out = subprocess.run(
+        [sys.executable, __file__, "--worker", str(folder), "--mode", mode],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--size", type=int, default=1_000_000, help="active entries")
+    parser.add_argument("--ledger-lines", type=int, default=None, help="default: 10 x size")
+    parser.add_argument("--worker", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--mode", choices=["tick", "floor"], help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        worker(args.worker, args.mode)
+        return
+    lines = args.ledger_lines or 10 * args.size
+    with tempfile.TemporaryDirectory(prefix="journey-tick-") as tmp:
+        folder = Path(tmp)
+        started = time.perf_counter()
+        generate(folder, args.size, lines)
+        emit("entries", args.size, "entries")
+        emit("ledger_lines", lines, "lines")
+        emit("generate_seconds", f"{time.perf_counter() - started:.2f}", "s")
+        floor = measure(folder, "floor")
+        tick = measure(folder, "tick")
+        emit("tick_seconds", f"{tick['seconds']:.2f}", "s")
+        emit("floor_seconds", f"{floor['seconds']:.2f}", "s")
+        emit("tick_vs_floor", f"{tick['seconds'] / floor['seconds']:.2f}", "x")
+        emit("peak_rss_mib", f"{tick['rss']:.0f}", "MiB")
+        emit("floor_peak_rss_mib", f"{floor['rss']:.0f}", "MiB")
+        for name in ("transitions", "entered", "due", "rounds"):
+            emit(f"tick_{name}", tick[name], "rows" if name != "rounds" else "rounds")
+        emit("floor_undecided", floor["undecided"], "keys")
+
+
+if __name__ == "__main__":
+    main()
