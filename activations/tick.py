@@ -78,6 +78,9 @@ def lit(value: str) -> str:
     return exp.Literal.string(value).sql(dialect="duckdb")
 
 
+_FINAL = ", ".join(lit(f) for f in sorted(FINAL))  # where an entry has ended, as a SQL list
+
+
 def send_key_sql(journey: str, step: str, person: str, entry: str) -> str:
     """activations.ledger.keys.send_key, in SQL: the first 32 hex digits of sha256 of the four
     parts joined by the unit separator."""
@@ -115,6 +118,7 @@ def run_tick(
         select * exclude (properties), properties from positions limit 0
         """
     )
+
     entered = _enter(con, journey)
     _end_by_events(con, journey)
     rounds = _move(con, journey)
@@ -262,16 +266,17 @@ def _record_arrivals(con: duckdb.DuckDBPyConnection, journey: Journey, arrived: 
     )
     con.execute(
         f"""
-        insert into new_rows by name
+        create or replace temp table batch as
         select
             {lit(journey.name)} as journey, a.entry_id, a.person_id, a.seq, a.from_node, a.node,
             a.reached_at, {_arrival_next_at()} as next_at, a.entered_at, a.arm, a.reason,
-            a.detail, a.properties, null as run_id, null::timestamp as recorded_at
+            a.detail, a.properties, null::varchar as run_id, null::timestamp as recorded_at
         from {arrived} a
         left join nodes n on n.name = a.node
         {profile_join}
         """
     )
+    con.execute("insert into new_rows by name select * from batch")
 
 
 def _enter(con: duckdb.DuckDBPyConnection, journey: Journey) -> int:
@@ -319,7 +324,6 @@ def _enter(con: duckdb.DuckDBPyConnection, journey: Journey) -> int:
             )
         """
     r = journey.reentry
-    final = ", ".join(lit(f) for f in sorted(FINAL))
     con.execute(
         f"""
         create or replace temp table candidates as
@@ -332,7 +336,7 @@ def _enter(con: duckdb.DuckDBPyConnection, journey: Journey) -> int:
         people as (
             select
                 person_id,
-                count(*) filter (where node not in ({final})) as open_entries,
+                count(*) filter (where node not in ({_FINAL})) as open_entries,
                 count(*) filter (where node <> {lit(NOT_ENTERED)}) as entries,
                 max(entered_at) filter (where node <> {lit(NOT_ENTERED)}) as last_entered_at
             from positions
@@ -387,6 +391,24 @@ def _enter(con: duckdb.DuckDBPyConnection, journey: Journey) -> int:
     return int(entered)
 
 
+def _current(con: duckdb.DuckDBPyConnection) -> None:
+    """`current`: every open entry's latest row, this tick's rows included."""
+    con.execute(
+        f"""
+        create or replace temp table current as
+        select * from positions p
+        where p.node not in ({_FINAL})
+            and not exists (select 1 from new_rows n where n.entry_id = p.entry_id)
+        union all by name
+        select * from (
+            select * from new_rows
+            qualify row_number() over (partition by entry_id order by seq desc) = 1
+        )
+        where node not in ({_FINAL})
+        """
+    )
+
+
 def _note_left_audience(con: duckdb.DuckDBPyConnection, journey: Journey) -> None:
     """Ended entries of people no longer in the audience: recorded, so a return is a new
     appearance (a membership journey enters people when they appear)."""
@@ -413,27 +435,10 @@ def _note_left_audience(con: duckdb.DuckDBPyConnection, journey: Journey) -> Non
     )
 
 
-def _open_positions(con: duckdb.DuckDBPyConnection) -> None:
-    """`current`: every open entry's latest row, this tick's rows included."""
-    final = ", ".join(lit(f) for f in sorted(FINAL))
-    con.execute(
-        f"""
-        create or replace temp table current as
-        select * from (
-            select * from positions
-            union all by name
-            select * from new_rows
-        )
-        where node not in ({final})
-        qualify row_number() over (partition by entry_id order by seq desc) = 1
-        """
-    )
-
-
 def _end_by_events(con: duckdb.DuckDBPyConnection, journey: Journey) -> None:
     """Exit events and goals since entering (the earliest wins; a goal event converts), then the
     exit criterion on the profile."""
-    _open_positions(con)
+    _current(con)
     ends: list[tuple[str, str, float | None]] = [(e, "exited", None) for e in journey.exit_on]
     ends += [(g.event, "converted", g.within_hours) for g in journey.goals]
     selects = []
@@ -475,7 +480,7 @@ def _end_by_events(con: duckdb.DuckDBPyConnection, journey: Journey) -> None:
         )
         _record_arrivals(con, journey, "arrived")
     if journey.exit_when is not None:
-        _open_positions(con)
+        _current(con)
         con.execute(
             f"""
             create or replace temp table arrived as
@@ -582,7 +587,7 @@ def _move_sql(journey: Journey) -> str:
 
 def _move(con: duckdb.DuckDBPyConnection, journey: Journey) -> int:
     """Rounds of moves until nothing moves; a round moves every entry at most one node."""
-    _open_positions(con)
+    _current(con)
     con.execute("create or replace temp table frontier as select * from current")
     move = _move_sql(journey)
     limit = 2 * len(journey.nodes) + 2  # a cycle always has a wait (checked at validation)
@@ -604,20 +609,15 @@ def _move(con: duckdb.DuckDBPyConnection, journey: Journey) -> int:
         if not moved:
             break
         _record_arrivals(con, journey, "arrived")
-        final = ", ".join(lit(f) for f in sorted(FINAL))
         con.execute(
-            f"""
-            create or replace temp table frontier as
-            select n.* from new_rows n semi join arrived a
-                on a.entry_id = n.entry_id and a.seq = n.seq
-            where n.node not in ({final})
-            """
+            f"create or replace temp table frontier as select * from batch "
+            f"where node not in ({_FINAL})"
         )
     return rounds
 
 
 def _due(con: duckdb.DuckDBPyConnection, journey: Journey) -> list[DueSend]:
-    _open_positions(con)
+    _current(con)
     j = lit(journey.name)
     key = send_key_sql(j, "c.node", "c.person_id", "c.entry_id")
     rows = con.execute(
@@ -632,15 +632,18 @@ def _due(con: duckdb.DuckDBPyConnection, journey: Journey) -> list[DueSend]:
             select * from due anti join decided using (send_key)
         ),
         entry_rows as (
-            select entry_id, properties from history
-            where journey = {j} and seq = 0
-                and entry_id in (select entry_id from undecided)
-            union all
-            select entry_id, properties from new_rows where seq = 0
+            select entry_id, any_value(properties) as properties from (
+                select entry_id, properties from history
+                where journey = {j} and seq = 0 and properties is not null
+                union all
+                select entry_id, properties from new_rows
+                where seq = 0 and properties is not null
+            ) semi join undecided using (entry_id)
+            group by entry_id
         )
         select u.entry_id, u.person_id, u.node, u.send_key, u.next_at, u.entered_at, u.arm,
-            (select any_value(properties) from entry_rows e where e.entry_id = u.entry_id)
-        from undecided u
+            e.properties
+        from undecided u left join entry_rows e using (entry_id)
         order by u.next_at, u.send_key
         """
     ).fetchall()

@@ -3,8 +3,8 @@
 One row per step an entry takes: it reached `node` at `reached_at` (the journey's own clock: a
 wait of a day ends a day after it began, whenever the run that notices it happens), coming from
 `from_node` because of `reason` (`detail` says which branch, path, event or send key). `next_at`
-is when the node is due. A tick writes its rows as one new file, atomically, before anything is sent; the
-engine never rewrites a file. dbt stages the folder into `fct_journey_transitions`.
+is when the node is due. A tick writes its rows as one new file, atomically, before anything is
+sent; the engine never rewrites a file. dbt stages the folder into `fct_journey_transitions`.
 """
 
 from __future__ import annotations
