@@ -3,11 +3,14 @@ the steps taken and the messages sent out. Every node type and every way out of 
 
 from __future__ import annotations
 
+import tempfile
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from activations.graph import COMPLETED, CONVERTED, EXITED, LEFT_AUDIENCE, NOT_ENTERED
 from activations.journeys import Journey, JourneyDefinitionError
@@ -365,3 +368,67 @@ def test_membership_and_schedule_entries(landing: Path) -> None:
 def test_graph_declarations_are_checked(steps: list[dict[str, Any]], error: str) -> None:
     with pytest.raises(JourneyDefinitionError, match=error):
         journey(steps)
+
+
+LOOP = [
+    send("hello"),
+    {"name": "pause", "type": "wait", "hours": 6},
+    {"name": "again", "type": "branch", "otherwise": "nudge",
+     "branches": [{"when": "revenue >= 100", "next": "hello"}]},
+    send("nudge", PUSH, next="pause"),
+]  # fmt: skip
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    clocks=st.lists(st.integers(0, 120), min_size=1, max_size=6),
+    outcome=st.sampled_from(["sent", "skipped", "failed", None]),
+    revenue=st.sampled_from([5.0, 500.0]),
+    opens=st.lists(st.integers(0, 120), max_size=3),
+)
+def test_no_entry_is_ever_sent_the_same_step_twice(
+    clocks: list[int], outcome: str | None, revenue: float, opens: list[int]
+) -> None:
+    # A journey that loops back to its sends: runs at any clocks, in any order of outcomes.
+    with tempfile.TemporaryDirectory() as folder:
+        run = Harness(journey(LOOP), Path(folder)).person("ann", revenue=revenue)
+        run.enters("ann", h()).enters("ann", h(50), "ann-later")
+        for o in opens:
+            run.event("ann", "app_opened", h(o))
+        first = journey(LOOP).steps[0].name
+        run.outcome = {send_key("j", first, "ann", "ann@11020900"): outcome}
+        for clock in sorted(clocks):
+            run.run(h(clock))
+        keys = [(d.entry_id, d.step) for d in run.sent]
+        assert len(keys) == len(set(keys))
+        # and the log agrees: each send step passed at most once per entry
+        steps = run.steps_of("ann")
+        assert all(s[2] is None or steps.count(s) == 1 for s in steps if s[1] == "sent")
+
+
+@settings(max_examples=10, deadline=None)
+@given(holdout=st.floats(1, 50), split=st.floats(5, 95))
+def test_split_and_holdout_shares_stay_within_their_bounds(holdout: float, split: float) -> None:
+    holdout, split = round(holdout, 2), round(split, 2)
+    j = journey(
+        [{"name": "ab", "type": "split", "paths": [
+            {"name": "a", "percent": split, "next": "email_a"},
+            {"name": "b", "percent": round(100 - split, 2), "next": "email_b"}]},
+         send("email_a", next="end"), send("email_b"), {"name": "end", "type": "exit"}],
+        holdout_percent=holdout,
+    )  # fmt: skip
+    n = 1500
+    with tempfile.TemporaryDirectory() as folder:
+        run = Harness(j, Path(folder))
+        for i in range(n):
+            run.person(f"p{i}").enters(f"p{i}", h())
+        due = run.tick(h()).due
+    held = sum(d.arm == "holdout" for d in due)
+    in_a = sum(d.step == "email_a" for d in due)
+
+    def within(observed: int, percent: float) -> bool:
+        p = percent / 100
+        return abs(observed - n * p) <= 4 * (n * p * (1 - p)) ** 0.5 + 1
+
+    assert len(due) == n
+    assert within(held, holdout) and within(in_a, split)
