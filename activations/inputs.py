@@ -7,6 +7,7 @@ from their landing files, so a tick sees every decision, including those dbt has
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 from pathlib import Path
 
 import duckdb
@@ -31,10 +32,10 @@ def open_inputs(
     journey: Journey,
     *,
     landing_dir: Path,
-    decided: Iterable[tuple[str, str]],
+    decided: Iterable[tuple[str, str, datetime | None]],
 ) -> None:
-    """Define audience, profiles, events, feedback, history and decided (send_key, status) on
-    `con`, which has the warehouse attached as `wh` (warehouse.attached)."""
+    """Define audience, profiles, events, feedback, history and decided (send_key, status,
+    decided_at) on `con`, which has the warehouse attached as `wh` (warehouse.attached)."""
     names = sorted(
         {*journey.exit_on, *(g.event for g in journey.goals)}
         | {
@@ -72,12 +73,13 @@ def open_inputs(
         f"create temp view history as select * from read_parquet("
         f"{lit(transitions.glob(landing_dir))}, union_by_name = true)"
     )
-    keys, statuses = [], []
-    for key, status in decided:
-        keys.append(key)
-        statuses.append(status)
+    rows = list(decided)
     table = pa.table(
-        {"send_key": pa.array(keys, pa.string()), "status": pa.array(statuses, pa.string())}
+        {
+            "send_key": pa.array([r[0] for r in rows], pa.string()),
+            "status": pa.array([r[1] for r in rows], pa.string()),
+            "decided_at": pa.array([r[2] for r in rows], pa.timestamp("us")),
+        }
     )
     con.register("decided_arrow", table)
-    con.execute("create temp view decided as select * from decided_arrow")
+    con.execute("create temp table decided as select * from decided_arrow")

@@ -136,7 +136,11 @@ def decide(
     `record` is false: a preview), and the due sends as steps for delivery."""
     state = ledger.read_state(landing_dir)
     state.follow_aliases(warehouse.read_person_aliases(duckdb_path))
-    decided = ((key, status) for key, status in state.last_status.items() if status in TERMINAL)
+    decided = (
+        (key, status, state.decided_at.get(key))
+        for key, status in state.last_status.items()
+        if status in TERMINAL
+    )
     with warehouse.attached(duckdb_path) as con:
         inputs.open_inputs(con, journey, landing_dir=landing_dir, decided=decided)
         result = run_tick(con, journey, as_of, run_id, landing_dir if record else None)

@@ -8,7 +8,7 @@ them from the warehouse and the landing files; the benchmark makes its own):
   events     tracked events: person_id, event_name, occurred_at
   feedback   engagement with sends: send_key, feedback_event, occurred_at
   history    every transition recorded so far (activations/transitions.py)
-  decided    send keys the ledger has a final status for, with that status
+  decided    send keys the ledger has a final status for: send_key, status, decided_at
 
 and then, all in set-based statements:
   1. new entries: audience rows not yet entered, within the re-entry policy;
@@ -515,9 +515,11 @@ def _move_sql(journey: Journey) -> str:
         from frontier f join nodes n on n.name = f.node
         where n.kind = 'exit'
         """,
-        # a send step the ledger has decided: on, at the step's own time
+        # a send step the ledger has decided: on from when it was (a wait after a message
+        # counts from the message), never before the step's own time
         f"""
-        select f.entry_id, n.next, f.next_at, d.status, d.send_key
+        select f.entry_id, n.next, greatest(f.next_at, coalesce(d.decided_at, f.next_at)),
+            d.status, d.send_key
         from frontier f join nodes n on n.name = f.node
         join decided d on d.send_key = {key}
         where n.kind = 'send'

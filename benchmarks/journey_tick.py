@@ -190,7 +190,8 @@ def worker(folder: Path, mode: str) -> None:
         con.execute(
             f"""
             create temp table decided as
-            select send_key, arg_max(status, recorded_at) as status
+            select send_key, arg_max(status, recorded_at) as status,
+                max(recorded_at) as decided_at
             from '{folder}/ledger.parquet'
             group by send_key
             having arg_max(status, recorded_at) in ('sent', 'skipped', 'failed')

@@ -35,7 +35,7 @@ class Harness:
     audience: list[dict[str, Any]] = field(default_factory=list)
     events: list[tuple[str, str, datetime]] = field(default_factory=list)
     feedback: list[tuple[str, str, datetime]] = field(default_factory=list)
-    decided: dict[str, str] = field(default_factory=dict)
+    decided: dict[str, tuple[str, datetime]] = field(default_factory=dict)
     sent: list[DueSend] = field(default_factory=list)
     # send key -> the status delivery gives it (default: sent); None: left undecided
     outcome: dict[str, str | None] = field(default_factory=dict)
@@ -79,7 +79,7 @@ class Harness:
             for due in result.due:
                 status = self.outcome.get(due.send_key, "sent")
                 if status is not None:
-                    self.decided[due.send_key] = status
+                    self.decided[due.send_key] = (status, now)
                     self.sent.append(due) if status == "sent" else None
         return result
 
@@ -136,7 +136,8 @@ class Harness:
         decided = pa.table(
             {
                 "send_key": pa.array(list(self.decided), pa.string()),
-                "status": pa.array(list(self.decided.values()), pa.string()),
+                "status": pa.array([d[0] for d in self.decided.values()], pa.string()),
+                "decided_at": pa.array([d[1] for d in self.decided.values()], pa.timestamp("us")),
             }
         )
         con.register("decided_in", decided)

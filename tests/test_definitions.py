@@ -25,7 +25,16 @@ def test_definitions_have_the_flow() -> None:
     # Metrics read the ledger the journey writes, so they run after it.
     assert journey in graph.get(dg.AssetKey(["fct_deliveries"])).parent_keys
     assert defs.resolve_job_def(PIPELINE_JOB) is not None
-    assert {s.name for s in defs.schedules or []} == {"tier_seconds_schedule"}
+    # One schedule per tier a journey runs in: cart (seconds), welcome (hours), lapsed (days).
+    assert {s.name for s in defs.schedules or []} == {
+        "tier_seconds_schedule",
+        "tier_hours_schedule",
+        "tier_days_schedule",
+    }
+    lapsed = graph.get(dg.AssetKey(["journey", "lapsed_reengagement"]))
+    assert lapsed.tags.get("tier") == "days"
+    # The transitions the journeys record are staged with the metrics, after every journey.
+    assert journey in graph.get(dg.AssetKey(["fct_journey_transitions"])).parent_keys
 
 
 def test_workspace_loads_with_the_dagster_cli(tmp_path: Path) -> None:

@@ -39,6 +39,16 @@ def shop(paths: Paths) -> Scenario:
     return s
 
 
+def ledger_key(step: str, user_id: str, paths: Paths) -> str:
+    (row,) = query(
+        paths,
+        "select d.send_key from fct_deliveries d join dim_identities i "
+        "on i.person_id = d.person_id and i.identifier_type = 'user_id' "
+        f"where d.step = '{step}' and i.identifier_value = '{user_id}'",
+    )
+    return str(row["send_key"])
+
+
 def received(sandbox: Sandbox) -> list[tuple[str, str, str | None, str | None]]:
     return sorted((r.channel, r.recipient, r.subject, r.body) for r in sandbox.received)
 
@@ -87,9 +97,33 @@ def test_cart_abandonment_end_to_end(paths: Paths, sandbox: Sandbox, shop: Scena
         ("cart_reminder", "ada", "email", "sent", None),
         ("cart_reminder", "nia", None, "skipped", "no_consent"),
         ("cart_reminder", "sam", "sms", "sent", None),
-        ("push_nudge", "ada", None, "skipped", "exited"),
+        # Ada left the journey before the push: no decision was due (her exit is a transition)
         ("push_nudge", "nia", None, "skipped", "no_consent"),
         ("push_nudge", "sam", "push", "sent", None),
+    ]
+    # The journey's state, staged by dbt from the engine's transitions: every step with why.
+    steps = query(
+        paths,
+        "select i.identifier_value as user_id, t.node, t.reason, t.detail "
+        "from fct_journey_transitions t join dim_identities i "
+        "on i.person_id = t.person_id and i.identifier_type = 'user_id' "
+        "where t.journey = 'cart_abandonment' and t.reason <> 'entered' order by 1, t.seq",
+    )
+    assert [(r["user_id"], r["node"], r["reason"], r["detail"]) for r in steps
+            if r["user_id"] == "ada"] == [
+        ("ada", "push_nudge", "sent", ledger_key("cart_reminder", "ada", paths)),
+        ("ada", "(exited)", "exited", "purchase_completed"),
+    ]  # fmt: skip
+    where = query(
+        paths,
+        "select i.identifier_value as user_id, p.node, p.entry_state "
+        "from dim_journey_positions p join dim_identities i "
+        "on i.person_id = p.person_id and i.identifier_type = 'user_id' order by 1",
+    )
+    assert [tuple(r.values()) for r in where] == [
+        ("ada", "(exited)", "ended"),
+        ("nia", "(completed)", "ended"),
+        ("sam", "(completed)", "ended"),
     ]
     metrics = query(
         paths,
@@ -138,12 +172,53 @@ def test_preview_says_what_would_happen_and_does_nothing(
     assert "cart_reminder        would_send     sms" in out
     assert "cart_reminder        skipped        -      no_consent" in out
     lines = (paths.home / "preview" / "cart_abandonment.jsonl").read_text().splitlines()
-    rows = sorted((r["decision"], r.get("recipient")) for r in map(json.loads, lines))
+    shown = [json.loads(line) for line in lines]
+    rows = sorted((r["decision"], r.get("recipient")) for r in shown if r["kind"] == "send")
     assert rows == [
         ("skipped", None),
         ("would_send", "+14155550123"),
         ("would_send", "ada@example.com"),
     ]
+    # Who would enter: Ada, Sam and Nia (Bob bought within the hour), at the first step.
+    entering = [(r["node"], r["reason"]) for r in shown if r["kind"] == "transition"]
+    assert entering == [("cart_reminder", "entered")] * 3
+    assert "would enter 3, take 3 steps, due now 3" in out
     # Nothing was sent and nothing was recorded: a real run still has everything to do.
     ledger_files = list((paths.landing / "ledger" / "deliveries").glob("run-*.jsonl"))
-    assert (sandbox.received, ledger_files) == ([], [])
+    ticks = list((paths.landing / "journeys" / "transitions").glob("tick-*.parquet"))
+    assert (sandbox.received, ledger_files, ticks) == ([], [], [])
+
+
+def test_welcome_journey_waits_and_ends_on_profile_completion(
+    paths: Paths, sandbox: Sandbox
+) -> None:
+    # The playbook's welcome: at once, a day later a push, two days after that tips by email;
+    # completing the profile ends it (a conversion), and one message a day at most.
+    s = Scenario(paths.landing)
+    s.person("lea", email="lea@example.com", first_name="Lea", push_token="tok-lea",
+             consent=("email", "push"))  # fmt: skip
+    s.track("signed_up", at(0), user_id="lea").land()
+    run_pipeline(paths, now=at(hours=1))
+    run_pipeline(paths, now=at(hours=24, minutes=30))  # a day after the welcome: not yet
+    assert [r.channel for r in sandbox.received] == ["email"]
+    run_pipeline(paths, now=at(hours=25))
+    s.track("profile_completed", at(hours=30), user_id="lea").land()
+    run_pipeline(paths, now=at(hours=80))
+    assert [(r.channel, r.subject) for r in sandbox.received] == [
+        ("email", "Welcome aboard, Lea"),
+        ("push", "One more step"),
+    ]
+    steps = query(
+        paths,
+        "select node, reason, detail, reached_at from fct_journey_transitions "
+        "where journey = 'welcome' order by seq",
+    )
+    assert [(r["node"], r["reason"]) for r in steps] == [
+        ("welcome_message", "entered"),
+        ("day_1", "sent"),
+        ("push_reminder", "waited"),
+        ("day_3", "sent"),
+        ("(converted)", "converted"),
+    ]
+    assert steps[2]["reached_at"] == at(hours=25)  # a day after the welcome went out
+    assert steps[-1]["detail"] == "profile_completed"

@@ -45,6 +45,8 @@ class LedgerState:
     sends_by_person: dict[str, list[datetime]]
     refs: dict[str, SendRef] = field(default_factory=dict)
     pending: dict[str, PendingAttempt] = field(default_factory=dict)
+    # when each key's latest line was written: a journey goes on from a send from then
+    decided_at: dict[str, datetime] = field(default_factory=dict)
     # recipient -> provider message ids recorded recently (since a day before the earliest
     # unsettled attempt or the newest line): a provider lookup must not claim them again.
     provider_ids: dict[str, set[str]] = field(default_factory=dict)
@@ -91,6 +93,8 @@ class LedgerState:
                 key = send_key(ref.journey, ref.step, person_id, ref.entry_id)
                 if key not in self.last_status:  # the new id's own record wins
                     self.last_status[key] = self.last_status[ref.send_key]
+                    if ref.send_key in self.decided_at:
+                        self.decided_at[key] = self.decided_at[ref.send_key]
                     self.attempts[key] = self.attempts[ref.send_key]
                     if ref.send_key in self.pending:
                         self.pending[key] = replace(self.pending[ref.send_key], person_id=person_id)
@@ -126,6 +130,7 @@ def read_state(landing_dir: Path) -> LedgerState:
             select
                 send_key,
                 max(case when recency = 1 then status end) as last_status,
+                max(case when recency = 1 then line_at end) as last_line_at,
                 count(case when status = 'attempted' then 1 end) as attempts,
                 any_value(journey) as journey,
                 any_value(step) as step,
@@ -141,8 +146,20 @@ def read_state(landing_dir: Path) -> LedgerState:
             """
         ).fetchall()
         state = LedgerState(last_status={}, attempts={}, sends_by_person={})
-        for key, last_status, attempts, journey, step, person_id, entry_id, sent_at in rows:
+        for (
+            key,
+            last_status,
+            last_at,
+            attempts,
+            journey,
+            step,
+            person_id,
+            entry_id,
+            sent_at,
+        ) in rows:
             state.last_status[key] = last_status
+            if last_at is not None:
+                state.decided_at[key] = last_at
             state.attempts[key] = attempts
             state.refs[key] = SendRef(key, journey, step, person_id, entry_id)
             for at in sent_at or ():
