@@ -78,19 +78,24 @@ class Condition:
     def columns(self) -> frozenset[str]:
         return frozenset(c.name for c in self.tree.find_all(exp.Column))
 
-    def sql(self, dialect: str = "duckdb", table: str | None = None) -> str:
+    def sql(self, dialect: str = "duckdb", table: str | None = None, now: str | None = None) -> str:
         """The condition in the target's dialect, every column quoted (and of `table`, if given:
-        the engine joins the profile to its own columns)."""
-        if table is None:
-            return self.tree.sql(dialect=dialect)
+        the engine joins the profile to its own columns). With `now` (an expression of the
+        caller's), current_date and current_timestamp read that clock instead of the wall's, so
+        a backfill or a preview at another time decides as it would have then."""
+        clock = sqlglot.parse_one(now, read=dialect) if now else None
 
-        def qualify(node: exp.Expr) -> exp.Expr:
-            if isinstance(node, exp.Column):
+        def rewrite(node: exp.Expr) -> exp.Expr:
+            if isinstance(node, exp.Column) and table is not None:
                 owner = exp.to_identifier(table, quoted=True)
                 return exp.column(node.name, table=owner, quoted=True)
+            if clock is not None and isinstance(node, exp.CurrentTimestamp):
+                return clock.copy()
+            if clock is not None and isinstance(node, exp.CurrentDate):
+                return exp.cast(clock.copy(), "date")
             return node
 
-        return self.tree.transform(qualify).sql(dialect=dialect)
+        return self.tree.transform(rewrite).sql(dialect=dialect)
 
 
 def parse_condition(text: str, columns: Collection[str], read_dialect: str = "duckdb") -> Condition:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from activations.conditions import Condition, ConditionError, parse_condition
 
@@ -167,6 +168,14 @@ def _parse_node(
         timeout = _minutes(raw, "timeout_")
         if raw.get("until_event") and not raw.get("on_timeout"):
             raise GraphError(f"{where}, step {name!r}: a wait for an event needs `on_timeout`")
+        zone = raw.get("default_timezone", "UTC")
+        try:
+            ZoneInfo(zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise GraphError(
+                f"{where}, step {name!r}: default_timezone {zone!r} is not an IANA time zone "
+                "(such as Europe/Berlin)"
+            ) from None
         return Wait(
             name=name,
             next=nxt,

@@ -7,6 +7,7 @@ dbt manifest so the engine never names a particular journey.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from functools import cache
@@ -86,7 +87,6 @@ class Reentry:
 class Goal:
     event: str
     within_hours: float
-    exits: bool = True
 
 
 @dataclass(frozen=True)
@@ -126,6 +126,7 @@ class Journey:
             f" in {declared_in}" if declared_in else ""
         )
         _check_against_schema(where, meta)
+        _check_finite(where, meta)
         try:
             nodes = parse_nodes(where, meta["steps"], profile_columns)
             exit_when = (
@@ -179,8 +180,7 @@ class Journey:
         if self.exit_when:
             lines.append(f"  exit if  {self.exit_when.text}")
         for goal in self.goals:
-            ends = "" if goal.exits else " (stays in the journey)"
-            lines.append(f"  goal     {goal.event} within {goal.within_hours:g} h{ends}")
+            lines.append(f"  goal     {goal.event} within {goal.within_hours:g} h (converts)")
         if self.holdout_percent:
             lines.append(f"  holdout  {self.holdout_percent:g}% of people receive nothing")
         if self.frequency_cap:
@@ -238,6 +238,18 @@ def _check_against_schema(where: str, meta: dict[str, Any]) -> None:
             f"{_path(e.absolute_path, meta) or '(the declaration)'}: {e.message}" for e in errors
         ]
         raise JourneyDefinitionError(f"{where}:\n  " + "\n  ".join(lines))
+
+
+def _check_finite(where: str, value: Any, path: str = "") -> None:
+    """YAML's .inf and .nan are numbers to JSON Schema; no duration or share may be either."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise JourneyDefinitionError(f"{where}: {path or 'a value'} must be a finite number")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _check_finite(where, item, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, list):
+        for n, item in enumerate(value):
+            _check_finite(where, item, f"{path}[{n}]")
 
 
 def _path(parts: Iterable[str | int], meta: dict[str, Any]) -> str:

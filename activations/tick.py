@@ -23,6 +23,7 @@ Nothing here loops over entries in Python.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -46,6 +47,7 @@ from activations.graph import (
 )
 from activations.journeys import Journey
 
+log = logging.getLogger(__name__)
 _BUCKETS = 10_000  # split and holdout shares in steps of 0.01 %
 
 
@@ -79,6 +81,7 @@ def lit(value: str) -> str:
 
 
 _FINAL = ", ".join(lit(f) for f in sorted(FINAL))  # where an entry has ended, as a SQL list
+NOW_SQL = "getvariable('now')"  # the tick's clock: conditions' current_date reads it too
 
 
 def send_key_sql(journey: str, step: str, person: str, entry: str) -> str:
@@ -119,6 +122,10 @@ def run_tick(
         """
     )
 
+    # Entries already in the journey end first (exit events, goals), so that whether a new one
+    # may enter is judged on when they ended, however late this tick runs.
+    _end_by_events(con, journey)
+    _refresh_positions(con)
     entered = _enter(con, journey)
     _end_by_events(con, journey)
     rounds = _move(con, journey)
@@ -232,8 +239,7 @@ def _arrival_next_at() -> str:
     )
     candidate = f"date_trunc('day', {local_at}) + to_minutes(cast({minute_of_day} as bigint))"
     next_local = (
-        f"case when {candidate} >= {local_at} then {candidate} "
-        f"else {candidate} + interval 1 day end"
+        f"case when {candidate} > {local_at} then {candidate} else {candidate} + interval 1 day end"
     )
     return f"""
         case
@@ -286,9 +292,10 @@ def _enter(con: duckdb.DuckDBPyConnection, journey: Journey) -> int:
     j = lit(journey.name)
     rule = journey.entry
     if rule.kind == "event":
+        # exited_at: the audience's own end of the episode (its first exit event after it)
         candidates = """
             select entry_id, person_id, enters_at as entered_at,
-                cast(entry_properties as varchar) as properties
+                cast(entry_properties as varchar) as properties, exited_at
             from audience
             where enters_at <= getvariable('now')
         """
@@ -309,7 +316,8 @@ def _enter(con: duckdb.DuckDBPyConnection, journey: Journey) -> int:
         candidates = f"""
             select md5({j} || ':' || person_id || ':' || strftime(occurrence, '%Y-%m-%dT%H:%M:%S'))
                     as entry_id,
-                person_id, occurrence as entered_at, null::varchar as properties
+                person_id, occurrence as entered_at, null::varchar as properties,
+                null::timestamp as exited_at
             from (select distinct person_id, {occurrence} as occurrence from audience
                   where person_id is not null)
         """
@@ -333,38 +341,42 @@ def _enter(con: duckdb.DuckDBPyConnection, journey: Journey) -> int:
             anti join positions using (entry_id)
             {appearing}
         ),
-        people as (
-            select
-                person_id,
-                count(*) filter (where node not in ({_FINAL})) as open_entries,
-                count(*) filter (where node <> {lit(NOT_ENTERED)}) as entries,
-                max(entered_at) filter (where node <> {lit(NOT_ENTERED)}) as last_entered_at
+        -- every entry the person had (or that this tick enters before), with when it ended
+        prior as (
+            select person_id, entry_id, entered_at,
+                case when node in ({_FINAL}) then reached_at end as ended_at
             from positions
-            group by person_id
+            where node <> {lit(NOT_ENTERED)}
+            union all
+            select person_id, entry_id, entered_at, exited_at from fresh
         ),
-        ranked as (
+        judged as (
             select
-                fresh.*,
-                coalesce(people.open_entries, 0) as open_entries,
-                coalesce(people.entries, 0) as entries,
-                people.last_entered_at,
-                row_number() over (partition by fresh.person_id order by fresh.entered_at,
-                    fresh.entry_id) as rank_in_tick
-            from fresh left join people using (person_id)
+                c.entry_id,
+                count(p.entry_id) as earlier,
+                count(p.entry_id) filter (
+                    where p.ended_at is null or p.ended_at > c.entered_at
+                ) as open_then,
+                max(p.entered_at) as last_entered_at
+            from fresh c
+            left join prior p
+                on p.person_id = c.person_id and p.entry_id <> c.entry_id
+                and (p.entered_at < c.entered_at
+                    or (p.entered_at = c.entered_at and p.entry_id < c.entry_id))
+            group by c.entry_id
         )
         select
-            *,
+            fresh.*,
             case
-                when {lit(r.allow)} = 'never' and (entries > 0 or rank_in_tick > 1)
+                when {lit(r.allow)} = 'never' and earlier > 0
                     then 'entered before (reentry: never)'
-                when open_entries + rank_in_tick > {r.max_concurrent}
+                when open_then >= {r.max_concurrent}
                     then 'already in the journey (max_concurrent {r.max_concurrent})'
-                when {lit(r.allow)} = 'after_cooldown' and (
-                    rank_in_tick > 1 or entered_at < last_entered_at
-                        + to_microseconds(cast({r.cooldown_hours} * 3600000000 as bigint)))
+                when {lit(r.allow)} = 'after_cooldown' and entered_at < last_entered_at
+                        + to_microseconds(cast({r.cooldown_hours} * 3600000000 as bigint))
                     then 'within the cool-down ({r.cooldown_hours:g} h)'
             end as refused
-        from ranked
+        from fresh join judged using (entry_id)
         """
     )
     first = lit(journey.nodes[0].name)
@@ -426,6 +438,11 @@ def _note_left_audience(con: duckdb.DuckDBPyConnection, journey: Journey) -> Non
         """
     )
     _record_arrivals(con, journey, "arrived")
+    _refresh_positions(con)
+
+
+def _refresh_positions(con: duckdb.DuckDBPyConnection) -> None:
+    """`positions` with this tick's rows so far."""
     con.execute(
         """
         create or replace temp table positions as
@@ -436,26 +453,48 @@ def _note_left_audience(con: duckdb.DuckDBPyConnection, journey: Journey) -> Non
 
 
 def _end_by_events(con: duckdb.DuckDBPyConnection, journey: Journey) -> None:
-    """Exit events and goals since entering (the earliest wins; a goal event converts), then the
-    exit criterion on the profile."""
+    """Open entries end on an exit event or a goal since entering (the earliest wins; a goal
+    that is also an exit event converts), or when their audience row is gone (an `unless` event
+    that landed late); an entry that went past its last step still converts on a goal in its
+    window. Then the exit criterion on the profile."""
     _current(con)
-    ends: list[tuple[str, str, float | None]] = [(e, "exited", None) for e in journey.exit_on]
-    ends += [(g.event, "converted", g.within_hours) for g in journey.goals]
+    con.execute(
+        f"""
+        create or replace temp table ending as
+        select *, true as open from current
+        union all by name
+        select *, false as open from positions where node = {lit(COMPLETED)}
+        """
+    )
     selects = []
-    for event, outcome, window in ends:
-        in_window = (
-            f"and e.occurred_at <= c.entered_at "
-            f"+ to_microseconds(cast({window} * 3600000000 as bigint))"
-            if window is not None
-            else ""
-        )
+    for event in journey.exit_on:
         selects.append(
             f"""
-            select c.entry_id, e.occurred_at, {lit(outcome)} as outcome, e.event_name
-            from current c join events e
+            select c.entry_id, e.occurred_at, 'exited' as outcome, e.event_name as detail
+            from ending c join events e
                 on e.person_id = c.person_id and e.event_name = {lit(event)}
                 and e.occurred_at >= c.entered_at and e.occurred_at <= getvariable('now')
-                {in_window}
+            where c.open
+            """
+        )
+    for goal in journey.goals:
+        selects.append(
+            f"""
+            select c.entry_id, e.occurred_at, 'converted' as outcome, e.event_name as detail
+            from ending c join events e
+                on e.person_id = c.person_id and e.event_name = {lit(goal.event)}
+                and e.occurred_at >= c.entered_at and e.occurred_at <= getvariable('now')
+                and e.occurred_at <= c.entered_at + to_microseconds(
+                    cast({float(goal.within_hours)} * 3600000000 as bigint))
+            """
+        )
+    if journey.entry.kind == "event":
+        selects.append(
+            """
+            select c.entry_id, getvariable('now') as occurred_at, 'exited' as outcome,
+                'no longer in the audience' as detail
+            from ending c anti join audience a using (entry_id)
+            where c.open
             """
         )
     if selects:
@@ -467,13 +506,12 @@ def _end_by_events(con: duckdb.DuckDBPyConnection, journey: Journey) -> None:
                 case when first.outcome = 'converted' then {lit(CONVERTED)}
                     else {lit(EXITED)} end as node,
                 greatest(first.occurred_at, c.reached_at) as reached_at, c.entered_at, c.arm,
-                first.outcome as reason, first.event_name as detail, null as properties
-            from current c
+                first.outcome as reason, first.detail, null as properties
+            from ending c
             join (
-                -- the earliest; a goal that is also an exit event converts
                 select * from ({" union all ".join(selects)})
                 qualify row_number() over (
-                    partition by entry_id order by occurred_at, outcome = 'exited', event_name
+                    partition by entry_id order by occurred_at, outcome = 'exited', detail
                 ) = 1
             ) first using (entry_id)
             """
@@ -487,11 +525,10 @@ def _end_by_events(con: duckdb.DuckDBPyConnection, journey: Journey) -> None:
             select
                 c.entry_id, c.person_id, c.seq + 1 as seq, c.node as from_node,
                 {lit(EXITED)} as node, greatest(getvariable('now'), c.reached_at) as reached_at,
-                c.entered_at,
-                c.arm, 'exited' as reason, {lit("exit_when: " + journey.exit_when.text)} as detail,
-                null as properties
+                c.entered_at, c.arm, 'exited' as reason,
+                {lit("exit_when: " + journey.exit_when.text)} as detail, null as properties
             from current c join profiles p using (person_id)
-            where {journey.exit_when.sql(table="p")}
+            where {journey.exit_when.sql(table="p", now=NOW_SQL)}
             """
         )
         _record_arrivals(con, journey, "arrived")
@@ -519,7 +556,8 @@ def _move_sql(journey: Journey) -> str:
         # counts from the message), never before the step's own time
         f"""
         select f.entry_id, n.next, greatest(f.next_at, coalesce(d.decided_at, f.next_at)),
-            d.status, d.send_key
+            -- decided before the entry got here: a loop back to a step sent already
+            case when d.decided_at < f.reached_at then 'passed' else d.status end, d.send_key
         from frontier f join nodes n on n.name = f.node
         join decided d on d.send_key = {key}
         where n.kind = 'send'
@@ -540,7 +578,7 @@ def _move_sql(journey: Journey) -> str:
                 from frontier f join nodes n on n.name = f.node
                 join events e on e.person_id = f.person_id and e.event_name = n.until_event
                 where n.until_event is not null and n.of_step is null
-                    and e.occurred_at >= f.reached_at
+                    and e.occurred_at > f.reached_at
                     and e.occurred_at <= least(f.next_at, getvariable('now'))
                 group by f.entry_id
                 union all
@@ -549,6 +587,7 @@ def _move_sql(journey: Journey) -> str:
                 join feedback e on e.send_key = {of_step_key}
                     and e.feedback_event = n.until_event
                 where n.until_event is not null and n.of_step is not null
+                    and e.occurred_at > f.reached_at
                     and e.occurred_at <= least(f.next_at, getvariable('now'))
                 group by f.entry_id
             ) hit on hit.entry_id = f.entry_id
@@ -561,7 +600,7 @@ def _move_sql(journey: Journey) -> str:
         whens_target, whens_detail = [], []
         for node in branches:
             for condition, target in node.branches:
-                test = f"f.node = {lit(node.name)} and ({condition.sql(table='p')})"
+                test = f"f.node = {lit(node.name)} and ({condition.sql(table='p', now=NOW_SQL)})"
                 whens_target.append(f"when {test} then {lit(target)}")
                 whens_detail.append(f"when {test} then {lit(condition.text)}")
             whens_target.append(f"when f.node = {lit(node.name)} then {lit(node.otherwise)}")
@@ -594,6 +633,7 @@ def _move(con: duckdb.DuckDBPyConnection, journey: Journey) -> int:
     move = _move_sql(journey)
     limit = 2 * len(journey.nodes) + 2  # a cycle always has a wait (checked at validation)
     rounds = 0
+    moved = 0
     while rounds < limit:
         rounds += 1
         con.execute(
@@ -614,6 +654,13 @@ def _move(con: duckdb.DuckDBPyConnection, journey: Journey) -> int:
         con.execute(
             f"create or replace temp table frontier as select * from batch "
             f"where node not in ({_FINAL})"
+        )
+    if moved and rounds == limit:
+        # Entries still moving: they go on next tick. Say so, a journey should not need this.
+        log.warning(
+            "journey %s: entries still moving after %d rounds; they go on next tick",
+            journey.name,
+            limit,
         )
     return rounds
 

@@ -46,12 +46,24 @@ class Harness:
         )
         return self
 
-    def enters(self, person_id: str, at: datetime, entry_id: str | None = None) -> Harness:
-        """An audience row: an event entry (or, for membership journeys, a member)."""
+    def enters(
+        self,
+        person_id: str,
+        at: datetime,
+        entry_id: str | None = None,
+        exited_at: datetime | None = None,
+    ) -> Harness:
+        """An audience row: an event entry, with the episode's own exit if the audience knows one
+        (or, for membership journeys, a member)."""
         self.audience.append(
             {"entry_id": entry_id or f"{person_id}@{at:%m%d%H%M}", "person_id": person_id,
-             "enters_at": at, "entry_properties": '{"sku": "tee"}'}
+             "enters_at": at, "entry_properties": '{"sku": "tee"}', "exited_at": exited_at}
         )  # fmt: skip
+        return self
+
+    def withdraws(self, entry_id: str) -> Harness:
+        """The audience no longer has this entry (an `unless` event landed late)."""
+        self.audience = [a for a in self.audience if a["entry_id"] != entry_id]
         return self
 
     def leaves_audience(self, person_id: str) -> Harness:
@@ -111,6 +123,7 @@ class Harness:
                 "entry_properties": pa.array(
                     [a["entry_properties"] for a in self.audience], pa.string()
                 ),
+                "exited_at": pa.array([a["exited_at"] for a in self.audience], pa.timestamp("us")),
             }
         )
         con.register("audience_in", audience)
@@ -147,6 +160,20 @@ class Harness:
             f"create temp view history as select * from read_parquet("
             f"'{transitions.glob(self.landing_dir)}', union_by_name = true)"
         )
+
+    def reasons_of(self, person_id: str) -> list[tuple[str, str, str | None]]:
+        """(from_node, reason, detail) of every recorded transition of the person, in order."""
+        con = duckdb.connect()
+        try:
+            rows = con.execute(
+                f"select from_node, reason, detail from read_parquet("
+                f"'{transitions.glob(self.landing_dir)}') where person_id = ? "
+                f"order by entered_at, entry_id, seq",
+                [person_id],
+            ).fetchall()
+        finally:
+            con.close()
+        return [tuple(r) for r in rows]  # type: ignore[misc]
 
     def steps_of(self, person_id: str) -> list[tuple[str, str, str | None, datetime]]:
         """(node, reason, detail, at) of every recorded transition of the person, in order."""

@@ -363,6 +363,24 @@ def test_membership_and_schedule_entries(landing: Path) -> None:
               "timeout_hours": 1, "on_timeout": "b"}, {"name": "b", "type": "exit"}],
             r"of_step 'b' is not a send step",
         ),
+        (
+            [{"name": "a", "type": "wait", "until_event": "email_opened", "of_step": "b",
+              "timeout_hours": 1, "on_timeout": "b"}, send("b")],
+            r"'email_opened' is not one of \['delivered', 'open', 'click'\]",
+        ),
+        (
+            [{"name": "a", "type": "wait", "until_time": "09:00",
+              "default_timezone": "Mars/Olympus"}, send("b")],
+            r"default_timezone 'Mars/Olympus' is not an IANA time zone",
+        ),
+        (
+            [{"name": "a", "type": "wait", "hours": float("inf")}, send("b")],
+            r"steps\[0\]\.hours must be a finite number",
+        ),
+        (
+            [{"name": "a", "type": "wait", "hours": 1, "on_timeout": "b"}, send("b")],
+            r"'until_event' is a dependency of 'on_timeout'",
+        ),
     ],
 )  # fmt: skip
 def test_graph_declarations_are_checked(steps: list[dict[str, Any]], error: str) -> None:
@@ -372,10 +390,11 @@ def test_graph_declarations_are_checked(steps: list[dict[str, Any]], error: str)
 
 LOOP = [
     send("hello"),
-    {"name": "pause", "type": "wait", "hours": 6},
+    {"name": "for_app", "type": "wait", "until_event": "app_opened", "timeout_hours": 6,
+     "on_timeout": "again"},
     {"name": "again", "type": "branch", "otherwise": "nudge",
      "branches": [{"when": "revenue >= 100", "next": "hello"}]},
-    send("nudge", PUSH, next="pause"),
+    send("nudge", PUSH, next="for_app"),
 ]  # fmt: skip
 
 
@@ -389,21 +408,25 @@ LOOP = [
 def test_no_entry_is_ever_sent_the_same_step_twice(
     clocks: list[int], outcome: str | None, revenue: float, opens: list[int]
 ) -> None:
-    # A journey that loops back to its sends: runs at any clocks, in any order of outcomes.
+    # A journey that loops back to its sends, through a wait for an event: runs at any clocks,
+    # events at any times, any outcome of the first send.
     with tempfile.TemporaryDirectory() as folder:
         run = Harness(journey(LOOP), Path(folder)).person("ann", revenue=revenue)
         run.enters("ann", h()).enters("ann", h(50), "ann-later")
         for o in opens:
             run.event("ann", "app_opened", h(o))
-        first = journey(LOOP).steps[0].name
-        run.outcome = {send_key("j", first, "ann", "ann@11020900"): outcome}
+        run.outcome = {send_key("j", "hello", "ann", "ann@11020900"): outcome}
         for clock in sorted(clocks):
             run.run(h(clock))
         keys = [(d.entry_id, d.step) for d in run.sent]
         assert len(keys) == len(set(keys))
-        # and the log agrees: each send step passed at most once per entry
-        steps = run.steps_of("ann")
-        assert all(s[2] is None or steps.count(s) == 1 for s in steps if s[1] == "sent")
+        # and the log agrees: a send step is passed with its outcome once per entry, then only
+        # as `passed`; an event takes an entry on at most once.
+        decided = [(r[0], r[2]) for r in run.reasons_of("ann") if r[1] in ("sent", "skipped",
+                                                                            "failed")]  # fmt: skip
+        assert len(decided) == len(set(decided))
+        events = [r for r in run.steps_of("ann") if r[1] == "event"]
+        assert len({e[3] for e in events}) == len(events)
 
 
 @settings(max_examples=10, deadline=None)
@@ -432,3 +455,63 @@ def test_split_and_holdout_shares_stay_within_their_bounds(holdout: float, split
 
     assert len(due) == n
     assert within(held, holdout) and within(in_a, split)
+
+
+def test_a_late_tick_judges_reentry_on_when_entries_ended(landing: Path) -> None:
+    # One tick sees two cart episodes: the first ended with a purchase before the second began.
+    j = journey([send("hello", wait_minutes=120)], exit_on=["purchase_completed"])
+    run = Harness(j, landing).person("ann")
+    run.enters("ann", h(), "first", exited_at=h(1)).enters("ann", h(3), "second")
+    run.event("ann", "purchase_completed", h(1))
+    run.run(h(4))
+    assert run.path_of("ann") == ["hello", EXITED, "hello"]
+    # Overlapping episodes still respect max_concurrent.
+    run2 = Harness(j, landing / "overlap").person("bob")
+    run2.enters("bob", h(), "one").enters("bob", h(1), "two")
+    run2.run(h(4))
+    assert run2.path_of("bob") == ["hello", COMPLETED, NOT_ENTERED]
+
+
+def test_a_goal_after_the_last_step_still_converts(landing: Path) -> None:
+    j = journey([send("hello")], goals=[{"event": "purchase_completed", "within_hours": 72}])
+    run = Harness(j, landing).person("ann").enters("ann", h())
+    run.run(h())
+    assert run.path_of("ann") == ["hello", COMPLETED]
+    run.event("ann", "purchase_completed", h(5)).run(h(6))
+    assert run.steps_of("ann")[-1] == (CONVERTED, "converted", "purchase_completed", h(5))
+
+
+def test_an_entry_the_audience_withdraws_exits(landing: Path) -> None:
+    # The `unless` event landed late: the audience drops the entry, and it leaves the journey.
+    j = journey([{"name": "wait", "type": "wait", "hours": 24}, send("hello")])
+    run = Harness(j, landing).person("ann").enters("ann", h(), "e1")
+    run.run(h(1))
+    run.withdraws("e1").run(h(2))
+    run.run(h(30))
+    assert run.sent == []
+    assert run.steps_of("ann")[-1][:3] == (EXITED, "exited", "no longer in the audience")
+
+
+def test_conditions_read_the_ticks_clock_not_the_wall(landing: Path) -> None:
+    j = journey(
+        [{"name": "when", "type": "branch", "otherwise": "early",
+          "branches": [{"when": "current_date >= '2026-11-10'", "next": "late"}]},
+         send("early", next="end"), send("late"), {"name": "end", "type": "exit"}]
+    )  # fmt: skip
+    run = Harness(j, landing).person("ann").enters("ann", h())
+    run.run(h())  # 2026-11-02, whatever today is
+    assert run.sends_to("ann") == [("early", h())]
+
+
+def test_an_event_takes_a_looping_entry_on_once(landing: Path) -> None:
+    j = journey(
+        [{"name": "for_app", "type": "wait", "until_event": "app_opened", "timeout_hours": 24,
+          "on_timeout": "bye"},
+         {"name": "back", "type": "branch", "otherwise": "for_app",
+          "branches": [{"when": "revenue > 1000", "next": "bye"}]},
+         {"name": "bye", "type": "exit"}]
+    )  # fmt: skip
+    run = Harness(j, landing).person("ann").enters("ann", h()).event("ann", "app_opened", h(1))
+    run.run(h(2))
+    run.run(h(3))
+    assert run.path_of("ann") == ["for_app", "back", "for_app"]  # waits for the next one

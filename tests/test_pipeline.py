@@ -147,7 +147,7 @@ def test_opt_out_after_audience_build_wins(paths: Paths, sandbox: Sandbox, shop:
 
     dbt_build(paths)
     shop.opt_out("ada", "email", at(hours=1, minutes=59)).land()
-    (journey,) = load_journeys(ensure_manifest())
+    (journey,) = [j for j in load_journeys(ensure_manifest()) if j.name == "cart_abandonment"]
     summary = run_journey(
         journey,
         duckdb_path=paths.duckdb,

@@ -1,5 +1,5 @@
 -- The journey funnel per step and channel: how many were sent, skipped (and why), failed, and how
--- many of those people converted (exited on the journey's goal) after the message.
+-- many of those people converted (reached a goal of the journey) after the message.
 with
 
 deliveries as (
@@ -24,7 +24,7 @@ joined as (
         deliveries.reason,
         deliveries.current_person_id,
         deliveries.sent_at,
-        entries.exited_at
+        entries.converted_at
     from deliveries
     left join entries
         on deliveries.entry_id = entries.entry_id
@@ -48,7 +48,7 @@ per_step as (
         {%- endfor %}
         count(case when delivery_status = 'failed' and reason = 'outcome_unknown' then 1 end)
             as failed_outcome_unknown,
-        count(case when delivery_status = 'sent' and exited_at > sent_at then 1 end)
+        count(case when delivery_status = 'sent' and converted_at > sent_at then 1 end)
             as converted_after_send,
         -- one human whose ids merged between two sends is one person
         count(distinct current_person_id) as people
