@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 
-from activations import engine, guards, inputs, ledger, warehouse
+from activations import engine, guards, inputs, ledger, transitions, warehouse
 from activations.channels.core import ChannelClient, Sender
 from activations.channels.message import Message, Outcome
 from activations.channels.policy import HttpTimeouts, RateLimiter, RetryPolicy
@@ -93,20 +93,21 @@ def run_journey(
     limits = {ch: RateLimiter(rate) for ch, rate in (rate_limits or {}).items()}
     sender = Sender(http, clients, writer, clock, retry, limits)
     try:
-        handled: set[str] = set()  # a key is acted on once per run (an unknown waits a run)
-        for _ in range(len(journey.steps) + 1):
-            decision = decide(journey, duckdb_path, landing_dir, as_of, run_id)
-            decision.due = [d for d in decision.due if d.ref.send_key not in handled]
-            decision.skips = [s for s in decision.skips if s.ref.send_key not in handled]
-            summary.note(decision)
-            if not decision.due and not decision.skips:
-                break
-            handled.update(d.ref.send_key for d in decision.due)
-            handled.update(s.ref.send_key for s in decision.skips)
-            deliver(
-                journey, decision.due, decision.skips, decision.audience, decision.state, sender,
-                summary,
-            )  # fmt: skip
+        with transitions.journey_lock(landing_dir, journey.name):
+            handled: set[str] = set()  # a key is acted on once per run (an unknown waits a run)
+            for _ in range(len(journey.steps) + 1):
+                decision = decide(journey, duckdb_path, landing_dir, as_of, run_id)
+                decision.due = [d for d in decision.due if d.ref.send_key not in handled]
+                decision.skips = [s for s in decision.skips if s.ref.send_key not in handled]
+                summary.note(decision)
+                if not decision.due and not decision.skips:
+                    break
+                handled.update(d.ref.send_key for d in decision.due)
+                handled.update(s.ref.send_key for s in decision.skips)
+                deliver(
+                    journey, decision.due, decision.skips, decision.audience, decision.state,
+                    sender, summary,
+                )  # fmt: skip
     finally:
         writer.close()
         http.close()

@@ -553,9 +553,11 @@ def _move_sql(journey: Journey) -> str:
         where n.kind = 'exit'
         """,
         # a send step the ledger has decided: on from when it was (a wait after a message
-        # counts from the message), never before the step's own time
+        # counts from the message; this run's own sends, stamped after its clock, from the
+        # clock), never before the step's own time
         f"""
-        select f.entry_id, n.next, greatest(f.next_at, coalesce(d.decided_at, f.next_at)),
+        select f.entry_id, n.next,
+            greatest(f.next_at, least(coalesce(d.decided_at, f.next_at), getvariable('now'))),
             -- decided before the entry got here: a loop back to a step sent already
             case when d.decided_at < f.reached_at then 'passed' else d.status end, d.send_key
         from frontier f join nodes n on n.name = f.node

@@ -9,9 +9,11 @@ sent; the engine never rewrites a file. dbt stages the folder into `fct_journey_
 
 from __future__ import annotations
 
+import fcntl
 import os
 import uuid
 from pathlib import Path
+from typing import IO
 
 import duckdb
 
@@ -53,6 +55,17 @@ def ensure_folder(landing_dir: Path) -> Path:
         finally:
             con.close()
     return where
+
+
+def journey_lock(landing_dir: Path, journey: str) -> IO[bytes]:
+    """Held while a run of `journey` decides and delivers: a second run of the same journey (an
+    overlapping schedule, the CLI beside Dagster) waits for it, then sees what it decided, so
+    nothing is decided twice. Released by closing the file (or by the process ending)."""
+    locks = landing_dir / "journeys" / "locks"
+    locks.mkdir(parents=True, exist_ok=True)
+    handle = (locks / f"{journey}.lock").open("ab")
+    fcntl.flock(handle, fcntl.LOCK_EX)
+    return handle
 
 
 def glob(landing_dir: Path) -> str:

@@ -3,6 +3,8 @@ the steps taken and the messages sent out. Every node type and every way out of 
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import tempfile
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -12,9 +14,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from activations.graph import COMPLETED, CONVERTED, EXITED, LEFT_AUDIENCE, NOT_ENTERED
+from activations import transitions
+from activations.graph import COMPLETED, CONVERTED, EXITED, FINAL, LEFT_AUDIENCE, NOT_ENTERED
 from activations.journeys import Journey, JourneyDefinitionError
 from activations.ledger import send_key
+from switchyard.settings import PROJECT_DIR
 from tests.journey_harness import PROFILE_COLUMNS, Harness
 
 T = datetime(2026, 11, 2, 9, 0)
@@ -515,3 +519,20 @@ def test_an_event_takes_a_looping_entry_on_once(landing: Path) -> None:
     run.run(h(2))
     run.run(h(3))
     assert run.path_of("ann") == ["for_app", "back", "for_app"]  # waits for the next one
+
+
+def test_a_journey_runs_one_at_a_time(tmp_path: Path) -> None:
+    # run_journey holds this lock while it decides and delivers: another process waits.
+    held = transitions.journey_lock(tmp_path, "j")
+    path = tmp_path / "journeys" / "locks" / "j.lock"
+    try_lock = (
+        "import fcntl, sys; fcntl.flock(open(sys.argv[1], 'ab'), fcntl.LOCK_EX | fcntl.LOCK_NB)"
+    )
+    assert subprocess.run([sys.executable, "-c", try_lock, str(path)]).returncode != 0
+    held.close()
+    assert subprocess.run([sys.executable, "-c", try_lock, str(path)]).returncode == 0
+
+
+def test_the_positions_model_knows_every_way_an_entry_ends() -> None:
+    sql = (PROJECT_DIR / "models" / "metrics" / "dim_journey_positions.sql").read_text()
+    assert all(f"'{final}'" in sql for final in FINAL)

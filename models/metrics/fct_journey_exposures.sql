@@ -34,8 +34,22 @@ splits as (
     from transitions
     where reason = 'split'
 
+),
+
+unioned as (
+
+    select * from holdout
+    union all
+    select * from splits
+
 )
 
-select * from holdout
-union all
-select * from splits
+-- A split met again (a journey that loops) keeps its first assignment: the hash is the same.
+select journey, entry_id, person_id, experiment, variant, exposed_at
+from (
+    select
+        *,
+        row_number() over (partition by entry_id, experiment order by exposed_at) as exposure
+    from unioned
+) ranked
+where exposure = 1
