@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 from sqlglot import exp
 
 from activations import transitions
@@ -69,9 +70,13 @@ class DueSend:
 class TickResult:
     transitions: int  # rows recorded by this tick
     entered: int
-    due: list[DueSend]
+    due_table: pa.Table  # the due sends, columnar (DueSend's fields)
     rounds: int
     rows: list[dict[str, Any]] = field(default_factory=list)  # a preview's transitions
+
+    @property
+    def due(self) -> list[DueSend]:
+        return [DueSend(**row) for row in self.due_table.to_pylist()]
 
 
 def lit(value: str) -> str:
@@ -632,6 +637,9 @@ def _move(con: duckdb.DuckDBPyConnection, journey: Journey) -> int:
     """Rounds of moves until nothing moves; a round moves every entry at most one node."""
     _current(con)
     con.execute("create or replace temp table frontier as select * from current")
+    # Where each entry comes to rest this tick: what did not move in a round, and the last
+    # round's arrivals. It becomes `current` for the due sends, without another pass over rows.
+    con.execute("create or replace temp table resting as select * from current limit 0")
     move = _move_sql(journey)
     limit = 2 * len(journey.nodes) + 2  # a cycle always has a wait (checked at validation)
     rounds = 0
@@ -654,9 +662,14 @@ def _move(con: duckdb.DuckDBPyConnection, journey: Journey) -> int:
             break
         _record_arrivals(con, journey, "arrived")
         con.execute(
+            "insert into resting by name select * from frontier anti join arrived using (entry_id)"
+        )
+        con.execute(
             f"create or replace temp table frontier as select * from batch "
             f"where node not in ({_FINAL})"
         )
+    con.execute("insert into resting by name select * from frontier")
+    con.execute("create or replace temp table current as select * from resting")
     if moved and rounds == limit:
         # Entries still moving: they go on next tick. Say so, a journey should not need this.
         log.warning(
@@ -667,8 +680,9 @@ def _move(con: duckdb.DuckDBPyConnection, journey: Journey) -> int:
     return rounds
 
 
-def _due(con: duckdb.DuckDBPyConnection, journey: Journey) -> list[DueSend]:
-    _current(con)
+def _due(con: duckdb.DuckDBPyConnection, journey: Journey) -> pa.Table:
+    """Entries at a send step that is due and that the ledger has not decided, as a table (one
+    row per DueSend field): delivery turns them into messages one by one, the tick does not."""
     j = lit(journey.name)
     key = send_key_sql(j, "c.node", "c.person_id", "c.entry_id")
     rows = con.execute(
@@ -692,10 +706,10 @@ def _due(con: duckdb.DuckDBPyConnection, journey: Journey) -> list[DueSend]:
             ) semi join undecided using (entry_id)
             group by entry_id
         )
-        select u.entry_id, u.person_id, u.node, u.send_key, u.next_at, u.entered_at, u.arm,
-            e.properties
+        select u.entry_id, u.person_id, u.node as step, u.send_key, u.next_at as due_at,
+            u.entered_at, u.arm, e.properties
         from undecided u left join entry_rows e using (entry_id)
         order by u.next_at, u.send_key
         """
-    ).fetchall()
-    return [DueSend(*row) for row in rows]
+    ).to_arrow_table()
+    return rows

@@ -199,7 +199,7 @@ def worker(folder: Path, mode: str) -> None:
         )
         result = run_tick(con, JOURNEY, NOW, "bench-tick", folder / "landing")
         figures = {"transitions": result.transitions, "entered": result.entered,
-                   "due": len(result.due), "rounds": result.rounds}  # fmt: skip
+                   "due": result.due_table.num_rows, "rounds": result.rounds}  # fmt: skip
     else:
         sends = ", ".join(lit(n.name) for n in JOURNEY.steps)
         key = send_key_sql(lit(JOURNEY.name), "node", "person_id", "entry_id")
