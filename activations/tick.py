@@ -111,6 +111,10 @@ def run_tick(
     """Move the journey's entries on, record the transitions (unless `landing_dir` is None: a
     preview) and return the sends that are due."""
     _declare_nodes(con, journey)
+    con.execute("create or replace temp table zones as select name from pg_timezone_names()")
+    # Read once: every round and step below joins them.
+    con.execute("create or replace temp table tick_events as select * from events")
+    con.execute("create or replace temp table tick_feedback as select * from feedback")
     j = lit(journey.name)
     con.execute("set variable now = ?::timestamp", [now])
     con.execute(
@@ -132,24 +136,20 @@ def run_tick(
     _end_by_events(con, journey)
     _refresh_positions(con)
     entered = _enter(con, journey)
-    _end_by_events(con, journey)
+    _end_by_events(con, journey, only_new=True)
     rounds = _move(con, journey)
     due = _due(con, journey)
     con.execute(
         f"""
-        create or replace temp table recorded as
-        select *, {lit(run_id)} as run_id_, getvariable('now') as recorded_at_
+        create or replace temp view recorded as
+        select * exclude (run_id, recorded_at), {lit(run_id)} as run_id,
+            getvariable('now') as recorded_at
         from new_rows
         """
     )
-    (count,) = con.execute("select count(*) from recorded").fetchone() or (0,)
+    (count,) = con.execute("select count(*) from new_rows").fetchone() or (0,)
     if landing_dir is not None and count:
-        con.execute(
-            "create or replace temp view recorded_rows as "
-            "select * exclude (run_id, recorded_at, run_id_, recorded_at_), "
-            "run_id_ as run_id, recorded_at_ as recorded_at from recorded"
-        )
-        transitions.append(con, "recorded_rows", landing_dir, prefix=f"tick-{run_id}")
+        transitions.append(con, "recorded", landing_dir, prefix=f"tick-{run_id}")
     rows: list[dict[str, Any]] = []
     if landing_dir is None:  # a preview: the steps it would record, to show
         shown = con.execute(
@@ -233,7 +233,7 @@ def _arrival_next_at() -> str:
     # and the default hour for people with no engagement yet, are the person's own.
     tz = (
         "case when n.usual_hour and p.usual_active_hour_utc is not null then 'UTC' "
-        "when p.timezone in (select name from pg_timezone_names()) then p.timezone "
+        "when p.timezone in (select name from zones) then p.timezone "
         "else n.default_timezone end"
     )
     local_at = f"timezone({tz}, timezone('UTC', a.reached_at))"
@@ -412,7 +412,7 @@ def _current(con: duckdb.DuckDBPyConnection) -> None:
     """`current`: every open entry's latest row, this tick's rows included."""
     con.execute(
         f"""
-        create or replace temp table current as
+        create or replace temp view current as
         select * from positions p
         where p.node not in ({_FINAL})
             and not exists (select 1 from new_rows n where n.entry_id = p.entry_id)
@@ -451,32 +451,43 @@ def _refresh_positions(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(
         """
         create or replace temp table positions as
-        select * from (select * from positions union all by name select * from new_rows)
+        select * from positions anti join (select distinct entry_id from new_rows) n
+            using (entry_id)
+        union all by name
+        select * from new_rows
         qualify row_number() over (partition by entry_id order by seq desc) = 1
         """
     )
 
 
-def _end_by_events(con: duckdb.DuckDBPyConnection, journey: Journey) -> None:
+def _end_by_events(
+    con: duckdb.DuckDBPyConnection, journey: Journey, only_new: bool = False
+) -> None:
     """Open entries end on an exit event or a goal since entering (the earliest wins; a goal
     that is also an exit event converts), or when their audience row is gone (an `unless` event
     that landed late); an entry that went past its last step still converts on a goal in its
     window. Then the exit criterion on the profile."""
     _current(con)
-    con.execute(
-        f"""
-        create or replace temp table ending as
-        select *, true as open from current
-        union all by name
-        select *, false as open from positions where node = {lit(COMPLETED)}
-        """
-    )
+    if only_new:  # the entries this tick just made
+        con.execute(
+            "create or replace temp table ending as select *, true as open from current "
+            "where seq = 0 and entry_id in (select entry_id from new_rows where seq = 0)"
+        )
+    else:
+        con.execute(
+            f"""
+            create or replace temp table ending as
+            select *, true as open from current
+            union all by name
+            select *, false as open from positions where node = {lit(COMPLETED)}
+            """
+        )
     selects = []
     for event in journey.exit_on:
         selects.append(
             f"""
             select c.entry_id, e.occurred_at, 'exited' as outcome, e.event_name as detail
-            from ending c join events e
+            from ending c join tick_events e
                 on e.person_id = c.person_id and e.event_name = {lit(event)}
                 and e.occurred_at >= c.entered_at and e.occurred_at <= getvariable('now')
             where c.open
@@ -486,7 +497,7 @@ def _end_by_events(con: duckdb.DuckDBPyConnection, journey: Journey) -> None:
         selects.append(
             f"""
             select c.entry_id, e.occurred_at, 'converted' as outcome, e.event_name as detail
-            from ending c join events e
+            from ending c join tick_events e
                 on e.person_id = c.person_id and e.event_name = {lit(goal.event)}
                 and e.occurred_at >= c.entered_at and e.occurred_at <= getvariable('now')
                 and e.occurred_at <= c.entered_at + to_microseconds(
@@ -534,6 +545,7 @@ def _end_by_events(con: duckdb.DuckDBPyConnection, journey: Journey) -> None:
                 {lit("exit_when: " + journey.exit_when.text)} as detail, null as properties
             from current c join profiles p using (person_id)
             where {journey.exit_when.sql(table="p", now=NOW_SQL)}
+                {"and c.entry_id in (select entry_id from ending)" if only_new else ""}
             """
         )
         _record_arrivals(con, journey, "arrived")
@@ -583,7 +595,7 @@ def _move_sql(journey: Journey) -> str:
             left join (
                 select f.entry_id, min(e.occurred_at) as first_at
                 from frontier f join nodes n on n.name = f.node
-                join events e on e.person_id = f.person_id and e.event_name = n.until_event
+                join tick_events e on e.person_id = f.person_id and e.event_name = n.until_event
                 where n.until_event is not null and n.of_step is null
                     and e.occurred_at > f.reached_at
                     and e.occurred_at <= least(f.next_at, getvariable('now'))
@@ -591,7 +603,7 @@ def _move_sql(journey: Journey) -> str:
                 union all
                 select f.entry_id, min(e.occurred_at)
                 from frontier f join nodes n on n.name = f.node
-                join feedback e on e.send_key = {of_step_key}
+                join tick_feedback e on e.send_key = {of_step_key}
                     and e.feedback_event = n.until_event
                 where n.until_event is not null and n.of_step is not null
                     and e.occurred_at > f.reached_at
@@ -669,7 +681,7 @@ def _move(con: duckdb.DuckDBPyConnection, journey: Journey) -> int:
             f"where node not in ({_FINAL})"
         )
     con.execute("insert into resting by name select * from frontier")
-    con.execute("create or replace temp table current as select * from resting")
+    con.execute("create or replace temp view current as select * from resting")
     if moved and rounds == limit:
         # Entries still moving: they go on next tick. Say so, a journey should not need this.
         log.warning(
@@ -711,5 +723,5 @@ def _due(con: duckdb.DuckDBPyConnection, journey: Journey) -> pa.Table:
         from undecided u left join entry_rows e using (entry_id)
         order by u.next_at, u.send_key
         """
-    ).to_arrow_table()
+    ).to_arrow_table()  # (a copy of the due rows only)
     return rows
