@@ -164,8 +164,8 @@ def _parse_node(
             next=nxt,
         )
     if kind == "wait":
-        duration = _minutes(raw, "")
-        timeout = _minutes(raw, "timeout_")
+        duration = _minutes(raw, "", where)
+        timeout = _minutes(raw, "timeout_", where)
         if raw.get("until_event") and not raw.get("on_timeout"):
             raise GraphError(f"{where}, step {name!r}: a wait for an event needs `on_timeout`")
         zone = raw.get("default_timezone", "UTC")
@@ -210,10 +210,20 @@ def _parse_node(
     return Exit(name)
 
 
-def _minutes(raw: Mapping[str, Any], prefix: str) -> float | None:
+# A wait shorter than a minute could loop without time passing; a century is a typo.
+_SHORTEST, _LONGEST = 1.0, 100 * 365 * 1440.0
+
+
+def _minutes(raw: Mapping[str, Any], prefix: str, where: str = "") -> float | None:
     for unit, factor in (("minutes", 1), ("hours", 60), ("days", 1440)):
         if raw.get(prefix + unit) is not None:
-            return float(raw[prefix + unit]) * factor
+            minutes = float(raw[prefix + unit]) * factor
+            if not _SHORTEST <= minutes <= _LONGEST:
+                raise GraphError(
+                    f"{where}, step {raw['name']!r}: {prefix}{unit} must come to between one "
+                    "minute and a hundred years"
+                )
+            return minutes
     return None
 
 

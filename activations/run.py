@@ -78,7 +78,27 @@ def run_journey(
     transport: httpx.BaseTransport | None = None,
 ) -> RunSummary:
     """Tick, deliver what is due, and tick again so entries go on past the sends just decided
-    (a send followed by a branch or another send at once), until nothing more is due."""
+    (a send followed by a branch or another send at once), until nothing more is due. Holds the
+    journey's lock throughout: a second run of it waits, then starts from what this one did."""
+    with transitions.journey_lock(landing_dir, journey.name):
+        return _run_locked(
+            journey, duckdb_path=duckdb_path, landing_dir=landing_dir, clients=clients, now=now,
+            retry=retry, rate_limits=rate_limits, timeouts=timeouts, transport=transport,
+        )  # fmt: skip
+
+
+def _run_locked(
+    journey: Journey,
+    *,
+    duckdb_path: Path,
+    landing_dir: Path,
+    clients: dict[str, ChannelClient],
+    now: datetime | None,
+    retry: RetryPolicy | None,
+    rate_limits: dict[str, float] | None,
+    timeouts: HttpTimeouts | None,
+    transport: httpx.BaseTransport | None,
+) -> RunSummary:
     # A fixed `now` (tests, backfills) also stamps the ledger, so caps see the simulated time.
     clock: Callable[[], datetime] = (lambda: now) if now is not None else utc_now
     as_of = clock()
@@ -93,21 +113,20 @@ def run_journey(
     limits = {ch: RateLimiter(rate) for ch, rate in (rate_limits or {}).items()}
     sender = Sender(http, clients, writer, clock, retry, limits)
     try:
-        with transitions.journey_lock(landing_dir, journey.name):
-            handled: set[str] = set()  # a key is acted on once per run (an unknown waits a run)
-            for _ in range(len(journey.steps) + 1):
-                decision = decide(journey, duckdb_path, landing_dir, as_of, run_id)
-                decision.due = [d for d in decision.due if d.ref.send_key not in handled]
-                decision.skips = [s for s in decision.skips if s.ref.send_key not in handled]
-                summary.note(decision)
-                if not decision.due and not decision.skips:
-                    break
-                handled.update(d.ref.send_key for d in decision.due)
-                handled.update(s.ref.send_key for s in decision.skips)
-                deliver(
-                    journey, decision.due, decision.skips, decision.audience, decision.state,
-                    sender, summary,
-                )  # fmt: skip
+        handled: set[str] = set()  # a key is acted on once per run (an unknown waits a run)
+        for _ in range(len(journey.steps) + 1):
+            decision = decide(journey, duckdb_path, landing_dir, as_of, run_id)
+            decision.due = [d for d in decision.due if d.ref.send_key not in handled]
+            decision.skips = [s for s in decision.skips if s.ref.send_key not in handled]
+            summary.note(decision)
+            if not decision.due and not decision.skips:
+                break
+            handled.update(d.ref.send_key for d in decision.due)
+            handled.update(s.ref.send_key for s in decision.skips)
+            deliver(
+                journey, decision.due, decision.skips, decision.audience, decision.state,
+                sender, summary,
+            )  # fmt: skip
     finally:
         writer.close()
         http.close()

@@ -27,7 +27,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import duckdb
 import pyarrow as pa
@@ -87,6 +87,7 @@ def lit(value: str) -> str:
 
 _FINAL = ", ".join(lit(f) for f in sorted(FINAL))  # where an entry has ended, as a SQL list
 NOW_SQL = "getvariable('now')"  # the tick's clock: conditions' current_date reads it too
+_ENTRY_PASSES = 50  # candidates of one person beyond this wait for the next tick
 
 
 def send_key_sql(journey: str, step: str, person: str, entry: str) -> str:
@@ -136,7 +137,7 @@ def run_tick(
     _end_by_events(con, journey)
     _refresh_positions(con)
     entered = _enter(con, journey)
-    _end_by_events(con, journey, only_new=True)
+    _end_by_events(con, journey, "completed")
     rounds = _move(con, journey)
     due = _due(con, journey)
     con.execute(
@@ -336,52 +337,11 @@ def _enter(con: duckdb.DuckDBPyConnection, journey: Journey) -> int:
                 where node not in ({lit(LEFT_AUDIENCE)}, {lit(NOT_ENTERED)})
             )
         """
-    r = journey.reentry
     con.execute(
         f"""
-        create or replace temp table candidates as
-        with
-        fresh as (
-            select c.* from ({candidates}) c
-            anti join positions using (entry_id)
-            {appearing}
-        ),
-        -- every entry the person had (or that this tick enters before), with when it ended
-        prior as (
-            select person_id, entry_id, entered_at,
-                case when node in ({_FINAL}) then reached_at end as ended_at
-            from positions
-            where node <> {lit(NOT_ENTERED)}
-            union all
-            select person_id, entry_id, entered_at, exited_at from fresh
-        ),
-        judged as (
-            select
-                c.entry_id,
-                count(p.entry_id) as earlier,
-                count(p.entry_id) filter (
-                    where p.ended_at is null or p.ended_at > c.entered_at
-                ) as open_then,
-                max(p.entered_at) as last_entered_at
-            from fresh c
-            left join prior p
-                on p.person_id = c.person_id and p.entry_id <> c.entry_id
-                and (p.entered_at < c.entered_at
-                    or (p.entered_at = c.entered_at and p.entry_id < c.entry_id))
-            group by c.entry_id
-        )
-        select
-            fresh.*,
-            case
-                when {lit(r.allow)} = 'never' and earlier > 0
-                    then 'entered before (reentry: never)'
-                when open_then >= {r.max_concurrent}
-                    then 'already in the journey (max_concurrent {r.max_concurrent})'
-                when {lit(r.allow)} = 'after_cooldown' and entered_at < last_entered_at
-                        + to_microseconds(cast({r.cooldown_hours} * 3600000000 as bigint))
-                    then 'within the cool-down ({r.cooldown_hours:g} h)'
-            end as refused
-        from fresh join judged using (entry_id)
+        create or replace temp table fresh as
+        select c.* from ({candidates}) c anti join positions using (entry_id)
+        {appearing}
         """
     )
     first = lit(journey.nodes[0].name)
@@ -390,22 +350,94 @@ def _enter(con: duckdb.DuckDBPyConnection, journey: Journey) -> int:
         f"< {round(journey.holdout_percent * 100)} then 'holdout' else 'treatment' end"
     )
     keep_refusals = "true" if rule.kind == "event" else "refused is null"
-    con.execute(
-        f"""
-        create or replace temp table arrived as
+    entered = 0
+    # A person's candidates are judged one at a time, earliest first: each against the entries
+    # they had, including those admitted in an earlier pass and how those ended.
+    for _ in range(_ENTRY_PASSES):
+        (left,) = con.execute("select count(*) from fresh").fetchone() or (0,)
+        if not left:
+            break
+        con.execute(f"create or replace temp table candidates as {_judged_sql(journey)}")
+        con.execute(
+            f"""
+            create or replace temp table arrived as
+            select
+                entry_id, person_id, 0 as seq, null::varchar as from_node,
+                coalesce(case when refused is not null then {lit(NOT_ENTERED)} end, {first})
+                    as node,
+                entered_at as reached_at, entered_at, {arm} as arm,
+                case when refused is null then 'entered' else 'not entered' end as reason,
+                refused as detail, properties
+            from candidates
+            where {keep_refusals}
+            """
+        )
+        _record_arrivals(con, journey, "arrived")
+        (n,) = con.execute("select count(*) from arrived where detail is null").fetchone() or (0,)
+        entered += int(n)
+        con.execute("delete from fresh where entry_id in (select entry_id from candidates)")
+        _end_by_events(con, journey, "new")  # the next pass sees when these ended
+    return entered
+
+
+def _judged_sql(journey: Journey) -> str:
+    """Each person's earliest `fresh` candidate, with why the re-entry policy refuses it (null:
+    it enters). Judged against every entry the person had, whenever it began: an entry open at
+    any time of the candidate's own span counts toward max_concurrent."""
+    r = journey.reentry
+    cooldown = f"{float(r.cooldown_hours) * 3600}" if r.allow == "after_cooldown" else "0"
+    return f"""
+        with
+        turn as (
+            select * from fresh
+            qualify row_number() over (
+                partition by person_id order by entered_at, entry_id
+            ) = 1
+        ),
+        prior as (
+            -- each entry the person had, and when it first ended
+            select
+                entry_id,
+                any_value(person_id) as person_id,
+                any_value(entered_at) as entered_at,
+                min(reached_at) filter (where node in ({_FINAL})) as ended_at
+            from (
+                select entry_id, person_id, entered_at, node, reached_at from history
+                where journey = {lit(journey.name)}
+                union all
+                select entry_id, person_id, entered_at, node, reached_at from new_rows
+            ) rows
+            where person_id in (select person_id from turn)
+            group by entry_id
+            having not bool_or(node = {lit(NOT_ENTERED)})
+        ),
+        judged as (
+            select
+                t.entry_id,
+                count(p.entry_id) as entries,
+                count(p.entry_id) filter (
+                    where p.entered_at < coalesce(t.exited_at, 'infinity'::timestamp)
+                        and (p.ended_at is null or p.ended_at > t.entered_at)
+                ) as open_then,
+                count(p.entry_id) filter (
+                    where abs(epoch(p.entered_at) - epoch(t.entered_at)) < {cooldown}
+                ) as in_cooldown
+            from turn t
+            left join prior p on p.person_id = t.person_id
+            group by t.entry_id
+        )
         select
-            entry_id, person_id, 0 as seq, null::varchar as from_node,
-            coalesce(case when refused is not null then {lit(NOT_ENTERED)} end, {first}) as node,
-            entered_at as reached_at, entered_at, {arm} as arm,
-            case when refused is null then 'entered' else 'not entered' end as reason,
-            refused as detail, properties
-        from candidates
-        where {keep_refusals}
-        """
-    )
-    _record_arrivals(con, journey, "arrived")
-    (entered,) = con.execute("select count(*) from arrived where detail is null").fetchone() or (0,)
-    return int(entered)
+            turn.*,
+            case
+                when {lit(r.allow)} = 'never' and entries > 0
+                    then 'entered before (reentry: never)'
+                when open_then >= {r.max_concurrent}
+                    then 'already in the journey (max_concurrent {r.max_concurrent})'
+                when in_cooldown > 0
+                    then 'within the cool-down ({r.cooldown_hours:g} h)'
+            end as refused
+        from turn join judged using (entry_id)
+    """
 
 
 def _current(con: duckdb.DuckDBPyConnection) -> None:
@@ -461,27 +493,46 @@ def _refresh_positions(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def _end_by_events(
-    con: duckdb.DuckDBPyConnection, journey: Journey, only_new: bool = False
+    con: duckdb.DuckDBPyConnection,
+    journey: Journey,
+    scope: Literal["open", "new", "completed"] = "open",
 ) -> None:
-    """Open entries end on an exit event or a goal since entering (the earliest wins; a goal
-    that is also an exit event converts), or when their audience row is gone (an `unless` event
-    that landed late); an entry that went past its last step still converts on a goal in its
-    window. Then the exit criterion on the profile."""
+    """Entries end on an exit event or a goal since entering (the earliest wins; a goal that is
+    also an exit event converts), or when their audience row is gone (an `unless` event that
+    landed late). `scope`: the open entries (before new ones enter), the entries just made, or
+    the entries that went past their last step (after new ones entered), which still convert on
+    a goal in their window. A goal event converts one entry: the latest begun before it, and
+    only once. Then the exit criterion on the profile."""
     _current(con)
-    if only_new:  # the entries this tick just made
+    longest_goal = max((float(g.within_hours) for g in journey.goals), default=0.0)
+    if scope == "new":
         con.execute(
             "create or replace temp table ending as select *, true as open from current "
             "where seq = 0 and entry_id in (select entry_id from new_rows where seq = 0)"
         )
+    elif scope == "open":
+        con.execute("create or replace temp table ending as select *, true as open from current")
     else:
+        if not journey.goals:
+            return
         con.execute(
             f"""
             create or replace temp table ending as
-            select *, true as open from current
-            union all by name
-            select *, false as open from positions where node = {lit(COMPLETED)}
+            select *, false as open from positions
+            where node = {lit(COMPLETED)} and entered_at >= getvariable('now')
+                - to_microseconds(cast({longest_goal} * 3600000000 as bigint))
+                and entry_id not in (select entry_id from new_rows)
             """
         )
+    # Every entry a goal event could be credited to: the latest begun before it wins.
+    con.execute(
+        """
+        create or replace temp view goal_claims as
+        select entry_id, person_id, entered_at from ending
+        union all
+        select entry_id, person_id, entered_at from current
+        """
+    )
     selects = []
     for event in journey.exit_on:
         selects.append(
@@ -494,17 +545,31 @@ def _end_by_events(
             """
         )
     for goal in journey.goals:
+        within = f"to_microseconds(cast({float(goal.within_hours)} * 3600000000 as bigint))"
         selects.append(
             f"""
             select c.entry_id, e.occurred_at, 'converted' as outcome, e.event_name as detail
             from ending c join tick_events e
                 on e.person_id = c.person_id and e.event_name = {lit(goal.event)}
                 and e.occurred_at >= c.entered_at and e.occurred_at <= getvariable('now')
-                and e.occurred_at <= c.entered_at + to_microseconds(
-                    cast({float(goal.within_hours)} * 3600000000 as bigint))
+                and e.occurred_at <= c.entered_at + {within}
+            where not exists (
+                select 1 from goal_claims g
+                where g.person_id = c.person_id and g.entry_id <> c.entry_id
+                    and g.entered_at > c.entered_at and g.entered_at <= e.occurred_at
+            )
+            and not exists (
+                select 1 from (
+                    select person_id, node, reached_at from positions
+                    union all
+                    select person_id, node, reached_at from new_rows
+                ) used
+                where used.person_id = c.person_id and used.node = {lit(CONVERTED)}
+                    and used.reached_at = e.occurred_at
+            )
             """
         )
-    if journey.entry.kind == "event":
+    if journey.entry.kind == "event" and scope != "completed":
         selects.append(
             """
             select c.entry_id, getvariable('now') as occurred_at, 'exited' as outcome,
@@ -533,6 +598,8 @@ def _end_by_events(
             """
         )
         _record_arrivals(con, journey, "arrived")
+    if scope == "completed":
+        return
     if journey.exit_when is not None:
         _current(con)
         con.execute(
@@ -545,7 +612,7 @@ def _end_by_events(
                 {lit("exit_when: " + journey.exit_when.text)} as detail, null as properties
             from current c join profiles p using (person_id)
             where {journey.exit_when.sql(table="p", now=NOW_SQL)}
-                {"and c.entry_id in (select entry_id from ending)" if only_new else ""}
+                {"and c.entry_id in (select entry_id from ending)" if scope == "new" else ""}
             """
         )
         _record_arrivals(con, journey, "arrived")
@@ -588,7 +655,8 @@ def _move_sql(journey: Journey) -> str:
             f"""
             select f.entry_id,
                 case when hit.first_at is not null then n.next else n.on_timeout end,
-                coalesce(hit.first_at, f.next_at),
+                case when hit.first_at is not null then greatest(hit.first_at, f.reached_at)
+                    else f.next_at end,
                 case when hit.first_at is not null then 'event' else 'timed out' end,
                 n.until_event || coalesce(' on ' || n.of_step, '')
             from frontier f join nodes n on n.name = f.node
@@ -606,7 +674,8 @@ def _move_sql(journey: Journey) -> str:
                 join tick_feedback e on e.send_key = {of_step_key}
                     and e.feedback_event = n.until_event
                 where n.until_event is not null and n.of_step is not null
-                    and e.occurred_at > f.reached_at
+                    -- any engagement with this entry's send counts (its outcome may have been
+                    -- settled after it was opened), taken as of reaching the wait
                     and e.occurred_at <= least(f.next_at, getvariable('now'))
                 group by f.entry_id
             ) hit on hit.entry_id = f.entry_id
@@ -697,7 +766,7 @@ def _due(con: duckdb.DuckDBPyConnection, journey: Journey) -> pa.Table:
     row per DueSend field): delivery turns them into messages one by one, the tick does not."""
     j = lit(journey.name)
     key = send_key_sql(j, "c.node", "c.person_id", "c.entry_id")
-    rows = con.execute(
+    rows = con.sql(
         f"""
         with due as (
             select c.entry_id, c.person_id, c.node, {key} as send_key, c.next_at, c.entered_at,
@@ -723,5 +792,5 @@ def _due(con: duckdb.DuckDBPyConnection, journey: Journey) -> pa.Table:
         from undecided u left join entry_rows e using (entry_id)
         order by u.next_at, u.send_key
         """
-    ).to_arrow_table()  # (a copy of the due rows only)
+    ).to_arrow_table()
     return rows

@@ -385,6 +385,10 @@ def test_membership_and_schedule_entries(landing: Path) -> None:
             [{"name": "a", "type": "wait", "hours": 1, "on_timeout": "b"}, send("b")],
             r"'until_event' is a dependency of 'on_timeout'",
         ),
+        (
+            [{"name": "a", "type": "wait", "hours": 1e-12}, send("b")],
+            r"step 'a': hours must come to between one minute and a hundred years",
+        ),
     ],
 )  # fmt: skip
 def test_graph_declarations_are_checked(steps: list[dict[str, Any]], error: str) -> None:
@@ -536,3 +540,64 @@ def test_a_journey_runs_one_at_a_time(tmp_path: Path) -> None:
 def test_the_positions_model_knows_every_way_an_entry_ends() -> None:
     sql = (PROJECT_DIR / "models" / "metrics" / "dim_journey_positions.sql").read_text()
     assert all(f"'{final}'" in sql for final in FINAL)
+
+
+def test_an_earlier_episode_landing_late_is_judged_against_the_running_one(landing: Path) -> None:
+    # E2 is running when E1, an hour earlier, lands: at most one open entry, so E1 stays out.
+    j = journey([{"name": "wait", "type": "wait", "hours": 5}, send("hello")])
+    run = Harness(j, landing).person("ann").enters("ann", h(2), "e2")
+    run.run(h(3))
+    run.enters("ann", h(1), "e1").run(h(4))
+    assert [s[:3] for s in run.steps_of("ann")] == [
+        (NOT_ENTERED, "not entered", "already in the journey (max_concurrent 1)"),
+        ("wait", "entered", None),
+    ]
+
+
+def test_a_refused_candidate_does_not_hold_back_the_next(landing: Path) -> None:
+    # Cool-down 24 h, episodes at 0 h, 12 h and 30 h seen by one late tick: 0 h and 30 h enter.
+    # (Two may be open at once here: within one tick the first has not moved on yet.)
+    j = journey(
+        [send("hello")],
+        reentry={"allow": "after_cooldown", "cooldown_hours": 24, "max_concurrent": 2},
+    )
+    run = Harness(j, landing).person("ann")
+    for hours in (0, 12, 30):
+        run.enters("ann", h(hours), f"e{hours}")
+    run.run(h(31))
+    assert run.sends_to("ann") == [("hello", h(0)), ("hello", h(30))]
+
+
+def test_a_goal_converts_one_entry_and_does_not_move_when_the_last_ended(landing: Path) -> None:
+    # A completed at 0 h; B began at 2 h; the purchase at 3 h is B's conversion, not A's, and a
+    # late tick admits B as an on-time one would.
+    j = journey(
+        [send("hello")],
+        goals=[{"event": "purchase_completed", "within_hours": 72}],
+        reentry={"allow": "after_exit"},
+    )
+    run = Harness(j, landing).person("ann").enters("ann", h(0), "a")
+    run.run(h(0))
+    run.enters("ann", h(2), "b").event("ann", "purchase_completed", h(3))
+    run.run(h(4))
+    paths = run.path_of("ann")
+    assert paths == ["hello", COMPLETED, "hello", CONVERTED]
+
+
+def test_an_open_settled_later_still_counts_for_an_engagement_wait(landing: Path) -> None:
+    # The email's outcome was unknown and settled (found sent) at 5 h; it was opened at 1 h.
+    j = journey(
+        [send("offer"),
+         {"name": "opened", "type": "wait", "until_event": "open", "of_step": "offer",
+          "timeout_hours": 48, "on_timeout": "discount", "next": "end"},
+         send("discount", SMS), {"name": "end", "type": "exit"}]
+    )  # fmt: skip
+    run = Harness(j, landing).person("ann").enters("ann", h(), "e1")
+    key = send_key("j", "offer", "ann", "e1")
+    run.outcome[key] = None  # not known at first
+    run.run(h())
+    run.engages(key, "open", h(1))
+    run.decided[key] = ("sent", h(5))  # the lookup found it
+    run.run(h(5))
+    run.run(h(60))
+    assert run.path_of("ann") == ["offer", "opened", "end", EXITED]
