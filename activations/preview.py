@@ -9,12 +9,34 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from activations.channels.core import Sender
 from activations.channels.message import Message, Outcome
 from activations.journeys import Journey
 from activations.ledger import LedgerWriter, SendRef
 from activations.run import RunSummary, decide, deliver
+
+PREVIEWS = ("journeys", "previews")  # under the landing folder: one file per journey
+# The preview table's columns: the steps entries would take and the sends they would make.
+PREVIEW_SCHEMA = pa.schema(
+    [
+        ("journey", pa.string()),
+        ("as_of", pa.timestamp("us")),
+        ("kind", pa.string()),  # transition or send
+        ("entry_id", pa.string()),
+        ("person_id", pa.string()),
+        ("step", pa.string()),  # the node reached, or the send step
+        ("outcome", pa.string()),  # entered, waited, branched, ... / would_send, skipped, ...
+        ("detail", pa.string()),  # the branch, path or event / the skip reason
+        ("channel", pa.string()),
+        ("recipient", pa.string()),
+        ("subject", pa.string()),
+        ("body", pa.string()),
+        ("at", pa.timestamp("us")),
+    ]
+)
 
 
 class _Decisions(LedgerWriter):
@@ -77,3 +99,45 @@ def preview_journey(
     steps = [{"kind": "transition", **row} for row in decision.tick.rows]
     sends = [{"kind": "send", **row} for row in decisions.rows]
     return Preview(journey.name, now, summary, steps + sends)
+
+
+def preview_folder(landing_dir: Path) -> Path:
+    folder = landing_dir.joinpath(*PREVIEWS)
+    folder.mkdir(parents=True, exist_ok=True)
+    placeholder = folder / "_empty.parquet"
+    if not placeholder.exists():
+        pq.write_table(PREVIEW_SCHEMA.empty_table(), placeholder)
+    return folder
+
+
+def write_preview_table(preview: Preview, landing_dir: Path) -> Path:
+    """The preview as the journey's file under landing/journeys/previews/, replacing its last
+    one: the warehouse view `fct_journey_previews` reads these files when queried."""
+    rows = []
+    for r in preview.rows:
+        transition = r["kind"] == "transition"
+        rows.append(
+            {
+                "journey": preview.journey,
+                "as_of": preview.as_of.replace(tzinfo=None),
+                "kind": r["kind"],
+                "entry_id": r.get("entry_id"),
+                "person_id": r.get("person_id"),
+                "step": r["node"] if transition else r.get("step"),
+                "outcome": r["reason"] if transition else r.get("decision"),
+                "detail": r.get("detail") if transition else r.get("reason"),
+                "channel": r.get("channel"),
+                "recipient": r.get("recipient"),
+                "subject": r.get("subject"),
+                "body": r.get("body"),
+                "at": r["reached_at"] if transition else datetime.fromisoformat(r["at"]),
+            }
+        )
+    for row in rows:
+        if isinstance(row["at"], datetime):
+            row["at"] = row["at"].replace(tzinfo=None)
+    target = preview_folder(landing_dir) / f"{preview.journey}.parquet"
+    tmp = target.with_name(f".{target.name}.tmp")
+    pq.write_table(pa.Table.from_pylist(rows, schema=PREVIEW_SCHEMA), tmp)
+    tmp.replace(target)
+    return target

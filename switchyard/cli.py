@@ -135,7 +135,7 @@ def _preview(journey: Journey, now: datetime | None) -> int:
     """What the journey would do now: counts per step and decision, and every row in a file."""
     import json
 
-    from activations.preview import preview_journey
+    from activations.preview import preview_journey, write_preview_table
     from switchyard.clock import utc_now
 
     paths = Paths.from_env()
@@ -164,7 +164,10 @@ def _preview(journey: Journey, now: datetime | None) -> int:
         print(f"  step  {node:<20} {reason:<14} {detail[:40]:<40} {n}")
     for (step, decision, channel, reason), n in sorted(sends.items()):
         print(f"  send  {step:<20} {decision:<14} {channel:<6} {reason:<26} {n}")
+    table = write_preview_table(result, paths.landing)
     print(f"every decision: {out}")
+    print(f"  and in the warehouse: select * from fct_journey_previews where journey = "
+          f"'{journey.name}'  ({table})")  # fmt: skip
     return 0
 
 

@@ -38,10 +38,11 @@ def ensure_layout(landing: Path) -> None:
             folder = landing / source / table
             folder.mkdir(parents=True, exist_ok=True)
             (folder / PLACEHOLDER).touch()
-    # The journey engine's transitions are Parquet, with a typed empty file of their own.
-    from activations import transitions
+    # The journey engine's transitions and previews are Parquet, with typed empty files.
+    from activations import preview, transitions
 
     transitions.ensure_folder(landing)
+    preview.preview_folder(landing)
 
 
 def write_batch(

@@ -183,6 +183,17 @@ def test_preview_says_what_would_happen_and_does_nothing(
     entering = [(r["node"], r["reason"]) for r in shown if r["kind"] == "transition"]
     assert entering == [("cart_reminder", "entered")] * 3
     assert "would enter 3, take 3 steps, due now 3" in out
+    # The same, in the warehouse: a view over the preview files.
+    previewed = query(
+        paths,
+        "select kind, outcome, count(*) as n from fct_journey_previews "
+        "where journey = 'cart_abandonment' group by all order by all",
+    )
+    assert [tuple(r.values()) for r in previewed] == [
+        ("send", "skipped", 1),
+        ("send", "would_send", 2),
+        ("transition", "entered", 3),
+    ]
     # Nothing was sent and nothing was recorded: a real run still has everything to do.
     ledger_files = list((paths.landing / "ledger" / "deliveries").glob("run-*.jsonl"))
     ticks = list((paths.landing / "journeys" / "transitions").glob("tick-*.parquet"))
