@@ -156,10 +156,11 @@ def decide(
     `record` is false: a preview), and the due sends as steps for delivery."""
     state = ledger.read_state(landing_dir)
     state.follow_aliases(warehouse.read_person_aliases(duckdb_path))
+    # This journey's keys only (a key carried over to a merged person id has no ref of its own)
     decided = (
         (key, status, state.decided_at.get(key))
         for key, status in state.last_status.items()
-        if status in TERMINAL
+        if status in TERMINAL and (key not in state.refs or state.refs[key].journey == journey.name)
     )
     with warehouse.attached(duckdb_path) as con:
         inputs.open_inputs(con, journey, landing_dir=landing_dir, decided=decided)

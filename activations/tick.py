@@ -8,7 +8,8 @@ them from the warehouse and the landing files; the benchmark makes its own):
   events     tracked events: person_id, event_name, occurred_at
   feedback   engagement with sends: send_key, feedback_event, occurred_at
   history    every transition recorded so far (activations/transitions.py)
-  decided    send keys the ledger has a final status for: send_key, status, decided_at
+  decided    this journey's send keys the ledger has a final status for: send_key, status,
+             decided_at
 
 and then, all in set-based statements:
   1. new entries: audience rows not yet entered, within the re-entry policy;
@@ -111,6 +112,9 @@ def run_tick(
 ) -> TickResult:
     """Move the journey's entries on, record the transitions (unless `landing_dir` is None: a
     preview) and return the sends that are due."""
+    # Nothing here reads rows in the order they were written (the due sends are sorted), and
+    # large copies run faster and leaner without keeping it.
+    con.execute("set preserve_insertion_order = false")
     _declare_nodes(con, journey)
     con.execute("create or replace temp table zones as select name from pg_timezone_names()")
     # Read once: every round and step below joins them.
@@ -727,6 +731,12 @@ def _move(con: duckdb.DuckDBPyConnection, journey: Journey) -> int:
     moved = 0
     while rounds < limit:
         rounds += 1
+        # The moves first, on their own: joined back in the same statement, the planner
+        # re-reads the frontier for every node type.
+        con.execute(
+            f"create or replace temp table moves (entry_id, to_node, to_at, reason, detail) as "
+            f"{move}"
+        )
         con.execute(
             f"""
             create or replace temp table arrived as
@@ -734,8 +744,7 @@ def _move(con: duckdb.DuckDBPyConnection, journey: Journey) -> int:
                 f.entry_id, f.person_id, f.seq + 1 as seq, f.node as from_node,
                 coalesce(m.to_node, {lit(COMPLETED)}) as node, m.to_at as reached_at, f.entered_at,
                 f.arm, m.reason, m.detail, null as properties
-            from frontier f join ({move}) m (entry_id, to_node, to_at, reason, detail)
-                using (entry_id)
+            from frontier f join moves m using (entry_id)
             """
         )
         (moved,) = con.execute("select count(*) from arrived").fetchone() or (0,)

@@ -158,11 +158,12 @@ def generate(folder: Path, entries: int, ledger_lines: int) -> None:
     con.execute(
         f"""
         copy (
-            select send_key, status, recorded_at from (
-                select {key} as send_key, 'sent' as status, reached_at as recorded_at
+            select send_key, journey, status, recorded_at from (
+                select {key} as send_key, {j} as journey, 'sent' as status,
+                    reached_at as recorded_at
                 from history where node in ({sends}) and hash(entry_id) % 2 = 0
                 union all
-                select md5('other' || i) as send_key,
+                select md5('other' || i) as send_key, 'other_' || (i % 7) as journey,
                     ['attempted', 'sent', 'skipped'][1 + (i % 3)::int] as status,
                     timestamp '{NOW}' - to_minutes((i % 40000)::bigint) as recorded_at
                 from range({ledger_lines}) t(i)
@@ -194,6 +195,7 @@ def worker(folder: Path, mode: str) -> None:
             select send_key, arg_max(status, recorded_at) as status,
                 max(recorded_at) as decided_at
             from '{folder}/ledger.parquet'
+            where journey = {lit(JOURNEY.name)}  -- a tick needs its own journey's keys
             group by send_key
             having arg_max(status, recorded_at) in ('sent', 'skipped', 'failed')
             """
