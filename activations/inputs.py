@@ -12,19 +12,19 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+from sqlglot import exp
 
 from activations import transitions
 from activations.graph import Wait
-from activations.journeys import Journey
+from activations.journeys import PROFILE_MODEL, Journey
 from activations.tick import lit
 
-PROFILE_MODEL = "dim_people"
 EVENTS_MODEL = "int_events_stitched"
 FEEDBACK_MODEL = "stg_feedback__events"
 
 
 def quoted(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
+    return exp.to_identifier(name, quoted=True).sql(dialect="duckdb")
 
 
 def open_inputs(
@@ -45,34 +45,25 @@ def open_inputs(
         }
     )
     wanted = ", ".join(lit(n) for n in names) or "null"
-    try:
-        con.execute(
-            f"create temp view audience as select * from wh.main.{quoted(journey.audience_model)}"
-        )
-        con.execute(f"create temp view profiles as select * from wh.main.{PROFILE_MODEL}")
-        con.execute(
-            f"""
-            create temp view events as
-            select person_id, event_name, occurred_at from wh.main.{EVENTS_MODEL}
-            where event_type = 'track' and person_id is not null and event_name in ({wanted})
-            """
-        )
-        con.execute(
-            f"""
-            create temp view feedback as
-            select send_key, feedback_event, occurred_at from wh.main.{FEEDBACK_MODEL}
-            where reject_reason is null
-            """
-        )
-    except duckdb.CatalogException as exc:
-        raise RuntimeError(
-            f"{exc}. Build the dbt models (`dbt build`) before running journeys."
-        ) from exc
-    transitions.ensure_folder(landing_dir)
     con.execute(
-        f"create temp view history as select * from read_parquet("
-        f"{lit(transitions.glob(landing_dir))}, union_by_name = true)"
+        f"create temp view audience as select * from wh.main.{quoted(journey.audience_model)}"
     )
+    con.execute(f"create temp view profiles as select * from wh.main.{PROFILE_MODEL}")
+    con.execute(
+        f"""
+        create temp view events as
+        select person_id, event_name, occurred_at from wh.main.{EVENTS_MODEL}
+        where event_type = 'track' and person_id is not null and event_name in ({wanted})
+        """
+    )
+    con.execute(
+        f"""
+        create temp view feedback as
+        select send_key, feedback_event, occurred_at from wh.main.{FEEDBACK_MODEL}
+        where reject_reason is null
+        """
+    )
+    transitions.create_history_view(con, landing_dir)
     rows = list(decided)
     table = pa.table(
         {

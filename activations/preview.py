@@ -130,12 +130,11 @@ def write_preview_table(preview: Preview, landing_dir: Path) -> Path:
                 "recipient": r.get("recipient"),
                 "subject": r.get("subject"),
                 "body": r.get("body"),
-                "at": r["reached_at"] if transition else datetime.fromisoformat(r["at"]),
+                "at": (r["reached_at"] if transition else datetime.fromisoformat(r["at"])).replace(
+                    tzinfo=None
+                ),
             }
         )
-    for row in rows:
-        if isinstance(row["at"], datetime):
-            row["at"] = row["at"].replace(tzinfo=None)
     target = preview_folder(landing_dir) / f"{preview.journey}.parquet"
     tmp = target.with_name(f".{target.name}.tmp")
     pq.write_table(pa.Table.from_pylist(rows, schema=PREVIEW_SCHEMA), tmp)

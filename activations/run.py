@@ -81,56 +81,38 @@ def run_journey(
     (a send followed by a branch or another send at once), until nothing more is due. Holds the
     journey's lock throughout: a second run of it waits, then starts from what this one did."""
     with transitions.journey_lock(landing_dir, journey.name):
-        return _run_locked(
-            journey, duckdb_path=duckdb_path, landing_dir=landing_dir, clients=clients, now=now,
-            retry=retry, rate_limits=rate_limits, timeouts=timeouts, transport=transport,
-        )  # fmt: skip
+        # A fixed `now` (tests, backfills) also stamps the ledger, so caps see the simulated time.
+        clock: Callable[[], datetime] = (lambda: now) if now is not None else utc_now
+        as_of = clock()
+        run_id = f"{as_of:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+        summary = RunSummary(journey.name, run_id)
 
-
-def _run_locked(
-    journey: Journey,
-    *,
-    duckdb_path: Path,
-    landing_dir: Path,
-    clients: dict[str, ChannelClient],
-    now: datetime | None,
-    retry: RetryPolicy | None,
-    rate_limits: dict[str, float] | None,
-    timeouts: HttpTimeouts | None,
-    transport: httpx.BaseTransport | None,
-) -> RunSummary:
-    # A fixed `now` (tests, backfills) also stamps the ledger, so caps see the simulated time.
-    clock: Callable[[], datetime] = (lambda: now) if now is not None else utc_now
-    as_of = clock()
-    run_id = f"{as_of:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
-    summary = RunSummary(journey.name, run_id)
-
-    t = timeouts or HttpTimeouts()
-    http = httpx.Client(
-        timeout=httpx.Timeout(t.read_seconds, connect=t.connect_seconds), transport=transport
-    )
-    writer = ledger.LedgerWriter(landing_dir, run_id)
-    limits = {ch: RateLimiter(rate) for ch, rate in (rate_limits or {}).items()}
-    sender = Sender(http, clients, writer, clock, retry, limits)
-    try:
-        handled: set[str] = set()  # a key is acted on once per run (an unknown waits a run)
-        for _ in range(len(journey.steps) + 1):
-            decision = decide(journey, duckdb_path, landing_dir, as_of, run_id)
-            decision.due = [d for d in decision.due if d.ref.send_key not in handled]
-            decision.skips = [s for s in decision.skips if s.ref.send_key not in handled]
-            summary.note(decision)
-            if not decision.due and not decision.skips:
-                break
-            handled.update(d.ref.send_key for d in decision.due)
-            handled.update(s.ref.send_key for s in decision.skips)
-            deliver(
-                journey, decision.due, decision.skips, decision.audience, decision.state,
-                sender, summary,
-            )  # fmt: skip
-    finally:
-        writer.close()
-        http.close()
-    return summary
+        t = timeouts or HttpTimeouts()
+        http = httpx.Client(
+            timeout=httpx.Timeout(t.read_seconds, connect=t.connect_seconds), transport=transport
+        )
+        writer = ledger.LedgerWriter(landing_dir, run_id)
+        limits = {ch: RateLimiter(rate) for ch, rate in (rate_limits or {}).items()}
+        sender = Sender(http, clients, writer, clock, retry, limits)
+        try:
+            handled: set[str] = set()  # a key is acted on once per run (an unknown waits a run)
+            for _ in range(len(journey.steps) + 1):
+                decision = decide(journey, duckdb_path, landing_dir, as_of, run_id)
+                decision.due = [d for d in decision.due if d.ref.send_key not in handled]
+                decision.skips = [s for s in decision.skips if s.ref.send_key not in handled]
+                summary.note(decision)
+                if not decision.due and not decision.skips:
+                    break
+                handled.update(d.ref.send_key for d in decision.due)
+                handled.update(s.ref.send_key for s in decision.skips)
+                deliver(
+                    journey, decision.due, decision.skips, decision.audience, decision.state,
+                    sender, summary,
+                )  # fmt: skip
+        finally:
+            writer.close()
+            http.close()
+        return summary
 
 
 @dataclass
@@ -155,14 +137,15 @@ def decide(
     """A tick on what the warehouse and the ledger say now (its transitions recorded unless
     `record` is false: a preview), and the due sends as steps for delivery."""
     state = ledger.read_state(landing_dir)
-    state.follow_aliases(warehouse.read_person_aliases(duckdb_path))
-    # This journey's keys only (a key carried over to a merged person id has no ref of its own)
-    decided = (
-        (key, status, state.decided_at.get(key))
-        for key, status in state.last_status.items()
-        if status in TERMINAL and (key not in state.refs or state.refs[key].journey == journey.name)
-    )
     with warehouse.attached(duckdb_path) as con:
+        state.follow_aliases(warehouse.read_person_aliases(con))
+        # This journey's keys only (a key carried over to a merged person id has no ref)
+        decided = (
+            (key, status, state.decided_at.get(key))
+            for key, status in state.last_status.items()
+            if status in TERMINAL
+            and (key not in state.refs or state.refs[key].journey == journey.name)
+        )
         inputs.open_inputs(con, journey, landing_dir=landing_dir, decided=decided)
         result = run_tick(con, journey, as_of, run_id, landing_dir if record else None)
         due, skips = engine.classify(journey, result.due, state, as_of)

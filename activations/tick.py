@@ -87,6 +87,14 @@ def lit(value: str) -> str:
 
 
 _FINAL = ", ".join(lit(f) for f in sorted(FINAL))  # where an entry has ended, as a SQL list
+# The graph's nodes as a table (activations.graph): what the statements join to.
+_NODE_SCHEMA = pa.schema(
+    [("name", pa.string()), ("kind", pa.string()), ("next", pa.string()),
+     ("minutes", pa.float64()), ("until_time_minutes", pa.int32()), ("usual_hour", pa.bool_()),
+     ("default_timezone", pa.string()), ("default_hour", pa.int32()),
+     ("until_event", pa.string()), ("of_step", pa.string()), ("timeout_minutes", pa.float64()),
+     ("on_timeout", pa.string()), ("wait_minutes", pa.int32())]
+)  # fmt: skip
 NOW_SQL = "getvariable('now')"  # the tick's clock: conditions' current_date reads it too
 _ENTRY_PASSES = 50  # candidates of one person beyond this wait for the next tick
 
@@ -168,14 +176,9 @@ def run_tick(
 
 def _declare_nodes(con: duckdb.DuckDBPyConnection, journey: Journey) -> None:
     """The graph as small tables, so the statements join to it instead of spelling it out."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     for node in journey.nodes:
-        row: dict[str, Any] = dict.fromkeys(
-            ("next", "minutes", "until_time_minutes", "usual_hour", "default_timezone",
-             "default_hour", "until_event", "of_step", "timeout_minutes", "on_timeout",
-             "wait_minutes"),
-        )  # fmt: skip
-        row.update(name=node.name, kind=node.kind)
+        row: dict[str, Any] = {"name": node.name, "kind": node.kind}
         if isinstance(node, Step):
             row.update(next=node.next, wait_minutes=node.wait_minutes)
         elif isinstance(node, Wait):
@@ -193,26 +196,8 @@ def _declare_nodes(con: duckdb.DuckDBPyConnection, journey: Journey) -> None:
                 on_timeout=node.on_timeout,
             )
         rows.append(row)
-    con.execute(
-        """
-        create or replace temp table nodes (
-            name varchar, kind varchar, next varchar, minutes double, until_time_minutes integer,
-            usual_hour boolean, default_timezone varchar, default_hour integer,
-            until_event varchar, of_step varchar, timeout_minutes double, on_timeout varchar,
-            wait_minutes integer
-        )
-        """
-    )
-    if rows:
-        con.executemany(
-            "insert into nodes values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                [r["name"], r["kind"], r["next"], r["minutes"], r["until_time_minutes"],
-                 r["usual_hour"], r["default_timezone"], r["default_hour"], r["until_event"],
-                 r["of_step"], r["timeout_minutes"], r["on_timeout"], r["wait_minutes"]]
-                for r in rows
-            ],
-        )  # fmt: skip
+    con.register("nodes_in", pa.Table.from_pylist(rows, schema=_NODE_SCHEMA))
+    con.execute("create or replace temp table nodes as select * from nodes_in")
     paths = []
     for node in journey.nodes:
         if isinstance(node, Split):

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import IO
 
 import duckdb
+from sqlglot import exp
 
 FOLDER = ("journeys", "transitions")
 # name -> DuckDB type: the columns of every transitions file, in order.
@@ -72,6 +73,15 @@ def glob(landing_dir: Path) -> str:
     return str(folder(landing_dir) / "*.parquet")
 
 
+def create_history_view(con: duckdb.DuckDBPyConnection, landing_dir: Path) -> None:
+    """`history` on `con`: every transition landed so far (what a tick reads)."""
+    ensure_folder(landing_dir)
+    con.execute(
+        "create or replace temp view history as select * from read_parquet("
+        f"{_path_sql(glob(landing_dir))}, union_by_name = true)"
+    )
+
+
 def append(con: duckdb.DuckDBPyConnection, relation: str, landing_dir: Path, prefix: str) -> Path:
     """Write `relation` (a table or view on `con` with COLUMNS) as one new file."""
     where = ensure_folder(landing_dir)
@@ -81,9 +91,13 @@ def append(con: duckdb.DuckDBPyConnection, relation: str, landing_dir: Path, pre
     return target
 
 
+def _path_sql(path: str) -> str:
+    return exp.Literal.string(path).sql(dialect="duckdb")
+
+
 def _copy_atomically(con: duckdb.DuckDBPyConnection, query: str, target: Path) -> None:
     tmp = target.with_name(f".{target.name}.tmp")
-    con.execute(f"copy ({query}) to '{tmp}' (format parquet)")
+    con.execute(f"copy ({query}) to {_path_sql(str(tmp))} (format parquet)")
     with tmp.open("rb") as fh:
         os.fsync(fh.fileno())
     os.replace(tmp, target)

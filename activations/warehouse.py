@@ -6,14 +6,13 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import duckdb
 from sqlglot import exp
 
 from activations.guards import FreshConsents, Person
+from activations.journeys import PROFILE_MODEL
 
-PROFILE_MODEL = "dim_people"
 ALIASES_MODEL = "dim_person_aliases"
 # A view over the landing files: read at send time, it answers with the latest consent changes
 # under the very rules that built dim_people's consent columns.
@@ -43,24 +42,6 @@ def consents_query(dialect: str = "duckdb") -> str:
         .where(exp.column("topic").eq(exp.Literal.string("marketing")))
     )
     return query.sql(dialect=dialect)
-
-
-def fetch_all(duckdb_path: Path, *queries: str) -> list[list[tuple[Any, ...]]]:
-    """Each query's rows, read through one read-only connection."""
-    if not duckdb_path.exists():
-        raise FileNotFoundError(
-            f"warehouse {duckdb_path} does not exist yet: build the dbt models first "
-            "(`switchyard demo` does both)"
-        )
-    con = duckdb.connect(str(duckdb_path), read_only=True)
-    try:
-        return [con.execute(q).fetchall() for q in queries]
-    except duckdb.CatalogException as exc:
-        raise RuntimeError(
-            f"{exc}. Build the dbt models (`dbt build`) before running journeys."
-        ) from exc
-    finally:
-        con.close()
 
 
 @dataclass(frozen=True)
@@ -115,16 +96,21 @@ def attached(duckdb_path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
         con.execute("attach ? as wh (read_only)", [str(duckdb_path)])
         con.execute("use wh")
         yield con
+    except duckdb.CatalogException as exc:
+        raise RuntimeError(
+            f"{exc}. Build the dbt models (`dbt build`) before running journeys."
+        ) from exc
     finally:
         con.close()
 
 
-def read_person_aliases(duckdb_path: Path) -> dict[str, list[str]]:
-    """Replaced person ids (merges, splits) and the people who hold their identifiers now."""
+def read_person_aliases(con: duckdb.DuckDBPyConnection) -> dict[str, list[str]]:
+    """Replaced person ids (merges, splits) and the people who hold their identifiers now, on a
+    connection with the warehouse attached (`attached`)."""
     query = exp.select("alias_person_id", "person_id").from_(
         exp.to_identifier(ALIASES_MODEL, quoted=True)
     )
-    (rows,) = fetch_all(duckdb_path, query.sql(dialect="duckdb"))
+    rows = con.execute(query.sql(dialect="duckdb")).fetchall()
     aliases: dict[str, list[str]] = {}
     for alias, person_id in rows:
         aliases.setdefault(alias, []).append(person_id)

@@ -177,10 +177,7 @@ def generate(folder: Path, entries: int, ledger_lines: int) -> None:
 def open_inputs(con: duckdb.DuckDBPyConnection, folder: Path) -> None:
     for name in ("profiles", "audience", "events", "feedback"):
         con.execute(f"create view {name} as select * from '{folder}/{name}.parquet'")
-    con.execute(
-        f"create view history as select * from read_parquet("
-        f"{lit(transitions.glob(folder / 'landing'))}, union_by_name = true)"
-    )
+    transitions.create_history_view(con, folder / "landing")
 
 
 def worker(folder: Path, mode: str) -> None:

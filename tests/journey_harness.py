@@ -115,51 +115,20 @@ class Harness:
             "cast(email_consent as varchar) as email_consent, "
             "cast(profile_completed as boolean) as profile_completed) from profiles_in"
         )
-        audience = pa.table(
-            {
-                "entry_id": pa.array([a["entry_id"] for a in self.audience], pa.string()),
-                "person_id": pa.array([a["person_id"] for a in self.audience], pa.string()),
-                "enters_at": pa.array([a["enters_at"] for a in self.audience], pa.timestamp("us")),
-                "entry_properties": pa.array(
-                    [a["entry_properties"] for a in self.audience], pa.string()
-                ),
-                "exited_at": pa.array([a["exited_at"] for a in self.audience], pa.timestamp("us")),
-            }
+        text, time = pa.string(), pa.timestamp("us")
+        audience = [
+            (a["entry_id"], a["person_id"], a["enters_at"], a["entry_properties"], a["exited_at"])
+            for a in self.audience
+        ]
+        _load_rows(con, "audience", audience, entry_id=text, person_id=text, enters_at=time,
+                   entry_properties=text, exited_at=time)  # fmt: skip
+        _load_rows(con, "events", self.events, person_id=text, event_name=text, occurred_at=time)
+        _load_rows(
+            con, "feedback", self.feedback, send_key=text, feedback_event=text, occurred_at=time
         )
-        con.register("audience_in", audience)
-        con.execute("create temp table audience as select * from audience_in")
-        events = pa.table(
-            {
-                "person_id": pa.array([e[0] for e in self.events], pa.string()),
-                "event_name": pa.array([e[1] for e in self.events], pa.string()),
-                "occurred_at": pa.array([e[2] for e in self.events], pa.timestamp("us")),
-            }
-        )
-        con.register("events_in", events)
-        con.execute("create temp table events as select * from events_in")
-        feedback = pa.table(
-            {
-                "send_key": pa.array([f[0] for f in self.feedback], pa.string()),
-                "feedback_event": pa.array([f[1] for f in self.feedback], pa.string()),
-                "occurred_at": pa.array([f[2] for f in self.feedback], pa.timestamp("us")),
-            }
-        )
-        con.register("feedback_in", feedback)
-        con.execute("create temp table feedback as select * from feedback_in")
-        decided = pa.table(
-            {
-                "send_key": pa.array(list(self.decided), pa.string()),
-                "status": pa.array([d[0] for d in self.decided.values()], pa.string()),
-                "decided_at": pa.array([d[1] for d in self.decided.values()], pa.timestamp("us")),
-            }
-        )
-        con.register("decided_in", decided)
-        con.execute("create temp table decided as select * from decided_in")
-        transitions.ensure_folder(self.landing_dir)
-        con.execute(
-            f"create temp view history as select * from read_parquet("
-            f"'{transitions.glob(self.landing_dir)}', union_by_name = true)"
-        )
+        decided = [(key, status, at) for key, (status, at) in self.decided.items()]
+        _load_rows(con, "decided", decided, send_key=text, status=text, decided_at=time)
+        transitions.create_history_view(con, self.landing_dir)
 
     def reasons_of(self, person_id: str) -> list[tuple[str, str, str | None]]:
         """(from_node, reason, detail) of every recorded transition of the person, in order."""
@@ -194,3 +163,17 @@ class Harness:
 
     def sends_to(self, person_id: str) -> list[tuple[str, datetime]]:
         return [(d.step, d.due_at) for d in self.sent if d.person_id == person_id]
+
+
+def _load_rows(
+    con: duckdb.DuckDBPyConnection, name: str, rows: list[Any], **columns: pa.DataType
+) -> None:
+    """`rows` (tuples in the order of `columns`) as the temp table `name`, typed even when empty."""
+    table = pa.table(
+        {
+            column: pa.array([row[n] for row in rows], kind)
+            for n, (column, kind) in enumerate(columns.items())
+        }
+    )
+    con.register(f"{name}_in", table)
+    con.execute(f"create temp table {name} as select * from {name}_in")
