@@ -97,6 +97,10 @@ _NODE_SCHEMA = pa.schema(
 )  # fmt: skip
 NOW_SQL = "getvariable('now')"  # the tick's clock: conditions' current_date reads it too
 _ENTRY_PASSES = 50  # candidates of one person beyond this wait for the next tick
+# What the engine keeps of an entry's latest row while moving it (the transition's own columns,
+# from_node, reason, detail and the rest, are only written).
+_POSITION = "entry_id, person_id, seq, node, reached_at, next_at, entered_at, arm"
+_ROWS_PREFIX = "tick_rows_"
 
 
 def send_key_sql(journey: str, step: str, person: str, entry: str) -> str:
@@ -123,6 +127,9 @@ def run_tick(
     # Nothing here reads rows in the order they were written (the due sends are sorted), and
     # large copies run faster and leaner without keeping it.
     con.execute("set preserve_insertion_order = false")
+    # The tick's tables live for one tick in memory: an automatic checkpoint (every 16 MiB by
+    # default) would compress them all again mid-tick, up to a second each time at 1M entries.
+    con.execute("set checkpoint_threshold = '64 GiB'")
     _declare_nodes(con, journey)
     con.execute("create or replace temp table zones as select name from pg_timezone_names()")
     # Read once: every round and step below joins them.
@@ -130,24 +137,23 @@ def run_tick(
     con.execute("create or replace temp table tick_feedback as select * from feedback")
     j = lit(journey.name)
     con.execute("set variable now = ?::timestamp", [now])
+    # Each entry's latest row: (entry_id, seq) is unique, one tick of a journey at a time
+    # (transitions.journey_lock) each taking the entry's next seq.
     con.execute(
         f"""
         create or replace temp table positions as
-        select * from history where journey = {j}
-        qualify row_number() over (partition by entry_id order by seq desc) = 1
+        select {_POSITION} from history
+        semi join (
+            select entry_id, max(seq) as seq from history where journey = {j} group by entry_id
+        ) latest using (entry_id, seq)
+        where journey = {j}
         """
     )
-    con.execute(
-        """
-        create or replace temp table new_rows as
-        select * exclude (properties), properties from positions limit 0
-        """
-    )
+    _start_new_rows(con)
 
     # Entries already in the journey end first (exit events, goals), so that whether a new one
     # may enter is judged on when they ended, however late this tick runs.
     _end_by_events(con, journey)
-    _refresh_positions(con)
     entered = _enter(con, journey)
     _end_by_events(con, journey, "completed")
     rounds = _move(con, journey)
@@ -223,7 +229,7 @@ def _arrival_next_at() -> str:
     # and the default hour for people with no engagement yet, are the person's own.
     tz = (
         "case when n.usual_hour and p.usual_active_hour_utc is not null then 'UTC' "
-        "when p.timezone in (select name from zones) then p.timezone "
+        "when p.known_zone then p.timezone "
         "else n.default_timezone end"
     )
     local_at = f"timezone({tz}, timezone('UTC', a.reached_at))"
@@ -253,31 +259,63 @@ def _arrival_next_at() -> str:
     """
 
 
-def _record_arrivals(con: duckdb.DuckDBPyConnection, journey: Journey, arrived: str) -> None:
-    """Append `arrived` (entry columns, from_node, node, reached_at, reason, detail, properties,
-    seq) to new_rows with the node's next_at."""
-    needs_profile = any(
-        isinstance(n, Wait) and (n.until_time or n.until_usual_hour) for n in journey.nodes
-    )
-    profile_join = (
-        "left join profiles p on p.person_id = a.person_id"
-        if needs_profile
-        else "left join (select null::varchar as timezone, "
-        "null::integer as usual_active_hour_utc) p on true"
-    )
-    con.execute(
-        f"""
-        create or replace temp table batch as
-        select
-            {lit(journey.name)} as journey, a.entry_id, a.person_id, a.seq, a.from_node, a.node,
-            a.reached_at, {_arrival_next_at()} as next_at, a.entered_at, a.arm, a.reason,
-            a.detail, a.properties, null::varchar as run_id, null::timestamp as recorded_at
-        from {arrived} a
-        left join nodes n on n.name = a.node
-        {profile_join}
+def _start_new_rows(con: duckdb.DuckDBPyConnection) -> None:
+    """`new_rows`: this tick's transitions, a view over one table per batch recorded (appending
+    to one table would copy every row once more)."""
+    for (name,) in con.execute(
+        "select table_name from duckdb_tables() where temporary and starts_with(table_name, ?)",
+        [_ROWS_PREFIX],
+    ).fetchall():
+        con.execute(f"drop table {name}")
+    columns = ", ".join(f'"{n}" {kind}' for n, kind in transitions.COLUMNS.items())
+    con.execute(f"create temp table {_ROWS_PREFIX}0 ({columns})")
+    con.execute(f"create or replace temp view new_rows as select * from {_ROWS_PREFIX}0")
+
+
+def _record_arrivals(con: duckdb.DuckDBPyConnection, journey: Journey, arrived: str) -> str:
+    """Add `arrived` (entry columns, from_node, node, reached_at, reason, detail, properties,
+    seq) to new_rows with the node's next_at, as a table of its own, whose name it returns."""
+    clock = [
+        lit(n.name)
+        for n in journey.nodes
+        if isinstance(n, Wait) and (n.until_time or n.until_usual_hour)
+    ]
+    columns = f"""
+        {lit(journey.name)} as journey, a.entry_id, a.person_id, a.seq, a.from_node, a.node,
+        a.reached_at, {_arrival_next_at()} as next_at, a.entered_at, a.arm, a.reason, a.detail,
+        a.properties, null::varchar as run_id, null::timestamp as recorded_at
+    """
+    # Only arrivals at a clock-time wait need the person's zone and hour: the rest skip the join.
+    rows = f"""
+        select {columns} from {arrived} a left join nodes n on n.name = a.node
+        left join (select null::varchar as timezone, null::boolean as known_zone,
+            null::integer as usual_active_hour_utc) p on true
+    """
+    if clock:
+        rows = f"""
+            {rows} where a.node not in ({", ".join(clock)})
+            union all
+            select {columns} from {arrived} a join nodes n on n.name = a.node
+            left join (
+                select p.person_id, p.timezone, z.name is not null as known_zone,
+                    p.usual_active_hour_utc
+                from profiles p left join zones z on z.name = p.timezone
+            ) p on p.person_id = a.person_id
+            where a.node in ({", ".join(clock)})
         """
-    )
-    con.execute("insert into new_rows by name select * from batch")
+    tables = [
+        name
+        for (name,) in con.execute(
+            "select table_name from duckdb_tables() "
+            "where temporary and starts_with(table_name, ?) order by table_name",
+            [_ROWS_PREFIX],
+        ).fetchall()
+    ]
+    batch = f"{_ROWS_PREFIX}{len(tables)}"
+    con.execute(f"create temp table {batch} as {rows}")
+    union = " union all ".join(f"select * from {t}" for t in [*tables, batch])
+    con.execute(f"create or replace temp view new_rows as {union}")
+    return batch
 
 
 def _enter(con: duckdb.DuckDBPyConnection, journey: Journey) -> int:
@@ -429,22 +467,24 @@ def _judged_sql(journey: Journey) -> str:
     """
 
 
-def _current(con: duckdb.DuckDBPyConnection) -> None:
-    """`current`: every open entry's latest row, this tick's rows included."""
-    con.execute(
-        f"""
-        create or replace temp view current as
-        select * from positions p
+def _current_sql() -> str:
+    """Every open entry's latest row, this tick's rows included."""
+    return f"""
+        select {_POSITION} from positions p
         where p.node not in ({_FINAL})
             and not exists (select 1 from new_rows n where n.entry_id = p.entry_id)
-        union all by name
-        select * from (
+        union all
+        select {_POSITION} from (
             select * from new_rows
             qualify row_number() over (partition by entry_id order by seq desc) = 1
         )
         where node not in ({_FINAL})
-        """
-    )
+    """
+
+
+def _current(con: duckdb.DuckDBPyConnection) -> None:
+    """`current`: every open entry's latest row, this tick's rows included."""
+    con.execute(f"create or replace temp view current as {_current_sql()}")
 
 
 def _note_left_audience(con: duckdb.DuckDBPyConnection, journey: Journey) -> None:
@@ -470,12 +510,12 @@ def _note_left_audience(con: duckdb.DuckDBPyConnection, journey: Journey) -> Non
 def _refresh_positions(con: duckdb.DuckDBPyConnection) -> None:
     """`positions` with this tick's rows so far."""
     con.execute(
-        """
+        f"""
         create or replace temp table positions as
         select * from positions anti join (select distinct entry_id from new_rows) n
             using (entry_id)
-        union all by name
-        select * from new_rows
+        union all
+        select {_POSITION} from new_rows
         qualify row_number() over (partition by entry_id order by seq desc) = 1
         """
     )
@@ -496,17 +536,17 @@ def _end_by_events(
     longest_goal = max((float(g.within_hours) for g in journey.goals), default=0.0)
     if scope == "new":
         con.execute(
-            "create or replace temp table ending as select *, true as open from current "
+            "create or replace temp view ending as select *, true as open from current "
             "where seq = 0 and entry_id in (select entry_id from new_rows where seq = 0)"
         )
     elif scope == "open":
-        con.execute("create or replace temp table ending as select *, true as open from current")
+        con.execute("create or replace temp view ending as select *, true as open from current")
     else:
         if not journey.goals:
             return
         con.execute(
             f"""
-            create or replace temp table ending as
+            create or replace temp view ending as
             select *, false as open from positions
             where node = {lit(COMPLETED)} and entered_at >= getvariable('now')
                 - to_microseconds(cast({longest_goal} * 3600000000 as bigint))
@@ -704,47 +744,48 @@ def _move_sql(journey: Journey) -> str:
 
 
 def _move(con: duckdb.DuckDBPyConnection, journey: Journey) -> int:
-    """Rounds of moves until nothing moves; a round moves every entry at most one node."""
-    _current(con)
-    con.execute("create or replace temp table frontier as select * from current")
+    """Rounds of moves until nothing moves; a round moves every entry at most one node. Each
+    round's arrivals are the next round's frontier, read where they were recorded: nothing is
+    copied but the moves and the arrivals themselves."""
+    # Copied once: a view would compute every open entry's latest row once per node type.
+    con.execute(f"create or replace temp table frontier_start as {_current_sql()}")
+    frontier = "select * from frontier_start"
     # Where each entry comes to rest this tick: what did not move in a round, and the last
-    # round's arrivals. It becomes `current` for the due sends, without another pass over rows.
-    con.execute("create or replace temp table resting as select * from current limit 0")
+    # round's arrivals. It becomes `current` for the due sends.
+    resting: list[str] = []
     move = _move_sql(journey)
     limit = 2 * len(journey.nodes) + 2  # a cycle always has a wait (checked at validation)
     rounds = 0
     moved = 0
     while rounds < limit:
         rounds += 1
+        con.execute(f"create or replace temp view frontier as {frontier}")
         # The moves first, on their own: joined back in the same statement, the planner
         # re-reads the frontier for every node type.
+        moves = f"tick_moves_{rounds}"
         con.execute(
-            f"create or replace temp table moves (entry_id, to_node, to_at, reason, detail) as "
+            f"create or replace temp table {moves} (entry_id, to_node, to_at, reason, detail) as "
             f"{move}"
         )
+        resting.append(f"select * from ({frontier}) anti join {moves} using (entry_id)")
+        (moved,) = con.execute(f"select count(*) from {moves}").fetchone() or (0,)
+        if not moved:
+            break
         con.execute(
             f"""
-            create or replace temp table arrived as
+            create or replace temp view round_arrived as
             select
                 f.entry_id, f.person_id, f.seq + 1 as seq, f.node as from_node,
                 coalesce(m.to_node, {lit(COMPLETED)}) as node, m.to_at as reached_at, f.entered_at,
                 f.arm, m.reason, m.detail, null as properties
-            from frontier f join moves m using (entry_id)
+            from frontier f join {moves} m using (entry_id)
             """
         )
-        (moved,) = con.execute("select count(*) from arrived").fetchone() or (0,)
-        if not moved:
-            break
-        _record_arrivals(con, journey, "arrived")
-        con.execute(
-            "insert into resting by name select * from frontier anti join arrived using (entry_id)"
-        )
-        con.execute(
-            f"create or replace temp table frontier as select * from batch "
-            f"where node not in ({_FINAL})"
-        )
-    con.execute("insert into resting by name select * from frontier")
-    con.execute("create or replace temp view current as select * from resting")
+        batch = _record_arrivals(con, journey, "round_arrived")
+        frontier = f"select {_POSITION} from {batch} where node not in ({_FINAL})"
+    if moved:  # the last round's arrivals, when the rounds ran out
+        resting.append(frontier)
+    con.execute(f"create or replace temp view current as {' union all '.join(resting)}")
     if moved and rounds == limit:
         # Entries still moving: they go on next tick. Say so, a journey should not need this.
         log.warning(
