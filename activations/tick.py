@@ -99,7 +99,8 @@ NOW_SQL = "getvariable('now')"  # the tick's clock: conditions' current_date rea
 _ENTRY_PASSES = 50  # candidates of one person beyond this wait for the next tick
 # What the engine keeps of an entry's latest row while moving it (the transition's own columns,
 # from_node, reason, detail and the rest, are only written).
-_POSITION = "entry_id, person_id, seq, node, reached_at, next_at, entered_at, arm"
+# send_key: of the entry's send at its node (null elsewhere), hashed once where it arrives.
+_POSITION = "entry_id, person_id, seq, node, reached_at, next_at, entered_at, arm, send_key"
 _ROWS_PREFIX = "tick_rows_"
 
 
@@ -137,12 +138,16 @@ def run_tick(
     con.execute("create or replace temp table tick_feedback as select * from feedback")
     j = lit(journey.name)
     con.execute("set variable now = ?::timestamp", [now])
+    sends = ", ".join(lit(n.name) for n in journey.steps) or "null"
+    key = send_key_sql(j, "node", "person_id", "entry_id")
     # Each entry's latest row: (entry_id, seq) is unique, one tick of a journey at a time
     # (transitions.journey_lock) each taking the entry's next seq.
     con.execute(
         f"""
         create or replace temp table positions as
-        select {_POSITION} from history
+        select {_POSITION.replace(", send_key", "")},
+            case when node in ({sends}) then {key} end as send_key
+        from history
         semi join (
             select entry_id, max(seq) as seq from history where journey = {j} group by entry_id
         ) latest using (entry_id, seq)
@@ -268,7 +273,7 @@ def _start_new_rows(con: duckdb.DuckDBPyConnection) -> None:
     ).fetchall():
         con.execute(f"drop table {name}")
     columns = ", ".join(f'"{n}" {kind}' for n, kind in transitions.COLUMNS.items())
-    con.execute(f"create temp table {_ROWS_PREFIX}0 ({columns})")
+    con.execute(f"create temp table {_ROWS_PREFIX}0 ({columns}, send_key varchar)")
     con.execute(f"create or replace temp view new_rows as select * from {_ROWS_PREFIX}0")
 
 
@@ -283,7 +288,9 @@ def _record_arrivals(con: duckdb.DuckDBPyConnection, journey: Journey, arrived: 
     columns = f"""
         {lit(journey.name)} as journey, a.entry_id, a.person_id, a.seq, a.from_node, a.node,
         a.reached_at, {_arrival_next_at()} as next_at, a.entered_at, a.arm, a.reason, a.detail,
-        a.properties, null::varchar as run_id, null::timestamp as recorded_at
+        a.properties, null::varchar as run_id, null::timestamp as recorded_at,
+        case when n.kind = 'send' then {send_key_sql(lit(journey.name), "a.node", "a.person_id",
+            "a.entry_id")} end as send_key
     """
     # Only arrivals at a clock-time wait need the person's zone and hour: the rest skip the join.
     rows = f"""
@@ -650,7 +657,6 @@ def _end_by_events(
 def _move_sql(journey: Journey) -> str:
     """The next node of every `frontier` entry that can go on now, in one statement."""
     j = lit(journey.name)
-    key = send_key_sql(j, "f.node", "f.person_id", "f.entry_id")
     parts = [
         # waits for a time: over
         """
@@ -674,7 +680,7 @@ def _move_sql(journey: Journey) -> str:
             -- decided before the entry got here: a loop back to a step sent already
             case when d.decided_at < f.reached_at then 'passed' else d.status end, d.send_key
         from frontier f join nodes n on n.name = f.node
-        join decided d on d.send_key = {key}
+        join decided d on d.send_key = f.send_key
         where n.kind = 'send'
         """,
     ]
@@ -800,12 +806,10 @@ def _due(con: duckdb.DuckDBPyConnection, journey: Journey) -> pa.Table:
     """Entries at a send step that is due and that the ledger has not decided, as a table (one
     row per DueSend field): delivery turns them into messages one by one, the tick does not."""
     j = lit(journey.name)
-    key = send_key_sql(j, "c.node", "c.person_id", "c.entry_id")
     rows = con.sql(
         f"""
         with due as (
-            select c.entry_id, c.person_id, c.node, {key} as send_key, c.next_at, c.entered_at,
-                c.arm
+            select c.entry_id, c.person_id, c.node, c.send_key, c.next_at, c.entered_at, c.arm
             from current c join nodes n on n.name = c.node
             where n.kind = 'send' and c.next_at <= getvariable('now')
         ),
