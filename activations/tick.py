@@ -289,8 +289,9 @@ def _record_arrivals(con: duckdb.DuckDBPyConnection, journey: Journey, arrived: 
         {lit(journey.name)} as journey, a.entry_id, a.person_id, a.seq, a.from_node, a.node,
         a.reached_at, {_arrival_next_at()} as next_at, a.entered_at, a.arm, a.reason, a.detail,
         a.properties, null::varchar as run_id, null::timestamp as recorded_at,
-        case when n.kind = 'send' then {send_key_sql(lit(journey.name), "a.node", "a.person_id",
-            "a.entry_id")} end as send_key
+        case when n.kind = 'send' then {
+        send_key_sql(lit(journey.name), "a.node", "a.person_id", "a.entry_id")
+    } end as send_key
     """
     # Only arrivals at a clock-time wait need the person's zone and hour: the rest skip the join.
     rows = f"""
@@ -674,7 +675,7 @@ def _move_sql(journey: Journey) -> str:
         # a send step the ledger has decided: on from when it was (a wait after a message
         # counts from the message; this run's own sends, stamped after its clock, from the
         # clock), never before the step's own time
-        f"""
+        """
         select f.entry_id, n.next,
             greatest(f.next_at, least(coalesce(d.decided_at, f.next_at), getvariable('now'))),
             -- decided before the entry got here: a loop back to a step sent already
