@@ -102,6 +102,7 @@ _ENTRY_PASSES = 50  # candidates of one person beyond this wait for the next tic
 # send_key: of the entry's send at its node (null elsewhere), hashed once where it arrives.
 _POSITION = "entry_id, person_id, seq, node, reached_at, next_at, entered_at, arm, send_key"
 _ROWS_PREFIX = "tick_rows_"
+_PER_TICK = ("journey", "run_id", "recorded_at")
 
 
 def send_key_sql(journey: str, step: str, person: str, entry: str) -> str:
@@ -154,7 +155,7 @@ def run_tick(
         where journey = {j}
         """
     )
-    _start_new_rows(con)
+    _start_new_rows(con, journey)
 
     # Entries already in the journey end first (exit events, goals), so that whether a new one
     # may enter is judged on when they ended, however late this tick runs.
@@ -264,7 +265,22 @@ def _arrival_next_at() -> str:
     """
 
 
-def _start_new_rows(con: duckdb.DuckDBPyConnection) -> None:
+# A batch's table: the transition's columns but those the same on every row of a tick.
+_BATCH_COLUMNS = {
+    **{n: kind for n, kind in transitions.COLUMNS.items() if n not in _PER_TICK},
+    "send_key": "VARCHAR",
+}
+
+
+def _new_rows_view(con: duckdb.DuckDBPyConnection, journey: Journey, tables: list[str]) -> None:
+    union = " union all by name ".join(f"select * from {t}" for t in tables)
+    con.execute(
+        f"create or replace temp view new_rows as select {lit(journey.name)} as journey, *, "
+        f"null::varchar as run_id, null::timestamp as recorded_at from ({union})"
+    )
+
+
+def _start_new_rows(con: duckdb.DuckDBPyConnection, journey: Journey) -> None:
     """`new_rows`: this tick's transitions, a view over one table per batch recorded (appending
     to one table would copy every row once more)."""
     for (name,) in con.execute(
@@ -272,9 +288,9 @@ def _start_new_rows(con: duckdb.DuckDBPyConnection) -> None:
         [_ROWS_PREFIX],
     ).fetchall():
         con.execute(f"drop table {name}")
-    columns = ", ".join(f'"{n}" {kind}' for n, kind in transitions.COLUMNS.items())
-    con.execute(f"create temp table {_ROWS_PREFIX}0 ({columns}, send_key varchar)")
-    con.execute(f"create or replace temp view new_rows as select * from {_ROWS_PREFIX}0")
+    columns = ", ".join(f'"{n}" {kind}' for n, kind in _BATCH_COLUMNS.items())
+    con.execute(f"create temp table {_ROWS_PREFIX}0 ({columns})")
+    _new_rows_view(con, journey, [f"{_ROWS_PREFIX}0"])
 
 
 def _record_arrivals(con: duckdb.DuckDBPyConnection, journey: Journey, arrived: str) -> str:
@@ -286,9 +302,8 @@ def _record_arrivals(con: duckdb.DuckDBPyConnection, journey: Journey, arrived: 
         if isinstance(n, Wait) and (n.until_time or n.until_usual_hour)
     ]
     columns = f"""
-        {lit(journey.name)} as journey, a.entry_id, a.person_id, a.seq, a.from_node, a.node,
-        a.reached_at, {_arrival_next_at()} as next_at, a.entered_at, a.arm, a.reason, a.detail,
-        a.properties, null::varchar as run_id, null::timestamp as recorded_at,
+        a.entry_id, a.person_id, a.seq, a.from_node, a.node, a.reached_at,
+        {_arrival_next_at()} as next_at, a.entered_at, a.arm, a.reason, a.detail, a.properties,
         case when n.kind = 'send' then {
         send_key_sql(lit(journey.name), "a.node", "a.person_id", "a.entry_id")
     } end as send_key
@@ -321,8 +336,7 @@ def _record_arrivals(con: duckdb.DuckDBPyConnection, journey: Journey, arrived: 
     ]
     batch = f"{_ROWS_PREFIX}{len(tables)}"
     con.execute(f"create temp table {batch} as {rows}")
-    union = " union all ".join(f"select * from {t}" for t in [*tables, batch])
-    con.execute(f"create or replace temp view new_rows as {union}")
+    _new_rows_view(con, journey, [*tables, batch])
     return batch
 
 
@@ -790,8 +804,10 @@ def _move(con: duckdb.DuckDBPyConnection, journey: Journey) -> int:
         )
         batch = _record_arrivals(con, journey, "round_arrived")
         frontier = f"select {_POSITION} from {batch} where node not in ({_FINAL})"
-    if moved:  # the last round's arrivals, when the rounds ran out
-        resting.append(frontier)
+    if moved:  # the last round's arrivals, when the rounds ran out: not checked yet
+        resting.append(f"select * from ({frontier}) anti join decided using (send_key)")
+    # An entry rests at a send step only when the ledger has not decided its send (a decided
+    # one moves on): `current` at a due send step is what is due.
     con.execute(f"create or replace temp view current as {' union all '.join(resting)}")
     if moved and rounds == limit:
         # Entries still moving: they go on next tick. Say so, a journey should not need this.
@@ -805,17 +821,15 @@ def _move(con: duckdb.DuckDBPyConnection, journey: Journey) -> int:
 
 def _due(con: duckdb.DuckDBPyConnection, journey: Journey) -> pa.Table:
     """Entries at a send step that is due and that the ledger has not decided, as a table (one
-    row per DueSend field): delivery turns them into messages one by one, the tick does not."""
+    row per DueSend field, in no order: engine.classify orders them): delivery turns them into
+    messages one by one, the tick does not."""
     j = lit(journey.name)
     rows = con.sql(
         f"""
-        with due as (
+        with undecided as (
             select c.entry_id, c.person_id, c.node, c.send_key, c.next_at, c.entered_at, c.arm
             from current c join nodes n on n.name = c.node
             where n.kind = 'send' and c.next_at <= getvariable('now')
-        ),
-        undecided as (
-            select * from due anti join decided using (send_key)
         ),
         entry_rows as (
             select entry_id, any_value(properties) as properties from (
@@ -830,7 +844,6 @@ def _due(con: duckdb.DuckDBPyConnection, journey: Journey) -> pa.Table:
         select u.entry_id, u.person_id, u.node as step, u.send_key, u.next_at as due_at,
             u.entered_at, u.arm, e.properties
         from undecided u left join entry_rows e using (entry_id)
-        order by u.next_at, u.send_key
         """
     ).to_arrow_table()
     return rows

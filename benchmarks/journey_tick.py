@@ -11,6 +11,7 @@ Then, each in a fresh process so that its peak memory is its own:
   tick   the ledger's decided keys derived from its lines, then activations.tick.run_tick: new
          entries, exits, every round of moves, due sends, and the new transitions file written;
   floor  the bare anti-join of the same send keys against the ledger lines.
+Each is run --repeat times (default 3) and the median run counts.
 Prints one `name=value unit` line per figure: tick_seconds (the ledger reduction and the tick),
 floor_seconds, tick_vs_floor, peak_rss_mib (the tick's process), tick_ledger_seconds (the part of
 tick_seconds spent reducing the ledger) and what the tick did.
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -218,14 +220,24 @@ def worker(folder: Path, mode: str) -> None:
     print(json.dumps({"seconds": seconds, "rss": rss, **figures}))
 
 
-def measure(folder: Path, mode: str) -> dict[str, Any]:
-    out = subprocess.run(
-        [sys.executable, __file__, "--worker", str(folder), "--mode", mode],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+def measure(folder: Path, mode: str, repeat: int) -> dict[str, Any]:
+    """The run of median time among `repeat` runs, each on the same inputs: what a tick wrote
+    is removed before the next one."""
+    landed = transitions.folder(folder / "landing")
+    runs = []
+    for _ in range(repeat):
+        before = set(landed.iterdir())
+        out = subprocess.run(
+            [sys.executable, __file__, "--worker", str(folder), "--mode", mode],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        for written in set(landed.iterdir()) - before:
+            written.unlink()
+        runs.append(json.loads(out.strip().splitlines()[-1]))
+    runs.sort(key=lambda run: float(run["seconds"]))
+    result: dict[str, Any] = runs[len(runs) // 2]
     return result
 
 
@@ -233,6 +245,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--size", type=int, default=1_000_000, help="active entries")
     parser.add_argument("--ledger-lines", type=int, default=None, help="default: 10 x size")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each; the median counts")
     parser.add_argument("--worker", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--mode", choices=["tick", "floor"], help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -247,8 +260,9 @@ def main() -> None:
         emit("entries", args.size, "entries")
         emit("ledger_lines", lines, "lines")
         emit("generate_seconds", f"{time.perf_counter() - started:.2f}", "s")
-        floor = measure(folder, "floor")
-        tick = measure(folder, "tick")
+        os.sync()  # the inputs' write-back would otherwise compete with the first runs
+        floor = measure(folder, "floor", args.repeat)
+        tick = measure(folder, "tick", args.repeat)
         emit("tick_seconds", f"{tick['seconds']:.2f}", "s")
         emit("floor_seconds", f"{floor['seconds']:.2f}", "s")
         emit("tick_vs_floor", f"{tick['seconds'] / floor['seconds']:.2f}", "x")
