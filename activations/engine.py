@@ -54,7 +54,7 @@ def classify(
     steps = {s.name: s for s in journey.steps}
     due: list[Due] = []
     skips: list[Skip] = []
-    for d in due_sends:
+    for d in sorted(due_sends, key=lambda d: (d.due_at, d.send_key)):  # oldest first
         step = steps[d.step]
         ref = SendRef(d.send_key, journey.name, d.step, d.person_id, d.entry_id)
         if ledger.is_decided(ref.send_key):
@@ -84,5 +84,4 @@ def classify(
         left = ledger.refs.get(key)
         if left is not None and left.journey == journey.name:
             skips.append(Skip(left, SkipReason.EXITED))
-    due.sort(key=lambda d: (d.due_at, d.ref.send_key))
     return due, skips

@@ -77,7 +77,9 @@ class TickResult:
 
     @property
     def due(self) -> list[DueSend]:
-        return [DueSend(**row) for row in self.due_table.to_pylist()]
+        """The due sends, oldest first (the table is in no order)."""
+        sends = [DueSend(**row) for row in self.due_table.to_pylist()]
+        return sorted(sends, key=lambda d: (d.due_at, d.send_key))
 
 
 def lit(value: str) -> str:
@@ -126,12 +128,26 @@ def run_tick(
 ) -> TickResult:
     """Move the journey's entries on, record the transitions (unless `landing_dir` is None: a
     preview) and return the sends that are due."""
-    # Nothing here reads rows in the order they were written (the due sends are sorted), and
-    # large copies run faster and leaner without keeping it.
-    con.execute("set preserve_insertion_order = false")
     # The tick's tables live for one tick in memory: an automatic checkpoint (every 16 MiB by
     # default) would compress them all again mid-tick, up to a second each time at 1M entries.
+    (previous,) = con.execute("select current_setting('checkpoint_threshold')").fetchone() or ("",)
     con.execute("set checkpoint_threshold = '64 GiB'")
+    try:
+        return _tick(con, journey, now, run_id, landing_dir)
+    finally:
+        con.execute(f"set checkpoint_threshold = {lit(str(previous))}")
+
+
+def _tick(
+    con: duckdb.DuckDBPyConnection,
+    journey: Journey,
+    now: datetime,
+    run_id: str,
+    landing_dir: Path | None,
+) -> TickResult:
+    # Nothing here reads rows in the order they were written (engine.classify orders the due
+    # sends), and large copies run faster and leaner without keeping it.
+    con.execute("set preserve_insertion_order = false")
     _declare_nodes(con, journey)
     con.execute("create or replace temp table zones as select name from pg_timezone_names()")
     # Read once: every round and step below joins them.
@@ -139,22 +155,7 @@ def run_tick(
     con.execute("create or replace temp table tick_feedback as select * from feedback")
     j = lit(journey.name)
     con.execute("set variable now = ?::timestamp", [now])
-    sends = ", ".join(lit(n.name) for n in journey.steps) or "null"
-    key = send_key_sql(j, "node", "person_id", "entry_id")
-    # Each entry's latest row: (entry_id, seq) is unique, one tick of a journey at a time
-    # (transitions.journey_lock) each taking the entry's next seq.
-    con.execute(
-        f"""
-        create or replace temp table positions as
-        select {_POSITION.replace(", send_key", "")},
-            case when node in ({sends}) then {key} end as send_key
-        from history
-        semi join (
-            select entry_id, max(seq) as seq from history where journey = {j} group by entry_id
-        ) latest using (entry_id, seq)
-        where journey = {j}
-        """
-    )
+    _read_positions(con, journey)
     _start_new_rows(con, journey)
 
     # Entries already in the journey end first (exit events, goals), so that whether a new one
@@ -278,6 +279,49 @@ def _new_rows_view(con: duckdb.DuckDBPyConnection, journey: Journey, tables: lis
         f"create or replace temp view new_rows as select {lit(journey.name)} as journey, *, "
         f"null::varchar as run_id, null::timestamp as recorded_at from ({union})"
     )
+
+
+def _read_positions(con: duckdb.DuckDBPyConnection, journey: Journey) -> None:
+    """`positions`: each entry's latest row, with the key of its send when it is at one."""
+    j = lit(journey.name)
+    sends = ", ".join(lit(n.name) for n in journey.steps) or "null"
+    key = send_key_sql(j, "node", "person_id", "entry_id")
+    columns = f"""
+        {_POSITION.replace(", send_key", "")},
+        case when node in ({sends}) then {key} end as send_key
+    """
+    # (entry_id, seq) is unique when each file landed once: one tick of a journey at a time
+    # (transitions.journey_lock), each taking the entry's next seq. Then the latest seq is found
+    # without ordering every entry's rows.
+    con.execute(
+        f"""
+        create or replace temp table positions as
+        select {columns} from history
+        semi join (
+            select entry_id, max(seq) as seq from history where journey = {j} group by entry_id
+        ) latest using (entry_id, seq)
+        where journey = {j}
+        """
+    )
+    (repeated,) = con.execute(
+        "select count(*) - count(distinct entry_id) from positions"
+    ).fetchone() or (0,)
+    if repeated:
+        # A file landed twice (a restore, a re-sync): each entry's latest row, once.
+        log.warning(
+            "journey %s: %d transitions are in the history more than once; each counts once",
+            journey.name,
+            repeated,
+        )
+        con.execute(
+            f"""
+            create or replace temp table positions as
+            select {columns} from history where journey = {j}
+            qualify row_number() over (
+                partition by entry_id order by seq desc, recorded_at desc
+            ) = 1
+            """
+        )
 
 
 def _start_new_rows(con: duckdb.DuckDBPyConnection, journey: Journey) -> None:
@@ -513,6 +557,7 @@ def _note_left_audience(con: duckdb.DuckDBPyConnection, journey: Journey) -> Non
     """Ended entries of people no longer in the audience: recorded, so a return is a new
     appearance (a membership journey enters people when they appear)."""
     ended = ", ".join(lit(n) for n in (COMPLETED, EXITED, CONVERTED))
+    _refresh_positions(con)  # entries that ended a moment ago, this tick, count as ended
     con.execute(
         f"""
         create or replace temp table arrived as
@@ -781,9 +826,9 @@ def _move(con: duckdb.DuckDBPyConnection, journey: Journey) -> int:
     while rounds < limit:
         rounds += 1
         con.execute(f"create or replace temp view frontier as {frontier}")
+        moves = f"tick_moves_{rounds}"
         # The moves first, on their own: joined back in the same statement, the planner
         # re-reads the frontier for every node type.
-        moves = f"tick_moves_{rounds}"
         con.execute(
             f"create or replace temp table {moves} (entry_id, to_node, to_at, reason, detail) as "
             f"{move}"

@@ -3,15 +3,17 @@
     python benchmarks/journey_tick.py [--size N] [--ledger-lines L]
     (N active entries, default 1,000,000; L ledger lines, default 10 x N)
 
-Writes, in a scratch folder: a journey's transitions history with N open entries spread over
-every node type (send, waits for a time, a clock time, an event and an engagement, branch, split,
-exit), N profiles, app events and email opens, an audience with 1% new entries, and a delivery
-ledger of L lines (half the keys of the entries at send steps decided, the rest other journeys').
+Writes, in a scratch folder: a journey's transitions history of N open entries (each its entry
+row and its latest row) spread over every node type (send, waits for a time, a clock time, an
+event and an engagement, branch, split, exit), N profiles, app events and email opens, an
+audience with 1% new entries, and a delivery ledger of L lines (half the keys of the entries at
+send steps decided, the rest other journeys').
 Then, each in a fresh process so that its peak memory is its own:
   tick   the ledger's decided keys derived from its lines, then activations.tick.run_tick: new
          entries, exits, every round of moves, due sends, and the new transitions file written;
   floor  the bare anti-join of the same send keys against the ledger lines.
-Each is run --repeat times (default 3) and the median run counts.
+Each is run --repeat times (default 3), the two alternating: the median run counts, and the
+highest peak memory.
 Prints one `name=value unit` line per figure: tick_seconds (the ledger reduction and the tick),
 floor_seconds, tick_vs_floor, peak_rss_mib (the tick's process), tick_ledger_seconds (the part of
 tick_seconds spent reducing the ledger) and what the tick did.
@@ -108,6 +110,18 @@ def generate(folder: Path, entries: int, ledger_lines: int) -> None:
         ) from (select *, null::timestamp as next_at from history)
         """
     )
+    # Each entry's own row first (seq 0, at the first node, with the entry's properties): a
+    # tick finds the latest of several rows per entry, as in a journey that has run a while.
+    con.execute(
+        """
+        create table entry_rows as
+        select * replace (
+            0 as seq, null::varchar as from_node, 'by_value' as node, entered_at as reached_at,
+            entered_at as next_at, 'entered' as reason, '{"sku": "tee"}' as properties
+        ) from history_out
+        """
+    )
+    transitions.append(con, "entry_rows", landing, prefix="bench-entries")
     transitions.append(con, "history_out", landing, prefix="bench")
     con.execute(
         f"""
@@ -220,24 +234,28 @@ def worker(folder: Path, mode: str) -> None:
     print(json.dumps({"seconds": seconds, "rss": rss, **figures}))
 
 
-def measure(folder: Path, mode: str, repeat: int) -> dict[str, Any]:
-    """The run of median time among `repeat` runs, each on the same inputs: what a tick wrote
-    is removed before the next one."""
+def measure(folder: Path, modes: tuple[str, ...], repeat: int) -> dict[str, dict[str, Any]]:
+    """Per mode, the run of median time among `repeat` runs (the modes alternating, so that
+    the machine's background load falls on both), with `rss` the highest of its runs. Every run
+    reads the same inputs: what a tick wrote is removed before the next run."""
     landed = transitions.folder(folder / "landing")
-    runs = []
+    runs: dict[str, list[dict[str, Any]]] = {mode: [] for mode in modes}
     for _ in range(repeat):
-        before = set(landed.iterdir())
-        out = subprocess.run(
-            [sys.executable, __file__, "--worker", str(folder), "--mode", mode],
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout
-        for written in set(landed.iterdir()) - before:
-            written.unlink()
-        runs.append(json.loads(out.strip().splitlines()[-1]))
-    runs.sort(key=lambda run: float(run["seconds"]))
-    result: dict[str, Any] = runs[len(runs) // 2]
+        for mode in modes:
+            before = set(landed.iterdir())
+            out = subprocess.run(
+                [sys.executable, __file__, "--worker", str(folder), "--mode", mode],
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout
+            for written in set(landed.iterdir()) - before:
+                written.unlink()
+            runs[mode].append(json.loads(out.strip().splitlines()[-1]))
+    result = {}
+    for mode, measured in runs.items():
+        measured.sort(key=lambda run: float(run["seconds"]))
+        result[mode] = {**measured[len(measured) // 2], "rss": max(r["rss"] for r in measured)}
     return result
 
 
@@ -261,8 +279,8 @@ def main() -> None:
         emit("ledger_lines", lines, "lines")
         emit("generate_seconds", f"{time.perf_counter() - started:.2f}", "s")
         os.sync()  # the inputs' write-back would otherwise compete with the first runs
-        floor = measure(folder, "floor", args.repeat)
-        tick = measure(folder, "tick", args.repeat)
+        measured = measure(folder, ("floor", "tick"), args.repeat)
+        floor, tick = measured["floor"], measured["tick"]
         emit("tick_seconds", f"{tick['seconds']:.2f}", "s")
         emit("floor_seconds", f"{floor['seconds']:.2f}", "s")
         emit("tick_vs_floor", f"{tick['seconds'] / floor['seconds']:.2f}", "x")

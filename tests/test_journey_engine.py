@@ -601,3 +601,30 @@ def test_an_open_settled_later_still_counts_for_an_engagement_wait(landing: Path
     run.run(h(5))
     run.run(h(60))
     assert run.path_of("ann") == ["offer", "opened", "end", EXITED]
+
+
+def test_a_member_who_exits_and_leaves_in_one_tick_can_come_back(landing: Path) -> None:
+    member = Journey.from_meta(
+        "audience_m",
+        {"name": "m", "entry": {"membership": True}, "exit_on": ["bought"],
+         "steps": [{"name": "pause", "type": "wait", "hours": 10}, send("hello")]},
+        profile_columns=PROFILE_COLUMNS,
+    )  # fmt: skip
+    run = Harness(member, landing).person("ann").enters("ann", h())
+    run.run(h(1))
+    run.event("ann", "bought", h(2))
+    run.leaves_audience("ann").tick(h(3))  # the exit and the leaving, noticed by one tick
+    assert run.path_of("ann") == ["pause", EXITED, LEFT_AUDIENCE]
+    run.enters("ann", h(4)).tick(h(4))
+    assert run.path_of("ann") == ["pause", EXITED, LEFT_AUDIENCE, "pause"]
+
+
+def test_a_transitions_file_landed_twice_counts_once(landing: Path) -> None:
+    run = Harness(journey([{"name": "pause", "type": "wait", "hours": 1}, send("hello")]), landing)
+    run.person("ann").enters("ann", h())
+    run.tick(h())
+    (landed,) = [f for f in transitions.folder(landing).iterdir() if f.name.startswith("tick-")]
+    (landed.parent / f"tick-restored-{landed.name}").write_bytes(landed.read_bytes())
+    result = run.tick(h(2), deliver=False)
+    assert [(d.step, d.person_id) for d in result.due] == [("hello", "ann")]
+    assert result.transitions == 1  # on to the send step, once
