@@ -153,7 +153,6 @@ def _tick(
     # Read once: every round and step below joins them.
     con.execute("create or replace temp table tick_events as select * from events")
     con.execute("create or replace temp table tick_feedback as select * from feedback")
-    j = lit(journey.name)
     con.execute("set variable now = ?::timestamp", [now])
     _read_positions(con, journey)
     _start_new_rows(con, journey)
