@@ -9,7 +9,7 @@ the ledger including this run.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from activations.journeys import FrequencyCap, Step
 from activations.ledger import LedgerState, SkipReason
@@ -78,3 +78,14 @@ def over_cap(
     if cap is None:
         return False
     return ledger.sends_within(person_id, now, cap.per_hours, excluding=send_key) >= cap.messages
+
+
+def cap_allows_at(
+    cap: FrequencyCap, person_id: str, ledger: LedgerState, now: datetime, send_key: str
+) -> datetime:
+    """When the cap lets the person have one more message: as the oldest message it must drop
+    leaves the window (`now` if it allows one already)."""
+    times = ledger.send_times_within(person_id, now, cap.per_hours, excluding=send_key)
+    if len(times) < cap.messages:
+        return now
+    return times[len(times) - cap.messages] + timedelta(hours=cap.per_hours)

@@ -46,6 +46,9 @@ class JourneyDefinitionError(ValueError):
 class FrequencyCap:
     messages: int
     per_hours: float
+    # What a step the cap holds back does: `defer` (sent on a later run once the cap allows,
+    # until the step expires) or `skip` (recorded as skipped, never sent).
+    on_cap: Literal["defer", "skip"] = "defer"
 
 
 @dataclass(frozen=True)
@@ -154,7 +157,9 @@ class Journey:
             tier=cast(TierName, tier),
             nodes=nodes,
             exit_on=tuple([exit_on] if isinstance(exit_on, str) else exit_on),
-            frequency_cap=FrequencyCap(int(cap["messages"]), float(cap["per_hours"]))
+            frequency_cap=FrequencyCap(
+                int(cap["messages"]), float(cap["per_hours"]), cap.get("on_cap", "defer")
+            )
             if cap
             else None,
             entry=EntryRule(**entry, daily_at=schedule["daily_at"] if schedule else None),
@@ -185,7 +190,10 @@ class Journey:
             lines.append(f"  holdout  {self.holdout_percent:g}% of people receive nothing")
         if self.frequency_cap:
             cap = self.frequency_cap
-            lines.append(f"  cap      {cap.messages} per {cap.per_hours:g} h, across every journey")
+            lines.append(
+                f"  cap      {cap.messages} per {cap.per_hours:g} h, across every journey; "
+                f"a capped step is {'deferred' if cap.on_cap == 'defer' else 'skipped'}"
+            )
         following = dict(zip([n.name for n in self.nodes], [*self.nodes[1:], None], strict=True))
         for n, node in enumerate(self.nodes, 1):
             lines.append(f"  {n}. {node.name}: {_describe(node)}")

@@ -28,7 +28,7 @@ PREVIEW_SCHEMA = pa.schema(
         ("entry_id", pa.string()),
         ("person_id", pa.string()),
         ("step", pa.string()),  # the node reached, or the send step
-        ("outcome", pa.string()),  # entered, waited, branched, ... / would_send, skipped, ...
+        ("outcome", pa.string()),  # entered, waited, ... / would_send, skipped, deferred, ...
         ("detail", pa.string()),  # the branch, path or event / the skip reason
         ("channel", pa.string()),
         ("recipient", pa.string()),

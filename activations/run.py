@@ -33,6 +33,7 @@ class RunSummary:
     unknown: Counter[str] = field(default_factory=Counter)
     # per reason
     skipped: Counter[str] = field(default_factory=Counter)
+    deferred: Counter[str] = field(default_factory=Counter)  # due again on a later run
     entered: int = 0  # new entries
     transitions: int = 0  # steps recorded (entered, waited, branched, sent, exited, ...)
     reconciled: int = 0  # unknown outcomes the provider's lookup showed were sent
@@ -62,6 +63,7 @@ class RunSummary:
             "unknown_outcome": sum(self.unknown.values()),
             "skipped": sum(self.skipped.values()),
             **{f"skipped_{k}": v for k, v in sorted(self.skipped.items())},
+            "deferred": sum(self.deferred.values()),
         }
 
 
@@ -221,7 +223,18 @@ def deliver(
         if isinstance(choice, SkipReason):
             hold(d.ref, choice)
             continue
-        if guards.over_cap(journey.frequency_cap, person.person_id, state, clock(), d.ref.send_key):
+        cap = journey.frequency_cap
+        if cap and guards.over_cap(cap, person.person_id, state, clock(), d.ref.send_key):
+            if cap.on_cap == "defer" and d.ref.send_key not in state.pending:
+                # Not decided: the step stays due, and a later run sends it once the cap allows
+                # (until the step expires). The line says until when.
+                allows = guards.cap_allows_at(cap, person.person_id, state, clock(), d.ref.send_key)
+                sender.ledger.write(
+                    d.ref, "deferred", clock(), reason=SkipReason.CAPPED,
+                    reason_detail=f"until {allows.isoformat(timespec='seconds')}",
+                )  # fmt: skip
+                summary.deferred[SkipReason.CAPPED] += 1
+                continue
             hold(d.ref, SkipReason.CAPPED)
             continue
         values = {**d.entry.properties, "first_name": person.first_name}

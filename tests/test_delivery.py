@@ -129,7 +129,40 @@ def test_a_send_recorded_by_an_earlier_run_caps_the_person_now(
     # An hour ago another journey sent Sam a message; the cap is one a day, across journeys.
     record(home, ref_for("e0", journey="welcome"), "sent", T - timedelta(hours=1))
     summary = run(home, sandbox, entry("e1"))
-    assert summary.skipped == {"capped": 1} and sandbox.received == []
+    assert summary.deferred == {"capped": 1} and summary.skipped == {}
+    assert sandbox.received == []
+    line = ledger_line(home, ref_for("e1").send_key, "deferred")
+    # deferred until the earlier message leaves the 24 h window
+    assert (line["status"], line["reason"], line["reason_detail"]) == (
+        "deferred", "capped", f"until {(T + timedelta(hours=23)).isoformat()}",
+    )  # fmt: skip
+
+
+def test_a_capped_step_is_sent_by_a_later_run_once_the_cap_allows(
+    home: Path, sandbox: Sandbox
+) -> None:
+    record(home, ref_for("e0", journey="welcome"), "sent", T - timedelta(hours=1))
+    assert run(home, sandbox, entry("e1")).deferred == {"capped": 1}
+    # Still within the window a run later: deferred again, nothing sent.
+    assert run(home, sandbox, entry("e1"), now=T + timedelta(hours=22)).deferred == {"capped": 1}
+    later = run(home, sandbox, entry("e1"), now=T + timedelta(hours=23, minutes=1))
+    assert later.sent == {"sms": 1} and later.deferred == {}
+    assert [r.recipient for r in sandbox.received] == [SAM.phone]
+    # and once sent, it is decided: a further run sends nothing more
+    again = run(home, sandbox, entry("e1"), now=T + timedelta(hours=30))
+    assert (again.sent, again.deferred, len(sandbox.received)) == ({}, {}, 1)
+
+
+def test_a_deferred_step_expires_and_skip_policy_never_defers(home: Path, sandbox: Sandbox) -> None:
+    expiring = replace(JOURNEY, nodes=(replace(JOURNEY.steps[0], expires_after_hours=6),))
+    record(home, ref_for("e0", journey="welcome"), "sent", T - timedelta(hours=1))
+    assert run(home, sandbox, entry("e1"), journey=expiring).deferred == {"capped": 1}
+    late = run(home, sandbox, entry("e1"), journey=expiring, now=T + timedelta(hours=7))
+    assert late.skipped == {"expired": 1} and sandbox.received == []
+    assert JOURNEY.frequency_cap is not None
+    skipping = replace(JOURNEY, frequency_cap=replace(JOURNEY.frequency_cap, on_cap="skip"))
+    summary = run(home, sandbox, entry("e2"), journey=skipping)
+    assert (summary.skipped, summary.deferred) == ({"capped": 1}, {})
 
 
 def test_a_send_older_than_the_cap_window_does_not_cap(home: Path, sandbox: Sandbox) -> None:
@@ -141,7 +174,7 @@ def test_a_send_older_than_the_cap_window_does_not_cap(home: Path, sandbox: Sand
 def test_a_send_earlier_in_the_same_run_caps_the_next(home: Path, sandbox: Sandbox) -> None:
     # Sam entered twice; both entries are due at once: one message, one capped.
     summary = run(home, sandbox, entry("e1"), entry("e2"))
-    assert (summary.sent, summary.skipped) == ({"sms": 1}, {"capped": 1})
+    assert (summary.sent, summary.deferred) == ({"sms": 1}, {"capped": 1})
     assert [r.recipient for r in sandbox.received] == [SAM.phone]
 
 
@@ -345,7 +378,7 @@ def test_a_reconciled_send_counts_toward_the_cap_in_the_same_run(
     record(home, ref, "attempted", T - timedelta(minutes=2), attempt=1)
     twilio_accepts(sandbox, ref.send_key)
     summary = run(home, sandbox, entry("e1"), entry("e2"))
-    assert (summary.reconciled, summary.skipped) == (1, {"capped": 1})
+    assert (summary.reconciled, summary.deferred) == (1, {"capped": 1})
     assert len(sandbox.received) == 1
 
 

@@ -60,14 +60,20 @@ class LedgerState:
         """Messages sent to the person in the window, counting attempts whose outcome is unknown
         (they may have gone out), except the attempt of `excluding`: a send key being settled or
         sent once more does not cap itself."""
+        return len(self.send_times_within(person_id, now, hours, excluding))
+
+    def send_times_within(
+        self, person_id: str, now: datetime, hours: float, excluding: str | None = None
+    ) -> list[datetime]:
+        """When each message sends_within counts went out (or may have), oldest first."""
         since = now - timedelta(hours=hours)
-        sent = sum(1 for at in self.sends_by_person.get(person_id, ()) if since < at <= now)
-        unsettled = sum(
-            1
+        sent = [at for at in self.sends_by_person.get(person_id, ()) if since < at <= now]
+        unsettled = [
+            p.last_attempted_at
             for key, p in self.pending.items()
             if p.person_id == person_id and key != excluding and since < p.last_attempted_at <= now
-        )
-        return sent + unsettled
+        ]
+        return sorted(sent + unsettled)
 
     def note_send(self, person_id: str, at: datetime) -> None:
         self.sends_by_person.setdefault(person_id, []).append(at)

@@ -31,7 +31,8 @@ COLUMNS: dict[str, str] = {
 }
 
 # attempted: written before the provider call. unknown: the call ended without a usable answer.
-LedgerStatus = Literal["attempted", "sent", "failed", "skipped", "unknown"]
+# deferred: held back for now (the frequency cap), due again on a later run until it expires.
+LedgerStatus = Literal["attempted", "sent", "failed", "skipped", "unknown", "deferred"]
 TERMINAL: tuple[LedgerStatus, ...] = ("sent", "failed", "skipped")
 
 

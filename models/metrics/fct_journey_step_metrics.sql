@@ -42,6 +42,7 @@ per_step as (
         count(case when delivery_status = 'failed' then 1 end) as failed,
         count(case when delivery_status = 'unknown' then 1 end) as unknown_outcome,
         count(case when delivery_status = 'skipped' then 1 end) as skipped,
+        count(case when delivery_status = 'deferred' then 1 end) as deferred,
         {%- for reason in var('delivery')['skip_reasons'] %}
         count(case when delivery_status = 'skipped' and reason = '{{ reason }}' then 1 end)
             as skipped_{{ reason }},
