@@ -3,6 +3,7 @@ writing a ledger line. The same decisions as a run (`run.deliver`), delivered to
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -12,7 +13,7 @@ import httpx
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from activations.channels.core import Sender
+from activations.channels.core import Outgoing, Sender
 from activations.channels.message import Message, Outcome
 from activations.journeys import Journey
 from activations.ledger import LedgerWriter, SendRef
@@ -59,12 +60,13 @@ class _Decisions(LedgerWriter):
 class _DrySender(Sender):
     """Sends nothing and asks no provider: a due message becomes a `would_send` row."""
 
-    def send(self, ref: SendRef, message: Message, attempt_number: int = 1) -> Outcome:
-        self.ledger.write(
-            ref, "would_send", self.clock(), attempt=attempt_number,  # type: ignore[arg-type]
-            **self.ledger_columns(message),
-        )  # fmt: skip
-        return Outcome("sent", reason="preview")
+    def send_batch(self, batch: Sequence[Outgoing]) -> list[Outcome]:
+        for o in batch:
+            self.ledger.write(
+                o.ref, "would_send", self.clock(), attempt=o.attempt_number,  # type: ignore[arg-type]
+                **self.ledger_columns(o.message),
+            )  # fmt: skip
+        return [Outcome("sent", reason="preview") for _ in batch]
 
     def reconcile(
         self, ref: SendRef, message: Message, since: datetime, attempt_number: int

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 
 from activations import engine, guards, inputs, ledger, transitions, warehouse
-from activations.channels.core import ChannelClient, Sender
+from activations.channels.core import ChannelClient, Outgoing, Sender
 from activations.channels.message import Message, Outcome
 from activations.channels.policy import HttpTimeouts, RateLimiter, RetryPolicy
 from activations.journeys import Journey
@@ -76,6 +76,7 @@ def run_journey(
     now: datetime | None = None,
     retry: RetryPolicy | None = None,
     rate_limits: dict[str, float] | None = None,
+    concurrency: dict[str, int] | None = None,
     timeouts: HttpTimeouts | None = None,
     transport: httpx.BaseTransport | None = None,
 ) -> RunSummary:
@@ -95,7 +96,7 @@ def run_journey(
         )
         writer = ledger.LedgerWriter(landing_dir, run_id)
         limits = {ch: RateLimiter(rate) for ch, rate in (rate_limits or {}).items()}
-        sender = Sender(http, clients, writer, clock, retry, limits)
+        sender = Sender(http, clients, writer, clock, retry, limits, concurrency)
         try:
             handled: set[str] = set()  # a key is acted on once per run (an unknown waits a run)
             for _ in range(len(journey.steps) + 1):
@@ -112,6 +113,7 @@ def run_journey(
                     sender, summary,
                 )  # fmt: skip
         finally:
+            sender.close()
             writer.close()
             http.close()
         return summary
@@ -163,9 +165,11 @@ def deliver(
     state: LedgerState,
     sender: Sender,
     summary: RunSummary,
+    batch_size: int = 256,
 ) -> None:
     """Settle what was left unknown, record the engine's skips, then send each due step that
-    passes the send-time guards. `state` is kept current, so the cap sees this run's sends."""
+    passes the send-time guards, `batch_size` messages at a time (Sender.send_batch). `state` is
+    kept current, so the cap sees this run's sends, the batch's own included."""
     clock = sender.clock
     for recipient, ids in state.provider_ids.items():  # a lookup never claims these again
         sender.claimed.setdefault(recipient, set()).update(ids)
@@ -212,6 +216,16 @@ def deliver(
             hold(s.ref, s.reason)
         else:
             hold(s.ref, s.reason, "still unknown after being sent once more")
+    batch: list[tuple[Outgoing, datetime]] = []
+
+    def send_batch() -> None:
+        outcomes = sender.send_batch([outgoing for outgoing, _ in batch])
+        for (outgoing, counted), outcome in zip(batch, outcomes, strict=True):
+            summary.count(outgoing.message.channel, outcome)
+            if outcome.status == "failed":  # an unknown outcome may have gone out: it counts
+                state.forget_send(outgoing.ref.person_id, counted)
+        batch.clear()
+
     for d in due:
         if settled(d.ref, d.attempt_number - 1):
             continue
@@ -252,8 +266,11 @@ def deliver(
             title=content.title,
             tags={"journey": journey.name, "step": d.step.name},
         )
-        outcome = sender.send(d.ref, message, d.attempt_number)
-        summary.count(choice.channel, outcome)
+        # Counted toward the cap from now (the batch's later messages see it), until it fails.
+        counted = clock()
         state.settle(d.ref.send_key)  # this attempt replaces any earlier one
-        if outcome.status != "failed":  # an unknown outcome may have gone out: it counts too
-            state.note_send(person.person_id, clock())
+        state.note_send(person.person_id, counted)
+        batch.append((Outgoing(d.ref, message, d.attempt_number), counted))
+        if len(batch) >= batch_size:
+            send_batch()
+    send_batch()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -41,7 +42,8 @@ class Fault:
     With `lose_response`, the provider processes the request as usual and then the connection
     closes without an answer: the lost response a sender must not retry blindly. With
     `after_processing`, it processes the request and then answers `status` (a 5xx from a provider
-    that had already accepted the message).
+    that had already accepted the message). With `delay_seconds` (and no status), it answers as
+    usual, that much later: a slow provider.
     """
 
     provider: str
@@ -50,6 +52,7 @@ class Fault:
     retry_after: float | None = None
     lose_response: bool = False
     after_processing: bool = False
+    delay_seconds: float = 0.0
 
 
 class Sandbox:
@@ -77,6 +80,8 @@ class Sandbox:
         self._twilio_send_after: dict[str, float] = {}  # sid -> its queue time, as created
         self._lock = threading.Lock()
         self.requests_seen = 0
+        self.in_flight = 0
+        self.most_in_flight = 0  # the most requests it was answering at once
         self._server = ThreadingHTTPServer((host, port), self._handler_class())
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
@@ -120,6 +125,15 @@ class Sandbox:
     def handle(self, req: Request) -> Reply:
         with self._lock:
             self.requests_seen += 1
+            self.in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            return self._handle(req)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+
+    def _handle(self, req: Request) -> Reply:
         if req.method == "GET" and req.path == "/_sandbox/messages":
             return Reply(200, [r.__dict__ for r in self.received])
         if req.method == "POST" and req.path == "/_sandbox/faults":
@@ -135,6 +149,10 @@ class Sandbox:
             )
         provider, handler = route
         fault = self._take_fault(provider)
+        if fault is not None and fault.delay_seconds:
+            time.sleep(fault.delay_seconds)
+            if not (fault.status or fault.lose_response):
+                fault = None  # slow, and otherwise as usual
         processes = fault is None or fault.lose_response or fault.after_processing
         if processes:
             reply = handler(req)

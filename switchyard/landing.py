@@ -63,7 +63,8 @@ def write_batch(
 
 
 class AppendLog:
-    """One file appended line by line, fsynced per line: for records that must survive a crash."""
+    """One file appended line by line, for records that must survive a crash: each line fsynced,
+    or (`sync=False`) a group of lines fsynced together by `sync()`."""
 
     def __init__(self, landing: Path, source: str, table: str, prefix: str) -> None:
         folder = table_dir(landing, source, table)
@@ -71,8 +72,13 @@ class AppendLog:
         self.path = folder / f"{prefix}-{uuid.uuid4().hex}.jsonl"
         self._fh = self.path.open("a", encoding="utf-8")
 
-    def append(self, row: Mapping[str, Any]) -> None:
+    def append(self, row: Mapping[str, Any], sync: bool = True) -> None:
         self._fh.write(json.dumps(row, default=str, separators=(",", ":")) + "\n")
+        if sync:
+            self.sync()
+
+    def sync(self) -> None:
+        """Every line appended so far is on disk when this returns."""
         self._fh.flush()
         os.fsync(self._fh.fileno())
 

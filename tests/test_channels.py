@@ -19,6 +19,7 @@ import stamina.instrumentation
 
 from activations import ledger
 from activations.channels import ChannelSettings, Message, RetryPolicy, Sender
+from activations.channels.core import Outgoing
 from activations.channels.twilio import TwilioClient
 from sandbox import SANDBOX_CREDENTIALS, Fault, Sandbox
 from switchyard import landing
@@ -439,3 +440,66 @@ def test_an_unreadable_twilio_list_fails_the_lookup_not_the_run(
     outcome = s.reconcile(REF, SMS, NOW, attempt_number=1)
     assert outcome is not None and outcome.status == "unknown"
     assert (outcome.reason or "").startswith("lookup failed: Twilio Messages list: unreadable")
+
+
+def batch_of(n: int, channel_message: Message = SMS) -> list[Outgoing]:
+    return [
+        Outgoing(
+            ledger.SendRef(f"key-{i}", "journey", "step", f"person-{i}", f"entry-{i}"),
+            replace(channel_message, send_key=f"key-{i}"),
+        )
+        for i in range(n)
+    ]
+
+
+def test_a_batch_is_attempted_on_disk_before_any_request_and_sent_concurrently(
+    tmp_path: Path, sandbox: Sandbox
+) -> None:
+    landing.ensure_layout(tmp_path)
+    seen_at_call: list[dict[str, str]] = []
+
+    class LedgerReadingTransport(httpx.HTTPTransport):
+        def handle_request(self, request: httpx.Request) -> httpx.Response:
+            seen_at_call.append(dict(ledger.read_state(tmp_path).last_status))
+            return super().handle_request(request)
+
+    writer = ledger.LedgerWriter(tmp_path, "r")
+    clients = ChannelSettings.for_sandbox(sandbox.base_url).clients()
+    http = httpx.Client(transport=LedgerReadingTransport())
+    s = Sender(http, clients, writer, lambda: NOW, concurrency={"sms": 4})
+    sandbox.fail_next(Fault("twilio", delay_seconds=0.3, count=8))  # a slow provider
+    outcomes = s.send_batch(batch_of(8))
+    s.close()
+    writer.close()
+    assert [o.status for o in outcomes] == ["sent"] * 8
+    # every attempt of the batch was on disk when each request left
+    assert seen_at_call == [{f"key-{i}": "attempted" for i in range(8)}] * 8
+    # several requests in flight at once, never more than the channel's concurrency
+    assert 1 < sandbox.most_in_flight <= 4
+    assert ledger.read_state(tmp_path).last_status == {f"key-{i}": "sent" for i in range(8)}
+
+
+def test_one_message_failing_does_not_fail_its_batch(tmp_path: Path, sandbox: Sandbox) -> None:
+    landing.ensure_layout(tmp_path)
+    writer = ledger.LedgerWriter(tmp_path, "r")
+    clients = ChannelSettings.for_sandbox(sandbox.base_url).clients()
+    s = Sender(httpx.Client(), clients, writer, lambda: NOW)
+    batch = batch_of(3)
+    batch[1] = replace(batch[1], message=replace(batch[1].message, recipient="not-a-number"))
+    outcomes = s.send_batch(batch)
+    s.close()
+    writer.close()
+    assert [o.status for o in outcomes] == ["sent", "failed", "sent"]
+    assert len(sandbox.received) == 2
+
+
+def test_a_channel_without_a_client_sends_nothing_of_the_batch(
+    tmp_path: Path, sandbox: Sandbox
+) -> None:
+    landing.ensure_layout(tmp_path)
+    writer = ledger.LedgerWriter(tmp_path, "r")
+    s = Sender(httpx.Client(), {}, writer, lambda: NOW)
+    with pytest.raises(KeyError, match="no client configured for channel 'sms'"):
+        s.send_batch(batch_of(2))
+    writer.close()
+    assert sandbox.received == [] and ledger.read_state(tmp_path).last_status == {}

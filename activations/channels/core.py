@@ -1,12 +1,19 @@
 """The one sending core every channel shares: rate limit, retry with Retry-After, the ledger line
 before and after each provider call, and reconciliation of outcomes that were lost. A channel
 module only builds a request, reads a response and, where the provider has one, looks a message up.
+
+Messages go out in batches: the batch's `attempted` lines are fsynced together before any of its
+requests leaves (group commit), the requests run concurrently on a pool of workers per channel
+(a channel's concurrency is its own, so a slow provider does not take the others' workers), and
+the outcomes are fsynced together after.
 """
 
 from __future__ import annotations
 
 import email.utils
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol, runtime_checkable
 
@@ -19,6 +26,16 @@ from activations.ledger.keys import SendRef
 from activations.ledger.writer import LedgerWriter
 
 RECONCILED = "reconciled: found by the provider's message lookup"
+DEFAULT_CONCURRENCY = 8  # requests in flight per channel, unless settings say otherwise
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """A message to send under its send key (the attempt number counts earlier attempts)."""
+
+    ref: SendRef
+    message: Message
+    attempt_number: int = 1
 
 
 class ChannelClient(Protocol):
@@ -96,6 +113,7 @@ class Sender:
         clock: Callable[[], datetime],
         retry: RetryPolicy | None = None,
         limits: dict[str, RateLimiter] | None = None,
+        concurrency: dict[str, int] | None = None,
     ) -> None:
         self.http = http
         self.clients = clients
@@ -103,6 +121,8 @@ class Sender:
         self.clock = clock
         self.retry = retry or RetryPolicy()
         self.limits = limits or {}
+        self.concurrency = concurrency or {}
+        self._pools: dict[str, ThreadPoolExecutor] = {}
         # recipient -> provider message ids that belong to sends already recorded (the ledger's
         # recent ones, and every one this sender sees): a lookup never claims them for another.
         self.claimed: dict[str, set[str]] = {}
@@ -128,23 +148,55 @@ class Sender:
         return client
 
     def send(self, ref: SendRef, message: Message, attempt_number: int = 1) -> Outcome:
-        client = self._client(message.channel)
-        # Written (and fsynced) before the call: a crash after this line is visible as 'unknown'.
+        return self.send_batch([Outgoing(ref, message, attempt_number)])[0]
+
+    def send_batch(self, batch: Sequence[Outgoing]) -> list[Outcome]:
+        """Send every message of `batch`, concurrently; their outcomes, in the batch's order."""
+        clients = [self._client(o.message.channel) for o in batch]  # unknown channel: nothing out
+        # On disk before any request leaves: a crash mid-batch leaves these as 'unknown'.
         attempted_at = self.clock()
-        self.ledger.write(
-            ref, "attempted", attempted_at, attempt=attempt_number, **self.ledger_columns(message)
-        )
+        for o in batch:
+            self.ledger.write(
+                o.ref, "attempted", attempted_at, sync=False, attempt=o.attempt_number,
+                **self.ledger_columns(o.message),
+            )  # fmt: skip
+        self.ledger.sync()
+        calls: list[Future[Outcome]] = [
+            self._pool(o.message.channel).submit(self._call_for_outcome, client, o.message)
+            for o, client in zip(batch, clients, strict=True)
+        ]
+        outcomes = [call.result() for call in calls]
+        for o, outcome in zip(batch, outcomes, strict=True):
+            self._record(o.ref, o.message, outcome, o.attempt_number, sync=False)
+        self.ledger.sync()
+        for n, (o, outcome) in enumerate(zip(batch, outcomes, strict=True)):
+            if outcome.status == "unknown":
+                # The provider may list it already; if not, the next run looks again first.
+                settled = self.reconcile(o.ref, o.message, attempted_at, o.attempt_number)
+                if settled is not None:
+                    outcomes[n] = settled
+        return outcomes
+
+    def close(self) -> None:
+        for pool in self._pools.values():
+            pool.shutdown(wait=True)
+        self._pools.clear()
+
+    def _pool(self, channel: str) -> ThreadPoolExecutor:
+        if channel not in self._pools:
+            workers = self.concurrency.get(channel, DEFAULT_CONCURRENCY)
+            self._pools[channel] = ThreadPoolExecutor(workers, thread_name_prefix=f"send-{channel}")
+        return self._pools[channel]
+
+    def _call_for_outcome(self, client: ChannelClient, message: Message) -> Outcome:
+        """_call on a worker: whatever happens becomes an outcome (an error of ours after the
+        request may have left is an unknown outcome, never a blind retry)."""
         try:
-            outcome = self._call(client, message)
+            return self._call(client, message)
         except _OutcomeUnknown as unknown:
-            outcome = Outcome("unknown", unknown.http_status, reason=unknown.reason)
-        self._record(ref, message, outcome, attempt_number)
-        if outcome.status == "unknown":
-            # The provider may list it already; if not, the next run looks again before sending.
-            settled = self.reconcile(ref, message, attempted_at, attempt_number)
-            if settled is not None:
-                return settled
-        return outcome
+            return Outcome("unknown", unknown.http_status, reason=unknown.reason)
+        except Exception as exc:  # one message's bug must not lose the batch
+            return Outcome("unknown", reason=f"sender error: {exc!r}")
 
     def reconcile(
         self, ref: SendRef, message: Message, since: datetime, attempt_number: int
@@ -170,13 +222,16 @@ class Sender:
         self._record(ref, message, outcome, attempt_number)
         return outcome
 
-    def _record(self, ref: SendRef, message: Message, outcome: Outcome, attempt: int) -> None:
+    def _record(
+        self, ref: SendRef, message: Message, outcome: Outcome, attempt: int, sync: bool = True
+    ) -> None:
         if outcome.provider_message_id:
             self.claimed.setdefault(message.recipient, set()).add(outcome.provider_message_id)
         self.ledger.write(
             ref,
             outcome.status,
             self.clock(),
+            sync=sync,
             attempt=attempt,
             http_status=outcome.http_status,
             provider_message_id=outcome.provider_message_id,

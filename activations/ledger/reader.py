@@ -78,6 +78,10 @@ class LedgerState:
     def note_send(self, person_id: str, at: datetime) -> None:
         self.sends_by_person.setdefault(person_id, []).append(at)
 
+    def forget_send(self, person_id: str, at: datetime) -> None:
+        """A send noted at `at` did not go out after all (it failed)."""
+        self.sends_by_person[person_id].remove(at)
+
     def settle(self, send_key: str) -> None:
         """The key's unknown attempt is resolved (found, or sent once more): drop it."""
         self.pending.pop(send_key, None)

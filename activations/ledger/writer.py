@@ -1,4 +1,4 @@
-"""Appending ledger lines: one file per run, fsynced line by line."""
+"""Appending ledger lines: one file per run, fsynced line by line or a batch at a time."""
 
 from __future__ import annotations
 
@@ -16,7 +16,10 @@ class LedgerWriter:
         self.run_id = run_id
         self._log = landing.AppendLog(landing_dir, "ledger", "deliveries", prefix=f"run-{run_id}")
 
-    def write(self, ref: SendRef, status: LedgerStatus, at: datetime, **fields: Any) -> None:
+    def write(
+        self, ref: SendRef, status: LedgerStatus, at: datetime, sync: bool = True, **fields: Any
+    ) -> None:
+        """One line, on disk when this returns unless `sync` is false (then at `sync()`)."""
         row: dict[str, Any] = dict.fromkeys(COLUMNS)
         row.update(
             send_key=ref.send_key,
@@ -32,7 +35,10 @@ class LedgerWriter:
         if unknown:
             raise ValueError(f"not ledger columns: {sorted(unknown)}")
         row.update(fields)
-        self._log.append(row)
+        self._log.append(row, sync)
+
+    def sync(self) -> None:
+        self._log.sync()
 
     def close(self) -> None:
         self._log.close()
