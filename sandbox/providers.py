@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import base64
 import email.utils
+import hashlib
+import hmac
 import json
 import re
 import uuid
@@ -382,3 +384,46 @@ def fcm_send(req: Request, creds: SandboxCredentials, project_id: str) -> Reply:
         "provider_message_id": name,
     }
     return Reply(200, {"name": name}, {}, [record])
+
+
+# Webhooks (Standard Webhooks) -------------------------------------------------------------------
+
+WEBHOOK_TOLERANCE_SECONDS = 300  # the spec's suggested window against replays
+
+
+def webhook_receive(req: Request, creds: SandboxCredentials, now: datetime) -> Reply:
+    """A receiver as the Standard Webhooks spec describes one: the three headers, a timestamp
+    within five minutes, a v1 signature over `{id}.{timestamp}.{body}` (constant-time compare)."""
+    msg_id = req.headers.get("webhook-id")
+    stamp = req.headers.get("webhook-timestamp")
+    signatures = req.headers.get("webhook-signature", "").split()
+    if not (msg_id and stamp and signatures):
+        return Reply(
+            400, {"error": "webhook-id, webhook-timestamp and webhook-signature are required"}
+        )
+    try:
+        sent_at = int(stamp)
+    except ValueError:
+        return Reply(400, {"error": f"webhook-timestamp is not an integer: {stamp!r}"})
+    if abs(now.timestamp() - sent_at) > WEBHOOK_TOLERANCE_SECONDS:
+        return Reply(400, {"error": "webhook-timestamp is too far from now"})
+    key = base64.b64decode(creds.webhook_secret.removeprefix("whsec_"))
+    signed = msg_id.encode() + b"." + stamp.encode() + b"." + req.body
+    expected = "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+    if not any(hmac.compare_digest(expected, given) for given in signatures):
+        return Reply(401, {"error": "no webhook-signature matches"})
+    try:
+        event = json.loads(req.body)
+        data = event["data"]
+    except (ValueError, KeyError, TypeError):
+        return Reply(400, {"error": "the body is not a JSON event with `data`"})
+    accepted = {
+        "provider": "webhook",
+        "channel": "webhook",
+        "recipient": data.get("recipient"),
+        "subject": data.get("subject"),
+        "body": data.get("body"),
+        "send_key": data.get("send_key"),
+        "provider_message_id": msg_id,
+    }
+    return Reply(204, accepted=[accepted])

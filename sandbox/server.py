@@ -19,6 +19,7 @@ from sandbox.providers import Reply, Request
 
 TWILIO_PATH = re.compile(r"^/2010-04-01/Accounts/([^/]+)/Messages\.json$")
 FCM_PATH = re.compile(r"^/v1/projects/([^/]+)/messages:send$")
+WEBHOOK_PATH = "/_sandbox/webhook"  # a team's own endpoint, as ChannelSettings.for_sandbox sets it
 STATUS_CALLBACK_PATH = "/_sandbox/twilio/status"
 LOST = -1  # a Reply status meaning: close the connection without answering
 
@@ -78,6 +79,7 @@ class Sandbox:
         self._faults: list[Fault] = []
         self._twilio_messages: list[dict[str, Any]] = []
         self._twilio_send_after: dict[str, float] = {}  # sid -> its queue time, as created
+        self._webhook_ids: set[str] = set()
         self._lock = threading.Lock()
         self.requests_seen = 0
         self.in_flight = 0
@@ -183,7 +185,18 @@ class Sandbox:
             return "twilio", lambda r: providers.twilio_messages(r, creds, m.group(1), self.clock())
         if m := FCM_PATH.match(req.path):
             return "fcm", lambda r: providers.fcm_send(r, creds, m.group(1))
+        if req.path == WEBHOOK_PATH:
+            return "webhook", self._receive_webhook
         return None
+
+    def _receive_webhook(self, req: Request) -> Reply:
+        reply = providers.webhook_receive(req, self.credentials, self.clock())
+        with self._lock:  # a receiver de-duplicates on webhook-id, as the spec asks
+            for event in list(reply.accepted):
+                if event["provider_message_id"] in self._webhook_ids:
+                    reply.accepted.remove(event)
+                self._webhook_ids.add(event["provider_message_id"])
+        return reply
 
     def _list_twilio(self, req: Request, account_sid: str) -> Reply:
         now = self.clock()
@@ -220,6 +233,9 @@ class Sandbox:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Headers and body go out as two writes: with Nagle's algorithm on, the body waits
+            # for the client's delayed ACK (~40 ms a request on keep-alive connections).
+            disable_nagle_algorithm = True
 
             def _serve(self) -> None:
                 length = int(self.headers.get("content-length") or 0)

@@ -34,6 +34,7 @@ REF = ledger.SendRef("key-1", "journey", "step", "person-1", "entry-1")
 EMAIL = Message("key-1", "email", "ada@example.com", "Hi Ada", subject="Your cart")
 SMS = Message("key-1", "sms", "+14155550123", "Hi Sam")
 PUSH = Message("key-1", "push", "tok-sam", "Your cart", title="Still there?")
+WEBHOOK = Message("key-1", "webhook", "person-1", "Your cart", subject="Cart")
 
 
 def as_json_schema(node: object) -> object:
@@ -131,6 +132,7 @@ def test_twilio_lookup_and_sandbox_list_match_published_spec(
         (EMAIL, r"^\w{22}$"),
         (SMS, r"^SM[0-9a-f]{32}$"),
         (PUSH, r"^projects/switchyard-sandbox/messages/\d+$"),
+        (WEBHOOK, r"^key-1$"),  # the webhook-id is the send key
     ],
 )
 def test_each_channel_sends_and_ledgers(
@@ -503,3 +505,35 @@ def test_a_channel_without_a_client_sends_nothing_of_the_batch(
         s.send_batch(batch_of(2))
     writer.close()
     assert sandbox.received == [] and ledger.read_state(tmp_path).last_status == {}
+
+
+def test_a_webhook_is_signed_per_standard_webhooks_and_retried_under_one_id(
+    tmp_path: Path, sandbox: Sandbox
+) -> None:
+    landing.ensure_layout(tmp_path)
+    writer = ledger.LedgerWriter(tmp_path, "r")
+    clients = ChannelSettings.for_sandbox(sandbox.base_url).clients()
+    s = Sender(httpx.Client(), clients, writer, lambda: NOW, RetryPolicy(wait_initial_seconds=0))
+    # The receiver took it and then failed: idempotent by webhook-id, so it is sent again, and
+    # the receiver, de-duplicating on the id, keeps one.
+    sandbox.fail_next(Fault("webhook", 503, after_processing=True))
+    outcome = s.send(REF, WEBHOOK)
+    writer.close()
+    assert (outcome.status, outcome.provider_message_id) == ("sent", "key-1")
+    assert sandbox.requests_seen == 2
+    assert [(r.channel, r.recipient, r.body) for r in sandbox.received] == [
+        ("webhook", "person-1", "Your cart")
+    ]
+
+
+def test_a_webhook_with_a_wrong_secret_or_an_old_timestamp_is_refused(sandbox: Sandbox) -> None:
+    settings = ChannelSettings.for_sandbox(sandbox.base_url)
+    assert settings.webhook is not None
+    wrong = replace(settings.webhook, secret="whsec_" + "QUFBQUFBQUFBQUFBQUFBQQ==")
+    stale = replace(settings.webhook, clock=lambda: time.time() - 3600)
+    with httpx.Client() as http:
+        for client, status, why in ((wrong, 401, "signature"), (stale, 400, "timestamp")):
+            response = http.send(client.build_request(http, WEBHOOK))
+            assert response.status_code == status and why in response.text
+            assert client.read_response(response).status == "failed"
+    assert sandbox.received == []

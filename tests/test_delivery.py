@@ -470,3 +470,21 @@ def test_a_reconciled_send_is_counted_once_toward_the_cap(home: Path, sandbox: S
     twilio_accepts(sandbox, ref.send_key)
     summary = run(home, sandbox, entry("e1"), entry("e2"), journey=two_a_day)
     assert (summary.reconciled, summary.sent, summary.skipped) == (1, {"sms": 2}, {})
+
+
+def test_a_webhook_step_goes_to_the_teams_endpoint_by_person_id(
+    home: Path, sandbox: Sandbox, clock: list[datetime]
+) -> None:
+    # A receiver refuses a webhook-timestamp five minutes off its own clock: the real one here.
+    clock[0] = datetime.now(UTC).replace(tzinfo=None)
+    hook = Step("notify", 0, ("webhook",), {"webhook": Template(body="Cart of {first_name}")})
+    journey = replace(UNCAPPED, nodes=(hook,))
+    summary = run(home, sandbox, entry("e1"), journey=journey)
+    assert summary.sent == {"webhook": 1}
+    (got,) = sandbox.received
+    assert (got.channel, got.recipient, got.body) == ("webhook", SAM.person_id, "Cart of Sam")
+    # an explicit opt-out of the webhook channel holds
+    opted_out = replace(SAM, consent={**SAM.consent, "webhook": "unsubscribed"})
+    assert run(home, sandbox, entry("e2"), journey=journey, person=opted_out).skipped == {
+        "no_consent": 1
+    }

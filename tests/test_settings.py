@@ -34,6 +34,8 @@ PROVIDERS = {
     "SWITCHYARD_TWILIO_FROM": "+14155550100",
     "SWITCHYARD_FCM_PROJECT_ID": "shop",
     "SWITCHYARD_FCM_ACCESS_TOKEN": "ya29.live",
+    "SWITCHYARD_WEBHOOK_URL": "https://hooks.shop.example/switchyard",
+    "SWITCHYARD_WEBHOOK_SECRET": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
 }
 
 
@@ -87,7 +89,8 @@ def test_providers_mode_names_every_missing_variable() -> None:
     with pytest.raises(ChannelSettingsError) as missing:
         ChannelSettings.from_env({"SWITCHYARD_CHANNELS": "providers"})
     for name in ("SENDGRID_API_KEY", "EMAIL_FROM", "TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN",
-                 "TWILIO_FROM", "FCM_PROJECT_ID", "FCM_ACCESS_TOKEN"):  # fmt: skip
+                 "TWILIO_FROM", "FCM_PROJECT_ID", "FCM_ACCESS_TOKEN", "WEBHOOK_URL",
+                 "WEBHOOK_SECRET"):  # fmt: skip
         assert f"SWITCHYARD_{name}" in str(missing.value)
     # Only what the journey's channels need is asked for.
     with pytest.raises(ChannelSettingsError) as email_only:
@@ -106,8 +109,15 @@ def test_providers_mode_talks_to_the_providers_hosts() -> None:
         "email": "api.sendgrid.com",
         "sms": "api.twilio.com",
         "push": "fcm.googleapis.com",
+        "webhook": "hooks.shop.example",
     }
     assert requests["email"].headers["authorization"] == "Bearer SG.live"
+
+
+def test_a_webhook_secret_that_is_not_whsec_base64_is_refused_by_name() -> None:
+    for secret in ("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "whsec_not base64!"):
+        with pytest.raises(ChannelSettingsError, match="SWITCHYARD_WEBHOOK_SECRET: .*whsec_"):
+            ChannelSettings.from_env({**PROVIDERS, "SWITCHYARD_WEBHOOK_SECRET": secret})
 
 
 def test_a_sandbox_url_with_providers_mode_is_a_contradiction() -> None:
@@ -125,7 +135,9 @@ def test_sandbox_mode_uses_the_named_sandbox_or_starts_one(tmp_path: Path) -> No
 
 
 def _message(channel: str) -> Message:
-    recipient = {"email": "a@example.com", "sms": "+14155550123", "push": "tok"}[channel]
+    recipient = {"email": "a@example.com", "sms": "+14155550123", "push": "tok", "webhook": "p-1"}[
+        channel
+    ]
     return Message("k", channel, recipient, "body", subject="s", title="t")
 
 

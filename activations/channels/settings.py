@@ -18,6 +18,7 @@ from activations.channels.core import ChannelClient
 from activations.channels.fcm import FcmClient
 from activations.channels.sendgrid import SendGridClient
 from activations.channels.twilio import TwilioClient
+from activations.channels.webhook import WebhookClient
 from activations.journeys import CHANNELS
 from sandbox.credentials import SANDBOX_CREDENTIALS
 
@@ -45,6 +46,7 @@ class ChannelSettings:
     email: SendGridClient | None = None
     sms: TwilioClient | None = None
     push: FcmClient | None = None
+    webhook: WebhookClient | None = None
 
     @classmethod
     def for_sandbox(cls, base_url: str) -> ChannelSettings:
@@ -59,6 +61,7 @@ class ChannelSettings:
                 status_callback_url=f"{base_url.rstrip('/')}/_sandbox/twilio/status",
             ),
             push=FcmClient(base_url, c.fcm_project_id, c.fcm_access_token),
+            webhook=WebhookClient(f"{base_url.rstrip('/')}/_sandbox/webhook", c.webhook_secret),
         )
 
     @classmethod
@@ -88,7 +91,7 @@ class ChannelSettings:
         def base_url(provider: str) -> str:
             return optional(f"SWITCHYARD_{provider}_BASE_URL") or DEFAULT_BASE_URLS[provider]
 
-        email = sms = push = None
+        email = sms = push = webhook = None
         if "email" in wanted:
             email = SendGridClient(
                 base_url("SENDGRID"),
@@ -119,15 +122,22 @@ class ChannelSettings:
                 need("SWITCHYARD_FCM_PROJECT_ID"),
                 need("SWITCHYARD_FCM_ACCESS_TOKEN"),
             )
+        if "webhook" in wanted:
+            url, secret = need("SWITCHYARD_WEBHOOK_URL"), need("SWITCHYARD_WEBHOOK_SECRET")
+            if url and secret:
+                try:
+                    webhook = WebhookClient(url, secret)
+                except ValueError as exc:
+                    raise ChannelSettingsError(f"SWITCHYARD_WEBHOOK_SECRET: {exc}") from exc
         if missing:
             raise ChannelSettingsError(
                 f"{MODE_VARIABLE}=providers, but these are not set: {', '.join(missing)} "
                 f"(channels needed: {', '.join(sorted(wanted))})"
             )
-        return cls(email=email, sms=sms, push=push)
+        return cls(email=email, sms=sms, push=push, webhook=webhook)
 
     def clients(self) -> dict[str, ChannelClient]:
-        configured: list[ChannelClient | None] = [self.email, self.sms, self.push]
+        configured: list[ChannelClient | None] = [self.email, self.sms, self.push, self.webhook]
         return {c.channel: c for c in configured if c is not None}
 
 

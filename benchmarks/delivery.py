@@ -1,0 +1,280 @@
+"""Delivery throughput: Switchyard's sender against the local sandbox, beside the sandbox's raw
+capacity and a naive sequential loop, measured in the same run.
+
+    python benchmarks/delivery.py [--size N] [--ledger-lines L]
+    (N messages, default 100,000, across email, SMS and push; L extra ledger lines landed
+    before the run, default 0, to time reading the ledger state a run needs)
+
+The sandbox runs in its own process on 127.0.0.1, as a provider would be elsewhere.
+  raw     the sandbox's capacity: bare keep-alive HTTP/1.1 clients (http.client, no Switchyard)
+          in two processes posting valid Twilio requests for a few seconds;
+  naive   one httpx request at a time, no ledger: what a plain script gets;
+  sender  activations.channels.Sender.send_batch over N messages in batches of 256, with the
+          ledger written (attempted fsynced per batch, then the outcomes), rate limits and
+          concurrency per channel as settings.
+Prints one `name=value unit` line per figure: sends_per_second, sandbox_raw_per_second,
+naive_per_second, sender_vs_raw, p50_request_ms, p99_request_ms, rate_limit_violations (1-second
+windows in which a channel's provider saw more than its limit allows), peak_rss_mib (the
+sender's process), ledger_lines and ledger_state_read_seconds (activations.ledger.read_state
+over every line landed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import multiprocessing
+import resource
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(PROJECT_DIR))
+
+from activations import ledger  # noqa: E402
+from activations.channels import ChannelSettings, Message, Sender  # noqa: E402
+from activations.channels.core import Outgoing  # noqa: E402
+from activations.channels.policy import RateLimiter, RetryPolicy  # noqa: E402
+from sandbox import SANDBOX_CREDENTIALS  # noqa: E402
+from switchyard import landing  # noqa: E402
+
+MIX = (("email", 5), ("push", 3), ("sms", 2))  # tenths of the messages per channel
+RATE_LIMITS = {"email": 3000.0, "push": 2000.0, "sms": 1000.0}  # per second, as settings would
+CONCURRENCY = {"email": 8, "push": 8, "sms": 8}
+BATCH = 256
+RAW_SECONDS = 4.0
+NAIVE_MESSAGES = 1000
+
+
+def emit(name: str, value: object, unit: str = "") -> None:
+    print(f"{name}={value} {unit}".rstrip(), flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def start_sandbox(port: int) -> subprocess.Popen[bytes]:
+    code = f"from sandbox import Sandbox; Sandbox(port={port}).serve_forever()"
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=PROJECT_DIR)
+    for _ in range(100):
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/_sandbox/messages", timeout=1)
+            return proc
+        except httpx.TransportError:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("the sandbox did not start")
+
+
+def message(n: int, channel: str) -> Message:
+    key = f"bench-{n}"
+    if channel == "email":
+        return Message(key, "email", f"p{n}@example.com", "Your cart is waiting", subject="Hi")
+    if channel == "sms":
+        return Message(key, "sms", f"+1415555{n % 10000:04d}", "Your cart is waiting")
+    return Message(key, "push", f"token-{n}", "Your cart is waiting", title="Still there?")
+
+
+def messages(size: int) -> list[Outgoing]:
+    wheel = [channel for channel, tenths in MIX for _ in range(tenths)]
+    out = []
+    for n in range(size):
+        m = message(n, wheel[n % len(wheel)])
+        ref = ledger.SendRef(m.send_key, "bench", "step", f"p{n}", f"e{n}")
+        out.append(Outgoing(ref, m))
+    return out
+
+
+def _raw_worker(port: int, seconds: float, threads: int, out: Any) -> None:
+    c = SANDBOX_CREDENTIALS
+    path = f"/2010-04-01/Accounts/{c.twilio_account_sid}/Messages.json"
+    import base64
+
+    auth = base64.b64encode(f"{c.twilio_account_sid}:{c.twilio_auth_token}".encode()).decode()
+    body = b"To=%2B14155550123&From=%2B14155550100&Body=hi"
+    headers = {
+        "Authorization": f"Basic {auth}",
+        "Content-Type": "application/x-www-form-urlencoded",
+    }
+    done = [0] * threads
+    deadline = time.monotonic() + seconds
+
+    def loop(i: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port)
+        while time.monotonic() < deadline:
+            conn.request("POST", path, body, headers)
+            response = conn.getresponse()
+            response.read()
+            if response.status == 201:
+                done[i] += 1
+
+    pool = [threading.Thread(target=loop, args=(i,)) for i in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    out.put(sum(done))
+
+
+def raw_capacity(port: int) -> float:
+    """Requests a second the sandbox answers for bare clients in two processes."""
+    queue: Any = multiprocessing.Queue()
+    procs = [
+        multiprocessing.Process(target=_raw_worker, args=(port, RAW_SECONDS, 8, queue))
+        for _ in range(2)
+    ]
+    for p in procs:
+        p.start()
+    total = sum(queue.get() for _ in procs)
+    for p in procs:
+        p.join()
+    return total / RAW_SECONDS
+
+
+def naive(base_url: str, batch: list[Outgoing]) -> float:
+    clients = ChannelSettings.for_sandbox(base_url).clients()
+    with httpx.Client() as client:
+        started = time.perf_counter()
+        for o in batch:
+            client.send(clients[o.message.channel].build_request(client, o.message))
+        return len(batch) / (time.perf_counter() - started)
+
+
+class TimedTransport(httpx.HTTPTransport):
+    """Each request's time on the wire, for the latency percentiles."""
+
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.latencies: list[float] = []
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        started = time.perf_counter()
+        response = super().handle_request(request)
+        response.read()
+        self.latencies.append(time.perf_counter() - started)
+        return response
+
+
+def land_ledger_lines(home: Path, lines: int) -> None:
+    """`lines` ledger lines of other sends, as earlier runs would have landed them."""
+    import duckdb
+
+    folder = landing.table_dir(home, "ledger", "deliveries")
+    con = duckdb.connect()
+    con.execute(
+        f"""
+        copy (
+            select md5(i::varchar) as send_key, 'r' || (i // 100000) as run_id,
+                'old_' || (i % 5) as journey, 'step' as step, 'p' || (i % 1000000) as person_id,
+                'e' || i as entry_id, 'sms' as channel, '+14155550123' as recipient,
+                case when i % 2 = 0 then 'attempted' else 'sent' end as status,
+                null as reason, null as reason_detail, 1 as attempt, null as http_status,
+                null as provider_message_id, null as subject, 'b' as body,
+                strftime(timestamp '2026-10-01' + to_seconds(i // 100), '%Y-%m-%dT%H:%M:%S.%f')
+                    as recorded_at
+            from range({lines}) t(i)
+        ) to '{folder}/run-history.jsonl' (format json)
+        """
+    )
+    con.close()
+
+
+def violations(base_url: str) -> int:
+    """1-second windows in which a provider saw more of a channel than its limit lets through
+    (the token bucket's burst, one second's worth, plus one second's rate)."""
+    received = httpx.get(f"{base_url}/_sandbox/messages", timeout=60).json()
+    per_second: Counter[tuple[str, int]] = Counter()
+    for r in received:
+        at = datetime.fromisoformat(r["received_at"]).timestamp()
+        per_second[(r["channel"], int(at))] += 1
+    return sum(1 for (ch, _), n in per_second.items() if n > 2 * RATE_LIMITS[ch])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--size", type=int, default=100_000, help="messages to send")
+    parser.add_argument("--ledger-lines", type=int, default=0, help="extra ledger lines landed")
+    args = parser.parse_args()
+    port = free_port()
+    sandbox = start_sandbox(port)
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        raw = raw_capacity(port)
+        # the naive loop and the sender on fresh sandboxes' counts: the raw run's texts stay
+        naive_rate = naive(base_url, messages(NAIVE_MESSAGES))
+        sandbox.kill()
+        sandbox.wait()
+        port = free_port()
+        sandbox = start_sandbox(port)
+        base_url = f"http://127.0.0.1:{port}"
+        batch = messages(args.size)
+        with tempfile.TemporaryDirectory(prefix="delivery-") as tmp:
+            home = Path(tmp)
+            landing.ensure_layout(home)
+            if args.ledger_lines:
+                land_ledger_lines(home, args.ledger_lines)
+            writer = ledger.LedgerWriter(home, "bench")
+            transport = TimedTransport(limits=httpx.Limits(max_connections=64))
+            sender = Sender(
+                httpx.Client(transport=transport),
+                ChannelSettings.for_sandbox(base_url).clients(),
+                writer,
+                lambda: datetime(2026, 11, 26, 12, 0),
+                RetryPolicy(),
+                {ch: RateLimiter(rate) for ch, rate in RATE_LIMITS.items()},
+                CONCURRENCY,
+            )
+            started = time.perf_counter()
+            outcomes: Counter[str] = Counter()
+            for i in range(0, len(batch), BATCH):
+                outcomes.update(o.status for o in sender.send_batch(batch[i : i + BATCH]))
+            seconds = time.perf_counter() - started
+            sender.close()
+            writer.close()
+            lines = sum(1 for f in writer_files(home) for _ in f.open())
+            read_started = time.perf_counter()
+            ledger.read_state(home)
+            read_seconds = time.perf_counter() - read_started
+        latencies = sorted(transport.latencies)
+        sent_rate = outcomes["sent"] / seconds
+        emit("sends_per_second", f"{sent_rate:.0f}", "sends/s")
+        emit("sandbox_raw_per_second", f"{raw:.0f}", "requests/s")
+        emit("naive_per_second", f"{naive_rate:.0f}", "sends/s")
+        emit("sender_vs_raw", f"{sent_rate / raw:.2f}", "x")
+        emit("p50_request_ms", f"{1000 * latencies[len(latencies) // 2]:.1f}", "ms")
+        emit("p99_request_ms", f"{1000 * latencies[int(len(latencies) * 0.99)]:.1f}", "ms")
+        emit("rate_limit_violations", violations(base_url), "windows")
+        emit(
+            "peak_rss_mib",
+            f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}",
+            "MiB",
+        )
+        emit("ledger_lines", lines, "lines")
+        emit("ledger_state_read_seconds", f"{read_seconds:.2f}", "s")
+        emit("sent", outcomes["sent"], "messages")
+        emit("not_sent", sum(outcomes.values()) - outcomes["sent"], "messages")
+    finally:
+        sandbox.kill()
+        sandbox.wait()
+
+
+def writer_files(home: Path) -> list[Path]:
+    return sorted(landing.table_dir(home, "ledger", "deliveries").glob("*.jsonl"))
+
+
+if __name__ == "__main__":
+    main()
