@@ -12,6 +12,9 @@ The sandbox runs in its own process on 127.0.0.1, as a provider would be elsewhe
   sender  activations.channels.Sender.send_batch over N messages in batches of 256, with the
           ledger written (attempted fsynced per batch, then the outcomes), rate limits and
           concurrency per channel as settings.
+Then, the sandbox answering each request `--latency-ms` later (default 50, as providers across
+the internet do), the naive loop and the sender again: naive_per_second_at_latency and
+sends_per_second_at_latency (up to 5,000 messages).
 Prints one `name=value unit` line per figure: sends_per_second, sandbox_raw_per_second,
 naive_per_second, sender_vs_raw, p50_request_ms, p99_request_ms, rate_limit_violations (1-second
 windows in which a channel's provider saw more than its limit allows), peak_rss_mib (the
@@ -67,8 +70,11 @@ def free_port() -> int:
         return port
 
 
-def start_sandbox(port: int) -> subprocess.Popen[bytes]:
-    code = f"from sandbox import Sandbox; Sandbox(port={port}).serve_forever()"
+def start_sandbox(port: int, latency_seconds: float = 0.0) -> subprocess.Popen[bytes]:
+    code = (
+        "from sandbox import Sandbox; "
+        f"Sandbox(port={port}, latency_seconds={latency_seconds}).serve_forever()"
+    )
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=PROJECT_DIR)
     for _ in range(100):
         try:
@@ -204,52 +210,61 @@ def violations(base_url: str) -> int:
     return sum(1 for (ch, _), n in per_second.items() if n > 2 * RATE_LIMITS[ch])
 
 
+def send_all(
+    base_url: str, batch: list[Outgoing], home: Path
+) -> tuple[Counter[str], float, list[float]]:
+    """Sender.send_batch over `batch`, BATCH at a time, ledger in `home`: the outcomes, the
+    seconds it took and each request's latency."""
+    writer = ledger.LedgerWriter(home, "bench")
+    transport = TimedTransport(limits=httpx.Limits(max_connections=64))
+    sender = Sender(
+        httpx.Client(transport=transport),
+        ChannelSettings.for_sandbox(base_url).clients(),
+        writer,
+        lambda: datetime(2026, 11, 26, 12, 0),
+        RetryPolicy(),
+        {ch: RateLimiter(rate) for ch, rate in RATE_LIMITS.items()},
+        CONCURRENCY,
+    )
+    started = time.perf_counter()
+    outcomes: Counter[str] = Counter()
+    for i in range(0, len(batch), BATCH):
+        outcomes.update(o.status for o in sender.send_batch(batch[i : i + BATCH]))
+    seconds = time.perf_counter() - started
+    sender.close()
+    writer.close()
+    return outcomes, seconds, sorted(transport.latencies)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--size", type=int, default=100_000, help="messages to send")
     parser.add_argument("--ledger-lines", type=int, default=0, help="extra ledger lines landed")
+    parser.add_argument(
+        "--latency-ms", type=float, default=50.0, help="the providers' answer time, second pass"
+    )
     args = parser.parse_args()
     port = free_port()
     sandbox = start_sandbox(port)
     base_url = f"http://127.0.0.1:{port}"
     try:
         raw = raw_capacity(port)
-        # the naive loop and the sender on fresh sandboxes' counts: the raw run's texts stay
         naive_rate = naive(base_url, messages(NAIVE_MESSAGES))
         sandbox.kill()
         sandbox.wait()
-        port = free_port()
+        port = free_port()  # a fresh sandbox: the rate check reads only the sender's requests
         sandbox = start_sandbox(port)
         base_url = f"http://127.0.0.1:{port}"
-        batch = messages(args.size)
         with tempfile.TemporaryDirectory(prefix="delivery-") as tmp:
             home = Path(tmp)
             landing.ensure_layout(home)
             if args.ledger_lines:
                 land_ledger_lines(home, args.ledger_lines)
-            writer = ledger.LedgerWriter(home, "bench")
-            transport = TimedTransport(limits=httpx.Limits(max_connections=64))
-            sender = Sender(
-                httpx.Client(transport=transport),
-                ChannelSettings.for_sandbox(base_url).clients(),
-                writer,
-                lambda: datetime(2026, 11, 26, 12, 0),
-                RetryPolicy(),
-                {ch: RateLimiter(rate) for ch, rate in RATE_LIMITS.items()},
-                CONCURRENCY,
-            )
-            started = time.perf_counter()
-            outcomes: Counter[str] = Counter()
-            for i in range(0, len(batch), BATCH):
-                outcomes.update(o.status for o in sender.send_batch(batch[i : i + BATCH]))
-            seconds = time.perf_counter() - started
-            sender.close()
-            writer.close()
+            outcomes, seconds, latencies = send_all(base_url, messages(args.size), home)
             lines = sum(1 for f in writer_files(home) for _ in f.open())
             read_started = time.perf_counter()
             ledger.read_state(home)
             read_seconds = time.perf_counter() - read_started
-        latencies = sorted(transport.latencies)
         sent_rate = outcomes["sent"] / seconds
         emit("sends_per_second", f"{sent_rate:.0f}", "sends/s")
         emit("sandbox_raw_per_second", f"{raw:.0f}", "requests/s")
@@ -267,6 +282,18 @@ def main() -> None:
         emit("ledger_state_read_seconds", f"{read_seconds:.2f}", "s")
         emit("sent", outcomes["sent"], "messages")
         emit("not_sent", sum(outcomes.values()) - outcomes["sent"], "messages")
+        # Providers answer in tens of milliseconds, not the sandbox's one: what concurrency buys.
+        sandbox.kill()
+        sandbox.wait()
+        port = free_port()
+        sandbox = start_sandbox(port, args.latency_ms / 1000)
+        base_url = f"http://127.0.0.1:{port}"
+        emit("provider_latency_ms", f"{args.latency_ms:g}", "ms")
+        emit("naive_per_second_at_latency", f"{naive(base_url, messages(100)):.0f}", "sends/s")
+        with tempfile.TemporaryDirectory(prefix="delivery-") as tmp:
+            landing.ensure_layout(Path(tmp))
+            slow, seconds, _ = send_all(base_url, messages(min(args.size, 5000)), Path(tmp))
+        emit("sends_per_second_at_latency", f"{slow['sent'] / seconds:.0f}", "sends/s")
     finally:
         sandbox.kill()
         sandbox.wait()

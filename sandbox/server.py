@@ -67,10 +67,13 @@ class Sandbox:
         record_file: Path | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         twilio_send_after_seconds: float = 1.0,
+        latency_seconds: float = 0.0,
     ) -> None:
         """`clock` (aware, UTC) stamps what the providers stamp; Twilio lists a new message as
         `queued`, without a `date_sent`, for `twilio_send_after_seconds` (as set when the message
-        is created; change it to make queue times differ), then as `sent`."""
+        is created; change it to make queue times differ), then as `sent`. `latency_seconds`:
+        every provider answer takes that long, as across the internet."""
+        self.latency_seconds = latency_seconds
         self.credentials = credentials
         self.clock = clock
         self.twilio_send_after_seconds = twilio_send_after_seconds
@@ -150,6 +153,8 @@ class Sandbox:
                 404, {"errors": [{"message": f"no such endpoint: {req.method} {req.path}"}]}
             )
         provider, handler = route
+        if self.latency_seconds:
+            time.sleep(self.latency_seconds)
         fault = self._take_fault(provider)
         if fault is not None and fault.delay_seconds:
             time.sleep(fault.delay_seconds)
