@@ -8,6 +8,7 @@ the ledger including this run.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -51,24 +52,53 @@ def consent_for(person: Person, channel: str, fresh: FreshConsents) -> str:
     return person.consent.get(channel, default)
 
 
-def choose_channel(step: Step, person: Person, fresh: FreshConsents) -> Channel | SkipReason:
-    """The first of the step's channels with consent and an address, else the reason none fits.
-    With `most_engaged_first`, the channel the person engages with most (if the step has it)
-    goes first."""
+# E.164: a plus, a country code that does not start with 0, at most 15 digits in all.
+E164 = re.compile(r"^\+[1-9][0-9]{1,14}$")
+# An address a provider would take: one @, a local part and a dotted domain, no spaces.
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
+
+
+def address_problem(channel: str, address: str) -> str | None:
+    """Why a provider would refuse `address` (checked before any request), or None."""
+    if channel == "sms" and not E164.match(address):
+        return f"sms: {address!r} is not an E.164 number (+ and up to 15 digits)"
+    if channel == "email" and not EMAIL.match(address):
+        return f"email: {address!r} is not an email address"
+    return None
+
+
+@dataclass(frozen=True)
+class NoChannel:
+    """Why no channel of a step fits the person (detail: which addresses were malformed)."""
+
+    reason: SkipReason
+    detail: str | None = None
+
+
+def choose_channel(step: Step, person: Person, fresh: FreshConsents) -> Channel | NoChannel:
+    """The first of the step's channels with consent and a well-formed address, else the reason
+    none fits. With `most_engaged_first`, the channel the person engages with most (if the step
+    has it) goes first."""
     channels = list(step.channels)
     engaged = person.most_engaged_channel
     if step.most_engaged_first and engaged in channels:
         channels.remove(engaged)
         channels.insert(0, engaged)
     consented_without_address = False
+    malformed: list[str] = []
     for channel in channels:
         if consent_for(person, channel, fresh) != "subscribed":
             continue
         recipient = person.address(channel)
-        if recipient:
+        if not recipient:
+            consented_without_address = True
+        elif problem := address_problem(channel, recipient):
+            malformed.append(problem)  # a provider would refuse it: try the next channel
+        else:
             return Channel(channel, recipient)
-        consented_without_address = True
-    return SkipReason.NO_ADDRESS if consented_without_address else SkipReason.NO_CONSENT
+    if malformed:
+        return NoChannel(SkipReason.INVALID_ADDRESS, "; ".join(malformed))
+    return NoChannel(SkipReason.NO_ADDRESS if consented_without_address else SkipReason.NO_CONSENT)
 
 
 def over_cap(

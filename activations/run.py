@@ -234,8 +234,8 @@ def deliver(
             hold(d.ref, SkipReason.NO_PROFILE)
             continue
         choice = guards.choose_channel(d.step, person, audience.consents)
-        if isinstance(choice, SkipReason):
-            hold(d.ref, choice)
+        if isinstance(choice, guards.NoChannel):
+            hold(d.ref, choice.reason, choice.detail)
             continue
         cap = journey.frequency_cap
         if cap and guards.over_cap(cap, person.person_id, state, clock(), d.ref.send_key):

@@ -23,7 +23,7 @@ from activations.journeys import (
     journey_schema,
     load_journeys,
 )
-from activations.ledger import LedgerState, PendingAttempt, SendRef, send_key
+from activations.ledger import LedgerState, PendingAttempt, SendRef, SkipReason, send_key
 from activations.render import MissingTemplateVariable, render
 from activations.tick import DueSend, send_key_sql
 from switchyard import cli
@@ -138,8 +138,12 @@ def test_channel_choice_follows_consent_then_address() -> None:
     assert guards.choose_channel(step, person(email=None), {}) == guards.Channel(
         "sms", "+14155550123"
     )
-    assert guards.choose_channel(step, person(email=None, phone=None), {}) == "no_address"
-    assert guards.choose_channel(step, person(consent={}), {}) == "no_consent"
+    assert guards.choose_channel(step, person(email=None, phone=None), {}) == guards.NoChannel(
+        SkipReason.NO_ADDRESS
+    )
+    assert guards.choose_channel(step, person(consent={}), {}) == guards.NoChannel(
+        SkipReason.NO_CONSENT
+    )
 
 
 def test_the_persons_most_engaged_channel_can_go_first() -> None:
@@ -308,3 +312,30 @@ def test_journeys_cli_validates_and_shows(capsys: pytest.CaptureFixture[str]) ->
     assert "2. push_nudge: send at entry + 1 d, expires after 24 h; push" in shown
     assert cli.main(["journeys", "show", "nope"]) == 1
     assert "declared: cart_abandonment" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "phone, email, expected",
+    [
+        ("+14155550123", "a@example.com", guards.Channel("sms", "+14155550123")),
+        ("4155550123", "a@example.com", guards.Channel("email", "a@example.com")),  # falls back
+        ("+1 415 555 0123", "a@example", None),
+        ("+0155501234", "not an address", None),
+        ("+1234567890123456", "a@@example.com", None),  # 16 digits
+    ],
+)
+def test_a_malformed_address_is_never_sent_to(
+    phone: str, email: str, expected: guards.Channel | None
+) -> None:
+    step = Step("s", 0, ("sms", "email"), {})
+    texter = person(phone=phone, email=email, consent={"sms": "subscribed", "email": "subscribed"})
+    choice = guards.choose_channel(step, texter, {})
+    if expected is not None:
+        assert choice == expected
+    else:
+        assert isinstance(choice, guards.NoChannel)
+        assert choice.reason == SkipReason.INVALID_ADDRESS
+        assert choice.detail == (
+            f"sms: {phone!r} is not an E.164 number (+ and up to 15 digits); "
+            f"email: {email!r} is not an email address"
+        )

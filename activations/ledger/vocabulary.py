@@ -42,6 +42,7 @@ class SkipReason(StrEnum):
     NO_PROFILE = "no_profile"  # the entry's person is not in dim_people
     NO_CONSENT = "no_consent"  # no channel of the step is consented to
     NO_ADDRESS = "no_address"  # consented, but no address on any such channel
+    INVALID_ADDRESS = "invalid_address"  # consented, but every address is malformed (detail)
     CAPPED = "capped"  # the global frequency cap was reached
     EXITED = "exited"  # the person left the journey before the step was due
     EXPIRED = "expired"  # the step was due longer ago than its expiry
