@@ -152,6 +152,10 @@ def test_each_channel_sends_and_ledgers(
     s.ledger.close()
     state = ledger.read_state(home)
     assert state.last_status == {"key-1": "sent"} and state.attempts == {"key-1": 1}
+    folder = landing.table_dir(home, "ledger", "deliveries")
+    lines = [json.loads(line) for f in folder.glob("*.jsonl") for line in f.open()]
+    # an SMS's billed segments are on its lines; other channels have none
+    assert {line["segments"] for line in lines} == {1 if message.channel == "sms" else None}
 
 
 def test_bad_credentials_fail_with_the_providers_reason(tmp_path: Path, sandbox: Sandbox) -> None:

@@ -22,6 +22,7 @@ import stamina
 
 from activations.channels.message import Message, Outcome
 from activations.channels.policy import RateLimiter, RetryPolicy
+from activations.channels.sms_segments import segments as sms_segments
 from activations.ledger.keys import SendRef
 from activations.ledger.writer import LedgerWriter
 
@@ -139,6 +140,7 @@ class Sender:
             "recipient": message.recipient,
             "subject": message.subject or message.title,
             "body": message.body,
+            "segments": sms_segments(message.body) if message.channel == "sms" else None,
         }
 
     def _client(self, channel: str) -> ChannelClient:

@@ -25,6 +25,7 @@ COLUMNS: dict[str, str] = {
     "attempt": "INTEGER",
     "http_status": "INTEGER",
     "provider_message_id": "VARCHAR",
+    "segments": "INTEGER",  # SMS: segments the text is billed as (GSM-7 or UCS-2)
     "subject": "VARCHAR",
     "body": "VARCHAR",
     "recorded_at": "VARCHAR",

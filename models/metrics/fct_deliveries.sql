@@ -62,6 +62,7 @@ final as (
         ranked.reason_detail,
         ranked.http_status,
         ranked.provider_message_id,
+        ranked.segments,
         ranked.subject,
         ranked.body,
         attempts.attempt_count,

@@ -31,6 +31,7 @@ select
     attempt,
     http_status,
     provider_message_id,
+    segments,
     subject,
     body,
     {{ dbt.safe_cast('recorded_at', api.Column.translate_type('timestamp')) }} as recorded_at,
