@@ -110,6 +110,18 @@ def sendgrid_mail_send(req: Request, creds: SandboxCredentials) -> Reply:
                 "The subject is required. You can get around this requirement if you use a template with a subject defined or if every personalization has a subject defined.",
                 "subject",
             )
+        headers = {
+            k.lower(): v
+            for k, v in {**(mail.get("headers") or {}), **(p.get("headers") or {})}.items()
+        }
+        # RFC 8058: a one-click POST needs a List-Unsubscribe URI to POST to
+        if "list-unsubscribe-post" in headers and not re.search(
+            r"<https?://[^>]+>", str(headers.get("list-unsubscribe", ""))
+        ):
+            return _sendgrid_error(
+                400, "List-Unsubscribe-Post needs a List-Unsubscribe header with an http(s) URI.",
+                f"personalizations.{i}.headers",
+            )  # fmt: skip
         for recipient in to:
             if not EMAIL.match(str(recipient.get("email", ""))):
                 return _sendgrid_error(
@@ -125,6 +137,7 @@ def sendgrid_mail_send(req: Request, creds: SandboxCredentials) -> Reply:
                     "body": (content or [{}])[0].get("value"),
                     "send_key": args.get("send_key"),
                     "provider_message_id": message_id,
+                    "list_unsubscribe": headers.get("list-unsubscribe"),
                 }
             )
     return Reply(202, None, {"X-Message-Id": message_id}, accepted)

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 from sandbox import providers
 from sandbox.credentials import SANDBOX_CREDENTIALS, SandboxCredentials
@@ -21,6 +22,7 @@ TWILIO_PATH = re.compile(r"^/2010-04-01/Accounts/([^/]+)/Messages\.json$")
 FCM_PATH = re.compile(r"^/v1/projects/([^/]+)/messages:send$")
 WEBHOOK_PATH = "/_sandbox/webhook"  # a team's own endpoint, as ChannelSettings.for_sandbox sets it
 STATUS_CALLBACK_PATH = "/_sandbox/twilio/status"
+UNSUBSCRIBE_PATH = "/_sandbox/unsubscribe"  # where the sandbox's List-Unsubscribe points
 LOST = -1  # a Reply status meaning: close the connection without answering
 
 
@@ -34,6 +36,7 @@ class Received:
     send_key: str | None
     provider_message_id: str
     received_at: str
+    list_unsubscribe: str | None = None  # email: the List-Unsubscribe header it carried
 
 
 @dataclass
@@ -83,6 +86,7 @@ class Sandbox:
         self._twilio_messages: list[dict[str, Any]] = []
         self._twilio_send_after: dict[str, float] = {}  # sid -> its queue time, as created
         self._webhook_ids: set[str] = set()
+        self.unsubscribed: list[str] = []  # send keys of one-click unsubscribes received
         self._lock = threading.Lock()
         self.requests_seen = 0
         self.in_flight = 0
@@ -144,6 +148,13 @@ class Sandbox:
         if req.method == "POST" and req.path == "/_sandbox/faults":
             self.fail_next(Fault(**json.loads(req.body)))
             return Reply(204)
+        if req.method == "POST" and req.path == UNSUBSCRIBE_PATH:
+            # A mailbox provider's one-click unsubscribe (RFC 8058): a POST whose body says so.
+            if b"List-Unsubscribe=One-Click" not in req.body:
+                return Reply(400, {"error": "expected the body List-Unsubscribe=One-Click"})
+            with self._lock:
+                self.unsubscribed.extend(parse_qs(req.query).get("send_key", []))
+            return Reply(200, {"unsubscribed": True})
         if req.method == "POST" and req.path == STATUS_CALLBACK_PATH:
             # Where the demo points Twilio's StatusCallback; the sandbox itself never calls it.
             return Reply(204)

@@ -541,3 +541,19 @@ def test_a_webhook_with_a_wrong_secret_or_an_old_timestamp_is_refused(sandbox: S
             assert response.status_code == status and why in response.text
             assert client.read_response(response).status == "failed"
     assert sandbox.received == []
+
+
+def test_marketing_email_carries_one_click_unsubscribe_headers(
+    sender: tuple[Sender, Path], sandbox: Sandbox
+) -> None:
+    s, _ = sender
+    assert s.send(REF, EMAIL).status == "sent"
+    (got,) = sandbox.received
+    url = f"{sandbox.base_url}/_sandbox/unsubscribe?send_key=key-1"
+    assert got.list_unsubscribe == f"<{url}>"
+    request = built(EMAIL)
+    (personalization,) = json.loads(request.content)["personalizations"]
+    assert personalization["headers"]["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    # what a mailbox provider does with them (RFC 8058 section 3.2)
+    answer = httpx.post(url, content=b"List-Unsubscribe=One-Click")
+    assert answer.status_code == 200 and sandbox.unsubscribed == ["key-1"]

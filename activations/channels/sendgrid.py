@@ -16,6 +16,9 @@ class SendGridClient:
     api_key: str
     from_email: str
     from_name: str | None = None
+    # Where one click unsubscribes (RFC 8058), `{send_key}` filled in per message; None: no
+    # List-Unsubscribe headers (mailbox providers ask bulk senders for them).
+    unsubscribe_url: str | None = None
     channel: str = "email"
     idempotent: bool = False  # mail/send takes no idempotency key
 
@@ -27,6 +30,12 @@ class SendGridClient:
             # custom_args is a string in the spec; the per-personalization one is an object.)
             "custom_args": {"send_key": message.send_key, **message.tags},
         }
+        if self.unsubscribe_url:
+            url = self.unsubscribe_url.replace("{send_key}", message.send_key)
+            personalization["headers"] = {
+                "List-Unsubscribe": f"<{url}>",
+                "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+            }
         payload = {
             "personalizations": [personalization],
             "from": sender,

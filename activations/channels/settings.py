@@ -52,7 +52,12 @@ class ChannelSettings:
     def for_sandbox(cls, base_url: str) -> ChannelSettings:
         c = SANDBOX_CREDENTIALS
         return cls(
-            email=SendGridClient(base_url, c.sendgrid_api_key, "hello@switchyard.example"),
+            email=SendGridClient(
+                base_url,
+                c.sendgrid_api_key,
+                "hello@switchyard.example",
+                unsubscribe_url=f"{base_url.rstrip('/')}/_sandbox/unsubscribe?send_key={{send_key}}",
+            ),
             sms=TwilioClient(
                 base_url,
                 c.twilio_account_sid,
@@ -97,6 +102,8 @@ class ChannelSettings:
                 base_url("SENDGRID"),
                 need("SWITCHYARD_SENDGRID_API_KEY"),
                 need("SWITCHYARD_EMAIL_FROM"),
+                # https://..., with {send_key}: the one-click unsubscribe endpoint (RFC 8058)
+                unsubscribe_url=optional("SWITCHYARD_UNSUBSCRIBE_URL"),
             )
         if "sms" in wanted:
             from_number = optional("SWITCHYARD_TWILIO_FROM")
