@@ -16,6 +16,7 @@ from activations.channels import Message
 from activations.channels.settings import (
     ChannelSettings,
     ChannelSettingsError,
+    DeliveryLimits,
     channel_mode,
     open_channels,
 )
@@ -197,3 +198,14 @@ def test_switchyard_home_alone_points_python_and_dbt_at_the_same_files(
     location = json.loads(listed.strip().splitlines()[-1])["meta"]["external_location"]
     (folder,) = re.findall(r"read_json\('([^']+)/preferences/consents/\*\.jsonl'", location)
     assert (PROJECT_DIR / folder).resolve() == paths.landing
+
+
+def test_delivery_limits_per_channel_from_settings() -> None:
+    limits = DeliveryLimits.from_env(
+        {"SWITCHYARD_SMS_RATE_PER_SECOND": "1", "SWITCHYARD_PUSH_CONCURRENCY": "32"}
+    )
+    assert (limits.rate_per_second, limits.concurrency) == ({"sms": 1.0}, {"push": 32})
+    for name, value in (("SMS_RATE_PER_SECOND", "fast"), ("SMS_RATE_PER_SECOND", "0"),
+                        ("EMAIL_CONCURRENCY", "0"), ("EMAIL_CONCURRENCY", "2.5")):  # fmt: skip
+        with pytest.raises(ChannelSettingsError, match=f"SWITCHYARD_{name} must be"):
+            DeliveryLimits.from_env({f"SWITCHYARD_{name}": value})

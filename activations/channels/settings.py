@@ -148,6 +148,41 @@ class ChannelSettings:
         return {c.channel: c for c in configured if c is not None}
 
 
+@dataclass(frozen=True)
+class DeliveryLimits:
+    """Per channel: requests a second (the provider's rate limit, e.g. Twilio's 1 a second per
+    long code, 100 per short code) and requests in flight at once."""
+
+    rate_per_second: dict[str, float]
+    concurrency: dict[str, int]
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> DeliveryLimits:
+        """SWITCHYARD_<CHANNEL>_RATE_PER_SECOND and SWITCHYARD_<CHANNEL>_CONCURRENCY, where set."""
+        env = os.environ if env is None else env
+        rates: dict[str, float] = {}
+        concurrency: dict[str, int] = {}
+        for channel in CHANNELS:
+            rate_name = f"SWITCHYARD_{channel.upper()}_RATE_PER_SECOND"
+            workers_name = f"SWITCHYARD_{channel.upper()}_CONCURRENCY"
+            if value := env.get(rate_name, "").strip():
+                try:
+                    rates[channel] = float(value)
+                except ValueError:
+                    rates[channel] = 0.0
+                if not rates[channel] > 0:
+                    raise ChannelSettingsError(
+                        f"{rate_name} must be a positive number, not {value!r}"
+                    )
+            if value := env.get(workers_name, "").strip():
+                if not value.isdigit() or int(value) < 1:
+                    raise ChannelSettingsError(
+                        f"{workers_name} must be a whole number of at least 1, not {value!r}"
+                    )
+                concurrency[channel] = int(value)
+        return cls(rates, concurrency)
+
+
 def channel_mode(env: Mapping[str, str] | None = None) -> ChannelMode:
     env = os.environ if env is None else env
     value = env.get(MODE_VARIABLE, "").strip().lower()

@@ -3,6 +3,7 @@
 import dagster as dg
 from dagster_dbt import get_asset_key_for_model
 
+from activations.channels.settings import DeliveryLimits
 from activations.journeys import Journey, load_journeys
 from activations.run import run_journey
 from orchestration.dbt_project import ensure_manifest
@@ -46,6 +47,7 @@ def build_activation_asset(
     ) -> dg.MaterializeResult:
         paths = warehouse.paths()
         now = parse_utc(config.now) if config.now else None
+        limits = DeliveryLimits.from_env()
         with channels.settings(paths.home / "sandbox", journey.channels) as settings:
             summary = run_journey(
                 journey,
@@ -53,6 +55,8 @@ def build_activation_asset(
                 landing_dir=paths.landing,
                 clients=settings.clients(),
                 now=now,
+                rate_limits=limits.rate_per_second,
+                concurrency=limits.concurrency,
             )
         context.log.info(f"journey {journey.name}: {summary.as_metadata()}")
         return dg.MaterializeResult(metadata={"run_id": summary.run_id, **summary.as_metadata()})
