@@ -8,7 +8,7 @@ import os
 import shutil
 import sys
 from collections import Counter
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -185,6 +185,24 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_caps(args: argparse.Namespace) -> int:
+    from activations import caps_simulate
+
+    try:
+        policy = caps_simulate.CapPolicy.from_file(Path(args.policy))
+    except ValueError as exc:
+        print(f"switchyard caps simulate: {exc}", file=sys.stderr)
+        return 2
+    until = args.until or datetime.now(UTC).replace(tzinfo=None)
+    results = caps_simulate.simulate(Paths.from_env().landing, policy, until, args.days)
+    print(
+        f"cap {policy.messages} per {policy.per_hours:g} h over the {args.days:g} days to "
+        f"{until:%Y-%m-%d %H:%M} UTC (from the ledger; nothing sent):"
+    )
+    print(caps_simulate.as_table(results))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="switchyard", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -221,6 +239,16 @@ def main(argv: list[str] | None = None) -> int:
     preview.add_argument("name")
     preview.add_argument("--now", type=_utc_time, help="as of this time (ISO 8601)")
     jrn.set_defaults(func=cmd_journeys)
+
+    caps = sub.add_parser("caps", help="frequency caps: what a policy would have held back")
+    caps_sub = caps.add_subparsers(dest="action", required=True)
+    sim = caps_sub.add_parser(
+        "simulate", help="replay the ledger's past sends under a cap policy (JSON file)"
+    )
+    sim.add_argument("--policy", required=True, help='{"messages": 1, "per_hours": 24, ...}')
+    sim.add_argument("--days", type=float, default=7, help="how far back (default 7)")
+    sim.add_argument("--until", type=_utc_time, help="end of the window (default now)")
+    caps.set_defaults(func=cmd_caps)
 
     prep = sub.add_parser("prepare", help="build the dbt manifest (dbt parse) if stale")
     prep.set_defaults(func=cmd_prepare)
