@@ -78,9 +78,11 @@ def classify(
             arm="holdout" if d.arm == "holdout" else "treatment",
         )
         due.append(Due(ref, step, entry, d.due_at, attempt_number=attempts + 1))
-    # An attempt whose outcome is unknown, of an entry that has left the step since (exited,
-    # converted): not sent again, but still settled (the lookup may find it went out).
-    for key in ledger.pending.keys() - {d.send_key for d in due_sends}:
+    # An attempt whose outcome is unknown, or a step the cap deferred, of an entry that has left
+    # the step since (exited, converted): not sent (again); the first is still settled (the
+    # lookup may find it went out), the second recorded as skipped.
+    deferred = {k for k, status in ledger.last_status.items() if status == "deferred"}
+    for key in (ledger.pending.keys() | deferred) - {d.send_key for d in due_sends}:
         left = ledger.refs.get(key)
         if left is not None and left.journey == journey.name:
             skips.append(Skip(left, SkipReason.EXITED))

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 
 from activations import engine, guards, inputs, ledger, transitions, warehouse
-from activations.channels.core import ChannelClient, Outgoing, Sender
+from activations.channels.core import DEFAULT_CONCURRENCY, ChannelClient, Outgoing, Sender
 from activations.channels.message import Message, Outcome
 from activations.channels.policy import HttpTimeouts, RateLimiter, RetryPolicy
 from activations.journeys import Journey
@@ -91,8 +91,12 @@ def run_journey(
         summary = RunSummary(journey.name, run_id)
 
         t = timeouts or HttpTimeouts()
+        # a kept-alive connection for every request a channel may have in flight
+        in_flight = sum((concurrency or {}).get(ch, DEFAULT_CONCURRENCY) for ch in clients)
         http = httpx.Client(
-            timeout=httpx.Timeout(t.read_seconds, connect=t.connect_seconds), transport=transport
+            timeout=httpx.Timeout(t.read_seconds, connect=t.connect_seconds),
+            limits=httpx.Limits(max_connections=in_flight, max_keepalive_connections=in_flight),
+            transport=transport,
         )
         writer = ledger.LedgerWriter(landing_dir, run_id)
         limits = {ch: RateLimiter(rate) for ch, rate in (rate_limits or {}).items()}
@@ -217,14 +221,18 @@ def deliver(
         else:
             hold(s.ref, s.reason, "still unknown after being sent once more")
     batch: list[tuple[Outgoing, datetime]] = []
+    in_batch: set[str] = set()  # the people with a message in it
 
     def send_batch() -> None:
+        if not batch:
+            return
         outcomes = sender.send_batch([outgoing for outgoing, _ in batch])
         for (outgoing, counted), outcome in zip(batch, outcomes, strict=True):
             summary.count(outgoing.message.channel, outcome)
             if outcome.status == "failed":  # an unknown outcome may have gone out: it counts
                 state.forget_send(outgoing.ref.person_id, counted)
         batch.clear()
+        in_batch.clear()
 
     for d in due:
         if settled(d.ref, d.attempt_number - 1):
@@ -238,6 +246,10 @@ def deliver(
             hold(d.ref, choice.reason, choice.detail)
             continue
         cap = journey.frequency_cap
+        if cap and person.person_id in in_batch:
+            # The cap counts this person's message in the batch before its outcome is known:
+            # send the batch first, so that one that fails gives its place back.
+            send_batch()
         if cap and guards.over_cap(cap, person.person_id, state, clock(), d.ref.send_key):
             if cap.on_cap == "defer" and d.ref.send_key not in state.pending:
                 # Not decided: the step stays due, and a later run sends it once the cap allows
@@ -271,6 +283,7 @@ def deliver(
         state.settle(d.ref.send_key)  # this attempt replaces any earlier one
         state.note_send(person.person_id, counted)
         batch.append((Outgoing(d.ref, message, d.attempt_number), counted))
+        in_batch.add(person.person_id)
         if len(batch) >= batch_size:
             send_batch()
     send_batch()

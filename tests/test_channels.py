@@ -557,3 +557,37 @@ def test_marketing_email_carries_one_click_unsubscribe_headers(
     # what a mailbox provider does with them (RFC 8058 section 3.2)
     answer = httpx.post(url, content=b"List-Unsubscribe=One-Click")
     assert answer.status_code == 200 and sandbox.unsubscribed == ["key-1"]
+
+
+def test_a_run_stopped_mid_batch_sends_nothing_more_and_records_what_went(
+    tmp_path: Path, sandbox: Sandbox
+) -> None:
+    landing.ensure_layout(tmp_path)
+    requests = 0
+
+    class StoppedAtTheThird(httpx.HTTPTransport):
+        def handle_request(self, request: httpx.Request) -> httpx.Response:
+            nonlocal requests
+            requests += 1
+            if requests == 3:
+                raise KeyboardInterrupt  # Ctrl-C, or the run cancelled, during this request
+            return super().handle_request(request)
+
+    writer = ledger.LedgerWriter(tmp_path, "r")
+    clients = ChannelSettings.for_sandbox(sandbox.base_url).clients()
+    s = Sender(httpx.Client(transport=StoppedAtTheThird()), clients, writer, lambda: NOW,
+               concurrency={"sms": 1})  # fmt: skip
+    with pytest.raises(KeyboardInterrupt):
+        s.send_batch(batch_of(10))
+    s.close()
+    writer.close()
+    sent = {r.send_key for r in sandbox.received}
+    # the two before the stop, and at most the one the worker had already taken on: nothing
+    # queued goes out after the stop, not even when the sender closes
+    assert {"key-0", "key-1"} <= sent <= {"key-0", "key-1", "key-3"}
+    state = ledger.read_state(tmp_path)
+    assert {k for k, status in state.last_status.items() if status == "sent"} == sent
+    # the rest never left: unsettled, so the next run sends them (once)
+    assert {k for k, status in state.last_status.items() if status == "attempted"} == {
+        f"key-{i}" for i in range(2, 10)
+    } - sent

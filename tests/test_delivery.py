@@ -488,3 +488,34 @@ def test_a_webhook_step_goes_to_the_teams_endpoint_by_person_id(
     assert run(home, sandbox, entry("e2"), journey=journey, person=opted_out).skipped == {
         "no_consent": 1
     }
+
+
+def test_a_message_that_fails_gives_its_cap_place_back_within_the_run(
+    home: Path, sandbox: Sandbox
+) -> None:
+    # One a day. Twilio refuses e1's text: nothing reached Sam, so e2 goes out now.
+    sandbox.fail_next(Fault("twilio", 400))
+    summary = run(home, sandbox, entry("e1"), entry("e2"))
+    assert (summary.failed, summary.sent, summary.deferred) == ({"sms": 1}, {"sms": 1}, {})
+    assert len(sandbox.received) == 1
+
+
+def test_a_deferred_step_of_an_entry_that_left_is_recorded_as_exited(
+    home: Path, sandbox: Sandbox
+) -> None:
+    record(home, ref_for("e0", journey="welcome"), "sent", T - timedelta(hours=1))
+    assert run(home, sandbox, entry("e1")).deferred == {"capped": 1}
+    later = run(home, sandbox, now=T + timedelta(hours=30))  # e1 is no longer due: it left
+    assert later.skipped == {"exited": 1} and sandbox.received == []
+    assert ledger.read_state(home).last_status[ref_for("e1").send_key] == "skipped"
+
+
+def test_at_one_clock_reading_an_outcome_outranks_a_deferral(home: Path) -> None:
+    # A run with a fixed clock defers, and sends, at the same instant: the send is the state,
+    # whichever line was written (or is read) first.
+    refs = [ref_for(f"e{n}") for n in range(20)]
+    for n, ref in enumerate(refs):
+        order = ("deferred", "attempted", "sent") if n % 2 else ("attempted", "sent", "deferred")
+        for status in order:
+            record(home, ref, status, T)  # each its own file
+    assert ledger.read_state(home).last_status == {ref.send_key: "sent" for ref in refs}

@@ -167,7 +167,18 @@ class Sender:
             self._pool(o.message.channel).submit(self._call_for_outcome, client, o.message)
             for o, client in zip(batch, clients, strict=True)
         ]
-        outcomes = [call.result() for call in calls]
+        try:
+            outcomes = [call.result() for call in calls]
+        except BaseException:
+            # Stopped (Ctrl-C, a cancelled run): no request that has not left goes now. What did
+            # leave is recorded; the rest stay `attempted`, sent at most once more next run.
+            for call in calls:
+                call.cancel()
+            for o, call in zip(batch, calls, strict=True):
+                if not call.cancelled() and call.exception() is None:
+                    self._record(o.ref, o.message, call.result(), o.attempt_number, sync=False)
+            self.ledger.sync()
+            raise
         for o, outcome in zip(batch, outcomes, strict=True):
             self._record(o.ref, o.message, outcome, o.attempt_number, sync=False)
         self.ledger.sync()
@@ -181,7 +192,7 @@ class Sender:
 
     def close(self) -> None:
         for pool in self._pools.values():
-            pool.shutdown(wait=True)
+            pool.shutdown(wait=True, cancel_futures=True)
         self._pools.clear()
 
     def _pool(self, channel: str) -> ThreadPoolExecutor:

@@ -7,6 +7,7 @@ run needs must have its credentials, or the run stops naming the variables to se
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -170,7 +171,7 @@ class DeliveryLimits:
                     rates[channel] = float(value)
                 except ValueError:
                     rates[channel] = 0.0
-                if not rates[channel] > 0:
+                if not (rates[channel] > 0 and math.isfinite(rates[channel])):
                     raise ChannelSettingsError(
                         f"{rate_name} must be a positive number, not {value!r}"
                     )

@@ -131,9 +131,12 @@ def read_state(landing_dir: Path) -> LedgerState:
             with ranked as (
                 select *, row_number() over (
                     partition by send_key
-                    -- same time (a fixed clock): attempted, then unknown, then the outcome
+                    -- same time (a fixed clock): deferred, attempted, unknown, then the outcome
                     order by line_at desc,
-                        case status when 'attempted' then 0 when 'unknown' then 1 else 2 end desc
+                        case status
+                            when 'deferred' then -1 when 'attempted' then 0 when 'unknown' then 1
+                            else 2
+                        end desc
                 ) as recency
                 from lines
             )

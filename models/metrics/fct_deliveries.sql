@@ -15,8 +15,10 @@ ranked as (
             partition by send_key
             order by
                 recorded_at desc,
-                -- same time (a fixed clock): attempted, then unknown, then the outcome
-                case delivery_status when 'attempted' then 0 when 'unknown' then 1 else 2 end desc
+                -- same time (a fixed clock): deferred, attempted, unknown, then the outcome
+                case delivery_status
+                    when 'deferred' then -1 when 'attempted' then 0 when 'unknown' then 1 else 2
+                end desc
         ) as recency
     from ledger
 
