@@ -18,8 +18,8 @@ from pathlib import Path
 
 import duckdb
 
-from activations.ledger.vocabulary import COLUMNS, OUTCOME_UNKNOWN
-from switchyard import landing
+from activations.ledger import store
+from activations.ledger.vocabulary import OUTCOME_UNKNOWN
 
 
 @dataclass(frozen=True)
@@ -64,21 +64,23 @@ def simulate(
     them (one cap period) is replayed too, so the first day starts with what it had."""
     since = until - timedelta(days=days)
     warm_up = since - timedelta(hours=policy.per_hours)
-    folder = landing.table_dir(landing_dir, "ledger", "deliveries")
-    columns = ", ".join(f"'{name}': '{kind}'" for name, kind in COLUMNS.items())
     con = duckdb.connect()
     try:
-        rows = con.execute(
-            f"""
-            select person_id, journey, channel, try_cast(recorded_at as timestamp) as sent_at
-            from read_json('{folder}/*.jsonl', format='newline_delimited', columns={{{columns}}})
-            where (status = 'sent' or (status = 'failed' and reason = ?))
-                and try_cast(recorded_at as timestamp) > ?
-                and try_cast(recorded_at as timestamp) <= ?
-            order by person_id, sent_at, send_key
-            """,
-            [OUTCOME_UNKNOWN, warm_up, until],
-        ).fetchall()
+        lines = store.lines_sql(store.layout(con, landing_dir))
+        rows = (
+            con.execute(
+                f"""
+                select person_id, journey, channel, line_at as sent_at
+                from ({lines})
+                where (status = 'sent' or (status = 'failed' and reason = ?))
+                    and line_at > ? and line_at <= ?
+                order by person_id, sent_at, send_key
+                """,
+                [OUTCOME_UNKNOWN, warm_up, until],
+            ).fetchall()
+            if lines
+            else []
+        )
     finally:
         con.close()
     window = timedelta(hours=policy.per_hours)

@@ -6,15 +6,13 @@ from their landing files, so a tick sees every decision, including those dbt has
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from datetime import datetime
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import duckdb
-import pyarrow as pa
 from sqlglot import exp
 
-from activations import transitions
+from activations import ledger, transitions
 from activations.graph import Wait
 from activations.journeys import PROFILE_MODEL, Journey
 from activations.tick import lit
@@ -32,10 +30,11 @@ def open_inputs(
     journey: Journey,
     *,
     landing_dir: Path,
-    decided: Iterable[tuple[str, str, datetime | None]],
+    aliases: Mapping[str, Iterable[str]],
 ) -> None:
     """Define audience, profiles, events, feedback, history and decided (send_key, status,
-    decided_at) on `con`, which has the warehouse attached as `wh` (warehouse.attached)."""
+    decided_at; `aliases`: replaced person ids and who holds their identifiers now) on `con`,
+    which has the warehouse attached as `wh` (warehouse.attached)."""
     names = sorted(
         {*journey.exit_on, *(g.event for g in journey.goals)}
         | {
@@ -64,13 +63,4 @@ def open_inputs(
         """
     )
     transitions.create_history_view(con, landing_dir)
-    rows = list(decided)
-    table = pa.table(
-        {
-            "send_key": pa.array([r[0] for r in rows], pa.string()),
-            "status": pa.array([r[1] for r in rows], pa.string()),
-            "decided_at": pa.array([r[2] for r in rows], pa.timestamp("us")),
-        }
-    )
-    con.register("decided_arrow", table)
-    con.execute("create temp table decided as select * from decided_arrow")
+    ledger.create_decided(con, landing_dir, journey.name, aliases)

@@ -6,7 +6,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -16,7 +16,7 @@ from activations.channels.core import DEFAULT_CONCURRENCY, ChannelClient, Outgoi
 from activations.channels.message import Message, Outcome
 from activations.channels.policy import HttpTimeouts, RateLimiter, RetryPolicy
 from activations.journeys import Journey
-from activations.ledger import OUTCOME_UNKNOWN, TERMINAL, LedgerState, SendRef, SkipReason
+from activations.ledger import OUTCOME_UNKNOWN, LedgerState, SendRef, SkipReason
 from activations.render import MissingTemplateVariable, render
 from activations.tick import TickResult, run_tick
 from switchyard.clock import utc_now
@@ -144,18 +144,22 @@ def decide(
 ) -> Decision:
     """A tick on what the warehouse and the ledger say now (its transitions recorded unless
     `record` is false: a preview), and the due sends as steps for delivery."""
-    state = ledger.read_state(landing_dir)
     with warehouse.attached(duckdb_path) as con:
-        state.follow_aliases(warehouse.read_person_aliases(con))
-        # This journey's keys only (a key carried over to a merged person id has no ref)
-        decided = (
-            (key, status, state.decided_at.get(key))
-            for key, status in state.last_status.items()
-            if status in TERMINAL
-            and (key not in state.refs or state.refs[key].journey == journey.name)
-        )
-        inputs.open_inputs(con, journey, landing_dir=landing_dir, decided=decided)
+        aliases = warehouse.read_person_aliases(con)
+        inputs.open_inputs(con, journey, landing_dir=landing_dir, aliases=aliases)
         result = run_tick(con, journey, as_of, run_id, landing_dir if record else None)
+        # What the ledger says of the keys due now and of their people's recent sends (the cap's
+        # window), not of its whole history.
+        people = {d.person_id for d in result.due}
+        cap = journey.frequency_cap
+        state = ledger.read_state(
+            landing_dir,
+            keys=[d.send_key for d in result.due],
+            people=people | set(aliases),
+            sends_since=as_of - timedelta(hours=cap.per_hours) if cap else as_of,
+            moved_people=aliases.keys(),
+        )
+        state.follow_aliases(aliases)
         due, skips = engine.classify(journey, result.due, state, as_of)
         audience = warehouse.read_people(con, {d.ref.person_id for d in due})
     return Decision(result, state, due, skips, audience)

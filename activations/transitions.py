@@ -10,13 +10,14 @@ sent; the engine never rewrites a file. dbt stages the folder into `fct_journey_
 from __future__ import annotations
 
 import fcntl
-import os
 import uuid
 from pathlib import Path
 from typing import IO
 
 import duckdb
 from sqlglot import exp
+
+from switchyard import landing
 
 FOLDER = ("journeys", "transitions")
 # name -> DuckDB type: the columns of every transitions file, in order.
@@ -52,7 +53,7 @@ def ensure_folder(landing_dir: Path) -> Path:
         con = duckdb.connect()
         try:
             typed = ", ".join(f'cast(null as {kind}) as "{n}"' for n, kind in COLUMNS.items())
-            _copy_atomically(con, f"select {typed} limit 0", placeholder)
+            landing.write_parquet(con, f"select {typed} limit 0", placeholder)
         finally:
             con.close()
     return where
@@ -87,17 +88,9 @@ def append(con: duckdb.DuckDBPyConnection, relation: str, landing_dir: Path, pre
     where = ensure_folder(landing_dir)
     columns = ", ".join(f'cast("{n}" as {kind}) as "{n}"' for n, kind in COLUMNS.items())
     target = where / f"{prefix}-{uuid.uuid4().hex}.parquet"
-    _copy_atomically(con, f"select {columns} from {relation}", target)
+    landing.write_parquet(con, f"select {columns} from {relation}", target)
     return target
 
 
 def _path_sql(path: str) -> str:
     return exp.Literal.string(path).sql(dialect="duckdb")
-
-
-def _copy_atomically(con: duckdb.DuckDBPyConnection, query: str, target: Path) -> None:
-    tmp = target.with_name(f".{target.name}.tmp")
-    con.execute(f"copy ({query}) to {_path_sql(str(tmp))} (format parquet)")
-    with tmp.open("rb") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, target)

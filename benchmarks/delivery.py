@@ -18,8 +18,10 @@ sends_per_second_at_latency (up to 5,000 messages).
 Prints one `name=value unit` line per figure: sends_per_second, sandbox_raw_per_second,
 naive_per_second, sender_vs_raw, p50_request_ms, p99_request_ms, rate_limit_violations (1-second
 windows in which a channel's provider saw more than its limit allows), peak_rss_mib (the
-sender's process), ledger_lines and ledger_state_read_seconds (activations.ledger.read_state
-over every line landed).
+sender's process), ledger_lines (the history landed plus the run's), ledger_compact_seconds
+(compacting the history: activations.ledger.compact), ledger_state_read_seconds (the state a run
+of the N messages reads: their keys, every open key, their people's sends in the cap's day)
+beside ledger_state_read_uncompacted_seconds (the same read with the history still in run files).
 """
 
 from __future__ import annotations
@@ -35,7 +37,8 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from datetime import datetime
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -48,10 +51,12 @@ from activations import ledger  # noqa: E402
 from activations.channels import ChannelSettings, Message, Sender  # noqa: E402
 from activations.channels.core import Outgoing  # noqa: E402
 from activations.channels.policy import RateLimiter, RetryPolicy  # noqa: E402
+from activations.ledger.compact import compact  # noqa: E402
 from sandbox import SANDBOX_CREDENTIALS  # noqa: E402
 from switchyard import landing  # noqa: E402
 
 MIX = (("email", 5), ("push", 3), ("sms", 2))  # tenths of the messages per channel
+NOW = datetime(2026, 11, 26, 12, 0)
 RATE_LIMITS = {"email": 3000.0, "push": 2000.0, "sms": 1000.0}  # per second, as settings would
 CONCURRENCY = {"email": 8, "push": 8, "sms": 8}
 BATCH = 256
@@ -184,9 +189,10 @@ def land_ledger_lines(home: Path, lines: int) -> None:
     con.execute(
         f"""
         copy (
-            select md5(i::varchar) as send_key, 'r' || (i // 100000) as run_id,
-                'old_' || (i % 5) as journey, 'step' as step, 'p' || (i % 1000000) as person_id,
-                'e' || i as entry_id, 'sms' as channel, '+14155550123' as recipient,
+            select md5((i // 2)::varchar) as send_key, 'r' || (i // 100000) as run_id,
+                'old_' || ((i // 2) % 5) as journey, 'step' as step,
+                'p' || ((i // 2) % 1000000) as person_id,
+                'e' || (i // 2) as entry_id, 'sms' as channel, '+14155550123' as recipient,
                 case when i % 2 = 0 then 'attempted' else 'sent' end as status,
                 null as reason, null as reason_detail, 1 as attempt, null as http_status,
                 null as provider_message_id, null as subject, 'b' as body,
@@ -221,7 +227,7 @@ def send_all(
         httpx.Client(transport=transport),
         ChannelSettings.for_sandbox(base_url).clients(),
         writer,
-        lambda: datetime(2026, 11, 26, 12, 0),
+        lambda: NOW,
         RetryPolicy(),
         {ch: RateLimiter(rate) for ch, rate in RATE_LIMITS.items()},
         CONCURRENCY,
@@ -258,13 +264,15 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="delivery-") as tmp:
             home = Path(tmp)
             landing.ensure_layout(home)
+            batch = messages(args.size)
             if args.ledger_lines:
                 land_ledger_lines(home, args.ledger_lines)
-            outcomes, seconds, latencies = send_all(base_url, messages(args.size), home)
-            lines = sum(1 for f in writer_files(home) for _ in f.open())
-            read_started = time.perf_counter()
-            ledger.read_state(home)
-            read_seconds = time.perf_counter() - read_started
+            # What a run's read costs with every line still in run files, then after compaction.
+            uncompacted_seconds = timed(lambda: read_run_state(home, batch))
+            compact_seconds = timed(lambda: compact(home))
+            outcomes, seconds, latencies = send_all(base_url, batch, home)
+            lines = args.ledger_lines + sum(1 for _ in (home / writer_file(home)).open())
+            read_seconds = timed(lambda: read_run_state(home, batch))
         sent_rate = outcomes["sent"] / seconds
         emit("sends_per_second", f"{sent_rate:.0f}", "sends/s")
         emit("sandbox_raw_per_second", f"{raw:.0f}", "requests/s")
@@ -280,6 +288,8 @@ def main() -> None:
         )
         emit("ledger_lines", lines, "lines")
         emit("ledger_state_read_seconds", f"{read_seconds:.2f}", "s")
+        emit("ledger_state_read_uncompacted_seconds", f"{uncompacted_seconds:.2f}", "s")
+        emit("ledger_compact_seconds", f"{compact_seconds:.2f}", "s")
         emit("sent", outcomes["sent"], "messages")
         emit("not_sent", sum(outcomes.values()) - outcomes["sent"], "messages")
         # Providers answer in tens of milliseconds, not the sandbox's one: what concurrency buys.
@@ -299,8 +309,25 @@ def main() -> None:
         sandbox.wait()
 
 
-def writer_files(home: Path) -> list[Path]:
-    return sorted(landing.table_dir(home, "ledger", "deliveries").glob("*.jsonl"))
+def writer_file(home: Path) -> Path:
+    (path,) = landing.table_dir(home, "ledger", "deliveries").glob("run-bench-*.jsonl")
+    return path
+
+
+def timed(work: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    work()
+    return time.perf_counter() - started
+
+
+def read_run_state(home: Path, batch: list[Outgoing]) -> ledger.LedgerState:
+    """The ledger state a run of `batch` reads: its keys, its people's sends within a day."""
+    return ledger.read_state(
+        home,
+        keys=[o.ref.send_key for o in batch],
+        people={o.ref.person_id for o in batch},
+        sends_since=NOW - timedelta(hours=24),
+    )
 
 
 if __name__ == "__main__":

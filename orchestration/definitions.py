@@ -8,6 +8,7 @@ from orchestration.dbt_project import dbt_resource
 from orchestration.defs.activation import activation_key, build_activation_asset, declared_journeys
 from orchestration.defs.resources import resources
 from orchestration.defs.transform import build_dbt_assets
+from orchestration.defs.upkeep import build_ledger_compaction_asset
 from switchyard.tiers import TIERS
 
 PIPELINE_JOB = "switchyard_pipeline"
@@ -17,16 +18,25 @@ def build_definitions() -> dg.Definitions:
     journeys = declared_journeys()
     dbt_models, dbt_metrics = build_dbt_assets([activation_key(j) for j in journeys])
     activations = [build_activation_asset(j, dbt_models) for j in journeys]
+    compaction = build_ledger_compaction_asset([activation_key(j) for j in journeys])
+    upkeep = dg.define_asset_job(
+        "ledger_upkeep",
+        selection=dg.AssetSelection.assets(compaction),
+        description="Compact the delivery ledger (safe beside running journeys).",
+    )
     pipeline = dg.define_asset_job(
         PIPELINE_JOB,
-        selection=dg.AssetSelection.all(),
+        selection=dg.AssetSelection.all() - upkeep.selection,
         description="Build every model, run every journey, then metrics.",
     )
     tier_jobs = [
         dg.define_asset_job(
             f"tier_{tier.name}",
-            selection=dg.AssetSelection.tag("tier", tier.name).upstream()
-            | dg.AssetSelection.tag("tier", tier.name).downstream(),
+            selection=(
+                dg.AssetSelection.tag("tier", tier.name).upstream()
+                | dg.AssetSelection.tag("tier", tier.name).downstream()
+            )
+            - upkeep.selection,
             description=tier.description,
         )
         for tier in TIERS.values()
@@ -40,9 +50,14 @@ def build_definitions() -> dg.Definitions:
         )
         for job in tier_jobs
     ]
+    schedules.append(
+        dg.ScheduleDefinition(
+            job=upkeep, cron_schedule="30 3 * * *", default_status=dg.DefaultScheduleStatus.STOPPED
+        )
+    )
     return dg.Definitions(
-        assets=[dbt_models, dbt_metrics, *activations],
-        jobs=[pipeline, *tier_jobs],
+        assets=[dbt_models, dbt_metrics, *activations, compaction],
+        jobs=[pipeline, *tier_jobs, upkeep],
         schedules=schedules,
         resources={**resources(), "dbt": dbt_resource()},
     )

@@ -203,6 +203,21 @@ def cmd_caps(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ledger(args: argparse.Namespace) -> int:
+    from activations.ledger.compact import compact
+
+    done = compact(Paths.from_env().landing)
+    if not done.generation:
+        print(f"ledger: nothing to compact (deleted {done.deleted} run files taken earlier)")
+    else:
+        print(
+            f"ledger: generation {done.generation}: {done.run_files} run files "
+            f"({done.lines} lines) compacted, {done.keys} keys, "
+            f"{done.deleted} run files taken earlier deleted"
+        )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="switchyard", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -249,6 +264,15 @@ def main(argv: list[str] | None = None) -> int:
     sim.add_argument("--days", type=float, default=7, help="how far back (default 7)")
     sim.add_argument("--until", type=_utc_time, help="end of the window (default now)")
     caps.set_defaults(func=cmd_caps)
+
+    led = sub.add_parser("ledger", help="the delivery ledger's upkeep")
+    led_sub = led.add_subparsers(dest="action", required=True)
+    led_sub.add_parser(
+        "compact",
+        help="move finished run files into Parquet and each key's state into one keys file "
+        "(safe beside running runs; what a run reads stops growing with history)",
+    )
+    led.set_defaults(func=cmd_ledger)
 
     prep = sub.add_parser("prepare", help="build the dbt manifest (dbt parse) if stale")
     prep.set_defaults(func=cmd_prepare)

@@ -6,12 +6,16 @@ ever add new files or append whole lines, so a reader never sees a row change.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import uuid
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
+
+import duckdb
+from sqlglot import exp
 
 # source folder -> table folders; dbt's sources name the same paths.
 LAYOUT: dict[str, tuple[str, ...]] = {
@@ -40,9 +44,11 @@ def ensure_layout(landing: Path) -> None:
             (folder / PLACEHOLDER).touch()
     # The journey engine's transitions and previews are Parquet, with typed empty files.
     from activations import preview, transitions
+    from activations.ledger import store as ledger_store
 
     transitions.ensure_folder(landing)
     preview.preview_folder(landing)
+    ledger_store.ensure_folder(landing)
 
 
 def write_batch(
@@ -62,6 +68,23 @@ def write_batch(
     return final
 
 
+def write_parquet(
+    con: duckdb.DuckDBPyConnection, query: str, target: Path, options: str = ""
+) -> None:
+    """`query` as one Parquet file, atomically: written aside, fsynced, renamed into place."""
+    tmp = target.with_name(f".{target.name}.tmp")
+    path = exp.Literal.string(str(tmp)).sql(dialect="duckdb")
+    con.execute(f"copy ({query}) to {path} (format parquet{', ' + options if options else ''})")
+    with tmp.open("rb") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, target)
+    folder = os.open(target.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)  # the rename itself
+    finally:
+        os.close(folder)
+
+
 class AppendLog:
     """One file appended line by line, for records that must survive a crash: each line fsynced,
     or (`sync=False`) a group of lines fsynced together by `sync()`."""
@@ -71,6 +94,9 @@ class AppendLog:
         folder.mkdir(parents=True, exist_ok=True)
         self.path = folder / f"{prefix}-{uuid.uuid4().hex}.jsonl"
         self._fh = self.path.open("a", encoding="utf-8")
+        # Held while the file is open (and dropped with the process): the ledger's compaction
+        # takes only files no writer holds.
+        fcntl.flock(self._fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
 
     def append(self, row: Mapping[str, Any], sync: bool = True) -> None:
         self._fh.write(json.dumps(row, default=str, separators=(",", ":")) + "\n")

@@ -30,7 +30,14 @@ def test_definitions_have_the_flow() -> None:
         "tier_seconds_schedule",
         "tier_hours_schedule",
         "tier_days_schedule",
+        "ledger_upkeep_schedule",
     }
+    # The ledger's compaction runs on its own schedule, after the journeys, never in a tier's run.
+    compacted = dg.AssetKey(["ledger", "compacted"])
+    assert journey in graph.get(compacted).parent_keys
+    for job in ("tier_seconds", PIPELINE_JOB):
+        assert compacted not in defs.resolve_job_def(job).asset_layer.executable_asset_keys
+    assert defs.resolve_job_def("ledger_upkeep").asset_layer.executable_asset_keys == {compacted}
     lapsed = graph.get(dg.AssetKey(["journey", "lapsed_reengagement"]))
     assert lapsed.tags.get("tier") == "days"
     # The transitions the journeys record are staged with the metrics, after every journey.

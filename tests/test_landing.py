@@ -23,6 +23,13 @@ def test_ledger_columns_match_the_dbt_source() -> None:
     assert declared == ledger.COLUMNS
 
 
+def test_staging_reads_every_ledger_column_from_run_files_and_compacted_files() -> None:
+    staging = (PROJECT_DIR / "models/staging/ledger/stg_ledger__deliveries.sql").read_text()
+    listed = re.search(r"set columns = \[(.*?)\]", staging, re.S)
+    assert listed is not None
+    assert re.findall(r"'(\w+)'", listed.group(1)) == list(ledger.COLUMNS)
+
+
 def test_skip_reasons_are_one_set_in_python_and_dbt() -> None:
     project = yaml.safe_load((PROJECT_DIR / "dbt_project.yml").read_text())
     assert project["vars"]["delivery"]["skip_reasons"] == [r.value for r in ledger.SkipReason]

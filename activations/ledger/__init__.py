@@ -7,7 +7,7 @@ where there is one, and otherwise sent at most once more, visibly (its attempt n
 """
 
 from activations.ledger.keys import SendRef, send_key
-from activations.ledger.reader import LedgerState, PendingAttempt, read_state
+from activations.ledger.reader import LedgerState, PendingAttempt, create_decided, read_state
 from activations.ledger.vocabulary import (
     COLUMNS,
     OUTCOME_UNKNOWN,
@@ -21,6 +21,7 @@ __all__ = [
     "COLUMNS",
     "OUTCOME_UNKNOWN",
     "TERMINAL",
+    "create_decided",
     "LedgerState",
     "LedgerStatus",
     "LedgerWriter",

@@ -1,22 +1,25 @@
 """What the ledger says so far, for the next run's diff, its frequency cap and its reconciliation.
 
-Read with an in-memory DuckDB straight from the landing files: no warehouse lock involved, and
-nothing a dbt run has not caught up with yet is missed.
+Read with an in-memory DuckDB straight from the landing files and their compaction
+(activations/ledger/store.py): no warehouse lock involved, nothing a dbt run has not caught up
+with yet is missed, and a run reads the keys and people it acts on, not the whole history.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 
 from activations.channels.message import Message
-from activations.ledger.keys import SendRef, send_key
-from activations.ledger.vocabulary import COLUMNS, OUTCOME_UNKNOWN, TERMINAL, LedgerStatus
-from switchyard import landing
+from activations.ledger import store
+from activations.ledger.keys import SendRef, send_key, send_key_sql
+from activations.ledger.vocabulary import TERMINAL, LedgerStatus
+from activations.tick import lit
 
 
 @dataclass(frozen=True)
@@ -110,121 +113,118 @@ class LedgerState:
                         self.pending[key] = replace(self.pending[ref.send_key], person_id=person_id)
 
 
-_UNSETTLED = ("attempted", "unknown")
-
-
-def read_state(landing_dir: Path) -> LedgerState:
-    """Read every ledger line landed so far."""
-    folder = landing.table_dir(landing_dir, "ledger", "deliveries")
-    columns = ", ".join(f"'{name}': '{kind}'" for name, kind in COLUMNS.items())
+def read_state(
+    landing_dir: Path,
+    *,
+    keys: Collection[str] | None = None,
+    people: Collection[str] | None = None,
+    sends_since: datetime | None = None,
+    moved_people: Collection[str] = (),
+) -> LedgerState:
+    """What the ledger says so far: every key, or only those a run needs. With `keys`, those
+    keys, every key still open (unsettled, deferred) and every key of `moved_people` (replaced
+    person ids: their record moves with them, LedgerState.follow_aliases); with `people`, their
+    sends only, from `sends_since` on (the cap's longest window)."""
     con = duckdb.connect()
     try:
-        con.execute(
-            f"""
-            create temp table lines as
-            select *, try_cast(recorded_at as timestamp) as line_at
-            from read_json('{folder}/*.jsonl', format='newline_delimited', columns={{{columns}}})
-            """
-        )
+        view = store.layout(con, landing_dir)
+        conditions: list[str] = []
+        if keys is not None:
+            con.register("wanted_keys", _ids("send_key", keys))
+            open_ = ", ".join(lit(s) for s in store.OPEN)
+            conditions += [
+                "send_key in (select send_key from wanted_keys)",
+                f"last_status in ({open_})",
+            ]
+            con.register("moved_people", _ids("person_id", moved_people))
+            conditions.append("person_id in (select person_id from moved_people)")
+        if people is not None:
+            con.register("wanted_people", _ids("person_id", people))
+        where = " or ".join(f"({c})" for c in conditions) if keys is not None else "true"
+        con.execute(f"create temp table keys as {store.keys_sql(view, where)}")
         rows = con.execute(
-            f"""
-            with ranked as (
-                select *, row_number() over (
-                    partition by send_key
-                    -- same time (a fixed clock): deferred, attempted, unknown, then the outcome
-                    order by line_at desc,
-                        case status
-                            when 'deferred' then -1 when 'attempted' then 0 when 'unknown' then 1
-                            else 2
-                        end desc
-                ) as recency
-                from lines
-            )
-            select
-                send_key,
-                max(case when recency = 1 then status end) as last_status,
-                max(case when recency = 1 then line_at end) as last_line_at,
-                count(case when status = 'attempted' then 1 end) as attempts,
-                any_value(journey) as journey,
-                any_value(step) as step,
-                any_value(person_id) as person_id,
-                any_value(entry_id) as entry_id,
-                -- (unsettled attempts count against the cap through `pending`; one given up on
-                -- may have gone out, so it counts too)
-                list(line_at) filter (
-                    where status = 'sent' or (status = 'failed' and reason = '{OUTCOME_UNKNOWN}')
-                ) as sent_at
-            from ranked
-            group by send_key
+            """
+            select send_key, last_status, last_at, attempts, journey, step, person_id, entry_id
+            from keys
             """
         ).fetchall()
         state = LedgerState(last_status={}, attempts={}, sends_by_person={})
-        for (
-            key,
-            last_status,
-            last_at,
-            attempts,
-            journey,
-            step,
-            person_id,
-            entry_id,
-            sent_at,
-        ) in rows:
+        for key, last_status, last_at, attempts, journey, step, person_id, entry_id in rows:
             state.last_status[key] = last_status
             if last_at is not None:
                 state.decided_at[key] = last_at
             state.attempts[key] = attempts
             state.refs[key] = SendRef(key, journey, step, person_id, entry_id)
-            for at in sent_at or ():
-                state.note_send(person_id, at)
-        unsettled = [k for k, status in state.last_status.items() if status in _UNSETTLED]
-        if unsettled:
-            state.pending = _pending_attempts(con, unsettled)
-        state.provider_ids = _recent_provider_ids(con, state.pending.values())
+        _read_sends(con, view, state, people, sends_since)
+        state.pending = _pending_attempts(con)
+        state.provider_ids = _recent_provider_ids(con, view, state.pending.values())
         return state
     finally:
         con.close()
 
 
-def _pending_attempts(con: duckdb.DuckDBPyConnection, keys: list[str]) -> dict[str, PendingAttempt]:
-    """The message each unsettled key attempted (its latest attempt), and when."""
-    attempts = con.execute(
-        """
-        select
-            send_key,
-            arg_max(person_id, line_at) as person_id,
-            arg_max(channel, line_at) as channel,
-            arg_max(recipient, line_at) as recipient,
-            arg_max(subject, line_at) as subject,
-            arg_max(body, line_at) as body,
-            min(line_at) as first_attempted_at,
-            max(line_at) as last_attempted_at
-        from lines
-        where status = 'attempted' and list_contains(?, send_key)
-        group by send_key
+def _ids(column: str, values: Iterable[str]) -> pa.Table:
+    return pa.table({column: pa.array(list(values), pa.string())})
+
+
+def _read_sends(
+    con: duckdb.DuckDBPyConnection,
+    view: store.Layout,
+    state: LedgerState,
+    people: Collection[str] | None,
+    since: datetime | None,
+) -> None:
+    """Sends per person (unsettled attempts count against the cap through `pending`; one given
+    up on as outcome_unknown may have gone out, so it counts too)."""
+    where = "person_id in (select person_id from wanted_people)" if people is not None else "true"
+    if since is not None:
+        where += f" and last_sent_at >= {lit(since.isoformat())}::timestamp"
+    rows = con.execute(
+        f"""
+        select person_id, sent_time
+        from (select person_id, unnest(sent_at) as sent_time from ({store.keys_sql(view, where)}))
+        where sent_time >= coalesce(?::timestamp, sent_time)
         """,
-        [keys],
+        [since],
+    ).fetchall()
+    for person_id, at in rows:
+        state.note_send(person_id, at)
+
+
+def _pending_attempts(con: duckdb.DuckDBPyConnection) -> dict[str, PendingAttempt]:
+    """The message each unsettled key attempted (its latest attempt), and when."""
+    open_ = ", ".join(lit(s) for s in store.UNSETTLED)
+    rows = con.execute(
+        f"""
+        select send_key, person_id, channel, recipient, subject, body,
+            first_attempted_at, last_attempted_at
+        from keys
+        where last_status in ({open_}) and last_attempted_at is not null
+        """
     ).fetchall()
     return {
         key: PendingAttempt(person_id, channel, recipient, subject, body or "", first_at, last_at)
-        for key, person_id, channel, recipient, subject, body, first_at, last_at in attempts
+        for key, person_id, channel, recipient, subject, body, first_at, last_at in rows
     }
 
 
 def _recent_provider_ids(
-    con: duckdb.DuckDBPyConnection, pending: Iterable[PendingAttempt]
+    con: duckdb.DuckDBPyConnection, view: store.Layout, pending: Iterable[PendingAttempt]
 ) -> dict[str, set[str]]:
     """Provider ids recorded since a day before the earliest unsettled attempt (or the newest
     line): every message a lookup this run could come across, and no older ones (memory)."""
+    lines = store.lines_sql(view)
+    if lines is None:
+        return {}
     starts = [p.first_attempted_at for p in pending]
-    (newest,) = con.execute("select max(line_at) from lines").fetchone() or (None,)
+    newest = con.execute(store.newest_line_sql(view)).fetchall()[0][0]
     if newest is None:
         return {}
     since = min([*starts, newest]) - timedelta(days=1)
     rows = con.execute(
-        """
+        f"""
         select distinct recipient, provider_message_id
-        from lines
+        from ({lines})
         where provider_message_id is not null and recipient is not null and line_at >= ?
         """,
         [since],
@@ -233,3 +233,48 @@ def _recent_provider_ids(
     for recipient, provider_id in rows:
         known.setdefault(recipient, set()).add(provider_id)
     return known
+
+
+def create_decided(
+    con: duckdb.DuckDBPyConnection,
+    landing_dir: Path,
+    journey: str,
+    aliases: Mapping[str, Iterable[str]],
+) -> None:
+    """`decided` (send_key, status, decided_at) on `con`: the journey's keys with a final status,
+    and those of replaced person ids under the ids that hold their identifiers now (unless the
+    new id has its own record), in SQL: a run never holds every key in memory."""
+    view = store.layout(con, landing_dir)
+    pairs = [(alias, p) for alias, people in aliases.items() for p in people if p != alias]
+    con.register(
+        "alias_pairs",
+        pa.table(
+            {
+                "alias": pa.array([a for a, _ in pairs], pa.string()),
+                "person_id": pa.array([p for _, p in pairs], pa.string()),
+            }
+        ),
+    )
+    terminal = ", ".join(lit(s) for s in TERMINAL)
+    carried = send_key_sql("k.journey", "k.step", "m.person_id", "k.entry_id")
+    con.execute(
+        f"create temp table ledger_keys as {store.keys_sql(view, f'journey = {lit(journey)}')}"
+    )
+    con.execute(
+        f"""
+        create temp table decided as
+        select send_key, last_status as status, last_at as decided_at
+        from ledger_keys where last_status in ({terminal})
+        union all
+        select send_key, any_value(status), any_value(decided_at)
+        from (
+            select {carried} as send_key, k.last_status as status, k.last_at as decided_at
+            from ledger_keys k join alias_pairs m on k.person_id = m.alias
+            where k.last_status in ({terminal})
+        )
+        where send_key not in (select send_key from ledger_keys)
+        group by send_key
+        """
+    )
+    con.execute("drop table ledger_keys")
+    con.unregister("alias_pairs")

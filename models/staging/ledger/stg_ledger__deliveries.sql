@@ -1,8 +1,36 @@
+{%- set columns = [
+    'send_key', 'run_id', 'journey', 'step', 'person_id', 'entry_id', 'channel', 'recipient',
+    'status', 'reason', 'reason_detail', 'attempt', 'http_status', 'provider_message_id',
+    'segments', 'subject', 'body', 'recorded_at'
+] -%}
+
 with
+
+run_files as (
+
+    select *, {{ dbt.split_part('filename', "'/'", -1) }} as file_name
+    from {{ source('ledger', 'deliveries') }}
+
+),
+
+compacted as (
+
+    select * from {{ source('ledger', 'deliveries_compacted') }}
+
+),
 
 source as (
 
-    select * from {{ source('ledger', 'deliveries') }}
+    -- A run file's lines are read from it until a compaction has taken them, then from there:
+    -- each line once, wherever it is.
+    select {{ columns | join(', ') }}, file_name as source_file
+    from run_files
+    where file_name not in (select source_file from compacted)
+
+    union all
+
+    select {{ columns | join(', ') }}, source_file
+    from compacted
 
 )
 
@@ -35,5 +63,5 @@ select
     subject,
     body,
     {{ dbt.safe_cast('recorded_at', api.Column.translate_type('timestamp')) }} as recorded_at,
-    filename as source_file
+    source_file
 from source

@@ -1,0 +1,107 @@
+"""Ledger compaction: finished run files into Parquet, and each key's state into one keys file.
+
+Safe beside running runs and readers (layout in activations/ledger/store.py):
+- a run file is taken only when its writer has closed it (it holds a lock on it while open, and
+  a writer that died holds none);
+- each file appears whole under its final name (written aside, fsynced, renamed), lines first,
+  then keys: a compaction stopped between the two is finished by the next one;
+- a run file is deleted only by the compaction after the one that took it, and only then.
+"""
+
+from __future__ import annotations
+
+import fcntl
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+
+from activations.ledger import store
+from switchyard import landing
+
+
+@dataclass(frozen=True)
+class Compaction:
+    generation: int  # 0: nothing to do
+    run_files: int  # run files taken
+    lines: int  # their lines
+    keys: int  # keys in the new keys file
+    deleted: int  # run files taken by an earlier compaction, now deleted
+
+
+def _closed(path: Path) -> bool:
+    """True when no writer holds the file (LedgerWriter locks its file while it appends)."""
+    with path.open("rb") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return True
+
+
+def _write(con: duckdb.DuckDBPyConnection, query: str, final: Path, order_by: str) -> int:
+    (count,) = con.execute(f"select count(*) from ({query})").fetchall()[0]
+    landing.write_parquet(
+        con, f"select * from ({query}) order by {order_by}", final, "compression zstd"
+    )
+    return int(count)
+
+
+def compact(landing_dir: Path) -> Compaction:
+    folder = store.compacted_dir(landing_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect()
+    try:
+        before = store.layout(con, landing_dir)
+        # Run files a finished compaction took: readers listing now no longer read them.
+        covered = [
+            p for g, p in store.generations(landing_dir, "lines").items() if g <= before.keys_gen
+        ]
+        done: set[str] = set()
+        if covered:
+            rows = con.execute(
+                f"select distinct source_file from read_parquet({store.paths_sql(covered)})"
+            ).fetchall()
+            done = {name for (name,) in rows}
+        deleted = 0
+        for name in sorted(done):
+            path = store.run_files_dir(landing_dir) / name
+            if path.exists():
+                path.unlink()
+                deleted += 1
+        for gen, path in store.generations(landing_dir, "keys").items():
+            if gen < before.keys_gen:
+                path.unlink(missing_ok=True)  # superseded; the newest is enough
+
+        taken = [p for p in before.run_files if _closed(p)]
+        gen = max([before.keys_gen, *store.generations(landing_dir, "lines")], default=0) + 1
+        lines = 0
+        if taken:
+            lines = _write(
+                con,
+                store.run_lines_sql(taken),
+                folder / store.compacted_name("lines", gen),
+                "line_at, send_key",
+            )
+        view = store.layout(con, landing_dir)
+        if not view.newer_lines_files:
+            return Compaction(0, 0, 0, 0, deleted)
+        # Only the lines files the new keys file covers: a run file landed since stays a run file.
+        view = store.Layout(
+            keys_file=view.keys_file,
+            keys_gen=view.keys_gen,
+            lines_files=view.lines_files,
+            newer_lines_files=view.newer_lines_files,
+            run_files=[],
+            taken_run_files=view.taken_run_files,
+        )
+        keys = _write(
+            con,
+            store.keys_sql(view),
+            folder / store.compacted_name("keys", gen),
+            "send_key",
+        )
+        return Compaction(gen, len(taken), lines, keys, deleted)
+    finally:
+        con.close()

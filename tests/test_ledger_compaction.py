@@ -1,0 +1,193 @@
+"""Ledger compaction: run files into Parquet and one keys file, with every reader (a run's state,
+caps simulate, dbt's staging) seeing exactly what it saw before, each line once."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from activations import ledger
+from activations.caps_simulate import CapPolicy, simulate
+from activations.ledger import store
+from activations.ledger.compact import compact
+from switchyard import landing
+from switchyard.settings import Paths
+from tests.dbt_helpers import dbt_build, query
+
+T = datetime(2026, 11, 2, 10, 0)
+
+
+def ref(n: int, person: str) -> ledger.SendRef:
+    return ledger.SendRef(f"key-{n}", "cart", "remind", person, f"e{n}")
+
+
+SMS = {"channel": "sms", "recipient": "+14155550123", "body": "Hi"}
+
+
+def write_run(home: Path, run_id: str, lines: list[tuple[int, str, str, dict[str, Any]]]) -> None:
+    """lines: (key number, person, status, columns), one minute apart from T + the run's hour."""
+    writer = ledger.LedgerWriter(home, run_id)
+    start = T + timedelta(hours=int(run_id[-1]))
+    for i, (n, person, status, columns) in enumerate(lines):
+        writer.write(ref(n, person), status, start + timedelta(minutes=i), **columns)  # type: ignore[arg-type]
+    writer.close()
+
+
+RUN_A = [
+    (1, "p1", "attempted", SMS),
+    (1, "p1", "sent", {**SMS, "provider_message_id": "SM1"}),
+    (2, "p2", "attempted", SMS),
+    (2, "p2", "unknown", SMS),
+    (3, "p1", "skipped", {"reason": "capped"}),
+    (4, "p3", "deferred", {"reason": "capped", "reason_detail": "until later"}),
+]
+RUN_B = [
+    (2, "p2", "attempted", {**SMS, "body": "Hi again"}),  # sent once more; no outcome (a crash)
+    (4, "p3", "attempted", SMS),
+    (4, "p3", "sent", {**SMS, "provider_message_id": "SM4"}),
+    (5, "p1", "attempted", SMS),
+    (5, "p1", "failed", {"reason": "outcome_unknown"}),
+]
+RUN_C = [
+    (6, "p4", "attempted", SMS),
+    (6, "p4", "sent", {**SMS, "provider_message_id": "SM6"}),
+    (1, "p1", "skipped", {"reason": "exited"}),  # a late line about a compacted key
+]
+
+
+def seen(state: ledger.LedgerState) -> dict[str, Any]:
+    """Everything a run reads from the state, order aside."""
+    fields = dataclasses.asdict(state)
+    fields["sends_by_person"] = {p: sorted(v) for p, v in state.sends_by_person.items()}
+    return fields
+
+
+def twins(tmp_path: Path) -> tuple[Path, Path]:
+    """Two landing folders given the same lines: one compacted, one never."""
+    plain, compacted = tmp_path / "plain", tmp_path / "compacted"
+    for home in (plain, compacted):
+        landing.ensure_layout(home)
+    return plain, compacted
+
+
+def run_files(home: Path) -> set[str]:
+    return {p.name for p in store.run_files_dir(home).glob("run-*.jsonl")}
+
+
+def test_compaction_changes_nothing_a_reader_sees(tmp_path: Path) -> None:
+    plain, compacted = twins(tmp_path)
+    for home in (plain, compacted):
+        write_run(home, "run-0", RUN_A)
+    first = compact(compacted)
+    assert (first.generation, first.run_files, first.lines) == (1, 1, len(RUN_A))
+    assert seen(ledger.read_state(compacted)) == seen(ledger.read_state(plain))
+
+    # Lines since a compaction fold into the keys they touch.
+    for home in (plain, compacted):
+        write_run(home, "run-1", RUN_B)
+    state = ledger.read_state(compacted)
+    assert seen(state) == seen(ledger.read_state(plain))
+    assert state.last_status["key-2"] == "attempted" and state.attempts["key-2"] == 2
+    assert state.pending["key-2"].body == "Hi again"
+    # the first attempt (compacted) is where a provider lookup starts
+    assert state.pending["key-2"].first_attempted_at == T + timedelta(minutes=2)
+
+    second = compact(compacted)
+    # The first compaction's run file goes now; the one just taken stays until the next, as a
+    # reader may have listed it a moment ago.
+    assert (second.generation, second.run_files, second.deleted) == (2, 1, 1)
+    assert len(run_files(compacted)) == 1
+    for home in (plain, compacted):
+        write_run(home, "run-2", RUN_C)
+    third = compact(compacted)
+    assert third.deleted == 1 and len(run_files(compacted)) == 1
+    assert seen(ledger.read_state(compacted)) == seen(ledger.read_state(plain))
+    # and nothing left to do is no new generation
+    assert compact(compacted).generation == 0
+    assert seen(ledger.read_state(compacted)) == seen(ledger.read_state(plain))
+
+
+def test_a_run_file_still_being_written_is_left_alone(tmp_path: Path) -> None:
+    plain, compacted = twins(tmp_path)
+    open_writers = [ledger.LedgerWriter(home, "run-open") for home in (plain, compacted)]
+    for writer in open_writers:
+        writer.write(ref(7, "p7"), "attempted", T, **SMS)
+    for home in (plain, compacted):
+        write_run(home, "run-0", RUN_A)
+    assert compact(compacted).run_files == 1  # the closed one only
+    for writer in open_writers:  # the open run goes on after the compaction
+        writer.write(ref(7, "p7"), "sent", T + timedelta(minutes=1), **SMS)
+        writer.close()
+    assert ledger.read_state(compacted).last_status["key-7"] == "sent"
+    assert compact(compacted).run_files == 1  # closed now
+    assert seen(ledger.read_state(compacted)) == seen(ledger.read_state(plain))
+
+
+def test_a_compaction_stopped_before_its_keys_file_is_finished_by_the_next(
+    tmp_path: Path,
+) -> None:
+    plain, compacted = twins(tmp_path)
+    for home in (plain, compacted):
+        write_run(home, "run-0", RUN_A)
+        write_run(home, "run-1", RUN_B)
+    compact(compacted)
+    # As if it stopped after writing the lines file: no keys file.
+    store.generations(compacted, "keys")[1].unlink()
+    assert seen(ledger.read_state(compacted)) == seen(ledger.read_state(plain))
+    assert not store.generations(compacted, "keys")
+    again = compact(compacted)
+    assert again.run_files == 0 and again.generation == 2
+    assert seen(ledger.read_state(compacted)) == seen(ledger.read_state(plain))
+
+
+def test_a_run_reads_the_keys_and_people_it_needs_not_the_history(tmp_path: Path) -> None:
+    home = tmp_path
+    landing.ensure_layout(home)
+    write_run(home, "run-0", RUN_A)
+    write_run(home, "run-1", RUN_B)
+    compact(home)
+    write_run(home, "run-2", RUN_C)
+    state = ledger.read_state(
+        home, keys=["key-1"], people=["p1"], sends_since=T + timedelta(minutes=30)
+    )
+    # the key asked for, and every key still open (key-2: attempted, no outcome)
+    assert state.last_status == {"key-1": "skipped", "key-2": "attempted"}
+    assert set(state.pending) == {"key-2"}
+    # p1's sends from then on: key-5's attempt given up on as outcome_unknown (key-1's is older)
+    assert state.sends_by_person == {"p1": [T + timedelta(hours=1, minutes=4)]}
+    everything = ledger.read_state(home)
+    assert set(everything.last_status) == {f"key-{n}" for n in range(1, 7)}
+    assert len(everything.sends_by_person["p1"]) == 2
+
+
+def test_caps_simulate_and_dbt_staging_read_each_line_once(paths: Paths) -> None:
+    home = paths.landing
+    write_run(home, "run-0", RUN_A)
+    write_run(home, "run-1", RUN_B)
+    before = paths.home / "before"
+    shutil.copytree(home, before)
+    compact(home)
+    compact(home)  # the first run files are deleted now
+    write_run(home, "run-2", RUN_C)
+    compact(home)  # lines file and keys file of generation 3, run-2's file kept a while
+    assert run_files(home) and run_files(before)
+    # caps simulate: p1's two sends an hour apart, one held back by 1 per 24 h, either way
+    policy = CapPolicy(messages=1, per_hours=24)
+    until = T + timedelta(days=1)
+    write_run(before, "run-2", RUN_C)
+    replayed = simulate(home, policy, until)
+    assert replayed == simulate(before, policy, until)
+    assert sum(s.sent for s in replayed) == 4 and sum(s.held_back for s in replayed) == 1
+    dbt_build(paths, "stg_ledger__deliveries")
+    rows = query(
+        paths,
+        "select send_key, delivery_status, recorded_at, source_file from stg_ledger__deliveries",
+    )
+    key = lambda r: (r["send_key"], r["delivery_status"], r["recorded_at"])  # noqa: E731
+    expected = [(f"key-{n}", status) for n, _, status, _ in RUN_A + RUN_B + RUN_C]
+    assert sorted((r["send_key"], r["delivery_status"]) for r in rows) == sorted(expected)
+    assert len({key(r) for r in rows}) == len(rows)
+    assert all(r["source_file"].startswith("run-run-") for r in rows)
