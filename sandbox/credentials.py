@@ -12,6 +12,8 @@ class SandboxCredentials:
     twilio_auth_token: str = "sandbox-auth-token"
     fcm_project_id: str = "switchyard-sandbox"
     fcm_access_token: str = "ya29.sandbox-token"
+    smtp_username: str = "switchyard"
+    smtp_password: str = "sandbox-smtp-password"
     webhook_secret: str = (
         "whsec_c3dpdGNoeWFyZC1zYW5kYm94LXdlYmhvb2sta2V5ISE="  # Standard Webhooks: whsec_ + base64
     )

@@ -39,7 +39,9 @@ class Outgoing:
     attempt_number: int = 1
 
 
-class ChannelClient(Protocol):
+class HttpClient(Protocol):
+    """A channel sent to as one HTTP request per message (SendGrid, Twilio, FCM, webhooks)."""
+
     @property
     def channel(self) -> str: ...
 
@@ -52,6 +54,26 @@ class ChannelClient(Protocol):
     def build_request(self, http: httpx.Client, message: Message) -> httpx.Request: ...
 
     def read_response(self, response: httpx.Response) -> Outcome: ...
+
+
+@runtime_checkable
+class DirectClient(Protocol):
+    """A channel that speaks its own protocol (SMTP) rather than one HTTP request: it delivers a
+    message itself, returning the outcome or raising Retryable (the provider did not take it)
+    or OutcomeUnknown (it may have)."""
+
+    @property
+    def channel(self) -> str: ...
+
+    @property
+    def idempotent(self) -> bool: ...
+
+    def deliver(self, message: Message) -> Outcome: ...
+
+    def close(self) -> None: ...
+
+
+ChannelClient = HttpClient | DirectClient
 
 
 class LookupFailed(Exception):
@@ -71,8 +93,8 @@ class Reconciling(Protocol):
         ...
 
 
-class _Retryable(Exception):
-    """Never processed by the provider: safe to send again."""
+class Retryable(Exception):
+    """Never processed by the provider: safe to send again (after `retry_after` seconds)."""
 
     def __init__(self, reason: str, retry_after: float | None = None) -> None:
         super().__init__(reason)
@@ -80,7 +102,7 @@ class _Retryable(Exception):
         self.retry_after = retry_after
 
 
-class _OutcomeUnknown(Exception):
+class OutcomeUnknown(Exception):
     """The provider may have processed it: never retried blindly."""
 
     def __init__(self, reason: str, http_status: int | None = None) -> None:
@@ -194,6 +216,9 @@ class Sender:
         for pool in self._pools.values():
             pool.shutdown(wait=True, cancel_futures=True)
         self._pools.clear()
+        for client in self.clients.values():
+            if isinstance(client, DirectClient):
+                client.close()  # its connections
 
     def _pool(self, channel: str) -> ThreadPoolExecutor:
         if channel not in self._pools:
@@ -206,7 +231,7 @@ class Sender:
         request may have left is an unknown outcome, never a blind retry)."""
         try:
             return self._call(client, message)
-        except _OutcomeUnknown as unknown:
+        except OutcomeUnknown as unknown:
             return Outcome("unknown", unknown.http_status, reason=unknown.reason)
         except Exception as exc:  # one message's bug must not lose the batch
             return Outcome("unknown", reason=f"sender error: {exc!r}")
@@ -257,12 +282,16 @@ class Sender:
         policy = self.retry
 
         def backoff(exc: Exception) -> bool | float:
-            if not isinstance(exc, _Retryable):
+            if not isinstance(exc, Retryable):
                 return False
             if exc.retry_after is not None:
                 return exc.retry_after <= policy.max_retry_after_seconds and exc.retry_after
             return True
 
+        if isinstance(client, DirectClient):
+            exchange: Callable[[], Outcome] = lambda: client.deliver(message)  # noqa: E731
+        else:
+            exchange = lambda: client.read_response(self._exchange(client, message))  # noqa: E731
         try:
             for attempt in stamina.retry_context(
                 on=backoff,
@@ -274,8 +303,8 @@ class Sender:
                 with attempt:
                     if limiter:
                         limiter.acquire()
-                    response = self._exchange(client, message)
-        except _Retryable as gave_up:
+                    outcome = exchange()
+        except Retryable as gave_up:
             too_long = gave_up.retry_after is not None and (
                 gave_up.retry_after > policy.max_retry_after_seconds
             )
@@ -286,19 +315,19 @@ class Sender:
                     f"than the policy's maximum of {policy.max_retry_after_seconds:g} s",
                 )
             return Outcome("failed", reason=f"gave up after retries: {gave_up.reason}")
-        return client.read_response(response)
+        return outcome
 
-    def _exchange(self, client: ChannelClient, message: Message) -> httpx.Response:
+    def _exchange(self, client: HttpClient, message: Message) -> httpx.Response:
         request = client.build_request(self.http, message)
         try:
             response = self.http.send(request)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-            raise _Retryable(f"could not connect: {exc}") from exc  # never left this machine
+            raise Retryable(f"could not connect: {exc}") from exc  # never left this machine
         except httpx.TransportError as exc:
             # Sent, or partly sent, and no answer: the provider may have processed it.
             if client.idempotent:
-                raise _Retryable(f"transport error: {exc!r}") from exc
-            raise _OutcomeUnknown(f"no response: {exc!r}") from exc
+                raise Retryable(f"transport error: {exc!r}") from exc
+            raise OutcomeUnknown(f"no response: {exc!r}") from exc
         # A 429 refuses the request before any work. Twilio: error 20429, "never processed, safe
         # to retry" (twilio.com/docs/api/errors/20429). SendGrid: a limited endpoint takes no
         # requests for the rest of the refresh period (twilio.com/docs/sendgrid/api-reference/
@@ -306,9 +335,9 @@ class Sender:
         # refused the message; retry with backoff (firebase.google.com/docs/cloud-messaging/
         # error-codes).
         if response.status_code == 429:
-            raise _Retryable("HTTP 429 rate limited", retry_after_seconds(response))
+            raise Retryable("HTTP 429 rate limited", retry_after_seconds(response))
         if response.status_code >= 500:
             if client.idempotent:
-                raise _Retryable(f"HTTP {response.status_code}", retry_after_seconds(response))
-            raise _OutcomeUnknown(f"HTTP {response.status_code}", response.status_code)
+                raise Retryable(f"HTTP {response.status_code}", retry_after_seconds(response))
+            raise OutcomeUnknown(f"HTTP {response.status_code}", response.status_code)
         return response

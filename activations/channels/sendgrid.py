@@ -8,6 +8,7 @@ import httpx
 
 from activations.channels.message import Message, Outcome
 from activations.channels.responses import failure_reason
+from activations.channels.unsubscribe import list_unsubscribe_headers
 
 
 @dataclass(frozen=True)
@@ -30,12 +31,8 @@ class SendGridClient:
             # custom_args is a string in the spec; the per-personalization one is an object.)
             "custom_args": {"send_key": message.send_key, **message.tags},
         }
-        if self.unsubscribe_url:
-            url = self.unsubscribe_url.replace("{send_key}", message.send_key)
-            personalization["headers"] = {
-                "List-Unsubscribe": f"<{url}>",
-                "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
-            }
+        if headers := list_unsubscribe_headers(self.unsubscribe_url, message.send_key):
+            personalization["headers"] = headers
         payload = {
             "personalizations": [personalization],
             "from": sender,

@@ -13,18 +13,24 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from activations.channels.core import ChannelClient
 from activations.channels.fcm import FcmClient
 from activations.channels.sendgrid import SendGridClient
+from activations.channels.smtp import SmtpClient
 from activations.channels.twilio import TwilioClient
 from activations.channels.webhook import WebhookClient
 from activations.journeys import CHANNELS
 from sandbox.credentials import SANDBOX_CREDENTIALS
 
+if TYPE_CHECKING:
+    from sandbox.smtp import SmtpSandbox
+
 MODE_VARIABLE = "SWITCHYARD_CHANNELS"
 SANDBOX_URL_VARIABLE = "SWITCHYARD_CHANNELS_BASE_URL"
+EMAIL_PROVIDER_VARIABLE = "SWITCHYARD_EMAIL_PROVIDER"
+SANDBOX_FROM = "hello@switchyard.example"
 ChannelMode = Literal["sandbox", "providers"]
 
 # The providers' own hosts: a base URL variable only needs setting to go through a proxy.
@@ -44,21 +50,31 @@ class ChannelSettings:
     """One provider client per channel (each client is its own settings: endpoint, credentials);
     a channel left None has none, and a run that needs it fails."""
 
-    email: SendGridClient | None = None
+    email: SendGridClient | SmtpClient | None = None
     sms: TwilioClient | None = None
     push: FcmClient | None = None
     webhook: WebhookClient | None = None
 
     @classmethod
-    def for_sandbox(cls, base_url: str) -> ChannelSettings:
+    def for_sandbox(cls, base_url: str, smtp: SmtpSandbox | None = None) -> ChannelSettings:
+        """Every channel at the sandbox; email over SMTP to `smtp` if given, else SendGrid's API."""
         c = SANDBOX_CREDENTIALS
+        unsubscribe = f"{base_url.rstrip('/')}/_sandbox/unsubscribe?send_key={{send_key}}"
+        email: SendGridClient | SmtpClient = SendGridClient(
+            base_url, c.sendgrid_api_key, SANDBOX_FROM, unsubscribe_url=unsubscribe
+        )
+        if smtp is not None:
+            email = SmtpClient(
+                smtp.host,
+                smtp.port,
+                SANDBOX_FROM,
+                c.smtp_username,
+                c.smtp_password,
+                ca_file=str(smtp.ca_file),
+                unsubscribe_url=unsubscribe,
+            )
         return cls(
-            email=SendGridClient(
-                base_url,
-                c.sendgrid_api_key,
-                "hello@switchyard.example",
-                unsubscribe_url=f"{base_url.rstrip('/')}/_sandbox/unsubscribe?send_key={{send_key}}",
-            ),
+            email=email,
             sms=TwilioClient(
                 base_url,
                 c.twilio_account_sid,
@@ -97,15 +113,38 @@ class ChannelSettings:
         def base_url(provider: str) -> str:
             return optional(f"SWITCHYARD_{provider}_BASE_URL") or DEFAULT_BASE_URLS[provider]
 
-        email = sms = push = webhook = None
+        email: SendGridClient | SmtpClient | None = None
+        sms = push = webhook = None
         if "email" in wanted:
-            email = SendGridClient(
-                base_url("SENDGRID"),
-                need("SWITCHYARD_SENDGRID_API_KEY"),
-                need("SWITCHYARD_EMAIL_FROM"),
-                # https://..., with {send_key}: the one-click unsubscribe endpoint (RFC 8058)
-                unsubscribe_url=optional("SWITCHYARD_UNSUBSCRIBE_URL"),
-            )
+            provider = email_provider(env)
+            from_address = need("SWITCHYARD_EMAIL_FROM")
+            # https://..., with {send_key}: the one-click unsubscribe endpoint (RFC 8058)
+            unsubscribe = optional("SWITCHYARD_UNSUBSCRIBE_URL")
+            if provider == "smtp":
+                port = optional("SWITCHYARD_SMTP_PORT") or "587"
+                starttls = (optional("SWITCHYARD_SMTP_STARTTLS") or "true").lower()
+                if not port.isdigit() or starttls not in ("true", "false"):
+                    raise ChannelSettingsError(
+                        "SWITCHYARD_SMTP_PORT must be a port number and SWITCHYARD_SMTP_STARTTLS "
+                        f"true or false, not {port!r} and {starttls!r}"
+                    )
+                email = SmtpClient(
+                    need("SWITCHYARD_SMTP_HOST"),
+                    int(port),
+                    from_address,
+                    optional("SWITCHYARD_SMTP_USERNAME"),
+                    optional("SWITCHYARD_SMTP_PASSWORD"),
+                    starttls=starttls == "true",
+                    ca_file=optional("SWITCHYARD_SMTP_CA_FILE"),
+                    unsubscribe_url=unsubscribe,
+                )
+            else:
+                email = SendGridClient(
+                    base_url("SENDGRID"),
+                    need("SWITCHYARD_SENDGRID_API_KEY"),
+                    from_address,
+                    unsubscribe_url=unsubscribe,
+                )
         if "sms" in wanted:
             from_number = optional("SWITCHYARD_TWILIO_FROM")
             service = optional("SWITCHYARD_TWILIO_MESSAGING_SERVICE_SID")
@@ -184,6 +223,17 @@ class DeliveryLimits:
         return cls(rates, concurrency)
 
 
+def email_provider(env: Mapping[str, str]) -> Literal["sendgrid", "smtp"]:
+    value = env.get(EMAIL_PROVIDER_VARIABLE, "").strip().lower() or "sendgrid"
+    if value == "sendgrid":
+        return "sendgrid"
+    if value == "smtp":
+        return "smtp"
+    raise ChannelSettingsError(
+        f"{EMAIL_PROVIDER_VARIABLE} is {value!r}: set it to 'sendgrid' (the default) or 'smtp'"
+    )
+
+
 def channel_mode(env: Mapping[str, str] | None = None) -> ChannelMode:
     env = os.environ if env is None else env
     value = env.get(MODE_VARIABLE, "").strip().lower()
@@ -208,11 +258,22 @@ def open_channels(
     if channel_mode(env) == "providers":
         yield ChannelSettings.from_env(env, channels)
         return
+    smtp = email_provider(env) == "smtp" and "email" in set(channels)
     shared = env.get(SANDBOX_URL_VARIABLE)
     if shared:
+        if smtp:
+            raise ChannelSettingsError(
+                f"{SANDBOX_URL_VARIABLE} names an HTTP sandbox, which has no SMTP server: unset "
+                f"it (a run then starts its own, with one) or {EMAIL_PROVIDER_VARIABLE}"
+            )
         yield ChannelSettings.for_sandbox(shared)
         return
     from sandbox import Sandbox
+    from sandbox.smtp import SmtpSandbox
 
     with Sandbox(record_file=record_file) as sandbox:
-        yield ChannelSettings.for_sandbox(sandbox.base_url)
+        if not smtp:
+            yield ChannelSettings.for_sandbox(sandbox.base_url)
+            return
+        with SmtpSandbox() as smtp_sandbox:
+            yield ChannelSettings.for_sandbox(sandbox.base_url, smtp_sandbox)
