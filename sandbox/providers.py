@@ -13,6 +13,7 @@ import hmac
 import json
 import re
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -350,12 +351,23 @@ def twilio_messages_list(
 # FCM HTTP v1 ----------------------------------------------------------------------------------
 
 
-def _google_error(status: int, state: str, message: str) -> Reply:
-    return Reply(status, {"error": {"code": status, "message": message, "status": state}})
+def _google_error(status: int, state: str, message: str, fcm_code: str | None = None) -> Reply:
+    error: dict[str, Any] = {"code": status, "message": message, "status": state}
+    if (
+        fcm_code
+    ):  # FCM's own code, in the details (firebase.google.com/docs/reference/fcm/rest/v1/ErrorCode)
+        error["details"] = [
+            {"@type": "type.googleapis.com/google.firebase.fcm.v1.FcmError", "errorCode": fcm_code}
+        ]
+    return Reply(status, {"error": error})
 
 
-def fcm_send(req: Request, creds: SandboxCredentials, project_id: str) -> Reply:
-    if req.headers.get("authorization") != f"Bearer {creds.fcm_access_token}":
+def fcm_send(
+    req: Request, creds: SandboxCredentials, project_id: str, token_ok: Callable[[str], bool]
+) -> Reply:
+    """`token_ok`: whether a bearer token is a current access token (minted, or the fixed one)."""
+    bearer = req.headers.get("authorization", "")
+    if not bearer.startswith("Bearer ") or not token_ok(bearer.removeprefix("Bearer ")):
         return _google_error(
             401,
             "UNAUTHENTICATED",
@@ -383,8 +395,16 @@ def fcm_send(req: Request, creds: SandboxCredentials, project_id: str) -> Reply:
         return _google_error(
             400, "INVALID_ARGUMENT", "Invalid value at 'message.data': values must be strings."
         )
-    if str(message.get("token", "")).startswith("unregistered"):
-        return _google_error(404, "NOT_FOUND", "Requested entity was not found.")
+    token = str(message.get("token", ""))
+    if token.startswith("unregistered"):  # an app uninstalled, a token expired
+        return _google_error(404, "NOT_FOUND", "Requested entity was not found.", "UNREGISTERED")
+    if token.startswith("invalid"):
+        return _google_error(
+            400,
+            "INVALID_ARGUMENT",
+            "The registration token is not a valid FCM registration token",
+            "INVALID_ARGUMENT",
+        )
     name = f"projects/{project_id}/messages/{uuid.uuid4().int % 10**19}"
     note = message.get("notification") or {}
     record = {

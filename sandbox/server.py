@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
-from sandbox import providers
+from sandbox import google, providers
 from sandbox.credentials import SANDBOX_CREDENTIALS, SandboxCredentials
 from sandbox.providers import Reply, Request
 
@@ -86,6 +86,8 @@ class Sandbox:
         self._twilio_messages: list[dict[str, Any]] = []
         self._twilio_send_after: dict[str, float] = {}  # sid -> its queue time, as created
         self._webhook_ids: set[str] = set()
+        self._access_tokens: dict[str, float] = {}  # minted at /token -> when it expires
+        self.tokens_issued = 0
         self.unsubscribed: list[str] = []  # send keys of one-click unsubscribes received
         self._lock = threading.Lock()
         self.requests_seen = 0
@@ -132,6 +134,8 @@ class Sandbox:
     # -- request handling ------------------------------------------------------------------
 
     def handle(self, req: Request) -> Reply:
+        if req.path == google.TOKEN_PATH:  # Google's host, not a provider's: counted apart
+            return self._handle(req)
         with self._lock:
             self.requests_seen += 1
             self.in_flight += 1
@@ -200,10 +204,37 @@ class Sandbox:
         if m := TWILIO_PATH.match(req.path):
             return "twilio", lambda r: providers.twilio_messages(r, creds, m.group(1), self.clock())
         if m := FCM_PATH.match(req.path):
-            return "fcm", lambda r: providers.fcm_send(r, creds, m.group(1))
+            return "fcm", lambda r: providers.fcm_send(r, creds, m.group(1), self._token_ok)
+        if req.path == google.TOKEN_PATH:
+            return "google", self._grant_token
         if req.path == WEBHOOK_PATH:
             return "webhook", self._receive_webhook
         return None
+
+    def _grant_token(self, req: Request) -> Reply:
+        granted = google.token_grant(req, f"{self.base_url}{google.TOKEN_PATH}")
+        if isinstance(granted, Reply):
+            return granted
+        token, lifetime = granted
+        with self._lock:
+            self._access_tokens[token] = time.time() + lifetime
+            self.tokens_issued += 1
+        return Reply(200, {"access_token": token, "expires_in": lifetime, "token_type": "Bearer"})
+
+    def _token_ok(self, token: str) -> bool:
+        if token == self.credentials.fcm_access_token:
+            return True
+        with self._lock:
+            return self._access_tokens.get(token, 0.0) > time.time()
+
+    def revoke_access_tokens(self) -> None:
+        """As when Google revokes a service account's tokens: FCM refuses them from now on."""
+        with self._lock:
+            self._access_tokens.clear()
+
+    def service_account_info(self) -> dict[str, str]:
+        """The sandbox service account's key file (JSON): its tokens come from this sandbox."""
+        return google.service_account_info(self.base_url, self.credentials.fcm_project_id)
 
     def _receive_webhook(self, req: Request) -> Reply:
         reply = providers.webhook_receive(req, self.credentials, self.clock())

@@ -335,13 +335,6 @@ def test_unreachable_provider_fails_after_retries(tmp_path: Path) -> None:
     )
 
 
-def test_unregistered_push_token_is_a_permanent_failure(
-    sender: tuple[Sender, Path], sandbox: Sandbox
-) -> None:
-    s, _ = sender
-    outcome = s.send(REF, Message("key-1", "push", "unregistered-tok", "x", title="t"))
-    assert (outcome.status, outcome.http_status) == ("failed", 404)
-    assert outcome.reason == "HTTP 404: NOT_FOUND Requested entity was not found."
 
 
 @pytest.mark.parametrize(

@@ -57,6 +57,8 @@ def profiles(module_paths: Paths) -> Paths:
     s.person("gus", email="gus@example.com", when=T0 - 120 * DAY)
     s.orders.append(events.order("gus-o1", T0 - 120 * DAY, user_id="gus", email=None, total=10.0))
     s.track("page_viewed", T0 - 100 * DAY, user_id="gus")
+    # Pia: a push token FCM has since called dead.
+    s.person("pia", push_token="tok-pia-old", consent=("push",), when=T0 - 6 * DAY)
     # Someone who only ever bought as a guest: known by email alone.
     s.orders.append(
         events.order("guest-o1", T0 - 2 * DAY, user_id=None, email="Guest@Example.com", total=15.0)
@@ -107,6 +109,21 @@ def profiles(module_paths: Paths) -> Paths:
             "occurred_at": events.iso(T0),
         }
     )
+    ledger_rows.append(
+        {
+            "send_key": "k4",
+            "journey": "j",
+            "step": "s",
+            "person_id": person_id(paths, "pia"),
+            "entry_id": "e",
+            "channel": "push",
+            "recipient": "tok-pia-old",
+            "status": "failed",
+            "reason": "dead_push_token",
+            "reason_detail": "HTTP 404: NOT_FOUND Requested entity was not found.",
+            "recorded_at": (T0 - 5 * DAY).isoformat(),
+        }
+    )
     landing.write_batch(paths.landing, "ledger", "deliveries", ledger_rows)
     landing.write_batch(paths.landing, "feedback", "events", feedback)
     dbt_build(paths, "+dim_people", "+dim_people_consents", "fct_rejected_rows")
@@ -116,6 +133,13 @@ def profiles(module_paths: Paths) -> Paths:
 def profile(paths: Paths, user_id: str) -> dict[str, object]:
     (row,) = query(paths, f"select * from dim_people where user_id = '{user_id}'")
     return row
+
+
+def test_a_push_token_fcm_called_dead_is_not_used_again(profiles: Paths) -> None:
+    pia, ann = profile(profiles, "pia"), profile(profiles, "ann")
+    assert (pia["push_token"], pia["has_dead_push_token"]) == (None, True)
+    assert pia["preferred_channel"] is None  # push was her only channel
+    assert (ann["push_token"], ann["has_dead_push_token"]) == ("tok-ann", False)
 
 
 def test_rfm_ranks_buyers(profiles: Paths) -> None:

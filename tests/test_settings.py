@@ -90,7 +90,7 @@ def test_providers_mode_names_every_missing_variable() -> None:
     with pytest.raises(ChannelSettingsError) as missing:
         ChannelSettings.from_env({"SWITCHYARD_CHANNELS": "providers"})
     for name in ("SENDGRID_API_KEY", "EMAIL_FROM", "TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN",
-                 "TWILIO_FROM", "FCM_PROJECT_ID", "FCM_ACCESS_TOKEN", "WEBHOOK_URL",
+                 "TWILIO_FROM", "FCM_SERVICE_ACCOUNT_FILE", "FCM_ACCESS_TOKEN", "WEBHOOK_URL",
                  "WEBHOOK_SECRET"):  # fmt: skip
         assert f"SWITCHYARD_{name}" in str(missing.value)
     # Only what the journey's channels need is asked for.

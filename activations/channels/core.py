@@ -102,6 +102,14 @@ class Retryable(Exception):
         self.retry_after = retry_after
 
 
+class NotSent(Exception):
+    """Refused before any request left, for a reason retrying will not fix (a setting)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 class OutcomeUnknown(Exception):
     """The provider may have processed it: never retried blindly."""
 
@@ -274,6 +282,7 @@ class Sender:
             http_status=outcome.http_status,
             provider_message_id=outcome.provider_message_id,
             reason=outcome.reason,
+            reason_detail=outcome.detail,
             **self.ledger_columns(message),
         )
 
@@ -304,6 +313,8 @@ class Sender:
                     if limiter:
                         limiter.acquire()
                     outcome = exchange()
+        except NotSent as refused:
+            return Outcome("failed", reason=refused.reason)
         except Retryable as gave_up:
             too_long = gave_up.retry_after is not None and (
                 gave_up.retry_after > policy.max_retry_after_seconds

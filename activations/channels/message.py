@@ -30,3 +30,4 @@ class Outcome:
     provider_message_id: str | None = None
     reason: str | None = None
     reconciled: bool = False  # an unknown outcome the provider's lookup showed was sent
+    detail: str | None = None  # the provider's words, where `reason` is a code of ours

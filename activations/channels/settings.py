@@ -17,11 +17,13 @@ from typing import TYPE_CHECKING, Literal
 
 from activations.channels.core import ChannelClient
 from activations.channels.fcm import FcmClient
+from activations.channels.google_auth import ServiceAccountError, ServiceAccountTokens
 from activations.channels.sendgrid import SendGridClient
 from activations.channels.smtp import SmtpClient
 from activations.channels.twilio import TwilioClient
 from activations.channels.webhook import WebhookClient
 from activations.journeys import CHANNELS
+from sandbox import google
 from sandbox.credentials import SANDBOX_CREDENTIALS
 
 if TYPE_CHECKING:
@@ -82,7 +84,14 @@ class ChannelSettings:
                 from_number="+14155550100",
                 status_callback_url=f"{base_url.rstrip('/')}/_sandbox/twilio/status",
             ),
-            push=FcmClient(base_url, c.fcm_project_id, c.fcm_access_token),
+            # a service account's key, its tokens minted at the sandbox's token endpoint
+            push=FcmClient(
+                base_url,
+                c.fcm_project_id,
+                tokens=ServiceAccountTokens.from_info(
+                    google.service_account_info(base_url, c.fcm_project_id)
+                ),
+            ),
             webhook=WebhookClient(f"{base_url.rstrip('/')}/_sandbox/webhook", c.webhook_secret),
         )
 
@@ -164,11 +173,27 @@ class ChannelSettings:
                     "SWITCHYARD_TWILIO_FROM (or SWITCHYARD_TWILIO_MESSAGING_SERVICE_SID)"
                 )
         if "push" in wanted:
-            push = FcmClient(
-                base_url("FCM"),
-                need("SWITCHYARD_FCM_PROJECT_ID"),
-                need("SWITCHYARD_FCM_ACCESS_TOKEN"),
-            )
+            key_file = optional("SWITCHYARD_FCM_SERVICE_ACCOUNT_FILE")
+            if key_file:
+                try:
+                    tokens = ServiceAccountTokens.from_file(
+                        Path(key_file), optional("SWITCHYARD_FCM_TOKEN_URI")
+                    )
+                except ServiceAccountError as exc:
+                    raise ChannelSettingsError(
+                        f"SWITCHYARD_FCM_SERVICE_ACCOUNT_FILE: {exc}"
+                    ) from exc
+                project = optional("SWITCHYARD_FCM_PROJECT_ID") or tokens.project_id
+                if project:
+                    push = FcmClient(base_url("FCM"), project, tokens=tokens)
+                else:
+                    missing.append("SWITCHYARD_FCM_PROJECT_ID (the key file names none)")
+            elif access_token := optional("SWITCHYARD_FCM_ACCESS_TOKEN"):
+                push = FcmClient(base_url("FCM"), need("SWITCHYARD_FCM_PROJECT_ID"), access_token)
+            else:
+                missing.append(
+                    "SWITCHYARD_FCM_SERVICE_ACCOUNT_FILE (or SWITCHYARD_FCM_ACCESS_TOKEN)"
+                )
         if "webhook" in wanted:
             url, secret = need("SWITCHYARD_WEBHOOK_URL"), need("SWITCHYARD_WEBHOOK_SECRET")
             if url and secret:

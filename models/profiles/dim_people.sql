@@ -44,6 +44,15 @@ activity as (
 
 ),
 
+dead_push_tokens as (
+
+    -- Tokens FCM said are dead (unregistered, not a valid token): never used again.
+    select distinct recipient as push_token
+    from {{ ref('stg_ledger__deliveries') }}
+    where channel = 'push' and delivery_status = 'failed' and reason = 'dead_push_token'
+
+),
+
 as_of as (
 
     select max(last_seen_at) as as_of from people
@@ -62,7 +71,8 @@ joined as (
         traits.first_name,
         traits.first_name_at as first_name_updated_at,
         traits.timezone,
-        traits.push_token,
+        case when dead_push_tokens.push_token is null then traits.push_token end as push_token,
+        dead_push_tokens.push_token is not null as has_dead_push_token,
         coalesce(traits.raw_email is not null and traits.email is null, false) as has_invalid_email,
         coalesce(traits.raw_phone is not null and traits.phone is null, false) as has_invalid_phone,
         {% for channel in ['email', 'sms', 'push'] %}
@@ -114,6 +124,8 @@ joined as (
         on people.person_id = messages.person_id
     left join activity
         on people.person_id = activity.person_id
+    left join dead_push_tokens
+        on traits.push_token = dead_push_tokens.push_token
 
 ),
 
