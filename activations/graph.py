@@ -112,6 +112,15 @@ class Exit:
 Node = Step | Wait | Branch | Split | Exit
 
 
+def is_time_zone(name: str) -> bool:
+    """Whether `name` is an IANA time zone this machine knows."""
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
+
+
 def targets(node: Node) -> Iterator[str]:
     """Every node this one can go on to."""
     if isinstance(node, Step):
@@ -169,13 +178,11 @@ def _parse_node(
         if raw.get("until_event") and not raw.get("on_timeout"):
             raise GraphError(f"{where}, step {name!r}: a wait for an event needs `on_timeout`")
         zone = raw.get("default_timezone", "UTC")
-        try:
-            ZoneInfo(zone)
-        except (ZoneInfoNotFoundError, ValueError):
+        if not is_time_zone(zone):
             raise GraphError(
                 f"{where}, step {name!r}: default_timezone {zone!r} is not an IANA time zone "
                 "(such as Europe/Berlin)"
-            ) from None
+            )
         return Wait(
             name=name,
             next=nxt,

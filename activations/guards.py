@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
-from activations.journeys import FrequencyCap, Step
+from activations.graph import is_time_zone
+from activations.journeys import FrequencyCap, QuietHours, Step
 from activations.ledger import LedgerState, SkipReason
 
 # (user_id, channel) -> (status, recorded_at) of the latest marketing consent change.
@@ -30,6 +32,7 @@ class Person:
     # channel -> 'subscribed' / 'unsubscribed' / 'none', as the warehouse last built it
     consent: dict[str, str] = field(default_factory=dict)
     most_engaged_channel: str | None = None  # dim_people: most opens and clicks; None if none
+    timezone: str | None = None  # IANA, as dim_people has it (unchecked)
 
     def address(self, channel: str) -> str | None:
         if channel == "webhook":  # the team's own system: it knows people by their id
@@ -124,3 +127,26 @@ def cap_allows_at(
     if len(times) < cap.messages:
         return now
     return times[len(times) - cap.messages] + timedelta(hours=cap.per_hours)
+
+
+def quiet_until(quiet: QuietHours, channel: str, person: Person, now: datetime) -> datetime | None:
+    """When the quiet hours end (naive UTC, as the ledger's times) if `now` falls in them for the
+    person, on this channel, in their time zone (an unknown one: the journey's default); None
+    when a message may go now."""
+    if channel not in quiet.channels:
+        return None
+    zone = ZoneInfo(
+        person.timezone
+        if person.timezone and is_time_zone(person.timezone)
+        else quiet.default_timezone
+    )
+    local = now.replace(tzinfo=UTC).astimezone(zone)
+    start, end = (time.fromisoformat(t) for t in (quiet.start, quiet.end))
+    at = local.time().replace(tzinfo=None)
+    quiet_now = start <= at < end if start < end else (at >= start or at < end)
+    if not quiet_now:
+        return None
+    ends = datetime.combine(local.date(), end, tzinfo=zone)
+    if ends <= local:  # across midnight: it ends tomorrow
+        ends = datetime.combine(local.date() + timedelta(days=1), end, tzinfo=zone)
+    return ends.astimezone(UTC).replace(tzinfo=None)

@@ -27,6 +27,7 @@ from activations.graph import (
     Template,
     Wait,
     duration_text,
+    is_time_zone,
     parse_nodes,
 )
 from switchyard.tiers import TIERS, TierName
@@ -49,6 +50,16 @@ class FrequencyCap:
     # What a step the cap holds back does: `defer` (sent on a later run once the cap allows,
     # until the step expires) or `skip` (recorded as skipped, never sent).
     on_cap: Literal["defer", "skip"] = "defer"
+
+
+@dataclass(frozen=True)
+class QuietHours:
+    """No message on `channels` from `start` to `end` (HH:MM) in the person's time zone."""
+
+    start: str
+    end: str
+    channels: tuple[str, ...] = ("email", "sms", "push")
+    default_timezone: str = "UTC"
 
 
 @dataclass(frozen=True)
@@ -105,6 +116,7 @@ class Journey:
     reentry: Reentry = Reentry()
     goals: tuple[Goal, ...] = ()
     exit_when: Condition | None = None
+    quiet_hours: QuietHours | None = None
 
     @property
     def steps(self) -> tuple[Step, ...]:
@@ -151,6 +163,22 @@ class Journey:
             raise JourneyDefinitionError(f"{where}: reentry after_cooldown needs cooldown_hours")
         exit_on = meta.get("exit_on", [])
         cap = meta.get("frequency_cap")
+        quiet = meta.get("quiet_hours")
+        quiet_hours = None
+        if quiet:
+            quiet_hours = QuietHours(
+                quiet["start"],
+                quiet["end"],
+                tuple(quiet.get("channels", QuietHours.channels)),
+                quiet.get("default_timezone", "UTC"),
+            )
+            if quiet_hours.start == quiet_hours.end:
+                raise JourneyDefinitionError(f"{where}: quiet_hours start and end are the same")
+            if not is_time_zone(quiet_hours.default_timezone):
+                raise JourneyDefinitionError(
+                    f"{where}: quiet_hours default_timezone {quiet_hours.default_timezone!r} is "
+                    "not an IANA time zone (e.g. 'Europe/Berlin')"
+                )
         return cls(
             name=meta["name"],
             audience_model=audience_model,
@@ -167,6 +195,7 @@ class Journey:
             reentry=reentry,
             goals=tuple(Goal(**g) for g in meta.get("goals", [])),
             exit_when=exit_when,
+            quiet_hours=quiet_hours,
         )
 
     def outline(self) -> str:
@@ -193,6 +222,11 @@ class Journey:
             lines.append(
                 f"  cap      {cap.messages} per {cap.per_hours:g} h, across every journey; "
                 f"a capped step is {'deferred' if cap.on_cap == 'defer' else 'skipped'}"
+            )
+        if q := self.quiet_hours:
+            lines.append(
+                f"  quiet    {q.start}-{q.end} their time (else {q.default_timezone}) on "
+                f"{', '.join(q.channels)}: a step due then waits for the end"
             )
         following = dict(zip([n.name for n in self.nodes], [*self.nodes[1:], None], strict=True))
         for n, node in enumerate(self.nodes, 1):

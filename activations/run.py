@@ -16,7 +16,7 @@ from activations.channels.core import DEFAULT_CONCURRENCY, ChannelClient, Outgoi
 from activations.channels.message import Message, Outcome
 from activations.channels.policy import HttpTimeouts, RateLimiter, RetryPolicy
 from activations.journeys import Journey
-from activations.ledger import OUTCOME_UNKNOWN, LedgerState, SendRef, SkipReason
+from activations.ledger import OUTCOME_UNKNOWN, DeferReason, LedgerState, SendRef, SkipReason
 from activations.render import MissingTemplateVariable, render
 from activations.tick import TickResult, run_tick
 from switchyard.clock import utc_now
@@ -216,6 +216,13 @@ def deliver(
         sender.ledger.write(ref, "skipped", clock(), reason=reason, reason_detail=detail)
         summary.skipped[reason] += 1
 
+    def defer(ref: SendRef, reason: DeferReason, until: datetime) -> None:
+        """Not decided: the step stays due, and a later run sends it from `until` (unless it
+        expires first). The line says why and until when."""
+        detail = f"until {until.isoformat(timespec='seconds')}"
+        sender.ledger.write(ref, "deferred", clock(), reason=reason, reason_detail=detail)
+        summary.deferred[reason] += 1
+
     for s in skips:
         # An earlier attempt that turns out to have gone out is recorded as sent, not skipped.
         if settled(s.ref, state.attempts.get(s.ref.send_key, 1)):
@@ -249,6 +256,13 @@ def deliver(
         if isinstance(choice, guards.NoChannel):
             hold(d.ref, choice.reason, choice.detail)
             continue
+        quiet = journey.quiet_hours
+        if quiet and (ends := guards.quiet_until(quiet, choice.channel, person, clock())):
+            # The person's night: not now, and not counted toward the cap. An earlier attempt
+            # still unsettled stays so (no line now); the next run looks again.
+            if d.ref.send_key not in state.pending:
+                defer(d.ref, DeferReason.QUIET_HOURS, ends)
+            continue
         cap = journey.frequency_cap
         if cap and person.person_id in in_batch:
             # The cap counts this person's message in the batch before its outcome is known:
@@ -256,14 +270,8 @@ def deliver(
             send_batch()
         if cap and guards.over_cap(cap, person.person_id, state, clock(), d.ref.send_key):
             if cap.on_cap == "defer" and d.ref.send_key not in state.pending:
-                # Not decided: the step stays due, and a later run sends it once the cap allows
-                # (until the step expires). The line says until when.
                 allows = guards.cap_allows_at(cap, person.person_id, state, clock(), d.ref.send_key)
-                sender.ledger.write(
-                    d.ref, "deferred", clock(), reason=SkipReason.CAPPED,
-                    reason_detail=f"until {allows.isoformat(timespec='seconds')}",
-                )  # fmt: skip
-                summary.deferred[SkipReason.CAPPED] += 1
+                defer(d.ref, DeferReason.CAPPED, allows)
                 continue
             hold(d.ref, SkipReason.CAPPED)
             continue

@@ -30,6 +30,7 @@ def people_query(dialect: str = "duckdb") -> str:
         "push_token",
         "first_name",
         "most_engaged_channel",
+        "timezone",
         *consent_columns,
     ).from_(exp.to_identifier(PROFILE_MODEL, quoted=True))
     return query.sql(dialect=dialect)
@@ -68,7 +69,7 @@ def read_people(con: duckdb.DuckDBPyConnection, person_ids: Iterable[str]) -> Au
     for row in people_rows:
         if row[0] not in wanted:
             continue
-        person_id, user_id, email, phone, push_token, first_name, engaged, *consents = row
+        person_id, user_id, email, phone, push_token, first_name, engaged, zone, *consents = row
         people[person_id] = Person(
             person_id,
             user_id,
@@ -78,6 +79,7 @@ def read_people(con: duckdb.DuckDBPyConnection, person_ids: Iterable[str]) -> Au
             first_name,
             dict(zip(CONSENT_CHANNELS, consents, strict=True)),
             most_engaged_channel=engaged,
+            timezone=zone,
         )
     fresh = {(user, channel): (status, at) for user, channel, status, at in consent_rows}
     return Audience(people, fresh)

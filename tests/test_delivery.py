@@ -18,7 +18,7 @@ from activations import engine, guards, ledger, warehouse
 from activations.channels import ChannelSettings, Message, Sender
 from activations.channels.core import LookupFailed
 from activations.channels.twilio import TwilioClient
-from activations.journeys import FrequencyCap, Journey, Step, Template
+from activations.journeys import FrequencyCap, Journey, QuietHours, Step, Template
 from activations.run import RunSummary, deliver
 from activations.tick import DueSend
 from sandbox import Fault, Sandbox
@@ -519,3 +519,65 @@ def test_at_one_clock_reading_an_outcome_outranks_a_deferral(home: Path) -> None
         for status in order:
             record(home, ref, status, T)  # each its own file
     assert ledger.read_state(home).last_status == {ref.send_key: "sent" for ref in refs}
+
+
+NIGHTS = replace(
+    UNCAPPED, quiet_hours=QuietHours("21:00", "08:00", ("sms", "push"), "Europe/Berlin")
+)
+# T is 10:00 UTC: 05:00 in New York (quiet), 11:00 in Berlin (not).
+NEW_YORKER = replace(SAM, timezone="America/New_York")
+
+
+def test_a_step_due_in_the_persons_quiet_hours_waits_for_their_end(
+    home: Path, sandbox: Sandbox
+) -> None:
+    summary = run(home, sandbox, entry("e1"), journey=NIGHTS, person=NEW_YORKER)
+    assert summary.deferred == {"quiet_hours": 1} and sandbox.received == []
+    line = ledger_line(home, ref_for("e1").send_key, "deferred")
+    # 08:00 in New York (EST, UTC-5) is 13:00 UTC
+    assert line["reason_detail"] == f"until {(T + timedelta(hours=3)).isoformat()}"
+    # still quiet at 12:59 UTC; sent at 13:00
+    later = T + timedelta(hours=2, minutes=59)
+    assert run(home, sandbox, entry("e1"), journey=NIGHTS, person=NEW_YORKER, now=later).sent == {}
+    done = run(
+        home, sandbox, entry("e1"), journey=NIGHTS, person=NEW_YORKER, now=T + timedelta(hours=3)
+    )
+    assert done.sent == {"sms": 1} and len(sandbox.received) == 1
+
+
+def test_quiet_hours_use_the_journeys_zone_for_people_without_one_and_spare_other_channels(
+    home: Path, sandbox: Sandbox
+) -> None:
+    # No zone of his own: Berlin's 11:00 is not quiet.
+    assert run(home, sandbox, entry("e1"), journey=NIGHTS).sent == {"sms": 1}
+    # A zone this machine does not know counts as none.
+    lost = replace(SAM, timezone="Mars/Olympus_Mons")
+    assert run(home, sandbox, entry("e2"), journey=NIGHTS, person=lost).sent == {"sms": 1}
+    # Email is not among the quiet channels here.
+    push_only = replace(NIGHTS, quiet_hours=replace(NIGHTS.quiet_hours, channels=("push",)))
+    assert run(home, sandbox, entry("e3"), journey=push_only, person=NEW_YORKER).sent == {
+        "sms": 1
+    }
+
+
+@pytest.mark.parametrize(
+    "start, end, local, quiet_until",
+    [
+        ("21:00", "08:00", "22:30", "08:00+1"),  # across midnight, evening
+        ("21:00", "08:00", "07:59", "08:00"),  # across midnight, morning
+        ("21:00", "08:00", "08:00", None),
+        ("21:00", "08:00", "20:59", None),
+        ("12:00", "14:00", "13:00", "14:00"),  # within a day
+        ("12:00", "14:00", "14:00", None),
+    ],
+)
+def test_quiet_hours_bounds(start: str, end: str, local: str, quiet_until: str | None) -> None:
+    quiet = QuietHours(start, end, ("sms",), "UTC")
+    now = datetime.combine(T.date(), datetime.strptime(local, "%H:%M").time())
+    got = guards.quiet_until(quiet, "sms", SAM, now)
+    if quiet_until is None:
+        assert got is None
+    else:
+        hhmm, plus = quiet_until.split("+") if "+" in quiet_until else (quiet_until, "0")
+        day = T.date() + timedelta(days=int(plus))
+        assert got == datetime.combine(day, datetime.strptime(hhmm, "%H:%M").time())

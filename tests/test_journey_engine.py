@@ -396,6 +396,27 @@ def test_graph_declarations_are_checked(steps: list[dict[str, Any]], error: str)
         journey(steps)
 
 
+@pytest.mark.parametrize(
+    "quiet, error",
+    [
+        ({"start": "9pm", "end": "08:00"}, r"'9pm' does not match"),
+        ({"start": "21:00", "end": "21:00"}, r"quiet_hours start and end are the same"),
+        (
+            {"start": "21:00", "end": "08:00", "default_timezone": "Mars/Olympus"},
+            r"quiet_hours default_timezone 'Mars/Olympus' is not an IANA time zone",
+        ),
+        ({"start": "21:00", "end": "08:00", "channels": ["fax"]}, r"'fax' is not one of"),
+    ],
+)
+def test_quiet_hours_declarations_are_checked(quiet: dict[str, Any], error: str) -> None:
+    with pytest.raises(JourneyDefinitionError, match=error):
+        journey([send("a")], quiet_hours=quiet)
+    declared = journey([send("a")], quiet_hours={"start": "21:00", "end": "08:00"})
+    assert declared.quiet_hours is not None
+    assert declared.quiet_hours.channels == ("email", "sms", "push")
+    assert "quiet    21:00-08:00 their time (else UTC)" in declared.outline()
+
+
 LOOP = [
     send("hello"),
     {"name": "for_app", "type": "wait", "until_event": "app_opened", "timeout_hours": 6,

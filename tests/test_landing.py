@@ -33,6 +33,7 @@ def test_staging_reads_every_ledger_column_from_run_files_and_compacted_files() 
 def test_skip_reasons_are_one_set_in_python_and_dbt() -> None:
     project = yaml.safe_load((PROJECT_DIR / "dbt_project.yml").read_text())
     assert project["vars"]["delivery"]["skip_reasons"] == [r.value for r in ledger.SkipReason]
+    assert project["vars"]["delivery"]["defer_reasons"] == [r.value for r in ledger.DeferReason]
 
 
 def test_write_batch_is_atomic_and_never_rewrites(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ from activations.ledger.vocabulary import (
     COLUMNS,
     OUTCOME_UNKNOWN,
     TERMINAL,
+    DeferReason,
     LedgerStatus,
     SkipReason,
 )
@@ -19,6 +20,7 @@ from activations.ledger.writer import LedgerWriter
 
 __all__ = [
     "COLUMNS",
+    "DeferReason",
     "OUTCOME_UNKNOWN",
     "TERMINAL",
     "create_decided",

@@ -11,12 +11,14 @@ Safe beside running runs and readers (layout in activations/ledger/store.py):
 from __future__ import annotations
 
 import fcntl
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 
 from activations.ledger import store
+from activations.tick import lit
 from switchyard import landing
 
 
@@ -40,10 +42,15 @@ def _closed(path: Path) -> bool:
         return True
 
 
-def _write(con: duckdb.DuckDBPyConnection, query: str, final: Path, order_by: str) -> int:
+def _write(
+    con: duckdb.DuckDBPyConnection, query: str, final: Path, order_by: str, options: str = ""
+) -> int:
     (count,) = con.execute(f"select count(*) from ({query})").fetchall()[0]
     landing.write_parquet(
-        con, f"select * from ({query}) order by {order_by}", final, "compression zstd"
+        con,
+        f"select * from ({query}) order by {order_by}",
+        final,
+        "compression zstd" + (f", {options}" if options else ""),
     )
     return int(count)
 
@@ -78,11 +85,13 @@ def compact(landing_dir: Path) -> Compaction:
         gen = max([before.keys_gen, *store.generations(landing_dir, "lines")], default=0) + 1
         lines = 0
         if taken:
+            names = json.dumps([p.name for p in taken])
             lines = _write(
                 con,
                 store.run_lines_sql(taken),
                 folder / store.compacted_name("lines", gen),
                 "line_at, send_key",
+                f"kv_metadata {{{store.SOURCE_FILES}: {lit(names)}}}",
             )
         view = store.layout(con, landing_dir)
         if not view.newer_lines_files:

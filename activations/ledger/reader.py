@@ -127,35 +127,38 @@ def read_state(
     sends only, from `sends_since` on (the cap's longest window)."""
     con = duckdb.connect()
     try:
-        view = store.layout(con, landing_dir)
-        conditions: list[str] = []
-        if keys is not None:
-            con.register("wanted_keys", _ids("send_key", keys))
-            open_ = ", ".join(lit(s) for s in store.OPEN)
-            conditions += [
-                "send_key in (select send_key from wanted_keys)",
-                f"last_status in ({open_})",
-            ]
-            con.register("moved_people", _ids("person_id", moved_people))
-            conditions.append("person_id in (select person_id from moved_people)")
-        if people is not None:
-            con.register("wanted_people", _ids("person_id", people))
-        where = " or ".join(f"({c})" for c in conditions) if keys is not None else "true"
-        con.execute(f"create temp table keys as {store.keys_sql(view, where)}")
-        rows = con.execute(
-            """
-            select send_key, last_status, last_at, attempts, journey, step, person_id, entry_id
-            from keys
-            """
-        ).fetchall()
+        view = store.with_newer_materialized(con, store.layout(con, landing_dir))
         state = LedgerState(last_status={}, attempts={}, sends_by_person={})
-        for key, last_status, last_at, attempts, journey, step, person_id, entry_id in rows:
+        if keys is None:
+            con.execute(f"create temp table keys as {store.keys_sql(view)}")
+        else:
+            _read_keys(con, view, keys, moved_people)
+        statuses = (
+            """
+            select send_key, last_status, last_at, attempts from statuses
+            where send_key in (select send_key from wanted_keys)
+                or send_key in (select send_key from keys)
+            """
+            if keys is not None
+            else "select send_key, last_status, last_at, attempts from keys"
+        )
+        for key, last_status, last_at, attempts in con.execute(statuses).fetchall():
             state.last_status[key] = last_status
             if last_at is not None:
                 state.decided_at[key] = last_at
             state.attempts[key] = attempts
+        for key, journey, step, person_id, entry_id in con.execute(
+            "select send_key, journey, step, person_id, entry_id from keys"
+        ).fetchall():
             state.refs[key] = SendRef(key, journey, step, person_id, entry_id)
-        _read_sends(con, view, state, people, sends_since)
+        # Sends per person (unsettled attempts count against the cap through `pending`).
+        if people is not None:
+            con.register("wanted_people", _ids("person_id", people))
+        since = f"{lit(sends_since.isoformat())}::timestamp" if sends_since else None
+        who = "select person_id from wanted_people" if people is not None else None
+        if sends := store.sends_sql(view, since, who):
+            for person_id, at in con.execute(sends).fetchall():
+                state.note_send(person_id, at)
         state.pending = _pending_attempts(con)
         state.provider_ids = _recent_provider_ids(con, view, state.pending.values())
         return state
@@ -163,32 +166,74 @@ def read_state(
         con.close()
 
 
-def _ids(column: str, values: Iterable[str]) -> pa.Table:
-    return pa.table({column: pa.array(list(values), pa.string())})
-
-
-def _read_sends(
+def _read_keys(
     con: duckdb.DuckDBPyConnection,
     view: store.Layout,
-    state: LedgerState,
-    people: Collection[str] | None,
-    since: datetime | None,
+    keys: Collection[str],
+    moved_people: Collection[str],
 ) -> None:
-    """Sends per person (unsettled attempts count against the cap through `pending`; one given
-    up on as outcome_unknown may have gone out, so it counts too)."""
-    where = "person_id in (select person_id from wanted_people)" if people is not None else "true"
-    if since is not None:
-        where += f" and last_sent_at >= {lit(since.isoformat())}::timestamp"
-    rows = con.execute(
+    """`statuses`: the status of each key asked for and each the newer lines touch (a narrow
+    read); `keys`: the whole rows of the keys still open and of moved people's keys."""
+    con.register("wanted_keys", _ids("send_key", keys))
+    narrow = store.stored_sql(view, store.STATUS_COLUMNS)
+    wanted = (
+        [f"select * from ({narrow}) where send_key in (select send_key from wanted_keys)"]
+        if narrow
+        else []
+    )
+    con.execute(
+        "create temp table statuses as "
+        + store.keys_sql(view, wanted=wanted, columns=store.STATUS_COLUMNS)
+    )
+    # The whole rows of few keys: the stored rows by constant filters (pushed into the Parquet
+    # scan, one scan each), folded with the newer lines.
+    open_ = ", ".join(lit(s) for s in store.OPEN)
+    (open_keys,) = con.execute(
+        f"select coalesce(list(send_key), []) from statuses where last_status in ({open_})"
+    ).fetchall()[0]
+    con.register("open_keys", _ids("send_key", open_keys))
+    con.register("moved_people", _ids("person_id", moved_people))
+    parts: list[str] = []
+    if stored := store.stored_sql(view):
+        parts.append(f"select * from ({stored}) where last_status in ({open_})")
+        if moved_people:
+            people = ", ".join(lit(p) for p in moved_people)
+            parts.append(f"select * from ({stored}) where person_id in ({people})")
+        if open_keys:
+            listed = ", ".join(lit(k) for k in open_keys)
+            parts.append(f"select * from ({stored}) where send_key in ({listed})")
+    con.execute(
+        "create temp table picked as "
+        + (" union ".join(f"({q})" for q in parts) or store.keys_sql(view, "false"))
+    )
+    rows = "select * from picked"
+    if newer := view.newer_lines():
+        rows += f" union all by name {store.line_as_key_sql(newer, tuple(store.KEY_COLUMNS))}"
+    con.execute(
         f"""
-        select person_id, sent_time
-        from (select person_id, unnest(sent_at) as sent_time from ({store.keys_sql(view, where)}))
-        where sent_time >= coalesce(?::timestamp, sent_time)
-        """,
-        [since],
-    ).fetchall()
-    for person_id, at in rows:
-        state.note_send(person_id, at)
+        create temp table keys as
+        select * from ({store.fold_sql(rows)})
+        where (
+            send_key in (select send_key from picked)
+            or send_key in (select send_key from open_keys)
+            or person_id in (select person_id from moved_people)
+        ) and (
+            last_status in ({open_}) or person_id in (select person_id from moved_people)
+        )
+        """
+    )
+    # Keys of moved people and open keys count in the statuses too.
+    con.execute(
+        f"""
+        insert into statuses by name
+        select {", ".join(store.STATUS_COLUMNS)} from keys
+        where send_key not in (select send_key from statuses)
+        """
+    )
+
+
+def _ids(column: str, values: Iterable[str]) -> pa.Table:
+    return pa.table({column: pa.array(list(values), pa.string())})
 
 
 def _pending_attempts(con: duckdb.DuckDBPyConnection) -> dict[str, PendingAttempt]:
@@ -213,7 +258,7 @@ def _recent_provider_ids(
 ) -> dict[str, set[str]]:
     """Provider ids recorded since a day before the earliest unsettled attempt (or the newest
     line): every message a lookup this run could come across, and no older ones (memory)."""
-    lines = store.lines_sql(view)
+    lines = store.all_lines_sql(view)
     if lines is None:
         return {}
     starts = [p.first_attempted_at for p in pending]

@@ -13,8 +13,10 @@ with the lines since the last compaction, not with history.
 
 from __future__ import annotations
 
+import json
 import re
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import duckdb
@@ -35,6 +37,7 @@ UNSETTLED = ("attempted", "unknown")
 OPEN = (*UNSETTLED, "deferred")
 
 # One row per key: the shape of the keys file, and of one line read as a key's whole history.
+# (Sends for the cap are read from the lines, which are in time order: a window prunes them.)
 KEY_COLUMNS = {
     "send_key": "VARCHAR",
     "journey": "VARCHAR",
@@ -45,8 +48,6 @@ KEY_COLUMNS = {
     "last_at": "TIMESTAMP",
     "last_rank": "INTEGER",
     "attempts": "BIGINT",
-    "sent_at": "TIMESTAMP[]",  # sends, and attempts given up on as outcome_unknown (may have gone)
-    "last_sent_at": "TIMESTAMP",
     "first_attempted_at": "TIMESTAMP",
     "last_attempted_at": "TIMESTAMP",
     # the latest attempt's message: what a provider lookup must find (kept while unsettled)
@@ -111,18 +112,36 @@ class Layout:
     newer_lines_files: list[Path]  # lines files above keys_gen
     run_files: list[Path]  # run files no lines file has taken
     taken_run_files: set[str]  # names of run files a lines file has taken
+    newer_table: str | None = None  # the lines the keys file does not cover, materialized
+
+    def newer_lines(self) -> str | None:
+        """The lines the keys file does not cover (columns, line_at, source_file), or None."""
+        if self.newer_table is not None:
+            return f"select * from {self.newer_table}"
+        return lines_sql(self, newer_only=True)
+
+
+SOURCE_FILES = "source_files"  # a lines file's metadata: the run files it took (JSON list)
+
+
+def layout_taken(con: duckdb.DuckDBPyConnection, lines_files: list[Path]) -> set[str]:
+    """The run files these lines files took, from each file's footer (no scan of its rows)."""
+    if not lines_files:
+        return set()
+    rows = con.execute(
+        f"""
+        select decode(value) from parquet_kv_metadata({paths_sql(lines_files)})
+        where decode(key) = {lit(SOURCE_FILES)}
+        """
+    ).fetchall()
+    return {name for (names,) in rows for name in json.loads(names)}
 
 
 def layout(con: duckdb.DuckDBPyConnection, landing_dir: Path) -> Layout:
     keys = generations(landing_dir, "keys")
     lines = generations(landing_dir, "lines")
     keys_gen = max(keys, default=0)
-    taken: set[str] = set()
-    if lines:
-        rows = con.execute(
-            f"select distinct source_file from read_parquet({paths_sql(list(lines.values()))})"
-        ).fetchall()
-        taken = {name for (name,) in rows}
+    taken = layout_taken(con, list(lines.values()))
     folder = run_files_dir(landing_dir)
     run_files = sorted(
         p
@@ -137,6 +156,15 @@ def layout(con: duckdb.DuckDBPyConnection, landing_dir: Path) -> Layout:
         run_files=run_files,
         taken_run_files=taken,
     )
+
+
+def with_newer_materialized(con: duckdb.DuckDBPyConnection, view: Layout) -> Layout:
+    """`view`, its newer lines read once into a temp table (for several queries on `con`)."""
+    newer = view.newer_lines()
+    if newer is None:
+        return view
+    con.execute(f"create or replace temp table newer_lines as {newer}")
+    return replace(view, newer_table="newer_lines")
 
 
 def run_lines_sql(files: list[Path]) -> str:
@@ -164,74 +192,110 @@ def lines_sql(view: Layout, newer_only: bool = False) -> str | None:
     return _union(parts) if parts else None
 
 
-def _line_as_key_sql(lines: str) -> str:
-    """Each line as a key row: a key's rows folded by `fold_sql` give its state."""
-    return f"""
-        select
-            send_key, journey, step, person_id, entry_id,
-            status as last_status, line_at as last_at, {RANK_SQL} as last_rank,
-            (status = 'attempted')::bigint as attempts,
-            case when status = 'sent' or (status = 'failed' and reason = 'outcome_unknown')
-                then [line_at] else []::timestamp[] end as sent_at,
-            case when status = 'sent' or (status = 'failed' and reason = 'outcome_unknown')
-                then line_at end as last_sent_at,
-            case when status = 'attempted' then line_at end as first_attempted_at,
-            case when status = 'attempted' then line_at end as last_attempted_at,
-            case when status = 'attempted' then channel end as channel,
-            case when status = 'attempted' then recipient end as recipient,
-            case when status = 'attempted' then subject end as subject,
-            case when status = 'attempted' then body end as body
-        from ({lines})
-    """
+# What a sends counts: sent, or given up on as outcome_unknown (it may have gone out).
+SENT_SQL = "status = 'sent' or (status = 'failed' and reason = 'outcome_unknown')"
+# Enough to say whether a key is decided and how often it was attempted.
+STATUS_COLUMNS = ("send_key", "last_status", "last_at", "last_rank", "attempts")
+_MESSAGE = ("channel", "recipient", "subject", "body")
 
 
-def fold_sql(rows: str) -> str:
+def line_as_key_sql(lines: str, columns: Sequence[str]) -> str:
+    """Each line as a key row (of `columns`): a key's rows folded by `fold_sql` give its state."""
+    attempt = "case when status = 'attempted' then {} end"
+    expressions = {
+        "send_key": "send_key",
+        "journey": "journey",
+        "step": "step",
+        "person_id": "person_id",
+        "entry_id": "entry_id",
+        "last_status": "status",
+        "last_at": "line_at",
+        "last_rank": RANK_SQL,
+        "attempts": "(status = 'attempted')::bigint",
+        "first_attempted_at": attempt.format("line_at"),
+        "last_attempted_at": attempt.format("line_at"),
+        **{c: attempt.format(c) for c in _MESSAGE},
+    }
+    return f"select {', '.join(f'{expressions[c]} as {c}' for c in columns)} from ({lines})"
+
+
+def fold_sql(rows: str, columns: Sequence[str] = tuple(KEY_COLUMNS)) -> str:
     """Key rows (lines as key rows, keys-file rows) folded into one row per key. The message
     columns are kept only while the key is unsettled: nothing else needs them."""
     last = "{'t': last_at, 'rank': last_rank}"
-    folded = f"""
-        select
-            send_key,
-            any_value(journey) as journey, any_value(step) as step,
-            any_value(person_id) as person_id, any_value(entry_id) as entry_id,
-            arg_max(last_status, {last}) as last_status,
-            max({last}).t as last_at, max({last}).rank as last_rank,
-            sum(attempts)::bigint as attempts,
-            flatten(list(sent_at)) as sent_at,
-            max(last_sent_at) as last_sent_at,
-            min(first_attempted_at) as first_attempted_at,
-            max(last_attempted_at) as last_attempted_at,
-            arg_max(channel, last_attempted_at) as channel,
-            arg_max(recipient, last_attempted_at) as recipient,
-            arg_max(subject, last_attempted_at) as subject,
-            arg_max(body, last_attempted_at) as body
-        from ({rows})
-        group by send_key
-    """
+    aggregates = {
+        "journey": "any_value(journey)",
+        "step": "any_value(step)",
+        "person_id": "any_value(person_id)",
+        "entry_id": "any_value(entry_id)",
+        "last_status": f"arg_max(last_status, {last})",
+        "last_at": f"max({last}).t",
+        "last_rank": f"max({last}).rank",
+        "attempts": "sum(attempts)::bigint",
+        "first_attempted_at": "min(first_attempted_at)",
+        "last_attempted_at": "max(last_attempted_at)",
+        **{c: f"arg_max({c}, last_attempted_at)" for c in _MESSAGE},
+    }
+    folded = ", ".join(f"{aggregates[c]} as {c}" for c in columns if c != "send_key")
     open_ = ", ".join(lit(s) for s in UNSETTLED)
-    message = ("channel", "recipient", "subject", "body")
-    kept = ", ".join(f"case when last_status in ({open_}) then {c} end as {c}" for c in message)
-    return f"select * exclude ({', '.join(message)}), {kept} from ({folded})"
+    kept = [
+        f"case when last_status in ({open_}) then {c} end as {c}" if c in _MESSAGE else c
+        for c in columns
+    ]
+    return f"""
+        select {", ".join(kept)}
+        from (select send_key, {folded} from ({rows}) group by send_key)
+    """
 
 
-def keys_sql(view: Layout, where: str = "true") -> str:
-    """One row per key (KEY_COLUMNS) that `where` (a condition on the key columns) holds for.
-    Keys the lines since the keys file do not touch come from it as they are; only the keys
-    they touch are folded, so the work grows with those lines, not with history."""
-    newer = lines_sql(view, newer_only=True)
-    columns = ", ".join(KEY_COLUMNS)
-    if view.keys_file is None and newer is None:
-        casts = ", ".join(f"null::{kind} as {name}" for name, kind in KEY_COLUMNS.items())
-        return f"select {casts} where false"
-    stored = f"select {columns} from read_parquet({lit(str(view.keys_file))})"
-    if newer is None:
-        return f"select * from ({stored}) where {where}"
-    fresh = _line_as_key_sql(newer)
+def stored_sql(view: Layout, columns: Sequence[str] = tuple(KEY_COLUMNS)) -> str | None:
+    """The keys file's rows, or None before the first compaction."""
     if view.keys_file is None:
-        return f"select * from ({fold_sql(fresh)}) where {where}"
+        return None
+    return f"select {', '.join(columns)} from read_parquet({lit(str(view.keys_file))})"
+
+
+def keys_sql(
+    view: Layout,
+    where: str = "true",
+    wanted: Sequence[str] | None = None,
+    columns: Sequence[str] = tuple(KEY_COLUMNS),
+) -> str:
+    """One row per key (`columns` of KEY_COLUMNS) that `where` holds for.
+
+    Without `wanted`, every key: those the lines since the keys file do not touch come from it as
+    they are, and only those they touch are folded. With `wanted` (queries over the keys file,
+    each giving the rows of a small set of keys, such as those due now), only those keys and the
+    keys the newer lines touch are read from it and folded with the newer lines: the work grows
+    with the keys a run acts on and the lines since the last compaction, not with history.
+    (The keys file is Parquet: a filter on one column costs a scan of that column, and every
+    other column is read only for the rows that pass; keep `columns` to what is needed.)
+    """
+    newer = view.newer_lines()
+    stored = stored_sql(view, columns)
+    if stored is None and newer is None:
+        casts = ", ".join(f"null::{KEY_COLUMNS[c]} as {c}" for c in columns)
+        return f"select {casts} where false"
+    fresh = line_as_key_sql(newer, columns) if newer else None
+    if wanted is not None:
+        parts = [*wanted]
+        if stored is not None and fresh is not None:
+            touched = f"select distinct send_key from ({fresh})"
+            parts.append(f"select * from ({stored}) where send_key in ({touched})")
+        rows = " union ".join(f"({q})" for q in parts) if parts else None
+        if fresh is not None:
+            rows = f"({rows}) union all by name ({fresh})" if rows else fresh
+        if rows is None:
+            return keys_sql(view, "false", None, columns)
+        return f"select * from ({fold_sql(rows, columns)}) where {where}"
+    if fresh is None:
+        return f"select * from ({stored}) where {where}"
+    if stored is None:
+        return f"select * from ({fold_sql(fresh, columns)}) where {where}"
     touched = f"select send_key from ({fresh})"
     refolded = fold_sql(
-        f"select * from ({stored}) where send_key in ({touched}) union all by name {fresh}"
+        f"select * from ({stored}) where send_key in ({touched}) union all by name {fresh}",
+        columns,
     )
     return f"""
         select * from ({stored}) where ({where}) and send_key not in ({touched})
@@ -240,9 +304,34 @@ def keys_sql(view: Layout, where: str = "true") -> str:
     """
 
 
+def all_lines_sql(view: Layout) -> str | None:
+    """Every line: lines files, and the newer lines as `view` has them (materialized, maybe)."""
+    if view.newer_table is None:
+        return lines_sql(view)
+    covered = [p for p in view.lines_files if p not in view.newer_lines_files]
+    parts = [f"select * from read_parquet({paths_sql(covered)})"] if covered else []
+    parts.append(f"select * from {view.newer_table}")
+    return _union(parts)
+
+
+def sends_sql(view: Layout, since: str | None = None, people: str | None = None) -> str | None:
+    """person_id, sent_time of every send (from `since`, of `people`: SQL expressions)."""
+    lines = all_lines_sql(view)
+    if lines is None:
+        return None
+    conditions = [f"({SENT_SQL})"]
+    if since is not None:
+        conditions.append(f"line_at >= {since}")
+    if people is not None:
+        conditions.append(f"person_id in ({people})")
+    return f"""
+        select person_id, line_at as sent_time from ({lines}) where {" and ".join(conditions)}
+    """
+
+
 def newest_line_sql(view: Layout) -> str:
     """When the newest line was written (null for an empty ledger)."""
-    newer = lines_sql(view, newer_only=True)
+    newer = view.newer_lines()
     parts = [f"select max(line_at) as newest from ({newer})"] if newer else []
     if view.keys_file is not None:
         parts.append(f"select max(last_at) as newest from read_parquet({lit(str(view.keys_file))})")

@@ -51,5 +51,12 @@ class SkipReason(StrEnum):
     HOLDOUT = "holdout"  # the person is in the journey's control group
 
 
+class DeferReason(StrEnum):
+    """Why a due step is held back for now (status `deferred`, reason_detail 'until <when>')."""
+
+    CAPPED = "capped"  # the frequency cap (on_cap defer)
+    QUIET_HOURS = "quiet_hours"  # the person's quiet hours
+
+
 # Status `failed`: an attempt whose outcome stayed unknown was already sent once more.
 OUTCOME_UNKNOWN: Final = "outcome_unknown"

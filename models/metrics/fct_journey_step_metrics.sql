@@ -43,6 +43,10 @@ per_step as (
         count(case when delivery_status = 'unknown' then 1 end) as unknown_outcome,
         count(case when delivery_status = 'skipped' then 1 end) as skipped,
         count(case when delivery_status = 'deferred' then 1 end) as deferred,
+        {%- for reason in var('delivery')['defer_reasons'] %}
+        count(case when delivery_status = 'deferred' and reason = '{{ reason }}' then 1 end)
+            as deferred_{{ reason }},
+        {%- endfor %}
         {%- for reason in var('delivery')['skip_reasons'] %}
         count(case when delivery_status = 'skipped' and reason = '{{ reason }}' then 1 end)
             as skipped_{{ reason }},
