@@ -4,7 +4,7 @@ as the steps the send-time guards and the providers get."""
 from __future__ import annotations
 
 import json
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -13,8 +13,11 @@ from activations.journeys import Journey, Step
 from activations.ledger import OUTCOME_UNKNOWN, LedgerState, SendRef, SkipReason
 from activations.tick import DueSend
 
-# An attempt without a recorded outcome is retried once; after that it is failed, visibly.
+# An attempt without a recorded outcome is sent once more; after that it is failed, visibly.
 MAX_UNKNOWN_RETRIES = 1
+# Where the provider's lookup says first whether an attempt went out, it is sent again only
+# when it did not (no duplicate possible): up to this many attempts in all.
+MAX_LOOKED_UP_ATTEMPTS = 5
 
 
 @dataclass(frozen=True)
@@ -46,11 +49,17 @@ class Skip:
 
 
 def classify(
-    journey: Journey, due_sends: Collection[DueSend], ledger: LedgerState, now: datetime
+    journey: Journey,
+    due_sends: Collection[DueSend],
+    ledger: LedgerState,
+    now: datetime,
+    can_look_up: Callable[[str], bool] = lambda channel: False,
 ) -> tuple[list[Due], list[Skip]]:
     """The tick's due sends, minus what the ledger has settled since, split into what goes to the
     send-time guards and what is decided here: the control group, expired steps and attempts
-    whose outcome stayed unknown after being sent once more."""
+    whose outcome stayed unknown after being sent once more (where `can_look_up` the channel,
+    delivery asks the provider first and sends again only what it does not have, a few times).
+    """
     steps = {s.name: s for s in journey.steps}
     due: list[Due] = []
     skips: list[Skip] = []
@@ -60,7 +69,9 @@ def classify(
         if ledger.is_decided(ref.send_key):
             continue
         attempts = ledger.attempts.get(ref.send_key, 0)
-        if attempts > MAX_UNKNOWN_RETRIES:
+        pending = ledger.pending.get(ref.send_key)
+        looked_up = pending is not None and can_look_up(pending.channel)
+        if attempts > (MAX_LOOKED_UP_ATTEMPTS - 1 if looked_up else MAX_UNKNOWN_RETRIES):
             skips.append(Skip(ref, OUTCOME_UNKNOWN))
             continue
         if d.arm == "holdout":

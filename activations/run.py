@@ -104,7 +104,9 @@ def run_journey(
         try:
             handled: set[str] = set()  # a key is acted on once per run (an unknown waits a run)
             for _ in range(len(journey.steps) + 1):
-                decision = decide(journey, duckdb_path, landing_dir, as_of, run_id)
+                decision = decide(
+                    journey, duckdb_path, landing_dir, as_of, run_id, sender.can_look_up
+                )
                 decision.due = [d for d in decision.due if d.ref.send_key not in handled]
                 decision.skips = [s for s in decision.skips if s.ref.send_key not in handled]
                 summary.note(decision)
@@ -140,6 +142,7 @@ def decide(
     landing_dir: Path,
     as_of: datetime,
     run_id: str,
+    can_look_up: Callable[[str], bool] = lambda channel: False,
     record: bool = True,
 ) -> Decision:
     """A tick on what the warehouse and the ledger say now (its transitions recorded unless
@@ -160,7 +163,7 @@ def decide(
             moved_people=aliases.keys(),
         )
         state.follow_aliases(aliases)
-        due, skips = engine.classify(journey, result.due, state, as_of)
+        due, skips = engine.classify(journey, result.due, state, as_of, can_look_up)
         audience = warehouse.read_people(con, {d.ref.person_id for d in due})
     return Decision(result, state, due, skips, audience)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import re
 import threading
 import time
@@ -83,6 +84,9 @@ class Sandbox:
         self.record_file = record_file
         self._received: list[Received] = []
         self._faults: list[Fault] = []
+        self._random_rate = 0.0  # fail_at_random
+        self._random = random.Random(0)
+        self._random_providers: tuple[str, ...] = ()
         self._twilio_messages: list[dict[str, Any]] = []
         self._twilio_send_after: dict[str, float] = {}  # sid -> its queue time, as created
         self._webhook_ids: set[str] = set()
@@ -254,12 +258,30 @@ class Sandbox:
             ]
         return providers.twilio_messages_list(req, self.credentials, account_sid, store)
 
+    def fail_at_random(self, rate: float, seed: int = 0, providers: tuple[str, ...] = ()) -> None:
+        """From now on, a `rate` share of requests (to `providers`, or to any) meets a fault drawn
+        at random: 429 (never processed), 503 before or after processing, or a lost response."""
+        with self._lock:
+            self._random_rate = rate
+            self._random = random.Random(seed)
+            self._random_providers = providers
+
     def _take_fault(self, provider: str) -> Fault | None:
         with self._lock:
             for fault in self._faults:
                 if fault.provider == provider and fault.count > 0:
                     fault.count -= 1
                     return fault
+            wanted = not self._random_providers or provider in self._random_providers
+            if self._random_rate and wanted and self._random.random() < self._random_rate:
+                return self._random.choice(
+                    [
+                        Fault(provider, 429, retry_after=0),
+                        Fault(provider, 503),
+                        Fault(provider, 503, after_processing=True),
+                        Fault(provider, lose_response=True),
+                    ]
+                )
         return None
 
     def _record(self, accepted: list[dict[str, Any]]) -> None:

@@ -335,8 +335,6 @@ def test_unreachable_provider_fails_after_retries(tmp_path: Path) -> None:
     )
 
 
-
-
 @pytest.mark.parametrize(
     "path, body, content_type, auth, status, error",
     [
@@ -521,6 +519,30 @@ def test_a_webhook_is_signed_per_standard_webhooks_and_retried_under_one_id(
     assert [(r.channel, r.recipient, r.body) for r in sandbox.received] == [
         ("webhook", "person-1", "Your cart")
     ]
+
+
+def test_a_webhook_that_may_have_arrived_is_unknown_when_retries_run_out(
+    tmp_path: Path, sandbox: Sandbox
+) -> None:
+    landing.ensure_layout(tmp_path)
+    writer = ledger.LedgerWriter(tmp_path, "r")
+    clients = ChannelSettings.for_sandbox(sandbox.base_url).clients()
+    s = Sender(httpx.Client(), clients, writer, lambda: NOW, RetryPolicy(attempts=2))
+    sandbox.fail_next(Fault("webhook", 503, count=2, after_processing=True))
+    outcome = s.send(REF, WEBHOOK)
+    writer.close()
+    # The receiver has it (it answered 503 after taking it): not "failed", which would hide it.
+    assert outcome.status == "unknown" and "gave up after retries: HTTP 503" in (
+        outcome.reason or ""
+    )
+    assert len(sandbox.received) == 1
+    assert ledger.read_state(tmp_path).last_status == {"key-1": "unknown"}
+    # A 429 was never processed: running out of retries on it is a failure.
+    sandbox.fail_next(Fault("webhook", 429, count=2, retry_after=0))
+    writer = ledger.LedgerWriter(tmp_path, "r2")
+    s = Sender(httpx.Client(), clients, writer, lambda: NOW, RetryPolicy(attempts=2))
+    assert s.send(REF, WEBHOOK).status == "failed"
+    writer.close()
 
 
 def test_a_webhook_with_a_wrong_secret_or_an_old_timestamp_is_refused(sandbox: Sandbox) -> None:

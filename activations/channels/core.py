@@ -94,12 +94,16 @@ class Reconciling(Protocol):
 
 
 class Retryable(Exception):
-    """Never processed by the provider: safe to send again (after `retry_after` seconds)."""
+    """Safe to send again (after `retry_after` seconds): never processed by the provider, or
+    (`maybe_processed`) sent to a provider that de-duplicates on our key."""
 
-    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+    def __init__(
+        self, reason: str, retry_after: float | None = None, maybe_processed: bool = False
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.retry_after = retry_after
+        self.maybe_processed = maybe_processed
 
 
 class NotSent(Exception):
@@ -325,6 +329,9 @@ class Sender:
                     reason=f"{gave_up.reason}: Retry-After {gave_up.retry_after:g} s is longer "
                     f"than the policy's maximum of {policy.max_retry_after_seconds:g} s",
                 )
+            if gave_up.maybe_processed:
+                # It may have arrived: unknown, and sent once more under the same key next run.
+                return Outcome("unknown", reason=f"gave up after retries: {gave_up.reason}")
             return Outcome("failed", reason=f"gave up after retries: {gave_up.reason}")
         return outcome
 
@@ -337,7 +344,7 @@ class Sender:
         except httpx.TransportError as exc:
             # Sent, or partly sent, and no answer: the provider may have processed it.
             if client.idempotent:
-                raise Retryable(f"transport error: {exc!r}") from exc
+                raise Retryable(f"transport error: {exc!r}", maybe_processed=True) from exc
             raise OutcomeUnknown(f"no response: {exc!r}") from exc
         # A 429 refuses the request before any work. Twilio: error 20429, "never processed, safe
         # to retry" (twilio.com/docs/api/errors/20429). SendGrid: a limited endpoint takes no
@@ -349,6 +356,10 @@ class Sender:
             raise Retryable("HTTP 429 rate limited", retry_after_seconds(response))
         if response.status_code >= 500:
             if client.idempotent:
-                raise Retryable(f"HTTP {response.status_code}", retry_after_seconds(response))
+                raise Retryable(
+                    f"HTTP {response.status_code}",
+                    retry_after_seconds(response),
+                    maybe_processed=True,
+                )
             raise OutcomeUnknown(f"HTTP {response.status_code}", response.status_code)
         return response
