@@ -627,3 +627,53 @@ def test_with_a_fifth_of_requests_failing_every_message_arrives_exactly_once(
     state = ledger.read_state(home)
     assert {state.last_status[k] for k in keys} == {"sent"}
     assert sandbox.requests_seen > 60  # the faults were met (retries, lookups)
+
+
+def test_a_sender_killed_at_random_points_loses_and_duplicates_nothing(tmp_path: Path) -> None:
+    # A real process per run, SIGKILLed at a random moment (seeded), over and over; then runs
+    # to the end. Twilio's lookup settles what a killed run left unknown.
+    import random
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests import crash_driver
+
+    landing.ensure_layout(tmp_path)
+    chance = random.Random(5)
+    people = 60
+    with Sandbox(latency_seconds=0.05) as sb:
+        command = [
+            sys.executable,
+            "-m",
+            "tests.crash_driver",
+            str(tmp_path),
+            sb.base_url,
+            str(people),
+        ]
+        kills = 0
+        for _ in range(8):
+            run_ = subprocess.Popen(command, cwd=Path(__file__).parent.parent)
+            # killed once it has sent a few more (mid-batch: some answers still on their way)
+            target = len(sb.received) + chance.randint(1, 12)
+            while run_.poll() is None and len(sb.received) < target:
+                time.sleep(0.002)
+            if run_.poll() is None:
+                run_.send_signal(signal.SIGKILL)
+                kills += 1
+            run_.wait()
+        for _ in range(2):  # to the end: whatever is left unknown is settled
+            subprocess.run(command, cwd=Path(__file__).parent.parent, check=True)
+        received = Counter(r.send_key for r in sb.received)
+    keys = crash_driver.send_keys(people)
+    assert kills >= 3  # the test did kill runs mid-way
+    assert set(received) == keys and set(received.values()) == {1}
+    state = ledger.read_state(tmp_path)
+    assert {state.last_status[k] for k in keys} == {"sent"}
+    # killed runs left attempts without an outcome, which later runs settled
+    folder = landing.table_dir(tmp_path, "ledger", "deliveries")
+    lines = [json.loads(x) for f in folder.glob("run-*.jsonl") for x in f.read_text().splitlines()]
+    settled = [x for x in lines if (x["reason"] or "").startswith("reconciled")]
+    resent = [x for x in lines if x["status"] == "attempted" and x["attempt"] > 1]
+    assert settled or resent, (kills, len(lines))

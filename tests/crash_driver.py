@@ -1,0 +1,72 @@
+"""One delivery run in its own process, for tests that kill it: `python -m tests.crash_driver
+HOME BASE_URL PEOPLE`. Each of PEOPLE people has one text due; the run reads the ledger in HOME,
+settles what earlier (killed) runs left unknown through Twilio's lookup, and sends the rest to
+the sandbox at BASE_URL, as run_journey's delivery does."""
+
+from __future__ import annotations
+
+import sys
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+
+from activations import engine, guards, ledger, warehouse
+from activations.channels import ChannelSettings, Sender
+from activations.journeys import Journey, Step, Template
+from activations.run import RunSummary, deliver
+from activations.tick import DueSend
+from switchyard.clock import utc_now
+
+JOURNEY = Journey(
+    name="cart",
+    audience_model="audience_cart",
+    tier="seconds",
+    nodes=(Step("remind", 0, ("sms",), {"sms": Template(body="Hi {first_name}, your cart.")}),),
+    exit_on=(),
+    frequency_cap=None,
+)
+
+
+def people(n: int) -> list[guards.Person]:
+    return [
+        guards.Person(
+            f"p{i}", f"u{i}", None, f"+1415555{i:04d}", None, f"P{i}", {"sms": "subscribed"}
+        )
+        for i in range(n)
+    ]
+
+
+def send_keys(n: int) -> set[str]:
+    return {
+        ledger.send_key(JOURNEY.name, "remind", p.person_id, f"e{i}")
+        for i, p in enumerate(people(n))
+    }
+
+
+def main(home: Path, base_url: str, n: int) -> None:
+    now = utc_now()
+    everyone = people(n)
+    due = [
+        DueSend(f"e{i}", p.person_id, "remind",
+                ledger.send_key(JOURNEY.name, "remind", p.person_id, f"e{i}"),
+                now - timedelta(minutes=1), now - timedelta(minutes=1), "treatment", None)
+        for i, p in enumerate(everyone)
+    ]  # fmt: skip
+    state = ledger.read_state(home)
+    writer = ledger.LedgerWriter(home, uuid.uuid4().hex[:8])
+    clients = ChannelSettings.for_sandbox(base_url).clients()
+    sender = Sender(httpx.Client(), clients, writer, utc_now, concurrency={"sms": 4})
+    try:
+        todo, skips = engine.classify(JOURNEY, due, state, now, sender.can_look_up)
+        audience = warehouse.Audience({p.person_id: p for p in everyone}, {})
+        summary = RunSummary(JOURNEY.name, writer.run_id)
+        deliver(JOURNEY, todo, skips, audience, state, sender, summary, batch_size=8)
+    finally:
+        sender.close()
+        writer.close()
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]))
