@@ -22,6 +22,9 @@ from activations.tick import lit
 from switchyard import landing
 
 
+MEMORY_LIMIT = "4GB"
+
+
 @dataclass(frozen=True)
 class Compaction:
     generation: int  # 0: nothing to do
@@ -45,13 +48,14 @@ def _closed(path: Path) -> bool:
 def _write(
     con: duckdb.DuckDBPyConnection, query: str, final: Path, order_by: str, options: str = ""
 ) -> int:
-    (count,) = con.execute(f"select count(*) from ({query})").fetchall()[0]
     landing.write_parquet(
         con,
         f"select * from ({query}) order by {order_by}",
         final,
         "compression zstd" + (f", {options}" if options else ""),
     )
+    # from the file's footer: the query is not run twice
+    (count,) = con.execute(f"select count(*) from read_parquet({lit(str(final))})").fetchall()[0]
     return int(count)
 
 
@@ -59,6 +63,10 @@ def compact(landing_dir: Path) -> Compaction:
     folder = store.compacted_dir(landing_dir)
     folder.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect()
+    # Folding a long history is the one big job here: bounded, spilling to disk beyond that.
+    con.execute(f"set memory_limit = {lit(MEMORY_LIMIT)}")
+    con.execute(f"set temp_directory = {lit(str(folder / '.spill'))}")
+    con.execute("set preserve_insertion_order = false")
     try:
         before = store.layout(con, landing_dir)
         # Run files a finished compaction took: readers listing now no longer read them.
