@@ -223,8 +223,11 @@ def deliver(
         """Not decided: the step stays due, and a later run sends it from `until` (unless it
         expires first). The line says why and until when."""
         detail = f"until {until.isoformat(timespec='seconds')}"
-        sender.ledger.write(ref, "deferred", clock(), reason=reason, reason_detail=detail)
         summary.deferred[reason] += 1
+        if state.deferred.get(ref.send_key) == (reason, detail):
+            return  # as the ledger says already: a run every minute adds no line
+        sender.ledger.write(ref, "deferred", clock(), reason=reason, reason_detail=detail)
+        state.deferred[ref.send_key] = (reason, detail)
 
     for s in skips:
         # An earlier attempt that turns out to have gone out is recorded as sent, not skipped.

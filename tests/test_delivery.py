@@ -561,7 +561,9 @@ def test_a_step_due_in_the_persons_quiet_hours_waits_for_their_end(
     assert line["reason_detail"] == f"until {(T + timedelta(hours=3)).isoformat()}"
     # still quiet at 12:59 UTC; sent at 13:00
     later = T + timedelta(hours=2, minutes=59)
-    assert run(home, sandbox, entry("e1"), journey=NIGHTS, person=NEW_YORKER, now=later).sent == {}
+    again = run(home, sandbox, entry("e1"), journey=NIGHTS, person=NEW_YORKER, now=later)
+    assert again.sent == {} and again.deferred == {"quiet_hours": 1}
+    ledger_line(home, ref_for("e1").send_key, "deferred")  # still one line: nothing changed
     done = run(
         home, sandbox, entry("e1"), journey=NIGHTS, person=NEW_YORKER, now=T + timedelta(hours=3)
     )

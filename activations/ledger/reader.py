@@ -53,6 +53,8 @@ class LedgerState:
     # recipient -> provider message ids recorded recently (since a day before the earliest
     # unsettled attempt or the newest line): a provider lookup must not claim them again.
     provider_ids: dict[str, set[str]] = field(default_factory=dict)
+    # deferred keys: (reason, detail) of their latest line, so an unchanged one is not rewritten
+    deferred: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
 
     def is_decided(self, send_key: str) -> bool:
         return self.last_status.get(send_key) in TERMINAL
@@ -147,10 +149,16 @@ def read_state(
             if last_at is not None:
                 state.decided_at[key] = last_at
             state.attempts[key] = attempts
-        for key, journey, step, person_id, entry_id in con.execute(
-            "select send_key, journey, step, person_id, entry_id from keys"
+        for key, journey, step, person_id, entry_id, status, reason, detail in con.execute(
+            """
+            select send_key, journey, step, person_id, entry_id, last_status, last_reason,
+                last_detail
+            from keys
+            """
         ).fetchall():
             state.refs[key] = SendRef(key, journey, step, person_id, entry_id)
+            if status == "deferred":
+                state.deferred[key] = (reason, detail)
         # Sends per person (unsettled attempts count against the cap through `pending`).
         if people is not None:
             con.register("wanted_people", _ids("person_id", people))

@@ -48,6 +48,8 @@ KEY_COLUMNS = {
     "last_at": "TIMESTAMP",
     "last_rank": "INTEGER",
     "attempts": "BIGINT",
+    "last_reason": "VARCHAR",  # the latest line's reason and detail (a deferral's "until ...")
+    "last_detail": "VARCHAR",
     "first_attempted_at": "TIMESTAMP",
     "last_attempted_at": "TIMESTAMP",
     # the latest attempt's message: what a provider lookup must find (kept while unsettled)
@@ -212,6 +214,8 @@ def line_as_key_sql(lines: str, columns: Sequence[str]) -> str:
         "last_at": "line_at",
         "last_rank": RANK_SQL,
         "attempts": "(status = 'attempted')::bigint",
+        "last_reason": "reason",
+        "last_detail": "reason_detail",
         "first_attempted_at": attempt.format("line_at"),
         "last_attempted_at": attempt.format("line_at"),
         **{c: attempt.format(c) for c in _MESSAGE},
@@ -232,6 +236,8 @@ def fold_sql(rows: str, columns: Sequence[str] = tuple(KEY_COLUMNS)) -> str:
         "last_at": f"max({last}).t",
         "last_rank": f"max({last}).rank",
         "attempts": "sum(attempts)::bigint",
+        "last_reason": f"arg_max(last_reason, {last})",
+        "last_detail": f"arg_max(last_detail, {last})",
         "first_attempted_at": "min(first_attempted_at)",
         "last_attempted_at": "max(last_attempted_at)",
         **{c: f"arg_max({c}, last_attempted_at)" for c in _MESSAGE},
