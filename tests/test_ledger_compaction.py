@@ -4,7 +4,9 @@ caps simulate, dbt's staging) seeing exactly what it saw before, each line once.
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import shutil
+import threading
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -12,7 +14,8 @@ from typing import Any
 from activations import ledger
 from activations.caps_simulate import CapPolicy, simulate
 from activations.ledger import store
-from activations.ledger.compact import compact
+from activations.ledger.compact import Compaction, compact
+from activations.ledger.compact import _compact as compact_unlocked
 from switchyard import landing
 from switchyard.settings import Paths
 from tests.dbt_helpers import dbt_build, query
@@ -191,3 +194,22 @@ def test_caps_simulate_and_dbt_staging_read_each_line_once(paths: Paths) -> None
     assert sorted((r["send_key"], r["delivery_status"]) for r in rows) == sorted(expected)
     assert len({key(r) for r in rows}) == len(rows)
     assert all(r["source_file"].startswith("run-run-") for r in rows)
+
+
+def test_a_second_compaction_waits_for_the_first_and_takes_nothing_twice(tmp_path: Path) -> None:
+    landing.ensure_layout(tmp_path)
+    write_run(tmp_path, "run1", RUN_A)
+    folder = store.compacted_dir(tmp_path)
+    second: list[Compaction] = []
+    with (folder / ".lock").open("ab") as held:  # the first compaction (another process) runs
+        fcntl.flock(held, fcntl.LOCK_EX)
+        thread = threading.Thread(target=lambda: second.append(compact(tmp_path)))
+        thread.start()
+        thread.join(timeout=2)
+        assert thread.is_alive() and not second  # waiting, not taking run1 as well
+        first = compact_unlocked(tmp_path, folder)
+    thread.join(timeout=60)
+    assert first.run_files == 1 and first.lines == len(RUN_A)
+    assert second and second[0].run_files == 0  # it found run1 already taken
+    state = ledger.read_state(tmp_path)
+    assert state.attempts == {"key-1": 1, "key-2": 1, "key-3": 0, "key-4": 0}

@@ -5,7 +5,9 @@ Safe beside running runs and readers (layout in activations/ledger/store.py):
   a writer that died holds none);
 - each file appears whole under its final name (written aside, fsynced, renamed), lines first,
   then keys: a compaction stopped between the two is finished by the next one;
-- a run file is deleted only by the compaction after the one that took it, and only then.
+- a run file is deleted only by the compaction after the one that took it, and only then;
+- one compaction at a time (a lock on the folder): two at once (the CLI beside Dagster's
+  upkeep job) would both take the same run files and count their lines twice.
 """
 
 from __future__ import annotations
@@ -62,6 +64,12 @@ def _write(
 def compact(landing_dir: Path) -> Compaction:
     folder = store.compacted_dir(landing_dir)
     folder.mkdir(parents=True, exist_ok=True)
+    with (folder / ".lock").open("ab") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # a second compaction waits, then finds less to do
+        return _compact(landing_dir, folder)
+
+
+def _compact(landing_dir: Path, folder: Path) -> Compaction:
     con = duckdb.connect()
     # Folding a long history is the one big job here: bounded, spilling to disk beyond that.
     con.execute(f"set memory_limit = {lit(MEMORY_LIMIT)}")
