@@ -10,7 +10,13 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from activations.journeys import Journey, Step
-from activations.ledger import OUTCOME_UNKNOWN, LedgerState, SendRef, SkipReason
+from activations.ledger import (
+    ATTEMPTS_EXHAUSTED,
+    OUTCOME_UNKNOWN,
+    LedgerState,
+    SendRef,
+    SkipReason,
+)
 from activations.tick import DueSend
 
 # An attempt without a recorded outcome is sent once more; after that it is failed, visibly.
@@ -45,7 +51,8 @@ class Skip:
     """A due step the engine decides not to send: skipped for a reason, or failed for good."""
 
     ref: SendRef
-    reason: SkipReason | Literal["outcome_unknown"]  # the latter: failed, not skipped
+    # the last two: failed, not skipped
+    reason: SkipReason | Literal["outcome_unknown", "attempts_exhausted"]
 
 
 def classify(
@@ -70,9 +77,13 @@ def classify(
             continue
         attempts = ledger.attempts.get(ref.send_key, 0)
         pending = ledger.pending.get(ref.send_key)
-        looked_up = pending is not None and can_look_up(pending.channel)
-        if attempts > (MAX_LOOKED_UP_ATTEMPTS - 1 if looked_up else MAX_UNKNOWN_RETRIES):
+        # In doubt: the latest attempt may have gone out and no lookup can tell.
+        in_doubt = pending is not None and not can_look_up(pending.channel)
+        if in_doubt and attempts > MAX_UNKNOWN_RETRIES:
             skips.append(Skip(ref, OUTCOME_UNKNOWN))
+            continue
+        if attempts >= MAX_LOOKED_UP_ATTEMPTS:  # the lookup settles it first (delivery)
+            skips.append(Skip(ref, ATTEMPTS_EXHAUSTED))
             continue
         if d.arm == "holdout":
             skips.append(Skip(ref, SkipReason.HOLDOUT))  # recorded, never sent

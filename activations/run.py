@@ -16,7 +16,14 @@ from activations.channels.core import DEFAULT_CONCURRENCY, ChannelClient, Outgoi
 from activations.channels.message import Message, Outcome
 from activations.channels.policy import HttpTimeouts, RateLimiter, RetryPolicy
 from activations.journeys import Journey
-from activations.ledger import OUTCOME_UNKNOWN, DeferReason, LedgerState, SendRef, SkipReason
+from activations.ledger import (
+    ATTEMPTS_EXHAUSTED,
+    OUTCOME_UNKNOWN,
+    DeferReason,
+    LedgerState,
+    SendRef,
+    SkipReason,
+)
 from activations.render import MissingTemplateVariable, render
 from activations.tick import TickResult, run_tick
 from switchyard.clock import utc_now
@@ -206,8 +213,17 @@ def deliver(
     def hold(ref: SendRef, reason: SkipReason | str, detail: str | None = None) -> None:
         """Not sent now. A key whose earlier attempt may have gone out (no lookup could say it did
         not) is not 'skipped', which would hide it: it is failed as outcome_unknown, with the
-        attempted message, and keeps counting toward the cap."""
+        attempted message, and keeps counting toward the cap. One whose attempts the lookup
+        showed never arrived, attempted as often as allowed, is failed as attempts_exhausted."""
         pending = state.pending.get(ref.send_key)
+        if reason == ATTEMPTS_EXHAUSTED and pending is None:
+            tries = state.attempts.get(ref.send_key, 0)
+            why = f"the provider has none of its {tries} attempts"
+            sender.ledger.write(
+                ref, "failed", clock(), reason=ATTEMPTS_EXHAUSTED, reason_detail=why
+            )
+            summary.gave_up += 1
+            return
         if pending is not None or not isinstance(reason, SkipReason):
             why = f"not sent once more: {reason}" if isinstance(reason, SkipReason) else detail
             attempted = sender.ledger_columns(pending.message(ref.send_key)) if pending else {}
@@ -233,7 +249,7 @@ def deliver(
         # An earlier attempt that turns out to have gone out is recorded as sent, not skipped.
         if settled(s.ref, state.attempts.get(s.ref.send_key, 1)):
             continue
-        if isinstance(s.reason, SkipReason):
+        if isinstance(s.reason, SkipReason) or s.reason == ATTEMPTS_EXHAUSTED:
             hold(s.ref, s.reason)
         else:
             hold(s.ref, s.reason, "still unknown after being sent once more")

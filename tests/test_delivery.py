@@ -583,6 +583,57 @@ def test_quiet_hours_use_the_journeys_zone_for_people_without_one_and_spare_othe
     assert run(home, sandbox, entry("e3"), journey=push_only, person=NEW_YORKER).sent == {"sms": 1}
 
 
+def test_a_text_twilio_never_got_then_held_by_quiet_hours_is_sent_when_they_end(
+    home: Path, sandbox: Sandbox
+) -> None:
+    # Two attempts lost; the lookup shows neither arrived, then the night holds the step back.
+    # Once the night is over it is sent: the deferral did not turn it into a lost cause.
+    ref = ref_for("e1")
+    record(home, ref, "attempted", T - timedelta(hours=2), attempt=1)
+    record(home, ref, "attempted", T - timedelta(hours=1), attempt=2)
+    night = run(home, sandbox, entry("e1"), journey=NIGHTS, person=NEW_YORKER)
+    assert (night.deferred, night.gave_up, sandbox.received) == ({"quiet_hours": 1}, 0, [])
+    # The deferred key's attempts stay unsettled: they count toward the cap until looked up.
+    assert ledger.read_state(home).pending[ref.send_key].channel == "sms"
+    morning = run(home, sandbox, entry("e1"), journey=NIGHTS, person=NEW_YORKER,
+                  now=T + timedelta(hours=3))  # fmt: skip
+    assert (morning.sent, morning.gave_up, len(sandbox.received)) == ({"sms": 1}, 0, 1)
+
+
+def test_an_email_in_doubt_stays_in_doubt_through_a_deferral(home: Path, sandbox: Sandbox) -> None:
+    # Two email attempts without an answer (SendGrid has no lookup), then the cap deferred the
+    # step: the deferral does not make a third attempt safe. It is given up, and still counts.
+    ref = ref_for("e1")
+    writer = ledger.LedgerWriter(home, "earlier")
+    for n, hours in ((1, 3), (2, 2)):
+        writer.write(ref, "attempted", T - timedelta(hours=hours), attempt=n, channel="email",
+                     recipient="sam@example.com", subject="Your cart", body=BODY)  # fmt: skip
+    writer.write(ref, "deferred", T - timedelta(hours=1), reason="capped", reason_detail="until")
+    writer.close()
+    state = ledger.read_state(home)
+    assert state.pending[ref.send_key].channel == "email"
+    assert state.sends_within(SAM.person_id, T, 24) == 1
+    summary = run(home, sandbox, entry("e1"), journey=UNCAPPED)
+    assert (summary.gave_up, summary.sent, sandbox.received) == (1, {}, [])
+    assert ledger_line(home, ref.send_key, "failed")["reason"] == "outcome_unknown"
+
+
+def test_a_text_twilio_never_got_after_five_attempts_fails_without_counting_as_sent(
+    home: Path, sandbox: Sandbox
+) -> None:
+    ref = ref_for("e1")
+    for n in range(1, engine.MAX_LOOKED_UP_ATTEMPTS + 1):
+        record(home, ref, "attempted", T - timedelta(hours=6 - n), attempt=n)
+    summary = run(home, sandbox, entry("e1"), journey=UNCAPPED)
+    assert (summary.gave_up, summary.sent, sandbox.received) == (1, {}, [])
+    line = ledger_line(home, ref.send_key, "failed")
+    assert (line["reason"], line["reason_detail"]) == (
+        "attempts_exhausted",
+        "the provider has none of its 5 attempts",
+    )
+    assert ledger.read_state(home).sends_within(SAM.person_id, T, 24) == 0
+
+
 @pytest.mark.parametrize(
     "start, end, local, quiet_until",
     [

@@ -9,6 +9,7 @@ where there is one, and otherwise sent at most once more, visibly (its attempt n
 from activations.ledger.keys import SendRef, send_key
 from activations.ledger.reader import LedgerState, PendingAttempt, create_decided, read_state
 from activations.ledger.vocabulary import (
+    ATTEMPTS_EXHAUSTED,
     COLUMNS,
     OUTCOME_UNKNOWN,
     TERMINAL,
@@ -21,6 +22,7 @@ from activations.ledger.writer import LedgerWriter
 __all__ = [
     "COLUMNS",
     "DeferReason",
+    "ATTEMPTS_EXHAUSTED",
     "OUTCOME_UNKNOWN",
     "TERMINAL",
     "create_decided",

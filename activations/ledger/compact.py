@@ -23,7 +23,6 @@ from activations.ledger import store
 from activations.tick import lit
 from switchyard import landing
 
-
 MEMORY_LIMIT = "4GB"
 
 

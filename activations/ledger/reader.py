@@ -245,14 +245,15 @@ def _ids(column: str, values: Iterable[str]) -> pa.Table:
 
 
 def _pending_attempts(con: duckdb.DuckDBPyConnection) -> dict[str, PendingAttempt]:
-    """The message each unsettled key attempted (its latest attempt), and when."""
-    open_ = ", ".join(lit(s) for s in store.UNSETTLED)
+    """The message each open key attempted (its latest attempt), and when: until a final line,
+    an attempt may have gone out, whatever deferred the key since."""
+    open_ = ", ".join(lit(s) for s in store.OPEN)
     rows = con.execute(
         f"""
         select send_key, person_id, channel, recipient, subject, body,
             first_attempted_at, last_attempted_at
         from keys
-        where last_status in ({open_}) and last_attempted_at is not null
+        where last_status in ({open_}) and channel is not null
         """
     ).fetchall()
     return {

@@ -32,9 +32,9 @@ _GEN = re.compile(r"^(lines|keys)-(\d{8})\.parquet$")
 RANK_SQL = (
     "case status when 'deferred' then -1 when 'attempted' then 0 when 'unknown' then 1 else 2 end"
 )
-UNSETTLED = ("attempted", "unknown")
-# Kept in the keys file whatever was asked for: a run acts on all of them.
-OPEN = (*UNSETTLED, "deferred")
+# Not decided yet; a run acts on all of them. An open key's latest attempt, if it has one, is
+# unsettled: a deferral after it (quiet hours, the cap) does not say whether it went out.
+OPEN = ("attempted", "unknown", "deferred")
 
 # One row per key: the shape of the keys file, and of one line read as a key's whole history.
 # (Sends for the cap are read from the lines, which are in time order: a window prunes them.)
@@ -243,7 +243,7 @@ def fold_sql(rows: str, columns: Sequence[str] = tuple(KEY_COLUMNS)) -> str:
         **{c: f"arg_max({c}, last_attempted_at)" for c in _MESSAGE},
     }
     folded = ", ".join(f"{aggregates[c]} as {c}" for c in columns if c != "send_key")
-    open_ = ", ".join(lit(s) for s in UNSETTLED)
+    open_ = ", ".join(lit(s) for s in OPEN)
     kept = [
         f"case when last_status in ({open_}) then {c} end as {c}" if c in _MESSAGE else c
         for c in columns

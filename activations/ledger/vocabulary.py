@@ -60,3 +60,6 @@ class DeferReason(StrEnum):
 
 # Status `failed`: an attempt whose outcome stayed unknown was already sent once more.
 OUTCOME_UNKNOWN: Final = "outcome_unknown"
+# Status `failed`: the provider's lookup shows that none of the step's attempts arrived, and it
+# was attempted as often as the engine allows (not a send: it does not count toward the cap).
+ATTEMPTS_EXHAUSTED: Final = "attempts_exhausted"
