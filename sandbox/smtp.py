@@ -1,7 +1,7 @@
 """A real SMTP server on 127.0.0.1 (aiosmtpd) for the SMTP email channel: STARTTLS with a
 certificate made for the run, AUTH required after it, the messages it accepted kept in order, and
 faults on demand (a 4xx "try again later", a 5xx refusal, a connection dropped after the message
-was taken, before the reply)."""
+was taken, before the reply, and replies after which the server hangs up)."""
 
 from __future__ import annotations
 
@@ -23,7 +23,9 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from sandbox.credentials import SANDBOX_CREDENTIALS, SandboxCredentials
 
-SmtpFault = Literal["451", "550", "drop"]
+# 451/550: the reply to the message. drop: the message taken, no reply. 421: "closing", then
+# hangs up. 554-close: refused, then hangs up. rcpt-550-close: the recipient refused, then hangs up.
+SmtpFault = Literal["451", "550", "drop", "421", "554-close", "rcpt-550-close"]
 
 
 @dataclass(frozen=True)
@@ -172,8 +174,28 @@ class _Handler:
             self.sandbox.sessions += 1
         return responses
 
+    async def handle_RSET(self, server: Any, session: Any, envelope: Any) -> str:
+        if getattr(session, "hang_up", False):
+            server.transport.abort()
+        return "250 OK"
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
+    ) -> str:
+        with self.sandbox._lock:
+            fault = self.sandbox._faults[0] if self.sandbox._faults else None
+        if fault == "rcpt-550-close":
+            self.sandbox._next_fault()
+            return _then_hang_up(session, "550 5.1.1 No such user")
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         fault = self.sandbox._next_fault()
+        if fault == "421":
+            return _then_hang_up(session, "421 4.3.2 Service shutting down, try again later")
+        if fault == "554-close":
+            return _then_hang_up(session, "554 5.7.1 Rejected as spam")
         if fault == "451":
             return "451 4.3.0 Temporary failure, try again later"
         if fault == "550":
@@ -185,3 +207,9 @@ class _Handler:
             server.transport.abort()
             return "250 OK"
         return "250 2.0.0 OK queued"
+
+
+def _then_hang_up(session: Any, reply: str) -> str:
+    """`reply`, after which the server is gone: the client's next command gets no answer."""
+    session.hang_up = True
+    return reply

@@ -16,7 +16,7 @@ from activations.channels import ChannelSettings, Message, RetryPolicy, Sender
 from activations.channels.core import Outgoing
 from activations.channels.settings import ChannelSettingsError, open_channels
 from activations.channels.smtp import SmtpClient
-from sandbox.smtp import SmtpSandbox
+from sandbox.smtp import SmtpFault, SmtpSandbox
 from switchyard import landing
 
 NOW = datetime(2026, 11, 2, 12, 0)
@@ -89,6 +89,24 @@ def test_a_4xx_is_sent_again_and_a_5xx_fails_for_good(sender: Sender, smtp: Smtp
     assert (refused.status, refused.http_status) == ("failed", 550)
     assert refused.reason == "SMTP 550 5.1.1 Mailbox unavailable"
     assert len(smtp.received) == 1
+
+
+@pytest.mark.parametrize(
+    "fault, status, code, taken",
+    [
+        ("421", "sent", 250, 1),  # "closing, try later", then gone: sent again on a new one
+        ("554-close", "failed", 554, 0),  # refused, then gone: refused all the same
+        ("rcpt-550-close", "failed", 550, 0),  # the recipient refused, then gone
+    ],
+)
+def test_the_reply_decides_even_when_the_server_hangs_up_after_it(
+    sender: Sender, smtp: SmtpSandbox, fault: SmtpFault, status: str, code: int, taken: int
+) -> None:
+    smtp.fail_next(fault)
+    outcome = sender.send(ref(5), email(5))
+    assert (outcome.status, outcome.http_status) == (status, code)
+    assert len(smtp.received) == taken
+    assert sender.send(ref(6), email(6)).status == "sent"  # the next one opens a new connection
 
 
 def test_a_message_taken_without_a_reply_is_an_unknown_outcome_not_resent(

@@ -1,9 +1,9 @@
 """Email over SMTP (submission, port 587): STARTTLS, then AUTH, then one message per send.
 
 What a reply means for the ledger:
-- no connection, or a 4xx before the message is taken (MAIL, RCPT, or the reply to it): the
+- no connection, or a 4xx (to MAIL, RCPT, DATA or the message; 421 as the server closes): the
   server did not take it, so it is sent again with backoff;
-- a 5xx: refused for good (failed, with the server's words);
+- a 5xx: refused for good (failed, with the server's words), even if the server then hangs up;
 - the connection lost after the message went (no reply to it): the server may have queued it,
   an unknown outcome. SMTP has no lookup, so it is sent at most once more, with the same
   Message-ID (`<send key@sender's domain>`), which receiving systems can recognise.
@@ -71,24 +71,31 @@ class SmtpClient:
             code, reply = conn.mail(self.from_address)
             if code == 250:
                 code, reply = conn.rcpt(message.recipient)
-            if code not in (250, 251):
-                conn.rset()
-                return self._refused(code, reply)
         except (smtplib.SMTPException, OSError) as exc:
             self._drop(conn)  # nothing of the message went: safe to send again
             raise Retryable(f"SMTP connection lost before the message: {exc!r}") from exc
+        if code not in (250, 251):
+            self._reset(conn)
+            return self._refused(code, reply)  # the reply decides, whatever the connection does
         try:
             code, reply = conn.data(mail)
         except smtplib.SMTPDataError as exc:  # DATA itself refused: the message never went
-            conn.rset()
+            self._reset(conn)
             return self._refused(exc.smtp_code, exc.smtp_error)
         except (smtplib.SMTPException, OSError) as exc:
             self._drop(conn)
             raise OutcomeUnknown(f"no SMTP reply to the message: {exc!r}") from exc
         if code == 250:
             return Outcome("sent", code, self.message_id(message.send_key))
-        conn.rset()
+        self._reset(conn)  # a 4xx is "not taken, try later" (421: the server is closing)
         return self._refused(code, reply)
+
+    def _reset(self, conn: smtplib.SMTP) -> None:
+        """Ready the connection for the next message, or drop it if the server has gone."""
+        try:
+            conn.rset()
+        except (smtplib.SMTPException, OSError):
+            self._drop(conn)
 
     @staticmethod
     def _refused(code: int, reply: bytes | str) -> Outcome:
