@@ -146,7 +146,30 @@ def quiet_until(quiet: QuietHours, channel: str, person: Person, now: datetime) 
     quiet_now = start <= at < end if start < end else (at >= start or at < end)
     if not quiet_now:
         return None
-    ends = datetime.combine(local.date(), end, tzinfo=zone)
-    if ends <= local:  # across midnight: it ends tomorrow
-        ends = datetime.combine(local.date() + timedelta(days=1), end, tzinfo=zone)
-    return ends.astimezone(UTC).replace(tzinfo=None)
+    # The first instant after now when the person's clock reads `end`: compared in UTC, since a
+    # clock set back reads the same hour twice and one set forward skips some.
+    after = now.replace(tzinfo=UTC)
+    for day in (local.date(), local.date() + timedelta(days=1)):
+        for instant in _instants(datetime.combine(day, end), zone):
+            if instant > after:
+                return instant.replace(tzinfo=None)
+    raise AssertionError(f"quiet hours {quiet.start}-{quiet.end} have no end in {zone}")
+
+
+def _instants(wall: datetime, zone: ZoneInfo) -> list[datetime]:
+    """The UTC instants when a clock in `zone` reads `wall`: two in the hour a clock is set back;
+    in one it skips, none, so the instant it jumps past `wall` (the first wall minute after)."""
+    while True:
+        found = sorted(
+            {
+                utc
+                for fold in (0, 1)
+                if (utc := wall.replace(tzinfo=zone, fold=fold).astimezone(UTC))
+                .astimezone(zone)
+                .replace(tzinfo=None)
+                == wall
+            }
+        )
+        if found:
+            return found
+        wall += timedelta(minutes=1)

@@ -730,3 +730,25 @@ def test_a_sender_killed_at_random_points_loses_and_duplicates_nothing(tmp_path:
     settled = [x for x in lines if (x["reason"] or "").startswith("reconciled")]
     resent = [x for x in lines if x["status"] == "attempted" and x["attempt"] > 1]
     assert settled or resent, (kills, len(lines))
+
+
+@pytest.mark.parametrize(
+    "start, end, now_utc, quiet_until_utc",
+    [
+        # New York sets its clocks forward at 02:00 EST on 2026-03-08 (07:00 UTC): a night
+        # ending at 02:30, which that day never reads, ends as the clock jumps.
+        ("22:00", "02:30", "2026-03-08T06:45", "2026-03-08T07:00"),
+        # ... and an ordinary night across the change ends at 08:00 EDT (12:00 UTC, not 13:00).
+        ("21:00", "08:00", "2026-03-08T04:00", "2026-03-08T12:00"),
+        # It sets them back at 02:00 EDT on 2026-11-01 (06:00 UTC): 01:15 comes twice. A night
+        # ending at 01:30 ends at the first 01:30 after now, in either of them.
+        ("22:00", "01:30", "2026-11-01T05:15", "2026-11-01T05:30"),
+        ("22:00", "01:30", "2026-11-01T06:15", "2026-11-01T06:30"),
+    ],
+)
+def test_quiet_hours_across_daylight_saving_changes(
+    start: str, end: str, now_utc: str, quiet_until_utc: str
+) -> None:
+    quiet = QuietHours(start, end, ("sms",), "UTC")
+    got = guards.quiet_until(quiet, "sms", NEW_YORKER, datetime.fromisoformat(now_utc))
+    assert got == datetime.fromisoformat(quiet_until_utc)
