@@ -28,6 +28,7 @@ def ref(n: int, person: str) -> ledger.SendRef:
 
 
 SMS = {"channel": "sms", "recipient": "+14155550123", "body": "Hi"}
+EMAIL = {"channel": "email", "recipient": "p2@example.com", "subject": "Your cart", "body": "Hi"}
 
 
 def write_run(home: Path, run_id: str, lines: list[tuple[int, str, str, dict[str, Any]]]) -> None:
@@ -42,8 +43,8 @@ def write_run(home: Path, run_id: str, lines: list[tuple[int, str, str, dict[str
 RUN_A = [
     (1, "p1", "attempted", SMS),
     (1, "p1", "sent", {**SMS, "provider_message_id": "SM1"}),
-    (2, "p2", "attempted", SMS),
-    (2, "p2", "unknown", SMS),
+    (2, "p2", "attempted", EMAIL),
+    (2, "p2", "unknown", EMAIL),
     (3, "p1", "skipped", {"reason": "capped"}),
     (4, "p3", "deferred", {"reason": "capped", "reason_detail": "until later"}),
 ]
@@ -94,6 +95,8 @@ def test_compaction_changes_nothing_a_reader_sees(tmp_path: Path) -> None:
     state = ledger.read_state(compacted)
     assert seen(state) == seen(ledger.read_state(plain))
     assert state.last_status["key-2"] == "attempted" and state.attempts["key-2"] == 2
+    # the latest attempt's message, whole: an SMS has no subject (not the email's before it)
+    assert (state.pending["key-2"].channel, state.pending["key-2"].subject) == ("sms", None)
     assert state.pending["key-2"].body == "Hi again"
     # the first attempt (compacted) is where a provider lookup starts
     assert state.pending["key-2"].first_attempted_at == T + timedelta(minutes=2)

@@ -236,11 +236,11 @@ def fold_sql(rows: str, columns: Sequence[str] = tuple(KEY_COLUMNS)) -> str:
         "last_at": f"max({last}).t",
         "last_rank": f"max({last}).rank",
         "attempts": "sum(attempts)::bigint",
-        "last_reason": f"arg_max(last_reason, {last})",
-        "last_detail": f"arg_max(last_detail, {last})",
+        "last_reason": f"arg_max_null(last_reason, {last})",
+        "last_detail": f"arg_max_null(last_detail, {last})",
         "first_attempted_at": "min(first_attempted_at)",
         "last_attempted_at": "max(last_attempted_at)",
-        **{c: f"arg_max({c}, last_attempted_at)" for c in _MESSAGE},
+        **{c: f"arg_max_null({c}, last_attempted_at)" for c in _MESSAGE},
     }
     folded = ", ".join(f"{aggregates[c]} as {c}" for c in columns if c != "send_key")
     open_ = ", ".join(lit(s) for s in OPEN)
