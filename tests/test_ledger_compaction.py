@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import dataclasses
 import fcntl
+import random
 import shutil
 import threading
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from activations import ledger
 from activations.caps_simulate import CapPolicy, simulate
@@ -216,3 +219,71 @@ def test_a_second_compaction_waits_for_the_first_and_takes_nothing_twice(tmp_pat
     assert second and second[0].run_files == 0  # it found run1 already taken
     state = ledger.read_state(tmp_path)
     assert state.attempts == {"key-1": 1, "key-2": 1, "key-3": 0, "key-4": 0}
+
+
+STATUSES: tuple[ledger.LedgerStatus, ...] = (
+    "attempted", "unknown", "sent", "failed", "skipped", "deferred"
+)  # fmt: skip
+
+
+def random_line(rnd: random.Random, status: str) -> dict[str, Any]:
+    if status == "attempted":
+        channel = rnd.choice(["sms", "email"])
+        subject = "Your cart" if channel == "email" else None
+        return {"channel": channel, "recipient": "+1", "body": f"b{rnd.randrange(3)}",
+                "subject": subject}  # fmt: skip
+    if status == "sent":
+        return {
+            "channel": "sms",
+            "recipient": "+1",
+            "provider_message_id": f"SM{rnd.randrange(99)}",
+        }
+    if status == "failed":
+        return {"reason": rnd.choice(["outcome_unknown", "SMTP 550"])}
+    if status == "deferred":
+        return {"reason": rnd.choice(["capped", "quiet_hours"]),
+                "reason_detail": f"until {rnd.randrange(3)}"}  # fmt: skip
+    return {"reason": "capped"} if status == "skipped" else {}
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_random_histories_read_alike_compacted_or_not_whole_or_by_key(
+    tmp_path: Path, seed: int
+) -> None:
+    # Any order of statuses (keys reopened after a final line, ties on the clock), some
+    # compactions between runs: the compacted folder reads as the plain one, and a run's narrow
+    # read (some keys, some people, a window) as the whole read restricted to them.
+    rnd = random.Random(seed)
+    plain, compacted = twins(tmp_path)
+    keys = [f"k{i}" for i in range(8)]
+    person = {k: f"p{rnd.randrange(4)}" for k in keys}
+    at = T
+    for run in range(rnd.randint(2, 5)):
+        lines = []
+        for _ in range(rnd.randint(1, 8)):
+            key, status = rnd.choice(keys), rnd.choice(STATUSES)
+            at += timedelta(minutes=rnd.choice([0, 0, 1, 5]))
+            lines.append((key, status, at, random_line(rnd, status)))
+        for home in (plain, compacted):
+            writer = ledger.LedgerWriter(home, f"r{run}")
+            for key, status, when, columns in lines:
+                writer.write(ledger.SendRef(key, "j", "s", person[key], "e"), status, when,
+                             **columns)  # fmt: skip
+            writer.close()
+        if rnd.random() < 0.6:
+            compact(compacted)
+    whole = ledger.read_state(plain)
+    assert seen(ledger.read_state(compacted)) == seen(whole)
+    wanted = rnd.sample(keys, 3)
+    people = set(rnd.sample(sorted(set(person.values())), 2))
+    since = T + timedelta(minutes=rnd.randrange(0, 30))
+    for home in (plain, compacted):
+        part = ledger.read_state(home, keys=wanted, people=people, sends_since=since)
+        for key in wanted:
+            assert part.last_status.get(key) == whole.last_status.get(key)
+            assert part.attempts.get(key) == whole.attempts.get(key)
+            assert part.decided_at.get(key) == whole.decided_at.get(key)
+        assert (part.pending, part.deferred) == (whole.pending, whole.deferred)
+        for p in people:
+            expected = sorted(t for t in whole.sends_by_person.get(p, []) if t >= since)
+            assert sorted(part.sends_by_person.get(p, [])) == expected

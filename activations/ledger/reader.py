@@ -194,12 +194,20 @@ def _read_keys(
         + store.keys_sql(view, wanted=wanted, columns=store.STATUS_COLUMNS)
     )
     # The whole rows of few keys: the stored rows by constant filters (pushed into the Parquet
-    # scan, one scan each), folded with the newer lines.
+    # scan, one scan each), folded with the newer lines. Stored open rows are found by status; a
+    # key open now whose stored row is not was reopened by a newer line (rare): named.
     open_ = ", ".join(lit(s) for s in store.OPEN)
-    (open_keys,) = con.execute(
-        f"select coalesce(list(send_key), []) from statuses where last_status in ({open_})"
-    ).fetchall()[0]
-    con.register("open_keys", _ids("send_key", open_keys))
+    newer = view.newer_lines()
+    reopened: list[str] = []
+    if newer is not None:
+        (reopened,) = con.execute(
+            f"""
+            select coalesce(list(send_key), []) from statuses
+            where last_status in ({open_})
+                and send_key in (select send_key from ({newer}) where status in ({open_}))
+            """
+        ).fetchall()[0]
+    con.register("open_keys", _ids("send_key", reopened))
     con.register("moved_people", _ids("person_id", moved_people))
     parts: list[str] = []
     if stored := store.stored_sql(view):
@@ -207,8 +215,10 @@ def _read_keys(
         if moved_people:
             people = ", ".join(lit(p) for p in moved_people)
             parts.append(f"select * from ({stored}) where person_id in ({people})")
-        if open_keys:
-            listed = ", ".join(lit(k) for k in open_keys)
+        if len(reopened) > _LISTED:  # a long list reads slower as constants than as a join
+            parts.append(f"select * from ({stored}) where send_key in (select * from open_keys)")
+        elif reopened:
+            listed = ", ".join(lit(k) for k in reopened)
             parts.append(f"select * from ({stored}) where send_key in ({listed})")
     con.execute(
         "create temp table picked as "
@@ -238,6 +248,9 @@ def _read_keys(
         where send_key not in (select send_key from statuses)
         """
     )
+
+
+_LISTED = 1000  # keys named as constants in a query, at most
 
 
 def _ids(column: str, values: Iterable[str]) -> pa.Table:

@@ -226,7 +226,11 @@ def line_as_key_sql(lines: str, columns: Sequence[str]) -> str:
 def fold_sql(rows: str, columns: Sequence[str] = tuple(KEY_COLUMNS)) -> str:
     """Key rows (lines as key rows, keys-file rows) folded into one row per key. The message
     columns are kept only while the key is unsettled: nothing else needs them."""
-    last = "{'t': last_at, 'rank': last_rank}"
+    # A final line (rank 2: sent, failed, skipped) stays final: an open line stamped later (a
+    # clock set back, another machine's) does not reopen the key. Ties on all of that (a fixed
+    # clock) go by the status's name, then reason and detail: every reader picks the same line.
+    ties = "".join(f", '{c}': {c}" for c in ("last_reason", "last_detail") if c in columns)
+    last = f"{{'final': last_rank = 2, 't': last_at, 'rank': last_rank, 's': last_status{ties}}}"
     aggregates = {
         "journey": "any_value(journey)",
         "step": "any_value(step)",

@@ -14,11 +14,14 @@ ranked as (
         row_number() over (
             partition by send_key
             order by
+                -- a final line stays final, whatever is stamped after it
+                case when delivery_status in ('sent', 'failed', 'skipped') then 1 else 0 end desc,
                 recorded_at desc,
                 -- same time (a fixed clock): deferred, attempted, unknown, then the outcome
                 case delivery_status
                     when 'deferred' then -1 when 'attempted' then 0 when 'unknown' then 1 else 2
-                end desc
+                end desc,
+                delivery_status desc
         ) as recency
     from ledger
 
