@@ -21,7 +21,9 @@ windows in which a channel's provider saw more than its limit allows), peak_rss_
 sender's process), ledger_lines (the history landed plus the run's), ledger_compact_seconds
 (compacting the history: activations.ledger.compact), ledger_state_read_seconds (the state a run
 of the N messages reads: their keys, every open key, their people's sends in the cap's day)
-beside ledger_state_read_uncompacted_seconds (the same read with the history still in run files).
+beside ledger_state_read_uncompacted_seconds (the same read with the history still in run files),
+ledger_decided_seconds (a decision round's decided keys of the journey, compacted history).
+The history is the same journey's, over the day before the run, a tenth of its keys deferred.
 """
 
 from __future__ import annotations
@@ -181,28 +183,52 @@ class TimedTransport(httpx.HTTPTransport):
 
 
 def land_ledger_lines(home: Path, lines: int) -> None:
-    """`lines` ledger lines of other sends, as earlier runs would have landed them."""
+    """`lines` ledger lines of earlier sends of the same journey, as runs over the day before
+    NOW would have landed them (two lines a key, a key per person of a million, the people the
+    run sends to among them); a tenth of the keys deferred, still open."""
     import duckdb
 
     folder = landing.table_dir(home, "ledger", "deliveries")
+    day = 86_400
     con = duckdb.connect()
     con.execute(
         f"""
         copy (
             select md5((i // 2)::varchar) as send_key, 'r' || (i // 100000) as run_id,
-                'old_' || ((i // 2) % 5) as journey, 'step' as step,
+                'bench' as journey, 'step' as step,
                 'p' || ((i // 2) % 1000000) as person_id,
                 'e' || (i // 2) as entry_id, 'sms' as channel, '+14155550123' as recipient,
-                case when i % 2 = 0 then 'attempted' else 'sent' end as status,
-                null as reason, null as reason_detail, 1 as attempt, null as http_status,
+                case
+                    when (i // 2) % 10 = 0 then 'deferred'
+                    when i % 2 = 0 then 'attempted'
+                    else 'sent'
+                end as status,
+                case when (i // 2) % 10 = 0 then 'capped' end as reason,
+                case when (i // 2) % 10 = 0 then 'until later' end as reason_detail,
+                1 as attempt, null as http_status,
                 null as provider_message_id, null as subject, 'b' as body,
-                strftime(timestamp '2026-10-01' + to_seconds(i // 100), '%Y-%m-%dT%H:%M:%S.%f')
-                    as recorded_at
+                strftime(
+                    timestamp '{NOW - timedelta(days=1)}' + to_microseconds(
+                        (i * {day}::double / {lines} * 1e6)::bigint
+                    ),
+                    '%Y-%m-%dT%H:%M:%S.%f'
+                ) as recorded_at
             from range({lines}) t(i)
         ) to '{folder}/run-history.jsonl' (format json)
         """
     )
     con.close()
+
+
+def decide_keys(home: Path) -> None:
+    """What each decision round of a run of the journey builds: its decided keys (in SQL)."""
+    import duckdb
+
+    con = duckdb.connect()
+    try:
+        ledger.create_decided(con, home, "bench", {})
+    finally:
+        con.close()
 
 
 def violations(base_url: str) -> int:
@@ -270,6 +296,7 @@ def main() -> None:
             # What a run's read costs with every line still in run files, then after compaction.
             uncompacted_seconds = timed(lambda: read_run_state(home, batch))
             compact_seconds = timed(lambda: compact(home))
+            decided_seconds = timed(lambda: decide_keys(home))
             outcomes, seconds, latencies = send_all(base_url, batch, home)
             lines = args.ledger_lines + sum(1 for _ in (home / writer_file(home)).open())
             read_seconds = timed(lambda: read_run_state(home, batch))
@@ -290,6 +317,7 @@ def main() -> None:
         emit("ledger_state_read_seconds", f"{read_seconds:.2f}", "s")
         emit("ledger_state_read_uncompacted_seconds", f"{uncompacted_seconds:.2f}", "s")
         emit("ledger_compact_seconds", f"{compact_seconds:.2f}", "s")
+        emit("ledger_decided_seconds", f"{decided_seconds:.2f}", "s")
         emit("sent", outcomes["sent"], "messages")
         emit("not_sent", sum(outcomes.values()) - outcomes["sent"], "messages")
         # Providers answer in tens of milliseconds, not the sandbox's one: what concurrency buys.
