@@ -77,8 +77,9 @@ def classify(
             continue
         attempts = ledger.attempts.get(ref.send_key, 0)
         pending = ledger.pending.get(ref.send_key)
-        # In doubt: the latest attempt may have gone out and no lookup can tell.
-        in_doubt = pending is not None and not can_look_up(pending.channel)
+        # In doubt: the latest attempt may have gone out and no lookup can tell (an attempt
+        # whose message the ledger does not hold counts as one).
+        in_doubt = attempts > 0 and (pending is None or not can_look_up(pending.channel))
         if in_doubt and attempts > MAX_UNKNOWN_RETRIES:
             skips.append(Skip(ref, OUTCOME_UNKNOWN))
             continue
