@@ -218,9 +218,9 @@ def deliver(
         pending = state.pending.get(ref.send_key)
         if reason == ATTEMPTS_EXHAUSTED and pending is None:
             tries = state.attempts.get(ref.send_key, 0)
-            why = f"the provider has none of its {tries} attempts"
+            none = f"the provider has none of its {tries} attempts"
             sender.ledger.write(
-                ref, "failed", clock(), reason=ATTEMPTS_EXHAUSTED, reason_detail=why
+                ref, "failed", clock(), reason=ATTEMPTS_EXHAUSTED, reason_detail=none
             )
             summary.gave_up += 1
             return

@@ -51,6 +51,16 @@ def _sendgrid_error(status: int, message: str, field_name: str | None = None) ->
     return Reply(status, {"errors": [{"message": message, "field": field_name, "help": None}]})
 
 
+def _substitute(text: str | None, substitutions: dict[str, str]) -> str | None:
+    """SendGrid's substitution tags: each tag in the subject or content replaced by its value."""
+    if text is None or not substitutions:
+        return text
+    tags = re.compile(
+        "|".join(re.escape(tag) for tag in sorted(substitutions, key=len, reverse=True))
+    )
+    return tags.sub(lambda m: substitutions[m.group(0)], text)
+
+
 def sendgrid_mail_send(req: Request, creds: SandboxCredentials) -> Reply:
     if req.headers.get("authorization") != f"Bearer {creds.sendgrid_api_key}":
         return _sendgrid_error(
@@ -123,6 +133,22 @@ def sendgrid_mail_send(req: Request, creds: SandboxCredentials) -> Reply:
                 400, "List-Unsubscribe-Post needs a List-Unsubscribe header with an http(s) URI.",
                 f"personalizations.{i}.headers",
             )  # fmt: skip
+        substitutions = p.get("substitutions") or {}
+        if not isinstance(substitutions, dict) or any(
+            not isinstance(v, str) for v in substitutions.values()
+        ):
+            return _sendgrid_error(
+                400, "Substitutions must be an object of strings.",
+                f"personalizations.{i}.substitutions",
+            )  # fmt: skip
+        if sum(len(k.encode()) + len(v.encode()) for k, v in substitutions.items()) > 10_000:
+            return _sendgrid_error(
+                400,
+                "The total size of your substitutions cannot exceed 10,000 bytes per personalization object.",
+                f"personalizations.{i}.substitutions",
+            )
+        body = _substitute((content or [{}])[0].get("value"), substitutions)
+        subject = _substitute(subject, substitutions)
         for recipient in to:
             if not EMAIL.match(str(recipient.get("email", ""))):
                 return _sendgrid_error(
@@ -135,7 +161,7 @@ def sendgrid_mail_send(req: Request, creds: SandboxCredentials) -> Reply:
                     "channel": "email",
                     "recipient": recipient["email"],
                     "subject": subject,
-                    "body": (content or [{}])[0].get("value"),
+                    "body": body,
                     "send_key": args.get("send_key"),
                     "provider_message_id": message_id,
                     "list_unsubscribe": headers.get("list-unsubscribe"),

@@ -19,7 +19,8 @@ import stamina.instrumentation
 
 from activations import ledger
 from activations.channels import ChannelSettings, Message, RetryPolicy, Sender
-from activations.channels.core import Outgoing
+from activations.channels.core import BatchingClient, Outgoing
+from activations.channels.policy import RateLimiter
 from activations.channels.twilio import TwilioClient
 from sandbox import SANDBOX_CREDENTIALS, Fault, Sandbox
 from switchyard import landing
@@ -606,3 +607,93 @@ def test_a_run_stopped_mid_batch_sends_nothing_more_and_records_what_went(
     assert {k for k, status in state.last_status.items() if status == "attempted"} == {
         f"key-{i}" for i in range(2, 10)
     } - sent
+
+
+def emails(n: int) -> list[Outgoing]:
+    return [
+        Outgoing(
+            ledger.SendRef(f"key-{i}", "journey", "step", f"person-{i}", "entry-1"),
+            Message(
+                f"key-{i}",
+                "email",
+                f"ada{i}@example.com",
+                f"Hi Ada {i}, -x- stays",
+                subject=f"Your cart {i}",
+            ),
+        )  # fmt: skip
+        for i in range(n)
+    ]
+
+
+def send_emails(home: Path, sandbox: Sandbox, batch: list[Outgoing]) -> list[str]:
+    landing.ensure_layout(home)
+    writer = ledger.LedgerWriter(home, "r")
+    clients = ChannelSettings.for_sandbox(sandbox.base_url).clients()
+    s = Sender(httpx.Client(), clients, writer, lambda: NOW, RetryPolicy(attempts=2))
+    outcomes = s.send_batch(batch)
+    s.close()
+    writer.close()
+    return [o.status for o in outcomes]
+
+
+def test_emails_share_a_sendgrid_request_each_with_its_own_subject_and_body(
+    tmp_path: Path, sandbox: Sandbox
+) -> None:
+    batch = emails(5)
+    assert send_emails(tmp_path, sandbox, batch) == ["sent"] * 5
+    assert sandbox.requests_seen == 1  # five personalizations in one mail/send
+    got = {r.send_key: (r.recipient, r.subject, r.body) for r in sandbox.received}
+    assert got == {
+        o.ref.send_key: (o.message.recipient, o.message.subject, o.message.body) for o in batch
+    }
+    assert ledger.read_state(tmp_path).last_status == {f"key-{i}": "sent" for i in range(5)}
+
+
+def test_a_batched_request_matches_sendgrids_published_spec() -> None:
+    schema = spec_schema(
+        "tsg_mail_v3.json",
+        "/components/requestBodies/PostMailSend/content/application~1json/schema",
+    )
+    client = ChannelSettings.for_sandbox("http://127.0.0.1:9").clients()["email"]
+    assert isinstance(client, BatchingClient)
+    request = client.build_batch_request(httpx.Client(), [o.message for o in emails(3)])
+    payload = json.loads(request.content)
+    jsonschema.validate(payload, schema)
+    assert len(payload["personalizations"]) == 3
+
+
+def test_one_bad_address_refuses_the_request_whole_then_only_it_fails(
+    tmp_path: Path, sandbox: Sandbox
+) -> None:
+    batch = emails(4)
+    batch[2] = replace(batch[2], message=replace(batch[2].message, recipient="not-an-address"))
+    assert send_emails(tmp_path, sandbox, batch) == ["sent", "sent", "failed", "sent"]
+    assert sandbox.requests_seen == 1 + 4  # the refused batch, then each alone
+    assert sorted(r.send_key or "" for r in sandbox.received) == ["key-0", "key-1", "key-3"]
+
+
+def test_a_body_beyond_sendgrids_substitution_limit_goes_alone(
+    tmp_path: Path, sandbox: Sandbox
+) -> None:
+    batch = emails(3)
+    long = replace(batch[1].message, body="x" * 10_000)
+    batch[1] = replace(batch[1], message=long)
+    assert send_emails(tmp_path, sandbox, batch) == ["sent"] * 3
+    assert sandbox.requests_seen == 2
+    assert {r.send_key: r.body for r in sandbox.received}["key-1"] == "x" * 10_000
+
+
+def test_a_lost_batch_response_leaves_every_message_in_it_unknown(
+    tmp_path: Path, sandbox: Sandbox
+) -> None:
+    sandbox.fail_next(Fault("sendgrid", status=502, after_processing=True))
+    assert send_emails(tmp_path, sandbox, emails(3)) == ["unknown"] * 3
+    assert sandbox.requests_seen == 1  # SendGrid takes no idempotency key: never sent again now
+
+
+def test_a_batch_takes_a_token_per_message_from_the_rate_limit() -> None:
+    limiter = RateLimiter(per_second=100.0)  # a burst of 100
+    started = time.monotonic()
+    limiter.acquire(100)  # the full bucket
+    limiter.acquire(50)  # half a second's worth more
+    assert time.monotonic() - started >= 0.45

@@ -15,7 +15,7 @@ from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import httpx
 import stamina
@@ -25,6 +25,8 @@ from activations.channels.policy import RateLimiter, RetryPolicy
 from activations.channels.sms_segments import segments as sms_segments
 from activations.ledger.keys import SendRef
 from activations.ledger.writer import LedgerWriter
+
+T = TypeVar("T")
 
 RECONCILED = "reconciled: found by the provider's message lookup"
 DEFAULT_CONCURRENCY = 8  # requests in flight per channel, unless settings say otherwise
@@ -71,6 +73,40 @@ class DirectClient(Protocol):
     def deliver(self, message: Message) -> Outcome: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class BatchingClient(Protocol):
+    """An HTTP channel whose provider takes many messages in one request (SendGrid: up to 1,000
+    personalizations). The request stands or falls whole: every message gets its outcome."""
+
+    @property
+    def channel(self) -> str: ...
+
+    @property
+    def idempotent(self) -> bool: ...
+
+    @property
+    def max_batch(self) -> int: ...
+
+    def batchable(self, message: Message) -> bool: ...
+
+    def build_request(self, http: httpx.Client, message: Message) -> httpx.Request: ...
+
+    def read_response(self, response: httpx.Response) -> Outcome: ...
+
+    def build_batch_request(
+        self, http: httpx.Client, messages: Sequence[Message]
+    ) -> httpx.Request: ...
+
+    def read_batch_response(self, response: httpx.Response, count: int) -> list[Outcome]:
+        """One outcome per message; raises SplitBatch when the provider refused the request for
+        something one message holds (nothing was sent): each is then sent on its own."""
+        ...
+
+
+class SplitBatch(Exception):
+    """The provider refused a batched request without processing it, for one of its messages."""
 
 
 ChannelClient = HttpClient | DirectClient
@@ -197,20 +233,29 @@ class Sender:
                 **self.ledger_columns(o.message),
             )  # fmt: skip
         self.ledger.sync()
-        calls: list[Future[Outcome]] = [
-            self._pool(o.message.channel).submit(self._call_for_outcome, client, o.message)
-            for o, client in zip(batch, clients, strict=True)
+        # One future per request: a message alone, or a group that one request carries.
+        groups = self._requests(batch, clients)
+        calls: list[Future[list[Outcome]]] = [
+            self._pool(clients[group[0]].channel).submit(
+                self._call_for_outcomes, clients[group[0]], [batch[i].message for i in group]
+            )
+            for group in groups
         ]
+        outcomes: list[Outcome] = [Outcome("unknown")] * len(batch)
         try:
-            outcomes = [call.result() for call in calls]
+            for group, call in zip(groups, calls, strict=True):
+                for i, outcome in zip(group, call.result(), strict=True):
+                    outcomes[i] = outcome
         except BaseException:
             # Stopped (Ctrl-C, a cancelled run): no request that has not left goes now. What did
             # leave is recorded; the rest stay `attempted`, sent at most once more next run.
             for call in calls:
                 call.cancel()
-            for o, call in zip(batch, calls, strict=True):
+            for group, call in zip(groups, calls, strict=True):
                 if not call.cancelled() and call.exception() is None:
-                    self._record(o.ref, o.message, call.result(), o.attempt_number, sync=False)
+                    for i, outcome in zip(group, call.result(), strict=True):
+                        o = batch[i]
+                        self._record(o.ref, o.message, outcome, o.attempt_number, sync=False)
             self.ledger.sync()
             raise
         for o, outcome in zip(batch, outcomes, strict=True):
@@ -238,15 +283,48 @@ class Sender:
             self._pools[channel] = ThreadPoolExecutor(workers, thread_name_prefix=f"send-{channel}")
         return self._pools[channel]
 
-    def _call_for_outcome(self, client: ChannelClient, message: Message) -> Outcome:
-        """_call on a worker: whatever happens becomes an outcome (an error of ours after the
-        request may have left is an unknown outcome, never a blind retry)."""
+    @staticmethod
+    def _requests(batch: Sequence[Outgoing], clients: Sequence[ChannelClient]) -> list[list[int]]:
+        """The batch's positions, grouped by the request that carries them: messages of a
+        batching channel together (up to its maximum), every other message alone."""
+        groups: list[list[int]] = []
+        open_groups: dict[str, list[int]] = {}
+        for i, (o, client) in enumerate(zip(batch, clients, strict=True)):
+            if not (isinstance(client, BatchingClient) and client.batchable(o.message)):
+                groups.append([i])
+                continue
+            group = open_groups.get(client.channel)
+            if group is None or len(group) >= client.max_batch:
+                group = open_groups[client.channel] = []
+                groups.append(group)
+            group.append(i)
+        return groups
+
+    def _call_for_outcomes(
+        self, client: ChannelClient, messages: Sequence[Message]
+    ) -> list[Outcome]:
+        """The request's call on a worker: whatever happens becomes an outcome per message (an
+        error of ours after the request may have left is an unknown outcome, never a retry)."""
         try:
-            return self._call(client, message)
+            if len(messages) == 1:
+                return [self._call(client, messages[0])]
+            assert isinstance(client, BatchingClient)
+            return self._call_batch(client, messages)
         except OutcomeUnknown as unknown:
-            return Outcome("unknown", unknown.http_status, reason=unknown.reason)
+            return [Outcome("unknown", unknown.http_status, reason=unknown.reason)] * len(messages)
         except Exception as exc:  # one message's bug must not lose the batch
-            return Outcome("unknown", reason=f"sender error: {exc!r}")
+            return [Outcome("unknown", reason=f"sender error: {exc!r}")] * len(messages)
+
+    def _call_batch(self, client: BatchingClient, messages: Sequence[Message]) -> list[Outcome]:
+        def exchange() -> list[Outcome]:
+            request = client.build_batch_request(self.http, messages)
+            return client.read_batch_response(self._exchange(client, request), len(messages))
+
+        try:
+            outcome = self._retrying(client.channel, exchange, len(messages))
+        except SplitBatch:  # refused whole, nothing sent: each alone, each with its own answer
+            return [self._call(client, message) for message in messages]
+        return [outcome] * len(messages) if isinstance(outcome, Outcome) else outcome
 
     def reconcile(
         self, ref: SendRef, message: Message, since: datetime, attempt_number: int
@@ -291,7 +369,17 @@ class Sender:
         )
 
     def _call(self, client: ChannelClient, message: Message) -> Outcome:
-        limiter = self.limits.get(message.channel)
+        if isinstance(client, DirectClient):
+            exchange: Callable[[], Outcome] = lambda: client.deliver(message)  # noqa: E731
+        else:
+            request = lambda: client.build_request(self.http, message)  # noqa: E731
+            exchange = lambda: client.read_response(self._exchange(client, request()))  # noqa: E731
+        return self._retrying(message.channel, exchange, 1)
+
+    def _retrying(self, channel: str, exchange: Callable[[], T], messages: int) -> T | Outcome:
+        """`exchange` under the channel's rate limit (`messages` tokens a request) and the retry
+        policy: its result, or the outcome of giving up (for every message it carries)."""
+        limiter = self.limits.get(channel)
         policy = self.retry
 
         def backoff(exc: Exception) -> bool | float:
@@ -301,10 +389,6 @@ class Sender:
                 return exc.retry_after <= policy.max_retry_after_seconds and exc.retry_after
             return True
 
-        if isinstance(client, DirectClient):
-            exchange: Callable[[], Outcome] = lambda: client.deliver(message)  # noqa: E731
-        else:
-            exchange = lambda: client.read_response(self._exchange(client, message))  # noqa: E731
         try:
             for attempt in stamina.retry_context(
                 on=backoff,
@@ -315,8 +399,8 @@ class Sender:
             ):
                 with attempt:
                     if limiter:
-                        limiter.acquire()
-                    outcome = exchange()
+                        limiter.acquire(messages)
+                    result = exchange()
         except NotSent as refused:
             return Outcome("failed", reason=refused.reason)
         except Retryable as gave_up:
@@ -333,10 +417,11 @@ class Sender:
                 # It may have arrived: unknown, and sent once more under the same key next run.
                 return Outcome("unknown", reason=f"gave up after retries: {gave_up.reason}")
             return Outcome("failed", reason=f"gave up after retries: {gave_up.reason}")
-        return outcome
+        return result
 
-    def _exchange(self, client: HttpClient, message: Message) -> httpx.Response:
-        request = client.build_request(self.http, message)
+    def _exchange(
+        self, client: HttpClient | BatchingClient, request: httpx.Request
+    ) -> httpx.Response:
         try:
             response = self.http.send(request)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:

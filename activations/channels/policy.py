@@ -35,7 +35,10 @@ class RateLimiter:
         self._last = time.monotonic()
         self._lock = threading.Lock()
 
-    def acquire(self) -> None:
+    def acquire(self, n: int = 1) -> None:
+        """Take `n` tokens (a request carrying n messages), waiting as long as the rate needs.
+        More than the burst is taken from a full bucket, leaving it in debt: the average holds."""
+        need = min(float(n), self.capacity)
         while True:
             with self._lock:
                 now = time.monotonic()
@@ -43,8 +46,8 @@ class RateLimiter:
                     self.capacity, self._tokens + (now - self._last) * self.per_second
                 )
                 self._last = now
-                if self._tokens >= 1:
-                    self._tokens -= 1
+                if self._tokens >= need:
+                    self._tokens -= n
                     return
-                wait = (1 - self._tokens) / self.per_second
+                wait = (need - self._tokens) / self.per_second
             time.sleep(wait)
