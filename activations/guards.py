@@ -37,6 +37,8 @@ class Person:
     def address(self, channel: str) -> str | None:
         if channel == "webhook":  # the team's own system: it knows people by their id
             return self.person_id
+        if channel == "in_app":  # the inbox of the app's signed-in user
+            return self.user_id
         return {"email": self.email, "sms": self.phone, "push": self.push_token}.get(channel)
 
 
@@ -48,10 +50,11 @@ class Channel:
 
 def consent_for(person: Person, channel: str, fresh: FreshConsents) -> str:
     """The person's latest marketing consent on the channel. A webhook hands the message to the
-    team's own system, not to the person: allowed unless they opted out of it explicitly."""
+    team's own system, not to the person, and the in-app inbox shows it only inside the app they
+    signed in to: both allowed unless the person opted out of them explicitly."""
     if person.user_id and (person.user_id, channel) in fresh:
         return fresh[(person.user_id, channel)][0]
-    default = "subscribed" if channel == "webhook" else "none"
+    default = "subscribed" if channel in ("webhook", "in_app") else "none"
     return person.consent.get(channel, default)
 
 

@@ -34,7 +34,7 @@ from switchyard.tiers import TIERS, TierName
 
 __all__ = ["Journey", "Step", "Template", "JourneyDefinitionError", "load_journeys"]
 
-CHANNELS = ("email", "sms", "push", "webhook")
+CHANNELS = ("email", "sms", "push", "webhook", "in_app")
 # Conditions may name the columns this model declares in its YAML.
 PROFILE_MODEL = "dim_people"
 

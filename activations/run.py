@@ -13,6 +13,7 @@ import httpx
 
 from activations import engine, guards, inputs, ledger, transitions, warehouse
 from activations.channels.core import DEFAULT_CONCURRENCY, ChannelClient, Outgoing, Sender
+from activations.channels.inbox import InboxClient
 from activations.channels.message import Message, Outcome
 from activations.channels.policy import HttpTimeouts, RateLimiter, RetryPolicy
 from activations.journeys import Journey
@@ -106,6 +107,8 @@ def run_journey(
             transport=transport,
         )
         writer = ledger.LedgerWriter(landing_dir, run_id)
+        # The in-app inbox is Switchyard's own, in the landing folder: no provider to configure.
+        clients = {"in_app": InboxClient(landing_dir, clock), **clients}
         limits = {ch: RateLimiter(rate) for ch, rate in (rate_limits or {}).items()}
         sender = Sender(http, clients, writer, clock, retry, limits, concurrency)
         try:

@@ -1,4 +1,5 @@
-"""`switchyard` command line: demo (the main job), sandbox, generate, prepare."""
+"""`switchyard` command line: demo (the main job), sandbox, generate, prepare, journeys, caps,
+ledger, inbox."""
 
 from __future__ import annotations
 
@@ -218,6 +219,35 @@ def cmd_ledger(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_inbox(args: argparse.Namespace) -> int:
+    from activations.inbox import service, tokens
+
+    secret = os.environ.get(service.SECRET_VARIABLE, "")
+    if not secret:
+        print(
+            f"switchyard inbox: set {service.SECRET_VARIABLE} (at least 32 bytes): the key the "
+            "per-user tokens are signed with",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        tokens.check_secret(secret)
+    except ValueError as exc:
+        print(f"switchyard inbox: {exc}", file=sys.stderr)
+        return 2
+    if args.action == "token":
+        print(tokens.issue(secret, args.user_id, lifetime=args.lifetime))
+        return 0
+    import uvicorn
+
+    origins = [o.strip() for o in os.environ.get(service.ORIGINS_VARIABLE, "").split(",")]
+    app = service.create_app(
+        Paths.from_env().landing, secret, allowed_origins=[o for o in origins if o]
+    )
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="switchyard", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -273,6 +303,16 @@ def main(argv: list[str] | None = None) -> int:
         "(safe beside running runs; what a run reads stops growing with history)",
     )
     led.set_defaults(func=cmd_ledger)
+
+    inbox = sub.add_parser("inbox", help="the in-app inbox: its HTTP endpoint, per-user tokens")
+    inbox_sub = inbox.add_subparsers(dest="action", required=True)
+    serve = inbox_sub.add_parser("serve", help="serve the inbox endpoint for apps")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8030)
+    token = inbox_sub.add_parser("token", help="print a signed token for one user (testing)")
+    token.add_argument("user_id")
+    token.add_argument("--lifetime", type=int, default=3600, help="seconds (default 3600)")
+    inbox.set_defaults(func=cmd_inbox)
 
     prep = sub.add_parser("prepare", help="build the dbt manifest (dbt parse) if stale")
     prep.set_defaults(func=cmd_prepare)

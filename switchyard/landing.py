@@ -24,6 +24,7 @@ LAYOUT: dict[str, tuple[str, ...]] = {
     "preferences": ("consents",),
     "ledger": ("deliveries",),
     "feedback": ("events",),
+    "inbox": ("messages",),
 }
 
 # An empty file keeps each glob non-empty, so dbt can read a folder nothing has landed in yet.
