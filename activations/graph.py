@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from activations import render
 from activations.conditions import Condition, ConditionError, parse_condition
 
 # Where an entry can end up that is no node: the journey is over for it.
@@ -161,6 +162,16 @@ def _parse_node(
         missing = [c for c in raw["channels"] if c not in templates]
         if missing:
             raise GraphError(f"{where}, step {name!r}: no template for channel(s) {missing}")
+        for channel, template in templates.items():
+            for part in ("subject", "title", "body"):
+                text = getattr(template, part)
+                try:
+                    render.check(text or "")
+                except render.TemplateProblem as bad:
+                    raise GraphError(
+                        f"{where}, step {name!r}: the {channel} template's {part} does not "
+                        f"parse: {bad} (values are {{name}}, logic is [% if ... %]...[% endif %])"
+                    ) from bad
         expires = raw.get("expires_after_hours")
         return Step(
             name=name,

@@ -1,22 +1,46 @@
-"""Template rendering with declared fallbacks: `{name}` placeholders, nothing executable.
+"""Message content from templates: Jinja2's sandboxed environment, strict about missing values.
 
-A placeholder with neither a value nor a declared fallback is an error for that one message (it
-ends in the ledger as skipped with the variable's name), never an empty greeting.
+A value is written `{first_name}`, with filters as in Jinja (`{cart_total | money('EUR')}`,
+`{quantity} {quantity | plural('item')}`, `{ordered_at | date('%d %b')}`), and logic between
+`[% %]` (`[% if vip %]...[% endif %]`), comments between `[# #]`. (dbt renders `{{ }}` and
+`{% %}` inside its YAML, where journeys are declared, so the templates use delimiters it leaves
+alone.)
+
+A value that is missing or empty takes the step's declared fallback; with none, the message is
+not sent: rendering raises MissingTemplateVariable and the step is skipped with the variable's
+name, never sent with an empty greeting. The sandbox stops templates from reaching Python
+internals (attributes starting with `_`, unsafe callables).
 """
 
 from __future__ import annotations
 
-import string
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from decimal import Decimal, InvalidOperation
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from activations.journeys import Template
+import jinja2
+from jinja2 import meta
+from jinja2.sandbox import SandboxedEnvironment
+
+if TYPE_CHECKING:
+    from activations.graph import Template
+
+CURRENCIES = {"USD": ("$", 2), "EUR": ("€", 2), "GBP": ("£", 2), "JPY": ("¥", 0)}
 
 
 class MissingTemplateVariable(KeyError):
     def __init__(self, name: str) -> None:
         super().__init__(name)
         self.name = name
+
+
+class TemplateProblem(ValueError):
+    """A template that does not parse (the message says where), or that fails for this message:
+    a filter given what it cannot take, a reach into what the sandbox forbids."""
 
 
 @dataclass(frozen=True)
@@ -26,26 +50,106 @@ class Rendered:
     title: str | None
 
 
-def _fill(text: str, values: Mapping[str, object], fallbacks: Mapping[str, str]) -> str:
-    out: list[str] = []
-    for literal, name, spec, _conversion in string.Formatter().parse(text):
-        out.append(literal)
-        if name is None:
-            continue
+def money(value: Any, currency: str = "USD") -> str:
+    """12.5 -> '$12.50' (the currency's symbol and decimals; an unknown one after the amount)."""
+    try:
+        amount = Decimal(str(value))
+    except InvalidOperation as exc:
+        raise ValueError(f"money: {value!r} is not an amount") from exc
+    symbol, places = CURRENCIES.get(currency.upper(), ("", 2))
+    text = f"{amount:,.{places}f}"
+    if amount < 0:
+        text = text[1:]
+        return f"-{symbol}{text}" if symbol else f"-{text} {currency.upper()}"
+    return f"{symbol}{text}" if symbol else f"{text} {currency.upper()}"
+
+
+def plural(count: Any, singular: str, plural_form: str | None = None) -> str:
+    """1 -> singular; anything else -> plural (singular + 's' unless given)."""
+    return singular if Decimal(str(count)) == 1 else (plural_form or f"{singular}s")
+
+
+def _date_filter(context: Any, value: Any, format: str = "%d %b %Y") -> str:
+    """A time in the person's time zone (the template's `timezone`, else UTC): an ISO string
+    or a datetime, naive ones taken as UTC; a date as it is."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if isinstance(value, datetime):
+        aware = value if value.tzinfo else value.replace(tzinfo=UTC)
+        try:
+            zone = ZoneInfo(str(context.get("timezone") or "UTC"))
+        except (ZoneInfoNotFoundError, ValueError):
+            zone = ZoneInfo("UTC")
+        return aware.astimezone(zone).strftime(format)
+    if isinstance(value, date):
+        return value.strftime(format)
+    raise ValueError(f"date: {value!r} is not a date or time")
+
+
+def _environment() -> SandboxedEnvironment:
+    env = SandboxedEnvironment(
+        variable_start_string="{",
+        variable_end_string="}",
+        block_start_string="[%",
+        block_end_string="%]",
+        comment_start_string="[#",
+        comment_end_string="#]",
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,
+        keep_trailing_newline=True,
+    )
+    env.filters["money"] = money
+    env.filters["plural"] = plural
+    env.filters["date"] = jinja2.pass_context(_date_filter)
+    return env
+
+
+ENVIRONMENT = _environment()
+
+
+@functools.lru_cache(maxsize=1024)
+def _compiled(text: str) -> tuple[jinja2.Template, frozenset[str]]:
+    try:
+        parsed = ENVIRONMENT.parse(text)
+    except jinja2.TemplateSyntaxError as exc:
+        raise TemplateProblem(f"line {exc.lineno}: {exc.message}") from exc
+    names = frozenset(meta.find_undeclared_variables(parsed))
+    return ENVIRONMENT.from_string(parsed), names
+
+
+def check(text: str) -> None:
+    """Raises TemplateProblem when `text` does not parse (journeys are checked at load)."""
+    _compiled(text)
+
+
+def _fill(
+    text: str, values: Mapping[str, object], fallbacks: Mapping[str, str], timezone: str | None
+) -> str:
+    template, names = _compiled(text)
+    context: dict[str, object] = {"timezone": timezone}
+    for name in sorted(names):
         value = values.get(name)
         if value is None or value == "":
             if name not in fallbacks:
                 raise MissingTemplateVariable(name)
             value = fallbacks[name]
-        out.append(format(value, spec or ""))
-    return "".join(out)
+        context[name] = value
+    try:
+        return template.render(context)
+    except jinja2.UndefinedError as exc:  # an attribute or key the value does not have
+        raise MissingTemplateVariable(str(exc.message)) from exc
+    except (jinja2.TemplateError, ValueError, TypeError, ArithmeticError) as exc:
+        raise TemplateProblem(f"{type(exc).__name__}: {exc}") from exc
 
 
 def render(
-    template: Template, values: Mapping[str, object], fallbacks: Mapping[str, str]
+    template: Template,
+    values: Mapping[str, object],
+    fallbacks: Mapping[str, str],
+    timezone: str | None = None,
 ) -> Rendered:
     return Rendered(
-        body=_fill(template.body, values, fallbacks),
-        subject=_fill(template.subject, values, fallbacks) if template.subject else None,
-        title=_fill(template.title, values, fallbacks) if template.title else None,
+        body=_fill(template.body, values, fallbacks, timezone),
+        subject=_fill(template.subject, values, fallbacks, timezone) if template.subject else None,
+        title=_fill(template.title, values, fallbacks, timezone) if template.title else None,
     )

@@ -25,7 +25,7 @@ from activations.ledger import (
     SendRef,
     SkipReason,
 )
-from activations.render import MissingTemplateVariable, render
+from activations.render import MissingTemplateVariable, TemplateProblem, render
 from activations.tick import TickResult, run_tick
 from switchyard.clock import utc_now
 
@@ -302,9 +302,14 @@ def deliver(
             continue
         values = {**d.entry.properties, "first_name": person.first_name}
         try:
-            content = render(d.step.templates[choice.channel], values, d.step.fallbacks)
+            content = render(
+                d.step.templates[choice.channel], values, d.step.fallbacks, person.timezone
+            )
         except MissingTemplateVariable as missing:
             hold(d.ref, SkipReason.MISSING_TEMPLATE_VARIABLE, missing.name)
+            continue
+        except TemplateProblem as problem:
+            hold(d.ref, SkipReason.UNRENDERABLE_TEMPLATE, str(problem))
             continue
         message = Message(
             send_key=d.ref.send_key,

@@ -105,7 +105,7 @@ def as_due(journey: Journey, entries: Iterable[engine.Entry], now: datetime) -> 
             e.enters_at + timedelta(minutes=step.wait_minutes),
             e.enters_at,
             e.arm,
-            None,
+            json.dumps(e.properties) if e.properties else None,
         )  # fmt: skip
         for e in entries
         for step in journey.steps
@@ -511,6 +511,20 @@ def test_a_webhook_step_goes_to_the_teams_endpoint_by_person_id(
     assert run(home, sandbox, entry("e2"), journey=journey, person=opted_out).skipped == {
         "no_consent": 1
     }
+
+
+def test_a_template_that_fails_for_one_person_skips_their_step_with_why(
+    home: Path, sandbox: Sandbox
+) -> None:
+    total = Step("remind", 0, ("sms",), {"sms": Template(body="Your total: {total | money}")})
+    journey = replace(UNCAPPED, nodes=(total,))
+    odd = replace(entry("e1"), properties={"total": "n/a"})
+    fine = replace(entry("e2"), properties={"total": "12.5"})
+    summary = run(home, sandbox, odd, fine, journey=journey)
+    assert summary.skipped == {"unrenderable_template": 1} and summary.sent == {"sms": 1}
+    line = ledger_line(home, ref_for("e1").send_key, "skipped")
+    assert line["reason_detail"] == "ValueError: money: 'n/a' is not an amount"
+    assert [r.body for r in sandbox.received] == ["Your total: $12.50"]
 
 
 def test_a_message_that_fails_gives_its_cap_place_back_within_the_run(

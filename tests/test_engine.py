@@ -24,7 +24,7 @@ from activations.journeys import (
     load_journeys,
 )
 from activations.ledger import LedgerState, PendingAttempt, SendRef, SkipReason, send_key
-from activations.render import MissingTemplateVariable, render
+from activations.render import MissingTemplateVariable, TemplateProblem, money, render
 from activations.tick import DueSend, send_key_sql
 from switchyard import cli
 from switchyard.tiers import TIERS, TierName
@@ -221,6 +221,28 @@ def test_every_tier_name_has_one_schedule() -> None:
     assert all(name == tier.name for name, tier in TIERS.items())
 
 
+def test_templates_format_money_plurals_and_times_in_the_persons_zone() -> None:
+    tpl = Template(
+        body="{quantity} {quantity | plural('item')} for {total | money('EUR')}"
+        "[% if vip %], VIP[% endif %], ordered {at | date('%d %b %H:%M')}"
+    )
+    values = {"quantity": 2, "total": 1234.5, "vip": True, "at": "2026-11-02T23:30:00"}
+    out = render(tpl, values, {}, "Europe/Berlin")
+    assert out.body == "2 items for €1,234.50, VIP, ordered 03 Nov 00:30"
+    one = render(tpl, {**values, "quantity": 1, "vip": False, "total": -3}, {}, None)
+    assert one.body == "1 item for -€3.00, ordered 02 Nov 23:30"  # no zone: UTC
+    assert money(1500, "JPY") == "¥1,500" and money("9.5", "CHF") == "9.50 CHF"
+
+
+def test_a_template_cannot_reach_python_and_a_bad_value_is_a_problem_not_a_crash() -> None:
+    with pytest.raises(TemplateProblem, match="unsafe"):
+        render(Template(body="{sku.__class__.__mro__}"), {"sku": "mug"}, {})
+    with pytest.raises(TemplateProblem, match="money: 'n/a' is not an amount"):
+        render(Template(body="{total | money}"), {"total": "n/a"}, {})
+    with pytest.raises(MissingTemplateVariable):  # a key the value does not have
+        render(Template(body="{cart.total}"), {"cart": {}}, {})
+
+
 def test_render_uses_values_then_declared_fallbacks() -> None:
     tpl = Template(body="Hi {first_name}, {quantity} x {sku}", subject="{first_name}!")
     out = render(tpl, {"first_name": "Ada", "quantity": 2, "sku": "mug"}, {})
@@ -265,6 +287,11 @@ def with_step(**changes: object) -> dict[str, Any]:
         # An event name is matched in SQL: no quotes.
         ({**OK_JOURNEY, "exit_on": ["it's bought"]}, r"exit_on: .*is not valid under any"),
         ({k: v for k, v in OK_JOURNEY.items() if k != "entry"}, r"'entry' is a required property"),
+        # A template that does not parse is refused at load, not at the first send.
+        (
+            with_step(templates={"email": {"body": "[% if vip %]Hi", "subject": "s"}}),
+            r"step 'a': the email template's body does not parse: line 1: .*endif",
+        ),
     ],
 )
 def test_journey_declarations_are_checked(declaration: dict[str, Any], error: str) -> None:

@@ -100,9 +100,7 @@ def create_app(
             if done is None:  # a second tap records nothing new
                 with opening:
                     if not events:
-                        events.append(
-                            store.InboxWriter(landing_dir, "feedback", "events", "inbox")
-                        )
+                        events.append(store.InboxWriter(landing_dir, "feedback", "events", "inbox"))
                 events[0].append(store.event_row(send_key, event, clock()))
             return JSONResponse(_as_json(store.read_inbox_message(landing_dir, user, send_key)))
 

@@ -48,6 +48,7 @@ class SkipReason(StrEnum):
     EXITED = "exited"  # the person left the journey before the step was due
     EXPIRED = "expired"  # the step was due longer ago than its expiry
     MISSING_TEMPLATE_VARIABLE = "missing_template_variable"  # reason_detail names it
+    UNRENDERABLE_TEMPLATE = "unrenderable_template"  # a filter or the sandbox refused (detail)
     HOLDOUT = "holdout"  # the person is in the journey's control group
 
 
