@@ -9,12 +9,13 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 import uvicorn
+from starlette.testclient import TestClient
 
 from activations import guards, ledger
 from activations.channels import Message, Sender
@@ -95,6 +96,32 @@ def home(tmp_path: Path) -> Path:
     return tmp_path
 
 
+def test_token_times_are_utc_whatever_the_machines_zone(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The clock is naive UTC; read as local time in Tokyo it would be nine hours early and an
+    # expired token would pass (in Los Angeles a fresh one would fail).
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    time.tzset()
+    try:
+        app = service.create_app(home, SECRET, clock=lambda: T)
+        issued = T.replace(tzinfo=UTC).timestamp()
+        with TestClient(app) as http:
+            fresh = tokens.issue(SECRET, "u-ada", now=issued - 60)
+            stale = tokens.issue(SECRET, "u-ada", now=issued - 2 * 3600)
+            assert http.get("/v1/inbox", headers={"Authorization": f"Bearer {fresh}"}).is_success
+            refused = http.get("/v1/inbox", headers={"Authorization": f"Bearer {stale}"})
+            assert refused.status_code == 401
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+    nan = tokens._b64url(json.dumps({"sub": "u", "exp": float("nan")}).encode())
+    header, _, _ = tokens.issue(SECRET, "u").split(".")
+    signed = tokens._sign(SECRET.encode(), f"{header}.{nan}")
+    with pytest.raises(tokens.TokenError, match="no expiry"):
+        tokens.verify(SECRET, f"{header}.{nan}.{signed}")
+
+
 def test_a_message_written_twice_under_one_key_is_one_message(home: Path) -> None:
     assert deliver_in_app(home, [("k1", "u-ada", "Hi Ada")]) == ["sent"]
     assert deliver_in_app(home, [("k1", "u-ada", "Hi Ada")]) == ["sent"]  # sent once more
@@ -125,7 +152,8 @@ def endpoint(home: Path) -> Iterator[tuple[str, list[datetime]]]:
 
 
 def bearer(user: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {tokens.issue(SECRET, user, now=T.timestamp())}"}
+    issued = T.replace(tzinfo=UTC).timestamp()  # the endpoint's clock reads naive UTC
+    return {"Authorization": f"Bearer {tokens.issue(SECRET, user, now=issued)}"}
 
 
 def feedback_lines(home: Path) -> list[dict[str, str]]:
@@ -157,6 +185,8 @@ def test_the_endpoint_serves_the_users_inbox_and_lands_reads_and_clicks(
         assert clicked["clicked_at"] == clicked["read_at"] == clock[0].isoformat()
         expired = {"Authorization": f"Bearer {tokens.issue(SECRET, 'u-ada', now=0)}"}
         assert http.get("/v1/inbox", headers=expired).status_code == 401
+        odd = {"Authorization": (bearer("u-ada")["Authorization"][:-2] + "é").encode()}
+        assert http.get("/v1/inbox", headers=odd).status_code == 401  # refused, not a 500
     events = [(e["send_key"], e["event"], e["channel"]) for e in feedback_lines(home)]
     assert events == [("k1", "open", "in_app"), ("k2", "click", "in_app")]
 

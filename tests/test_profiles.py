@@ -126,7 +126,7 @@ def profiles(module_paths: Paths) -> Paths:
     )
     landing.write_batch(paths.landing, "ledger", "deliveries", ledger_rows)
     landing.write_batch(paths.landing, "feedback", "events", feedback)
-    dbt_build(paths, "+dim_people", "+dim_people_consents", "fct_rejected_rows")
+    dbt_build(paths, "+dim_people", "+dim_people_consents", "+fct_rejected_rows")
     return paths
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import threading
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +72,10 @@ def create_app(
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token:
             raise tokens.TokenError("send Authorization: Bearer <token>")
-        return tokens.verify(secret, token.strip(), clock().timestamp())
+        now = clock()  # naive UTC, as Switchyard's clock: not the machine's local time
+        return tokens.verify(
+            secret, token.strip(), now.replace(tzinfo=now.tzinfo or UTC).timestamp()
+        )
 
     def listing(request: Request) -> Response:
         try:
@@ -100,7 +103,11 @@ def create_app(
             if done is None:  # a second tap records nothing new
                 with opening:
                     if not events:
-                        events.append(store.InboxWriter(landing_dir, "feedback", "events", "inbox"))
+                        events.append(
+                            store.InboxWriter(
+                                landing_dir, "feedback", "events", store.EVENTS_PREFIX
+                            )
+                        )
                 events[0].append(store.event_row(send_key, event, clock()))
             return JSONResponse(_as_json(store.read_inbox_message(landing_dir, user, send_key)))
 

@@ -23,6 +23,7 @@ from sqlglot import exp
 from switchyard import landing
 
 PROVIDER = "inbox"
+EVENTS_PREFIX = "inbox"  # the endpoint's event files: feedback/events/inbox-*.jsonl
 CHANNEL = "in_app"
 Engagement = Literal["open", "click"]
 
@@ -96,7 +97,12 @@ def read_inbox(landing_dir: Path, user_id: str, unread_only: bool = False) -> li
     """The user's messages, newest first, each with its first read and click (a click counts
     as a read). Read straight from the landing files: no warehouse, no lock."""
     messages = _glob(landing_dir, "inbox", "messages")
-    events = _glob(landing_dir, "feedback", "events")
+    # only the endpoint's own event files, not every provider's feedback
+    folder = landing.table_dir(landing_dir, "feedback", "events")
+    files = sorted(str(f) for f in folder.glob(f"{EVENTS_PREFIX}-*.jsonl"))
+    events = exp.Array(
+        expressions=[exp.Literal.string(f) for f in files or [str(folder / landing.PLACEHOLDER)]]
+    )
     query = sqlglot.parse_one(
         """
         with messages as (

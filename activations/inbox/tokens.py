@@ -12,6 +12,7 @@ import binascii
 import hashlib
 import hmac
 import json
+import math
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -73,11 +74,11 @@ def verify(secret: str, token: str, now: float | None = None) -> str:
     if header.get("alg") != ALGORITHM:
         raise TokenError(f"the token's algorithm must be {ALGORITHM}")
     expected = _sign(check_secret(secret), f"{parts[0]}.{parts[1]}")
-    if not hmac.compare_digest(expected, parts[2]):
+    if not hmac.compare_digest(expected.encode(), parts[2].encode("utf-8", "replace")):
         raise TokenError("the token's signature does not match")
     claims = _json(parts[1])
     exp, sub = claims.get("exp"), claims.get("sub")
-    if not isinstance(exp, int | float) or isinstance(exp, bool):
+    if not isinstance(exp, int | float) or isinstance(exp, bool) or not math.isfinite(exp):
         raise TokenError("the token has no expiry (exp)")
     if (time.time() if now is None else now) >= exp:
         raise TokenError("the token has expired")
