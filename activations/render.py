@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import jinja2
+import jinja2.runtime
+import jinja2.sandbox
 from jinja2 import meta
 from jinja2.sandbox import SandboxedEnvironment
 
@@ -30,6 +32,13 @@ if TYPE_CHECKING:
     from activations.graph import Template
 
 CURRENCIES = {"USD": ("$", 2), "EUR": ("€", 2), "GBP": ("£", 2), "JPY": ("¥", 0)}
+MAX_DIGITS = 15  # a number a filter formats
+# What one template may do: loops of at most this many items, strings or lists repeated to at
+# most this length, and at most this much output. (Templates come from the team's journeys, not
+# from the people they go to: these stop a slip from taking the run down, not an attacker.)
+MAX_RANGE = 1000
+MAX_REPEAT = 10_000
+MAX_OUTPUT_CHARS = 100_000
 
 
 class MissingTemplateVariable(KeyError):
@@ -50,12 +59,21 @@ class Rendered:
     title: str | None
 
 
+def _number(value: Any, what: str) -> Decimal:
+    """A value as a Decimal of sane size: event properties are untrusted, and '9e999999999'
+    formatted in full would take gigabytes."""
+    try:
+        number = Decimal(str(value))
+    except InvalidOperation as exc:
+        raise ValueError(f"{what}: {value!r} is not a number") from exc
+    if not number.is_finite() or abs(number.adjusted()) > MAX_DIGITS:
+        raise ValueError(f"{what}: {value!r} is out of range")
+    return number
+
+
 def money(value: Any, currency: str = "USD") -> str:
     """12.5 -> '$12.50' (the currency's symbol and decimals; an unknown one after the amount)."""
-    try:
-        amount = Decimal(str(value))
-    except InvalidOperation as exc:
-        raise ValueError(f"money: {value!r} is not an amount") from exc
+    amount = _number(value, "money")
     symbol, places = CURRENCIES.get(currency.upper(), ("", 2))
     text = f"{amount:,.{places}f}"
     if amount < 0:
@@ -66,7 +84,7 @@ def money(value: Any, currency: str = "USD") -> str:
 
 def plural(count: Any, singular: str, plural_form: str | None = None) -> str:
     """1 -> singular; anything else -> plural (singular + 's' unless given)."""
-    return singular if Decimal(str(count)) == 1 else (plural_form or f"{singular}s")
+    return singular if _number(count, "plural") == 1 else (plural_form or f"{singular}s")
 
 
 def _date_filter(context: Any, value: Any, format: str = "%d %b %Y") -> str:
@@ -86,8 +104,31 @@ def _date_filter(context: Any, value: Any, format: str = "%d %b %Y") -> str:
     raise ValueError(f"date: {value!r} is not a date or time")
 
 
+def _bounded_range(*args: int) -> range:
+    items = range(*args)
+    if len(items) > MAX_RANGE:
+        raise jinja2.sandbox.SecurityError(f"range of {len(items)} items (at most {MAX_RANGE})")
+    return items
+
+
+class _Bounded(SandboxedEnvironment):
+    intercepted_binops = frozenset(["*", "**"])
+
+    def call_binop(
+        self, context: jinja2.runtime.Context, operator: str, left: Any, right: Any
+    ) -> Any:
+        if operator == "*":
+            for seq, times in ((left, right), (right, left)):
+                repeated = isinstance(seq, str | list | tuple) and isinstance(times, int)
+                if repeated and len(seq) * times > MAX_REPEAT:
+                    raise jinja2.sandbox.SecurityError("a repetition that long")
+        if operator == "**" and isinstance(right, int | float) and abs(right) > MAX_DIGITS:
+            raise jinja2.sandbox.SecurityError("a power that large")
+        return super().call_binop(context, operator, left, right)
+
+
 def _environment() -> SandboxedEnvironment:
-    env = SandboxedEnvironment(
+    env = _Bounded(
         variable_start_string="{",
         variable_end_string="}",
         block_start_string="[%",
@@ -98,6 +139,7 @@ def _environment() -> SandboxedEnvironment:
         autoescape=False,
         keep_trailing_newline=True,
     )
+    env.globals["range"] = _bounded_range
     env.filters["money"] = money
     env.filters["plural"] = plural
     env.filters["date"] = jinja2.pass_context(_date_filter)
@@ -122,7 +164,7 @@ def check(text: str) -> None:
     _compiled(text)
 
 
-def _fill(
+def fill(
     text: str, values: Mapping[str, object], fallbacks: Mapping[str, str], timezone: str | None
 ) -> str:
     template, names = _compiled(text)
@@ -134,12 +176,21 @@ def _fill(
                 raise MissingTemplateVariable(name)
             value = fallbacks[name]
         context[name] = value
+    out: list[str] = []
+    size = 0
     try:
-        return template.render(context)
+        for chunk in template.generate(context):
+            size += len(chunk)
+            if size > MAX_OUTPUT_CHARS:
+                raise TemplateProblem(f"the message is longer than {MAX_OUTPUT_CHARS} characters")
+            out.append(chunk)
     except jinja2.UndefinedError as exc:  # an attribute or key the value does not have
         raise MissingTemplateVariable(str(exc.message)) from exc
-    except (jinja2.TemplateError, ValueError, TypeError, ArithmeticError) as exc:
+    except (
+        jinja2.TemplateError, ValueError, TypeError, ArithmeticError, MemoryError, RecursionError
+    ) as exc:  # fmt: skip
         raise TemplateProblem(f"{type(exc).__name__}: {exc}") from exc
+    return "".join(out)
 
 
 def render(
@@ -149,7 +200,7 @@ def render(
     timezone: str | None = None,
 ) -> Rendered:
     return Rendered(
-        body=_fill(template.body, values, fallbacks, timezone),
-        subject=_fill(template.subject, values, fallbacks, timezone) if template.subject else None,
-        title=_fill(template.title, values, fallbacks, timezone) if template.title else None,
+        body=fill(template.body, values, fallbacks, timezone),
+        subject=fill(template.subject, values, fallbacks, timezone) if template.subject else None,
+        title=fill(template.title, values, fallbacks, timezone) if template.title else None,
     )

@@ -241,6 +241,15 @@ def test_a_template_cannot_reach_python_and_a_bad_value_is_a_problem_not_a_crash
         render(Template(body="{total | money}"), {"total": "n/a"}, {})
     with pytest.raises(MissingTemplateVariable):  # a key the value does not have
         render(Template(body="{cart.total}"), {"cart": {}}, {})
+    # An event's property is untrusted: a huge number is refused, not formatted in full.
+    with pytest.raises(TemplateProblem, match="out of range"):
+        render(Template(body="{total | money}"), {"total": "9e999999999"}, {})
+    # and a slip in a template cannot take the run down
+    for runaway in ("[% for i in range(100000) %]x[% endfor %]", "{'x' * 1000000000}"):
+        with pytest.raises(TemplateProblem):
+            render(Template(body=runaway), {}, {})
+    with pytest.raises(TemplateProblem, match="longer than"):
+        render(Template(body="[% for i in range(999) %]{x}[% endfor %]"), {"x": "y" * 999}, {})
 
 
 def test_render_uses_values_then_declared_fallbacks() -> None:
