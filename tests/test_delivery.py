@@ -523,7 +523,7 @@ def test_a_template_that_fails_for_one_person_skips_their_step_with_why(
     summary = run(home, sandbox, odd, fine, journey=journey)
     assert summary.skipped == {"unrenderable_template": 1} and summary.sent == {"sms": 1}
     line = ledger_line(home, ref_for("e1").send_key, "skipped")
-    assert line["reason_detail"] == "ValueError: money: 'n/a' is not an amount"
+    assert line["reason_detail"] == "ValueError: money: 'n/a' is not a number"
     assert [r.body for r in sandbox.received] == ["Your total: $12.50"]
 
 

@@ -237,7 +237,7 @@ def test_templates_format_money_plurals_and_times_in_the_persons_zone() -> None:
 def test_a_template_cannot_reach_python_and_a_bad_value_is_a_problem_not_a_crash() -> None:
     with pytest.raises(TemplateProblem, match="unsafe"):
         render(Template(body="{sku.__class__.__mro__}"), {"sku": "mug"}, {})
-    with pytest.raises(TemplateProblem, match="money: 'n/a' is not an amount"):
+    with pytest.raises(TemplateProblem, match="money: 'n/a' is not a number"):
         render(Template(body="{total | money}"), {"total": "n/a"}, {})
     with pytest.raises(MissingTemplateVariable):  # a key the value does not have
         render(Template(body="{cart.total}"), {"cart": {}}, {})
