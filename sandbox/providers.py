@@ -104,6 +104,20 @@ def sendgrid_mail_send(req: Request, creds: SandboxCredentials) -> Reply:
                 "The content value must be a string at least one character in length.",
                 "content.0.value",
             )
+    addresses = [
+        str(r.get("email", "")).lower()
+        for p in personalizations
+        if isinstance(p, dict)
+        for r in (p.get("to") or []) + (p.get("cc") or []) + (p.get("bcc") or [])
+        if isinstance(r, dict)
+    ]
+    if len(addresses) != len(set(addresses)):
+        return _sendgrid_error(
+            400,
+            # twilio.com/docs/sendgrid/api-reference/mail-send/errors
+            f"Each unique email address in the personalizations array should only be included once. You have included {next(a for a in addresses if addresses.count(a) > 1)} more than once.",
+            "personalizations",
+        )
     accepted = []
     message_id = uuid.uuid4().hex[:22]
     for i, p in enumerate(personalizations):

@@ -697,3 +697,47 @@ def test_a_batch_takes_a_token_per_message_from_the_rate_limit() -> None:
     limiter.acquire(100)  # the full bucket
     limiter.acquire(50)  # half a second's worth more
     assert time.monotonic() - started >= 0.45
+
+
+def test_one_address_twice_in_a_batch_goes_in_a_request_of_its_own(
+    tmp_path: Path, sandbox: Sandbox
+) -> None:
+    # SendGrid refuses a request that names an address twice; two steps for one person (or a
+    # shared family address) must not cost every email of the batch a request of its own.
+    batch = emails(4)
+    batch[3] = replace(batch[3], message=replace(batch[3].message, recipient="ada0@example.com"))
+    assert send_emails(tmp_path, sandbox, batch) == ["sent"] * 4
+    assert sandbox.requests_seen == 2
+
+
+def test_the_sandbox_refuses_an_address_twice_as_sendgrid_does(sandbox: Sandbox) -> None:
+    client = ChannelSettings.for_sandbox(sandbox.base_url).clients()["email"]
+    assert isinstance(client, BatchingClient)
+    twice = [o.message for o in emails(2)]
+    twice[1] = replace(twice[1], recipient=twice[0].recipient)
+    with httpx.Client() as http:
+        response = http.send(client.build_batch_request(http, twice))
+    assert response.status_code == 400
+    assert "should only be included once" in response.json()["errors"][0]["message"]
+
+
+def test_a_batch_is_no_larger_than_the_rate_limits_burst(tmp_path: Path, sandbox: Sandbox) -> None:
+    landing.ensure_layout(tmp_path)
+    writer = ledger.LedgerWriter(tmp_path, "r")
+    clients = ChannelSettings.for_sandbox(sandbox.base_url).clients()
+    s = Sender(httpx.Client(), clients, writer, lambda: NOW, limits={"email": RateLimiter(2.0)})
+    assert [o.status for o in s.send_batch(emails(5))] == ["sent"] * 5
+    s.close()
+    writer.close()
+    assert sandbox.requests_seen == 3  # 2 + 2 + 1: two emails a second, never 5 at once
+
+
+def test_an_email_the_batch_cannot_read_goes_alone_and_fails_alone(
+    tmp_path: Path, sandbox: Sandbox
+) -> None:
+    batch = emails(3)
+    broken = replace(batch[1].message, body="half a surrogate \ud800")
+    batch[1] = replace(batch[1], message=broken)
+    statuses = send_emails(tmp_path, sandbox, batch)
+    assert statuses[0] == statuses[2] == "sent" and statuses[1] != "sent"
+    assert sorted(r.send_key or "" for r in sandbox.received) == ["key-0", "key-2"]

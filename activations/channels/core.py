@@ -283,22 +283,39 @@ class Sender:
             self._pools[channel] = ThreadPoolExecutor(workers, thread_name_prefix=f"send-{channel}")
         return self._pools[channel]
 
-    @staticmethod
-    def _requests(batch: Sequence[Outgoing], clients: Sequence[ChannelClient]) -> list[list[int]]:
+    def _requests(
+        self, batch: Sequence[Outgoing], clients: Sequence[ChannelClient]
+    ) -> list[list[int]]:
         """The batch's positions, grouped by the request that carries them: messages of a
-        batching channel together (up to its maximum), every other message alone."""
+        batching channel together (up to its maximum, and no more than its rate limit's burst),
+        each recipient at most once a request (SendGrid refuses an address twice); every other
+        message alone."""
         groups: list[list[int]] = []
-        open_groups: dict[str, list[int]] = {}
+        open_groups: dict[str, tuple[list[int], set[str]]] = {}
         for i, (o, client) in enumerate(zip(batch, clients, strict=True)):
-            if not (isinstance(client, BatchingClient) and client.batchable(o.message)):
+            if not (isinstance(client, BatchingClient) and self._batchable(client, o.message)):
                 groups.append([i])
                 continue
-            group = open_groups.get(client.channel)
-            if group is None or len(group) >= client.max_batch:
-                group = open_groups[client.channel] = []
+            limiter = self.limits.get(client.channel)
+            most = min(client.max_batch, int(limiter.capacity) if limiter else client.max_batch)
+            group, recipients = open_groups.get(client.channel, ([], set()))
+            if o.message.recipient in recipients:
+                groups.append([i])  # the same address twice: this one goes alone
+                continue
+            if not group or len(group) >= most:
+                group, recipients = [], set()
+                open_groups[client.channel] = (group, recipients)
                 groups.append(group)
             group.append(i)
+            recipients.add(o.message.recipient)
         return groups
+
+    @staticmethod
+    def _batchable(client: BatchingClient, message: Message) -> bool:
+        try:
+            return client.batchable(message)
+        except Exception:  # a message the check cannot read goes alone, with its own outcome
+            return False
 
     def _call_for_outcomes(
         self, client: ChannelClient, messages: Sequence[Message]
@@ -317,7 +334,10 @@ class Sender:
 
     def _call_batch(self, client: BatchingClient, messages: Sequence[Message]) -> list[Outcome]:
         def exchange() -> list[Outcome]:
-            request = client.build_batch_request(self.http, messages)
+            try:
+                request = client.build_batch_request(self.http, messages)
+            except Exception as exc:  # nothing left: each alone, each with its own outcome
+                raise SplitBatch(f"the batched request could not be built: {exc!r}") from exc
             return client.read_batch_response(self._exchange(client, request), len(messages))
 
         try:
