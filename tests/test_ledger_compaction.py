@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import dataclasses
 import fcntl
+import os
 import random
 import shutil
 import threading
+import time
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -17,7 +19,7 @@ import pytest
 from activations import ledger
 from activations.caps_simulate import CapPolicy, simulate
 from activations.ledger import store
-from activations.ledger.compact import Compaction, compact
+from activations.ledger.compact import GRACE_SECONDS, Compaction, compact
 from activations.ledger.compact import _compact as compact_unlocked
 from switchyard import landing
 from switchyard.settings import Paths
@@ -80,6 +82,13 @@ def twins(tmp_path: Path) -> tuple[Path, Path]:
     return plain, compacted
 
 
+def age(home: Path) -> None:
+    """As if the compactions so far were GRACE_SECONDS ago: their run files may go now."""
+    past = time.time() - GRACE_SECONDS - 1
+    for path in store.generations(home, "lines").values():
+        os.utime(path, (past, past))
+
+
 def run_files(home: Path) -> set[str]:
     return {p.name for p in store.run_files_dir(home).glob("run-*.jsonl")}
 
@@ -90,6 +99,9 @@ def test_compaction_changes_nothing_a_reader_sees(tmp_path: Path) -> None:
         write_run(home, "run-0", RUN_A)
     first = compact(compacted)
     assert (first.generation, first.run_files, first.lines) == (1, 1, len(RUN_A))
+    # A compaction right after (one that waited on the lock) deletes nothing yet: a reader may
+    # have listed the run file a moment before the first took it.
+    assert compact(compacted) == Compaction(0, 0, 0, 0, 0) and len(run_files(compacted)) == 1
     assert seen(ledger.read_state(compacted)) == seen(ledger.read_state(plain))
 
     # Lines since a compaction fold into the keys they touch.
@@ -104,13 +116,14 @@ def test_compaction_changes_nothing_a_reader_sees(tmp_path: Path) -> None:
     # the first attempt (compacted) is where a provider lookup starts
     assert state.pending["key-2"].first_attempted_at == T + timedelta(minutes=2)
 
+    age(compacted)
     second = compact(compacted)
-    # The first compaction's run file goes now; the one just taken stays until the next, as a
-    # reader may have listed it a moment ago.
+    # Later, the first compaction's run file goes; the one just taken stays until the next.
     assert (second.generation, second.run_files, second.deleted) == (2, 1, 1)
     assert len(run_files(compacted)) == 1
     for home in (plain, compacted):
         write_run(home, "run-2", RUN_C)
+    age(compacted)
     third = compact(compacted)
     assert third.deleted == 1 and len(run_files(compacted)) == 1
     assert seen(ledger.read_state(compacted)) == seen(ledger.read_state(plain))
@@ -179,6 +192,7 @@ def test_caps_simulate_and_dbt_staging_read_each_line_once(paths: Paths) -> None
     before = paths.home / "before"
     shutil.copytree(home, before)
     compact(home)
+    age(home)
     compact(home)  # the first run files are deleted now
     write_run(home, "run-2", RUN_C)
     compact(home)  # lines file and keys file of generation 3, run-2's file kept a while

@@ -5,7 +5,7 @@ Safe beside running runs and readers (layout in activations/ledger/store.py):
   a writer that died holds none);
 - each file appears whole under its final name (written aside, fsynced, renamed), lines first,
   then keys: a compaction stopped between the two is finished by the next one;
-- a run file is deleted only by the compaction after the one that took it, and only then;
+- a run file is deleted only by a compaction after the one that took it, GRACE_SECONDS later;
 - one compaction at a time (a lock on the folder): two at once (the CLI beside Dagster's
   upkeep job) would both take the same run files and count their lines twice.
 """
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from activations.tick import lit
 from switchyard import landing
 
 MEMORY_LIMIT = "4GB"
+GRACE_SECONDS = 600  # a run file taken by a compaction stays this long before it is deleted
 
 
 @dataclass(frozen=True)
@@ -77,8 +79,14 @@ def _compact(landing_dir: Path, folder: Path) -> Compaction:
     try:
         before = store.layout(con, landing_dir)
         # Run files a finished compaction took: readers listing now no longer read them.
+        # ... and only once that compaction is GRACE_SECONDS old: a reader that listed the run
+        # files just before it took them (a compaction waiting on the lock runs right after)
+        # is done reading them by then.
+        settled = time.time() - GRACE_SECONDS
         covered = [
-            p for g, p in store.generations(landing_dir, "lines").items() if g <= before.keys_gen
+            p
+            for g, p in store.generations(landing_dir, "lines").items()
+            if g <= before.keys_gen and p.stat().st_mtime < settled
         ]
         done: set[str] = set()
         if covered:

@@ -21,7 +21,10 @@ ranked as (
                 case delivery_status
                     when 'deferred' then -1 when 'attempted' then 0 when 'unknown' then 1 else 2
                 end desc,
-                delivery_status desc
+                -- then as the ledger's reader folds them (activations/ledger/store.py fold_sql)
+                delivery_status desc,
+                reason desc nulls first,
+                reason_detail desc nulls first
         ) as recency
     from ledger
 
