@@ -38,6 +38,17 @@ class Template:
 
 
 @dataclass(frozen=True)
+class ConnectedContent:
+    """Content fetched at send time (activations/connected_content.py)."""
+
+    name: str
+    url: str
+    timeout_seconds: float = 2.0
+    on_failure: Literal["skip", "fallback"] = "skip"
+    fallback: Any = None
+
+
+@dataclass(frozen=True)
 class Step:
     """A send node: the first of `channels` the person has consented to and can be reached on."""
 
@@ -50,6 +61,7 @@ class Step:
     # The channel the person engages with most (dim_people.most_engaged_channel) first.
     most_engaged_first: bool = False
     next: str = COMPLETED
+    connected_content: tuple[ConnectedContent, ...] = ()
     kind: Literal["send"] = "send"
 
 
@@ -173,6 +185,29 @@ def _parse_node(
                         f"parse: {bad} (values are {{name}}, logic is [% if ... %]...[% endif %])"
                     ) from bad
         expires = raw.get("expires_after_hours")
+        fetched = tuple(
+            ConnectedContent(
+                name=c["name"],
+                url=c["url"],
+                timeout_seconds=float(c.get("timeout_seconds", 2.0)),
+                on_failure=c.get("on_failure", "skip"),
+                fallback=c.get("fallback"),
+            )
+            for c in raw.get("connected_content") or ()
+        )
+        for c in fetched:
+            try:
+                render.check(c.url)
+            except render.TemplateProblem as bad:
+                raise GraphError(
+                    f"{where}, step {name!r}: connected content {c.name!r}: the URL does not "
+                    f"parse: {bad}"
+                ) from bad
+            if c.on_failure == "fallback" and c.fallback is None:
+                raise GraphError(
+                    f"{where}, step {name!r}: connected content {c.name!r} falls back on "
+                    "failure but declares no `fallback`"
+                )
         return Step(
             name=name,
             wait_minutes=int(raw.get("wait_minutes", 0)),
@@ -182,6 +217,7 @@ def _parse_node(
             fallbacks={k: str(v) for k, v in (raw.get("fallbacks") or {}).items()},
             most_engaged_first=bool(raw.get("most_engaged_first", False)),
             next=nxt,
+            connected_content=fetched,
         )
     if kind == "wait":
         duration = _minutes(raw, "", where)

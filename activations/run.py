@@ -16,6 +16,7 @@ from activations.channels.core import DEFAULT_CONCURRENCY, ChannelClient, Outgoi
 from activations.channels.inbox import InboxClient
 from activations.channels.message import Message, Outcome
 from activations.channels.policy import HttpTimeouts, RateLimiter, RetryPolicy
+from activations.connected_content import ContentFetcher, ContentUnavailable
 from activations.journeys import Journey
 from activations.ledger import (
     ATTEMPTS_EXHAUSTED,
@@ -111,6 +112,7 @@ def run_journey(
         clients = {"in_app": InboxClient(landing_dir, clock), **clients}
         limits = {ch: RateLimiter(rate) for ch, rate in (rate_limits or {}).items()}
         sender = Sender(http, clients, writer, clock, retry, limits, concurrency)
+        fetcher = ContentFetcher(http)  # connected content: one fetch per URL per run
         try:
             handled: set[str] = set()  # a key is acted on once per run (an unknown waits a run)
             for _ in range(len(journey.steps) + 1):
@@ -126,7 +128,7 @@ def run_journey(
                 handled.update(s.ref.send_key for s in decision.skips)
                 deliver(
                     journey, decision.due, decision.skips, decision.audience, decision.state,
-                    sender, summary,
+                    sender, summary, fetcher=fetcher,
                 )  # fmt: skip
         finally:
             sender.close()
@@ -187,10 +189,13 @@ def deliver(
     sender: Sender,
     summary: RunSummary,
     batch_size: int = 256,
+    fetcher: ContentFetcher | None = None,
 ) -> None:
     """Settle what was left unknown, record the engine's skips, then send each due step that
     passes the send-time guards, `batch_size` messages at a time (Sender.send_batch). `state` is
-    kept current, so the cap sees this run's sends, the batch's own included."""
+    kept current, so the cap sees this run's sends, the batch's own included. `fetcher` fetches
+    connected content (one per run: its cache)."""
+    fetcher = fetcher or ContentFetcher(sender.http)
     clock = sender.clock
     for recipient, ids in state.provider_ids.items():  # a lookup never claims these again
         sender.claimed.setdefault(recipient, set()).update(ids)
@@ -300,7 +305,18 @@ def deliver(
                 continue
             hold(d.ref, SkipReason.CAPPED)
             continue
-        values = {**d.entry.properties, "first_name": person.first_name}
+        values = {
+            **d.entry.properties,
+            "first_name": person.first_name,
+            "person_id": person.person_id,
+            "user_id": person.user_id,
+        }
+        if d.step.connected_content:
+            try:
+                values.update(fetcher.values(d.step.connected_content, values))
+            except ContentUnavailable as failed:
+                hold(d.ref, SkipReason.CONNECTED_CONTENT_FAILED, str(failed))
+                continue
         try:
             content = render(
                 d.step.templates[choice.channel], values, d.step.fallbacks, person.timezone

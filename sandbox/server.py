@@ -23,6 +23,7 @@ TWILIO_PATH = re.compile(r"^/2010-04-01/Accounts/([^/]+)/Messages\.json$")
 FCM_PATH = re.compile(r"^/v1/projects/([^/]+)/messages:send$")
 WEBHOOK_PATH = "/_sandbox/webhook"  # a team's own endpoint, as ChannelSettings.for_sandbox sets it
 STATUS_CALLBACK_PATH = "/_sandbox/twilio/status"
+CONTENT_PATH = "/_sandbox/content"  # a team's content endpoint, for connected content
 UNSUBSCRIBE_PATH = "/_sandbox/unsubscribe"  # where the sandbox's List-Unsubscribe points
 LOST = -1  # a Reply status meaning: close the connection without answering
 
@@ -200,6 +201,8 @@ class Sandbox:
             if m := TWILIO_PATH.match(req.path):
                 account = m.group(1)
                 return "twilio", lambda r: self._list_twilio(r, account)
+            if req.path == CONTENT_PATH:
+                return "content", self._content
             return None
         if req.method != "POST":
             return None
@@ -214,6 +217,11 @@ class Sandbox:
         if req.path == WEBHOOK_PATH:
             return "webhook", self._receive_webhook
         return None
+
+    def _content(self, req: Request) -> Reply:
+        """Recommendations for `?user=`, as a team's content service would answer."""
+        user = parse_qs(req.query).get("user", [""])[0]
+        return Reply(200, {"user": user, "title": f"Picked for {user}", "items": ["mug", "tee"]})
 
     def _grant_token(self, req: Request) -> Reply:
         granted = google.token_grant(req, f"{self.base_url}{google.TOKEN_PATH}")

@@ -19,6 +19,7 @@ from activations import engine, guards, ledger, warehouse
 from activations.channels import ChannelSettings, Message, Sender
 from activations.channels.core import LookupFailed
 from activations.channels.twilio import TwilioClient
+from activations.graph import ConnectedContent
 from activations.journeys import FrequencyCap, Journey, QuietHours, Step, Template
 from activations.run import RunSummary, deliver
 from activations.tick import DueSend
@@ -766,3 +767,38 @@ def test_quiet_hours_across_daylight_saving_changes(
     quiet = QuietHours(start, end, ("sms",), "UTC")
     got = guards.quiet_until(quiet, "sms", NEW_YORKER, datetime.fromisoformat(now_utc))
     assert got == datetime.fromisoformat(quiet_until_utc)
+
+
+def fetching(url: str, **rule: object) -> Journey:
+    recs = ConnectedContent("recs", url, **rule)  # type: ignore[arg-type]
+    body = "Hi {first_name}, {recs.title}: {recs['items'][0]}"
+    step = Step("remind", 0, ("sms",), {"sms": Template(body=body)}, connected_content=(recs,))
+    return replace(UNCAPPED, nodes=(step,))
+
+
+def test_connected_content_is_fetched_at_send_time_once_per_url(
+    home: Path, sandbox: Sandbox
+) -> None:
+    journey = fetching(f"{sandbox.base_url}/_sandbox/content?user={{user_id}}")
+    odd = replace(SAM, user_id="sam&admin=1")  # a value cannot change the URL's shape
+    summary = run(home, sandbox, entry("e1"), entry("e2"), journey=journey, person=odd)
+    assert summary.sent == {"sms": 2}
+    assert [r.body for r in sandbox.received] == ["Hi Sam, Picked for sam&admin=1: mug"] * 2
+    assert sandbox.requests_seen == 1 + 2  # one fetch for the two messages, then two texts
+
+
+def test_connected_content_that_fails_skips_or_falls_back_as_declared(
+    home: Path, sandbox: Sandbox
+) -> None:
+    url = f"{sandbox.base_url}/_sandbox/content?user={{user_id}}"
+    sandbox.fail_next(Fault("content", 503))
+    skipped = run(home, sandbox, entry("e1"), journey=fetching(url))
+    assert skipped.skipped == {"connected_content_failed": 1} and sandbox.received == []
+    line = ledger_line(home, ref_for("e1").send_key, "skipped")
+    assert line["reason_detail"].endswith("/_sandbox/content?user=sam: HTTP 503")
+    # too slow for its timeout: the declared fallback stands in
+    sandbox.fail_next(Fault("content", delay_seconds=1.0))
+    fallback = {"title": "Our picks", "items": ["gift card"]}
+    slow = fetching(url, timeout_seconds=0.2, on_failure="fallback", fallback=fallback)
+    assert run(home, sandbox, entry("e2"), journey=slow).sent == {"sms": 1}
+    assert [r.body for r in sandbox.received] == ["Hi Sam, Our picks: gift card"]

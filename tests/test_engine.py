@@ -301,6 +301,16 @@ def with_step(**changes: object) -> dict[str, Any]:
             with_step(templates={"email": {"body": "[% if vip %]Hi", "subject": "s"}}),
             r"step 'a': the email template's body does not parse: line 1: .*endif",
         ),
+        (
+            with_step(
+                connected_content=[{"name": "recs", "url": "https://x", "on_failure": "fallback"}]
+            ),
+            r"connected content 'recs' falls back on failure but declares no `fallback`",
+        ),
+        (
+            with_step(connected_content=[{"name": "recs", "url": "file:///etc/passwd"}]),
+            r"connected_content\[0\]\.url: 'file:///etc/passwd' does not match",
+        ),
     ],
 )
 def test_journey_declarations_are_checked(declaration: dict[str, Any], error: str) -> None:
