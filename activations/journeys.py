@@ -117,6 +117,13 @@ class Journey:
     goals: tuple[Goal, ...] = ()
     exit_when: Condition | None = None
     quiet_hours: QuietHours | None = None
+    # transactional (a receipt, a password reset): never held back by a cap or quiet hours, and
+    # not counted toward anyone's cap. Consent still applies.
+    message_type: Literal["marketing", "transactional"] = "marketing"
+
+    @property
+    def transactional(self) -> bool:
+        return self.message_type == "transactional"
 
     @property
     def steps(self) -> tuple[Step, ...]:
@@ -196,6 +203,7 @@ class Journey:
             goals=tuple(Goal(**g) for g in meta.get("goals", [])),
             exit_when=exit_when,
             quiet_hours=quiet_hours,
+            message_type=meta.get("message_type", "marketing"),
         )
 
     def outline(self) -> str:
@@ -217,6 +225,8 @@ class Journey:
             lines.append(f"  goal     {goal.event} within {goal.within_hours:g} h (converts)")
         if self.holdout_percent:
             lines.append(f"  holdout  {self.holdout_percent:g}% of people receive nothing")
+        if self.transactional:
+            lines.append("  type     transactional: no cap or quiet hours, counted toward none")
         if self.frequency_cap:
             cap = self.frequency_cap
             lines.append(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -88,10 +88,12 @@ def run_journey(
     concurrency: dict[str, int] | None = None,
     timeouts: HttpTimeouts | None = None,
     transport: httpx.BaseTransport | None = None,
+    uncounted_journeys: Collection[str] = (),
 ) -> RunSummary:
     """Tick, deliver what is due, and tick again so entries go on past the sends just decided
     (a send followed by a branch or another send at once), until nothing more is due. Holds the
-    journey's lock throughout: a second run of it waits, then starts from what this one did."""
+    journey's lock throughout: a second run of it waits, then starts from what this one did.
+    `uncounted_journeys`: the transactional ones, whose sends no cap counts."""
     with transitions.journey_lock(landing_dir, journey.name):
         # A fixed `now` (tests, backfills) also stamps the ledger, so caps see the simulated time.
         clock: Callable[[], datetime] = (lambda: now) if now is not None else utc_now
@@ -117,8 +119,9 @@ def run_journey(
             handled: set[str] = set()  # a key is acted on once per run (an unknown waits a run)
             for _ in range(len(journey.steps) + 1):
                 decision = decide(
-                    journey, duckdb_path, landing_dir, as_of, run_id, sender.can_look_up
-                )
+                    journey, duckdb_path, landing_dir, as_of, run_id, sender.can_look_up,
+                    uncounted_journeys=uncounted_journeys,
+                )  # fmt: skip
                 decision.due = [d for d in decision.due if d.ref.send_key not in handled]
                 decision.skips = [s for s in decision.skips if s.ref.send_key not in handled]
                 summary.note(decision)
@@ -156,6 +159,7 @@ def decide(
     run_id: str,
     can_look_up: Callable[[str], bool] = lambda channel: False,
     record: bool = True,
+    uncounted_journeys: Collection[str] = (),
 ) -> Decision:
     """A tick on what the warehouse and the ledger say now (its transitions recorded unless
     `record` is false: a preview), and the due sends as steps for delivery."""
@@ -173,6 +177,7 @@ def decide(
             people=people | set(aliases),
             sends_since=as_of - timedelta(hours=cap.per_hours) if cap else as_of,
             moved_people=aliases.keys(),
+            uncounted_journeys=uncounted_journeys,
         )
         state.follow_aliases(aliases)
         due, skips = engine.classify(journey, result.due, state, as_of, can_look_up)
@@ -286,14 +291,14 @@ def deliver(
         if isinstance(choice, guards.NoChannel):
             hold(d.ref, choice.reason, choice.detail)
             continue
-        quiet = journey.quiet_hours
+        quiet = None if journey.transactional else journey.quiet_hours
         if quiet and (ends := guards.quiet_until(quiet, choice.channel, person, clock())):
             # The person's night: not now, and not counted toward the cap. An earlier attempt
             # still unsettled stays so (no line now); the next run looks again.
             if d.ref.send_key not in state.pending:
                 defer(d.ref, DeferReason.QUIET_HOURS, ends)
             continue
-        cap = journey.frequency_cap
+        cap = None if journey.transactional else journey.frequency_cap
         if cap and person.person_id in in_batch:
             # The cap counts this person's message in the batch before its outcome is known:
             # send the batch first, so that one that fails gives its place back.

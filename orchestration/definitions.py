@@ -17,7 +17,8 @@ PIPELINE_JOB = "switchyard_pipeline"
 def build_definitions() -> dg.Definitions:
     journeys = declared_journeys()
     dbt_models, dbt_metrics = build_dbt_assets([activation_key(j) for j in journeys])
-    activations = [build_activation_asset(j, dbt_models) for j in journeys]
+    transactional = frozenset(j.name for j in journeys if j.transactional)
+    activations = [build_activation_asset(j, dbt_models, transactional) for j in journeys]
     compaction = build_ledger_compaction_asset([activation_key(j) for j in journeys])
     upkeep = dg.define_asset_job(
         "ledger_upkeep",

@@ -157,6 +157,26 @@ def test_a_capped_step_is_sent_by_a_later_run_once_the_cap_allows(
     assert (again.sent, again.deferred, len(sandbox.received)) == ({}, {}, 1)
 
 
+def test_a_transactional_journey_is_neither_capped_nor_quiet_nor_counted(
+    home: Path, sandbox: Sandbox
+) -> None:
+    # Sam had a message an hour ago (cap: one a day) and it is night in New York: a receipt
+    # goes all the same.
+    record(home, ref_for("e0", journey="welcome"), "sent", T - timedelta(hours=1))
+    receipt = replace(NIGHTS, name="receipts", message_type="transactional",
+                      frequency_cap=JOURNEY.frequency_cap)  # fmt: skip
+    summary = run(home, sandbox, entry("e1"), journey=receipt, person=NEW_YORKER)
+    assert (summary.sent, summary.deferred) == ({"sms": 1}, {})
+    # and the receipt does not count toward the cap of a marketing journey
+    people = {SAM.person_id}
+    counted = ledger.read_state(home, people=people, sends_since=T - timedelta(days=1))
+    assert counted.sends_within(SAM.person_id, T, 24) == 2
+    exempt = ledger.read_state(
+        home, people=people, sends_since=T - timedelta(days=1), uncounted_journeys={"receipts"}
+    )
+    assert exempt.sends_within(SAM.person_id, T, 24) == 1
+
+
 def test_a_deferred_step_expires_and_skip_policy_never_defers(home: Path, sandbox: Sandbox) -> None:
     expiring = replace(JOURNEY, nodes=(replace(JOURNEY.steps[0], expires_after_hours=6),))
     record(home, ref_for("e0", journey="welcome"), "sent", T - timedelta(hours=1))

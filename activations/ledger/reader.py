@@ -122,11 +122,13 @@ def read_state(
     people: Collection[str] | None = None,
     sends_since: datetime | None = None,
     moved_people: Collection[str] = (),
+    uncounted_journeys: Collection[str] = (),
 ) -> LedgerState:
     """What the ledger says so far: every key, or only those a run needs. With `keys`, those
     keys, every key still open (unsettled, deferred) and every key of `moved_people` (replaced
     person ids: their record moves with them, LedgerState.follow_aliases); with `people`, their
-    sends only, from `sends_since` on (the cap's longest window)."""
+    sends only, from `sends_since` on (the cap's longest window), those of `uncounted_journeys`
+    (transactional) left out."""
     con = duckdb.connect()
     try:
         view = store.with_newer_materialized(con, store.layout(con, landing_dir))
@@ -164,7 +166,7 @@ def read_state(
             con.register("wanted_people", _ids("person_id", people))
         since = f"{lit(sends_since.isoformat())}::timestamp" if sends_since else None
         who = "select person_id from wanted_people" if people is not None else None
-        if sends := store.sends_sql(view, since, who):
+        if sends := store.sends_sql(view, since, who, uncounted_journeys):
             for person_id, at in con.execute(sends).fetchall():
                 state.note_send(person_id, at)
         state.pending = _pending_attempts(con)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -324,8 +324,14 @@ def all_lines_sql(view: Layout) -> str | None:
     return _union(parts)
 
 
-def sends_sql(view: Layout, since: str | None = None, people: str | None = None) -> str | None:
-    """person_id, sent_time of every send (from `since`, of `people`: SQL expressions)."""
+def sends_sql(
+    view: Layout,
+    since: str | None = None,
+    people: str | None = None,
+    uncounted_journeys: Collection[str] = (),
+) -> str | None:
+    """person_id, sent_time of every send (from `since`, of `people`: SQL expressions), but for
+    the sends of `uncounted_journeys`."""
     lines = all_lines_sql(view)
     if lines is None:
         return None
@@ -334,6 +340,10 @@ def sends_sql(view: Layout, since: str | None = None, people: str | None = None)
         conditions.append(f"line_at >= {since}")
     if people is not None:
         conditions.append(f"person_id in ({people})")
+    if uncounted_journeys:
+        conditions.append(
+            f"journey not in ({', '.join(lit(j) for j in sorted(uncounted_journeys))})"
+        )
     return f"""
         select person_id, line_at as sent_time from ({lines}) where {" and ".join(conditions)}
     """

@@ -25,8 +25,10 @@ def declared_journeys() -> list[Journey]:
 
 
 def build_activation_asset(
-    journey: Journey, dbt_models: dg.AssetsDefinition
+    journey: Journey, dbt_models: dg.AssetsDefinition, uncounted: frozenset[str] = frozenset()
 ) -> dg.AssetsDefinition:
+    """`uncounted`: the transactional journeys, whose sends no cap counts."""
+
     @dg.asset(
         key=activation_key(journey),
         deps=[
@@ -57,6 +59,7 @@ def build_activation_asset(
                 now=now,
                 rate_limits=limits.rate_per_second,
                 concurrency=limits.concurrency,
+                uncounted_journeys=uncounted,
             )
         context.log.info(f"journey {journey.name}: {summary.as_metadata()}")
         return dg.MaterializeResult(metadata={"run_id": summary.run_id, **summary.as_metadata()})
