@@ -30,6 +30,8 @@ from activations.render import MissingTemplateVariable, TemplateProblem, render
 from activations.tick import TickResult, run_tick
 from switchyard.clock import utc_now
 
+PROVIDER_DOWN_RETRY = timedelta(minutes=5)  # a step deferred by an outage: due again after
+
 
 @dataclass
 class RunSummary:
@@ -290,6 +292,12 @@ def deliver(
         choice = guards.choose_channel(d.step, person, audience.consents)
         if isinstance(choice, guards.NoChannel):
             hold(d.ref, choice.reason, choice.detail)
+            continue
+        if sender.channel_down(choice.channel):
+            # Its provider keeps failing: not sent into the outage, and the other channels go
+            # on; a later run sends it (an attempt in doubt stays so, with no line now).
+            if d.ref.send_key not in state.pending:
+                defer(d.ref, DeferReason.PROVIDER_DOWN, clock() + PROVIDER_DOWN_RETRY)
             continue
         quiet = None if journey.transactional else journey.quiet_hours
         if quiet and (ends := guards.quiet_until(quiet, choice.channel, person, clock())):

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from activations import engine, guards, ledger, warehouse
-from activations.channels import ChannelSettings, Message, Sender
+from activations.channels import ChannelSettings, Message, RetryPolicy, Sender
 from activations.channels.core import LookupFailed
 from activations.channels.twilio import TwilioClient
 from activations.graph import ConnectedContent
@@ -822,3 +822,25 @@ def test_connected_content_that_fails_skips_or_falls_back_as_declared(
     slow = fetching(url, timeout_seconds=0.2, on_failure="fallback", fallback=fallback)
     assert run(home, sandbox, entry("e2"), journey=slow).sent == {"sms": 1}
     assert [r.body for r in sandbox.received] == ["Hi Sam, Our picks: gift card"]
+
+
+def test_a_provider_that_keeps_failing_is_left_alone_for_the_rest_of_the_run(
+    home: Path, sandbox: Sandbox
+) -> None:
+    # Twilio unreachable: after three failures in a row the run stops trying it, defers the
+    # rest (a later run sends them) and carries on with what works.
+    clients = ChannelSettings.for_sandbox(sandbox.base_url).clients()
+    clients["sms"] = replace(clients["sms"], base_url="http://127.0.0.1:9")  # type: ignore[type-var]
+    writer = ledger.LedgerWriter(home, "r")
+    quick = RetryPolicy(attempts=2, wait_initial_seconds=0.01, wait_max_seconds=0.01)
+    sender = Sender(httpx.Client(), clients, writer, lambda: T, quick)
+    entries = [entry(f"e{n}") for n in range(8)]
+    due, skips = engine.classify(UNCAPPED, as_due(UNCAPPED, entries, T), ledger.read_state(home), T)
+    summary = RunSummary(UNCAPPED.name, writer.run_id)
+    audience = warehouse.Audience({SAM.person_id: SAM}, {})
+    deliver(UNCAPPED, due, skips, audience, ledger.read_state(home), sender, summary, batch_size=2)
+    writer.close()
+    assert summary.failed == {"sms": 4}  # two batches of two: the third failure opens it
+    assert summary.deferred == {"provider_down": 4}
+    state = ledger.read_state(home)
+    assert sorted(state.last_status.values()) == ["deferred"] * 4 + ["failed"] * 4

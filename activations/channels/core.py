@@ -11,6 +11,7 @@ the outcomes are fsynced together after.
 from __future__ import annotations
 
 import email.utils
+import time
 from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -30,6 +31,8 @@ T = TypeVar("T")
 
 RECONCILED = "reconciled: found by the provider's message lookup"
 DEFAULT_CONCURRENCY = 8  # requests in flight per channel, unless settings say otherwise
+BREAKER_FAILURES = 3  # provider failures in a row that take a channel out of the run
+BREAKER_SECONDS = 60.0  # for this long
 
 
 @dataclass(frozen=True)
@@ -197,6 +200,10 @@ class Sender:
         # recipient -> provider message ids that belong to sends already recorded (the ledger's
         # recent ones, and every one this sender sees): a lookup never claims them for another.
         self.claimed: dict[str, set[str]] = {}
+        # A channel whose provider keeps failing (no connection, 5xx, retries run out) is taken
+        # out of the run for a while, so that it does not hold up the channels that work.
+        self._failing: dict[str, int] = {}
+        self._down_until: dict[str, float] = {}
 
     def can_look_up(self, channel: str) -> bool:
         """Whether the channel's provider can say if it accepted a message (Twilio can)."""
@@ -260,6 +267,7 @@ class Sender:
             raise
         for o, outcome in zip(batch, outcomes, strict=True):
             self._record(o.ref, o.message, outcome, o.attempt_number, sync=False)
+            self._note_health(o.message.channel, outcome)
         self.ledger.sync()
         for n, (o, outcome) in enumerate(zip(batch, outcomes, strict=True)):
             if outcome.status == "unknown":
@@ -268,6 +276,24 @@ class Sender:
                 if settled is not None:
                     outcomes[n] = settled
         return outcomes
+
+    def channel_down(self, channel: str) -> bool:
+        """True while the channel is out of the run (BREAKER_FAILURES failures in a row, then
+        BREAKER_SECONDS without a try; after that one message tries it again)."""
+        return time.monotonic() < self._down_until.get(channel, 0.0)
+
+    def _note_health(self, channel: str, outcome: Outcome) -> None:
+        # A refusal of the message (a 4xx) says nothing about the provider.
+        provider_trouble = outcome.status != "sent" and (
+            outcome.http_status is None or outcome.http_status >= 500
+        )
+        if not provider_trouble:
+            self._failing[channel] = 0
+            return
+        self._failing[channel] = self._failing.get(channel, 0) + 1
+        if self._failing[channel] >= BREAKER_FAILURES:
+            self._down_until[channel] = time.monotonic() + BREAKER_SECONDS
+            self._failing[channel] = BREAKER_FAILURES - 1  # the next failure closes it again
 
     def close(self) -> None:
         for pool in self._pools.values():

@@ -58,6 +58,7 @@ class DeferReason(StrEnum):
 
     CAPPED = "capped"  # the frequency cap (on_cap defer)
     QUIET_HOURS = "quiet_hours"  # the person's quiet hours
+    PROVIDER_DOWN = "provider_down"  # the channel's provider kept failing this run
 
 
 # Status `failed`: an attempt whose outcome stayed unknown was already sent once more.
