@@ -107,28 +107,69 @@ def choose_channel(step: Step, person: Person, fresh: FreshConsents) -> Channel 
     return NoChannel(SkipReason.NO_ADDRESS if consented_without_address else SkipReason.NO_CONSENT)
 
 
+def _window_hours(cap: FrequencyCap, now: datetime, timezone: str | None) -> float:
+    """The cap's window ending now, in hours: `per_hours`, or since the person's last midnight."""
+    if not cap.calendar_day:
+        return cap.per_hours
+    midnight = _day_start(now, _zone(timezone, cap.default_timezone), 0)
+    return (now - midnight).total_seconds() / 3600
+
+
+def _zone(timezone: str | None, default: str) -> ZoneInfo:
+    return ZoneInfo(timezone if timezone and is_time_zone(timezone) else default)
+
+
+def _day_start(now: datetime, zone: ZoneInfo, days: int) -> datetime:
+    """The first instant (naive UTC) of the person's day `days` after today's."""
+    local = now.replace(tzinfo=UTC).astimezone(zone)
+    day = local.date() + timedelta(days=days)
+    return _instants(datetime.combine(day, time(0)), zone)[0].replace(tzinfo=None)
+
+
 def over_cap(
     cap: FrequencyCap | None,
     person_id: str,
     ledger: LedgerState,
     now: datetime,
     send_key: str | None = None,
+    timezone: str | None = None,
 ) -> bool:
     """True when the person has had `cap.messages` within the window (not counting `send_key`'s
     own earlier attempt, when it is being sent once more)."""
     if cap is None:
         return False
-    return ledger.sends_within(person_id, now, cap.per_hours, excluding=send_key) >= cap.messages
+    return len(_counted(cap, person_id, ledger, now, send_key, timezone)) >= cap.messages
+
+
+def _counted(
+    cap: FrequencyCap,
+    person_id: str,
+    ledger: LedgerState,
+    now: datetime,
+    send_key: str | None,
+    timezone: str | None,
+) -> list[datetime]:
+    hours = _window_hours(cap, now, timezone)
+    times = ledger.send_times_within(person_id, now, hours + 1e-6, excluding=send_key)
+    since = now - timedelta(hours=hours)
+    return [t for t in times if t >= since]  # a send at midnight counts for the new day
 
 
 def cap_allows_at(
-    cap: FrequencyCap, person_id: str, ledger: LedgerState, now: datetime, send_key: str
+    cap: FrequencyCap,
+    person_id: str,
+    ledger: LedgerState,
+    now: datetime,
+    send_key: str,
+    timezone: str | None = None,
 ) -> datetime:
     """When the cap lets the person have one more message: as the oldest message it must drop
-    leaves the window (`now` if it allows one already)."""
-    times = ledger.send_times_within(person_id, now, cap.per_hours, excluding=send_key)
+    leaves the window, or at their next midnight (`now` if it allows one already)."""
+    times = _counted(cap, person_id, ledger, now, send_key, timezone)
     if len(times) < cap.messages:
         return now
+    if cap.calendar_day:
+        return _day_start(now, _zone(timezone, cap.default_timezone), 1)
     return times[len(times) - cap.messages] + timedelta(hours=cap.per_hours)
 
 

@@ -10,6 +10,7 @@ import json
 import math
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
+from datetime import timedelta
 from functools import cache
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -50,6 +51,15 @@ class FrequencyCap:
     # What a step the cap holds back does: `defer` (sent on a later run once the cap allows,
     # until the step expires) or `skip` (recorded as skipped, never sent).
     on_cap: Literal["defer", "skip"] = "defer"
+    # Counted per calendar day in the person's time zone (default_timezone when unknown), not
+    # over a sliding `per_hours`: "at most one a day" starting again at their midnight.
+    calendar_day: bool = False
+    default_timezone: str = "UTC"
+
+    @property
+    def lookback(self) -> timedelta:
+        """How far back a run must read sends to judge this cap."""
+        return timedelta(hours=48) if self.calendar_day else timedelta(hours=self.per_hours)
 
 
 @dataclass(frozen=True)
@@ -186,6 +196,11 @@ class Journey:
                     f"{where}: quiet_hours default_timezone {quiet_hours.default_timezone!r} is "
                     "not an IANA time zone (e.g. 'Europe/Berlin')"
                 )
+        if cap and not is_time_zone(cap.get("default_timezone", "UTC")):
+            raise JourneyDefinitionError(
+                f"{where}: frequency_cap default_timezone {cap['default_timezone']!r} is not an "
+                "IANA time zone (e.g. 'Europe/Berlin')"
+            )
         return cls(
             name=meta["name"],
             audience_model=audience_model,
@@ -193,7 +208,11 @@ class Journey:
             nodes=nodes,
             exit_on=tuple([exit_on] if isinstance(exit_on, str) else exit_on),
             frequency_cap=FrequencyCap(
-                int(cap["messages"]), float(cap["per_hours"]), cap.get("on_cap", "defer")
+                int(cap["messages"]),
+                float(cap.get("per_hours", 24)),
+                cap.get("on_cap", "defer"),
+                bool(cap.get("calendar_day", False)),
+                cap.get("default_timezone", "UTC"),
             )
             if cap
             else None,
@@ -229,8 +248,13 @@ class Journey:
             lines.append("  type     transactional: no cap or quiet hours, counted toward none")
         if self.frequency_cap:
             cap = self.frequency_cap
+            per = (
+                f"calendar day (their time, else {cap.default_timezone})"
+                if cap.calendar_day
+                else f"{cap.per_hours:g} h"
+            )
             lines.append(
-                f"  cap      {cap.messages} per {cap.per_hours:g} h, across every journey; "
+                f"  cap      {cap.messages} per {per}, across every journey; "
                 f"a capped step is {'deferred' if cap.on_cap == 'defer' else 'skipped'}"
             )
         if q := self.quiet_hours:

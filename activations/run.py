@@ -177,7 +177,7 @@ def decide(
             landing_dir,
             keys=[d.send_key for d in result.due],
             people=people | set(aliases),
-            sends_since=as_of - timedelta(hours=cap.per_hours) if cap else as_of,
+            sends_since=as_of - cap.lookback if cap else as_of,
             moved_people=aliases.keys(),
             uncounted_journeys=uncounted_journeys,
         )
@@ -311,9 +311,12 @@ def deliver(
             # The cap counts this person's message in the batch before its outcome is known:
             # send the batch first, so that one that fails gives its place back.
             send_batch()
-        if cap and guards.over_cap(cap, person.person_id, state, clock(), d.ref.send_key):
+        zone = person.timezone
+        if cap and guards.over_cap(cap, person.person_id, state, clock(), d.ref.send_key, zone):
             if cap.on_cap == "defer" and d.ref.send_key not in state.pending:
-                allows = guards.cap_allows_at(cap, person.person_id, state, clock(), d.ref.send_key)
+                allows = guards.cap_allows_at(
+                    cap, person.person_id, state, clock(), d.ref.send_key, zone
+                )
                 defer(d.ref, DeferReason.CAPPED, allows)
                 continue
             hold(d.ref, SkipReason.CAPPED)

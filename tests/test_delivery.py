@@ -844,3 +844,23 @@ def test_a_provider_that_keeps_failing_is_left_alone_for_the_rest_of_the_run(
     assert summary.deferred == {"provider_down": 4}
     state = ledger.read_state(home)
     assert sorted(state.last_status.values()) == ["deferred"] * 4 + ["failed"] * 4
+
+
+def test_a_calendar_day_cap_starts_again_at_the_persons_midnight(
+    home: Path, sandbox: Sandbox
+) -> None:
+    # One a day, by Sam's calendar in New York (UTC-5): T is 05:00 there.
+    daily = replace(JOURNEY, frequency_cap=FrequencyCap(1, 24, calendar_day=True))
+    # At 23:00 yesterday, his time: another day, not counted.
+    record(home, ref_for("e0", journey="welcome"), "sent", T - timedelta(hours=6))
+    assert run(home, sandbox, entry("e1"), journey=daily, person=NEW_YORKER).sent == {"sms": 1}
+    # A second today waits for his next midnight: 05:00 UTC tomorrow.
+    held = run(home, sandbox, entry("e2"), journey=daily, person=NEW_YORKER)
+    assert held.deferred == {"capped": 1}
+    line = ledger_line(home, ref_for("e2").send_key, "deferred")
+    assert line["reason_detail"] == f"until {datetime(2026, 11, 3, 5, 0).isoformat()}"
+    # A sliding 24 h window would have counted last night's and held the first one back.
+    night = ledger.LedgerState({}, {}, {SAM.person_id: [T - timedelta(hours=6)]})
+    zone = NEW_YORKER.timezone
+    assert guards.over_cap(JOURNEY.frequency_cap, SAM.person_id, night, T, None, zone)
+    assert not guards.over_cap(daily.frequency_cap, SAM.person_id, night, T, None, zone)
