@@ -37,7 +37,7 @@ MAX_DIGITS = 15  # a number a filter formats
 # most this length, and at most this much output. (Templates come from the team's journeys, not
 # from the people they go to: these stop a slip from taking the run down, not an attacker.)
 MAX_RANGE = 1000
-MAX_REPEAT = 10_000
+MAX_REPEAT = 1_000
 MAX_OUTPUT_CHARS = 100_000
 
 
@@ -112,7 +112,7 @@ def _bounded_range(*args: int) -> range:
 
 
 class _Bounded(SandboxedEnvironment):
-    intercepted_binops = frozenset(["*", "**"])
+    intercepted_binops = frozenset(["*", "**", "%"])
 
     def call_binop(
         self, context: jinja2.runtime.Context, operator: str, left: Any, right: Any
@@ -124,6 +124,8 @@ class _Bounded(SandboxedEnvironment):
                     raise jinja2.sandbox.SecurityError("a repetition that long")
         if operator == "**" and isinstance(right, int | float) and abs(right) > MAX_DIGITS:
             raise jinja2.sandbox.SecurityError("a power that large")
+        if operator == "%" and isinstance(left, str):  # printf widths can be gigabytes
+            raise jinja2.sandbox.SecurityError("'%' formatting (use the filters)")
         return super().call_binop(context, operator, left, right)
 
 
@@ -140,6 +142,8 @@ def _environment() -> SandboxedEnvironment:
         keep_trailing_newline=True,
     )
     env.globals["range"] = _bounded_range
+    for unbounded in ("center", "indent", "format", "wordwrap"):  # widths without a limit
+        env.filters.pop(unbounded, None)
     env.filters["money"] = money
     env.filters["plural"] = plural
     env.filters["date"] = jinja2.pass_context(_date_filter)
@@ -186,6 +190,8 @@ def fill(
             out.append(chunk)
     except jinja2.UndefinedError as exc:  # an attribute or key the value does not have
         raise MissingTemplateVariable(str(exc.message)) from exc
+    except TemplateProblem:
+        raise
     except (
         jinja2.TemplateError, ValueError, TypeError, ArithmeticError, MemoryError, RecursionError
     ) as exc:  # fmt: skip

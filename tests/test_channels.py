@@ -20,6 +20,7 @@ import stamina.instrumentation
 from activations import ledger
 from activations.channels import ChannelSettings, Message, RetryPolicy, Sender
 from activations.channels.core import BatchingClient, Outgoing
+from activations.channels.message import Outcome
 from activations.channels.policy import RateLimiter
 from activations.channels.twilio import TwilioClient
 from sandbox import SANDBOX_CREDENTIALS, Fault, Sandbox
@@ -741,3 +742,26 @@ def test_an_email_the_batch_cannot_read_goes_alone_and_fails_alone(
     statuses = send_emails(tmp_path, sandbox, batch)
     assert statuses[0] == statuses[2] == "sent" and statuses[1] != "sent"
     assert sorted(r.send_key or "" for r in sandbox.received) == ["key-0", "key-2"]
+
+
+def test_a_batch_split_gives_each_message_its_own_outcome(tmp_path: Path, sandbox: Sandbox) -> None:
+    # A subject the batched request cannot encode: the batch is split, the others go, and
+    # none of them is left unknown (an unknown email is sent once more: a duplicate).
+    batch = emails(3)
+    batch[1] = replace(batch[1], message=replace(batch[1].message, subject="half \ud800"))
+    statuses = send_emails(tmp_path, sandbox, batch)
+    assert (statuses[0], statuses[2]) == ("sent", "sent")
+    assert sorted(r.send_key or "" for r in sandbox.received) == ["key-0", "key-2"]
+
+
+def test_only_the_providers_own_failures_take_a_channel_out(tmp_path: Path) -> None:
+    landing.ensure_layout(tmp_path)
+    writer = ledger.LedgerWriter(tmp_path, "r")
+    s = Sender(httpx.Client(), {}, writer, lambda: NOW)
+    for _ in range(5):  # mailboxes that do not exist: the server is fine
+        s._note_health("email", Outcome("failed", 550, reason="SMTP 550 no such user"))
+    assert not s.channel_down("email")
+    for _ in range(3):
+        s._note_health("email", Outcome("failed", reason="gave up", provider_fault=True))
+    assert s.channel_down("email")
+    writer.close()

@@ -175,6 +175,13 @@ def test_a_transactional_journey_is_neither_capped_nor_quiet_nor_counted(
         home, people=people, sends_since=T - timedelta(days=1), uncounted_journeys={"receipts"}
     )
     assert exempt.sends_within(SAM.person_id, T, 24) == 1
+    # nor does a receipt whose outcome is still in doubt
+    record(home, ref_for("e9", journey="receipts"), "attempted", T - timedelta(minutes=5))
+    doubt = ledger.read_state(
+        home, people=people, sends_since=T - timedelta(days=1), uncounted_journeys={"receipts"}
+    )
+    assert ref_for("e9", journey="receipts").send_key in doubt.pending
+    assert doubt.sends_within(SAM.person_id, T, 24) == 1
 
 
 def test_a_deferred_step_expires_and_skip_policy_never_defers(home: Path, sandbox: Sandbox) -> None:

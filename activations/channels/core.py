@@ -283,12 +283,12 @@ class Sender:
         return time.monotonic() < self._down_until.get(channel, 0.0)
 
     def _note_health(self, channel: str, outcome: Outcome) -> None:
-        # A refusal of the message (a 4xx) says nothing about the provider.
-        provider_trouble = outcome.status != "sent" and (
-            outcome.http_status is None or outcome.http_status >= 500
-        )
-        if not provider_trouble:
+        # A refusal of one message (a 4xx, an SMTP 550 for one mailbox) says nothing about the
+        # provider; only what the clients and the retry wrapper mark as the provider's fault.
+        if outcome.status == "sent":
             self._failing[channel] = 0
+            return
+        if not outcome.provider_fault:
             return
         self._failing[channel] = self._failing.get(channel, 0) + 1
         if self._failing[channel] >= BREAKER_FAILURES:
@@ -325,7 +325,8 @@ class Sender:
             limiter = self.limits.get(client.channel)
             most = min(client.max_batch, int(limiter.capacity) if limiter else client.max_batch)
             group, recipients = open_groups.get(client.channel, ([], set()))
-            if o.message.recipient in recipients:
+            address = o.message.recipient.lower()  # SendGrid compares addresses so
+            if address in recipients:
                 groups.append([i])  # the same address twice: this one goes alone
                 continue
             if not group or len(group) >= most:
@@ -333,7 +334,7 @@ class Sender:
                 open_groups[client.channel] = (group, recipients)
                 groups.append(group)
             group.append(i)
-            recipients.add(o.message.recipient)
+            recipients.add(address)
         return groups
 
     @staticmethod
@@ -354,7 +355,10 @@ class Sender:
             assert isinstance(client, BatchingClient)
             return self._call_batch(client, messages)
         except OutcomeUnknown as unknown:
-            return [Outcome("unknown", unknown.http_status, reason=unknown.reason)] * len(messages)
+            lost = Outcome(
+                "unknown", unknown.http_status, reason=unknown.reason, provider_fault=True
+            )
+            return [lost] * len(messages)
         except Exception as exc:  # one message's bug must not lose the batch
             return [Outcome("unknown", reason=f"sender error: {exc!r}")] * len(messages)
 
@@ -369,7 +373,7 @@ class Sender:
         try:
             outcome = self._retrying(client.channel, exchange, len(messages))
         except SplitBatch:  # refused whole, nothing sent: each alone, each with its own answer
-            return [self._call(client, message) for message in messages]
+            return [self._call_for_outcomes(client, [message])[0] for message in messages]
         return [outcome] * len(messages) if isinstance(outcome, Outcome) else outcome
 
     def reconcile(
@@ -458,11 +462,18 @@ class Sender:
                     "failed",
                     reason=f"{gave_up.reason}: Retry-After {gave_up.retry_after:g} s is longer "
                     f"than the policy's maximum of {policy.max_retry_after_seconds:g} s",
+                    provider_fault=True,
                 )
             if gave_up.maybe_processed:
                 # It may have arrived: unknown, and sent once more under the same key next run.
-                return Outcome("unknown", reason=f"gave up after retries: {gave_up.reason}")
-            return Outcome("failed", reason=f"gave up after retries: {gave_up.reason}")
+                return Outcome(
+                    "unknown",
+                    reason=f"gave up after retries: {gave_up.reason}",
+                    provider_fault=True,
+                )
+            return Outcome(
+                "failed", reason=f"gave up after retries: {gave_up.reason}", provider_fault=True
+            )
         return result
 
     def _exchange(

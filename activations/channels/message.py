@@ -31,3 +31,6 @@ class Outcome:
     reason: str | None = None
     reconciled: bool = False  # an unknown outcome the provider's lookup showed was sent
     detail: str | None = None  # the provider's words, where `reason` is a code of ours
+    # The provider (or the way to it) failed, not this message: no connection, a 5xx, retries
+    # run out, credentials refused. Three in a row take the channel out of the run for a while.
+    provider_fault: bool = False

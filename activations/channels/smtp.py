@@ -66,7 +66,7 @@ class SmtpClient:
         try:
             conn = self._connection()
         except SmtpSetupError as exc:  # as an HTTP provider's 401: failed, with what to fix
-            return Outcome("failed", reason=str(exc))
+            return Outcome("failed", reason=str(exc), provider_fault=True)
         try:
             code, reply = conn.mail(self.from_address)
             if code == 250:

@@ -90,7 +90,7 @@ def verify(secret: str, token: str, now: float | None = None) -> str:
 def _json(part: str) -> Mapping[str, Any]:
     try:
         value = json.loads(_unb64url(part))
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # a deeply nested part is no token either
         raise TokenError("the token's parts are not JSON") from exc
     if not isinstance(value, dict):
         raise TokenError("the token's parts are not JSON objects")

@@ -100,9 +100,11 @@ def _compact(landing_dir: Path, folder: Path) -> Compaction:
             if path.exists():
                 path.unlink()
                 deleted += 1
-        for gen, path in store.generations(landing_dir, "keys").items():
-            if gen < before.keys_gen:
-                path.unlink(missing_ok=True)  # superseded; the newest is enough
+        newest = before.keys_file
+        if newest is not None and newest.stat().st_mtime < settled:
+            for gen, path in store.generations(landing_dir, "keys").items():
+                if gen < before.keys_gen:  # superseded long enough: no reader still on it
+                    path.unlink(missing_ok=True)
 
         taken = [p for p in before.run_files if _closed(p)]
         gen = max([before.keys_gen, *store.generations(landing_dir, "lines")], default=0) + 1

@@ -55,6 +55,8 @@ class LedgerState:
     provider_ids: dict[str, set[str]] = field(default_factory=dict)
     # deferred keys: (reason, detail) of their latest line, so an unchanged one is not rewritten
     deferred: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
+    # transactional journeys: their sends, and attempts in doubt, count toward no cap
+    uncounted_journeys: frozenset[str] = frozenset()
 
     def is_decided(self, send_key: str) -> bool:
         return self.last_status.get(send_key) in TERMINAL
@@ -76,9 +78,16 @@ class LedgerState:
         unsettled = [
             p.last_attempted_at
             for key, p in self.pending.items()
-            if p.person_id == person_id and key != excluding and since < p.last_attempted_at <= now
+            if p.person_id == person_id
+            and key != excluding
+            and since < p.last_attempted_at <= now
+            and not self._uncounted(key)
         ]
         return sorted(sent + unsettled)
+
+    def _uncounted(self, key: str) -> bool:
+        ref = self.refs.get(key)
+        return ref is not None and ref.journey in self.uncounted_journeys
 
     def note_send(self, person_id: str, at: datetime) -> None:
         self.sends_by_person.setdefault(person_id, []).append(at)
@@ -133,6 +142,7 @@ def read_state(
     try:
         view = store.with_newer_materialized(con, store.layout(con, landing_dir))
         state = LedgerState(last_status={}, attempts={}, sends_by_person={})
+        state.uncounted_journeys = frozenset(uncounted_journeys)
         if keys is None:
             con.execute(f"create temp table keys as {store.keys_sql(view)}")
         else:
