@@ -150,9 +150,11 @@ def _counted(
     timezone: str | None,
 ) -> list[datetime]:
     hours = _window_hours(cap, now, timezone)
+    if not cap.calendar_day:  # a sliding window: a send exactly per_hours ago has left it
+        return ledger.send_times_within(person_id, now, hours, excluding=send_key)
     times = ledger.send_times_within(person_id, now, hours + 1e-6, excluding=send_key)
     since = now - timedelta(hours=hours)
-    return [t for t in times if t >= since]  # a send at midnight counts for the new day
+    return [t for t in times if t >= since]  # a send at their midnight counts for the new day
 
 
 def cap_allows_at(
