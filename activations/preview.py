@@ -3,7 +3,7 @@ writing a ledger line. The same decisions as a run (`run.deliver`), delivered to
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -84,12 +84,22 @@ class Preview:
 
 
 def preview_journey(
-    journey: Journey, *, duckdb_path: Path, landing_dir: Path, now: datetime
+    journey: Journey,
+    *,
+    duckdb_path: Path,
+    landing_dir: Path,
+    now: datetime,
+    uncounted_journeys: Collection[str] = (),
 ) -> Preview:
     """One tick and its deliveries, recorded nowhere: the steps entries would take (who enters,
-    waits, branches, exits) and, for each due send, what would be sent or skipped and why."""
+    waits, branches, exits) and, for each due send, what would be sent or skipped and why
+    (`uncounted_journeys`: the transactional ones, counted toward no cap, as in a run). Connected
+    content is fetched, as a preview in Braze does: a GET, nothing recorded."""
     summary = RunSummary(journey.name, "preview")
-    decision = decide(journey, duckdb_path, landing_dir, now, "preview", record=False)
+    decision = decide(
+        journey, duckdb_path, landing_dir, now, "preview", record=False,
+        uncounted_journeys=uncounted_journeys,
+    )  # fmt: skip
     summary.note(decision)
     decisions = _Decisions()
     with httpx.Client() as unused:

@@ -129,10 +129,13 @@ def cmd_journeys(args: argparse.Namespace) -> int:
     if args.action == "show":
         print(found[0].outline())
         return 0
-    return _preview(found[0], args.now)
+    transactional = frozenset(j.name for j in journeys if j.transactional)
+    return _preview(found[0], args.now, transactional)
 
 
-def _preview(journey: Journey, now: datetime | None) -> int:
+def _preview(
+    journey: Journey, now: datetime | None, uncounted: frozenset[str] = frozenset()
+) -> int:
     """What the journey would do now: counts per step and decision, and every row in a file."""
     import json
 
@@ -141,7 +144,11 @@ def _preview(journey: Journey, now: datetime | None) -> int:
 
     paths = Paths.from_env()
     result = preview_journey(
-        journey, duckdb_path=paths.duckdb, landing_dir=paths.landing, now=now or utc_now()
+        journey,
+        duckdb_path=paths.duckdb,
+        landing_dir=paths.landing,
+        now=now or utc_now(),
+        uncounted_journeys=uncounted,
     )
     out = paths.home / "preview" / f"{journey.name}.jsonl"
     out.parent.mkdir(parents=True, exist_ok=True)
