@@ -181,11 +181,7 @@ def quiet_until(quiet: QuietHours, channel: str, person: Person, now: datetime) 
     when a message may go now."""
     if channel not in quiet.channels:
         return None
-    zone = ZoneInfo(
-        person.timezone
-        if person.timezone and is_time_zone(person.timezone)
-        else quiet.default_timezone
-    )
+    zone = _zone(person.timezone, quiet.default_timezone)
     local = now.replace(tzinfo=UTC).astimezone(zone)
     start, end = (time.fromisoformat(t) for t in (quiet.start, quiet.end))
     at = local.time().replace(tzinfo=None)

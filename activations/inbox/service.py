@@ -15,6 +15,7 @@ from __future__ import annotations
 import threading
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -108,8 +109,15 @@ def create_app(
                                 landing_dir, "feedback", "events", store.EVENTS_PREFIX
                             )
                         )
-                events[0].append(store.event_row(send_key, event, clock()))
-            return JSONResponse(_as_json(store.read_inbox_message(landing_dir, user, send_key)))
+                now = clock()
+                events[0].append(store.event_row(send_key, event, now))
+                # as the landed event makes it (a click counts as a read): no second read
+                message = replace(
+                    message,
+                    read_at=message.read_at or now,
+                    clicked_at=now if event == "click" else message.clicked_at,
+                )
+            return JSONResponse(_as_json(message))
 
         return endpoint
 

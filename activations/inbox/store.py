@@ -152,8 +152,3 @@ def read_inbox(landing_dir: Path, user_id: str, unread_only: bool = False) -> li
     finally:
         con.close()
     return [InboxMessage(*row) for row in rows]
-
-
-def read_inbox_message(landing_dir: Path, user_id: str, send_key: str) -> InboxMessage:
-    (message,) = [m for m in read_inbox(landing_dir, user_id) if m.send_key == send_key]
-    return message

@@ -237,7 +237,7 @@ def _read_keys(
         + (" union ".join(f"({q})" for q in parts) or store.keys_sql(view, "false"))
     )
     rows = "select * from picked"
-    if newer := view.newer_lines():
+    if newer is not None:
         rows += f" union all by name {store.line_as_key_sql(newer, tuple(store.KEY_COLUMNS))}"
     con.execute(
         f"""
