@@ -44,13 +44,21 @@ class JourneyDefinitionError(ValueError):
     """A journey declaration is incomplete or inconsistent; the message says where and what."""
 
 
+CAP_ACTIONS = {
+    "defer": "deferred",
+    "skip": "skipped",
+    "exit": "skipped, and the entry leaves the journey",
+}
+
+
 @dataclass(frozen=True)
 class FrequencyCap:
     messages: int
     per_hours: float
     # What a step the cap holds back does: `defer` (sent on a later run once the cap allows,
-    # until the step expires) or `skip` (recorded as skipped, never sent).
-    on_cap: Literal["defer", "skip"] = "defer"
+    # until the step expires), `skip` (recorded as skipped, never sent; the journey goes on) or
+    # `exit` (recorded as skipped, and the entry leaves the journey).
+    on_cap: Literal["defer", "skip", "exit"] = "defer"
     # Counted per calendar day in the person's time zone (default_timezone when unknown), not
     # over a sliding `per_hours`: "at most one a day" starting again at their midnight.
     calendar_day: bool = False
@@ -255,7 +263,7 @@ class Journey:
             )
             lines.append(
                 f"  cap      {cap.messages} per {per}, across every journey; "
-                f"a capped step is {'deferred' if cap.on_cap == 'defer' else 'skipped'}"
+                f"a capped step is {CAP_ACTIONS[cap.on_cap]}"
             )
         if q := self.quiet_hours:
             lines.append(

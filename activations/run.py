@@ -319,7 +319,8 @@ def deliver(
                 )
                 defer(d.ref, DeferReason.CAPPED, allows)
                 continue
-            hold(d.ref, SkipReason.CAPPED)
+            exits = "on_cap exit: the entry leaves the journey" if cap.on_cap == "exit" else None
+            hold(d.ref, SkipReason.CAPPED, exits)
             continue
         values = {
             **d.entry.properties,

@@ -9,7 +9,7 @@ them from the warehouse and the landing files; the benchmark makes its own):
   feedback   engagement with sends: send_key, feedback_event, occurred_at
   history    every transition recorded so far (activations/transitions.py)
   decided    this journey's send keys the ledger has a final status for: send_key, status,
-             decided_at
+             reason, decided_at
 
 and then, all in set-based statements:
   1. new entries: audience rows not yet entered, within the re-entry policy;
@@ -732,12 +732,15 @@ def _move_sql(journey: Journey) -> str:
         """,
         # a send step the ledger has decided: on from when it was (a wait after a message
         # counts from the message; this run's own sends, stamped after its clock, from the
-        # clock), never before the step's own time
-        """
-        select f.entry_id, n.next,
+        # clock), never before the step's own time; out of the journey where the cap held it
+        # back and the journey's policy says so (on_cap: exit)
+        f"""
+        select f.entry_id, case when {_capped_out(journey)} then {lit(EXITED)} else n.next end,
             greatest(f.next_at, least(coalesce(d.decided_at, f.next_at), getvariable('now'))),
             -- decided before the entry got here: a loop back to a step sent already
-            case when d.decided_at < f.reached_at then 'passed' else d.status end, d.send_key
+            case when d.decided_at < f.reached_at then 'passed'
+                when {_capped_out(journey)} then 'exited' else d.status end,
+            case when {_capped_out(journey)} then 'capped: ' else '' end || d.send_key
         from frontier f join nodes n on n.name = f.node
         join decided d on d.send_key = f.send_key
         where n.kind = 'send'
@@ -806,6 +809,20 @@ def _move_sql(journey: Journey) -> str:
             """
         )
     return " union all ".join(parts)
+
+
+def _capped_out(journey: Journey) -> str:
+    """SQL over `d` and `f`: the decided send step leaves the journey (the cap held it back, and
+    the journey's policy is on_cap: exit). Not a step decided before the entry got here."""
+    from activations.ledger import SkipReason  # the ledger package imports this module
+
+    cap = journey.frequency_cap
+    if cap is None or cap.on_cap != "exit" or journey.transactional:
+        return "false"
+    return (
+        f"(d.status = 'skipped' and d.reason = {lit(SkipReason.CAPPED)} "
+        "and d.decided_at >= f.reached_at)"
+    )
 
 
 def _move(con: duckdb.DuckDBPyConnection, journey: Journey) -> int:

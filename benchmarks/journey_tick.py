@@ -206,7 +206,7 @@ def worker(folder: Path, mode: str) -> None:
             f"""
             create temp table decided as
             select send_key, arg_max(status, recorded_at) as status,
-                max(recorded_at) as decided_at
+                arg_max(reason, recorded_at) as reason, max(recorded_at) as decided_at
             from '{folder}/ledger.parquet'
             where journey = {lit(JOURNEY.name)}  -- a tick needs its own journey's keys
             group by send_key

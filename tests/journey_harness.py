@@ -35,9 +35,10 @@ class Harness:
     audience: list[dict[str, Any]] = field(default_factory=list)
     events: list[tuple[str, str, datetime]] = field(default_factory=list)
     feedback: list[tuple[str, str, datetime]] = field(default_factory=list)
-    decided: dict[str, tuple[str, datetime]] = field(default_factory=dict)
+    decided: dict[str, tuple[str, datetime, str | None]] = field(default_factory=dict)
     sent: list[DueSend] = field(default_factory=list)
-    # send key -> the status delivery gives it (default: sent); None: left undecided
+    # send key -> the status delivery gives it (default: sent), with a reason after a colon
+    # ('skipped:capped'); None: left undecided
     outcome: dict[str, str | None] = field(default_factory=dict)
 
     def person(self, person_id: str, **profile: Any) -> Harness:
@@ -91,7 +92,8 @@ class Harness:
             for due in result.due:
                 status = self.outcome.get(due.send_key, "sent")
                 if status is not None:
-                    self.decided[due.send_key] = (status, now)
+                    status, _, reason = status.partition(":")
+                    self.decided[due.send_key] = (status, now, reason or None)
                     self.sent.append(due) if status == "sent" else None
         return result
 
@@ -126,8 +128,9 @@ class Harness:
         _load_rows(
             con, "feedback", self.feedback, send_key=text, feedback_event=text, occurred_at=time
         )
-        decided = [(key, status, at) for key, (status, at) in self.decided.items()]
-        _load_rows(con, "decided", decided, send_key=text, status=text, decided_at=time)
+        decided = [(key, *outcome) for key, outcome in self.decided.items()]
+        _load_rows(con, "decided", decided, send_key=text, status=text, decided_at=time,
+                   reason=text)  # fmt: skip
         transitions.create_history_view(con, self.landing_dir)
 
     def reasons_of(self, person_id: str) -> list[tuple[str, str, str | None]]:

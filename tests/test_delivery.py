@@ -194,6 +194,15 @@ def test_a_deferred_step_expires_and_skip_policy_never_defers(home: Path, sandbo
     skipping = replace(JOURNEY, frequency_cap=replace(JOURNEY.frequency_cap, on_cap="skip"))
     summary = run(home, sandbox, entry("e2"), journey=skipping)
     assert (summary.skipped, summary.deferred) == ({"capped": 1}, {})
+    # on_cap exit: skipped the same way, and the line says the entry leaves (the tick reads it)
+    exiting = replace(JOURNEY, frequency_cap=replace(JOURNEY.frequency_cap, on_cap="exit"))
+    summary = run(home, sandbox, entry("e3"), journey=exiting)
+    assert (summary.skipped, summary.deferred) == ({"capped": 1}, {})
+    line = ledger_line(home, ref_for("e3").send_key, "skipped")
+    assert (line["reason"], line["reason_detail"]) == (
+        "capped",
+        "on_cap exit: the entry leaves the journey",
+    )
 
 
 def test_a_send_older_than_the_cap_window_does_not_cap(home: Path, sandbox: Sandbox) -> None:

@@ -618,7 +618,7 @@ def test_an_open_settled_later_still_counts_for_an_engagement_wait(landing: Path
     run.outcome[key] = None  # not known at first
     run.run(h())
     run.engages(key, "open", h(1))
-    run.decided[key] = ("sent", h(5))  # the lookup found it
+    run.decided[key] = ("sent", h(5), None)  # the lookup found it
     run.run(h(5))
     run.run(h(60))
     assert run.path_of("ann") == ["offer", "opened", "end", EXITED]
@@ -649,3 +649,30 @@ def test_a_transitions_file_landed_twice_counts_once(landing: Path) -> None:
     result = run.tick(h(2), deliver=False)
     assert [(d.step, d.person_id) for d in result.due] == [("hello", "ann")]
     assert result.transitions == 1  # on to the send step, once
+
+
+@pytest.mark.parametrize(
+    ("on_cap", "path"),
+    [
+        ("skip", ["cart_reminder", "push_nudge", COMPLETED]),
+        ("exit", ["cart_reminder", EXITED]),
+    ],
+)
+def test_a_step_the_cap_held_back_goes_on_or_leaves_by_policy(
+    landing: Path, on_cap: str, path: list[str]
+) -> None:
+    j = journey(
+        [send("cart_reminder"), send("push_nudge", PUSH, wait_minutes=60)],
+        frequency_cap={"messages": 1, "per_hours": 24, "on_cap": on_cap},
+    )
+    run = Harness(j, landing).person("ann").enters("ann", h())
+    key = send_key("j", "cart_reminder", "ann", "ann@" + f"{h():%m%d%H%M}")
+    run.outcome[key] = "skipped:capped"  # delivery found the cap reached
+    run.run(h(0, 1))
+    run.run(h(2))
+    assert run.path_of("ann") == path
+    if on_cap == "exit":
+        assert run.steps_of("ann")[-1] == (EXITED, "exited", f"capped: {key}", h(0, 1))
+        assert run.sends_to("ann") == []
+    else:
+        assert run.sends_to("ann") == [("push_nudge", h(1))]

@@ -320,9 +320,9 @@ def create_decided(
     journey: str,
     aliases: Mapping[str, Iterable[str]],
 ) -> None:
-    """`decided` (send_key, status, decided_at) on `con`: the journey's keys with a final status,
-    and those of replaced person ids under the ids that hold their identifiers now (unless the
-    new id has its own record), in SQL: a run never holds every key in memory."""
+    """`decided` (send_key, status, reason, decided_at) on `con`: the journey's keys with a final
+    status, and those of replaced person ids under the ids that hold their identifiers now
+    (unless the new id has its own record), in SQL: a run never holds every key in memory."""
     view = store.layout(con, landing_dir)
     pairs = [(alias, p) for alias, people in aliases.items() for p in people if p != alias]
     con.register(
@@ -342,12 +342,13 @@ def create_decided(
     con.execute(
         f"""
         create temp table decided as
-        select send_key, last_status as status, last_at as decided_at
+        select send_key, last_status as status, last_reason as reason, last_at as decided_at
         from ledger_keys where last_status in ({terminal})
         union all
-        select send_key, any_value(status), any_value(decided_at)
+        select send_key, any_value(status), any_value(reason), any_value(decided_at)
         from (
-            select {carried} as send_key, k.last_status as status, k.last_at as decided_at
+            select {carried} as send_key, k.last_status as status, k.last_reason as reason,
+                k.last_at as decided_at
             from ledger_keys k join alias_pairs m on k.person_id = m.alias
             where k.last_status in ({terminal})
         )
