@@ -17,8 +17,9 @@ from activations.graph import is_time_zone
 from activations.journeys import FrequencyCap, QuietHours, Step
 from activations.ledger import LedgerState, SkipReason
 
-# (user_id, channel) -> (status, recorded_at) of the latest marketing consent change.
-FreshConsents = dict[tuple[str, str], tuple[str, datetime]]
+# (user_id, channel, topic) -> (status, recorded_at) of the latest consent change.
+FreshConsents = dict[tuple[str, str, str], tuple[str, datetime]]
+MARKETING = "marketing"  # the topic of channel-wide marketing consent (staging's default)
 
 
 @dataclass(frozen=True)
@@ -48,14 +49,44 @@ class Channel:
     recipient: str
 
 
-def consent_for(person: Person, channel: str, fresh: FreshConsents) -> str:
-    """The person's latest marketing consent on the channel. A webhook hands the message to the
-    team's own system, not to the person, and the in-app inbox shows it only inside the app they
-    signed in to: both allowed unless the person opted out of them explicitly."""
-    if person.user_id and (person.user_id, channel) in fresh:
-        return fresh[(person.user_id, channel)][0]
+def consent_for(
+    person: Person, channel: str, fresh: FreshConsents, topic: str = MARKETING
+) -> str:
+    """The person's latest consent on the channel for `topic` ('none' if they never said). For
+    marketing: a webhook hands the message to the team's own system, not to the person, and the
+    in-app inbox shows it only inside the app they signed in to: both allowed unless the person
+    opted out of them explicitly."""
+    if person.user_id and (person.user_id, channel, topic) in fresh:
+        return fresh[(person.user_id, channel, topic)][0]
+    if topic != MARKETING:
+        return "none"
     default = "subscribed" if channel in ("webhook", "in_app") else "none"
     return person.consent.get(channel, default)
+
+
+@dataclass(frozen=True)
+class ConsentRule:
+    """What a journey's messages need of the person's consent on a channel."""
+
+    # transactional: no marketing consent needed; only an SMS STOP holds (carriers and Twilio
+    # block every later text to a number that replied STOP, receipts included).
+    transactional: bool = False
+    topic: str | None = None  # an opt-out of it holds on every kind of message
+    topic_opt_in: bool = False  # only people who subscribed to the topic
+
+    def refusal(self, person: Person, channel: str, fresh: FreshConsents) -> str | None:
+        """Why the person may not get the message on `channel`, or None when they may."""
+        marketing = consent_for(person, channel, fresh)
+        if self.transactional:
+            if channel == "sms" and marketing == "unsubscribed":
+                return "sms: unsubscribed (STOP holds for every text)"
+        elif marketing != "subscribed":
+            return f"{channel}: marketing consent {marketing}"
+        if self.topic:
+            status = consent_for(person, channel, fresh, self.topic)
+            if status == "unsubscribed" or (self.topic_opt_in and status != "subscribed"):
+                return f"{channel}: topic {self.topic} {status}"
+        return None
 
 
 # E.164: a plus, a country code that does not start with 0, at most 15 digits in all.
@@ -81,10 +112,12 @@ class NoChannel:
     detail: str | None = None
 
 
-def choose_channel(step: Step, person: Person, fresh: FreshConsents) -> Channel | NoChannel:
-    """The first of the step's channels with consent and a well-formed address, else the reason
-    none fits. With `most_engaged_first`, the channel the person engages with most (if the step
-    has it) goes first."""
+def choose_channel(
+    step: Step, person: Person, fresh: FreshConsents, rule: ConsentRule = ConsentRule()
+) -> Channel | NoChannel:
+    """The first of the step's channels with consent (as `rule` needs it) and a well-formed
+    address, else the reason none fits. With `most_engaged_first`, the channel the person engages
+    with most (if the step has it) goes first."""
     channels = list(step.channels)
     engaged = person.most_engaged_channel
     if step.most_engaged_first and engaged in channels:
@@ -92,8 +125,10 @@ def choose_channel(step: Step, person: Person, fresh: FreshConsents) -> Channel 
         channels.insert(0, engaged)
     consented_without_address = False
     malformed: list[str] = []
+    refused: list[str] = []
     for channel in channels:
-        if consent_for(person, channel, fresh) != "subscribed":
+        if refusal := rule.refusal(person, channel, fresh):
+            refused.append(refusal)
             continue
         recipient = person.address(channel)
         if not recipient:
@@ -104,7 +139,9 @@ def choose_channel(step: Step, person: Person, fresh: FreshConsents) -> Channel 
             return Channel(channel, recipient)
     if malformed:
         return NoChannel(SkipReason.INVALID_ADDRESS, "; ".join(malformed))
-    return NoChannel(SkipReason.NO_ADDRESS if consented_without_address else SkipReason.NO_CONSENT)
+    if consented_without_address:
+        return NoChannel(SkipReason.NO_ADDRESS)
+    return NoChannel(SkipReason.NO_CONSENT, "; ".join(refused) or None)
 
 
 def _window_hours(cap: FrequencyCap, now: datetime, timezone: str | None) -> float:

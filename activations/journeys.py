@@ -136,8 +136,13 @@ class Journey:
     exit_when: Condition | None = None
     quiet_hours: QuietHours | None = None
     # transactional (a receipt, a password reset): never held back by a cap or quiet hours, and
-    # not counted toward anyone's cap. Consent still applies.
+    # not counted toward anyone's cap; it needs no marketing consent (guards.ConsentRule).
     message_type: Literal["marketing", "transactional"] = "marketing"
+    # The subscription topic the messages belong to (a preference center's "cart reminders"):
+    # an opt-out of it holds on top of the channel's consent; with `topic_opt_in`, only people
+    # who subscribed to it explicitly get them.
+    topic: str | None = None
+    topic_opt_in: bool = False
 
     @property
     def transactional(self) -> bool:
@@ -231,6 +236,8 @@ class Journey:
             exit_when=exit_when,
             quiet_hours=quiet_hours,
             message_type=meta.get("message_type", "marketing"),
+            topic=meta["topic"].strip().lower() if meta.get("topic") else None,
+            topic_opt_in=bool(meta.get("topic_opt_in", False)),
         )
 
     def outline(self) -> str:
@@ -253,7 +260,13 @@ class Journey:
         if self.holdout_percent:
             lines.append(f"  holdout  {self.holdout_percent:g}% of people receive nothing")
         if self.transactional:
-            lines.append("  type     transactional: no cap or quiet hours, counted toward none")
+            lines.append(
+                "  type     transactional: no cap or quiet hours, counted toward none; "
+                "no marketing consent needed"
+            )
+        if self.topic:
+            needs = "subscribed to it" if self.topic_opt_in else "not unsubscribed from it"
+            lines.append(f"  topic    {self.topic}: only people {needs}")
         if self.frequency_cap:
             cap = self.frequency_cap
             per = (

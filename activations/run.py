@@ -270,6 +270,7 @@ def deliver(
             hold(s.ref, s.reason, "still unknown after being sent once more")
     batch: list[tuple[Outgoing, datetime]] = []
     in_batch: set[str] = set()  # the people with a message in it
+    consent_rule = guards.ConsentRule(journey.transactional, journey.topic, journey.topic_opt_in)
 
     def send_batch() -> None:
         if not batch:
@@ -289,7 +290,7 @@ def deliver(
         if person is None:
             hold(d.ref, SkipReason.NO_PROFILE)
             continue
-        choice = guards.choose_channel(d.step, person, audience.consents)
+        choice = guards.choose_channel(d.step, person, audience.consents, consent_rule)
         if isinstance(choice, guards.NoChannel):
             hold(d.ref, choice.reason, choice.detail)
             continue

@@ -37,10 +37,11 @@ def people_query(dialect: str = "duckdb") -> str:
 
 
 def consents_query(dialect: str = "duckdb") -> str:
+    """Every topic's latest consent of the users in the list bound as the one parameter."""
     query = (
-        exp.select("user_id", "channel", "consent_status", "recorded_at")
+        exp.select("user_id", "channel", "topic", "consent_status", "recorded_at")
         .from_(exp.to_identifier(CONSENTS_MODEL, quoted=True))
-        .where(exp.column("topic").eq(exp.Literal.string("marketing")))
+        .where(exp.func("list_contains", exp.Placeholder(), exp.column("user_id")))
     )
     return query.sql(dialect=dialect)
 
@@ -50,7 +51,7 @@ class Audience:
     """Who the due sends are for, read right before sending."""
 
     people: dict[str, Person]  # the due sends' people
-    consents: FreshConsents  # the latest marketing consent per (user_id, channel), as of now
+    consents: FreshConsents  # the latest consent per (user_id, channel, topic), as of now
 
 
 def read_people(con: duckdb.DuckDBPyConnection, person_ids: Iterable[str]) -> Audience:
@@ -64,7 +65,8 @@ def read_people(con: duckdb.DuckDBPyConnection, person_ids: Iterable[str]) -> Au
         if wanted
         else []
     )
-    consent_rows = con.execute(consents_query()).fetchall() if wanted else []
+    users = sorted({row[1] for row in people_rows if row[0] in wanted and row[1]})
+    consent_rows = con.execute(consents_query(), [users]).fetchall() if users else []
     people = {}
     for row in people_rows:
         if row[0] not in wanted:
@@ -81,7 +83,7 @@ def read_people(con: duckdb.DuckDBPyConnection, person_ids: Iterable[str]) -> Au
             most_engaged_channel=engaged,
             timezone=zone,
         )
-    fresh = {(user, channel): (status, at) for user, channel, status, at in consent_rows}
+    fresh = {(user, ch, topic): (status, at) for user, ch, topic, status, at in consent_rows}
     return Audience(people, fresh)
 
 

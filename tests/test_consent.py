@@ -48,14 +48,16 @@ def messy(module_paths: Paths) -> Paths:
     return module_paths
 
 
-def consents_at_send_time(paths: Paths) -> dict[tuple[str, str], str]:
+def consents_at_send_time(paths: Paths) -> dict[tuple[str, str, str], str]:
     return {key: status for key, (status, _) in fresh_consents(paths).items()}
 
 
 def fresh_consents(paths: Paths) -> guards.FreshConsents:
-    """What the send-time guard reads (the people asked for do not matter to consents)."""
+    """What the send-time guard reads for everyone in dim_people."""
+    people = [r["person_id"] for r in query(paths, "select person_id from dim_people")]
     with warehouse.attached(paths.duckdb) as con:
-        return warehouse.read_people(con, ["anyone"]).consents
+        assert not warehouse.read_people(con, ["nobody"]).consents  # only the people's own
+        return warehouse.read_people(con, people).consents
 
 
 def test_profile_and_send_time_guard_agree_on_messy_values(messy: Paths) -> None:
@@ -69,8 +71,9 @@ def test_profile_and_send_time_guard_agree_on_messy_values(messy: Paths) -> None
         ("sms", "order_updates", "unsubscribed"),
     ]
     assert consents_at_send_time(messy) == {
-        ("kai", "email"): "unsubscribed",
-        ("kai", "sms"): "subscribed",
+        ("kai", "email", "marketing"): "unsubscribed",
+        ("kai", "sms", "marketing"): "subscribed",
+        ("kai", "sms", "order_updates"): "unsubscribed",
     }
     (profile,) = query(messy, "select email_consent, sms_consent from dim_people")
     kai = guards.Person("p", "kai", "kai@example.com", "+14155550111", None, "Kai", {
@@ -94,4 +97,18 @@ def test_an_opt_out_landed_after_the_build_counts_at_send_time(messy: Paths) -> 
         {**events.consent("kai", "sms", "unsubscribed", T0 + timedelta(hours=1)),
          "channel": "SMS", "status": " UNSUBSCRIBED"}
     ]).land()  # fmt: skip
-    assert consents_at_send_time(messy)[("kai", "sms")] == "unsubscribed"
+    assert consents_at_send_time(messy)[("kai", "sms", "marketing")] == "unsubscribed"
+
+
+def test_a_topic_opt_out_landed_after_the_build_holds_at_send_time(messy: Paths) -> None:
+    (row,) = query(messy, "select person_id from dim_people")
+    kai = guards.Person(row["person_id"], "kai", "kai@example.com", None, None, "Kai")
+    # Kai opted out of marketing email: a receipt goes all the same, until they leave its topic.
+    receipts = guards.ConsentRule(transactional=True, topic="receipts")
+    assert guards.ConsentRule().refusal(kai, "email", fresh_consents(messy)) is not None
+    assert receipts.refusal(kai, "email", fresh_consents(messy)) is None
+    Scenario(messy.landing, consents=[
+        events.consent("kai", "email", "unsubscribed", T0 + timedelta(hours=2), topic=" Receipts")
+    ]).land()  # fmt: skip
+    refusal = receipts.refusal(kai, "email", fresh_consents(messy))
+    assert refusal == "email: topic receipts unsubscribed"

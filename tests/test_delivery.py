@@ -77,6 +77,7 @@ def run(
     journey: Journey = JOURNEY,
     person: guards.Person = SAM,
     others: Iterable[guards.Person] = (),
+    consents: guards.FreshConsents | None = None,
 ) -> RunSummary:
     """One journey run as run_journey makes it, from the ledger on disk."""
     state = ledger.read_state(home)
@@ -86,7 +87,7 @@ def run(
     due_sends = as_due(journey, entries, now)
     due, skips = engine.classify(journey, due_sends, state, now, sender.can_look_up)
     summary = RunSummary(journey.name, writer.run_id)
-    audience = warehouse.Audience({p.person_id: p for p in (person, *others)}, {})
+    audience = warehouse.Audience({p.person_id: p for p in (person, *others)}, consents or {})
     try:
         deliver(journey, due, skips, audience, state, sender, summary)
     finally:
@@ -182,6 +183,39 @@ def test_a_transactional_journey_is_neither_capped_nor_quiet_nor_counted(
     )
     assert ref_for("e9", journey="receipts").send_key in doubt.pending
     assert doubt.sends_within(SAM.person_id, T, 24) == 1
+
+
+def test_a_topic_opt_out_holds_on_top_of_marketing_consent(home: Path, sandbox: Sandbox) -> None:
+    tips = replace(UNCAPPED, topic="tips")
+    said = T - timedelta(minutes=1)
+    out: guards.FreshConsents = {("sam", "sms", "tips"): ("unsubscribed", said)}
+    summary = run(home, sandbox, entry("e1"), journey=tips, consents=out)
+    assert (summary.sent, summary.skipped) == ({}, {"no_consent": 1})
+    line = ledger_line(home, ref_for("e1").send_key, "skipped")
+    assert line["reason_detail"] == "sms: topic tips unsubscribed"
+    # the same person on a journey of another topic, or of none, gets it
+    assert run(home, sandbox, entry("e2"), journey=UNCAPPED, consents=out).sent == {"sms": 1}
+    # an opt-in topic needs an explicit subscription
+    opt_in = replace(tips, topic_opt_in=True)
+    assert run(home, sandbox, entry("e3"), journey=opt_in).skipped == {"no_consent": 1}
+    joined: guards.FreshConsents = {("sam", "sms", "tips"): ("subscribed", said)}
+    assert run(home, sandbox, entry("e4"), journey=opt_in, consents=joined).sent == {"sms": 1}
+    # and a newer marketing opt-out still wins over the topic
+    both = {**joined, ("sam", "sms", "marketing"): ("unsubscribed", said)}
+    assert run(home, sandbox, entry("e5"), journey=opt_in, consents=both).sent == {}
+
+
+def test_a_transactional_message_needs_no_marketing_consent_but_stop_holds(
+    home: Path, sandbox: Sandbox
+) -> None:
+    receipt = replace(UNCAPPED, name="receipts", message_type="transactional")
+    never_asked = replace(SAM, consent={})
+    summary = run(home, sandbox, entry("e1"), journey=receipt, person=never_asked)
+    assert summary.sent == {"sms": 1}
+    assert run(home, sandbox, entry("e1"), person=never_asked, now=T).skipped == {"no_consent": 1}
+    stop: guards.FreshConsents = {("sam", "sms", "marketing"): ("unsubscribed", T)}
+    summary = run(home, sandbox, entry("e2"), journey=receipt, consents=stop)
+    assert summary.skipped == {"no_consent": 1} and len(sandbox.received) == 1
 
 
 def test_a_deferred_step_expires_and_skip_policy_never_defers(home: Path, sandbox: Sandbox) -> None:
