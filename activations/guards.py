@@ -49,9 +49,7 @@ class Channel:
     recipient: str
 
 
-def consent_for(
-    person: Person, channel: str, fresh: FreshConsents, topic: str = MARKETING
-) -> str:
+def consent_for(person: Person, channel: str, fresh: FreshConsents, topic: str = MARKETING) -> str:
     """The person's latest consent on the channel for `topic` ('none' if they never said). For
     marketing: a webhook hands the message to the team's own system, not to the person, and the
     in-app inbox shows it only inside the app they signed in to: both allowed unless the person
