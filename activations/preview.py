@@ -13,7 +13,7 @@ import httpx
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from activations.channels.core import Outgoing, Sender
+from activations.channels.core import InFlight, Outgoing, Sender
 from activations.channels.message import Message, Outcome
 from activations.journeys import Journey
 from activations.ledger import LedgerWriter, SendRef
@@ -60,13 +60,16 @@ class _Decisions(LedgerWriter):
 class _DrySender(Sender):
     """Sends nothing and asks no provider: a due message becomes a `would_send` row."""
 
-    def send_batch(self, batch: Sequence[Outgoing]) -> list[Outcome]:
+    def submit(self, batch: Sequence[Outgoing]) -> InFlight:
         for o in batch:
             self.ledger.write(
                 o.ref, "would_send", self.clock(), attempt=o.attempt_number,  # type: ignore[arg-type]
                 **self.ledger_columns(o.message),
             )  # fmt: skip
-        return [Outcome("sent", reason="preview") for _ in batch]
+        return InFlight(list(batch), [], [], self.clock())
+
+    def collect(self, flight: InFlight) -> list[Outcome]:
+        return [Outcome("sent", reason="preview") for _ in flight.batch]
 
     def reconcile(
         self, ref: SendRef, message: Message, since: datetime, attempt_number: int

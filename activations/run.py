@@ -16,6 +16,7 @@ from activations.channels.core import DEFAULT_CONCURRENCY, ChannelClient, Outgoi
 from activations.channels.inbox import InboxClient
 from activations.channels.message import Message, Outcome
 from activations.channels.policy import HttpTimeouts, RateLimiter, RetryPolicy
+from activations.channels.queues import ChannelQueues, Queued
 from activations.connected_content import ContentFetcher, ContentUnavailable
 from activations.journeys import Journey
 from activations.ledger import (
@@ -199,9 +200,10 @@ def deliver(
     fetcher: ContentFetcher | None = None,
 ) -> None:
     """Settle what was left unknown, record the engine's skips, then send each due step that
-    passes the send-time guards, `batch_size` messages at a time (Sender.send_batch). `state` is
-    kept current, so the cap sees this run's sends, the batch's own included. `fetcher` fetches
-    connected content (one per run: its cache)."""
+    passes the send-time guards, through one queue per channel, `batch_size` messages a batch
+    (ChannelQueues: a slow provider holds up only its own channel). `state` is kept current, so
+    the cap sees this run's sends, those still in flight included. `fetcher` fetches connected
+    content (one per run: its cache)."""
     fetcher = fetcher or ContentFetcher(sender.http)
     clock = sender.clock
     for recipient, ids in state.provider_ids.items():  # a lookup never claims these again
@@ -268,98 +270,103 @@ def deliver(
             hold(s.ref, s.reason)
         else:
             hold(s.ref, s.reason, "still unknown after being sent once more")
-    batch: list[tuple[Outgoing, datetime]] = []
-    in_batch: set[str] = set()  # the people with a message in it
     consent_rule = guards.ConsentRule(journey.transactional, journey.topic, journey.topic_opt_in)
 
-    def send_batch() -> None:
-        if not batch:
-            return
-        outcomes = sender.send_batch([outgoing for outgoing, _ in batch])
-        for (outgoing, counted), outcome in zip(batch, outcomes, strict=True):
-            summary.count(outgoing.message.channel, outcome)
-            if outcome.status == "failed":  # an unknown outcome may have gone out: it counts
-                state.forget_send(outgoing.ref.person_id, counted)
-        batch.clear()
-        in_batch.clear()
+    def outcome(queued: Queued, outcome: Outcome) -> None:
+        outgoing = queued.outgoing
+        summary.count(outgoing.message.channel, outcome)
+        if outcome.status == "failed":  # an unknown outcome may have gone out: it counts
+            state.forget_send(outgoing.ref.person_id, queued.counted)
 
-    for d in due:
-        if settled(d.ref, d.attempt_number - 1):
-            continue
-        person = audience.people.get(d.ref.person_id)
-        if person is None:
-            hold(d.ref, SkipReason.NO_PROFILE)
-            continue
-        choice = guards.choose_channel(d.step, person, audience.consents, consent_rule)
-        if isinstance(choice, guards.NoChannel):
-            hold(d.ref, choice.reason, choice.detail)
-            continue
-        if sender.channel_down(choice.channel):
-            # Its provider keeps failing: not sent into the outage, and the other channels go
-            # on; a later run sends it (an attempt in doubt stays so, with no line now).
-            if d.ref.send_key not in state.pending:
-                defer(d.ref, DeferReason.PROVIDER_DOWN, clock() + PROVIDER_DOWN_RETRY)
-            continue
-        quiet = None if journey.transactional else journey.quiet_hours
-        if quiet and (ends := guards.quiet_until(quiet, choice.channel, person, clock())):
-            # The person's night: not now, and not counted toward the cap. An earlier attempt
-            # still unsettled stays so (no line now); the next run looks again.
-            if d.ref.send_key not in state.pending:
-                defer(d.ref, DeferReason.QUIET_HOURS, ends)
-            continue
-        cap = None if journey.transactional else journey.frequency_cap
-        if cap and person.person_id in in_batch:
-            # The cap counts this person's message in the batch before its outcome is known:
-            # send the batch first, so that one that fails gives its place back.
-            send_batch()
-        zone = person.timezone
-        if cap and guards.over_cap(cap, person.person_id, state, clock(), d.ref.send_key, zone):
-            if cap.on_cap == "defer" and d.ref.send_key not in state.pending:
-                allows = guards.cap_allows_at(
-                    cap, person.person_id, state, clock(), d.ref.send_key, zone
+    def withdrawn(queued: Queued) -> None:
+        """Its channel went down before it was attempted: deferred as any step of a channel
+        that is down (an earlier attempt in doubt stays as the ledger has it: no line now)."""
+        ref = queued.outgoing.ref
+        state.forget_send(ref.person_id, queued.counted)
+        if queued.outgoing.attempt_number == 1:
+            defer(ref, DeferReason.PROVIDER_DOWN, clock() + PROVIDER_DOWN_RETRY)
+
+    queues = ChannelQueues(sender, outcome, withdrawn, batch_size)
+    try:
+        for d in due:
+            if settled(d.ref, d.attempt_number - 1):
+                continue
+            person = audience.people.get(d.ref.person_id)
+            if person is None:
+                hold(d.ref, SkipReason.NO_PROFILE)
+                continue
+            choice = guards.choose_channel(d.step, person, audience.consents, consent_rule)
+            if isinstance(choice, guards.NoChannel):
+                hold(d.ref, choice.reason, choice.detail)
+                continue
+            if sender.channel_down(choice.channel):
+                # Its provider keeps failing: not sent into the outage, and the other channels go
+                # on; a later run sends it (an attempt in doubt stays so, with no line now).
+                if d.ref.send_key not in state.pending:
+                    defer(d.ref, DeferReason.PROVIDER_DOWN, clock() + PROVIDER_DOWN_RETRY)
+                continue
+            quiet = None if journey.transactional else journey.quiet_hours
+            if quiet and (ends := guards.quiet_until(quiet, choice.channel, person, clock())):
+                # The person's night: not now, and not counted toward the cap. An earlier attempt
+                # still unsettled stays so (no line now); the next run looks again.
+                if d.ref.send_key not in state.pending:
+                    defer(d.ref, DeferReason.QUIET_HOURS, ends)
+                continue
+            cap = None if journey.transactional else journey.frequency_cap
+            if cap and queues.holds(person.person_id):
+                # The cap counts this person's message in a queue before its outcome is known:
+                # send it first, so that one that fails gives its place back.
+                queues.settle(person.person_id)
+            zone = person.timezone
+            if cap and guards.over_cap(cap, person.person_id, state, clock(), d.ref.send_key, zone):
+                if cap.on_cap == "defer" and d.ref.send_key not in state.pending:
+                    allows = guards.cap_allows_at(
+                        cap, person.person_id, state, clock(), d.ref.send_key, zone
+                    )
+                    defer(d.ref, DeferReason.CAPPED, allows)
+                    continue
+                exits = (
+                    "on_cap exit: the entry leaves the journey" if cap.on_cap == "exit" else None
                 )
-                defer(d.ref, DeferReason.CAPPED, allows)
+                hold(d.ref, SkipReason.CAPPED, exits)
                 continue
-            exits = "on_cap exit: the entry leaves the journey" if cap.on_cap == "exit" else None
-            hold(d.ref, SkipReason.CAPPED, exits)
-            continue
-        values = {
-            **d.entry.properties,
-            "first_name": person.first_name,
-            "person_id": person.person_id,
-            "user_id": person.user_id,
-        }
-        if d.step.connected_content:
+            values = {
+                **d.entry.properties,
+                "first_name": person.first_name,
+                "person_id": person.person_id,
+                "user_id": person.user_id,
+            }
+            if d.step.connected_content:
+                try:
+                    values.update(fetcher.values(d.step.connected_content, values))
+                except ContentUnavailable as failed:
+                    hold(d.ref, SkipReason.CONNECTED_CONTENT_FAILED, str(failed))
+                    continue
             try:
-                values.update(fetcher.values(d.step.connected_content, values))
-            except ContentUnavailable as failed:
-                hold(d.ref, SkipReason.CONNECTED_CONTENT_FAILED, str(failed))
+                content = render(
+                    d.step.templates[choice.channel], values, d.step.fallbacks, person.timezone
+                )
+            except MissingTemplateVariable as missing:
+                hold(d.ref, SkipReason.MISSING_TEMPLATE_VARIABLE, missing.name)
                 continue
-        try:
-            content = render(
-                d.step.templates[choice.channel], values, d.step.fallbacks, person.timezone
+            except TemplateProblem as problem:
+                hold(d.ref, SkipReason.UNRENDERABLE_TEMPLATE, str(problem))
+                continue
+            message = Message(
+                send_key=d.ref.send_key,
+                channel=choice.channel,
+                recipient=choice.recipient,
+                body=content.body,
+                subject=content.subject,
+                title=content.title,
+                tags={"journey": journey.name, "step": d.step.name},
             )
-        except MissingTemplateVariable as missing:
-            hold(d.ref, SkipReason.MISSING_TEMPLATE_VARIABLE, missing.name)
-            continue
-        except TemplateProblem as problem:
-            hold(d.ref, SkipReason.UNRENDERABLE_TEMPLATE, str(problem))
-            continue
-        message = Message(
-            send_key=d.ref.send_key,
-            channel=choice.channel,
-            recipient=choice.recipient,
-            body=content.body,
-            subject=content.subject,
-            title=content.title,
-            tags={"journey": journey.name, "step": d.step.name},
-        )
-        # Counted toward the cap from now (the batch's later messages see it), until it fails.
-        counted = clock()
-        state.settle(d.ref.send_key)  # this attempt replaces any earlier one
-        state.note_send(person.person_id, counted)
-        batch.append((Outgoing(d.ref, message, d.attempt_number), counted))
-        in_batch.add(person.person_id)
-        if len(batch) >= batch_size:
-            send_batch()
-    send_batch()
+            # Counted toward the cap from now (the batch's later messages see it), until it fails.
+            counted = clock()
+            state.settle(d.ref.send_key)  # this attempt replaces any earlier one
+            state.note_send(person.person_id, counted)
+            queues.add(Queued(Outgoing(d.ref, message, d.attempt_number), counted))
+        queues.finish()
+    except BaseException:
+        queues.abandon()
+        raise

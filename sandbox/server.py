@@ -41,6 +41,9 @@ class Received:
     list_unsubscribe: str | None = None  # email: the List-Unsubscribe header it carried
 
 
+STALL_SECONDS = 60.0  # a stalled provider answers after this long even if never released
+
+
 @dataclass
 class Fault:
     """Answer the next `count` requests to `provider` with `status` (and Retry-After, if set).
@@ -95,6 +98,7 @@ class Sandbox:
         self.tokens_issued = 0
         self.unsubscribed: list[str] = []  # send keys of one-click unsubscribes received
         self._lock = threading.Lock()
+        self._stalled: dict[str, threading.Event] = {}  # provider -> set when released
         self.requests_seen = 0
         self.in_flight = 0
         self.most_in_flight = 0  # the most requests it was answering at once
@@ -111,6 +115,18 @@ class Sandbox:
     def received(self) -> list[Received]:
         with self._lock:
             return list(self._received)
+
+    def stall(self, provider: str) -> None:
+        """From now on, requests to `provider` get no answer until `release` (a provider that
+        hangs): what a sender does meanwhile on the other channels is what a test looks at."""
+        with self._lock:
+            self._stalled.setdefault(provider, threading.Event())
+
+    def release(self, provider: str) -> None:
+        with self._lock:
+            gate = self._stalled.pop(provider, None)
+        if gate is not None:
+            gate.set()
 
     def fail_next(self, fault: Fault) -> None:
         with self._lock:
@@ -173,6 +189,10 @@ class Sandbox:
                 404, {"errors": [{"message": f"no such endpoint: {req.method} {req.path}"}]}
             )
         provider, handler = route
+        with self._lock:
+            gate = self._stalled.get(provider)
+        if gate is not None:
+            gate.wait(STALL_SECONDS)
         if self.latency_seconds:
             time.sleep(self.latency_seconds)
         fault = self._take_fault(provider)

@@ -44,6 +44,19 @@ class Outgoing:
     attempt_number: int = 1
 
 
+@dataclass
+class InFlight:
+    """A submitted batch: recorded as attempted, its requests with the channels' workers."""
+
+    batch: list[Outgoing]
+    groups: list[list[int]]  # the batch's positions, by the request that carries them
+    calls: list[Future[list[Outcome]]]  # one per group
+    attempted_at: datetime
+
+    def done(self) -> bool:
+        return all(call.done() for call in self.calls)
+
+
 class HttpClient(Protocol):
     """A channel sent to as one HTTP request per message (SendGrid, Twilio, FCM, webhooks)."""
 
@@ -231,6 +244,11 @@ class Sender:
 
     def send_batch(self, batch: Sequence[Outgoing]) -> list[Outcome]:
         """Send every message of `batch`, concurrently; their outcomes, in the batch's order."""
+        return self.collect(self.submit(batch))
+
+    def submit(self, batch: Sequence[Outgoing]) -> InFlight:
+        """Record `batch` as attempted (fsynced together) and hand its requests to the channels'
+        workers; `collect` waits for the outcomes and records them."""
         clients = [self._client(o.message.channel) for o in batch]  # unknown channel: nothing out
         # On disk before any request leaves: a crash mid-batch leaves these as 'unknown'.
         attempted_at = self.clock()
@@ -248,22 +266,19 @@ class Sender:
             )
             for group in groups
         ]
+        return InFlight(list(batch), groups, calls, attempted_at)
+
+    def collect(self, flight: InFlight) -> list[Outcome]:
+        """Wait for the outcomes of a submitted batch, record them (fsynced together) and settle
+        the unknown ones the provider can look up; the outcomes, in the batch's order."""
+        batch = flight.batch
         outcomes: list[Outcome] = [Outcome("unknown")] * len(batch)
         try:
-            for group, call in zip(groups, calls, strict=True):
+            for group, call in zip(flight.groups, flight.calls, strict=True):
                 for i, outcome in zip(group, call.result(), strict=True):
                     outcomes[i] = outcome
         except BaseException:
-            # Stopped (Ctrl-C, a cancelled run): no request that has not left goes now. What did
-            # leave is recorded; the rest stay `attempted`, sent at most once more next run.
-            for call in calls:
-                call.cancel()
-            for group, call in zip(groups, calls, strict=True):
-                if not call.cancelled() and call.exception() is None:
-                    for i, outcome in zip(group, call.result(), strict=True):
-                        o = batch[i]
-                        self._record(o.ref, o.message, outcome, o.attempt_number, sync=False)
-            self.ledger.sync()
+            self.abandon(flight)
             raise
         for o, outcome in zip(batch, outcomes, strict=True):
             self._record(o.ref, o.message, outcome, o.attempt_number, sync=False)
@@ -272,10 +287,23 @@ class Sender:
         for n, (o, outcome) in enumerate(zip(batch, outcomes, strict=True)):
             if outcome.status == "unknown":
                 # The provider may list it already; if not, the next run looks again first.
-                settled = self.reconcile(o.ref, o.message, attempted_at, o.attempt_number)
+                settled = self.reconcile(o.ref, o.message, flight.attempted_at, o.attempt_number)
                 if settled is not None:
                     outcomes[n] = settled
         return outcomes
+
+    def abandon(self, flight: InFlight) -> None:
+        """Stopped (Ctrl-C, a cancelled run): no request of `flight` that has not left goes now.
+        What did leave is waited for and recorded; the rest stay `attempted`, sent at most once
+        more next run."""
+        for call in flight.calls:
+            call.cancel()
+        for group, call in zip(flight.groups, flight.calls, strict=True):
+            if not call.cancelled() and call.exception() is None:
+                for i, outcome in zip(group, call.result(), strict=True):
+                    o = flight.batch[i]
+                    self._record(o.ref, o.message, outcome, o.attempt_number, sync=False)
+        self.ledger.sync()
 
     def channel_down(self, channel: str) -> bool:
         """True while the channel is out of the run (BREAKER_FAILURES failures in a row, then
