@@ -1,25 +1,36 @@
 """`switchyard caps simulate`: with a cap policy, what would have been held back over a past
 window, by journey and channel, replayed from the ledger without sending anything.
 
-The replay goes through each person's messages in the order they went out. A message counts
-toward the cap only if it would still have been sent: one the policy holds back frees its place
-for the next. Exempt journeys (transactional ones) neither count nor get held back. What the
-policy does with a held-back message (defer or skip) is not replayed: deferred ones would have
-gone out later, so the figures are the messages that could not have gone when they did.
+The replay goes through each person's messages in the order they went out, judging each with
+the send-time guard itself (guards.over_cap: a sliding window, or the person's calendar day in
+their time zone). A message counts toward the cap only if it would still have been sent: one the
+policy holds back frees its place for the next. Exempt journeys (the policy's, and the
+project's transactional ones) neither count nor get held back. What the policy does with a
+held-back message (defer, skip, exit) is not replayed: deferred ones would have gone out later,
+so the figures are the messages that could not have gone when they did.
 """
 
 from __future__ import annotations
 
 import json
-from collections import Counter, deque
+from collections import Counter
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import duckdb
 
-from activations.ledger import store
+from activations import guards
+from activations.graph import is_time_zone
+from activations.journeys import FrequencyCap
+from activations.ledger import LedgerState, store
 from activations.ledger.vocabulary import OUTCOME_UNKNOWN
+
+EXAMPLE = (
+    '{"messages": 1, "per_hours": 24, "calendar_day": false, "default_timezone": "UTC", '
+    '"exempt_journeys": []}'
+)
 
 
 @dataclass(frozen=True)
@@ -27,25 +38,51 @@ class CapPolicy:
     messages: int
     per_hours: float
     exempt_journeys: frozenset[str] = field(default_factory=frozenset)
+    calendar_day: bool = False  # per the person's calendar day, as a journey's cap can be
+    default_timezone: str = "UTC"  # for people without a known time zone
+
+    @property
+    def cap(self) -> FrequencyCap:
+        return FrequencyCap(
+            self.messages,
+            self.per_hours,
+            calendar_day=self.calendar_day,
+            default_timezone=self.default_timezone,
+        )
+
+    def describe(self) -> str:
+        if self.calendar_day:
+            return f"{self.messages} per calendar day (their time, else {self.default_timezone})"
+        return f"{self.messages} per {self.per_hours:g} h"
 
     @classmethod
     def from_file(cls, path: Path) -> CapPolicy:
-        """A JSON file: {"messages": 1, "per_hours": 24, "exempt_journeys": ["receipts"]}."""
+        """A JSON file with a journey's frequency_cap keys and the journeys it exempts (EXAMPLE)."""
         try:
             raw = json.loads(path.read_text())
+            unknown = set(raw) - {
+                "messages", "per_hours", "exempt_journeys", "calendar_day", "default_timezone"
+            }  # fmt: skip
+            if unknown:
+                raise KeyError(f"unknown keys {sorted(unknown)}")
             policy = cls(
                 int(raw["messages"]),
-                float(raw["per_hours"]),
+                float(raw.get("per_hours", 24)),
                 frozenset(raw.get("exempt_journeys", [])),
+                bool(raw.get("calendar_day", False)),
+                str(raw.get("default_timezone", "UTC")),
             )
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise ValueError(
-                f"{path}: a cap policy is JSON like "
-                '{"messages": 1, "per_hours": 24, "exempt_journeys": []} '
-                f"({exc.__class__.__name__}: {exc})"
+                f"{path}: a cap policy is JSON like {EXAMPLE} ({exc.__class__.__name__}: {exc})"
             ) from exc
         if policy.messages < 1 or policy.per_hours <= 0:
             raise ValueError(f"{path}: messages must be at least 1 and per_hours above 0")
+        if not is_time_zone(policy.default_timezone):
+            raise ValueError(
+                f"{path}: default_timezone {policy.default_timezone!r} is not an IANA time zone "
+                "(e.g. 'Europe/Berlin')"
+            )
         return policy
 
 
@@ -58,12 +95,22 @@ class Simulated:
 
 
 def simulate(
-    landing_dir: Path, policy: CapPolicy, until: datetime, days: float = 7
+    landing_dir: Path,
+    policy: CapPolicy,
+    until: datetime,
+    days: float = 7,
+    exempt: Collection[str] = (),
+    timezones: Mapping[str, str | None] | None = None,
 ) -> list[Simulated]:
-    """Replay the messages sent in the `days` before `until` under `policy`. The window before
-    them (one cap period) is replayed too, so the first day starts with what it had."""
+    """Replay the messages sent in the `days` before `until` under `policy` (`exempt`: more
+    journeys it does not apply to, such as the transactional ones; `timezones`: each person's,
+    for a calendar-day cap). The window before them (what the cap looks back over) is replayed
+    too, so the first day starts with what it had."""
     since = until - timedelta(days=days)
-    warm_up = since - timedelta(hours=policy.per_hours)
+    cap = policy.cap
+    warm_up = since - cap.lookback
+    exempt = policy.exempt_journeys | set(exempt)
+    zones = timezones or {}
     con = duckdb.connect()
     try:
         lines = store.lines_sql(store.layout(con, landing_dir))
@@ -83,21 +130,18 @@ def simulate(
         )
     finally:
         con.close()
-    window = timedelta(hours=policy.per_hours)
     sent: Counter[tuple[str, str]] = Counter()
     held: Counter[tuple[str, str]] = Counter()
-    allowed: deque[datetime] = deque()
+    allowed = LedgerState({}, {}, {})  # what would have gone out, as the guard reads it
     person = None
     for person_id, journey, channel, at in rows:
         if person_id != person:
-            person, allowed = person_id, deque()
-        if journey in policy.exempt_journeys:
+            person, allowed = person_id, LedgerState({}, {}, {})
+        if journey in exempt:
             continue
-        while allowed and allowed[0] <= at - window:
-            allowed.popleft()
-        capped = len(allowed) >= policy.messages
+        capped = guards.over_cap(cap, person_id, allowed, at, None, zones.get(person_id))
         if not capped:
-            allowed.append(at)
+            allowed.note_send(person_id, at)
         if at > since:
             key = (journey, channel or "none")
             sent[key] += 1

@@ -202,13 +202,43 @@ def cmd_caps(args: argparse.Namespace) -> int:
         print(f"switchyard caps simulate: {exc}", file=sys.stderr)
         return 2
     until = args.until or datetime.now(UTC).replace(tzinfo=None)
-    results = caps_simulate.simulate(Paths.from_env().landing, policy, until, args.days)
+    paths = Paths.from_env()
+    transactional = _transactional_journeys()
+    zones = _time_zones(paths) if policy.calendar_day else {}
+    results = caps_simulate.simulate(
+        paths.landing, policy, until, args.days, exempt=transactional, timezones=zones
+    )
+    exempt = sorted(policy.exempt_journeys | transactional)
     print(
-        f"cap {policy.messages} per {policy.per_hours:g} h over the {args.days:g} days to "
-        f"{until:%Y-%m-%d %H:%M} UTC (from the ledger; nothing sent):"
+        f"cap {policy.describe()} over the {args.days:g} days to {until:%Y-%m-%d %H:%M} UTC "
+        f"(from the ledger; nothing sent; exempt: {', '.join(exempt) or 'none'}):"
     )
     print(caps_simulate.as_table(results))
     return 0
+
+
+def _transactional_journeys() -> frozenset[str]:
+    """The project's transactional journeys (exempt from every cap), or none if the journeys
+    cannot be read now (said on stderr)."""
+    from activations.journeys import JourneyDefinitionError, load_journeys
+    from orchestration.dbt_project import ensure_manifest
+
+    try:
+        return frozenset(j.name for j in load_journeys(ensure_manifest()) if j.transactional)
+    except (JourneyDefinitionError, OSError, RuntimeError) as exc:
+        print(f"note: journeys not read, none exempt as transactional ({exc})", file=sys.stderr)
+        return frozenset()
+
+
+def _time_zones(paths: Paths) -> dict[str, str | None]:
+    """Each person's time zone as dim_people has it (none before the first build)."""
+    from activations import warehouse
+
+    if not paths.duckdb.exists():
+        print("note: no warehouse yet: everyone on the policy's default zone", file=sys.stderr)
+        return {}
+    with warehouse.attached(paths.duckdb) as con:
+        return dict(con.execute("select person_id, timezone from dim_people").fetchall())
 
 
 def cmd_ledger(args: argparse.Namespace) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -75,3 +76,42 @@ def test_the_command_prints_the_table_and_refuses_a_bad_policy(
     policy.write_text(json.dumps({"messages": 0, "per_hours": 24}))
     assert cli.main(["caps", "simulate", "--policy", str(policy), "--until", until]) == 2
     assert "messages must be at least 1" in capsys.readouterr().err
+
+
+def test_a_calendar_day_policy_counts_by_the_persons_own_day(home: Path) -> None:
+    # Ann's push at 12:00 UTC, email at 14:00, receipt at 15:00. In New York those fall on one
+    # day; in Noumea (UTC+11) the push is at 23:00 and the email at 01:00 the next day.
+    daily = CapPolicy(1, 24, calendar_day=True)
+    until = T + timedelta(days=2)
+
+    def held(**kw: Any) -> dict[tuple[str, str], int]:
+        return {(r.journey, r.channel): r.held_back for r in simulate(home, daily, until, **kw)}
+
+    new_york = held(timezones={"ann": "America/New_York"})
+    assert (new_york[("welcome", "email")], new_york[("receipts", "email")]) == (1, 1)
+    noumea = held(timezones={"ann": "Pacific/Noumea"})
+    assert (noumea[("welcome", "email")], noumea[("receipts", "email")]) == (0, 1)
+    # no zone known: the policy's default
+    assert held() == held(timezones={"ann": "UTC"})
+    # the project's transactional journeys, passed in, neither count nor are held back
+    exempt = held(exempt={"receipts"}, timezones={"ann": "Pacific/Noumea"})
+    assert ("receipts", "email") not in exempt and exempt[("welcome", "email")] == 0
+
+
+def test_a_policy_file_may_say_calendar_day_and_a_zone(tmp_path: Path) -> None:
+    path = tmp_path / "p.json"
+    path.write_text(
+        json.dumps({"messages": 2, "calendar_day": True, "default_timezone": "Asia/Tokyo"})
+    )
+    policy = CapPolicy.from_file(path)
+    assert (policy.calendar_day, policy.default_timezone, policy.per_hours) == (
+        True,
+        "Asia/Tokyo",
+        24,
+    )
+    path.write_text(json.dumps({"messages": 1, "default_timezone": "Mars/Base"}))
+    with pytest.raises(ValueError, match="not an IANA time zone"):
+        CapPolicy.from_file(path)
+    path.write_text(json.dumps({"messages": 1, "per_day": 1}))
+    with pytest.raises(ValueError, match="unknown keys"):
+        CapPolicy.from_file(path)
