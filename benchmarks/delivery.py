@@ -9,7 +9,8 @@ The sandbox runs in its own process on 127.0.0.1, as a provider would be elsewhe
   raw     the sandbox's capacity: bare keep-alive HTTP/1.1 clients (http.client, no Switchyard)
           in two processes posting valid Twilio requests for a few seconds;
   naive   one httpx request at a time, no ledger: what a plain script gets;
-  sender  activations.channels.Sender.send_batch over N messages in batches of 256, with the
+  sender  N messages through a run's channel queues (activations.channels.queues: a batch of
+          256 per channel at a time, two in flight per channel) and the Sender, with the
           ledger written (attempted fsynced per batch, then the outcomes), rate limits and
           concurrency per channel as settings.
 Then, the sandbox answering each request `--latency-ms` later (default 50, as providers across
@@ -53,6 +54,7 @@ from activations import ledger  # noqa: E402
 from activations.channels import ChannelSettings, Message, Sender  # noqa: E402
 from activations.channels.core import Outgoing  # noqa: E402
 from activations.channels.policy import RateLimiter, RetryPolicy  # noqa: E402
+from activations.channels.queues import ChannelQueues, Queued  # noqa: E402
 from activations.ledger.compact import compact  # noqa: E402
 from sandbox import SANDBOX_CREDENTIALS  # noqa: E402
 from switchyard import landing  # noqa: E402
@@ -245,8 +247,8 @@ def violations(base_url: str) -> int:
 def send_all(
     base_url: str, batch: list[Outgoing], home: Path
 ) -> tuple[Counter[str], float, list[float]]:
-    """Sender.send_batch over `batch`, BATCH at a time, ledger in `home`: the outcomes, the
-    seconds it took and each request's latency."""
+    """`batch` through the channel queues a run sends with (BATCH messages a batch), ledger in
+    `home`: the outcomes, the seconds it took and each request's latency."""
     writer = ledger.LedgerWriter(home, "bench")
     transport = TimedTransport(limits=httpx.Limits(max_connections=64))
     sender = Sender(
@@ -260,8 +262,15 @@ def send_all(
     )
     started = time.perf_counter()
     outcomes: Counter[str] = Counter()
-    for i in range(0, len(batch), BATCH):
-        outcomes.update(o.status for o in sender.send_batch(batch[i : i + BATCH]))
+    queues = ChannelQueues(
+        sender,
+        lambda queued, outcome: outcomes.update([outcome.status]),
+        lambda queued: outcomes.update(["withdrawn"]),
+        BATCH,
+    )
+    for outgoing in batch:
+        queues.add(Queued(outgoing, NOW))
+    queues.finish()
     seconds = time.perf_counter() - started
     sender.close()
     writer.close()

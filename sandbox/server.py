@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import re
@@ -10,13 +11,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
 from sandbox import google, providers
 from sandbox.credentials import SANDBOX_CREDENTIALS, SandboxCredentials
+from sandbox.http import AsyncHttpServer
 from sandbox.providers import Reply, Request
 
 TWILIO_PATH = re.compile(r"^/2010-04-01/Accounts/([^/]+)/Messages\.json$")
@@ -25,7 +26,6 @@ WEBHOOK_PATH = "/_sandbox/webhook"  # a team's own endpoint, as ChannelSettings.
 STATUS_CALLBACK_PATH = "/_sandbox/twilio/status"
 CONTENT_PATH = "/_sandbox/content"  # a team's content endpoint, for connected content
 UNSUBSCRIBE_PATH = "/_sandbox/unsubscribe"  # where the sandbox's List-Unsubscribe points
-LOST = -1  # a Reply status meaning: close the connection without answering
 
 
 @dataclass(frozen=True)
@@ -102,14 +102,12 @@ class Sandbox:
         self.requests_seen = 0
         self.in_flight = 0
         self.most_in_flight = 0  # the most requests it was answering at once
-        self._server = ThreadingHTTPServer((host, port), self._handler_class())
-        self._server.daemon_threads = True
-        self._thread: threading.Thread | None = None
+        self._server = AsyncHttpServer(host, port, self.handle)
 
     @property
     def base_url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        host, port = self._server.address
+        return f"http://{host}:{port}"
 
     @property
     def received(self) -> list[Received]:
@@ -128,23 +126,24 @@ class Sandbox:
         if gate is not None:
             gate.set()
 
+    def release_all(self) -> None:
+        for provider in list(self._stalled):
+            self.release(provider)
+
     def fail_next(self, fault: Fault) -> None:
         with self._lock:
             self._faults.append(fault)
 
     def start(self) -> Sandbox:
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, daemon=True, name="switchyard-sandbox"
-        )
-        self._thread.start()
+        self._server.start()  # its event loop, on a thread of its own
         return self
 
     def serve_forever(self) -> None:
         self._server.serve_forever()
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self.release_all()
+        self._server.stop()
 
     def __enter__(self) -> Sandbox:
         return self.start()
@@ -154,20 +153,21 @@ class Sandbox:
 
     # -- request handling ------------------------------------------------------------------
 
-    def handle(self, req: Request) -> Reply:
+    async def handle(self, req: Request) -> Reply | None:
+        """The answer to `req`, or None: close the connection without one."""
         if req.path == google.TOKEN_PATH:  # Google's host, not a provider's: counted apart
-            return self._handle(req)
+            return await self._handle(req)
         with self._lock:
             self.requests_seen += 1
             self.in_flight += 1
             self.most_in_flight = max(self.most_in_flight, self.in_flight)
         try:
-            return self._handle(req)
+            return await self._handle(req)
         finally:
             with self._lock:
                 self.in_flight -= 1
 
-    def _handle(self, req: Request) -> Reply:
+    async def _handle(self, req: Request) -> Reply | None:
         if req.method == "GET" and req.path == "/_sandbox/messages":
             return Reply(200, [r.__dict__ for r in self.received])
         if req.method == "POST" and req.path == "/_sandbox/faults":
@@ -192,12 +192,12 @@ class Sandbox:
         with self._lock:
             gate = self._stalled.get(provider)
         if gate is not None:
-            gate.wait(STALL_SECONDS)
+            await _released(gate)
         if self.latency_seconds:
-            time.sleep(self.latency_seconds)
+            await asyncio.sleep(self.latency_seconds)
         fault = self._take_fault(provider)
         if fault is not None and fault.delay_seconds:
-            time.sleep(fault.delay_seconds)
+            await asyncio.sleep(fault.delay_seconds)
             if not (fault.status or fault.lose_response):
                 fault = None  # slow, and otherwise as usual
         processes = fault is None or fault.lose_response or fault.after_processing
@@ -211,7 +211,7 @@ class Sandbox:
         if fault is None:
             return reply
         if fault.lose_response:
-            return Reply(LOST)
+            return None
         headers = {"Retry-After": f"{fault.retry_after:g}"} if fault.retry_after is not None else {}
         return Reply(fault.status, {"error": "injected fault", "status": fault.status}, headers)
 
@@ -325,42 +325,10 @@ class Sandbox:
                     for r in rows:
                         fh.write(json.dumps(r.__dict__) + "\n")
 
-    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
-        sandbox = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            # Headers and body go out as two writes: with Nagle's algorithm on, the body waits
-            # for the client's delayed ACK (~40 ms a request on keep-alive connections).
-            disable_nagle_algorithm = True
-
-            def _serve(self) -> None:
-                length = int(self.headers.get("content-length") or 0)
-                path, _, query = self.path.partition("?")
-                req = Request(
-                    method=self.command,
-                    path=path,
-                    headers={k.lower(): v for k, v in self.headers.items()},
-                    body=self.rfile.read(length) if length else b"",
-                    query=query,
-                )
-                reply = sandbox.handle(req)
-                if reply.status == LOST:
-                    self.close_connection = True
-                    return
-                payload = b"" if reply.body is None else json.dumps(reply.body).encode()
-                self.send_response(reply.status)
-                if reply.body is not None:
-                    self.send_header("Content-Type", "application/json")
-                for name, value in reply.headers.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            do_GET = do_POST = _serve
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass  # the recording is the log
-
-        return Handler
+async def _released(gate: threading.Event) -> None:
+    """Until `gate` is set from another thread (or STALL_SECONDS pass), without holding the loop."""
+    waited = 0.0
+    while not gate.is_set() and waited < STALL_SECONDS:
+        await asyncio.sleep(0.01)
+        waited += 0.01

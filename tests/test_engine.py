@@ -142,7 +142,7 @@ def test_channel_choice_follows_consent_then_address() -> None:
         SkipReason.NO_ADDRESS
     )
     assert guards.choose_channel(step, person(consent={}), {}) == guards.NoChannel(
-        SkipReason.NO_CONSENT
+        SkipReason.NO_CONSENT, "email: marketing consent none; sms: marketing consent none"
     )
 
 
@@ -153,7 +153,7 @@ def test_the_persons_most_engaged_channel_can_go_first() -> None:
     preferring = replace(step, most_engaged_first=True)
     assert guards.choose_channel(preferring, texter, {}) == guards.Channel("sms", "+14155550123")
     # Not reachable there any more: the declared order again.
-    opted_out = {("u1", "sms"): ("unsubscribed", T)}
+    opted_out = {("u1", "sms", "marketing"): ("unsubscribed", T)}
     assert guards.choose_channel(preferring, texter, opted_out) == guards.Channel(
         "email", "a@example.com"
     )
@@ -164,7 +164,7 @@ def test_the_persons_most_engaged_channel_can_go_first() -> None:
 
 
 def test_fresh_opt_out_beats_the_profile() -> None:
-    fresh = {("u1", "email"): ("unsubscribed", T)}
+    fresh = {("u1", "email", "marketing"): ("unsubscribed", T)}
     assert guards.choose_channel(JOURNEY.steps[0], person(), fresh) == guards.Channel(
         "sms", "+14155550123"
     )
