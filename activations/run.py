@@ -181,6 +181,7 @@ def decide(
             sends_since=as_of - cap.lookback if cap else as_of,
             moved_people=aliases.keys(),
             uncounted_journeys=uncounted_journeys,
+            journey=journey.name,
         )
         state.follow_aliases(aliases)
         due, skips = engine.classify(journey, result.due, state, as_of, can_look_up)

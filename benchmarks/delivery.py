@@ -24,7 +24,8 @@ sender's process), ledger_lines (the history landed plus the run's), ledger_comp
 of the N messages reads: their keys, every open key, their people's sends in the cap's day)
 beside ledger_state_read_uncompacted_seconds (the same read with the history still in run files),
 ledger_decided_seconds (a decision round's decided keys of the journey, compacted history).
-The history is the same journey's, over the day before the run, a tenth of its keys deferred.
+The history (land_ledger_lines) is of the day before the run: the journey's own sends, a tenth
+of the keys deferred by another journey, and a tenth of the run's keys deferred earlier.
 """
 
 from __future__ import annotations
@@ -184,38 +185,50 @@ class TimedTransport(httpx.HTTPTransport):
         return response
 
 
-def land_ledger_lines(home: Path, lines: int) -> None:
-    """`lines` ledger lines of earlier sends of the same journey, as runs over the day before
-    NOW would have landed them (two lines a key, a key per person of a million, the people the
-    run sends to among them); a tenth of the keys deferred, still open."""
+def land_ledger_lines(home: Path, lines: int, size: int) -> None:
+    """`lines` ledger lines of earlier sends, as runs over the day before NOW would have landed
+    them (two lines a key, a key per person of a million, the people the run sends to among
+    them): the journey's own, final; a tenth of the keys deferred by another journey (entries
+    of a days-tier journey waiting for its next run, still open); and a tenth of the run's own
+    keys deferred by an earlier run (capped yesterday, due again now)."""
     import duckdb
 
     folder = landing.table_dir(home, "ledger", "deliveries")
     day = 86_400
+    deferred = "(i // 2) % 10 = 0"
+    stamp = f"""strftime(
+        timestamp '{NOW - timedelta(days=1)}' + to_microseconds(
+            (i * {day}::double / {lines} * 1e6)::bigint
+        ),
+        '%Y-%m-%dT%H:%M:%S.%f'
+    )"""
     con = duckdb.connect()
     con.execute(
         f"""
         copy (
             select md5((i // 2)::varchar) as send_key, 'r' || (i // 100000) as run_id,
-                'bench' as journey, 'step' as step,
-                'p' || ((i // 2) % 1000000) as person_id,
-                'e' || (i // 2) as entry_id, 'sms' as channel, '+14155550123' as recipient,
+                case when {deferred} then 'winback' else 'bench' end as journey,
+                'step' as step, 'p' || ((i // 2) % 1000000) as person_id,
+                'e' || (i // 2) as entry_id,
+                case when not {deferred} then 'sms' end as channel,
+                case when not {deferred} then '+14155550123' end as recipient,
                 case
-                    when (i // 2) % 10 = 0 then 'deferred'
+                    when {deferred} then 'deferred'
                     when i % 2 = 0 then 'attempted'
                     else 'sent'
                 end as status,
-                case when (i // 2) % 10 = 0 then 'capped' end as reason,
-                case when (i // 2) % 10 = 0 then 'until later' end as reason_detail,
-                1 as attempt, null as http_status,
-                null as provider_message_id, null as subject, 'b' as body,
-                strftime(
-                    timestamp '{NOW - timedelta(days=1)}' + to_microseconds(
-                        (i * {day}::double / {lines} * 1e6)::bigint
-                    ),
-                    '%Y-%m-%dT%H:%M:%S.%f'
-                ) as recorded_at
+                case when {deferred} then 'capped' end as reason,
+                case when {deferred} then 'until later' end as reason_detail,
+                case when not {deferred} then 1 end as attempt, null as http_status,
+                null as provider_message_id, null as subject,
+                case when not {deferred} then 'b' end as body,
+                {stamp} as recorded_at
             from range({lines}) t(i)
+            union all
+            select 'bench-' || n, 'r-earlier', 'bench', 'step', 'p' || n, 'e' || n, null, null,
+                'deferred', 'capped', 'until {NOW.isoformat()}', null, null, null, null, null,
+                '{(NOW - timedelta(hours=12)).isoformat(timespec="microseconds")}'
+            from range(0, {size}, 10) t(n)
         ) to '{folder}/run-history.jsonl' (format json)
         """
     )
@@ -301,14 +314,17 @@ def main() -> None:
             landing.ensure_layout(home)
             batch = messages(args.size)
             if args.ledger_lines:
-                land_ledger_lines(home, args.ledger_lines)
-            # What a run's read costs with every line still in run files, then after compaction.
+                land_ledger_lines(home, args.ledger_lines, args.size)
+            # What a run's read costs with every line still in run files, then after compaction
+            # (read as a run reads it: before sending).
             uncompacted_seconds = timed(lambda: read_run_state(home, batch))
             compact_seconds = timed(lambda: compact(home))
+            read_seconds = timed(lambda: read_run_state(home, batch))
             decided_seconds = timed(lambda: decide_keys(home))
             outcomes, seconds, latencies = send_all(base_url, batch, home)
-            lines = args.ledger_lines + sum(1 for _ in (home / writer_file(home)).open())
-            read_seconds = timed(lambda: read_run_state(home, batch))
+            lines = sum(1 for _ in (home / writer_file(home)).open())
+            if args.ledger_lines:
+                lines += args.ledger_lines + len(range(0, args.size, 10))
         sent_rate = outcomes["sent"] / seconds
         emit("sends_per_second", f"{sent_rate:.0f}", "sends/s")
         emit("sandbox_raw_per_second", f"{raw:.0f}", "requests/s")
@@ -364,6 +380,7 @@ def read_run_state(home: Path, batch: list[Outgoing]) -> ledger.LedgerState:
         keys=[o.ref.send_key for o in batch],
         people={o.ref.person_id for o in batch},
         sends_since=NOW - timedelta(hours=24),
+        journey="bench",
     )
 
 

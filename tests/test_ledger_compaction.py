@@ -301,3 +301,37 @@ def test_random_histories_read_alike_compacted_or_not_whole_or_by_key(
         for p in people:
             expected = sorted(t for t in whole.sends_by_person.get(p, []) if t >= since)
             assert sorted(part.sends_by_person.get(p, [])) == expected
+
+
+@pytest.mark.parametrize("compacted", [False, True])
+def test_a_run_reads_only_the_open_keys_it_acts_on_or_counts(
+    tmp_path: Path, compacted: bool
+) -> None:
+    landing.ensure_layout(tmp_path)
+    later = "until later"
+
+    def lines(run_id: str, rows: list[tuple[str, str, str, str, dict[str, Any]]]) -> None:
+        writer = ledger.LedgerWriter(tmp_path, run_id)
+        for key, journey, person, status, columns in rows:
+            writer.write(ledger.SendRef(key, journey, "s", person, "e"), status, T, **columns)  # type: ignore[arg-type]
+        writer.close()
+
+    lines("r1", [
+        ("due", "cart", "p1", "deferred", {"reason": "capped", "reason_detail": later}),
+        ("left", "cart", "p9", "deferred", {"reason": "capped", "reason_detail": later}),
+        ("theirs", "winback", "p1", "deferred", {"reason": "capped", "reason_detail": later}),
+        ("doubt", "winback", "p1", "attempted", SMS),  # may have reached p1: counts for the cap
+        ("stranger", "winback", "p7", "attempted", SMS),
+    ])  # fmt: skip
+    if compacted:
+        compact(tmp_path)
+        # a newer line reopening nothing of this run's, and one of a stranger's
+        lines("r2", [("stranger2", "winback", "p8", "attempted", SMS)])
+    state = ledger.read_state(
+        tmp_path, keys=["due"], people={"p1"}, sends_since=T - timedelta(days=1), journey="cart"
+    )
+    assert set(state.deferred) == {"due", "left"}  # the journey's own (left: settled as exited)
+    assert set(state.pending) == {"doubt"}
+    assert not {"theirs", "stranger", "stranger2"} & set(state.refs)
+    everything = ledger.read_state(tmp_path, keys=["due"], people={"p1"})
+    assert {"theirs", "stranger"} <= set(everything.refs)

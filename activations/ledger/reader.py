@@ -132,21 +132,27 @@ def read_state(
     sends_since: datetime | None = None,
     moved_people: Collection[str] = (),
     uncounted_journeys: Collection[str] = (),
+    journey: str | None = None,
 ) -> LedgerState:
     """What the ledger says so far: every key, or only those a run needs. With `keys`, those
-    keys, every key still open (unsettled, deferred) and every key of `moved_people` (replaced
+    keys, the keys still open (unsettled, deferred) and every key of `moved_people` (replaced
     person ids: their record moves with them, LedgerState.follow_aliases); with `people`, their
     sends only, from `sends_since` on (the cap's longest window), those of `uncounted_journeys`
-    (transactional) left out."""
+    (transactional) left out. With `journey` too, only the open keys a run of it acts on or
+    counts: `keys`, those of `people` (an attempt in doubt counts toward their cap) and the
+    journey's own (one whose entry has left its step is settled as exited): not every open key
+    of every journey."""
     con = duckdb.connect()
     try:
         view = store.with_newer_materialized(con, store.layout(con, landing_dir))
         state = LedgerState(last_status={}, attempts={}, sends_by_person={})
         state.uncounted_journeys = frozenset(uncounted_journeys)
+        if people is not None:
+            con.register("wanted_people", _ids("person_id", people))
         if keys is None:
             con.execute(f"create temp table keys as {store.keys_sql(view)}")
         else:
-            _read_keys(con, view, keys, moved_people)
+            _read_keys(con, view, keys, moved_people, journey if people is not None else None)
         statuses = (
             """
             select send_key, last_status, last_at, attempts from statuses
@@ -172,8 +178,6 @@ def read_state(
             if status == "deferred":
                 state.deferred[key] = (reason, detail)
         # Sends per person (unsettled attempts count against the cap through `pending`).
-        if people is not None:
-            con.register("wanted_people", _ids("person_id", people))
         since = f"{lit(sends_since.isoformat())}::timestamp" if sends_since else None
         who = "select person_id from wanted_people" if people is not None else None
         if sends := store.sends_sql(view, since, who, uncounted_journeys):
@@ -191,9 +195,11 @@ def _read_keys(
     view: store.Layout,
     keys: Collection[str],
     moved_people: Collection[str],
+    journey: str | None,
 ) -> None:
     """`statuses`: the status of each key asked for and each the newer lines touch (a narrow
-    read); `keys`: the whole rows of the keys still open and of moved people's keys."""
+    read); `keys`: the whole rows of the keys still open (with `journey`: the journey's, those
+    asked for and the attempts in doubt of `wanted_people`) and of moved people's keys."""
     con.register("wanted_keys", _ids("send_key", keys))
     narrow = store.stored_sql(view, store.STATUS_COLUMNS)
     wanted = (
@@ -222,8 +228,15 @@ def _read_keys(
     con.register("open_keys", _ids("send_key", reopened))
     con.register("moved_people", _ids("person_id", moved_people))
     parts: list[str] = []
+    relevant = "true"
+    if journey is not None:
+        # another journey's key of a due person counts toward their cap only with an attempt
+        # in doubt (a channel): one only ever deferred never went out
+        relevant = f"""(journey = {lit(journey)}
+            or send_key in (select send_key from wanted_keys)
+            or (person_id in (select person_id from wanted_people) and channel is not null))"""
     if stored := store.stored_sql(view):
-        parts.append(f"select * from ({stored}) where last_status in ({open_})")
+        parts.append(f"select * from ({stored}) where last_status in ({open_}) and {relevant}")
         if moved_people:
             people = ", ".join(lit(p) for p in moved_people)
             parts.append(f"select * from ({stored}) where person_id in ({people})")
@@ -248,7 +261,8 @@ def _read_keys(
             or send_key in (select send_key from open_keys)
             or person_id in (select person_id from moved_people)
         ) and (
-            last_status in ({open_}) or person_id in (select person_id from moved_people)
+            (last_status in ({open_}) and {relevant})
+            or person_id in (select person_id from moved_people)
         )
         """
     )
