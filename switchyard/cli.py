@@ -285,6 +285,25 @@ def cmd_inbox(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_collect(args: argparse.Namespace) -> int:
+    from intake.collector import CollectorSettings, create_app
+
+    try:
+        keys = CollectorSettings.parse_write_keys(os.environ.get("SWITCHYARD_WRITE_KEYS", ""))
+    except ValueError as exc:
+        print(f"switchyard collect: {exc}", file=sys.stderr)
+        return 2
+    import uvicorn
+
+    paths = Paths.from_env()
+    landing.ensure_layout(paths.landing)
+    app = create_app(CollectorSettings(paths.landing, keys, args.rotate_seconds))
+    # One worker, one process: group commit needs every request of the process in one loop;
+    # run several collectors (each its own files) behind a load balancer to scale out.
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="switchyard", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -350,6 +369,21 @@ def main(argv: list[str] | None = None) -> int:
     token.add_argument("user_id")
     token.add_argument("--lifetime", type=int, default=3600, help="seconds (default 3600)")
     inbox.set_defaults(func=cmd_inbox)
+
+    collect = sub.add_parser(
+        "collect",
+        help="the event collector: Segment's HTTP Tracking API (/v1/track, /v1/batch, ...) into "
+        "the landing files (write keys: SWITCHYARD_WRITE_KEYS=source:key,...)",
+    )
+    collect.add_argument("--host", default="127.0.0.1")
+    collect.add_argument("--port", type=int, default=8040)
+    collect.add_argument(
+        "--rotate-seconds",
+        type=float,
+        default=0.5,
+        help="close the open landing file at least this often (default 0.5)",
+    )
+    collect.set_defaults(func=cmd_collect)
 
     prep = sub.add_parser("prepare", help="build the dbt manifest (dbt parse) if stale")
     prep.set_defaults(func=cmd_prepare)

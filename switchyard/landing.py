@@ -19,7 +19,7 @@ from sqlglot import exp
 
 # source folder -> table folders; dbt's sources name the same paths.
 LAYOUT: dict[str, tuple[str, ...]] = {
-    "segment": ("events",),
+    "segment": ("events", "rejects"),
     "shop": ("orders",),
     "preferences": ("consents",),
     "ledger": ("deliveries",),

@@ -5,7 +5,6 @@ that dbt's fct_inbox_messages reads."""
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -14,7 +13,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from starlette.testclient import TestClient
 
 from activations import guards, ledger
@@ -26,6 +24,7 @@ from activations.journeys import Step, Template
 from switchyard import landing
 from switchyard.settings import Paths
 from tests.dbt_helpers import dbt_build, query
+from tests.servers import serving
 
 SECRET = "s" * 40
 T = datetime(2026, 11, 2, 10, 0)
@@ -136,19 +135,8 @@ def test_a_message_written_twice_under_one_key_is_one_message(home: Path) -> Non
 def endpoint(home: Path) -> Iterator[tuple[str, list[datetime]]]:
     """The inbox endpoint on a free port of 127.0.0.1, its clock settable."""
     clock = [T]
-    app = service.create_app(home, SECRET, clock=lambda: clock[0])
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "the inbox endpoint did not start"
-        time.sleep(0.02)
-    (sock,) = server.servers[0].sockets
-    port = sock.getsockname()[1]
-    yield f"http://127.0.0.1:{port}", clock
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serving(service.create_app(home, SECRET, clock=lambda: clock[0])) as url:
+        yield url, clock
 
 
 def bearer(user: str) -> dict[str, str]:

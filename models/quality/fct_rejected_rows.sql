@@ -1,6 +1,7 @@
 -- Every landed row that staging could not use, with the reason: nothing is dropped silently.
 {% set rejectable = [
     ('segment.events', 'stg_segment__events', 'event_id'),
+    ('segment.rejects', 'stg_segment__rejects', 'message_id'),
     ('shop.orders', 'stg_shop__orders', 'order_id'),
     ('preferences.consents', 'stg_preferences__consents', 'consent_id'),
     ('feedback.events', 'stg_feedback__events', 'event_id'),

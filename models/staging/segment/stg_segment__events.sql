@@ -11,10 +11,21 @@ typed as (
     select
         "messageId" as event_id,
         lower(type) as event_type,
-        case when lower(type) = 'track' then event when lower(type) = 'page' then name end
-            as event_name,
+        case
+            when lower(type) = 'track' then event
+            when lower(type) in ('page', 'screen') then name
+        end as event_name,
         {{ blank_to_null('"userId"') }} as user_id,
-        {{ blank_to_null('"anonymousId"') }} as anonymous_id,
+        -- An alias merges previousId (an anonymousId, or an earlier userId) into userId: as an
+        -- anonymous id on the alias row, identity links the two as any event carrying both.
+        case
+            when lower(type) = 'alias' then {{ blank_to_null('"previousId"') }}
+            else {{ blank_to_null('"anonymousId"') }}
+        end as anonymous_id,
+        {{ blank_to_null('"previousId"') }} as previous_id,
+        {{ blank_to_null('"groupId"') }} as group_id,
+        {{ dbt.safe_cast('"receivedAt"', api.Column.translate_type('timestamp')) }} as received_at,
+        source as intake_source,
         {{ dbt.safe_cast('"timestamp"', api.Column.translate_type('timestamp')) }} as occurred_at,
         "timestamp" as raw_timestamp,
         properties,
@@ -35,10 +46,14 @@ checked as (
         *,
         case
             when event_id is null then 'missing messageId'
-            when event_type not in ('track', 'identify', 'page') then 'unknown call type'
+            when event_type not in ('track', 'identify', 'page', 'screen', 'alias', 'group')
+                then 'unknown call type'
             when occurred_at is null then 'unparseable timestamp: ' || coalesce(raw_timestamp, 'null')
             when user_id is null and anonymous_id is null then 'neither userId nor anonymousId'
             when event_type = 'track' and event_name is null then 'track call without event name'
+            when event_type = 'alias' and (user_id is null or previous_id is null)
+                then 'alias call without userId and previousId'
+            when event_type = 'group' and group_id is null then 'group call without groupId'
         end as reject_reason,
         row_number() over (partition by event_id order by occurred_at, source_file) as delivery_number
     from typed
@@ -59,7 +74,11 @@ select
     event_name,
     user_id,
     anonymous_id,
+    previous_id,
+    group_id,
     occurred_at,
+    received_at,
+    intake_source,
     raw_timestamp,
     properties,
     traits,

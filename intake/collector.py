@@ -1,0 +1,312 @@
+"""`switchyard collect`: an HTTP service that speaks Segment's HTTP Tracking API, so existing
+Segment clients and SDKs send to Switchyard unchanged, and lands every call in `segment/events`.
+
+An answer of 200 means durable: the call's rows were fsynced (group commit with the other
+requests in flight) before it was sent, and are in a closed landing file within
+`rotate_seconds`. Input the API would refuse gets a 4xx that says why, and the refused messages
+land in `segment/rejects` with the reason (dbt's fct_rejected_rows shows them); bad input never
+gets a 5xx. A 503 means nothing of the request was stored: retry it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import json
+import zlib
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from intake import segment
+from intake.durable import GroupCommitLog, recover
+from intake.openapi import openapi_document
+from switchyard import landing
+
+SINGLE_CALLS = ("track", "identify", "page", "screen", "alias", "group")
+RECENT_IDS = 1_000_000  # messageIds remembered for de-duplication (staging de-duplicates too)
+PREVIEW_BYTES = 2048  # of a refused request's body, kept with its reason
+
+
+@dataclass(frozen=True)
+class CollectorSettings:
+    landing_dir: Path
+    write_keys: Mapping[str, str]  # write key -> source name
+    rotate_seconds: float = 0.5
+
+    @staticmethod
+    def parse_write_keys(text: str) -> dict[str, str]:
+        """`source:key,source:key` (SWITCHYARD_WRITE_KEYS) as write key -> source."""
+        keys: dict[str, str] = {}
+        for part in filter(None, (p.strip() for p in text.split(","))):
+            source, sep, key = part.partition(":")
+            if not sep or not source.strip() or not key.strip():
+                raise ValueError(
+                    f"SWITCHYARD_WRITE_KEYS entry {part!r} is not source:write_key "
+                    "(e.g. web:wk_live_123,ios:wk_live_456)"
+                )
+            keys[key.strip()] = source.strip()
+        if not keys:
+            raise ValueError(
+                "no write keys: set SWITCHYARD_WRITE_KEYS to source:write_key pairs, comma-"
+                "separated (a Segment client sends its write key as the Basic auth user)"
+            )
+        return keys
+
+
+class BadRequest(Exception):
+    def __init__(self, status: int, message: str, preview: bytes = b"") -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.preview = preview  # the body's first bytes, kept with the reject
+
+
+class RecentIds:
+    """The last `capacity` messageIds landed: a client's retry of a call it got no answer to is
+    acknowledged without landing it twice."""
+
+    def __init__(self, capacity: int = RECENT_IDS) -> None:
+        self.capacity = capacity
+        self._ids: OrderedDict[str, None] = OrderedDict()
+
+    def __contains__(self, message_id: str) -> bool:
+        return message_id in self._ids
+
+    def add(self, message_id: str) -> None:
+        self._ids[message_id] = None
+        if len(self._ids) > self.capacity:
+            self._ids.popitem(last=False)
+
+    def discard(self, message_id: str) -> None:
+        self._ids.pop(message_id, None)
+
+
+def create_app(settings: CollectorSettings) -> Starlette:
+    events_dir = landing.table_dir(settings.landing_dir, "segment", "events")
+    rejects_dir = landing.table_dir(settings.landing_dir, "segment", "rejects")
+    state: dict[str, Any] = {"recent": RecentIds(), "accepted": 0, "rejected": 0, "duplicates": 0}
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        for folder in (events_dir, rejects_dir):
+            folder.mkdir(parents=True, exist_ok=True)
+            recover(folder)  # what a crashed collector acknowledged, closed into place
+        state["events"] = GroupCommitLog(events_dir, "collect", settings.rotate_seconds)
+        state["rejects"] = GroupCommitLog(rejects_dir, "collect", settings.rotate_seconds)
+        state["events"].start()
+        state["rejects"].start()
+        try:
+            yield
+        finally:
+            await state["events"].close()
+            await state["rejects"].close()
+
+    async def single(request: Request) -> JSONResponse:
+        call = request.url.path.rsplit("/", 1)[-1]
+        return await _handle(request, call)
+
+    async def batch(request: Request) -> JSONResponse:
+        return await _handle(request, None)
+
+    async def _handle(request: Request, call: str | None) -> JSONResponse:
+        received_at = datetime.now(UTC)
+        source = None
+        try:
+            source = _header_source(request, settings.write_keys)
+            body = await _read_json(request, segment.MAX_BATCH_BYTES if call is None else None)
+            source = source or _body_source(body, settings.write_keys)
+            if call is None:
+                messages, sent_at, shared = _batch_messages(body)
+            else:
+                messages, sent_at, shared = [body], None, {}
+        except BadRequest as bad:
+            if source is not None and bad.status == 400:  # a known source's refused request
+                await _keep_refused(source, received_at, bad)
+            return _error(bad.status, bad.message)
+        return await _land(messages, call, source, received_at, sent_at, shared)
+
+    async def _keep_refused(source: str, received_at: datetime, bad: BadRequest) -> None:
+        row = {
+            "rejected_at": segment.iso(received_at),
+            "source": source,
+            "reason": bad.message,
+            "message_id": None,
+            "payload": bad.preview.decode("utf-8", "replace"),
+        }
+        with contextlib.suppress(OSError, RuntimeError):  # the answer says why all the same
+            await state["rejects"].append([row])
+
+    async def _land(
+        messages: list[Any],
+        call: str | None,
+        source: str,
+        received_at: datetime,
+        sent_at: Any,
+        shared: dict[str, Any],
+    ) -> JSONResponse:
+        recent: RecentIds = state["recent"]
+        rows, reserved, rejected = [], [], []
+        for index, message in enumerate(messages):
+            if isinstance(message, dict) and shared:
+                message = {**shared, **message}  # a batch's context applies to each message
+            try:
+                landed = segment.check(message, received_at, source, call, sent_at)
+            except segment.Rejected as refused:
+                rejected.append((index, message, str(refused)))
+                continue
+            except Exception as exc:  # bad input never gets a 5xx: kept, with what went wrong
+                rejected.append((index, message, f"unreadable message: {exc!r}"))
+                continue
+            if landed.message_id in recent:
+                state["duplicates"] += 1
+                continue  # landed already: acknowledged again, not landed twice
+            recent.add(landed.message_id)
+            reserved.append(landed.message_id)
+            rows.append(landed.row)
+        reject_rows = [
+            {
+                "rejected_at": segment.iso(received_at),
+                "source": source,
+                "reason": reason,
+                "message_id": message.get("messageId") if isinstance(message, dict) else None,
+                "payload": json.dumps(message, default=str)[: 2 * segment.MAX_MESSAGE_BYTES],
+            }
+            for _, message, reason in rejected
+        ]
+        try:
+            if rows:
+                await state["events"].append(rows)
+            if reject_rows:
+                await state["rejects"].append(reject_rows)
+        except (OSError, RuntimeError) as failed:
+            for message_id in reserved:
+                recent.discard(message_id)
+            return _error(503, f"not stored, nothing of this request was kept: {failed}")
+        state["accepted"] += len(rows)
+        state["rejected"] += len(rejected)
+        if not rejected:
+            return JSONResponse({"success": True})
+        return JSONResponse(
+            {
+                "success": False,
+                "message": f"{len(rejected)} of {len(messages)} messages rejected; the others "
+                "were accepted",
+                "accepted": len(messages) - len(rejected),
+                "rejected": [
+                    {
+                        "index": index,
+                        "messageId": m.get("messageId") if isinstance(m, dict) else None,
+                        "reason": reason,
+                    }
+                    for index, m, reason in rejected
+                ],
+            },
+            status_code=400,
+        )
+
+    async def health(request: Request) -> JSONResponse:
+        return JSONResponse(
+            {
+                "status": "ok",
+                "accepted": state["accepted"],
+                "rejected": state["rejected"],
+                "duplicates": state["duplicates"],
+            }
+        )
+
+    async def openapi(request: Request) -> JSONResponse:
+        return JSONResponse(openapi_document())
+
+    routes = [Route(f"/v1/{call}", single, methods=["POST"]) for call in SINGLE_CALLS]
+    routes += [
+        Route("/v1/batch", batch, methods=["POST"]),
+        Route("/v1/import", batch, methods=["POST"]),
+        Route("/health", health, methods=["GET"]),
+        Route("/openapi.json", openapi, methods=["GET"]),
+    ]
+    return Starlette(routes=routes, lifespan=lifespan)
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"success": False, "message": message}, status_code=status)
+
+
+async def _read_json(request: Request, batch_limit: int | None) -> Any:
+    """The body as JSON: gunzipped if so encoded, refused past Segment's size limits."""
+    limit = batch_limit or segment.MAX_MESSAGE_BYTES
+    what = "batch" if batch_limit else "call"
+    gzipped = request.headers.get("content-encoding", "").lower() == "gzip"
+    raw = bytearray()
+    async for chunk in request.stream():
+        raw.extend(chunk)
+        if len(raw) > limit and not gzipped or len(raw) > 8 * limit:  # gzipped: not that large
+            too_big = f"the {what} is over {limit // 1024} KB, Segment's limit"
+            raise BadRequest(400, too_big, bytes(raw[:PREVIEW_BYTES]))
+    data = bytes(raw)
+    if gzipped:
+        try:
+            inflate = zlib.decompressobj(wbits=31)
+            data = inflate.decompress(data, limit + 1)
+        except zlib.error as exc:
+            not_gzip = f"Content-Encoding is gzip but the body is not: {exc}"
+            raise BadRequest(400, not_gzip, data[:PREVIEW_BYTES]) from None
+    if len(data) > limit:
+        too_big = f"the {what} is over {limit // 1024} KB, Segment's limit"
+        raise BadRequest(400, too_big, data[:PREVIEW_BYTES])
+    try:
+        return json.loads(data, parse_constant=_no_constants)
+    except (ValueError, RecursionError) as exc:
+        raise BadRequest(400, f"the body is not valid JSON: {exc}", data[:PREVIEW_BYTES]) from None
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _header_source(request: Request, write_keys: Mapping[str, str]) -> str | None:
+    """The source whose write key is the Basic auth user name; None without Authorization."""
+    auth = request.headers.get("authorization", "")
+    if not auth:
+        return None
+    scheme, _, encoded = auth.partition(" ")
+    if scheme.lower() != "basic" or not encoded:
+        raise BadRequest(401, "Authorization must be Basic, the write key as the user name")
+    try:
+        key = base64.b64decode(encoded.strip(), validate=True).decode().partition(":")[0]
+    except (binascii.Error, UnicodeDecodeError):
+        raise BadRequest(401, "Authorization is not valid Basic credentials") from None
+    return _known(key, write_keys)
+
+
+def _body_source(body: Any, write_keys: Mapping[str, str]) -> str:
+    """The source of a `writeKey` in the body (Segment takes it there too)."""
+    key = body.get("writeKey") if isinstance(body, dict) else None
+    if not isinstance(key, str) or not key:
+        raise BadRequest(401, "no write key: send it as the Basic auth user name")
+    return _known(key, write_keys)
+
+
+def _known(key: str, write_keys: Mapping[str, str]) -> str:
+    source = write_keys.get(key)
+    if source is None:
+        raise BadRequest(401, "unknown write key")
+    return source
+
+
+def _batch_messages(body: Any) -> tuple[list[Any], Any, dict[str, Any]]:
+    if not isinstance(body, dict) or not isinstance(body.get("batch"), list):
+        not_batch = 'a batch is a JSON object with a "batch" array of messages'
+        raise BadRequest(400, not_batch, json.dumps(body)[:PREVIEW_BYTES].encode())
+    shared = {k: body[k] for k in ("context", "integrations") if isinstance(body.get(k), dict)}
+    return body["batch"], body.get("sentAt"), shared

@@ -1,0 +1,135 @@
+"""The collector's OpenAPI 3.1 document (served at /openapi.json)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from intake.segment import MAX_BATCH_BYTES, MAX_MESSAGE_BYTES, TYPES
+
+_ANSWERS: dict[str, Any] = {
+    "200": {
+        "description": "Stored durably (fsynced); readable by the next dbt run within a second.",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Success"}}},
+    },
+    "400": {
+        "description": "Bad input: not JSON, over the size limit, or messages the API refuses "
+        "(those land in segment/rejects with the reason; the others of a batch are stored).",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Refusal"}}},
+    },
+    "401": {"description": "No write key, or one the collector does not know."},
+    "503": {"description": "Nothing of the request was stored (the disk refused): retry."},
+}
+
+
+def _message_schema(kind: str | None) -> dict[str, Any]:
+    schema: dict[str, Any] = {
+        "type": "object",
+        "description": f"A Segment {kind or 'call'} (segment.com/docs/connections/spec); at most "
+        f"{MAX_MESSAGE_BYTES // 1024} KB.",
+        "properties": {
+            "type": {"enum": list(TYPES)},
+            "messageId": {"type": "string", "description": "De-duplicated: sent twice, kept once"},
+            "userId": {"type": ["string", "number"]},
+            "anonymousId": {"type": ["string", "number"]},
+            "event": {"type": "string", "description": "track: required"},
+            "name": {"type": "string"},
+            "previousId": {"type": "string", "description": "alias: required"},
+            "groupId": {"type": "string", "description": "group: required"},
+            "timestamp": {"type": "string", "format": "date-time"},
+            "sentAt": {
+                "type": "string",
+                "format": "date-time",
+                "description": "The client's clock when sent: timestamp is corrected to "
+                "receivedAt - (sentAt - timestamp)",
+            },
+            "properties": {"type": "object"},
+            "traits": {"type": "object"},
+            "context": {"type": "object"},
+        },
+        "anyOf": [{"required": ["userId"]}, {"required": ["anonymousId"]}],
+    }
+    return schema
+
+
+def openapi_document() -> dict[str, Any]:
+    paths: dict[str, Any] = {}
+    for kind in TYPES:
+        paths[f"/v1/{kind}"] = {
+            "post": {
+                "summary": f"One {kind} call",
+                "security": [{"writeKey": []}],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _message_schema(kind)}},
+                },
+                "responses": _ANSWERS,
+            }
+        }
+    batch = {
+        "post": {
+            "summary": f"Many calls at once (at most {MAX_BATCH_BYTES // 1024} KB; gzip welcome)",
+            "security": [{"writeKey": []}],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["batch"],
+                            "properties": {
+                                "batch": {"type": "array", "items": _message_schema(None)},
+                                "sentAt": {"type": "string", "format": "date-time"},
+                                "context": {"type": "object"},
+                            },
+                        }
+                    }
+                },
+            },
+            "responses": _ANSWERS,
+        }
+    }
+    paths["/v1/batch"] = batch
+    paths["/v1/import"] = batch
+    paths["/health"] = {
+        "get": {"summary": "Alive, with counts", "responses": {"200": {"description": "ok"}}}
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Switchyard collector",
+            "version": "1",
+            "description": "Segment's HTTP Tracking API, landing into Switchyard's landing files.",
+        },
+        "paths": paths,
+        "components": {
+            "securitySchemes": {
+                "writeKey": {
+                    "type": "http",
+                    "scheme": "basic",
+                    "description": "The write key as the user name, no password (as Segment)",
+                }
+            },
+            "schemas": {
+                "Success": {"type": "object", "properties": {"success": {"const": True}}},
+                "Refusal": {
+                    "type": "object",
+                    "properties": {
+                        "success": {"const": False},
+                        "message": {"type": "string"},
+                        "accepted": {"type": "integer"},
+                        "rejected": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "properties": {
+                                    "index": {"type": "integer"},
+                                    "messageId": {"type": ["string", "null"]},
+                                    "reason": {"type": "string"},
+                                },
+                            },
+                        },
+                    },
+                },
+            },
+        },
+    }
