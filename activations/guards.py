@@ -19,6 +19,8 @@ from activations.ledger import LedgerState, SkipReason
 
 # (user_id, channel, topic) -> (status, recorded_at) of the latest consent change.
 FreshConsents = dict[tuple[str, str, str], tuple[str, datetime]]
+# (channel, address as matched) -> (scope, reason) of the addresses suppressed now.
+Suppressions = dict[tuple[str, str], tuple[str, str | None]]
 MARKETING = "marketing"  # the topic of channel-wide marketing consent (staging's default)
 
 
@@ -110,12 +112,29 @@ class NoChannel:
     detail: str | None = None
 
 
+def suppressed_as(
+    channel: str, address: str, suppressions: Suppressions, rule: ConsentRule
+) -> str | None:
+    """Why `address` is suppressed on `channel` for the rule's kind of message, or None."""
+    key = (channel, address.strip().lower() if channel == "email" else address)
+    if key not in suppressions:
+        return None
+    scope, reason = suppressions[key]
+    if scope == "marketing" and rule.transactional:
+        return None  # an unsubscribe by address: receipts still go
+    return f"{channel}: {address} suppressed ({reason or 'listed'})"
+
+
 def choose_channel(
-    step: Step, person: Person, fresh: FreshConsents, rule: ConsentRule = ConsentRule()
+    step: Step,
+    person: Person,
+    fresh: FreshConsents,
+    rule: ConsentRule = ConsentRule(),
+    suppressions: Suppressions | None = None,
 ) -> Channel | NoChannel:
     """The first of the step's channels with consent (as `rule` needs it) and a well-formed
-    address, else the reason none fits. With `most_engaged_first`, the channel the person engages
-    with most (if the step has it) goes first."""
+    address that is not suppressed, else the reason none fits. With `most_engaged_first`, the
+    channel the person engages with most (if the step has it) goes first."""
     channels = list(step.channels)
     engaged = person.most_engaged_channel
     if step.most_engaged_first and engaged in channels:
@@ -123,6 +142,7 @@ def choose_channel(
         channels.insert(0, engaged)
     consented_without_address = False
     malformed: list[str] = []
+    suppressed: list[str] = []
     refused: list[str] = []
     for channel in channels:
         if refusal := rule.refusal(person, channel, fresh):
@@ -133,10 +153,14 @@ def choose_channel(
             consented_without_address = True
         elif problem := address_problem(channel, recipient):
             malformed.append(problem)  # a provider would refuse it: try the next channel
+        elif held := suppressed_as(channel, recipient, suppressions or {}, rule):
+            suppressed.append(held)  # bounced, STOP: try the next channel
         else:
             return Channel(channel, recipient)
     if malformed:
         return NoChannel(SkipReason.INVALID_ADDRESS, "; ".join(malformed))
+    if suppressed:
+        return NoChannel(SkipReason.SUPPRESSED, "; ".join(suppressed))
     if consented_without_address:
         return NoChannel(SkipReason.NO_ADDRESS)
     return NoChannel(SkipReason.NO_CONSENT, "; ".join(refused) or None)

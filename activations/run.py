@@ -296,7 +296,9 @@ def deliver(
             if person is None:
                 hold(d.ref, SkipReason.NO_PROFILE)
                 continue
-            choice = guards.choose_channel(d.step, person, audience.consents, consent_rule)
+            choice = guards.choose_channel(
+                d.step, person, audience.consents, consent_rule, audience.suppressions
+            )
             if isinstance(choice, guards.NoChannel):
                 hold(d.ref, choice.reason, choice.detail)
                 continue

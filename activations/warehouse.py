@@ -4,19 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
 from sqlglot import exp
 
-from activations.guards import FreshConsents, Person
+from activations.guards import FreshConsents, Person, Suppressions
 from activations.journeys import PROFILE_MODEL
 
 ALIASES_MODEL = "dim_person_aliases"
 # A view over the landing files: read at send time, it answers with the latest consent changes
 # under the very rules that built dim_people's consent columns.
 CONSENTS_MODEL = "int_user_consents_current"
+SUPPRESSIONS_MODEL = "int_suppressions_current"  # a view too: bounces and STOPs as of now
 CONSENT_CHANNELS = ("email", "sms", "push")
 
 
@@ -46,12 +47,23 @@ def consents_query(dialect: str = "duckdb") -> str:
     return query.sql(dialect=dialect)
 
 
+def suppressions_query(dialect: str = "duckdb") -> str:
+    """The suppressed addresses among those bound as the one parameter."""
+    query = (
+        exp.select("channel", "address", "scope", "reason")
+        .from_(exp.to_identifier(SUPPRESSIONS_MODEL, quoted=True))
+        .where(exp.func("list_contains", exp.Placeholder(), exp.column("address")))
+    )
+    return query.sql(dialect=dialect)
+
+
 @dataclass(frozen=True)
 class Audience:
     """Who the due sends are for, read right before sending."""
 
     people: dict[str, Person]  # the due sends' people
     consents: FreshConsents  # the latest consent per (user_id, channel, topic), as of now
+    suppressions: Suppressions = field(default_factory=dict)  # their addresses suppressed now
 
 
 def read_people(con: duckdb.DuckDBPyConnection, person_ids: Iterable[str]) -> Audience:
@@ -84,7 +96,18 @@ def read_people(con: duckdb.DuckDBPyConnection, person_ids: Iterable[str]) -> Au
             timezone=zone,
         )
     fresh = {(user, ch, topic): (status, at) for user, ch, topic, status, at in consent_rows}
-    return Audience(people, fresh)
+    return Audience(people, fresh, read_suppressions(con, people.values()))
+
+
+def read_suppressions(con: duckdb.DuckDBPyConnection, people: Iterable[Person]) -> Suppressions:
+    """Which of the people's addresses are suppressed now (emails matched lower-cased)."""
+    people = list(people)
+    addresses = sorted(
+        {a.strip().lower() for p in people if (a := p.email)}
+        | {a for p in people for a in (p.phone, p.push_token) if a}
+    )
+    rows = con.execute(suppressions_query(), [addresses]).fetchall() if addresses else []
+    return {(channel, address): (scope, reason) for channel, address, scope, reason in rows}
 
 
 @contextmanager

@@ -14,6 +14,7 @@ import base64
 import binascii
 import contextlib
 import json
+import urllib.parse
 import zlib
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Mapping
@@ -22,13 +23,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from xml.sax.saxutils import escape
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from intake import segment
+from intake import feedback, segment
 from intake.durable import GroupCommitLog, recover
 from intake.openapi import openapi_document
 from switchyard import landing
@@ -43,6 +45,10 @@ class CollectorSettings:
     landing_dir: Path
     write_keys: Mapping[str, str]  # write key -> source name
     rotate_seconds: float = 0.5
+    # provider feedback webhooks: each is served only when its secret is set
+    sendgrid_public_key: str | None = None  # base64 DER, from SendGrid's Mail Settings
+    twilio_auth_token: str | None = None
+    public_url: str | None = None  # the collector's URL as Twilio calls it (signatures)
 
     @staticmethod
     def parse_write_keys(text: str) -> dict[str, str]:
@@ -93,24 +99,28 @@ class RecentIds:
 
 
 def create_app(settings: CollectorSettings) -> Starlette:
-    events_dir = landing.table_dir(settings.landing_dir, "segment", "events")
-    rejects_dir = landing.table_dir(settings.landing_dir, "segment", "rejects")
+    folders = {
+        "events": landing.table_dir(settings.landing_dir, "segment", "events"),
+        "rejects": landing.table_dir(settings.landing_dir, "segment", "rejects"),
+        "feedback": landing.table_dir(settings.landing_dir, "feedback", "events"),
+        "suppressions": landing.table_dir(settings.landing_dir, "preferences", "suppressions"),
+    }
     state: dict[str, Any] = {"recent": RecentIds(), "accepted": 0, "rejected": 0, "duplicates": 0}
+    logs: dict[str, GroupCommitLog] = {}
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        for folder in (events_dir, rejects_dir):
+        for name, folder in folders.items():
             folder.mkdir(parents=True, exist_ok=True)
             recover(folder)  # what a crashed collector acknowledged, closed into place
-        state["events"] = GroupCommitLog(events_dir, "collect", settings.rotate_seconds)
-        state["rejects"] = GroupCommitLog(rejects_dir, "collect", settings.rotate_seconds)
-        state["events"].start()
-        state["rejects"].start()
+            logs[name] = GroupCommitLog(folder, "collect", settings.rotate_seconds)
+            logs[name].start()
+        state["events"], state["rejects"] = logs["events"], logs["rejects"]
         try:
             yield
         finally:
-            await state["events"].close()
-            await state["rejects"].close()
+            for log in logs.values():
+                await log.close()
 
     async def single(request: Request) -> JSONResponse:
         call = request.url.path.rsplit("/", 1)[-1]
@@ -228,7 +238,60 @@ def create_app(settings: CollectorSettings) -> Starlette:
     async def openapi(request: Request) -> JSONResponse:
         return JSONResponse(openapi_document())
 
+    async def sendgrid_webhook(request: Request) -> Response:
+        if not settings.sendgrid_public_key:
+            return _error(404, "not configured: set SWITCHYARD_SENDGRID_WEBHOOK_PUBLIC_KEY")
+        raw = await request.body()
+        try:
+            feedback.verify_sendgrid(settings.sendgrid_public_key, raw, request.headers)
+            landed = feedback.sendgrid_events(json.loads(raw))
+        except feedback.Unverified as refused:
+            return _error(401, str(refused))
+        except ValueError as bad:  # not JSON, not SendGrid's shape
+            return _error(400, str(bad))
+        return await _land_feedback(landed, JSONResponse({"landed": len(landed.events)}))
+
+    async def twilio_webhook(request: Request) -> Response:
+        if not settings.twilio_auth_token:
+            return _error(404, "not configured: set SWITCHYARD_TWILIO_AUTH_TOKEN")
+        raw = await request.body()
+        params = dict(urllib.parse.parse_qsl(raw.decode("utf-8", "replace"), True))
+        url = str(request.url)
+        if settings.public_url:
+            query = f"?{request.url.query}" if request.url.query else ""
+            url = settings.public_url.rstrip("/") + request.url.path + query
+        try:
+            feedback.verify_twilio(settings.twilio_auth_token, url, params, request.headers)
+            now = datetime.now(UTC)
+            if request.url.path.endswith("/status"):
+                landed = feedback.twilio_status(params, request.query_params.get("send_key"), now)
+            else:
+                landed = feedback.twilio_inbound(params, now)
+        except feedback.Unverified as refused:
+            return _error(401, str(refused))
+        except ValueError as bad:
+            return _error(400, str(bad))
+        reply = f"<Message>{escape(landed.reply)}</Message>" if landed.reply else ""
+        twiml = f'<?xml version="1.0" encoding="UTF-8"?><Response>{reply}</Response>'
+        return await _land_feedback(landed, Response(twiml, media_type="text/xml"))
+
+    async def _land_feedback(landed: feedback.Feedback, answer: Response) -> Response:
+        """Durable before the provider hears 2xx: otherwise it sends the request again."""
+        try:
+            if landed.events:
+                await logs["feedback"].append(landed.events)
+            if landed.suppressions:
+                await logs["suppressions"].append(landed.suppressions)
+        except (OSError, RuntimeError) as failed:
+            return _error(503, f"not stored: {failed}")
+        return answer
+
     routes = [Route(f"/v1/{call}", single, methods=["POST"]) for call in SINGLE_CALLS]
+    routes += [
+        Route("/webhooks/sendgrid", sendgrid_webhook, methods=["POST"]),
+        Route("/webhooks/twilio/status", twilio_webhook, methods=["POST"]),
+        Route("/webhooks/twilio/inbound", twilio_webhook, methods=["POST"]),
+    ]
     routes += [
         Route("/v1/batch", batch, methods=["POST"]),
         Route("/v1/import", batch, methods=["POST"]),

@@ -297,7 +297,17 @@ def cmd_collect(args: argparse.Namespace) -> int:
 
     paths = Paths.from_env()
     landing.ensure_layout(paths.landing)
-    app = create_app(CollectorSettings(paths.landing, keys, args.rotate_seconds))
+    env = os.environ.get
+    app = create_app(
+        CollectorSettings(
+            paths.landing,
+            keys,
+            args.rotate_seconds,
+            sendgrid_public_key=env("SWITCHYARD_SENDGRID_WEBHOOK_PUBLIC_KEY") or None,
+            twilio_auth_token=env("SWITCHYARD_TWILIO_AUTH_TOKEN") or None,
+            public_url=env("SWITCHYARD_COLLECTOR_PUBLIC_URL") or None,
+        )
+    )
     # One worker, one process: group commit needs every request of the process in one loop;
     # run several collectors (each its own files) behind a load balancer to scale out.
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)

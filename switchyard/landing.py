@@ -21,7 +21,7 @@ from sqlglot import exp
 LAYOUT: dict[str, tuple[str, ...]] = {
     "segment": ("events", "rejects"),
     "shop": ("orders",),
-    "preferences": ("consents",),
+    "preferences": ("consents", "suppressions"),
     "ledger": ("deliveries",),
     "feedback": ("events",),
     "inbox": ("messages",),

@@ -80,6 +80,7 @@ def run(
     person: guards.Person = SAM,
     others: Iterable[guards.Person] = (),
     consents: guards.FreshConsents | None = None,
+    suppressions: guards.Suppressions | None = None,
 ) -> RunSummary:
     """One journey run as run_journey makes it, from the ledger on disk."""
     state = ledger.read_state(home)
@@ -89,7 +90,9 @@ def run(
     due_sends = as_due(journey, entries, now)
     due, skips = engine.classify(journey, due_sends, state, now, sender.can_look_up)
     summary = RunSummary(journey.name, writer.run_id)
-    audience = warehouse.Audience({p.person_id: p for p in (person, *others)}, consents or {})
+    audience = warehouse.Audience(
+        {p.person_id: p for p in (person, *others)}, consents or {}, suppressions or {}
+    )
     try:
         deliver(journey, due, skips, audience, state, sender, summary)
     finally:
@@ -218,6 +221,22 @@ def test_a_transactional_message_needs_no_marketing_consent_but_stop_holds(
     stop: guards.FreshConsents = {("sam", "sms", "marketing"): ("unsubscribed", T)}
     summary = run(home, sandbox, entry("e2"), journey=receipt, consents=stop)
     assert summary.skipped == {"no_consent": 1} and len(sandbox.received) == 1
+
+
+def test_a_suppressed_number_is_skipped_and_an_unsubscribe_spares_receipts(
+    home: Path, sandbox: Sandbox
+) -> None:
+    stop: guards.Suppressions = {("sms", SAM.phone or ""): ("all", "STOP")}
+    summary = run(home, sandbox, entry("e1"), journey=UNCAPPED, suppressions=stop)
+    assert (summary.sent, summary.skipped) == ({}, {"suppressed": 1})
+    line = ledger_line(home, ref_for("e1").send_key, "skipped")
+    assert line["reason_detail"] == f"sms: {SAM.phone} suppressed (STOP)"
+    receipt = replace(UNCAPPED, name="receipts", message_type="transactional")
+    assert run(home, sandbox, entry("e2"), journey=receipt, suppressions=stop).sent == {}
+    unsubscribed: guards.Suppressions = {("sms", SAM.phone or ""): ("marketing", "unsubscribe")}
+    assert run(home, sandbox, entry("e3"), journey=UNCAPPED, suppressions=unsubscribed).sent == {}
+    spared = run(home, sandbox, entry("e4"), journey=receipt, suppressions=unsubscribed)
+    assert spared.sent == {"sms": 1}
 
 
 def test_a_deferred_step_expires_and_skip_policy_never_defers(home: Path, sandbox: Sandbox) -> None:

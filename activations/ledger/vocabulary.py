@@ -44,6 +44,7 @@ class SkipReason(StrEnum):
     NO_CONSENT = "no_consent"  # no channel of the step is consented to
     NO_ADDRESS = "no_address"  # consented, but no address on any such channel
     INVALID_ADDRESS = "invalid_address"  # consented, but every address is malformed (detail)
+    SUPPRESSED = "suppressed"  # every consented address is suppressed (bounce, STOP; detail)
     CAPPED = "capped"  # the global frequency cap was reached
     EXITED = "exited"  # the person left the journey before the step was due
     EXPIRED = "expired"  # the step was due longer ago than its expiry

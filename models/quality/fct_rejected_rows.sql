@@ -4,6 +4,7 @@
     ('segment.rejects', 'stg_segment__rejects', 'message_id'),
     ('shop.orders', 'stg_shop__orders', 'order_id'),
     ('preferences.consents', 'stg_preferences__consents', 'consent_id'),
+    ('preferences.suppressions', 'stg_preferences__suppressions', 'suppression_id'),
     ('feedback.events', 'stg_feedback__events', 'event_id'),
     ('inbox.messages', 'stg_inbox__messages', 'send_key'),
 ] %}
