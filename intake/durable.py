@@ -20,6 +20,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from switchyard.landing import fsync_dir
+
 OPEN_SUFFIX = ".open"
 
 
@@ -45,7 +47,7 @@ def recover(folder: Path) -> list[Path]:
                 closed.append(final)
             else:
                 stale.unlink()
-    _fsync_dir(folder)
+    fsync_dir(folder)
     return closed
 
 
@@ -134,7 +136,7 @@ class GroupCommitLog:
         assert self._fh is not None and self._path is not None
         self._path.rename(self.folder / self._path.name[1 : -len(OPEN_SUFFIX)])
         self._fh.close()  # renamed first: held until out of recover()'s way
-        _fsync_dir(self.folder)
+        fsync_dir(self.folder)
         self._fh, self._path = None, None
         self.files_closed += 1
 
@@ -144,11 +146,3 @@ class GroupCommitLog:
             self._fh.close()
             self._fh, self._path = None, None
             recover(self.folder)  # now unlocked: cut at its last whole line and closed
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -314,6 +314,29 @@ def cmd_collect(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_consume(args: argparse.Namespace) -> int:
+    from intake.kafka import consume
+
+    config = {"bootstrap.servers": args.bootstrap_servers, "group.id": args.group}
+    for setting in args.config or []:
+        name, sep, value = setting.partition("=")
+        if not sep:
+            print(f"switchyard consume: --config {setting!r} is not name=value", file=sys.stderr)
+            return 2
+        config[name] = value
+    paths = Paths.from_env()
+    landing.ensure_layout(paths.landing)
+    summary = consume(
+        config, args.topic, paths.landing, source=args.source, max_batch=args.max_batch,
+        flush_seconds=args.flush_seconds, idle_exit_seconds=args.exit_when_idle,
+    )  # fmt: skip
+    print(
+        f"{summary.landed} events landed, {summary.rejected} rejected, in {summary.batches} "
+        f"batches ({summary.commits} offset commits) -> {paths.landing}"
+    )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="switchyard", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -394,6 +417,23 @@ def main(argv: list[str] | None = None) -> int:
         help="close the open landing file at least this often (default 0.5)",
     )
     collect.set_defaults(func=cmd_collect)
+
+    consume_cmd = sub.add_parser("consume", help="events from a stream into the landing files")
+    consume_sub = consume_cmd.add_subparsers(dest="action", required=True)
+    kafka = consume_sub.add_parser(
+        "kafka", help="Segment-shaped JSON events from a Kafka topic (at least once)"
+    )
+    kafka.add_argument("--topic", required=True)
+    kafka.add_argument("--bootstrap-servers", default="127.0.0.1:9092")
+    kafka.add_argument("--group", default="switchyard", help="consumer group (offsets)")
+    kafka.add_argument("--source", help="the landed rows' source (default kafka:<topic>)")
+    kafka.add_argument("--max-batch", type=int, default=5000, help="events a landing file")
+    kafka.add_argument("--flush-seconds", type=float, default=1.0, help="a batch's longest wait")
+    kafka.add_argument("--exit-when-idle", type=float, help="stop after this many idle seconds")
+    kafka.add_argument(
+        "--config", action="append", help="more librdkafka settings, name=value (repeatable)"
+    )
+    consume_cmd.set_defaults(func=cmd_consume)
 
     prep = sub.add_parser("prepare", help="build the dbt manifest (dbt parse) if stale")
     prep.set_defaults(func=cmd_prepare)

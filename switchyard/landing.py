@@ -66,7 +66,16 @@ def write_batch(
         fh.flush()
         os.fsync(fh.fileno())
     tmp.rename(final)
+    fsync_dir(folder)  # the rename itself survives a crash (a Kafka offset is committed next)
     return final
+
+
+def fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def write_parquet(
