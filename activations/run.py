@@ -123,7 +123,7 @@ def run_journey(
             for _ in range(len(journey.steps) + 1):
                 decision = decide(
                     journey, duckdb_path, landing_dir, as_of, run_id, sender.can_look_up,
-                    uncounted_journeys=uncounted_journeys,
+                    uncounted_journeys=uncounted_journeys, read_at=clock(),
                 )  # fmt: skip
                 decision.due = [d for d in decision.due if d.ref.send_key not in handled]
                 decision.skips = [s for s in decision.skips if s.ref.send_key not in handled]
@@ -163,9 +163,11 @@ def decide(
     can_look_up: Callable[[str], bool] = lambda channel: False,
     record: bool = True,
     uncounted_journeys: Collection[str] = (),
+    read_at: datetime | None = None,
 ) -> Decision:
     """A tick on what the warehouse and the ledger say now (its transitions recorded unless
-    `record` is false: a preview), and the due sends as steps for delivery."""
+    `record` is false: a preview), and the due sends as steps for delivery. `read_at`: the
+    run's clock now (default `as_of`), up to which sends are read for the cap."""
     with warehouse.attached(duckdb_path) as con:
         aliases = warehouse.read_person_aliases(con)
         inputs.open_inputs(con, journey, landing_dir=landing_dir, aliases=aliases)
@@ -182,6 +184,10 @@ def decide(
             moved_people=aliases.keys(),
             uncounted_journeys=uncounted_journeys,
             journey=journey.name,
+            # what the cap needs: each person's latest `messages` sends up to now (this run's
+            # earlier rounds and overlapping runs included: they are stamped before now)
+            sends_until=read_at or as_of,
+            latest_sends=cap.messages if cap else None,
         )
         state.follow_aliases(aliases)
         due, skips = engine.classify(journey, result.due, state, as_of, can_look_up)

@@ -381,6 +381,8 @@ def read_run_state(home: Path, batch: list[Outgoing]) -> ledger.LedgerState:
         people={o.ref.person_id for o in batch},
         sends_since=NOW - timedelta(hours=24),
         journey="bench",
+        sends_until=NOW,
+        latest_sends=1,  # a cap of one message a day, as a run of such a journey reads
     )
 
 

@@ -335,3 +335,20 @@ def test_a_run_reads_only_the_open_keys_it_acts_on_or_counts(
     assert not {"theirs", "stranger", "stranger2"} & set(state.refs)
     everything = ledger.read_state(tmp_path, keys=["due"], people={"p1"})
     assert {"theirs", "stranger"} <= set(everything.refs)
+
+
+def test_a_run_reads_only_the_latest_sends_its_cap_can_count(tmp_path: Path) -> None:
+    landing.ensure_layout(tmp_path)
+    writer = ledger.LedgerWriter(tmp_path, "r1")
+    for n, hours in enumerate((-5, -3, -1, 1)):  # the last one after the read: not counted
+        writer.write(ref(n, "p1"), "sent", T + timedelta(hours=hours), **SMS)
+    writer.close()
+    since = T - timedelta(days=1)
+    latest = ledger.read_state(tmp_path, people={"p1"}, sends_since=since, sends_until=T,
+                               latest_sends=2)  # fmt: skip
+    assert sorted(latest.sends_by_person["p1"]) == [T - timedelta(hours=3), T - timedelta(hours=1)]
+    whole = ledger.read_state(tmp_path, people={"p1"}, sends_since=since)
+    # what a cap of up to two messages counts is the same as from every send
+    for messages, hours in ((2, 4), (2, 2), (1, 2), (2, 24)):
+        counted = min(latest.sends_within("p1", T, hours), messages)
+        assert counted == min(whole.sends_within("p1", T, hours), messages)

@@ -133,6 +133,8 @@ def read_state(
     moved_people: Collection[str] = (),
     uncounted_journeys: Collection[str] = (),
     journey: str | None = None,
+    sends_until: datetime | None = None,
+    latest_sends: int | None = None,
 ) -> LedgerState:
     """What the ledger says so far: every key, or only those a run needs. With `keys`, those
     keys, the keys still open (unsettled, deferred) and every key of `moved_people` (replaced
@@ -141,7 +143,8 @@ def read_state(
     (transactional) left out. With `journey` too, only the open keys a run of it acts on or
     counts: `keys`, those of `people` (an attempt in doubt counts toward their cap) and the
     journey's own (one whose entry has left its step is settled as exited): not every open key
-    of every journey."""
+    of every journey. `sends_until` and `latest_sends`: only each person's latest that many sends
+    up to then (all a cap of that many messages needs: LedgerState.send_times_within)."""
     con = duckdb.connect()
     try:
         view = store.with_newer_materialized(con, store.layout(con, landing_dir))
@@ -179,8 +182,10 @@ def read_state(
                 state.deferred[key] = (reason, detail)
         # Sends per person (unsettled attempts count against the cap through `pending`).
         since = f"{lit(sends_since.isoformat())}::timestamp" if sends_since else None
+        until = f"{lit(sends_until.isoformat())}::timestamp" if sends_until else None
         who = "select person_id from wanted_people" if people is not None else None
-        if sends := store.sends_sql(view, since, who, uncounted_journeys):
+        sends = store.sends_sql(view, since, who, uncounted_journeys, until, latest_sends)
+        if sends:
             for person_id, at in con.execute(sends).fetchall():
                 state.note_send(person_id, at)
         state.pending = _pending_attempts(con)

@@ -329,23 +329,34 @@ def sends_sql(
     since: str | None = None,
     people: str | None = None,
     uncounted_journeys: Collection[str] = (),
+    until: str | None = None,
+    latest: int | None = None,
 ) -> str | None:
-    """person_id, sent_time of every send (from `since`, of `people`: SQL expressions), but for
-    the sends of `uncounted_journeys`."""
+    """person_id, sent_time of every send (from `since` to `until`, of `people`: SQL
+    expressions), but for the sends of `uncounted_journeys`; with `latest`, only each person's
+    latest that many."""
     lines = all_lines_sql(view)
     if lines is None:
         return None
     conditions = [f"({SENT_SQL})"]
     if since is not None:
         conditions.append(f"line_at >= {since}")
+    if until is not None:
+        conditions.append(f"line_at <= {until}")
     if people is not None:
         conditions.append(f"person_id in ({people})")
     if uncounted_journeys:
         conditions.append(
             f"journey not in ({', '.join(lit(j) for j in sorted(uncounted_journeys))})"
         )
+    latest_only = (
+        f"qualify row_number() over (partition by person_id order by line_at desc) <= {latest}"
+        if latest is not None
+        else ""
+    )
     return f"""
         select person_id, line_at as sent_time from ({lines}) where {" and ".join(conditions)}
+        {latest_only}
     """
 
 
