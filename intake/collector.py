@@ -30,7 +30,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from intake import feedback, segment
+from intake import feedback, mparticle, segment
 from intake.durable import GroupCommitLog, recover
 from intake.openapi import openapi_document
 from switchyard import landing
@@ -225,6 +225,42 @@ def create_app(settings: CollectorSettings) -> Starlette:
             status_code=400,
         )
 
+    async def mparticle_batches(request: Request) -> JSONResponse:
+        """mParticle's Events API: 202 when stored, 400 with its `errors` list otherwise."""
+        received_at = datetime.now(UTC)
+        source = None
+        try:
+            source = _header_source(request, settings.write_keys)
+            if source is None:
+                raise BadRequest(401, "no API key: send it as the Basic auth user name")
+            body = await _read_json(request, segment.MAX_BATCH_BYTES)
+            bulk = request.url.path.endswith("/bulkevents")
+            if bulk and not isinstance(body, list):
+                raise BadRequest(400, "bulkevents takes a JSON array of batches")
+            messages = [
+                m for batch in (body if bulk else [body]) for m in mparticle.to_segment(batch)
+            ]
+        except ValueError as bad:  # not mParticle's shape
+            if source is not None:
+                await _keep_refused(source, received_at, BadRequest(400, str(bad)))
+            return _mparticle_error(400, str(bad))
+        except BadRequest as bad:
+            if source is not None and bad.status == 400:
+                await _keep_refused(source, received_at, bad)
+            return _mparticle_error(bad.status, bad.message)
+        answer = await _land(messages, None, source, received_at, None, {})
+        if answer.status_code != 200:
+            refused = json.loads(bytes(answer.body))
+            errors = [
+                {"code": "BAD_REQUEST", "message": r["reason"]} for r in refused.get("rejected", [])
+            ]
+            return JSONResponse(
+                {"errors": errors or [{"code": "BAD_REQUEST", "message": refused["message"]}],
+                 "accepted": refused.get("accepted", 0)},
+                status_code=answer.status_code,
+            )  # fmt: skip
+        return JSONResponse({}, status_code=202)
+
     async def health(request: Request) -> JSONResponse:
         return JSONResponse(
             {
@@ -294,6 +330,8 @@ def create_app(settings: CollectorSettings) -> Starlette:
     ]
     routes += [
         Route("/v1/batch", batch, methods=["POST"]),
+        Route("/v2/events", mparticle_batches, methods=["POST"]),
+        Route("/v2/bulkevents", mparticle_batches, methods=["POST"]),
         Route("/v1/import", batch, methods=["POST"]),
         Route("/health", health, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
@@ -303,6 +341,11 @@ def create_app(settings: CollectorSettings) -> Starlette:
 
 def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"success": False, "message": message}, status_code=status)
+
+
+def _mparticle_error(status: int, message: str) -> JSONResponse:
+    code = "BAD_REQUEST" if status == 400 else "UNAUTHORIZED"
+    return JSONResponse({"errors": [{"code": code, "message": message}]}, status_code=status)
 
 
 async def _read_json(request: Request, batch_limit: int | None) -> Any:

@@ -329,3 +329,48 @@ def _wait_for(url: str) -> None:
         except httpx.TransportError:
             assert time.monotonic() < deadline, "the collector did not start"
             time.sleep(0.1)
+
+
+# An mParticle Events API batch, in the shape of its published schema.
+MPARTICLE = {
+    "source_request_id": "req-1",
+    "environment": "production",
+    "mpid": 8890123456,
+    "user_identities": {"customer_id": "u-ada", "email": "ada@example.com"},
+    "user_attributes": {"plan": "pro"},
+    "device_info": {"ios_idfv": "idfv-1"},
+    "events": [
+        {"event_type": "custom_event",
+         "data": {"event_name": "cart_updated", "custom_event_type": "transaction",
+                  "custom_attributes": {"sku": "tee"}, "timestamp_unixtime_ms": 1793000000000,
+                  "source_message_id": "mp-e1"}},
+        {"event_type": "screen_view",
+         "data": {"screen_name": "Cart", "source_message_id": "mp-e2"}},
+        {"event_type": "session_start", "data": {"source_message_id": "mp-e3"}},
+    ],
+}  # fmt: skip
+
+
+def test_mparticle_batches_land_as_segment_calls(home: Path, collector: str) -> None:
+    one = httpx.post(f"{collector}/v2/events", json=MPARTICLE, headers=auth())
+    assert one.status_code == 202
+    viewed = {"event_type": "custom_event",
+              "data": {"event_name": "viewed", "source_message_id": "mp-e4"}}  # fmt: skip
+    other = {**MPARTICLE, "source_request_id": "req-2", "user_identities": {}, "events": [viewed]}
+    bulk = httpx.post(f"{collector}/v2/bulkevents", json=[other], headers=auth())
+    assert bulk.status_code == 202
+    rows = {r["messageId"]: r for r in closed_soon(home, {"mp-e1", "mp-e4", "mp-req-1-identify"})}
+    assert rows["mp-e1"]["event"] == "cart_updated" and rows["mp-e1"]["userId"] == "u-ada"
+    assert rows["mp-e1"]["properties"] == {"sku": "tee"}
+    at = datetime.fromtimestamp(1793000000, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    assert rows["mp-e1"]["timestamp"].startswith(at)  # from its unix milliseconds
+    assert (rows["mp-e2"]["type"], rows["mp-e2"]["name"]) == ("screen", "Cart")
+    assert rows["mp-e3"]["event"] == "session_start"
+    assert rows["mp-req-1-identify"]["traits"] == {"plan": "pro", "email": "ada@example.com"}
+    # no customer id: the mParticle id is the anonymous id
+    assert (rows["mp-e4"]["userId"], rows["mp-e4"]["anonymousId"]) == (None, "8890123456")
+    nobody = {"events": [{"event_type": "custom_event", "data": {"event_name": "x"}}]}
+    refused = httpx.post(f"{collector}/v2/events", json=nobody, headers=auth())
+    assert refused.status_code == 400
+    assert "userId or an anonymousId" in refused.json()["errors"][0]["message"]
+    assert httpx.post(f"{collector}/v2/events", json=MPARTICLE).status_code == 401

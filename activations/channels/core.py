@@ -11,6 +11,7 @@ the outcomes are fsynced together after.
 from __future__ import annotations
 
 import email.utils
+import threading
 import time
 from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -53,8 +54,32 @@ class InFlight:
     calls: list[Future[list[Outcome]]]  # one per group
     attempted_at: datetime
 
+    def __post_init__(self) -> None:
+        # Counted down as calls finish: done() is asked after every message queued, and
+        # checking each of a batch's futures every time costs more than the sending.
+        self._left = len(self.calls)
+        self._lock = threading.Lock()
+        self._then: list[Callable[[], None]] = []
+        for call in self.calls:
+            call.add_done_callback(self._finished)
+
+    def when_done(self, then: Callable[[], None]) -> None:
+        """Call `then` (on a worker, or now) once every call has finished."""
+        with self._lock:
+            if self._left:
+                self._then.append(then)
+                return
+        then()
+
+    def _finished(self, call: Future[list[Outcome]]) -> None:
+        with self._lock:
+            self._left -= 1
+            then = self._then if self._left == 0 else []
+        for callback in then:
+            callback()
+
     def done(self) -> bool:
-        return all(call.done() for call in self.calls)
+        return self._left == 0
 
 
 class HttpClient(Protocol):

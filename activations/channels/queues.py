@@ -10,9 +10,9 @@ are handed back (`on_withdrawn`), to be deferred.
 
 from __future__ import annotations
 
+import threading
 from collections import Counter, deque
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, wait
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -43,6 +43,7 @@ class ChannelQueues:
         self._waiting: dict[str, deque[Queued]] = {}  # no ledger line yet
         self._flying: dict[str, deque[tuple[list[Queued], InFlight]]] = {}
         self._people: Counter[str] = Counter()  # messages waiting or in flight, per person
+        self._progress = threading.Event()  # set whenever a flight finishes
 
     def add(self, queued: Queued) -> None:
         channel = queued.outgoing.message.channel
@@ -75,16 +76,16 @@ class ChannelQueues:
         """Send everything still waiting and record every outcome, channels in the order their
         batches finish."""
         while True:
+            self._progress.clear()
             for channel in self._waiting:
                 self._launch(channel, full_only=False)
             self.poll()
             heads = [flying[0][1] for flying in self._flying.values() if flying]
             if not heads and not any(self._waiting.values()):
                 return
-            # a channel's batches are recorded in order: wait for what its oldest still awaits
-            pending = [call for flight in heads for call in flight.calls if not call.done()]
-            if pending:
-                wait(pending, return_when=FIRST_COMPLETED)
+            # a channel's batches are recorded in order: wait until one of the oldest is done
+            if not any(flight.done() for flight in heads):
+                self._progress.wait(timeout=1.0)
 
     def abandon(self) -> None:
         """Stopped mid-run: what left is recorded, nothing more goes (Sender.abandon)."""
@@ -114,6 +115,7 @@ class ChannelQueues:
                     self.on_withdrawn(queued)
                 continue
             flight = self.sender.submit([q.outgoing for q in batch])
+            flight.when_done(self._progress.set)
             flying.append((batch, flight))
 
     def _collect(self, channel: str) -> None:
