@@ -94,7 +94,7 @@ def body(prefix: str) -> bytes:
     return json.dumps({"batch": events, "sentAt": now}).encode()
 
 
-def _worker(port: int, proc: int, per_thread: int, rate: float, out: Any) -> None:
+def _worker(port: int, proc: int, per_thread: int, rate: float, label: str, out: Any) -> None:
     """Post `per_thread` batches from each of THREADS threads (paced at `rate` events/s across
     all workers when rate > 0); report (batch prefix, acknowledged at, latency) per batch."""
     auth = "Basic " + base64.b64encode(f"{KEY}:".encode()).decode()
@@ -108,7 +108,7 @@ def _worker(port: int, proc: int, per_thread: int, rate: float, out: Any) -> Non
         for n in range(per_thread):
             if interval:
                 time.sleep(max(0.0, start + n * interval - time.time()))
-            prefix = f"p{proc}t{thread}n{n}"
+            prefix = f"{label}p{proc}t{thread}n{n}"  # unique across passes: none is a retry
             payload = body(prefix)
             sent = time.time()
             conn.request("POST", "/v1/batch", payload, headers)
@@ -126,12 +126,14 @@ def _worker(port: int, proc: int, per_thread: int, rate: float, out: Any) -> Non
     out.put([r for per in results for r in per])
 
 
-def load(port: int, events: int, rate: float = 0.0) -> tuple[list[tuple[str, float, float]], float]:
+def load(
+    port: int, events: int, rate: float = 0.0, label: str = "x"
+) -> tuple[list[tuple[str, float, float]], float]:
     """The acknowledged batches and the seconds the load took."""
     per_thread = max(1, events // (BATCH * PROCESSES * THREADS))
     queue: Any = multiprocessing.Queue()
     procs = [
-        multiprocessing.Process(target=_worker, args=(port, p, per_thread, rate, queue))
+        multiprocessing.Process(target=_worker, args=(port, p, per_thread, rate, label, queue))
         for p in range(PROCESSES)
     ]
     started = time.perf_counter()
@@ -206,9 +208,9 @@ def main() -> None:
             folder = home / "landing" / "segment" / "events"
             watcher = Watcher(folder)
             watcher.start()
-            acked, seconds = load(port, args.size)
+            acked, seconds = load(port, args.size, label="fast")
             rate = len(acked) * BATCH / seconds
-            paced, _ = load(port, int(args.rate * 10), args.rate)
+            paced, _ = load(port, int(args.rate * 10), args.rate, label="paced")
             time.sleep(2.0)  # past the last rotation: every acknowledged event in a closed file
             watcher.stop.set()
             watcher.join()
