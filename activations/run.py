@@ -32,6 +32,10 @@ from activations.tick import TickResult, run_tick
 from switchyard.clock import utc_now
 
 PROVIDER_DOWN_RETRY = timedelta(minutes=5)  # a step deferred by an outage: due again after
+# A capped person's earlier message of the run still in flight: waited for this long, else the
+# step is deferred this long (its outcome decides whether the cap has room).
+SETTLE_SECONDS = 2.0
+IN_FLIGHT_RETRY = timedelta(minutes=1)
 
 
 @dataclass
@@ -184,8 +188,8 @@ def decide(
             moved_people=aliases.keys(),
             uncounted_journeys=uncounted_journeys,
             journey=journey.name,
-            # what the cap needs: each person's latest `messages` sends up to now (this run's
-            # earlier rounds and overlapping runs included: they are stamped before now)
+            # what the cap needs: each person's latest `messages` sends up to the run's clock,
+            # and every send stamped later (an overlapping run's, this run's earlier rounds)
             sends_until=read_at or as_of,
             latest_sends=cap.messages if cap else None,
         )
@@ -287,10 +291,14 @@ def deliver(
 
     def withdrawn(queued: Queued) -> None:
         """Its channel went down before it was attempted: deferred as any step of a channel
-        that is down (an earlier attempt in doubt stays as the ledger has it: no line now)."""
+        that is down (an earlier attempt in doubt stays as the ledger has it: no line now, and
+        it counts toward the cap again)."""
         ref = queued.outgoing.ref
         state.forget_send(ref.person_id, queued.counted)
-        if queued.outgoing.attempt_number == 1:
+        if queued.earlier is not None:
+            state.pending[ref.send_key] = queued.earlier
+            summary.deferred[DeferReason.PROVIDER_DOWN] += 1
+        else:
             defer(ref, DeferReason.PROVIDER_DOWN, clock() + PROVIDER_DOWN_RETRY)
 
     queues = ChannelQueues(sender, outcome, withdrawn, batch_size)
@@ -322,10 +330,15 @@ def deliver(
                     defer(d.ref, DeferReason.QUIET_HOURS, ends)
                 continue
             cap = None if journey.transactional else journey.frequency_cap
-            if cap and queues.holds(person.person_id):
-                # The cap counts this person's message in a queue before its outcome is known:
-                # send it first, so that one that fails gives its place back.
-                queues.settle(person.person_id)
+            # The cap counts this person's message in a queue before its outcome is known: send
+            # it first, so that one that fails gives its place back. Not for long: behind a slow
+            # provider the step is deferred instead (a later run judges it), and the other
+            # channels go on.
+            held_up = cap and queues.holds(person.person_id)
+            if held_up and not queues.settle(person.person_id, SETTLE_SECONDS):
+                if d.ref.send_key not in state.pending:
+                    defer(d.ref, DeferReason.CAPPED, clock() + IN_FLIGHT_RETRY)
+                continue
             zone = person.timezone
             if cap and guards.over_cap(cap, person.person_id, state, clock(), d.ref.send_key, zone):
                 if cap.on_cap == "defer" and d.ref.send_key not in state.pending:
@@ -372,9 +385,10 @@ def deliver(
             )
             # Counted toward the cap from now (the batch's later messages see it), until it fails.
             counted = clock()
+            earlier = state.pending.get(d.ref.send_key)
             state.settle(d.ref.send_key)  # this attempt replaces any earlier one
             state.note_send(person.person_id, counted)
-            queues.add(Queued(Outgoing(d.ref, message, d.attempt_number), counted))
+            queues.add(Queued(Outgoing(d.ref, message, d.attempt_number), counted, earlier))
         queues.finish()
     except BaseException:
         queues.abandon()

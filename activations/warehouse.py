@@ -42,7 +42,7 @@ def consents_query(dialect: str = "duckdb") -> str:
     query = (
         exp.select("user_id", "channel", "topic", "consent_status", "recorded_at")
         .from_(exp.to_identifier(CONSENTS_MODEL, quoted=True))
-        .where(exp.func("list_contains", exp.Placeholder(), exp.column("user_id")))
+        .where(exp.ArrayContains(this=exp.Placeholder(), expression=exp.column("user_id")))
     )
     return query.sql(dialect=dialect)
 
@@ -52,7 +52,7 @@ def suppressions_query(dialect: str = "duckdb") -> str:
     query = (
         exp.select("channel", "address", "scope", "reason")
         .from_(exp.to_identifier(SUPPRESSIONS_MODEL, quoted=True))
-        .where(exp.func("list_contains", exp.Placeholder(), exp.column("address")))
+        .where(exp.ArrayContains(this=exp.Placeholder(), expression=exp.column("address")))
     )
     return query.sql(dialect=dialect)
 
@@ -107,7 +107,11 @@ def read_suppressions(con: duckdb.DuckDBPyConnection, people: Iterable[Person]) 
         | {a for p in people for a in (p.phone, p.push_token) if a}
     )
     rows = con.execute(suppressions_query(), [addresses]).fetchall() if addresses else []
-    return {(channel, address): (scope, reason) for channel, address, scope, reason in rows}
+    held: Suppressions = {}
+    for channel, address, scope, reason in rows:  # an address held for all beats marketing
+        if held.get((channel, address), ("marketing",))[0] == "marketing":
+            held[(channel, address)] = (scope, reason)
+    return held
 
 
 @contextmanager

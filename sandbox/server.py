@@ -328,7 +328,6 @@ class Sandbox:
 
 async def _released(gate: threading.Event) -> None:
     """Until `gate` is set from another thread (or STALL_SECONDS pass), without holding the loop."""
-    waited = 0.0
-    while not gate.is_set() and waited < STALL_SECONDS:
+    deadline = time.monotonic() + STALL_SECONDS
+    while not gate.is_set() and time.monotonic() < deadline:
         await asyncio.sleep(0.01)
-        waited += 0.01

@@ -942,20 +942,28 @@ def test_a_calendar_day_cap_starts_again_at_the_persons_midnight(
     assert not guards.over_cap(daily.frequency_cap, SAM.person_id, night, T, None, zone)
 
 
-def test_a_stalled_channel_holds_up_only_its_own_messages(home: Path, sandbox: Sandbox) -> None:
+@pytest.mark.parametrize("capped", [False, True])
+def test_a_stalled_channel_holds_up_only_its_own_messages(
+    home: Path, sandbox: Sandbox, capped: bool
+) -> None:
     # Four people reached by push, due first, and four by email. FCM stops answering: the
     # emails go out and are recorded while the pushes hang; the pushes follow on release.
+    # Capped: the first push person is due twice, and the cap waits for their first message
+    # only a moment, then defers the second step, rather than hold up the emails.
     step = Step("remind", 0, ("push", "email"), {
         "push": Template(title="Your cart", body="Still there?"),
         "email": Template(subject="Your cart", body="Still there?"),
     })  # fmt: skip
-    journey = replace(UNCAPPED, nodes=(step,))
+    cap = FrequencyCap(messages=5, per_hours=24) if capped else None
+    journey = replace(UNCAPPED, nodes=(step,), frequency_cap=cap)
     pushed = [guards.Person(f"p{n}", f"p{n}", None, None, f"tok-{n}", "P",
                             consent={"push": "subscribed"}) for n in range(4)]  # fmt: skip
     mailed = [guards.Person(f"m{n}", f"m{n}", f"m{n}@example.com", None, None, "M",
                             consent={"email": "subscribed"}) for n in range(4)]  # fmt: skip
     people = pushed + mailed
     entries = [engine.Entry(f"e-{p.person_id}", p.person_id, T) for p in people]
+    if capped:
+        entries.insert(1, engine.Entry("e-p0-again", "p0", T))
     writer = ledger.LedgerWriter(home, "r")
     clients = ChannelSettings.for_sandbox(sandbox.base_url).clients()
     sender = Sender(httpx.Client(timeout=30), clients, writer, lambda: T)
@@ -986,3 +994,4 @@ def test_a_stalled_channel_holds_up_only_its_own_messages(home: Path, sandbox: S
         writer.close()
     assert not failure and summary.sent == {"email": 4, "push": 4}
     assert len(sandbox.received) == 8
+    assert summary.deferred == ({"capped": 1} if capped else {})

@@ -11,6 +11,7 @@ are handed back (`on_withdrawn`), to be deferred.
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,12 +19,14 @@ from datetime import datetime
 
 from activations.channels.core import InFlight, Outgoing, Sender
 from activations.channels.message import Outcome
+from activations.ledger.reader import PendingAttempt
 
 
 @dataclass(frozen=True)
 class Queued:
     outgoing: Outgoing
     counted: datetime  # when the cap began counting it (given back if it fails)
+    earlier: PendingAttempt | None = None  # the attempt in doubt it replaces, if any
 
 
 class ChannelQueues:
@@ -56,14 +59,26 @@ class ChannelQueues:
         """Whether a message to the person is waiting or in flight (its outcome not known)."""
         return self._people[person_id] > 0
 
-    def settle(self, person_id: str) -> None:
-        """Send and wait for the person's messages (only their channels wait), so that the cap
-        sees their outcomes: one that fails gives its place back."""
+    def settle(self, person_id: str, timeout: float) -> bool:
+        """Send the person's waiting messages and wait, at most `timeout` seconds, for the
+        outcomes of all of them, so that the cap sees them: one that fails gives its place
+        back. False when some are still out then (a slow channel): the caller does not wait
+        for it, so neither do the other channels."""
+        deadline = time.monotonic() + timeout
         for channel in list(self._waiting.keys() | self._flying.keys()):
             while self._has(channel, person_id):
                 self._launch(channel, full_only=False)
-                if self._flying[channel]:  # else what waited was withdrawn
-                    self._collect(channel)
+                flying = self._flying[channel]
+                if not flying:  # what waited was withdrawn
+                    continue
+                head = flying[0][1]
+                if not head.done():
+                    finished = threading.Event()
+                    head.when_done(finished.set)
+                    if not finished.wait(max(0.0, deadline - time.monotonic())):
+                        return False
+                self._collect(channel)
+        return True
 
     def poll(self) -> None:
         """Record the outcomes of every batch that has finished, and send what waits behind it."""

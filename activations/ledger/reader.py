@@ -143,8 +143,9 @@ def read_state(
     (transactional) left out. With `journey` too, only the open keys a run of it acts on or
     counts: `keys`, those of `people` (an attempt in doubt counts toward their cap) and the
     journey's own (one whose entry has left its step is settled as exited): not every open key
-    of every journey. `sends_until` and `latest_sends`: only each person's latest that many sends
-    up to then (all a cap of that many messages needs: LedgerState.send_times_within)."""
+    of every journey. `latest_sends`: only each person's latest that many sends up to
+    `sends_until`, and every later one (all a cap of that many messages needs, whenever its clock
+    reads: LedgerState.send_times_within)."""
     con = duckdb.connect()
     try:
         view = store.with_newer_materialized(con, store.layout(con, landing_dir))

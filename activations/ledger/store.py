@@ -332,25 +332,27 @@ def sends_sql(
     until: str | None = None,
     latest: int | None = None,
 ) -> str | None:
-    """person_id, sent_time of every send (from `since` to `until`, of `people`: SQL
-    expressions), but for the sends of `uncounted_journeys`; with `latest`, only each person's
-    latest that many."""
+    """person_id, sent_time of every send (from `since`, of `people`: SQL expressions), but for
+    the sends of `uncounted_journeys`; with `latest`, only each person's latest that many up to
+    `until`, and every one after it."""
     lines = all_lines_sql(view)
     if lines is None:
         return None
     conditions = [f"({SENT_SQL})"]
     if since is not None:
         conditions.append(f"line_at >= {since}")
-    if until is not None:
-        conditions.append(f"line_at <= {until}")
     if people is not None:
         conditions.append(f"person_id in ({people})")
     if uncounted_journeys:
         conditions.append(
             f"journey not in ({', '.join(lit(j) for j in sorted(uncounted_journeys))})"
         )
+    # Lines stamped after `until` (another run's, sending while this one reads) are all kept:
+    # the cap counts them once the clock passes them. Of the others, each person's latest.
+    after = f"line_at > {until}" if until is not None else "false"
     latest_only = (
-        f"qualify row_number() over (partition by person_id order by line_at desc) <= {latest}"
+        f"qualify {after} or row_number() over "
+        f"(partition by person_id, {after} order by line_at desc) <= {latest}"
         if latest is not None
         else ""
     )

@@ -1,5 +1,5 @@
--- The addresses suppressed now, per channel: the latest usable change per address and channel
--- wins. A view on purpose, like int_user_consents_current: the send-time guard reads it right
+-- The addresses suppressed now, per channel and scope: the latest usable change per address,
+-- channel and scope wins (an unsubscribe after a hard bounce does not lift the bounce). A view on purpose, like int_user_consents_current: the send-time guard reads it right
 -- before sending, so a bounce or a STOP landed a second ago stops the next message.
 with
 
@@ -21,7 +21,7 @@ ranked as (
         suppression_source,
         recorded_at,
         row_number() over (
-            partition by channel, address
+            partition by channel, address, scope
             order by recorded_at desc, suppression_id desc
         ) as recency
     from changes

@@ -2,7 +2,14 @@ with
 
 source as (
 
-    select * from {{ source('segment', 'events') }}
+    {%- set columns = 'type, "messageId", event, name, "userId", "anonymousId", "timestamp", '
+        ~ 'properties, traits, context, "previousId", "groupId", "receivedAt", source, filename' %}
+    select {{ columns }} from {{ source('segment', 'events') }}
+    {%- if var('cdp_warehouse')['enabled'] | as_bool %}
+    -- and the CDP's own warehouse tables, read in place (vars.cdp_warehouse)
+    union all
+    select {{ columns }} from {{ ref('stg_cdp__events') }}
+    {%- endif %}
 
 ),
 
