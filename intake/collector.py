@@ -10,6 +10,7 @@ gets a 5xx. A 503 means nothing of the request was stored: retry it.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import contextlib
@@ -38,6 +39,7 @@ from switchyard import landing
 SINGLE_CALLS = ("track", "identify", "page", "screen", "alias", "group")
 RECENT_IDS = 1_000_000  # messageIds remembered for de-duplication (staging de-duplicates too)
 PREVIEW_BYTES = 2048  # of a refused request's body, kept with its reason
+MAX_WEBHOOK_BYTES = 4 * 1024 * 1024  # a provider's webhook request, read before its signature
 
 
 @dataclass(frozen=True)
@@ -79,12 +81,14 @@ class BadRequest(Exception):
 
 
 class RecentIds:
-    """The last `capacity` messageIds landed: a client's retry of a call it got no answer to is
-    acknowledged without landing it twice."""
+    """The last `capacity` messageIds landed, and those being written now: a client's retry of
+    a call it got no answer to is acknowledged without landing it twice, and a retry that comes
+    while the first copy is still being written waits for that write's outcome."""
 
     def __init__(self, capacity: int = RECENT_IDS) -> None:
         self.capacity = capacity
         self._ids: OrderedDict[str, None] = OrderedDict()
+        self.writing: dict[str, asyncio.Future[bool]] = {}  # id -> True once durable
 
     def __contains__(self, message_id: str) -> bool:
         return message_id in self._ids
@@ -94,11 +98,10 @@ class RecentIds:
         if len(self._ids) > self.capacity:
             self._ids.popitem(last=False)
 
-    def discard(self, message_id: str) -> None:
-        self._ids.pop(message_id, None)
-
 
 def create_app(settings: CollectorSettings) -> Starlette:
+    if settings.sendgrid_public_key:
+        feedback.sendgrid_key(settings.sendgrid_public_key)  # a bad key stops the start
     folders = {
         "events": landing.table_dir(settings.landing_dir, "segment", "events"),
         "rejects": landing.table_dir(settings.landing_dir, "segment", "rejects"),
@@ -166,7 +169,10 @@ def create_app(settings: CollectorSettings) -> Starlette:
         shared: dict[str, Any],
     ) -> JSONResponse:
         recent: RecentIds = state["recent"]
-        rows, reserved, rejected = [], [], []
+        rows: list[dict[str, Any]] = []
+        rejected: list[tuple[int, Any, str]] = []
+        mine: dict[str, asyncio.Future[bool]] = {}  # ids this request writes first
+        behind: list[tuple[asyncio.Future[bool], dict[str, Any]]] = []  # retries of ids in writing
         for index, message in enumerate(messages):
             if isinstance(message, dict) and shared:
                 message = {**shared, **message}  # a batch's context applies to each message
@@ -178,12 +184,31 @@ def create_app(settings: CollectorSettings) -> Starlette:
             except Exception as exc:  # bad input never gets a 5xx: kept, with what went wrong
                 rejected.append((index, message, f"unreadable message: {exc!r}"))
                 continue
-            if landed.message_id in recent:
+            if landed.message_id in recent or landed.message_id in mine:
                 state["duplicates"] += 1
-                continue  # landed already: acknowledged again, not landed twice
-            recent.add(landed.message_id)
-            reserved.append(landed.message_id)
+                continue  # landed already (or earlier in this request): not landed twice
+            if (first := recent.writing.get(landed.message_id)) is not None:
+                behind.append((first, landed.row))
+                continue
+            mine[landed.message_id] = asyncio.get_running_loop().create_future()
+            recent.writing[landed.message_id] = mine[landed.message_id]
             rows.append(landed.row)
+        stored = False
+        try:
+            if rows:
+                await state["events"].append(rows)
+            stored = True
+        except (OSError, RuntimeError) as failed:
+            return _error(503, f"not stored: {failed}; send the request again")
+        finally:
+            for message_id, written in mine.items():
+                recent.writing.pop(message_id, None)
+                if stored:
+                    recent.add(message_id)
+                written.set_result(stored)
+        # A retry that came while its first copy was being written: stored if that write failed.
+        again = [row for first, row in behind if not await first]
+        state["duplicates"] += len(behind) - len(again)
         reject_rows = [
             {
                 "rejected_at": segment.iso(received_at),
@@ -195,14 +220,16 @@ def create_app(settings: CollectorSettings) -> Starlette:
             for _, message, reason in rejected
         ]
         try:
-            if rows:
-                await state["events"].append(rows)
+            if again:
+                await state["events"].append(again)
+                for row in again:
+                    recent.add(row["messageId"])
             if reject_rows:
                 await state["rejects"].append(reject_rows)
         except (OSError, RuntimeError) as failed:
-            for message_id in reserved:
-                recent.discard(message_id)
-            return _error(503, f"not stored, nothing of this request was kept: {failed}")
+            # what was stored stays stored (and is not stored again on a retry)
+            return _error(503, f"not all stored: {failed}; send the request again")
+        rows += again
         state["accepted"] += len(rows)
         state["rejected"] += len(rejected)
         if not rejected:
@@ -277,10 +304,12 @@ def create_app(settings: CollectorSettings) -> Starlette:
     async def sendgrid_webhook(request: Request) -> Response:
         if not settings.sendgrid_public_key:
             return _error(404, "not configured: set SWITCHYARD_SENDGRID_WEBHOOK_PUBLIC_KEY")
-        raw = await request.body()
         try:
+            raw = await _read_bounded(request, MAX_WEBHOOK_BYTES)
             feedback.verify_sendgrid(settings.sendgrid_public_key, raw, request.headers)
-            landed = feedback.sendgrid_events(json.loads(raw))
+            landed = feedback.sendgrid_events(segment.loads(raw))
+        except BadRequest as bad:
+            return _error(bad.status, bad.message)
         except feedback.Unverified as refused:
             return _error(401, str(refused))
         except ValueError as bad:  # not JSON, not SendGrid's shape
@@ -290,14 +319,18 @@ def create_app(settings: CollectorSettings) -> Starlette:
     async def twilio_webhook(request: Request) -> Response:
         if not settings.twilio_auth_token:
             return _error(404, "not configured: set SWITCHYARD_TWILIO_AUTH_TOKEN")
-        raw = await request.body()
-        params = dict(urllib.parse.parse_qsl(raw.decode("utf-8", "replace"), True))
+        try:
+            raw = await _read_bounded(request, MAX_WEBHOOK_BYTES)
+        except BadRequest as bad:
+            return _error(bad.status, bad.message)
+        pairs = urllib.parse.parse_qsl(raw.decode("utf-8", "replace"), True)
+        params = dict(pairs)
         url = str(request.url)
         if settings.public_url:
             query = f"?{request.url.query}" if request.url.query else ""
             url = settings.public_url.rstrip("/") + request.url.path + query
         try:
-            feedback.verify_twilio(settings.twilio_auth_token, url, params, request.headers)
+            feedback.verify_twilio(settings.twilio_auth_token, url, pairs, request.headers)
             now = datetime.now(UTC)
             if request.url.path.endswith("/status"):
                 landed = feedback.twilio_status(params, request.query_params.get("send_key"), now)
@@ -348,6 +381,15 @@ def _mparticle_error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"errors": [{"code": code, "message": message}]}, status_code=status)
 
 
+async def _read_bounded(request: Request, limit: int) -> bytes:
+    raw = bytearray()
+    async for chunk in request.stream():
+        raw.extend(chunk)
+        if len(raw) > limit:
+            raise BadRequest(413, f"the body is over {limit // 1024} KB")
+    return bytes(raw)
+
+
 async def _read_json(request: Request, batch_limit: int | None) -> Any:
     """The body as JSON: gunzipped if so encoded, refused past Segment's size limits."""
     limit = batch_limit or segment.MAX_MESSAGE_BYTES
@@ -371,26 +413,20 @@ async def _read_json(request: Request, batch_limit: int | None) -> Any:
         too_big = f"the {what} is over {limit // 1024} KB, Segment's limit"
         raise BadRequest(400, too_big, data[:PREVIEW_BYTES])
     try:
-        return json.loads(data, parse_constant=_no_constants)
+        return segment.loads(data)
     except (ValueError, RecursionError) as exc:
         raise BadRequest(400, f"the body is not valid JSON: {exc}", data[:PREVIEW_BYTES]) from None
-
-
-def _no_constants(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
 
 
 def _header_source(request: Request, write_keys: Mapping[str, str]) -> str | None:
     """The source whose write key is the Basic auth user name; None without Authorization."""
     auth = request.headers.get("authorization", "")
-    if not auth:
-        return None
     scheme, _, encoded = auth.partition(" ")
-    if scheme.lower() != "basic" or not encoded:
-        raise BadRequest(401, "Authorization must be Basic, the write key as the user name")
+    if scheme.lower() != "basic":
+        return None  # none, or OAuth's Bearer: the write key is then in the body (`writeKey`)
     try:
         key = base64.b64decode(encoded.strip(), validate=True).decode().partition(":")[0]
-    except (binascii.Error, UnicodeDecodeError):
+    except (binascii.Error, ValueError):  # not base64, not ASCII, not UTF-8
         raise BadRequest(401, "Authorization is not valid Basic credentials") from None
     return _known(key, write_keys)
 

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import fcntl
 import json
+import logging
 import os
 import time
 import uuid
@@ -23,6 +24,9 @@ from typing import Any
 from switchyard.landing import fsync_dir
 
 OPEN_SUFFIX = ".open"
+SWEEP_SECONDS = 5.0  # how often a running collector closes files a crashed one left open
+
+log = logging.getLogger(__name__)
 
 
 def recover(folder: Path) -> list[Path]:
@@ -30,11 +34,17 @@ def recover(folder: Path) -> list[Path]:
     a live writer holds (its lock) is left alone."""
     closed = []
     for stale in sorted(folder.glob(f".*.jsonl{OPEN_SUFFIX}")):
-        with stale.open("r+b") as fh:
+        try:
+            fh = stale.open("r+b")
+        except FileNotFoundError:
+            continue  # its writer closed it a moment ago
+        with fh:
             try:
                 fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 continue  # another collector is writing it
+            if not stale.exists():
+                continue  # renamed into place by its writer before we took the lock
             data = fh.read()
             whole = data[: data.rfind(b"\n") + 1]
             if whole != data:
@@ -90,6 +100,7 @@ class GroupCommitLog:
             await self._task
 
     async def _run(self) -> None:
+        swept = time.monotonic()
         while True:
             with contextlib.suppress(TimeoutError):  # a tick: time to close the file?
                 await asyncio.wait_for(self._wake.wait(), timeout=self.rotate_seconds / 4)
@@ -97,10 +108,17 @@ class GroupCommitLog:
             group, self._waiting = self._waiting, []
             if group:
                 await self._commit(group)
-            if self._fh is not None and (
-                self._closing or time.monotonic() - self._opened >= self.rotate_seconds
-            ):
-                await asyncio.to_thread(self._rotate)
+            try:
+                if self._fh is not None and (
+                    self._closing or time.monotonic() - self._opened >= self.rotate_seconds
+                ):
+                    await asyncio.to_thread(self._rotate)
+                if time.monotonic() - swept >= SWEEP_SECONDS:
+                    swept = time.monotonic()  # what a crashed collector left open, closed
+                    await asyncio.to_thread(recover, self.folder)
+            except Exception:  # a disk error: the writer goes on; the next write says so
+                log.exception("closing a landing file in %s failed", self.folder)
+                self._forget_file()
             if self._closing and not self._waiting:
                 return
 
@@ -122,9 +140,15 @@ class GroupCommitLog:
     def _write(self, lines: list[bytes]) -> None:
         if self._fh is None:
             name = f"{self.prefix}-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:12]}.jsonl"
+            # Locked before it has the name recover() looks for, and that name made durable
+            # before anything in it is acknowledged.
+            fresh = self.folder / f".{name}.new"
+            fh = fresh.open("ab")
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
             self._path = self.folder / f".{name}{OPEN_SUFFIX}"
-            self._fh = self._path.open("ab")
-            fcntl.flock(self._fh, fcntl.LOCK_EX | fcntl.LOCK_NB)  # recover() leaves it alone
+            fresh.rename(self._path)
+            fsync_dir(self.folder)
+            self._fh = fh
             self._opened = time.monotonic()
         self._fh.write(b"".join(lines))
         self._fh.flush()
@@ -142,7 +166,14 @@ class GroupCommitLog:
 
     def _drop_file(self) -> None:
         """After a failed write the file may end in part of a line: close it as recover would."""
-        if self._fh is not None:
-            self._fh.close()
-            self._fh, self._path = None, None
+        self._forget_file()
+        try:
             recover(self.folder)  # now unlocked: cut at its last whole line and closed
+        except OSError:
+            log.exception("recovering %s failed; the next sweep tries again", self.folder)
+
+    def _forget_file(self) -> None:
+        if self._fh is not None:
+            with contextlib.suppress(OSError):
+                self._fh.close()
+        self._fh, self._path = None, None

@@ -43,12 +43,20 @@ SENDGRID_EVENTS: dict[str, str | None] = {
     "group_unsubscribe": "unsubscribe",
     "group_resubscribe": None,
 }
-# What suppresses the address: a hard bounce, a drop, a spam report for every message; an
-# unsubscribe for marketing only (a receipt still goes).
-SUPPRESSING = {"bounce": "all", "dropped": "all", "spamreport": "all", "unsubscribe": "marketing"}
+# What suppresses the address: a hard bounce and a spam report for every message; an
+# unsubscribe for marketing only (a receipt still goes). A drop only for the reasons that say
+# the address itself is bad or unwilling (others, such as "Invalid SMTPAPI header", are ours).
+SUPPRESSING = {"bounce": "all", "spamreport": "all", "unsubscribe": "marketing"}
+DROP_REASONS = {
+    "bounced address": "all",
+    "invalid": "all",
+    "spam reporting address": "all",
+    "unsubscribed address": "marketing",
+}
 TWILIO_STATUSES = {"delivered": "delivered", "undelivered": "undelivered", "failed": "failed"}
-# Opt-out and opt-in keywords, as the whole message in any case (Twilio's standard ones).
-STOP_WORDS = {"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"}
+# Opt-out and opt-in keywords, as the whole message in any case: the ones Twilio handles by
+# default on long codes (twilio.com/docs/messaging/tutorials/advanced-opt-out).
+STOP_WORDS = {"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT"}
 START_WORDS = {"START", "YES", "UNSTOP"}
 HELP_WORDS = {"HELP", "INFO"}
 
@@ -75,12 +83,7 @@ def verify_sendgrid(
     if not signature or not timestamp:
         raise Unverified("missing X-Twilio-Email-Event-Webhook-Signature or -Timestamp")
     _fresh(timestamp, now)
-    try:
-        key = load_der_public_key(base64.b64decode(public_key))
-    except (ValueError, binascii.Error) as exc:
-        raise ValueError(f"SWITCHYARD_SENDGRID_WEBHOOK_PUBLIC_KEY is not a key: {exc}") from exc
-    if not isinstance(key, ec.EllipticCurvePublicKey):
-        raise ValueError("SWITCHYARD_SENDGRID_WEBHOOK_PUBLIC_KEY is not an elliptic-curve key")
+    key = sendgrid_key(public_key)
     try:
         key.verify(
             base64.b64decode(signature), timestamp.encode() + body, ec.ECDSA(hashes.SHA256())
@@ -89,19 +92,39 @@ def verify_sendgrid(
         raise Unverified("the SendGrid signature does not match") from None
 
 
-def twilio_signature(auth_token: str, url: str, params: Mapping[str, str]) -> str:
-    signed = url + "".join(f"{k}{params[k]}" for k in sorted(params))
+def sendgrid_key(public_key: str) -> ec.EllipticCurvePublicKey:
+    """The verification key from SendGrid's Mail Settings (base64 DER); ValueError if not one."""
+    try:
+        key = load_der_public_key(base64.b64decode(public_key))
+    except (ValueError, binascii.Error, TypeError) as exc:
+        raise ValueError(f"SWITCHYARD_SENDGRID_WEBHOOK_PUBLIC_KEY is not a key: {exc}") from None
+    if not isinstance(key, ec.EllipticCurvePublicKey):
+        raise ValueError("SWITCHYARD_SENDGRID_WEBHOOK_PUBLIC_KEY is not an elliptic-curve key")
+    return key
+
+
+def twilio_signature(
+    auth_token: str, url: str, params: Mapping[str, str] | list[tuple[str, str]]
+) -> str:
+    """Twilio's signature: every parameter, sorted by name (then value, for a name given more
+    than once), as name and value after the URL."""
+    pairs = sorted(params.items() if isinstance(params, Mapping) else params)
+    signed = url + "".join(f"{k}{v}" for k, v in pairs)
     digest = hmac.new(auth_token.encode(), signed.encode(), hashlib.sha1).digest()
     return base64.b64encode(digest).decode()
 
 
 def verify_twilio(
-    auth_token: str, url: str, params: Mapping[str, str], headers: Mapping[str, str]
+    auth_token: str,
+    url: str,
+    params: Mapping[str, str] | list[tuple[str, str]],
+    headers: Mapping[str, str],
 ) -> None:
     given = headers.get("x-twilio-signature")
     if not given:
         raise Unverified("missing X-Twilio-Signature")
-    if not hmac.compare_digest(given, twilio_signature(auth_token, url, params)):
+    expected = twilio_signature(auth_token, url, params)
+    if not hmac.compare_digest(given.encode("utf-8", "replace"), expected.encode()):
         raise Unverified(
             "the Twilio signature does not match (is SWITCHYARD_COLLECTOR_PUBLIC_URL the URL "
             "Twilio calls?)"
@@ -116,6 +139,14 @@ def sendgrid_events(payload: Any) -> Feedback:
     for event in payload:
         if not isinstance(event, dict):
             raise ValueError("every SendGrid event is a JSON object")
+        if event.get("event") == "group_resubscribe" and isinstance(event.get("email"), str):
+            at, event_id = _unix(event.get("timestamp")), event.get("sg_event_id")
+            if at is not None and event_id:  # back in: the marketing unsubscribe is lifted
+                out.suppressions.append(
+                    _suppression(f"sendgrid:{event_id}", "email", event["email"], "lifted",
+                                 "marketing", "group_resubscribe", "sendgrid", at)
+                )  # fmt: skip
+                continue
         kind = SENDGRID_EVENTS.get(str(event.get("event")))
         if kind == "bounce" and event.get("type") == "blocked":
             kind = None  # a block is temporary (the receiving server's policy): not a bounce
@@ -130,10 +161,14 @@ def sendgrid_events(payload: Any) -> Feedback:
         else:
             out.skipped += 1
         scope = SUPPRESSING.get(kind)
+        reason = kind
+        if kind == "dropped":
+            why = str(event.get("reason", "")).strip().lower()
+            scope, reason = DROP_REASONS.get(why), f"dropped: {why or 'no reason'}"
         if scope and isinstance(event.get("email"), str):
             out.suppressions.append(
                 _suppression(f"sendgrid:{event_id}", "email", event["email"], "suppressed",
-                             scope, kind, "sendgrid", at)
+                             scope, reason, "sendgrid", at)
             )  # fmt: skip
     return out
 
@@ -195,9 +230,10 @@ def _suppression(
 def _fresh(timestamp: str, now: float | None) -> None:
     try:
         signed_at = int(timestamp)
-    except ValueError:
-        raise Unverified("the signature timestamp is not a number") from None
-    if abs((now if now is not None else time.time()) - signed_at) > TIMESTAMP_TOLERANCE:
+        off = abs((now if now is not None else time.time()) - signed_at)
+    except (ValueError, OverflowError):
+        raise Unverified("the signature timestamp is not a time") from None
+    if off > TIMESTAMP_TOLERANCE:
         raise Unverified("the signature timestamp is more than 5 minutes off: a replay?")
 
 

@@ -7,7 +7,7 @@ segment/rejects with the reason and the topic, partition and offset they came fr
 
 from __future__ import annotations
 
-import json
+import logging
 import signal
 import time
 from collections.abc import Callable, Mapping
@@ -18,6 +18,8 @@ from typing import Any
 
 from intake import segment
 from switchyard import landing
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -71,9 +73,11 @@ def consume(
             now = time.monotonic()
             for message in messages:
                 if (error := message.error()) is not None:
-                    if error.code() == KafkaError._PARTITION_EOF:
-                        continue
-                    raise KafkaException(error)
+                    if error.fatal():
+                        raise KafkaException(error)
+                    if error.code() != KafkaError._PARTITION_EOF:  # the client retries it
+                        log.warning("kafka: %s", error)
+                    continue
                 last_message = now
                 pending = True
                 _take(message, name, rows, rejects)
@@ -102,15 +106,16 @@ def _take(message: Any, source: str, rows: list[dict[str, Any]], rejects: list[A
     received_at = datetime.now(UTC)
     raw = message.value() or b""
     event: Any = None
+    where = f"{message.topic()}/{message.partition()}@{message.offset()}"
     try:
-        event = json.loads(raw)
-        rows.append(segment.check(event, received_at, source).row)
+        event = segment.loads(raw)
+        # no messageId: one from its place in the topic, the same if the batch comes again
+        rows.append(segment.check(event, received_at, source, default_id=f"kafka:{where}").row)
         return
     except segment.Rejected as refused:
         reason = str(refused)
     except (ValueError, RecursionError) as unreadable:
         reason = f"not JSON: {unreadable}"
-    where = f"{message.topic()}/{message.partition()}@{message.offset()}"
     message_id = event.get("messageId") if isinstance(event, dict) else None
     rejects.append(
         {

@@ -34,7 +34,10 @@ def to_segment(batch: Any) -> list[Any]:
         "context": {"source": "mparticle", "device": {"id": _first_device_id(device)}},
     }
     messages: list[Any] = []
-    traits = dict(batch.get("user_attributes") or {})
+    attributes = batch.get("user_attributes") or {}
+    if not isinstance(attributes, dict):
+        raise ValueError("user_attributes must be a JSON object")
+    traits = dict(attributes)
     if identities.get("email"):
         traits["email"] = identities["email"]
     if identities.get("mobile_number"):

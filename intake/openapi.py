@@ -90,6 +90,34 @@ def openapi_document() -> dict[str, Any]:
     }
     paths["/v1/batch"] = batch
     paths["/v1/import"] = batch
+    for path, what in (
+        ("/v2/events", "One mParticle Events API batch (202 when stored)"),
+        ("/v2/bulkevents", "An array of mParticle batches (202 when stored)"),
+    ):
+        paths[path] = {
+            "post": {
+                "summary": what,
+                "security": [{"writeKey": []}],
+                "requestBody": {"required": True, "content": {"application/json": {}}},
+                "responses": {"202": {"description": "Stored durably"}, "400": _ANSWERS["400"],
+                              "401": _ANSWERS["401"], "503": _ANSWERS["503"]},
+            }
+        }  # fmt: skip
+    for path, what in (
+        ("/webhooks/sendgrid", "SendGrid's signed Event Webhook (ECDSA signature checked)"),
+        ("/webhooks/twilio/status", "Twilio status callbacks (?send_key=; X-Twilio-Signature)"),
+        ("/webhooks/twilio/inbound", "Twilio incoming messages: STOP, START, HELP"),
+    ):
+        paths[path] = {
+            "post": {
+                "summary": what,
+                "responses": {
+                    "200": {"description": "Stored durably"},
+                    "401": {"description": "Not signed by the provider, or too old"},
+                    "404": {"description": "This webhook's secret is not configured"},
+                },
+            }
+        }
     paths["/health"] = {
         "get": {"summary": "Alive, with counts", "responses": {"200": {"description": "ok"}}}
     }

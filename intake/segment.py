@@ -54,12 +54,15 @@ def check(
     source: str,
     call_type: str | None = None,
     sent_at: Any = None,
+    default_id: str | None = None,
 ) -> Landed:
     """The landed row of `message` (its `type`, or `call_type` for /v1/track and the like), or
-    Rejected. `sent_at`: the batch's sentAt, when the message has none of its own."""
+    Rejected. `sent_at`: the batch's sentAt, when the message has none of its own; `default_id`:
+    its messageId when it has none (one that is the same when the message comes again, such as
+    a Kafka offset; else a new one)."""
     if not isinstance(message, dict):
         raise Rejected("a message must be a JSON object")
-    size = len(json.dumps(message, separators=(",", ":")).encode())
+    size = len(json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode())
     if size > MAX_MESSAGE_BYTES:
         raise Rejected(f"message is {size} bytes; the limit is {MAX_MESSAGE_BYTES} (32 KB)")
     kind = call_type or message.get("type")
@@ -91,7 +94,7 @@ def check(
         stamps = [iso(t) if t else None for t in (happened, original, sent)]
     except (OverflowError, ValueError):
         raise Rejected("timestamp and sentAt are too far apart to correct the clock") from None
-    message_id = _text(message, "messageId") or f"sy-{uuid.uuid4()}"
+    message_id = _text(message, "messageId") or default_id or f"sy-{uuid.uuid4()}"
     row = {
         "type": kind,
         "messageId": message_id,
@@ -111,6 +114,22 @@ def check(
         "source": source,
     }
     return Landed(message_id, row)
+
+
+def loads(data: bytes | str) -> Any:
+    """JSON as the API takes it: no NaN or Infinity, no number too large for a float."""
+    return json.loads(data, parse_constant=_not_json, parse_float=_finite)
+
+
+def _not_json(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError(f"{text} is too large a number")
+    return value
 
 
 def _text(message: dict[str, Any], field: str) -> str | None:

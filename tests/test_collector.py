@@ -374,3 +374,90 @@ def test_mparticle_batches_land_as_segment_calls(home: Path, collector: str) -> 
     assert refused.status_code == 400
     assert "userId or an anonymousId" in refused.json()["errors"][0]["message"]
     assert httpx.post(f"{collector}/v2/events", json=MPARTICLE).status_code == 401
+
+
+def test_concurrent_retries_of_one_message_land_it_once(home: Path, collector: str) -> None:
+    # An SDK that timed out sends the same batch again while the first is still being written.
+    results: list[int] = []
+
+    def post() -> None:
+        answer = httpx.post(f"{collector}/v1/batch", json={"batch": [track("same")]},
+                            headers=auth())  # fmt: skip
+        results.append(answer.status_code)
+
+    threads = [threading.Thread(target=post) for _ in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [200] * 12
+    closed_soon(home, {"same"})
+    time.sleep(3 * ROTATE)
+    assert [r["messageId"] for r in landed(home)] == ["same"]
+
+
+@pytest.mark.parametrize(
+    ("path", "headers", "body"),
+    [
+        ("/v1/track", {"Authorization": "Basic \u00e9\u00e9\u00e9"}, b"{}"),
+        ("/v1/track", {"Authorization": "Bearer token"}, b'{"writeKey": 5}'),
+        ("/v1/batch", {"Authorization": "Basic !!!"}, b"[]"),
+        ("/v1/batch", {}, b'{"batch": [{"type": "track", "userId": "u", "event": "e", '
+                          b'"properties": {"n": 1e400}}], "writeKey": "wk_test_web"}'),
+        ("/v2/events", {}, b'{"user_attributes": [1]}'),
+        ("/v2/bulkevents", {}, b'[{"user_attributes": 5, "events": "x"}]'),
+    ],
+)  # fmt: skip
+def test_odd_headers_and_bodies_get_a_4xx_never_a_5xx(
+    collector: str, path: str, headers: dict[str, str], body: bytes
+) -> None:
+    sent = {**auth(), **headers} if path.startswith("/v2") else headers
+    raw = {k: v.encode() for k, v in sent.items()}  # as bytes: not ASCII, some of them
+    answer = httpx.post(f"{collector}{path}", content=body, headers=raw)
+    assert 400 <= answer.status_code < 500, answer.text
+
+
+def test_a_bearer_client_is_known_by_the_write_key_in_its_body(home: Path, collector: str) -> None:
+    body = {"batch": [track("b1")], "writeKey": KEY}
+    answer = httpx.post(f"{collector}/v1/batch", json=body,
+                        headers={"Authorization": "Bearer oauth-token"})  # fmt: skip
+    assert answer.status_code == 200
+    closed_soon(home, {"b1"})
+
+
+def test_the_writer_outlives_a_disk_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    from intake import durable
+
+    failures = {"left": 2}
+    real = durable.fsync_dir
+
+    def flaky(folder: Path) -> None:
+        if failures["left"]:
+            failures["left"] -= 1
+            raise OSError(5, "Input/output error")
+        real(folder)
+
+    monkeypatch.setattr(durable, "fsync_dir", flaky)
+
+    async def scenario() -> list[str]:
+        log = durable.GroupCommitLog(tmp_path, "t", rotate_seconds=0.05)
+        log.start()
+        outcomes = []
+        for n in range(3):
+            try:
+                await log.append([{"messageId": f"m{n}"}])
+                outcomes.append("stored")
+            except OSError:
+                outcomes.append("refused")  # the client hears 503 and sends it again
+            await asyncio.sleep(0.1)  # past a rotation
+        await log.close()
+        return outcomes
+
+    outcomes = asyncio.run(scenario())
+    assert outcomes[-1] == "stored" and "refused" in outcomes
+    durable.recover(tmp_path)
+    stored = [json.loads(line)["messageId"] for p in tmp_path.glob("*.jsonl")
+              for line in p.read_text().splitlines()]  # fmt: skip
+    assert {f"m{n}" for n, o in enumerate(outcomes) if o == "stored"} <= set(stored)

@@ -91,6 +91,8 @@ EVENTS = [
     sg("bounce", 4, type="bounce", status="5.0.0", reason="550 no such user"),
     sg("bounce", 5, type="blocked", status="4.0.0", reason="policy"),
     sg("dropped", 6, reason="Bounced Address", status="5.0.0"),
+    sg("dropped", 11, reason="Invalid SMTPAPI header"),  # ours, not the address's: no suppression
+    sg("group_resubscribe", 12, asm_group_id=10),
     sg("spamreport", 7),
     sg("unsubscribe", 8),
     sg("group_unsubscribe", 9, asm_group_id=10),
@@ -104,21 +106,28 @@ def test_sendgrid_events_land_as_feedback_and_suppressions(
     url, home = collector
     body = json.dumps(EVENTS).encode()
     answer = httpx.post(f"{url}/webhooks/sendgrid", content=body, headers=sendgrid_headers(body))
-    assert answer.status_code == 200 and answer.json() == {"landed": 8}
+    assert answer.status_code == 200 and answer.json() == {"landed": 9}
     events = landed(home, "feedback", "events", {"sg-delivered-1", "sg-bounce-4"}, "event_id")
     assert {r["event"] for r in events.values()} == {
         "delivered", "open", "click", "bounce", "dropped", "spamreport", "unsubscribe"
     }  # fmt: skip
     assert events["sg-bounce-4"]["send_key"] == "key-4"
     assert "sg-bounce-5" not in events  # blocked: the receiver's policy, not a bounce
-    held = landed(home, "preferences", "suppressions", {"sendgrid:sg-bounce-4"}, "suppression_id")
-    scopes = {r["address"]: (r["scope"], r["reason"]) for r in held.values()}
+    held = landed(
+        home,
+        "preferences",
+        "suppressions",
+        {"sendgrid:sg-bounce-4", "sendgrid:sg-group_resubscribe-12"},
+        "suppression_id",
+    )
+    scopes = {r["address"]: (r["status"], r["scope"], r["reason"]) for r in held.values()}
     assert scopes == {
-        "p4@example.com": ("all", "bounce"),
-        "p6@example.com": ("all", "dropped"),
-        "p7@example.com": ("all", "spamreport"),
-        "p8@example.com": ("marketing", "unsubscribe"),
-        "p9@example.com": ("marketing", "unsubscribe"),
+        "p4@example.com": ("suppressed", "all", "bounce"),
+        "p6@example.com": ("suppressed", "all", "dropped: bounced address"),
+        "p7@example.com": ("suppressed", "all", "spamreport"),
+        "p8@example.com": ("suppressed", "marketing", "unsubscribe"),
+        "p9@example.com": ("suppressed", "marketing", "unsubscribe"),
+        "p12@example.com": ("lifted", "marketing", "group_resubscribe"),
     }
 
 
@@ -204,8 +213,14 @@ def test_a_stop_landed_after_the_build_stops_the_next_text(paths: Paths) -> None
         inbound = {"From": "+14155550123", "To": "+1415", "MessageSid": "SM9", "Body": "STOP"}
         assert twilio_post(url, "/webhooks/twilio/inbound", inbound).status_code == 200
         bounce = json.dumps([sg("bounce", 1, type="bounce", email="SAM@example.com")]).encode()
-        answer = httpx.post(f"{url}/webhooks/sendgrid", content=bounce,
-                            headers=sendgrid_headers(bounce))  # fmt: skip
+        for _ in range(2):  # SendGrid delivers an event again when unsure it arrived
+            answer = httpx.post(f"{url}/webhooks/sendgrid", content=bounce,
+                                headers=sendgrid_headers(bounce))  # fmt: skip
+            assert answer.status_code == 200
+        # a later unsubscribe by the same address does not lift the hard bounce
+        later = json.dumps([sg("unsubscribe", 2, email="sam@example.com")]).encode()
+        answer = httpx.post(f"{url}/webhooks/sendgrid", content=later,
+                            headers=sendgrid_headers(later))  # fmt: skip
         assert answer.status_code == 200
     # no rebuild: the view reads the landing files as they are now
     refused = choice()
@@ -213,3 +228,4 @@ def test_a_stop_landed_after_the_build_stops_the_next_text(paths: Paths) -> None
     assert refused.detail == (
         "sms: +14155550123 suppressed (STOP); email: Sam@Example.com suppressed (bounce)"
     )
+    dbt_build(paths, "stg_preferences__suppressions", "int_suppressions_current", command="test")

@@ -22,13 +22,24 @@ typed as (
         {{ blank_to_null('source') }} as suppression_source,
         {{ dbt.safe_cast('recorded_at', api.Column.translate_type('timestamp')) }} as recorded_at,
         recorded_at as raw_recorded_at,
-        filename as source_file
+        filename as source_file,
+        -- a provider sends an event again (a retry, a lost answer): it is one change
+        row_number() over (partition by suppression_id order by filename) as delivery_number
     from source
 
 )
 
 select
-    *,
+    suppression_id,
+    channel,
+    address,
+    suppression_status,
+    scope,
+    reason,
+    suppression_source,
+    recorded_at,
+    raw_recorded_at,
+    source_file,
     case
         when suppression_id is null then 'missing suppression_id'
         when address is null then 'missing address'
@@ -38,3 +49,4 @@ select
         when recorded_at is null then 'unparseable recorded_at: ' || coalesce(raw_recorded_at, 'null')
     end as reject_reason
 from typed
+where delivery_number = 1 or suppression_id is null

@@ -23,8 +23,10 @@ typed as (
             when lower(type) in ('page', 'screen') then name
         end as event_name,
         {{ blank_to_null('"userId"') }} as user_id,
-        -- An alias merges previousId (an anonymousId, or an earlier userId) into userId: as an
-        -- anonymous id on the alias row, identity links the two as any event carrying both.
+        -- An alias merges previousId (usually the anonymousId the person had before signing
+        -- in) into userId: as the alias row's anonymous id, identity links the two as any
+        -- event carrying both. (An earlier userId as previousId is linked as an anonymous id
+        -- of that value, not merged with that user id's own events.)
         case
             when lower(type) = 'alias' then {{ blank_to_null('"previousId"') }}
             else {{ blank_to_null('"anonymousId"') }}
