@@ -42,6 +42,7 @@ def messy(module_paths: Paths) -> Paths:
         module_paths,
         "+dim_people",
         "+int_user_consents_current",
+        "+int_suppressions_current",
         f"+{AUDIENCE}",
         "+fct_rejected_rows",
     )
