@@ -340,15 +340,20 @@ def test_a_run_reads_only_the_open_keys_it_acts_on_or_counts(
 def test_a_run_reads_only_the_latest_sends_its_cap_can_count(tmp_path: Path) -> None:
     landing.ensure_layout(tmp_path)
     writer = ledger.LedgerWriter(tmp_path, "r1")
-    for n, hours in enumerate((-5, -3, -1, 1)):  # the last one after the read: not counted
+    for n, hours in enumerate((-5, -3, -1, 1)):  # the last one after the read's clock
         writer.write(ref(n, "p1"), "sent", T + timedelta(hours=hours), **SMS)
     writer.close()
     since = T - timedelta(days=1)
     latest = ledger.read_state(tmp_path, people={"p1"}, sends_since=since, sends_until=T,
                                latest_sends=2)  # fmt: skip
-    assert sorted(latest.sends_by_person["p1"]) == [T - timedelta(hours=3), T - timedelta(hours=1)]
+    # the latest two up to T, and every one after it (another run's: counted once the clock
+    # passes it)
+    assert sorted(latest.sends_by_person["p1"]) == [
+        T - timedelta(hours=3), T - timedelta(hours=1), T + timedelta(hours=1)
+    ]  # fmt: skip
     whole = ledger.read_state(tmp_path, people={"p1"}, sends_since=since)
     # what a cap of up to two messages counts is the same as from every send
-    for messages, hours in ((2, 4), (2, 2), (1, 2), (2, 24)):
-        counted = min(latest.sends_within("p1", T, hours), messages)
-        assert counted == min(whole.sends_within("p1", T, hours), messages)
+    for now in (T, T + timedelta(hours=2)):
+        for messages, hours in ((2, 4), (2, 2), (1, 2), (2, 24)):
+            counted = min(latest.sends_within("p1", now, hours), messages)
+            assert counted == min(whole.sends_within("p1", now, hours), messages)
