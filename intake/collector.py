@@ -150,13 +150,8 @@ def create_app(settings: CollectorSettings) -> Starlette:
         return await _land(messages, call, source, received_at, sent_at, shared)
 
     async def _keep_refused(source: str, received_at: datetime, bad: BadRequest) -> None:
-        row = {
-            "rejected_at": segment.iso(received_at),
-            "source": source,
-            "reason": bad.message,
-            "message_id": None,
-            "payload": bad.preview.decode("utf-8", "replace"),
-        }
+        preview = bad.preview.decode("utf-8", "replace")
+        row = segment.reject_row(received_at, source, bad.message, None, preview)
         with contextlib.suppress(OSError, RuntimeError):  # the answer says why all the same
             await state["rejects"].append([row])
 
@@ -210,13 +205,13 @@ def create_app(settings: CollectorSettings) -> Starlette:
         again = [row for first, row in behind if not await first]
         state["duplicates"] += len(behind) - len(again)
         reject_rows = [
-            {
-                "rejected_at": segment.iso(received_at),
-                "source": source,
-                "reason": reason,
-                "message_id": message.get("messageId") if isinstance(message, dict) else None,
-                "payload": json.dumps(message, default=str)[: 2 * segment.MAX_MESSAGE_BYTES],
-            }
+            segment.reject_row(
+                received_at,
+                source,
+                reason,
+                message.get("messageId") if isinstance(message, dict) else None,
+                json.dumps(message, default=str),
+            )  # fmt: skip
             for _, message, reason in rejected
         ]
         try:

@@ -28,6 +28,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_der_public_key
 
+from intake.segment import iso
+
 TIMESTAMP_TOLERANCE = 300  # seconds: an older signed request is a replay
 # SendGrid event -> the feedback event staging knows (None: not landed; the ledger has it)
 SENDGRID_EVENTS: dict[str, str | None] = {
@@ -215,7 +217,7 @@ def _event(
     event_id: str, send_key: str, provider: str, channel: str, event: str, at: datetime
 ) -> dict[str, Any]:
     return {"event_id": event_id, "send_key": send_key, "provider": provider,
-            "channel": channel, "event": event, "occurred_at": _iso(at)}  # fmt: skip
+            "channel": channel, "event": event, "occurred_at": iso(at)}  # fmt: skip
 
 
 def _suppression(
@@ -224,7 +226,7 @@ def _suppression(
 ) -> dict[str, Any]:  # fmt: skip
     return {"suppression_id": suppression_id, "channel": channel, "address": address,
             "status": status, "scope": scope, "reason": reason, "source": source,
-            "recorded_at": _iso(at)}  # fmt: skip
+            "recorded_at": iso(at)}  # fmt: skip
 
 
 def _fresh(timestamp: str, now: float | None) -> None:
@@ -242,7 +244,3 @@ def _unix(value: Any) -> datetime | None:
         return datetime.fromtimestamp(float(value), UTC)
     except (TypeError, ValueError, OverflowError, OSError):
         return None
-
-
-def _iso(at: datetime) -> str:
-    return at.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -117,14 +117,9 @@ def _take(message: Any, source: str, rows: list[dict[str, Any]], rejects: list[A
     except (ValueError, RecursionError) as unreadable:
         reason = f"not JSON: {unreadable}"
     message_id = event.get("messageId") if isinstance(event, dict) else None
+    payload = raw[: 2 * segment.MAX_MESSAGE_BYTES].decode("utf-8", "replace")
     rejects.append(
-        {
-            "rejected_at": segment.iso(received_at),
-            "source": source,
-            "reason": f"{reason} (kafka {where})",
-            "message_id": message_id if isinstance(message_id, str) else None,
-            "payload": raw[: 2 * segment.MAX_MESSAGE_BYTES].decode("utf-8", "replace"),
-        }
+        segment.reject_row(received_at, source, f"{reason} (kafka {where})", message_id, payload)
     )
 
 

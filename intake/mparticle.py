@@ -26,7 +26,7 @@ def to_segment(batch: Any) -> list[Any]:
     if not isinstance(identities, dict) or not isinstance(device, dict):
         raise ValueError("user_identities and device_info must be JSON objects")
     user_id = identities.get("customer_id")
-    anonymous = batch.get("mpid") or next((device[k] for k in DEVICE_IDS if device.get(k)), None)
+    anonymous = batch.get("mpid") or _first_device_id(device)
     request = str(batch.get("source_request_id") or uuid.uuid4())
     base: dict[str, Any] = {
         "userId": user_id,

@@ -116,6 +116,19 @@ def check(
     return Landed(message_id, row)
 
 
+def reject_row(
+    received_at: datetime, source: str, reason: str, message_id: Any, payload: str
+) -> dict[str, Any]:
+    """A line of segment/rejects: what was refused, why, and (the start of) what was sent."""
+    return {
+        "rejected_at": iso(received_at),
+        "source": source,
+        "reason": reason,
+        "message_id": message_id if isinstance(message_id, str) else None,
+        "payload": payload[: 2 * MAX_MESSAGE_BYTES],
+    }
+
+
 def loads(data: bytes | str) -> Any:
     """JSON as the API takes it: no NaN or Infinity, no number too large for a float."""
     return json.loads(data, parse_constant=_not_json, parse_float=_finite)
