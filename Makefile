@@ -9,6 +9,13 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 .PHONY: demo test dev sandbox lint clean
 
 $(STAMP): pyproject.toml
+	@# the preference-center test drives headless Chromium: Debian's package (Playwright's own
+	@# browser download cannot be reached from everywhere)
+	command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
+		{ command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && \
+		  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+		  --no-install-recommends chromium; } || \
+		{ echo "install Chromium (Debian: apt-get install chromium) and run make again" >&2; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
@@ -32,7 +39,7 @@ sandbox: $(STAMP)
 	$(BIN)/switchyard sandbox
 
 lint: $(STAMP)
-	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy activations orchestration sandbox switchyard
+	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy activations orchestration sandbox switchyard intake
 
 clean:
 	rm -rf var target logs $(VENV)

@@ -30,6 +30,7 @@ from activations.ledger import (
 from activations.render import MissingTemplateVariable, TemplateProblem, render
 from activations.tick import TickResult, run_tick
 from switchyard.clock import utc_now
+from switchyard.preference_links import LinkSigner, LinkSubject
 
 PROVIDER_DOWN_RETRY = timedelta(minutes=5)  # a step deferred by an outage: due again after
 # A capped person's earlier message of the run still in flight: waited for this long, else the
@@ -96,11 +97,13 @@ def run_journey(
     timeouts: HttpTimeouts | None = None,
     transport: httpx.BaseTransport | None = None,
     uncounted_journeys: Collection[str] = (),
+    links: LinkSigner | None = None,
 ) -> RunSummary:
     """Tick, deliver what is due, and tick again so entries go on past the sends just decided
     (a send followed by a branch or another send at once), until nothing more is due. Holds the
     journey's lock throughout: a second run of it waits, then starts from what this one did.
-    `uncounted_journeys`: the transactional ones, whose sends no cap counts."""
+    `uncounted_journeys`: the transactional ones, whose sends no cap counts. `links`: signs
+    each message's unsubscribe and preference-center links (ChannelSettings.links)."""
     with transitions.journey_lock(landing_dir, journey.name):
         # A fixed `now` (tests, backfills) also stamps the ledger, so caps see the simulated time.
         clock: Callable[[], datetime] = (lambda: now) if now is not None else utc_now
@@ -138,7 +141,7 @@ def run_journey(
                 handled.update(s.ref.send_key for s in decision.skips)
                 deliver(
                     journey, decision.due, decision.skips, decision.audience, decision.state,
-                    sender, summary, fetcher=fetcher,
+                    sender, summary, fetcher=fetcher, links=links,
                 )  # fmt: skip
         finally:
             sender.close()
@@ -209,12 +212,15 @@ def deliver(
     summary: RunSummary,
     batch_size: int = 256,
     fetcher: ContentFetcher | None = None,
+    links: LinkSigner | None = None,
 ) -> None:
     """Settle what was left unknown, record the engine's skips, then send each due step that
     passes the send-time guards, through one queue per channel, `batch_size` messages a batch
     (ChannelQueues: a slow provider holds up only its own channel). `state` is kept current, so
     the cap sees this run's sends, those still in flight included. `fetcher` fetches connected
-    content (one per run: its cache)."""
+    content (one per run: its cache). `links`: where set, each message's signed links are the
+    template values `unsubscribe_url` and `preferences_url`, and marketing email names the
+    first in its List-Unsubscribe headers."""
     fetcher = fetcher or ContentFetcher(sender.http)
     clock = sender.clock
     for recipient, ids in state.provider_ids.items():  # a lookup never claims these again
@@ -358,6 +364,17 @@ def deliver(
                 "person_id": person.person_id,
                 "user_id": person.user_id,
             }
+            unsubscribe_url = None
+            if links is not None:
+                subject = LinkSubject(
+                    choice.channel,
+                    person.user_id,
+                    None if person.user_id else choice.recipient,
+                    journey.topic or guards.MARKETING,
+                    d.ref.send_key,
+                )
+                unsubscribe_url, values["preferences_url"] = links.urls(subject)
+                values["unsubscribe_url"] = unsubscribe_url
             if d.step.connected_content:
                 try:
                     values.update(fetcher.values(d.step.connected_content, values))
@@ -382,6 +399,7 @@ def deliver(
                 subject=content.subject,
                 title=content.title,
                 tags={"journey": journey.name, "step": d.step.name},
+                unsubscribe_url=None if journey.transactional else unsubscribe_url,
             )
             # Counted toward the cap from now (the batch's later messages see it), until it fails.
             counted = clock()

@@ -31,10 +31,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from intake import feedback, mparticle, segment
+from intake import feedback, mparticle, preference_center, segment
+from intake.consent_index import ConsentIndex
 from intake.durable import GroupCommitLog, recover
 from intake.openapi import openapi_document
-from switchyard import landing
+from switchyard import landing, preference_links
 
 SINGLE_CALLS = ("track", "identify", "page", "screen", "alias", "group")
 RECENT_IDS = 1_000_000  # messageIds remembered for de-duplication (staging de-duplicates too)
@@ -51,6 +52,9 @@ class CollectorSettings:
     sendgrid_public_key: str | None = None  # base64 DER, from SendGrid's Mail Settings
     twilio_auth_token: str | None = None
     public_url: str | None = None  # the collector's URL as Twilio calls it (signatures)
+    # the signed links in messages (unsubscribe, preference center): served when set
+    link_secret: str | None = None
+    preference_topics: tuple[preference_center.Topic, ...] = ()  # the journeys' topics
 
     @staticmethod
     def parse_write_keys(text: str) -> dict[str, str]:
@@ -102,11 +106,14 @@ class RecentIds:
 def create_app(settings: CollectorSettings) -> Starlette:
     if settings.sendgrid_public_key:
         feedback.sendgrid_key(settings.sendgrid_public_key)  # a bad key stops the start
+    if settings.link_secret:
+        preference_links.check_secret(settings.link_secret)  # so does a short secret
     folders = {
         "events": landing.table_dir(settings.landing_dir, "segment", "events"),
         "rejects": landing.table_dir(settings.landing_dir, "segment", "rejects"),
         "feedback": landing.table_dir(settings.landing_dir, "feedback", "events"),
         "suppressions": landing.table_dir(settings.landing_dir, "preferences", "suppressions"),
+        "consents": landing.table_dir(settings.landing_dir, "preferences", "consents"),
     }
     state: dict[str, Any] = {"recent": RecentIds(), "accepted": 0, "rejected": 0, "duplicates": 0}
     logs: dict[str, GroupCommitLog] = {}
@@ -364,7 +371,23 @@ def create_app(settings: CollectorSettings) -> Starlette:
         Route("/health", health, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
     ]
+    if settings.link_secret:
+        routes += preference_center.routes(
+            settings.link_secret,
+            settings.preference_topics,
+            ConsentIndex(folders["consents"]),
+            lambda table, rows: logs[table].append(rows),
+        )
+    else:
+        routes += [
+            Route(f"/{page}/{{token}}", _links_not_configured, methods=["GET", "POST"])
+            for page in ("preferences", "unsubscribe")
+        ]
     return Starlette(routes=routes, lifespan=lifespan)
+
+
+async def _links_not_configured(request: Request) -> JSONResponse:
+    return _error(404, f"not configured: set {preference_links.SECRET_VARIABLE}")
 
 
 def _error(status: int, message: str) -> JSONResponse:

@@ -145,7 +145,7 @@ def sendgrid_events(payload: Any) -> Feedback:
             at, event_id = _unix(event.get("timestamp")), event.get("sg_event_id")
             if at is not None and event_id:  # back in: the marketing unsubscribe is lifted
                 out.suppressions.append(
-                    _suppression(f"sendgrid:{event_id}", "email", event["email"], "lifted",
+                    suppression_row(f"sendgrid:{event_id}", "email", event["email"], "lifted",
                                  "marketing", "group_resubscribe", "sendgrid", at)
                 )  # fmt: skip
                 continue
@@ -159,7 +159,9 @@ def sendgrid_events(payload: Any) -> Feedback:
             continue
         send_key = event.get("send_key")  # our custom_args come back as top-level fields
         if send_key:
-            out.events.append(_event(str(event_id), str(send_key), "sendgrid", "email", kind, at))
+            out.events.append(
+                event_row(str(event_id), str(send_key), "sendgrid", "email", kind, at)
+            )
         else:
             out.skipped += 1
         scope = SUPPRESSING.get(kind)
@@ -169,7 +171,7 @@ def sendgrid_events(payload: Any) -> Feedback:
             scope, reason = DROP_REASONS.get(why), f"dropped: {why or 'no reason'}"
         if scope and isinstance(event.get("email"), str):
             out.suppressions.append(
-                _suppression(f"sendgrid:{event_id}", "email", event["email"], "suppressed",
+                suppression_row(f"sendgrid:{event_id}", "email", event["email"], "suppressed",
                              scope, reason, "sendgrid", at)
             )  # fmt: skip
     return out
@@ -183,11 +185,11 @@ def twilio_status(params: Mapping[str, str], send_key: str | None, now: datetime
     if kind is None or not sid or not send_key:
         out.skipped += 1
         return out
-    out.events.append(_event(f"twilio:{sid}:{kind}", send_key, "twilio", "sms", kind, now))
+    out.events.append(event_row(f"twilio:{sid}:{kind}", send_key, "twilio", "sms", kind, now))
     # 21610: the number replied STOP to this sender; Twilio refuses every message until START
     if params.get("ErrorCode") == "21610" and params.get("To"):
         out.suppressions.append(
-            _suppression(f"twilio:{sid}:21610", "sms", params["To"], "suppressed", "all",
+            suppression_row(f"twilio:{sid}:21610", "sms", params["To"], "suppressed", "all",
                          "STOP (Twilio error 21610)", "twilio", now)
         )  # fmt: skip
     return out
@@ -202,25 +204,27 @@ def twilio_inbound(params: Mapping[str, str], now: datetime) -> Feedback:
         raise ValueError("an inbound message needs From and MessageSid")
     if word in STOP_WORDS:
         out.suppressions.append(
-            _suppression(f"twilio:{sid}", "sms", number, "suppressed", "all", word, "twilio", now)
+            suppression_row(
+                f"twilio:{sid}", "sms", number, "suppressed", "all", word, "twilio", now
+            )
         )
     elif word in START_WORDS:
         out.suppressions.append(
-            _suppression(f"twilio:{sid}", "sms", number, "lifted", "all", word, "twilio", now)
+            suppression_row(f"twilio:{sid}", "sms", number, "lifted", "all", word, "twilio", now)
         )
     elif word in HELP_WORDS:
         out.reply = "Reply STOP to unsubscribe, START to subscribe again."
     return out
 
 
-def _event(
+def event_row(
     event_id: str, send_key: str, provider: str, channel: str, event: str, at: datetime
 ) -> dict[str, Any]:
     return {"event_id": event_id, "send_key": send_key, "provider": provider,
             "channel": channel, "event": event, "occurred_at": iso(at)}  # fmt: skip
 
 
-def _suppression(
+def suppression_row(
     suppression_id: str, channel: str, address: str, status: str, scope: str, reason: str,
     source: str, at: datetime,
 ) -> dict[str, Any]:  # fmt: skip

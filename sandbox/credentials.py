@@ -14,6 +14,8 @@ class SandboxCredentials:
     fcm_access_token: str = "ya29.sandbox-token"
     smtp_username: str = "switchyard"
     smtp_password: str = "sandbox-smtp-password"
+    # signs the sandbox's unsubscribe and preference links (HS256: 32 bytes at least)
+    link_secret: str = "sandbox-link-secret-0123456789abcdef"
     webhook_secret: str = (
         "whsec_c3dpdGNoeWFyZC1zYW5kYm94LXdlYmhvb2sta2V5ISE="  # Standard Webhooks: whsec_ + base64
     )

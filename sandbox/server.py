@@ -19,6 +19,7 @@ from sandbox import google, providers
 from sandbox.credentials import SANDBOX_CREDENTIALS, SandboxCredentials
 from sandbox.http import AsyncHttpServer
 from sandbox.providers import Reply, Request
+from switchyard import preference_links
 
 TWILIO_PATH = re.compile(r"^/2010-04-01/Accounts/([^/]+)/Messages\.json$")
 FCM_PATH = re.compile(r"^/v1/projects/([^/]+)/messages:send$")
@@ -173,12 +174,18 @@ class Sandbox:
         if req.method == "POST" and req.path == "/_sandbox/faults":
             self.fail_next(Fault(**json.loads(req.body)))
             return Reply(204)
-        if req.method == "POST" and req.path == UNSUBSCRIBE_PATH:
-            # A mailbox provider's one-click unsubscribe (RFC 8058): a POST whose body says so.
+        if req.method == "POST" and req.path.startswith(f"{UNSUBSCRIBE_PATH}/"):
+            # A mailbox provider's one-click unsubscribe (RFC 8058): a POST whose body says so,
+            # to a link signed with the sandbox's link secret (the collector's job, played here).
             if b"List-Unsubscribe=One-Click" not in req.body:
                 return Reply(400, {"error": "expected the body List-Unsubscribe=One-Click"})
+            token = req.path.removeprefix(f"{UNSUBSCRIBE_PATH}/")
+            try:
+                subject = preference_links.read(SANDBOX_CREDENTIALS.link_secret, token)
+            except preference_links.TokenError as bad:
+                return Reply(400, {"error": f"not a link the sandbox signed: {bad}"})
             with self._lock:
-                self.unsubscribed.extend(parse_qs(req.query).get("send_key", []))
+                self.unsubscribed.append(subject.send_key or "")
             return Reply(200, {"unsubscribed": True})
         if req.method == "POST" and req.path == STATUS_CALLBACK_PATH:
             # Where the demo points Twilio's StatusCallback; the sandbox itself never calls it.

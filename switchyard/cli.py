@@ -13,12 +13,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from switchyard import landing, sample_data, summary
+from switchyard import landing, preference_links, sample_data, summary
 from switchyard.clock import parse_utc
 from switchyard.settings import Paths
 
 if TYPE_CHECKING:  # the journeys (and jsonschema) load only for the commands that use them
     from activations.journeys import Journey
+    from intake.preference_center import Topic
 
 
 def _has_events(paths: Paths) -> bool:
@@ -306,12 +307,27 @@ def cmd_collect(args: argparse.Namespace) -> int:
             sendgrid_public_key=env("SWITCHYARD_SENDGRID_WEBHOOK_PUBLIC_KEY") or None,
             twilio_auth_token=env("SWITCHYARD_TWILIO_AUTH_TOKEN") or None,
             public_url=env("SWITCHYARD_COLLECTOR_PUBLIC_URL") or None,
+            link_secret=env(preference_links.SECRET_VARIABLE) or None,
+            preference_topics=_preference_topics() if env(preference_links.SECRET_VARIABLE) else (),
         )
     )
     # One worker, one process: group commit needs every request of the process in one loop;
     # run several collectors (each its own files) behind a load balancer to scale out.
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
     return 0
+
+
+def _preference_topics() -> tuple[Topic, ...]:
+    """The topics the project's journeys declare, for the preference center's rows."""
+    from activations.journeys import load_journeys
+    from intake.preference_center import Topic
+    from orchestration.dbt_project import ensure_manifest
+
+    opt_in: dict[str, bool] = {}
+    for journey in load_journeys(ensure_manifest()):
+        if journey.topic:
+            opt_in[journey.topic] = opt_in.get(journey.topic, False) or journey.topic_opt_in
+    return tuple(Topic(name, opt_in[name]) for name in sorted(opt_in))
 
 
 def cmd_consume(args: argparse.Namespace) -> int:

@@ -25,6 +25,7 @@ from activations.channels.policy import RateLimiter
 from activations.channels.twilio import TwilioClient
 from sandbox import SANDBOX_CREDENTIALS, Fault, Sandbox
 from switchyard import landing
+from switchyard.preference_links import LinkSubject
 from switchyard.settings import PROJECT_DIR
 
 SPECS = PROJECT_DIR / "tests" / "specs"  # the providers' own OpenAPI descriptions
@@ -564,16 +565,23 @@ def test_marketing_email_carries_one_click_unsubscribe_headers(
     sender: tuple[Sender, Path], sandbox: Sandbox
 ) -> None:
     s, _ = sender
-    assert s.send(REF, EMAIL).status == "sent"
+    links = ChannelSettings.for_sandbox(sandbox.base_url).links
+    assert links is not None
+    url, _ = links.urls(LinkSubject("email", "u-ada", send_key="key-1"))
+    assert s.send(REF, replace(EMAIL, unsubscribe_url=url)).status == "sent"
     (got,) = sandbox.received
-    url = f"{sandbox.base_url}/_sandbox/unsubscribe?send_key=key-1"
     assert got.list_unsubscribe == f"<{url}>"
-    request = built(EMAIL)
+    request = built(replace(EMAIL, unsubscribe_url=url))
     (personalization,) = json.loads(request.content)["personalizations"]
     assert personalization["headers"]["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    # no link (a transactional message): no headers
+    (plain,) = json.loads(built(EMAIL).content)["personalizations"]
+    assert "headers" not in plain
     # what a mailbox provider does with them (RFC 8058 section 3.2)
     answer = httpx.post(url, content=b"List-Unsubscribe=One-Click")
     assert answer.status_code == 200 and sandbox.unsubscribed == ["key-1"]
+    forged = httpx.post(url[:-3] + "abc", content=b"List-Unsubscribe=One-Click")
+    assert forged.status_code == 400 and sandbox.unsubscribed == ["key-1"]
 
 
 def test_a_run_stopped_mid_batch_sends_nothing_more_and_records_what_went(

@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from intake.collector import CollectorSettings, create_app
-from intake.durable import recover
+from intake.durable import GroupCommitLog, recover
 from switchyard import landing
 from switchyard.settings import PROJECT_DIR, Paths
 from tests.dbt_helpers import dbt_build, query
@@ -394,6 +394,59 @@ def test_concurrent_retries_of_one_message_land_it_once(home: Path, collector: s
     closed_soon(home, {"same"})
     time.sleep(3 * ROTATE)
     assert [r["messageId"] for r in landed(home)] == ["same"]
+
+
+def test_a_retry_waiting_on_a_first_copy_whose_write_fails_stores_it_itself(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The disk refuses the first write (a full disk, injected: root writes past permissions);
+    # a retry that arrived meanwhile waited on that write, and now stores the message itself.
+    real_write, calls = GroupCommitLog._write, []
+
+    def failing_once(log: GroupCommitLog, lines: list[bytes]) -> None:
+        calls.append(len(lines))
+        if len(calls) == 1:
+            time.sleep(0.5)  # long enough for the retry to arrive and wait on this write
+            raise OSError(28, "No space left on device")
+        real_write(log, lines)
+
+    monkeypatch.setattr(GroupCommitLog, "_write", failing_once)
+    results: dict[str, int] = {}
+
+    def post(name: str) -> None:
+        answer = httpx.post(url + "/v1/track", json=track("disk"), headers=auth())
+        results[name] = answer.status_code
+
+    with serving(create_app(CollectorSettings(home, KEYS, ROTATE))) as url:
+        first = threading.Thread(target=post, args=("first",))
+        first.start()
+        time.sleep(0.2)
+        post("retry")
+        first.join()
+        assert results == {"first": 503, "retry": 200}
+        post("again")  # stored once already: acknowledged, not stored twice
+        closed_soon(home, {"disk"})
+    assert results["again"] == 200
+    assert [r["messageId"] for r in landed(home)] == ["disk"]
+
+
+def test_a_second_collector_on_the_folder_leaves_the_first_ones_open_file_alone(
+    home: Path,
+) -> None:
+    # Two collectors behind a load balancer on one landing folder: the second's start-up
+    # recovery must not close (rename) the file the first is still writing.
+    slow = CollectorSettings(home, KEYS, rotate_seconds=30)
+    folder = landing.table_dir(home, "segment", "events")
+    with serving(create_app(slow)) as first:
+        assert httpx.post(f"{first}/v1/track", json=track("a1"), headers=auth()).is_success
+        (open_file,) = folder.glob(".*.open")
+        with serving(create_app(CollectorSettings(home, KEYS, ROTATE))) as second:
+            assert open_file.exists(), "the second collector closed the first one's open file"
+            assert httpx.post(f"{second}/v1/track", json=track("b1"), headers=auth()).is_success
+            assert httpx.post(f"{first}/v1/track", json=track("a2"), headers=auth()).is_success
+        assert open_file.exists() and b'"a2"' in open_file.read_bytes()
+    ids = [r["messageId"] for r in landed(home)]
+    assert sorted(ids) == ["a1", "a2", "b1"] and not list(folder.glob(".*.open"))
 
 
 @pytest.mark.parametrize(

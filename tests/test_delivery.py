@@ -25,8 +25,9 @@ from activations.graph import ConnectedContent
 from activations.journeys import FrequencyCap, Journey, QuietHours, Step, Template
 from activations.run import RunSummary, deliver
 from activations.tick import DueSend
-from sandbox import Fault, Sandbox
-from switchyard import landing
+from sandbox import SANDBOX_CREDENTIALS, Fault, Sandbox
+from switchyard import landing, preference_links
+from switchyard.preference_links import LinkSigner, LinkSubject
 
 T = datetime(2026, 11, 2, 10, 0)
 BODY = "Hi Sam, your cart is waiting."
@@ -81,6 +82,7 @@ def run(
     others: Iterable[guards.Person] = (),
     consents: guards.FreshConsents | None = None,
     suppressions: guards.Suppressions | None = None,
+    links: LinkSigner | None = None,
 ) -> RunSummary:
     """One journey run as run_journey makes it, from the ledger on disk."""
     state = ledger.read_state(home)
@@ -94,7 +96,7 @@ def run(
         {p.person_id: p for p in (person, *others)}, consents or {}, suppressions or {}
     )
     try:
-        deliver(journey, due, skips, audience, state, sender, summary)
+        deliver(journey, due, skips, audience, state, sender, summary, links=links)
     finally:
         writer.close()
     return summary
@@ -995,3 +997,39 @@ def test_a_stalled_channel_holds_up_only_its_own_messages(
     assert not failure and summary.sent == {"email": 4, "push": 4}
     assert len(sandbox.received) == 8
     assert summary.deferred == ({"capped": 1} if capped else {})
+
+
+def test_messages_carry_signed_links_and_marketing_email_the_one_click_headers(
+    home: Path, sandbox: Sandbox
+) -> None:
+    body = "Hi {first_name}. Stop: {unsubscribe_url} Choose: {preferences_url}"
+    step = Step("remind", 0, ("email",), {"email": Template(subject="Cart", body=body)})
+    journey = replace(UNCAPPED, nodes=(step,), topic="cart_reminders")
+    ada = guards.Person(
+        "p-ada", "u-ada", "ada@example.com", None, None, "Ada", {"email": "subscribed"}
+    )
+    lee = guards.Person(
+        "p-lee", None, "lee@example.com", None, None, "Lee", {"email": "subscribed"}
+    )
+    links = ChannelSettings.for_sandbox(sandbox.base_url).links
+    run(home, sandbox, entry("e1", ada), entry("e2", lee), journey=journey, person=ada,
+        others=[lee], links=links)  # fmt: skip
+    got = {r.recipient: r for r in sandbox.received}
+
+    def subject_of(url: str) -> LinkSubject:
+        return preference_links.read(SANDBOX_CREDENTIALS.link_secret, url.rsplit("/", 1)[1])
+
+    for person, user, address in ((ada, "u-ada", None), (lee, None, "lee@example.com")):
+        mail = got[str(person.email)]
+        assert mail.list_unsubscribe and mail.body
+        url = mail.list_unsubscribe.strip("<>")
+        key = ledger.send_key(journey.name, "remind", person.person_id, f"e{1 if user else 2}")
+        # consent is kept by user id; a person without one is unsubscribed by address
+        assert subject_of(url) == LinkSubject("email", user, address, "cart_reminders", key)
+        assert f"Stop: {url} Choose: {url.replace('/unsubscribe/', '/preferences/')}" in mail.body
+    # a transactional message carries the links in its body, but no List-Unsubscribe
+    receipt = replace(journey, name="receipt", message_type="transactional")
+    run(home, sandbox, entry("e3", ada), journey=receipt, person=ada, links=links)
+    key = ledger.send_key("receipt", "remind", ada.person_id, "e3")
+    (sent,) = [r for r in sandbox.received if r.send_key == key]
+    assert sent.list_unsubscribe is None and "/preferences/" in str(sent.body)

@@ -21,7 +21,7 @@ from activations.channels.core import Outgoing
 from activations.channels.inbox import InboxClient
 from activations.inbox import service, store, tokens
 from activations.journeys import Step, Template
-from switchyard import landing
+from switchyard import landing, signed_tokens
 from switchyard.settings import Paths
 from tests.dbt_helpers import dbt_build, query
 from tests.servers import serving
@@ -34,8 +34,8 @@ def test_a_token_names_its_user_and_nothing_else_passes() -> None:
     token = tokens.issue(SECRET, "u-ada", now=T.timestamp())
     assert tokens.verify(SECRET, token, now=T.timestamp() + 60) == "u-ada"
     header, claims, signature = token.split(".")
-    forged_claims = tokens._b64url(json.dumps({"sub": "u-bob", "exp": 9e9}).encode())
-    none_header = tokens._b64url(json.dumps({"alg": "none"}).encode())
+    forged_claims = tokens.b64url(json.dumps({"sub": "u-bob", "exp": 9e9}).encode())
+    none_header = tokens.b64url(json.dumps({"alg": "none"}).encode())
     refused = {
         "another user's claims": f"{header}.{forged_claims}.{signature}",
         "alg none": f"{none_header}.{claims}.",
@@ -114,9 +114,9 @@ def test_token_times_are_utc_whatever_the_machines_zone(
     finally:
         monkeypatch.delenv("TZ")
         time.tzset()
-    nan = tokens._b64url(json.dumps({"sub": "u", "exp": float("nan")}).encode())
+    nan = tokens.b64url(json.dumps({"sub": "u", "exp": float("nan")}).encode())
     header, _, _ = tokens.issue(SECRET, "u").split(".")
-    signed = tokens._sign(SECRET.encode(), f"{header}.{nan}")
+    signed = signed_tokens._sign(SECRET.encode(), f"{header}.{nan}")
     with pytest.raises(tokens.TokenError, match="no expiry"):
         tokens.verify(SECRET, f"{header}.{nan}.{signed}")
 
@@ -187,7 +187,7 @@ def test_the_warehouse_reads_the_inbox_with_its_reads_and_clicks(paths: Paths) -
     for key, event in (("k1", "open"), ("k1", "click"), ("k1", "open")):
         events.append(store.event_row(key, event, T + timedelta(minutes=1)))  # type: ignore[arg-type]
     events.close()
-    dbt_build(paths, "stg_inbox__messages", "stg_feedback__events", "fct_inbox_messages")
+    dbt_build(paths, "stg_inbox__messages", "+fct_message_engagement", "fct_inbox_messages")
     rows = query(
         paths,
         "select send_key, user_id, is_read, is_clicked, read_at from fct_inbox_messages "

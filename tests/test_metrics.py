@@ -10,6 +10,7 @@ from datetime import datetime
 import pytest
 
 from activations import ledger
+from activations.channels.fcm import DEAD_PUSH_TOKEN as FCM_DEAD
 from activations.ledger import OUTCOME_UNKNOWN, SkipReason
 from switchyard import landing
 from switchyard.settings import Paths
@@ -86,3 +87,55 @@ def test_holdout_assignment_is_stable_and_keeps_its_share(paths: Paths) -> None:
     }
     assert arms == expected
     assert 400 - 4 * 19 <= sum(a == "holdout" for a in arms.values()) <= 400 + 4 * 19
+
+
+def test_what_came_back_about_each_send_is_one_engagement_row(paths: Paths) -> None:
+    writer = ledger.LedgerWriter(paths.landing, "engagement-test")
+    refs = {
+        name: ledger.SendRef(ledger.send_key("j", "s", name, "e"), "j", "s", name, "e")
+        for name in ("mail", "push", "text")
+    }
+    writer.write(refs["mail"], "sent", T, channel="email")
+    writer.write(refs["text"], "sent", T, channel="sms")
+    # FCM answered UNREGISTERED at send time: the app is gone, push's bounce
+    writer.write(refs["push"], "failed", T, channel="push", reason=FCM_DEAD)
+    writer.close()
+
+    def heard(
+        n: int, ref: str, provider: str, channel: str, event: str, minute: int
+    ) -> dict[str, str]:
+        at = T.replace(minute=minute).isoformat() + "Z"
+        return {"event_id": f"ev{n}", "send_key": refs[ref].send_key, "provider": provider,
+                "channel": channel, "event": event, "occurred_at": at}  # fmt: skip
+
+    feedback = [
+        heard(1, "mail", "sendgrid", "email", "delivered", 1),
+        heard(2, "mail", "sendgrid", "email", "open", 5),
+        heard(3, "mail", "sendgrid", "email", "open", 7),
+        heard(3, "mail", "sendgrid", "email", "open", 7),  # delivered twice by SendGrid: one open
+        heard(4, "mail", "sendgrid", "email", "click", 6),
+        heard(5, "mail", "switchyard", "email", "unsubscribe", 9),  # the signed link
+        heard(6, "text", "twilio", "sms", "undelivered", 2),
+    ]
+    landing.write_batch(paths.landing, "feedback", "events", feedback, prefix="hooks")
+    dbt_build(paths, "+fct_message_engagement")
+    rows = {
+        r["send_key"]: r
+        for r in query(
+            paths,
+            "select send_key, channel, opens, clicks, delivered_at is not null as delivered, "
+            "minute(first_opened_at) as opened, minute(first_clicked_at) as clicked, "
+            "minute(delivery_failed_at) as failed, minute(unsubscribed_at) as unsubscribed "
+            "from fct_message_engagement",
+        )
+    }
+    mail, push, text = (rows[refs[n].send_key] for n in ("mail", "push", "text"))
+    assert (mail["opens"], mail["clicks"], mail["delivered"]) == (2, 1, True)
+    assert (mail["opened"], mail["clicked"], mail["unsubscribed"], mail["failed"]) == (
+        5,
+        6,
+        9,
+        None,
+    )
+    assert (push["channel"], push["failed"], push["opens"]) == ("push", 0, 0)
+    assert (text["failed"], text["delivered"]) == (2, False)

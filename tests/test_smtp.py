@@ -28,7 +28,10 @@ SETTINGS = {
 
 
 def email(n: int) -> Message:
-    return Message(f"key-{n}", "email", f"ada{n}@example.com", f"Hi Ada {n} ✓", subject="Cart")
+    link = f"https://prefs.example/unsubscribe/token-{n}"  # what run.deliver signs for marketing
+    return Message(
+        f"key-{n}", "email", f"ada{n}@example.com", f"Hi Ada {n} ✓", "Cart", unsubscribe_url=link
+    )
 
 
 def ref(n: int) -> ledger.SendRef:
@@ -70,7 +73,7 @@ def test_email_goes_over_starttls_and_auth_with_its_headers_and_is_ledgered(
     assert mail.header("Message-ID") == "<key-0@switchyard.example>"
     assert mail.header("X-Switchyard-Send-Key") == "key-0"
     # marketing email: one-click unsubscribe (RFC 8058)
-    assert "send_key=key-0" in (mail.header("List-Unsubscribe") or "")
+    assert mail.header("List-Unsubscribe") == "<https://prefs.example/unsubscribe/token-0>"
     assert mail.header("List-Unsubscribe-Post") == "List-Unsubscribe=One-Click"
     sent = [line for line in lines(tmp_path) if line["status"] == "sent"]
     assert {line["provider_message_id"] for line in sent} == {

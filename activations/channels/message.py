@@ -21,6 +21,8 @@ class Message:
     title: str | None = None
     # Correlation data the provider echoes back in its webhooks (custom_args, data, ...).
     tags: dict[str, str] = field(default_factory=dict)
+    # marketing email: the signed one-click link its List-Unsubscribe headers name (RFC 8058)
+    unsubscribe_url: str | None = None
 
 
 @dataclass(frozen=True)

@@ -33,9 +33,6 @@ class SendGridClient:
     api_key: str
     from_email: str
     from_name: str | None = None
-    # Where one click unsubscribes (RFC 8058), `{send_key}` filled in per message; None: no
-    # List-Unsubscribe headers (mailbox providers ask bulk senders for them).
-    unsubscribe_url: str | None = None
     channel: str = "email"
     idempotent: bool = False  # mail/send takes no idempotency key
     max_batch: int = MAX_PERSONALIZATIONS
@@ -89,7 +86,7 @@ class SendGridClient:
             # custom_args is a string in the spec; the per-personalization one is an object.)
             "custom_args": {"send_key": message.send_key, **message.tags},
         }
-        if headers := list_unsubscribe_headers(self.unsubscribe_url, message.send_key):
+        if headers := list_unsubscribe_headers(message.unsubscribe_url):
             personalization["headers"] = headers
         return personalization
 

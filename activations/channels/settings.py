@@ -25,6 +25,8 @@ from activations.channels.webhook import WebhookClient
 from activations.journeys import CHANNELS
 from sandbox import google
 from sandbox.credentials import SANDBOX_CREDENTIALS
+from switchyard import preference_links
+from switchyard.preference_links import LinkSigner
 
 if TYPE_CHECKING:
     from sandbox.smtp import SmtpSandbox
@@ -56,14 +58,15 @@ class ChannelSettings:
     sms: TwilioClient | None = None
     push: FcmClient | None = None
     webhook: WebhookClient | None = None
+    # signs each message's unsubscribe and preference-center links; None: messages carry none
+    links: LinkSigner | None = None
 
     @classmethod
     def for_sandbox(cls, base_url: str, smtp: SmtpSandbox | None = None) -> ChannelSettings:
         """Every channel at the sandbox; email over SMTP to `smtp` if given, else SendGrid's API."""
         c = SANDBOX_CREDENTIALS
-        unsubscribe = f"{base_url.rstrip('/')}/_sandbox/unsubscribe?send_key={{send_key}}"
         email: SendGridClient | SmtpClient = SendGridClient(
-            base_url, c.sendgrid_api_key, SANDBOX_FROM, unsubscribe_url=unsubscribe
+            base_url, c.sendgrid_api_key, SANDBOX_FROM
         )
         if smtp is not None:
             email = SmtpClient(
@@ -73,7 +76,6 @@ class ChannelSettings:
                 c.smtp_username,
                 c.smtp_password,
                 ca_file=str(smtp.ca_file),
-                unsubscribe_url=unsubscribe,
             )
         return cls(
             email=email,
@@ -93,6 +95,8 @@ class ChannelSettings:
                 ),
             ),
             webhook=WebhookClient(f"{base_url.rstrip('/')}/_sandbox/webhook", c.webhook_secret),
+            # the sandbox plays the collector's unsubscribe endpoint (sandbox.unsubscribed)
+            links=LinkSigner(f"{base_url.rstrip('/')}/_sandbox", c.link_secret),
         )
 
     @classmethod
@@ -127,8 +131,12 @@ class ChannelSettings:
         if "email" in wanted:
             provider = email_provider(env)
             from_address = need("SWITCHYARD_EMAIL_FROM")
-            # https://..., with {send_key}: the one-click unsubscribe endpoint (RFC 8058)
-            unsubscribe = optional("SWITCHYARD_UNSUBSCRIBE_URL")
+            if optional("SWITCHYARD_UNSUBSCRIBE_URL"):
+                raise ChannelSettingsError(
+                    "SWITCHYARD_UNSUBSCRIBE_URL is no longer read: unsubscribe links are signed "
+                    f"now; set {preference_links.SECRET_VARIABLE} and "
+                    f"{preference_links.URL_VARIABLE} (the collector serves them) instead"
+                )
             if provider == "smtp":
                 port = optional("SWITCHYARD_SMTP_PORT") or "587"
                 starttls = (optional("SWITCHYARD_SMTP_STARTTLS") or "true").lower()
@@ -145,14 +153,12 @@ class ChannelSettings:
                     optional("SWITCHYARD_SMTP_PASSWORD"),
                     starttls=starttls == "true",
                     ca_file=optional("SWITCHYARD_SMTP_CA_FILE"),
-                    unsubscribe_url=unsubscribe,
                 )
             else:
                 email = SendGridClient(
                     base_url("SENDGRID"),
                     need("SWITCHYARD_SENDGRID_API_KEY"),
                     from_address,
-                    unsubscribe_url=unsubscribe,
                 )
         if "sms" in wanted:
             from_number = optional("SWITCHYARD_TWILIO_FROM")
@@ -206,7 +212,11 @@ class ChannelSettings:
                 f"{MODE_VARIABLE}=providers, but these are not set: {', '.join(missing)} "
                 f"(channels needed: {', '.join(sorted(wanted))})"
             )
-        return cls(email=email, sms=sms, push=push, webhook=webhook)
+        try:
+            links = LinkSigner.from_env(env)
+        except ValueError as exc:
+            raise ChannelSettingsError(str(exc)) from exc
+        return cls(email=email, sms=sms, push=push, webhook=webhook, links=links)
 
     def clients(self) -> dict[str, ChannelClient]:
         configured: list[ChannelClient | None] = [self.email, self.sms, self.push, self.webhook]

@@ -35,7 +35,6 @@ class SmtpClient:
     password: str | None = None
     starttls: bool = True
     ca_file: str | None = None  # trust this CA (a private relay); default: the system's
-    unsubscribe_url: str | None = None
     timeout_seconds: float = 30.0
     channel: str = "email"
     idempotent: bool = False
@@ -56,7 +55,7 @@ class SmtpClient:
         mail["Date"] = formatdate(usegmt=True)
         mail["Message-ID"] = self.message_id(message.send_key)
         mail["X-Switchyard-Send-Key"] = message.send_key  # bounces and replies carry it back
-        for name, value in list_unsubscribe_headers(self.unsubscribe_url, message.send_key).items():
+        for name, value in list_unsubscribe_headers(message.unsubscribe_url).items():
             mail[name] = value
         mail.set_content(message.body)
         return mail

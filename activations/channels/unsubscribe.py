@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 
-def list_unsubscribe_headers(url_template: str | None, send_key: str) -> dict[str, str]:
-    """`url_template` with `{send_key}` filled in; None: no headers (mailbox providers ask bulk
-    senders for them)."""
-    if not url_template:
+def list_unsubscribe_headers(url: str | None) -> dict[str, str]:
+    """The headers for a message's signed one-click link; None (a transactional message, or no
+    link secret set): none. Gmail and Yahoo require them of bulk senders."""
+    if not url:
         return {}
-    url = url_template.replace("{send_key}", send_key)
     return {"List-Unsubscribe": f"<{url}>", "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}

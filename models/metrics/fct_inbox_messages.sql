@@ -10,14 +10,7 @@ messages as (
 
 engagement as (
 
-    select
-        send_key,
-        -- a click counts as a read: the user opened the message to click it
-        min(case when feedback_event in ('open', 'click') then occurred_at end) as read_at,
-        min(case when feedback_event = 'click' then occurred_at end) as clicked_at
-    from {{ ref('stg_feedback__events') }}
-    where provider = 'inbox' and reject_reason is null
-    group by send_key
+    select * from {{ ref('fct_message_engagement') }}
 
 ),
 
@@ -31,10 +24,10 @@ final as (
         messages.title,
         messages.body,
         messages.created_at,
-        engagement.read_at,
-        engagement.clicked_at,
-        engagement.read_at is not null as is_read,
-        engagement.clicked_at is not null as is_clicked
+        engagement.first_opened_at as read_at,
+        engagement.first_clicked_at as clicked_at,
+        engagement.first_opened_at is not null as is_read,
+        engagement.first_clicked_at is not null as is_clicked
     from messages
     left join engagement
         on messages.send_key = engagement.send_key

@@ -10,8 +10,7 @@ ledger as (
 
 feedback as (
 
-    select * from {{ ref('stg_feedback__events') }}
-    where reject_reason is null
+    select * from {{ ref('int_message_feedback') }}
 
 ),
 

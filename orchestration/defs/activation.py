@@ -60,6 +60,7 @@ def build_activation_asset(
                 rate_limits=limits.rate_per_second,
                 concurrency=limits.concurrency,
                 uncounted_journeys=uncounted,
+                links=settings.links,
             )
         context.log.info(f"journey {journey.name}: {summary.as_metadata()}")
         return dg.MaterializeResult(metadata={"run_id": summary.run_id, **summary.as_metadata()})

@@ -1,0 +1,240 @@
+"""Signed links in messages, served by the collector: RFC 8058 one-click unsubscribe and the
+preference center (driven in headless Chromium), landing consents that the send-time guard
+reads without a rebuild."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from activations import warehouse
+from activations.inbox import tokens
+from intake.collector import CollectorSettings, create_app
+from intake.preference_center import Topic
+from switchyard import events, landing, preference_links
+from switchyard.clock import parse_utc
+from switchyard.preference_links import LinkSigner, LinkSubject
+from switchyard.settings import Paths
+from tests.dbt_helpers import dbt_build
+from tests.servers import serving
+from tests.test_collector import ROTATE
+
+SECRET = "link-secret-for-tests-0123456789abcdef"
+TOPICS = (Topic("cart_reminders"), Topic("vip_offers", opt_in=True))
+ONE_CLICK = {"content": b"List-Unsubscribe=One-Click"}
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+
+
+def rows(home: Path, source: str, table: str, wanted: int) -> list[dict[str, Any]]:
+    """The rows in closed files once there are `wanted` of them (within a few rotations)."""
+    folder = landing.table_dir(home, source, table)
+    deadline = time.monotonic() + 20 * ROTATE
+    while True:
+        found = [
+            json.loads(line)
+            for path in sorted(folder.glob("*.jsonl"))
+            for line in path.read_text().splitlines()
+            if line
+        ]
+        if len(found) >= wanted:
+            return found
+        assert time.monotonic() < deadline, f"{len(found)} of {wanted} rows landed"
+        time.sleep(ROTATE / 4)
+
+
+@pytest.fixture
+def collector(tmp_path: Path) -> Iterator[tuple[LinkSigner, Path]]:
+    landing.ensure_layout(tmp_path)
+    settings = CollectorSettings(
+        tmp_path, {"wk": "web"}, ROTATE, link_secret=SECRET, preference_topics=TOPICS
+    )
+    with serving(create_app(settings)) as url:
+        yield LinkSigner(url, SECRET), tmp_path
+
+
+def test_a_link_is_signed_for_its_purpose_and_expires() -> None:
+    signer = LinkSigner("https://prefs.example", SECRET)
+    subject = LinkSubject("email", "u-ada", topic="cart_reminders", send_key="k1")
+    token = signer.token(subject, now=1000)
+    assert preference_links.read(SECRET, token, now=2000) == subject
+    too_late = 1000 + preference_links.DEFAULT_LIFETIME_SECONDS
+    refusals = {
+        "expired": lambda: preference_links.read(SECRET, token, now=too_late),
+        "signature": lambda: preference_links.read("x" * 40, token, now=2000),
+        # an inbox token under the same secret opens no preferences, and a link no inbox
+        "something else": lambda: preference_links.read(SECRET, tokens.issue(SECRET, "u-ada")),
+    }
+    for why, attempt in refusals.items():
+        with pytest.raises(preference_links.TokenError, match=why):
+            attempt()
+    with pytest.raises(tokens.TokenError, match="something else"):
+        tokens.verify(SECRET, signer.token(subject))
+    # a person known only by an address: the address, and never both
+    by_address = preference_links.read(SECRET, signer.token(LinkSubject("email", None, "a@x.io")))
+    assert (by_address.user_id, by_address.address) == (None, "a@x.io")
+    with pytest.raises(ValueError, match="at least 32 bytes"):
+        LinkSigner("https://prefs.example", "short")
+    with pytest.raises(ValueError, match="SWITCHYARD_COLLECTOR_PUBLIC_URL"):
+        LinkSigner.from_env({"SWITCHYARD_LINK_SECRET": SECRET})
+    assert LinkSigner.from_env({}) is None
+
+
+def test_one_click_unsubscribes_and_a_get_never_does(collector: tuple[LinkSigner, Path]) -> None:
+    signer, home = collector
+    unsubscribe, _ = signer.urls(
+        LinkSubject("email", "u-ada", topic="cart_reminders", send_key="k1")
+    )
+    # a mail scanner opening the link: a page with the button, nothing landed
+    page = httpx.get(unsubscribe)
+    assert page.status_code == 200 and "Unsubscribe from cart reminders by email?" in page.text
+    assert page.headers["referrer-policy"] == "no-referrer"
+    assert page.headers["cache-control"] == "no-store"
+    # a POST without RFC 8058's body, a forged and an expired link: refused, nothing landed
+    assert httpx.post(unsubscribe, content=b"x=1", headers=FORM).status_code == 400
+    forged = unsubscribe[:-4] + ("AAAA" if not unsubscribe.endswith("AAAA") else "BBBB")
+    assert httpx.post(forged, headers=FORM, **ONE_CLICK).status_code == 400
+    stale = LinkSigner(signer.base_url, SECRET, lifetime=1).urls(LinkSubject("email", "u-ada"))[0]
+    time.sleep(1.1)
+    refused = httpx.post(stale, headers=FORM, **ONE_CLICK)
+    assert refused.status_code == 400 and "expired" in refused.text
+    # the mailbox provider's one click (twice: it may retry)
+    for _ in range(2):
+        done = httpx.post(unsubscribe, headers=FORM, **ONE_CLICK)
+        assert done.status_code == 200 and "You are unsubscribed" in done.text
+    consents = rows(home, "preferences", "consents", 2)
+    assert {(c["user_id"], c["channel"], c["topic"], c["status"]) for c in consents} == {
+        ("u-ada", "email", "cart_reminders", "unsubscribed")
+    }
+    assert {c["source"] for c in consents} == {"one_click_unsubscribe"}
+    feedback = rows(home, "feedback", "events", 2)
+    assert {(f["send_key"], f["event"], f["provider"]) for f in feedback} == {
+        ("k1", "unsubscribe", "switchyard")
+    }
+    # someone known only by their address: the address is suppressed for marketing
+    by_address, _ = signer.urls(LinkSubject("email", None, "lee@example.com", send_key="k2"))
+    assert httpx.post(by_address, headers=FORM, **ONE_CLICK).status_code == 200
+    (held,) = rows(home, "preferences", "suppressions", 1)
+    assert (held["address"], held["scope"], held["status"]) == (
+        "lee@example.com",
+        "marketing",
+        "suppressed",
+    )
+
+
+def test_unconfigured_links_say_what_to_set(tmp_path: Path) -> None:
+    landing.ensure_layout(tmp_path)
+    with serving(create_app(CollectorSettings(tmp_path, {"wk": "web"}, ROTATE))) as url:
+        answer = httpx.post(f"{url}/unsubscribe/abc", **ONE_CLICK)
+    assert answer.status_code == 404 and "SWITCHYARD_LINK_SECRET" in answer.text
+
+
+def chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    executable = chromium()
+    if executable is None:
+        if os.environ.get("CI"):
+            pytest.fail("Chromium is missing: `make test` installs Debian's chromium package")
+        pytest.skip("no chromium on PATH (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+        yield launched
+        launched.close()
+
+
+def test_the_preference_center_shows_and_changes_subscriptions_in_a_browser(
+    collector: tuple[LinkSigner, Path], browser: Any, tmp_path: Path
+) -> None:
+    signer, home = collector
+    # what Ada said before: email marketing yes, SMS marketing no, no cart reminders by SMS
+    said = [
+        events.consent("u-ada", "email", "subscribed", parse_utc("2026-01-01T00:00:00Z")),
+        events.consent("u-ada", "sms", "unsubscribed", parse_utc("2026-01-02T00:00:00Z")),
+        events.consent(
+            "u-ada",
+            "sms",
+            "unsubscribed",
+            parse_utc("2026-01-02T00:00:00Z"),
+            topic=" Cart_Reminders",
+        ),  # fmt: skip
+        # another person's choice is not Ada's
+        events.consent("u-bob", "push", "subscribed", parse_utc("2026-01-03T00:00:00Z")),
+    ]
+    landing.write_batch(home, "preferences", "consents", said, prefix="forms")
+    _, preferences = signer.urls(LinkSubject("email", "u-ada", send_key="k1"))
+    page = browser.new_page()
+    page.goto(preferences)
+    assert page.title() == "Your subscriptions"
+
+    def ticked() -> dict[str, bool]:
+        boxes = page.locator("input[type=checkbox]")
+        return {
+            boxes.nth(i).get_attribute("name"): boxes.nth(i).is_checked()
+            for i in range(boxes.count())
+        }
+
+    assert ticked() == {
+        "email:marketing": True,
+        "sms:marketing": False,
+        "push:marketing": False,  # never said: marketing needs a yes
+        "email:cart_reminders": True,  # never said: a topic holds only on a no
+        "sms:cart_reminders": False,
+        "push:cart_reminders": True,
+        "email:vip_offers": False,  # opt-in topic: only on a yes
+        "sms:vip_offers": False,
+        "push:vip_offers": False,
+    }
+    page.uncheck("#email\\:marketing")
+    page.check("#push\\:vip_offers")
+    page.click("text=Save my choices")
+    page.wait_for_selector("text=Saved: 2 change(s).")
+    after = ticked()
+    assert after["email:marketing"] is False and after["push:vip_offers"] is True
+    shot = tmp_path / "preference_center.png"
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 5_000
+    if folder := os.environ.get("SWITCHYARD_SCREENSHOTS"):
+        shutil.copy(shot, Path(folder) / shot.name)
+    page.close()
+    landed = rows(home, "preferences", "consents", len(said) + 2)
+    changed = {
+        (c["channel"], c["topic"], c["status"])
+        for c in landed
+        if c["source"] == "preference_center"
+        and c["consent_id"] not in {s["consent_id"] for s in said}
+    }
+    assert changed == {("email", "marketing", "unsubscribed"), ("push", "vip_offers", "subscribed")}
+    # a form that names a box the page never showed is refused, nothing landed
+    refused = httpx.post(preferences, content=b"email:other=on", headers=FORM)
+    assert refused.status_code == 400 and "unknown field" in refused.text
+
+
+def test_a_one_click_unsubscribe_reaches_the_send_time_guard_without_a_rebuild(
+    paths: Paths,
+) -> None:
+    dbt_build(paths, "int_user_consents_current", "stg_preferences__consents")
+
+    def ada_now() -> dict[tuple[str, str], str]:
+        with warehouse.attached(paths.duckdb) as con:
+            found = con.execute(warehouse.consents_query(), [["u-ada"]]).fetchall()
+        return {(channel, topic): status for _, channel, topic, status, _ in found}
+
+    assert ada_now() == {}
+    settings = CollectorSettings(paths.landing, {"wk": "web"}, ROTATE, link_secret=SECRET)
+    with serving(create_app(settings)) as url:
+        unsubscribe, _ = LinkSigner(url, SECRET).urls(LinkSubject("sms", "u-ada"))
+        assert httpx.post(unsubscribe, headers=FORM, **ONE_CLICK).status_code == 200
+    assert ada_now() == {("sms", "marketing"): "unsubscribed"}
