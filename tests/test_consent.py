@@ -5,13 +5,18 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import httpx
 import pytest
 
 from activations import guards, warehouse
-from switchyard import events
+from intake.collector import CollectorSettings, create_app
+from intake.consent_index import ConsentIndex
+from switchyard import events, landing
+from switchyard.preference_links import LinkSigner, LinkSubject
 from switchyard.settings import Paths
 from tests.dbt_helpers import dbt_build, query
 from tests.scenario import T0, Scenario, at
+from tests.servers import serving
 
 AUDIENCE = "audience_cart_abandonment"
 
@@ -113,3 +118,22 @@ def test_a_topic_opt_out_landed_after_the_build_holds_at_send_time(messy: Paths)
     ]).land()  # fmt: skip
     refusal = receipts.refusal(kai, "email", fresh_consents(messy))
     assert refusal == "email: topic receipts unsubscribed"
+
+
+def test_the_preference_center_reads_consent_as_the_guard_does_and_its_clicks_count(
+    messy: Paths,
+) -> None:
+    # The page answers from the landing files, not the warehouse: under the same rules, messy
+    # values and the changes landed after the build included.
+    index = ConsentIndex(landing.table_dir(messy.landing, "preferences", "consents"))
+    index.refresh()
+    shown = {("kai", channel, topic): s for (channel, topic), s in index.of("kai").items()}
+    assert shown == consents_at_send_time(messy)
+    # a one-click unsubscribe through the collector counts at the next send, without a rebuild
+    secret = "link-secret-for-tests-0123456789abcdef"
+    settings = CollectorSettings(messy.landing, {"wk": "web"}, 0.2, link_secret=secret)
+    with serving(create_app(settings)) as url:
+        unsubscribe, _ = LinkSigner(url, secret).urls(LinkSubject("sms", "kai", topic="tips"))
+        answer = httpx.post(unsubscribe, content=b"List-Unsubscribe=One-Click")
+        assert answer.status_code == 200
+    assert consents_at_send_time(messy)[("kai", "sms", "tips")] == "unsubscribed"

@@ -15,15 +15,12 @@ from typing import Any
 import httpx
 import pytest
 
-from activations import warehouse
 from activations.inbox import tokens
 from intake.collector import CollectorSettings, create_app
 from intake.preference_center import Topic
 from switchyard import events, landing, preference_links
 from switchyard.clock import parse_utc
 from switchyard.preference_links import LinkSigner, LinkSubject
-from switchyard.settings import Paths
-from tests.dbt_helpers import dbt_build
 from tests.servers import serving
 from tests.test_collector import ROTATE
 
@@ -220,21 +217,3 @@ def test_the_preference_center_shows_and_changes_subscriptions_in_a_browser(
     # a form that names a box the page never showed is refused, nothing landed
     refused = httpx.post(preferences, content=b"email:other=on", headers=FORM)
     assert refused.status_code == 400 and "unknown field" in refused.text
-
-
-def test_a_one_click_unsubscribe_reaches_the_send_time_guard_without_a_rebuild(
-    paths: Paths,
-) -> None:
-    dbt_build(paths, "int_user_consents_current", "stg_preferences__consents")
-
-    def ada_now() -> dict[tuple[str, str], str]:
-        with warehouse.attached(paths.duckdb) as con:
-            found = con.execute(warehouse.consents_query(), [["u-ada"]]).fetchall()
-        return {(channel, topic): status for _, channel, topic, status, _ in found}
-
-    assert ada_now() == {}
-    settings = CollectorSettings(paths.landing, {"wk": "web"}, ROTATE, link_secret=SECRET)
-    with serving(create_app(settings)) as url:
-        unsubscribe, _ = LinkSigner(url, SECRET).urls(LinkSubject("sms", "u-ada"))
-        assert httpx.post(unsubscribe, headers=FORM, **ONE_CLICK).status_code == 200
-    assert ada_now() == {("sms", "marketing"): "unsubscribed"}
