@@ -6,16 +6,9 @@ STAMP := $(VENV)/.installed
 # dagster dev and dagster-dbt look for their executables on PATH.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: demo test dev sandbox lint clean
+.PHONY: demo test browser dev sandbox lint clean
 
 $(STAMP): pyproject.toml
-	@# the preference-center test drives headless Chromium: Debian's package (Playwright's own
-	@# browser download cannot be reached from everywhere)
-	command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
-		{ command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && \
-		  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-		  --no-install-recommends chromium; } || \
-		{ echo "install Chromium (Debian: apt-get install chromium) and run make again" >&2; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
@@ -27,8 +20,17 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	SWITCHYARD_CHANNELS=sandbox $(BIN)/switchyard demo $(ARGS)
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/python -m pytest $(ARGS)
+
+# The preference-center test drives headless Chromium: Debian's package (Playwright's own
+# browser download cannot be reached from everywhere). Only the tests need it.
+browser:
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
+		{ command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && \
+		  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+		  --no-install-recommends chromium; } || \
+		{ echo "install Chromium (Debian: apt-get install chromium) and run make again" >&2; exit 1; }
 
 dev: $(STAMP)
 	mkdir -p var/dagster_home && cp orchestration/dagster.yaml var/dagster_home/dagster.yaml

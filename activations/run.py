@@ -8,11 +8,13 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 from activations import engine, guards, inputs, ledger, transitions, warehouse
 from activations.channels.core import DEFAULT_CONCURRENCY, ChannelClient, Outgoing, Sender
+from activations.channels.fcm import DEAD_PUSH_TOKEN
 from activations.channels.inbox import InboxClient
 from activations.channels.message import Message, Outcome
 from activations.channels.policy import HttpTimeouts, RateLimiter, RetryPolicy
@@ -29,6 +31,7 @@ from activations.ledger import (
 )
 from activations.render import MissingTemplateVariable, TemplateProblem, render
 from activations.tick import TickResult, run_tick
+from switchyard import events, landing
 from switchyard.clock import utc_now
 from switchyard.preference_links import LinkSigner, LinkSubject
 
@@ -36,6 +39,7 @@ PROVIDER_DOWN_RETRY = timedelta(minutes=5)  # a step deferred by an outage: due 
 # A capped person's earlier message of the run still in flight: waited for this long, else the
 # step is deferred this long (its outcome decides whether the cap has room).
 SETTLE_SECONDS = 2.0
+LINKED_BY_ADDRESS = ("email", "sms", "push")
 IN_FLIGHT_RETRY = timedelta(minutes=1)
 
 
@@ -289,11 +293,22 @@ def deliver(
             hold(s.ref, s.reason, "still unknown after being sent once more")
     consent_rule = guards.ConsentRule(journey.transactional, journey.topic, journey.topic_opt_in)
 
+    dead_tokens: list[dict[str, Any]] = []
+
     def outcome(queued: Queued, outcome: Outcome) -> None:
         outgoing = queued.outgoing
         summary.count(outgoing.message.channel, outcome)
         if outcome.status == "failed":  # an unknown outcome may have gone out: it counts
             state.forget_send(outgoing.ref.person_id, queued.counted)
+        if outcome.reason == DEAD_PUSH_TOKEN:
+            # FCM says the app is gone: suppressed at once, so that the next push to it, of any
+            # journey, is skipped (and the step's next channel tried) before dbt rebuilds
+            # dim_people without the token
+            dead_tokens.append(
+                events.suppression(f"fcm:{outgoing.ref.send_key}", "push",
+                                   outgoing.message.recipient, "suppressed", "all",
+                                   DEAD_PUSH_TOKEN, "fcm", clock())
+            )  # fmt: skip
 
     def withdrawn(queued: Queued) -> None:
         """Its channel went down before it was attempted: deferred as any step of a channel
@@ -365,7 +380,9 @@ def deliver(
                 "user_id": person.user_id,
             }
             unsubscribe_url = None
-            if links is not None:
+            # consent is kept by user id; without one, only an address a provider knows (an
+            # unsubscribe then suppresses it) can be named
+            if links is not None and (person.user_id or choice.channel in LINKED_BY_ADDRESS):
                 subject = LinkSubject(
                     choice.channel,
                     person.user_id,
@@ -411,3 +428,7 @@ def deliver(
     except BaseException:
         queues.abandon()
         raise
+    finally:
+        if dead_tokens:
+            landing.write_batch(sender.ledger.landing_dir, "preferences", "suppressions",
+                                dead_tokens, prefix=f"sender-{sender.ledger.run_id}")  # fmt: skip

@@ -1,24 +1,40 @@
 """Current consent per user, channel and topic, read from the closed files of
 `preferences/consents`: what the preference center shows a person, without the warehouse.
 
-Under the rules of stg_preferences__consents and int_user_consents_current (codes trimmed and
-lower-cased, topic marketing when blank, unusable rows left out, the latest change wins, ties
-to the greater consent_id), so the page shows what the send-time guard will read. A closed
-landing file never changes, so each is read once; memory grows with users x choices (about
-100 bytes each)."""
+The files are read by DuckDB in memory under the very expressions of stg_preferences__consents
+(codes trimmed and lower-cased, topic marketing when blank, `try_cast` of recorded_at, unusable
+rows left out) and folded as int_user_consents_current ranks them (the latest change wins, ties to
+the greater consent_id), so the page shows what the send-time guard will read. A closed landing
+file never changes, so each is read once; memory grows with users x choices (about 100 bytes
+each)."""
 
 from __future__ import annotations
 
-import json
 import threading
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+import duckdb
 
 MARKETING = "marketing"
 CHANNELS = ("email", "sms", "push", "in_app", "webhook")
 STATUSES = ("subscribed", "unsubscribed")
 Choice = tuple[str, str]  # (channel, topic)
+
+# stg_preferences__consents' typing, on the same columns (all read as text)
+_TYPED = """
+select
+    nullif(trim(consent_id), '') as consent_id,
+    nullif(trim(user_id), '') as user_id,
+    nullif(lower(trim(channel)), '') as channel,
+    coalesce(nullif(lower(trim(topic)), ''), 'marketing') as topic,
+    nullif(lower(trim(status)), '') as status,
+    try_cast(recorded_at as timestamp) as recorded_at
+from read_json(?, format = 'newline_delimited', ignore_errors = true, columns = {
+    consent_id: 'VARCHAR', user_id: 'VARCHAR', channel: 'VARCHAR', topic: 'VARCHAR',
+    status: 'VARCHAR', recorded_at: 'VARCHAR'})
+"""
 
 
 class ConsentIndex:
@@ -31,28 +47,27 @@ class ConsentIndex:
 
     def refresh(self) -> None:
         """Fold in every closed file not read yet (hidden `.new`/`.open` files are in writing)."""
-        for path in sorted(self.folder.glob("*.jsonl")):
-            if path.name in self._read:
-                continue
-            with path.open(encoding="utf-8", errors="replace") as lines:
-                for line in lines:
-                    try:
-                        row = json.loads(line)
-                    except ValueError:
-                        continue  # staging rejects it too
-                    if isinstance(row, dict):
-                        self.fold(row)
-            self._read.add(path.name)
+        fresh = [p for p in sorted(self.folder.glob("*.jsonl")) if p.name not in self._read]
+        if not fresh:
+            return
+        with duckdb.connect() as con:
+            rows = con.execute(_TYPED, [[str(p) for p in fresh]]).fetchall()
+        for consent_id, user, channel, topic, status, at in rows:
+            self._fold(consent_id, user, channel, topic, status, at)
+        self._read.update(p.name for p in fresh)
 
     def fold(self, row: dict[str, Any]) -> None:
-        user, consent_id = _text(row.get("user_id")), _text(row.get("consent_id"))
-        channel, status = _code(row.get("channel")), _code(row.get("status"))
-        topic = _code(row.get("topic")) or MARKETING
-        at = _timestamp(row.get("recorded_at"))
-        if not user or not consent_id or channel not in CHANNELS or status not in STATUSES:
+        """A row this process just landed (well-formed, stamped in UTC with a Z)."""
+        at = datetime.fromisoformat(row["recorded_at"]).replace(tzinfo=None)
+        self._fold(row["consent_id"], row["user_id"], row["channel"], row["topic"],
+                   row["status"], at)  # fmt: skip
+
+    def _fold(self, consent_id: Any, user: Any, channel: Any, topic: Any, status: Any,
+              at: Any) -> None:  # fmt: skip
+        if not user or not consent_id or at is None:
             return
-        if at is None:
-            return
+        if channel not in CHANNELS or status not in STATUSES:
+            return  # staging rejects it: the guard never reads it
         with self._lock:
             choices = self._latest.setdefault(user, {})
             current = choices.get((channel, topic))
@@ -63,24 +78,3 @@ class ConsentIndex:
         """The user's latest status per (channel, topic) they ever said something about."""
         with self._lock:
             return {choice: s for choice, (_, _, s) in self._latest.get(user_id, {}).items()}
-
-
-def _text(value: Any) -> str | None:
-    return value.strip() or None if isinstance(value, str) else None
-
-
-def _code(value: Any) -> str | None:
-    text = _text(value)
-    return text.lower() if text else None
-
-
-def _timestamp(value: Any) -> datetime | None:
-    """As a cast to timestamp reads it: an offset is turned into UTC."""
-    text = _text(value)
-    if text is None:
-        return None
-    try:
-        at = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return at.astimezone(UTC).replace(tzinfo=None) if at.tzinfo else at

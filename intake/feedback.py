@@ -28,7 +28,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_der_public_key
 
-from intake.segment import iso
+from switchyard.events import feedback_event as event_row
+from switchyard.events import suppression as suppression_row
 
 TIMESTAMP_TOLERANCE = 300  # seconds: an older signed request is a replay
 # SendGrid event -> the feedback event staging knows (None: not landed; the ledger has it)
@@ -215,22 +216,6 @@ def twilio_inbound(params: Mapping[str, str], now: datetime) -> Feedback:
     elif word in HELP_WORDS:
         out.reply = "Reply STOP to unsubscribe, START to subscribe again."
     return out
-
-
-def event_row(
-    event_id: str, send_key: str, provider: str, channel: str, event: str, at: datetime
-) -> dict[str, Any]:
-    return {"event_id": event_id, "send_key": send_key, "provider": provider,
-            "channel": channel, "event": event, "occurred_at": iso(at)}  # fmt: skip
-
-
-def suppression_row(
-    suppression_id: str, channel: str, address: str, status: str, scope: str, reason: str,
-    source: str, at: datetime,
-) -> dict[str, Any]:  # fmt: skip
-    return {"suppression_id": suppression_id, "channel": channel, "address": address,
-            "status": status, "scope": scope, "reason": reason, "source": source,
-            "recorded_at": iso(at)}  # fmt: skip
 
 
 def _fresh(timestamp: str, now: float | None) -> None:

@@ -15,11 +15,13 @@ address, in `preferences/suppressions`; an unsubscribe from a message also lands
 from __future__ import annotations
 
 import asyncio
+import email.policy
 import urllib.parse
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from email.parser import BytesParser
 from typing import Any
 
 import jinja2
@@ -28,12 +30,12 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from intake.consent_index import MARKETING, Choice, ConsentIndex
-from intake.feedback import event_row, suppression_row
 from switchyard import events, preference_links
 from switchyard.preference_links import LinkSubject
 
 PAGE_CHANNELS = {"email": "Email", "sms": "Text messages", "push": "Push notifications"}
 MAX_FORM_BYTES = 16 * 1024
+NOT_SAVED = "Not saved, or not all of it: please try again."
 ONE_CLICK = ("List-Unsubscribe", "One-Click")
 # The link is the credential: never cached, never sent on as a Referer, never framed.
 HEADERS = {
@@ -61,6 +63,27 @@ class Topic:
 
 class FormError(ValueError):
     """The form or request is not one these pages send: 400, with the reason."""
+
+
+def form_fields(content_type: str, raw: bytes) -> list[tuple[str, str]]:
+    """The fields of a form body: url-encoded, or multipart/form-data (which RFC 8058 says a
+    one-click POST should be)."""
+    try:
+        if content_type.lower().startswith("multipart/form-data"):
+            head = f"Content-Type: {content_type}\r\n\r\n".encode()
+            mail = BytesParser(policy=email.policy.HTTP).parsebytes(head + raw)
+            if not mail.is_multipart():
+                raise FormError("the multipart form has no parts")
+            fields = []
+            for part in mail.iter_parts():
+                name = part.get_param("name", header="content-disposition")
+                value = part.get_payload(decode=True) or b""
+                if isinstance(name, str) and isinstance(value, bytes):
+                    fields.append((name, value.decode("utf-8")))
+            return fields
+        return urllib.parse.parse_qsl(raw.decode("utf-8"), keep_blank_values=True)
+    except (UnicodeDecodeError, ValueError, TypeError) as bad:
+        raise FormError("the form is not url-encoded or multipart text") from bad
 
 
 def choices_shown(topics: Sequence[Topic]) -> list[Choice]:
@@ -125,7 +148,8 @@ _PAGE = jinja2.Environment(autoescape=True).from_string(
 {% endfor %}</tr>
 {% endfor %}</tbody></table>
 <p class="muted">A topic reaches you on a channel only while that channel's "All marketing" is on.
-Receipts and other messages you asked for still arrive.</p>
+Receipts and other messages you asked for still arrive. An address that bounced, reported spam or
+replied STOP stays blocked whatever is ticked here (reply START to a text to lift a STOP).</p>
 <button type="submit" name="save" value="1">Save my choices</button>
 </form>
 {% endif %}
@@ -181,10 +205,7 @@ def routes(
             raw.extend(chunk)
             if len(raw) > MAX_FORM_BYTES:
                 raise FormError("the form is too large")
-        try:
-            return urllib.parse.parse_qsl(raw.decode("utf-8"), keep_blank_values=True)
-        except (UnicodeDecodeError, ValueError) as bad:
-            raise FormError("the form is not url-encoded text") from bad
+        return form_fields(request.headers.get("content-type", ""), bytes(raw))
 
     async def land_choices(
         subject: LinkSubject, picked: list[tuple[Choice, str]], source: str
@@ -195,11 +216,15 @@ def routes(
             events.consent(subject.user_id, ch, status, at, topic=topic, source=source)
             for (ch, topic), status in picked
         ]
+        # the message's own unsubscribe: its channel's marketing or its topic there, once
+        own = {(subject.channel, subject.topic), (subject.channel, MARKETING)}
         feedback = [
             _unsubscribe_event(subject, row["consent_id"], at)
             for row in rows
-            if row["status"] == "unsubscribed" and subject.send_key
-        ][:1]  # one unsubscribe per message, however many boxes it unticked
+            if row["status"] == "unsubscribed"
+            and (row["channel"], row["topic"]) in own
+            and subject.send_key
+        ][:1]
         if rows:
             await append("consents", rows)
         if feedback:
@@ -214,7 +239,7 @@ def routes(
                 note=note,
                 error=None,
                 rows=[],
-                unsubscribe_action=f"/unsubscribe/{token}",
+                unsubscribe_action=f"../unsubscribe/{token}",
                 unsubscribe_label="Unsubscribe this address from marketing",
             )
         current = index.of(subject.user_id)
@@ -235,12 +260,12 @@ def routes(
             title="Your subscriptions",
             note=note,
             rows=rows,
-            action=f"/preferences/{token}",
+            action=token,
             unsubscribe_action=None,
         )
 
     async def preferences(request: Request, token: str, subject: LinkSubject) -> Response:
-        if request.method == "GET":
+        if request.method in ("GET", "HEAD"):  # a link checker's HEAD changes nothing either
             if subject.user_id:
                 await _refreshed(index)
             saved = request.query_params.get("saved")
@@ -250,26 +275,28 @@ def routes(
             return invalid("This link can only unsubscribe its address")
         try:
             await _refreshed(index)
-            picked = changes(index.of(subject.user_id), topics, await form_of(request))
+            form = await form_of(request)
+            if not any(name == "save" for name, _ in form):
+                raise FormError("the form must come from the page (its save button)")
+            picked = changes(index.of(subject.user_id), topics, form)
         except FormError as bad:
             return page(400, title="That did not work", error=f"{bad}.")
         try:
             await land_choices(subject, picked, "preference_center")
         except (OSError, RuntimeError):
-            return page(503, title="Not saved", error="Nothing was saved. Please try again.")
+            return page(503, title="Not saved", error=NOT_SAVED)
         # Post/redirect/get: reloading the page does not send the form again.
-        return RedirectResponse(
-            f"/preferences/{token}?saved={len(picked)}", status_code=303, headers=HEADERS
-        )
+        return RedirectResponse(f"{token}?saved={len(picked)}", status_code=303, headers=HEADERS)
 
     async def unsubscribe(request: Request, token: str, subject: LinkSubject) -> Response:
         what = _described(subject, by_name)
-        if request.method == "GET":
+        preferences_link = f"../preferences/{token}" if subject.user_id else None
+        if request.method in ("GET", "HEAD"):
             return page(
                 title=f"Unsubscribe from {what}?",
-                unsubscribe_action=f"/unsubscribe/{token}",
+                unsubscribe_action=token,
                 unsubscribe_label="Unsubscribe",
-                preferences_link=f"/preferences/{token}" if subject.user_id else None,
+                preferences_link=preferences_link,
             )
         try:
             if ONE_CLICK not in await form_of(request):
@@ -283,11 +310,11 @@ def routes(
             else:
                 await _land_address_unsubscribe(subject, append)
         except (OSError, RuntimeError):
-            return page(503, title="Not saved", error="Nothing was saved. Please try again.")
+            return page(503, title="Not saved", error=NOT_SAVED)
         return page(
             title="You are unsubscribed",
             note=f"You will no longer get {what}.",
-            preferences_link=f"/preferences/{token}" if subject.user_id else None,
+            preferences_link=preferences_link,
         )
 
     return [
@@ -298,7 +325,7 @@ def routes(
 
 def _described(subject: LinkSubject, topics: dict[str, Topic]) -> str:
     channel = PAGE_CHANNELS.get(subject.channel, subject.channel).lower()
-    if subject.topic == MARKETING:
+    if subject.topic == MARKETING or subject.user_id is None:  # by address: all its marketing
         return f"marketing {channel}"
     topic = topics.get(subject.topic)
     return f"{(topic.label if topic else subject.topic).lower()} by {channel}"
@@ -315,7 +342,7 @@ async def _land_address_unsubscribe(subject: LinkSubject, append: Append) -> Non
     row_id = uuid.uuid4().hex
     await append(
         "suppressions",
-        [suppression_row(f"link:{row_id}", subject.channel, subject.address, "suppressed",
+        [events.suppression(f"link:{row_id}", subject.channel, subject.address, "suppressed",
                          "marketing", "unsubscribe link", "unsubscribe_link", at)],
     )  # fmt: skip
     if subject.send_key:
@@ -324,6 +351,6 @@ async def _land_address_unsubscribe(subject: LinkSubject, append: Append) -> Non
 
 def _unsubscribe_event(subject: LinkSubject, row_id: str, at: datetime) -> dict[str, Any]:
     assert subject.send_key is not None
-    return event_row(
+    return events.feedback_event(
         f"link:{row_id}", subject.send_key, "switchyard", subject.channel, "unsubscribe", at
     )

@@ -181,7 +181,7 @@ class Sandbox:
                 return Reply(400, {"error": "expected the body List-Unsubscribe=One-Click"})
             token = req.path.removeprefix(f"{UNSUBSCRIBE_PATH}/")
             try:
-                subject = preference_links.read(SANDBOX_CREDENTIALS.link_secret, token)
+                subject = preference_links.read(self.credentials.link_secret, token)
             except preference_links.TokenError as bad:
                 return Reply(400, {"error": f"not a link the sandbox signed: {bad}"})
             with self._lock:

@@ -33,6 +33,7 @@ class Mail:
     sender: str
     recipients: list[str]
     message: EmailMessage
+    raw: bytes = b""  # as it came over the wire
 
     def header(self, name: str) -> str | None:
         value = self.message[name]
@@ -202,7 +203,9 @@ class _Handler:
             return "550 5.1.1 Mailbox unavailable"
         parsed = email.message_from_bytes(envelope.content, policy=email.policy.default)
         assert isinstance(parsed, EmailMessage)
-        self.sandbox._keep(Mail(envelope.mail_from, list(envelope.rcpt_tos), parsed))
+        self.sandbox._keep(
+            Mail(envelope.mail_from, list(envelope.rcpt_tos), parsed, envelope.content)
+        )
         if fault == "drop":  # taken, and the reply never arrives
             server.transport.abort()
             return "250 OK"

@@ -130,3 +130,21 @@ def consent(
         "source": source,
         "recorded_at": iso(at),
     }
+
+
+def feedback_event(
+    event_id: str, send_key: str, provider: str, channel: str, event: str, at: datetime
+) -> dict[str, Any]:
+    """A `feedback/events` line: what happened to a send, by its send key."""
+    return {"event_id": event_id, "send_key": send_key, "provider": provider,
+            "channel": channel, "event": event, "occurred_at": iso(at)}  # fmt: skip
+
+
+def suppression(
+    suppression_id: str, channel: str, address: str, status: str, scope: str, reason: str,
+    source: str, at: datetime,
+) -> dict[str, Any]:  # fmt: skip
+    """A `preferences/suppressions` line: an address not to send to (or lifted)."""
+    return {"suppression_id": suppression_id, "channel": channel, "address": address,
+            "status": status, "scope": scope, "reason": reason, "source": source,
+            "recorded_at": iso(at)}  # fmt: skip

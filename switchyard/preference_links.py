@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import time
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -64,7 +65,7 @@ class LinkSigner:
             raise ValueError("a link names a user id or an address")
         if subject.send_key:
             claims["key"] = subject.send_key
-        return signed_tokens.issue(check_secret(self.secret), claims)
+        return signed_tokens.issue(_key(self.secret), claims)
 
     def urls(self, subject: LinkSubject, now: float | None = None) -> tuple[str, str]:
         """The one-click unsubscribe URL and the preference center's, under one token."""
@@ -79,10 +80,13 @@ class LinkSigner:
         url = env.get(URL_VARIABLE, "").strip()
         if not secret:
             return None
-        if not url.startswith(("https://", "http://")):
+        host = urllib.parse.urlsplit(url).hostname if "://" in url else None
+        loopback = host in ("127.0.0.1", "localhost", "::1")
+        if not (url.startswith("https://") or url.startswith("http://") and loopback):
             raise ValueError(
                 f"{SECRET_VARIABLE} is set, so messages carry signed unsubscribe and preference "
-                f"links: set {URL_VARIABLE} to the collector's public http(s) URL they point to"
+                f"links: set {URL_VARIABLE} to the collector's public https URL they point to "
+                "(RFC 8058 one-click needs https; http only on this machine)"
             )
         return cls(url, secret)
 
@@ -91,19 +95,21 @@ def check_secret(secret: str) -> bytes:
     return signed_tokens.check_secret(secret, SECRET_VARIABLE)
 
 
+def _key(secret: str) -> bytes:
+    return signed_tokens.purpose_key(check_secret(secret), AUDIENCE)
+
+
 def read(secret: str, token: str, now: float | None = None) -> LinkSubject:
     """The subject of a link this secret signed; TokenError when it is not one, or expired."""
-    claims = signed_tokens.verify(check_secret(secret), token, AUDIENCE, now)
+    claims = signed_tokens.verify(_key(secret), token, AUDIENCE, now)
     channel, topic = claims.get("ch"), claims.get("top")
     user_id, address, send_key = claims.get("sub"), claims.get("adr"), claims.get("key")
     if not isinstance(channel, str) or not isinstance(topic, str):
         raise TokenError("the link names no channel and topic")
-    if not (isinstance(user_id, str) and user_id) and not (isinstance(address, str) and address):
+    user = user_id if isinstance(user_id, str) and user_id else None
+    by_address = address if user is None and isinstance(address, str) and address else None
+    if user is None and by_address is None:
         raise TokenError("the link names no person")
     return LinkSubject(
-        channel,
-        user_id if isinstance(user_id, str) and user_id else None,
-        address if isinstance(address, str) and not user_id else None,
-        topic,
-        send_key if isinstance(send_key, str) else None,
+        channel, user, by_address, topic, send_key if isinstance(send_key, str) else None
     )

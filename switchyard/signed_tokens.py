@@ -16,6 +16,7 @@ from typing import Any
 
 ALGORITHM = "HS256"
 MIN_SECRET_BYTES = 32  # RFC 7518 3.2: an HS256 key at least as long as the hash
+OWN_AUDIENCES = frozenset({"switchyard:preferences"})  # never accepted where none is asked
 
 
 class TokenError(ValueError):
@@ -61,7 +62,7 @@ def verify(
 ) -> dict[str, Any]:
     """The token's claims; TokenError when it is forged, altered, of another algorithm (`none`
     included), expired or without an expiry, or meant for another audience (`audience` None:
-    only tokens that name none)."""
+    any but Switchyard's own, which another JWT library's `aud` does not clash with)."""
     parts = token.split(".")
     if len(parts) != 3:
         raise TokenError("not a JWT (three dot-separated parts)")
@@ -73,13 +74,28 @@ def verify(
         raise TokenError("the token's signature does not match")
     claims = _json(parts[1])
     exp = claims.get("exp")
-    if not isinstance(exp, int | float) or isinstance(exp, bool) or not math.isfinite(exp):
+    if not isinstance(exp, int | float) or isinstance(exp, bool) or not _finite(exp):
         raise TokenError("the token has no expiry (exp)")
     if (time.time() if now is None else now) >= exp:
         raise TokenError("the token has expired")
-    if claims.get("aud") != audience:
+    aud = claims.get("aud")  # a string, or (RFC 7519 4.1.3) a list of them
+    named = set(a for a in (aud if isinstance(aud, list) else [aud]) if isinstance(a, str))
+    if audience is not None and aud != audience or audience is None and named & OWN_AUDIENCES:
         raise TokenError("the token was issued for something else")
     return claims
+
+
+def _finite(number: float) -> bool:
+    try:
+        return math.isfinite(number)
+    except OverflowError:  # an integer past any float
+        return False
+
+
+def purpose_key(secret_key: bytes, audience: str) -> bytes:
+    """A key of its own for one purpose, derived from the secret (HMAC, as HKDF's extract): a
+    token of another purpose fails its signature even where a team set the same secret twice."""
+    return hmac.new(secret_key, audience.encode(), hashlib.sha256).digest()
 
 
 def _json(part: str) -> dict[str, Any]:

@@ -1033,3 +1033,26 @@ def test_messages_carry_signed_links_and_marketing_email_the_one_click_headers(
     key = ledger.send_key("receipt", "remind", ada.person_id, "e3")
     (sent,) = [r for r in sandbox.received if r.send_key == key]
     assert sent.list_unsubscribe is None and "/preferences/" in str(sent.body)
+
+
+def test_a_token_fcm_calls_dead_is_suppressed_at_once_for_the_next_send(
+    home: Path, sandbox: Sandbox
+) -> None:
+    push = Step("nudge", 0, ("push",), {"push": Template(title="Cart", body="Still there?")})
+    journey = replace(UNCAPPED, nodes=(push,))
+    gone = replace(SAM, push_token="unregistered-tok", consent={"push": "subscribed"})
+    summary = run(home, sandbox, entry("e1", gone), journey=journey, person=gone)
+    assert summary.failed == {"push": 1}
+    folder = landing.table_dir(home, "preferences", "suppressions")
+    (row,) = [json.loads(line) for f in folder.glob("sender-*.jsonl") for line in f.open()]
+    assert (row["channel"], row["address"], row["scope"], row["reason"]) == (
+        "push",
+        "unregistered-tok",
+        "all",
+        "dead_push_token",
+    )
+    # the send-time guard's read of it (int_suppressions_current), before any rebuild
+    held: guards.Suppressions = {("push", "unregistered-tok"): ("all", "dead_push_token")}
+    step_two = replace(journey, name="cart-2")
+    again = run(home, sandbox, entry("e2", gone), journey=step_two, person=gone, suppressions=held)
+    assert again.failed == {} and len(sandbox.received) == 0

@@ -18,9 +18,9 @@ import pytest
 from activations.inbox import tokens
 from intake.collector import CollectorSettings, create_app
 from intake.preference_center import Topic
-from switchyard import events, landing, preference_links
+from switchyard import events, landing, preference_links, signed_tokens
 from switchyard.clock import parse_utc
-from switchyard.preference_links import LinkSigner, LinkSubject
+from switchyard.preference_links import AUDIENCE, LinkSigner, LinkSubject
 from tests.servers import serving
 from tests.test_collector import ROTATE
 
@@ -66,14 +66,25 @@ def test_a_link_is_signed_for_its_purpose_and_expires() -> None:
     refusals = {
         "expired": lambda: preference_links.read(SECRET, token, now=too_late),
         "signature": lambda: preference_links.read("x" * 40, token, now=2000),
-        # an inbox token under the same secret opens no preferences, and a link no inbox
-        "something else": lambda: preference_links.read(SECRET, tokens.issue(SECRET, "u-ada")),
+        # an inbox token under the same secret opens no preferences, and a link no inbox: each
+        # purpose signs with its own key derived from the secret
+        "signature ": lambda: preference_links.read(SECRET, tokens.issue(SECRET, "u-ada")),
     }
     for why, attempt in refusals.items():
         with pytest.raises(preference_links.TokenError, match=why):
             attempt()
-    with pytest.raises(tokens.TokenError, match="something else"):
+    with pytest.raises(tokens.TokenError, match="signature"):
         tokens.verify(SECRET, signer.token(subject))
+    # and where the keys agree, the audience still tells them apart
+    own = signed_tokens.issue(SECRET.encode(), {"sub": "u", "exp": 9e9, "aud": [AUDIENCE]})
+    with pytest.raises(tokens.TokenError, match="something else"):
+        tokens.verify(SECRET, own)
+    # another JWT library's audience is no bar to an inbox token; an endless expiry is no expiry
+    theirs = signed_tokens.issue(SECRET.encode(), {"sub": "u", "exp": 9e9, "aud": "my-app"})
+    assert tokens.verify(SECRET, theirs) == "u"
+    endless = signed_tokens.issue(SECRET.encode(), {"sub": "u", "exp": 10**400})
+    with pytest.raises(tokens.TokenError, match="no expiry"):
+        tokens.verify(SECRET, endless)
     # a person known only by an address: the address, and never both
     by_address = preference_links.read(SECRET, signer.token(LinkSubject("email", None, "a@x.io")))
     assert (by_address.user_id, by_address.address) == (None, "a@x.io")
@@ -81,6 +92,11 @@ def test_a_link_is_signed_for_its_purpose_and_expires() -> None:
         LinkSigner("https://prefs.example", "short")
     with pytest.raises(ValueError, match="SWITCHYARD_COLLECTOR_PUBLIC_URL"):
         LinkSigner.from_env({"SWITCHYARD_LINK_SECRET": SECRET})
+    plain = {"SWITCHYARD_LINK_SECRET": SECRET, "SWITCHYARD_COLLECTOR_PUBLIC_URL": "http://x.io"}
+    with pytest.raises(ValueError, match="https"):
+        LinkSigner.from_env(plain)
+    local = {**plain, "SWITCHYARD_COLLECTOR_PUBLIC_URL": "http://127.0.0.1:8040"}
+    assert LinkSigner.from_env(local) == LinkSigner("http://127.0.0.1:8040", SECRET)
     assert LinkSigner.from_env({}) is None
 
 
@@ -102,10 +118,13 @@ def test_one_click_unsubscribes_and_a_get_never_does(collector: tuple[LinkSigner
     time.sleep(1.1)
     refused = httpx.post(stale, headers=FORM, **ONE_CLICK)
     assert refused.status_code == 400 and "expired" in refused.text
-    # the mailbox provider's one click (twice: it may retry)
-    for _ in range(2):
-        done = httpx.post(unsubscribe, headers=FORM, **ONE_CLICK)
-        assert done.status_code == 200 and "You are unsubscribed" in done.text
+    # a link checker's HEAD is a GET: nothing lands
+    assert httpx.head(unsubscribe).status_code == 200
+    # the mailbox provider's one click, url-encoded, then multipart (RFC 8058 prefers it)
+    done = httpx.post(unsubscribe, headers=FORM, **ONE_CLICK)
+    assert done.status_code == 200 and "You are unsubscribed" in done.text
+    multipart = httpx.post(unsubscribe, files={"List-Unsubscribe": (None, "One-Click")})
+    assert multipart.status_code == 200 and "You are unsubscribed" in multipart.text
     consents = rows(home, "preferences", "consents", 2)
     assert {(c["user_id"], c["channel"], c["topic"], c["status"]) for c in consents} == {
         ("u-ada", "email", "cart_reminders", "unsubscribed")
@@ -215,5 +234,14 @@ def test_the_preference_center_shows_and_changes_subscriptions_in_a_browser(
     }
     assert changed == {("email", "marketing", "unsubscribed"), ("push", "vip_offers", "subscribed")}
     # a form that names a box the page never showed is refused, nothing landed
-    refused = httpx.post(preferences, content=b"email:other=on", headers=FORM)
+    refused = httpx.post(preferences, content=b"email:other=on&save=1", headers=FORM)
     assert refused.status_code == 400 and "unknown field" in refused.text
+    # a link checker's HEAD, and a POST that is not the page's form, change nothing
+    assert httpx.head(preferences).status_code == 200
+    empty = httpx.post(preferences, content=b"", headers=FORM)
+    assert empty.status_code == 400 and "save button" in empty.text
+    assert len(rows(home, "preferences", "consents", 0)) == len(said) + 2
+    # the page's unticking of Ada's email marketing is this email's unsubscribe; the vip tick
+    # is not, and there is one feedback line
+    (unsubscribed,) = rows(home, "feedback", "events", 1)
+    assert (unsubscribed["send_key"], unsubscribed["event"]) == ("k1", "unsubscribe")

@@ -18,6 +18,7 @@ from activations.channels.settings import ChannelSettingsError, open_channels
 from activations.channels.smtp import SmtpClient
 from sandbox.smtp import SmtpFault, SmtpSandbox
 from switchyard import landing
+from switchyard.preference_links import LinkSigner, LinkSubject
 
 NOW = datetime(2026, 11, 2, 12, 0)
 SETTINGS = {
@@ -27,8 +28,12 @@ SETTINGS = {
 }
 
 
+LINKS = LinkSigner("https://prefs.example", "link-secret-for-tests-0123456789abcdef")
+
+
 def email(n: int) -> Message:
-    link = f"https://prefs.example/unsubscribe/token-{n}"  # what run.deliver signs for marketing
+    # what run.deliver signs for marketing: a real token, ~270 characters that cannot be folded
+    link, _ = LINKS.urls(LinkSubject("email", f"u-ada-{n}", topic="cart_reminders"))
     return Message(
         f"key-{n}", "email", f"ada{n}@example.com", f"Hi Ada {n} ✓", "Cart", unsubscribe_url=link
     )
@@ -73,7 +78,10 @@ def test_email_goes_over_starttls_and_auth_with_its_headers_and_is_ledgered(
     assert mail.header("Message-ID") == "<key-0@switchyard.example>"
     assert mail.header("X-Switchyard-Send-Key") == "key-0"
     # marketing email: one-click unsubscribe (RFC 8058)
-    assert mail.header("List-Unsubscribe") == "<https://prefs.example/unsubscribe/token-0>"
+    link = email(0).unsubscribe_url
+    assert link and len(link) > 200
+    # on the wire as RFC 2369's <URI>, unfolded and not encoded-words
+    assert f"\r\nList-Unsubscribe: <{link}>\r\n".encode() in mail.raw
     assert mail.header("List-Unsubscribe-Post") == "List-Unsubscribe=One-Click"
     sent = [line for line in lines(tmp_path) if line["status"] == "sent"]
     assert {line["provider_message_id"] for line in sent} == {

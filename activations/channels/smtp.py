@@ -15,6 +15,7 @@ import smtplib
 import ssl
 import threading
 from dataclasses import dataclass, field
+from email import policy
 from email.message import EmailMessage
 from email.utils import formatdate
 
@@ -23,6 +24,10 @@ from activations.channels.message import Message, Outcome
 from activations.channels.unsubscribe import list_unsubscribe_headers
 
 # refused TLS (no STARTTLS, an untrusted certificate) or credentials
+# Headers folded at SMTP's own line limit (RFC 5321: 998), not at 78: a signed one-click URL
+# (~300 characters, unbreakable) then goes out as RFC 2369's `<URI>`; at 78 the generator would
+# wrap it in RFC 2047 encoded-words, which no mailbox provider reads as a link.
+WIRE_POLICY = policy.SMTP.clone(max_line_length=998)
 _SETUP_ERRORS = (smtplib.SMTPAuthenticationError, smtplib.SMTPNotSupportedError, ssl.SSLError)
 
 
@@ -61,7 +66,7 @@ class SmtpClient:
         return mail
 
     def deliver(self, message: Message) -> Outcome:
-        mail = self.compose(message).as_bytes()
+        mail = self.compose(message).as_bytes(policy=WIRE_POLICY)
         try:
             conn = self._connection()
         except SmtpSetupError as exc:  # as an HTTP provider's 401: failed, with what to fix

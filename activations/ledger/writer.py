@@ -14,6 +14,7 @@ from switchyard import landing
 class LedgerWriter:
     def __init__(self, landing_dir: Path, run_id: str) -> None:
         self.run_id = run_id
+        self.landing_dir = landing_dir
         self._log = landing.AppendLog(landing_dir, "ledger", "deliveries", prefix=f"run-{run_id}")
 
     def write(
