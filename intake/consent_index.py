@@ -2,11 +2,11 @@
 `preferences/consents`: what the preference center shows a person, without the warehouse.
 
 The files are read by DuckDB in memory under the very expressions of stg_preferences__consents
-(codes trimmed and lower-cased, topic marketing when blank, `try_cast` of recorded_at, unusable
-rows left out) and folded as int_user_consents_current ranks them (the latest change wins, ties to
-the greater consent_id), so the page shows what the send-time guard will read. A closed landing
-file never changes, so each is read once; memory grows with users x choices (about 100 bytes
-each)."""
+(codes trimmed and lower-cased, topic marketing when blank, recorded_at read as UTC as
+`utc_timestamp` reads it, unusable rows left out) and folded as int_user_consents_current ranks
+them (the latest change wins, ties to the greater consent_id), so the page shows what the
+send-time guard will read. A closed landing file never changes, so each is read once; memory
+grows with users x choices (about 100 bytes each)."""
 
 from __future__ import annotations
 
@@ -22,6 +22,8 @@ CHANNELS = ("email", "sms", "push", "in_app", "webhook")
 STATUSES = ("subscribed", "unsubscribed")
 Choice = tuple[str, str]  # (channel, topic)
 
+# a time followed by an offset (Z, +02, -0530, +05:30): as macros/safe_cast.sql has it
+OFFSET = r"\d{2}:\d{2}(:\d{2}(\.\d+)?)?\s*(z|[+-]\d{2}(:?\d{2})?)$"
 # stg_preferences__consents' typing, on the same columns (all read as text)
 _TYPED = """
 select
@@ -30,11 +32,16 @@ select
     nullif(lower(trim(channel)), '') as channel,
     coalesce(nullif(lower(trim(topic)), ''), 'marketing') as topic,
     nullif(lower(trim(status)), '') as status,
-    try_cast(recorded_at as timestamp) as recorded_at
+    -- macros/safe_cast.sql duckdb__utc_timestamp: an offset is converted to UTC
+    case
+        when regexp_matches(lower(trim(recorded_at)), '{OFFSET}')
+            then try_cast(timezone('UTC', try_cast(recorded_at as timestamptz)) as timestamp)
+        else try_cast(recorded_at as timestamp)
+    end as recorded_at
 from read_json(?, format = 'newline_delimited', ignore_errors = true, columns = {
     consent_id: 'VARCHAR', user_id: 'VARCHAR', channel: 'VARCHAR', topic: 'VARCHAR',
     status: 'VARCHAR', recorded_at: 'VARCHAR'})
-"""
+""".replace("{OFFSET}", OFFSET)
 
 
 class ConsentIndex:

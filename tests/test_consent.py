@@ -42,6 +42,12 @@ def messy(module_paths: Paths) -> Paths:
     s.consents.append(
         {**events.consent("kai", "sms", "unsubscribed", T0), "recorded_at": "yesterday"}
     )
+    # Push: a change stamped 01:00+02:00 (23:00 UTC the day before) is older than one at 00:30Z.
+    day = T0.date().isoformat()
+    s.consents.append({**events.consent("kai", "push", "subscribed", T0),
+                       "recorded_at": f"{day}T01:00:00+02:00"})  # fmt: skip
+    s.consents.append({**events.consent("kai", "push", "unsubscribed", T0),
+                       "recorded_at": f"{day}T00:30:00Z"})  # fmt: skip
     s.land()
     dbt_build(
         module_paths,
@@ -73,11 +79,13 @@ def test_profile_and_send_time_guard_agree_on_messy_values(messy: Paths) -> None
     )
     assert [tuple(r.values()) for r in built] == [
         ("email", "marketing", "unsubscribed"),
+        ("push", "marketing", "unsubscribed"),
         ("sms", "marketing", "subscribed"),
         ("sms", "order_updates", "unsubscribed"),
     ]
     assert consents_at_send_time(messy) == {
         ("kai", "email", "marketing"): "unsubscribed",
+        ("kai", "push", "marketing"): "unsubscribed",
         ("kai", "sms", "marketing"): "subscribed",
         ("kai", "sms", "order_updates"): "unsubscribed",
     }

@@ -14,7 +14,7 @@ typed as (
         lower(provider) as provider,
         lower(channel) as channel,
         lower(event) as feedback_event,
-        {{ dbt.safe_cast('occurred_at', api.Column.translate_type('timestamp')) }} as occurred_at,
+        {{ utc_timestamp('occurred_at') }} as occurred_at,
         occurred_at as raw_occurred_at,
         filename as source_file,
         row_number() over (partition by event_id order by filename) as delivery_number

@@ -15,7 +15,7 @@ typed as (
         body,
         journey,
         step,
-        {{ dbt.safe_cast('created_at', api.Column.translate_type('timestamp')) }} as created_at,
+        {{ utc_timestamp('created_at') }} as created_at,
         created_at as raw_created_at,
         filename as source_file,
         -- written again under the same key (sent once more): the first line is the message

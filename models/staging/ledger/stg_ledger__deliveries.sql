@@ -62,6 +62,6 @@ select
     segments,
     subject,
     body,
-    {{ dbt.safe_cast('recorded_at', api.Column.translate_type('timestamp')) }} as recorded_at,
+    {{ utc_timestamp('recorded_at') }} as recorded_at,
     source_file
 from source

@@ -15,7 +15,7 @@ typed as (
         coalesce({{ normalize_code('topic') }}, 'marketing') as topic,
         {{ normalize_code('status') }} as consent_status,
         {{ blank_to_null('source') }} as consent_source,
-        {{ dbt.safe_cast('recorded_at', api.Column.translate_type('timestamp')) }} as recorded_at,
+        {{ utc_timestamp('recorded_at') }} as recorded_at,
         recorded_at as raw_recorded_at,
         filename as source_file
     from source

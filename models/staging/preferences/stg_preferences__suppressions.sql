@@ -20,7 +20,7 @@ typed as (
         coalesce({{ normalize_code('scope') }}, 'all') as scope,
         {{ blank_to_null('reason') }} as reason,
         {{ blank_to_null('source') }} as suppression_source,
-        {{ dbt.safe_cast('recorded_at', api.Column.translate_type('timestamp')) }} as recorded_at,
+        {{ utc_timestamp('recorded_at') }} as recorded_at,
         recorded_at as raw_recorded_at,
         filename as source_file,
         -- a provider sends an event again (a retry, a lost answer): it is one change

@@ -8,7 +8,7 @@ source as (
 )
 
 select
-    {{ dbt.safe_cast('rejected_at', api.Column.translate_type('timestamp')) }} as rejected_at,
+    {{ utc_timestamp('rejected_at') }} as rejected_at,
     source as intake_source,
     message_id,
     coalesce(reason, 'rejected by the collector') as reject_reason,

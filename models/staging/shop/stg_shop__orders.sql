@@ -15,7 +15,7 @@ typed as (
         {{ dbt.safe_cast('total', api.Column.translate_type('decimal(18,2)')) }} as order_total,
         upper(currency) as currency,
         lower(status) as order_status,
-        {{ dbt.safe_cast('created_at', api.Column.translate_type('timestamp')) }} as ordered_at,
+        {{ utc_timestamp('created_at') }} as ordered_at,
         created_at as raw_created_at,
         filename as source_file
     from source
