@@ -40,6 +40,7 @@ PROVIDER_DOWN_RETRY = timedelta(minutes=5)  # a step deferred by an outage: due 
 # step is deferred this long (its outcome decides whether the cap has room).
 SETTLE_SECONDS = 2.0
 LINKED_BY_ADDRESS = ("email", "sms", "push")
+LINK_VALUES = ("unsubscribe_url", "preferences_url")  # template values deliver fills in
 IN_FLIGHT_RETRY = timedelta(minutes=1)
 
 
@@ -379,6 +380,8 @@ def deliver(
                 "person_id": person.person_id,
                 "user_id": person.user_id,
             }
+            for name in LINK_VALUES:  # only ever the signed link, never an entry's property
+                values.pop(name, None)
             unsubscribe_url = None
             # consent is kept by user id; without one, only an address a provider knows (an
             # unsubscribe then suppresses it) can be named
@@ -403,7 +406,15 @@ def deliver(
                     d.step.templates[choice.channel], values, d.step.fallbacks, person.timezone
                 )
             except MissingTemplateVariable as missing:
-                hold(d.ref, SkipReason.MISSING_TEMPLATE_VARIABLE, missing.name)
+                detail = missing.name
+                if missing.name in LINK_VALUES:
+                    detail += (
+                        " (no signed links: set SWITCHYARD_LINK_SECRET and "
+                        "SWITCHYARD_COLLECTOR_PUBLIC_URL)"
+                        if links is None
+                        else f" (no link for a person without a user id on {choice.channel})"
+                    )
+                hold(d.ref, SkipReason.MISSING_TEMPLATE_VARIABLE, detail)
                 continue
             except TemplateProblem as problem:
                 hold(d.ref, SkipReason.UNRENDERABLE_TEMPLATE, str(problem))

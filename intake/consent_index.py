@@ -6,10 +6,12 @@ The files are read by DuckDB in memory under the very expressions of stg_prefere
 `utc_timestamp` reads it, unusable rows left out) and folded as int_user_consents_current ranks
 them (the latest change wins, ties to the greater consent_id), so the page shows what the
 send-time guard will read. A closed landing file never changes, so each is read once; memory
-grows with users x choices (about 100 bytes each)."""
+grows with users x choices (about 500 bytes each, measured: 10M users' few choices want GBs,
+past which the page should read a published copy of the warehouse instead)."""
 
 from __future__ import annotations
 
+import logging
 import threading
 from datetime import datetime
 from pathlib import Path
@@ -21,6 +23,8 @@ MARKETING = "marketing"
 CHANNELS = ("email", "sms", "push", "in_app", "webhook")
 STATUSES = ("subscribed", "unsubscribed")
 Choice = tuple[str, str]  # (channel, topic)
+
+log = logging.getLogger(__name__)
 
 # a time followed by an offset (Z, +02, -0530, +05:30): as macros/safe_cast.sql has it
 OFFSET = r"\d{2}:\d{2}(:\d{2}(\.\d+)?)?\s*(z|[+-]\d{2}(:?\d{2})?)$"
@@ -47,21 +51,40 @@ from read_json(?, format = 'newline_delimited', ignore_errors = true, columns = 
 class ConsentIndex:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
-        self._read: set[str] = set()
+        self._read: dict[str, tuple[int, int]] = {}  # file name -> (size, mtime) when read
         # user -> (channel, topic) -> (recorded_at, consent_id, status)
         self._latest: dict[str, dict[Choice, tuple[datetime, str, str]]] = {}
         self._lock = threading.Lock()  # refreshed in a worker thread, read by the event loop
+        self._loading = threading.Lock()  # one load at a time: others wait for it, not redo it
 
     def refresh(self) -> None:
-        """Fold in every closed file not read yet (hidden `.new`/`.open` files are in writing)."""
-        fresh = [p for p in sorted(self.folder.glob("*.jsonl")) if p.name not in self._read]
+        """Fold in every closed file not read yet, or changed since (a file copied in place
+        rather than renamed: folding is idempotent, so it is read again whole). Hidden
+        `.new`/`.open` files are in writing. On an error the index keeps what it had."""
+        with self._loading:
+            try:
+                self._refresh()
+            except (OSError, duckdb.Error):
+                log.exception("reading %s failed; the page shows what was read before", self.folder)
+
+    def _refresh(self) -> None:
+        fresh: dict[str, tuple[int, int]] = {}
+        for path in sorted(self.folder.glob("*.jsonl")):
+            try:
+                stat = path.stat()
+            except FileNotFoundError:
+                continue
+            seen = (stat.st_size, stat.st_mtime_ns)
+            if self._read.get(path.name) != seen:
+                fresh[path.name] = seen
         if not fresh:
             return
         with duckdb.connect() as con:
-            rows = con.execute(_TYPED, [[str(p) for p in fresh]]).fetchall()
+            files = [str(self.folder / name) for name in fresh]
+            rows = con.execute(_TYPED, [files]).fetchall()
         for consent_id, user, channel, topic, status, at in rows:
             self._fold(consent_id, user, channel, topic, status, at)
-        self._read.update(p.name for p in fresh)
+        self._read.update(fresh)
 
     def fold(self, row: dict[str, Any]) -> None:
         """A row this process just landed (well-formed, stamped in UTC with a Z)."""

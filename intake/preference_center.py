@@ -19,6 +19,7 @@ import email.policy
 import urllib.parse
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.parser import BytesParser
@@ -35,6 +36,7 @@ from switchyard.preference_links import LinkSubject
 
 PAGE_CHANNELS = {"email": "Email", "sms": "Text messages", "push": "Push notifications"}
 MAX_FORM_BYTES = 16 * 1024
+SHOWN_FIELD = "shown"  # the boxes ticked when the page was drawn: what a save is a change from
 NOT_SAVED = "Not saved, or not all of it: please try again."
 ONE_CLICK = ("List-Unsubscribe", "One-Click")
 # The link is the credential: never cached, never sent on as a Referer, never framed.
@@ -101,19 +103,27 @@ def ticked(status: str | None, topic: Topic | None) -> bool:
 def changes(
     current: dict[Choice, str], topics: Sequence[Topic], form: Iterable[tuple[str, str]]
 ) -> list[tuple[Choice, str]]:
-    """The (choice, new status) of every box whose state the form changed."""
+    """The (choice, new status) of every box the person changed: against the state the page
+    showed them (its `shown` field), so that saving a page opened before a later change (an
+    unsubscribe from the mail app) does not undo that change; `current` without it."""
     shown = choices_shown(topics)
     names = {f"{ch}:{t}": (ch, t) for ch, t in shown}
     wanted: set[Choice] = set()
-    for name, _ in form:
+    baseline: set[Choice] | None = None
+    for name, value in form:
         if name in names:
             wanted.add(names[name])
+        elif name == SHOWN_FIELD:
+            baseline = {names[n] for n in value.split(",") if n in names}
         elif name != "save":
             raise FormError(f"unknown field {name[:60]!r}: the form names channel:topic boxes")
     by_name = {t.name: t for t in topics}
     out = []
     for choice in shown:
-        was = ticked(current.get(choice), by_name.get(choice[1]))
+        if baseline is not None:
+            was = choice in baseline
+        else:
+            was = ticked(current.get(choice), by_name.get(choice[1]))
         if (choice in wanted) != was:
             out.append((choice, "subscribed" if choice in wanted else "unsubscribed"))
     return out
@@ -150,6 +160,7 @@ _PAGE = jinja2.Environment(autoescape=True).from_string(
 <p class="muted">A topic reaches you on a channel only while that channel's "All marketing" is on.
 Receipts and other messages you asked for still arrive. An address that bounced, reported spam or
 replied STOP stays blocked whatever is ticked here (reply START to a text to lift a STOP).</p>
+<input type="hidden" name="shown" value="{{ shown }}">
 <button type="submit" name="save" value="1">Save my choices</button>
 </form>
 {% endif %}
@@ -174,8 +185,15 @@ def page(status: int = 200, **values: Any) -> HTMLResponse:
 def routes(
     secret: str, topics: Sequence[Topic], index: ConsentIndex, append: Append
 ) -> list[Route]:
-    """The pages, answering from `index` and landing through `append`."""
+    """The pages, answering from `index` and landing through `append`. The index loads in a
+    thread of its own, from now on: never in the pool the landing writes go through, and one
+    load at a time however many pages are asked for."""
     by_name = {t.name: t for t in topics}
+    loader = ThreadPoolExecutor(1, thread_name_prefix="consent-index")
+    loader.submit(index.refresh)  # the first page need not wait for the whole read
+
+    async def refreshed() -> None:
+        await asyncio.get_running_loop().run_in_executor(loader, index.refresh)
 
     def linked(
         handler: Callable[[Request, str, LinkSubject], Awaitable[Response]],
@@ -243,7 +261,8 @@ def routes(
                 unsubscribe_label="Unsubscribe this address from marketing",
             )
         current = index.of(subject.user_id)
-        rows = []
+        rows: list[dict[str, Any]] = []
+        ticked_names: list[str] = []
         for topic_name in [MARKETING, *by_name]:
             topic = by_name.get(topic_name)
             label = "All marketing" if topic is None else topic.label
@@ -256,10 +275,13 @@ def routes(
                 for ch, ch_label in PAGE_CHANNELS.items()
             ]
             rows.append({"label": label, "boxes": boxes})
+            ticked_names += [str(b["name"]) for b in boxes if b["ticked"]]
+        shown = ",".join(ticked_names)
         return page(
             title="Your subscriptions",
             note=note,
             rows=rows,
+            shown=shown,
             action=token,
             unsubscribe_action=None,
         )
@@ -267,14 +289,14 @@ def routes(
     async def preferences(request: Request, token: str, subject: LinkSubject) -> Response:
         if request.method in ("GET", "HEAD"):  # a link checker's HEAD changes nothing either
             if subject.user_id:
-                await _refreshed(index)
+                await refreshed()
             saved = request.query_params.get("saved")
             note = f"Saved: {saved} change(s)." if saved and saved.isdigit() else None
             return preferences_page(subject, token, note)
         if subject.user_id is None:
             return invalid("This link can only unsubscribe its address")
         try:
-            await _refreshed(index)
+            await refreshed()
             form = await form_of(request)
             if not any(name == "save" for name, _ in form):
                 raise FormError("the form must come from the page (its save button)")
@@ -329,10 +351,6 @@ def _described(subject: LinkSubject, topics: dict[str, Topic]) -> str:
         return f"marketing {channel}"
     topic = topics.get(subject.topic)
     return f"{(topic.label if topic else subject.topic).lower()} by {channel}"
-
-
-async def _refreshed(index: ConsentIndex) -> None:
-    await asyncio.to_thread(index.refresh)
 
 
 async def _land_address_unsubscribe(subject: LinkSubject, append: Append) -> None:

@@ -35,3 +35,18 @@ regexp_contains({{ column }}, r'{{ pattern }}')
 {% macro normalize_code(column) -%}
 nullif(lower(trim({{ column }})), '')
 {%- endmacro %}
+
+{#- A message's text with the tokens of its signed links (…/unsubscribe/<token>,
+    …/preferences/<token>) cut out: a link is its person's credential to their subscriptions,
+    and the marts are read by everyone with warehouse access. -#}
+{% macro redact_link_tokens(column) -%}
+{{ return(adapter.dispatch('redact_link_tokens', 'switchyard')(column)) }}
+{%- endmacro %}
+
+{% macro default__redact_link_tokens(column) -%}
+regexp_replace({{ column }}, '/(unsubscribe|preferences)/[A-Za-z0-9_-]+[.][A-Za-z0-9_-]+[.][A-Za-z0-9_-]+', '/$1/redacted')
+{%- endmacro %}
+
+{% macro duckdb__redact_link_tokens(column) -%}
+regexp_replace({{ column }}, '/(unsubscribe|preferences)/[A-Za-z0-9_-]+[.][A-Za-z0-9_-]+[.][A-Za-z0-9_-]+', '/\1/redacted', 'g')
+{%- endmacro %}

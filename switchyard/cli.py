@@ -307,8 +307,8 @@ def cmd_collect(args: argparse.Namespace) -> int:
             sendgrid_public_key=env("SWITCHYARD_SENDGRID_WEBHOOK_PUBLIC_KEY") or None,
             twilio_auth_token=env("SWITCHYARD_TWILIO_AUTH_TOKEN") or None,
             public_url=env("SWITCHYARD_COLLECTOR_PUBLIC_URL") or None,
-            link_secret=env(preference_links.SECRET_VARIABLE) or None,
-            preference_topics=_preference_topics() if env(preference_links.SECRET_VARIABLE) else (),
+            link_secret=preference_links.secret_from_env(),
+            preference_topics=_preference_topics() if preference_links.secret_from_env() else (),
         )
     )
     # One worker, one process: group commit needs every request of the process in one loop;

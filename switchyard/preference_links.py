@@ -76,7 +76,7 @@ class LinkSigner:
     def from_env(cls, env: Mapping[str, str] | None = None) -> LinkSigner | None:
         """The signer the settings describe; None when no link secret is set (no links)."""
         env = os.environ if env is None else env
-        secret = env.get(SECRET_VARIABLE, "").strip()
+        secret = secret_from_env(env)
         url = env.get(URL_VARIABLE, "").strip()
         if not secret:
             return None
@@ -89,6 +89,12 @@ class LinkSigner:
                 "(RFC 8058 one-click needs https; http only on this machine)"
             )
         return cls(url, secret)
+
+
+def secret_from_env(env: Mapping[str, str] | None = None) -> str | None:
+    """SWITCHYARD_LINK_SECRET as the sender and the collector both read it (a secret mounted
+    from a file often ends in a newline); None when unset."""
+    return (os.environ if env is None else env).get(SECRET_VARIABLE, "").strip() or None
 
 
 def check_secret(secret: str) -> bytes:

@@ -1027,6 +1027,13 @@ def test_messages_carry_signed_links_and_marketing_email_the_one_click_headers(
         # consent is kept by user id; a person without one is unsubscribed by address
         assert subject_of(url) == LinkSubject("email", user, address, "cart_reminders", key)
         assert f"Stop: {url} Choose: {url.replace('/unsubscribe/', '/preferences/')}" in mail.body
+    # without links, a template that names one is skipped saying what to set; an entry's own
+    # property of that name never stands in for the signed link
+    fake = replace(entry("e4", ada), properties={"unsubscribe_url": "https://evil.example"})
+    unlinked = run(home, sandbox, fake, journey=replace(journey, name="nolinks"), person=ada)
+    assert unlinked.skipped == {"missing_template_variable": 1}
+    line = ledger_line(home, ledger.send_key("nolinks", "remind", ada.person_id, "e4"), "skipped")
+    assert "SWITCHYARD_LINK_SECRET" in line["reason_detail"]
     # a transactional message carries the links in its body, but no List-Unsubscribe
     receipt = replace(journey, name="receipt", message_type="transactional")
     run(home, sandbox, entry("e3", ada), journey=receipt, person=ada, links=links)

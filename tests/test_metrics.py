@@ -95,7 +95,8 @@ def test_what_came_back_about_each_send_is_one_engagement_row(paths: Paths) -> N
         name: ledger.SendRef(ledger.send_key("j", "s", name, "e"), "j", "s", name, "e")
         for name in ("mail", "push", "text")
     }
-    writer.write(refs["mail"], "sent", T, channel="email")
+    link = "https://prefs.example/unsubscribe/eyJhbGci.eyJhdWQi.nPK-B1mu"
+    writer.write(refs["mail"], "sent", T, channel="email", body=f"Stop: {link} Bye")
     writer.write(refs["text"], "sent", T, channel="sms")
     # FCM answered UNREGISTERED at send time: the app is gone, push's bounce
     writer.write(refs["push"], "failed", T, channel="push", reason=FCM_DEAD)
@@ -130,6 +131,9 @@ def test_what_came_back_about_each_send_is_one_engagement_row(paths: Paths) -> N
         )
     }
     mail, push, text = (rows[refs[n].send_key] for n in ("mail", "push", "text"))
+    # a signed link is its person's credential: the marts never show its token
+    (sent,) = query(paths, "select body from stg_ledger__deliveries where body is not null")
+    assert sent["body"] == "Stop: https://prefs.example/unsubscribe/redacted Bye"
     assert (mail["opens"], mail["clicks"], mail["delivered"]) == (2, 1, True)
     assert (mail["opened"], mail["clicked"], mail["unsubscribed"], mail["failed"]) == (
         5,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import time
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ import pytest
 
 from activations.inbox import tokens
 from intake.collector import CollectorSettings, create_app
+from intake.consent_index import ConsentIndex
 from intake.preference_center import Topic
 from switchyard import events, landing, preference_links, signed_tokens
 from switchyard.clock import parse_utc
@@ -245,3 +247,47 @@ def test_the_preference_center_shows_and_changes_subscriptions_in_a_browser(
     # is not, and there is one feedback line
     (unsubscribed,) = rows(home, "feedback", "events", 1)
     assert (unsubscribed["send_key"], unsubscribed["event"]) == ("k1", "unsubscribe")
+
+
+def test_saving_a_page_opened_before_an_unsubscribe_does_not_undo_it(
+    collector: tuple[LinkSigner, Path],
+) -> None:
+    signer, home = collector
+    at = parse_utc("2026-01-01T00:00:00Z")
+    landing.write_batch(home, "preferences", "consents",
+                        [events.consent("u-ada", "email", "subscribed", at)])  # fmt: skip
+    unsubscribe, preferences = signer.urls(LinkSubject("email", "u-ada", send_key="k1"))
+    page = httpx.get(preferences).text
+    (shown,) = re.findall(r'name="shown" value="([^"]*)"', page)
+    assert "email:marketing" in shown.split(",")
+    # then, in the mail app, one click; then the old page is saved with one other box changed
+    assert httpx.post(unsubscribe, headers=FORM, **ONE_CLICK).status_code == 200
+    kept = [n for n in shown.split(",") if n != "push:cart_reminders"]
+    form = [(n, "on") for n in kept] + [("shown", shown), ("save", "1")]
+    saved = httpx.post(preferences, data=dict(form))
+    assert saved.status_code == 303 and saved.headers["location"].endswith("?saved=1")
+    landed = rows(home, "preferences", "consents", 3)
+    changed = {(c["channel"], c["topic"], c["status"], c["source"]) for c in landed[1:]}
+    assert changed == {
+        ("email", "marketing", "unsubscribed", "one_click_unsubscribe"),
+        ("push", "cart_reminders", "unsubscribed", "preference_center"),
+    }
+
+
+def test_the_index_rereads_a_file_that_grew_and_the_secret_is_read_alike(tmp_path: Path) -> None:
+    folder = tmp_path / "consents"
+    folder.mkdir()
+    at = parse_utc("2026-01-01T00:00:00Z")
+    written = folder / "team.jsonl"
+    first = events.consent("u-1", "sms", "subscribed", at)
+    written.write_text(json.dumps(first) + "\n")
+    index = ConsentIndex(folder)
+    index.refresh()
+    assert index.of("u-1") == {("sms", "marketing"): "subscribed"}
+    later = events.consent("u-1", "sms", "unsubscribed", parse_utc("2026-01-02T00:00:00Z"))
+    with written.open("a") as out:  # copied in place, not renamed: read again
+        out.write(json.dumps(later) + "\n")
+    index.refresh()
+    assert index.of("u-1") == {("sms", "marketing"): "unsubscribed"}
+    mounted = {"SWITCHYARD_LINK_SECRET": SECRET + "\n"}  # a secret from a file, with its newline
+    assert preference_links.secret_from_env(mounted) == SECRET

@@ -18,16 +18,26 @@ from dataclasses import dataclass, field
 from email import policy
 from email.message import EmailMessage
 from email.utils import formatdate
+from typing import Any
 
 from activations.channels.core import OutcomeUnknown, Retryable
 from activations.channels.message import Message, Outcome
 from activations.channels.unsubscribe import list_unsubscribe_headers
 
+
 # refused TLS (no STARTTLS, an untrusted certificate) or credentials
-# Headers folded at SMTP's own line limit (RFC 5321: 998), not at 78: a signed one-click URL
-# (~300 characters, unbreakable) then goes out as RFC 2369's `<URI>`; at 78 the generator would
-# wrap it in RFC 2047 encoded-words, which no mailbox provider reads as a link.
-WIRE_POLICY = policy.SMTP.clone(max_line_length=998)
+class _WirePolicy(policy.EmailPolicy):
+    """SMTP's policy, except that List-Unsubscribe goes out as written: its signed URL (~300
+    characters, unbreakable) would otherwise be wrapped in RFC 2047 encoded-words, which no
+    mailbox provider reads as RFC 2369's `<URI>`. Other headers fold at 78 as usual."""
+
+    def fold_binary(self, name: str, value: Any) -> bytes:
+        if name.lower() == "list-unsubscribe":
+            return f"{name}: {value}{self.linesep}".encode("ascii")
+        return super().fold_binary(name, value)
+
+
+WIRE_POLICY = _WirePolicy(linesep="\r\n")
 _SETUP_ERRORS = (smtplib.SMTPAuthenticationError, smtplib.SMTPNotSupportedError, ssl.SSLError)
 
 

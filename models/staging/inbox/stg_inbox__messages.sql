@@ -12,7 +12,7 @@ typed as (
         send_key,
         user_id,
         title,
-        body,
+        {{ redact_link_tokens('body') }} as body,
         journey,
         step,
         {{ utc_timestamp('created_at') }} as created_at,

@@ -61,7 +61,7 @@ select
     provider_message_id,
     segments,
     subject,
-    body,
+    {{ redact_link_tokens('body') }} as body,
     {{ utc_timestamp('recorded_at') }} as recorded_at,
     source_file
 from source
