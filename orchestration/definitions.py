@@ -6,6 +6,7 @@ import dagster as dg
 
 from orchestration.dbt_project import dbt_resource
 from orchestration.defs.activation import activation_key, build_activation_asset, declared_journeys
+from orchestration.defs.publish import build_publish_asset
 from orchestration.defs.resources import resources
 from orchestration.defs.transform import build_dbt_assets
 from orchestration.defs.upkeep import build_ledger_compaction_asset
@@ -20,6 +21,7 @@ def build_definitions() -> dg.Definitions:
     transactional = frozenset(j.name for j in journeys if j.transactional)
     activations = [build_activation_asset(j, dbt_models, transactional) for j in journeys]
     compaction = build_ledger_compaction_asset([activation_key(j) for j in journeys])
+    published = build_publish_asset(list(dbt_metrics.keys))
     upkeep = dg.define_asset_job(
         "ledger_upkeep",
         selection=dg.AssetSelection.assets(compaction),
@@ -57,7 +59,7 @@ def build_definitions() -> dg.Definitions:
         )
     )
     return dg.Definitions(
-        assets=[dbt_models, dbt_metrics, *activations, compaction],
+        assets=[dbt_models, dbt_metrics, *activations, compaction, published],
         jobs=[pipeline, *tier_jobs, upkeep],
         schedules=schedules,
         resources={**resources(), "dbt": dbt_resource()},

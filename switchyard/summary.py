@@ -6,6 +6,8 @@ from pathlib import Path
 
 import duckdb
 
+from switchyard.publish import published_path
+
 TABLES = {
     "dim_people": "one row per person: traits, consent, RFM, engagement, churn risk",
     "dim_people_consents": "consent per person, channel and topic, with source and time",
@@ -91,7 +93,8 @@ def render(
     lines += [
         "",
         f"Warehouse: {duckdb_path}",
-        f"  query it: duckdb -readonly {duckdb_path}  (or any BI tool)",
+        f"  query it: duckdb -readonly {published_path(duckdb_path)}  (or any BI tool: the "
+        "copy published after each run, never locked by one)",
     ]
     lines += [f"  {name:<26} {what}" for name, what in TABLES.items()]
     return "\n".join(lines)

@@ -42,6 +42,11 @@ def test_definitions_have_the_flow() -> None:
     assert lapsed.tags.get("tier") == "days"
     # The transitions the journeys record are staged with the metrics, after every journey.
     assert journey in graph.get(dg.AssetKey(["fct_journey_transitions"])).parent_keys
+    # Every run ends by publishing the read-only copy, after the metrics it copies.
+    published = dg.AssetKey(["published_warehouse"])
+    assert dg.AssetKey(["fct_deliveries"]) in graph.get(published).parent_keys
+    for job in ("tier_seconds", "tier_days", PIPELINE_JOB):
+        assert published in defs.resolve_job_def(job).asset_layer.executable_asset_keys
 
 
 def test_workspace_loads_with_the_dagster_cli(tmp_path: Path) -> None:

@@ -9,10 +9,12 @@ from __future__ import annotations
 import json
 from datetime import UTC, timedelta, timezone
 
+import duckdb
 import pytest
 
 from sandbox import Sandbox
 from switchyard.pipeline import run_pipeline
+from switchyard.publish import published_path
 from switchyard.settings import Paths
 from tests.dbt_helpers import query
 from tests.scenario import Scenario, at
@@ -55,6 +57,11 @@ def received(sandbox: Sandbox) -> list[tuple[str, str, str | None, str | None]]:
 
 def test_cart_abandonment_end_to_end(paths: Paths, sandbox: Sandbox, shop: Scenario) -> None:
     run_pipeline(paths, now=at(hours=2))
+    # the run ended by publishing the read-only copy readers use: the run's sends are in it
+    published = str(published_path(paths.duckdb))
+    with duckdb.connect(published, read_only=True) as copy:
+        sent = copy.execute("select count(*) from fct_deliveries where delivery_status = 'sent'")
+        assert sent.fetchall() == [(2,)]
     assert received(sandbox) == [
         (
             "email",
