@@ -26,12 +26,13 @@ def build_publish_asset(after: list[dg.AssetKey]) -> dg.AssetsDefinition:
         context: dg.AssetExecutionContext, warehouse: WarehouseResource
     ) -> dg.MaterializeResult:
         done = publish(warehouse.paths().duckdb)
-        context.log.info(f"published {done.path} in {done.seconds:.2f} s")
+        context.log.info(f"published {done.path} in {done.seconds:.2f} s ({done.method})")
         return dg.MaterializeResult(
             metadata={
                 "path": dg.MetadataValue.path(str(done.path)),
                 "seconds": round(done.seconds, 3),
                 "bytes": done.bytes,
+                "method": done.method,
             }
         )
 
