@@ -16,12 +16,12 @@ from zoneinfo import ZoneInfo
 from activations.graph import is_time_zone
 from activations.journeys import FrequencyCap, QuietHours, Step
 from activations.ledger import LedgerState, SkipReason
+from switchyard.events import MARKETING
 
 # (user_id, channel, topic) -> (status, recorded_at) of the latest consent change.
 FreshConsents = dict[tuple[str, str, str], tuple[str, datetime]]
 # (channel, address as matched) -> (scope, reason) of the addresses suppressed now.
 Suppressions = dict[tuple[str, str], tuple[str, str | None]]
-MARKETING = "marketing"  # the topic of channel-wide marketing consent (staging's default)
 
 
 @dataclass(frozen=True)

@@ -390,7 +390,7 @@ def deliver(
                     choice.channel,
                     person.user_id,
                     None if person.user_id else choice.recipient,
-                    journey.topic or guards.MARKETING,
+                    journey.topic or events.MARKETING,
                     d.ref.send_key,
                 )
                 unsubscribe_url, values["preferences_url"] = links.urls(subject)

@@ -19,8 +19,8 @@ from typing import Any
 
 import duckdb
 
-MARKETING = "marketing"
-CHANNELS = ("email", "sms", "push", "in_app", "webhook")
+from activations.journeys import CHANNELS
+
 STATUSES = ("subscribed", "unsubscribed")
 Choice = tuple[str, str]  # (channel, topic)
 

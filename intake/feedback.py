@@ -28,8 +28,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_der_public_key
 
-from switchyard.events import feedback_event as event_row
-from switchyard.events import suppression as suppression_row
+from switchyard import events
 
 TIMESTAMP_TOLERANCE = 300  # seconds: an older signed request is a replay
 # SendGrid event -> the feedback event staging knows (None: not landed; the ledger has it)
@@ -146,7 +145,7 @@ def sendgrid_events(payload: Any) -> Feedback:
             at, event_id = _unix(event.get("timestamp")), event.get("sg_event_id")
             if at is not None and event_id:  # back in: the marketing unsubscribe is lifted
                 out.suppressions.append(
-                    suppression_row(f"sendgrid:{event_id}", "email", event["email"], "lifted",
+                    events.suppression(f"sendgrid:{event_id}", "email", event["email"], "lifted",
                                  "marketing", "group_resubscribe", "sendgrid", at)
                 )  # fmt: skip
                 continue
@@ -161,7 +160,7 @@ def sendgrid_events(payload: Any) -> Feedback:
         send_key = event.get("send_key")  # our custom_args come back as top-level fields
         if send_key:
             out.events.append(
-                event_row(str(event_id), str(send_key), "sendgrid", "email", kind, at)
+                events.feedback_event(str(event_id), str(send_key), "sendgrid", "email", kind, at)
             )
         else:
             out.skipped += 1
@@ -172,7 +171,7 @@ def sendgrid_events(payload: Any) -> Feedback:
             scope, reason = DROP_REASONS.get(why), f"dropped: {why or 'no reason'}"
         if scope and isinstance(event.get("email"), str):
             out.suppressions.append(
-                suppression_row(f"sendgrid:{event_id}", "email", event["email"], "suppressed",
+                events.suppression(f"sendgrid:{event_id}", "email", event["email"], "suppressed",
                              scope, reason, "sendgrid", at)
             )  # fmt: skip
     return out
@@ -186,11 +185,13 @@ def twilio_status(params: Mapping[str, str], send_key: str | None, now: datetime
     if kind is None or not sid or not send_key:
         out.skipped += 1
         return out
-    out.events.append(event_row(f"twilio:{sid}:{kind}", send_key, "twilio", "sms", kind, now))
+    out.events.append(
+        events.feedback_event(f"twilio:{sid}:{kind}", send_key, "twilio", "sms", kind, now)
+    )
     # 21610: the number replied STOP to this sender; Twilio refuses every message until START
     if params.get("ErrorCode") == "21610" and params.get("To"):
         out.suppressions.append(
-            suppression_row(f"twilio:{sid}:21610", "sms", params["To"], "suppressed", "all",
+            events.suppression(f"twilio:{sid}:21610", "sms", params["To"], "suppressed", "all",
                          "STOP (Twilio error 21610)", "twilio", now)
         )  # fmt: skip
     return out
@@ -205,13 +206,13 @@ def twilio_inbound(params: Mapping[str, str], now: datetime) -> Feedback:
         raise ValueError("an inbound message needs From and MessageSid")
     if word in STOP_WORDS:
         out.suppressions.append(
-            suppression_row(
+            events.suppression(
                 f"twilio:{sid}", "sms", number, "suppressed", "all", word, "twilio", now
             )
         )
     elif word in START_WORDS:
         out.suppressions.append(
-            suppression_row(f"twilio:{sid}", "sms", number, "lifted", "all", word, "twilio", now)
+            events.suppression(f"twilio:{sid}", "sms", number, "lifted", "all", word, "twilio", now)
         )
     elif word in HELP_WORDS:
         out.reply = "Reply STOP to unsubscribe, START to subscribe again."

@@ -30,8 +30,9 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from intake.consent_index import MARKETING, Choice, ConsentIndex
+from intake.consent_index import Choice, ConsentIndex
 from switchyard import events, preference_links
+from switchyard.events import MARKETING
 from switchyard.preference_links import LinkSubject
 
 PAGE_CHANNELS = {"email": "Email", "sms": "Text messages", "push": "Push notifications"}

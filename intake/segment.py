@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from switchyard.events import iso
+
 MAX_MESSAGE_BYTES = 32 * 1024  # Segment: 32 KB per call, and per event of a batch
 MAX_BATCH_BYTES = 500 * 1024  # Segment: 500 KB per batch request
 TYPES = ("track", "identify", "page", "screen", "alias", "group")
@@ -42,10 +44,6 @@ def parse_time(value: Any, field: str) -> datetime | None:
     except ValueError:
         raise Rejected(f"{field} {value!r} is not an ISO 8601 time") from None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def iso(at: datetime) -> str:
-    return at.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def check(

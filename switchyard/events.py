@@ -111,13 +111,16 @@ def order(
     }
 
 
+MARKETING = "marketing"  # the topic of channel-wide marketing consent (staging's default)
+
+
 def consent(
     user_id: str,
     channel: str,
     status: str,
     at: datetime,
     *,
-    topic: str = "marketing",
+    topic: str = MARKETING,
     source: str = "preference_center",
     consent_id: str | None = None,
 ) -> dict[str, Any]:

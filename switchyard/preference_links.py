@@ -16,9 +16,10 @@ import os
 import time
 import urllib.parse
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from switchyard import signed_tokens
+from switchyard.events import MARKETING
 from switchyard.signed_tokens import TokenError
 
 __all__ = ["LinkSigner", "LinkSubject", "TokenError", "read"]
@@ -26,7 +27,6 @@ __all__ = ["LinkSigner", "LinkSubject", "TokenError", "read"]
 AUDIENCE = "switchyard:preferences"
 SECRET_VARIABLE = "SWITCHYARD_LINK_SECRET"
 URL_VARIABLE = "SWITCHYARD_COLLECTOR_PUBLIC_URL"
-MARKETING = "marketing"
 # CAN-SPAM wants an unsubscribe link to work for 30 days after the send; a year keeps an old
 # message's link working without leaving it good forever.
 DEFAULT_LIFETIME_SECONDS = 365 * 24 * 3600
@@ -48,9 +48,10 @@ class LinkSigner:
     base_url: str  # where the collector is reached from the internet
     secret: str
     lifetime: int = DEFAULT_LIFETIME_SECONDS
+    _key: bytes = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        check_secret(self.secret)
+        object.__setattr__(self, "_key", _key(self.secret))  # once: every message signs with it
 
     def token(self, subject: LinkSubject, now: float | None = None) -> str:
         issued = int(time.time() if now is None else now)
@@ -65,7 +66,7 @@ class LinkSigner:
             raise ValueError("a link names a user id or an address")
         if subject.send_key:
             claims["key"] = subject.send_key
-        return signed_tokens.issue(_key(self.secret), claims)
+        return signed_tokens.issue(self._key, claims)
 
     def urls(self, subject: LinkSubject, now: float | None = None) -> tuple[str, str]:
         """The one-click unsubscribe URL and the preference center's, under one token."""

@@ -1,6 +1,7 @@
 -- The addresses suppressed now, per channel and scope: the latest usable change per address,
--- channel and scope wins (an unsubscribe after a hard bounce does not lift the bounce). A view on purpose, like int_user_consents_current: the send-time guard reads it right
--- before sending, so a bounce or a STOP landed a second ago stops the next message.
+-- channel and scope wins (an unsubscribe after a hard bounce does not lift the bounce). A view
+-- on purpose, like int_user_consents_current: the send-time guard reads it right before
+-- sending, so a bounce or a STOP landed a second ago stops the next message.
 with
 
 changes as (
