@@ -9,6 +9,7 @@ the parsed tree is what gets compiled.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -62,6 +63,7 @@ _PREDICATES: tuple[type[exp.Expression], ...] = (
 # these: some dialects print a unit as written, so it must never carry text of the author's.
 _UNIT_PARENTS = (exp.Interval, exp.DateDiff, exp.DateAdd, exp.DateSub)
 UNITS = frozenset({"SECOND", "MINUTE", "HOUR", "DAY", "WEEK", "MONTH", "QUARTER", "YEAR"})
+_PLAIN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _INTERVAL_TEXT = re.compile(r"^\s*\d+(\s+[A-Za-z]+)?\s*$")
 
 
@@ -97,9 +99,30 @@ class Condition:
 
         return self.tree.transform(rewrite).sql(dialect=dialect)
 
+    def json_sql(self, json_column: str, dialect: str = "duckdb", now: str | None = None) -> str:
+        """The condition over the keys of a JSON text column (an event's properties): each name
+        reads `$.name`, as a number where it meets a number (`cart_value >= 50`, arithmetic,
+        `between 1 and 9`), as a boolean where it meets true/false, else as text. A missing key
+        or a value that is not a number is null, so the condition is not true for it."""
+        source = exp.column(json_column, quoted=True)
 
-def parse_condition(text: str, columns: Collection[str], read_dialect: str = "duckdb") -> Condition:
-    """Parse and check `text`: one boolean expression over `columns` and the allowed operators."""
+        def typed(node: exp.Expr) -> exp.Expr:
+            if not isinstance(node, exp.Column):
+                return node
+            key = node.name if _PLAIN_KEY.match(node.name) else json.dumps(node.name)
+            path = exp.Literal.string("$." + key)
+            value: exp.Expr = exp.JSONExtractScalar(this=source.copy(), expression=path)
+            kind = _json_type(node)
+            return exp.TryCast(this=value, to=exp.DataType.build(kind)) if kind else value
+
+        return Condition(self.text, self.tree.transform(typed)).sql(dialect=dialect, now=now)
+
+
+def parse_condition(
+    text: str, columns: Collection[str] | None, read_dialect: str = "duckdb"
+) -> Condition:
+    """Parse and check `text`: one boolean expression over `columns` and the allowed operators.
+    `columns=None` allows any plain name: an event's properties, which no model declares."""
     if not text or not text.strip():
         raise ConditionError("a condition is empty")
     try:
@@ -134,7 +157,7 @@ def parse_condition(text: str, columns: Collection[str], read_dialect: str = "du
                 raise ConditionError(
                     f"condition {text!r}: {node.sql()!r} names a table; use the column alone"
                 )
-            if node.name not in columns:
+            if columns is not None and node.name not in columns:
                 raise ConditionError(
                     f"condition {text!r}: unknown column {node.name!r}; known: "
                     f"{', '.join(sorted(columns))}"
@@ -150,6 +173,47 @@ def parse_condition(text: str, columns: Collection[str], read_dialect: str = "du
         return node
 
     return Condition(text, tree.transform(canonical))
+
+
+_NUMERIC_PARENTS = (exp.Add, exp.Sub, exp.Mul, exp.Div, exp.Neg, exp.DateAdd, exp.DateSub)
+_COMPARISONS = (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE)
+
+
+def _json_type(node: exp.Expr) -> str | None:
+    """What a JSON value is read as, from what it meets: `double`, `boolean` or None (text)."""
+    parent = node.parent
+    if isinstance(parent, exp.Paren):
+        return _json_type(parent)
+    if isinstance(parent, exp.Coalesce):  # typed by its literal fallbacks, else by its context
+        fallbacks = [a for a in (parent.this, *parent.expressions) if a is not node]
+        if fallbacks and all(_is_number(a) for a in fallbacks):
+            return "double"
+        if fallbacks and all(isinstance(a, exp.Boolean) for a in fallbacks):
+            return "boolean"
+        return _json_type(parent)
+    if isinstance(parent, _NUMERIC_PARENTS):
+        return "double"
+    if isinstance(parent, exp.Is) and isinstance(parent.expression, exp.Boolean):
+        return "boolean"
+    others: list[exp.Expr] = []
+    if isinstance(parent, _COMPARISONS):
+        others = [parent.left if parent.right is node else parent.right]
+    elif isinstance(parent, exp.In):
+        others = list(parent.expressions)
+    elif isinstance(parent, exp.Between):
+        others = [parent.args["low"], parent.args["high"]]
+    if others and all(_is_number(o) for o in others):
+        return "double"
+    if others and all(isinstance(o, exp.Boolean) for o in others):
+        return "boolean"
+    return None
+
+
+def _is_number(node: exp.Expr) -> bool:
+    inner = node.this if isinstance(node, exp.Neg) else node
+    return (isinstance(inner, exp.Literal) and inner.is_number) or isinstance(
+        inner, _NUMERIC_PARENTS
+    )
 
 
 def _is_predicate(node: exp.Expr) -> bool:

@@ -90,6 +90,9 @@ class EntryRule:
     within_minutes: int = 0
     membership: bool = False
     daily_at: str | None = None  # 'HH:MM', UTC
+    # Only events whose properties meet this (`cart_value >= 50`) enter; the others are not
+    # candidates at all (Braze's trigger property filter).
+    where: Condition | None = None
 
     @property
     def kind(self) -> Literal["event", "membership", "schedule"]:
@@ -102,7 +105,8 @@ class EntryRule:
             unless = (
                 f", unless {self.unless} within {self.within_minutes} min" if self.unless else ""
             )
-            return f"{self.event}{unless}"
+            where = f", where {self.where.text}" if self.where else ""
+            return f"{self.event}{where}{unless}"
         if self.daily_at:
             return f"every day at {self.daily_at} UTC, who is in the audience then"
         return "on appearing in the audience"
@@ -174,19 +178,28 @@ class Journey:
         _check_finite(where, meta)
         try:
             nodes = parse_nodes(where, meta["steps"], profile_columns)
-            exit_when = (
-                parse_condition(meta["exit_when"], profile_columns or ())
-                if meta.get("exit_when")
-                else None
-            )
-        except (GraphError, ConditionError) as exc:
+        except GraphError as exc:  # names the step already
             raise JourneyDefinitionError(str(exc)) from None
+
+        def condition(key: str, text: str, columns: Collection[str] | None) -> Condition:
+            try:
+                return parse_condition(text, columns)
+            except ConditionError as exc:
+                raise JourneyDefinitionError(f"{where}, {key}: {exc}") from None
+
+        exit_when = (
+            condition("exit_when", meta["exit_when"], profile_columns or ())
+            if meta.get("exit_when")
+            else None
+        )
+        entry = dict(meta["entry"])
+        if entry.get("where"):  # over the entry event's properties, which no model declares
+            entry["where"] = condition("entry.where", entry["where"], None)
         tier = meta.get("tier", "hours")
         if tier not in TIERS:  # the schema's list is checked against TIERS by a test
             raise JourneyDefinitionError(
                 f"{where}: unknown tier {tier!r}; a journey runs in one of {sorted(TIERS)}"
             )
-        entry = dict(meta["entry"])
         schedule = entry.pop("schedule", None)
         reentry = Reentry(**meta.get("reentry", {}))
         if reentry.allow == "after_cooldown" and not reentry.cooldown_hours:

@@ -397,6 +397,8 @@ def _enter(con: duckdb.DuckDBPyConnection, journey: Journey) -> int:
             from audience
             where enters_at <= getvariable('now')
         """
+        if rule.where is not None:
+            candidates += f" and ({rule.where.json_sql('entry_properties', now=NOW_SQL)})"
     else:
         if rule.kind == "schedule":
             hh, mm = (rule.daily_at or "00:00").split(":")

@@ -1,4 +1,5 @@
-"""The code location: dbt assets, one activation asset per journey, the job and tier schedules."""
+"""The code location: dbt assets, one activation asset per journey, the jobs, and what starts each
+tier's runs (schedules, and a sensor on landed files for the seconds tier)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ from orchestration.dbt_project import dbt_resource
 from orchestration.defs.activation import activation_key, build_activation_asset, declared_journeys
 from orchestration.defs.publish import build_publish_asset
 from orchestration.defs.resources import resources
+from orchestration.defs.tier_triggers import build_tier_jobs, build_tier_triggers
 from orchestration.defs.transform import build_dbt_assets
 from orchestration.defs.upkeep import build_ledger_compaction_asset
-from switchyard.tiers import TIERS
 
 PIPELINE_JOB = "switchyard_pipeline"
 
@@ -32,27 +33,8 @@ def build_definitions() -> dg.Definitions:
         selection=dg.AssetSelection.all() - upkeep.selection,
         description="Build every model, run every journey, then metrics.",
     )
-    tier_jobs = [
-        dg.define_asset_job(
-            f"tier_{tier.name}",
-            selection=(
-                dg.AssetSelection.tag("tier", tier.name).upstream()
-                | dg.AssetSelection.tag("tier", tier.name).downstream()
-            )
-            - upkeep.selection,
-            description=tier.description,
-        )
-        for tier in TIERS.values()
-        if any(j.tier == tier.name for j in journeys)
-    ]
-    schedules = [
-        dg.ScheduleDefinition(
-            job=job,
-            cron_schedule=TIERS[job.name.removeprefix("tier_")].cron,
-            default_status=dg.DefaultScheduleStatus.STOPPED,
-        )
-        for job in tier_jobs
-    ]
+    tier_jobs = build_tier_jobs(journeys, exclude=upkeep.selection)
+    schedules, sensors = build_tier_triggers(tier_jobs)
     schedules.append(
         dg.ScheduleDefinition(
             job=upkeep, cron_schedule="30 3 * * *", default_status=dg.DefaultScheduleStatus.STOPPED
@@ -62,6 +44,7 @@ def build_definitions() -> dg.Definitions:
         assets=[dbt_models, dbt_metrics, *activations, compaction, published],
         jobs=[pipeline, *tier_jobs, upkeep],
         schedules=schedules,
+        sensors=sensors,
         resources={**resources(), "dbt": dbt_resource()},
     )
 

@@ -1,4 +1,4 @@
-"""Urgency tiers: the one table of how often each tier's journeys (and their models) run.
+"""Urgency tiers: the one table of what starts each tier's runs and what each promises.
 
 A journey names its tier in its declaration; a name not in this table fails validation, so a typo
 cannot leave a journey without a schedule.
@@ -15,17 +15,21 @@ TierName = Literal["seconds", "hours", "days"]
 @dataclass(frozen=True)
 class Tier:
     name: TierName
-    cron: str
+    # `sensor`: a run when intake files land (orchestration/defs/tier_triggers.py); `cron`: a
+    # schedule. Dagster's schedules tick at most once a minute, too slow for the seconds tier.
+    trigger: Literal["sensor", "cron"]
+    cron: str | None
+    # The promise: from an event landing to its message, at most this long.
+    target_seconds: int
     description: str
 
 
-# Dagster schedules tick at most once a minute; the seconds tier is for sensors on fresh landing
-# files, and runs every minute on a schedule until then.
 TIERS: dict[str, Tier] = {
     t.name: t
     for t in (
-        Tier("seconds", "* * * * *", "in-session moments: cart abandonment, browse abandonment"),
-        Tier("hours", "0 * * * *", "onboarding follow-ups, post-purchase"),
-        Tier("days", "0 6 * * *", "loyalty, win-back"),
+        Tier("seconds", "sensor", None, 60,
+             "in-session moments (cart abandonment): a run as soon as intake files land"),
+        Tier("hours", "cron", "0 * * * *", 3600, "onboarding follow-ups, post-purchase: hourly"),
+        Tier("days", "cron", "0 6 * * *", 86400, "loyalty, win-back: daily at 06:00 UTC"),
     )
-}
+}  # fmt: skip

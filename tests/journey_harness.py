@@ -53,12 +53,13 @@ class Harness:
         at: datetime,
         entry_id: str | None = None,
         exited_at: datetime | None = None,
+        properties: str = '{"sku": "tee"}',
     ) -> Harness:
         """An audience row: an event entry, with the episode's own exit if the audience knows one
         (or, for membership journeys, a member)."""
         self.audience.append(
             {"entry_id": entry_id or f"{person_id}@{at:%m%d%H%M}", "person_id": person_id,
-             "enters_at": at, "entry_properties": '{"sku": "tee"}', "exited_at": exited_at}
+             "enters_at": at, "entry_properties": properties, "exited_at": exited_at}
         )  # fmt: skip
         return self
 

@@ -25,13 +25,14 @@ def test_definitions_have_the_flow() -> None:
     # Metrics read the ledger the journey writes, so they run after it.
     assert journey in graph.get(dg.AssetKey(["fct_deliveries"])).parent_keys
     assert defs.resolve_job_def(PIPELINE_JOB) is not None
-    # One schedule per tier a journey runs in: cart (seconds), welcome (hours), lapsed (days).
+    # What starts each tier a journey runs in: cart (seconds) on landed files, welcome (hours)
+    # and lapsed (days) on schedules.
     assert {s.name for s in defs.schedules or []} == {
-        "tier_seconds_schedule",
         "tier_hours_schedule",
         "tier_days_schedule",
         "ledger_upkeep_schedule",
     }
+    assert [s.name for s in defs.sensors or []] == ["tier_seconds_on_landed_files"]
     # The ledger's compaction runs on its own schedule, after the journeys, never in a tier's run.
     compacted = dg.AssetKey(["ledger", "compacted"])
     assert journey in graph.get(compacted).parent_keys

@@ -64,6 +64,43 @@ def test_a_linear_journey_keeps_its_timings_from_entry(landing: Path) -> None:
     assert run.steps_of("bob")[-1] == (EXITED, "exited", "purchase_completed", h(5))
 
 
+def test_an_entry_filter_on_the_events_properties(landing: Path) -> None:
+    # Only carts worth 50 or more in euros enter; a number is compared as a number (9 < 50 even
+    # though "9" > "50" as text), a missing or non-numeric value does not enter.
+    where = "cart_value >= 50 and currency in ('EUR') and coalesce(test_order, false) = false"
+    j = journey([send("cart_reminder")], entry={"event": "cart_updated", "where": where})
+    run = Harness(j, landing)
+    carts = {
+        "big": '{"cart_value": 120.5, "currency": "EUR"}',
+        "text_number": '{"cart_value": "60", "currency": "EUR"}',
+        "small": '{"cart_value": 9, "currency": "EUR"}',
+        "dollars": '{"cart_value": 120, "currency": "USD"}',
+        "test": '{"cart_value": 120, "currency": "EUR", "test_order": true}',
+        "no_value": '{"currency": "EUR"}',
+        "not_a_number": '{"cart_value": "lots", "currency": "EUR"}',
+    }
+    for person, properties in carts.items():
+        run.person(person).enters(person, h(), properties=properties)
+    run.run(h(0, 1))
+    assert sorted({d.person_id for d in run.sent}) == ["big", "text_number"]
+    assert run.path_of("small") == []  # not a candidate at all: nothing recorded
+    assert "where cart_value >= 50" in j.entry.describe()
+
+
+@pytest.mark.parametrize(
+    "where, error",
+    [
+        ("cart_value >= 50; drop table x", "must be one expression"),
+        ("lower(currency) = 'eur'", "is not allowed"),
+        ("e.cart_value > 1", "names a table"),
+    ],
+)
+def test_an_entry_filter_is_checked_at_load(where: str, error: str) -> None:
+    with pytest.raises(JourneyDefinitionError, match="entry.where") as caught:
+        journey([send("a")], entry={"event": "cart_updated", "where": where})
+    assert error in str(caught.value)
+
+
 def test_waits_for_a_duration_and_until_a_local_time(landing: Path) -> None:
     j = journey(
         [

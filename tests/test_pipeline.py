@@ -12,6 +12,7 @@ from datetime import UTC, timedelta, timezone
 import duckdb
 import pytest
 
+from activations.inbox.store import read_inbox
 from sandbox import Sandbox
 from switchyard.pipeline import run_pipeline
 from switchyard.publish import published_path
@@ -210,22 +211,25 @@ def test_preview_says_what_would_happen_and_does_nothing(
 def test_welcome_journey_waits_and_ends_on_profile_completion(
     paths: Paths, sandbox: Sandbox
 ) -> None:
-    # The playbook's welcome: at once, a day later a push, two days after that tips by email;
-    # completing the profile ends it (a conversion), and one message a day at most.
+    # The playbook's welcome: at once in the app, a day later a push, two days after that tips
+    # by email; completing the profile ends it (a conversion), and one message a day at most.
     s = Scenario(paths.landing)
     s.person("lea", email="lea@example.com", first_name="Lea", push_token="tok-lea",
              consent=("email", "push"))  # fmt: skip
     s.track("signed_up", at(0), user_id="lea").land()
     run_pipeline(paths, now=at(hours=1))
     run_pipeline(paths, now=at(hours=24, minutes=30))  # a day after the welcome: not yet
-    assert [r.channel for r in sandbox.received] == ["email"]
+    (welcome,) = read_inbox(paths.landing, "lea")
+    assert (welcome.title, welcome.journey, sandbox.received) == (
+        "Welcome aboard, Lea",
+        "welcome",
+        [],
+    )
     run_pipeline(paths, now=at(hours=25))
     s.track("profile_completed", at(hours=30), user_id="lea").land()
     run_pipeline(paths, now=at(hours=80))
-    assert [(r.channel, r.subject) for r in sandbox.received] == [
-        ("email", "Welcome aboard, Lea"),
-        ("push", "One more step"),
-    ]
+    assert [(r.channel, r.subject) for r in sandbox.received] == [("push", "One more step")]
+    assert len(read_inbox(paths.landing, "lea")) == 1
     steps = query(
         paths,
         "select node, reason, detail, reached_at from fct_journey_transitions "

@@ -1,0 +1,98 @@
+"""What starts each tier's runs: a job per tier in use (its journeys, the models upstream of them
+and the metrics and publish after), a schedule for the cron tiers and a sensor on landed intake
+files for the seconds tier. All start stopped: the README says how to turn them on."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+
+import dagster as dg
+
+from activations.journeys import Journey
+from switchyard.landed_files import LandedCursor, landed_since
+from switchyard.settings import Paths
+from switchyard.tiers import TIERS, Tier
+
+SENSOR_INTERVAL_SECONDS = 5
+_ACTIVE = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
+
+
+def tier_job_name(tier: Tier) -> str:
+    return f"tier_{tier.name}"
+
+
+def build_tier_jobs(
+    journeys: Sequence[Journey], exclude: dg.AssetSelection
+) -> list[dg.UnresolvedAssetJobDefinition]:
+    in_use = {j.tier for j in journeys}
+    return [
+        dg.define_asset_job(
+            tier_job_name(tier),
+            selection=(
+                dg.AssetSelection.tag("tier", tier.name).upstream()
+                | dg.AssetSelection.tag("tier", tier.name).downstream()
+            )
+            - exclude,
+            description=f"{tier.description}; target: event to message within "
+            f"{tier.target_seconds} s",
+            tags={"tier": tier.name},
+        )
+        for tier in TIERS.values()
+        if tier.name in in_use
+    ]
+
+
+def build_tier_triggers(
+    jobs: Sequence[dg.UnresolvedAssetJobDefinition],
+) -> tuple[list[dg.ScheduleDefinition], list[dg.SensorDefinition]]:
+    schedules, sensors = [], []
+    for job in jobs:
+        tier = TIERS[job.name.removeprefix("tier_")]
+        if tier.trigger == "cron" and tier.cron:
+            schedules.append(
+                dg.ScheduleDefinition(
+                    job=job,
+                    cron_schedule=tier.cron,
+                    default_status=dg.DefaultScheduleStatus.STOPPED,
+                )
+            )
+        else:
+            sensors.append(build_landed_files_sensor(job))
+    return schedules, sensors
+
+
+def build_landed_files_sensor(job: dg.UnresolvedAssetJobDefinition) -> dg.SensorDefinition:
+    @dg.sensor(
+        name=f"{job.name}_on_landed_files",
+        job=job,
+        minimum_interval_seconds=SENSOR_INTERVAL_SECONDS,
+        default_status=dg.DefaultSensorStatus.STOPPED,
+        description="A run of the tier when intake files (events, orders, consents, "
+        "suppressions, feedback) land; while one is queued or running, new files wait for "
+        "the next.",
+    )
+    def _on_landed_files(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
+        running = context.instance.get_run_records(
+            dg.RunsFilter(job_name=job.name, statuses=_ACTIVE), limit=1
+        )
+        if running:
+            # The cursor stays: what lands meanwhile is the next run's.
+            return dg.SkipReason(f"run {running[0].dagster_run.run_id} of {job.name} not done")
+        new, cursor = landed_since(Paths.from_env().landing, LandedCursor.from_json(context.cursor))
+        if not new:
+            return dg.SkipReason("no intake file landed since the last run")
+        digest = hashlib.sha256("\n".join(new).encode()).hexdigest()[:16]
+        request = dg.RunRequest(
+            run_key=f"landed-{digest}",
+            job_name=job.name,
+            tags={"tier": job.name.removeprefix("tier_"), "landed_files": str(len(new))},
+        )
+        return dg.SensorResult(run_requests=[request], cursor=cursor.to_json())
+
+    return _on_landed_files
