@@ -1,16 +1,13 @@
-"""The Dagster code location loads, in-process and through the CLI `dagster dev` uses."""
+"""The Dagster code location loads, in-process and in `dagster dev` (webserver and daemon)."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import dagster as dg
 
 from orchestration.definitions import PIPELINE_JOB, build_definitions
-from switchyard.settings import PROJECT_DIR
+from orchestration.dev_server import dagster_dev
 
 
 def test_definitions_have_the_flow() -> None:
@@ -50,19 +47,30 @@ def test_definitions_have_the_flow() -> None:
         assert published in defs.resolve_job_def(job).asset_layer.executable_asset_keys
 
 
-def test_workspace_loads_with_the_dagster_cli(tmp_path: Path) -> None:
-    env = {**os.environ, "DAGSTER_HOME": str(tmp_path)}
-    (tmp_path / "dagster.yaml").write_text(
-        (PROJECT_DIR / "orchestration" / "dagster.yaml").read_text()
-    )
-    dagster = str(Path(sys.executable).parent / "dagster")
-    done = subprocess.run(
-        [dagster, "definitions", "validate", "-w", "workspace.yaml"],
-        cwd=PROJECT_DIR,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "Validation successful" in done.stdout + done.stderr
+REPOSITORY_QUERY = """
+{ repositoriesOrError { ... on RepositoryConnection { nodes {
+    sensors { name sensorState { status } }
+    schedules { name scheduleState { status } }
+} } }
+  assetNodes { assetKey { path } hasAssetChecks } }
+"""
+
+
+def test_dagster_dev_loads_the_code_location(tmp_path: Path) -> None:
+    # What `make dev` starts: the webserver and the daemon, serving the workspace over GraphQL.
+    env = {"SWITCHYARD_HOME": str(tmp_path / "home"), "SWITCHYARD_CHANNELS": "sandbox"}
+    with dagster_dev(tmp_path / "dagster_home", env=env) as dev:
+        data = dev.graphql(REPOSITORY_QUERY)
+        print(f"dagster dev loaded in {dev.ready_seconds:.1f} s")
+    assets = {"/".join(n["assetKey"]["path"]) for n in data["assetNodes"]}
+    assert {"journey/cart_abandonment", "dim_people", "published_warehouse"} <= assets
+    (repository,) = data["repositoriesOrError"]["nodes"]
+    triggers = {s["name"]: s["sensorState"]["status"] for s in repository["sensors"]}
+    triggers |= {s["name"]: s["scheduleState"]["status"] for s in repository["schedules"]}
+    # Every trigger is there and off until an operator turns it on.
+    assert triggers == {
+        "tier_seconds_on_landed_files": "STOPPED",
+        "tier_hours_schedule": "STOPPED",
+        "tier_days_schedule": "STOPPED",
+        "ledger_upkeep_schedule": "STOPPED",
+    }
