@@ -40,6 +40,11 @@ def test_definitions_have_the_flow() -> None:
     assert lapsed.tags.get("tier") == "days"
     # The transitions the journeys record are staged with the metrics, after every journey.
     assert journey in graph.get(dg.AssetKey(["fct_journey_transitions"])).parent_keys
+    # The guards' promises are checks operators see, beside every dbt test.
+    checks = {k.name for k in graph.asset_check_keys
+              if k.asset_key == dg.AssetKey(["fct_guard_violations"])}  # fmt: skip
+    assert {"audit_duplicate_sends", "audit_sends_over_frequency_cap",
+            "audit_sends_after_opt_out"} <= checks  # fmt: skip
     # Every run ends by publishing the read-only copy, after the metrics it copies.
     published = dg.AssetKey(["published_warehouse"])
     assert dg.AssetKey(["fct_deliveries"]) in graph.get(published).parent_keys

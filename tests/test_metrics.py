@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -15,6 +15,7 @@ from activations.ledger import OUTCOME_UNKNOWN, SkipReason
 from switchyard import landing
 from switchyard.settings import Paths
 from tests.dbt_helpers import dbt_build, query
+from tests.scenario import Scenario
 
 T = datetime(2026, 11, 2, 12, 0)
 METRICS = "+fct_journey_step_metrics"
@@ -143,3 +144,49 @@ def test_what_came_back_about_each_send_is_one_engagement_row(paths: Paths) -> N
     )
     assert (push["channel"], push["failed"], push["opens"]) == ("push", 0, 0)
     assert (text["failed"], text["delivered"]) == (2, False)
+
+
+def test_sends_the_guards_should_have_stopped_are_listed_and_checked(paths: Paths) -> None:
+    # Welcome declares at most 1 message per 24 h; cart_abandonment is a marketing journey too.
+    s = Scenario(paths.landing)
+    s.person("ann", email="ann@example.com", consent=("email",)).person("bob")
+    s.opt_out("ann", "email", T)
+    s.land()
+    dbt_build(paths, "+dim_identities")
+    people = {
+        r["user_id"]: r["person_id"]
+        for r in query(
+            paths,
+            "select identifier_value as user_id, person_id from dim_identities "
+            "where identifier_type = 'user_id'",
+        )
+    }
+    writer = ledger.LedgerWriter(paths.landing, "audit-test")
+
+    def sent(key: str, journey: str, user: str, at: datetime, channel: str = "push") -> None:
+        ref = ledger.SendRef(key, journey, "s", people[user], "e")
+        writer.write(ref, "sent", at, channel=channel, recipient=f"{user}-token")
+
+    sent("k1", "welcome", "bob", T)
+    sent("k2", "welcome", "bob", T + timedelta(hours=2))  # one within 24 h: over the cap
+    sent("k3", "cart_abandonment", "bob", T + timedelta(hours=30))  # 28 h after k2: fine
+    sent("k4", "welcome", "bob", T + timedelta(hours=60))  # 24 h after k3 exactly: fine
+    sent("k4", "welcome", "bob", T + timedelta(hours=60, minutes=1))  # accepted twice
+    sent("k5", "cart_abandonment", "ann", T - timedelta(hours=30), "email")  # before the opt-out
+    sent("k6", "cart_abandonment", "ann", T + timedelta(hours=1), "email")  # after it
+    sent("k7", "cart_abandonment", "ann", T + timedelta(hours=26), "sms")  # another channel
+    writer.close()
+    output = dbt_build(paths, "+fct_guard_violations")
+    found = query(
+        paths, "select violation, send_key, detail from fct_guard_violations order by send_key"
+    )
+    assert [(r["violation"], r["send_key"]) for r in found] == [
+        ("over_frequency_cap", "k2"),
+        ("duplicate_send", "k4"),
+        ("sent_after_opt_out", "k6"),
+    ]
+    assert found[0]["detail"] == "2 sends within 24.0 h; the cap is 1"
+    assert found[2]["detail"].startswith("marketing unsubscribed at 2026-11-02 12:00")
+    # Each kind is its own warning test: Dagster shows it as a check on fct_guard_violations.
+    for check in ("duplicate_sends", "sends_over_frequency_cap", "sends_after_opt_out"):
+        assert f"Warning in test audit_{check}" in output

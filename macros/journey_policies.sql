@@ -1,0 +1,29 @@
+{#- Each declared journey's delivery policy as rows (journey, transactional, topic, cap_messages,
+    cap_hours, cap_calendar_day), read from the models' `meta.journey` at run time: the checks
+    judge sends by the same declarations the guards applied. -#}
+{% macro journey_policies() %}
+    {%- set rows = [] -%}
+    {%- if execute -%}
+        {%- for node in graph.nodes.values() if node.resource_type == 'model' and node.config.meta.get('journey') -%}
+            {%- set j = node.config.meta['journey'] -%}
+            {%- set cap = j.get('frequency_cap') or {} -%}
+            {%- set topic = (j.get('topic') or '') | trim | lower -%}
+            {%- do rows.append(
+                "select " ~ dbt.string_literal(j['name']) ~ " as journey, "
+                ~ ("true" if j.get('message_type') == 'transactional' else "false") ~ " as transactional, "
+                ~ (dbt.string_literal(topic) if topic else "cast(null as " ~ dbt.type_string() ~ ")") ~ " as topic, "
+                ~ (cap['messages'] | int | string if cap else "cast(null as " ~ dbt.type_int() ~ ")") ~ " as cap_messages, "
+                ~ ((cap.get('per_hours', 24) | float | string) if cap else "cast(null as " ~ dbt.type_float() ~ ")") ~ " as cap_hours, "
+                ~ ("true" if cap.get('calendar_day') else "false") ~ " as cap_calendar_day"
+            ) -%}
+        {%- endfor -%}
+    {%- endif -%}
+    {%- if rows -%}
+        {{ rows | join('\n    union all\n    ') }}
+    {%- else -%}
+        select cast(null as {{ dbt.type_string() }}) as journey, false as transactional,
+            cast(null as {{ dbt.type_string() }}) as topic, cast(null as {{ dbt.type_int() }}) as cap_messages,
+            cast(null as {{ dbt.type_float() }}) as cap_hours, false as cap_calendar_day
+        where 1 = 0
+    {%- endif -%}
+{% endmacro %}
