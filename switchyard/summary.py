@@ -18,6 +18,7 @@ TABLES = {
     "fct_deliveries": "one row per send key with its outcome",
     "fct_journey_step_metrics": "funnel per journey step and channel",
     "fct_rejected_rows": "landed rows that could not be used, with the reason",
+    "fct_guard_violations": "sends a guard should have stopped (empty when every promise held)",
 }
 
 
@@ -62,6 +63,11 @@ def collect(duckdb_path: Path) -> dict[str, object]:
             ),
             "journey_entries": one("select count(*) from fct_journey_entries"),
             "rejected_rows": one("select count(*) from fct_rejected_rows"),
+            "violations": dict(
+                con.execute(
+                    "select violation, count(*) from fct_guard_violations group by 1 order by 1"
+                ).fetchall()
+            ),
             "sent": sent,
             "skipped": skipped,
             "failed": failed,
@@ -87,9 +93,10 @@ def render(
         f"  failed                  {kv(stats['failed'])}",
         f"  outcome unknown         {kv(stats['unknown'])} (reconciled or sent once more next run)",
         f"  rejected landing rows   {stats['rejected_rows']} (see fct_rejected_rows)",
+        f"  guard violations        {kv(stats['violations'])} (see fct_guard_violations)",
     ]
     if run_sent is not None:
-        lines.append(f"  sent by this run        {kv(run_sent) if run_sent else 'nothing new'}")
+        lines.append(f"  sandbox received        {kv(run_sent) if run_sent else 'nothing new'}")
     lines += [
         "",
         f"Warehouse: {duckdb_path}",
