@@ -217,7 +217,17 @@ def test_welcome_journey_waits_and_ends_on_profile_completion(
     s.person("lea", email="lea@example.com", first_name="Lea", push_token="tok-lea",
              consent=("email", "push"))  # fmt: skip
     s.track("signed_up", at(0), user_id="lea").land()
-    run_pipeline(paths, now=at(hours=1))
+    first = run_pipeline(paths, now=at(hours=1))
+    # What operators see on the journey's materialization in Dagster.
+    (materialized,) = [
+        e.materialization
+        for e in first.get_asset_materialization_events()
+        if e.materialization.asset_key.path == ["journey", "welcome"]
+    ]
+    metadata = {k: v.value for k, v in materialized.metadata.items()}
+    assert (metadata["tier"], metadata["entered"], metadata["sent_in_app"]) == ("hours", 1, 1)
+    assert "| welcome_message |" in str(metadata["first_decisions"])
+    assert "| in_app | sent |" in str(metadata["first_decisions"])
     run_pipeline(paths, now=at(hours=24, minutes=30))  # a day after the welcome: not yet
     (welcome,) = read_inbox(paths.landing, "lea")
     assert (welcome.title, welcome.journey, sandbox.received) == (

@@ -7,6 +7,7 @@ with yet is missed, and a run reads the keys and people it acts on, not the whol
 
 from __future__ import annotations
 
+import json
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -378,3 +379,25 @@ def create_decided(
     )
     con.execute("drop table ledger_keys")
     con.unregister("alias_pairs")
+
+
+PREVIEW_COLUMNS = ("step", "person_id", "channel", "status", "reason", "recorded_at")
+
+
+def run_preview(landing_dir: Path, run_id: str, limit: int = 10) -> list[dict[str, object]]:
+    """The first `limit` final lines (sent, failed, skipped, deferred) a run wrote, for an
+    operator's glance: no recipient, subject or body. Read from the run's own files, which a
+    compaction may already have taken (then none)."""
+    rows: list[dict[str, object]] = []
+    for path in sorted(store.run_files_dir(landing_dir).glob(f"run-{run_id}-*.jsonl")):
+        with path.open(encoding="utf-8") as lines:
+            for line in lines:
+                if len(rows) >= limit:
+                    return rows
+                try:
+                    row = json.loads(line)
+                except ValueError:
+                    continue  # a torn last line of a crashed run
+                if row.get("status") in ("sent", "failed", "skipped", "deferred"):
+                    rows.append({c: row.get(c) for c in PREVIEW_COLUMNS})
+    return rows

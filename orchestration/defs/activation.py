@@ -5,6 +5,7 @@ from dagster_dbt import get_asset_key_for_model
 
 from activations.channels.settings import DeliveryLimits
 from activations.journeys import Journey, load_journeys
+from activations.ledger.reader import run_preview
 from activations.run import run_journey
 from orchestration.dbt_project import ensure_manifest
 from orchestration.defs.resources import ChannelsResource, WarehouseResource
@@ -22,6 +23,20 @@ def activation_key(journey: Journey) -> dg.AssetKey:
 
 def declared_journeys() -> list[Journey]:
     return load_journeys(ensure_manifest())
+
+
+def markdown_table(rows: list[dict[str, object]]) -> str:
+    """Rows as a Markdown table (Dagster renders it in the materialization's metadata)."""
+    if not rows:
+        return "_nothing decided in this run_"
+    columns = list(rows[0])
+
+    def cell(value: object) -> str:
+        return "" if value is None else str(value).replace("|", "\\|")
+
+    lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
+    lines += ["| " + " | ".join(cell(r[c]) for c in columns) + " |" for r in rows]
+    return "\n".join(lines)
 
 
 def build_activation_asset(
@@ -63,6 +78,14 @@ def build_activation_asset(
                 links=settings.links,
             )
         context.log.info(f"journey {journey.name}: {summary.as_metadata()}")
-        return dg.MaterializeResult(metadata={"run_id": summary.run_id, **summary.as_metadata()})
+        preview = run_preview(paths.landing, summary.run_id)
+        return dg.MaterializeResult(
+            metadata={
+                "run_id": summary.run_id,
+                "tier": journey.tier,
+                **summary.as_metadata(),
+                "first_decisions": dg.MetadataValue.md(markdown_table(preview)),
+            }
+        )
 
     return _activate
