@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -10,6 +11,13 @@ from dagster_dbt import DbtCliResource, DbtProject
 from switchyard.settings import PROJECT_DIR
 
 switchyard_dbt = DbtProject(project_dir=PROJECT_DIR, profiles_dir=PROJECT_DIR)
+
+# A tier's run builds a subset of the models. dbt's default (eager) would also run every test
+# touching one of them, such as a test of another tier's audience against dim_people, on a
+# table that run never builds (missing in a fresh warehouse). `buildable`: a test runs when
+# each model it reads is selected or upstream of the selection. dagster-dbt passes this on,
+# and overrides it where it selects tests one by one.
+os.environ.setdefault("DBT_INDIRECT_SELECTION", "buildable")
 
 
 def _newest_source_mtime(root: Path) -> float:

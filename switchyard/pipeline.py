@@ -11,23 +11,26 @@ from switchyard.settings import Paths
 
 
 def run_pipeline(
-    paths: Paths, now: datetime | None = None, log_level: str = "WARNING"
+    paths: Paths, now: datetime | None = None, log_level: str = "WARNING", job: str | None = None
 ) -> dg.ExecuteInProcessResult:
-    """dbt models, every journey, then metrics, as one Dagster job run in this process."""
+    """dbt models, every journey, then metrics, as one Dagster job run in this process (or
+    another job: a tier's, `tier_seconds`)."""
     paths.export()  # dbt subprocesses and resources read the same paths
     from orchestration.definitions import PIPELINE_JOB, build_definitions
 
     defs = build_definitions()
-    job = defs.resolve_job_def(PIPELINE_JOB)
+    job_def = defs.resolve_job_def(job or PIPELINE_JOB)
     run_config: dict[str, Any] = {"loggers": {"console": {"config": {"log_level": log_level}}}}
     if now is not None:
         run_config["ops"] = {
             _op_name(key): {"config": {"now": now.isoformat()}}
-            for key in defs.resolve_asset_graph().get_all_asset_keys()
+            for key in job_def.asset_layer.executable_asset_keys
             if key.path[0] == "journey"
         }
     with dg.instance_for_test() as instance:
-        return job.execute_in_process(run_config=run_config, instance=instance, raise_on_error=True)
+        return job_def.execute_in_process(
+            run_config=run_config, instance=instance, raise_on_error=True
+        )
 
 
 def _op_name(key: dg.AssetKey) -> str:

@@ -15,9 +15,15 @@ def test_definitions_have_the_flow() -> None:
     graph = defs.resolve_asset_graph()
     journey = dg.AssetKey(["journey", "cart_abandonment"])
     assert graph.get(journey).group_name == "activations"
+    # Everything a run reads, so that a tier's job builds it first.
     assert {k.to_user_string() for k in graph.get(journey).parent_keys} == {
         "audience_cart_abandonment",
         "dim_people",
+        "int_events_stitched",
+        "stg_feedback__events",
+        "int_user_consents_current",
+        "int_suppressions_current",
+        "dim_person_aliases",
     }
     # Metrics read the ledger the journey writes, so they run after it.
     assert journey in graph.get(dg.AssetKey(["fct_deliveries"])).parent_keys

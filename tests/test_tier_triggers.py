@@ -112,6 +112,8 @@ def test_tier_jobs_select_their_journeys_and_what_they_need() -> None:
     for key in ("audience_cart_abandonment", "dim_people", "fct_deliveries"):
         assert dg.AssetKey([key]) in seconds
     assert dg.AssetKey(["audience_welcome"]) not in seconds
+    # and what the metrics after it read, so that a tier's run works on a fresh warehouse
+    assert dg.AssetKey(["stg_journeys__transitions"]) in seconds
     assert defs.resolve_job_def("tier_seconds").tags["tier"] == "seconds"
     schedules = {s.name: s.cron_schedule for s in defs.schedules or []}
     assert schedules == {

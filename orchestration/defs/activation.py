@@ -4,9 +4,11 @@ import dagster as dg
 from dagster_dbt import get_asset_key_for_model
 
 from activations.channels.settings import DeliveryLimits
-from activations.journeys import Journey, load_journeys
+from activations.inputs import EVENTS_MODEL, FEEDBACK_MODEL
+from activations.journeys import PROFILE_MODEL, Journey, load_journeys
 from activations.ledger.reader import run_preview
 from activations.run import run_journey
+from activations.warehouse import ALIASES_MODEL, CONSENTS_MODEL, SUPPRESSIONS_MODEL
 from orchestration.dbt_project import ensure_manifest
 from orchestration.defs.resources import ChannelsResource, WarehouseResource
 from orchestration.defs.transform import ACTIVATION_KEY_PREFIX, WAREHOUSE_POOL
@@ -15,6 +17,12 @@ from switchyard.clock import parse_utc
 
 class JourneyRunConfig(dg.Config):
     now: str | None = None  # ISO 8601 time (any offset; none means UTC); default: the wall clock
+
+
+# Every model a run reads besides the journey's audience: a tier's job builds them first.
+MODELS_READ = (
+    PROFILE_MODEL, EVENTS_MODEL, FEEDBACK_MODEL, CONSENTS_MODEL, SUPPRESSIONS_MODEL, ALIASES_MODEL,
+)  # fmt: skip
 
 
 def activation_key(journey: Journey) -> dg.AssetKey:
@@ -47,8 +55,8 @@ def build_activation_asset(
     @dg.asset(
         key=activation_key(journey),
         deps=[
-            get_asset_key_for_model([dbt_models], journey.audience_model),
-            get_asset_key_for_model([dbt_models], "dim_people"),
+            get_asset_key_for_model([dbt_models], model)
+            for model in (journey.audience_model, *MODELS_READ)
         ],
         group_name="activations",
         tags={"tier": journey.tier},

@@ -27,6 +27,17 @@ def tier_job_name(tier: Tier) -> str:
     return f"tier_{tier.name}"
 
 
+def tier_selection(tier: str) -> dg.AssetSelection:
+    """The tier's journeys, what they read, what reads their ledger (metrics, the published
+    copy) and what those read too (the transitions' and the inbox's staging), but not the other
+    tiers' journeys nor the audiences only those read: a run works on a fresh warehouse."""
+    journeys = dg.AssetSelection.tag("tier", tier)
+    others = dg.AssetSelection.groups("activations") - journeys
+    after = journeys.downstream()
+    only_theirs = others.upstream(depth=1) - journeys.upstream()
+    return journeys.upstream() | after | (after.upstream() - others - only_theirs)
+
+
 def build_tier_jobs(
     journeys: Sequence[Journey], exclude: dg.AssetSelection
 ) -> list[dg.UnresolvedAssetJobDefinition]:
@@ -34,11 +45,7 @@ def build_tier_jobs(
     return [
         dg.define_asset_job(
             tier_job_name(tier),
-            selection=(
-                dg.AssetSelection.tag("tier", tier.name).upstream()
-                | dg.AssetSelection.tag("tier", tier.name).downstream()
-            )
-            - exclude,
+            selection=tier_selection(tier.name) - exclude,
             description=f"{tier.description}; target: event to message within "
             f"{tier.target_seconds} s",
             tags={"tier": tier.name},
