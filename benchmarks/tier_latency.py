@@ -92,8 +92,8 @@ def start_sensor(dev: DagsterDev) -> None:
         "{ workspaceOrError { ... on Workspace { locationEntries { name } } } }"
     )["workspaceOrError"]["locationEntries"]
     answer = dev.graphql(
-        """mutation($s: SensorSelector!) { startSensor(sensorSelector: $s) {
-            __typename ... on Sensor { sensorState { status } } ... on PythonError { message } } }""",
+        """mutation($s: SensorSelector!) { startSensor(sensorSelector: $s) { __typename
+            ... on Sensor { sensorState { status } } ... on PythonError { message } } }""",
         {"s": {"repositoryLocationName": location["name"], "repositoryName": "__repository__",
                "sensorName": SENSOR}},
     )["startSensor"]  # fmt: skip
