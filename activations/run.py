@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import uuid
 from collections import Counter
 from collections.abc import Callable, Collection
@@ -107,9 +109,18 @@ def run_journey(
     """Tick, deliver what is due, and tick again so entries go on past the sends just decided
     (a send followed by a branch or another send at once), until nothing more is due. Holds the
     journey's lock throughout: a second run of it waits, then starts from what this one did.
-    `uncounted_journeys`: the transactional ones, whose sends no cap counts. `links`: signs
-    each message's unsubscribe and preference-center links (ChannelSettings.links)."""
-    with transitions.journey_lock(landing_dir, journey.name):
+    A marketing journey also holds the lock all counted sends share: caps count across journeys,
+    so a run of another one (an overlapping tier, the CLI beside Dagster) reads the ledger after
+    this one's sends, never between its read and its sends. Transactional journeys neither
+    count nor wait. `uncounted_journeys`: the transactional ones, whose sends no cap counts.
+    `links`: signs each message's unsubscribe and preference-center links
+    (ChannelSettings.links)."""
+    counted = (
+        contextlib.nullcontext()
+        if journey.transactional
+        else transitions.journey_lock(landing_dir, transitions.COUNTED_SENDS_LOCK)
+    )
+    with transitions.journey_lock(landing_dir, journey.name), counted:
         # A fixed `now` (tests, backfills) also stamps the ledger, so caps see the simulated time.
         clock: Callable[[], datetime] = (lambda: now) if now is not None else utc_now
         as_of = clock()

@@ -59,6 +59,11 @@ def ensure_folder(landing_dir: Path) -> Path:
     return where
 
 
+# Held by every run whose sends a cap counts (activations/run.py); no journey's name starts
+# with "_".
+COUNTED_SENDS_LOCK = "_counted_sends"
+
+
 def journey_lock(landing_dir: Path, journey: str) -> IO[bytes]:
     """Held while a run of `journey` decides and delivers: a second run of the same journey (an
     overlapping schedule, the CLI beside Dagster) waits for it, then sees what it decided, so
