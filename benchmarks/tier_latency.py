@@ -14,7 +14,8 @@ sandbox recording the reminder email.
 
 Prints latency_p50_s, latency_p95_s, latency_max_s and count (reminders that arrived), and, from
 the same run's Dagster records, the floor under them: run_p50_s (a tier run, start to end),
-queue_p50_s (a run's request to its start) and runs (tier runs after the first).
+queue_p50_s (a run's request to its start) and runs (tier runs after the first). The floor is
+a run's time to its send step plus the sensor's interval.
 """
 
 from __future__ import annotations
@@ -171,7 +172,10 @@ def main() -> None:
                     acked = post_events(port, args.size, args.rate)
                     wait_for("every reminder", lambda: len(
                         set(received_at(record)) & set(acked)) == len(acked), 600)  # fmt: skip
-                    later = [r for r in runs(dev) if r["runId"] not in warm and r["endTime"]]
+                    # The runs that sent them go on (metrics, publish): let them finish.
+                    wait_for("the tier's runs", lambda: all(
+                        r["endTime"] for r in runs(dev)), 600)  # fmt: skip
+                    later = [r for r in runs(dev) if r["runId"] not in warm]
             finally:
                 collector.terminate()
                 collector.wait()

@@ -85,17 +85,26 @@ def test_the_seconds_sensor_asks_for_a_run_when_files_land(home: Path) -> None:
         requests, cursor_after, skipped = evaluate(instance, cursor)
         assert (requests, cursor_after) == ([], cursor)  # a skip leaves the cursor as it was
         assert "no intake file landed" in (skipped or "")
-        # While a run of the tier is in flight, new files wait for the next one: the cursor
-        # does not move, so the next evaluation still sees them.
+        # While a run of the tier has not started, new files wait for it: the cursor does
+        # not move, so the evaluation after it starts still sees them.
         land(home)
-        running = instance.add_run(
-            dg.DagsterRun(job_name="tier_seconds", run_id="r1", status=dg.DagsterRunStatus.STARTED)
+        queued = instance.add_run(
+            dg.DagsterRun(
+                job_name="tier_seconds", run_id="r1", status=dg.DagsterRunStatus.NOT_STARTED
+            )
         )
         requests, held, skipped = evaluate(instance, cursor)
-        assert (requests, held) == ([], cursor) and "r1" in (skipped or "")
-        instance.report_run_canceled(running)
+        assert (requests, held) == ([], cursor) and "r1 of tier_seconds not started" in (
+            skipped or ""
+        )
+        # Once it has started (it may have read its inputs already), they get a run of their own.
+        instance.handle_run_event(
+            "r1", dg.DagsterEvent(dg.DagsterEventType.RUN_START.value, "tier_seconds")
+        )
+        assert instance.get_run_by_id("r1").status == dg.DagsterRunStatus.STARTED
         (request,), _, _ = evaluate(instance, cursor)
         assert request.tags["landed_files"] == "1"
+        assert queued.run_id == "r1"
 
 
 def test_tier_jobs_select_their_journeys_and_what_they_need() -> None:
