@@ -124,6 +124,14 @@ def test_tier_jobs_select_their_journeys_and_what_they_need() -> None:
     # and what the metrics after it read, so that a tier's run works on a fresh warehouse
     assert dg.AssetKey(["stg_journeys__transitions"]) in seconds
     assert defs.resolve_job_def("tier_seconds").tags["tier"] == "seconds"
+    # The seconds tier leaves the dbt tests (checks) of the models it builds to the hourly runs.
+    checks = {j: defs.resolve_job_def(j).asset_layer.asset_graph.asset_check_keys
+              for j in ("tier_seconds", "tier_hours")}  # fmt: skip
+    assert not checks["tier_seconds"]
+    assert (
+        dg.AssetCheckKey(dg.AssetKey(["dim_people"]), "unique_dim_people_person_id")
+        in (checks["tier_hours"])
+    )
     schedules = {s.name: s.cron_schedule for s in defs.schedules or []}
     assert schedules == {
         "tier_hours_schedule": "0 * * * *",

@@ -29,7 +29,7 @@ def tier_job_name(tier: Tier) -> str:
     return f"tier_{tier.name}"
 
 
-def tier_selection(tier: str) -> dg.AssetSelection:
+def tier_selection(tier: str, with_checks: bool = True) -> dg.AssetSelection:
     """The tier's journeys, what they read, what reads their ledger (metrics, the published
     copy) and what those read too (the transitions' and the inbox's staging), but not the other
     tiers' journeys nor the audiences only those read: a run works on a fresh warehouse."""
@@ -37,7 +37,8 @@ def tier_selection(tier: str) -> dg.AssetSelection:
     others = dg.AssetSelection.groups("activations") - journeys
     after = journeys.downstream()
     only_theirs = others.upstream(depth=1) - journeys.upstream()
-    return journeys.upstream() | after | (after.upstream() - others - only_theirs)
+    selection = journeys.upstream() | after | (after.upstream() - others - only_theirs)
+    return selection if with_checks else selection - dg.AssetSelection.all_asset_checks()
 
 
 def build_tier_jobs(
@@ -47,7 +48,7 @@ def build_tier_jobs(
     return [
         dg.define_asset_job(
             tier_job_name(tier),
-            selection=tier_selection(tier.name) - exclude,
+            selection=tier_selection(tier.name, with_checks=tier.runs_tests) - exclude,
             description=f"{tier.description}; target: event to message within "
             f"{tier.target_seconds} s",
             tags={"tier": tier.name},
