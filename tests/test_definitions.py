@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -44,6 +45,11 @@ def test_definitions_have_the_flow() -> None:
     assert defs.resolve_job_def("ledger_upkeep").asset_layer.executable_asset_keys == {compacted}
     lapsed = graph.get(dg.AssetKey(["journey", "lapsed_reengagement"]))
     assert lapsed.tags.get("tier") == "days"
+    # A cron tier's journey shows as stale when it has not run within its tier's promise.
+    assert lapsed.freshness_policy == dg.FreshnessPolicy.time_window(
+        warn_window=timedelta(days=1, minutes=15), fail_window=timedelta(days=2, minutes=15)
+    )
+    assert graph.get(journey).freshness_policy is None  # seconds: runs when files land
     # The transitions the journeys record are staged with the metrics, after every journey.
     assert journey in graph.get(dg.AssetKey(["fct_journey_transitions"])).parent_keys
     # The guards' promises are checks operators see, beside every dbt test.

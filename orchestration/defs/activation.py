@@ -1,5 +1,7 @@
 """One activation asset per declared journey, downstream of its audience; no journey named here."""
 
+from datetime import timedelta
+
 import dagster as dg
 from dagster_dbt import get_asset_key_for_model
 
@@ -13,6 +15,7 @@ from orchestration.dbt_project import ensure_manifest
 from orchestration.defs.resources import ChannelsResource, WarehouseResource
 from orchestration.defs.transform import ACTIVATION_KEY_PREFIX, WAREHOUSE_POOL
 from switchyard.clock import parse_utc
+from switchyard.tiers import TIERS
 
 
 class JourneyRunConfig(dg.Config):
@@ -47,6 +50,24 @@ def markdown_table(rows: list[dict[str, object]]) -> str:
     return "\n".join(lines)
 
 
+# How late a cron tier's run may be (queued behind another, slow) before its journey shows as
+# stale; twice the tier's promise, and it fails.
+FRESHNESS_GRACE = timedelta(minutes=15)
+
+
+def freshness_policy(journey: Journey) -> dg.FreshnessPolicy | None:
+    """A cron tier's journey should have run within its tier's promise; Dagster's freshness
+    daemon (part of `dagster dev`) marks it stale otherwise. The seconds tier runs only when
+    files land: its lateness is the latency benchmarks/tier_latency.py measures instead."""
+    tier = TIERS[journey.tier]
+    if tier.trigger != "cron":
+        return None
+    promise = timedelta(seconds=tier.target_seconds)
+    return dg.FreshnessPolicy.time_window(
+        warn_window=promise + FRESHNESS_GRACE, fail_window=2 * promise + FRESHNESS_GRACE
+    )
+
+
 def build_activation_asset(
     journey: Journey, dbt_models: dg.AssetsDefinition, uncounted: frozenset[str] = frozenset()
 ) -> dg.AssetsDefinition:
@@ -60,6 +81,7 @@ def build_activation_asset(
         ],
         group_name="activations",
         tags={"tier": journey.tier},
+        freshness_policy=freshness_policy(journey),
         kinds={"python"},
         pool=WAREHOUSE_POOL,
         description=f"Sends the due steps of journey {journey.name!r} and writes the ledger.",
