@@ -14,8 +14,10 @@ sandbox recording the reminder email.
 
 Prints latency_p50_s, latency_p95_s, latency_max_s and count (reminders that arrived), and, from
 the same run's Dagster records, the floor under them: run_p50_s (a tier run, start to end),
-queue_p50_s (a run's request to its start) and runs (tier runs after the first). The floor is
-a run's time to its send step plus the sensor's interval.
+queue_p50_s (a run's request to its start), runs (tier runs after the first), and each step's
+median: models_p50_s, send_step_p50_s, metrics_p50_s, publish_p50_s. The floor under the
+latency is the sensor's interval plus a run's models and send step; a run started just before an
+event lands adds its whole length (the queue).
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ WRITE_KEY = "wk_bench"
 SENSOR = "tier_seconds_on_landed_files"
 RUNS_QUERY = """
 { runsOrError(filter: {pipelineName: "tier_seconds"}) { ... on Runs { results {
-    runId status creationTime startTime endTime
+    runId status creationTime startTime endTime stepStats { stepKey startTime endTime }
 } } } }
 """
 
@@ -188,6 +190,16 @@ def main() -> None:
     figure("run_p50_s", statistics.median(r["endTime"] - r["startTime"] for r in later), "s")
     figure("queue_p50_s", statistics.median(r["startTime"] - r["creationTime"] for r in later), "s")
     figure("runs", len(later), "runs")
+    # Where a run's time goes, step by step (its steps take turns in the warehouse pool).
+    for step, name in (("dbt_models", "models"), ("journey__cart_abandonment", "send_step"),
+                       ("dbt_metrics", "metrics"), ("published_warehouse", "publish")):  # fmt: skip
+        took = [
+            s["endTime"] - s["startTime"]
+            for r in later for s in r["stepStats"]
+            if s["stepKey"] == step and s["startTime"] and s["endTime"]
+        ]  # fmt: skip
+        if took:
+            figure(f"{name}_p50_s", statistics.median(took), "s")
 
 
 def post_events(port: int, people: int, rate: float) -> dict[str, float]:
