@@ -114,12 +114,14 @@ def run_journey(
     count nor wait. `uncounted_journeys`: the transactional ones, whose sends no cap counts.
     `links`: signs each message's unsubscribe and preference-center links
     (ChannelSettings.links)."""
-    counted = (
-        contextlib.nullcontext()
-        if journey.transactional
-        else transitions.journey_lock(landing_dir, transitions.COUNTED_SENDS_LOCK)
-    )
-    with transitions.journey_lock(landing_dir, journey.name), counted:
+    with contextlib.ExitStack() as locks:
+        # Always in this order (the journey's, then the shared one): no two runs wait on each
+        # other. Each handle is closed, releasing its lock, however the run ends.
+        locks.enter_context(transitions.journey_lock(landing_dir, journey.name))
+        if not journey.transactional:
+            locks.enter_context(
+                transitions.journey_lock(landing_dir, transitions.COUNTED_SENDS_LOCK)
+            )
         # A fixed `now` (tests, backfills) also stamps the ledger, so caps see the simulated time.
         clock: Callable[[], datetime] = (lambda: now) if now is not None else utc_now
         as_of = clock()

@@ -6,9 +6,11 @@ from datetime import timedelta
 from pathlib import Path
 
 import dagster as dg
+import yaml  # type: ignore[import-untyped]
 
 from orchestration.definitions import PIPELINE_JOB, build_definitions
 from orchestration.dev_server import dagster_dev
+from switchyard.settings import PROJECT_DIR
 
 
 def test_definitions_have_the_flow() -> None:
@@ -52,6 +54,14 @@ def test_definitions_have_the_flow() -> None:
     assert graph.get(journey).freshness_policy is None  # seconds: runs when files land
     # The transitions the journeys record are staged with the metrics, after every journey.
     assert journey in graph.get(dg.AssetKey(["fct_journey_transitions"])).parent_keys
+    # Every asset that opens the warehouse takes turns in one pool (limit 1 in dagster.yaml):
+    # overlapping runs queue step by step instead of failing on DuckDB's lock. The ledger's
+    # compaction works on landing files only.
+    for key in graph.materializable_asset_keys:
+        pool = defs.resolve_assets_def(key).op.pool
+        assert pool == (None if key.path[0] == "ledger" else "switchyard_warehouse"), key
+    instance = yaml.safe_load((PROJECT_DIR / "orchestration" / "dagster.yaml").read_text())
+    assert instance["concurrency"]["pools"]["default_limit"] == 1
     # The guards' promises are checks operators see, beside every dbt test.
     checks = {k.name for k in graph.asset_check_keys
               if k.asset_key == dg.AssetKey(["fct_guard_violations"])}  # fmt: skip

@@ -4,8 +4,10 @@ selections."""
 
 from __future__ import annotations
 
+import json
 import os
 import random
+import time
 from pathlib import Path
 
 import dagster as dg
@@ -46,10 +48,34 @@ def test_a_file_older_than_the_watermark_but_unseen_is_still_new(home: Path) -> 
     # Listed while another folder was being read: its rename is older than the newest seen.
     older, newer = land(home), land(home, "shop", "orders")
     stat = os.stat(home / "landing" / newer)
-    cursor = LandedCursor(max(stat.st_ctime_ns, stat.st_mtime_ns), frozenset({newer}))
+    cursor = LandedCursor(stat.st_ctime_ns, frozenset({f"{newer}:{stat.st_size}"}))
     assert landed_since(home / "landing", cursor)[0] == [older]
     # Past the grace window the cursor vouches for it: seen before the cursor's files.
     assert landed_since(home / "landing", LandedCursor(cursor.watermark_ns + GRACE_NS + 1))[0] == []
+
+
+def test_appended_rows_count_once_more_and_a_copied_future_mtime_hides_nothing(
+    home: Path,
+) -> None:
+    # The inbox's read and click events are appended to a visible file.
+    log = landing.AppendLog(home / "landing", "feedback", "events", prefix="inbox")
+    log.append([{"event": "open"}])
+    name = f"feedback/events/{log.path.name}"
+    new, cursor = landed_since(home / "landing", LandedCursor())
+    assert new == [name]
+    log.append([{"event": "click"}])  # within the grace window: new rows, so new again
+    new, cursor = landed_since(home / "landing", cursor)
+    assert new == [name]
+    assert landed_since(home / "landing", cursor)[0] == []
+    # A file copied with its mtime a day ahead (cp -p from a host with a fast clock) does not
+    # move the watermark past files landing after it.
+    ahead = land(home)
+    day = 86_400 * 10**9
+    os.utime(home / "landing" / ahead, ns=(time.time_ns() + day, time.time_ns() + day))
+    new, cursor = landed_since(home / "landing", cursor)
+    assert new == [ahead] and cursor.watermark_ns <= time.time_ns()
+    later = land(home)
+    assert landed_since(home / "landing", cursor)[0] == [later]
 
 
 def test_random_landings_and_looks_see_every_file_exactly_once(home: Path) -> None:
@@ -77,14 +103,22 @@ def evaluate(
 
 def test_the_seconds_sensor_asks_for_a_run_when_files_land(home: Path) -> None:
     with dg.instance_for_test() as instance:
-        assert evaluate(instance, None)[:2] == ([], None)  # an empty landing: nothing to do
+        # The first look asks for a run even with nothing landed: work may be due by time.
+        (first,), cursor, _ = evaluate(instance, None)
+        assert (first.tags["trigger"], first.tags["landed_files"]) == ("time", "0")
         land(home)
-        (request,), cursor, _ = evaluate(instance, None)
+        (request,), cursor, _ = evaluate(instance, cursor)
         assert request.job_name == "tier_seconds"
         assert request.tags["tier"] == "seconds" and request.tags["landed_files"] == "1"
+        assert request.tags["trigger"] == "landed_files"
         requests, cursor_after, skipped = evaluate(instance, cursor)
         assert (requests, cursor_after) == ([], cursor)  # a skip leaves the cursor as it was
         assert "no intake file landed" in (skipped or "")
+        # A minute after the last request, a run is asked for anyway: waits end with time.
+        stale = json.loads(cursor or "{}") | {"requested_at": time.time() - 61}
+        (due,), after, _ = evaluate(instance, json.dumps(stale))
+        assert (due.tags["trigger"], due.tags["landed_files"]) == ("time", "0")
+        assert json.loads(after or "{}")["requested_at"] > stale["requested_at"]
         # While a run of the tier has not started, new files wait for it: the cursor does
         # not move, so the evaluation after it starts still sees them.
         land(home)

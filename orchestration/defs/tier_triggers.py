@@ -5,7 +5,9 @@ files for the seconds tier. All start stopped: the README says how to turn them 
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Sequence
+from dataclasses import replace
 
 import dagster as dg
 
@@ -15,6 +17,8 @@ from switchyard.settings import Paths
 from switchyard.tiers import TIERS, Tier
 
 SENSOR_INTERVAL_SECONDS = 5
+# At least this often a sensor tier runs with no file landing, for what falls due with time.
+DUE_EVERY_SECONDS = 60
 # A run not started yet will read every file landed by the time it does: another request would
 # only queue behind it. A started one may have read its inputs already, so new files get a run
 # of their own, which the warehouse pool lets in step by step beside it.
@@ -67,7 +71,9 @@ def build_tier_triggers(
     schedules, sensors = [], []
     for job in jobs:
         tier = TIERS[job.name.removeprefix("tier_")]
-        if tier.trigger == "cron" and tier.cron:
+        if tier.trigger == "cron":
+            if not tier.cron:
+                raise ValueError(f"tier {tier.name!r} is started by cron but names none")
             schedules.append(
                 dg.ScheduleDefinition(
                     job=job,
@@ -87,7 +93,8 @@ def build_landed_files_sensor(job: dg.UnresolvedAssetJobDefinition) -> dg.Sensor
         minimum_interval_seconds=SENSOR_INTERVAL_SECONDS,
         default_status=dg.DefaultSensorStatus.STOPPED,
         description="A run of the tier when intake files (events, orders, consents, "
-        "suppressions, feedback) land; while one is queued, new files wait for it.",
+        "suppressions, feedback) land, and at least once a minute for work that falls due "
+        "with time; while one is queued, new files wait for it.",
     )
     def _on_landed_files(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
         waiting = context.instance.get_run_records(
@@ -96,15 +103,27 @@ def build_landed_files_sensor(job: dg.UnresolvedAssetJobDefinition) -> dg.Sensor
         if waiting:
             # The cursor stays: the next evaluation after it starts sees these files again.
             return dg.SkipReason(f"run {waiting[0].dagster_run.run_id} of {job.name} not started")
-        new, cursor = landed_since(Paths.from_env().landing, LandedCursor.from_json(context.cursor))
-        if not new:
-            return dg.SkipReason("no intake file landed since the last run")
-        digest = hashlib.sha256("\n".join(new).encode()).hexdigest()[:16]
+        before = LandedCursor.from_json(context.cursor)
+        new, cursor = landed_since(Paths.from_env().landing, before)
+        now = time.time()
+        if new:
+            digest = hashlib.sha256("\n".join(new).encode()).hexdigest()[:16]
+            key, trigger = f"landed-{digest}", "landed_files"
+        elif now - before.requested_at >= DUE_EVERY_SECONDS:
+            # A wait that ended, a step delayed from entry: due with no file landing.
+            key, trigger = f"due-{int(now // DUE_EVERY_SECONDS)}", "time"
+        else:
+            return dg.SkipReason("no intake file landed since the last run, nothing due by time")
         request = dg.RunRequest(
-            run_key=f"landed-{digest}",
+            run_key=key,
             job_name=job.name,
-            tags={"tier": job.name.removeprefix("tier_"), "landed_files": str(len(new))},
+            tags={
+                "tier": job.name.removeprefix("tier_"),
+                "trigger": trigger,
+                "landed_files": str(len(new)),
+            },
         )
+        cursor = replace(cursor, requested_at=now)
         return dg.SensorResult(run_requests=[request], cursor=cursor.to_json())
 
     return _on_landed_files
