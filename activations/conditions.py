@@ -14,6 +14,7 @@ import re
 from collections.abc import Collection
 from dataclasses import dataclass
 
+import duckdb
 import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
@@ -63,7 +64,6 @@ _PREDICATES: tuple[type[exp.Expression], ...] = (
 # these: some dialects print a unit as written, so it must never carry text of the author's.
 _UNIT_PARENTS = (exp.Interval, exp.DateDiff, exp.DateAdd, exp.DateSub)
 UNITS = frozenset({"SECOND", "MINUTE", "HOUR", "DAY", "WEEK", "MONTH", "QUARTER", "YEAR"})
-_PLAIN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _INTERVAL_TEXT = re.compile(r"^\s*\d+(\s+[A-Za-z]+)?\s*$")
 
 
@@ -109,11 +109,13 @@ class Condition:
         def typed(node: exp.Expr) -> exp.Expr:
             if not isinstance(node, exp.Column):
                 return node
-            key = node.name if _PLAIN_KEY.match(node.name) else json.dumps(node.name)
-            path = exp.Literal.string("$." + key)
+            # A path tree, not text: each dialect writes its own ($."a.b", $['a.b'], a.b).
+            path = exp.JSONPath(expressions=[exp.JSONPathRoot(), exp.JSONPathKey(this=node.name)])
             value: exp.Expr = exp.JSONExtractScalar(this=source.copy(), expression=path)
             kind = _json_type(node)
-            return exp.TryCast(this=value, to=exp.DataType.build(kind)) if kind else value
+            if kind is None:
+                return value
+            return exp.TryCast(this=value, to=exp.DataType.build(kind), safe=True)
 
         return Condition(self.text, self.tree.transform(typed)).sql(dialect=dialect, now=now)
 
@@ -164,6 +166,9 @@ def parse_condition(
                 )
     if not _is_predicate(tree):
         raise ConditionError(f"condition {text!r} is not a true/false expression")
+    if columns is None:
+        _check_over_properties(text, tree)
+        _try_over_properties(text, Condition(text, tree))
 
     def canonical(node: exp.Expr) -> exp.Expr:
         if isinstance(node, exp.Column):
@@ -214,6 +219,56 @@ def _is_number(node: exp.Expr) -> bool:
     return (isinstance(inner, exp.Literal) and inner.is_number) or isinstance(
         inner, _NUMERIC_PARENTS
     )
+
+
+_NOT_OVER_PROPERTIES = (
+    exp.CurrentDate, exp.CurrentTimestamp, exp.DateDiff, exp.DateAdd, exp.DateSub, exp.Interval,
+)  # fmt: skip
+
+
+def _check_over_properties(text: str, tree: exp.Expr) -> None:
+    """An event's properties are JSON values, typed by the literal they meet: no dates (a JSON
+    value has no date type), no two properties compared (nothing to type them by), and an `in`
+    list of one kind (numbers or text)."""
+    for node in tree.walk():
+        if isinstance(node, _NOT_OVER_PROPERTIES):
+            raise ConditionError(
+                f"condition {text!r}: {node.sql()!r}: dates are not allowed over an event's "
+                "properties; compare them with numbers, text, true/false or null"
+            )
+        if isinstance(node, (*_COMPARISONS, exp.Between)):
+            sides = [node.this, *(v for k, v in node.args.items() if k != "this" and v)]
+            if sum(1 for side in sides if side.find(exp.Column)) > 1:
+                raise ConditionError(
+                    f"condition {text!r}: {node.sql()!r} compares two properties; compare a "
+                    "property with a literal"
+                )
+        if isinstance(node, exp.In):
+            kinds = {_is_number(e) for e in node.expressions if not isinstance(e, exp.Null)}
+            if len(kinds) > 1:
+                raise ConditionError(
+                    f"condition {text!r}: {node.sql()!r} mixes numbers and text in one list"
+                )
+
+
+def _try_over_properties(text: str, condition: Condition) -> None:
+    """Run the compiled condition on DuckDB over sample properties (none; each a number; each
+    text; each true): a type the checks above let through (`cart_value + 1 = 'x'`) fails here,
+    at load, not in every later tick."""
+    samples: list[dict[str, object]] = [{}]
+    samples += [dict.fromkeys(condition.columns, v) for v in (1, "a", True)]
+    con = duckdb.connect()
+    try:
+        con.execute("create table samples (p varchar)")
+        con.executemany("insert into samples values (?)", [[json.dumps(p)] for p in samples])
+        con.execute(f"select {condition.json_sql('p')} from samples").fetchall()  # noqa: S608
+    except duckdb.Error as exc:
+        first = str(exc).splitlines()[0]
+        raise ConditionError(
+            f"condition {text!r} cannot run over an event's properties: {first}"
+        ) from None
+    finally:
+        con.close()
 
 
 def _is_predicate(node: exp.Expr) -> bool:

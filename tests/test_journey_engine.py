@@ -85,6 +85,10 @@ def test_an_entry_filter_on_the_events_properties(landing: Path) -> None:
     assert sorted({d.person_id for d in run.sent}) == ["big", "text_number"]
     assert run.path_of("small") == []  # not a candidate at all: nothing recorded
     assert "where cart_value >= 50" in j.entry.describe()
+    # Spark reads the same properties with its own JSON function, a failed number as null.
+    assert j.entry.where is not None
+    spark = j.entry.where.json_sql("entry_properties", dialect="spark")
+    assert "TRY_CAST(GET_JSON_OBJECT(`entry_properties`, '$.cart_value') AS DOUBLE) >= 50" in spark
 
 
 @pytest.mark.parametrize(
@@ -93,6 +97,10 @@ def test_an_entry_filter_on_the_events_properties(landing: Path) -> None:
         ("cart_value >= 50; drop table x", "must be one expression"),
         ("lower(currency) = 'eur'", "is not allowed"),
         ("e.cart_value > 1", "names a table"),
+        ("signed_up > current_date - interval 1 day", "dates are not allowed"),
+        ("cart_value > previous_value", "compares two properties"),
+        ("currency in (1, 'EUR')", "mixes numbers and text"),
+        ("cart_value + 1 = 'x'", "cannot run over an event's properties"),
     ],
 )
 def test_an_entry_filter_is_checked_at_load(where: str, error: str) -> None:
