@@ -12,7 +12,7 @@ import pytest
 from activations import ledger
 from activations.channels.fcm import DEAD_PUSH_TOKEN as FCM_DEAD
 from activations.ledger import OUTCOME_UNKNOWN, SkipReason
-from switchyard import landing
+from switchyard import events, landing
 from switchyard.settings import Paths
 from tests.dbt_helpers import dbt_build, query
 from tests.scenario import Scenario
@@ -149,9 +149,17 @@ def test_what_came_back_about_each_send_is_one_engagement_row(paths: Paths) -> N
 def test_sends_the_guards_should_have_stopped_are_listed_and_checked(paths: Paths) -> None:
     # Welcome declares at most 1 message per 24 h; cart_abandonment is a marketing journey too.
     s = Scenario(paths.landing)
-    s.person("ann", email="ann@example.com", consent=("email",)).person("bob")
+    s.person("ann", email="ann@example.com", consent=("email",)).person("bob").person("cy")
     s.opt_out("ann", "email", T)
     s.land()
+    suppression = events.suppression
+    landing.write_batch(paths.landing, "preferences", "suppressions", [
+        suppression("sup1", "sms", "cy-token", "suppressed", "all", "STOP", "twilio", T),
+        suppression("sup2", "email", "cy@example.com", "suppressed", "marketing", "unsubscribe",
+                    "sendgrid", T),
+        suppression("sup3", "email", "cy@example.com", "lifted", "marketing", "resubscribed",
+                    "preference_center", T + timedelta(minutes=30)),
+    ])  # fmt: skip
     dbt_build(paths, "+dim_identities")
     people = {
         r["user_id"]: r["person_id"]
@@ -163,30 +171,45 @@ def test_sends_the_guards_should_have_stopped_are_listed_and_checked(paths: Path
     }
     writer = ledger.LedgerWriter(paths.landing, "audit-test")
 
-    def sent(key: str, journey: str, user: str, at: datetime, channel: str = "push") -> None:
+    def sent(
+        key: str, journey: str, user: str, hours: float, channel: str = "push", **kw: str
+    ) -> None:
         ref = ledger.SendRef(key, journey, "s", people[user], "e")
-        writer.write(ref, "sent", at, channel=channel, recipient=f"{user}-token")
+        status = "failed" if kw.get("reason") else "sent"
+        recipient = kw.pop("recipient", f"{user}-token")
+        writer.write(ref, status, T + timedelta(hours=hours), channel=channel,  # type: ignore[arg-type]
+                     recipient=recipient, **kw)  # fmt: skip
 
-    sent("k1", "welcome", "bob", T)
-    sent("k2", "welcome", "bob", T + timedelta(hours=2))  # one within 24 h: over the cap
-    sent("k3", "cart_abandonment", "bob", T + timedelta(hours=30))  # 28 h after k2: fine
-    sent("k4", "welcome", "bob", T + timedelta(hours=60))  # 24 h after k3 exactly: fine
-    sent("k4", "welcome", "bob", T + timedelta(hours=60, minutes=1))  # accepted twice
-    sent("k5", "cart_abandonment", "ann", T - timedelta(hours=30), "email")  # before the opt-out
-    sent("k6", "cart_abandonment", "ann", T + timedelta(hours=1), "email")  # after it
-    sent("k7", "cart_abandonment", "ann", T + timedelta(hours=26), "sms")  # another channel
+    sent("k1", "welcome", "bob", 0)
+    sent("k2", "welcome", "bob", 2)  # one within 24 h: over the cap
+    sent("k3", "cart_abandonment", "bob", 30)  # 28 h after k2: fine
+    sent("k4", "welcome", "bob", 54)  # 24 h after k3 exactly: fine
+    sent("k4", "welcome", "bob", 54.1)  # accepted twice
+    # An attempt whose outcome stayed unknown counts toward the cap, as the guard counts it.
+    sent("k11", "welcome", "bob", 100, reason=OUTCOME_UNKNOWN)
+    sent("k12", "welcome", "bob", 101)
+    sent("k5", "cart_abandonment", "ann", -30, "email")  # before the opt-out
+    sent("k6", "cart_abandonment", "ann", 1, "email")  # after it
+    sent("k7", "cart_abandonment", "ann", 26, "sms")  # another channel
+    sent("k8", "cart_abandonment", "cy", 1, "sms")  # after his STOP
+    sent("k9", "cart_abandonment", "cy", 30, "email", recipient="Cy@Example.com")  # lifted
     writer.close()
     output = dbt_build(paths, "+fct_guard_violations")
     found = query(
         paths, "select violation, send_key, detail from fct_guard_violations order by send_key"
     )
     assert [(r["violation"], r["send_key"]) for r in found] == [
+        ("over_frequency_cap", "k12"),
         ("over_frequency_cap", "k2"),
         ("duplicate_send", "k4"),
         ("sent_after_opt_out", "k6"),
+        ("sent_to_suppressed_address", "k8"),
     ]
-    assert found[0]["detail"] == "2 sends within 24.0 h; the cap is 1"
-    assert found[2]["detail"].startswith("marketing unsubscribed at 2026-11-02 12:00")
+    detail = {r["send_key"]: r["detail"] for r in found}
+    assert detail["k2"] == "2 sends within 24.0 h; the cap is 1"
+    assert detail["k6"].startswith("marketing unsubscribed at 2026-11-02 12:00")
+    assert detail["k8"].startswith("all suppressed (STOP) at 2026-11-02 12:00")
     # Each kind is its own warning test: Dagster shows it as a check on fct_guard_violations.
-    for check in ("duplicate_sends", "sends_over_frequency_cap", "sends_after_opt_out"):
+    for check in ("duplicate_sends", "sends_over_frequency_cap", "sends_after_opt_out",
+                  "sends_to_suppressed_addresses"):  # fmt: skip
         assert f"Warning in test audit_{check}" in output

@@ -42,17 +42,32 @@ def tier_selection(tier: str, with_checks: bool = True) -> dg.AssetSelection:
     after = journeys.downstream()
     only_theirs = others.upstream(depth=1) - journeys.upstream()
     selection = journeys.upstream() | after | (after.upstream() - others - only_theirs)
-    return selection if with_checks else selection - dg.AssetSelection.all_asset_checks()
+    return selection if with_checks else selection.without_checks()
 
 
 def build_tier_jobs(
     journeys: Sequence[Journey], exclude: dg.AssetSelection
 ) -> list[dg.UnresolvedAssetJobDefinition]:
     in_use = {j.tier for j in journeys}
+    # The models the test-less tiers' journeys read (the seconds tier's audience included) are
+    # also built and tested by the other tiers' runs; their journeys are not run there.
+    tested_too: dg.AssetSelection | None = None
+    for t in TIERS.values():
+        if t.name in in_use and not t.runs_tests:
+            journeys_of = dg.AssetSelection.tag("tier", t.name)
+            models = journeys_of.upstream() - journeys_of
+            tested_too = models if tested_too is None else tested_too | models
+
+    def selection(tier: Tier) -> dg.AssetSelection:
+        chosen = tier_selection(tier.name, with_checks=tier.runs_tests)
+        if tier.runs_tests and tested_too is not None:
+            chosen = chosen | tested_too
+        return chosen - exclude
+
     return [
         dg.define_asset_job(
             tier_job_name(tier),
-            selection=tier_selection(tier.name, with_checks=tier.runs_tests) - exclude,
+            selection=selection(tier),
             description=f"{tier.description}; target: event to message within "
             f"{tier.target_seconds} s",
             tags={"tier": tier.name},
