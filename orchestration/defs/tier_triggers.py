@@ -21,7 +21,7 @@ SENSOR_INTERVAL_SECONDS = 5
 DUE_EVERY_SECONDS = 60
 # A run not started yet will read every file landed by the time it does: another request would
 # only queue behind it. A started one may have read its inputs already, so new files get a run
-# of their own, which the warehouse pool lets in step by step beside it.
+# of their own, queued until it ends (one seconds run at a time: orchestration/dagster.yaml).
 _WAITING = [
     dg.DagsterRunStatus.QUEUED,
     dg.DagsterRunStatus.NOT_STARTED,
@@ -122,7 +122,9 @@ def build_landed_files_sensor(job: dg.UnresolvedAssetJobDefinition) -> dg.Sensor
         new, cursor = landed_since(Paths.from_env().landing, before)
         now = time.time()
         if new:
-            digest = hashlib.sha256("\n".join(new).encode()).hexdigest()[:16]
+            # The watermark too: a file appended to again is new again, under a new key.
+            seen = "\n".join([*new, str(cursor.watermark_ns)])
+            digest = hashlib.sha256(seen.encode()).hexdigest()[:16]
             key, trigger = f"landed-{digest}", "landed_files"
         elif now - before.requested_at >= DUE_EVERY_SECONDS:
             # A wait that ended, a step delayed from entry: due with no file landing.
