@@ -62,6 +62,10 @@ def test_definitions_have_the_flow() -> None:
         assert pool == (None if key.path[0] == "ledger" else "switchyard_warehouse"), key
     instance = yaml.safe_load((PROJECT_DIR / "orchestration" / "dagster.yaml").read_text())
     assert instance["concurrency"]["pools"]["default_limit"] == 1
+    # and one seconds-tier run at a time (its sensor queues at most one more)
+    assert {"key": "tier", "value": "seconds", "limit": 1} in (
+        instance["concurrency"]["runs"]["tag_concurrency_limits"]
+    )
     # The guards' promises are checks operators see, beside every dbt test.
     checks = {k.name for k in graph.asset_check_keys
               if k.asset_key == dg.AssetKey(["fct_guard_violations"])}  # fmt: skip
