@@ -60,6 +60,10 @@ def dagster_dev(
 ) -> Iterator[DagsterDev]:
     """Start `dagster dev -w workspace` with the project's instance settings in `dagster_home`,
     wait until its code location is loaded, yield it, and stop it (SIGINT, as Ctrl-C does)."""
+    # A SIGTERM (timeout, kill) must run the `finally` below: dagster dev's daemon and code
+    # server live in their own session and would outlive us, still running tier runs.
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
     dagster_home.mkdir(parents=True, exist_ok=True)
     shutil.copy(PROJECT_DIR / "orchestration" / "dagster.yaml", dagster_home / "dagster.yaml")
     port = free_port()
@@ -88,6 +92,10 @@ def dagster_dev(
     finally:
         _stop(process)
         log.close()
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _wait_loaded(server: DagsterDev, started: float, timeout: float, home: Path) -> float:
