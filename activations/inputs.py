@@ -16,6 +16,7 @@ from activations import ledger, transitions
 from activations.graph import Wait
 from activations.journeys import PROFILE_MODEL, Journey
 from activations.tick import lit
+from activations.warehouse import ALIASES_MODEL
 
 EVENTS_MODEL = "int_events_stitched"
 FEEDBACK_MODEL = "stg_feedback__events"
@@ -32,9 +33,9 @@ def open_inputs(
     landing_dir: Path,
     aliases: Mapping[str, Iterable[str]],
 ) -> None:
-    """Define audience, profiles, events, feedback, history and decided (send_key, status,
-    decided_at; `aliases`: replaced person ids and who holds their identifiers now) on `con`,
-    which has the warehouse attached as `wh` (warehouse.attached)."""
+    """Define audience, profiles, events, feedback, aliases (dim_person_aliases), history and
+    decided (send_key, status, decided_at; `aliases`: replaced person ids and who holds their
+    identifiers now) on `con`, which has the warehouse attached as `wh` (warehouse.attached)."""
     names = sorted(
         {*journey.exit_on, *(g.event for g in journey.goals)}
         | {
@@ -61,6 +62,10 @@ def open_inputs(
         select send_key, feedback_event, occurred_at from wh.main.{FEEDBACK_MODEL}
         where reject_reason is null
         """
+    )
+    con.execute(
+        f"create temp view aliases as select alias_person_id, person_id "
+        f"from wh.main.{quoted(ALIASES_MODEL)}"
     )
     transitions.create_history_view(con, landing_dir)
     ledger.create_decided(con, landing_dir, journey.name, aliases)

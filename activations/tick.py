@@ -9,7 +9,8 @@ them from the warehouse and the landing files; the benchmark makes its own):
   feedback   engagement with sends: send_key, feedback_event, occurred_at
   history    every transition recorded so far (activations/transitions.py)
   decided    this journey's send keys the ledger has a final status for: send_key, status,
-             reason, decided_at
+             reason, decided_at (those recorded under a merged person id carried to the new id)
+  aliases    dim_person_aliases: alias_person_id, person_id (replaced ids, who holds them now)
 
 and then, all in set-based statements:
   1. new entries: audience rows not yet entered, within the re-entry policy;
@@ -154,6 +155,7 @@ def _tick(
     con.execute("create or replace temp table tick_events as select * from events")
     con.execute("create or replace temp table tick_feedback as select * from feedback")
     con.execute("set variable now = ?::timestamp", [now])
+    _follow_merges(con)
     _read_positions(con, journey)
     _start_new_rows(con, journey)
 
@@ -280,6 +282,27 @@ def _new_rows_view(con: duckdb.DuckDBPyConnection, journey: Journey, tables: lis
     )
 
 
+# An entry recorded under a person id that was since merged away belongs to whoever holds
+# that id's identifiers now: their events end it, their profile branches it, its sends go to
+# them (under the new id's send key, which the ledger's `decided` carries over).
+_PERSON_NOW = "coalesce(m.person_id, history.person_id)"
+
+
+def _follow_merges(con: duckdb.DuckDBPyConnection) -> None:
+    """`person_moves` (alias_person_id, person_id): each replaced person id that no longer
+    exists, with the one person its entries follow. A split leaves several holders: the entries
+    stay with the old id where it still exists, else go to the first holder by id."""
+    con.execute(
+        """
+        create or replace temp table person_moves as
+        select alias_person_id, min(person_id) as person_id from aliases
+        where alias_person_id is not null and person_id is not null
+        group by alias_person_id
+        having not bool_or(person_id = alias_person_id)
+        """
+    )
+
+
 def _read_positions(con: duckdb.DuckDBPyConnection, journey: Journey) -> None:
     """`positions`: each entry's latest row, with the key of its send when it is at one."""
     j = lit(journey.name)
@@ -295,11 +318,15 @@ def _read_positions(con: duckdb.DuckDBPyConnection, journey: Journey) -> None:
     con.execute(
         f"""
         create or replace temp table positions as
-        select {columns} from history
-        semi join (
-            select entry_id, max(seq) as seq from history where journey = {j} group by entry_id
-        ) latest using (entry_id, seq)
-        where journey = {j}
+        select {columns} from (
+            select history.* replace ({_PERSON_NOW} as person_id) from history
+            semi join (
+                select entry_id, max(seq) as seq from history where journey = {j}
+                group by entry_id
+            ) latest using (entry_id, seq)
+            left join person_moves m on m.alias_person_id = history.person_id
+            where journey = {j}
+        )
         """
     )
     (repeated,) = con.execute(
@@ -315,10 +342,14 @@ def _read_positions(con: duckdb.DuckDBPyConnection, journey: Journey) -> None:
         con.execute(
             f"""
             create or replace temp table positions as
-            select {columns} from history where journey = {j}
-            qualify row_number() over (
-                partition by entry_id order by seq desc, recorded_at desc
-            ) = 1
+            select {columns} from (
+                select history.* replace ({_PERSON_NOW} as person_id) from history
+                left join person_moves m on m.alias_person_id = history.person_id
+                where journey = {j}
+                qualify row_number() over (
+                    partition by entry_id order by seq desc, recorded_at desc
+                ) = 1
+            )
             """
         )
 
@@ -496,7 +527,8 @@ def _judged_sql(journey: Journey) -> str:
                 any_value(entered_at) as entered_at,
                 min(reached_at) filter (where node in ({_FINAL})) as ended_at
             from (
-                select entry_id, person_id, entered_at, node, reached_at from history
+                select entry_id, {_PERSON_NOW} as person_id, entered_at, node, reached_at
+                from history left join person_moves m on m.alias_person_id = history.person_id
                 where journey = {lit(journey.name)}
                 union all
                 select entry_id, person_id, entered_at, node, reached_at from new_rows

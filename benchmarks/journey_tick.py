@@ -193,6 +193,7 @@ def generate(folder: Path, entries: int, ledger_lines: int) -> None:
 def open_inputs(con: duckdb.DuckDBPyConnection, folder: Path) -> None:
     for name in ("profiles", "audience", "events", "feedback"):
         con.execute(f"create view {name} as select * from '{folder}/{name}.parquet'")
+    con.execute("create table aliases (alias_person_id varchar, person_id varchar)")
     transitions.create_history_view(con, folder / "landing")
 
 

@@ -30,29 +30,19 @@ def collect(duckdb_path: Path) -> dict[str, object]:
             row = con.execute(sql).fetchone()
             return int(row[0]) if row and row[0] is not None else 0
 
-        sent = dict(
-            con.execute(
-                "select channel, count(*) from fct_deliveries where delivery_status = 'sent' "
-                "group by channel order by channel"
-            ).fetchall()
-        )
-        skipped = dict(
-            con.execute(
-                "select reason, count(*) from fct_deliveries where delivery_status = 'skipped' "
-                "group by reason order by reason"
-            ).fetchall()
-        )
-
-        def per_channel(status: str) -> dict[str, int]:
+        def counts(table: str, by: str, where: str = "true") -> dict[str, int]:
+            """Rows of `table` per value of `by` (SQL written here, never user text)."""
             return dict(
                 con.execute(
-                    "select coalesce(channel, 'none'), count(*) from fct_deliveries "
-                    "where delivery_status = ? group by 1 order by 1",
-                    [status],
+                    f"select {by}, count(*) from {table} where {where} group by 1 order by 1"
                 ).fetchall()
             )
 
-        failed, unknown = per_channel("failed"), per_channel("unknown")
+        def per_channel(status: str) -> dict[str, int]:
+            return counts(
+                "fct_deliveries", "coalesce(channel, 'none')", f"delivery_status = '{status}'"
+            )
+
         return {
             "people": one("select count(*) from dim_people"),
             "identified_people": one("select count(*) from dim_people where user_id is not null"),
@@ -63,15 +53,11 @@ def collect(duckdb_path: Path) -> dict[str, object]:
             ),
             "journey_entries": one("select count(*) from fct_journey_entries"),
             "rejected_rows": one("select count(*) from fct_rejected_rows"),
-            "violations": dict(
-                con.execute(
-                    "select violation, count(*) from fct_guard_violations group by 1 order by 1"
-                ).fetchall()
-            ),
-            "sent": sent,
-            "skipped": skipped,
-            "failed": failed,
-            "unknown": unknown,
+            "violations": counts("fct_guard_violations", "violation"),
+            "sent": per_channel("sent"),
+            "skipped": counts("fct_deliveries", "reason", "delivery_status = 'skipped'"),
+            "failed": per_channel("failed"),
+            "unknown": per_channel("unknown"),
         }
     finally:
         con.close()

@@ -19,6 +19,7 @@ import pyarrow as pa
 
 from activations import transitions
 from activations.journeys import Journey
+from activations.ledger import send_key
 from activations.tick import DueSend, TickResult, run_tick
 
 PROFILE_COLUMNS = (
@@ -37,9 +38,12 @@ class Harness:
     feedback: list[tuple[str, str, datetime]] = field(default_factory=list)
     decided: dict[str, tuple[str, datetime, str | None]] = field(default_factory=dict)
     sent: list[DueSend] = field(default_factory=list)
+    delivered: dict[str, DueSend] = field(default_factory=dict)  # each decided send, by key
     # send key -> the status delivery gives it (default: sent), with a reason after a colon
     # ('skipped:capped'); None: left undecided
     outcome: dict[str, str | None] = field(default_factory=dict)
+    # dim_person_aliases: a replaced person id -> the people who hold its identifiers now
+    aliases: dict[str, list[str]] = field(default_factory=dict)
 
     def person(self, person_id: str, **profile: Any) -> Harness:
         self.profiles[person_id] = (
@@ -76,6 +80,17 @@ class Harness:
         self.events.append((person_id, name, at))
         return self
 
+    def merged(self, alias: str, *into: str) -> Harness:
+        """Identity resolution replaced `alias` by `into` (a merge: one; a split: several). As
+        the ledger's reader does, what was decided under the old id holds under the new ones."""
+        self.aliases[alias] = list(into)
+        for due in list(self.delivered.values()):
+            if due.person_id == alias:
+                for person_id in into:
+                    key = send_key(self.journey.name, due.step, person_id, due.entry_id)
+                    self.decided.setdefault(key, self.decided[due.send_key])
+        return self
+
     def engages(self, send_key: str, event: str, at: datetime) -> Harness:
         self.feedback.append((send_key, event, at))
         return self
@@ -95,6 +110,7 @@ class Harness:
                 if status is not None:
                     status, _, reason = status.partition(":")
                     self.decided[due.send_key] = (status, now, reason or None)
+                    self.delivered[due.send_key] = due
                     self.sent.append(due) if status == "sent" else None
         return result
 
@@ -132,6 +148,8 @@ class Harness:
         decided = [(key, *outcome) for key, outcome in self.decided.items()]
         _load_rows(con, "decided", decided, send_key=text, status=text, decided_at=time,
                    reason=text)  # fmt: skip
+        pairs = [(alias, p) for alias, people in self.aliases.items() for p in people]
+        _load_rows(con, "aliases", pairs, alias_person_id=text, person_id=text)
         transitions.create_history_view(con, self.landing_dir)
 
     def reasons_of(self, person_id: str) -> list[tuple[str, str, str | None]]:

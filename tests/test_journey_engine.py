@@ -320,6 +320,48 @@ def test_goals_convert_within_their_window_and_exit_when_ends_it(landing: Path) 
     assert run.sent == []
 
 
+def test_an_entry_follows_its_person_through_a_merge(landing: Path) -> None:
+    # Two shoppers enter anonymously, then log in: identity resolution merges each anonymous
+    # person into their account. Their entries go on as the account's.
+    j = journey(
+        [send("cart_reminder"), send("push_nudge", PUSH, wait_minutes=1440)],
+        exit_on=["purchase_completed"],
+    )
+    run = Harness(j, landing).person("anon_a").person("anon_b").person("ann").person("bob")
+    run.enters("anon_a", h(), "cart_1").enters("anon_b", h(), "cart_2")
+    run.run(h(0, 1))
+    assert run.sends_to("anon_a") == [("cart_reminder", h())]
+    for alias, person in (("anon_a", "ann"), ("anon_b", "bob")):
+        run.merged(alias, person)
+        del run.profiles[alias]
+    run.event("bob", "purchase_completed", h(5))  # bought, logged in as himself
+    run.enters("ann", h(6), "cart_3")  # Ann updates the cart again, under her own id
+    run.run(h(6))
+    run.run(h(24, 30))
+    # Ann's first entry goes on as hers: the push under her id, her second cart refused as a
+    # second entry at once, and the reminder never sent again under the new id.
+    assert run.sends_to("ann") == [("push_nudge", h(24))]
+    steps = run.steps_of("ann")  # what was recorded under her id: after the merge
+    assert [s[:2] for s in steps] == [(COMPLETED, "sent"), (NOT_ENTERED, "not entered")]
+    assert steps[1][2] == "already in the journey (max_concurrent 1)"
+    # Bob's purchase, recorded under his account, ends the entry he began anonymously.
+    assert run.steps_of("bob") == [(EXITED, "exited", "purchase_completed", h(5))]
+    assert run.sends_to("anon_b") == [("cart_reminder", h())] and run.sends_to("bob") == []
+
+
+def test_a_split_person_keeps_entries_where_the_old_id_lives_on(landing: Path) -> None:
+    j = journey([send("hello"), send("again", wait_minutes=60)])
+    run = Harness(j, landing).person("pat").person("kim").person("lee")
+    run.enters("pat", h(), "e1").enters("kim", h(), "e2")
+    run.run(h())
+    run.merged("pat", "pat", "lee")  # pat's identifiers split: some now belong to lee
+    run.merged("kim", "max", "lee")  # kim no longer exists: the first holder by id takes it
+    del run.profiles["kim"]
+    run.run(h(2))
+    assert run.sends_to("pat") == [("hello", h()), ("again", h(1))]
+    assert run.sends_to("lee") == [("again", h(1))] and run.sends_to("max") == []
+
+
 @pytest.mark.parametrize(
     "reentry, second_entry_path",
     [

@@ -398,6 +398,6 @@ def run_preview(landing_dir: Path, run_id: str, limit: int = 10) -> list[dict[st
                     row = json.loads(line)
                 except ValueError:
                     continue  # a torn last line of a crashed run
-                if row.get("status") in ("sent", "failed", "skipped", "deferred"):
+                if row.get("status") in (*TERMINAL, "deferred"):
                     rows.append({c: row.get(c) for c in PREVIEW_COLUMNS})
     return rows

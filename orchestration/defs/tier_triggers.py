@@ -85,7 +85,7 @@ def build_tier_triggers(
 ) -> tuple[list[dg.ScheduleDefinition], list[dg.SensorDefinition]]:
     schedules, sensors = [], []
     for job in jobs:
-        tier = TIERS[job.name.removeprefix("tier_")]
+        tier = TIERS[job.tags["tier"]]  # each tier job carries its tier
         if tier.trigger == "cron":
             if not tier.cron:
                 raise ValueError(f"tier {tier.name!r} is started by cron but names none")
@@ -135,7 +135,7 @@ def build_landed_files_sensor(job: dg.UnresolvedAssetJobDefinition) -> dg.Sensor
             run_key=key,
             job_name=job.name,
             tags={
-                "tier": job.name.removeprefix("tier_"),
+                "tier": job.tags["tier"],
                 "trigger": trigger,
                 "landed_files": str(len(new)),
             },
