@@ -1,18 +1,21 @@
 """Deterministic sample data with the mess real data has.
 
 People browse anonymously on one or two devices, some log in (identify) on each, some put things in
-a cart, some buy within the hour, later, or never. Mixed in: duplicate deliveries of one event,
-events with no id at all, unparseable timestamps, missing or badly typed emails, malformed phones,
-and consent that changes over time.
+a cart, some buy within the hour, later, or never. Most who gave an email opened (and some
+clicked) earlier newsletters, mostly at one hour of their day: the email tool's tracked events
+(`email_opened`, `email_link_clicked`) from which profiles learn when people engage.
+Mixed in: duplicate deliveries of one event, events with no id at all, unparseable timestamps,
+missing or badly typed emails, malformed phones, and consent that changes over time.
 """
 
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from switchyard import events, landing
 
@@ -72,6 +75,8 @@ def generate(
     """Write raw landing files for `people` people, with activity in the `history_hours` before
     `anchor` (default: now, to the minute)."""
     rng = random.Random(seed)
+    # Its own stream: a seed's people, carts and orders stay as they were without it.
+    engagement_rng = random.Random(f"{seed}-email-engagement")
     anchor = (anchor or datetime.utcnow()).replace(second=0, microsecond=0)
     start = anchor - timedelta(hours=history_hours)
     counter = iter(range(10**12))
@@ -138,6 +143,8 @@ def generate(
             rows.extend(
                 _app_lifecycle(rng, uid=user_id, device=devices[0], t=t, anchor=anchor, mid=mid)
             )
+            if email:
+                rows.extend(_email_engagement(engagement_rng, uid=user_id, tz=tz, t=start, mid=mid))
 
         # Shopping: browse, maybe cart, maybe buy (quickly, later, or not at all).
         device = rng.choice(devices)
@@ -247,6 +254,43 @@ def _app_lifecycle(
             last = anchor - timedelta(days=rng.uniform(61, 85))
         event("app_opened", last - timedelta(minutes=3))
         event("logged_in", last)
+    return out
+
+
+NEWSLETTERS = ["weekly_picks", "new_arrivals", "winter_sale", "back_in_stock"]
+
+
+def _email_engagement(
+    rng: random.Random, *, uid: str, tz: str, t: datetime, mid: Any
+) -> list[dict[str, Any]]:
+    """Opens (and some clicks) of newsletters in the 60 days before `t`, most at the person's
+    own hour of the day, local time: what an email tool sends to the event stream."""
+    if rng.random() < 0.35:
+        return []  # never opens
+    zone = ZoneInfo(tz)
+    habit = rng.choice([7, 8, 12, 18, 20, 21])
+    out = []
+    for _ in range(rng.randint(1, 6)):
+        day = (t - timedelta(days=rng.randint(1, 60))).date()
+        hour = habit if rng.random() < 0.8 else rng.randint(6, 23)
+        local = datetime(day.year, day.month, day.day, hour, rng.randint(0, 59), tzinfo=zone)
+        at = local.astimezone(UTC).replace(tzinfo=None)
+        campaign = {"campaign_name": rng.choice(NEWSLETTERS), "email_id": mid("eml")}
+        opened = events.track(
+            "email_opened", at, user_id=uid, properties=campaign, message_id=mid("msg")
+        )
+        out.append(opened)
+        if rng.random() < 0.3:
+            clicked_at = at + timedelta(minutes=rng.randint(0, 9))
+            out.append(
+                events.track(
+                    "email_link_clicked",
+                    clicked_at,
+                    user_id=uid,
+                    properties=campaign,
+                    message_id=mid("msg"),
+                )
+            )
     return out
 
 

@@ -59,6 +59,13 @@ def profiles(module_paths: Paths) -> Paths:
     s.track("page_viewed", T0 - 100 * DAY, user_id="gus")
     # Pia: a push token FCM has since called dead.
     s.person("pia", push_token="tok-pia-old", consent=("push",), when=T0 - 6 * DAY)
+    # Eve: never sent to by Switchyard; her email tool reports her opens and clicks as tracked
+    # events, mostly in the 20:00 hour (UTC).
+    s.person("eve", email="eve@example.com", when=T0 - 50 * DAY)
+    for days_ago, hour, name in ((40, 20, "email_opened"), (30, 20, "email_link_clicked"),
+                                 (20, 7, "email_opened"), (10, 20, "email_opened")):  # fmt: skip
+        at_ = (T0 - days_ago * DAY).replace(hour=hour, minute=15)
+        s.track(name, at_, user_id="eve")
     # Someone who only ever bought as a guest: known by email alone.
     s.orders.append(
         events.order("guest-o1", T0 - 2 * DAY, user_id=None, email="Guest@Example.com", total=15.0)
@@ -181,6 +188,18 @@ def test_engagement_and_preferred_channel(profiles: Paths) -> None:
         "select reject_reason from fct_rejected_rows where source_table = 'feedback.events'",
     )
     assert rejected == [{"reject_reason": "unknown event: teleported"}]
+
+
+def test_usual_active_hour_is_learned_from_sends_and_tracked_email_engagement(
+    profiles: Paths,
+) -> None:
+    # Ann's opens and clicks of Switchyard's sends all came at T0's hour.
+    assert profile(profiles, "ann")["usual_active_hour_utc"] == T0.hour
+    eve = profile(profiles, "eve")
+    assert eve["usual_active_hour_utc"] == 20
+    # Tracked engagement says when, it is not counted as engagement with our sends.
+    assert (eve["messages_sent"], eve["opens"], eve["clicks"]) == (0, 0, 0)
+    assert profile(profiles, "gus")["usual_active_hour_utc"] is None
 
 
 def test_churn_risk_is_the_documented_rule(profiles: Paths) -> None:

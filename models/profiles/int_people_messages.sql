@@ -1,5 +1,6 @@
 -- What each person received and how they engaged: from the ledger and provider feedback, with
--- the ledger's person ids followed through merges (dim_person_aliases).
+-- the ledger's person ids followed through merges (dim_person_aliases), and, for when they
+-- engage, the email opens and clicks tracked as events (var tracked_email_engagement).
 with
 
 ledger as (
@@ -47,6 +48,22 @@ engagements as (
     inner join sends
         on feedback.send_key = sends.send_key
     where feedback.feedback_event in ('open', 'click')
+
+),
+
+{% set tracked = var('tracked_email_engagement', []) %}
+tracked_engagements as (
+
+    -- Counted for the active hour only: an open of Switchyard's own mail may arrive both ways.
+    select person_id, occurred_at
+    from {{ ref('int_events_stitched') }}
+    where event_type = 'track'
+        and person_id is not null
+        {% if tracked %}
+        and event_name in ({% for name in tracked %}'{{ name }}'{{ "," if not loop.last }}{% endfor %})
+        {% else %}
+        and false
+        {% endif %}
 
 ),
 
@@ -120,7 +137,11 @@ active_hours as (
                 person_id,
                 cast(extract(hour from occurred_at) as integer) as active_hour,
                 count(*) as engagements
-            from engagements
+            from (
+                select person_id, occurred_at from engagements
+                union all
+                select person_id, occurred_at from tracked_engagements
+            ) engaged
             group by person_id, cast(extract(hour from occurred_at) as integer)
         ) per_hour
     ) ranked
@@ -142,11 +163,19 @@ last_channel as (
 
 ),
 
+people as (
+
+    select person_id from sent_per_person
+    union
+    select person_id from active_hours
+
+),
+
 final as (
 
     select
-        sent_per_person.person_id,
-        sent_per_person.messages_sent,
+        people.person_id,
+        coalesce(sent_per_person.messages_sent, 0) as messages_sent,
         sent_per_person.last_email_sent_at,
         sent_per_person.last_sms_sent_at,
         sent_per_person.last_push_sent_at,
@@ -157,15 +186,17 @@ final as (
         last_channel.last_engaged_channel,
         best_channel.most_engaged_channel,
         active_hours.usual_active_hour_utc
-    from sent_per_person
+    from people
+    left join sent_per_person
+        on people.person_id = sent_per_person.person_id
     left join engaged_per_person
-        on sent_per_person.person_id = engaged_per_person.person_id
+        on people.person_id = engaged_per_person.person_id
     left join last_channel
-        on sent_per_person.person_id = last_channel.person_id
+        on people.person_id = last_channel.person_id
     left join best_channel
-        on sent_per_person.person_id = best_channel.person_id
+        on people.person_id = best_channel.person_id
     left join active_hours
-        on sent_per_person.person_id = active_hours.person_id
+        on people.person_id = active_hours.person_id
 
 )
 
