@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -36,6 +37,24 @@ def dbt_resource() -> DbtCliResource:
     return DbtCliResource(
         project_dir=switchyard_dbt, dbt_executable=str(beside) if beside.exists() else "dbt"
     )
+
+
+PARTIAL_PARSE_FILE = "partial_parse.msgpack"
+
+
+def keep_partial_parse(invocation_target: Path) -> None:
+    """dagster-dbt starts each dbt invocation from the project's partial-parse file, but never
+    writes one back. dbt parses the whole project again (5 to 10 s here) when that file was saved
+    under another profile (the DuckDB path is part of its check), so the first invocation in a
+    new environment leaves its file for the next ones, replaced atomically."""
+    fresh = invocation_target / PARTIAL_PARSE_FILE
+    if not fresh.is_file():
+        return
+    kept = Path(switchyard_dbt.target_path) / PARTIAL_PARSE_FILE
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    staged = kept.with_name(f".{PARTIAL_PARSE_FILE}.{os.getpid()}")
+    shutil.copyfile(fresh, staged)
+    os.replace(staged, kept)
 
 
 def ensure_manifest() -> Path:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -9,12 +10,16 @@ import stamina
 from orchestration.dbt_project import ensure_manifest
 from sandbox import Sandbox
 from switchyard import landing
-from switchyard.settings import Paths
+from switchyard.settings import PROJECT_DIR, Paths
+from tests.dbt_helpers import TESTS_TARGET_PREFIX
 
 
 @pytest.fixture(scope="session", autouse=True)
 def dbt_manifest() -> Path:
-    """dbt parse once per session (a no-op when the manifest is fresh)."""
+    """dbt parse once per session (a no-op when the manifest is fresh), and the target folders
+    an earlier session's tests left (tests/dbt_helpers.py) cleared."""
+    for old in (PROJECT_DIR / "target").glob(f"{TESTS_TARGET_PREFIX}*"):
+        shutil.rmtree(old, ignore_errors=True)
     return ensure_manifest()
 
 
@@ -32,6 +37,21 @@ def fast_retries() -> Iterator[None]:
         yield
 
 
+@pytest.fixture(scope="session")
+def homes_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("homes")
+
+
+def fresh_home(root: Path, slot: str) -> Path:
+    """An empty home at the path `slot` reuses. dbt parses the whole project again (about 5 s
+    here) whenever the profile's DuckDB path differs from its last run's: tests that take turns
+    in one folder keep its partial parse."""
+    folder = root / slot
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    return folder
+
+
 def private_home(root: Path, monkeypatch: pytest.MonkeyPatch) -> Paths:
     """A private home: its own DuckDB file and landing folders, pinned in the environment."""
     p = Paths(home=root, landing=root / "landing", duckdb=root / "switchyard.duckdb")
@@ -43,15 +63,15 @@ def private_home(root: Path, monkeypatch: pytest.MonkeyPatch) -> Paths:
 
 
 @pytest.fixture
-def paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Paths:
-    return private_home(tmp_path, monkeypatch)
+def paths(homes_root: Path, monkeypatch: pytest.MonkeyPatch) -> Paths:
+    return private_home(fresh_home(homes_root, "test"), monkeypatch)
 
 
 @pytest.fixture(scope="module")
-def module_paths(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Paths]:
+def module_paths(homes_root: Path) -> Iterator[Paths]:
     """One home shared by a module's tests, for fixtures that are slow to build."""
     with pytest.MonkeyPatch.context() as mp:
-        yield private_home(tmp_path_factory.mktemp("home"), mp)
+        yield private_home(fresh_home(homes_root, "module"), mp)
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ and DuckDB refuses a second, read-only one from the same process.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -18,6 +19,7 @@ import duckdb
 from switchyard.settings import PROJECT_DIR, Paths
 
 DBT = str(Path(sys.executable).parent / "dbt")
+TESTS_TARGET_PREFIX = "tests-"
 
 
 def dbt_env(paths: Paths) -> dict[str, str]:
@@ -48,7 +50,13 @@ def dbt_build(
     if full_refresh:
         args.append("--full-refresh")
     args += extra or []
-    done = subprocess.run(args, capture_output=True, text=True, cwd=PROJECT_DIR, env=dbt_env(paths))
+    # dbt parses the whole project again when the DuckDB path or the vars differ from those its
+    # partial-parse file was saved under: one target folder for each pair keeps theirs (and
+    # leaves the project's manifest to Dagster).
+    key = hashlib.sha256(f"{paths.duckdb}\0{json.dumps(dbt_vars)}".encode()).hexdigest()
+    target = PROJECT_DIR / "target" / f"{TESTS_TARGET_PREFIX}{key[:12]}"
+    env = {**dbt_env(paths), "DBT_TARGET_PATH": str(target)}
+    done = subprocess.run(args, capture_output=True, text=True, cwd=PROJECT_DIR, env=env)
     if done.returncode != 0:
         raise AssertionError(f"dbt {command} failed:\n{done.stdout[-4000:]}\n{done.stderr[-2000:]}")
     return done.stdout

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import tempfile
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ from hypothesis import strategies as st
 
 from switchyard import events, landing
 from switchyard.settings import PROJECT_DIR, Paths
+from tests.conftest import fresh_home
 from tests.dbt_helpers import dbt_build, query
 from tests.identity_oracle import Occurrence, partition, resolve
 from tests.scenario import T0
@@ -97,26 +97,29 @@ def to_landing(
 
 
 def check(
-    batch: list[list[dict[str, Any]]], cfg: dict[str, Any], incremental: bool = False
+    batch: list[list[dict[str, Any]]],
+    cfg: dict[str, Any],
+    homes_root: Path,
+    incremental: bool = False,
 ) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        paths = Paths(home=Path(tmp), landing=Path(tmp) / "landing", duckdb=Path(tmp) / "s.duckdb")
-        if incremental:
-            # Half the occurrences first (a full build), the rest a day later as a new batch.
-            def later(i: int) -> bool:
-                return i % 2 == 1
+    tmp = fresh_home(homes_root, "identity_property")  # one path: dbt's partial parse holds
+    paths = Paths(home=tmp, landing=tmp / "landing", duckdb=tmp / "switchyard.duckdb")
+    if incremental:
+        # Half the occurrences first (a full build), the rest a day later as a new batch.
+        def later(i: int) -> bool:
+            return i % 2 == 1
 
-            to_landing(batch, paths.landing, keep=lambda i: not later(i))
-            dbt_build(paths, "+dim_identities", dbt_vars={"identity": cfg})
-            to_landing(batch, paths.landing, keep=later, later=later)
-            occurrences = to_landing(batch, Path(tmp) / "all", later=later)
-        else:
-            occurrences = to_landing(batch, paths.landing)
+        to_landing(batch, paths.landing, keep=lambda i: not later(i))
         dbt_build(paths, "+dim_identities", dbt_vars={"identity": cfg})
-        got = {
-            r["identifier_key"]: r["person_id"]
-            for r in query(paths, "select identifier_key, person_id from dim_identities")
-        }
+        to_landing(batch, paths.landing, keep=later, later=later)
+        occurrences = to_landing(batch, tmp / "all", later=later)
+    else:
+        occurrences = to_landing(batch, paths.landing)
+    dbt_build(paths, "+dim_identities", dbt_vars={"identity": cfg})
+    got = {
+        r["identifier_key"]: r["person_id"]
+        for r in query(paths, "select identifier_key, person_id from dim_identities")
+    }
     expected = resolve(occurrences, cfg)
     assert partition(got) == partition(expected)
     assert got == expected  # and the surviving id is the oldest identifier's
@@ -133,15 +136,19 @@ SETTINGS = settings(
 @pytest.mark.slow
 @SETTINGS
 @given(graphs)
-def test_partition_matches_union_find_with_guards(batch: list[list[dict[str, Any]]]) -> None:
-    check(batch, TIGHT)
+def test_partition_matches_union_find_with_guards(
+    homes_root: Path, batch: list[list[dict[str, Any]]]
+) -> None:
+    check(batch, TIGHT, homes_root)
 
 
 @pytest.mark.slow
 @SETTINGS
 @given(graphs)
-def test_partition_matches_union_find_without_guards(batch: list[list[dict[str, Any]]]) -> None:
-    check(batch, NO_GUARDS)
+def test_partition_matches_union_find_without_guards(
+    homes_root: Path, batch: list[list[dict[str, Any]]]
+) -> None:
+    check(batch, NO_GUARDS, homes_root)
 
 
 @pytest.mark.slow
@@ -153,6 +160,6 @@ def test_partition_matches_union_find_without_guards(batch: list[list[dict[str, 
 )
 @given(graphs)
 def test_incremental_run_gives_the_full_rebuild_partition(
-    batch: list[list[dict[str, Any]]],
+    homes_root: Path, batch: list[list[dict[str, Any]]]
 ) -> None:
-    check(batch, {**TIGHT, "lookback_hours": 0}, incremental=True)
+    check(batch, {**TIGHT, "lookback_hours": 0}, homes_root, incremental=True)

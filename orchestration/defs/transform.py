@@ -8,7 +8,7 @@ from typing import Any
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
 
-from orchestration.dbt_project import ensure_manifest, switchyard_dbt
+from orchestration.dbt_project import ensure_manifest, keep_partial_parse, switchyard_dbt
 from orchestration.defs.resources import WarehouseResource
 from switchyard import landing
 
@@ -42,6 +42,12 @@ class SwitchyardTranslator(DagsterDbtTranslator):
         return spec
 
 
+def _build(dbt: DbtCliResource, context: dg.AssetExecutionContext) -> Iterator[Any]:
+    invocation = dbt.cli(["build"], context=context)
+    yield from invocation.stream()
+    keep_partial_parse(invocation.target_path)
+
+
 def build_dbt_assets(activation_keys: list[dg.AssetKey]) -> list[dg.AssetsDefinition]:
     manifest = ensure_manifest()
     translator = SwitchyardTranslator(activation_keys)
@@ -59,7 +65,7 @@ def build_dbt_assets(activation_keys: list[dg.AssetKey]) -> list[dg.AssetsDefini
     ) -> Iterator[Any]:
         # Every landing folder must exist (even empty) for its source to be readable.
         landing.ensure_layout(warehouse.paths().landing)
-        yield from dbt.cli(["build"], context=context).stream()
+        yield from _build(dbt, context)
 
     @dbt_assets(
         manifest=manifest,
@@ -70,6 +76,6 @@ def build_dbt_assets(activation_keys: list[dg.AssetKey]) -> list[dg.AssetsDefini
         pool=WAREHOUSE_POOL,
     )
     def dbt_metrics(context: dg.AssetExecutionContext, dbt: DbtCliResource) -> Iterator[Any]:
-        yield from dbt.cli(["build"], context=context).stream()
+        yield from _build(dbt, context)
 
     return [dbt_models, dbt_metrics]
