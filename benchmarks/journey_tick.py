@@ -174,7 +174,8 @@ def generate(folder: Path, entries: int, ledger_lines: int) -> None:
     con.execute(
         f"""
         copy (
-            select send_key, journey, status, recorded_at from (
+            select send_key, journey, status,
+                case when status = 'skipped' then 'no_consent' end as reason, recorded_at from (
                 select {key} as send_key, {j} as journey, 'sent' as status,
                     reached_at as recorded_at
                 from history where node in ({sends}) and hash(entry_id) % 2 = 0

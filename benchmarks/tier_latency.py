@@ -177,7 +177,8 @@ def main() -> None:
                     # The runs that sent them go on (metrics, publish): let them finish.
                     wait_for("the tier's runs", lambda: all(
                         r["endTime"] for r in runs(dev)), 600)  # fmt: skip
-                    later = [r for r in runs(dev) if r["runId"] not in warm]
+                    # (a time-started run may have begun since: only finished ones count)
+                    later = [r for r in runs(dev) if r["runId"] not in warm and r["endTime"]]
             finally:
                 collector.terminate()
                 collector.wait()
