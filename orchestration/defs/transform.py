@@ -2,6 +2,7 @@
 """dbt models as assets. Metrics are split off: they read the ledger the activations write, so they
 run after them."""
 
+import shutil
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -46,6 +47,10 @@ def _build(dbt: DbtCliResource, context: dg.AssetExecutionContext) -> Iterator[A
     invocation = dbt.cli(["build"], context=context)
     yield from invocation.stream()
     keep_partial_parse(invocation.target_path)
+    # Each invocation writes its own target folder (manifest, compiled SQL: ~5 MB); the seconds
+    # tier alone would leave thousands a day. Dagster has recorded what it needs; a failed
+    # build's folder stays, for whoever looks into it.
+    shutil.rmtree(invocation.target_path, ignore_errors=True)
 
 
 def build_dbt_assets(activation_keys: list[dg.AssetKey]) -> list[dg.AssetsDefinition]:
