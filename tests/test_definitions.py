@@ -51,7 +51,10 @@ def test_definitions_have_the_flow() -> None:
     assert lapsed.freshness_policy == dg.FreshnessPolicy.time_window(
         warn_window=timedelta(days=1, minutes=15), fail_window=timedelta(days=2, minutes=15)
     )
-    assert graph.get(journey).freshness_policy is None  # seconds: runs when files land
+    # The seconds tier's sensor starts a run at least once a minute: minutes without one is stale.
+    assert graph.get(journey).freshness_policy == dg.FreshnessPolicy.time_window(
+        warn_window=timedelta(minutes=5), fail_window=timedelta(minutes=15)
+    )
     # The transitions the journeys record are staged with the metrics, after every journey.
     assert journey in graph.get(dg.AssetKey(["fct_journey_transitions"])).parent_keys
     # Every asset that opens the warehouse takes turns in one pool (limit 1 in dagster.yaml):
