@@ -104,9 +104,16 @@ def classify(
     # An attempt whose outcome is unknown, or a step the cap deferred, of an entry that has left
     # the step since (exited, converted): not sent (again); the first is still settled (the
     # lookup may find it went out), the second recorded as skipped.
+    # A key recorded under a person id since merged away is not left either when the same step
+    # of the same entry is due under the new id (the ledger carried its attempts there).
     deferred = {k for k, status in ledger.last_status.items() if status == "deferred"}
+    due_steps = {(d.entry_id, d.step) for d in due_sends}
     for key in (ledger.pending.keys() | deferred) - {d.send_key for d in due_sends}:
         left = ledger.refs.get(key)
-        if left is not None and left.journey == journey.name:
+        if (
+            left is not None
+            and left.journey == journey.name
+            and (left.entry_id, left.step) not in due_steps
+        ):
             skips.append(Skip(left, SkipReason.EXITED))
     return due, skips

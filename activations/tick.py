@@ -158,6 +158,7 @@ def _tick(
     _follow_merges(con)
     _read_positions(con, journey)
     _start_new_rows(con, journey)
+    _end_merged_duplicates(con, journey)
 
     # Entries already in the journey end first (exit events, goals), so that whether a new one
     # may enter is judged on when they ended, however late this tick runs.
@@ -301,6 +302,46 @@ def _follow_merges(con: duckdb.DuckDBPyConnection) -> None:
         having not bool_or(person_id = alias_person_id)
         """
     )
+
+
+def _end_merged_duplicates(con: duckdb.DuckDBPyConnection, journey: Journey) -> None:
+    """`merged_entries` (entry_id, alias_person_id): entries recorded under a person id since
+    merged away, with that id (their sends' feedback carries its keys). Two people each in the
+    journey who turn out to be one person would get every later step twice: entries beyond
+    max_concurrent that came through a merge end here (the person's own are kept first, then the
+    earliest begun)."""
+    j = lit(journey.name)
+    con.execute(
+        f"""
+        create or replace temp table merged_entries as
+        select distinct entry_id, person_id as alias_person_id from history
+        where journey = {j} and person_id in (select alias_person_id from person_moves)
+        """
+    )
+    con.execute(
+        f"""
+        create or replace temp table arrived as
+        select
+            entry_id, person_id, seq + 1 as seq, node as from_node, {lit(EXITED)} as node,
+            greatest(getvariable('now'), reached_at) as reached_at, entered_at, arm,
+            'exited' as reason, 'merged: the person is in the journey already' as detail,
+            null as properties
+        from (
+            select *, row_number() over (
+                    partition by person_id order by merged, entered_at, entry_id
+                ) as place
+            from (
+                select p.*, m.entry_id is not null as merged
+                from positions p
+                left join (select distinct entry_id from merged_entries) m using (entry_id)
+                where p.node not in ({_FINAL})
+                    and p.person_id in (select person_id from person_moves)
+            )
+        )
+        where merged and place > {journey.reentry.max_concurrent}
+        """
+    )
+    _record_arrivals(con, journey, "arrived")
 
 
 def _read_positions(con: duckdb.DuckDBPyConnection, journey: Journey) -> None:
@@ -782,6 +823,7 @@ def _move_sql(journey: Journey) -> str:
     ]
     if any(isinstance(n, Wait) and n.until_event for n in journey.nodes):
         of_step_key = send_key_sql(j, "n.of_step", "f.person_id", "f.entry_id")
+        alias_key = send_key_sql(j, "n.of_step", "a.alias_person_id", "f.entry_id")
         parts.append(
             f"""
             select f.entry_id,
@@ -802,8 +844,11 @@ def _move_sql(journey: Journey) -> str:
                 union all
                 select f.entry_id, min(e.occurred_at)
                 from frontier f join nodes n on n.name = f.node
-                join tick_feedback e on e.send_key = {of_step_key}
-                    and e.feedback_event = n.until_event
+                -- the send may have gone out under an id the person had before a merge
+                left join merged_entries a on a.entry_id = f.entry_id
+                join tick_feedback e on (
+                    e.send_key = {of_step_key} or e.send_key = {alias_key}
+                ) and e.feedback_event = n.until_event
                 where n.until_event is not null and n.of_step is not null
                     -- any engagement with this entry's send counts (its outcome may have been
                     -- settled after it was opened), taken as of reaching the wait

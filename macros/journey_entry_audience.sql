@@ -102,7 +102,9 @@ closed as (
 entries as (
 
     select
-        {{ dbt.hash("'" ~ journey['name'] ~ ":' || person_id || ':' || event_id") }} as entry_id,
+        -- the episode's first event names the entry, not the person: when identity resolution
+        -- merges the person later, the entry keeps its id (the engine follows it to them)
+        {{ dbt.hash("'" ~ journey['name'] ~ ":' || event_id") }} as entry_id,
         '{{ journey["name"] }}' as journey,
         person_id,
         event_id as entry_event_id,

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import sys
+import uuid
 from pathlib import Path
 
 from dagster_dbt import DbtCliResource, DbtProject
 
 from switchyard.settings import PROJECT_DIR
 
+log = logging.getLogger(__name__)
 switchyard_dbt = DbtProject(project_dir=PROJECT_DIR, profiles_dir=PROJECT_DIR)
 
 # A tier's run builds a subset of the models. dbt's default (eager) would also run every test
@@ -50,11 +53,16 @@ def keep_partial_parse(invocation_target: Path) -> None:
     fresh = invocation_target / PARTIAL_PARSE_FILE
     if not fresh.is_file():
         return
-    kept = Path(switchyard_dbt.target_path) / PARTIAL_PARSE_FILE
-    kept.parent.mkdir(parents=True, exist_ok=True)
-    staged = kept.with_name(f".{PARTIAL_PARSE_FILE}.{os.getpid()}")
-    shutil.copyfile(fresh, staged)
-    os.replace(staged, kept)
+    # Where dagster-dbt looks for it: the project's target folder, whatever the working folder.
+    kept = PROJECT_DIR / switchyard_dbt.target_path / PARTIAL_PARSE_FILE
+    staged = kept.with_name(f".{PARTIAL_PARSE_FILE}.{uuid.uuid4().hex}")
+    try:
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(fresh, staged)
+        os.replace(staged, kept)
+    except OSError as exc:  # only a cache: the next invocation parses in full, the build stands
+        log.warning("could not keep dbt's partial-parse file for the next run: %s", exc)
+        staged.unlink(missing_ok=True)
 
 
 def ensure_manifest() -> Path:

@@ -84,6 +84,11 @@ class Harness:
         """Identity resolution replaced `alias` by `into` (a merge: one; a split: several). As
         the ledger's reader does, what was decided under the old id holds under the new ones."""
         self.aliases[alias] = list(into)
+        # The audience is rebuilt over the restitched events: the entry's row names the holder
+        # (an event entry's id does not depend on the person, macros/journey_entry_audience.sql).
+        for row in self.audience:
+            if row["person_id"] == alias and alias not in into:
+                row["person_id"] = min(into)
         for due in list(self.delivered.values()):
             if due.person_id == alias:
                 for person_id in into:

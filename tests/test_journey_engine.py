@@ -362,6 +362,44 @@ def test_a_split_person_keeps_entries_where_the_old_id_lives_on(landing: Path) -
     assert run.sends_to("lee") == [("again", h(1))] and run.sends_to("max") == []
 
 
+def test_an_open_of_a_send_made_before_a_merge_still_counts(landing: Path) -> None:
+    j = journey([
+        send("offer"),
+        {"name": "opened", "type": "wait", "until_event": "open", "of_step": "offer",
+         "timeout_hours": 72, "on_timeout": "discount", "next": "features"},
+        send("discount", SMS),
+        send("features", PUSH, wait_minutes=7 * 1440),
+    ])  # fmt: skip
+    run = Harness(j, landing).person("anon").person("ann").enters("anon", h(), "e1")
+    run.run(h())
+    # The provider reports the open under the key the email went out with: the old id's.
+    run.engages(send_key("j", "offer", "anon", "e1"), "open", h(30))
+    run.merged("anon", "ann")
+    del run.profiles["anon"]
+    run.run(h(80))
+    assert run.sends_to("ann") == []  # opened: no discount; the features push is not due yet
+    assert run.steps_of("ann")[0][:3] == ("features", "event", "open on offer")
+
+
+@pytest.mark.parametrize("membership", [False, True])
+def test_two_people_in_a_journey_who_merge_get_each_step_once(
+    landing: Path, membership: bool
+) -> None:
+    j = journey(
+        [send("hello"), send("again", wait_minutes=60)],
+        entry={"membership": True} if membership else {"event": "cart_updated"},
+    )
+    run = Harness(j, landing).person("anon").person("ann")
+    run.enters("anon", h(), "e1").enters("ann", h(), "e2")
+    run.run(h())
+    run.merged("anon", "ann")
+    del run.profiles["anon"]
+    run.run(h(2))
+    assert run.sends_to("ann") == [("hello", h()), ("again", h(1))]
+    merged = (EXITED, "exited", "merged: the person is in the journey already")
+    assert merged in [step[:3] for step in run.steps_of("ann")]  # the entry that came with anon
+
+
 @pytest.mark.parametrize(
     "reentry, second_entry_path",
     [
