@@ -316,8 +316,11 @@ def _end_merged_duplicates(con: duckdb.DuckDBPyConnection, journey: Journey) -> 
         create or replace temp table merged_entries as
         select distinct entry_id, person_id as alias_person_id from history
         where journey = {j} and person_id in (select alias_person_id from person_moves)
+            and exists (select 1 from person_moves)  -- no merges: the history is not read
         """
     )
+    if not con.execute("select 1 from merged_entries limit 1").fetchone():
+        return
     con.execute(
         f"""
         create or replace temp table arrived as
@@ -842,18 +845,26 @@ def _move_sql(journey: Journey) -> str:
                     and e.occurred_at <= least(f.next_at, getvariable('now'))
                 group by f.entry_id
                 union all
-                select f.entry_id, min(e.occurred_at)
-                from frontier f join nodes n on n.name = f.node
-                -- the send may have gone out under an id the person had before a merge
-                left join merged_entries a on a.entry_id = f.entry_id
-                join tick_feedback e on (
-                    e.send_key = {of_step_key} or e.send_key = {alias_key}
-                ) and e.feedback_event = n.until_event
-                where n.until_event is not null and n.of_step is not null
-                    -- any engagement with this entry's send counts (its outcome may have been
-                    -- settled after it was opened), taken as of reaching the wait
-                    and e.occurred_at <= least(f.next_at, getvariable('now'))
-                group by f.entry_id
+                select entry_id, min(occurred_at) from (
+                    select f.entry_id, e.occurred_at
+                    from frontier f join nodes n on n.name = f.node
+                    join tick_feedback e on e.send_key = {of_step_key}
+                        and e.feedback_event = n.until_event
+                    where n.until_event is not null and n.of_step is not null
+                        -- any engagement with this entry's send counts (its outcome may have
+                        -- been settled after it was opened), taken as of reaching the wait
+                        and e.occurred_at <= least(f.next_at, getvariable('now'))
+                    union all
+                    -- the send may have gone out under an id the person had before a merge
+                    select f.entry_id, e.occurred_at
+                    from frontier f join nodes n on n.name = f.node
+                    join merged_entries a on a.entry_id = f.entry_id
+                    join tick_feedback e on e.send_key = {alias_key}
+                        and e.feedback_event = n.until_event
+                    where n.until_event is not null and n.of_step is not null
+                        and e.occurred_at <= least(f.next_at, getvariable('now'))
+                ) engaged
+                group by entry_id
             ) hit on hit.entry_id = f.entry_id
             where n.kind = 'wait' and n.until_event is not null
                 and (hit.first_at is not null or f.next_at <= getvariable('now'))
