@@ -3,7 +3,8 @@
 A tick reads, on one in-memory DuckDB connection, these relations (`inputs.open_inputs` makes
 them from the warehouse and the landing files; the benchmark makes its own):
 
-  audience   the journey's audience model (event journeys: one row per entry; else per person)
+  audience   the journey's audience model (event journeys: one row per entry, with the entry's
+             former_entry_id, from before entry ids stopped naming the person; else per person)
   profiles   dim_people: person_id, timezone, usual_active_hour and what conditions name
   events     tracked events: person_id, event_name, occurred_at
   feedback   engagement with sends: send_key, feedback_event, occurred_at
@@ -306,10 +307,11 @@ def _follow_merges(con: duckdb.DuckDBPyConnection) -> None:
 
 def _end_merged_duplicates(con: duckdb.DuckDBPyConnection, journey: Journey) -> None:
     """`merged_entries` (entry_id, alias_person_id): entries recorded under a person id since
-    merged away, with that id (their sends' feedback carries its keys). Two people each in the
-    journey who turn out to be one person would get every later step twice: entries beyond
-    max_concurrent that came through a merge end here (the person's own are kept first, then the
-    earliest begun)."""
+    merged away, with that id (their sends' feedback carries its keys). Two people each in a
+    membership or schedule journey who turn out to be one person would get every later step
+    twice: their open entries beyond max_concurrent end here, the earliest begun kept (the one
+    furthest along). An event journey's audience does this itself: the merged person's events
+    form one episode, and the other entry leaves the audience."""
     j = lit(journey.name)
     con.execute(
         f"""
@@ -319,7 +321,10 @@ def _end_merged_duplicates(con: duckdb.DuckDBPyConnection, journey: Journey) -> 
             and exists (select 1 from person_moves)  -- no merges: the history is not read
         """
     )
-    if not con.execute("select 1 from merged_entries limit 1").fetchone():
+    if (
+        journey.entry.kind == "event"
+        or not con.execute("select 1 from merged_entries limit 1").fetchone()
+    ):
         return
     con.execute(
         f"""
@@ -330,18 +335,15 @@ def _end_merged_duplicates(con: duckdb.DuckDBPyConnection, journey: Journey) -> 
             'exited' as reason, 'merged: the person is in the journey already' as detail,
             null as properties
         from (
-            select *, row_number() over (
-                    partition by person_id order by merged, entered_at, entry_id
+            select p.*, row_number() over (
+                    partition by p.person_id order by p.entered_at, p.entry_id
                 ) as place
-            from (
-                select p.*, m.entry_id is not null as merged
-                from positions p
-                left join (select distinct entry_id from merged_entries) m using (entry_id)
-                where p.node not in ({_FINAL})
-                    and p.person_id in (select person_id from person_moves)
-            )
+            from positions p
+            where p.node not in ({_FINAL})
+                and p.person_id in (select person_id from positions semi join merged_entries
+                                    using (entry_id))
         )
-        where merged and place > {journey.reentry.max_concurrent}
+        where place > {journey.reentry.max_concurrent}
         """
     )
     _record_arrivals(con, journey, "arrived")
@@ -468,7 +470,7 @@ def _enter(con: duckdb.DuckDBPyConnection, journey: Journey) -> int:
         # exited_at: the audience's own end of the episode (its first exit event after it)
         candidates = """
             select entry_id, person_id, enters_at as entered_at,
-                cast(entry_properties as varchar) as properties, exited_at
+                cast(entry_properties as varchar) as properties, exited_at, former_entry_id
             from audience
             where enters_at <= getvariable('now')
         """
@@ -492,7 +494,7 @@ def _enter(con: duckdb.DuckDBPyConnection, journey: Journey) -> int:
             select md5({j} || ':' || person_id || ':' || strftime(occurrence, '%Y-%m-%dT%H:%M:%S'))
                     as entry_id,
                 person_id, occurrence as entered_at, null::varchar as properties,
-                null::timestamp as exited_at
+                null::timestamp as exited_at, null::varchar as former_entry_id
             from (select distinct person_id, {occurrence} as occurrence from audience
                   where person_id is not null)
         """
@@ -510,6 +512,8 @@ def _enter(con: duckdb.DuckDBPyConnection, journey: Journey) -> int:
         f"""
         create or replace temp table fresh as
         select c.* from ({candidates}) c anti join positions using (entry_id)
+        -- an episode begun under its former id goes on as that entry
+        anti join positions p on p.entry_id = c.former_entry_id
         {appearing}
         """
     )
@@ -748,6 +752,7 @@ def _end_by_events(
             select c.entry_id, getvariable('now') as occurred_at, 'exited' as outcome,
                 'no longer in the audience' as detail
             from ending c anti join audience a using (entry_id)
+            anti join audience f on f.former_entry_id = c.entry_id
             where c.open
             """
         )

@@ -142,7 +142,8 @@ def generate(folder: Path, entries: int, ledger_lines: int) -> None:
         copy (
             select 'e' || i as entry_id, 'p' || i as person_id,
                 timestamp '{NOW}' - to_minutes((hash(i) % 4320)::bigint) as enters_at,
-                '{{"sku": "tee"}}' as entry_properties, null::timestamp as exited_at
+                '{{"sku": "tee"}}' as entry_properties, null::timestamp as exited_at,
+                null::varchar as former_entry_id
             from range({entries + new}) t(i)
         ) to '{folder}/audience.parquet' (format parquet)
         """

@@ -105,6 +105,10 @@ entries as (
         -- the episode's first event names the entry, not the person: when identity resolution
         -- merges the person later, the entry keeps its id (the engine follows it to them)
         {{ dbt.hash("'" ~ journey['name'] ~ ":' || event_id") }} as entry_id,
+        -- what entries were named before (journey, person, event): an episode begun under it
+        -- goes on as that entry
+        {{ dbt.hash("'" ~ journey['name'] ~ ":' || person_id || ':' || event_id") }}
+            as former_entry_id,
         '{{ journey["name"] }}' as journey,
         person_id,
         event_id as entry_event_id,
