@@ -284,16 +284,14 @@ def _new_rows_view(con: duckdb.DuckDBPyConnection, journey: Journey, tables: lis
     )
 
 
-# An entry recorded under a person id that was since merged away belongs to whoever holds
-# that id's identifiers now: their events end it, their profile branches it, its sends go to
-# them (under the new id's send key, which the ledger's `decided` carries over).
-_PERSON_NOW = "coalesce(m.person_id, history.person_id)"
-
-
 def _follow_merges(con: duckdb.DuckDBPyConnection) -> None:
     """`person_moves` (alias_person_id, person_id): each replaced person id that no longer
     exists, with the one person its entries follow. A split leaves several holders: the entries
-    stay with the old id where it still exists, else go to the first holder by id."""
+    stay with the old id where it still exists, else go to the first holder by id.
+    `history_now`: the history with each row's person as it is now. An entry recorded under a
+    merged id belongs to whoever holds its identifiers now: their events end it, their profile
+    branches it, its sends go to them (under the new id's send key, which the ledger's
+    `decided` carries over)."""
     con.execute(
         """
         create or replace temp table person_moves as
@@ -301,6 +299,13 @@ def _follow_merges(con: duckdb.DuckDBPyConnection) -> None:
         where alias_person_id is not null and person_id is not null
         group by alias_person_id
         having not bool_or(person_id = alias_person_id)
+        """
+    )
+    con.execute(
+        """
+        create or replace temp view history_now as
+        select history.* replace (coalesce(m.person_id, history.person_id) as person_id)
+        from history left join person_moves m on m.alias_person_id = history.person_id
         """
     )
 
@@ -318,7 +323,6 @@ def _end_merged_duplicates(con: duckdb.DuckDBPyConnection, journey: Journey) -> 
         create or replace temp table merged_entries as
         select distinct entry_id, person_id as alias_person_id from history
         where journey = {j} and person_id in (select alias_person_id from person_moves)
-            and exists (select 1 from person_moves)  -- no merges: the history is not read
         """
     )
     if (
@@ -364,15 +368,11 @@ def _read_positions(con: duckdb.DuckDBPyConnection, journey: Journey) -> None:
     con.execute(
         f"""
         create or replace temp table positions as
-        select {columns} from (
-            select history.* replace ({_PERSON_NOW} as person_id) from history
-            semi join (
-                select entry_id, max(seq) as seq from history where journey = {j}
-                group by entry_id
-            ) latest using (entry_id, seq)
-            left join person_moves m on m.alias_person_id = history.person_id
-            where journey = {j}
-        )
+        select {columns} from history_now
+        semi join (
+            select entry_id, max(seq) as seq from history where journey = {j} group by entry_id
+        ) latest using (entry_id, seq)
+        where journey = {j}
         """
     )
     (repeated,) = con.execute(
@@ -388,14 +388,10 @@ def _read_positions(con: duckdb.DuckDBPyConnection, journey: Journey) -> None:
         con.execute(
             f"""
             create or replace temp table positions as
-            select {columns} from (
-                select history.* replace ({_PERSON_NOW} as person_id) from history
-                left join person_moves m on m.alias_person_id = history.person_id
-                where journey = {j}
-                qualify row_number() over (
-                    partition by entry_id order by seq desc, recorded_at desc
-                ) = 1
-            )
+            select {columns} from history_now where journey = {j}
+            qualify row_number() over (
+                partition by entry_id order by seq desc, recorded_at desc
+            ) = 1
             """
         )
 
@@ -575,8 +571,7 @@ def _judged_sql(journey: Journey) -> str:
                 any_value(entered_at) as entered_at,
                 min(reached_at) filter (where node in ({_FINAL})) as ended_at
             from (
-                select entry_id, {_PERSON_NOW} as person_id, entered_at, node, reached_at
-                from history left join person_moves m on m.alias_person_id = history.person_id
+                select entry_id, person_id, entered_at, node, reached_at from history_now
                 where journey = {lit(journey.name)}
                 union all
                 select entry_id, person_id, entered_at, node, reached_at from new_rows
