@@ -406,7 +406,17 @@ def _start_new_rows(con: duckdb.DuckDBPyConnection, journey: Journey) -> None:
         con.execute(f"drop table {name}")
     columns = ", ".join(f'"{n}" {kind}' for n, kind in _BATCH_COLUMNS.items())
     con.execute(f"create temp table {_ROWS_PREFIX}0 ({columns})")
+    con.execute("set variable tick_folded = 0")  # positions hold the batches up to this one
     _new_rows_view(con, journey, [f"{_ROWS_PREFIX}0"])
+
+
+def _batches(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """This tick's batch tables so far, in the order recorded."""
+    names = con.execute(
+        "select table_name from duckdb_tables() where temporary and starts_with(table_name, ?)",
+        [_ROWS_PREFIX],
+    ).fetchall()
+    return sorted((name for (name,) in names), key=lambda n: int(n[len(_ROWS_PREFIX) :]))
 
 
 def _record_arrivals(con: duckdb.DuckDBPyConnection, journey: Journey, arrived: str) -> str:
@@ -442,14 +452,7 @@ def _record_arrivals(con: duckdb.DuckDBPyConnection, journey: Journey, arrived: 
             ) p on p.person_id = a.person_id
             where a.node in ({", ".join(clock)})
         """
-    tables = [
-        name
-        for (name,) in con.execute(
-            "select table_name from duckdb_tables() "
-            "where temporary and starts_with(table_name, ?) order by table_name",
-            [_ROWS_PREFIX],
-        ).fetchall()
-    ]
+    tables = _batches(con)
     batch = f"{_ROWS_PREFIX}{len(tables)}"
     con.execute(f"create temp table {batch} as {rows}")
     _new_rows_view(con, journey, [*tables, batch])
@@ -609,24 +612,13 @@ def _judged_sql(journey: Journey) -> str:
     """
 
 
-def _current_sql() -> str:
-    """Every open entry's latest row, this tick's rows included."""
-    return f"""
-        select {_POSITION} from positions p
-        where p.node not in ({_FINAL})
-            and not exists (select 1 from new_rows n where n.entry_id = p.entry_id)
-        union all
-        select {_POSITION} from (
-            select * from new_rows
-            qualify row_number() over (partition by entry_id order by seq desc) = 1
-        )
-        where node not in ({_FINAL})
-    """
-
-
 def _current(con: duckdb.DuckDBPyConnection) -> None:
     """`current`: every open entry's latest row, this tick's rows included."""
-    con.execute(f"create or replace temp view current as {_current_sql()}")
+    _refresh_positions(con)
+    con.execute(
+        f"create or replace temp view current as "
+        f"select {_POSITION} from positions where node not in ({_FINAL})"
+    )
 
 
 def _note_left_audience(con: duckdb.DuckDBPyConnection, journey: Journey) -> None:
@@ -651,17 +643,24 @@ def _note_left_audience(con: duckdb.DuckDBPyConnection, journey: Journey) -> Non
 
 
 def _refresh_positions(con: duckdb.DuckDBPyConnection) -> None:
-    """`positions` with this tick's rows so far."""
+    """`positions` with this tick's rows so far: the batches recorded since the last refresh
+    folded in, in place (copying a million positions for a few new rows cost more)."""
+    batches = _batches(con)
+    (folded,) = con.execute("select getvariable('tick_folded')").fetchone() or (None,)
+    fresh = batches[int(folded or 0) + 1 :]
+    if not fresh:
+        return
+    union = " union all ".join(f"select {_POSITION} from {t}" for t in fresh)
     con.execute(
         f"""
-        create or replace temp table positions as
-        select * from positions anti join (select distinct entry_id from new_rows) n
-            using (entry_id)
-        union all
-        select {_POSITION} from new_rows
+        create or replace temp table folding as
+        select * from ({union})
         qualify row_number() over (partition by entry_id order by seq desc) = 1
         """
     )
+    con.execute("delete from positions where entry_id in (select entry_id from folding)")
+    con.execute("insert into positions select * from folding")
+    con.execute("set variable tick_folded = ?", [len(batches) - 1])
 
 
 def _end_by_events(
@@ -791,20 +790,25 @@ def _end_by_events(
         _record_arrivals(con, journey, "arrived")
 
 
+# What a move carries from its frontier row to the arrival.
+_CARRIED = "entry_id, person_id, seq, from_node, entered_at, arm"
+_CARRY = "f.entry_id, f.person_id, f.seq, f.node, f.entered_at, f.arm"
+
+
 def _move_sql(journey: Journey) -> str:
     """The next node of every `frontier` entry that can go on now, in one statement."""
     j = lit(journey.name)
     parts = [
         # waits for a time: over
-        """
-        select f.entry_id, n.next as to_node, f.next_at as to_at, 'waited' as reason,
+        f"""
+        select {_CARRY}, n.next as to_node, f.next_at as to_at, 'waited' as reason,
             null as detail
         from frontier f join nodes n on n.name = f.node
         where n.kind = 'wait' and n.until_event is null and f.next_at <= getvariable('now')
         """,
         # an exit step: the journey ends here
         f"""
-        select f.entry_id, {lit(EXITED)}, f.reached_at, 'exited', 'exit step ' || f.node
+        select {_CARRY}, {lit(EXITED)}, f.reached_at, 'exited', 'exit step ' || f.node
         from frontier f join nodes n on n.name = f.node
         where n.kind = 'exit'
         """,
@@ -813,7 +817,8 @@ def _move_sql(journey: Journey) -> str:
         # clock), never before the step's own time; out of the journey where the cap held it
         # back and the journey's policy says so (on_cap: exit)
         f"""
-        select f.entry_id, case when {_capped_out(journey)} then {lit(EXITED)} else n.next end,
+        select {_CARRY},
+            case when {_capped_out(journey)} then {lit(EXITED)} else n.next end,
             greatest(f.next_at, least(coalesce(d.decided_at, f.next_at), getvariable('now'))),
             -- decided before the entry got here: a loop back to a step sent already
             case when d.decided_at < f.reached_at then 'passed'
@@ -829,7 +834,7 @@ def _move_sql(journey: Journey) -> str:
         alias_key = send_key_sql(j, "n.of_step", "a.alias_person_id", "f.entry_id")
         parts.append(
             f"""
-            select f.entry_id,
+            select {_CARRY},
                 case when hit.first_at is not null then n.next else n.on_timeout end,
                 case when hit.first_at is not null then greatest(hit.first_at, f.reached_at)
                     else f.next_at end,
@@ -882,7 +887,7 @@ def _move_sql(journey: Journey) -> str:
             whens_detail.append(f"when f.node = {lit(node.name)} then 'otherwise'")
         parts.append(
             f"""
-            select f.entry_id, case {" ".join(whens_target)} end, f.reached_at, 'branched',
+            select {_CARRY}, case {" ".join(whens_target)} end, f.reached_at, 'branched',
                 case {" ".join(whens_detail)} end
             from frontier f join nodes n on n.name = f.node
             left join profiles p on p.person_id = f.person_id
@@ -893,7 +898,7 @@ def _move_sql(journey: Journey) -> str:
         bucket = hash_bucket_sql(f"{j} || ':' || f.node || ':' || f.person_id")
         parts.append(
             f"""
-            select f.entry_id, s.next, f.reached_at, 'split', s.path
+            select {_CARRY}, s.next, f.reached_at, 'split', s.path
             from frontier f join split_paths s
                 on s.node = f.node and {bucket} >= s.low and {bucket} < s.high
             """
@@ -919,9 +924,8 @@ def _move(con: duckdb.DuckDBPyConnection, journey: Journey) -> int:
     """Rounds of moves until nothing moves; a round moves every entry at most one node. Each
     round's arrivals are the next round's frontier, read where they were recorded: nothing is
     copied but the moves and the arrivals themselves."""
-    # Copied once: a view would compute every open entry's latest row once per node type.
-    con.execute(f"create or replace temp table frontier_start as {_current_sql()}")
-    frontier = "select * from frontier_start"
+    _refresh_positions(con)
+    frontier = f"select {_POSITION} from positions where node not in ({_FINAL})"
     # Where each entry comes to rest this tick: what did not move in a round, and the last
     # round's arrivals. It becomes `current` for the due sends.
     resting: list[str] = []
@@ -933,11 +937,11 @@ def _move(con: duckdb.DuckDBPyConnection, journey: Journey) -> int:
         rounds += 1
         con.execute(f"create or replace temp view frontier as {frontier}")
         moves = f"tick_moves_{rounds}"
-        # The moves first, on their own: joined back in the same statement, the planner
-        # re-reads the frontier for every node type.
+        # The moves first, on their own, with what the arrivals carry on from the frontier:
+        # joined back in one statement, the planner re-reads the frontier for every node type.
         con.execute(
-            f"create or replace temp table {moves} (entry_id, to_node, to_at, reason, detail) as "
-            f"{move}"
+            f"create or replace temp table {moves} "
+            f"({_CARRIED}, to_node, to_at, reason, detail) as {move}"
         )
         resting.append(f"select * from ({frontier}) anti join {moves} using (entry_id)")
         (moved,) = con.execute(f"select count(*) from {moves}").fetchone() or (0,)
@@ -947,10 +951,10 @@ def _move(con: duckdb.DuckDBPyConnection, journey: Journey) -> int:
             f"""
             create or replace temp view round_arrived as
             select
-                f.entry_id, f.person_id, f.seq + 1 as seq, f.node as from_node,
-                coalesce(m.to_node, {lit(COMPLETED)}) as node, m.to_at as reached_at, f.entered_at,
-                f.arm, m.reason, m.detail, null as properties
-            from frontier f join {moves} m using (entry_id)
+                entry_id, person_id, seq + 1 as seq, from_node,
+                coalesce(to_node, {lit(COMPLETED)}) as node, to_at as reached_at, entered_at, arm,
+                reason, detail, null as properties
+            from {moves}
             """
         )
         batch = _record_arrivals(con, journey, "round_arrived")
