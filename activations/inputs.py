@@ -48,8 +48,12 @@ def open_inputs(
     audience = f"wh.main.{quoted(journey.audience_model)}"
     columns = {c for (c, *_) in con.execute(f"describe {audience}").fetchall()}
     # An event audience written without journey_entry_audience() has no former ids: none.
-    former = "" if "former_entry_id" in columns else ", null::varchar as former_entry_id"
-    con.execute(f"create temp view audience as select *{former} from {audience}")
+    missing = "".join(
+        f", null::varchar as {name}"
+        for name in ("former_entry_id", "entry_event_id")
+        if name not in columns
+    )
+    con.execute(f"create temp view audience as select *{missing} from {audience}")
     con.execute(f"create temp view profiles as select * from wh.main.{PROFILE_MODEL}")
     con.execute(
         f"""

@@ -4,7 +4,8 @@ A tick reads, on one in-memory DuckDB connection, these relations (`inputs.open_
 them from the warehouse and the landing files; the benchmark makes its own):
 
   audience   the journey's audience model (event journeys: one row per entry, with the entry's
-             former_entry_id, from before entry ids stopped naming the person; else per person)
+             event (entry_event_id) and former_entry_id, what it was named before entry ids
+             stopped naming the person; else per person)
   profiles   dim_people: person_id, timezone, usual_active_hour and what conditions name
   events     tracked events: person_id, event_name, occurred_at
   feedback   engagement with sends: send_key, feedback_event, occurred_at
@@ -157,6 +158,7 @@ def _tick(
     con.execute("create or replace temp table tick_feedback as select * from feedback")
     con.execute("set variable now = ?::timestamp", [now])
     _follow_merges(con)
+    _former_ids(con, journey)
     _read_positions(con, journey)
     _start_new_rows(con, journey)
     _end_merged_duplicates(con, journey)
@@ -284,6 +286,12 @@ def _new_rows_view(con: duckdb.DuckDBPyConnection, journey: Journey, tables: lis
     )
 
 
+# macros/journey_entry_audience.sql's former entry id (dbt.hash: md5 of the text), with a
+# replaced person id of the audience row's person (person_moves m) in place of the person.
+def _former_id_sql(journey: Journey) -> str:
+    return f"md5({lit(journey.name + ':')} || m.alias_person_id || ':' || a.entry_event_id)"
+
+
 def _follow_merges(con: duckdb.DuckDBPyConnection) -> None:
     """`person_moves` (alias_person_id, person_id): each replaced person id that no longer
     exists, with the one person its entries follow. A split leaves several holders: the entries
@@ -306,6 +314,33 @@ def _follow_merges(con: duckdb.DuckDBPyConnection) -> None:
         create or replace temp view history_now as
         select history.* replace (coalesce(m.person_id, history.person_id) as person_id)
         from history left join person_moves m on m.alias_person_id = history.person_id
+        """
+    )
+
+
+def _former_ids(con: duckdb.DuckDBPyConnection, journey: Journey) -> None:
+    """`former_ids` (entry_id, former_entry_id): what an event entry was named before entry ids
+    stopped naming the person (macros/journey_entry_audience.sql), an episode begun under it
+    going on as that entry. The audience names the former id with the person it has now; an
+    entry begun under an id the person had before a merge was named with that id, so each
+    replaced id of theirs names a former id too."""
+    con.execute(
+        """
+        create or replace temp table former_ids as
+        select entry_id, former_entry_id from audience where former_entry_id is not null
+        """
+    )
+    if (
+        journey.entry.kind != "event"
+        or not con.execute("select 1 from person_moves limit 1").fetchone()
+    ):
+        return
+    con.execute(
+        f"""
+        insert into former_ids
+        select a.entry_id, {_former_id_sql(journey)} as former_entry_id
+        from audience a join person_moves m on m.person_id = a.person_id
+        where a.former_entry_id is not null and a.entry_event_id is not null
         """
     )
 
@@ -469,7 +504,7 @@ def _enter(con: duckdb.DuckDBPyConnection, journey: Journey) -> int:
         # exited_at: the audience's own end of the episode (its first exit event after it)
         candidates = """
             select entry_id, person_id, enters_at as entered_at,
-                cast(entry_properties as varchar) as properties, exited_at, former_entry_id
+                cast(entry_properties as varchar) as properties, exited_at
             from audience
             where enters_at <= getvariable('now')
         """
@@ -493,7 +528,7 @@ def _enter(con: duckdb.DuckDBPyConnection, journey: Journey) -> int:
             select md5({j} || ':' || person_id || ':' || strftime(occurrence, '%Y-%m-%dT%H:%M:%S'))
                     as entry_id,
                 person_id, occurrence as entered_at, null::varchar as properties,
-                null::timestamp as exited_at, null::varchar as former_entry_id
+                null::timestamp as exited_at
             from (select distinct person_id, {occurrence} as occurrence from audience
                   where person_id is not null)
         """
@@ -511,8 +546,11 @@ def _enter(con: duckdb.DuckDBPyConnection, journey: Journey) -> int:
         f"""
         create or replace temp table fresh as
         select c.* from ({candidates}) c anti join positions using (entry_id)
-        -- an episode begun under its former id goes on as that entry
-        anti join positions p on p.entry_id = c.former_entry_id
+        -- an episode begun under a former id goes on as that entry
+        anti join (
+            select f.entry_id from former_ids f semi join positions p
+                on p.entry_id = f.former_entry_id
+        ) begun using (entry_id)
         {appearing}
         """
     )
@@ -746,7 +784,7 @@ def _end_by_events(
             select c.entry_id, getvariable('now') as occurred_at, 'exited' as outcome,
                 'no longer in the audience' as detail
             from ending c anti join audience a using (entry_id)
-            anti join audience f on f.former_entry_id = c.entry_id
+            anti join former_ids f on f.former_entry_id = c.entry_id
             where c.open
             """
         )

@@ -143,7 +143,7 @@ def generate(folder: Path, entries: int, ledger_lines: int) -> None:
             select 'e' || i as entry_id, 'p' || i as person_id,
                 timestamp '{NOW}' - to_minutes((hash(i) % 4320)::bigint) as enters_at,
                 '{{"sku": "tee"}}' as entry_properties, null::timestamp as exited_at,
-                null::varchar as former_entry_id
+                null::varchar as former_entry_id, 'ev' || i as entry_event_id
             from range({entries + new}) t(i)
         ) to '{folder}/audience.parquet' (format parquet)
         """

@@ -142,11 +142,12 @@ class Harness:
         text, time = pa.string(), pa.timestamp("us")
         audience = [
             (a["entry_id"], a["person_id"], a["enters_at"], a["entry_properties"], a["exited_at"],
-             a.get("former_entry_id"))
+             a.get("former_entry_id"), a.get("entry_event_id"))
             for a in self.audience
         ]  # fmt: skip
         _load_rows(con, "audience", audience, entry_id=text, person_id=text, enters_at=time,
-                   entry_properties=text, exited_at=time, former_entry_id=text)  # fmt: skip
+                   entry_properties=text, exited_at=time, former_entry_id=text,
+                   entry_event_id=text)  # fmt: skip
         _load_rows(con, "events", self.events, person_id=text, event_name=text, occurred_at=time)
         _load_rows(
             con, "feedback", self.feedback, send_key=text, feedback_event=text, occurred_at=time

@@ -3,6 +3,7 @@ the steps taken and the messages sent out. Every node type and every way out of 
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 import sys
 import tempfile
@@ -391,6 +392,27 @@ def test_an_entry_begun_under_its_former_id_goes_on(landing: Path) -> None:
     run.run(h(2))
     assert run.path_of("ann") == ["hello", "again", COMPLETED]
     assert run.sends_to("ann") == [("hello", h()), ("again", h(1))]
+
+
+def test_an_entry_begun_under_its_former_id_follows_a_later_merge(landing: Path) -> None:
+    # Begun before the upgrade under the former id, which named the person then (anon); anon
+    # merges into ann afterwards, and the audience names the former id with ann. The entry is
+    # still the one begun: not ended, not begun again, its first step not sent twice.
+    def former(person: str) -> str:
+        return hashlib.md5(f"j:{person}:ev1".encode()).hexdigest()
+
+    j = journey([send("hello"), send("again", wait_minutes=60)])
+    run = Harness(j, landing).person("anon").person("ann").enters("anon", h(), former("anon"))
+    run.run(h())
+    run.audience[0].update(entry_id="j:ev1", former_entry_id=former("anon"), entry_event_id="ev1")
+    run.merged("anon", "ann")
+    del run.profiles["anon"]
+    run.audience[0].update(former_entry_id=former("ann"))  # rebuilt over the restitched events
+    run.run(h(2))
+    # recorded under anon until the merge, then under ann; nothing refused or ended
+    assert run.path_of("anon") + run.path_of("ann") == ["hello", "again", COMPLETED]
+    assert run.sends_to("ann") == [("again", h(1))]
+    assert [s.step for s in run.sent] == ["hello", "again"]
 
 
 @pytest.mark.parametrize("membership", [False, True])
