@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import duckdb
 import pytest
 
+from activations import transitions
 from switchyard import events, landing
 from switchyard.settings import Paths
 from tests.dbt_helpers import dbt_build, query
@@ -258,12 +260,26 @@ def test_messages_sent_before_a_merge_follow_the_person(paths: Paths) -> None:
             }
         ],
     )
+    # ... and an entry of a journey, begun then, that has not moved since
+    con = duckdb.connect()
+    con.execute(
+        "create table entry as select 'j' as journey, 'e' as entry_id, ? as person_id, 0 as seq, "
+        "null as from_node, 'wait' as node, ?::timestamp as reached_at, null as next_at, "
+        "?::timestamp as entered_at, 'treatment' as arm, 'entered' as reason, null as detail, "
+        "null as properties, 'r' as run_id, ?::timestamp as recorded_at",
+        [before, T0 - 3 * DAY, T0 - 3 * DAY, T0 - 3 * DAY],
+    )
+    transitions.append(con, "entry", paths.landing, prefix="test")
+    con.close()
     # Zed logs in on the device seen first: his person takes that older id.
     s.person("zed", devices=("anon-old",), when=T0 - DAY)
     s.land()
-    dbt_build(paths, "+dim_people", "+fct_deliveries")
+    dbt_build(
+        paths, "+dim_people", "+fct_deliveries", "+fct_journey_entries", "+dim_journey_positions"
+    )
     zed = profile(paths, "zed")
     assert zed["person_id"] != before
     assert (zed["messages_sent"], zed["opens"], zed["last_engaged_channel"]) == (1, 1, "email")
-    (delivery,) = query(paths, "select person_id, current_person_id from fct_deliveries")
-    assert delivery == {"person_id": before, "current_person_id": zed["person_id"]}
+    moved = {"person_id": before, "current_person_id": zed["person_id"]}
+    for model in ("fct_deliveries", "fct_journey_entries", "dim_journey_positions"):
+        assert query(paths, f"select person_id, current_person_id from {model}") == [moved]

@@ -7,6 +7,12 @@ transitions as (
 
 ),
 
+successors as (
+
+    {{ person_successors() }}
+
+),
+
 ranked as (
 
     select
@@ -17,10 +23,12 @@ ranked as (
 )
 
 select
-    journey,
-    entry_id,
-    person_id,
-    node,
+    ranked.journey,
+    ranked.entry_id,
+    ranked.person_id,
+    -- who the person is today: an entry that has not moved since a merge still names the old id
+    coalesce(successors.person_id, ranked.person_id) as current_person_id,
+    ranked.node,
     case
         when node in ('(completed)', '(exited)', '(converted)', '(not entered)', '(left audience)')
             then 'ended'
@@ -33,4 +41,6 @@ select
     reason,
     detail
 from ranked
-where recency = 1
+left join successors
+    on ranked.person_id = successors.alias_person_id
+where ranked.recency = 1

@@ -33,10 +33,7 @@ ranked as (
 successors as (
 
     -- a merged person id leads to one person now; a split one to several (kept as sent)
-    select alias_person_id, min(person_id) as person_id
-    from {{ ref('dim_person_aliases') }}
-    group by alias_person_id
-    having count(*) = 1
+    {{ person_successors() }}
 
 ),
 

@@ -16,6 +16,12 @@ entered as (
 
 ),
 
+successors as (
+
+    {{ person_successors() }}
+
+),
+
 ended as (
 
     select
@@ -32,6 +38,8 @@ select
     entered.entry_id,
     entered.journey,
     entered.person_id,
+    -- who the person is today, after any merge since (the engine follows them too)
+    coalesce(successors.person_id, entered.person_id) as current_person_id,
     entered.entered_at,
     entered.arm,
     ended.exited_at,
@@ -40,3 +48,5 @@ select
 from entered
 left join ended
     on entered.entry_id = ended.entry_id
+left join successors
+    on entered.person_id = successors.alias_person_id
