@@ -455,13 +455,17 @@ def _batches(con: duckdb.DuckDBPyConnection) -> list[str]:
 
 
 def _record_arrivals(con: duckdb.DuckDBPyConnection, journey: Journey, arrived: str) -> str:
-    """Add `arrived` (entry columns, from_node, node, reached_at, reason, detail, properties,
-    seq) to new_rows with the node's next_at, as a table of its own, whose name it returns."""
+    """Add `arrived` (a table, or a query: entry columns, from_node, node, reached_at, reason,
+    detail, properties, seq) to new_rows with the node's next_at, as a table of its own, whose
+    name it returns."""
     clock = [
         lit(n.name)
         for n in journey.nodes
         if isinstance(n, Wait) and (n.until_time or n.until_usual_hour)
     ]
+    query = "" if arrived.isidentifier() else arrived
+    if query:
+        arrived = "arrived_rows"
     columns = f"""
         a.entry_id, a.person_id, a.seq, a.from_node, a.node, a.reached_at,
         {_arrival_next_at()} as next_at, a.entered_at, a.arm, a.reason, a.detail, a.properties,
@@ -487,6 +491,8 @@ def _record_arrivals(con: duckdb.DuckDBPyConnection, journey: Journey, arrived: 
             ) p on p.person_id = a.person_id
             where a.node in ({", ".join(clock)})
         """
+    if query:  # read by both halves when there are clock waits: computed once
+        rows = f"with {arrived} as {'materialized' if clock else ''} ({query}) {rows}"
     tables = _batches(con)
     batch = f"{_ROWS_PREFIX}{len(tables)}"
     con.execute(f"create temp table {batch} as {rows}")
@@ -961,47 +967,44 @@ def _capped_out(journey: Journey) -> str:
 def _move(con: duckdb.DuckDBPyConnection, journey: Journey) -> int:
     """Rounds of moves until nothing moves; a round moves every entry at most one node. Each
     round's arrivals are the next round's frontier, read where they were recorded: nothing is
-    copied but the moves and the arrivals themselves."""
+    copied but the arrivals themselves. `waiting_sends`: every round's frontier at a send step,
+    which an entry leaves only once the ledger has decided its send."""
     _refresh_positions(con)
     frontier = f"select {_POSITION} from positions where node not in ({_FINAL})"
-    # Where each entry comes to rest this tick: what did not move in a round, and the last
-    # round's arrivals. It becomes `current` for the due sends.
-    resting: list[str] = []
-    move = _move_sql(journey)
+    frontiers: list[str] = []
+    # A round's moves and arrivals are one statement: the moves, materialized once, carry what
+    # the arrivals need from the frontier (joined back, the planner re-read the frontier).
+    arrivals = f"""
+        select
+            entry_id, person_id, seq + 1 as seq, from_node,
+            coalesce(to_node, {lit(COMPLETED)}) as node, to_at as reached_at, entered_at, arm,
+            reason, detail, null as properties
+        from ({_move_sql(journey)}) moves ({_CARRIED}, to_node, to_at, reason, detail)
+    """
     limit = 2 * len(journey.nodes) + 2  # a cycle always has a wait (checked at validation)
     rounds = 0
     moved = 0
     while rounds < limit:
         rounds += 1
         con.execute(f"create or replace temp view frontier as {frontier}")
-        moves = f"tick_moves_{rounds}"
-        # The moves first, on their own, with what the arrivals carry on from the frontier:
-        # joined back in one statement, the planner re-reads the frontier for every node type.
-        con.execute(
-            f"create or replace temp table {moves} "
-            f"({_CARRIED}, to_node, to_at, reason, detail) as {move}"
-        )
-        resting.append(f"select * from ({frontier}) anti join {moves} using (entry_id)")
-        (moved,) = con.execute(f"select count(*) from {moves}").fetchone() or (0,)
+        frontiers.append(frontier)
+        batch = _record_arrivals(con, journey, arrivals)
+        (moved,) = con.execute(f"select count(*) from {batch}").fetchone() or (0,)
         if not moved:
             break
-        con.execute(
-            f"""
-            create or replace temp view round_arrived as
-            select
-                entry_id, person_id, seq + 1 as seq, from_node,
-                coalesce(to_node, {lit(COMPLETED)}) as node, to_at as reached_at, entered_at, arm,
-                reason, detail, null as properties
-            from {moves}
-            """
-        )
-        batch = _record_arrivals(con, journey, "round_arrived")
         frontier = f"select {_POSITION} from {batch} where node not in ({_FINAL})"
-    if moved:  # the last round's arrivals, when the rounds ran out: not checked yet
-        resting.append(f"select * from ({frontier}) anti join decided using (send_key)")
-    # An entry rests at a send step only when the ledger has not decided its send (a decided
-    # one moves on): `current` at a due send step is what is due.
-    con.execute(f"create or replace temp view current as {' union all '.join(resting)}")
+    if moved:  # the last round's arrivals, when the rounds ran out: not moved on yet
+        frontiers.append(frontier)
+    # An entry stays at a send step while the ledger has not decided its send (a decided one
+    # moves on): so each frontier at a send step, less the decided keys, is where it rests.
+    waiting = " union all ".join(
+        f"select f.* from ({f}) f join nodes n on n.name = f.node where n.kind = 'send'"
+        for f in frontiers
+    )
+    con.execute(
+        f"create or replace temp view waiting_sends as "
+        f"select * from ({waiting}) anti join decided using (send_key)"
+    )
     if moved and rounds == limit:
         # Entries still moving: they go on next tick. Say so, a journey should not need this.
         log.warning(
@@ -1020,9 +1023,8 @@ def _due(con: duckdb.DuckDBPyConnection, journey: Journey) -> pa.Table:
     rows = con.sql(
         f"""
         with undecided as (
-            select c.entry_id, c.person_id, c.node, c.send_key, c.next_at, c.entered_at, c.arm
-            from current c join nodes n on n.name = c.node
-            where n.kind = 'send' and c.next_at <= getvariable('now')
+            select entry_id, person_id, node, send_key, next_at, entered_at, arm
+            from waiting_sends where next_at <= getvariable('now')
         ),
         entry_rows as (
             select entry_id, any_value(properties) as properties from (
