@@ -148,6 +148,12 @@ class Harness:
         _load_rows(con, "audience", audience, entry_id=text, person_id=text, enters_at=time,
                    entry_properties=text, exited_at=time, former_entry_id=text,
                    entry_event_id=text)  # fmt: skip
+        if self.journey.entry.kind != "event":
+            # A membership or schedule audience is people, not entries: the engine names those.
+            con.execute(
+                "create or replace temp table audience as select * exclude (entry_id, enters_at, "
+                "entry_properties, exited_at, former_entry_id, entry_event_id) from audience"
+            )
         _load_rows(con, "events", self.events, person_id=text, event_name=text, occurred_at=time)
         _load_rows(
             con, "feedback", self.feedback, send_key=text, feedback_event=text, occurred_at=time
