@@ -324,17 +324,17 @@ def _former_ids(con: duckdb.DuckDBPyConnection, journey: Journey) -> None:
     going on as that entry. The audience names the former id with the person it has now; an
     entry begun under an id the person had before a merge was named with that id, so each
     replaced id of theirs names a former id too."""
-    # Only an event audience names its entries; membership and schedule entries are named here.
-    source = (
+    if journey.entry.kind != "event":  # its audience is people: the tick names their entries
+        con.execute(
+            "create or replace temp table former_ids as "
+            "select null::varchar as entry_id, null::varchar as former_entry_id limit 0"
+        )
+        return
+    con.execute(
+        "create or replace temp table former_ids as "
         "select entry_id, former_entry_id from audience where former_entry_id is not null"
-        if journey.entry.kind == "event"
-        else "select null::varchar as entry_id, null::varchar as former_entry_id limit 0"
     )
-    con.execute(f"create or replace temp table former_ids as {source}")
-    if (
-        journey.entry.kind != "event"
-        or not con.execute("select 1 from person_moves limit 1").fetchone()
-    ):
+    if not con.execute("select 1 from person_moves limit 1").fetchone():
         return
     con.execute(
         f"""

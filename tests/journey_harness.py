@@ -149,10 +149,11 @@ class Harness:
                    entry_properties=text, exited_at=time, former_entry_id=text,
                    entry_event_id=text)  # fmt: skip
         if self.journey.entry.kind != "event":
-            # A membership or schedule audience is people, not entries: the engine names those.
+            # A membership or schedule audience is people, not entries, as dbt builds it (with
+            # the null former_entry_id and entry_event_id that activations/inputs.py adds).
             con.execute(
                 "create or replace temp table audience as select * exclude (entry_id, enters_at, "
-                "entry_properties, exited_at, former_entry_id, entry_event_id) from audience"
+                "entry_properties, exited_at) from audience"
             )
         _load_rows(con, "events", self.events, person_id=text, event_name=text, occurred_at=time)
         _load_rows(
