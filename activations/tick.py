@@ -12,7 +12,8 @@ them from the warehouse and the landing files; the benchmark makes its own):
   history    every transition recorded so far (activations/transitions.py)
   decided    this journey's send keys the ledger has a final status for: send_key, status,
              reason, decided_at (those recorded under a merged person id carried to the new id)
-  aliases    dim_person_aliases: alias_person_id, person_id (replaced ids, who holds them now)
+  aliases    dim_person_aliases: alias_person_id, person_id (replaced ids, who holds them now;
+             a split id that lives on holds itself)
 
 and then, all in set-based statements:
   1. new entries: audience rows not yet entered, within the re-entry policy;

@@ -42,7 +42,8 @@ class Harness:
     # send key -> the status delivery gives it (default: sent), with a reason after a colon
     # ('skipped:capped'); None: left undecided
     outcome: dict[str, str | None] = field(default_factory=dict)
-    # dim_person_aliases: a replaced person id -> the people who hold its identifiers now
+    # dim_person_aliases: a replaced person id -> the people who hold its identifiers now (itself
+    # among them when it survived a split)
     aliases: dict[str, list[str]] = field(default_factory=dict)
 
     def person(self, person_id: str, **profile: Any) -> Harness:

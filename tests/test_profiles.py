@@ -6,12 +6,15 @@ from datetime import timedelta
 
 import duckdb
 import pytest
+import yaml
 
 from activations import transitions
 from switchyard import events, landing
-from switchyard.settings import Paths
+from switchyard.settings import PROJECT_DIR, Paths
 from tests.dbt_helpers import dbt_build, query
 from tests.scenario import T0, Scenario
+
+IDENTITY = yaml.safe_load((PROJECT_DIR / "dbt_project.yml").read_text())["vars"]["identity"]
 
 DAY = timedelta(days=1)
 
@@ -224,23 +227,21 @@ def test_guest_buyers_have_a_profile(profiles: Paths) -> None:
     assert rows == [{"email": "guest@example.com", "order_count": 1, "user_id": None}]
 
 
-def test_messages_sent_before_a_merge_follow_the_person(paths: Paths) -> None:
-    s = Scenario(paths.landing)
-    s.track("product_viewed", T0 - 10 * DAY, anonymous_id="anon-old")
-    s.person("zed", devices=("anon-new",), email="zed@example.com", when=T0 - 5 * DAY)
-    s.land()
-    dbt_build(paths, "+dim_identities")
-    before = person_id(paths, "zed")
-    sent = {"journey": "j", "step": "s", "entry_id": "e", "status": "sent"}
+def record_send_and_entry(paths: Paths, person: str) -> None:
+    """A sent email to `person` three days ago that was opened, and a journey entry begun then
+    that has not moved since."""
     landing.write_batch(
         paths.landing,
         "ledger",
         "deliveries",
         [
             {
-                **sent,
+                "journey": "j",
+                "step": "s",
+                "entry_id": "e",
+                "status": "sent",
                 "send_key": "kz",
-                "person_id": before,
+                "person_id": person,
                 "channel": "email",
                 "recorded_at": (T0 - 3 * DAY).isoformat(),
             },
@@ -260,26 +261,70 @@ def test_messages_sent_before_a_merge_follow_the_person(paths: Paths) -> None:
             }
         ],
     )
-    # ... and an entry of a journey, begun then, that has not moved since
     con = duckdb.connect()
     con.execute(
         "create table entry as select 'j' as journey, 'e' as entry_id, ? as person_id, 0 as seq, "
         "null as from_node, 'wait' as node, ?::timestamp as reached_at, null as next_at, "
         "?::timestamp as entered_at, 'treatment' as arm, 'entered' as reason, null as detail, "
         "null as properties, 'r' as run_id, ?::timestamp as recorded_at",
-        [before, T0 - 3 * DAY, T0 - 3 * DAY, T0 - 3 * DAY],
+        [person, T0 - 3 * DAY, T0 - 3 * DAY, T0 - 3 * DAY],
     )
     transitions.append(con, "entry", paths.landing, prefix="test")
     con.close()
+
+
+FOLLOWED = ("fct_deliveries", "fct_journey_entries", "dim_journey_positions")
+
+
+def test_messages_sent_before_a_merge_follow_the_person(paths: Paths) -> None:
+    s = Scenario(paths.landing)
+    s.track("product_viewed", T0 - 10 * DAY, anonymous_id="anon-old")
+    s.person("zed", devices=("anon-new",), email="zed@example.com", when=T0 - 5 * DAY)
+    s.land()
+    dbt_build(paths, "+dim_identities")
+    before = person_id(paths, "zed")
+    record_send_and_entry(paths, before)
     # Zed logs in on the device seen first: his person takes that older id.
     s.person("zed", devices=("anon-old",), when=T0 - DAY)
     s.land()
-    dbt_build(
-        paths, "+dim_people", "+fct_deliveries", "+fct_journey_entries", "+dim_journey_positions"
-    )
+    dbt_build(paths, "+dim_people", *(f"+{m}" for m in FOLLOWED))
     zed = profile(paths, "zed")
     assert zed["person_id"] != before
     assert (zed["messages_sent"], zed["opens"], zed["last_engaged_channel"]) == (1, 1, "email")
     moved = {"person_id": before, "current_person_id": zed["person_id"]}
-    for model in ("fct_deliveries", "fct_journey_entries", "dim_journey_positions"):
+    for model in FOLLOWED:
         assert query(paths, f"select person_id, current_person_id from {model}") == [moved]
+
+
+def test_what_a_split_id_recorded_stays_with_it_and_counts_for_its_new_holder(
+    paths: Paths,
+) -> None:
+    limit_two = {"max_anchors_per_identifier": {"default": 2}}
+    s = Scenario(paths.landing)
+    # A family laptop, first seen when mum logs in on it: it names mum's person.
+    s.person("mum", devices=("laptop",), email="mum@example.com", when=T0 - 5 * DAY)
+    s.person("dad", devices=("laptop",), when=T0 - 5 * DAY + timedelta(minutes=1))
+    s.land()
+    identity = {"identity": {**IDENTITY, **limit_two}}
+    dbt_build(paths, "+dim_identities", dbt_vars=identity)
+    before = person_id(paths, "mum")
+    record_send_and_entry(paths, before)
+    # A third person on the laptop makes it shared: mum's person loses it and gets a new id,
+    # while the old id lives on with the laptop.
+    s.person("kid", devices=("laptop",), when=T0 - DAY)
+    s.land()
+    dbt_build(paths, "+dim_people", *(f"+{m}" for m in FOLLOWED), dbt_vars=identity)
+    mum = profile(paths, "mum")
+    assert mum["person_id"] != before
+    (split,) = query(paths, "select previous_person_id, change_type from fct_person_merges")
+    assert split == {"previous_person_id": before, "change_type": "split"}
+    # The metrics keep the old id: it still names someone, so it is no one else's today.
+    stays = {"person_id": before, "current_person_id": before}
+    for model in FOLLOWED:
+        assert query(paths, f"select person_id, current_person_id from {model}") == [stays]
+    # The send counts for both people who hold what the old id held.
+    (old,) = query(
+        paths, f"select messages_sent, opens from dim_people where person_id = '{before}'"
+    )
+    assert old == {"messages_sent": 1, "opens": 1}
+    assert (mum["messages_sent"], mum["opens"]) == (1, 1)

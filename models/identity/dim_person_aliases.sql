@@ -1,7 +1,8 @@
 -- Every person id that was ever replaced (fct_person_merges), with the people who now hold its
 -- identifiers: follow its changes forward in time to ids that still exist. A split id can lead to
--- several people (and may still name someone itself). What was recorded under an alias (sends,
--- opens) counts for each of its people.
+-- several people, itself among them when it still names someone (a row alias -> alias): readers
+-- then keep what it recorded where it is and add it to the others. What was recorded under an
+-- alias (sends, opens) counts for each of its people.
 with recursive
 
 changes as (
@@ -14,6 +15,10 @@ changes as (
 followed as (
 
     select previous_person_id as alias_person_id, person_id, processed_at as changed_at
+    from changes
+    union
+    -- the alias itself, kept below only if it still names someone (a split it survived)
+    select previous_person_id, previous_person_id, processed_at
     from changes
     union
     -- only later changes: a chain follows time, so it ends even where ids come back
@@ -40,6 +45,4 @@ select
 from followed
 inner join current_people
     on followed.person_id = current_people.person_id
--- an id that came back (split off again after a merge) is not its own alias
-where followed.alias_person_id <> followed.person_id
 group by followed.alias_person_id, followed.person_id
