@@ -13,6 +13,7 @@ from activations.journeys import Journey, Step
 from activations.ledger import (
     ATTEMPTS_EXHAUSTED,
     OUTCOME_UNKNOWN,
+    SUPERSEDED,
     LedgerState,
     SendRef,
     SkipReason,
@@ -52,7 +53,8 @@ class Skip:
 
     ref: SendRef
     # the last two: failed, not skipped
-    reason: SkipReason | Literal["outcome_unknown", "attempts_exhausted"]
+    reason: SkipReason | Literal["outcome_unknown", "attempts_exhausted", "superseded"]
+    detail: str | None = None
 
 
 def classify(
@@ -105,7 +107,9 @@ def classify(
     # the step since (exited, converted): not sent (again); the first is still settled (the
     # lookup may find it went out), the second recorded as skipped.
     # A key recorded under a person id since merged away is not left either when the same step
-    # of the same entry is due under the new id (the ledger carried its attempts there).
+    # of the same entry is due under the new id (the ledger carried its attempts there, and the
+    # new key's reconciliation settles them); once it is not, the old key is superseded: its
+    # outcome is the new key's, so it is neither looked up nor counted as a decision.
     deferred = {k for k, status in ledger.last_status.items() if status == "deferred"}
     due_steps = {(d.entry_id, d.step) for d in due_sends}
     for key in (ledger.pending.keys() | deferred) - {d.send_key for d in due_sends}:
@@ -115,5 +119,9 @@ def classify(
             and left.journey == journey.name
             and (left.entry_id, left.step) not in due_steps
         ):
-            skips.append(Skip(left, SkipReason.EXITED))
+            successor = ledger.superseded.get(key)
+            if successor is None:
+                skips.append(Skip(left, SkipReason.EXITED))
+            else:
+                skips.append(Skip(left, SUPERSEDED, f"goes on as {successor}"))
     return due, skips

@@ -25,6 +25,7 @@ from activations.journeys import Journey
 from activations.ledger import (
     ATTEMPTS_EXHAUSTED,
     OUTCOME_UNKNOWN,
+    SUPERSEDED,
     DeferReason,
     LedgerState,
     SendRef,
@@ -297,6 +298,11 @@ def deliver(
         state.deferred[ref.send_key] = (reason, detail)
 
     for s in skips:
+        if s.reason == SUPERSEDED:  # its attempts are the successor key's to settle
+            state.settle(s.ref.send_key)
+            sender.ledger.write(s.ref, "skipped", clock(), reason=s.reason, reason_detail=s.detail)
+            summary.skipped[s.reason] += 1
+            continue
         # An earlier attempt that turns out to have gone out is recorded as sent, not skipped.
         if settled(s.ref, state.attempts.get(s.ref.send_key, 1)):
             continue

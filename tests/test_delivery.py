@@ -83,9 +83,12 @@ def run(
     consents: guards.FreshConsents | None = None,
     suppressions: guards.Suppressions | None = None,
     links: LinkSigner | None = None,
+    aliases: dict[str, list[str]] | None = None,
 ) -> RunSummary:
-    """One journey run as run_journey makes it, from the ledger on disk."""
+    """One journey run as run_journey makes it, from the ledger on disk (`aliases`: as
+    dim_person_aliases names replaced person ids)."""
     state = ledger.read_state(home)
+    state.follow_aliases(aliases or {})
     writer = ledger.LedgerWriter(home, uuid.uuid4().hex[:8])
     clients = ChannelSettings.for_sandbox(sandbox.base_url).clients()
     sender = Sender(httpx.Client(), clients, writer, lambda: now)
@@ -324,6 +327,26 @@ def test_an_unknown_sms_twilio_never_got_is_sent_once_more(
     assert len(sandbox.received) == 2
     state = ledger.read_state(home)
     assert (state.last_status[ref.send_key], state.attempts[ref.send_key]) == ("sent", 2)
+
+
+def test_an_unknown_sms_under_a_merged_id_is_settled_once_under_the_new_one(
+    home: Path, sandbox: Sandbox
+) -> None:
+    # Sent to Sam's phone under the id Sam had before a merge, the answer lost.
+    old = replace(ref_for("e1"), person_id="p-old")
+    old = replace(old, send_key=ledger.send_key(old.journey, old.step, "p-old", "e1"))
+    record(home, old, "attempted", T - timedelta(minutes=2), attempt=1)
+    twilio_accepts(sandbox, old.send_key)
+    merged = {"p-old": [SAM.person_id]}
+    # The step goes on under Sam's id: the lookup finds the message; nothing is sent again.
+    summary = run(home, sandbox, entry("e1"), aliases=merged)
+    assert (summary.sent, summary.reconciled) == ({"sms": 1}, 1)
+    # The old key then goes on as the new one: not 'exited', and not a decision of its own.
+    later = run(home, sandbox, now=T + timedelta(minutes=5), aliases=merged)
+    assert later.skipped == {ledger.SUPERSEDED: 1} and len(sandbox.received) == 1
+    state = ledger.read_state(home)
+    assert state.last_status == {old.send_key: "skipped", ref_for("e1").send_key: "sent"}
+    assert run(home, sandbox, now=T + timedelta(minutes=10), aliases=merged).skipped == {}
 
 
 def test_a_failed_lookup_sends_nothing_and_says_why(home: Path, sandbox: Sandbox) -> None:

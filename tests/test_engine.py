@@ -23,7 +23,14 @@ from activations.journeys import (
     journey_schema,
     load_journeys,
 )
-from activations.ledger import LedgerState, PendingAttempt, SendRef, SkipReason, send_key
+from activations.ledger import (
+    SUPERSEDED,
+    LedgerState,
+    PendingAttempt,
+    SendRef,
+    SkipReason,
+    send_key,
+)
 from activations.render import MissingTemplateVariable, TemplateProblem, money, render
 from activations.tick import DueSend, send_key_sql
 from switchyard import cli
@@ -219,6 +226,16 @@ def test_a_step_sent_before_a_merge_is_not_sent_again_under_the_new_id() -> None
     assert skips == []
     todo, _ = engine.classify(JOURNEY, [at_first("p_unrelated")], state, later)
     assert [d.step.name for d in todo] == ["first"]
+    # Once the new key is settled, the old one is superseded (not 'exited': the step went on)
+    new_key = send_key("j", "first", "p_new", "e1")
+    state.last_status[new_key] = "sent"
+    state.settle(new_key)
+    todo, skips = engine.classify(JOURNEY, [], state, later)
+    old_key = send_key("j", "first", "p_other", "e1")
+    assert todo == []
+    assert [(s.ref.send_key, s.reason, s.detail) for s in skips] == [
+        (old_key, SUPERSEDED, f"goes on as {new_key}")
+    ]
 
 
 def test_every_tier_name_has_one_schedule() -> None:

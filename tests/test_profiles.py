@@ -284,16 +284,39 @@ def test_messages_sent_before_a_merge_follow_the_person(paths: Paths) -> None:
     dbt_build(paths, "+dim_identities")
     before = person_id(paths, "zed")
     record_send_and_entry(paths, before)
+    # a key the step went on from (superseded): not a decision of its own
+    landing.write_batch(
+        paths.landing,
+        "ledger",
+        "deliveries",
+        [
+            {
+                "journey": "j",
+                "step": "s",
+                "entry_id": "e",
+                "send_key": "kz-earlier",
+                "person_id": "p-merged-away",
+                "channel": "email",
+                "status": "skipped",
+                "reason": "superseded",
+                "reason_detail": "goes on as kz",
+                "recorded_at": (T0 - 2 * DAY).isoformat(),
+            }
+        ],
+    )
     # Zed logs in on the device seen first: his person takes that older id.
     s.person("zed", devices=("anon-old",), when=T0 - DAY)
     s.land()
-    dbt_build(paths, "+dim_people", *(f"+{m}" for m in FOLLOWED))
+    dbt_build(paths, "+dim_people", "+fct_journey_step_metrics", *(f"+{m}" for m in FOLLOWED))
     zed = profile(paths, "zed")
     assert zed["person_id"] != before
     assert (zed["messages_sent"], zed["opens"], zed["last_engaged_channel"]) == (1, 1, "email")
     moved = {"person_id": before, "current_person_id": zed["person_id"]}
     for model in FOLLOWED:
-        assert query(paths, f"select person_id, current_person_id from {model}") == [moved]
+        key = "where send_key = 'kz'" if model == "fct_deliveries" else ""
+        assert query(paths, f"select person_id, current_person_id from {model} {key}") == [moved]
+    step = query(paths, "select decisions, sent, skipped from fct_journey_step_metrics")
+    assert step == [{"decisions": 1, "sent": 1, "skipped": 0}]
 
 
 def test_what_a_split_id_recorded_stays_with_it_and_counts_for_its_new_holder(

@@ -58,6 +58,8 @@ class LedgerState:
     deferred: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
     # transactional journeys: their sends, and attempts in doubt, count toward no cap
     uncounted_journeys: frozenset[str] = frozenset()
+    # keys of person ids merged away (follow_aliases) -> the key their step goes on under
+    superseded: dict[str, str] = field(default_factory=dict)
 
     def is_decided(self, send_key: str) -> bool:
         return self.last_status.get(send_key) in TERMINAL
@@ -114,7 +116,12 @@ class LedgerState:
                 if person_id != alias:
                     self.sends_by_person.setdefault(person_id, []).extend(recorded[alias])
         for ref in moved:
-            for person_id in aliases[ref.person_id]:
+            holders = aliases[ref.person_id]
+            if ref.person_id not in holders:  # gone: the tick goes on with the first holder
+                self.superseded[ref.send_key] = send_key(
+                    ref.journey, ref.step, min(holders), ref.entry_id
+                )
+            for person_id in holders:
                 key = send_key(ref.journey, ref.step, person_id, ref.entry_id)
                 if key not in self.last_status:  # the new id's own record wins
                     self.last_status[key] = self.last_status[ref.send_key]

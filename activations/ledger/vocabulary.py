@@ -67,3 +67,7 @@ OUTCOME_UNKNOWN: Final = "outcome_unknown"
 # Status `failed`: the provider's lookup shows that none of the step's attempts arrived, and it
 # was attempted as often as the engine allows (not a send: it does not count toward the cap).
 ATTEMPTS_EXHAUSTED: Final = "attempts_exhausted"
+# Status `skipped`, but not a decision of its own (no SkipReason, no metrics column): a key
+# recorded under a person id since merged away, whose step goes on under the key of the person
+# who holds its identifiers now (reason_detail 'goes on as <key>').
+SUPERSEDED: Final = "superseded"

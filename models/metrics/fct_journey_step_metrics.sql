@@ -5,6 +5,8 @@ with
 deliveries as (
 
     select * from {{ ref('fct_deliveries') }}
+    -- a key of a person id merged away: its message is counted under the key it went on as
+    where not (delivery_status = 'skipped' and reason = 'superseded')
 
 ),
 
