@@ -34,8 +34,9 @@ def open_inputs(
     aliases: Mapping[str, Iterable[str]],
 ) -> None:
     """Define audience, profiles, events, feedback, aliases (dim_person_aliases), history and
-    decided (send_key, status, decided_at; `aliases`: replaced person ids and who holds their
-    identifiers now) on `con`, which has the warehouse attached as `wh` (warehouse.attached)."""
+    decided (send_key, status, reason, decided_at; `aliases`: replaced person ids and who holds
+    their identifiers now) on `con`, which has the warehouse attached as `wh`
+    (warehouse.attached)."""
     names = sorted(
         {*journey.exit_on, *(g.event for g in journey.goals)}
         | {
@@ -47,7 +48,8 @@ def open_inputs(
     wanted = ", ".join(lit(n) for n in names) or "null"
     audience = f"wh.main.{quoted(journey.audience_model)}"
     columns = {c for (c, *_) in con.execute(f"describe {audience}").fetchall()}
-    # An event audience written without journey_entry_audience() has no former ids: none.
+    # Membership and schedule audiences (people, not episodes) have no former ids, nor has an
+    # event audience written without journey_entry_audience(): null columns keep one shape.
     missing = "".join(
         f", null::varchar as {name}"
         for name in ("former_entry_id", "entry_event_id")

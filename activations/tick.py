@@ -159,8 +159,8 @@ def _tick(
     con.execute("create or replace temp table tick_feedback as select * from feedback")
     con.execute("set variable now = ?::timestamp", [now])
     _follow_merges(con)
-    _former_ids(con, journey)
     _read_positions(con, journey)
+    _former_ids(con, journey)
     _start_new_rows(con, journey)
     _end_merged_duplicates(con, journey)
 
@@ -321,28 +321,34 @@ def _follow_merges(con: duckdb.DuckDBPyConnection) -> None:
 
 def _former_ids(con: duckdb.DuckDBPyConnection, journey: Journey) -> None:
     """`former_ids` (entry_id, former_entry_id): what an event entry was named before entry ids
-    stopped naming the person (macros/journey_entry_audience.sql), an episode begun under it
-    going on as that entry. The audience names the former id with the person it has now; an
-    entry begun under an id the person had before a merge was named with that id, so each
-    replaced id of theirs names a former id too."""
+    stopped naming the person (macros/journey_entry_audience.sql), where an entry still goes by
+    that name: an episode begun under it goes on as that entry. The audience names the former id
+    with the person it has now; an entry begun under an id the person had before a merge or a
+    split was named with that id, so each replaced id of theirs names a former id too. Only the
+    names `positions` holds are kept: the audience names every episode's, and most never were."""
     if journey.entry.kind != "event":  # its audience is people: the tick names their entries
         con.execute(
             "create or replace temp table former_ids as "
             "select null::varchar as entry_id, null::varchar as former_entry_id limit 0"
         )
         return
-    con.execute(
-        "create or replace temp table former_ids as "
-        "select entry_id, former_entry_id from audience where former_entry_id is not null"
-    )
-    if not con.execute("select 1 from person_moves limit 1").fetchone():
-        return
+    replaced = ""
+    if con.execute("select 1 from aliases where alias_person_id <> person_id limit 1").fetchone():
+        replaced = f"""
+            union all
+            select a.entry_id, {_former_id_sql(journey)}
+            from audience a join aliases m on m.person_id = a.person_id
+            where m.alias_person_id <> m.person_id
+                and a.former_entry_id is not null and a.entry_event_id is not null
+        """
     con.execute(
         f"""
-        insert into former_ids
-        select a.entry_id, {_former_id_sql(journey)} as former_entry_id
-        from audience a join person_moves m on m.person_id = a.person_id
-        where a.former_entry_id is not null and a.entry_event_id is not null
+        create or replace temp table former_ids as
+        select entry_id, former_entry_id from (
+            select entry_id, former_entry_id from audience where former_entry_id is not null
+            {replaced}
+        ) named (entry_id, former_entry_id)
+        semi join positions p on p.entry_id = named.former_entry_id
         """
     )
 
@@ -970,12 +976,14 @@ def _move(con: duckdb.DuckDBPyConnection, journey: Journey) -> int:
     """Rounds of moves until nothing moves; a round moves every entry at most one node. Each
     round's arrivals are the next round's frontier, read where they were recorded: nothing is
     copied but the arrivals themselves. `waiting_sends`: every round's frontier at a send step,
-    which an entry leaves only once the ledger has decided its send."""
+    which an entry leaves only once the ledger has decided its send. Its first frontier is a
+    view of `positions` as the rounds began: folding the rounds' arrivals into them before
+    reading it would count each arrival at a send step twice (_due checks that none were)."""
     _refresh_positions(con)
     frontier = f"select {_POSITION} from positions where node not in ({_FINAL})"
     frontiers: list[str] = []
-    # A round's moves and arrivals are one statement: the moves, materialized once, carry what
-    # the arrivals need from the frontier (joined back, the planner re-read the frontier).
+    # A round's moves and arrivals are one statement: the moves carry what the arrivals need
+    # from the frontier (joined back to it, the planner read the frontier again).
     arrivals = f"""
         select
             entry_id, person_id, seq + 1 as seq, from_node,
@@ -1007,6 +1015,7 @@ def _move(con: duckdb.DuckDBPyConnection, journey: Journey) -> int:
         f"create or replace temp view waiting_sends as "
         f"select * from ({waiting}) anti join decided using (send_key)"
     )
+    con.execute("set variable waiting_folded = getvariable('tick_folded')")
     if moved and rounds == limit:
         # Entries still moving: they go on next tick. Say so, a journey should not need this.
         log.warning(
@@ -1022,6 +1031,14 @@ def _due(con: duckdb.DuckDBPyConnection, journey: Journey) -> pa.Table:
     row per DueSend field, in no order: engine.classify orders them): delivery turns them into
     messages one by one, the tick does not."""
     j = lit(journey.name)
+    ((folded, waiting),) = con.execute(
+        "select getvariable('tick_folded'), getvariable('waiting_folded')"
+    ).fetchall()
+    if folded != waiting:
+        raise RuntimeError(
+            "journey tick: positions were refreshed after the moves; waiting_sends would "
+            "count this tick's arrivals twice (read the due sends before any refresh)"
+        )
     rows = con.sql(
         f"""
         with undecided as (

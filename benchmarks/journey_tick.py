@@ -6,8 +6,9 @@
 Writes, in a scratch folder: a journey's transitions history of N open entries (each its entry
 row and its latest row) spread over every node type (send, waits for a time, a clock time, an
 event and an engagement, branch, split, exit), N profiles, app events and email opens, an
-audience with 1% new entries, and a delivery ledger of L lines (half the keys of the entries at
-send steps decided, the rest other journeys').
+audience of those entries and 1% new ones (each naming its former entry id), 1% of people with
+an id they had before a merge, and a delivery ledger of L lines (half the keys of the entries
+at send steps decided, the rest other journeys').
 Then, each in a fresh process so that its peak memory is its own:
   tick   the ledger's decided keys derived from its lines, then activations.tick.run_tick: new
          entries, exits, every round of moves, due sends, and the new transitions file written;
@@ -143,9 +144,19 @@ def generate(folder: Path, entries: int, ledger_lines: int) -> None:
             select 'e' || i as entry_id, 'p' || i as person_id,
                 timestamp '{NOW}' - to_minutes((hash(i) % 4320)::bigint) as enters_at,
                 '{{"sku": "tee"}}' as entry_properties, null::timestamp as exited_at,
-                null::varchar as former_entry_id, 'ev' || i as entry_event_id
+                md5({lit(JOURNEY.name + ":")} || 'p' || i || ':ev' || i) as former_entry_id,
+                'ev' || i as entry_event_id
             from range({entries + new}) t(i)
         ) to '{folder}/audience.parquet' (format parquet)
+        """
+    )
+    # 1% of people merged with an id of theirs from before (none with entries under it)
+    con.execute(
+        f"""
+        copy (
+            select 'old' || i as alias_person_id, 'p' || i as person_id
+            from range({entries}) t(i) where i % 100 = 7
+        ) to '{folder}/aliases.parquet' (format parquet)
         """
     )
     con.execute(
@@ -193,9 +204,8 @@ def generate(folder: Path, entries: int, ledger_lines: int) -> None:
 
 
 def open_inputs(con: duckdb.DuckDBPyConnection, folder: Path) -> None:
-    for name in ("profiles", "audience", "events", "feedback"):
+    for name in ("profiles", "audience", "events", "feedback", "aliases"):
         con.execute(f"create view {name} as select * from '{folder}/{name}.parquet'")
-    con.execute("create table aliases (alias_person_id varchar, person_id varchar)")
     transitions.create_history_view(con, folder / "landing")
 
 

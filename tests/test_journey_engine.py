@@ -394,24 +394,39 @@ def test_an_entry_begun_under_its_former_id_goes_on(landing: Path) -> None:
     assert run.sends_to("ann") == [("hello", h()), ("again", h(1))]
 
 
-def test_an_entry_begun_under_its_former_id_follows_a_later_merge(landing: Path) -> None:
-    # Begun before the upgrade under the former id, which named the person then (anon); anon
-    # merges into ann afterwards, and the audience names the former id with ann. The entry is
-    # still the one begun: not ended, not begun again, its first step not sent twice.
+@pytest.mark.parametrize(
+    ("holders", "now_at"),
+    [
+        (("ann",), "ann"),  # anon merges into ann
+        (("anon", "ann"), "ann"),  # a split: anon lives on, the episode's event is ann's now
+        (("aaa", "zed"), "zed"),  # a split of an id gone: the episode at the second holder
+    ],
+)
+def test_an_entry_begun_under_its_former_id_follows_a_later_merge(
+    landing: Path, holders: tuple[str, ...], now_at: str
+) -> None:
+    # Begun before the upgrade under the former id, which named the person then (anon); anon's
+    # identifiers move on afterwards, and the audience names the former id with the person the
+    # episode's event belongs to now. The entry is still the one begun: not ended, not begun
+    # again, its first step not sent twice.
     def former(person: str) -> str:
         return hashlib.md5(f"j:{person}:ev1".encode()).hexdigest()
 
     j = journey([send("hello"), send("again", wait_minutes=60)])
-    run = Harness(j, landing).person("anon").person("ann").enters("anon", h(), former("anon"))
+    run = Harness(j, landing).person("anon").enters("anon", h(), former("anon"))
+    for person in holders:
+        run.person(person)
     run.run(h())
     run.audience[0].update(entry_id="j:ev1", former_entry_id=former("anon"), entry_event_id="ev1")
-    run.merged("anon", "ann")
-    del run.profiles["anon"]
-    run.audience[0].update(former_entry_id=former("ann"))  # rebuilt over the restitched events
+    run.merged("anon", *holders)
+    if "anon" not in holders:
+        del run.profiles["anon"]
+    # rebuilt over the restitched events
+    run.audience[0].update(person_id=now_at, former_entry_id=former(now_at))
     run.run(h(2))
-    # recorded under anon until the merge, then under ann; nothing refused or ended
-    assert run.path_of("anon") + run.path_of("ann") == ["hello", "again", COMPLETED]
-    assert run.sends_to("ann") == [("again", h(1))]
+    # recorded under anon, then as whoever it follows; nothing refused or ended
+    people = ["anon", *(p for p in holders if p != "anon")]
+    assert [n for p in people for n in run.path_of(p)] == ["hello", "again", COMPLETED]
     assert [s.step for s in run.sent] == ["hello", "again"]
 
 
