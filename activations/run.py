@@ -62,6 +62,8 @@ class RunSummary:
     transitions: int = 0  # steps recorded (entered, waited, branched, sent, exited, ...)
     reconciled: int = 0  # unknown outcomes the provider's lookup showed were sent
     gave_up: int = 0  # unknown outcomes not sent again, failed as outcome_unknown (channel-less)
+    # keys of person ids merged away whose step went on under the new key: not decisions
+    superseded: int = 0
 
     def note(self, decision: Decision) -> None:
         self.entered += decision.tick.entered
@@ -88,6 +90,7 @@ class RunSummary:
             "skipped": sum(self.skipped.values()),
             **{f"skipped_{k}": v for k, v in sorted(self.skipped.items())},
             "deferred": sum(self.deferred.values()),
+            "superseded": self.superseded,
         }
 
 
@@ -215,6 +218,9 @@ def decide(
             latest_sends=cap.messages if cap else None,
         )
         state.follow_aliases(aliases)
+        # a successor key the state did not read (decided, not due): the tick's decided keys
+        # hold every key of the journey
+        state.supersede(ledger.decided_on_their_own(con, state.successors.values()))
         due, skips = engine.classify(journey, result.due, state, as_of, can_look_up)
         audience = warehouse.read_people(con, {d.ref.person_id for d in due})
     return Decision(result, state, due, skips, audience)
@@ -301,7 +307,7 @@ def deliver(
         if s.reason == SUPERSEDED:  # its attempts are the successor key's to settle
             state.settle(s.ref.send_key)
             sender.ledger.write(s.ref, "skipped", clock(), reason=s.reason, reason_detail=s.detail)
-            summary.skipped[s.reason] += 1
+            summary.superseded += 1
             continue
         # An earlier attempt that turns out to have gone out is recorded as sent, not skipped.
         if settled(s.ref, state.attempts.get(s.ref.send_key, 1)):

@@ -55,7 +55,10 @@ def collect(duckdb_path: Path) -> dict[str, object]:
             "rejected_rows": one("select count(*) from fct_rejected_rows"),
             "violations": counts("fct_guard_violations", "violation"),
             "sent": per_channel("sent"),
-            "skipped": counts("fct_deliveries", "reason", "delivery_status = 'skipped'"),
+            # a superseded key is no decision of its own (its step went on under another key)
+            "skipped": counts(
+                "fct_deliveries", "reason", "delivery_status = 'skipped' and reason <> 'superseded'"
+            ),
             "failed": per_channel("failed"),
             "unknown": per_channel("unknown"),
         }

@@ -343,10 +343,24 @@ def test_an_unknown_sms_under_a_merged_id_is_settled_once_under_the_new_one(
     assert (summary.sent, summary.reconciled) == ({"sms": 1}, 1)
     # The old key then goes on as the new one: not 'exited', and not a decision of its own.
     later = run(home, sandbox, now=T + timedelta(minutes=5), aliases=merged)
-    assert later.skipped == {ledger.SUPERSEDED: 1} and len(sandbox.received) == 1
+    assert (later.skipped, later.superseded, len(sandbox.received)) == ({}, 1, 1)
     state = ledger.read_state(home)
     assert state.last_status == {old.send_key: "skipped", ref_for("e1").send_key: "sent"}
     assert run(home, sandbox, now=T + timedelta(minutes=10), aliases=merged).skipped == {}
+
+
+def test_an_unknown_sms_under_a_merged_id_whose_entry_left_is_looked_up_not_superseded(
+    home: Path, sandbox: Sandbox
+) -> None:
+    # The entry left before its step was due under the new id: no key goes on from the old
+    # one, whose attempt is still its own to settle (Twilio has the message: sent).
+    old = replace(ref_for("e1"), person_id="p-old")
+    old = replace(old, send_key=ledger.send_key(old.journey, old.step, "p-old", "e1"))
+    record(home, old, "attempted", T - timedelta(minutes=2), attempt=1)
+    twilio_accepts(sandbox, old.send_key)
+    summary = run(home, sandbox, aliases={"p-old": [SAM.person_id]})
+    assert (summary.skipped, summary.superseded, summary.reconciled) == ({}, 0, 1)
+    assert ledger.read_state(home).last_status == {old.send_key: "sent"}
 
 
 def test_a_failed_lookup_sends_nothing_and_says_why(home: Path, sandbox: Sandbox) -> None:

@@ -193,8 +193,10 @@ def test_frequency_cap_follows_merged_and_split_person_ids() -> None:
     state.note_send("p_young", T - timedelta(hours=2))  # before p_young merged into p_old
     state.note_send("p_split", T - timedelta(hours=3))  # before p_split lost people to p_new
     # Chains already followed by dim_person_aliases: p_young -> p_old, p_split -> p_new (p_split
-    # still names someone: its own record stays its own).
-    state.follow_aliases({"p_young": ["p_old"], "p_split": ["p_new"], "p_old": ["p_newer"]})
+    # still names someone, so it is among its own people: its own record stays its own).
+    state.follow_aliases(
+        {"p_young": ["p_old"], "p_split": ["p_split", "p_new"], "p_old": ["p_newer"]}
+    )
     assert guards.over_cap(JOURNEY.frequency_cap, "p_old", state, T)
     assert guards.over_cap(JOURNEY.frequency_cap, "p_new", state, T)
     assert guards.over_cap(JOURNEY.frequency_cap, "p_split", state, T)
@@ -226,12 +228,15 @@ def test_a_step_sent_before_a_merge_is_not_sent_again_under_the_new_id() -> None
     assert skips == []
     todo, _ = engine.classify(JOURNEY, [at_first("p_unrelated")], state, later)
     assert [d.step.name for d in todo] == ["first"]
-    # Once the new key is settled, the old one is superseded (not 'exited': the step went on)
-    new_key = send_key("j", "first", "p_new", "e1")
-    state.last_status[new_key] = "sent"
-    state.settle(new_key)
+    old_key, new_key = (send_key("j", "first", p, "e1") for p in ("p_other", "p_new"))
+    # Not due, and the new key never decided on its own (the entry left first): the old key's
+    # attempt is still its own to settle, as any entry's that left
+    _, skips = engine.classify(JOURNEY, [], state, later)
+    assert [(s.ref.send_key, s.reason) for s in skips] == [(old_key, SkipReason.EXITED)]
+    # Once the new key has a final record of its own (the journey's decided keys say so), the
+    # old one is superseded (not 'exited': the step went on under the new key)
+    state.supersede([new_key])
     todo, skips = engine.classify(JOURNEY, [], state, later)
-    old_key = send_key("j", "first", "p_other", "e1")
     assert todo == []
     assert [(s.ref.send_key, s.reason, s.detail) for s in skips] == [
         (old_key, SUPERSEDED, f"goes on as {new_key}")

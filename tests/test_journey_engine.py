@@ -395,15 +395,18 @@ def test_an_entry_begun_under_its_former_id_goes_on(landing: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("holders", "now_at"),
+    ("holders", "now_at", "goes_on_as"),
     [
-        (("ann",), "ann"),  # anon merges into ann
-        (("anon", "ann"), "ann"),  # a split: anon lives on, the episode's event is ann's now
-        (("aaa", "zed"), "zed"),  # a split of an id gone: the episode at the second holder
+        (("ann",), "ann", "ann"),  # anon merges into ann
+        # a split: anon lives on (the entry stays anon's), the episode's event is ann's now
+        (("anon", "ann"), "ann", "anon"),
+        # a split of an id gone: the episode's event at the second holder, the entry with the
+        # first holder by id, as the tick follows every entry of a gone id
+        (("aaa", "zed"), "zed", "aaa"),
     ],
 )
 def test_an_entry_begun_under_its_former_id_follows_a_later_merge(
-    landing: Path, holders: tuple[str, ...], now_at: str
+    landing: Path, holders: tuple[str, ...], now_at: str, goes_on_as: str
 ) -> None:
     # Begun before the upgrade under the former id, which named the person then (anon); anon's
     # identifiers move on afterwards, and the audience names the former id with the person the
@@ -427,7 +430,7 @@ def test_an_entry_begun_under_its_former_id_follows_a_later_merge(
     # recorded under anon, then as whoever it follows; nothing refused or ended
     people = ["anon", *(p for p in holders if p != "anon")]
     assert [n for p in people for n in run.path_of(p)] == ["hello", "again", COMPLETED]
-    assert [s.step for s in run.sent] == ["hello", "again"]
+    assert [(s.step, s.person_id) for s in run.sent] == [("hello", "anon"), ("again", goes_on_as)]
 
 
 @pytest.mark.parametrize("membership", [False, True])

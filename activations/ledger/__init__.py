@@ -7,7 +7,13 @@ where there is one, and otherwise sent at most once more, visibly (its attempt n
 """
 
 from activations.ledger.keys import SendRef, send_key
-from activations.ledger.reader import LedgerState, PendingAttempt, create_decided, read_state
+from activations.ledger.reader import (
+    LedgerState,
+    PendingAttempt,
+    create_decided,
+    decided_on_their_own,
+    read_state,
+)
 from activations.ledger.vocabulary import (
     ATTEMPTS_EXHAUSTED,
     COLUMNS,
@@ -28,6 +34,7 @@ __all__ = [
     "SUPERSEDED",
     "TERMINAL",
     "create_decided",
+    "decided_on_their_own",
     "LedgerState",
     "LedgerStatus",
     "LedgerWriter",

@@ -58,7 +58,12 @@ class LedgerState:
     deferred: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
     # transactional journeys: their sends, and attempts in doubt, count toward no cap
     uncounted_journeys: frozenset[str] = frozenset()
-    # keys of person ids merged away (follow_aliases) -> the key their step goes on under
+    # keys of person ids merged away (follow_aliases) -> the key their step goes on under (the
+    # first holder's, as the journey tick follows an entry)
+    successors: dict[str, str] = field(default_factory=dict)
+    # of those, the keys whose successor has a final record of its own: the step went on there,
+    # so the old key is superseded (never while the successor was not decided: an attempt in
+    # doubt under the old key is then still its own to settle)
     superseded: dict[str, str] = field(default_factory=dict)
 
     def is_decided(self, send_key: str) -> bool:
@@ -99,6 +104,14 @@ class LedgerState:
         """A send noted at `at` did not go out after all (it failed)."""
         self.sends_by_person[person_id].remove(at)
 
+    def supersede(self, decided: Iterable[str]) -> None:
+        """`decided`: successor keys found with a final record of their own (here, or in the
+        journey's decided keys, which hold every key of it): their old keys are superseded."""
+        found = set(decided)
+        for old, new in self.successors.items():
+            if new in found:
+                self.superseded[old] = new
+
     def settle(self, send_key: str) -> None:
         """The key's unknown attempt is resolved (found, or sent once more): drop it."""
         self.pending.pop(send_key, None)
@@ -117,10 +130,14 @@ class LedgerState:
                     self.sends_by_person.setdefault(person_id, []).extend(recorded[alias])
         for ref in moved:
             holders = aliases[ref.person_id]
-            if ref.person_id not in holders:  # gone: the tick goes on with the first holder
-                self.superseded[ref.send_key] = send_key(
+            if holders and ref.person_id not in holders:  # gone: on with the first holder
+                self.successors[ref.send_key] = send_key(
                     ref.journey, ref.step, min(holders), ref.entry_id
                 )
+        # judged on the successors' own records, before the old keys' are carried to them
+        self.supersede(k for k in self.successors.values() if self.is_decided(k))
+        for ref in moved:
+            holders = aliases[ref.person_id]
             for person_id in holders:
                 key = send_key(ref.journey, ref.step, person_id, ref.entry_id)
                 if key not in self.last_status:  # the new id's own record wins
@@ -348,9 +365,10 @@ def create_decided(
     journey: str,
     aliases: Mapping[str, Iterable[str]],
 ) -> None:
-    """`decided` (send_key, status, reason, decided_at) on `con`: the journey's keys with a final
-    status, and those of replaced person ids under the ids that hold their identifiers now
-    (unless the new id has its own record), in SQL: a run never holds every key in memory."""
+    """`decided` (send_key, status, reason, decided_at, carried) on `con`: the journey's keys
+    with a final status, and (carried) those of replaced person ids under the ids that hold
+    their identifiers now (unless the new id has its own record), in SQL: a run never holds
+    every key in memory."""
     view = store.layout(con, landing_dir)
     pairs = [(alias, p) for alias, people in aliases.items() for p in people if p != alias]
     con.register(
@@ -370,10 +388,11 @@ def create_decided(
     con.execute(
         f"""
         create temp table decided as
-        select send_key, last_status as status, last_reason as reason, last_at as decided_at
+        select send_key, last_status as status, last_reason as reason, last_at as decided_at,
+            false as carried
         from ledger_keys where last_status in ({terminal})
         union all
-        select send_key, any_value(status), any_value(reason), any_value(decided_at)
+        select send_key, any_value(status), any_value(reason), any_value(decided_at), true
         from (
             select {carried} as send_key, k.last_status as status, k.last_reason as reason,
                 k.last_at as decided_at
@@ -386,6 +405,19 @@ def create_decided(
     )
     con.execute("drop table ledger_keys")
     con.unregister("alias_pairs")
+
+
+def decided_on_their_own(con: duckdb.DuckDBPyConnection, keys: Iterable[str]) -> list[str]:
+    """Of `keys`, those `decided` (create_decided) holds with a final record of their own."""
+    con.register("asked_keys", _ids("send_key", keys))
+    try:
+        found = con.execute(
+            "select send_key from decided where not carried "
+            "and send_key in (select send_key from asked_keys)"
+        ).fetchall()
+    finally:
+        con.unregister("asked_keys")
+    return [key for (key,) in found]
 
 
 PREVIEW_COLUMNS = ("step", "person_id", "channel", "status", "reason", "recorded_at")

@@ -17,7 +17,8 @@ followed as (
     select previous_person_id as alias_person_id, person_id, processed_at as changed_at
     from changes
     union
-    -- the alias itself, kept below only if it still names someone (a split it survived)
+    -- the alias itself, kept below only if it still names someone (a split it survived, or an
+    -- id that came back after a merge); aliased_at is then its first change
     select previous_person_id, previous_person_id, processed_at
     from changes
     union
