@@ -72,7 +72,7 @@ def open_inputs(
         """
     )
     con.execute(
-        f"create temp view aliases as select alias_person_id, person_id "
+        f"create temp view aliases as select alias_person_id, person_id, is_primary "
         f"from wh.main.{quoted(ALIASES_MODEL)}"
     )
     transitions.create_history_view(con, landing_dir)

@@ -12,8 +12,8 @@ them from the warehouse and the landing files; the benchmark makes its own):
   history    every transition recorded so far (activations/transitions.py)
   decided    this journey's send keys the ledger has a final status for: send_key, status,
              reason, decided_at (those recorded under a merged person id carried to the new id)
-  aliases    dim_person_aliases: alias_person_id, person_id (replaced ids, who holds them now;
-             a split id that lives on holds itself)
+  aliases    dim_person_aliases: alias_person_id, person_id, is_primary (replaced ids, who
+             holds them now, a split id that lives on itself; whom its entries follow)
 
 and then, all in set-based statements:
   1. new entries: audience rows not yet entered, within the re-entry policy;
@@ -288,15 +288,16 @@ def _new_rows_view(con: duckdb.DuckDBPyConnection, journey: Journey, tables: lis
 
 
 # macros/journey_entry_audience.sql's former entry id (dbt.hash: md5 of the text), with a
-# replaced person id of the audience row's person (person_moves m) in place of the person.
+# replaced person id of the audience row's person (aliases m) in place of the person.
 def _former_id_sql(journey: Journey) -> str:
     return f"md5({lit(journey.name + ':')} || m.alias_person_id || ':' || a.entry_event_id)"
 
 
 def _follow_merges(con: duckdb.DuckDBPyConnection) -> None:
     """`person_moves` (alias_person_id, person_id): each replaced person id that no longer
-    exists, with the one person its entries follow. A split leaves several holders: the entries
-    stay with the old id where it still exists, else go to the first holder by id.
+    exists, with the one person its entries follow (dim_person_aliases.is_primary: where its
+    merges took it; a split leaves several holders, and the entries stay with the old id where
+    it still exists).
     `history_now`: the history with each row's person as it is now. An entry recorded under a
     merged id belongs to whoever holds its identifiers now: their events end it, their profile
     branches it, its sends go to them (under the new id's send key, which the ledger's
@@ -304,10 +305,8 @@ def _follow_merges(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(
         """
         create or replace temp table person_moves as
-        select alias_person_id, min(person_id) as person_id from aliases
-        where alias_person_id is not null and person_id is not null
-        group by alias_person_id
-        having not bool_or(person_id = alias_person_id)
+        select alias_person_id, person_id from aliases
+        where is_primary and alias_person_id <> person_id
         """
     )
     con.execute(

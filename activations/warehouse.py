@@ -136,10 +136,13 @@ def attached(duckdb_path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
 
 
 def read_person_aliases(con: duckdb.DuckDBPyConnection) -> dict[str, list[str]]:
-    """Replaced person ids (merges, splits) and the people who hold their identifiers now, on a
-    connection with the warehouse attached (`attached`)."""
-    query = exp.select("alias_person_id", "person_id").from_(
-        exp.to_identifier(ALIASES_MODEL, quoted=True)
+    """Replaced person ids (merges, splits) and the people who hold their identifiers now, the
+    one its entries and send keys go on as (is_primary) first, on a connection with the
+    warehouse attached (`attached`)."""
+    query = (
+        exp.select("alias_person_id", "person_id")
+        .from_(exp.to_identifier(ALIASES_MODEL, quoted=True))
+        .order_by("alias_person_id", "is_primary desc", "person_id")
     )
     rows = con.execute(query.sql(dialect="duckdb")).fetchall()
     aliases: dict[str, list[str]] = {}

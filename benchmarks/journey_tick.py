@@ -154,7 +154,7 @@ def generate(folder: Path, entries: int, ledger_lines: int) -> None:
     con.execute(
         f"""
         copy (
-            select 'old' || i as alias_person_id, 'p' || i as person_id
+            select 'old' || i as alias_person_id, 'p' || i as person_id, true as is_primary
             from range({entries}) t(i) where i % 100 = 7
         ) to '{folder}/aliases.parquet' (format parquet)
         """

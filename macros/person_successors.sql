@@ -1,9 +1,9 @@
-{#- Who holds a replaced person id now, as a select (alias_person_id, person_id): a merged id
-    leads to one person; a split one, to several, and is left out (its rows keep the id they
-    had). The metrics that count people by who they are today join it. -#}
+{#- Whom a replaced person id goes on as, as a select (alias_person_id, person_id): the person
+    its journey entries follow (dim_person_aliases.is_primary); an id that still names someone
+    is left out (its rows keep it). The metrics that count people by who they are today join
+    it. -#}
 {% macro person_successors() -%}
-    select alias_person_id, min(person_id) as person_id
+    select alias_person_id, person_id
     from {{ ref('dim_person_aliases') }}
-    group by alias_person_id
-    having count(*) = 1
+    where is_primary and alias_person_id <> person_id
 {%- endmacro %}

@@ -43,7 +43,7 @@ class Harness:
     # ('skipped:capped'); None: left undecided
     outcome: dict[str, str | None] = field(default_factory=dict)
     # dim_person_aliases: a replaced person id -> the people who hold its identifiers now (itself
-    # among them when it survived a split)
+    # among them when it survived a split), the one its entries go on as (is_primary) first
     aliases: dict[str, list[str]] = field(default_factory=dict)
 
     def person(self, person_id: str, **profile: Any) -> Harness:
@@ -82,14 +82,16 @@ class Harness:
         return self
 
     def merged(self, alias: str, *into: str) -> Harness:
-        """Identity resolution replaced `alias` by `into` (a merge: one; a split: several). As
-        the ledger's reader does, what was decided under the old id holds under the new ones."""
-        self.aliases[alias] = list(into)
+        """Identity resolution replaced `alias` by `into` (a merge: one; a split: several, the
+        alias itself among them if it lives on). Its entries go on as the alias where it lives
+        on, else as the first of `into` (dim_person_aliases.is_primary). As the ledger's reader
+        does, what was decided under the old id holds under the new ones."""
+        self.aliases[alias] = sorted(into, key=lambda p: p != alias)  # the primary first
         # The audience is rebuilt over the restitched events: the entry's row names the holder
         # (an event entry's id does not depend on the person, macros/journey_entry_audience.sql).
         for row in self.audience:
             if row["person_id"] == alias and alias not in into:
-                row["person_id"] = min(into)
+                row["person_id"] = into[0]
         for due in list(self.delivered.values()):
             if due.person_id == alias:
                 for person_id in into:
@@ -163,8 +165,14 @@ class Harness:
         decided = [(key, *outcome) for key, outcome in self.decided.items()]
         _load_rows(con, "decided", decided, send_key=text, status=text, decided_at=time,
                    reason=text)  # fmt: skip
-        pairs = [(alias, p) for alias, people in self.aliases.items() for p in people]
-        _load_rows(con, "aliases", pairs, alias_person_id=text, person_id=text)
+        rows = [
+            (alias, p, n == 0)
+            for alias, people in self.aliases.items()
+            for n, p in enumerate(people)
+        ]
+        _load_rows(
+            con, "aliases", rows, alias_person_id=text, person_id=text, is_primary=pa.bool_()
+        )
         transitions.create_history_view(con, self.landing_dir)
 
     def reasons_of(self, person_id: str) -> list[tuple[str, str, str | None]]:

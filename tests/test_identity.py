@@ -389,3 +389,43 @@ def test_a_rebuild_records_the_merges_it_makes(paths: Paths) -> None:
     assert merges == [
         {"previous_person_id": ivy_before, "person_id": ivy_after, "change_type": "merge"}
     ]
+
+
+def test_a_replaced_id_goes_on_as_the_person_its_merges_took_it_to(paths: Paths) -> None:
+    # dim_person_aliases over hand-written changes (the tables it reads, written directly).
+    t1, t2 = T0, T0 + timedelta(days=1)
+    changes = [
+        # a split a survives (b takes some), then a merges into c: a went on as c, not b
+        ("p_a", "p_b", "split", 1, t1),
+        ("p_a", "p_c", "merge", 3, t2),
+        # d splits and does not survive: f got most of its identifiers
+        ("p_d", "p_e", "merge", 1, t1),
+        ("p_d", "p_f", "merge", 3, t1),
+        # g merges into h, which later splits and lives on: g went on as h
+        ("p_g", "p_h", "merge", 2, t1),
+        ("p_h", "p_i", "split", 1, t2),
+    ]
+    con = duckdb.connect(str(paths.duckdb))
+    try:
+        con.execute(
+            "create table fct_person_merges (previous_person_id varchar, person_id varchar, "
+            "change_type varchar, identifiers_moved bigint, processed_at timestamp)"
+        )
+        con.executemany("insert into fct_person_merges values (?, ?, ?, ?, ?)", changes)
+        con.execute(
+            "create table dim_identities as select unnest(['p_b', 'p_c', 'p_e', 'p_f', 'p_h', "
+            "'p_i']) as person_id"
+        )
+    finally:
+        con.close()
+    dbt_build(paths, "dim_person_aliases")
+    rows = query(paths, "select * from dim_person_aliases order by 1, 2")
+    held = {(r["alias_person_id"], r["person_id"]) for r in rows}
+    assert held == {
+        ("p_a", "p_b"), ("p_a", "p_c"),
+        ("p_d", "p_e"), ("p_d", "p_f"),
+        ("p_g", "p_h"), ("p_g", "p_i"),
+        ("p_h", "p_h"), ("p_h", "p_i"),
+    }  # fmt: skip
+    primary = {r["alias_person_id"]: r["person_id"] for r in rows if r["is_primary"]}
+    assert primary == {"p_a": "p_c", "p_d": "p_f", "p_g": "p_h", "p_h": "p_h"}

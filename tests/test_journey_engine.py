@@ -356,7 +356,8 @@ def test_a_split_person_keeps_entries_where_the_old_id_lives_on(landing: Path) -
     run.enters("pat", h(), "e1").enters("kim", h(), "e2")
     run.run(h())
     run.merged("pat", "pat", "lee")  # pat's identifiers split: some now belong to lee
-    run.merged("kim", "max", "lee")  # kim no longer exists: the first holder by id takes it
+    # kim no longer exists: the holder it went on as (is_primary, named first) takes it
+    run.merged("kim", "lee", "max")
     del run.profiles["kim"]
     run.run(h(2))
     assert run.sends_to("pat") == [("hello", h()), ("again", h(1))]

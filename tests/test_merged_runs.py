@@ -55,7 +55,7 @@ def test_a_text_in_doubt_before_a_merge_is_settled_once_and_its_old_key_supersed
         con = duckdb.connect(str(warehouse))
         con.execute("update audience_cart set person_id = 'p0'")
         con.execute("update dim_people set person_id = 'p0' where person_id = 'p-old'")
-        con.execute("insert into dim_person_aliases values ('p-old', 'p0')")
+        con.execute("insert into dim_person_aliases values ('p-old', 'p0', true)")
         con.close()
         # The step, due under p0's key, carries the attempt: Twilio's list has the text.
         second = run(tmp_path, sandbox, 1)

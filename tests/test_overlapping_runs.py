@@ -76,7 +76,10 @@ def build_warehouse(path: Path, journeys: list[Journey]) -> None:
         "create table int_suppressions_current (channel varchar, address varchar, "
         "scope varchar, reason varchar)"
     )
-    con.execute("create table dim_person_aliases (alias_person_id varchar, person_id varchar)")
+    con.execute(
+        "create table dim_person_aliases "
+        "(alias_person_id varchar, person_id varchar, is_primary boolean)"
+    )
     con.close()
 
 

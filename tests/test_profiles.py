@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import duckdb
 import pytest
@@ -351,3 +351,17 @@ def test_what_a_split_id_recorded_stays_with_it_and_counts_for_its_new_holder(
     )
     assert old == {"messages_sent": 1, "opens": 1}
     assert (mum["messages_sent"], mum["opens"]) == (1, 1)
+    # A send under the old id after the split is its own only.
+    after_split = datetime.now(UTC).replace(tzinfo=None) + timedelta(seconds=1)
+    landing.write_batch(
+        paths.landing,
+        "ledger",
+        "deliveries",
+        [
+            {"journey": "j", "step": "s", "entry_id": "e2", "status": "sent", "send_key": "kz2",
+             "person_id": before, "channel": "sms", "recorded_at": after_split.isoformat()}
+        ],
+    )  # fmt: skip
+    dbt_build(paths, "+dim_people", dbt_vars=identity)
+    sent = query(paths, "select person_id, messages_sent from dim_people where messages_sent > 0")
+    assert {r["person_id"]: r["messages_sent"] for r in sent} == {before: 2, mum["person_id"]: 1}

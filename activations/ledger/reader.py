@@ -8,7 +8,7 @@ with yet is missed, and a run reads the keys and people it acts on, not the whol
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -59,7 +59,7 @@ class LedgerState:
     # transactional journeys: their sends, and attempts in doubt, count toward no cap
     uncounted_journeys: frozenset[str] = frozenset()
     # keys of person ids merged away (follow_aliases) -> the key their step goes on under (the
-    # first holder's, as the journey tick follows an entry)
+    # first holder's, dim_person_aliases.is_primary, as the journey tick follows an entry)
     successors: dict[str, str] = field(default_factory=dict)
     # of those, the keys whose successor has a final record of its own: the step went on there,
     # so the old key is superseded (never while the successor was not decided: an attempt in
@@ -116,10 +116,11 @@ class LedgerState:
         """The key's unknown attempt is resolved (found, or sent once more): drop it."""
         self.pending.pop(send_key, None)
 
-    def follow_aliases(self, aliases: Mapping[str, Iterable[str]]) -> None:
-        """What was recorded under a person id that was since merged or split (dim_person_aliases)
-        holds for every person who now holds its identifiers: a merge neither resets the cap nor
-        sends an entry's step again under the new id."""
+    def follow_aliases(self, aliases: Mapping[str, Sequence[str]]) -> None:
+        """What was recorded under a person id that was since merged or split (dim_person_aliases,
+        the one each goes on as first: warehouse.read_person_aliases) holds for every person who
+        now holds its identifiers: a merge neither resets the cap nor sends an entry's step
+        again under the new id."""
         # The aliases already lead to today's people (chains followed): fold what was recorded,
         # not what another alias just added.
         recorded = {alias: list(self.sends_by_person.get(alias, ())) for alias in aliases}
@@ -130,9 +131,9 @@ class LedgerState:
                     self.sends_by_person.setdefault(person_id, []).extend(recorded[alias])
         for ref in moved:
             holders = aliases[ref.person_id]
-            if holders and ref.person_id not in holders:  # gone: on with the first holder
+            if holders and ref.person_id not in holders:  # gone: on as the first (is_primary)
                 self.successors[ref.send_key] = send_key(
-                    ref.journey, ref.step, min(holders), ref.entry_id
+                    ref.journey, ref.step, holders[0], ref.entry_id
                 )
         # judged on the successors' own records, before the old keys' are carried to them
         self.supersede(k for k in self.successors.values() if self.is_decided(k))

@@ -2,12 +2,13 @@
 -- identifiers: follow its changes forward in time to ids that still exist. A split id can lead to
 -- several people, itself among them when it still names someone (a row alias -> alias): readers
 -- then keep what it recorded where it is and add it to the others. What was recorded under an
--- alias (sends, opens) counts for each of its people.
+-- alias (sends, opens) counts for each of its people; its journey entries and send keys go on as
+-- one of them, is_primary.
 with recursive
 
 changes as (
 
-    select previous_person_id, person_id, processed_at
+    select previous_person_id, person_id, processed_at, change_type, identifiers_moved
     from {{ ref('fct_person_merges') }}
 
 ),
@@ -31,19 +32,98 @@ followed as (
 
 ),
 
+moves as (
+
+    -- where a change took an id away (a merge, or a split it did not survive), the one person
+    -- it went on as: who got most of its identifiers, then the first by id. A split it survived
+    -- moves nothing: the id goes on as itself.
+    select previous_person_id, person_id, processed_at
+    from (
+        select
+            previous_person_id,
+            person_id,
+            processed_at,
+            row_number() over (
+                partition by previous_person_id, processed_at
+                order by identifiers_moved desc, person_id
+            ) as pick
+        from changes
+        where change_type = 'merge'
+    ) as ranked
+    where pick = 1
+
+),
+
+moved as (
+
+    select previous_person_id as alias_person_id, person_id, processed_at as changed_at
+    from moves
+    union
+    select moved.alias_person_id, moves.person_id, moves.processed_at
+    from moved
+    inner join moves
+        on moved.person_id = moves.previous_person_id
+        and moves.processed_at > moved.changed_at
+
+),
+
 current_people as (
 
     select distinct identities.person_id
     from {{ ref('dim_identities') }} as identities
     where identities.person_id in (select person_id from followed)
 
+),
+
+holders as (
+
+    select
+        followed.alias_person_id,
+        followed.person_id,
+        min(followed.changed_at) as aliased_at
+    from followed
+    inner join current_people
+        on followed.person_id = current_people.person_id
+    group by followed.alias_person_id, followed.person_id
+
+),
+
+primaries as (
+
+    -- the alias itself where it still names someone; else the end of its latest chain of moves
+    -- that reaches someone; else (no such chain) its first holder by id
+    select alias_person_id, person_id
+    from (
+        select
+            holders.alias_person_id,
+            holders.person_id,
+            row_number() over (
+                partition by holders.alias_person_id
+                order by
+                    case when holders.person_id = holders.alias_person_id then 0 else 1 end,
+                    case when moved.person_id is not null then 0 else 1 end,
+                    moved.changed_at desc,
+                    holders.person_id
+            ) as pick
+        from holders
+        left join (
+            select alias_person_id, person_id, max(changed_at) as changed_at
+            from moved
+            group by alias_person_id, person_id
+        ) as moved
+            on holders.alias_person_id = moved.alias_person_id
+            and holders.person_id = moved.person_id
+    ) as ranked
+    where pick = 1
+
 )
 
 select
-    followed.alias_person_id,
-    followed.person_id,
-    min(followed.changed_at) as aliased_at
-from followed
-inner join current_people
-    on followed.person_id = current_people.person_id
-group by followed.alias_person_id, followed.person_id
+    holders.alias_person_id,
+    holders.person_id,
+    holders.aliased_at,
+    primaries.person_id is not null as is_primary
+from holders
+left join primaries
+    on holders.alias_person_id = primaries.alias_person_id
+    and holders.person_id = primaries.person_id

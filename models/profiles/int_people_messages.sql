@@ -17,14 +17,19 @@ feedback as (
 
 aliases as (
 
-    select * from {{ ref('dim_person_aliases') }}
+    select
+        *,
+        max(case when person_id = alias_person_id then 1 else 0 end)
+            over (partition by alias_person_id) = 1 as alias_lives_on
+    from {{ ref('dim_person_aliases') }}
 
 ),
 
 sends as (
 
     -- a send recorded under a person id that was since merged or split belongs to the people who
-    -- hold its identifiers now
+    -- hold its identifiers now; one recorded under a split id that lives on after the split is
+    -- its own only
     select
         ledger.send_key,
         coalesce(aliases.person_id, ledger.person_id) as person_id,
@@ -33,6 +38,11 @@ sends as (
     from ledger
     left join aliases
         on ledger.person_id = aliases.alias_person_id
+        and (
+            not aliases.alias_lives_on
+            or aliases.person_id = aliases.alias_person_id
+            or ledger.recorded_at < aliases.aliased_at
+        )
     where ledger.delivery_status = 'sent'
 
 ),
