@@ -6,7 +6,7 @@ from their landing files, so a tick sees every decision, including those dbt has
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import duckdb
@@ -31,7 +31,7 @@ def open_inputs(
     journey: Journey,
     *,
     landing_dir: Path,
-    aliases: Mapping[str, Iterable[str]],
+    aliases: Mapping[str, Sequence[str]],
 ) -> None:
     """Define audience, profiles, events, feedback, aliases (dim_person_aliases), history and
     decided (send_key, status, reason, decided_at; `aliases`: replaced person ids and who holds

@@ -197,7 +197,7 @@ def decide(
     `record` is false: a preview), and the due sends as steps for delivery. `read_at`: the
     run's clock now (default `as_of`), up to which sends are read for the cap."""
     with warehouse.attached(duckdb_path) as con:
-        aliases = warehouse.read_person_aliases(con)
+        aliases, aliased_at = warehouse.read_person_aliases(con)
         inputs.open_inputs(con, journey, landing_dir=landing_dir, aliases=aliases)
         result = run_tick(con, journey, as_of, run_id, landing_dir if record else None)
         # What the ledger says of the keys due now and of their people's recent sends (the cap's
@@ -217,7 +217,7 @@ def decide(
             sends_until=read_at or as_of,
             latest_sends=cap.messages if cap else None,
         )
-        state.follow_aliases(aliases)
+        state.follow_aliases(aliases, aliased_at)
         # a successor key the state did not read (decided, not due): the tick's decided keys
         # hold every key of the journey
         state.supersede(ledger.decided_on_their_own(con, state.successors.values()))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import duckdb
@@ -135,17 +136,22 @@ def attached(duckdb_path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
         con.close()
 
 
-def read_person_aliases(con: duckdb.DuckDBPyConnection) -> dict[str, list[str]]:
+def read_person_aliases(
+    con: duckdb.DuckDBPyConnection,
+) -> tuple[dict[str, list[str]], dict[tuple[str, str], datetime]]:
     """Replaced person ids (merges, splits) and the people who hold their identifiers now, the
-    one its entries and send keys go on as (is_primary) first, on a connection with the
-    warehouse attached (`attached`)."""
+    one its entries and send keys go on as (is_primary) first; and when identifiers first moved
+    from each to each of them (aliased_at). On a connection with the warehouse attached
+    (`attached`)."""
     query = (
-        exp.select("alias_person_id", "person_id")
+        exp.select("alias_person_id", "person_id", "aliased_at")
         .from_(exp.to_identifier(ALIASES_MODEL, quoted=True))
         .order_by("alias_person_id", "is_primary desc", "person_id")
     )
     rows = con.execute(query.sql(dialect="duckdb")).fetchall()
     aliases: dict[str, list[str]] = {}
-    for alias, person_id in rows:
+    since: dict[tuple[str, str], datetime] = {}
+    for alias, person_id, aliased_at in rows:
         aliases.setdefault(alias, []).append(person_id)
-    return aliases
+        since[(alias, person_id)] = aliased_at
+    return aliases, since

@@ -194,8 +194,11 @@ def test_frequency_cap_follows_merged_and_split_person_ids() -> None:
     state.note_send("p_split", T - timedelta(hours=3))  # before p_split lost people to p_new
     # Chains already followed by dim_person_aliases: p_young -> p_old, p_split -> p_new (p_split
     # still names someone, so it is among its own people: its own record stays its own).
+    split_at = T - timedelta(hours=2, minutes=30)
+    state.note_send("p_split", T - timedelta(hours=1))  # p_split's own, after the split
     state.follow_aliases(
-        {"p_young": ["p_old"], "p_split": ["p_split", "p_new"], "p_old": ["p_newer"]}
+        {"p_young": ["p_old"], "p_split": ["p_split", "p_new"], "p_old": ["p_newer"]},
+        {("p_split", "p_new"): split_at, ("p_young", "p_old"): T - timedelta(hours=1)},
     )
     assert guards.over_cap(JOURNEY.frequency_cap, "p_old", state, T)
     assert guards.over_cap(JOURNEY.frequency_cap, "p_new", state, T)
@@ -203,6 +206,9 @@ def test_frequency_cap_follows_merged_and_split_person_ids() -> None:
     # p_old's own record was empty: p_young's send, folded into it, is not passed on again
     assert not guards.over_cap(JOURNEY.frequency_cap, "p_newer", state, T)
     assert state.sends_within("p_old", T, 24) == 1
+    # p_split lives on: what it sent after the split is its own only (a merged-away id's sends
+    # all count, whenever recorded: it named no one else then)
+    assert (state.sends_within("p_split", T, 24), state.sends_within("p_new", T, 24)) == (2, 1)
 
 
 def test_a_step_sent_before_a_merge_is_not_sent_again_under_the_new_id() -> None:

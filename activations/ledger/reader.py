@@ -58,8 +58,8 @@ class LedgerState:
     deferred: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
     # transactional journeys: their sends, and attempts in doubt, count toward no cap
     uncounted_journeys: frozenset[str] = frozenset()
-    # keys of person ids merged away (follow_aliases) -> the key their step goes on under (the
-    # first holder's, dim_person_aliases.is_primary, as the journey tick follows an entry)
+    # keys of person ids replaced and gone (follow_aliases) -> the key their step goes on under
+    # (the person they go on as, dim_person_aliases.is_primary, as the journey tick follows)
     successors: dict[str, str] = field(default_factory=dict)
     # of those, the keys whose successor has a final record of its own: the step went on there,
     # so the old key is superseded (never while the successor was not decided: an attempt in
@@ -116,38 +116,46 @@ class LedgerState:
         """The key's unknown attempt is resolved (found, or sent once more): drop it."""
         self.pending.pop(send_key, None)
 
-    def follow_aliases(self, aliases: Mapping[str, Sequence[str]]) -> None:
-        """What was recorded under a person id that was since merged or split (dim_person_aliases,
-        the one each goes on as first: warehouse.read_person_aliases) holds for every person who
-        now holds its identifiers: a merge neither resets the cap nor sends an entry's step
-        again under the new id."""
+    def follow_aliases(
+        self,
+        aliases: Mapping[str, Sequence[str]],
+        aliased_at: Mapping[tuple[str, str], datetime] | None = None,
+    ) -> None:
+        """What was recorded under a person id that was since merged or split (dim_person_aliases:
+        warehouse.read_person_aliases, the person each goes on as first) holds for the people
+        who hold its identifiers now: a merge neither resets the cap nor sends an entry's step
+        again under the new id. Its sends count for each of them, except those made after the
+        split (`aliased_at`) under an id that lives on: its own only. Its keys go on under the
+        one it goes on as, where that is not itself."""
+        since = aliased_at or {}
         # The aliases already lead to today's people (chains followed): fold what was recorded,
         # not what another alias just added.
         recorded = {alias: list(self.sends_by_person.get(alias, ())) for alias in aliases}
-        moved = [ref for ref in self.refs.values() if ref.person_id in aliases]
         for alias, people in aliases.items():
+            lives_on = alias in people
             for person_id in people:
-                if person_id != alias:
-                    self.sends_by_person.setdefault(person_id, []).extend(recorded[alias])
-        for ref in moved:
-            holders = aliases[ref.person_id]
-            if holders and ref.person_id not in holders:  # gone: on as the first (is_primary)
+                if person_id == alias:
+                    continue
+                cut = since.get((alias, person_id)) if lives_on else None
+                sends = [at for at in recorded[alias] if cut is None or at < cut]
+                self.sends_by_person.setdefault(person_id, []).extend(sends)
+        for ref in self.refs.values():
+            holders = aliases.get(ref.person_id)
+            if holders and holders[0] != ref.person_id:
                 self.successors[ref.send_key] = send_key(
                     ref.journey, ref.step, holders[0], ref.entry_id
                 )
         # judged on the successors' own records, before the old keys' are carried to them
         self.supersede(k for k in self.successors.values() if self.is_decided(k))
-        for ref in moved:
-            holders = aliases[ref.person_id]
-            for person_id in holders:
-                key = send_key(ref.journey, ref.step, person_id, ref.entry_id)
-                if key not in self.last_status:  # the new id's own record wins
-                    self.last_status[key] = self.last_status[ref.send_key]
-                    if ref.send_key in self.decided_at:
-                        self.decided_at[key] = self.decided_at[ref.send_key]
-                    self.attempts[key] = self.attempts[ref.send_key]
-                    if ref.send_key in self.pending:
-                        self.pending[key] = replace(self.pending[ref.send_key], person_id=person_id)
+        for old, key in self.successors.items():
+            if key not in self.last_status:  # the new id's own record wins
+                self.last_status[key] = self.last_status[old]
+                if old in self.decided_at:
+                    self.decided_at[key] = self.decided_at[old]
+                self.attempts[key] = self.attempts[old]
+                if old in self.pending:
+                    person_id = aliases[self.refs[old].person_id][0]
+                    self.pending[key] = replace(self.pending[old], person_id=person_id)
 
 
 def read_state(
@@ -364,14 +372,14 @@ def create_decided(
     con: duckdb.DuckDBPyConnection,
     landing_dir: Path,
     journey: str,
-    aliases: Mapping[str, Iterable[str]],
+    aliases: Mapping[str, Sequence[str]],
 ) -> None:
     """`decided` (send_key, status, reason, decided_at, carried) on `con`: the journey's keys
-    with a final status, and (carried) those of replaced person ids under the ids that hold
-    their identifiers now (unless the new id has its own record), in SQL: a run never holds
-    every key in memory."""
+    with a final status, and (carried) those of replaced person ids under the id each goes on
+    as (the first of its people, where not itself; unless that id has its own record), in
+    SQL: a run never holds every key in memory."""
     view = store.layout(con, landing_dir)
-    pairs = [(alias, p) for alias, people in aliases.items() for p in people if p != alias]
+    pairs = [(a, people[0]) for a, people in aliases.items() if people and people[0] != a]
     con.register(
         "alias_pairs",
         pa.table(
