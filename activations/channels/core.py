@@ -17,7 +17,7 @@ from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from typing import Any, Protocol, TypeVar, cast, runtime_checkable
 
 import httpx
 import stamina
@@ -242,6 +242,22 @@ class Sender:
         # out of the run for a while, so that it does not hold up the channels that work.
         self._failing: dict[str, int] = {}
         self._down_until: dict[str, float] = {}
+        # (direct, batching) per client: isinstance against a runtime-checkable Protocol looks
+        # up each of its members, once per message it was
+        self._kinds: dict[int, tuple[bool, bool]] = {}
+
+    def _kind(self, client: ChannelClient) -> tuple[bool, bool]:
+        kind = self._kinds.get(id(client))
+        if kind is None:
+            kind = (isinstance(client, DirectClient), isinstance(client, BatchingClient))
+            self._kinds[id(client)] = kind
+        return kind
+
+    def _as_direct(self, client: ChannelClient) -> DirectClient | None:
+        return cast(DirectClient, client) if self._kind(client)[0] else None
+
+    def _as_batching(self, client: ChannelClient) -> BatchingClient | None:
+        return cast(BatchingClient, client) if self._kind(client)[1] else None
 
     def can_look_up(self, channel: str) -> bool:
         """Whether the channel's provider can say if it accepted a message (Twilio can)."""
@@ -371,8 +387,9 @@ class Sender:
         message alone."""
         groups: list[list[int]] = []
         open_groups: dict[str, tuple[list[int], set[str]]] = {}
-        for i, (o, client) in enumerate(zip(batch, clients, strict=True)):
-            if not (isinstance(client, BatchingClient) and self._batchable(client, o.message)):
+        for i, (o, channel_client) in enumerate(zip(batch, clients, strict=True)):
+            client = self._as_batching(channel_client)
+            if client is None or not self._batchable(client, o.message):
                 groups.append([i])
                 continue
             limiter = self.limits.get(client.channel)
@@ -472,11 +489,15 @@ class Sender:
         )
 
     def _call(self, client: ChannelClient, message: Message) -> Outcome:
-        if isinstance(client, DirectClient):
-            exchange: Callable[[], Outcome] = lambda: client.deliver(message)  # noqa: E731
+        direct = self._as_direct(client)
+        if direct is not None:
+            exchange: Callable[[], Outcome] = lambda: direct.deliver(message)  # noqa: E731
         else:
-            request = lambda: client.build_request(self.http, message)  # noqa: E731
-            exchange = lambda: client.read_response(self._exchange(client, request()))  # noqa: E731
+            http_client = cast(HttpClient, client)
+            request = lambda: http_client.build_request(self.http, message)  # noqa: E731
+            exchange = lambda: http_client.read_response(  # noqa: E731
+                self._exchange(http_client, request())
+            )
         return self._retrying(message.channel, exchange, 1)
 
     def _retrying(self, channel: str, exchange: Callable[[], T], messages: int) -> T | Outcome:

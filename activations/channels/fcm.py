@@ -10,6 +10,7 @@ https://firebase.google.com/docs/reference/fcm/rest/v1/ErrorCode
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import httpx
 
@@ -65,10 +66,13 @@ class FcmClient:
                 "data": {"send_key": message.send_key, **message.tags},
             }
         }
-        url = f"{self.base_url.rstrip('/')}/v1/projects/{self.project_id}/messages:send"
         return http.build_request(
-            "POST", url, json=payload, headers={"Authorization": f"Bearer {token}"}
+            "POST", self._send_url, json=payload, headers={"Authorization": f"Bearer {token}"}
         )
+
+    @cached_property  # once per client: parsing the URL cost more than the request's body
+    def _send_url(self) -> httpx.URL:
+        return httpx.URL(f"{self.base_url.rstrip('/')}/v1/projects/{self.project_id}/messages:send")
 
     def read_response(self, response: httpx.Response) -> Outcome:
         if response.status_code == 200:
