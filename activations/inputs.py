@@ -34,9 +34,9 @@ def open_inputs(
     aliases: Mapping[str, Sequence[str]],
 ) -> None:
     """Define audience, profiles, events, feedback, aliases (dim_person_aliases), history and
-    decided (send_key, status, reason, decided_at; `aliases`: replaced person ids and who holds
-    their identifiers now) on `con`, which has the warehouse attached as `wh`
-    (warehouse.attached)."""
+    decided (send_key, status, reason, decided_at, carried; `aliases`: replaced person ids and
+    who holds their identifiers now, the one each goes on as first) on `con`, which has the
+    warehouse attached as `wh` (warehouse.attached)."""
     names = sorted(
         {*journey.exit_on, *(g.event for g in journey.goals)}
         | {

@@ -11,7 +11,8 @@ them from the warehouse and the landing files; the benchmark makes its own):
   feedback   engagement with sends: send_key, feedback_event, occurred_at
   history    every transition recorded so far (activations/transitions.py)
   decided    this journey's send keys the ledger has a final status for: send_key, status,
-             reason, decided_at (those recorded under a merged person id carried to the new id)
+             reason, decided_at, carried (those recorded under a replaced person id, carried
+             to the id it goes on as)
   aliases    dim_person_aliases: alias_person_id, person_id, is_primary (replaced ids, who
              holds them now, a split id that lives on itself; whom its entries follow)
 

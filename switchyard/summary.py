@@ -57,7 +57,9 @@ def collect(duckdb_path: Path) -> dict[str, object]:
             "sent": per_channel("sent"),
             # a superseded key is no decision of its own (its step went on under another key)
             "skipped": counts(
-                "fct_deliveries", "reason", "delivery_status = 'skipped' and reason <> 'superseded'"
+                "fct_deliveries",
+                "reason",
+                "delivery_status = 'skipped' and coalesce(reason, '') <> 'superseded'",
             ),
             "failed": per_channel("failed"),
             "unknown": per_channel("unknown"),

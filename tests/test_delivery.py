@@ -349,6 +349,23 @@ def test_an_unknown_sms_under_a_merged_id_is_settled_once_under_the_new_one(
     assert run(home, sandbox, now=T + timedelta(minutes=10), aliases=merged).skipped == {}
 
 
+def test_a_lookup_that_failed_under_the_new_key_leaves_the_old_attempt_in_doubt(
+    home: Path, sandbox: Sandbox
+) -> None:
+    old = replace(ref_for("e1"), person_id="p-old")
+    old = replace(old, send_key=ledger.send_key(old.journey, old.step, "p-old", "e1"))
+    record(home, old, "attempted", T - timedelta(minutes=2), attempt=1)
+    twilio_accepts(sandbox, old.send_key)  # Twilio has the text
+    merged = {"p-old": [SAM.person_id]}
+    sandbox.fail_next(Fault("twilio", status=503))  # the lookup under the new key fails once
+    first = run(home, sandbox, entry("e1"), aliases=merged)
+    assert first.sent == {} and len(sandbox.received) == 1
+    # The new key's 'unknown' line (the failed lookup) carries no attempt of its own: the next
+    # run looks the old attempt up again, finds it, and sends nothing.
+    later = run(home, sandbox, entry("e1"), now=T + timedelta(minutes=5), aliases=merged)
+    assert (later.sent, later.reconciled, len(sandbox.received)) == ({"sms": 1}, 1, 1)
+
+
 def test_an_unknown_sms_under_a_merged_id_whose_entry_left_is_looked_up_not_superseded(
     home: Path, sandbox: Sandbox
 ) -> None:

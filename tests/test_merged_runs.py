@@ -10,7 +10,7 @@ from pathlib import Path
 
 import duckdb
 
-from activations import ledger
+from activations import ledger, warehouse
 from activations.channels import ChannelSettings
 from activations.run import RunSummary, run_journey
 from sandbox import Fault, Sandbox
@@ -55,7 +55,7 @@ def test_a_text_in_doubt_before_a_merge_is_settled_once_and_its_old_key_supersed
         con = duckdb.connect(str(warehouse))
         con.execute("update audience_cart set person_id = 'p0'")
         con.execute("update dim_people set person_id = 'p0' where person_id = 'p-old'")
-        con.execute("insert into dim_person_aliases values ('p-old', 'p0', true)")
+        con.execute("insert into dim_person_aliases values ('p-old', 'p0', ?, true)", [T])
         con.close()
         # The step, due under p0's key, carries the attempt: Twilio's list has the text.
         second = run(tmp_path, sandbox, 1)
@@ -70,3 +70,17 @@ def test_a_text_in_doubt_before_a_merge_is_settled_once_and_its_old_key_supersed
         old_key: "skipped",
         new_key: "sent",
     }
+
+
+def test_the_person_an_id_goes_on_as_comes_first_whatever_its_id() -> None:
+    # The ledger carries an old key to the first person (follow_aliases), the tick moves the
+    # entry to is_primary: the two must agree.
+    con = duckdb.connect()
+    con.execute(
+        "create table dim_person_aliases as select * from (values "
+        "('a', 'b', ?::timestamp, false), ('a', 'z', ?::timestamp, true)) "
+        "t(alias_person_id, person_id, aliased_at, is_primary)",
+        [T, T],
+    )
+    aliases, since = warehouse.read_person_aliases(con)
+    assert aliases == {"a": ["z", "b"]} and since[("a", "b")] == T

@@ -78,7 +78,7 @@ def build_warehouse(path: Path, journeys: list[Journey]) -> None:
     )
     con.execute(
         "create table dim_person_aliases "
-        "(alias_person_id varchar, person_id varchar, is_primary boolean)"
+        "(alias_person_id varchar, person_id varchar, aliased_at timestamp, is_primary boolean)"
     )
     con.close()
 

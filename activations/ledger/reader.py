@@ -148,14 +148,19 @@ class LedgerState:
         # judged on the successors' own records, before the old keys' are carried to them
         self.supersede(k for k in self.successors.values() if self.is_decided(k))
         for old, key in self.successors.items():
+            person_id = aliases[self.refs[old].person_id][0]
             if key not in self.last_status:  # the new id's own record wins
                 self.last_status[key] = self.last_status[old]
                 if old in self.decided_at:
                     self.decided_at[key] = self.decided_at[old]
                 self.attempts[key] = self.attempts[old]
                 if old in self.pending:
-                    person_id = aliases[self.refs[old].person_id][0]
                     self.pending[key] = replace(self.pending[old], person_id=person_id)
+            elif not self.is_decided(key) and key not in self.pending and old in self.pending:
+                # The new key's record holds no attempt of its own (a lookup that failed under
+                # it, a deferral): the old key's attempt in doubt is still to settle there.
+                self.attempts[key] = self.attempts.get(key, 0) + self.attempts[old]
+                self.pending[key] = replace(self.pending[old], person_id=person_id)
 
 
 def read_state(

@@ -15,16 +15,21 @@ changes as (
 
 followed as (
 
-    select previous_person_id as alias_person_id, person_id, processed_at as changed_at
+    -- left_at: when the identifiers left the alias on this path (its first change)
+    select
+        previous_person_id as alias_person_id,
+        person_id,
+        processed_at as changed_at,
+        processed_at as left_at
     from changes
     union
     -- the alias itself, kept below only if it still names someone (a split it survived, or an
-    -- id that came back after a merge); aliased_at is then its first change
-    select previous_person_id, previous_person_id, processed_at
+    -- id that came back after a merge)
+    select previous_person_id, previous_person_id, processed_at, processed_at
     from changes
     union
     -- only later changes: a chain follows time, so it ends even where ids come back
-    select followed.alias_person_id, changes.person_id, changes.processed_at
+    select followed.alias_person_id, changes.person_id, changes.processed_at, followed.left_at
     from followed
     inner join changes
         on followed.person_id = changes.previous_person_id
@@ -37,7 +42,14 @@ moves as (
     -- where a change took an id away (a merge, or a split it did not survive), the one person
     -- it went on as: who got most of its identifiers, then the first by id. A split it survived
     -- moves nothing: the id goes on as itself.
-    select previous_person_id, person_id, processed_at
+    select
+        previous_person_id,
+        person_id,
+        processed_at,
+        -- the id's move before this one (an id that came back can move again)
+        lag(processed_at) over (
+            partition by previous_person_id order by processed_at
+        ) as previous_move_at
     from (
         select
             previous_person_id,
@@ -56,6 +68,7 @@ moves as (
 
 moved as (
 
+    -- each id's next move only: where it went after the alias's identifiers arrived
     select previous_person_id as alias_person_id, person_id, processed_at as changed_at
     from moves
     union
@@ -64,6 +77,7 @@ moved as (
     inner join moves
         on moved.person_id = moves.previous_person_id
         and moves.processed_at > moved.changed_at
+        and (moves.previous_move_at is null or moves.previous_move_at <= moved.changed_at)
 
 ),
 
@@ -80,7 +94,7 @@ holders as (
     select
         followed.alias_person_id,
         followed.person_id,
-        min(followed.changed_at) as aliased_at
+        max(followed.left_at) as aliased_at
     from followed
     inner join current_people
         on followed.person_id = current_people.person_id

@@ -32,7 +32,7 @@ ranked as (
 
 successors as (
 
-    -- a merged person id leads to one person now; a split one to several (kept as sent)
+    -- a replaced person id goes on as one person (is_primary); one that lives on is kept as sent
     {{ person_successors() }}
 
 ),
