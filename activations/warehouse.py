@@ -140,8 +140,8 @@ def read_person_aliases(
     con: duckdb.DuckDBPyConnection,
 ) -> tuple[dict[str, list[str]], dict[tuple[str, str], datetime]]:
     """Replaced person ids (merges, splits) and the people who hold their identifiers now, the
-    one its entries and send keys go on as (is_primary) first; and when identifiers first moved
-    from each to each of them (aliased_at). On a connection with the warehouse attached
+    one its entries and send keys go on as (is_primary) first; and when identifiers last left
+    each on their way to each of them (aliased_at). On a connection with the warehouse attached
     (`attached`)."""
     query = (
         exp.select("alias_person_id", "person_id", "aliased_at")

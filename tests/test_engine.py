@@ -249,6 +249,33 @@ def test_a_step_sent_before_a_merge_is_not_sent_again_under_the_new_id() -> None
     ]
 
 
+def test_attempts_under_every_id_a_person_had_count_toward_the_retry_limit() -> None:
+    # p_a merged into p_b, p_b into p0: attempts in doubt under both old ids and under p0
+    state = empty_ledger()
+    for n, person in enumerate(("p_a", "p_b", "p0")):
+        key = send_key("j", "first", person, "e1")
+        state.last_status[key], state.attempts[key] = "attempted", 1
+        state.refs[key] = SendRef(key, "j", "first", person, "e1")
+        at = T + timedelta(minutes=n)
+        state.pending[key] = PendingAttempt(person, "email", "a@x", None, "Hi", at, at)
+    state.follow_aliases({"p_a": ["p0"], "p_b": ["p0"]})
+    new_key = send_key("j", "first", "p0", "e1")
+    assert state.attempts[new_key] == 3  # not 1: the limit on sending again holds
+    assert state.pending[new_key].last_attempted_at == T + timedelta(minutes=2)  # its own
+    # without an attempt of its own, the latest of the old ones is the one to settle
+    state = empty_ledger()
+    for n, person in enumerate(("p_a", "p_b")):
+        key = send_key("j", "first", person, "e1")
+        state.last_status[key], state.attempts[key] = "attempted", 1
+        state.refs[key] = SendRef(key, "j", "first", person, "e1")
+        at = T + timedelta(minutes=n)
+        state.pending[key] = PendingAttempt(person, "email", "a@x", None, "Hi", at, at)
+    state.follow_aliases({"p_a": ["p0"], "p_b": ["p0"]})
+    assert state.attempts[new_key] == 2
+    assert state.pending[new_key].last_attempted_at == T + timedelta(minutes=1)
+    assert state.pending[new_key].person_id == "p0"
+
+
 def test_every_tier_name_has_one_schedule() -> None:
     assert set(TIERS) == set(get_args(TierName))
     assert all(name == tier.name for name, tier in TIERS.items())

@@ -393,7 +393,7 @@ def test_a_rebuild_records_the_merges_it_makes(paths: Paths) -> None:
 
 def test_a_replaced_id_goes_on_as_the_person_its_merges_took_it_to(paths: Paths) -> None:
     # dim_person_aliases over hand-written changes (the tables it reads, written directly).
-    t1, t2, t3, t4 = (T0 + timedelta(days=n) for n in range(4))
+    t1, t2, t3, t4, t5 = (T0 + timedelta(days=n) for n in range(5))
     changes = [
         # a split a survives (b takes some), then a merges into c: a went on as c, not b
         ("p_a", "p_b", "split", 1, t1),
@@ -412,6 +412,11 @@ def test_a_replaced_id_goes_on_as_the_person_its_merges_took_it_to(paths: Paths)
         # a tie: the first by id
         ("r_x", "r_z", "merge", 2, t1),
         ("r_x", "r_y", "merge", 2, t1),
+        # v merges into w, comes back, merges into y; w later merges into x: v went on as y
+        ("v_v", "v_w", "merge", 1, t1),
+        ("v_w", "v_v", "split", 1, t2),
+        ("v_v", "v_y", "merge", 1, t3),
+        ("v_w", "v_x", "merge", 1, t5),
         # u survives a split to v, which later merges into w: w holds what left u at t1
         ("u_u", "u_v", "split", 1, t1),
         ("u_v", "u_w", "merge", 1, t2),
@@ -425,7 +430,7 @@ def test_a_replaced_id_goes_on_as_the_person_its_merges_took_it_to(paths: Paths)
         con.executemany("insert into fct_person_merges values (?, ?, ?, ?, ?)", changes)
         con.execute(
             "create table dim_identities as select unnest(['p_b', 'p_c', 'p_e', 'p_f', 'p_h', "
-            "'p_i', 'q_s', 'q_t', 'r_y', 'r_z', 'u_u', 'u_w']) as person_id"
+            "'p_i', 'q_s', 'q_t', 'r_y', 'r_z', 'u_u', 'u_w', 'v_x', 'v_y']) as person_id"
         )
     finally:
         con.close()
@@ -444,6 +449,7 @@ def test_a_replaced_id_goes_on_as_the_person_its_merges_took_it_to(paths: Paths)
         "q_q": "q_s", "q_r": "q_t", "q_s": "q_s",
         "r_x": "r_y",
         "u_u": "u_u", "u_v": "u_w",
+        "v_v": "v_y", "v_w": "v_x",
     }  # fmt: skip
     # when identifiers left the alias on their way to the person: u's reached w through v
     since = {(r["alias_person_id"], r["person_id"]): r["aliased_at"] for r in rows}

@@ -147,20 +147,38 @@ class LedgerState:
                 )
         # judged on the successors' own records, before the old keys' are carried to them
         self.supersede(k for k in self.successors.values() if self.is_decided(k))
+        olds_of: dict[str, list[str]] = {}
         for old, key in self.successors.items():
-            person_id = aliases[self.refs[old].person_id][0]
-            if key not in self.last_status:  # the new id's own record wins
-                self.last_status[key] = self.last_status[old]
-                if old in self.decided_at:
-                    self.decided_at[key] = self.decided_at[old]
-                self.attempts[key] = self.attempts[old]
-                if old in self.pending:
-                    self.pending[key] = replace(self.pending[old], person_id=person_id)
-            elif not self.is_decided(key) and key not in self.pending and old in self.pending:
-                # The new key's record holds no attempt of its own (a lookup that failed under
-                # it, a deferral): the old key's attempt in doubt is still to settle there.
-                self.attempts[key] = self.attempts.get(key, 0) + self.attempts[old]
-                self.pending[key] = replace(self.pending[old], person_id=person_id)
+            olds_of.setdefault(key, []).append(old)
+        for key, olds in olds_of.items():
+            self._carry(key, olds, aliases[self.refs[olds[0]].person_id][0])
+
+    def _carry(self, key: str, olds: list[str], person_id: str) -> None:
+        """The record of `olds` (keys of replaced ids, gone) under `key`, their successor under
+        `person_id`. The successor's own final record wins. Otherwise it counts every attempt
+        made under either (the retry limit holds across the merge), and an attempt in doubt
+        under an old key is still to settle there (the latest, where there are several) unless
+        the successor has its own, or its record came after that attempt (a lookup settled it
+        and the successor was deferred since): not one that failed under the successor."""
+        own = key in self.last_status
+        if own and self.is_decided(key):
+            return
+        if not own:
+            latest = max(olds, key=lambda o: self.decided_at.get(o, datetime.min))
+            self.last_status[key] = self.last_status[latest]
+            if latest in self.decided_at:
+                self.decided_at[key] = self.decided_at[latest]
+        self.attempts[key] = self.attempts.get(key, 0) + sum(self.attempts.get(o, 0) for o in olds)
+        doubts = [self.pending[o] for o in olds if o in self.pending]
+        if not doubts or key in self.pending:
+            return
+        doubt = max(doubts, key=lambda p: p.last_attempted_at)
+        settled_since = (
+            self.last_status[key] != "unknown"
+            and self.decided_at.get(key, datetime.min) >= doubt.last_attempted_at
+        )
+        if not own or not settled_since:
+            self.pending[key] = replace(doubt, person_id=person_id)
 
 
 def read_state(

@@ -68,11 +68,16 @@ moves as (
 
 moved as (
 
-    -- each id's next move only: where it went after the alias's identifiers arrived
-    select previous_person_id as alias_person_id, person_id, processed_at as changed_at
+    -- each id's next move only: where it went after the alias's identifiers arrived; moved_at:
+    -- when the alias itself moved (an id that came back can have moved several times)
+    select
+        previous_person_id as alias_person_id,
+        person_id,
+        processed_at as changed_at,
+        processed_at as moved_at
     from moves
     union
-    select moved.alias_person_id, moves.person_id, moves.processed_at
+    select moved.alias_person_id, moves.person_id, moves.processed_at, moved.moved_at
     from moved
     inner join moves
         on moved.person_id = moves.previous_person_id
@@ -104,8 +109,8 @@ holders as (
 
 primaries as (
 
-    -- the alias itself where it still names someone; else the end of its latest chain of moves
-    -- that reaches someone; else (no such chain) its first holder by id
+    -- the alias itself where it still names someone; else the end of the chain of its latest
+    -- move that reaches someone; else (no such chain) its first holder by id
     select alias_person_id, person_id
     from (
         select
@@ -116,12 +121,17 @@ primaries as (
                 order by
                     case when holders.person_id = holders.alias_person_id then 0 else 1 end,
                     case when moved.person_id is not null then 0 else 1 end,
+                    moved.moved_at desc,
                     moved.changed_at desc,
                     holders.person_id
             ) as pick
         from holders
         left join (
-            select alias_person_id, person_id, max(changed_at) as changed_at
+            select
+                alias_person_id,
+                person_id,
+                max(moved_at) as moved_at,
+                max(changed_at) as changed_at
             from moved
             group by alias_person_id, person_id
         ) as moved
