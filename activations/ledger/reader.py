@@ -157,14 +157,16 @@ class LedgerState:
         """The record of `olds` (keys of replaced ids, gone) under `key`, their successor under
         `person_id`. The successor's own final record wins. Otherwise it counts every attempt
         made under either (the retry limit holds across the merge), and an attempt in doubt
-        under an old key is still to settle there (the latest, where there are several) unless
-        the successor has its own, or its record came after that attempt (a lookup settled it
-        and the successor was deferred since): not one that failed under the successor."""
+        under an old key is still to settle there unless the successor has its own: the latest,
+        looked up from the earliest (a deferred successor's is looked up again each run, as an
+        unmerged key's is)."""
         own = key in self.last_status
         if own and self.is_decided(key):
             return
-        if not own:
-            latest = max(olds, key=lambda o: self.decided_at.get(o, datetime.min))
+        if not own:  # a final old record first: the step was decided (the tick says so too)
+            latest = max(
+                olds, key=lambda o: (self.is_decided(o), self.decided_at.get(o, datetime.min))
+            )
             self.last_status[key] = self.last_status[latest]
             if latest in self.decided_at:
                 self.decided_at[key] = self.decided_at[latest]
@@ -173,12 +175,8 @@ class LedgerState:
         if not doubts or key in self.pending:
             return
         doubt = max(doubts, key=lambda p: p.last_attempted_at)
-        settled_since = (
-            self.last_status[key] != "unknown"
-            and self.decided_at.get(key, datetime.min) >= doubt.last_attempted_at
-        )
-        if not own or not settled_since:
-            self.pending[key] = replace(doubt, person_id=person_id)
+        since = min(p.first_attempted_at for p in doubts)
+        self.pending[key] = replace(doubt, person_id=person_id, first_attempted_at=since)
 
 
 def read_state(
