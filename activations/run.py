@@ -220,7 +220,8 @@ def decide(
         state.follow_aliases(aliases, aliased_at)
         # a successor key the state did not read (decided, not due): the tick's decided keys
         # hold every key of the journey
-        state.supersede(ledger.decided_on_their_own(con, state.successors.values()))
+        if state.successors:
+            state.supersede(ledger.decided_on_their_own(con, state.successors.values()))
         due, skips = engine.classify(journey, result.due, state, as_of, can_look_up)
         audience = warehouse.read_people(con, {d.ref.person_id for d in due})
     return Decision(result, state, due, skips, audience)

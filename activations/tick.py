@@ -332,21 +332,16 @@ def _former_ids(con: duckdb.DuckDBPyConnection, journey: Journey) -> None:
             "select null::varchar as entry_id, null::varchar as former_entry_id limit 0"
         )
         return
-    replaced = ""
-    if con.execute("select 1 from aliases where alias_person_id <> person_id limit 1").fetchone():
-        replaced = f"""
-            union all
-            select a.entry_id, {_former_id_sql(journey)}
-            from audience a join aliases m on m.person_id = a.person_id
-            where m.alias_person_id <> m.person_id
-                and a.former_entry_id is not null and a.entry_event_id is not null
-        """
     con.execute(
         f"""
         create or replace temp table former_ids as
         select entry_id, former_entry_id from (
             select entry_id, former_entry_id from audience where former_entry_id is not null
-            {replaced}
+            union all
+            select a.entry_id, {_former_id_sql(journey)}
+            from audience a join aliases m on m.person_id = a.person_id
+            where m.alias_person_id <> m.person_id
+                and a.former_entry_id is not null and a.entry_event_id is not null
         ) named (entry_id, former_entry_id)
         semi join positions p on p.entry_id = named.former_entry_id
         """

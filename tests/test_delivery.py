@@ -125,9 +125,14 @@ def as_due(journey: Journey, entries: Iterable[engine.Entry], now: datetime) -> 
     ]
 
 
-def ref_for(entry_id: str, journey: str = JOURNEY.name, step: str = "remind") -> ledger.SendRef:
-    key = ledger.send_key(journey, step, SAM.person_id, entry_id)
-    return ledger.SendRef(key, journey, step, SAM.person_id, entry_id)
+def ref_for(
+    entry_id: str, journey: str = JOURNEY.name, step: str = "remind", person: str = SAM.person_id
+) -> ledger.SendRef:
+    key = ledger.send_key(journey, step, person, entry_id)
+    return ledger.SendRef(key, journey, step, person, entry_id)
+
+
+MERGED = {"p-old": [SAM.person_id]}  # Sam went by p-old before identity resolution merged them
 
 
 def record(
@@ -333,36 +338,32 @@ def test_an_unknown_sms_under_a_merged_id_is_settled_once_under_the_new_one(
     home: Path, sandbox: Sandbox
 ) -> None:
     # Sent to Sam's phone under the id Sam had before a merge, the answer lost.
-    old = replace(ref_for("e1"), person_id="p-old")
-    old = replace(old, send_key=ledger.send_key(old.journey, old.step, "p-old", "e1"))
+    old = ref_for("e1", person="p-old")
     record(home, old, "attempted", T - timedelta(minutes=2), attempt=1)
     twilio_accepts(sandbox, old.send_key)
-    merged = {"p-old": [SAM.person_id]}
     # The step goes on under Sam's id: the lookup finds the message; nothing is sent again.
-    summary = run(home, sandbox, entry("e1"), aliases=merged)
+    summary = run(home, sandbox, entry("e1"), aliases=MERGED)
     assert (summary.sent, summary.reconciled) == ({"sms": 1}, 1)
     # The old key then goes on as the new one: not 'exited', and not a decision of its own.
-    later = run(home, sandbox, now=T + timedelta(minutes=5), aliases=merged)
+    later = run(home, sandbox, now=T + timedelta(minutes=5), aliases=MERGED)
     assert (later.skipped, later.superseded, len(sandbox.received)) == ({}, 1, 1)
     state = ledger.read_state(home)
     assert state.last_status == {old.send_key: "skipped", ref_for("e1").send_key: "sent"}
-    assert run(home, sandbox, now=T + timedelta(minutes=10), aliases=merged).skipped == {}
+    assert run(home, sandbox, now=T + timedelta(minutes=10), aliases=MERGED).skipped == {}
 
 
 def test_a_lookup_that_failed_under_the_new_key_leaves_the_old_attempt_in_doubt(
     home: Path, sandbox: Sandbox
 ) -> None:
-    old = replace(ref_for("e1"), person_id="p-old")
-    old = replace(old, send_key=ledger.send_key(old.journey, old.step, "p-old", "e1"))
+    old = ref_for("e1", person="p-old")
     record(home, old, "attempted", T - timedelta(minutes=2), attempt=1)
     twilio_accepts(sandbox, old.send_key)  # Twilio has the text
-    merged = {"p-old": [SAM.person_id]}
     sandbox.fail_next(Fault("twilio", status=503))  # the lookup under the new key fails once
-    first = run(home, sandbox, entry("e1"), aliases=merged)
+    first = run(home, sandbox, entry("e1"), aliases=MERGED)
     assert first.sent == {} and len(sandbox.received) == 1
     # The new key's 'unknown' line (the failed lookup) carries no attempt of its own: the next
     # run looks the old attempt up again, finds it, and sends nothing.
-    later = run(home, sandbox, entry("e1"), now=T + timedelta(minutes=5), aliases=merged)
+    later = run(home, sandbox, entry("e1"), now=T + timedelta(minutes=5), aliases=MERGED)
     assert (later.sent, later.reconciled, len(sandbox.received)) == ({"sms": 1}, 1, 1)
 
 
@@ -371,18 +372,16 @@ def test_a_step_deferred_under_the_new_id_stays_due_as_an_unmerged_one_would(
 ) -> None:
     # Two attempts Twilio never got (the second sent once more after a lookup), under the old
     # id; the step goes on under Sam's id, and the cap holds it back run after run.
-    old = replace(ref_for("e1"), person_id="p-old")
-    old = replace(old, send_key=ledger.send_key(old.journey, old.step, "p-old", "e1"))
+    old = ref_for("e1", person="p-old")
     record(home, old, "attempted", T - timedelta(minutes=3), attempt=1)
     record(home, old, "attempted", T - timedelta(minutes=2), attempt=2)
     record(home, ref_for("e0", journey="welcome"), "sent", T - timedelta(hours=1))  # the cap
-    merged = {"p-old": [SAM.person_id]}
     for minute in range(3):
-        summary = run(home, sandbox, entry("e1"), now=T + timedelta(minutes=minute), aliases=merged)
+        summary = run(home, sandbox, entry("e1"), now=T + timedelta(minutes=minute), aliases=MERGED)
         # not failed as outcome_unknown: Twilio's list says none of them arrived
         assert (summary.deferred, summary.failed, summary.gave_up) == ({"capped": 1}, {}, 0)
     assert sandbox.received == []
-    later = run(home, sandbox, entry("e1"), now=T + timedelta(hours=23, minutes=1), aliases=merged)
+    later = run(home, sandbox, entry("e1"), now=T + timedelta(hours=23, minutes=1), aliases=MERGED)
     assert (later.sent, len(sandbox.received)) == ({"sms": 1}, 1)  # once the cap allows
 
 
@@ -391,11 +390,10 @@ def test_an_unknown_sms_under_a_merged_id_whose_entry_left_is_looked_up_not_supe
 ) -> None:
     # The entry left before its step was due under the new id: no key goes on from the old
     # one, whose attempt is still its own to settle (Twilio has the message: sent).
-    old = replace(ref_for("e1"), person_id="p-old")
-    old = replace(old, send_key=ledger.send_key(old.journey, old.step, "p-old", "e1"))
+    old = ref_for("e1", person="p-old")
     record(home, old, "attempted", T - timedelta(minutes=2), attempt=1)
     twilio_accepts(sandbox, old.send_key)
-    summary = run(home, sandbox, aliases={"p-old": [SAM.person_id]})
+    summary = run(home, sandbox, aliases=MERGED)
     assert (summary.skipped, summary.superseded, summary.reconciled) == ({}, 0, 1)
     assert ledger.read_state(home).last_status == {old.send_key: "sent"}
 

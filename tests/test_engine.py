@@ -26,6 +26,7 @@ from activations.journeys import (
 from activations.ledger import (
     SUPERSEDED,
     LedgerState,
+    LedgerStatus,
     PendingAttempt,
     SendRef,
     SkipReason,
@@ -211,14 +212,28 @@ def test_frequency_cap_follows_merged_and_split_person_ids() -> None:
     assert (state.sends_within("p_split", T, 24), state.sends_within("p_new", T, 24)) == (2, 1)
 
 
+def recorded(
+    state: LedgerState,
+    person: str,
+    status: LedgerStatus = "attempted",
+    minute: int = 0,
+    channel: str = "sms",
+) -> str:
+    """The key of step `first` of entry e1 under `person`, with one attempt recorded as
+    `status` (`attempted`: its outcome unknown, a lookup must settle it)."""
+    key = send_key("j", "first", person, "e1")
+    state.last_status[key], state.attempts[key] = status, 1
+    state.refs[key] = SendRef(key, "j", "first", person, "e1")
+    if status == "attempted":
+        at = T + timedelta(minutes=minute)
+        state.pending[key] = PendingAttempt(person, channel, "+1", None, "Hi", at, at)
+    return key
+
+
 def test_a_step_sent_before_a_merge_is_not_sent_again_under_the_new_id() -> None:
     state = empty_ledger()
-    for person, status in (("p_young", "sent"), ("p_other", "attempted")):
-        key = send_key("j", "first", person, "e1")
-        state.last_status[key], state.attempts[key] = status, 1
-        state.refs[key] = SendRef(key, "j", "first", person, "e1")
-        if status == "attempted":  # its outcome unknown: a lookup must settle it
-            state.pending[key] = PendingAttempt(person, "sms", "+1", None, "Hi", T, T)
+    recorded(state, "p_young", "sent")
+    recorded(state, "p_other")  # its outcome unknown
     state.follow_aliases({"p_young": ["p_old"], "p_other": ["p_new"]})
     later = T + timedelta(hours=1)
 
@@ -252,24 +267,16 @@ def test_a_step_sent_before_a_merge_is_not_sent_again_under_the_new_id() -> None
 def test_attempts_under_every_id_a_person_had_count_toward_the_retry_limit() -> None:
     # p_a merged into p_b, p_b into p0: attempts in doubt under both old ids and under p0
     state = empty_ledger()
-    for n, person in enumerate(("p_a", "p_b", "p0")):
-        key = send_key("j", "first", person, "e1")
-        state.last_status[key], state.attempts[key] = "attempted", 1
-        state.refs[key] = SendRef(key, "j", "first", person, "e1")
-        at = T + timedelta(minutes=n)
-        state.pending[key] = PendingAttempt(person, "email", "a@x", None, "Hi", at, at)
+    for minute, person in enumerate(("p_a", "p_b", "p0")):
+        recorded(state, person, minute=minute, channel="email")
     state.follow_aliases({"p_a": ["p0"], "p_b": ["p0"]})
     new_key = send_key("j", "first", "p0", "e1")
     assert state.attempts[new_key] == 3  # not 1: the limit on sending again holds
     assert state.pending[new_key].last_attempted_at == T + timedelta(minutes=2)  # its own
     # without an attempt of its own, the latest of the old ones is the one to settle
     state = empty_ledger()
-    for n, person in enumerate(("p_a", "p_b")):
-        key = send_key("j", "first", person, "e1")
-        state.last_status[key], state.attempts[key] = "attempted", 1
-        state.refs[key] = SendRef(key, "j", "first", person, "e1")
-        at = T + timedelta(minutes=n)
-        state.pending[key] = PendingAttempt(person, "email", "a@x", None, "Hi", at, at)
+    for minute, person in enumerate(("p_a", "p_b")):
+        recorded(state, person, minute=minute, channel="email")
     state.follow_aliases({"p_a": ["p0"], "p_b": ["p0"]})
     assert state.attempts[new_key] == 2
     assert state.pending[new_key].last_attempted_at == T + timedelta(minutes=1)

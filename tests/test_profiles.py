@@ -227,26 +227,17 @@ def test_guest_buyers_have_a_profile(profiles: Paths) -> None:
     assert rows == [{"email": "guest@example.com", "order_count": 1, "user_id": None}]
 
 
+def land_ledger_line(paths: Paths, **line: object) -> None:
+    """One delivery ledger line of step s of entry e of journey j: an email sent, unless
+    `line` says otherwise."""
+    defaults = {"journey": "j", "step": "s", "entry_id": "e", "status": "sent", "channel": "email"}
+    landing.write_batch(paths.landing, "ledger", "deliveries", [{**defaults, **line}])
+
+
 def record_send_and_entry(paths: Paths, person: str) -> None:
     """A sent email to `person` three days ago that was opened, and a journey entry begun then
     that has not moved since."""
-    landing.write_batch(
-        paths.landing,
-        "ledger",
-        "deliveries",
-        [
-            {
-                "journey": "j",
-                "step": "s",
-                "entry_id": "e",
-                "status": "sent",
-                "send_key": "kz",
-                "person_id": person,
-                "channel": "email",
-                "recorded_at": (T0 - 3 * DAY).isoformat(),
-            },
-        ],
-    )
+    land_ledger_line(paths, send_key="kz", person_id=person, recorded_at=(T0 - 3 * DAY).isoformat())
     landing.write_batch(
         paths.landing,
         "feedback",
@@ -285,24 +276,14 @@ def test_messages_sent_before_a_merge_follow_the_person(paths: Paths) -> None:
     before = person_id(paths, "zed")
     record_send_and_entry(paths, before)
     # a key the step went on from (superseded): not a decision of its own
-    landing.write_batch(
-        paths.landing,
-        "ledger",
-        "deliveries",
-        [
-            {
-                "journey": "j",
-                "step": "s",
-                "entry_id": "e",
-                "send_key": "kz-earlier",
-                "person_id": "p-merged-away",
-                "channel": "email",
-                "status": "skipped",
-                "reason": "superseded",
-                "reason_detail": "goes on as kz",
-                "recorded_at": (T0 - 2 * DAY).isoformat(),
-            }
-        ],
+    land_ledger_line(
+        paths,
+        send_key="kz-earlier",
+        person_id="p-merged-away",
+        status="skipped",
+        reason="superseded",
+        reason_detail="goes on as kz",
+        recorded_at=(T0 - 2 * DAY).isoformat(),
     )
     # Zed logs in on the device seen first: his person takes that older id.
     s.person("zed", devices=("anon-old",), when=T0 - DAY)
@@ -353,15 +334,14 @@ def test_what_a_split_id_recorded_stays_with_it_and_counts_for_its_new_holder(
     assert (mum["messages_sent"], mum["opens"]) == (1, 1)
     # A send under the old id after the split is its own only.
     after_split = datetime.now(UTC).replace(tzinfo=None) + timedelta(seconds=1)
-    landing.write_batch(
-        paths.landing,
-        "ledger",
-        "deliveries",
-        [
-            {"journey": "j", "step": "s", "entry_id": "e2", "status": "sent", "send_key": "kz2",
-             "person_id": before, "channel": "sms", "recorded_at": after_split.isoformat()}
-        ],
-    )  # fmt: skip
+    land_ledger_line(
+        paths,
+        entry_id="e2",
+        send_key="kz2",
+        person_id=before,
+        channel="sms",
+        recorded_at=after_split.isoformat(),
+    )
     dbt_build(paths, "+dim_people", dbt_vars=identity)
     sent = query(paths, "select person_id, messages_sent from dim_people where messages_sent > 0")
     assert {r["person_id"]: r["messages_sent"] for r in sent} == {before: 2, mum["person_id"]: 1}
