@@ -180,23 +180,29 @@ def generate(folder: Path, entries: int, ledger_lines: int) -> None:
         ) to '{folder}/feedback.parquet' (format parquet)
         """
     )
-    # The ledger: the keys of entries at a send step, half decided; other journeys' lines after.
+    # The ledger: the keys of entries at a send step, half decided; other journeys' lines fill
+    # it up to `ledger_lines` (a `limit` over the union would keep an arbitrary part of each).
     sends = ", ".join(lit(n.name) for n in JOURNEY.steps)
     key = send_key_sql(j, "node", "person_id", "entry_id")
     con.execute(
         f"""
+        create table own_lines as
+        select {key} as send_key, {j} as journey, 'sent' as status, null::varchar as reason,
+            reached_at as recorded_at
+        from history where node in ({sends}) and hash(entry_id) % 2 = 0
+        """
+    )
+    (own,) = con.execute("select count(*) from own_lines").fetchone() or (0,)
+    con.execute(
+        f"""
         copy (
-            select send_key, journey, status,
-                case when status = 'skipped' then 'no_consent' end as reason, recorded_at from (
-                select {key} as send_key, {j} as journey, 'sent' as status,
-                    reached_at as recorded_at
-                from history where node in ({sends}) and hash(entry_id) % 2 = 0
-                union all
-                select md5('other' || i) as send_key, 'other_' || (i % 7) as journey,
-                    ['attempted', 'sent', 'skipped'][1 + (i % 3)::int] as status,
-                    timestamp '{NOW}' - to_minutes((i % 40000)::bigint) as recorded_at
-                from range({ledger_lines}) t(i)
-            ) limit {ledger_lines}
+            select * from own_lines
+            union all
+            select md5('other' || i) as send_key, 'other_' || (i % 7) as journey,
+                ['attempted', 'sent', 'skipped'][1 + (i % 3)::int] as status,
+                case when i % 3 = 2 then 'no_consent' end as reason,
+                timestamp '{NOW}' - to_minutes((i % 40000)::bigint) as recorded_at
+            from range({max(0, ledger_lines - own)}) t(i)
         ) to '{folder}/ledger.parquet' (format parquet)
         """
     )

@@ -20,7 +20,7 @@
     and need a --full-refresh. -#}
 {% macro identity_window(alias) -%}
 {%- if is_incremental() -%}
-{{ alias }}.arrived_at >= {{ identity_latest_in_this(
+{{ alias }}.arrived_at >= {{ latest_in_this(
     dbt.dateadd('hour', -1 * identity_config().lookback_hours, 'max(arrived_at)')
 ) }}
 {%- else -%}
@@ -31,7 +31,7 @@
 {#- `expression` (a timestamp aggregate) over this model's table, as a literal: a filter against a
     constant lets the warehouse skip the blocks that cannot match (min/max statistics, which a
     subquery does not get), and this model's newest rows sit in its last blocks. -#}
-{% macro identity_latest_in_this(expression) -%}
+{% macro latest_in_this(expression) -%}
 {%- set found = none -%}
 {%- if execute -%}
 {%- set found = run_query('select ' ~ expression ~ ' from ' ~ this).columns[0].values()[0] -%}
@@ -43,15 +43,11 @@ cast('{{ found.strftime("%Y-%m-%d %H:%M:%S.%f") }}' as timestamp)
 {%- endif -%}
 {%- endmacro %}
 
-{#- This run's batch stamp, stored on every row an identity model writes. -#}
-{% macro identity_batch_stamp() -%}
-cast('{{ run_started_at.strftime("%Y-%m-%d %H:%M:%S.%f") }}' as timestamp)
-{%- endmacro %}
 
 {#- In an incremental run: rows of `alias` written by upstream models since this model last ran. -#}
 {% macro identity_new_batch(alias) -%}
 {%- if is_incremental() -%}
-{{ alias }}.processed_at > {{ identity_latest_in_this('max(processed_at)') }}
+{{ alias }}.processed_at > {{ latest_in_this('max(processed_at)') }}
 {%- else -%}
 1 = 1
 {%- endif -%}

@@ -205,7 +205,7 @@ final as (
         ranked.first_seen_at,
         ranked.last_seen_at,
         ranked.group_key,
-        {{ identity_batch_stamp() }} as processed_at
+        {{ run_batch_stamp() }} as processed_at
     from ranked
     inner join persons
         on ranked.group_key = persons.group_key

@@ -82,7 +82,7 @@ checked as (
         occurred_at,
         arrived_at,
         source_model,
-        {{ identity_batch_stamp() }} as processed_at,
+        {{ run_batch_stamp() }} as processed_at,
         case
             when identifier_value is null then invalid_reason
             {%- if cfg.blocklist_values %}

@@ -66,5 +66,5 @@ select
     identifier_key,
     anchor_key,
     first_linked_at,
-    {{ identity_batch_stamp() }} as processed_at
+    {{ run_batch_stamp() }} as processed_at
 from links

@@ -69,5 +69,5 @@
 select
     node_id,
     label as component_id,
-    {{ identity_batch_stamp() }} as processed_at
+    {{ run_batch_stamp() }} as processed_at
 from {{ labels }}

@@ -34,7 +34,7 @@ pairs as (
     select distinct
         a.node_id as src_id,
         b.node_id as dst_id,
-        {{ identity_batch_stamp() }} as processed_at
+        {{ run_batch_stamp() }} as processed_at
     from occurrence_nodes as a
     inner join occurrence_nodes as b
         on a.occurrence_id = b.occurrence_id

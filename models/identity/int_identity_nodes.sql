@@ -135,7 +135,7 @@ final as (
         is_anchor,
         not is_anchor and anchor_count > anchor_limit as is_shared,
         not is_anchor and anchor_count <= anchor_limit as is_mergeable,
-        {{ identity_batch_stamp() }} as processed_at
+        {{ run_batch_stamp() }} as processed_at
     from numbered
 
 )

@@ -1,0 +1,23 @@
+-- Every Segment call as landed, each landing file loaded once (macros/landing_files.sql): an
+-- incremental run parses only the files that landed since the last one.
+{{ config(materialized='incremental', incremental_strategy='append', on_schema_change='fail') }}
+
+select
+    type,
+    "messageId",
+    event,
+    name,
+    "userId",
+    "anonymousId",
+    "timestamp",
+    properties,
+    traits,
+    context,
+    "previousId",
+    "groupId",
+    "receivedAt",
+    source,
+    filename as source_file,
+    {{ run_batch_stamp() }} as loaded_at
+from {{ source('segment', 'events') }}
+where {{ landing_files_not_loaded('segment', 'events') }}
