@@ -30,11 +30,16 @@
 
 {#- `expression` (a timestamp aggregate) over this model's table, as a literal: a filter against a
     constant lets the warehouse skip the blocks that cannot match (min/max statistics, which a
-    subquery does not get), and this model's newest rows sit in its last blocks. -#}
-{% macro latest_in_this(expression) -%}
+    subquery does not get), and this model's newest rows sit in its last blocks. `column`: the
+    column it reads, when a table built by an earlier version may not have it yet (then every
+    row is newer: the model's on_schema_change adds the column). -#}
+{% macro latest_in_this(expression, column=none) -%}
 {%- set found = none -%}
 {%- if execute -%}
+{%- set columns = adapter.get_columns_in_relation(this) | map(attribute='name') | map('lower') | list if column else [] -%}
+{%- if column is none or column | lower in columns -%}
 {%- set found = run_query('select ' ~ expression ~ ' from ' ~ this).columns[0].values()[0] -%}
+{%- endif -%}
 {%- endif -%}
 {%- if found is none -%}
 cast('1900-01-01 00:00:00' as timestamp)

@@ -59,7 +59,7 @@
 {#- In an incremental run, the rows of `alias` loaded since this model last ran. -#}
 {% macro landing_new_batch(alias) -%}
 {%- if is_incremental() -%}
-{{ alias }}.loaded_at > {{ latest_in_this('max(loaded_at)') }}
+{{ alias }}.loaded_at > {{ latest_in_this('max(loaded_at)', 'loaded_at') }}
 {%- else -%}
 1 = 1
 {%- endif -%}

@@ -13,7 +13,7 @@ restitched as (
 
     -- identifiers dim_identities wrote since this model last ran
     select identifier_type, identifier_value from {{ ref('dim_identities') }} as identities
-    where identities.processed_at > {{ latest_in_this('max(stitched_at)') }}
+    where identities.processed_at > {{ latest_in_this('max(stitched_at)', 'stitched_at') }}
         and identities.identifier_type in ('user_id', 'anonymous_id')
 
 ),
