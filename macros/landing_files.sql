@@ -2,7 +2,10 @@
     reads every file, an incremental run only the files not loaded yet (listed when the model
     compiles, so a file landing mid-run waits for the next run, never half read). Landing files
     are append-only (DESIGN.md): a file changed or removed after it was loaded needs
-    `dbt build --full-refresh --select base_<source>__<table>+`. -#}
+    `dbt build --full-refresh --select base_<source>__<table>+`. Only for sources whose files
+    are complete when they appear (a rename into the folder): a file that grows while visible
+    (switchyard.landing.AppendLog: feedback, inbox, ledger) would lose the lines appended after
+    its load. -#}
 
 {#- The glob of a source table's landing files: the first quoted pattern of its
     meta.external_location, so the path is declared once, in the source's YAML. -#}

@@ -124,9 +124,12 @@ def test_a_file_landed_later_reaches_identity(paths: Paths) -> None:
         [
             events.identify(at(-60), user_id="ada"),
             events.track("cart_updated", at(0), anonymous_id="dev-1", user_id=None),
+            events.track("product_viewed", at(0), user_id="bo", message_id="m-bo"),
         ],
     )
     dbt_build(paths, *STITCHED)
+    untouched = "select stitched_at from int_events_stitched where event_id = 'm-bo'"
+    (first,) = query(paths, untouched)
     later = events.identify(T0 + timedelta(minutes=3), user_id="ada", anonymous_id="dev-1")
     land(paths, "segment", "events", [later])
     dbt_build(paths, *STITCHED)
@@ -143,3 +146,18 @@ def test_a_file_landed_later_reaches_identity(paths: Paths) -> None:
         paths, "select person_id from int_events_stitched where event_name = 'cart_updated'"
     )
     assert cart == person
+    assert query(paths, untouched) == [first]  # an event the batch did not touch is left alone
+
+
+def test_an_unusable_redelivery_that_wins_takes_the_event_out(paths: Paths) -> None:
+    good = events.track("cart_updated", at(5), user_id="ada", message_id="m-3")
+    land(paths, "segment", "events", [good])
+    dbt_build(paths, *STITCHED)
+    assert query(paths, "select event_id from int_events_stitched") == [{"event_id": "m-3"}]
+    # delivered again, timed earlier, without any id: it is the first delivery now, and unusable
+    broken = {**good, "userId": None, "timestamp": events.iso(at(1))}
+    land(paths, "segment", "events", [broken])
+    dbt_build(paths, *STITCHED)
+    (staged_row,) = query(paths, "select reject_reason from stg_segment__events")
+    assert staged_row["reject_reason"] == "neither userId nor anonymousId"
+    assert query(paths, "select event_id from int_events_stitched") == []

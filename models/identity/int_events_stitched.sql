@@ -3,8 +3,12 @@
 -- user_id or anonymous_id changed person in this run's identity batch (a merge or a split).
 {#- A table built before stitched_at existed gains the column: its rows, stamped null, are all
     stitched again once. #}
+{#- A redelivery that won (an earlier timestamp) but is unusable replaces a usable call in staging:
+    its event leaves this table too (delete+insert only replaces the rows it writes). #}
 {{ config(materialized='incremental', incremental_strategy='delete+insert', unique_key='event_id',
-          on_schema_change='append_new_columns') }}
+          on_schema_change='append_new_columns',
+          post_hook="delete from {{ this }} where event_id in (select event_id from "
+                    ~ "{{ ref('stg_segment__events') }} where reject_reason is not null)") }}
 with
 
 {%- if is_incremental() %}
