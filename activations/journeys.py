@@ -6,6 +6,7 @@ dbt manifest so the engine never names a particular journey.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from collections.abc import Collection, Iterable
@@ -119,6 +120,15 @@ class Reentry:
     max_concurrent: int = 1
 
 
+def declared_version(meta: dict[str, Any]) -> str:
+    """The declared `version`, else the first 8 hex digits of a hash of the declaration: any
+    edit to a journey starts a new version, and reformatting the YAML does not."""
+    if meta.get("version") is not None:
+        return str(meta["version"])
+    canonical = json.dumps(meta, sort_keys=True, default=str, separators=(",", ":"))
+    return "h" + hashlib.sha256(canonical.encode()).hexdigest()[:8]
+
+
 @dataclass(frozen=True)
 class Goal:
     event: str
@@ -147,6 +157,8 @@ class Journey:
     # who subscribed to it explicitly get them.
     topic: str | None = None
     topic_opt_in: bool = False
+    # Recorded on every transition: metrics compare entries by the version they entered under.
+    version: str = "unversioned"
 
     @property
     def transactional(self) -> bool:
@@ -251,6 +263,7 @@ class Journey:
             message_type=meta.get("message_type", "marketing"),
             topic=meta["topic"].strip().lower() if meta.get("topic") else None,
             topic_opt_in=bool(meta.get("topic_opt_in", False)),
+            version=declared_version(meta),
         )
 
     def outline(self) -> str:

@@ -109,7 +109,7 @@ _ENTRY_PASSES = 50  # candidates of one person beyond this wait for the next tic
 # send_key: of the entry's send at its node (null elsewhere), hashed once where it arrives.
 _POSITION = "entry_id, person_id, seq, node, reached_at, next_at, entered_at, arm, send_key"
 _ROWS_PREFIX = "tick_rows_"
-_PER_TICK = ("journey", "run_id", "recorded_at")
+_PER_TICK = ("journey", "run_id", "recorded_at", "journey_version")
 
 
 def send_key_sql(journey: str, step: str, person: str, entry: str) -> str:
@@ -175,8 +175,8 @@ def _tick(
     con.execute(
         f"""
         create or replace temp view recorded as
-        select * exclude (run_id, recorded_at), {lit(run_id)} as run_id,
-            getvariable('now') as recorded_at
+        select * exclude (run_id, recorded_at, journey_version), {lit(run_id)} as run_id,
+            getvariable('now') as recorded_at, {lit(journey.version)} as journey_version
         from new_rows
         """
     )
@@ -284,7 +284,8 @@ def _new_rows_view(con: duckdb.DuckDBPyConnection, journey: Journey, tables: lis
     union = " union all by name ".join(f"select * from {t}" for t in tables)
     con.execute(
         f"create or replace temp view new_rows as select {lit(journey.name)} as journey, *, "
-        f"null::varchar as run_id, null::timestamp as recorded_at from ({union})"
+        f"null::varchar as run_id, null::timestamp as recorded_at, "
+        f"null::varchar as journey_version from ({union})"
     )
 
 

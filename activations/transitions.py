@@ -37,6 +37,8 @@ COLUMNS: dict[str, str] = {
     "properties": "VARCHAR",  # the entry event's properties (JSON), on the entry row only
     "run_id": "VARCHAR",
     "recorded_at": "TIMESTAMP",
+    # Journey.version at the tick (files from before it was recorded read null)
+    "journey_version": "VARCHAR",
 }
 PLACEHOLDER = "_empty.parquet"  # keeps the glob readable before the first tick
 
@@ -49,14 +51,22 @@ def ensure_folder(landing_dir: Path) -> Path:
     where = folder(landing_dir)
     where.mkdir(parents=True, exist_ok=True)
     placeholder = where / PLACEHOLDER
-    if not placeholder.exists():
-        con = duckdb.connect()
-        try:
-            typed = ", ".join(f'cast(null as {kind}) as "{n}"' for n, kind in COLUMNS.items())
-            landing.write_parquet(con, f"select {typed} limit 0", placeholder)
-        finally:
-            con.close()
+    con = duckdb.connect()
+    try:
+        # A placeholder an earlier version wrote lacks the columns added since: rewritten, so
+        # the folder's union always has every column, even before a tick writes one.
+        if placeholder.exists() and set(COLUMNS) <= _columns(con, placeholder):
+            return where
+        typed = ", ".join(f'cast(null as {kind}) as "{n}"' for n, kind in COLUMNS.items())
+        landing.write_parquet(con, f"select {typed} limit 0", placeholder)
+    finally:
+        con.close()
     return where
+
+
+def _columns(con: duckdb.DuckDBPyConnection, path: Path) -> set[str]:
+    rows = con.execute(f"select name from parquet_schema({_path_sql(str(path))})").fetchall()
+    return {name for (name,) in rows}
 
 
 # Held by every run whose sends a cap counts (activations/run.py); no journey's name starts

@@ -9,6 +9,7 @@ source as (
 select
     {{ dbt.concat(["entry_id", "':'", "cast(seq as " ~ dbt.type_string() ~ ")"]) }} as transition_id,
     journey,
+    journey_version,
     entry_id,
     person_id,
     seq,
