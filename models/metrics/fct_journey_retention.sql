@@ -1,6 +1,7 @@
 -- Value after a journey, against its holdout, by the week people entered: for the people whose
 -- entry finished (went past its last step or reached a goal), their orders in the revenue window
--- after it finished. Holdout entries walk the journey unsent and finish alike.
+-- strictly after it finished (a converting purchase is not its own aftermath). Holdout entries
+-- walk the journey unsent and finish alike.
 {%- set window_days = var('metrics')['revenue_window_days'] %}
 with
 
@@ -31,7 +32,7 @@ per_person as (
     from finished
     left join {{ ref('int_orders_attributed') }} as orders
         on finished.person_id = orders.person_id
-        and orders.ordered_at >= finished.finished_at
+        and orders.ordered_at > finished.finished_at
         and orders.ordered_at < {{ dbt.dateadd('day', window_days, 'finished.finished_at') }}
     group by finished.journey, finished.arm, finished.cohort_week, finished.person_id
 

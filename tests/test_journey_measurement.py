@@ -1,0 +1,387 @@
+"""Journey measurement (models/metrics): on a small journey whose every number is worked out by
+hand below, the funnel, the experiment, attribution, retention, channel performance and messages
+per person come out exactly so."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from datetime import datetime, timedelta
+from typing import Any
+
+import polars as pl
+import pytest
+
+from activations import ledger, transitions
+from switchyard import events, landing
+from switchyard.settings import Paths
+from tests.dbt_helpers import dbt_build, query
+
+T = datetime(2026, 11, 2, 9, 0)  # a Monday
+JOURNEY = "jf"
+MARTS = [
+    "fct_journey_funnel",
+    "fct_journey_funnel_daily",
+    "fct_journey_experiments",
+    "fct_conversion_attribution",
+    "fct_journey_retention",
+    "fct_channel_performance",
+    "fct_person_weekly_messages",
+]
+POLARS_TYPES = {"VARCHAR": pl.Utf8, "INTEGER": pl.Int32, "TIMESTAMP": pl.Datetime("us")}
+
+
+def h(hours: float) -> datetime:
+    return T + timedelta(hours=hours)
+
+
+def write_transitions(paths: Paths, rows: list[dict[str, Any]], version: str = "v1") -> None:
+    """Rows as a tick would land them (activations/transitions.py's columns)."""
+    full = [
+        dict.fromkeys(transitions.COLUMNS)
+        | {"journey": JOURNEY, "journey_version": version, "run_id": "test"}
+        | row
+        for row in rows
+    ]
+    schema = {n: POLARS_TYPES[kind] for n, kind in transitions.COLUMNS.items()}
+    folder = transitions.ensure_folder(paths.landing)
+    pl.DataFrame(full, schema=schema).write_parquet(folder / f"tick-{version}.parquet")
+
+
+def entry(
+    entry_id: str, person: str, at: datetime, moves: list[tuple[str, str, datetime, str]],
+    arm: str = "treatment",
+) -> list[dict[str, Any]]:  # fmt: skip
+    """An entry's transitions: entered at `first step`, then (node, reason, when, detail) each."""
+    first, *rest = moves
+    rows = [{"entry_id": entry_id, "person_id": person, "seq": 0, "node": first[0],
+             "reached_at": at, "entered_at": at, "arm": arm, "reason": "entered"}]  # fmt: skip
+    previous = first[0]
+    for seq, (node, reason, when, detail) in enumerate(rest, start=1):
+        rows.append({"entry_id": entry_id, "person_id": person, "seq": seq,
+                     "from_node": previous, "node": node, "reached_at": when, "entered_at": at,
+                     "arm": arm, "reason": reason, "detail": detail})  # fmt: skip
+        previous = node
+    return rows
+
+
+def sent(writer: ledger.LedgerWriter, step: str, person: str, entry_id: str, channel: str,
+         at: datetime, deferred_first: bool = False) -> str:  # fmt: skip
+    ref = ledger.SendRef(ledger.send_key(JOURNEY, step, person, entry_id), JOURNEY, step, person,
+                         entry_id)  # fmt: skip
+    if deferred_first:
+        writer.write(ref, "deferred", at - timedelta(hours=2), reason="capped")
+    writer.write(ref, "attempted", at, channel=channel)
+    writer.write(ref, "sent", at, channel=channel)
+    return ref.send_key
+
+
+def skipped(writer: ledger.LedgerWriter, step: str, person: str, entry_id: str, reason: str,
+            at: datetime) -> None:  # fmt: skip
+    ref = ledger.SendRef(ledger.send_key(JOURNEY, step, person, entry_id), JOURNEY, step, person,
+                         entry_id)  # fmt: skip
+    writer.write(ref, "skipped", at, reason=reason)
+
+
+@pytest.fixture(scope="module")
+def measured(module_paths: Paths) -> Paths:
+    """Five people in journey jf (email_1, then push_2; goal: a purchase):
+    e1 (u1): email sent at +1h (delivered, opened, clicked), push sent at +25h after the cap held
+        it, completed, converted at +30h;
+    e2 (u2): email sent at +1h (delivered), converted at +5h while at push_2;
+    e3 (u3): entered a day later, email skipped (no consent), waiting at push_2 now;
+    e4 (u4): left at email_1 on an exit event at +0.5h;
+    e5 (u5): holdout: both steps skipped, completed at +25h, converted at +26h.
+    Orders: u1 100 at +30h and 40 at +10d; u2 50 at +5h and 10 at +48h; u3 20 at +40d; u5 80 at
+    +26h."""
+    paths = module_paths
+    landing.ensure_layout(paths.landing)
+    people = [
+        events.identify(T - timedelta(days=1), user_id=f"u{n}", traits={"email": f"u{n}@x.test"})
+        for n in range(1, 6)
+    ]
+    landing.write_batch(paths.landing, "segment", "events", people, prefix="test")
+    orders = [("o1", "u1", h(30), 100), ("o2", "u1", h(240), 40), ("o3", "u2", h(5), 50),
+              ("o4", "u2", h(48), 10), ("o5", "u3", h(960), 20), ("o6", "u5", h(26), 80)]  # fmt: skip
+    landing.write_batch(
+        paths.landing,
+        "shop",
+        "orders",
+        [events.order(o, at, user_id=u, email=None, total=t) for o, u, at, t in orders],
+        prefix="test",
+    )
+    dbt_build(paths, "+dim_identities")
+    person = {
+        r["user_id"]: r["person_id"]
+        for r in query(
+            paths,
+            "select identifier_value as user_id, person_id from dim_identities "
+            "where identifier_type = 'user_id'",
+        )
+    }
+    p1, p2, p3, p4, p5 = (person[f"u{n}"] for n in range(1, 6))
+    write_transitions(
+        paths,
+        entry("e1", p1, T, [("email_1", "", T, ""), ("push_2", "sent", h(1), "k"),
+                            ("(completed)", "sent", h(25), "k"),
+                            ("(converted)", "converted", h(30), "purchase_completed")])
+        + entry("e2", p2, T, [("email_1", "", T, ""), ("push_2", "sent", h(1), "k"),
+                              ("(converted)", "converted", h(5), "purchase_completed")])
+        + entry("e3", p3, h(24), [("email_1", "", h(24), ""), ("push_2", "skipped", h(25), "k")])
+        + entry("e4", p4, T, [("email_1", "", T, ""),
+                              ("(exited)", "exited", h(0.5), "purchase_completed")])
+        + entry("e5", p5, T, [("email_1", "", T, ""), ("push_2", "skipped", h(1), "k"),
+                              ("(completed)", "skipped", h(25), "k"),
+                              ("(converted)", "converted", h(26), "purchase_completed")],
+                arm="holdout"),
+    )  # fmt: skip
+    writer = ledger.LedgerWriter(paths.landing, "measurement-test")
+    k1 = sent(writer, "email_1", p1, "e1", "email", h(1))
+    sent(writer, "push_2", p1, "e1", "push", h(25), deferred_first=True)
+    k2 = sent(writer, "email_1", p2, "e2", "email", h(1))
+    skipped(writer, "email_1", p3, "e3", "no_consent", h(25))
+    skipped(writer, "email_1", p5, "e5", "holdout", h(1))
+    skipped(writer, "push_2", p5, "e5", "holdout", h(25))
+    writer.close()
+    feedback = [("f1", k1, "delivered", h(1.1)), ("f2", k1, "open", h(2)), ("f3", k1, "click", h(3)),
+                ("f4", k2, "delivered", h(1.1))]  # fmt: skip
+    landing.write_batch(
+        paths.landing,
+        "feedback",
+        "events",
+        [events.feedback_event(i, k, "sendgrid", "email", e, at) for i, k, e, at in feedback],
+        prefix="test",
+    )
+    dbt_build(paths, *(f"+{m}" for m in MARTS))
+    return paths
+
+
+def rows(paths: Paths, sql: str) -> list[dict[str, Any]]:
+    return query(paths, sql)
+
+
+def test_the_funnel_counts_each_step(measured: Paths) -> None:
+    funnel = {
+        (r["arm"], r["step"]): r
+        for r in rows(measured, "select * from fct_journey_funnel where journey = 'jf'")
+    }
+    assert set(funnel) == {
+        ("treatment", "email_1"),
+        ("treatment", "push_2"),
+        ("holdout", "email_1"),
+        ("holdout", "push_2"),
+    }
+    keys = ["entries", "reached", "sent", "delivered", "opened", "clicked", "converted",
+            "went_on", "here_now", "completed_here", "converted_here", "dropped_off",
+            "exited_exit_event", "step_order"]  # fmt: skip
+    assert {k: funnel["treatment", "email_1"][k] for k in keys} == {
+        "entries": 4, "reached": 4, "sent": 2, "delivered": 2, "opened": 1, "clicked": 1,
+        "converted": 2, "went_on": 3, "here_now": 0, "completed_here": 0, "converted_here": 0,
+        "dropped_off": 1, "exited_exit_event": 1, "step_order": 0,
+    }  # fmt: skip
+    assert {k: funnel["treatment", "push_2"][k] for k in keys} == {
+        "entries": 4, "reached": 3, "sent": 1, "delivered": 0, "opened": 0, "clicked": 0,
+        "converted": 2, "went_on": 0, "here_now": 1, "completed_here": 1, "converted_here": 1,
+        "dropped_off": 0, "exited_exit_event": 0, "step_order": 1,
+    }  # fmt: skip
+    assert funnel["treatment", "email_1"]["drop_off_rate"] == pytest.approx(0.25)
+    assert funnel["treatment", "push_2"]["reach_rate"] == pytest.approx(0.75)
+    holdout = funnel["holdout", "push_2"]
+    assert (holdout["entries"], holdout["reached"], holdout["sent"], holdout["converted"]) == (
+        1,
+        1,
+        0,
+        1,
+    )
+    assert {r["journey_version"] for r in funnel.values()} == {"v1"}
+
+
+def test_the_daily_funnel_dates_each_happening_and_sums_to_all_time(measured: Paths) -> None:
+    daily = rows(
+        measured,
+        "select activity_date, reached, sent, opened, converted from fct_journey_funnel_daily "
+        "where arm = 'treatment' and step = 'email_1' order by activity_date",
+    )
+    assert [(str(r["activity_date"]), r["reached"], r["sent"], r["opened"], r["converted"])
+            for r in daily] == [("2026-11-02", 3, 2, 1, 1), ("2026-11-03", 1, 0, 0, 1)]  # fmt: skip
+    (mismatch,) = rows(
+        measured,
+        """
+        select count(*) as n from fct_journey_funnel f
+        full join (
+            select journey, journey_version, arm, split_path, step, sum(reached) as reached,
+                sum(sent) as sent, sum(went_on) as went_on, sum(dropped_off) as dropped_off
+            from fct_journey_funnel_daily group by all
+        ) d using (journey, journey_version, arm, split_path, step)
+        where (f.reached, f.sent, f.went_on, f.dropped_off)
+            is distinct from (d.reached, d.sent, d.went_on, d.dropped_off)
+        """,
+    )
+    assert mismatch == {"n": 0}
+
+
+def newcombe(x1: int, n1: int, x0: int, n0: int, z: float = 1.959963984540054) -> tuple[float, float]:
+    """Newcombe's hybrid score interval for p1 - p0, from its published formula."""
+
+    def wilson(x: int, n: int) -> tuple[float, float]:
+        p = x / n
+        centre, half = p + z * z / (2 * n), z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+        return (centre - half) / (1 + z * z / n), (centre + half) / (1 + z * z / n)
+
+    p1, p0 = x1 / n1, x0 / n0
+    (l1, u1), (l0, u0) = wilson(x1, n1), wilson(x0, n0)
+    d = p1 - p0
+    return d - math.hypot(p1 - l1, u0 - p0), d + math.hypot(u1 - p1, p0 - l0)
+
+
+def test_the_holdout_experiment_compares_people_and_revenue(measured: Paths) -> None:
+    arms = {
+        r["variant"]: r
+        for r in rows(measured, "select * from fct_journey_experiments where journey = 'jf'")
+    }
+    treatment, holdout = arms["treatment"], arms["holdout"]
+    assert holdout["is_baseline"] and not treatment["is_baseline"]
+    assert (treatment["people"], treatment["conversions"], treatment["revenue"]) == (4, 2, 200)
+    assert (holdout["people"], holdout["conversions"], holdout["revenue"]) == (1, 1, 80)
+    assert treatment["revenue_per_person"] == pytest.approx(50)
+    assert treatment["conversion_lift"] == pytest.approx(-0.5)
+    low, high = newcombe(2, 4, 1, 1)
+    assert (treatment["conversion_lift_low"], treatment["conversion_lift_high"]) == (
+        pytest.approx(low),
+        pytest.approx(high),
+    )
+    assert treatment["conversion_relative_lift"] == pytest.approx(-0.5)
+    # one holdout person: no variance to compare revenue with, and far too small to read
+    assert treatment["revenue_per_person_lift"] is None
+    assert treatment["is_readable"] is False
+    assert holdout["conversion_lift"] is None
+
+
+def test_attribution_shares_each_conversion_by_four_models(measured: Paths) -> None:
+    credit = {
+        (r["entry_id"], r["step"]): r
+        for r in rows(measured, "select * from fct_conversion_attribution")
+    }
+    assert set(credit) == {("e1", "email_1"), ("e1", "push_2"), ("e2", "email_1"),
+                           ("e5", "(no message)")}  # fmt: skip
+    email, push = credit["e1", "email_1"], credit["e1", "push_2"]
+    assert (email["first_touch_credit"], push["first_touch_credit"]) == (1, 0)
+    assert (email["last_touch_credit"], push["last_touch_credit"]) == (0, 1)
+    assert (email["linear_credit"], push["linear_credit"]) == (0.5, 0.5)
+    # converted at +30h: the email is 29 h old, the push 5 h; half-life 24 h
+    w_email, w_push = 0.5 ** (29 / 24), 0.5 ** (5 / 24)
+    assert email["time_decay_credit"] == pytest.approx(w_email / (w_email + w_push), abs=1e-12)
+    assert credit["e2", "email_1"]["time_decay_credit"] == 1
+    totals = rows(
+        measured,
+        "select sum(first_touch_credit) f, sum(last_touch_credit) l, sum(linear_credit) li, "
+        "sum(time_decay_credit) td from fct_conversion_attribution where journey = 'jf'",
+    )
+    (conversions,) = rows(
+        measured, "select count(converted_at) n from fct_journey_entries where journey = 'jf'"
+    )
+    assert conversions["n"] == 3
+    assert all(v == pytest.approx(3) for v in totals[0].values())
+
+
+def test_retention_counts_orders_after_the_journey_against_the_holdout(measured: Paths) -> None:
+    by_arm = {r["arm"]: r for r in rows(measured, "select * from fct_journey_retention")}
+    keep = ["cohort_week", "people", "buyers", "repeat_buyers", "orders", "revenue"]
+    # u1 finished at +25h: 100 and 40 after; u2 at +5h: its 50 then was the conversion itself
+    assert {k: by_arm["treatment"][k] for k in keep} == {
+        "cohort_week": T.date(), "people": 2, "buyers": 2, "repeat_buyers": 1, "orders": 3,
+        "revenue": 150,
+    }  # fmt: skip
+    assert {k: by_arm["holdout"][k] for k in keep} == {
+        "cohort_week": T.date(), "people": 1, "buyers": 1, "repeat_buyers": 0, "orders": 1,
+        "revenue": 80,
+    }  # fmt: skip
+
+
+def test_channel_performance_and_frequency_per_person(measured: Paths) -> None:
+    channels = {
+        r["channel"]: r
+        for r in rows(measured, "select * from fct_channel_performance where journey = 'jf'")
+    }
+    email, push, none = channels["email"], channels["push"], channels["none"]
+    assert (email["sent"], email["delivered"], email["opened"], email["clicked"]) == (2, 2, 1, 1)
+    assert email["open_rate"] == pytest.approx(0.5)
+    assert (push["sent"], push["held_by_cap"]) == (1, 1)
+    assert (email["held_by_cap"], none["decisions"], none["sent"]) == (0, 3, 0)
+    weekly = rows(
+        measured,
+        "select messages, email_messages, push_messages from fct_person_weekly_messages "
+        "order by messages desc",
+    )
+    assert weekly == [
+        {"messages": 2, "email_messages": 1, "push_messages": 1},
+        {"messages": 1, "email_messages": 1, "push_messages": 0},
+    ]
+
+
+# A simulated experiment: 400 people per arm, the holdout converting at 10% and the treatment at
+# 13% (a true lift of 3 points), drawn again for each seed.
+N, P_HOLDOUT, P_TREATMENT, SEEDS = 400, 0.10, 0.13, 200
+
+
+def test_a_simulated_lift_is_recovered_within_its_interval(paths: Paths) -> None:
+    landing.ensure_layout(paths.landing)
+    rows_: list[dict[str, Any]] = []
+    for seed in range(SEEDS):
+        draw = random.Random(seed)
+        for n in range(2 * N):
+            arm, p = ("treatment", P_TREATMENT) if n < N else ("holdout", P_HOLDOUT)
+            moves = [("step", "", T, "")]
+            if draw.random() < p:
+                moves.append(("(converted)", "converted", h(1), "goal"))
+            rows_ += entry(f"s{seed}-{n}", f"s{seed}-p{n}", T, moves, arm=arm)
+    for row in rows_:
+        row["journey"] = f"sim_{int(row['entry_id'][1:].split('-')[0]):03d}"
+    write_transitions(paths, rows_)
+    dbt_build(paths, "+fct_journey_experiments")
+    results = rows(
+        paths,
+        "select journey, conversions, baseline_conversions, conversion_lift_low as low, "
+        "conversion_lift_high as high from fct_journey_experiments where variant = 'treatment'",
+    )
+    assert len(results) == SEEDS
+    for r in results:  # the mart's interval is Newcombe's, as published
+        assert (r["low"], r["high"]) == pytest.approx(
+            newcombe(r["conversions"], N, r["baseline_conversions"], N), abs=1e-12
+        )
+    true_lift = P_TREATMENT - P_HOLDOUT
+    covered = sum(r["low"] <= true_lift <= r["high"] for r in results) / SEEDS
+    # A 95% interval covers the truth in 95% of seeds on average, so a finite run of seeds lands
+    # on either side of it: allowed three binomial standard deviations below (a Wald interval
+    # of half the width covers about 67%, one from the wrong formula far less).
+    assert covered >= 0.95 - 3 * math.sqrt(0.95 * 0.05 / SEEDS), covered
+
+
+def test_the_interval_covers_at_least_95_percent_over_every_possible_outcome(paths: Paths) -> None:
+    # The limit of infinitely many seeds: every outcome (x1 of N converting under treatment, x0
+    # of N under holdout) weighted by its binomial probability, with the interval the dbt macro
+    # computes for it.
+    def pmf(k: int, p: float) -> float:
+        log = math.lgamma(N + 1) - math.lgamma(k + 1) - math.lgamma(N - k + 1)
+        return math.exp(log + k * math.log(p) + (N - k) * math.log(1 - p))
+
+    likely = range(10, 100)  # outside, each arm's probability is below 1e-9 in total
+    sql = (
+        "select x1, x0, {{ newcombe_bound('x1', %d, 'x0', %d, -1) }} as low, "
+        "{{ newcombe_bound('x1', %d, 'x0', %d, 1) }} as high "
+        "from range(%d, %d) a(x1), range(%d, %d) b(x0)"
+    ) % (N, N, N, N, likely.start, likely.stop, likely.start, likely.stop)
+    shown = dbt_build(paths, command="show",
+                      extra=["--inline", sql, "--limit", "-1", "--output", "json"])  # fmt: skip
+    grid = json.loads(shown[shown.index("{") :])["show"]
+    assert len(grid) == len(likely) ** 2
+    true_lift = P_TREATMENT - P_HOLDOUT
+    mass = sum(pmf(r["x1"], P_TREATMENT) * pmf(r["x0"], P_HOLDOUT) for r in grid)
+    coverage = sum(
+        pmf(r["x1"], P_TREATMENT) * pmf(r["x0"], P_HOLDOUT)
+        for r in grid
+        if r["low"] <= true_lift <= r["high"]
+    )
+    assert mass > 1 - 1e-8
+    assert coverage >= 0.95, coverage
