@@ -8,6 +8,7 @@ import dagster as dg
 from orchestration.dbt_project import dbt_resource
 from orchestration.defs.activation import activation_key, build_activation_asset, declared_journeys
 from orchestration.defs.publish import build_publish_asset
+from orchestration.defs.report import REPORT_TIER, journey_report
 from orchestration.defs.resources import resources
 from orchestration.defs.tier_triggers import build_tier_jobs, build_tier_triggers
 from orchestration.defs.transform import build_dbt_assets
@@ -33,7 +34,11 @@ def build_definitions() -> dg.Definitions:
         selection=dg.AssetSelection.all() - upkeep.selection,
         description="Build every model, run every journey, then metrics.",
     )
-    tier_jobs = build_tier_jobs(journeys, exclude=upkeep.selection)
+    tier_jobs = build_tier_jobs(
+        journeys,
+        exclude=upkeep.selection,
+        only_in={REPORT_TIER: dg.AssetSelection.assets(journey_report)},
+    )
     schedules, sensors = build_tier_triggers(tier_jobs)
     schedules.append(
         dg.ScheduleDefinition(
@@ -41,7 +46,7 @@ def build_definitions() -> dg.Definitions:
         )
     )
     return dg.Definitions(
-        assets=[dbt_models, dbt_metrics, *activations, compaction, published],
+        assets=[dbt_models, dbt_metrics, *activations, compaction, published, journey_report],
         jobs=[pipeline, *tier_jobs, upkeep],
         schedules=schedules,
         sensors=sensors,

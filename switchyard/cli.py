@@ -73,6 +73,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(summary.render(summary.collect(paths.duckdb), paths.duckdb, run_sent))
     if sandbox:
         print(f"\nWhat the sandbox received: {paths.home / 'sandbox' / 'received.jsonl'}")
+    from switchyard.report import ReportError, default_output, write_report
+
+    try:
+        written = write_report(paths.duckdb, default_output(paths.home))
+        print(f"Journey report (funnels, lift, channels): {written.path.resolve().as_uri()}")
+    except ReportError as exc:
+        print(f"No journey report: {exc}")
     return 0
 
 
@@ -191,6 +198,23 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     except JourneyDefinitionError as exc:
         print(f"invalid journey: {exc}", file=sys.stderr)
         return 1
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from switchyard.report import ReportError, default_output, write_report
+
+    paths = Paths.from_env()
+    output = Path(args.out) if args.out else default_output(paths.home)
+    try:
+        written = write_report(paths.duckdb, output, journey=args.journey)
+    except ReportError as exc:
+        print(f"switchyard report: {exc}", file=sys.stderr)
+        return 2
+    print(
+        f"journey report ({', '.join(written.journeys)}) from {written.source}: "
+        f"{written.path.resolve().as_uri()}"
+    )
     return 0
 
 
@@ -450,6 +474,13 @@ def main(argv: list[str] | None = None) -> int:
         "--config", action="append", help="more librdkafka settings, name=value (repeatable)"
     )
     consume_cmd.set_defaults(func=cmd_consume)
+
+    rep = sub.add_parser(
+        "report", help="write the journey report: one HTML file with the funnels, lift, channels"
+    )
+    rep.add_argument("--journey", help="only this journey (default: every journey with entries)")
+    rep.add_argument("--out", help="where to write it (default: <home>/reports/journeys.html)")
+    rep.set_defaults(func=cmd_report)
 
     prep = sub.add_parser("prepare", help="build the dbt manifest (dbt parse) if stale")
     prep.set_defaults(func=cmd_prepare)

@@ -59,10 +59,11 @@ def test_definitions_have_the_flow() -> None:
     assert journey in graph.get(dg.AssetKey(["fct_journey_transitions"])).parent_keys
     # Every asset that opens the warehouse takes turns in one pool (limit 1 in dagster.yaml):
     # overlapping runs queue step by step instead of failing on DuckDB's lock. The ledger's
-    # compaction works on landing files only.
+    # compaction works on landing files only; the report reads the published copy.
+    outside = {"ledger", "journey_report"}
     for key in graph.materializable_asset_keys:
         pool = defs.resolve_assets_def(key).op.pool
-        assert pool == (None if key.path[0] == "ledger" else "switchyard_warehouse"), key
+        assert pool == (None if key.path[0] in outside else "switchyard_warehouse"), key
     instance = yaml.safe_load((PROJECT_DIR / "orchestration" / "dagster.yaml").read_text())
     assert instance["concurrency"]["pools"]["default_limit"] == 1
     # and one seconds-tier run at a time (its sensor queues at most one more)
@@ -79,6 +80,13 @@ def test_definitions_have_the_flow() -> None:
     assert dg.AssetKey(["fct_deliveries"]) in graph.get(published).parent_keys
     for job in ("tier_seconds", "tier_days", PIPELINE_JOB):
         assert published in defs.resolve_job_def(job).asset_layer.executable_asset_keys
+    # The journey report follows the published copy in the days tier's runs (and the whole
+    # pipeline's), not in the faster tiers' runs.
+    report = dg.AssetKey(["journey_report"])
+    assert graph.get(report).parent_keys == {published}
+    for job, has_report in [("tier_seconds", False), ("tier_hours", False), ("tier_days", True),
+                            (PIPELINE_JOB, True)]:  # fmt: skip
+        assert (report in defs.resolve_job_def(job).asset_layer.executable_asset_keys) == has_report
 
 
 REPOSITORY_QUERY = """

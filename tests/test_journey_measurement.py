@@ -7,14 +7,17 @@ from __future__ import annotations
 import json
 import math
 import random
+import re
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import polars as pl
 import pytest
 
 from activations import ledger, transitions
-from switchyard import events, landing
+from switchyard import cli, events, landing
+from switchyard.report import write_report
 from switchyard.settings import Paths
 from tests.dbt_helpers import dbt_build, query
 
@@ -103,7 +106,8 @@ def measured(module_paths: Paths) -> Paths:
     ]
     landing.write_batch(paths.landing, "segment", "events", people, prefix="test")
     orders = [("o1", "u1", h(30), 100), ("o2", "u1", h(240), 40), ("o3", "u2", h(5), 50),
-              ("o4", "u2", h(48), 10), ("o5", "u3", h(960), 20), ("o6", "u5", h(26), 80)]  # fmt: skip
+              ("o4", "u2", h(48), 10), ("o5", "u3", h(960), 20),
+              ("o6", "u5", h(26), 80)]  # fmt: skip
     landing.write_batch(
         paths.landing,
         "shop",
@@ -144,8 +148,8 @@ def measured(module_paths: Paths) -> Paths:
     skipped(writer, "email_1", p5, "e5", "holdout", h(1))
     skipped(writer, "push_2", p5, "e5", "holdout", h(25))
     writer.close()
-    feedback = [("f1", k1, "delivered", h(1.1)), ("f2", k1, "open", h(2)), ("f3", k1, "click", h(3)),
-                ("f4", k2, "delivered", h(1.1))]  # fmt: skip
+    feedback = [("f1", k1, "delivered", h(1.1)), ("f2", k1, "open", h(2)),
+                ("f3", k1, "click", h(3)), ("f4", k2, "delivered", h(1.1))]  # fmt: skip
     landing.write_batch(
         paths.landing,
         "feedback",
@@ -221,7 +225,9 @@ def test_the_daily_funnel_dates_each_happening_and_sums_to_all_time(measured: Pa
     assert mismatch == {"n": 0}
 
 
-def newcombe(x1: int, n1: int, x0: int, n0: int, z: float = 1.959963984540054) -> tuple[float, float]:
+def newcombe(
+    x1: int, n1: int, x0: int, n0: int, z: float = 1.959963984540054
+) -> tuple[float, float]:
     """Newcombe's hybrid score interval for p1 - p0, from its published formula."""
 
     def wilson(x: int, n: int) -> tuple[float, float]:
@@ -320,6 +326,42 @@ def test_channel_performance_and_frequency_per_person(measured: Paths) -> None:
     ]
 
 
+def test_the_report_renders_offline_in_a_browser(
+    measured: Paths, browser: Any, tmp_path: Path
+) -> None:
+    written = write_report(measured.duckdb, tmp_path / "report.html")
+    html = written.path.read_text()
+    assert not re.search(r"<(script|link|img)\b", html)  # nothing to fetch, nothing to run
+    page = browser.new_page()
+    problems: list[str] = []
+    fetched: list[str] = []
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    page.on("request", lambda r: fetched.append(r.url))
+    page.goto(written.path.as_uri())
+    shot = tmp_path / "report.png"
+    page.screenshot(path=str(shot), full_page=True)
+    assert problems == []
+    assert fetched == [written.path.as_uri()]
+    # the funnel, the lift, the channel mix and the attribution, then the frequency across journeys
+    assert page.locator("#journey-jf svg").count() == 4
+    assert page.locator("#frequency svg").count() == 1
+    funnel = page.locator("#journey-jf table").first.inner_text()
+    assert "email_1\t4\t2\t1\t1\t2\t1\t0" in funnel  # reached, sent, opened, clicked, ...
+    assert "-50.0 pt" in page.locator("#journey-jf").inner_text()
+    assert shot.stat().st_size > 20_000
+    page.close()
+
+
+def test_the_report_names_the_journeys_it_can_show(
+    measured: Paths, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["report", "--journey", "nope"]) == 2
+    assert "journey 'nope' has no entries" in capsys.readouterr().err
+    assert cli.main(["report", "--journey", "jf", "--out", str(measured.home / "r.html")]) == 0
+    assert "#journey-jf" in (measured.home / "r.html").read_text()
+
+
 # A simulated experiment: 400 people per arm, the holdout converting at 10% and the treatment at
 # 13% (a true lift of 3 points), drawn again for each seed.
 N, P_HOLDOUT, P_TREATMENT, SEEDS = 400, 0.10, 0.13, 200
@@ -367,11 +409,12 @@ def test_the_interval_covers_at_least_95_percent_over_every_possible_outcome(pat
         return math.exp(log + k * math.log(p) + (N - k) * math.log(1 - p))
 
     likely = range(10, 100)  # outside, each arm's probability is below 1e-9 in total
+    bounds = f"{likely.start}, {likely.stop}"
+    grid_sql = f"from range({bounds}) a(x1), range({bounds}) b(x0)"
     sql = (
-        "select x1, x0, {{ newcombe_bound('x1', %d, 'x0', %d, -1) }} as low, "
-        "{{ newcombe_bound('x1', %d, 'x0', %d, 1) }} as high "
-        "from range(%d, %d) a(x1), range(%d, %d) b(x0)"
-    ) % (N, N, N, N, likely.start, likely.stop, likely.start, likely.stop)
+        f"select x1, x0, {{{{ newcombe_bound('x1', {N}, 'x0', {N}, -1) }}}} as low, "
+        f"{{{{ newcombe_bound('x1', {N}, 'x0', {N}, 1) }}}} as high {grid_sql}"
+    )
     shown = dbt_build(paths, command="show",
                       extra=["--inline", sql, "--limit", "-1", "--output", "json"])  # fmt: skip
     grid = json.loads(shown[shown.index("{") :])["show"]

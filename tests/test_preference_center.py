@@ -154,25 +154,6 @@ def test_unconfigured_links_say_what_to_set(tmp_path: Path) -> None:
     assert answer.status_code == 404 and "SWITCHYARD_LINK_SECRET" in answer.text
 
 
-def chromium() -> str | None:
-    return shutil.which("chromium") or shutil.which("chromium-browser")
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    executable = chromium()
-    if executable is None:
-        if os.environ.get("CI"):
-            pytest.fail("Chromium is missing: `make test` installs Debian's chromium package")
-        pytest.skip("no chromium on PATH (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
-        yield launched
-        launched.close()
-
-
 def test_the_preference_center_shows_and_changes_subscriptions_in_a_browser(
     collector: tuple[LinkSigner, Path], browser: Any, tmp_path: Path
 ) -> None:

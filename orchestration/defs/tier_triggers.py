@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 import dagster as dg
@@ -46,8 +46,12 @@ def tier_selection(tier: str, with_checks: bool = True) -> dg.AssetSelection:
 
 
 def build_tier_jobs(
-    journeys: Sequence[Journey], exclude: dg.AssetSelection
+    journeys: Sequence[Journey],
+    exclude: dg.AssetSelection,
+    only_in: Mapping[str, dg.AssetSelection] | None = None,
 ) -> list[dg.UnresolvedAssetJobDefinition]:
+    """A job per tier in use. `only_in`: assets downstream of every tier's runs that only the
+    named tier's runs materialize (the report after the days tier)."""
     in_use = {j.tier for j in journeys}
     # The models the test-less tiers' journeys read (the seconds tier's audience included) are
     # also built and tested by the other tiers' runs; their journeys are not run there.
@@ -62,6 +66,9 @@ def build_tier_jobs(
         chosen = tier_selection(tier.name, with_checks=tier.runs_tests)
         if tier.runs_tests and tested_too is not None:
             chosen = chosen | tested_too
+        for owner, assets in (only_in or {}).items():
+            if owner != tier.name:
+                chosen = chosen - assets
         return chosen - exclude
 
     return [

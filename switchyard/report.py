@@ -1,0 +1,339 @@
+"""The journey report: one self-contained HTML file from the metrics marts (models/metrics), for
+people who want to see at a glance whether a journey works. `switchyard report` writes it, and
+the Dagster asset journey_report after each days-tier run.
+
+It reads the published read-only copy of the warehouse when there is one (never locked by a
+run), else the working file, read-only.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from html import escape
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from switchyard import charts
+from switchyard.publish import published_path
+
+ATTRIBUTION_MODELS = ("first_touch", "last_touch", "linear", "time_decay")
+FREQUENCY_BUCKETS = ("1", "2", "3", "4", "5+")
+
+
+class ReportError(Exception):
+    """Nothing to report on, or a journey that has no data: says what to run first."""
+
+
+@dataclass(frozen=True)
+class Written:
+    path: Path
+    journeys: tuple[str, ...]
+    source: Path
+
+
+def default_output(home: Path) -> Path:
+    return home / "reports" / "journeys.html"
+
+
+def source_database(warehouse: Path) -> Path:
+    published = published_path(warehouse)
+    if published.exists():
+        return published
+    if warehouse.exists():
+        return warehouse
+    raise ReportError(
+        f"no warehouse at {warehouse}: run the pipeline first (`make demo`, or a Dagster run)"
+    )
+
+
+def write_report(warehouse: Path, output: Path, journey: str | None = None) -> Written:
+    source = source_database(warehouse)
+    con = duckdb.connect(str(source), read_only=True)
+    try:
+        journeys = _chosen_journeys(con, source, journey)
+        sections = [_journey_section(con, name) for name in journeys]
+        overall = _frequency_section(con)
+    except (duckdb.CatalogException, duckdb.BinderException) as exc:
+        raise ReportError(
+            f"{source} lacks the metrics marts this report reads ({exc}): build them "
+            "(`dbt build --select path:models/metrics`, or a pipeline run, which publishes)"
+        ) from exc
+    finally:
+        con.close()
+    title = f"Journey report: {journey}" if journey else "Journey report"
+    page = _page(title, source, journeys, sections, overall)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    partial = output.with_name(f".{output.name}.tmp")
+    partial.write_text(page, encoding="utf-8")
+    partial.replace(output)  # a reader never sees half a report
+    return Written(output, tuple(journeys), source)
+
+
+def _rows(con: duckdb.DuckDBPyConnection, sql: str, *params: Any) -> list[dict[str, Any]]:
+    cursor = con.execute(sql, list(params))
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def _chosen_journeys(
+    con: duckdb.DuckDBPyConnection, source: Path, journey: str | None
+) -> list[str]:
+    rows = _rows(con, "select distinct journey from fct_journey_entries order by 1")
+    journeys = [r["journey"] for r in rows]
+    if not journeys:
+        raise ReportError(f"{source} has no journey entries yet: run the journeys first")
+    if journey is None:
+        return journeys
+    if journey not in journeys:
+        raise ReportError(
+            f"journey {journey!r} has no entries in {source}; "
+            f"journeys with entries: {', '.join(journeys)}"
+        )
+    return [journey]
+
+
+def _journey_section(con: duckdb.DuckDBPyConnection, journey: str) -> str:
+    parts = [f'<section id="journey-{escape(journey)}"><h2>{escape(journey)}</h2>']
+    parts.append(_overview(con, journey))
+    parts.append(_funnel(con, journey))
+    parts.append(_experiments(con, journey))
+    parts.append(_channel_mix(con, journey))
+    parts.append(_attribution(con, journey))
+    parts.append("</section>")
+    return "\n".join(parts)
+
+
+def _overview(con: duckdb.DuckDBPyConnection, journey: str) -> str:
+    (row,) = _rows(
+        con,
+        """
+        select count(*) as entries, count(distinct current_person_id) as people,
+            count(converted_at) as conversions,
+            count(case when ended_at is null then 1 end) as active,
+            string_agg(distinct journey_version, ', ' order by journey_version) as versions
+        from fct_journey_entries where journey = ?
+        """,
+        journey,
+    )
+    return (
+        f'<p class="overview">{row["entries"]:,} entries by {row["people"]:,} people; '
+        f"{row['conversions']:,} converted; {row['active']:,} active now. "
+        f"Versions: {escape(row['versions'] or '')}.</p>"
+    )
+
+
+def _funnel(con: duckdb.DuckDBPyConnection, journey: str) -> str:
+    steps = _rows(
+        con,
+        """
+        select step, min(step_order) as step_order, sum(reached) as reached, sum(sent) as sent,
+            sum(opened) as opened, sum(clicked) as clicked, sum(converted) as converted,
+            sum(dropped_off) as dropped_off, sum(here_now) as here_now
+        from fct_journey_funnel
+        where journey = ? and arm = 'treatment'
+        group by step order by step_order, step
+        """,
+        journey,
+    )
+    if not steps:
+        return _empty("Funnel", "no treatment entries yet")
+    labels = [r["step"] for r in steps]
+    chart = charts.grouped_bars(
+        f"{journey} funnel",
+        labels,
+        {k: [float(r[k]) for r in steps] for k in ("reached", "sent", "opened", "converted")},
+    )
+    table = _table(
+        ["step", "reached", "sent", "opened", "clicked", "converted", "dropped off", "here now"],
+        [
+            [r["step"], r["reached"], r["sent"], r["opened"], r["clicked"], r["converted"],
+             r["dropped_off"], r["here_now"]]
+            for r in steps
+        ],
+    )  # fmt: skip
+    note = "Treatment entries of every version and split path (fct_journey_funnel)."
+    return f'<div class="chart"><h3>Funnel</h3><p class="note">{note}</p>{chart}{table}</div>'
+
+
+def _experiments(con: duckdb.DuckDBPyConnection, journey: str) -> str:
+    arms = _rows(
+        con,
+        """
+        select experiment, variant, baseline_variant, people, conversions, conversion_rate,
+            conversion_lift, conversion_lift_low, conversion_lift_high, revenue_per_person,
+            revenue_per_person_lift, is_readable
+        from fct_journey_experiments
+        where journey = ? and not is_baseline
+        order by experiment, variant
+        """,
+        journey,
+    )
+    if not arms:
+        return _empty("Experiments", "no holdout or split with two arms yet")
+    drawn = [
+        (f"{r['experiment']}: {r['variant']} vs {r['baseline_variant']}", r["conversion_lift"],
+         r["conversion_lift_low"], r["conversion_lift_high"], bool(r["is_readable"]))
+        for r in arms
+        if r["conversion_lift_low"] is not None
+    ]  # fmt: skip
+    chart = charts.intervals(f"{journey} conversion lift", drawn) if drawn else ""
+    table = _table(
+        ["experiment", "arm", "people", "conversion", "lift (95% CI)", "revenue/person",
+         "readable"],
+        [
+            [r["experiment"], f"{r['variant']} vs {r['baseline_variant']}", r["people"],
+             _percent(r["conversion_rate"]),
+             f"{_points(r['conversion_lift'])} [{_points(r['conversion_lift_low'])}, "
+             f"{_points(r['conversion_lift_high'])}]",
+             _money(r["revenue_per_person"]), "yes" if r["is_readable"] else "not yet"]
+            for r in arms
+        ],
+    )  # fmt: skip
+    note = (
+        "Conversion lift in percentage points with its 95% interval (Newcombe's hybrid score "
+        "method); a hollow dot is not readable yet (too few people or conversions)."
+    )
+    return f'<div class="chart"><h3>Experiments</h3><p class="note">{note}</p>{chart}{table}</div>'
+
+
+def _channel_mix(con: duckdb.DuckDBPyConnection, journey: str) -> str:
+    rows = _rows(
+        con,
+        """
+        select week, channel, sum(sent) as sent
+        from fct_channel_performance
+        where journey = ? and sent > 0
+        group by week, channel order by week, channel
+        """,
+        journey,
+    )
+    if not rows:
+        return _empty("Channel mix", "nothing sent yet")
+    weeks = sorted({r["week"] for r in rows})
+    channels = sorted({r["channel"] for r in rows})
+    sent: dict[tuple[dt.date, str], float] = {(r["week"], r["channel"]): r["sent"] for r in rows}
+    chart = charts.stacked_columns(
+        f"{journey} messages sent per week",
+        [w.isoformat() for w in weeks],
+        {c: [float(sent.get((w, c), 0)) for w in weeks] for c in channels},
+    )
+    return f'<div class="chart"><h3>Channel mix over time</h3>{chart}</div>'
+
+
+def _attribution(con: duckdb.DuckDBPyConnection, journey: str) -> str:
+    rows = _rows(
+        con,
+        f"""
+        select step || coalesce(' (' || channel || ')', '') as touch,
+            {", ".join(f"sum({m}_credit) as {m}" for m in ATTRIBUTION_MODELS)}
+        from fct_conversion_attribution
+        where journey = ? and arm = 'treatment'
+        group by 1 order by 1
+        """,
+        journey,
+    )
+    if not rows:
+        return _empty("Attribution", "no conversions yet")
+    total = sum(float(r["linear"]) for r in rows)
+    labels = [r["touch"] for r in rows]
+    chart = charts.grouped_bars(
+        f"{journey} attribution shares",
+        labels,
+        {m.replace("_", " "): [float(r[m]) / total for r in rows] for m in ATTRIBUTION_MODELS},
+        percent=True,
+    )
+    note = (
+        f"Shares of {total:,.0f} treatment conversions credited to the messages before them "
+        "(fct_conversion_attribution); each model's shares add up to 100%."
+    )
+    return f'<div class="chart"><h3>Attribution</h3><p class="note">{note}</p>{chart}</div>'
+
+
+def _frequency_section(con: duckdb.DuckDBPyConnection) -> str:
+    rows = _rows(
+        con,
+        """
+        select case when messages >= 5 then '5+' else cast(messages as varchar) end as bucket,
+            count(*) as person_weeks
+        from fct_person_weekly_messages group by 1
+        """,
+    )
+    if not rows:
+        return _empty("Messages per person per week", "nothing sent yet")
+    counts = {r["bucket"]: float(r["person_weeks"]) for r in rows}
+    chart = charts.grouped_bars(
+        "messages per person per week",
+        [f"{b} message{'s' if b != '1' else ''}" for b in FREQUENCY_BUCKETS],
+        {"person-weeks": [counts.get(b, 0.0) for b in FREQUENCY_BUCKETS]},
+    )
+    note = (
+        "How many messages people received in a week, across every journey and channel "
+        "(fct_person_weekly_messages): the frequency caps' effect as people feel it."
+    )
+    return (
+        '<section id="frequency"><h2>Across journeys</h2><div class="chart">'
+        f'<h3>Messages per person per week</h3><p class="note">{note}</p>{chart}</div></section>'
+    )
+
+
+def _empty(title: str, why: str) -> str:
+    return f'<div class="chart"><h3>{escape(title)}</h3><p class="empty">No data: {why}.</p></div>'
+
+
+def _table(header: list[str], body: list[list[Any]]) -> str:
+    head = "".join(f"<th>{escape(h)}</th>" for h in header)
+    rows = "".join(
+        "<tr>" + "".join(f"<td>{escape(_cell(v))}</td>" for v in row) + "</tr>" for row in body
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, int):
+        return f"{value:,}"
+    return "" if value is None else str(value)
+
+
+def _percent(value: float | None) -> str:
+    return "" if value is None else f"{value * 100:.1f}%"
+
+
+def _points(value: float | None) -> str:
+    return "n/a" if value is None else f"{value * 100:+.1f} pt"
+
+
+def _money(value: float | None) -> str:
+    return "" if value is None else f"{value:,.2f}"
+
+
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2rem; color: #222; max-width: 980px; }
+h1 { margin-bottom: 0.2rem; } h2 { border-bottom: 1px solid #ddd; padding-bottom: 0.2rem; }
+.meta, .note, .empty { color: #666; font-size: 0.9rem; }
+.chart { margin: 1.2rem 0 2rem; } svg { display: block; margin: 0.5rem 0; max-width: 100%; }
+table { border-collapse: collapse; font-size: 0.85rem; margin-top: 0.5rem; }
+th, td { border-bottom: 1px solid #eee; padding: 0.25rem 0.6rem; text-align: right; }
+th:first-child, td:first-child { text-align: left; }
+nav a { margin-right: 1rem; }
+"""
+
+
+def _page(title: str, source: Path, journeys: list[str], sections: list[str], overall: str) -> str:
+    made = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    nav = " ".join(f'<a href="#journey-{escape(j)}">{escape(j)}</a>' for j in journeys)
+    return (
+        "<!doctype html>\n"
+        f'<html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<style>{STYLE}</style></head><body>"
+        f"<h1>{escape(title)}</h1>"
+        f'<p class="meta">Made {made} from {escape(str(source))}. The tables behind each chart '
+        "are in models/metrics (docs/metrics.md).</p>"
+        f'<nav>{nav} <a href="#frequency">across journeys</a></nav>'
+        + "\n".join(sections)
+        + overall
+        + "</body></html>\n"
+    )
