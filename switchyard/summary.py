@@ -16,7 +16,9 @@ TABLES = {
     "fct_person_merges": "every person-id change (merge, split); dim_person_aliases maps old ids",
     "audience_cart_abandonment": "journey entries",
     "fct_deliveries": "one row per send key with its outcome",
-    "fct_journey_step_metrics": "funnel per journey step and channel",
+    "fct_journey_step_metrics": "decisions per journey step and channel (skip reasons)",
+    "fct_journey_funnel": "funnel per journey, version, arm, split path and step",
+    "fct_journey_experiments": "holdout and split lift with 95% intervals",
     "fct_rejected_rows": "landed rows that could not be used, with the reason",
     "fct_guard_violations": "sends a guard should have stopped (empty when every promise held)",
 }
