@@ -129,6 +129,10 @@ def declared_version(meta: dict[str, Any]) -> str:
     return "h" + hashlib.sha256(canonical.encode()).hexdigest()[:8]
 
 
+# The experiment name of the holdout assignment in the metrics; split steps name theirs.
+HOLDOUT_EXPERIMENT = "holdout"
+
+
 @dataclass(frozen=True)
 class Goal:
     event: str
@@ -192,6 +196,12 @@ class Journey:
             nodes = parse_nodes(where, meta["steps"], profile_columns)
         except GraphError as exc:  # names the step already
             raise JourneyDefinitionError(str(exc)) from None
+        if any(n.name == HOLDOUT_EXPERIMENT for n in nodes):
+            raise JourneyDefinitionError(
+                f"{where}: a step cannot be named {HOLDOUT_EXPERIMENT!r}: the metrics name the "
+                "holdout experiment so, beside each split step's (fct_journey_exposures); "
+                "rename the step"
+            )
 
         def condition(key: str, text: str, columns: Collection[str] | None) -> Condition:
             try:

@@ -27,3 +27,29 @@
         where 1 = 0
     {%- endif -%}
 {% endmacro %}
+
+{#- Each declared journey's goals as rows (journey, goal_event, within_hours): the experiments
+    count conversions from the events themselves, in every arm alike. -#}
+{% macro journey_goals() %}
+    {%- set rows = [] -%}
+    {%- if execute -%}
+        {%- for node in graph.nodes.values() if node.resource_type == 'model' and node.config.meta.get('journey') -%}
+            {%- set j = node.config.meta['journey'] -%}
+            {%- for goal in j.get('goals') or [] -%}
+                {%- do rows.append(
+                    "select " ~ dbt.string_literal(j['name']) ~ " as journey, "
+                    ~ dbt.string_literal(goal['event']) ~ " as goal_event, "
+                    ~ (goal['within_hours'] | float | string) ~ " as within_hours"
+                ) -%}
+            {%- endfor -%}
+        {%- endfor -%}
+    {%- endif -%}
+    {%- if rows -%}
+        {{ rows | join('\n    union all\n    ') }}
+    {%- else -%}
+        select cast(null as {{ dbt.type_string() }}) as journey,
+            cast(null as {{ dbt.type_string() }}) as goal_event,
+            cast(null as {{ dbt.type_float() }}) as within_hours
+        where 1 = 0
+    {%- endif -%}
+{% endmacro %}

@@ -48,18 +48,22 @@ end
 
 {#- The ratio of two proportions (x1/n1) / (x0/n0) with its 95% interval on the log scale
     (Katz): exp(ln(ratio) +- z * sqrt(1/x1 - 1/n1 + 1/x0 - 1/n0)). Relative lift is this minus 1.
-    Null without a conversion in both arms. side: -1 lower, 0 the ratio, 1 upper. -#}
+    The ratio needs a conversion in the baseline; its interval one in both arms. side: -1 lower,
+    0 the ratio, 1 upper. -#}
 {% macro risk_ratio_bound(x1, n1, x0, n0, side) -%}
+{%- set ratio = "(cast(" ~ x1 ~ " as " ~ metric_float() ~ ") / " ~ n1 ~ ") / (cast(" ~ x0 ~ " as " ~ metric_float() ~ ") / " ~ n0 ~ ")" -%}
+{%- if side == 0 -%}
+case when {{ x0 }} > 0 and {{ n1 }} > 0 then {{ ratio }} end
+{%- else -%}
 case when {{ x1 }} > 0 and {{ x0 }} > 0 then
     exp(
-        ln((cast({{ x1 }} as {{ metric_float() }}) / {{ n1 }}) / (cast({{ x0 }} as {{ metric_float() }}) / {{ n0 }}))
-        {%- if side != 0 %}
+        ln({{ ratio }})
         {{ '-' if side < 0 else '+' }} {{ z95() }} * sqrt(
             1.0 / {{ x1 }} - 1.0 / {{ n1 }} + 1.0 / {{ x0 }} - 1.0 / {{ n0 }}
         )
-        {%- endif %}
     )
 end
+{%- endif -%}
 {%- endmacro %}
 
 {#- Difference of two means with its 95% interval from the normal approximation with each arm's
@@ -71,4 +75,18 @@ case when {{ n1 }} > 1 and {{ n0 }} > 1 then
     {{ '-' if side < 0 else '+' }} {{ z95() }} * sqrt({{ v1 }} / {{ n1 }} + {{ v0 }} / {{ n0 }})
     {%- endif %}
 end
+{%- endmacro %}
+
+{#- The distinct values of a text expression joined in sorted order: the same label for the same
+    set on every engine (dbt-spark's listagg ignores its order clause). -#}
+{% macro sorted_listagg(expression, delimiter) -%}
+{{ return(adapter.dispatch('sorted_listagg', 'switchyard')(expression, delimiter)) }}
+{%- endmacro %}
+
+{% macro default__sorted_listagg(expression, delimiter) -%}
+{{ dbt.listagg(expression, delimiter, "order by " ~ expression) }}
+{%- endmacro %}
+
+{% macro spark__sorted_listagg(expression, delimiter) -%}
+array_join(array_sort(collect_list({{ expression }})), {{ delimiter }})
 {%- endmacro %}

@@ -193,6 +193,8 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
     manifest = ensure_manifest()
     print(f"dbt manifest: {manifest}")
+    # the landing folders' typed placeholders, rewritten where an earlier version's lack a column
+    landing.ensure_layout(Paths.from_env().landing)
     try:
         print(f"journeys: {', '.join(j.name for j in load_journeys(manifest)) or 'none'}")
     except JourneyDefinitionError as exc:

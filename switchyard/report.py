@@ -9,6 +9,7 @@ run), else the working file, read-only.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
 from html import escape
 from pathlib import Path
@@ -38,38 +39,53 @@ def default_output(home: Path) -> Path:
     return home / "reports" / "journeys.html"
 
 
-def source_database(warehouse: Path) -> Path:
-    published = published_path(warehouse)
-    if published.exists():
-        return published
-    if warehouse.exists():
-        return warehouse
-    raise ReportError(
-        f"no warehouse at {warehouse}: run the pipeline first (`make demo`, or a Dagster run)"
-    )
+def sources(warehouse: Path) -> list[Path]:
+    """Where to read, in order: the published copy (never locked), then the working file (which
+    a run may hold, and which has the marts first after a dbt build outside a pipeline run)."""
+    found = [p for p in (published_path(warehouse), warehouse) if p.exists()]
+    if not found:
+        raise ReportError(
+            f"no warehouse at {warehouse}: run the pipeline first (`make demo`, or a Dagster run)"
+        )
+    return found
 
 
 def write_report(warehouse: Path, output: Path, journey: str | None = None) -> Written:
-    source = source_database(warehouse)
-    con = duckdb.connect(str(source), read_only=True)
-    try:
-        journeys = _chosen_journeys(con, source, journey)
-        sections = [_journey_section(con, name) for name in journeys]
-        overall = _frequency_section(con)
-    except (duckdb.CatalogException, duckdb.BinderException) as exc:
+    """Write the report for every journey with entries (or only `journey`). With no entries at
+    all yet (a fresh install's first run), a page that says so."""
+    failures = []
+    for source in sources(warehouse):
+        try:
+            journeys, page = _read(source, journey)
+            break
+        except (duckdb.CatalogException, duckdb.BinderException, duckdb.IOException) as exc:
+            failures.append(f"{source}: {exc}")
+    else:
         raise ReportError(
-            f"{source} lacks the metrics marts this report reads ({exc}): build them "
-            "(`dbt build --select path:models/metrics`, or a pipeline run, which publishes)"
-        ) from exc
-    finally:
-        con.close()
-    title = f"Journey report: {journey}" if journey else "Journey report"
-    page = _page(title, source, journeys, sections, overall)
+            "no copy of the warehouse has the metrics marts this report reads ("
+            + "; ".join(failures)
+            + "): build them with a pipeline run (`make demo`, a Dagster run), which publishes"
+        )
     output.parent.mkdir(parents=True, exist_ok=True)
     partial = output.with_name(f".{output.name}.tmp")
     partial.write_text(page, encoding="utf-8")
     partial.replace(output)  # a reader never sees half a report
     return Written(output, tuple(journeys), source)
+
+
+def _read(source: Path, journey: str | None) -> tuple[list[str], str]:
+    con = duckdb.connect(str(source), read_only=True)
+    try:
+        journeys = _chosen_journeys(con, source, journey)
+        sections = [_journey_section(con, name) for name in journeys]
+        if not journeys:
+            sections = ['<p class="empty">No journey has entries yet: the report fills in after '
+                        "the journeys' first runs.</p>"]  # fmt: skip
+        overall = _frequency_section(con)
+    finally:
+        con.close()
+    title = f"Journey report: {journey}" if journey else "Journey report"
+    return journeys, _page(title, source, journeys, sections, overall)
 
 
 def _rows(con: duckdb.DuckDBPyConnection, sql: str, *params: Any) -> list[dict[str, Any]]:
@@ -83,8 +99,6 @@ def _chosen_journeys(
 ) -> list[str]:
     rows = _rows(con, "select distinct journey from fct_journey_entries order by 1")
     journeys = [r["journey"] for r in rows]
-    if not journeys:
-        raise ReportError(f"{source} has no journey entries yet: run the journeys first")
     if journey is None:
         return journeys
     if journey not in journeys:
@@ -163,8 +177,10 @@ def _experiments(con: duckdb.DuckDBPyConnection, journey: str) -> str:
         con,
         """
         select experiment, variant, baseline_variant, people, conversions, conversion_rate,
-            conversion_lift, conversion_lift_low, conversion_lift_high, revenue_per_person,
-            revenue_per_person_lift, is_readable
+            conversion_lift, conversion_lift_low, conversion_lift_high,
+            conversion_relative_lift, conversion_relative_lift_low,
+            conversion_relative_lift_high, revenue_per_person, revenue_per_person_lift,
+            revenue_per_person_lift_low, revenue_per_person_lift_high, is_readable
         from fct_journey_experiments
         where journey = ? and not is_baseline
         order by experiment, variant
@@ -181,22 +197,35 @@ def _experiments(con: duckdb.DuckDBPyConnection, journey: str) -> str:
     ]  # fmt: skip
     chart = charts.intervals(f"{journey} conversion lift", drawn) if drawn else ""
     table = _table(
-        ["experiment", "arm", "people", "conversion", "lift (95% CI)", "revenue/person",
-         "readable"],
+        ["experiment", "arm", "people", "conversion", "lift (95% CI)", "relative lift",
+         "revenue/person", "revenue lift (95% CI)", "readable"],
         [
             [r["experiment"], f"{r['variant']} vs {r['baseline_variant']}", r["people"],
              _percent(r["conversion_rate"]),
-             f"{_points(r['conversion_lift'])} [{_points(r['conversion_lift_low'])}, "
-             f"{_points(r['conversion_lift_high'])}]",
-             _money(r["revenue_per_person"]), "yes" if r["is_readable"] else "not yet"]
+             _interval(r, "conversion_lift", _points),
+             _interval(r, "conversion_relative_lift", _signed_percent),
+             _money(r["revenue_per_person"]),
+             _interval(r, "revenue_per_person_lift", _money),
+             "yes" if r["is_readable"] else "not yet"]
             for r in arms
         ],
     )  # fmt: skip
     note = (
-        "Conversion lift in percentage points with its 95% interval (Newcombe's hybrid score "
-        "method); a hollow dot is not readable yet (too few people or conversions)."
+        "Intention to treat: a person converted on a goal event in its window after entering, "
+        "whatever the journey did. Conversion lift in percentage points with its 95% interval "
+        "(Newcombe's hybrid score method), relative lift with Katz's, revenue per person with "
+        "the normal approximation (Welch); a hollow dot is not readable yet (too few people or "
+        "conversions)."
     )
     return f'<div class="chart"><h3>Experiments</h3><p class="note">{note}</p>{chart}{table}</div>'
+
+
+def _interval(row: dict[str, Any], name: str, fmt: Callable[[float | None], str]) -> str:
+    if row[name] is None:
+        return "n/a"
+    if row[f"{name}_low"] is None:
+        return fmt(row[name])
+    return f"{fmt(row[name])} [{fmt(row[f'{name}_low'])}, {fmt(row[f'{name}_high'])}]"
 
 
 def _channel_mix(con: duckdb.DuckDBPyConnection, journey: str) -> str:
@@ -303,6 +332,10 @@ def _percent(value: float | None) -> str:
 
 def _points(value: float | None) -> str:
     return "n/a" if value is None else f"{value * 100:+.1f} pt"
+
+
+def _signed_percent(value: float | None) -> str:
+    return "" if value is None else f"{value * 100:+.1f}%"
 
 
 def _money(value: float | None) -> str:

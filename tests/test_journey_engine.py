@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -574,6 +575,13 @@ def test_membership_and_schedule_entries(landing: Path) -> None:
             [{"name": "a", "type": "wait", "hours": 1e-12}, send("b")],
             r"step 'a': hours must come to between one minute and a hundred years",
         ),
+        (
+            [{"name": "holdout", "type": "split",
+              "paths": [{"name": "x", "percent": 50, "next": "b"},
+                        {"name": "y", "percent": 50, "next": "b"}]},
+             send("b")],
+            r"a step cannot be named 'holdout'",
+        ),
     ],
 )  # fmt: skip
 def test_graph_declarations_are_checked(steps: list[dict[str, Any]], error: str) -> None:
@@ -861,3 +869,34 @@ def test_a_step_the_cap_held_back_goes_on_or_leaves_by_policy(
         assert run.sends_to("ann") == []
     else:
         assert run.sends_to("ann") == [("push_nudge", h(1))]
+
+
+def test_each_tick_records_the_journey_version(landing: Path) -> None:
+    steps = [send("a"), send("b", wait_minutes=60)]
+    first = journey(steps)
+    edited = journey(steps[:1] + [send("b", wait_minutes=90)])
+    declared = journey(steps, version="2026-11")
+    # a hash of the declaration, so any edit starts a new version; a declared one wins
+    assert first.version.startswith("h") and first.version != edited.version
+    assert declared.version == "2026-11"
+    Harness(first, landing).person("ann").enters("ann", h()).run(h(0, 1))
+    Harness(declared, landing).person("bob").enters("bob", h(1)).run(h(1, 1))
+    versions = duckdb.sql(
+        f"select person_id, list(distinct journey_version) from read_parquet("
+        f"'{transitions.glob(landing)}', union_by_name = true) group by 1 order by 1"
+    ).fetchall()
+    assert versions == [("ann", [first.version]), ("bob", ["2026-11"])]
+
+
+def test_a_placeholder_from_before_a_column_existed_is_rewritten(landing: Path) -> None:
+    folder = transitions.folder(landing)
+    folder.mkdir(parents=True)
+    old = ", ".join(
+        f"null::{k} as {n}" for n, k in transitions.COLUMNS.items() if n != "journey_version"
+    )
+    duckdb.sql(f"copy (select {old} limit 0) to '{folder / transitions.PLACEHOLDER}'")
+    transitions.ensure_folder(landing)
+    described = duckdb.sql(
+        f"describe select * from '{folder / transitions.PLACEHOLDER}'"
+    ).fetchall()
+    assert [row[0] for row in described] == list(transitions.COLUMNS)

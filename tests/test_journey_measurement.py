@@ -8,6 +8,7 @@ import json
 import math
 import random
 import re
+import statistics
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,9 @@ from switchyard.settings import Paths
 from tests.dbt_helpers import dbt_build, query
 
 T = datetime(2026, 11, 2, 9, 0)  # a Monday
-JOURNEY = "jf"
+# A declared journey: its goal (purchase_completed within 72 h) decides experiment conversions.
+JOURNEY = "cart_abandonment"
+Z = 1.959963984540054  # two-sided 95%
 MARTS = [
     "fct_journey_funnel",
     "fct_journey_funnel_daily",
@@ -39,17 +42,19 @@ def h(hours: float) -> datetime:
     return T + timedelta(hours=hours)
 
 
-def write_transitions(paths: Paths, rows: list[dict[str, Any]], version: str = "v1") -> None:
+def write_transitions(
+    paths: Paths, rows: list[dict[str, Any]], version: str = "v1", journey: str = JOURNEY
+) -> None:
     """Rows as a tick would land them (activations/transitions.py's columns)."""
     full = [
         dict.fromkeys(transitions.COLUMNS)
-        | {"journey": JOURNEY, "journey_version": version, "run_id": "test"}
+        | {"journey": journey, "journey_version": version, "run_id": "test"}
         | row
         for row in rows
     ]
     schema = {n: POLARS_TYPES[kind] for n, kind in transitions.COLUMNS.items()}
     folder = transitions.ensure_folder(paths.landing)
-    pl.DataFrame(full, schema=schema).write_parquet(folder / f"tick-{version}.parquet")
+    pl.DataFrame(full, schema=schema).write_parquet(folder / f"tick-{journey}-{version}.parquet")
 
 
 def entry(
@@ -89,25 +94,30 @@ def skipped(writer: ledger.LedgerWriter, step: str, person: str, entry_id: str, 
 
 @pytest.fixture(scope="module")
 def measured(module_paths: Paths) -> Paths:
-    """Five people in journey jf (email_1, then push_2; goal: a purchase):
+    """Six people in the journey (email_1, then push_2; goal: a purchase within 72 h):
     e1 (u1): email sent at +1h (delivered, opened, clicked), push sent at +25h after the cap held
         it, completed, converted at +30h;
     e2 (u2): email sent at +1h (delivered), converted at +5h while at push_2;
     e3 (u3): entered a day later, email skipped (no consent), waiting at push_2 now;
-    e4 (u4): left at email_1 on an exit event at +0.5h;
-    e5 (u5): holdout: both steps skipped, completed at +25h, converted at +26h.
-    Orders: u1 100 at +30h and 40 at +10d; u2 50 at +5h and 10 at +48h; u3 20 at +40d; u5 80 at
-    +26h."""
+    e4 (u4): exited at email_1 at +0.5h (on_cap exit), then purchased at +10h: no conversion
+        for the engine, one for the experiment (intention to treat);
+    e5 (u5): holdout: both steps skipped, completed at +25h, converted at +26h;
+    e6 (u6): holdout, waiting at push_2.
+    Purchases (events) at the conversions and u4's. Orders: u1 100 at +30h, 40 at +10d, 25 at
+    +20d; u2 50 at +5h, 10 at +48h; u3 20 at +40d; u5 80 at +26h, 30 at +5d."""
     paths = module_paths
     landing.ensure_layout(paths.landing)
     people = [
         events.identify(T - timedelta(days=1), user_id=f"u{n}", traits={"email": f"u{n}@x.test"})
-        for n in range(1, 6)
+        for n in range(1, 7)
+    ] + [
+        events.track("purchase_completed", h(at), user_id=u, properties={})
+        for u, at in (("u1", 30), ("u2", 5), ("u4", 10), ("u5", 26))
     ]
     landing.write_batch(paths.landing, "segment", "events", people, prefix="test")
     orders = [("o1", "u1", h(30), 100), ("o2", "u1", h(240), 40), ("o3", "u2", h(5), 50),
-              ("o4", "u2", h(48), 10), ("o5", "u3", h(960), 20),
-              ("o6", "u5", h(26), 80)]  # fmt: skip
+              ("o4", "u2", h(48), 10), ("o5", "u3", h(960), 20), ("o6", "u5", h(26), 80),
+              ("o7", "u1", h(480), 25), ("o8", "u5", h(120), 30)]  # fmt: skip
     landing.write_batch(
         paths.landing,
         "shop",
@@ -124,7 +134,7 @@ def measured(module_paths: Paths) -> Paths:
             "where identifier_type = 'user_id'",
         )
     }
-    p1, p2, p3, p4, p5 = (person[f"u{n}"] for n in range(1, 6))
+    p1, p2, p3, p4, p5, p6 = (person[f"u{n}"] for n in range(1, 7))
     write_transitions(
         paths,
         entry("e1", p1, T, [("email_1", "", T, ""), ("push_2", "sent", h(1), "k"),
@@ -133,11 +143,12 @@ def measured(module_paths: Paths) -> Paths:
         + entry("e2", p2, T, [("email_1", "", T, ""), ("push_2", "sent", h(1), "k"),
                               ("(converted)", "converted", h(5), "purchase_completed")])
         + entry("e3", p3, h(24), [("email_1", "", h(24), ""), ("push_2", "skipped", h(25), "k")])
-        + entry("e4", p4, T, [("email_1", "", T, ""),
-                              ("(exited)", "exited", h(0.5), "purchase_completed")])
+        + entry("e4", p4, T, [("email_1", "", T, ""), ("(exited)", "exited", h(0.5), "capped: k")])
         + entry("e5", p5, T, [("email_1", "", T, ""), ("push_2", "skipped", h(1), "k"),
                               ("(completed)", "skipped", h(25), "k"),
                               ("(converted)", "converted", h(26), "purchase_completed")],
+                arm="holdout")
+        + entry("e6", p6, T, [("email_1", "", T, ""), ("push_2", "skipped", h(1), "k")],
                 arm="holdout"),
     )  # fmt: skip
     writer = ledger.LedgerWriter(paths.landing, "measurement-test")
@@ -147,6 +158,7 @@ def measured(module_paths: Paths) -> Paths:
     skipped(writer, "email_1", p3, "e3", "no_consent", h(25))
     skipped(writer, "email_1", p5, "e5", "holdout", h(1))
     skipped(writer, "push_2", p5, "e5", "holdout", h(25))
+    skipped(writer, "email_1", p6, "e6", "holdout", h(1))
     writer.close()
     feedback = [("f1", k1, "delivered", h(1.1)), ("f2", k1, "open", h(2)),
                 ("f3", k1, "click", h(3)), ("f4", k2, "delivered", h(1.1))]  # fmt: skip
@@ -168,7 +180,7 @@ def rows(paths: Paths, sql: str) -> list[dict[str, Any]]:
 def test_the_funnel_counts_each_step(measured: Paths) -> None:
     funnel = {
         (r["arm"], r["step"]): r
-        for r in rows(measured, "select * from fct_journey_funnel where journey = 'jf'")
+        for r in rows(measured, f"select * from fct_journey_funnel where journey = '{JOURNEY}'")
     }
     assert set(funnel) == {
         ("treatment", "email_1"),
@@ -178,23 +190,23 @@ def test_the_funnel_counts_each_step(measured: Paths) -> None:
     }
     keys = ["entries", "reached", "sent", "delivered", "opened", "clicked", "converted",
             "went_on", "here_now", "completed_here", "converted_here", "dropped_off",
-            "exited_exit_event", "step_order"]  # fmt: skip
+            "exited_frequency_cap", "step_order"]  # fmt: skip
     assert {k: funnel["treatment", "email_1"][k] for k in keys} == {
         "entries": 4, "reached": 4, "sent": 2, "delivered": 2, "opened": 1, "clicked": 1,
         "converted": 2, "went_on": 3, "here_now": 0, "completed_here": 0, "converted_here": 0,
-        "dropped_off": 1, "exited_exit_event": 1, "step_order": 0,
+        "dropped_off": 1, "exited_frequency_cap": 1, "step_order": 0,
     }  # fmt: skip
     assert {k: funnel["treatment", "push_2"][k] for k in keys} == {
         "entries": 4, "reached": 3, "sent": 1, "delivered": 0, "opened": 0, "clicked": 0,
         "converted": 2, "went_on": 0, "here_now": 1, "completed_here": 1, "converted_here": 1,
-        "dropped_off": 0, "exited_exit_event": 0, "step_order": 1,
+        "dropped_off": 0, "exited_frequency_cap": 0, "step_order": 1,
     }  # fmt: skip
     assert funnel["treatment", "email_1"]["drop_off_rate"] == pytest.approx(0.25)
     assert funnel["treatment", "push_2"]["reach_rate"] == pytest.approx(0.75)
     holdout = funnel["holdout", "push_2"]
     assert (holdout["entries"], holdout["reached"], holdout["sent"], holdout["converted"]) == (
-        1,
-        1,
+        2,
+        2,
         0,
         1,
     )
@@ -225,9 +237,7 @@ def test_the_daily_funnel_dates_each_happening_and_sums_to_all_time(measured: Pa
     assert mismatch == {"n": 0}
 
 
-def newcombe(
-    x1: int, n1: int, x0: int, n0: int, z: float = 1.959963984540054
-) -> tuple[float, float]:
+def newcombe(x1: int, n1: int, x0: int, n0: int, z: float = Z) -> tuple[float, float]:
     """Newcombe's hybrid score interval for p1 - p0, from its published formula."""
 
     def wilson(x: int, n: int) -> tuple[float, float]:
@@ -244,24 +254,74 @@ def newcombe(
 def test_the_holdout_experiment_compares_people_and_revenue(measured: Paths) -> None:
     arms = {
         r["variant"]: r
-        for r in rows(measured, "select * from fct_journey_experiments where journey = 'jf'")
+        for r in rows(
+            measured, f"select * from fct_journey_experiments where journey = '{JOURNEY}'"
+        )
     }
     treatment, holdout = arms["treatment"], arms["holdout"]
     assert holdout["is_baseline"] and not treatment["is_baseline"]
-    assert (treatment["people"], treatment["conversions"], treatment["revenue"]) == (4, 2, 200)
-    assert (holdout["people"], holdout["conversions"], holdout["revenue"]) == (1, 1, 80)
-    assert treatment["revenue_per_person"] == pytest.approx(50)
-    assert treatment["conversion_lift"] == pytest.approx(-0.5)
-    low, high = newcombe(2, 4, 1, 1)
+    # intention to treat: u4's purchase after its exit counts, though the engine recorded none
+    assert (treatment["people"], treatment["conversions"], treatment["revenue"]) == (4, 3, 225)
+    assert (holdout["people"], holdout["conversions"], holdout["revenue"]) == (2, 1, 110)
+    assert treatment["conversion_lift"] == pytest.approx(0.25)
+    low, high = newcombe(3, 4, 1, 2)
     assert (treatment["conversion_lift_low"], treatment["conversion_lift_high"]) == (
         pytest.approx(low),
         pytest.approx(high),
     )
-    assert treatment["conversion_relative_lift"] == pytest.approx(-0.5)
-    # one holdout person: no variance to compare revenue with, and far too small to read
-    assert treatment["revenue_per_person_lift"] is None
+    # Katz: ln(1.5) +- z * sqrt(1/3 - 1/4 + 1/1 - 1/2)
+    spread = Z * math.sqrt(1 / 3 - 1 / 4 + 1 - 1 / 2)
+    assert [treatment[f"conversion_relative_lift{s}"] for s in ("", "_low", "_high")] == [
+        pytest.approx(0.5),
+        pytest.approx(1.5 * math.exp(-spread) - 1),
+        pytest.approx(1.5 * math.exp(spread) - 1),
+    ]
+    # revenue per person, 30 days from entering: [165, 60, 0, 0] against [110, 0]
+    assert treatment["revenue_per_person"] == pytest.approx(56.25)
+    se = math.sqrt(statistics.variance([165, 60, 0, 0]) / 4 + statistics.variance([110, 0]) / 2)
+    assert [treatment[f"revenue_per_person_lift{s}"] for s in ("", "_low", "_high")] == [
+        pytest.approx(1.25),
+        pytest.approx(1.25 - Z * se),
+        pytest.approx(1.25 + Z * se),
+    ]
     assert treatment["is_readable"] is False
     assert holdout["conversion_lift"] is None
+
+
+def test_splits_compare_treatment_entries_with_control_each_person_in_one_arm(
+    paths: Paths,
+) -> None:
+    landing.ensure_layout(paths.landing)
+    goal = ("(converted)", "converted", h(2), "goal")
+
+    def split_entry(entry_id: str, person: str, path: str, converts: bool, **kw: Any) -> Any:
+        moves = [("ab", "", T, ""), (f"to_{path}", "split", T, path)] + ([goal] if converts else [])
+        return entry(entry_id, person, kw.pop("at", T), moves, **kw)
+
+    write_transitions(
+        paths,
+        split_entry("j1", "pa", "control", True) + split_entry("j2", "pb", "b", False)
+        + split_entry("j3", "pc", "b", True)
+        # holdout entries walk the split unsent: not in the split's comparison
+        + split_entry("j4", "pd", "b", True, arm="holdout")
+        # pa again, in the holdout (as after a merge): counted in the arm seen first only
+        + split_entry("j5", "pa", "control", True, arm="holdout", at=h(48)),
+        journey="js",
+    )  # fmt: skip
+    write_transitions(paths, entry("k1", "pz", T, [("only", "", T, "")]), journey="no_holdout")
+    dbt_build(paths, "+fct_journey_experiments")
+    found = {
+        (r["journey"], r["experiment"], r["variant"]): (
+            r["people"], r["conversions"], r["is_baseline"], r["conversion_lift"]
+        )
+        for r in rows(paths, "select * from fct_journey_experiments")
+    }  # fmt: skip
+    assert found == {
+        ("js", "holdout", "treatment"): (3, 2, False, pytest.approx(2 / 3 - 1)),
+        ("js", "holdout", "holdout"): (1, 1, True, None),
+        ("js", "ab", "control"): (1, 1, True, None),
+        ("js", "ab", "b"): (2, 1, False, pytest.approx(-0.5)),
+    }
 
 
 def test_attribution_shares_each_conversion_by_four_models(measured: Paths) -> None:
@@ -282,10 +342,11 @@ def test_attribution_shares_each_conversion_by_four_models(measured: Paths) -> N
     totals = rows(
         measured,
         "select sum(first_touch_credit) f, sum(last_touch_credit) l, sum(linear_credit) li, "
-        "sum(time_decay_credit) td from fct_conversion_attribution where journey = 'jf'",
+        f"sum(time_decay_credit) td from fct_conversion_attribution where journey = '{JOURNEY}'",
     )
     (conversions,) = rows(
-        measured, "select count(converted_at) n from fct_journey_entries where journey = 'jf'"
+        measured,
+        f"select count(converted_at) n from fct_journey_entries where journey = '{JOURNEY}'",
     )
     assert conversions["n"] == 3
     assert all(v == pytest.approx(3) for v in totals[0].values())
@@ -294,27 +355,30 @@ def test_attribution_shares_each_conversion_by_four_models(measured: Paths) -> N
 def test_retention_counts_orders_after_the_journey_against_the_holdout(measured: Paths) -> None:
     by_arm = {r["arm"]: r for r in rows(measured, "select * from fct_journey_retention")}
     keep = ["cohort_week", "people", "buyers", "repeat_buyers", "orders", "revenue"]
-    # u1 finished at +25h: 100 and 40 after; u2 at +5h: its 50 then was the conversion itself
+    # u1 completed at +25h and converted at +30h, with the order of 100: what came after is 40
+    # and 25; u2 converted at +5h with its 50: after, 10. The holdout's u5 likewise: 30 after.
     assert {k: by_arm["treatment"][k] for k in keep} == {
         "cohort_week": T.date(), "people": 2, "buyers": 2, "repeat_buyers": 1, "orders": 3,
-        "revenue": 150,
+        "revenue": 75,
     }  # fmt: skip
     assert {k: by_arm["holdout"][k] for k in keep} == {
         "cohort_week": T.date(), "people": 1, "buyers": 1, "repeat_buyers": 0, "orders": 1,
-        "revenue": 80,
+        "revenue": 30,
     }  # fmt: skip
 
 
 def test_channel_performance_and_frequency_per_person(measured: Paths) -> None:
     channels = {
         r["channel"]: r
-        for r in rows(measured, "select * from fct_channel_performance where journey = 'jf'")
+        for r in rows(
+            measured, f"select * from fct_channel_performance where journey = '{JOURNEY}'"
+        )
     }
     email, push, none = channels["email"], channels["push"], channels["none"]
     assert (email["sent"], email["delivered"], email["opened"], email["clicked"]) == (2, 2, 1, 1)
     assert email["open_rate"] == pytest.approx(0.5)
     assert (push["sent"], push["held_by_cap"]) == (1, 1)
-    assert (email["held_by_cap"], none["decisions"], none["sent"]) == (0, 3, 0)
+    assert (email["held_by_cap"], none["decisions"], none["sent"]) == (0, 4, 0)
     weekly = rows(
         measured,
         "select messages, email_messages, push_messages from fct_person_weekly_messages "
@@ -344,11 +408,11 @@ def test_the_report_renders_offline_in_a_browser(
     assert problems == []
     assert fetched == [written.path.as_uri()]
     # the funnel, the lift, the channel mix and the attribution, then the frequency across journeys
-    assert page.locator("#journey-jf svg").count() == 4
+    assert page.locator(f"#journey-{JOURNEY} svg").count() == 4
     assert page.locator("#frequency svg").count() == 1
-    funnel = page.locator("#journey-jf table").first.inner_text()
+    funnel = page.locator(f"#journey-{JOURNEY} table").first.inner_text()
     assert "email_1\t4\t2\t1\t1\t2\t1\t0" in funnel  # reached, sent, opened, clicked, ...
-    assert "-50.0 pt" in page.locator("#journey-jf").inner_text()
+    assert "+25.0 pt" in page.locator(f"#journey-{JOURNEY}").inner_text()
     assert shot.stat().st_size > 20_000
     page.close()
 
@@ -358,8 +422,8 @@ def test_the_report_names_the_journeys_it_can_show(
 ) -> None:
     assert cli.main(["report", "--journey", "nope"]) == 2
     assert "journey 'nope' has no entries" in capsys.readouterr().err
-    assert cli.main(["report", "--journey", "jf", "--out", str(measured.home / "r.html")]) == 0
-    assert "#journey-jf" in (measured.home / "r.html").read_text()
+    assert cli.main(["report", "--journey", JOURNEY, "--out", str(measured.home / "r.html")]) == 0
+    assert f"#journey-{JOURNEY}" in (measured.home / "r.html").read_text()
 
 
 # A simulated experiment: 400 people per arm, the holdout converting at 10% and the treatment at
@@ -428,3 +492,12 @@ def test_the_interval_covers_at_least_95_percent_over_every_possible_outcome(pat
     )
     assert mass > 1 - 1e-8
     assert coverage >= 0.95, coverage
+
+
+def test_before_any_entry_the_report_says_so(paths: Paths, tmp_path: Path) -> None:
+    # a fresh install's first days-tier run ends with the report: it must not fail the run
+    landing.ensure_layout(paths.landing)
+    dbt_build(paths, "+fct_journey_entries", "+fct_person_weekly_messages")
+    written = write_report(paths.duckdb, tmp_path / "report.html")
+    assert written.journeys == ()
+    assert "No journey has entries yet" in written.path.read_text()

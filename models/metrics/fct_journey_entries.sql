@@ -70,11 +70,12 @@ first_end as (
 
 paths as (
 
-    -- the split paths the entry took, as one label ('(none)' before or without a split)
+    -- the split paths the entry took so far, as one label ('(none)': no split taken yet); every
+    -- step of the entry, before the split too, counts under it, so a path's funnel starts at
+    -- the entry (and an entry's label grows as it passes a split)
     select
         entry_id,
-        {{ dbt.listagg("experiment || '=' || variant", "', '", "order by experiment") }}
-            as split_path
+        {{ sorted_listagg("experiment || '=' || variant", "', '") }} as split_path
     from {{ ref('fct_journey_exposures') }}
     where experiment <> 'holdout'
     group by entry_id

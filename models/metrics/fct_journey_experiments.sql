@@ -1,8 +1,12 @@
 -- Each experiment arm against its baseline: the holdout (treatment against holdout) and each
 -- split (its paths against the path named control, else the first by name), with people,
 -- conversions and revenue per person, and the lift with its 95% interval. The unit is the person
--- (by their id today): a person converted in an arm when one of their entries there reached a
--- goal. Splits compare treatment entries only: holdout entries walk the splits too, unsent.
+-- (by their id today), in the arm they were first exposed to (a merge can bring one human into
+-- both). Intention to treat: a person converted when a goal event of the journey happened within
+-- its window after one of their exposures, whatever the journey did with them meanwhile (an
+-- entry that exited, capped or unopened, still counts its later purchase), the same in every
+-- arm. A journey no longer declared counts the conversions its engine recorded. Splits compare
+-- treatment entries only: holdout entries walk the splits too, unsent.
 {%- set m = var('metrics') %}
 with
 
@@ -22,17 +26,103 @@ exposed as (
 
 ),
 
+first_arm as (
+
+    -- the arm a person was first exposed to (ties: the variant first by name)
+    select journey, experiment, person_id, variant
+    from (
+        select
+            journey,
+            experiment,
+            person_id,
+            variant,
+            row_number() over (
+                partition by journey, experiment, person_id order by exposed_at, variant
+            ) as nth
+        from exposed
+    ) ranked
+    where nth = 1
+
+),
+
+goals as (
+
+    {{ journey_goals() }}
+
+),
+
+successors as (
+
+    {{ person_successors() }}
+
+),
+
+goal_events as (
+
+    select
+        coalesce(successors.person_id, events.person_id) as person_id,
+        events.event_name,
+        events.occurred_at
+    from {{ ref('int_events_stitched') }} as events
+    left join successors
+        on events.person_id = successors.alias_person_id
+    where events.event_type = 'track'
+        and events.event_name in (select goal_event from goals)
+
+),
+
+goal_conversions as (
+
+    select distinct exposed.journey, exposed.experiment, exposed.person_id
+    from exposed
+    inner join goals
+        on exposed.journey = goals.journey
+    inner join goal_events
+        on exposed.person_id = goal_events.person_id
+        and goal_events.event_name = goals.goal_event
+        and goal_events.occurred_at >= exposed.exposed_at
+        and {{ dbt.datediff('exposed.exposed_at', 'goal_events.occurred_at', 'second') }}
+            <= goals.within_hours * 3600
+
+),
+
+recorded_conversions as (
+
+    -- journeys without declared goals now: what the engine recorded
+    select distinct journey, experiment, person_id
+    from exposed
+    where converted_at is not null
+        and journey not in (select journey from goals)
+
+),
+
 people as (
 
     select
-        journey,
-        experiment,
-        variant,
-        person_id,
-        min(exposed_at) as first_exposed_at,
-        max(case when converted_at is not null then 1 else 0 end) as converted
-    from exposed
-    group by journey, experiment, variant, person_id
+        first_arm.journey,
+        first_arm.experiment,
+        first_arm.variant,
+        first_arm.person_id,
+        min(exposed.exposed_at) as first_exposed_at,
+        max(
+            case when goal_conversions.person_id is not null
+                or recorded_conversions.person_id is not null then 1 else 0 end
+        ) as converted
+    from first_arm
+    inner join exposed
+        on first_arm.journey = exposed.journey
+        and first_arm.experiment = exposed.experiment
+        and first_arm.person_id = exposed.person_id
+        and first_arm.variant = exposed.variant
+    left join goal_conversions
+        on first_arm.journey = goal_conversions.journey
+        and first_arm.experiment = goal_conversions.experiment
+        and first_arm.person_id = goal_conversions.person_id
+    left join recorded_conversions
+        on first_arm.journey = recorded_conversions.journey
+        and first_arm.experiment = recorded_conversions.experiment
+        and first_arm.person_id = recorded_conversions.person_id
+    group by first_arm.journey, first_arm.experiment, first_arm.variant, first_arm.person_id
 
 ),
 
@@ -76,6 +166,7 @@ arms as (
 
 baselines as (
 
+    -- an experiment has two arms at least (a journey without a holdout has no experiment)
     select journey, experiment, variant as baseline_variant
     from (
         select
@@ -85,10 +176,11 @@ baselines as (
             row_number() over (
                 partition by journey, experiment
                 order by case when variant in ('holdout', 'control') then 0 else 1 end, variant
-            ) as nth
+            ) as nth,
+            count(*) over (partition by journey, experiment) as variants
         from arms
     ) ranked
-    where nth = 1
+    where nth = 1 and variants > 1
 
 ),
 

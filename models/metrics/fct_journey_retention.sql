@@ -13,7 +13,8 @@ finished as (
         arm,
         cast({{ dbt.date_trunc('week', 'entered_at') }} as date) as cohort_week,
         current_person_id as person_id,
-        min(ended_at) as finished_at
+        -- an entry that completed, then converted, finished with its converting purchase
+        min(case when converted_at > ended_at then converted_at else ended_at end) as finished_at
     from {{ ref('fct_journey_entries') }}
     where end_reason in ('completed', 'converted')
     group by journey, arm, cast({{ dbt.date_trunc('week', 'entered_at') }} as date), current_person_id
