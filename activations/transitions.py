@@ -47,10 +47,17 @@ def folder(landing_dir: Path) -> Path:
     return landing_dir.joinpath(*FOLDER)
 
 
+# Folders whose placeholder this process has checked: a tick calls ensure_folder twice.
+_checked: set[Path] = set()
+
+
 def ensure_folder(landing_dir: Path) -> Path:
     where = folder(landing_dir)
-    where.mkdir(parents=True, exist_ok=True)
     placeholder = where / PLACEHOLDER
+    if where in _checked and placeholder.exists():
+        return where
+    where.mkdir(parents=True, exist_ok=True)
+    _checked.add(where)
     con = duckdb.connect()
     try:
         # A placeholder an earlier version wrote lacks the columns added since: rewritten, so

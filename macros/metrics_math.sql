@@ -77,7 +77,7 @@ case when {{ n1 }} > 1 and {{ n0 }} > 1 then
 end
 {%- endmacro %}
 
-{#- The distinct values of a text expression joined in sorted order: the same label for the same
+{#- The values of a text expression joined in sorted order: the same label for the same
     set on every engine (dbt-spark's listagg ignores its order clause). -#}
 {% macro sorted_listagg(expression, delimiter) -%}
 {{ return(adapter.dispatch('sorted_listagg', 'switchyard')(expression, delimiter)) }}

@@ -9,6 +9,7 @@ run), else the working file, read-only.
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from html import escape
@@ -26,6 +27,10 @@ FREQUENCY_BUCKETS = ("1", "2", "3", "4", "5+")
 
 class ReportError(Exception):
     """Nothing to report on, or a journey that has no data: says what to run first."""
+
+
+class UnknownJourney(ReportError):
+    """The journey asked for has no entries in that copy of the warehouse."""
 
 
 @dataclass(frozen=True)
@@ -54,20 +59,25 @@ def write_report(warehouse: Path, output: Path, journey: str | None = None) -> W
     """Write the report for every journey with entries (or only `journey`). With no entries at
     all yet (a fresh install's first run), a page that says so."""
     failures = []
+    unknown: UnknownJourney | None = None
     for source in sources(warehouse):
         try:
             journeys, page = _read(source, journey)
             break
+        except UnknownJourney as exc:  # a stale published copy: the working file may have it
+            unknown = unknown or exc
         except (duckdb.CatalogException, duckdb.BinderException, duckdb.IOException) as exc:
             failures.append(f"{source}: {exc}")
     else:
+        if unknown is not None:
+            raise unknown
         raise ReportError(
             "no copy of the warehouse has the metrics marts this report reads ("
             + "; ".join(failures)
             + "): build them with a pipeline run (`make demo`, a Dagster run), which publishes"
         )
     output.parent.mkdir(parents=True, exist_ok=True)
-    partial = output.with_name(f".{output.name}.tmp")
+    partial = output.with_name(f".{output.name}.{uuid.uuid4().hex[:8]}.tmp")
     partial.write_text(page, encoding="utf-8")
     partial.replace(output)  # a reader never sees half a report
     return Written(output, tuple(journeys), source)
@@ -102,7 +112,7 @@ def _chosen_journeys(
     if journey is None:
         return journeys
     if journey not in journeys:
-        raise ReportError(
+        raise UnknownJourney(
             f"journey {journey!r} has no entries in {source}; "
             f"journeys with entries: {', '.join(journeys)}"
         )
@@ -211,11 +221,11 @@ def _experiments(con: duckdb.DuckDBPyConnection, journey: str) -> str:
         ],
     )  # fmt: skip
     note = (
-        "Intention to treat: a person converted on a goal event in its window after entering, "
-        "whatever the journey did. Conversion lift in percentage points with its 95% interval "
-        "(Newcombe's hybrid score method), relative lift with Katz's, revenue per person with "
-        "the normal approximation (Welch); a hollow dot is not readable yet (too few people or "
-        "conversions)."
+        "Intention to treat: a person converted on a goal event in its window after their "
+        "exposure, whatever the journey did. Conversion lift in percentage points with its "
+        "95% interval (Newcombe's hybrid score method), relative lift with Katz's, revenue per "
+        "person with the normal approximation (Welch); a hollow dot is not readable yet (too "
+        "few people or conversions)."
     )
     return f'<div class="chart"><h3>Experiments</h3><p class="note">{note}</p>{chart}{table}</div>'
 
@@ -290,22 +300,24 @@ def _frequency_section(con: duckdb.DuckDBPyConnection) -> str:
         from fct_person_weekly_messages group by 1
         """,
     )
-    if not rows:
-        return _empty("Messages per person per week", "nothing sent yet")
-    counts = {r["bucket"]: float(r["person_weeks"]) for r in rows}
-    chart = charts.grouped_bars(
-        "messages per person per week",
-        [f"{b} message{'s' if b != '1' else ''}" for b in FREQUENCY_BUCKETS],
-        {"person-weeks": [counts.get(b, 0.0) for b in FREQUENCY_BUCKETS]},
-    )
-    note = (
-        "How many messages people received in a week, across every journey and channel "
-        "(fct_person_weekly_messages): the frequency caps' effect as people feel it."
-    )
-    return (
-        '<section id="frequency"><h2>Across journeys</h2><div class="chart">'
-        f'<h3>Messages per person per week</h3><p class="note">{note}</p>{chart}</div></section>'
-    )
+    if rows:
+        counts = {r["bucket"]: float(r["person_weeks"]) for r in rows}
+        chart = charts.grouped_bars(
+            "messages per person per week",
+            [f"{b} message{'s' if b != '1' else ''}" for b in FREQUENCY_BUCKETS],
+            {"person-weeks": [counts.get(b, 0.0) for b in FREQUENCY_BUCKETS]},
+        )
+        note = (
+            "How many messages people received in a week, across every journey and channel "
+            "(fct_person_weekly_messages): the frequency caps' effect as people feel it."
+        )
+        body = (
+            f'<div class="chart"><h3>Messages per person per week</h3><p class="note">{note}</p>'
+            f"{chart}</div>"
+        )
+    else:
+        body = _empty("Messages per person per week", "nothing sent yet")
+    return f'<section id="frequency"><h2>Across journeys</h2>{body}</section>'
 
 
 def _empty(title: str, why: str) -> str:

@@ -103,8 +103,9 @@ def measured(module_paths: Paths) -> Paths:
         for the engine, one for the experiment (intention to treat);
     e5 (u5): holdout: both steps skipped, completed at +25h, converted at +26h;
     e6 (u6): holdout, waiting at push_2.
-    Purchases (events) at the conversions and u4's. Orders: u1 100 at +30h, 40 at +10d, 25 at
-    +20d; u2 50 at +5h, 10 at +48h; u3 20 at +40d; u5 80 at +26h, 30 at +5d."""
+    Purchases (events) at the conversions, u4's, and two outside the goal's window.
+    Orders: u1 100 at +30h, 40 at +10d, 25 at +20d; u2 50 at +5h, 10 at +48h; u3 20 at +40d;
+    u5 80 at +26h, 30 at +5d."""
     paths = module_paths
     landing.ensure_layout(paths.landing)
     people = [
@@ -112,7 +113,8 @@ def measured(module_paths: Paths) -> Paths:
         for n in range(1, 7)
     ] + [
         events.track("purchase_completed", h(at), user_id=u, properties={})
-        for u, at in (("u1", 30), ("u2", 5), ("u4", 10), ("u5", 26))
+        # u3's before it entered, u6's after the goal's 72 h: neither converts
+        for u, at in (("u1", 30), ("u2", 5), ("u4", 10), ("u5", 26), ("u3", 20), ("u6", 80))
     ]
     landing.write_batch(paths.landing, "segment", "events", people, prefix="test")
     orders = [("o1", "u1", h(30), 100), ("o2", "u1", h(240), 40), ("o3", "u2", h(5), 50),
@@ -300,28 +302,42 @@ def test_splits_compare_treatment_entries_with_control_each_person_in_one_arm(
 
     write_transitions(
         paths,
-        split_entry("j1", "pa", "control", True) + split_entry("j2", "pb", "b", False)
+        split_entry("j1", "pa", "control", False) + split_entry("j2", "pb", "b", False)
         + split_entry("j3", "pc", "b", True)
         # holdout entries walk the split unsent: not in the split's comparison
         + split_entry("j4", "pd", "b", True, arm="holdout")
-        # pa again, in the holdout (as after a merge): counted in the arm seen first only
+        # pa again, in the holdout (as after a merge): counted in the arm seen first only, by
+        # its entries there (this conversion is the holdout entry's)
         + split_entry("j5", "pa", "control", True, arm="holdout", at=h(48)),
         journey="js",
     )  # fmt: skip
-    write_transitions(paths, entry("k1", "pz", T, [("only", "", T, "")]), journey="no_holdout")
+    # a split path may be named holdout: the baseline is still control, else the first by name
+    write_transitions(
+        paths,
+        entry("k1", "pe", T, [("cd", "", T, ""), ("to_h", "split", T, "holdout")])
+        + entry("k2", "pf", T, [("cd", "", T, ""), ("to_a", "split", T, "a")]),
+        journey="js2",
+    )
+    write_transitions(paths, entry("n1", "pz", T, [("only", "", T, "")]), journey="no_holdout")
     dbt_build(paths, "+fct_journey_experiments")
     found = {
         (r["journey"], r["experiment"], r["variant"]): (
-            r["people"], r["conversions"], r["is_baseline"], r["conversion_lift"]
+            r["people"], r["conversions"], r["is_baseline"], r["conversion_lift"],
+            r["conversion_relative_lift"],
         )
         for r in rows(paths, "select * from fct_journey_experiments")
     }  # fmt: skip
     assert found == {
-        ("js", "holdout", "treatment"): (3, 2, False, pytest.approx(2 / 3 - 1)),
-        ("js", "holdout", "holdout"): (1, 1, True, None),
-        ("js", "ab", "control"): (1, 1, True, None),
-        ("js", "ab", "b"): (2, 1, False, pytest.approx(-0.5)),
-    }
+        ("js", "holdout", "treatment"): (
+            3, 1, False, pytest.approx(1 / 3 - 1), pytest.approx(1 / 3 - 1)
+        ),
+        ("js", "holdout", "holdout"): (1, 1, True, None, None),
+        ("js", "ab", "control"): (1, 0, True, None, None),
+        # no conversion in the baseline: no ratio to read
+        ("js", "ab", "b"): (2, 1, False, pytest.approx(0.5), None),
+        ("js2", "cd", "a"): (1, 0, True, None, None),
+        ("js2", "cd", "holdout"): (1, 0, False, 0, None),
+    }  # fmt: skip
 
 
 def test_attribution_shares_each_conversion_by_four_models(measured: Paths) -> None:
@@ -356,9 +372,10 @@ def test_retention_counts_orders_after_the_journey_against_the_holdout(measured:
     by_arm = {r["arm"]: r for r in rows(measured, "select * from fct_journey_retention")}
     keep = ["cohort_week", "people", "buyers", "repeat_buyers", "orders", "revenue"]
     # u1 completed at +25h and converted at +30h, with the order of 100: what came after is 40
-    # and 25; u2 converted at +5h with its 50: after, 10. The holdout's u5 likewise: 30 after.
+    # and 25; u2 converted at +5h with its 50: after, 10; u4 exited (on the cap) and bought
+    # nothing after. The holdout's u5 likewise: 30 after (u6 has not ended).
     assert {k: by_arm["treatment"][k] for k in keep} == {
-        "cohort_week": T.date(), "people": 2, "buyers": 2, "repeat_buyers": 1, "orders": 3,
+        "cohort_week": T.date(), "people": 3, "buyers": 2, "repeat_buyers": 1, "orders": 3,
         "revenue": 75,
     }  # fmt: skip
     assert {k: by_arm["holdout"][k] for k in keep} == {

@@ -257,7 +257,7 @@ def record_send_and_entry(paths: Paths, person: str) -> None:
         "create table entry as select 'j' as journey, 'e' as entry_id, ? as person_id, 0 as seq, "
         "null as from_node, 'wait' as node, ?::timestamp as reached_at, null as next_at, "
         "?::timestamp as entered_at, 'treatment' as arm, 'entered' as reason, null as detail, "
-        "null as properties, 'r' as run_id, ?::timestamp as recorded_at",
+        "null as properties, 'r' as run_id, ?::timestamp as recorded_at, 'v1' as journey_version",
         [person, T0 - 3 * DAY, T0 - 3 * DAY, T0 - 3 * DAY],
     )
     transitions.append(con, "entry", paths.landing, prefix="test")

@@ -22,16 +22,27 @@ touches as (
         deliveries.step,
         deliveries.channel,
         deliveries.sent_at,
-        power(
-            0.5,
-            {{ dbt.datediff('deliveries.sent_at', 'conversions.converted_at', 'second') }}
-                / ({{ half_life_hours }} * 3600.0)
-        ) as decay_weight
+        {{ dbt.datediff('deliveries.sent_at', 'conversions.converted_at', 'second') }} as age_seconds
     from conversions
     inner join {{ ref('fct_deliveries') }} as deliveries
         on conversions.entry_id = deliveries.entry_id
         and deliveries.delivery_status = 'sent'
         and deliveries.sent_at <= conversions.converted_at
+
+),
+
+weighted as (
+
+    -- 0.5 ^ (age / half-life), scaled by the newest touch's (the scale cancels out when
+    -- normalized, and keeps the weights from underflowing)
+    select
+        *,
+        power(
+            0.5,
+            (age_seconds - min(age_seconds) over (partition by entry_id))
+                / ({{ half_life_hours }} * 3600.0)
+        ) as decay_weight
+    from touches
 
 ),
 
@@ -43,7 +54,7 @@ ranked as (
         row_number() over (partition by entry_id order by sent_at desc, send_key desc) as nth_last,
         count(*) over (partition by entry_id) as touches,
         sum(decay_weight) over (partition by entry_id) as decay_total
-    from touches
+    from weighted
 
 ),
 

@@ -2,7 +2,7 @@
 -- split (its paths against the path named control, else the first by name), with people,
 -- conversions and revenue per person, and the lift with its 95% interval. The unit is the person
 -- (by their id today), in the arm they were first exposed to (a merge can bring one human into
--- both). Intention to treat: a person converted when a goal event of the journey happened within
+-- both), counted by their exposures there only. Intention to treat: a person converted when a goal event of the journey happened within
 -- its window after one of their exposures, whatever the journey did with them meanwhile (an
 -- entry that exited, capped or unopened, still counts its later purchase), the same in every
 -- arm. A journey no longer declared counts the conversions its engine recorded. Splits compare
@@ -73,7 +73,7 @@ goal_events as (
 
 goal_conversions as (
 
-    select distinct exposed.journey, exposed.experiment, exposed.person_id
+    select distinct exposed.journey, exposed.experiment, exposed.variant, exposed.person_id
     from exposed
     inner join goals
         on exposed.journey = goals.journey
@@ -89,7 +89,7 @@ goal_conversions as (
 recorded_conversions as (
 
     -- journeys without declared goals now: what the engine recorded
-    select distinct journey, experiment, person_id
+    select distinct journey, experiment, variant, person_id
     from exposed
     where converted_at is not null
         and journey not in (select journey from goals)
@@ -117,10 +117,12 @@ people as (
     left join goal_conversions
         on first_arm.journey = goal_conversions.journey
         and first_arm.experiment = goal_conversions.experiment
+        and first_arm.variant = goal_conversions.variant
         and first_arm.person_id = goal_conversions.person_id
     left join recorded_conversions
         on first_arm.journey = recorded_conversions.journey
         and first_arm.experiment = recorded_conversions.experiment
+        and first_arm.variant = recorded_conversions.variant
         and first_arm.person_id = recorded_conversions.person_id
     group by first_arm.journey, first_arm.experiment, first_arm.variant, first_arm.person_id
 
@@ -175,7 +177,10 @@ baselines as (
             variant,
             row_number() over (
                 partition by journey, experiment
-                order by case when variant in ('holdout', 'control') then 0 else 1 end, variant
+                order by
+                    case when variant = case when experiment = 'holdout' then 'holdout'
+                        else 'control' end then 0 else 1 end,
+                    variant
             ) as nth,
             count(*) over (partition by journey, experiment) as variants
         from arms

@@ -1,23 +1,60 @@
 -- Value after a journey, against its holdout, by the week people entered: for the people whose
--- entry finished (went past its last step or reached a goal), their orders in the revenue window
--- strictly after it finished (a converting purchase is not its own aftermath). Holdout entries
--- walk the journey unsent and finish alike.
+-- entry ended (went past its last step, converted or exited: every ending, so that the arms are
+-- not filtered differently, as a cap's exit happens in treatment only), their orders in the
+-- revenue window strictly after it ended (a converting purchase is not its own aftermath). A
+-- person counts once per journey, in the arm of their first entry. Holdout entries walk the
+-- journey unsent and end alike.
 {%- set window_days = var('metrics')['revenue_window_days'] %}
 with
 
-finished as (
+entries as (
 
-    -- a person's first finished entry per journey, arm and cohort week
     select
         journey,
         arm,
-        cast({{ dbt.date_trunc('week', 'entered_at') }} as date) as cohort_week,
         current_person_id as person_id,
-        -- an entry that completed, then converted, finished with its converting purchase
-        min(case when converted_at > ended_at then converted_at else ended_at end) as finished_at
+        entered_at,
+        -- an entry that completed, then converted, ended with its converting purchase
+        case when converted_at > ended_at then converted_at else ended_at end as finished_at
     from {{ ref('fct_journey_entries') }}
-    where end_reason in ('completed', 'converted')
-    group by journey, arm, cast({{ dbt.date_trunc('week', 'entered_at') }} as date), current_person_id
+    where ended_at is not null
+
+),
+
+first_arm as (
+
+    select journey, person_id, arm
+    from (
+        select
+            journey,
+            person_id,
+            arm,
+            row_number() over (partition by journey, person_id order by entered_at, arm) as nth
+        from entries
+    ) ranked
+    where nth = 1
+
+),
+
+finished as (
+
+    -- a person's first finished entry per cohort week, in their first arm
+    select
+        entries.journey,
+        entries.arm,
+        cast({{ dbt.date_trunc('week', 'entries.entered_at') }} as date) as cohort_week,
+        entries.person_id,
+        min(entries.finished_at) as finished_at
+    from entries
+    inner join first_arm
+        on entries.journey = first_arm.journey
+        and entries.person_id = first_arm.person_id
+        and entries.arm = first_arm.arm
+    group by
+        entries.journey,
+        entries.arm,
+        cast({{ dbt.date_trunc('week', 'entries.entered_at') }} as date),
+        entries.person_id
 
 ),
 
