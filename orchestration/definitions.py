@@ -15,6 +15,7 @@ from orchestration.defs.transform import build_dbt_assets
 from orchestration.defs.upkeep import build_ledger_compaction_asset
 
 PIPELINE_JOB = "switchyard_pipeline"
+MEASUREMENT_TAG = "measurement"  # the dbt tag of the journey measurement marts (dbt_project.yml)
 
 
 def build_definitions() -> dg.Definitions:
@@ -37,7 +38,11 @@ def build_definitions() -> dg.Definitions:
     tier_jobs = build_tier_jobs(
         journeys,
         exclude=upkeep.selection,
-        only_in={REPORT_TIER: dg.AssetSelection.assets(journey_report)},
+        only_in=[
+            (dg.AssetSelection.assets(journey_report), {REPORT_TIER}),
+            # measurement marts are for BI and the report: not worth a seconds-tier run's time
+            (dg.AssetSelection.tag(MEASUREMENT_TAG, ""), {"hours", "days"}),
+        ],
     )
     schedules, sensors = build_tier_triggers(tier_jobs)
     schedules.append(

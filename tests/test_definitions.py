@@ -84,9 +84,15 @@ def test_definitions_have_the_flow() -> None:
     # pipeline's), not in the faster tiers' runs.
     report = dg.AssetKey(["journey_report"])
     assert graph.get(report).parent_keys == {published}
-    for job, has_report in [("tier_seconds", False), ("tier_hours", False), ("tier_days", True),
-                            (PIPELINE_JOB, True)]:  # fmt: skip
-        assert (report in defs.resolve_job_def(job).asset_layer.executable_asset_keys) == has_report
+    # The measurement marts in the hours and days tiers' runs, not in every seconds-tier run.
+    funnel = dg.AssetKey(["fct_journey_funnel"])
+    for job, has_report, has_funnel in [
+        ("tier_seconds", False, False), ("tier_hours", False, True), ("tier_days", True, True),
+        (PIPELINE_JOB, True, True),
+    ]:  # fmt: skip
+        keys = defs.resolve_job_def(job).asset_layer.executable_asset_keys
+        assert (report in keys, funnel in keys) == (has_report, has_funnel), job
+        assert dg.AssetKey(["fct_deliveries"]) in keys
 
 
 REPOSITORY_QUERY = """

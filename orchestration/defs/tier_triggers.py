@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import replace
 
 import dagster as dg
@@ -48,10 +48,10 @@ def tier_selection(tier: str, with_checks: bool = True) -> dg.AssetSelection:
 def build_tier_jobs(
     journeys: Sequence[Journey],
     exclude: dg.AssetSelection,
-    only_in: Mapping[str, dg.AssetSelection] | None = None,
+    only_in: Sequence[tuple[dg.AssetSelection, Collection[str]]] = (),
 ) -> list[dg.UnresolvedAssetJobDefinition]:
     """A job per tier in use. `only_in`: assets downstream of every tier's runs that only the
-    named tier's runs materialize (the report after the days tier)."""
+    named tiers' runs materialize (the report after the days tier's)."""
     in_use = {j.tier for j in journeys}
     # The models the test-less tiers' journeys read (the seconds tier's audience included) are
     # also built and tested by the other tiers' runs; their journeys are not run there.
@@ -66,8 +66,8 @@ def build_tier_jobs(
         chosen = tier_selection(tier.name, with_checks=tier.runs_tests)
         if tier.runs_tests and tested_too is not None:
             chosen = chosen | tested_too
-        for owner, assets in (only_in or {}).items():
-            if owner != tier.name:
+        for assets, tiers in only_in:
+            if tier.name not in tiers:
                 chosen = chosen - assets
         return chosen - exclude
 
