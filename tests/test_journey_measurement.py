@@ -518,3 +518,22 @@ def test_before_any_entry_the_report_says_so(paths: Paths, tmp_path: Path) -> No
     written = write_report(paths.duckdb, tmp_path / "report.html")
     assert written.journeys == ()
     assert "No journey has entries yet" in written.path.read_text()
+
+
+def test_transitions_landed_before_versions_read_as_unversioned(paths: Paths) -> None:
+    # An upgraded home: every transitions file, the placeholder too, predates journey_version,
+    # and dbt runs before anything has rewritten the placeholder.
+    landing.ensure_layout(paths.landing)
+    folder = transitions.folder(paths.landing)
+    old = [n for n in transitions.COLUMNS if n != "journey_version"]
+    rows_ = entry("e1", "p1", T, [("step", "", T, "")])
+    frame = pl.DataFrame(
+        [{n: r.get(n) for n in old} | {"journey": JOURNEY} for r in rows_],
+        schema={n: POLARS_TYPES[transitions.COLUMNS[n]] for n in old},
+    )
+    frame.head(0).write_parquet(folder / transitions.PLACEHOLDER)
+    frame.write_parquet(folder / "tick-old.parquet")
+    dbt_build(paths, "+fct_journey_entries")
+    assert rows(paths, "select entry_id, journey_version from fct_journey_entries") == [
+        {"entry_id": "e1", "journey_version": "unversioned"}
+    ]

@@ -9,7 +9,9 @@ source as (
 select
     {{ dbt.concat(["entry_id", "':'", "cast(seq as " ~ dbt.type_string() ~ ")"]) }} as transition_id,
     journey,
-    journey_version,
+    -- files from before versions were recorded have no such column
+    {{ column_or_null(source('journeys', 'transitions'), 'journey_version', dbt.type_string()) }}
+        as journey_version,
     entry_id,
     person_id,
     seq,
