@@ -47,28 +47,33 @@ def folder(landing_dir: Path) -> Path:
     return landing_dir.joinpath(*FOLDER)
 
 
-# Folders whose placeholder this process has checked: a tick calls ensure_folder twice.
-_checked: set[Path] = set()
+# The placeholders this process has found complete, by their stat then: a tick calls
+# ensure_folder twice, and a file replaced since is checked again.
+_checked: dict[Path, tuple[int, int]] = {}
 
 
 def ensure_folder(landing_dir: Path) -> Path:
     where = folder(landing_dir)
     placeholder = where / PLACEHOLDER
-    if where in _checked and placeholder.exists():
+    if placeholder.exists() and _checked.get(placeholder) == _stat(placeholder):
         return where
     where.mkdir(parents=True, exist_ok=True)
-    _checked.add(where)
     con = duckdb.connect()
     try:
         # A placeholder an earlier version wrote lacks the columns added since: rewritten, so
         # the folder's union always has every column, even before a tick writes one.
-        if placeholder.exists() and set(COLUMNS) <= _columns(con, placeholder):
-            return where
-        typed = ", ".join(f'cast(null as {kind}) as "{n}"' for n, kind in COLUMNS.items())
-        landing.write_parquet(con, f"select {typed} limit 0", placeholder)
+        if not (placeholder.exists() and set(COLUMNS) <= _columns(con, placeholder)):
+            typed = ", ".join(f'cast(null as {kind}) as "{n}"' for n, kind in COLUMNS.items())
+            landing.write_parquet(con, f"select {typed} limit 0", placeholder)
     finally:
         con.close()
+    _checked[placeholder] = _stat(placeholder)
     return where
+
+
+def _stat(path: Path) -> tuple[int, int]:
+    status = path.stat()
+    return status.st_mtime_ns, status.st_ino
 
 
 def _columns(con: duckdb.DuckDBPyConnection, path: Path) -> set[str]:

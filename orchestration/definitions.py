@@ -13,6 +13,7 @@ from orchestration.defs.resources import resources
 from orchestration.defs.tier_triggers import build_tier_jobs, build_tier_triggers
 from orchestration.defs.transform import build_dbt_assets
 from orchestration.defs.upkeep import build_ledger_compaction_asset
+from switchyard.tiers import TIERS
 
 PIPELINE_JOB = "switchyard_pipeline"
 MEASUREMENT_TAG = "measurement"  # the dbt tag of the journey measurement marts (dbt_project.yml)
@@ -41,7 +42,7 @@ def build_definitions() -> dg.Definitions:
         only_in=[
             (dg.AssetSelection.assets(journey_report), {REPORT_TIER}),
             # measurement marts are for BI and the report: not worth a seconds-tier run's time
-            (dg.AssetSelection.tag(MEASUREMENT_TAG, ""), {"hours", "days"}),
+            (dg.AssetSelection.tag(MEASUREMENT_TAG, ""), set(TIERS) - {"seconds"}),
         ],
     )
     schedules, sensors = build_tier_triggers(tier_jobs)

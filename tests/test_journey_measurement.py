@@ -520,9 +520,9 @@ def test_before_any_entry_the_report_says_so(paths: Paths, tmp_path: Path) -> No
     assert "No journey has entries yet" in written.path.read_text()
 
 
-def test_transitions_landed_before_versions_read_as_unversioned(paths: Paths) -> None:
-    # An upgraded home: every transitions file, the placeholder too, predates journey_version,
-    # and dbt runs before anything has rewritten the placeholder.
+def test_transitions_landed_before_versions_read_as_unversioned_after_prepare(paths: Paths) -> None:
+    # An upgraded home: every transitions file, the placeholder too, predates journey_version;
+    # `switchyard prepare` (what `make` runs) rewrites the placeholder before dbt reads them.
     landing.ensure_layout(paths.landing)
     folder = transitions.folder(paths.landing)
     old = [n for n in transitions.COLUMNS if n != "journey_version"]
@@ -533,7 +533,27 @@ def test_transitions_landed_before_versions_read_as_unversioned(paths: Paths) ->
     )
     frame.head(0).write_parquet(folder / transitions.PLACEHOLDER)
     frame.write_parquet(folder / "tick-old.parquet")
+    assert cli.main(["prepare"]) == 0
     dbt_build(paths, "+fct_journey_entries")
     assert rows(paths, "select entry_id, journey_version from fct_journey_entries") == [
         {"entry_id": "e1", "journey_version": "unversioned"}
+    ]
+
+
+def test_retention_takes_no_merged_duplicate_for_an_ending(paths: Paths) -> None:
+    landing.ensure_layout(paths.landing)
+    write_transitions(
+        paths,
+        # pm's treatment entry was closed as a duplicate when their ids merged; the holdout one
+        # (begun later) ended: pm's arm is treatment (first entered), and they never ended there
+        entry("mb", "pm", T, [("s", "", T, ""),
+                              ("(exited)", "exited", h(1), "merged: in the journey already")])
+        + entry("ma", "pm", h(0.5), [("s", "", h(0.5), ""), ("(completed)", "sent", h(2), "k")],
+                arm="holdout")
+        + entry("n1", "pn", T, [("s", "", T, ""), ("(completed)", "sent", h(2), "k")]),
+        journey="jr",
+    )  # fmt: skip
+    dbt_build(paths, "+fct_journey_retention")
+    assert rows(paths, "select arm, people from fct_journey_retention") == [
+        {"arm": "treatment", "people": 1}
     ]

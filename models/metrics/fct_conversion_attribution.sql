@@ -70,9 +70,8 @@ credited as (
         cast(case when nth_first = 1 then 1 else 0 end as {{ metric_float() }}) as first_touch_credit,
         cast(case when nth_last = 1 then 1 else 0 end as {{ metric_float() }}) as last_touch_credit,
         cast(1 as {{ metric_float() }}) / touches as linear_credit,
-        -- touches all so old that every weight underflows to 0: shared evenly
-        case when decay_total > 0 then cast(decay_weight / decay_total as {{ metric_float() }})
-            else cast(1 as {{ metric_float() }}) / touches end as time_decay_credit
+        -- the newest touch weighs 1, so the total is at least 1
+        cast(decay_weight / decay_total as {{ metric_float() }}) as time_decay_credit
     from ranked
 
     union all

@@ -2,10 +2,17 @@
 -- entry ended (went past its last step, converted or exited: every ending, so that the arms are
 -- not filtered differently, as a cap's exit happens in treatment only), their orders in the
 -- revenue window strictly after it ended (a converting purchase is not its own aftermath). A
--- person counts once per journey, in the arm of their first entry. Holdout entries walk the
--- journey unsent and end alike.
+-- person counts once per journey and cohort week, in the arm of their first entry. A duplicate
+-- entry closed because the person was in the journey already (a merge) is no ending: their other
+-- entry goes on. Holdout entries walk the journey unsent and end alike.
 {%- set window_days = var('metrics')['revenue_window_days'] %}
 with
+
+all_entries as (
+
+    select * from {{ ref('fct_journey_entries') }}
+
+),
 
 entries as (
 
@@ -16,21 +23,24 @@ entries as (
         entered_at,
         -- an entry that completed, then converted, ended with its converting purchase
         case when converted_at > ended_at then converted_at else ended_at end as finished_at
-    from {{ ref('fct_journey_entries') }}
-    where ended_at is not null
+    from all_entries
+    where ended_at is not null and end_reason <> 'merged'
 
 ),
 
 first_arm as (
 
+    -- over every entry, ended or not, as fct_journey_experiments assigns people
     select journey, person_id, arm
     from (
         select
             journey,
-            person_id,
+            current_person_id as person_id,
             arm,
-            row_number() over (partition by journey, person_id order by entered_at, arm) as nth
-        from entries
+            row_number() over (
+                partition by journey, current_person_id order by entered_at, arm
+            ) as nth
+        from all_entries
     ) ranked
     where nth = 1
 

@@ -51,7 +51,8 @@ def build_tier_jobs(
     only_in: Sequence[tuple[dg.AssetSelection, Collection[str]]] = (),
 ) -> list[dg.UnresolvedAssetJobDefinition]:
     """A job per tier in use. `only_in`: assets downstream of every tier's runs that only the
-    named tiers' runs materialize (the report after the days tier's)."""
+    named tiers' runs materialize (the report after the days tier's); when none of those tiers
+    is in use, every tier's runs do, so that they are never left to manual runs."""
     in_use = {j.tier for j in journeys}
     # The models the test-less tiers' journeys read (the seconds tier's audience included) are
     # also built and tested by the other tiers' runs; their journeys are not run there.
@@ -67,7 +68,7 @@ def build_tier_jobs(
         if tier.runs_tests and tested_too is not None:
             chosen = chosen | tested_too
         for assets, tiers in only_in:
-            if tier.name not in tiers:
+            if tier.name not in tiers and in_use & set(tiers):
                 chosen = chosen - assets
         return chosen - exclude
 

@@ -9,9 +9,9 @@ source as (
 select
     {{ dbt.concat(["entry_id", "':'", "cast(seq as " ~ dbt.type_string() ~ ")"]) }} as transition_id,
     journey,
-    -- files from before versions were recorded have no such column
-    {{ column_or_null(source('journeys', 'transitions'), 'journey_version', dbt.type_string()) }}
-        as journey_version,
+    -- older files have none: the folder's placeholder always has every column (it is rewritten
+    -- by the pipeline, the CLI and `switchyard prepare` before dbt runs: ensure_layout)
+    journey_version,
     entry_id,
     person_id,
     seq,
