@@ -3,21 +3,18 @@
     judge sends by the same declarations the guards applied. -#}
 {% macro journey_policies() %}
     {%- set rows = [] -%}
-    {%- if execute -%}
-        {%- for node in graph.nodes.values() if node.resource_type == 'model' and node.config.meta.get('journey') -%}
-            {%- set j = node.config.meta['journey'] -%}
-            {%- set cap = j.get('frequency_cap') or {} -%}
-            {%- set topic = (j.get('topic') or '') | trim | lower -%}
-            {%- do rows.append(
-                "select " ~ dbt.string_literal(j['name']) ~ " as journey, "
-                ~ ("true" if j.get('message_type') == 'transactional' else "false") ~ " as transactional, "
-                ~ (dbt.string_literal(topic) if topic else "cast(null as " ~ dbt.type_string() ~ ")") ~ " as topic, "
-                ~ (cap['messages'] | int | string if cap else "cast(null as " ~ dbt.type_int() ~ ")") ~ " as cap_messages, "
-                ~ ((cap.get('per_hours', 24) | float | string) if cap else "cast(null as " ~ dbt.type_float() ~ ")") ~ " as cap_hours, "
-                ~ ("true" if cap.get('calendar_day') else "false") ~ " as cap_calendar_day"
-            ) -%}
-        {%- endfor -%}
-    {%- endif -%}
+    {%- for j in declared_journeys() -%}
+        {%- set cap = j.get('frequency_cap') or {} -%}
+        {%- set topic = (j.get('topic') or '') | trim | lower -%}
+        {%- do rows.append(
+            "select " ~ dbt.string_literal(j['name']) ~ " as journey, "
+            ~ ("true" if j.get('message_type') == 'transactional' else "false") ~ " as transactional, "
+            ~ (dbt.string_literal(topic) if topic else "cast(null as " ~ dbt.type_string() ~ ")") ~ " as topic, "
+            ~ (cap['messages'] | int | string if cap else "cast(null as " ~ dbt.type_int() ~ ")") ~ " as cap_messages, "
+            ~ ((cap.get('per_hours', 24) | float | string) if cap else "cast(null as " ~ dbt.type_float() ~ ")") ~ " as cap_hours, "
+            ~ ("true" if cap.get('calendar_day') else "false") ~ " as cap_calendar_day"
+        ) -%}
+    {%- endfor -%}
     {%- if rows -%}
         {{ rows | join('\n    union all\n    ') }}
     {%- else -%}
@@ -32,18 +29,15 @@
     count conversions from the events themselves, in every arm alike. -#}
 {% macro journey_goals() %}
     {%- set rows = [] -%}
-    {%- if execute -%}
-        {%- for node in graph.nodes.values() if node.resource_type == 'model' and node.config.meta.get('journey') -%}
-            {%- set j = node.config.meta['journey'] -%}
-            {%- for goal in j.get('goals') or [] -%}
-                {%- do rows.append(
-                    "select " ~ dbt.string_literal(j['name']) ~ " as journey, "
-                    ~ dbt.string_literal(goal['event']) ~ " as goal_event, "
-                    ~ (goal['within_hours'] | float | string) ~ " as within_hours"
-                ) -%}
-            {%- endfor -%}
+    {%- for j in declared_journeys() -%}
+        {%- for goal in j.get('goals') or [] -%}
+            {%- do rows.append(
+                "select " ~ dbt.string_literal(j['name']) ~ " as journey, "
+                ~ dbt.string_literal(goal['event']) ~ " as goal_event, "
+                ~ (goal['within_hours'] | float | string) ~ " as within_hours"
+            ) -%}
         {%- endfor -%}
-    {%- endif -%}
+    {%- endfor -%}
     {%- if rows -%}
         {{ rows | join('\n    union all\n    ') }}
     {%- else -%}
@@ -52,4 +46,15 @@
             cast(null as {{ dbt.type_float() }}) as within_hours
         where 1 = 0
     {%- endif -%}
+{% endmacro %}
+
+{#- The declarations (`meta.journey`) of the project's journeys; none while dbt parses. -#}
+{% macro declared_journeys() %}
+    {%- set found = [] -%}
+    {%- if execute -%}
+        {%- for node in graph.nodes.values() if node.resource_type == 'model' and node.config.meta.get('journey') -%}
+            {%- do found.append(node.config.meta['journey']) -%}
+        {%- endfor -%}
+    {%- endif -%}
+    {{ return(found) }}
 {% endmacro %}

@@ -13,14 +13,18 @@ case when {{ denominator }} > 0
 {#- z for a two-sided 95% interval: every interval in models/metrics is at 95%. -#}
 {% macro z95() -%}1.959963984540054{%- endmacro %}
 
+{#- x / n as a float (a proportion, a rate). -#}
+{% macro proportion(x, n) -%}
+(cast({{ x }} as {{ metric_float() }}) / {{ n }})
+{%- endmacro %}
+
 {#- Wilson score interval of a proportion x/n: its lower (side = -1) or upper (side = 1) bound. -#}
 {% macro wilson_bound(x, n, side) -%}
+{%- set p = proportion(x, n) -%}
 (
-    (cast({{ x }} as {{ metric_float() }}) / {{ n }} + {{ z95() }} * {{ z95() }} / (2.0 * {{ n }}))
+    ({{ p }} + {{ z95() }} * {{ z95() }} / (2.0 * {{ n }}))
     {{ '-' if side < 0 else '+' }} {{ z95() }} * sqrt(
-        (cast({{ x }} as {{ metric_float() }}) / {{ n }})
-        * (1 - cast({{ x }} as {{ metric_float() }}) / {{ n }}) / {{ n }}
-        + {{ z95() }} * {{ z95() }} / (4.0 * {{ n }} * {{ n }})
+        {{ p }} * (1 - {{ p }}) / {{ n }} + {{ z95() }} * {{ z95() }} / (4.0 * {{ n }} * {{ n }})
     )
 ) / (1 + {{ z95() }} * {{ z95() }} / {{ n }})
 {%- endmacro %}
@@ -29,8 +33,8 @@ case when {{ denominator }} > 0
     x1/n1 - x0/n0: it combines each arm's Wilson interval, and unlike the plain Wald interval
     keeps close to 95% coverage with small counts and rates near 0 or 1. side: -1 lower, 1 upper. -#}
 {% macro newcombe_bound(x1, n1, x0, n0, side) -%}
-{%- set p1 = "(cast(" ~ x1 ~ " as " ~ metric_float() ~ ") / " ~ n1 ~ ")" -%}
-{%- set p0 = "(cast(" ~ x0 ~ " as " ~ metric_float() ~ ") / " ~ n0 ~ ")" -%}
+{%- set p1 = proportion(x1, n1) -%}
+{%- set p0 = proportion(x0, n0) -%}
 case when {{ n1 }} > 0 and {{ n0 }} > 0 then
 {%- if side < 0 %}
     ({{ p1 }} - {{ p0 }}) - sqrt(
@@ -51,7 +55,7 @@ end
     The ratio needs a conversion in the baseline; its interval one in both arms. side: -1 lower,
     0 the ratio, 1 upper. -#}
 {% macro risk_ratio_bound(x1, n1, x0, n0, side) -%}
-{%- set ratio = "(cast(" ~ x1 ~ " as " ~ metric_float() ~ ") / " ~ n1 ~ ") / (cast(" ~ x0 ~ " as " ~ metric_float() ~ ") / " ~ n0 ~ ")" -%}
+{%- set ratio = proportion(x1, n1) ~ " / " ~ proportion(x0, n0) -%}
 {%- if side == 0 -%}
 case when {{ x0 }} > 0 and {{ n1 }} > 0 then {{ ratio }} end
 {%- else -%}

@@ -25,7 +25,8 @@ held_back as (
 joined as (
 
     select
-        {{ dbt.date_trunc('week', 'coalesce(deliveries.sent_at, deliveries.decided_at)') }} as week,
+        cast({{ dbt.date_trunc('week', 'coalesce(deliveries.sent_at, deliveries.decided_at)') }} as date)
+            as week,
         deliveries.journey,
         coalesce(deliveries.channel, 'none') as channel,
         deliveries.delivery_status,
@@ -49,7 +50,7 @@ joined as (
 per_week as (
 
     select
-        cast(week as date) as week,
+        week,
         journey,
         channel,
         count(*) as decisions,
@@ -67,7 +68,7 @@ per_week as (
         count(case when delivery_status = 'skipped' and reason = 'capped' then 1 end) as skipped_capped,
         count(case when delivery_status = 'deferred' then 1 end) as deferred_now
     from joined
-    group by cast(week as date), journey, channel
+    group by week, journey, channel
 
 )
 

@@ -2,8 +2,8 @@
 -- split (its paths against the path named control, else the first by name), with people,
 -- conversions and revenue per person, and the lift with its 95% interval. The unit is the person
 -- (by their id today), in the arm they were first exposed to (a merge can bring one human into
--- both), counted by their exposures there only. Intention to treat: a person converted when a goal event of the journey happened within
--- its window after one of their exposures, whatever the journey did with them meanwhile (an
+-- both), counted by their exposures there only. Intention to treat: a person converted when a
+-- goal event of the journey happened within its window after one of their exposures, whatever the journey did with them meanwhile (an
 -- entry that exited, capped or unopened, still counts its later purchase), the same in every
 -- arm. A journey no longer declared counts the conversions its engine recorded. Splits compare
 -- treatment entries only: holdout entries walk the splits too, unsent.
@@ -28,18 +28,19 @@ exposed as (
 
 first_arm as (
 
-    -- the arm a person was first exposed to (ties: the variant first by name)
-    select journey, experiment, person_id, variant
+    -- the arm a person was first exposed to (ties: the variant first by name), and when
+    select journey, experiment, variant, person_id, first_exposed_at
     from (
         select
-            journey,
-            experiment,
-            person_id,
-            variant,
+            *,
             row_number() over (
-                partition by journey, experiment, person_id order by exposed_at, variant
+                partition by journey, experiment, person_id order by first_exposed_at, variant
             ) as nth
-        from exposed
+        from (
+            select journey, experiment, variant, person_id, min(exposed_at) as first_exposed_at
+            from exposed
+            group by journey, experiment, variant, person_id
+        ) per_arm
     ) ranked
     where nth = 1
 
@@ -71,9 +72,10 @@ goal_events as (
 
 ),
 
-goal_conversions as (
+conversions as (
 
-    select distinct exposed.journey, exposed.experiment, exposed.variant, exposed.person_id
+    -- people who converted in an arm, by its exposures: a goal event in its window
+    select exposed.journey, exposed.experiment, exposed.variant, exposed.person_id
     from exposed
     inner join goals
         on exposed.journey = goals.journey
@@ -84,12 +86,10 @@ goal_conversions as (
         and {{ dbt.datediff('exposed.exposed_at', 'goal_events.occurred_at', 'second') }}
             <= goals.within_hours * 3600
 
-),
-
-recorded_conversions as (
+    union
 
     -- journeys without declared goals now: what the engine recorded
-    select distinct journey, experiment, variant, person_id
+    select journey, experiment, variant, person_id
     from exposed
     where converted_at is not null
         and journey not in (select journey from goals)
@@ -98,71 +98,41 @@ recorded_conversions as (
 
 people as (
 
+    -- one row per person in their arm: converted there, and their revenue in the window
     select
         first_arm.journey,
         first_arm.experiment,
         first_arm.variant,
         first_arm.person_id,
-        min(exposed.exposed_at) as first_exposed_at,
-        max(
-            case when goal_conversions.person_id is not null
-                or recorded_conversions.person_id is not null then 1 else 0 end
-        ) as converted
-    from first_arm
-    inner join exposed
-        on first_arm.journey = exposed.journey
-        and first_arm.experiment = exposed.experiment
-        and first_arm.person_id = exposed.person_id
-        and first_arm.variant = exposed.variant
-    left join goal_conversions
-        on first_arm.journey = goal_conversions.journey
-        and first_arm.experiment = goal_conversions.experiment
-        and first_arm.variant = goal_conversions.variant
-        and first_arm.person_id = goal_conversions.person_id
-    left join recorded_conversions
-        on first_arm.journey = recorded_conversions.journey
-        and first_arm.experiment = recorded_conversions.experiment
-        and first_arm.variant = recorded_conversions.variant
-        and first_arm.person_id = recorded_conversions.person_id
-    group by first_arm.journey, first_arm.experiment, first_arm.variant, first_arm.person_id
-
-),
-
-revenue as (
-
-    select
-        people.journey,
-        people.experiment,
-        people.variant,
-        people.person_id,
+        max(case when conversions.person_id is not null then 1 else 0 end) as converted,
         coalesce(sum(orders.order_total), 0) as revenue
-    from people
+    from first_arm
+    left join conversions
+        on first_arm.journey = conversions.journey
+        and first_arm.experiment = conversions.experiment
+        and first_arm.variant = conversions.variant
+        and first_arm.person_id = conversions.person_id
     left join {{ ref('int_orders_attributed') }} as orders
-        on people.person_id = orders.person_id
-        and orders.ordered_at >= people.first_exposed_at
-        and orders.ordered_at < {{ dbt.dateadd('day', m['revenue_window_days'], 'people.first_exposed_at') }}
-    group by people.journey, people.experiment, people.variant, people.person_id
+        on first_arm.person_id = orders.person_id
+        and orders.ordered_at >= first_arm.first_exposed_at
+        and orders.ordered_at < {{ dbt.dateadd('day', m['revenue_window_days'], 'first_arm.first_exposed_at') }}
+    group by first_arm.journey, first_arm.experiment, first_arm.variant, first_arm.person_id
 
 ),
 
 arms as (
 
     select
-        people.journey,
-        people.experiment,
-        people.variant,
+        journey,
+        experiment,
+        variant,
         count(*) as people,
-        sum(people.converted) as conversions,
-        sum(revenue.revenue) as revenue,
-        avg(revenue.revenue) as revenue_per_person,
-        coalesce(var_samp(revenue.revenue), 0) as revenue_variance
+        sum(converted) as conversions,
+        sum(revenue) as revenue,
+        avg(revenue) as revenue_per_person,
+        coalesce(var_samp(revenue), 0) as revenue_variance
     from people
-    inner join revenue
-        on people.journey = revenue.journey
-        and people.experiment = revenue.experiment
-        and people.variant = revenue.variant
-        and people.person_id = revenue.person_id
-    group by people.journey, people.experiment, people.variant
+    group by journey, experiment, variant
 
 ),
 

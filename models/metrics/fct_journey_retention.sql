@@ -20,7 +20,7 @@ entries as (
         journey,
         arm,
         current_person_id as person_id,
-        entered_at,
+        cast({{ dbt.date_trunc('week', 'entered_at') }} as date) as cohort_week,
         -- an entry that completed, then converted, ended with its converting purchase
         case when converted_at > ended_at then converted_at else ended_at end as finished_at
     from all_entries
@@ -52,7 +52,7 @@ finished as (
     select
         entries.journey,
         entries.arm,
-        cast({{ dbt.date_trunc('week', 'entries.entered_at') }} as date) as cohort_week,
+        entries.cohort_week,
         entries.person_id,
         min(entries.finished_at) as finished_at
     from entries
@@ -60,11 +60,7 @@ finished as (
         on entries.journey = first_arm.journey
         and entries.person_id = first_arm.person_id
         and entries.arm = first_arm.arm
-    group by
-        entries.journey,
-        entries.arm,
-        cast({{ dbt.date_trunc('week', 'entries.entered_at') }} as date),
-        entries.person_id
+    group by entries.journey, entries.arm, entries.cohort_week, entries.person_id
 
 ),
 
