@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import logging
+import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Collection
@@ -11,6 +13,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import httpx
 
 from activations import engine, guards, inputs, ledger, transitions, warehouse
@@ -37,6 +40,8 @@ from switchyard import events, landing
 from switchyard.clock import utc_now
 from switchyard.preference_links import LinkSigner, LinkSubject
 
+log = logging.getLogger(__name__)
+
 PROVIDER_DOWN_RETRY = timedelta(minutes=5)  # a step deferred by an outage: due again after
 # A capped person's earlier message of the run still in flight: waited for this long, else the
 # step is deferred this long (its outcome decides whether the cap has room).
@@ -44,6 +49,56 @@ SETTLE_SECONDS = 2.0
 LINKED_BY_ADDRESS = ("email", "sms", "push")
 LINK_VALUES = ("unsubscribe_url", "preferences_url")  # template values deliver fills in
 IN_FLIGHT_RETRY = timedelta(minutes=1)
+# A long run reads consents and suppressions again this often, for the people of this many due
+# steps ahead: an opt-out landed while it sends holds from then on.
+GUARDS_REFRESH_SECONDS = 10.0
+GUARDS_REFRESH_AHEAD = 10_000
+
+ReadGuards = Callable[[list[guards.Person]], tuple[guards.FreshConsents, guards.Suppressions]]
+
+
+class FreshGuards:
+    """The audience's consents and suppressions, read again while a run goes through its due
+    steps once they are `every_seconds` old: an opt-out, a bounce or a STOP landed after the run
+    read them holds for every step not queued by then (those queued go out within a batch)."""
+
+    def __init__(
+        self,
+        audience: warehouse.Audience,
+        due: list[engine.Due],
+        read: ReadGuards | None,
+        every_seconds: float = GUARDS_REFRESH_SECONDS,
+        ahead: int = GUARDS_REFRESH_AHEAD,
+    ) -> None:
+        self.audience = audience
+        self.reads = 0  # read again this many times
+        self._due, self._read, self._every, self._ahead = due, read, every_seconds, ahead
+        self._read_at = time.monotonic()
+        self._covered = len(due)  # due steps up to here were read at _read_at
+
+    def at(self, index: int) -> warehouse.Audience:
+        """The audience for due[index], its guards at most `every_seconds` old."""
+        fresh = index < self._covered and time.monotonic() - self._read_at < self._every
+        if self._read is None or fresh:
+            return self.audience
+        self._read_at = time.monotonic()  # a failed read is tried again after as long
+        self._covered = index + self._ahead
+        upcoming = {d.ref.person_id for d in self._due[index : self._covered]}
+        people = [p for pid in upcoming if (p := self.audience.people.get(pid))]
+        try:
+            consents, suppressions = self._read(people)
+        except (duckdb.Error, OSError) as failed:
+            log.warning("consents and suppressions not read again (%s): the last read holds",
+                        failed)  # fmt: skip
+            return self.audience
+        self.reads += 1
+        # A consent is never withdrawn from the view, only outdated; a suppression is lifted.
+        self.audience.consents.update(consents)
+        addresses = warehouse.addresses_of(people)
+        for held in [k for k in self.audience.suppressions if k[1] in addresses]:
+            del self.audience.suppressions[held]
+        self.audience.suppressions.update(suppressions)
+        return self.audience
 
 
 @dataclass
@@ -146,6 +201,11 @@ def run_journey(
         limits = {ch: RateLimiter(rate) for ch, rate in (rate_limits or {}).items()}
         sender = Sender(http, clients, writer, clock, retry, limits, concurrency)
         fetcher = ContentFetcher(http)  # connected content: one fetch per URL per run
+
+        def reread(people: list[guards.Person]) -> tuple[guards.FreshConsents, guards.Suppressions]:
+            with warehouse.attached(duckdb_path) as con:
+                return warehouse.read_guards(con, people)
+
         try:
             handled: set[str] = set()  # a key is acted on once per run (an unknown waits a run)
             for _ in range(len(journey.steps) + 1):
@@ -162,7 +222,7 @@ def run_journey(
                 handled.update(s.ref.send_key for s in decision.skips)
                 deliver(
                     journey, decision.due, decision.skips, decision.audience, decision.state,
-                    sender, summary, fetcher=fetcher, links=links,
+                    sender, summary, fetcher=fetcher, links=links, reread=reread,
                 )  # fmt: skip
         finally:
             sender.close()
@@ -238,6 +298,8 @@ def deliver(
     batch_size: int = 256,
     fetcher: ContentFetcher | None = None,
     links: LinkSigner | None = None,
+    reread: ReadGuards | None = None,
+    reread_seconds: float = GUARDS_REFRESH_SECONDS,
 ) -> None:
     """Settle what was left unknown, record the engine's skips, then send each due step that
     passes the send-time guards, through one queue per channel, `batch_size` messages a batch
@@ -245,7 +307,8 @@ def deliver(
     the cap sees this run's sends, those still in flight included. `fetcher` fetches connected
     content (one per run: its cache). `links`: where set, each message's signed links are the
     template values `unsubscribe_url` and `preferences_url`, and marketing email names the
-    first in its List-Unsubscribe headers."""
+    first in its List-Unsubscribe headers. `reread`: reads the people's consents and
+    suppressions again, once those read are `reread_seconds` old (FreshGuards)."""
     fetcher = fetcher or ContentFetcher(sender.http)
     clock = sender.clock
     for recipient, ids in state.provider_ids.items():  # a lookup never claims these again
@@ -349,10 +412,12 @@ def deliver(
             defer(ref, DeferReason.PROVIDER_DOWN, clock() + PROVIDER_DOWN_RETRY)
 
     queues = ChannelQueues(sender, outcome, withdrawn, batch_size)
+    fresh = FreshGuards(audience, due, reread, reread_seconds)
     try:
-        for d in due:
+        for index, d in enumerate(due):
             if settled(d.ref, d.attempt_number - 1):
                 continue
+            audience = fresh.at(index)
             person = audience.people.get(d.ref.person_id)
             if person is None:
                 hold(d.ref, SkipReason.NO_PROFILE)

@@ -78,8 +78,6 @@ def read_people(con: duckdb.DuckDBPyConnection, person_ids: Iterable[str]) -> Au
         if wanted
         else []
     )
-    users = sorted({row[1] for row in people_rows if row[0] in wanted and row[1]})
-    consent_rows = con.execute(consents_query(), [users]).fetchall() if users else []
     people = {}
     for row in people_rows:
         if row[0] not in wanted:
@@ -96,17 +94,37 @@ def read_people(con: duckdb.DuckDBPyConnection, person_ids: Iterable[str]) -> Au
             most_engaged_channel=engaged,
             timezone=zone,
         )
-    fresh = {(user, ch, topic): (status, at) for user, ch, topic, status, at in consent_rows}
-    return Audience(people, fresh, read_suppressions(con, people.values()))
+    return Audience(people, *read_guards(con, people.values()))
+
+
+def read_guards(
+    con: duckdb.DuckDBPyConnection, people: Iterable[Person]
+) -> tuple[FreshConsents, Suppressions]:
+    """The people's consents and suppressed addresses as the landing files say now (views)."""
+    people = list(people)
+    return read_consents(con, {p.user_id for p in people if p.user_id}), read_suppressions(
+        con, people
+    )
+
+
+def read_consents(con: duckdb.DuckDBPyConnection, users: Iterable[str]) -> FreshConsents:
+    """Every topic's latest consent of `users`."""
+    wanted = sorted(set(users))
+    rows = con.execute(consents_query(), [wanted]).fetchall() if wanted else []
+    return {(user, ch, topic): (status, at) for user, ch, topic, status, at in rows}
+
+
+def addresses_of(people: Iterable[Person]) -> set[str]:
+    """The addresses suppressions are kept by (emails lower-cased)."""
+    people = list(people)
+    return {a.strip().lower() for p in people if (a := p.email)} | {
+        a for p in people for a in (p.phone, p.push_token) if a
+    }
 
 
 def read_suppressions(con: duckdb.DuckDBPyConnection, people: Iterable[Person]) -> Suppressions:
     """Which of the people's addresses are suppressed now (emails matched lower-cased)."""
-    people = list(people)
-    addresses = sorted(
-        {a.strip().lower() for p in people if (a := p.email)}
-        | {a for p in people for a in (p.phone, p.push_token) if a}
-    )
+    addresses = sorted(addresses_of(people))
     rows = con.execute(suppressions_query(), [addresses]).fetchall() if addresses else []
     held: Suppressions = {}
     for channel, address, scope, reason in rows:  # an address held for all beats marketing

@@ -23,7 +23,8 @@ sender's process), ledger_lines (the history landed plus the run's), ledger_comp
 (compacting the history: activations.ledger.compact), ledger_state_read_seconds (the state a run
 of the N messages reads: their keys, every open key, their people's sends in the cap's day)
 beside ledger_state_read_uncompacted_seconds (the same read with the history still in run files),
-ledger_decided_seconds (a decision round's decided keys of the journey, compacted history).
+ledger_decided_seconds (a decision round's decided keys of the journey, compacted history) and
+ledger_peak_rss_mib (the process that landed, compacted and read the history: not the sender's).
 The history (land_ledger_lines) is of the day before the run: the journey's own sends, a tenth
 of the keys deferred by another journey, and a tenth of the run's keys deferred earlier.
 """
@@ -57,6 +58,7 @@ from activations.channels.core import Outgoing  # noqa: E402
 from activations.channels.policy import RateLimiter, RetryPolicy  # noqa: E402
 from activations.channels.queues import ChannelQueues, Queued  # noqa: E402
 from activations.ledger.compact import compact  # noqa: E402
+from activations.ledger.keys import send_key_sql  # noqa: E402
 from sandbox import SANDBOX_CREDENTIALS  # noqa: E402
 from switchyard import landing  # noqa: E402
 
@@ -97,7 +99,7 @@ def start_sandbox(port: int, latency_seconds: float = 0.0) -> subprocess.Popen[b
 
 
 def message(n: int, channel: str) -> Message:
-    key = f"bench-{n}"
+    key = ledger.send_key("bench", "step", f"p{n}", f"e{n}")  # as a run keys its sends
     if channel == "email":
         return Message(key, "email", f"p{n}@example.com", "Your cart is waiting", subject="Hi")
     if channel == "sms":
@@ -202,6 +204,7 @@ def land_ledger_lines(home: Path, lines: int, size: int) -> None:
         ),
         '%Y-%m-%dT%H:%M:%S.%f'
     )"""
+    run_key = send_key_sql("'bench'", "'step'", "'p' || n", "'e' || n")  # a run's, as sent
     con = duckdb.connect()
     con.execute(
         f"""
@@ -225,7 +228,7 @@ def land_ledger_lines(home: Path, lines: int, size: int) -> None:
                 {stamp} as recorded_at
             from range({lines}) t(i)
             union all
-            select 'bench-' || n, 'r-earlier', 'bench', 'step', 'p' || n, 'e' || n, null, null,
+            select {run_key}, 'r-earlier', 'bench', 'step', 'p' || n, 'e' || n, null, null,
                 'deferred', 'capped', 'until {NOW.isoformat()}', null, null, null, null, null,
                 '{(NOW - timedelta(hours=12)).isoformat(timespec="microseconds")}'
             from range(0, {size}, 10) t(n)
@@ -313,14 +316,7 @@ def main() -> None:
             home = Path(tmp)
             landing.ensure_layout(home)
             batch = messages(args.size)
-            if args.ledger_lines:
-                land_ledger_lines(home, args.ledger_lines, args.size)
-            # What a run's read costs with every line still in run files, then after compaction
-            # (read as a run reads it: before sending).
-            uncompacted_seconds = timed(lambda: read_run_state(home, batch))
-            compact_seconds = timed(lambda: compact(home))
-            read_seconds = timed(lambda: read_run_state(home, batch))
-            decided_seconds = timed(lambda: decide_keys(home))
+            ledger_figures = in_child(ledger_history, home, args.ledger_lines, args.size)
             outcomes, seconds, latencies = send_all(base_url, batch, home)
             lines = sum(1 for _ in (home / writer_file(home)).open())
             if args.ledger_lines:
@@ -333,16 +329,10 @@ def main() -> None:
         emit("p50_request_ms", f"{1000 * latencies[len(latencies) // 2]:.1f}", "ms")
         emit("p99_request_ms", f"{1000 * latencies[int(len(latencies) * 0.99)]:.1f}", "ms")
         emit("rate_limit_violations", violations(base_url), "windows")
-        emit(
-            "peak_rss_mib",
-            f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}",
-            "MiB",
-        )
+        emit("peak_rss_mib", peak_rss_mib(), "MiB")
         emit("ledger_lines", lines, "lines")
-        emit("ledger_state_read_seconds", f"{read_seconds:.2f}", "s")
-        emit("ledger_state_read_uncompacted_seconds", f"{uncompacted_seconds:.2f}", "s")
-        emit("ledger_compact_seconds", f"{compact_seconds:.2f}", "s")
-        emit("ledger_decided_seconds", f"{decided_seconds:.2f}", "s")
+        for name, (value, unit) in ledger_figures.items():
+            emit(name, value, unit)
         emit("sent", outcomes["sent"], "messages")
         emit("not_sent", sum(outcomes.values()) - outcomes["sent"], "messages")
         # Providers answer in tens of milliseconds, not the sandbox's one: what concurrency buys.
@@ -371,6 +361,47 @@ def timed(work: Callable[[], object]) -> float:
     started = time.perf_counter()
     work()
     return time.perf_counter() - started
+
+
+def peak_rss_mib() -> str:
+    return f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}"
+
+
+def ledger_history(home: Path, lines: int, size: int) -> dict[str, tuple[str, str]]:
+    """The ledger's figures: `lines` of history landed, then what a run of `size` messages reads
+    before sending, with every line still in run files, then after compaction."""
+    batch = messages(size)
+    if lines:
+        land_ledger_lines(home, lines, size)
+    uncompacted = timed(lambda: read_run_state(home, batch))
+    compact_seconds = timed(lambda: compact(home))
+    read = timed(lambda: read_run_state(home, batch))
+    decided = timed(lambda: decide_keys(home))
+    return {
+        "ledger_state_read_seconds": (f"{read:.2f}", "s"),
+        "ledger_state_read_uncompacted_seconds": (f"{uncompacted:.2f}", "s"),
+        "ledger_compact_seconds": (f"{compact_seconds:.2f}", "s"),
+        "ledger_decided_seconds": (f"{decided:.2f}", "s"),
+        "ledger_peak_rss_mib": (peak_rss_mib(), "MiB"),
+    }
+
+
+def _child(work: Callable[..., Any], args: tuple[Any, ...], out: Any) -> None:
+    out.put(work(*args))
+
+
+def in_child(work: Callable[..., Any], *args: Any) -> Any:
+    """`work(*args)` in a forked process: its memory (DuckDB reading the history) is not the
+    sender's peak_rss_mib."""
+    context = multiprocessing.get_context("fork")
+    out = context.Queue()
+    child = context.Process(target=_child, args=(work, args, out))
+    child.start()
+    result = out.get()
+    child.join()
+    if child.exitcode:
+        raise RuntimeError(f"the ledger history step failed (exit code {child.exitcode})")
+    return result
 
 
 def read_run_state(home: Path, batch: list[Outgoing]) -> ledger.LedgerState:

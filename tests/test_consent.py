@@ -3,12 +3,15 @@ are the same rows under the same rules, messy values included."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
 import httpx
 import pytest
 
-from activations import guards, warehouse
+from activations import engine, guards, ledger, warehouse
+from activations.journeys import Step, Template
+from activations.run import FreshGuards
 from intake.collector import CollectorSettings, create_app
 from intake.consent_index import ConsentIndex
 from switchyard import events, landing
@@ -145,3 +148,45 @@ def test_the_preference_center_reads_consent_as_the_guard_does_and_its_clicks_co
         answer = httpx.post(unsubscribe, content=b"List-Unsubscribe=One-Click")
         assert answer.status_code == 200
     assert consents_at_send_time(messy)[("kai", "sms", "tips")] == "unsubscribed"
+
+
+def test_a_long_run_reads_consent_and_suppressions_again_as_it_goes(messy: Paths) -> None:
+    (row,) = query(messy, "select person_id from dim_people")
+    with warehouse.attached(messy.duckdb) as con:
+        audience = warehouse.read_people(con, [row["person_id"]])
+    kai = audience.people[row["person_id"]]
+    step = Step("remind", 0, ("sms",), {"sms": Template(body="Hi")})
+    due = [
+        engine.Due(ledger.SendRef(f"k{n}", "cart", "remind", kai.person_id, f"e{n}"), step,
+                   engine.Entry(f"e{n}", kai.person_id, T0), T0, 1)
+        for n in range(3)
+    ]  # fmt: skip
+
+    def reread(people: list[guards.Person]) -> tuple[guards.FreshConsents, guards.Suppressions]:
+        with warehouse.attached(messy.duckdb) as con:
+            return warehouse.read_guards(con, people)
+
+    flash = ("kai", "sms", "flash_sales")
+    every_step = FreshGuards(audience, due, reread, every_seconds=0)
+    as_read = replace(audience, consents=dict(audience.consents), suppressions={})
+    once = FreshGuards(as_read, due, reread)  # (its own copy: the guards update theirs in place)
+    assert flash not in every_step.at(0).consents
+    # An opt-out and a STOP landed after the run read its audience, while it sends:
+    Scenario(messy.landing, consents=[
+        events.consent("kai", "sms", "unsubscribed", T0 + timedelta(hours=3), topic="flash_sales")
+    ]).land()  # fmt: skip
+    stop = events.suppression("stop-1", "sms", kai.phone or "", "suppressed", "all", "STOP",
+                              "twilio", T0 + timedelta(hours=3))  # fmt: skip
+    landing.write_batch(messy.landing, "preferences", "suppressions", [stop], prefix="test")
+    later = every_step.at(1)
+    assert later.consents[flash][0] == "unsubscribed"
+    assert later.suppressions[("sms", kai.phone)] == ("all", "STOP")
+    assert guards.ConsentRule(topic="flash_sales").refusal(kai, "sms", later.consents)
+    # ... and a lifted suppression is lifted for the steps after it
+    lifted = {**stop, "suppression_id": "stop-2", "status": "lifted",
+              "recorded_at": (T0 + timedelta(hours=4)).isoformat()}  # fmt: skip
+    landing.write_batch(messy.landing, "preferences", "suppressions", [lifted], prefix="test")
+    assert ("sms", kai.phone) not in every_step.at(2).suppressions
+    assert every_step.reads == 3
+    # read again only once what was read is `every_seconds` old (10 s by default)
+    assert flash not in once.at(2).consents and once.reads == 0

@@ -23,7 +23,7 @@ from activations.channels.core import LookupFailed
 from activations.channels.twilio import TwilioClient
 from activations.graph import ConnectedContent
 from activations.journeys import FrequencyCap, Journey, QuietHours, Step, Template
-from activations.run import RunSummary, deliver
+from activations.run import ReadGuards, RunSummary, deliver
 from activations.tick import DueSend
 from sandbox import SANDBOX_CREDENTIALS, Fault, Sandbox
 from switchyard import landing, preference_links
@@ -84,9 +84,11 @@ def run(
     suppressions: guards.Suppressions | None = None,
     links: LinkSigner | None = None,
     aliases: dict[str, list[str]] | None = None,
+    reread: ReadGuards | None = None,
 ) -> RunSummary:
     """One journey run as run_journey makes it, from the ledger on disk (`aliases`: as
-    dim_person_aliases names replaced person ids)."""
+    dim_person_aliases names replaced person ids; `reread`: the guards read again before every
+    step)."""
     state = ledger.read_state(home)
     state.follow_aliases(aliases or {})
     writer = ledger.LedgerWriter(home, uuid.uuid4().hex[:8])
@@ -99,7 +101,8 @@ def run(
         {p.person_id: p for p in (person, *others)}, consents or {}, suppressions or {}
     )
     try:
-        deliver(journey, due, skips, audience, state, sender, summary, links=links)
+        deliver(journey, due, skips, audience, state, sender, summary, links=links,
+                reread=reread, reread_seconds=0)  # fmt: skip
     finally:
         writer.close()
     return summary
@@ -218,6 +221,25 @@ def test_a_topic_opt_out_holds_on_top_of_marketing_consent(home: Path, sandbox: 
     # and a newer marketing opt-out still wins over the topic
     both = {**joined, ("sam", "sms", "marketing"): ("unsubscribed", said)}
     assert run(home, sandbox, entry("e5"), journey=opt_in, consents=both).sent == {}
+
+
+def test_an_opt_out_landed_while_the_run_sends_holds_for_the_steps_after_it(
+    home: Path, sandbox: Sandbox
+) -> None:
+    # Sam's opt-out lands after his first step went to its queue: his second is not sent.
+    asked: list[list[str]] = []
+
+    def reread(people: list[guards.Person]) -> tuple[guards.FreshConsents, guards.Suppressions]:
+        asked.append([p.person_id for p in people])
+        opted_out = ("unsubscribed", T) if len(asked) > 1 else ("subscribed", T - timedelta(days=1))
+        return {("sam", "sms", "marketing"): opted_out}, {}
+
+    summary = run(home, sandbox, entry("e1"), entry("e2"), journey=UNCAPPED, reread=reread)
+    assert (summary.sent, summary.skipped) == ({"sms": 1}, {"no_consent": 1})
+    assert asked == [[SAM.person_id]] * 2
+    assert ledger_line(home, ref_for("e2").send_key, "skipped")["reason_detail"] == (
+        "sms: marketing consent unsubscribed"
+    )
 
 
 def test_a_transactional_message_needs_no_marketing_consent_but_stop_holds(

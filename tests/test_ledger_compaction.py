@@ -165,6 +165,40 @@ def test_a_compaction_stopped_before_its_keys_file_is_finished_by_the_next(
     assert seen(ledger.read_state(compacted)) == seen(ledger.read_state(plain))
 
 
+def test_the_cap_reads_the_sends_files_as_it_would_the_lines(tmp_path: Path) -> None:
+    plain, compacted = twins(tmp_path)
+    for home in (plain, compacted):
+        write_run(home, "run-0", RUN_A)
+        write_run(home, "run-1", RUN_B)
+    compact(compacted)
+    assert set(store.generations(compacted, "sends")) == {0, 1}
+
+    def sends(home: Path, uncounted: tuple[str, ...]) -> dict[str, list[datetime]]:
+        since = T - timedelta(days=1)
+        state = ledger.read_state(home, keys=[], people={"p1", "p3"}, sends_since=since,
+                                  uncounted_journeys=uncounted)  # fmt: skip
+        return {p: sorted(times) for p, times in state.sends_by_person.items()}
+
+    def read_alike() -> None:
+        # sent, and given up on as outcome_unknown (it may have gone out); a transactional
+        # journey's counted for no cap
+        counted = {
+            "p1": [T + timedelta(minutes=1), T + timedelta(hours=1, minutes=4)],
+            "p3": [T + timedelta(hours=1, minutes=2)],
+        }
+        assert sends(compacted, ()) == sends(plain, ()) == counted
+        assert sends(compacted, ("cart",)) == sends(plain, ("cart",)) == {}
+
+    read_alike()
+    # A home compacted before sends files: its lines are read until a compaction writes them.
+    for path in store.generations(compacted, "sends").values():
+        path.unlink()
+    read_alike()
+    assert compact(compacted).generation == 0  # nothing new to take, the sends files written
+    assert set(store.generations(compacted, "sends")) == {0, 1}
+    read_alike()
+
+
 def test_a_run_reads_the_keys_and_people_it_needs_not_the_history(tmp_path: Path) -> None:
     home = tmp_path
     landing.ensure_layout(home)

@@ -1,10 +1,11 @@
-"""Ledger compaction: finished run files into Parquet, and each key's state into one keys file.
+"""Ledger compaction: finished run files into Parquet (with their sends, for caps), and each
+key's state into one keys file.
 
 Safe beside running runs and readers (layout in activations/ledger/store.py):
 - a run file is taken only when its writer has closed it (it holds a lock on it while open, and
   a writer that died holds none);
 - each file appears whole under its final name (written aside, fsynced, renamed), lines first,
-  then keys: a compaction stopped between the two is finished by the next one;
+  then sends, then keys: a compaction stopped between them is finished by the next one;
 - a run file is deleted only by a compaction after the one that took it, GRACE_SECONDS later;
 - one compaction at a time (a lock on the folder): two at once (the CLI beside Dagster's
   upkeep job) would both take the same run files and count their lines twice.
@@ -15,7 +16,7 @@ from __future__ import annotations
 import fcntl
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import duckdb
@@ -60,6 +61,21 @@ def _write(
     # from the file's footer: the query is not run twice
     (count,) = con.execute(f"select count(*) from read_parquet({lit(str(final))})").fetchall()[0]
     return int(count)
+
+
+def _write_sends(con: duckdb.DuckDBPyConnection, landing_dir: Path, folder: Path) -> None:
+    """The sends file of each lines file without one: this compaction's, and those written
+    before sends files were."""
+    sends = store.generations(landing_dir, "sends")
+    for gen, path in store.generations(landing_dir, "lines").items():
+        if gen not in sends:
+            lines = f"select * from read_parquet({lit(str(path))})"
+            _write(
+                con,
+                store.SENDS_FILE_SQL.format(lines=lines),
+                folder / store.compacted_name("sends", gen),
+                "person_id, line_at",
+            )
 
 
 def compact(landing_dir: Path) -> Compaction:
@@ -118,23 +134,20 @@ def _compact(landing_dir: Path, folder: Path) -> Compaction:
                 "line_at, send_key",
                 f"kv_metadata {{{store.SOURCE_FILES}: {lit(names)}}}",
             )
+        _write_sends(con, landing_dir, folder)
         view = store.layout(con, landing_dir)
         if not view.newer_lines_files:
             return Compaction(0, 0, 0, 0, deleted)
         # Only the lines files the new keys file covers: a run file landed since stays a run file.
-        view = store.Layout(
-            keys_file=view.keys_file,
-            keys_gen=view.keys_gen,
-            lines_files=view.lines_files,
-            newer_lines_files=view.newer_lines_files,
-            run_files=[],
-            taken_run_files=view.taken_run_files,
-        )
+        view = replace(view, run_files=[])
+        open_ = ", ".join(lit(s) for s in store.OPEN)
         keys = _write(
             con,
             store.keys_sql(view),
             folder / store.compacted_name("keys", gen),
-            "send_key",
+            # the open keys together: a run reads them whole, and the closed ones' row groups
+            # then hold none of them (their other columns are never read)
+            f"last_status not in ({open_}), send_key",
         )
         return Compaction(gen, len(taken), lines, keys, deleted)
     finally:

@@ -2,13 +2,17 @@
 
     ledger/deliveries/run-*.jsonl            lines as runs append them (the landing contract)
     ledger/compacted/lines-<gen>.parquet     the same lines, typed, each with its source_file
-    ledger/compacted/keys-<gen>.parquet      one row per send key: its state up to <gen>
+    ledger/compacted/sends-<gen>.parquet     the sends (for caps) of lines-<gen>, by person
+    ledger/compacted/keys-<gen>.parquet      one row per send key: its state up to <gen>,
+                                             the open keys first
 
 A run file belongs to the Parquet file that names it in source_file; readers skip it from then on,
 and the compaction after the one that took it deletes it (a reader that listed it a moment before
 can still read it). The newest keys file covers every lines file up to its generation; lines files
 above it (a compaction stopped before its keys file) are read as lines. So a reader's work grows
-with the lines since the last compaction, not with history.
+with the lines since the last compaction, not with history. A sends file is the narrow copy of
+its lines file that a run's cap reads (a lines file without one, from before sends files, is
+read in its place until a compaction writes it).
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import duckdb
@@ -26,7 +30,7 @@ from activations.tick import lit
 from switchyard import landing
 
 COMPACTED = "compacted"
-_GEN = re.compile(r"^(lines|keys)-(\d{8})\.parquet$")
+_GEN = re.compile(r"^(lines|keys|sends)-(\d{8})\.parquet$")
 
 # At one clock reading (a fixed clock): deferred, attempted, unknown, then the outcome.
 RANK_SQL = (
@@ -115,6 +119,7 @@ class Layout:
     run_files: list[Path]  # run files no lines file has taken
     taken_run_files: set[str]  # names of run files a lines file has taken
     newer_table: str | None = None  # the lines the keys file does not cover, materialized
+    sends_files: dict[Path, Path] = field(default_factory=dict)  # lines file -> its sends file
 
     def newer_lines(self) -> str | None:
         """The lines the keys file does not cover (columns, line_at, source_file), or None."""
@@ -142,6 +147,7 @@ def layout_taken(con: duckdb.DuckDBPyConnection, lines_files: list[Path]) -> set
 def layout(con: duckdb.DuckDBPyConnection, landing_dir: Path) -> Layout:
     keys = generations(landing_dir, "keys")
     lines = generations(landing_dir, "lines")
+    sends = generations(landing_dir, "sends")
     keys_gen = max(keys, default=0)
     taken = layout_taken(con, list(lines.values()))
     folder = run_files_dir(landing_dir)
@@ -157,6 +163,7 @@ def layout(con: duckdb.DuckDBPyConnection, landing_dir: Path) -> Layout:
         newer_lines_files=[lines[g] for g in sorted(lines) if g > keys_gen],
         run_files=run_files,
         taken_run_files=taken,
+        sends_files={lines[g]: sends[g] for g in lines if g in sends},
     )
 
 
@@ -316,12 +323,22 @@ def keys_sql(
 
 def all_lines_sql(view: Layout) -> str | None:
     """Every line: lines files, and the newer lines as `view` has them (materialized, maybe)."""
-    if view.newer_table is None:
-        return lines_sql(view)
-    covered = [p for p in view.lines_files if p not in view.newer_lines_files]
+    covered, rest = _covered_and_rest(view)
     parts = [f"select * from read_parquet({paths_sql(covered)})"] if covered else []
-    parts.append(f"select * from {view.newer_table}")
-    return _union(parts)
+    parts += [rest] if rest else []
+    return _union(parts) if parts else None
+
+
+def _covered_and_rest(view: Layout) -> tuple[list[Path], str | None]:
+    """The lines files read as they are, and the rest of the lines (SQL) as `view` has them."""
+    if view.newer_table is None:
+        return view.lines_files, (run_lines_sql(view.run_files) if view.run_files else None)
+    covered = [p for p in view.lines_files if p not in view.newer_lines_files]
+    return covered, f"select * from {view.newer_table}"
+
+
+# A sends file's rows: a lines file's sends, what the cap counts.
+SENDS_FILE_SQL = "select person_id, journey, line_at from ({lines}) where " + SENT_SQL
 
 
 def sends_sql(
@@ -334,11 +351,21 @@ def sends_sql(
 ) -> str | None:
     """person_id, sent_time of every send (from `since`, of `people`: SQL expressions), but for
     the sends of `uncounted_journeys`; with `latest`, only each person's latest that many up to
-    `until`, and every one after it."""
-    lines = all_lines_sql(view)
-    if lines is None:
+    `until`, and every one after it. Read from the sends files where written (the narrow copy,
+    sorted by person), else from the lines."""
+    covered, rest = _covered_and_rest(view)
+    digested = [view.sends_files[p] for p in covered if p in view.sends_files]
+    plain = [p for p in covered if p not in view.sends_files]
+    # one scan a file: a scan of several estimates its rows from the first file (the empty
+    # generation 0), and the join with `people` then hashes the sends, not the people
+    parts = [f"select * from read_parquet({lit(str(p))})" for p in digested]
+    if plain:
+        parts.append(SENDS_FILE_SQL.format(lines=f"select * from read_parquet({paths_sql(plain)})"))
+    if rest:
+        parts.append(SENDS_FILE_SQL.format(lines=rest))
+    if not parts:
         return None
-    conditions = [f"({SENT_SQL})"]
+    conditions = ["true"]
     if since is not None:
         conditions.append(f"line_at >= {since}")
     if people is not None:
@@ -357,7 +384,8 @@ def sends_sql(
         else ""
     )
     return f"""
-        select person_id, line_at as sent_time from ({lines}) where {" and ".join(conditions)}
+        select person_id, line_at as sent_time from ({_union(parts)})
+        where {" and ".join(conditions)}
         {latest_only}
     """
 
