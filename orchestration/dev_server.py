@@ -44,6 +44,38 @@ class DagsterDev:
             raise RuntimeError(f"GraphQL errors: {body['errors']}")
         return body["data"]
 
+    def location(self) -> str:
+        (entry,) = self.graphql(LOCATION_QUERY)["workspaceOrError"]["locationEntries"]
+        return str(entry["name"])
+
+    def launch(self, job: str) -> str:
+        """Launch a run of `job` (through the run queue, as the UI's button does): its id."""
+        selector = {"repositoryLocationName": self.location(),
+                    "repositoryName": "__repository__", "jobName": job}  # fmt: skip
+        answer = self.graphql(LAUNCH_MUTATION, {"p": {"selector": selector}})["launchRun"]
+        if answer["__typename"] != "LaunchRunSuccess":
+            raise RuntimeError(f"could not launch {job}: {answer}")
+        return str(answer["run"]["runId"])
+
+    def runs(self, run_ids: list[str]) -> list[dict[str, Any]]:
+        """Each run's status and steps (key, status, start and end, epoch seconds)."""
+        answer = self.graphql(RUNS_QUERY, {"ids": run_ids})["runsOrError"]
+        return list(answer["results"])
+
+
+LAUNCH_MUTATION = """
+mutation($p: ExecutionParams!) { launchRun(executionParams: $p) { __typename
+    ... on LaunchRunSuccess { run { runId } } ... on PythonError { message }
+    ... on InvalidSubsetError { message } ... on RunConfigValidationInvalid { errors { message } }
+} }
+"""
+RUNS_QUERY = """
+query($ids: [String!]) { runsOrError(filter: {runIds: $ids}) { ... on Runs { results {
+    runId jobName status startTime endTime
+    stepStats { stepKey status startTime endTime }
+} } } }
+"""
+
 
 def free_port() -> int:
     with socket.socket() as s:
