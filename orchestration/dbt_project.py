@@ -24,21 +24,23 @@ switchyard_dbt = DbtProject(project_dir=PROJECT_DIR, profiles_dir=PROJECT_DIR)
 os.environ.setdefault("DBT_INDIRECT_SELECTION", "buildable")
 
 
-def _newest_source_mtime(root: Path) -> float:
+def newest_source_mtime(root: Path) -> float:
     files = [root / "dbt_project.yml", *root.glob("models/**/*"), *root.glob("macros/**/*")]
     return max(f.stat().st_mtime for f in files if f.is_file())
 
 
 def manifest_is_stale() -> bool:
     path = switchyard_dbt.manifest_path
-    return not path.exists() or path.stat().st_mtime < _newest_source_mtime(PROJECT_DIR)
+    return not path.exists() or path.stat().st_mtime < newest_source_mtime(PROJECT_DIR)
 
 
 def dbt_resource() -> DbtCliResource:
-    # The dbt installed beside this interpreter, so a venv works without being activated.
-    beside = Path(sys.executable).parent / "dbt"
+    # The long-lived dbt's client (orchestration/dbt_server) installed beside this interpreter,
+    # so a venv works without being activated; else the dbt there, else dbt on the PATH.
+    bin_dir = Path(sys.executable).parent
+    found = [p for p in (bin_dir / "switchyard-dbt", bin_dir / "dbt") if p.exists()]
     return DbtCliResource(
-        project_dir=switchyard_dbt, dbt_executable=str(beside) if beside.exists() else "dbt"
+        project_dir=switchyard_dbt, dbt_executable=str(found[0]) if found else "dbt"
     )
 
 

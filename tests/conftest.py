@@ -10,6 +10,7 @@ import pytest
 import stamina
 
 from orchestration.dbt_project import ensure_manifest
+from orchestration.dbt_server import IDLE_ENV
 from sandbox import Sandbox
 from switchyard import landing
 from switchyard.settings import PROJECT_DIR, Paths
@@ -23,6 +24,13 @@ def dbt_manifest() -> Path:
     for old in (PROJECT_DIR / "target").glob(f"{TESTS_TARGET_PREFIX}*"):
         shutil.rmtree(old, ignore_errors=True)
     return ensure_manifest()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def short_lived_dbt_servers() -> None:
+    """A test home's dbt server (orchestration/dbt_server) stops soon after its last step, not
+    the ten minutes an operator's does."""
+    os.environ[IDLE_ENV] = "30"
 
 
 @pytest.fixture(autouse=True)

@@ -1,0 +1,96 @@
+"""The long-lived dbt (orchestration/dbt_server): `switchyard-dbt` as dagster-dbt runs it, a real
+server process it starts, a real DuckDB file. Invocations answer as dbt's CLI does (JSON log
+lines, exit codes), one server serves a home's steps, and between them the warehouse file is
+free for the activations and readers."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from orchestration.dbt_server import server_paths
+from switchyard import landing
+from switchyard.settings import PROJECT_DIR
+
+CLIENT = Path(sys.executable).parent / "switchyard-dbt"
+MODEL = "stg_preferences__consents"
+
+
+def invoke(home: Path, *args: str) -> tuple[int, list[dict[str, Any]]]:
+    """What dagster-dbt does for a step: the client under its environment; (exit code, lines)."""
+    env = {
+        **os.environ,
+        "SWITCHYARD_HOME": str(home),
+        "DBT_PROJECT_DIR": str(PROJECT_DIR),
+        "DBT_PROFILES_DIR": str(PROJECT_DIR),
+        "DBT_LOG_FORMAT": "json",
+        "DBT_TARGET_PATH": str(home / "target"),
+        "DBT_LOG_PATH": str(home / "target"),
+    }
+    for name in ("SWITCHYARD_DUCKDB_PATH", "SWITCHYARD_LANDING_DIR"):
+        env.pop(name, None)
+    done = subprocess.run([str(CLIENT), *args], env=env, cwd=PROJECT_DIR, capture_output=True,
+                          text=True, timeout=300)  # fmt: skip
+    return done.returncode, [json.loads(line) for line in done.stdout.splitlines() if line]
+
+
+def home_at(path: Path) -> Path:
+    landing.ensure_layout(path / "landing")
+    return path
+
+
+def served_by(lines: list[dict[str, Any]]) -> set[int]:
+    return {line["info"]["pid"] for line in lines}
+
+
+def test_a_homes_steps_are_served_by_one_dbt_that_lets_go_of_the_warehouse(
+    tmp_path: Path,
+) -> None:
+    home = home_at(tmp_path / "a")
+    code, first = invoke(home, "run", "--select", MODEL)
+    assert code == 0
+    # the result event dagster-dbt makes a materialization of, as the CLI prints it (info level)
+    results = [ln for ln in first if ln["info"]["name"] == "LogModelResult"]
+    assert [ln["data"]["node_info"]["node_name"] for ln in results] == [MODEL]
+    assert results[0]["data"]["node_info"]["node_status"] == "success"
+    assert {ln["info"]["level"] for ln in first} <= {"info", "warn", "error"}
+    # dbt wrote its artifacts where the step asked, as the CLI would
+    artifact = json.loads((home / "target" / "run_results.json").read_text())
+    assert [r["status"] for r in artifact["results"]] == ["success"]
+    # Between steps the file is free: an activation (another process) opens it to write.
+    con = duckdb.connect(str(home / "switchyard.duckdb"))
+    assert con.execute(f"select count(*) from {MODEL}").fetchall() == [(0,)]
+    con.close()
+    code, second = invoke(home, "run", "--select", MODEL)
+    assert code == 0
+    (server,) = served_by(first) | served_by(second)  # one process, still there
+    assert server != os.getpid()
+    # Exit codes as dbt's CLI gives them: 1 a node failed, 2 an error it did not handle.
+    (home / "landing" / "preferences" / "consents" / "bad.jsonl").write_text("{not json\n")
+    assert invoke(home, "run", "--select", MODEL)[0] == 0  # a view: built, not read
+    assert invoke(home, "run", "--select", "no_such_model_anywhere")[0] == 0  # nothing to do
+    assert invoke(home, "no-such-command")[0] == 2
+    # A home of its own gets a server of its own: the manifest holds the home's landing paths.
+    other = home_at(tmp_path / "b")
+    # its view over the staging view not built yet: that node fails
+    code, failed = invoke(other, "run", "--select", "int_user_consents_current")
+    assert code == 1
+    assert any(ln["info"]["level"] == "error" for ln in failed)
+    code, elsewhere = invoke(other, "run", "--select", MODEL)
+    assert code == 0 and served_by(elsewhere) != {server}
+    assert (other / "switchyard.duckdb").exists()
+    assert server_paths(PROJECT_DIR, {"SWITCHYARD_HOME": str(home)}) != server_paths(
+        PROJECT_DIR, {"SWITCHYARD_HOME": str(other)}
+    )
+
+
+def test_version_is_answered_without_dbt(tmp_path: Path) -> None:
+    # dagster-dbt asks every step; the real dbt takes seconds to import itself to answer.
+    done = subprocess.run([str(CLIENT), "--version"], capture_output=True, text=True, check=True)
+    assert done.stdout.startswith("Core:\n  - installed: 1.11.")
