@@ -1,8 +1,9 @@
 """The seconds tier's promise, end to end: an event posted to the collector, to the provider
 request arriving at the sandbox, with `dagster dev` (webserver and daemon) running the tier.
 
-    python benchmarks/tier_latency.py [--size N] [--rate R]
-    (N people, each posting one cart_updated, default 40; R events/s, default 0.5)
+    python benchmarks/tier_latency.py [--size N] [--rate R] [--dbt-server on|off]
+    (N people, each posting one cart_updated, default 40; R events/s, default 0.5; `off`: the dbt
+    steps run dbt's CLI each, not the long-lived dbt of orchestration/dbt_server)
 
 Set-up, as a user would run it: a copy of the project whose cart journey waits 0 minutes
 instead of 60 (`within_minutes`; nothing else differs), `switchyard collect` as its own process,
@@ -137,6 +138,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--size", type=int, default=40, help="people, one event each")
     parser.add_argument("--rate", type=float, default=0.5, help="events per second")
+    parser.add_argument("--dbt-server", choices=("on", "off"), default="on",
+                        help="off: each dbt step runs dbt itself (the comparison)")  # fmt: skip
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
@@ -153,6 +156,7 @@ def main() -> None:
                 "SWITCHYARD_CHANNELS": "sandbox",
                 "SWITCHYARD_CHANNELS_BASE_URL": sandbox.base_url,
                 "SWITCHYARD_WRITE_KEYS": f"segment:{WRITE_KEY}",
+                "SWITCHYARD_DBT_SERVER": args.dbt_server,
             }  # fmt: skip
             bin_dir = Path(sys.executable).parent
             subprocess.run([str(bin_dir / "switchyard"), "prepare"], cwd=project, env=env,

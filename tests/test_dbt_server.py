@@ -22,7 +22,7 @@ CLIENT = Path(sys.executable).parent / "switchyard-dbt"
 MODEL = "stg_preferences__consents"
 
 
-def invoke(home: Path, *args: str) -> tuple[int, list[dict[str, Any]]]:
+def invoke(home: Path, *args: str, **extra: str) -> tuple[int, list[dict[str, Any]]]:
     """What dagster-dbt does for a step: the client under its environment; (exit code, lines)."""
     env = {
         **os.environ,
@@ -32,6 +32,7 @@ def invoke(home: Path, *args: str) -> tuple[int, list[dict[str, Any]]]:
         "DBT_LOG_FORMAT": "json",
         "DBT_TARGET_PATH": str(home / "target"),
         "DBT_LOG_PATH": str(home / "target"),
+        **extra,
     }
     for name in ("SWITCHYARD_DUCKDB_PATH", "SWITCHYARD_LANDING_DIR"):
         env.pop(name, None)
@@ -71,6 +72,14 @@ def test_a_homes_steps_are_served_by_one_dbt_that_lets_go_of_the_warehouse(
     assert code == 0
     (server,) = served_by(first) | served_by(second)  # one process, still there
     assert server != os.getpid()
+    # A parse is dbt's own (its point is the manifest it writes)
+    (home / "target" / "manifest.json").unlink()
+    code, parsed = invoke(home, "parse")
+    assert code == 0 and (home / "target" / "manifest.json").exists()
+    assert server not in served_by(parsed)
+    # switched off: dbt itself, in the step's own process
+    code, own = invoke(home, "run", "--select", MODEL, SWITCHYARD_DBT_SERVER="off")
+    assert code == 0 and server not in served_by(own)
     # Exit codes as dbt's CLI gives them: 1 a node failed, 2 an error it did not handle.
     (home / "landing" / "preferences" / "consents" / "bad.jsonl").write_text("{not json\n")
     assert invoke(home, "run", "--select", MODEL)[0] == 0  # a view: built, not read

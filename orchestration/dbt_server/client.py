@@ -1,7 +1,8 @@
 """`switchyard-dbt`: what dagster-dbt runs as its dbt executable. The invocation goes to the
 project's dbt server (started here if none answers); its JSON log lines come back on stdout and
-its exit code is ours. Where the server cannot serve (it will not start, or the command changes
-what a parse would give: `--vars`, deps, init, clean, debug) the real dbt runs instead."""
+its exit code is ours. Where the server cannot serve (it will not start, or the command is about
+the parse or the project's files: `--vars`, parse, deps, init, clean, debug) the real dbt runs
+instead."""
 
 from __future__ import annotations
 
@@ -18,18 +19,19 @@ from pathlib import Path
 from orchestration.dbt_server import SWITCH_ENV, real_dbt, server_paths
 
 START_SECONDS = 60.0  # for a server to answer once started
-# commands the server leaves to the real dbt
-OWN_PROCESS = ("deps", "init", "clean", "debug", "--help", "-h")
+# commands the server leaves to the real dbt (parse: its point is the files it writes, the
+# manifest and the partial-parse file, which a served invocation, handed the manifest, skips)
+OWN_PROCESS = ("parse", "deps", "init", "clean", "debug", "--help", "-h")
 
 
 def main() -> None:
     args = sys.argv[1:]
+    if os.environ.get(SWITCH_ENV) == "off" or "--vars" in args or set(args) & set(OWN_PROCESS):
+        _run_real(args)
     if "--version" in args or "-v" in args[:1]:
         # what dagster-dbt asks each step (the real one takes ~1.7 s to import dbt to say it)
         print(f"Core:\n  - installed: {version('dbt-core')}")
         sys.exit(0)
-    if os.environ.get(SWITCH_ENV) == "off" or "--vars" in args or set(args) & set(OWN_PROCESS):
-        _run_real(args)
     env = dict(os.environ)
     project = Path(env.get("DBT_PROJECT_DIR") or os.getcwd())
     try:
