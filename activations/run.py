@@ -69,11 +69,13 @@ class FreshGuards:
         read: ReadGuards | None,
         every_seconds: float = GUARDS_REFRESH_SECONDS,
         ahead: int = GUARDS_REFRESH_AHEAD,
+        read_at: float | None = None,
     ) -> None:
         self.audience = audience
         self.reads = 0  # read again this many times
         self._due, self._read, self._every, self._ahead = due, read, every_seconds, ahead
-        self._read_at = time.monotonic()
+        # when `audience` was read (time.monotonic()), if not just now
+        self._read_at = time.monotonic() if read_at is None else read_at
         self._covered = len(due)  # due steps up to here were read at _read_at
 
     def at(self, index: int) -> warehouse.Audience:
@@ -87,7 +89,7 @@ class FreshGuards:
         people = [p for pid in upcoming if (p := self.audience.people.get(pid))]
         try:
             consents, suppressions = self._read(people)
-        except (duckdb.Error, OSError) as failed:
+        except (duckdb.Error, OSError, RuntimeError) as failed:  # (RuntimeError: attached's)
             log.warning("consents and suppressions not read again (%s): the last read holds",
                         failed)  # fmt: skip
             return self.audience
@@ -223,6 +225,7 @@ def run_journey(
                 deliver(
                     journey, decision.due, decision.skips, decision.audience, decision.state,
                     sender, summary, fetcher=fetcher, links=links, reread=reread,
+                    audience_read_at=decision.audience_read_at,
                 )  # fmt: skip
         finally:
             sender.close()
@@ -240,6 +243,7 @@ class Decision:
     due: list[engine.Due]
     skips: list[engine.Skip]
     audience: warehouse.Audience
+    audience_read_at: float = field(default_factory=time.monotonic)  # its consents, suppressions
 
 
 def decide(
@@ -300,6 +304,7 @@ def deliver(
     links: LinkSigner | None = None,
     reread: ReadGuards | None = None,
     reread_seconds: float = GUARDS_REFRESH_SECONDS,
+    audience_read_at: float | None = None,
 ) -> None:
     """Settle what was left unknown, record the engine's skips, then send each due step that
     passes the send-time guards, through one queue per channel, `batch_size` messages a batch
@@ -308,7 +313,8 @@ def deliver(
     content (one per run: its cache). `links`: where set, each message's signed links are the
     template values `unsubscribe_url` and `preferences_url`, and marketing email names the
     first in its List-Unsubscribe headers. `reread`: reads the people's consents and
-    suppressions again, once those read are `reread_seconds` old (FreshGuards)."""
+    suppressions again, once those read (at `audience_read_at`, time.monotonic()) are
+    `reread_seconds` old (FreshGuards)."""
     fetcher = fetcher or ContentFetcher(sender.http)
     clock = sender.clock
     for recipient, ids in state.provider_ids.items():  # a lookup never claims these again
@@ -412,7 +418,7 @@ def deliver(
             defer(ref, DeferReason.PROVIDER_DOWN, clock() + PROVIDER_DOWN_RETRY)
 
     queues = ChannelQueues(sender, outcome, withdrawn, batch_size)
-    fresh = FreshGuards(audience, due, reread, reread_seconds)
+    fresh = FreshGuards(audience, due, reread, reread_seconds, read_at=audience_read_at)
     try:
         for index, d in enumerate(due):
             if settled(d.ref, d.attempt_number - 1):

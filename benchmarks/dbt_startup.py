@@ -62,6 +62,7 @@ def main() -> None:
         home = Path(tmp)
         landing.ensure_layout(home / "landing")
         os.environ["SWITCHYARD_HOME"] = str(home)
+        os.environ["SWITCHYARD_DBT_SERVER_IDLE_SECONDS"] = "30"  # the home is gone after this
         for name in ("SWITCHYARD_DUCKDB_PATH", "SWITCHYARD_LANDING_DIR"):
             os.environ.pop(name, None)
         flags = ["--project-dir", str(PROJECT_DIR), "--profiles-dir", str(PROJECT_DIR),

@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import multiprocessing
+import queue
 import resource
 import socket
 import subprocess
@@ -397,10 +398,16 @@ def in_child(work: Callable[..., Any], *args: Any) -> Any:
     out = context.Queue()
     child = context.Process(target=_child, args=(work, args, out))
     child.start()
-    result = out.get()
+    while True:
+        try:
+            result = out.get(timeout=5)
+            break
+        except queue.Empty:
+            if not child.is_alive():
+                raise RuntimeError(
+                    f"the ledger history step failed (exit code {child.exitcode})"
+                ) from None
     child.join()
-    if child.exitcode:
-        raise RuntimeError(f"the ledger history step failed (exit code {child.exitcode})")
     return result
 
 

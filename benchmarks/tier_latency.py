@@ -157,6 +157,7 @@ def main() -> None:
                 "SWITCHYARD_CHANNELS_BASE_URL": sandbox.base_url,
                 "SWITCHYARD_WRITE_KEYS": f"segment:{WRITE_KEY}",
                 "SWITCHYARD_DBT_SERVER": args.dbt_server,
+                "SWITCHYARD_DBT_SERVER_IDLE_SECONDS": "30",  # its home is gone after this
             }  # fmt: skip
             bin_dir = Path(sys.executable).parent
             subprocess.run([str(bin_dir / "switchyard"), "prepare"], cwd=project, env=env,

@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import signal
 import subprocess
 import sys
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +25,13 @@ CLIENT = Path(sys.executable).parent / "switchyard-dbt"
 MODEL = "stg_preferences__consents"
 
 
-def invoke(home: Path, *args: str, **extra: str) -> tuple[int, list[dict[str, Any]]]:
-    """What dagster-dbt does for a step: the client under its environment; (exit code, lines)."""
+def step_env(home: Path, project: Path, **extra: str) -> dict[str, str]:
+    """The environment dagster-dbt gives a step's dbt executable."""
     env = {
         **os.environ,
         "SWITCHYARD_HOME": str(home),
-        "DBT_PROJECT_DIR": str(PROJECT_DIR),
-        "DBT_PROFILES_DIR": str(PROJECT_DIR),
+        "DBT_PROJECT_DIR": str(project),
+        "DBT_PROFILES_DIR": str(project),
         "DBT_LOG_FORMAT": "json",
         "DBT_TARGET_PATH": str(home / "target"),
         "DBT_LOG_PATH": str(home / "target"),
@@ -36,8 +39,15 @@ def invoke(home: Path, *args: str, **extra: str) -> tuple[int, list[dict[str, An
     }
     for name in ("SWITCHYARD_DUCKDB_PATH", "SWITCHYARD_LANDING_DIR"):
         env.pop(name, None)
-    done = subprocess.run([str(CLIENT), *args], env=env, cwd=PROJECT_DIR, capture_output=True,
-                          text=True, timeout=300)  # fmt: skip
+    return env
+
+
+def invoke(
+    home: Path, *args: str, project: Path = PROJECT_DIR, **extra: str
+) -> tuple[int, list[dict[str, Any]]]:
+    """What dagster-dbt does for a step: the client under its environment; (exit code, lines)."""
+    done = subprocess.run([str(CLIENT), *args], env=step_env(home, project, **extra), cwd=project,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
     return done.returncode, [json.loads(line) for line in done.stdout.splitlines() if line]
 
 
@@ -81,8 +91,6 @@ def test_a_homes_steps_are_served_by_one_dbt_that_lets_go_of_the_warehouse(
     code, own = invoke(home, "run", "--select", MODEL, SWITCHYARD_DBT_SERVER="off")
     assert code == 0 and server not in served_by(own)
     # Exit codes as dbt's CLI gives them: 1 a node failed, 2 an error it did not handle.
-    (home / "landing" / "preferences" / "consents" / "bad.jsonl").write_text("{not json\n")
-    assert invoke(home, "run", "--select", MODEL)[0] == 0  # a view: built, not read
     assert invoke(home, "run", "--select", "no_such_model_anywhere")[0] == 0  # nothing to do
     assert invoke(home, "no-such-command")[0] == 2
     # A home of its own gets a server of its own: the manifest holds the home's landing paths.
@@ -100,6 +108,70 @@ def test_a_homes_steps_are_served_by_one_dbt_that_lets_go_of_the_warehouse(
 
 
 def test_version_is_answered_without_dbt(tmp_path: Path) -> None:
-    # dagster-dbt asks every step; the real dbt takes seconds to import itself to answer.
+    # dagster-dbt asks every step; the real dbt takes seconds to import itself to answer (and
+    # says more: the latest version, its plugins).
     done = subprocess.run([str(CLIENT), "--version"], capture_output=True, text=True, check=True)
-    assert done.stdout.startswith("Core:\n  - installed: 1.11.")
+    assert done.stdout == f"Core:\n  - installed: {version('dbt-core')}\n"
+    real = subprocess.run([str(CLIENT), "--version"], capture_output=True, text=True, check=True,
+                          env={**os.environ, "SWITCHYARD_DBT_SERVER": "off"})  # fmt: skip
+    assert "installed: " + version("dbt-core") in real.stdout and real.stdout != done.stdout
+
+
+def project_copy(target: Path) -> Path:
+    """The dbt project's own files, to change without touching the repository's."""
+    target.mkdir()
+    for name in ("dbt_project.yml", "profiles.yml"):
+        shutil.copy2(PROJECT_DIR / name, target / name)
+    for folder in ("models", "macros", "tests/dbt"):
+        shutil.copytree(PROJECT_DIR / folder, target / folder)
+    return target
+
+
+def test_a_changed_project_is_parsed_again_and_a_stopped_step_frees_the_warehouse(
+    tmp_path: Path,
+) -> None:
+    project = project_copy(tmp_path / "project")
+    home = home_at(tmp_path / "home")
+    code, first = invoke(home, "run", "--select", MODEL, project=project)
+    assert code == 0
+    (server,) = served_by(first)
+    # a model added, then renamed: the same server builds it under each name
+    added = project / "models" / "zz_added.sql"
+    added.write_text("select 1 as answer")
+    code, lines = invoke(home, "run", "--select", "zz_added", project=project)
+    assert code == 0 and built(lines) == ["zz_added"] and served_by(lines) == {server}
+    added.rename(project / "models" / "zz_renamed.sql")
+    code, lines = invoke(home, "run", "--select", "zz_renamed", project=project)
+    assert code == 0 and built(lines) == ["zz_renamed"]
+    # A step cancelled mid-model (dagster-dbt sends SIGINT to its executable): the client ends
+    # once the server stopped the query and let go of the warehouse, not before.
+    (project / "models" / "zz_slow.sql").write_text(
+        "{{ config(materialized='table') }}\n"
+        "select count(*) as n from range(5000000000) t(i) where hash(i * 7919) % 13 = 0"
+    )
+    env = step_env(home, project)
+    step = subprocess.Popen([str(CLIENT), "run", "--select", "zz_slow"], cwd=project, env=env,
+                            stdout=subprocess.PIPE, text=True)  # fmt: skip
+    assert step.stdout is not None
+    for line in step.stdout:  # until the model is running
+        if json.loads(line)["info"]["name"] == "LogStartLine":
+            break
+    step.send_signal(signal.SIGINT)
+    step.stdout.read()
+    assert step.wait(timeout=60) != 0
+    con = duckdb.connect(str(home / "switchyard.duckdb"))  # free the moment the step ended
+    assert con.execute(
+        "select count(*) from information_schema.tables where table_name = 'zz_slow'"
+    ).fetchall() == [(0,)]
+    con.close()
+    code, lines = invoke(home, "run", "--select", MODEL, project=project)
+    assert code == 0 and served_by(lines) == {server}  # and the server serves on
+
+
+def built(lines: list[dict[str, Any]]) -> list[str]:
+    return [
+        ln["data"]["node_info"]["node_name"]
+        for ln in lines
+        if ln["info"]["name"] == "LogModelResult"
+        and ln["data"]["node_info"]["node_status"] == "success"
+    ]

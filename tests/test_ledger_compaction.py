@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pytest
 
 from activations import ledger
@@ -190,6 +191,10 @@ def test_the_cap_reads_the_sends_files_as_it_would_the_lines(tmp_path: Path) -> 
         assert sends(compacted, ("cart",)) == sends(plain, ("cart",)) == {}
 
     read_alike()
+    con = duckdb.connect()
+    cap_query = store.sends_sql(store.layout(con, compacted)) or ""
+    con.close()
+    assert "sends-00000001.parquet" in cap_query and "lines-00000001" not in cap_query
     # A home compacted before sends files: its lines are read until a compaction writes them.
     for path in store.generations(compacted, "sends").values():
         path.unlink()

@@ -11,8 +11,10 @@ pays a small client's start instead of dbt's imports, `dbt --version` and the ma
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -21,7 +23,22 @@ from pathlib import Path
 # manifest of one such environment. Everything else a step sets (its target path, log format,
 # indirect selection) is applied per invocation.
 PARSE_ENV_PREFIXES = ("SWITCHYARD_",)
-PARSE_ENV_NAMES = ("DBT_PROFILES_DIR", "DBT_PROJECT_DIR", "DBT_ENV_SECRET_")
+PARSE_ENV_NAMES = ("DBT_PROFILES_DIR", "DBT_PROJECT_DIR", "DBT_ENV_SECRET_", "DBT_TARGET",
+                   "DBT_PROFILE")  # fmt: skip
+# Arguments that change what the parse gives (or which project it is): dbt itself runs those.
+PARSE_ARGS = ("--vars", "--target", "-t", "--profile", "--project-dir", "--profiles-dir")
+# The project's files a parse reads: its folders (dbt's defaults, or dbt_project.yml's
+# `<kind>-paths`), its own files and the profile.
+DEFAULT_FOLDERS = {
+    "model": ["models"],
+    "macro": ["macros"],
+    "test": ["tests"],
+    "seed": ["seeds"],
+    "snapshot": ["snapshots"],
+    "analysis": ["analyses"],
+}
+PROJECT_FILES = ("dbt_project.yml", "profiles.yml", "packages.yml", "dependencies.yml")
+_PATHS = re.compile(r"^(model|macro|test|seed|snapshot|analysis)-paths:\s*\[(.*)\]", re.M)
 IDLE_ENV = "SWITCHYARD_DBT_SERVER_IDLE_SECONDS"
 SWITCH_ENV = "SWITCHYARD_DBT_SERVER"  # "off": every step runs the dbt executable itself
 DEFAULT_IDLE_SECONDS = 600.0
@@ -38,12 +55,37 @@ def parse_env(env: dict[str, str]) -> dict[str, str]:
 
 
 def server_paths(project_dir: Path, env: dict[str, str]) -> tuple[Path, Path]:
-    """(socket, lock) of the server for this project, interpreter and parse environment. In the
-    temporary folder: a socket's path must be short (108 bytes)."""
+    """(socket, lock) of the server for this project, interpreter and parse environment. In a
+    folder of the temporary one that only this user can enter (a socket's path must be short,
+    108 bytes, and a request carries the step's environment)."""
     key = repr((str(project_dir.resolve()), sys.executable, sorted(parse_env(env).items())))
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
-    base = Path(tempfile.gettempdir()) / f"switchyard-dbt-{os.getuid()}-{digest}"
-    return base.with_suffix(".sock"), base.with_suffix(".lock")
+    folder = Path(tempfile.gettempdir()) / f"switchyard-dbt-{os.getuid()}"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    if folder.stat().st_uid != os.getuid() or folder.stat().st_mode & 0o077:
+        raise PermissionError(f"{folder} must be this user's alone (mode 700)")
+    return folder / f"{digest}.sock", folder / f"{digest}.lock"
+
+
+def project_fingerprint(project_dir: Path, profiles_dir: Path) -> tuple[tuple[str, int, int], ...]:
+    """Every file a parse reads, with its size and time: a file added, changed, renamed or
+    deleted gives another fingerprint."""
+    files = [project_dir / name for name in PROJECT_FILES]
+    files.append(profiles_dir / "profiles.yml")
+    folders = dict(DEFAULT_FOLDERS)
+    with contextlib.suppress(FileNotFoundError):
+        for kind, listed in _PATHS.findall((project_dir / "dbt_project.yml").read_text()):
+            folders[kind] = re.findall(r"[\"']([^\"']+)[\"']", listed)
+    for folder in (f for listed in folders.values() for f in listed):
+        files.extend(p for p in (project_dir / folder).rglob("*") if p.is_file())
+    found = []
+    for path in sorted(set(files)):
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            continue
+        found.append((str(path), stat.st_size, stat.st_mtime_ns))
+    return tuple(found)
 
 
 def real_dbt() -> Path:

@@ -6,9 +6,11 @@ instead."""
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -16,17 +18,22 @@ import time
 from importlib.metadata import version
 from pathlib import Path
 
-from orchestration.dbt_server import SWITCH_ENV, real_dbt, server_paths
+from orchestration.dbt_server import PARSE_ARGS, SWITCH_ENV, real_dbt, server_paths
 
 START_SECONDS = 60.0  # for a server to answer once started
+STOP_SECONDS = 20.0  # for a stopped invocation to let go of the warehouse (dagster-dbt waits 25)
 # commands the server leaves to the real dbt (parse: its point is the files it writes, the
 # manifest and the partial-parse file, which a served invocation, handed the manifest, skips)
-OWN_PROCESS = ("parse", "deps", "init", "clean", "debug", "--help", "-h")
+OWN_PROCESS = ("parse", "deps", "init", "clean", "--help", "-h")
 
 
 def main() -> None:
     args = sys.argv[1:]
-    if os.environ.get(SWITCH_ENV) == "off" or "--vars" in args or set(args) & set(OWN_PROCESS):
+    if (
+        os.environ.get(SWITCH_ENV) == "off"
+        or set(args) & set(OWN_PROCESS)
+        or any(a.split("=")[0] in PARSE_ARGS for a in args)
+    ):
         _run_real(args)
     if "--version" in args or "-v" in args[:1]:
         # what dagster-dbt asks each step (the real one takes ~1.7 s to import dbt to say it)
@@ -39,7 +46,10 @@ def main() -> None:
     except OSError as failed:
         print(f"switchyard-dbt: no dbt server ({failed}); running dbt itself", file=sys.stderr)
         _run_real(args)
-    sys.exit(_relay(conn, {"args": args, "env": env, "cwd": os.getcwd()}))
+    code = _relay(conn, {"args": args, "env": env, "cwd": os.getcwd()})
+    if code is None:  # the server was stopping and never took it: nothing ran
+        _run_real(args)
+    sys.exit(code)
 
 
 def _run_real(args: list[str]) -> None:
@@ -85,17 +95,33 @@ def _open(path: Path) -> socket.socket:
     return conn
 
 
-def _relay(conn: socket.socket, request: dict[str, object]) -> int:
+def _relay(conn: socket.socket, request: dict[str, object]) -> int | None:
     """Send the invocation, print its log lines as they come: its exit code (2 if the server
-    went away before saying it, as dbt's own for an error it did not handle)."""
+    went away before saying it, as dbt's own for an error it did not handle; None if it went
+    away without a word: it never ran it). A SIGINT or SIGTERM (the step cancelled) asks the
+    server to stop the invocation, and the exit code is still waited for (STOP_SECONDS): the
+    step ends once the warehouse is let go of, not before."""
+
+    def stop(signum: int, frame: object) -> None:
+        with contextlib.suppress(OSError):
+            conn.sendall(b"C")
+        signal.signal(signal.SIGALRM, lambda *_: sys.exit(2))
+        signal.alarm(int(STOP_SECONDS))
+
+    heard = False
     with conn, conn.makefile("rb") as answers:
         conn.sendall(json.dumps(request).encode() + b"\n")
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGTERM, stop)
         for raw in answers:
+            heard = True
             line = raw.decode()
             if line.startswith("X "):
                 return int(line[2:])
             sys.stdout.write(line[2:])
             sys.stdout.flush()
+    if not heard:
+        return None
     print("switchyard-dbt: the dbt server stopped before the invocation ended", file=sys.stderr)
     return 2
 

@@ -1,22 +1,25 @@
-"""The dbt server: dbt imported once, the manifest parsed once (again when the project's files
-change), each invocation run in-process by a dbtRunner handed that manifest.
+"""The dbt server: dbt imported once, the manifest parsed once (again when a file of the project
+changes), each invocation run in-process by a dbtRunner handed that manifest.
 
     python -m orchestration.dbt_server.server SOCKET PROJECT_DIR
 
 One invocation at a time (dbt in-process is not made for two; the warehouse pool runs one dbt
 step at a time anyway), each under the environment and working folder its client sent. The
 client's JSON log lines go back as dbt's CLI would print them (`L <line>`), then `X <exit code>`
-(0 success, 1 a model or test failed, 2 an error, as dbt's CLI). A client that goes away (its
-step cancelled) interrupts the invocation as Ctrl-C would, so that dbt lets go of the warehouse.
+(0 success, 1 a model or test failed, 2 an error, as dbt's CLI). A client that asks to stop (its
+step cancelled: `C`) or goes away stops the invocation as Ctrl-C stops dbt's CLI: the running
+queries are cancelled, and the warehouse is let go of before the client hears the exit code.
 The server stops after IDLE seconds without a request, or when its socket file is gone.
 """
 
 from __future__ import annotations
 
-import _thread
 import contextlib
+import gc
 import json
 import os
+import shutil
+import signal
 import socket
 import sys
 import threading
@@ -24,7 +27,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from orchestration.dbt_server import DEFAULT_IDLE_SECONDS, IDLE_ENV, parse_env
+from orchestration.dbt_server import (
+    DEFAULT_IDLE_SECONDS,
+    IDLE_ENV,
+    parse_env,
+    project_fingerprint,
+)
 
 LEVELS = {"debug": 0, "info": 1, "warn": 2, "error": 3}
 
@@ -35,10 +43,14 @@ class Server:
 
         self.runner_class = dbtRunner
         self.socket_path = socket_path
+        self.target = socket_path.with_suffix(".target")  # the server's own parse
         self.project_dir = project_dir
         self.manifest: Any = None
-        self.parsed: tuple[float, dict[str, str]] | None = None  # (source mtime, parse env)
+        self.parsed: tuple[Any, dict[str, str]] | None = None  # (project files, parse env)
         self.idle_seconds = float(os.environ.get(IDLE_ENV, DEFAULT_IDLE_SECONDS))
+        # An invocation is running: a stop request may interrupt it (never the cleanup after).
+        self.running = False
+        self.running_lock = threading.Lock()
 
     def serve(self) -> None:
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -56,22 +68,30 @@ class Server:
                     continue
                 with conn:
                     conn.settimeout(None)
-                    # (an interrupt for a client that left just as its invocation ended)
+                    # (a stop that came just as its invocation ended)
                     with contextlib.suppress(KeyboardInterrupt):
                         self.handle(conn)
                 last = time.monotonic()
         finally:
-            listener.close()
+            # Gone from the path first: a client connecting now starts a new server (one waiting
+            # in the backlog hears nothing and runs dbt itself).
             if _same(self.socket_path, inode):
                 self.socket_path.unlink(missing_ok=True)
+            listener.close()
+            shutil.rmtree(self.target, ignore_errors=True)
 
     def handle(self, conn: socket.socket) -> None:
-        with conn.makefile("rb") as requests:
-            request = json.loads(requests.readline())
-        args: list[str] = request["args"]
+        answers = conn.makefile("rb")
+        try:
+            request = json.loads(answers.readline())
+            args: list[str] = request["args"]
+            env: dict[str, str] = request["env"]
+            cwd: str = request["cwd"]
+        except (ValueError, KeyError, TypeError, OSError):
+            return  # a client that left before asking, or not one of ours
         os.environ.clear()
-        os.environ.update(request["env"])
-        os.chdir(request["cwd"])
+        os.environ.update(env)
+        os.chdir(cwd)
         debug = "--debug" in args or "debug" in args
         gone = threading.Event()
 
@@ -88,42 +108,94 @@ class Server:
             if debug or LEVELS.get(msg.info.level, 1) >= LEVELS["info"]:
                 send("L " + msg_to_json(msg).replace("\n", " ") + "\n")
 
-        watcher = threading.Thread(target=_interrupt_when_gone, args=(conn, gone), daemon=True)
-        watcher.start()
+        watcher = threading.Thread(target=self._stop_when_asked, args=(answers, gone), daemon=True)
+        code = 2
         try:
-            manifest = self.current_manifest()
-            result = self.runner_class(manifest=manifest, callbacks=[emit]).invoke(args)
-            code = 0 if result.success else (2 if result.exception is not None else 1)
-            if result.exception is not None:
-                print(f"invocation {args} failed: {result.exception!r}", file=sys.stderr)
-        except BaseException as failed:  # a parse error, an interrupt: the client hears of it
-            print(f"invocation {args} failed: {failed!r}", file=sys.stderr)
-            code = 2
+            code = self._invoke(args, emit, watcher)
         finally:
+            with self.running_lock:
+                self.running = False
             _let_go_of_the_warehouse()
         send(f"X {code}\n")
-        gone.set()  # the watcher's interrupt is for a running invocation only
+
+    def _invoke(self, args: list[str], emit: Any, watcher: threading.Thread) -> int:
+        """The invocation's exit code. Nothing of it (its result, an exception's frames) outlives
+        this call: a DuckDB connection they still held would keep the file locked."""
+        try:
+            runner = self.runner_class(manifest=self.current_manifest(), callbacks=[emit])
+            with self.running_lock:
+                self.running = True
+            watcher.start()
+            result = runner.invoke(args)
+            with self.running_lock:
+                self.running = False
+            if result.exception is not None:
+                print(f"invocation {args} failed: {result.exception!r}", file=sys.stderr)
+            return 0 if result.success else (2 if result.exception is not None else 1)
+        except BaseException as failed:  # a parse error, a stop: the client hears of it
+            print(f"invocation {args} failed: {failed!r}", file=sys.stderr)
+            return 2
+
+    def _stop_when_asked(self, answers: Any, gone: threading.Event) -> None:
+        """The client sends nothing after its request but a stop (`C`, its step cancelled), or
+        goes away (killed). Either stops the invocation as Ctrl-C stops dbt's CLI: a SIGINT to
+        this process, which dbt answers by cancelling its running queries."""
+        with contextlib.suppress(OSError, ValueError):
+            answers.read(1)
+        gone.set()
+        with self.running_lock:
+            if self.running:
+                # dbt's own answer to Ctrl-C cancels the queries only once its worker threads
+                # are done (it waits for them first): the CLI's process ends before that, ours
+                # must not wait, so the running queries are cancelled here
+                _cancel_queries()
+                os.kill(os.getpid(), signal.SIGINT)
 
     def current_manifest(self) -> Any:
         """The project parsed under this environment; parsed again when a file of the project
-        changed or the parse environment differs (a server serves one, but it is checked)."""
-        from orchestration.dbt_project import newest_source_mtime
-
-        state = (newest_source_mtime(self.project_dir), parse_env(dict(os.environ)))
+        or the profile was added, changed, renamed or deleted, or the parse environment differs
+        (a server serves one, but it is checked)."""
+        profiles = Path(os.environ.get("DBT_PROFILES_DIR") or self.project_dir)
+        state = (project_fingerprint(self.project_dir, profiles), parse_env(dict(os.environ)))
         if self.manifest is None or self.parsed != state:
-            target = str(self.socket_path.with_suffix(".target"))
-            parsed = self.runner_class().invoke(["parse", "--target-path", target, "--quiet"])
+            parsed = self.runner_class().invoke(
+                ["parse", "--target-path", str(self.target), "--quiet"]
+            )
             if not parsed.success:
                 raise RuntimeError(f"dbt parse failed: {parsed.exception}")
             self.manifest, self.parsed = parsed.result, state
         return self.manifest
 
 
+def _cancel_queries() -> None:
+    """Cancel every query dbt's adapters are running (DuckDB: interrupted)."""
+    from dbt.adapters.factory import FACTORY
+
+    for adapter in list(FACTORY.adapters.values()):
+        manager = adapter.connections
+        for connection in list(manager.thread_connections.values()):
+            try:
+                manager.cancel(connection)
+            except Exception as failed:  # noqa: BLE001 - a connection not open, gone: go on
+                print(f"could not cancel {connection.name}: {failed!r}", file=sys.stderr)
+
+
 def _let_go_of_the_warehouse() -> None:
     """Close what the invocation opened, as the end of dbt's process would: dbt-duckdb keeps its
     database open for the process (a leftover handle keeps it from closing at the end of an
     invocation), which would hold DuckDB's file lock against the activations and readers
-    between steps (docs/architecture.md, rule 6)."""
+    between steps (docs/architecture.md, rule 6). A stop arriving meanwhile does not cut it
+    short."""
+    while True:
+        try:
+            _close_connections()
+            gc.collect()  # what a stopped invocation's exception kept (its frames' connections)
+            return
+        except KeyboardInterrupt:
+            continue
+
+
+def _close_connections() -> None:
     from dbt.adapters.factory import cleanup_connections, reset_adapters
 
     cleanup_connections()
@@ -143,16 +215,6 @@ def _same(path: Path, inode: int) -> bool:
         return path.stat().st_ino == inode
     except FileNotFoundError:
         return False
-
-
-def _interrupt_when_gone(conn: socket.socket, gone: threading.Event) -> None:
-    """The client sends nothing after its request: end of stream means it went away (its step
-    was cancelled or killed). dbt then stops as on Ctrl-C, closing its connections."""
-    with contextlib.suppress(OSError):
-        conn.recv(1)
-    if not gone.is_set():
-        gone.set()
-        _thread.interrupt_main()
 
 
 def main() -> None:
