@@ -36,7 +36,9 @@ class DagsterDev:
 
     def graphql(self, query: str, variables: Mapping[str, Any] | None = None) -> dict[str, Any]:
         answer = httpx.post(
-            f"{self.url}/graphql", json={"query": query, "variables": dict(variables or {})}
+            f"{self.url}/graphql",
+            json={"query": query, "variables": dict(variables or {})},
+            timeout=60,  # a loaded machine (runs going on) answers slowly, not never
         )
         answer.raise_for_status()
         body: dict[str, Any] = answer.json()

@@ -11,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -166,6 +167,17 @@ def test_a_changed_project_is_parsed_again_and_a_stopped_step_frees_the_warehous
     con.close()
     code, lines = invoke(home, "run", "--select", MODEL, project=project)
     assert code == 0 and served_by(lines) == {server}  # and the server serves on
+    # Stopped while the server parses the changed project: nothing runs, here or elsewhere
+    # (the client does not fall back to running dbt itself).
+    (project / "models" / "zz_other.sql").write_text("select 2 as answer")
+    step = subprocess.Popen([str(CLIENT), "run", "--select", "zz_slow"], cwd=project, env=env,
+                            stdout=subprocess.PIPE, text=True)  # fmt: skip
+    time.sleep(0.5)
+    step.send_signal(signal.SIGINT)
+    out, _ = step.communicate(timeout=60)
+    assert step.returncode != 0
+    assert served_by([json.loads(line) for line in out.splitlines() if line]) <= {server}
+    assert invoke(home, "run", "--select", MODEL, project=project)[0] == 0
 
 
 def built(lines: list[dict[str, Any]]) -> list[str]:

@@ -59,14 +59,16 @@ def test_the_daemon_runs_two_tiers_at_once_without_lock_errors_or_a_broken_cap(
 ) -> None:
     home = tmp_path / "home"
     seed(home / "landing")
-    with Sandbox() as sandbox:
+    # The providers answer in half a second: the runs' send steps last, so the two runs overlap
+    with Sandbox(latency_seconds=0.5) as sandbox:
         env = {
             "SWITCHYARD_HOME": str(home),
             "SWITCHYARD_CHANNELS": "sandbox",
             "SWITCHYARD_CHANNELS_BASE_URL": sandbox.base_url,
         }
         with dagster_dev(tmp_path / "dagster_home", env=env) as dev:
-            ids = [dev.launch("tier_seconds"), dev.launch("tier_hours")]
+            # the longer run first (it builds every model the hours tier reads)
+            ids = [dev.launch("tier_hours"), dev.launch("tier_seconds")]
             deadline = time.monotonic() + 780
             runs = dev.runs(ids)
             while not all(r["status"] in ("SUCCESS", "FAILURE", "CANCELED") for r in runs):

@@ -23,8 +23,14 @@ from pathlib import Path
 # manifest of one such environment. Everything else a step sets (its target path, log format,
 # indirect selection) is applied per invocation.
 PARSE_ENV_PREFIXES = ("SWITCHYARD_",)
-PARSE_ENV_NAMES = ("DBT_PROFILES_DIR", "DBT_PROJECT_DIR", "DBT_ENV_SECRET_", "DBT_TARGET",
-                   "DBT_PROFILE")  # fmt: skip
+PARSE_ENV_NAMES = (
+    "DBT_PROFILES_DIR",
+    "DBT_PROJECT_DIR",
+    "DBT_ENV_SECRET_",
+    "DBT_TARGET",
+    "DBT_PROFILE",
+    "DBT_ENGINE_",
+)  # fmt: skip (DBT_ENGINE_*: dbt 1.11's names)
 # Arguments that change what the parse gives (or which project it is): dbt itself runs those.
 PARSE_ARGS = ("--vars", "--target", "-t", "--profile", "--project-dir", "--profiles-dir")
 # The project's files a parse reads: its folders (dbt's defaults, or dbt_project.yml's
@@ -36,9 +42,20 @@ DEFAULT_FOLDERS = {
     "seed": ["seeds"],
     "snapshot": ["snapshots"],
     "analysis": ["analyses"],
+    "function": ["functions"],
+    "docs": [],
+    "packages": ["dbt_packages"],
 }
-PROJECT_FILES = ("dbt_project.yml", "profiles.yml", "packages.yml", "dependencies.yml")
-_PATHS = re.compile(r"^(model|macro|test|seed|snapshot|analysis)-paths:\s*\[(.*)\]", re.M)
+PROJECT_FILES = (
+    "dbt_project.yml",
+    "profiles.yml",
+    "packages.yml",
+    "dependencies.yml",
+    "package-lock.yml",
+)
+# `<kind>-paths: [a, "b"]` in flow style (a block-style list is not read: dbt's defaults stand)
+_PATHS = re.compile(r"^(\w+)-paths:\s*\[(.*)\]", re.M)
+_INSTALL = re.compile(r"^packages-install-path:\s*[\"']?([^\"'\s#]+)", re.M)
 IDLE_ENV = "SWITCHYARD_DBT_SERVER_IDLE_SECONDS"
 SWITCH_ENV = "SWITCHYARD_DBT_SERVER"  # "off": every step runs the dbt executable itself
 DEFAULT_IDLE_SECONDS = 600.0
@@ -74,8 +91,11 @@ def project_fingerprint(project_dir: Path, profiles_dir: Path) -> tuple[tuple[st
     files.append(profiles_dir / "profiles.yml")
     folders = dict(DEFAULT_FOLDERS)
     with contextlib.suppress(FileNotFoundError):
-        for kind, listed in _PATHS.findall((project_dir / "dbt_project.yml").read_text()):
-            folders[kind] = re.findall(r"[\"']([^\"']+)[\"']", listed)
+        text = (project_dir / "dbt_project.yml").read_text()
+        for kind, listed in _PATHS.findall(text):
+            folders[kind] = [i.strip().strip("\"'") for i in listed.split(",") if i.strip()]
+        if installed := _INSTALL.search(text):
+            folders["packages"] = [installed.group(1)]
     for folder in (f for listed in folders.values() for f in listed):
         files.extend(p for p in (project_dir / folder).rglob("*") if p.is_file())
     found = []

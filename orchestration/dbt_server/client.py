@@ -32,7 +32,7 @@ def main() -> None:
     if (
         os.environ.get(SWITCH_ENV) == "off"
         or set(args) & set(OWN_PROCESS)
-        or any(a.split("=")[0] in PARSE_ARGS for a in args)
+        or any(a.startswith(PARSE_ARGS) for a in args)  # (--vars=..., -tprod as well)
     ):
         _run_real(args)
     if "--version" in args or "-v" in args[:1]:
@@ -50,6 +50,26 @@ def main() -> None:
     if code is None:  # the server was stopping and never took it: nothing ran
         _run_real(args)
     sys.exit(code)
+
+
+class Stopping:
+    """A SIGINT or SIGTERM (the step cancelled): the server asked once to stop the invocation,
+    and STOP_SECONDS given for it to say it has."""
+
+    def __init__(self, conn: socket.socket) -> None:
+        self.conn = conn
+        self.asked = False
+        signal.signal(signal.SIGINT, self.ask)
+        signal.signal(signal.SIGTERM, self.ask)
+
+    def ask(self, signum: int, frame: object) -> None:
+        if self.asked:
+            return
+        self.asked = True
+        with contextlib.suppress(OSError):
+            self.conn.sendall(b"C")
+        signal.signal(signal.SIGALRM, lambda *_: os._exit(2))
+        signal.alarm(int(STOP_SECONDS))
 
 
 def _run_real(args: list[str]) -> None:
@@ -98,29 +118,25 @@ def _open(path: Path) -> socket.socket:
 def _relay(conn: socket.socket, request: dict[str, object]) -> int | None:
     """Send the invocation, print its log lines as they come: its exit code (2 if the server
     went away before saying it, as dbt's own for an error it did not handle; None if it went
-    away without a word: it never ran it). A SIGINT or SIGTERM (the step cancelled) asks the
-    server to stop the invocation, and the exit code is still waited for (STOP_SECONDS): the
-    step ends once the warehouse is let go of, not before."""
-
-    def stop(signum: int, frame: object) -> None:
-        with contextlib.suppress(OSError):
-            conn.sendall(b"C")
-        signal.signal(signal.SIGALRM, lambda *_: sys.exit(2))
-        signal.alarm(int(STOP_SECONDS))
-
+    away without a word and was not asked to stop: it never ran it). A SIGINT or SIGTERM (the
+    step cancelled) asks the server to stop the invocation, and its end is still waited for
+    (Stopping): the step ends once the warehouse is let go of, not before."""
     heard = False
     with conn, conn.makefile("rb") as answers:
         conn.sendall(json.dumps(request).encode() + b"\n")
-        signal.signal(signal.SIGINT, stop)
-        signal.signal(signal.SIGTERM, stop)
-        for raw in answers:
-            heard = True
-            line = raw.decode()
-            if line.startswith("X "):
-                return int(line[2:])
-            sys.stdout.write(line[2:])
-            sys.stdout.flush()
-    if not heard:
+        stopping = Stopping(conn)
+        try:
+            for raw in answers:
+                heard = True
+                line = raw.decode()
+                if line.startswith("X "):
+                    return int(line[2:])
+                sys.stdout.write(line[2:])
+                sys.stdout.flush()
+        except OSError:  # the server ended (reset)
+            pass
+    signal.alarm(0)
+    if not heard and not stopping.asked:
         return None
     print("switchyard-dbt: the dbt server stopped before the invocation ended", file=sys.stderr)
     return 2

@@ -8,7 +8,8 @@ step at a time anyway), each under the environment and working folder its client
 client's JSON log lines go back as dbt's CLI would print them (`L <line>`), then `X <exit code>`
 (0 success, 1 a model or test failed, 2 an error, as dbt's CLI). A client that asks to stop (its
 step cancelled: `C`) or goes away stops the invocation as Ctrl-C stops dbt's CLI: the running
-queries are cancelled, and the warehouse is let go of before the client hears the exit code.
+queries are cancelled, and the warehouse is let go of before the client hears the exit code (an
+invocation still going STOP_GRACE_SECONDS later ends the server's process, which frees it).
 The server stops after IDLE seconds without a request, or when its socket file is gone.
 """
 
@@ -37,6 +38,26 @@ from orchestration.dbt_server import (
 LEVELS = {"debug": 0, "info": 1, "warn": 2, "error": 3}
 
 
+STOP_GRACE_SECONDS = 10.0  # for a stopped invocation to end before the process does
+
+
+class Invocation:
+    """One client's invocation: what it asked for and how it stands."""
+
+    def __init__(self, conn: socket.socket, answers: Any) -> None:
+        self.conn, self.answers = conn, answers
+        self.disconnected = threading.Event()  # the client went away: nothing more to send
+        self.stop = threading.Event()  # asked to stop (`C`), or went away
+        self.done = threading.Event()  # ended, the warehouse let go of
+
+    def send(self, line: str) -> None:
+        if not self.disconnected.is_set():
+            try:
+                self.conn.sendall(line.encode())
+            except OSError:
+                self.disconnected.set()
+
+
 class Server:
     def __init__(self, socket_path: Path, project_dir: Path) -> None:
         from dbt.cli.main import dbtRunner  # the import every step would otherwise pay
@@ -48,8 +69,9 @@ class Server:
         self.manifest: Any = None
         self.parsed: tuple[Any, dict[str, str]] | None = None  # (project files, parse env)
         self.idle_seconds = float(os.environ.get(IDLE_ENV, DEFAULT_IDLE_SECONDS))
-        # An invocation is running: a stop request may interrupt it (never the cleanup after).
-        self.running = False
+        # The invocation in dbt's hands now, if any: only it may be stopped (never the cleanup
+        # after it, nor the next one).
+        self.running: Invocation | None = None
         self.running_lock = threading.Lock()
 
     def serve(self) -> None:
@@ -68,9 +90,10 @@ class Server:
                     continue
                 with conn:
                     conn.settimeout(None)
-                    # (a stop that came just as its invocation ended)
-                    with contextlib.suppress(KeyboardInterrupt):
+                    try:
                         self.handle(conn)
+                    except (Exception, KeyboardInterrupt) as failed:  # the next one is served
+                        print(f"a request failed: {failed!r}", file=sys.stderr)
                 last = time.monotonic()
         finally:
             # Gone from the path first: a client connecting now starts a new server (one waiting
@@ -93,42 +116,38 @@ class Server:
         os.environ.update(env)
         os.chdir(cwd)
         debug = "--debug" in args or "debug" in args
-        gone = threading.Event()
-
-        def send(line: str) -> None:
-            if not gone.is_set():
-                try:
-                    conn.sendall(line.encode())
-                except OSError:
-                    gone.set()
+        invocation = Invocation(conn, answers)
 
         def emit(msg: Any) -> None:
             from dbt_common.events.functions import msg_to_json
 
             if debug or LEVELS.get(msg.info.level, 1) >= LEVELS["info"]:
-                send("L " + msg_to_json(msg).replace("\n", " ") + "\n")
+                invocation.send("L " + msg_to_json(msg).replace("\n", " ") + "\n")
 
-        watcher = threading.Thread(target=self._stop_when_asked, args=(answers, gone), daemon=True)
+        threading.Thread(target=self._stop_when_asked, args=(invocation,), daemon=True).start()
         code = 2
         try:
-            code = self._invoke(args, emit, watcher)
+            code = self._invoke(args, emit, invocation)
         finally:
             with self.running_lock:
-                self.running = False
+                self.running = None
             _let_go_of_the_warehouse()
-        send(f"X {code}\n")
+            invocation.done.set()
+        invocation.send(f"X {code}\n")
 
-    def _invoke(self, args: list[str], emit: Any, watcher: threading.Thread) -> int:
+    def _invoke(self, args: list[str], emit: Any, invocation: Invocation) -> int:
         """The invocation's exit code. Nothing of it (its result, an exception's frames) outlives
         this call: a DuckDB connection they still held would keep the file locked."""
         try:
             runner = self.runner_class(manifest=self.current_manifest(), callbacks=[emit])
             with self.running_lock:
-                self.running = True
-            watcher.start()
+                if invocation.stop.is_set():  # stopped while the project was parsed
+                    print(f"invocation {args} stopped before it ran", file=sys.stderr)
+                    return 2
+                self.running = invocation
             result = runner.invoke(args)
             with self.running_lock:
-                self.running = False
+                self.running = None
             if result.exception is not None:
                 print(f"invocation {args} failed: {result.exception!r}", file=sys.stderr)
             return 0 if result.success else (2 if result.exception is not None else 1)
@@ -136,20 +155,30 @@ class Server:
             print(f"invocation {args} failed: {failed!r}", file=sys.stderr)
             return 2
 
-    def _stop_when_asked(self, answers: Any, gone: threading.Event) -> None:
+    def _stop_when_asked(self, invocation: Invocation) -> None:
         """The client sends nothing after its request but a stop (`C`, its step cancelled), or
-        goes away (killed). Either stops the invocation as Ctrl-C stops dbt's CLI: a SIGINT to
-        this process, which dbt answers by cancelling its running queries."""
+        goes away (killed). Either stops the invocation as Ctrl-C stops dbt's CLI, and more
+        surely: its queries cancelled (again and again: a node may open its connection after
+        the first time), dbt interrupted (a SIGINT to this process), and past STOP_GRACE_SECONDS
+        (Python work nothing interrupts) this process ended, which frees the warehouse."""
         with contextlib.suppress(OSError, ValueError):
-            answers.read(1)
-        gone.set()
-        with self.running_lock:
-            if self.running:
-                # dbt's own answer to Ctrl-C cancels the queries only once its worker threads
-                # are done (it waits for them first): the CLI's process ends before that, ours
-                # must not wait, so the running queries are cancelled here
+            if not invocation.answers.read(1):
+                invocation.disconnected.set()
+        if invocation.done.is_set():
+            return
+        invocation.stop.set()
+        deadline = None
+        while not invocation.done.wait(0.2):
+            with self.running_lock:
+                if self.running is not invocation:
+                    continue  # not in dbt's hands yet (parsing), or out of them already
                 _cancel_queries()
-                os.kill(os.getpid(), signal.SIGINT)
+                if deadline is None:
+                    deadline = time.monotonic() + STOP_GRACE_SECONDS
+                    os.kill(os.getpid(), signal.SIGINT)
+            if time.monotonic() > deadline:
+                print("a stopped invocation went on: the server ends", file=sys.stderr, flush=True)
+                os._exit(3)
 
     def current_manifest(self) -> Any:
         """The project parsed under this environment; parsed again when a file of the project
