@@ -23,14 +23,21 @@ from pathlib import Path
 # manifest of one such environment. Everything else a step sets (its target path, log format,
 # indirect selection) is applied per invocation.
 PARSE_ENV_PREFIXES = ("SWITCHYARD_",)
-PARSE_ENV_NAMES = (
-    "DBT_PROFILES_DIR",
-    "DBT_PROJECT_DIR",
-    "DBT_ENV_SECRET_",
-    "DBT_TARGET",
-    "DBT_PROFILE",
-    "DBT_ENGINE_",
-)  # fmt: skip (DBT_ENGINE_*: dbt 1.11's names)
+# dbt's: the secrets by prefix, the rest by exact name (DBT_TARGET_PATH, a folder of each step's
+# own, must not key a server; DBT_ENGINE_*: dbt 1.11's names of the same settings)
+PARSE_ENV_PREFIXES_DBT = ("DBT_ENV_SECRET_",)
+PARSE_ENV_NAMES = frozenset(
+    {
+        "DBT_PROFILES_DIR",
+        "DBT_PROJECT_DIR",
+        "DBT_TARGET",
+        "DBT_PROFILE",
+        "DBT_ENGINE_PROFILES_DIR",
+        "DBT_ENGINE_PROJECT_DIR",
+        "DBT_ENGINE_TARGET",
+        "DBT_ENGINE_PROFILE",
+    }
+)
 # Arguments that change what the parse gives (or which project it is): dbt itself runs those.
 PARSE_ARGS = ("--vars", "--target", "-t", "--profile", "--project-dir", "--profiles-dir")
 # The project's files a parse reads: its folders (dbt's defaults, or dbt_project.yml's
@@ -67,7 +74,8 @@ def parse_env(env: dict[str, str]) -> dict[str, str]:
         for k, v in env.items()
         if k.startswith(PARSE_ENV_PREFIXES)
         and k not in (IDLE_ENV, SWITCH_ENV)
-        or k.startswith(PARSE_ENV_NAMES)
+        or k.startswith(PARSE_ENV_PREFIXES_DBT)
+        or k in PARSE_ENV_NAMES
     }
 
 
