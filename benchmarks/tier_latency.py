@@ -92,13 +92,10 @@ def seed(landing_dir: Path, people: int) -> None:
 
 
 def start_sensor(dev: DagsterDev) -> None:
-    (location,) = dev.graphql(
-        "{ workspaceOrError { ... on Workspace { locationEntries { name } } } }"
-    )["workspaceOrError"]["locationEntries"]
     answer = dev.graphql(
         """mutation($s: SensorSelector!) { startSensor(sensorSelector: $s) { __typename
             ... on Sensor { sensorState { status } } ... on PythonError { message } } }""",
-        {"s": {"repositoryLocationName": location["name"], "repositoryName": "__repository__",
+        {"s": {"repositoryLocationName": dev.location(), "repositoryName": "__repository__",
                "sensorName": SENSOR}},
     )["startSensor"]  # fmt: skip
     if answer.get("sensorState", {}).get("status") != "RUNNING":

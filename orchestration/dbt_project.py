@@ -24,14 +24,14 @@ switchyard_dbt = DbtProject(project_dir=PROJECT_DIR, profiles_dir=PROJECT_DIR)
 os.environ.setdefault("DBT_INDIRECT_SELECTION", "buildable")
 
 
-def newest_source_mtime(root: Path) -> float:
+def _newest_source_mtime(root: Path) -> float:
     files = [root / "dbt_project.yml", *root.glob("models/**/*"), *root.glob("macros/**/*")]
     return max(f.stat().st_mtime for f in files if f.is_file())
 
 
 def manifest_is_stale() -> bool:
     path = switchyard_dbt.manifest_path
-    return not path.exists() or path.stat().st_mtime < newest_source_mtime(PROJECT_DIR)
+    return not path.exists() or path.stat().st_mtime < _newest_source_mtime(PROJECT_DIR)
 
 
 def dbt_resource() -> DbtCliResource:
