@@ -1,10 +1,14 @@
 -- Every person with their identifiers: the spine of the profile (people seen only in orders too).
+-- Person-scoped incremental: a run recomputes the people whose identifiers changed
+-- (macros/people_touched.sql).
+{{ person_scoped_incremental() }}
 {%- set anchor = identity_config().anchor_type %}
 with
 
 identities as (
 
-    select * from {{ ref('dim_identities') }}
+    select * from {{ ref('dim_identities') }} as identities
+    where {{ person_touched('identities.person_id') }}
 
 ),
 
@@ -43,7 +47,8 @@ final as (
 
     select
         people.*,
-        latest_email.email as identifier_email
+        latest_email.email as identifier_email,
+        {{ run_batch_stamp() }} as profiled_at
     from people
     left join latest_email
         on people.person_id = latest_email.person_id

@@ -1,4 +1,8 @@
 -- Latest non-null trait per person, with the time it was seen (identify calls and event context).
+-- Person-scoped incremental: a run recomputes the people with new events or changed identifiers
+-- from all their events (macros/people_touched.sql).
+-- depends_on: {{ ref('dim_identities') }}
+{{ person_scoped_incremental(events=true) }}
 with
 
 phone_numbers as (
@@ -24,6 +28,7 @@ events as (
     left join phone_numbers
         on stitched.trait_phone = phone_numbers.raw_phone
     where stitched.person_id is not null
+        and {{ person_touched('stitched.person_id', events=true) }}
 
 ),
 
@@ -55,8 +60,9 @@ joined as (
         people.user_id_count,
         {% for trait in traits %}
         latest_{{ trait }}.{{ trait }},
-        latest_{{ trait }}.{{ trait }}_at{{ ',' if not loop.last }}
+        latest_{{ trait }}.{{ trait }}_at,
         {% endfor %}
+        {{ run_batch_stamp() }} as profiled_at
     from people
     {% for trait in traits %}
     left join latest_{{ trait }}
