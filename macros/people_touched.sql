@@ -1,20 +1,26 @@
 {#- Person-scoped incremental profiles. An incremental profile model stamps its rows with
     profiled_at (this run's batch stamp); each run it recomputes only the people whose inputs
     changed since its newest stamp, read from the batch stamps upstream writes:
-    - dim_identities.processed_at: identifiers that joined, left or moved between people (the
-      person they went to and, through previous_person_id, the person they left: a merged-away
-      id is deleted, a split person recomputed);
+    - dim_identities.processed_at: the people holding identifiers that joined or moved;
+    - fct_person_merges.processed_at: the people an identifier left (a merged-away id, a split
+      person). Its append log, not dim_identities.previous_person_id, which the next identity
+      run overwrites: identity may run more than once between two profile runs;
     - int_events_stitched.stitched_at (with `events=true`): events loaded, or stitched again to
       a new person, since.
-    The model's pre_hook deletes those people (delete_touched_people) and its select
-    recomputes them from their whole history (person_touched): an `append` over the deleted
-    rows, in the run's transaction. A full build recomputes everyone.
+    The model's pre_hook deletes those people, and any person dim_identities no longer holds
+    (delete_touched_people); its select recomputes them from their whole history
+    (person_touched): an `append` over the deleted rows, in the run's transaction. A full build
+    recomputes everyone.
+    Not seen: an event a redelivery of its messageId removes or moves to someone else (staging
+    keeps the earliest copy) leaves its old person as it was, until that person is touched
+    again or a --full-refresh.
     The other profile models stay full tables: their inputs carry no batch stamp (the ledger,
-    consents and feedback are append logs read as views), they rank across all people (RFM,
-    dim_people's "as of"), or they cost no more in full (benchmarks/profiles_incremental.py).
-    A column added to a person-scoped model reaches each row when its person is next touched,
-    as with any dbt incremental model (on_schema_change append_new_columns); `dbt run
-    --full-refresh -s <model>` fills it for everyone. -#}
+    consents and feedback are append logs read as views) or they rank across all people (RFM,
+    dim_people's "as of"); benchmarks/profiles_incremental.py measures both.
+    A column added to a person-scoped model, or a change to how it computes one, reaches each
+    row only when its person is next touched, as with any dbt incremental model
+    (on_schema_change append_new_columns): run `dbt run --full-refresh -s int_people_identifiers
+    int_people_traits` after such a change. -#}
 
 {#- The people to recompute, as a select of person_id. -#}
 {% macro people_touched(events=false) -%}
@@ -23,10 +29,9 @@ select touched_identities.person_id
 from {{ ref('dim_identities') }} as touched_identities
 where touched_identities.processed_at > {{ since }}
 union
-select touched_identities.previous_person_id
-from {{ ref('dim_identities') }} as touched_identities
-where touched_identities.processed_at > {{ since }}
-    and touched_identities.previous_person_id is not null
+select touched_merges.previous_person_id
+from {{ ref('fct_person_merges') }} as touched_merges
+where touched_merges.processed_at > {{ since }}
 {%- if events %}
 union
 select touched_events.person_id
@@ -45,16 +50,19 @@ where touched_events.stitched_at > {{ since }}
 {%- endif -%}
 {%- endmacro %}
 
-{#- The pre_hook: the rows of the people this run recomputes go (nothing in a full build). -#}
+{#- The pre_hook: the rows of the people this run recomputes go, and those of anyone no longer
+    in dim_identities (nothing in a full build). -#}
 {% macro delete_touched_people(events=false) -%}
 {%- if is_incremental() -%}
-delete from {{ this }} where {{ person_touched('person_id', events) }}
+delete from {{ this }}
+where {{ person_touched('person_id', events) }}
+    or person_id not in (select person_id from {{ ref('dim_identities') }})
 {%- endif -%}
 {%- endmacro %}
 
-{#- The config of a person-scoped incremental profile model. dim_identities is read by the
-    touched people only in incremental runs, where dbt cannot see the ref: each model names it
-    in a depends_on comment. -#}
+{#- The config of a person-scoped incremental profile model. dim_identities and
+    fct_person_merges are read only in incremental runs, where dbt cannot see the refs: each
+    model names them in a depends_on comment. -#}
 {% macro person_scoped_incremental(events=false) -%}
 {{ config(
     materialized='incremental',

@@ -126,3 +126,34 @@ def test_a_merged_away_person_leaves_every_profile_table(
     )
     assert traits[0]["first_name"] == "Annie"
     assert traits[1]["app_installed_at"] is not None  # the visitor's install is cat's now
+
+
+def test_identity_running_twice_between_profile_runs_leaves_no_ghost(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    # The second identity run overwrites dim_identities.previous_person_id: the merged-away
+    # visitor must still leave the profiles (fct_person_merges keeps it).
+    def batches(s: Scenario) -> list[list[dict[str, Any]]]:
+        s.person("cat", devices=("cat-phone",), first_name="Cat", when=at(0))
+        s.track("product_viewed", at(1), anonymous_id="visitor-laptop")
+        first, s.events = s.events, []
+        s.person("cat", devices=("visitor-laptop",), when=at(20))  # the visitor was cat
+        second, s.events = s.events, []
+        s.track("app_opened", at(30), user_id="cat", anonymous_id="visitor-laptop")
+        third, s.events = s.events, []
+        return [first, second, third]
+
+    incremental, rebuilt = home(tmp_path_factory, "twice"), home(tmp_path_factory, "twice-full")
+    s = Scenario(incremental.landing)
+    only_identity = ["--exclude", "path:models/profiles"]
+    for batch, extra in zip(batches(s), ([], only_identity, []), strict=True):
+        s.events = batch
+        s.land()
+        dbt_build(incremental, "+dim_people", extra=extra)
+    r = Scenario(rebuilt.landing)
+    r.events = [e for batch in batches(r) for e in batch]
+    r.land()
+    dbt_build(rebuilt, "+dim_people", full_refresh=True)
+    for model in (*PERSON_SCOPED, "dim_people"):
+        assert rows(incremental, model) == rows(rebuilt, model), model
+    assert len(rows(incremental, "dim_people")) == 1

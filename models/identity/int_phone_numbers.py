@@ -2,7 +2,8 @@
 
 E.164 when the number is valid; otherwise null and the parser's reason. Numbers without a country
 code are read in the region in this model's meta (default_phone_region). Incremental: values
-already parsed are not parsed again (a region change needs --full-refresh).
+already parsed are not parsed again: a region change needs `dbt run --full-refresh -s
+int_phone_numbers+` (its + rebuilds the phone traits of everyone, person-scoped ones included).
 """
 
 import phonenumbers
