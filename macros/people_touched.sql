@@ -1,19 +1,19 @@
 {#- Person-scoped incremental profiles. An incremental profile model stamps its rows with
     profiled_at (this run's batch stamp); each run it recomputes only the people whose inputs
     changed since its newest stamp, read from the batch stamps upstream writes:
-    - dim_identities.processed_at: the people holding identifiers that joined or moved;
-    - fct_person_merges.processed_at: the people an identifier left (a merged-away id, a split
-      person). Its append log, not dim_identities.previous_person_id, which the next identity
-      run overwrites: identity may run more than once between two profile runs;
+    - dim_identities.processed_at: the people holding identifiers that joined or moved, and
+      everyone else in a person an identifier left (identity stamps every member of a person it
+      changes: a split person is recomputed);
     - int_events_stitched.stitched_at (with `events=true`): events loaded, or stitched again to
       a new person, since.
-    The model's pre_hook deletes those people, and any person dim_identities no longer holds
-    (delete_touched_people); its select recomputes them from their whole history
+    The model's pre_hook deletes those people, and any person dim_identities no longer holds (a
+    merged-away id, however many identity runs ago: delete_touched_people); its select recomputes them from their whole history
     (person_touched): an `append` over the deleted rows, in the run's transaction. A full build
     recomputes everyone.
     Not seen: an event a redelivery of its messageId removes or moves to someone else (staging
-    keeps the earliest copy) leaves its old person as it was, until that person is touched
-    again or a --full-refresh.
+    keeps the earliest copy) leaves its old person's traits as they were, until that person is
+    touched again; identity's own last_seen_at keeps it too. Only a --full-refresh of identity
+    and the profiles agrees with a rebuild then.
     The other profile models stay full tables: their inputs carry no batch stamp (the ledger,
     consents and feedback are append logs read as views) or they rank across all people (RFM,
     dim_people's "as of"); benchmarks/profiles_incremental.py measures both.
@@ -28,10 +28,6 @@
 select touched_identities.person_id
 from {{ ref('dim_identities') }} as touched_identities
 where touched_identities.processed_at > {{ since }}
-union
-select touched_merges.previous_person_id
-from {{ ref('fct_person_merges') }} as touched_merges
-where touched_merges.processed_at > {{ since }}
 {%- if events %}
 union
 select touched_events.person_id
@@ -54,15 +50,18 @@ where touched_events.stitched_at > {{ since }}
     in dim_identities (nothing in a full build). -#}
 {% macro delete_touched_people(events=false) -%}
 {%- if is_incremental() -%}
-delete from {{ this }}
-where {{ person_touched('person_id', events) }}
-    or person_id not in (select person_id from {{ ref('dim_identities') }})
+delete from {{ this }} as profiled
+where {{ person_touched('profiled.person_id', events) }}
+    or not exists (
+        select 1 from {{ ref('dim_identities') }} as held
+        where held.person_id = profiled.person_id
+    )
 {%- endif -%}
 {%- endmacro %}
 
-{#- The config of a person-scoped incremental profile model. dim_identities and
-    fct_person_merges are read only in incremental runs, where dbt cannot see the refs: each
-    model names them in a depends_on comment. -#}
+{#- The config of a person-scoped incremental profile model. dim_identities is read only in
+    incremental runs, where dbt cannot see the ref: each model names it in a depends_on
+    comment. -#}
 {% macro person_scoped_incremental(events=false) -%}
 {{ config(
     materialized='incremental',

@@ -1,7 +1,6 @@
 -- Every person with their identifiers: the spine of the profile (people seen only in orders too).
 -- Person-scoped incremental: a run recomputes the people whose identifiers changed
 -- (macros/people_touched.sql).
--- depends_on: {{ ref('fct_person_merges') }}
 {{ person_scoped_incremental() }}
 {%- set anchor = identity_config().anchor_type %}
 with

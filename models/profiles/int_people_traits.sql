@@ -1,7 +1,7 @@
 -- Latest non-null trait per person, with the time it was seen (identify calls and event context).
 -- Person-scoped incremental: a run recomputes the people with new events or changed identifiers
 -- from all their events (macros/people_touched.sql).
--- depends_on: {{ ref('dim_identities') }}, {{ ref('fct_person_merges') }}
+-- depends_on: {{ ref('dim_identities') }}
 {{ person_scoped_incremental(events=true) }}
 with
 
