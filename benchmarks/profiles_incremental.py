@@ -54,7 +54,7 @@ def emit(name: str, value: float | int, unit: str = "s") -> None:
     print(f"{name}={shown} {unit}", flush=True)
 
 
-def dbt_run(home: Path, *args: str, command: str = "run") -> tuple[float, dict[str, float]]:
+def dbt_run(home: Path, *args: str) -> tuple[float, dict[str, float]]:
     env = {
         **os.environ,
         "SWITCHYARD_HOME": str(home),
@@ -62,15 +62,13 @@ def dbt_run(home: Path, *args: str, command: str = "run") -> tuple[float, dict[s
         "SWITCHYARD_DUCKDB_PATH": str(home / "switchyard.duckdb"),
         "DBT_TARGET_PATH": str(home / "target"),
     }
-    cmd = [DBT, command, *args, "--project-dir", str(PROJECT_DIR)]
+    cmd = [DBT, "run", *args, "--project-dir", str(PROJECT_DIR)]
     cmd += ["--profiles-dir", str(PROJECT_DIR)]
     started = time.perf_counter()
     done = subprocess.run(cmd, capture_output=True, text=True, cwd=PROJECT_DIR, env=env)
     wall = time.perf_counter() - started
     if done.returncode != 0:
         sys.exit(f"dbt failed:\n{done.stdout[-3000:]}\n{done.stderr[-2000:]}")
-    if command != "run":
-        return wall, {}
     results = json.loads((home / "target" / "run_results.json").read_text())["results"]
     return wall, {r["unique_id"].split(".")[-1]: r["execution_time"] for r in results}
 

@@ -7,9 +7,9 @@
     - int_events_stitched.stitched_at (with `events=true`): events loaded, or stitched again to
       a new person, since.
     The model's pre_hook deletes those people, and any person dim_identities no longer holds (a
-    merged-away id, however many identity runs ago: delete_touched_people); its select recomputes them from their whole history
-    (person_touched): an `append` over the deleted rows, in the run's transaction. A full build
-    recomputes everyone.
+    merged-away id, however many identity runs ago: delete_touched_people); its select
+    recomputes them from their whole history (person_touched): an `append` over the deleted
+    rows, in the run's transaction. A full build recomputes everyone.
     Not seen: an event a redelivery of its messageId removes or moves to someone else (staging
     keeps the earliest copy) leaves its old person's traits as they were, until that person is
     touched again; identity's own last_seen_at keeps it too. Only a --full-refresh of identity
