@@ -17,6 +17,7 @@ from activations.channels.core import InFlight, Outgoing, Sender
 from activations.channels.message import Message, Outcome
 from activations.journeys import Journey
 from activations.ledger import LedgerWriter, SendRef
+from activations import transitions
 from activations.run import RunSummary, decide, deliver
 
 PREVIEWS = ("journeys", "previews")  # under the landing folder: one file per journey
@@ -119,7 +120,7 @@ def preview_journey(
 def preview_folder(landing_dir: Path) -> Path:
     folder = landing_dir.joinpath(*PREVIEWS)
     folder.mkdir(parents=True, exist_ok=True)
-    placeholder = folder / "_empty.parquet"
+    placeholder = folder / transitions.PLACEHOLDER
     if not placeholder.exists():
         pq.write_table(PREVIEW_SCHEMA.empty_table(), placeholder)
     return folder

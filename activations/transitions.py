@@ -40,7 +40,9 @@ COLUMNS: dict[str, str] = {
     # Journey.version at the tick (files from before it was recorded read null)
     "journey_version": "VARCHAR",
 }
-PLACEHOLDER = "_empty.parquet"  # keeps the glob readable before the first tick
+# Keeps the glob readable before the first tick. Not "_"-prefixed: Spark (Hadoop) skips such
+# files as hidden and could not read the folder's schema from it.
+PLACEHOLDER = "schema-placeholder.parquet"
 
 
 def folder(landing_dir: Path) -> Path:

@@ -40,14 +40,14 @@
 {#- The columns every call type maps the same way, in the landing files' names. -#}
 {% macro cdp_common(relation, call_type, vendor) -%}
         '{{ call_type }}' as type,
-        cast(id as {{ dbt.type_string() }}) as "messageId",
-        cast(user_id as {{ dbt.type_string() }}) as "userId",
-        cast(anonymous_id as {{ dbt.type_string() }}) as "anonymousId",
-        cast("timestamp" as {{ dbt.type_string() }}) as "timestamp",
-        cast(received_at as {{ dbt.type_string() }}) as "receivedAt",
+        cast(id as {{ dbt.type_string() }}) as {{ adapter.quote('messageId') }},
+        cast(user_id as {{ dbt.type_string() }}) as {{ adapter.quote('userId') }},
+        cast(anonymous_id as {{ dbt.type_string() }}) as {{ adapter.quote('anonymousId') }},
+        cast({{ adapter.quote('timestamp') }} as {{ dbt.type_string() }}) as {{ adapter.quote('timestamp') }},
+        cast(received_at as {{ dbt.type_string() }}) as {{ adapter.quote('receivedAt') }},
         {{ cdp_context(relation) }} as context,
-        cast(null as {{ dbt.type_string() }}) as "previousId",
-        cast(null as {{ dbt.type_string() }}) as "groupId",
+        cast(null as {{ dbt.type_string() }}) as {{ adapter.quote('previousId') }},
+        cast(null as {{ dbt.type_string() }}) as {{ adapter.quote('groupId') }},
         '{{ vendor }}' as source,
         '{{ vendor }}:{{ relation.identifier }}' as filename
 {%- endmacro %}

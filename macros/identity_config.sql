@@ -67,3 +67,18 @@ cast('{{ found.strftime("%Y-%m-%d %H:%M:%S.%f") }}' as timestamp)
 1 = 1
 {%- endif -%}
 {%- endmacro %}
+
+{#- 1, 2, 3... over a select's rows in no particular order (labels, not ranks). -#}
+{% macro unordered_row_number() -%}
+{{ return(adapter.dispatch('unordered_row_number', 'switchyard')()) }}
+{%- endmacro %}
+
+{% macro default__unordered_row_number() -%}
+row_number() over ()
+{%- endmacro %}
+
+{#- Spark wants an order: the rows' own ids, so no sort on a key is paid for (the window
+    still gathers every row in one task, which bounds the graph's first build on a cluster). -#}
+{% macro spark__unordered_row_number() -%}
+row_number() over (order by monotonically_increasing_id())
+{%- endmacro %}

@@ -35,3 +35,7 @@ to_json(named_struct({% for key, expr in pairs %}'{{ key }}', {{ expr }}{{ ', ' 
 cast(null as string)
 {%- endif -%}
 {%- endmacro %}
+
+{% macro spark__json_text(column, path) -%}
+get_json_object({{ column }}, '{{ path }}')
+{%- endmacro %}

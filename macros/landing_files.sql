@@ -21,18 +21,27 @@
 {{ return(found.group(1)) }}
 {%- endmacro %}
 
-{#- The files matching `pattern` now, sorted (full paths, as the reader's filename column gives
+{#- The source table's landing files now, sorted (full paths, as its filename column gives
     them). -#}
-{% macro landing_file_list(pattern) -%}
-{{ return(adapter.dispatch('landing_file_list', 'switchyard')(pattern)) }}
+{% macro landing_file_list(source_name, table_name) -%}
+{{ return(adapter.dispatch('landing_file_list', 'switchyard')(source_name, table_name)) }}
 {%- endmacro %}
 
-{% macro duckdb__landing_file_list(pattern) -%}
+{% macro duckdb__landing_file_list(source_name, table_name) -%}
+{%- set pattern = landing_glob(source_name, table_name) -%}
 {%- set listed = run_query("select file from glob(" ~ dbt.string_literal(pattern) ~ ") order by file") -%}
 {{ return(listed.columns[0].values() | list) }}
 {%- endmacro %}
 
-{% macro default__landing_file_list(pattern) -%}
+{#- Spark lists a table's files only while reading it: the files that hold rows, read through
+    the source (macros/landing_sources.sql), which scans them (a cost that grows with the
+    landing history; docs/scaling.md). -#}
+{% macro spark__landing_file_list(source_name, table_name) -%}
+{%- set listed = run_query("select distinct filename from " ~ source(source_name, table_name) ~ " order by filename") -%}
+{{ return(listed.columns[0].values() | list) }}
+{%- endmacro %}
+
+{% macro default__landing_file_list(source_name, table_name) -%}
 {{ exceptions.raise_compiler_error(
     "incremental intake lists landing files with DuckDB's glob(); add a " ~ adapter.type()
     ~ "__landing_file_list macro for this adapter") }}
@@ -51,7 +60,7 @@
 {%- do loaded.update({path.replace('\\', '/').split('/')[-1]: true}) -%}
 {%- endfor -%}
 {%- set fresh = [] -%}
-{%- for path in landing_file_list(landing_glob(source_name, table_name)) -%}
+{%- for path in landing_file_list(source_name, table_name) -%}
 {%- if path.replace('\\', '/').split('/')[-1] not in loaded -%}
 {%- do fresh.append(dbt.string_literal(path)) -%}
 {%- endif -%}

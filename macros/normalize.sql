@@ -10,13 +10,31 @@ end
 nullif(trim({{ column }}), '')
 {%- endmacro %}
 
+{#- `value` as a SQL string literal, quoted and escaped the way the warehouse reads them. -#}
+{% macro text_literal(value) -%}
+{{ return(adapter.dispatch('text_literal', 'switchyard')(value)) }}
+{%- endmacro %}
+
+{% macro default__text_literal(value) -%}
+'{{ value | replace("'", "''") }}'
+{%- endmacro %}
+
+{#- Spark's literals take backslash escapes (a regex's \d would lose its backslash). -#}
+{% macro spark__text_literal(value) -%}
+'{{ value | replace("\\", "\\\\") | replace("'", "\\'") }}'
+{%- endmacro %}
+
 {#- True when `column` matches the regular expression `pattern` (a Python-style regex string). -#}
 {% macro regex_matches(column, pattern) -%}
 {{ return(adapter.dispatch('regex_matches', 'switchyard')(column, pattern)) }}
 {%- endmacro %}
 
 {% macro default__regex_matches(column, pattern) -%}
-regexp_matches({{ column }}, '{{ pattern | replace("'", "''") }}')
+regexp_matches({{ column }}, {{ text_literal(pattern) }})
+{%- endmacro %}
+
+{% macro spark__regex_matches(column, pattern) -%}
+({{ column }} rlike {{ text_literal(pattern) }})
 {%- endmacro %}
 
 {% macro snowflake__regex_matches(column, pattern) -%}

@@ -50,12 +50,14 @@ where touched_events.stitched_at > {{ since }}
     in dim_identities (nothing in a full build). -#}
 {% macro delete_touched_people(events=false) -%}
 {%- if is_incremental() -%}
-delete from {{ this }} as profiled
-where {{ person_touched('profiled.person_id', events) }}
+{%- set condition -%}
+{{ person_touched('profiled.person_id', events) }}
     or not exists (
         select 1 from {{ ref('dim_identities') }} as held
         where held.person_id = profiled.person_id
     )
+{%- endset -%}
+{{ delete_rows(this, condition, alias='profiled') }}
 {%- endif -%}
 {%- endmacro %}
 

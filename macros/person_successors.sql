@@ -7,3 +7,18 @@
     from {{ ref('dim_person_aliases') }}
     where is_primary and alias_person_id <> person_id
 {%- endmacro %}
+
+{#- The union of a recursive CTE. The chains dim_person_aliases follows move forward in time, so
+    they end without the duplicate removal of `union`, which Spark does not allow there; the
+    duplicates `union all` keeps are folded by the aggregates reading them. -#}
+{% macro recursive_union() -%}
+{{ return(adapter.dispatch('recursive_union', 'switchyard')()) }}
+{%- endmacro %}
+
+{% macro default__recursive_union() -%}
+union
+{%- endmacro %}
+
+{% macro spark__recursive_union() -%}
+union all
+{%- endmacro %}

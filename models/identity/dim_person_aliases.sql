@@ -22,12 +22,12 @@ followed as (
         processed_at as changed_at,
         processed_at as left_at
     from changes
-    union
+    {{ recursive_union() }}
     -- the alias itself, kept below only if it still names someone (a split it survived, or an
     -- id that came back after a merge)
     select previous_person_id, previous_person_id, processed_at, processed_at
     from changes
-    union
+    {{ recursive_union() }}
     -- only later changes: a chain follows time, so it ends even where ids come back
     select followed.alias_person_id, changes.person_id, changes.processed_at, followed.left_at
     from followed
@@ -76,7 +76,7 @@ moved as (
         processed_at as changed_at,
         processed_at as moved_at
     from moves
-    union
+    {{ recursive_union() }}
     select moved.alias_person_id, moves.person_id, moves.processed_at, moved.moved_at
     from moved
     inner join moves

@@ -7,8 +7,8 @@
     its event leaves this table too (delete+insert only replaces the rows it writes). #}
 {{ config(materialized='incremental', incremental_strategy='delete+insert', unique_key='event_id',
           on_schema_change='append_new_columns',
-          post_hook="delete from {{ this }} where event_id in (select event_id from "
-                    ~ "{{ ref('stg_segment__events') }} where reject_reason is not null)") }}
+          post_hook="{{ delete_rows(this, 'deleted.event_id in (select event_id from '
+                    ~ ref('stg_segment__events') ~ ' where reject_reason is not null)') }}") }}
 with
 
 {%- if is_incremental() %}

@@ -87,12 +87,12 @@ checked as (
             when identifier_value is null then invalid_reason
             {%- if cfg.blocklist_values %}
             when lower(identifier_value) in (
-                {%- for v in cfg.blocklist_values %}'{{ v | lower | replace("'", "''") }}'{{ ', ' if not loop.last }}{% endfor -%}
+                {%- for v in cfg.blocklist_values %}{{ text_literal(v | lower) }}{{ ', ' if not loop.last }}{% endfor -%}
             ) then 'blocklisted value'
             {%- endif %}
             {%- for pattern in cfg.blocklist_patterns %}
             when {{ regex_matches('identifier_value', pattern) }}
-                then 'blocklisted pattern {{ pattern | replace("'", "''") }}'
+                then {{ text_literal('blocklisted pattern ' ~ pattern) }}
             {%- endfor %}
         end as excluded_reason
     from normalized

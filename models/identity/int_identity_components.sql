@@ -3,7 +3,7 @@
 -- just became shared) are recomputed, whole, so the partition equals a full rebuild's.
 {{ config(post_hook=[
     "{{ drop_scratch_relations(['cc_result', 'scope']) }}",
-    "delete from {{ this }} where node_id in (select node_id from {{ ref('int_identity_nodes') }} where is_shared)",
+    "{{ delete_rows(this, 'deleted.node_id in (select node_id from ' ~ ref('int_identity_nodes') ~ ' where is_shared)') }}",
 ]) }}
 {%- set nodes = ref('int_identity_nodes') %}
 {%- set edges = ref('int_identity_edges') %}

@@ -113,7 +113,7 @@ numbered as (
     -- Unordered: node ids are internal labels (person ids come from the oldest identifier), and
     -- sorting 10M rows here would cost more than the rest of this model.
     select
-        row_number() over () as node_id,
+        {{ unordered_row_number() }} as node_id,
         classified.*
     from classified
     {%- endif %}

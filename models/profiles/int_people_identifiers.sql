@@ -35,7 +35,7 @@ people as (
         person_id,
         max(case when identifier_type = '{{ anchor }}' then identifier_value end) as user_id,
         count(*) as identifier_count,
-        {{ dbt.listagg('identifier_key', "', '", "order by identifier_key") }} as identifiers,
+        {{ sorted_listagg('identifier_key', "', '") }} as identifiers,
         min(first_seen_at) as first_seen_at,
         max(last_seen_at) as last_seen_at
     from identities

@@ -74,8 +74,8 @@ unioned as (
 
     {% for part in ['tracks', 'identifies', 'pages', 'screens'] %}
     select
-        type, "messageId", event, name, "userId", "anonymousId", "timestamp", properties, traits,
-        context, "previousId", "groupId", "receivedAt", source, filename
+        type, {{ adapter.quote('messageId') }}, event, name, {{ adapter.quote('userId') }}, {{ adapter.quote('anonymousId') }}, {{ adapter.quote('timestamp') }}, properties, traits,
+        context, {{ adapter.quote('previousId') }}, {{ adapter.quote('groupId') }}, {{ adapter.quote('receivedAt') }}, source, filename
     from {{ part }}
     {% if not loop.last %}union all{% endif %}
     {% endfor %}

@@ -2,8 +2,10 @@
 -- them by messageId with the calls already here, so a run's cost follows the new files.
 {{ config(materialized='incremental', incremental_strategy='delete+insert', unique_key='event_id',
           on_schema_change='fail') }}
-{%- set columns = 'type, "messageId", event, name, "userId", "anonymousId", "timestamp", '
-    ~ 'properties, traits, context, "previousId", "groupId", "receivedAt", source' %}
+{%- set q = adapter.quote %}
+{%- set columns = 'type, ' ~ q('messageId') ~ ', event, name, ' ~ q('userId') ~ ', ' ~ q('anonymousId') ~ ', '
+    ~ q('timestamp') ~ ', properties, traits, context, ' ~ q('previousId') ~ ', ' ~ q('groupId') ~ ', '
+    ~ q('receivedAt') ~ ', source' %}
 with
 
 source as (
@@ -17,8 +19,8 @@ source as (
     select {{ columns }}, filename as source_file, {{ run_batch_stamp() }} as loaded_at
     from {{ ref('stg_cdp__events') }}
     {%- if is_incremental() %}
-    where "messageId" is not null
-        and "messageId" not in (select event_id from {{ this }} where event_id is not null)
+    where {{ q('messageId') }} is not null
+        and {{ q('messageId') }} not in (select event_id from {{ this }} where event_id is not null)
     {%- endif %}
     {%- endif %}
 
@@ -27,27 +29,27 @@ source as (
 typed as (
 
     select
-        "messageId" as event_id,
+        {{ q('messageId') }} as event_id,
         lower(type) as event_type,
         case
             when lower(type) = 'track' then event
             when lower(type) in ('page', 'screen') then name
         end as event_name,
-        {{ blank_to_null('"userId"') }} as user_id,
+        {{ blank_to_null(q('userId')) }} as user_id,
         -- An alias merges previousId (usually the anonymousId the person had before signing
         -- in) into userId: as the alias row's anonymous id, identity links the two as any
         -- event carrying both. (An earlier userId as previousId is linked as an anonymous id
         -- of that value, not merged with that user id's own events.)
         case
-            when lower(type) = 'alias' then {{ blank_to_null('"previousId"') }}
-            else {{ blank_to_null('"anonymousId"') }}
+            when lower(type) = 'alias' then {{ blank_to_null(q('previousId')) }}
+            else {{ blank_to_null(q('anonymousId')) }}
         end as anonymous_id,
-        {{ blank_to_null('"previousId"') }} as previous_id,
-        {{ blank_to_null('"groupId"') }} as group_id,
-        {{ utc_timestamp('"receivedAt"') }} as received_at,
+        {{ blank_to_null(q('previousId')) }} as previous_id,
+        {{ blank_to_null(q('groupId')) }} as group_id,
+        {{ utc_timestamp(q('receivedAt')) }} as received_at,
         source as intake_source,
-        {{ utc_timestamp('"timestamp"') }} as occurred_at,
-        "timestamp" as raw_timestamp,
+        {{ utc_timestamp(q('timestamp')) }} as occurred_at,
+        {{ q('timestamp') }} as raw_timestamp,
         properties,
         traits,
         {{ json_text('traits', '$.email') }} as trait_email,
