@@ -63,11 +63,14 @@ def classify(
     ledger: LedgerState,
     now: datetime,
     can_look_up: Callable[[str], bool] = lambda channel: False,
+    owns: Callable[[SendRef], bool] = lambda ref: True,
 ) -> tuple[list[Due], list[Skip]]:
     """The tick's due sends, minus what the ledger has settled since, split into what goes to the
     send-time guards and what is decided here: the control group, expired steps and attempts
     whose outcome stayed unknown after being sent once more (where `can_look_up` the channel,
     delivery asks the provider first and sends again only what it does not have, a few times).
+    `owns`: whether a key the ledger holds is this run's to settle (a partition's run leaves the
+    other partitions' keys, whose runs may be sending them right now, to them).
     """
     steps = {s.name: s for s in journey.steps}
     due: list[Due] = []
@@ -117,6 +120,7 @@ def classify(
         if (
             left is not None
             and left.journey == journey.name
+            and owns(left)
             and (left.entry_id, left.step) not in due_steps
         ):
             successor = ledger.superseded.get(key)

@@ -15,6 +15,7 @@ from sqlglot import exp
 from activations import ledger, transitions
 from activations.graph import Wait
 from activations.journeys import PROFILE_MODEL, Journey
+from activations.partitions import PersonPartition
 from activations.tick import lit
 from activations.warehouse import ALIASES_MODEL
 
@@ -32,11 +33,18 @@ def open_inputs(
     *,
     landing_dir: Path,
     aliases: Mapping[str, Sequence[str]],
+    partition: PersonPartition | None = None,
 ) -> None:
     """Define audience, profiles, events, feedback, aliases (dim_person_aliases), history and
     decided (send_key, status, reason, decided_at, carried; `aliases`: replaced person ids and
     who holds their identifiers now, the one each goes on as first) on `con`, which has the
-    warehouse attached as `wh` (warehouse.attached)."""
+    warehouse attached as `wh` (warehouse.attached). `partition`: only the people in it, and
+    the entries of people who are in it now (an entry recorded under an id since merged away
+    follows whoever holds it: its row in `aliases`)."""
+
+    def of_partition(person_id: str) -> str:
+        return f"and {partition.sql(person_id)}" if partition else ""
+
     names = sorted(
         {*journey.exit_on, *(g.event for g in journey.goals)}
         | {
@@ -55,13 +63,20 @@ def open_inputs(
         for name in ("former_entry_id", "entry_event_id")
         if name not in columns
     )
-    con.execute(f"create temp view audience as select *{missing} from {audience}")
-    con.execute(f"create temp view profiles as select * from wh.main.{PROFILE_MODEL}")
+    con.execute(
+        f"create temp view audience as select *{missing} from {audience} "
+        f"where true {of_partition('person_id')}"
+    )
+    con.execute(
+        f"create temp view profiles as select * from wh.main.{PROFILE_MODEL} "
+        f"where true {of_partition('person_id')}"
+    )
     con.execute(
         f"""
         create temp view events as
         select person_id, event_name, occurred_at from wh.main.{EVENTS_MODEL}
         where event_type = 'track' and person_id is not null and event_name in ({wanted})
+            {of_partition("person_id")}
         """
     )
     con.execute(
@@ -75,5 +90,18 @@ def open_inputs(
         f"create temp view aliases as select alias_person_id, person_id, is_primary "
         f"from wh.main.{quoted(ALIASES_MODEL)}"
     )
-    transitions.create_history_view(con, landing_dir)
+    if partition is None:
+        transitions.create_history_view(con, landing_dir)
+    else:
+        transitions.create_history_view(con, landing_dir, name="all_history")
+        con.execute(
+            f"""
+            create temp view history as
+            select h.* from all_history h
+            left join aliases m
+                on m.alias_person_id = h.person_id and m.is_primary
+                and m.alias_person_id <> m.person_id
+            where true {of_partition("coalesce(m.person_id, h.person_id)")}
+            """
+        )
     ledger.create_decided(con, landing_dir, journey.name, aliases)

@@ -13,11 +13,11 @@ import httpx
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from activations import transitions
 from activations.channels.core import InFlight, Outgoing, Sender
 from activations.channels.message import Message, Outcome
 from activations.journeys import Journey
 from activations.ledger import LedgerWriter, SendRef
-from activations import transitions
 from activations.run import RunSummary, decide, deliver
 
 PREVIEWS = ("journeys", "previews")  # under the landing folder: one file per journey

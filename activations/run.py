@@ -16,7 +16,7 @@ from typing import Any
 import duckdb
 import httpx
 
-from activations import engine, guards, inputs, ledger, transitions, warehouse
+from activations import engine, guards, inputs, ledger, partitions, transitions, warehouse
 from activations.channels.core import DEFAULT_CONCURRENCY, ChannelClient, Outgoing, Sender
 from activations.channels.fcm import DEAD_PUSH_TOKEN
 from activations.channels.inbox import InboxClient
@@ -34,6 +34,7 @@ from activations.ledger import (
     SendRef,
     SkipReason,
 )
+from activations.partitions import PersonPartition
 from activations.render import MissingTemplateVariable, TemplateProblem, render
 from activations.tick import TickResult, run_tick
 from switchyard import events, landing
@@ -165,6 +166,8 @@ def run_journey(
     transport: httpx.BaseTransport | None = None,
     uncounted_journeys: Collection[str] = (),
     links: LinkSigner | None = None,
+    partition: PersonPartition | None = None,
+    partition_count: int | None = None,
 ) -> RunSummary:
     """Tick, deliver what is due, and tick again so entries go on past the sends just decided
     (a send followed by a branch or another send at once), until nothing more is due. Holds the
@@ -174,15 +177,24 @@ def run_journey(
     this one's sends, never between its read and its sends. Transactional journeys neither
     count nor wait. `uncounted_journeys`: the transactional ones, whose sends no cap counts.
     `links`: signs each message's unsubscribe and preference-center links
-    (ChannelSettings.links)."""
+    (ChannelSettings.links).
+    `partition`: only the people of this partition (activations/partitions.py), under its own
+    locks, so runs of other partitions go on at once beside it; its share of each rate limit.
+    `partition_count`: the configured count (default: SWITCHYARD_PERSON_PARTITIONS); a run over
+    everyone holds every partition's locks."""
+    count = partition_count or partitions.configured_count()
+    suffixes = partitions.lock_suffixes(partition, count)
     with contextlib.ExitStack() as locks:
-        # Always in this order (the journey's, then the shared one): no two runs wait on each
-        # other. Each handle is closed, releasing its lock, however the run ends.
-        locks.enter_context(transitions.journey_lock(landing_dir, journey.name))
+        # Always in this order (the journey's, then the shared one, each by partition): no two
+        # runs wait on each other. Each handle is closed, releasing its lock, however the run
+        # ends.
+        for suffix in suffixes:
+            locks.enter_context(transitions.journey_lock(landing_dir, journey.name + suffix))
         if not journey.transactional:
-            locks.enter_context(
-                transitions.journey_lock(landing_dir, transitions.COUNTED_SENDS_LOCK)
-            )
+            for suffix in suffixes:
+                locks.enter_context(
+                    transitions.journey_lock(landing_dir, transitions.COUNTED_SENDS_LOCK + suffix)
+                )
         # A fixed `now` (tests, backfills) also stamps the ledger, so caps see the simulated time.
         clock: Callable[[], datetime] = (lambda: now) if now is not None else utc_now
         as_of = clock()
@@ -200,7 +212,9 @@ def run_journey(
         writer = ledger.LedgerWriter(landing_dir, run_id)
         # The in-app inbox is Switchyard's own, in the landing folder: no provider to configure.
         clients = {"in_app": InboxClient(landing_dir, clock), **clients}
-        limits = {ch: RateLimiter(rate) for ch, rate in (rate_limits or {}).items()}
+        # Every partition's worker sends at once: each keeps to its share of a provider's limit.
+        share = partition.count if partition is not None else 1
+        limits = {ch: RateLimiter(rate / share) for ch, rate in (rate_limits or {}).items()}
         sender = Sender(http, clients, writer, clock, retry, limits, concurrency)
         fetcher = ContentFetcher(http)  # connected content: one fetch per URL per run
 
@@ -213,7 +227,7 @@ def run_journey(
             for _ in range(len(journey.steps) + 1):
                 decision = decide(
                     journey, duckdb_path, landing_dir, as_of, run_id, sender.can_look_up,
-                    uncounted_journeys=uncounted_journeys, read_at=clock(),
+                    uncounted_journeys=uncounted_journeys, read_at=clock(), partition=partition,
                 )  # fmt: skip
                 decision.due = [d for d in decision.due if d.ref.send_key not in handled]
                 decision.skips = [s for s in decision.skips if s.ref.send_key not in handled]
@@ -256,13 +270,17 @@ def decide(
     record: bool = True,
     uncounted_journeys: Collection[str] = (),
     read_at: datetime | None = None,
+    partition: PersonPartition | None = None,
 ) -> Decision:
     """A tick on what the warehouse and the ledger say now (its transitions recorded unless
     `record` is false: a preview), and the due sends as steps for delivery. `read_at`: the
-    run's clock now (default `as_of`), up to which sends are read for the cap."""
+    run's clock now (default `as_of`), up to which sends are read for the cap. `partition`: only
+    its people's entries."""
     with warehouse.attached(duckdb_path) as con:
         aliases, aliased_at = warehouse.read_person_aliases(con)
-        inputs.open_inputs(con, journey, landing_dir=landing_dir, aliases=aliases)
+        inputs.open_inputs(
+            con, journey, landing_dir=landing_dir, aliases=aliases, partition=partition
+        )
         result = run_tick(con, journey, as_of, run_id, landing_dir if record else None)
         # What the ledger says of the keys due now and of their people's recent sends (the cap's
         # window), not of its whole history.
@@ -286,7 +304,13 @@ def decide(
         # hold every key of the journey
         if state.successors:
             state.supersede(ledger.decided_on_their_own(con, state.successors.values()))
-        due, skips = engine.classify(journey, result.due, state, as_of, can_look_up)
+
+        def owns(ref: SendRef) -> bool:  # the person the key's entry follows is the partition's
+            return partition is None or partition.holds(
+                (aliases.get(ref.person_id) or [ref.person_id])[0]
+            )
+
+        due, skips = engine.classify(journey, result.due, state, as_of, can_look_up, owns)
         audience = warehouse.read_people(con, {d.ref.person_id for d in due})
     return Decision(result, state, due, skips, audience)
 

@@ -103,11 +103,13 @@ def glob(landing_dir: Path) -> str:
     return str(folder(landing_dir) / "*.parquet")
 
 
-def create_history_view(con: duckdb.DuckDBPyConnection, landing_dir: Path) -> None:
-    """`history` on `con`: every transition landed so far (what a tick reads)."""
+def create_history_view(
+    con: duckdb.DuckDBPyConnection, landing_dir: Path, name: str = "history"
+) -> None:
+    """`name` (history) on `con`: every transition landed so far (what a tick reads)."""
     ensure_folder(landing_dir)
     con.execute(
-        "create or replace temp view history as select * from read_parquet("
+        f"create or replace temp view {name} as select * from read_parquet("
         f"{_path_sql(glob(landing_dir))}, union_by_name = true)"
     )
 

@@ -15,16 +15,21 @@ from {{ relation }}
 
 {#- Spark: a script transformation running the same parser beside each executor, with the
     Python named by SWITCHYARD_PYTHON (the one switchyard is installed in). Values travel
-    base64-encoded: they are user input, and the script's lines are tab-separated. -#}
+    hex-encoded: they are user input, and the script's lines are tab-separated. The row format
+    is spelled out: read through a view (as dbt-spark's incremental runs read the model) the
+    default one gave every column back as null here (pyspark 4; Hive's own default delimiter
+    is \001, not a tab). -#}
 {% macro spark__parse_phones(relation, column, region) -%}
 select
-    cast(unbase64(encoded) as string) as raw_phone,
+    cast(unhex(substr(encoded, 2)) as string) as raw_phone,  -- behind its marker
     phone_e164,
     invalid_reason
 from (
-    select transform (base64(cast({{ column }} as binary)))
+    select transform (hex(cast({{ column }} as binary)))
+        row format delimited fields terminated by '\t' null defined as '\\N'
         using '{{ env_var("SWITCHYARD_PYTHON", "python3") }} -m switchyard.phones {{ region }}'
         as (encoded string, phone_e164 string, invalid_reason string)
+        row format delimited fields terminated by '\t' null defined as '\\N'
     from {{ relation }}
 ) as parsed
 {%- endmacro %}

@@ -18,17 +18,22 @@
     {{ exceptions.raise_compiler_error("delete+insert needs a unique_key on " ~ target) }}
 {%- endif -%}
 {%- set keys = [unique_key] if unique_key is string else unique_key -%}
-{#- The batch is a view over the model's query: cached, so the delete and the insert read one
-    computation of it. -#}
-{%- do run_query('cache table ' ~ source) -%}
+{#- The batch is written to a scratch table first. A model's query may read the target itself
+    (dim_identities reads the rows it replaces), and Spark recomputes a cached view once a table
+    it reads changes: the delete would change the batch it deletes for. -#}
+{%- set batch = api.Relation.create(schema=target.schema, identifier=target.identifier ~ '__batch', type='table') -%}
+{%- do run_query('drop table if exists ' ~ batch) -%}
+{%- do run_query('create table ' ~ batch ~ ' using parquet as select * from ' ~ source) -%}
 {%- set matches = [] -%}
 {%- for key in keys -%}
     {%- do matches.append('batch.' ~ key ~ ' = deleted.' ~ key) -%}
 {%- endfor -%}
-{%- set condition = 'exists (select 1 from ' ~ source ~ ' as batch where ' ~ matches | join(' and ') ~ ')' -%}
+{%- set condition = 'exists (select 1 from ' ~ batch ~ ' as batch where ' ~ matches | join(' and ') ~ ')' -%}
 {%- set delete_sql = delete_rows(target, condition) | trim -%}
 {%- if delete_sql -%}
     {%- do run_query(delete_sql) -%}
 {%- endif -%}
-{{ get_insert_into_sql(source, target) }}
+{%- do run_query(get_insert_into_sql(batch, target)) -%}
+{#- the materialization's main statement: the last step -#}
+drop table if exists {{ batch }}
 {% endmacro %}

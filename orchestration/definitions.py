@@ -6,11 +6,20 @@ from __future__ import annotations
 import dagster as dg
 
 from orchestration.dbt_project import dbt_resource
-from orchestration.defs.activation import activation_key, build_activation_asset, declared_journeys
+from orchestration.defs.activation import (
+    activation_key,
+    build_activation_asset,
+    declared_journeys,
+    person_partitions,
+)
 from orchestration.defs.publish import build_publish_asset
 from orchestration.defs.report import REPORT_TIER, journey_report
 from orchestration.defs.resources import resources
-from orchestration.defs.tier_triggers import build_tier_jobs, build_tier_triggers
+from orchestration.defs.tier_triggers import (
+    build_partitioned_sends,
+    build_tier_jobs,
+    build_tier_triggers,
+)
 from orchestration.defs.transform import build_dbt_assets
 from orchestration.defs.upkeep import build_ledger_compaction_asset
 from switchyard.tiers import TIERS
@@ -23,7 +32,10 @@ def build_definitions() -> dg.Definitions:
     journeys = declared_journeys()
     dbt_models, dbt_metrics = build_dbt_assets([activation_key(j) for j in journeys])
     transactional = frozenset(j.name for j in journeys if j.transactional)
-    activations = [build_activation_asset(j, dbt_models, transactional) for j in journeys]
+    partitions = person_partitions()
+    activations = [
+        build_activation_asset(j, dbt_models, transactional, partitions) for j in journeys
+    ]
     compaction = build_ledger_compaction_asset([activation_key(j) for j in journeys])
     published = build_publish_asset(list(dbt_metrics.keys))
     upkeep = dg.define_asset_job(
@@ -31,14 +43,16 @@ def build_definitions() -> dg.Definitions:
         selection=dg.AssetSelection.assets(compaction),
         description="Compact the delivery ledger (safe beside running journeys).",
     )
+    # Partitioned journeys run in jobs of their own (build_partitioned_sends), after the models.
+    apart = dg.AssetSelection.assets(*activations) if partitions else dg.AssetSelection.assets()
     pipeline = dg.define_asset_job(
         PIPELINE_JOB,
-        selection=dg.AssetSelection.all() - upkeep.selection,
+        selection=dg.AssetSelection.all() - upkeep.selection - apart,
         description="Build every model, run every journey, then metrics.",
     )
     tier_jobs = build_tier_jobs(
         journeys,
-        exclude=upkeep.selection,
+        exclude=upkeep.selection | apart,
         only_in=[
             (dg.AssetSelection.assets(journey_report), {REPORT_TIER}),
             # measurement marts are for BI and the report: not worth a seconds-tier run's time
@@ -46,6 +60,10 @@ def build_definitions() -> dg.Definitions:
         ],
     )
     schedules, sensors = build_tier_triggers(tier_jobs)
+    sends_jobs: list[dg.UnresolvedAssetJobDefinition] = []
+    if partitions:
+        sends_jobs, after_models = build_partitioned_sends(tier_jobs, partitions)
+        sensors += after_models
     schedules.append(
         dg.ScheduleDefinition(
             job=upkeep, cron_schedule="30 3 * * *", default_status=dg.DefaultScheduleStatus.STOPPED
@@ -53,7 +71,7 @@ def build_definitions() -> dg.Definitions:
     )
     return dg.Definitions(
         assets=[dbt_models, dbt_metrics, *activations, compaction, published, journey_report],
-        jobs=[pipeline, *tier_jobs, upkeep],
+        jobs=[pipeline, *tier_jobs, *sends_jobs, upkeep],
         schedules=schedules,
         sensors=sensors,
         resources={**resources(), "dbt": dbt_resource()},

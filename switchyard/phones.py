@@ -12,7 +12,6 @@ One parser, so both engines normalize a phone the same way.
 
 from __future__ import annotations
 
-import base64
 import functools
 import sys
 from typing import TextIO
@@ -42,19 +41,22 @@ def invalid_reason(raw: str | None, region: str) -> str | None:
 
 
 # Spark's script transformation speaks tab-separated lines with \N for null: the raw value comes
-# and goes base64-encoded (it is user input and may hold tabs or line breaks), the reason with
-# its whitespace folded.
+# and goes hex-encoded (it is user input and may hold tabs or line breaks; Spark's base64 breaks
+# long values into MIME lines), the reason with its whitespace folded. An empty line is an empty
+# value, parsed like any other (DuckDB's functions see it too); it goes back behind a marker,
+# since Spark reads an empty field as null.
 NULL = "\\N"
+MARK = "="
 
 
 def transform(region: str, lines: TextIO, out: TextIO) -> None:
     for line in lines:
-        encoded = line.rstrip("\n")
-        if not encoded or encoded == NULL:
+        encoded = line.rstrip("\r\n")
+        if encoded == NULL:
             continue
-        number, reason = parse(base64.b64decode(encoded).decode("utf-8"), region)
+        number, reason = parse(bytes.fromhex(encoded).decode("utf-8"), region)
         why = " ".join(reason.split()) if reason else NULL
-        out.write(f"{encoded}\t{number or NULL}\t{why}\n")
+        out.write(f"{MARK}{encoded}\t{number or NULL}\t{why}\n")
 
 
 try:  # dbt-duckdb is absent where only Spark runs
@@ -83,5 +85,5 @@ class Plugin(BasePlugin):  # type: ignore[misc,valid-type]
 
 if __name__ == "__main__":
     if len(sys.argv) != 2:
-        sys.exit("usage: python -m switchyard.phones REGION  (base64 values on stdin)")
+        sys.exit("usage: python -m switchyard.phones REGION  (hex-encoded values on stdin)")
     transform(sys.argv[1], sys.stdin, sys.stdout)

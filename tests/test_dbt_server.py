@@ -74,7 +74,9 @@ def test_a_homes_steps_are_served_by_one_dbt_that_lets_go_of_the_warehouse(
     assert {ln["info"]["level"] for ln in first} <= {"info", "warn", "error"}
     # dbt wrote its artifacts where the step asked, as the CLI would
     artifact = json.loads((home / "target" / "run_results.json").read_text())
-    assert [r["status"] for r in artifact["results"]] == ["success"]
+    # (the project's on-run-start hook is a result of its own: a no-op on DuckDB)
+    models = [r for r in artifact["results"] if r["unique_id"].startswith("model.")]
+    assert [r["status"] for r in models] == ["success"]
     # Between steps the file is free: an activation (another process) opens it to write.
     con = duckdb.connect(str(home / "switchyard.duckdb"))
     assert con.execute(f"select count(*) from {MODEL}").fetchall() == [(0,)]

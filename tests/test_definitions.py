@@ -6,6 +6,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import dagster as dg
+import pytest
 import yaml  # type: ignore[import-untyped]
 
 from orchestration.definitions import PIPELINE_JOB, build_definitions
@@ -122,3 +123,36 @@ def test_dagster_dev_loads_the_code_location(tmp_path: Path) -> None:
         "tier_days_schedule": "STOPPED",
         "ledger_upkeep_schedule": "STOPPED",
     }
+
+
+def test_person_partitions_run_each_tiers_journeys_per_partition_after_its_models(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SWITCHYARD_PERSON_PARTITIONS", "3")
+    defs = build_definitions()
+    keys = ["persons-1-of-3", "persons-2-of-3", "persons-3-of-3"]
+    journey = dg.AssetKey(["journey", "cart_abandonment"])
+    assert defs.resolve_asset_graph().get(journey).partitions_def.get_partition_keys() == keys
+    # the tier job builds the models; the journeys are a partitioned job of their own
+    tier = defs.resolve_job_def("tier_seconds")
+    assert journey not in tier.asset_layer.executable_asset_keys
+    sends = defs.resolve_job_def("tier_seconds_sends")
+    assert set(sends.asset_layer.executable_asset_keys) == {journey}
+    assert sends.partitions_def is not None
+    assert sends.partitions_def.get_partition_keys() == keys
+    # the tier job's success asks for one run per partition, once per tier run
+    sensor = next(s for s in defs.sensors if s.name == "tier_seconds_sends_after_models")
+    with dg.instance_for_test() as instance:
+        run = instance.create_run_for_job(tier)
+        context = dg.build_run_status_sensor_context(
+            sensor_name=sensor.name,
+            dagster_instance=instance,
+            dagster_run=run,
+            dagster_event=dg.DagsterEvent(
+                event_type_value="PIPELINE_SUCCESS", job_name="tier_seconds"
+            ),
+        )
+        requests = sensor(context)
+    assert [r.partition_key for r in requests] == keys
+    assert len({r.run_key for r in requests}) == 3
+    assert all(r.run_key and r.run_key.startswith(run.run_id) for r in requests)

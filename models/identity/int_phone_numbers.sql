@@ -16,7 +16,7 @@ with candidates as (
         and raw_value is not null
     {%- if is_incremental() %}
         -- parsing is the slow part: only values not parsed before
-        and raw_value not in (select raw_phone from {{ this }})
+        and raw_value not in (select raw_phone from {{ this }} where raw_phone is not null)
     {%- endif %}
 
 )

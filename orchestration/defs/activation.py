@@ -9,6 +9,7 @@ from activations.channels.settings import DeliveryLimits
 from activations.inputs import EVENTS_MODEL, FEEDBACK_MODEL
 from activations.journeys import PROFILE_MODEL, Journey, load_journeys
 from activations.ledger.reader import run_preview
+from activations.partitions import PersonPartition, all_partitions, configured_count
 from activations.run import run_journey
 from activations.warehouse import ALIASES_MODEL, CONSENTS_MODEL, SUPPRESSIONS_MODEL
 from orchestration.dbt_project import ensure_manifest
@@ -72,10 +73,23 @@ def freshness_policy(journey: Journey) -> dg.FreshnessPolicy:
     )
 
 
+def person_partitions(count: int | None = None) -> dg.StaticPartitionsDefinition | None:
+    """The activations' Dagster partitions, by a hash of the person id
+    (SWITCHYARD_PERSON_PARTITIONS; none when it is 1, the default)."""
+    count = configured_count() if count is None else count
+    if count == 1:
+        return None
+    return dg.StaticPartitionsDefinition([p.key for p in all_partitions(count)])
+
+
 def build_activation_asset(
-    journey: Journey, dbt_models: dg.AssetsDefinition, uncounted: frozenset[str] = frozenset()
+    journey: Journey,
+    dbt_models: dg.AssetsDefinition,
+    uncounted: frozenset[str] = frozenset(),
+    partitions_def: dg.StaticPartitionsDefinition | None = None,
 ) -> dg.AssetsDefinition:
-    """`uncounted`: the transactional journeys, whose sends no cap counts."""
+    """`uncounted`: the transactional journeys, whose sends no cap counts. `partitions_def`:
+    person_partitions(); each partition's run sends to its people only, beside the others."""
 
     @dg.asset(
         key=activation_key(journey),
@@ -89,6 +103,7 @@ def build_activation_asset(
         kinds={"python"},
         pool=WAREHOUSE_POOL,
         description=f"Sends the due steps of journey {journey.name!r} and writes the ledger.",
+        partitions_def=partitions_def,
     )
     def _activate(
         context: dg.AssetExecutionContext,
@@ -99,6 +114,9 @@ def build_activation_asset(
         paths = warehouse.paths()
         now = parse_utc(config.now) if config.now else None
         limits = DeliveryLimits.from_env()
+        partition = None
+        if context.has_partition_key:
+            partition = PersonPartition.from_key(context.partition_key)
         with channels.settings(paths.home / "sandbox", journey.channels) as settings:
             summary = run_journey(
                 journey,
@@ -110,6 +128,8 @@ def build_activation_asset(
                 concurrency=limits.concurrency,
                 uncounted_journeys=uncounted,
                 links=settings.links,
+                partition=partition,
+                partition_count=partition.count if partition else None,
             )
         context.log.info(f"journey {journey.name}: {summary.as_metadata()}")
         preview = run_preview(paths.landing, summary.run_id)
@@ -117,6 +137,7 @@ def build_activation_asset(
             metadata={
                 "run_id": summary.run_id,
                 "tier": journey.tier,
+                **({"person_partition": partition.key} if partition else {}),
                 **summary.as_metadata(),
                 "first_decisions": dg.MetadataValue.md(markdown_table(preview)),
             }

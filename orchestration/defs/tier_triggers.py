@@ -152,3 +152,47 @@ def build_landed_files_sensor(job: dg.UnresolvedAssetJobDefinition) -> dg.Sensor
         return dg.SensorResult(run_requests=[request], cursor=cursor.to_json())
 
     return _on_landed_files
+
+
+def sends_job_name(tier: str) -> str:
+    return f"tier_{tier}_sends"
+
+
+def build_partitioned_sends(
+    tier_jobs: Sequence[dg.UnresolvedAssetJobDefinition],
+    partitions_def: dg.StaticPartitionsDefinition,
+) -> tuple[list[dg.UnresolvedAssetJobDefinition], list[dg.SensorDefinition]]:
+    """With person partitions, a tier's journeys run as a job of their own, one run per
+    partition, started by the tier job's success (its models are fresh then): several runs
+    send at once, each to its own people. The tier's metrics count these sends on its next run."""
+    jobs: list[dg.UnresolvedAssetJobDefinition] = []
+    sensors: list[dg.SensorDefinition] = []
+    for tier_job in tier_jobs:
+        tier = tier_job.tags["tier"]
+        sends = dg.define_asset_job(
+            sends_job_name(tier),
+            selection=dg.AssetSelection.tag("tier", tier) & dg.AssetSelection.groups("activations"),
+            partitions_def=partitions_def,
+            description=f"The {tier} tier's journeys, one run per person partition",
+            tags={"tier": tier},
+            executor_def=dg.in_process_executor,
+        )
+
+        @dg.run_status_sensor(
+            name=f"{sends_job_name(tier)}_after_models",
+            run_status=dg.DagsterRunStatus.SUCCESS,
+            monitored_jobs=[tier_job],
+            request_job=sends,
+            default_status=dg.DefaultSensorStatus.STOPPED,
+            minimum_interval_seconds=SENSOR_INTERVAL_SECONDS,
+        )
+        def _after_models(context: dg.RunStatusSensorContext) -> list[dg.RunRequest]:
+            run_id = context.dagster_run.run_id
+            return [
+                dg.RunRequest(run_key=f"{run_id}:{key}", partition_key=key)
+                for key in partitions_def.get_partition_keys()
+            ]
+
+        jobs.append(sends)
+        sensors.append(_after_models)
+    return jobs, sensors

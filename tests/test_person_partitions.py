@@ -1,0 +1,119 @@
+"""Activations split by person (activations/partitions.py): each person in exactly one
+partition, the same on every engine's SQL as in Python, and partitions of two journeys running
+all at once sending every due key once while the global frequency cap holds across them
+(real run_journey calls in threads, a real DuckDB file, the sandbox answering slowly)."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from activations.channels import ChannelSettings
+from activations.partitions import (
+    PersonPartition,
+    all_partitions,
+    configured_count,
+    lock_suffixes,
+)
+from activations.run import RunSummary, run_journey
+from sandbox import Fault, Sandbox
+from switchyard import landing
+from tests.test_overlapping_runs import T, build_warehouse, journey
+
+PEOPLE = [f"p{i}" for i in range(12)]
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 7, 16])
+def test_every_person_is_in_exactly_one_partition_in_python_and_in_sql(count: int) -> None:
+    ids = [f"p_{i:05d}" for i in range(2000)] + ["", "ünïcode-id"]
+    parts = all_partitions(count)
+    owners = [[p.index for p in parts if p.holds(i)] for i in ids]
+    assert all(len(o) == 1 for o in owners)
+    if count > 1:  # the hash spreads people: no partition empty, none holding most
+        sizes = Counter(o[0] for o in owners)
+        assert len(sizes) == count and max(sizes.values()) < 2 * len(ids) / count
+    con = duckdb.connect()
+    con.execute("create table people as select unnest(?) as person_id", [ids])
+    for p in parts:
+        where = p.sql("person_id")
+        got = [i for (i,) in con.execute(f"select person_id from people where {where}").fetchall()]
+        assert sorted(got) == sorted(i for i, o in zip(ids, owners, strict=True) if o == [p.index])
+
+
+def test_partition_keys_settings_and_locks() -> None:
+    p = PersonPartition(2, 8)
+    assert p.key == "persons-3-of-8" and PersonPartition.from_key(p.key) == p
+    assert p.bounds == ("40000000", "60000000")  # a quarter to three eighths of the hash
+    assert PersonPartition(7, 8).bounds == ("e0000000", None)
+    for bad in ["persons-0-of-8", "persons-9-of-8", "p3"]:
+        with pytest.raises(ValueError):
+            PersonPartition.from_key(bad)
+    assert configured_count({}) == 1
+    assert configured_count({"SWITCHYARD_PERSON_PARTITIONS": "4"}) == 4
+    with pytest.raises(ValueError, match="SWITCHYARD_PERSON_PARTITIONS='four'"):
+        configured_count({"SWITCHYARD_PERSON_PARTITIONS": "four"})
+    # a partition's run holds its own locks; a run over everyone holds them all
+    assert lock_suffixes(p, 8) == [".persons-3-of-8"]
+    assert lock_suffixes(None, 3) == [f".persons-{k}-of-3" for k in (1, 2, 3)]
+    assert lock_suffixes(None, 1) == [""] == lock_suffixes(PersonPartition(0, 1), 1)
+    with pytest.raises(ValueError, match="does not match"):
+        lock_suffixes(p, 4)
+
+
+def test_partitions_of_two_journeys_at_once_send_each_key_once_and_keep_the_cap(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tests.test_overlapping_runs as overlapping
+
+    monkeypatch.setattr(overlapping, "PEOPLE", len(PEOPLE))
+    landing.ensure_layout(tmp_path / "landing")
+    journeys = [journey("cart"), journey("welcome")]
+    duckdb_path = tmp_path / "warehouse.duckdb"
+    build_warehouse(duckdb_path, journeys)
+    count = 3
+    runs: list[tuple[str, PersonPartition, RunSummary]] = []
+    errors: list[BaseException] = []
+    with Sandbox() as sandbox:
+        # every text answered late: the partitions' runs are all in flight together
+        sandbox.fail_next(Fault("twilio", count=2 * len(PEOPLE), delay_seconds=0.5))
+
+        def one(name: str, partition: PersonPartition) -> None:
+            j = next(j for j in journeys if j.name == name)
+            try:
+                clients = ChannelSettings.for_sandbox(sandbox.base_url).clients()
+                summary = run_journey(
+                    j, duckdb_path=duckdb_path, landing_dir=tmp_path / "landing",
+                    clients=clients, now=T, partition=partition, partition_count=count,
+                )  # fmt: skip
+                runs.append((name, partition, summary))
+            except BaseException as exc:  # reported below, not lost in the thread
+                errors.append(exc)
+
+        threads = [
+            threading.Thread(target=one, args=(j.name, p))
+            for p in all_partitions(count)
+            for j in journeys
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        assert not errors, errors
+        texts = Counter(r.recipient for r in sandbox.received)
+        keys = Counter(r.send_key for r in sandbox.received)
+    assert len(runs) == 2 * count
+    # every person texted once: one journey's step sent, the other's capped (1 per 24 h)
+    assert texts == Counter({f"+1415555{i:04d}": 1 for i in range(len(PEOPLE))})
+    assert all(n == 1 for n in keys.values())
+    sent = sum(sum(s.sent.values()) for _, _, s in runs)
+    capped = sum(s.deferred["capped"] for _, _, s in runs)
+    assert (sent, capped) == (len(PEOPLE), len(PEOPLE))
+    # each run decided for its own partition's people only (another partition's keys in flight
+    # are not its to settle: it neither looks them up nor records them)
+    for _, partition, summary in runs:
+        mine = [p for p in PEOPLE if partition.holds(p)]
+        assert sum(summary.sent.values()) + summary.deferred["capped"] == len(mine)
