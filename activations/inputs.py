@@ -17,10 +17,7 @@ from activations.graph import Wait
 from activations.journeys import PROFILE_MODEL, Journey
 from activations.partitions import PersonPartition
 from activations.tick import lit
-from activations.warehouse import ALIASES_MODEL
-
-EVENTS_MODEL = "int_events_stitched"
-FEEDBACK_MODEL = "stg_feedback__events"
+from activations.warehouse import ALIASES_MODEL, EVENTS_MODEL, FEEDBACK_MODEL
 
 
 def quoted(name: str) -> str:

@@ -19,6 +19,7 @@ from activations.channels.message import Message, Outcome
 from activations.journeys import Journey
 from activations.ledger import LedgerWriter, SendRef
 from activations.run import RunSummary, decide, deliver
+from activations.warehouse import Source
 
 PREVIEWS = ("journeys", "previews")  # under the landing folder: one file per journey
 # The preview table's columns: the steps entries would take and the sends they would make.
@@ -94,14 +95,17 @@ def preview_journey(
     landing_dir: Path,
     now: datetime,
     uncounted_journeys: Collection[str] = (),
+    source: Source | None = None,
 ) -> Preview:
     """One tick and its deliveries, recorded nowhere: the steps entries would take (who enters,
     waits, branches, exits) and, for each due send, what would be sent or skipped and why
     (`uncounted_journeys`: the transactional ones, counted toward no cap, as in a run). Connected
-    content is fetched, as a preview in Braze does: a GET, nothing recorded."""
+    content is fetched, as a preview in Braze does: a GET, nothing recorded. `source`: the
+    warehouse to read when it is not the DuckDB file (activations/arrow_warehouse.py)."""
     summary = RunSummary(journey.name, "preview")
     decision = decide(
-        journey, duckdb_path, landing_dir, now, "preview", record=False,
+        journey, source if source is not None else duckdb_path, landing_dir, now, "preview",
+        record=False,
         uncounted_journeys=uncounted_journeys,
     )  # fmt: skip
     summary.note(decision)

@@ -168,6 +168,7 @@ def run_journey(
     links: LinkSigner | None = None,
     partition: PersonPartition | None = None,
     partition_count: int | None = None,
+    source: warehouse.Source | None = None,
 ) -> RunSummary:
     """Tick, deliver what is due, and tick again so entries go on past the sends just decided
     (a send followed by a branch or another send at once), until nothing more is due. Holds the
@@ -181,7 +182,9 @@ def run_journey(
     `partition`: only the people of this partition (activations/partitions.py), under its own
     locks, so runs of other partitions go on at once beside it; its share of each rate limit.
     `partition_count`: the configured count (default: SWITCHYARD_PERSON_PARTITIONS); a run over
-    everyone holds every partition's locks."""
+    everyone holds every partition's locks. `source`: the warehouse to read, when it is not the
+    DuckDB file at `duckdb_path` (activations/arrow_warehouse.py: Spark)."""
+    read_from = source if source is not None else duckdb_path
     count = partition_count or partitions.configured_count()
     suffixes = partitions.lock_suffixes(partition, count)
     with contextlib.ExitStack() as locks:
@@ -219,14 +222,15 @@ def run_journey(
         fetcher = ContentFetcher(http)  # connected content: one fetch per URL per run
 
         def reread(people: list[guards.Person]) -> tuple[guards.FreshConsents, guards.Suppressions]:
-            with warehouse.attached(duckdb_path) as con:
+            guards_read = [warehouse.CONSENTS_MODEL, warehouse.SUPPRESSIONS_MODEL]
+            with warehouse.attached(read_from, guards_read) as con:
                 return warehouse.read_guards(con, people)
 
         try:
             handled: set[str] = set()  # a key is acted on once per run (an unknown waits a run)
             for _ in range(len(journey.steps) + 1):
                 decision = decide(
-                    journey, duckdb_path, landing_dir, as_of, run_id, sender.can_look_up,
+                    journey, read_from, landing_dir, as_of, run_id, sender.can_look_up,
                     uncounted_journeys=uncounted_journeys, read_at=clock(), partition=partition,
                 )  # fmt: skip
                 decision.due = [d for d in decision.due if d.ref.send_key not in handled]
@@ -262,7 +266,7 @@ class Decision:
 
 def decide(
     journey: Journey,
-    duckdb_path: Path,
+    source: warehouse.Source,
     landing_dir: Path,
     as_of: datetime,
     run_id: str,
@@ -275,8 +279,9 @@ def decide(
     """A tick on what the warehouse and the ledger say now (its transitions recorded unless
     `record` is false: a preview), and the due sends as steps for delivery. `read_at`: the
     run's clock now (default `as_of`), up to which sends are read for the cap. `partition`: only
-    its people's entries."""
-    with warehouse.attached(duckdb_path) as con:
+    its people's entries. `source`: the DuckDB file, or another warehouse read as Arrow."""
+    models = [journey.audience_model, *warehouse.MODELS_READ]
+    with warehouse.attached(source, models, partition) as con:
         aliases, aliased_at = warehouse.read_person_aliases(con)
         inputs.open_inputs(
             con, journey, landing_dir=landing_dir, aliases=aliases, partition=partition

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
 from sqlglot import exp
 
+from activations.arrow_warehouse import ArrowWarehouse, read_table, relation
 from activations.guards import FreshConsents, Person, Suppressions
 from activations.journeys import PROFILE_MODEL
+from activations.partitions import PersonPartition
 
 ALIASES_MODEL = "dim_person_aliases"
 # A view over the landing files: read at send time, it answers with the latest consent changes
@@ -20,6 +24,14 @@ ALIASES_MODEL = "dim_person_aliases"
 CONSENTS_MODEL = "int_user_consents_current"
 SUPPRESSIONS_MODEL = "int_suppressions_current"  # a view too: bounces and STOPs as of now
 CONSENT_CHANNELS = ("email", "sms", "push")
+EVENTS_MODEL = "int_events_stitched"
+FEEDBACK_MODEL = "stg_feedback__events"
+# Every model a run reads besides the journey's audience (a tier's job builds them first).
+MODELS_READ = (
+    PROFILE_MODEL, EVENTS_MODEL, FEEDBACK_MODEL, CONSENTS_MODEL, SUPPRESSIONS_MODEL, ALIASES_MODEL,
+)  # fmt: skip
+# Those keyed by the person a run's partition is of (the others are read whole).
+_BY_PERSON = (PROFILE_MODEL, EVENTS_MODEL)
 
 
 def people_query(dialect: str = "duckdb") -> str:
@@ -133,9 +145,23 @@ def read_suppressions(con: duckdb.DuckDBPyConnection, people: Iterable[Person]) 
     return held
 
 
+Source = Path | ArrowWarehouse  # the DuckDB file, or any warehouse read as Arrow
+
+
 @contextmanager
-def attached(duckdb_path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
-    """An in-memory DuckDB with the warehouse attached read-only as `wh` (and in use)."""
+def attached(
+    source: Source,
+    relations: Collection[str] = (),
+    partition: PersonPartition | None = None,
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """An in-memory DuckDB with the warehouse as `wh` (and in use): the DuckDB file attached
+    read-only, or, for another engine (activations/arrow_warehouse.py), `relations` read from it
+    as Arrow into `wh` (those keyed by person only for `partition`'s people, if given)."""
+    if not isinstance(source, Path):
+        with _loaded(source, relations, partition) as con:
+            yield con
+        return
+    duckdb_path = source
     if not duckdb_path.exists():
         raise FileNotFoundError(
             f"warehouse {duckdb_path} does not exist yet: build the dbt models first "
@@ -152,6 +178,43 @@ def attached(duckdb_path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
         ) from exc
     finally:
         con.close()
+
+
+@contextmanager
+def _loaded(
+    source: ArrowWarehouse, relations: Collection[str], partition: PersonPartition | None
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    con = duckdb.connect()
+    try:
+        con.execute("attach ':memory:' as wh")
+        con.execute("use wh")
+        for name in relations:
+            query = exp.select("*").from_(relation(name))
+            if partition is not None and name in _BY_PERSON:
+                query = query.where(partition.condition(exp.column("person_id", quoted=True)))
+            con.register("loaded", _naive_utc(read_table(source, query)))
+            con.execute(f"create table wh.main.{quoted(name)} as select * from loaded")
+            con.unregister("loaded")
+        yield con
+    finally:
+        con.close()
+
+
+def _naive_utc(table: pa.Table) -> pa.Table:
+    """Time stamps as the DuckDB warehouse holds them: UTC, without a zone (Spark's say UTC)."""
+    columns = []
+    for column in table.columns:
+        kind = column.type
+        if pa.types.is_timestamp(kind) and kind.tz is not None:
+            column = pc.cast(
+                pc.cast(column, pa.timestamp(kind.unit, "UTC")), pa.timestamp(kind.unit)
+            )
+        columns.append(column)
+    return pa.Table.from_arrays(columns, names=table.column_names)
+
+
+def quoted(name: str) -> str:
+    return exp.to_identifier(name, quoted=True).sql(dialect="duckdb")
 
 
 def read_person_aliases(

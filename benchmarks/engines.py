@@ -78,10 +78,9 @@ def main() -> None:
                     print(f"{name}={value:.1f} s", flush=True)
         if "duckdb" in engines:
             con = duckdb.connect(str(root / "duckdb" / "switchyard.duckdb"), read_only=True)
-            (profiles,) = con.execute("select count(*) from main.dim_people").fetchone() or (0,)
-            (events,) = con.execute("select count(*) from main.int_events_stitched").fetchone() or (0,)
-            print(f"profiles={profiles} rows")
-            print(f"events_stitched={events} rows")
+            for figure, model in [("profiles", "dim_people"), ("events", "int_events_stitched")]:
+                (rows,) = con.execute(f"select count(*) from main.{model}").fetchone() or (0,)
+                print(f"{figure}={rows} rows")
         if {"duckdb", "spark"} <= set(engines):
             ratio = figures["spark_build_seconds"] / figures["duckdb_build_seconds"]
             print(f"spark_over_duckdb_build={ratio:.1f} x")

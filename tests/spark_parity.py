@@ -1,6 +1,7 @@
 """Build the dbt project on the `spark` target over landing snapshots, in one process and so one
 Spark session, then write every relation dbt built as Parquet (read through SparkWarehouse),
-and the answers to the SQL built in Python (tests/generated_sql.py) under generated/.
+the answers to the SQL built in Python (tests/generated_sql.py) under generated/, and each
+journey's preview at --now, the journey engine reading what Spark built (previews.json).
 
     python -m tests.spark_parity --home H --stage LANDING_A --stage LANDING_B --out DIR
 
@@ -11,6 +12,7 @@ included, for the last), so the later stages exercise the incremental models.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import sys
@@ -39,6 +41,7 @@ def main() -> int:
     parser.add_argument("--home", type=Path, required=True)
     parser.add_argument("--stage", type=Path, action="append", required=True)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--now", required=True, help="the journeys' previews' clock (ISO 8601)")
     args = parser.parse_args()
     home: Path = args.home.resolve()
     landing = home / "landing"
@@ -82,6 +85,21 @@ def main() -> int:
     for name, sql in generated_queries(home / "target" / "manifest.json", "spark").items():
         rows = read_table(warehouse, exp.maybe_parse(sql, dialect="spark"))
         pq.write_table(rows, generated / f"{name}.parquet")
+    # the journey engine on what Spark built: each journey's preview (read as Arrow)
+    from activations.journeys import load_journeys
+    from activations.preview import preview_journey
+    from switchyard.clock import parse_utc
+
+    journeys = load_journeys(home / "target" / "manifest.json")
+    uncounted = [j.name for j in journeys if j.transactional]
+    previews = {
+        j.name: preview_journey(
+            j, duckdb_path=home / "no-duckdb-here", landing_dir=landing, now=parse_utc(args.now),
+            uncounted_journeys=uncounted, source=warehouse,
+        ).rows
+        for j in journeys
+    }  # fmt: skip
+    (args.out / "previews.json").write_text(json.dumps(previews, default=str, sort_keys=True))
     return 0
 
 

@@ -133,6 +133,11 @@ def test_person_partitions_run_each_tiers_journeys_per_partition_after_its_model
     keys = ["persons-1-of-3", "persons-2-of-3", "persons-3-of-3"]
     journey = dg.AssetKey(["journey", "cart_abandonment"])
     assert defs.resolve_asset_graph().get(journey).partitions_def.get_partition_keys() == keys
+    # they read the published copy, which dbt never locks: no turn in the warehouse pool
+    (activation,) = [
+        a for a in defs.assets or [] if isinstance(a, dg.AssetsDefinition) and journey in a.keys
+    ]
+    assert activation.op.pool is None
     # the tier job builds the models; the journeys are a partitioned job of their own
     tier = defs.resolve_job_def("tier_seconds")
     assert journey not in tier.asset_layer.executable_asset_keys

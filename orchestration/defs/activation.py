@@ -6,27 +6,21 @@ import dagster as dg
 from dagster_dbt import get_asset_key_for_model
 
 from activations.channels.settings import DeliveryLimits
-from activations.inputs import EVENTS_MODEL, FEEDBACK_MODEL
-from activations.journeys import PROFILE_MODEL, Journey, load_journeys
+from activations.journeys import Journey, load_journeys
 from activations.ledger.reader import run_preview
 from activations.partitions import PersonPartition, all_partitions, configured_count
 from activations.run import run_journey
-from activations.warehouse import ALIASES_MODEL, CONSENTS_MODEL, SUPPRESSIONS_MODEL
+from activations.warehouse import MODELS_READ
 from orchestration.dbt_project import ensure_manifest
 from orchestration.defs.resources import ChannelsResource, WarehouseResource
 from orchestration.defs.transform import ACTIVATION_KEY_PREFIX, WAREHOUSE_POOL
 from switchyard.clock import parse_utc
+from switchyard.publish import published_path
 from switchyard.tiers import TIERS
 
 
 class JourneyRunConfig(dg.Config):
     now: str | None = None  # ISO 8601 time (any offset; none means UTC); default: the wall clock
-
-
-# Every model a run reads besides the journey's audience: a tier's job builds them first.
-MODELS_READ = (
-    PROFILE_MODEL, EVENTS_MODEL, FEEDBACK_MODEL, CONSENTS_MODEL, SUPPRESSIONS_MODEL, ALIASES_MODEL,
-)  # fmt: skip
 
 
 def activation_key(journey: Journey) -> dg.AssetKey:
@@ -89,7 +83,9 @@ def build_activation_asset(
     partitions_def: dg.StaticPartitionsDefinition | None = None,
 ) -> dg.AssetsDefinition:
     """`uncounted`: the transactional journeys, whose sends no cap counts. `partitions_def`:
-    person_partitions(); each partition's run sends to its people only, beside the others."""
+    person_partitions(); each partition's run sends to its people only, beside the others. They
+    read the published copy of the warehouse the tier's run ended with (switchyard/publish.py),
+    never locked by dbt, so they need no turn in the warehouse pool and run at once."""
 
     @dg.asset(
         key=activation_key(journey),
@@ -101,7 +97,7 @@ def build_activation_asset(
         tags={"tier": journey.tier},
         freshness_policy=freshness_policy(journey),
         kinds={"python"},
-        pool=WAREHOUSE_POOL,
+        pool=None if partitions_def else WAREHOUSE_POOL,
         description=f"Sends the due steps of journey {journey.name!r} and writes the ledger.",
         partitions_def=partitions_def,
     )
@@ -120,7 +116,7 @@ def build_activation_asset(
         with channels.settings(paths.home / "sandbox", journey.channels) as settings:
             summary = run_journey(
                 journey,
-                duckdb_path=paths.duckdb,
+                duckdb_path=published_path(paths.duckdb) if partition else paths.duckdb,
                 landing_dir=paths.landing,
                 clients=settings.clients(),
                 now=now,
