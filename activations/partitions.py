@@ -61,6 +61,11 @@ class PersonPartition:
             return low, None
         return low, f"{(self.index + 1) * _SPACE // self.count:08x}"
 
+    @classmethod
+    def of(cls, person_id: str, count: int) -> PersonPartition:
+        """The partition of `count` that holds `person_id`."""
+        return next(p for p in all_partitions(count) if p.holds(person_id))
+
     def holds(self, person_id: str) -> bool:
         prefix = hashlib.md5(person_id.encode("utf-8")).hexdigest()[:8]
         low, high = self.bounds

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 import uuid
@@ -16,7 +15,7 @@ from typing import Any
 import duckdb
 import httpx
 
-from activations import engine, guards, inputs, ledger, partitions, transitions, warehouse
+from activations import engine, guards, inputs, ledger, partitions, warehouse
 from activations.channels.core import DEFAULT_CONCURRENCY, ChannelClient, Outgoing, Sender
 from activations.channels.fcm import DEAD_PUSH_TOKEN
 from activations.channels.inbox import InboxClient
@@ -36,6 +35,7 @@ from activations.ledger import (
 )
 from activations.partitions import PersonPartition
 from activations.render import MissingTemplateVariable, TemplateProblem, render
+from activations.run_locks import run_locks
 from activations.tick import TickResult, run_tick
 from switchyard import events, landing
 from switchyard.clock import utc_now
@@ -172,32 +172,24 @@ def run_journey(
 ) -> RunSummary:
     """Tick, deliver what is due, and tick again so entries go on past the sends just decided
     (a send followed by a branch or another send at once), until nothing more is due. Holds the
-    journey's lock throughout: a second run of it waits, then starts from what this one did.
-    A marketing journey also holds the lock all counted sends share: caps count across journeys,
-    so a run of another one (an overlapping tier, the CLI beside Dagster) reads the ledger after
-    this one's sends, never between its read and its sends. Transactional journeys neither
-    count nor wait. `uncounted_journeys`: the transactional ones, whose sends no cap counts.
+    journey's lock throughout (activations/run_locks.py): a second run of it waits, then starts
+    from what this one did. A marketing journey also holds the lock all counted sends share:
+    caps count across journeys, so a run of another one (an overlapping tier, the CLI beside
+    Dagster) reads the ledger after this one's sends, never between its read and its sends.
+    Transactional journeys neither count nor wait. `uncounted_journeys`: the transactional
+    ones, whose sends no cap counts.
     `links`: signs each message's unsubscribe and preference-center links
     (ChannelSettings.links).
     `partition`: only the people of this partition (activations/partitions.py), under its own
-    locks, so runs of other partitions go on at once beside it; its share of each rate limit.
+    locks, so runs of other partitions go on at once beside it (it reads one snapshot of the
+    warehouse throughout); its share of each rate limit.
     `partition_count`: the configured count (default: SWITCHYARD_PERSON_PARTITIONS); a run over
     everyone holds every partition's locks. `source`: the warehouse to read, when it is not the
     DuckDB file at `duckdb_path` (activations/arrow_warehouse.py: Spark)."""
-    read_from = source if source is not None else duckdb_path
     count = partition_count or partitions.configured_count()
-    suffixes = partitions.lock_suffixes(partition, count)
-    with contextlib.ExitStack() as locks:
-        # Always in this order (the journey's, then the shared one, each by partition): no two
-        # runs wait on each other. Each handle is closed, releasing its lock, however the run
-        # ends.
-        for suffix in suffixes:
-            locks.enter_context(transitions.journey_lock(landing_dir, journey.name + suffix))
-        if not journey.transactional:
-            for suffix in suffixes:
-                locks.enter_context(
-                    transitions.journey_lock(landing_dir, transitions.COUNTED_SENDS_LOCK + suffix)
-                )
+    with run_locks(
+        landing_dir, journey, partition, count, source if source is not None else duckdb_path
+    ) as read_from:
         # A fixed `now` (tests, backfills) also stamps the ledger, so caps see the simulated time.
         clock: Callable[[], datetime] = (lambda: now) if now is not None else utc_now
         as_of = clock()
@@ -281,7 +273,8 @@ def decide(
     run's clock now (default `as_of`), up to which sends are read for the cap. `partition`: only
     its people's entries. `source`: the DuckDB file, or another warehouse read as Arrow."""
     models = [journey.audience_model, *warehouse.MODELS_READ]
-    with warehouse.attached(source, models, partition) as con:
+    keyed = [journey.audience_model, *warehouse.BY_PERSON]
+    with warehouse.attached(source, models, partition, keyed) as con:
         aliases, aliased_at = warehouse.read_person_aliases(con)
         inputs.open_inputs(
             con, journey, landing_dir=landing_dir, aliases=aliases, partition=partition

@@ -30,8 +30,9 @@ FEEDBACK_MODEL = "stg_feedback__events"
 MODELS_READ = (
     PROFILE_MODEL, EVENTS_MODEL, FEEDBACK_MODEL, CONSENTS_MODEL, SUPPRESSIONS_MODEL, ALIASES_MODEL,
 )  # fmt: skip
-# Those keyed by the person a run's partition is of (the others are read whole).
-_BY_PERSON = (PROFILE_MODEL, EVENTS_MODEL)
+# Those keyed by the person a run's partition is of (and every audience; the others are read
+# whole).
+BY_PERSON = (PROFILE_MODEL, EVENTS_MODEL)
 
 
 def people_query(dialect: str = "duckdb") -> str:
@@ -153,12 +154,14 @@ def attached(
     source: Source,
     relations: Collection[str] = (),
     partition: PersonPartition | None = None,
+    by_person: Collection[str] = BY_PERSON,
 ) -> Iterator[duckdb.DuckDBPyConnection]:
     """An in-memory DuckDB with the warehouse as `wh` (and in use): the DuckDB file attached
     read-only, or, for another engine (activations/arrow_warehouse.py), `relations` read from it
-    as Arrow into `wh` (those keyed by person only for `partition`'s people, if given)."""
+    as Arrow into `wh` (those in `by_person`, keyed by person_id, only for `partition`'s
+    people, if given)."""
     if not isinstance(source, Path):
-        with _loaded(source, relations, partition) as con:
+        with _loaded(source, relations, partition, by_person) as con:
             yield con
         return
     duckdb_path = source
@@ -182,7 +185,10 @@ def attached(
 
 @contextmanager
 def _loaded(
-    source: ArrowWarehouse, relations: Collection[str], partition: PersonPartition | None
+    source: ArrowWarehouse,
+    relations: Collection[str],
+    partition: PersonPartition | None,
+    by_person: Collection[str],
 ) -> Iterator[duckdb.DuckDBPyConnection]:
     con = duckdb.connect()
     try:
@@ -190,7 +196,7 @@ def _loaded(
         con.execute("use wh")
         for name in relations:
             query = exp.select("*").from_(relation(name))
-            if partition is not None and name in _BY_PERSON:
+            if partition is not None and name in by_person:
                 query = query.where(partition.condition(exp.column("person_id", quoted=True)))
             con.register("loaded", _naive_utc(read_table(source, query)))
             con.execute(f"create table wh.main.{quoted(name)} as select * from loaded")

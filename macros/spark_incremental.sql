@@ -22,7 +22,7 @@
     (dim_identities reads the rows it replaces), and Spark recomputes a cached view once a table
     it reads changes: the delete would change the batch it deletes for. -#}
 {%- set batch = api.Relation.create(schema=target.schema, identifier=target.identifier ~ '__batch', type='table') -%}
-{%- do run_query('drop table if exists ' ~ batch) -%}
+{%- do refuse_leftover_scratch(batch, target) -%}
 {%- do run_query('create table ' ~ batch ~ ' using parquet as select * from ' ~ source) -%}
 {%- set matches = [] -%}
 {%- for key in keys -%}

@@ -48,7 +48,8 @@ def build_definitions() -> dg.Definitions:
     pipeline = dg.define_asset_job(
         PIPELINE_JOB,
         selection=dg.AssetSelection.all() - upkeep.selection - apart,
-        description="Build every model, run every journey, then metrics.",
+        description="Build every model, run every journey (with person partitions configured "
+        "the tier_<tier>_sends jobs run them instead), then metrics.",
     )
     tier_jobs = build_tier_jobs(
         journeys,

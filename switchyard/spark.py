@@ -27,6 +27,17 @@ def target(environ: Mapping[str, str] = os.environ) -> str:
     return environ.get(TARGET_VARIABLE, "duckdb")
 
 
+def require_duckdb_target(what: str, environ: Mapping[str, str] = os.environ) -> None:
+    """Stop `what` (a Dagster asset reading the DuckDB file) when dbt builds another target: it
+    would act on a stale file, if one is there at all."""
+    if target(environ) != "duckdb":
+        raise RuntimeError(
+            f"{what} reads the DuckDB warehouse, but {TARGET_VARIABLE}={target(environ)!r}: "
+            "Dagster's journeys and publish run on the duckdb target only for now (the engine "
+            "reads Spark through activations/arrow_warehouse.py; see docs/scaling.md)"
+        )
+
+
 def session_settings(environ: Mapping[str, str] = os.environ) -> dict[str, str]:
     """The spark output's server_side_parameters, rendered as dbt renders them."""
     profile = yaml.safe_load((PROJECT_DIR / "profiles.yml").read_text())

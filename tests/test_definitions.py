@@ -158,6 +158,13 @@ def test_person_partitions_run_each_tiers_journeys_per_partition_after_its_model
             ),
         )
         requests = sensor(context)
-    assert [r.partition_key for r in requests] == keys
-    assert len({r.run_key for r in requests}) == 3
-    assert all(r.run_key and r.run_key.startswith(run.run_id) for r in requests)
+        assert [r.partition_key for r in requests] == keys
+        assert len({r.run_key for r in requests}) == 3
+        assert all(r.run_key and r.run_key.startswith(run.run_id) for r in requests)
+        # a partition whose run has not started yet gets no second one
+        waiting = instance.create_run_for_job(sends, tags={"dagster/partition": keys[1]})
+        assert waiting.status == dg.DagsterRunStatus.NOT_STARTED
+        again = sensor(context)
+        assert [r.partition_key for r in again] == [keys[0], keys[2]]
+    # the sends job is not a seconds-tier run (the instance runs one of those at a time)
+    assert "tier" not in (sends.tags or {})

@@ -5,6 +5,7 @@ all at once sending every due key once while the global frequency cap holds acro
 
 from __future__ import annotations
 
+import fcntl
 import threading
 from collections import Counter
 from pathlib import Path
@@ -20,6 +21,7 @@ from activations.partitions import (
     lock_suffixes,
 )
 from activations.run import RunSummary, run_journey
+from activations.run_locks import run_locks
 from sandbox import Fault, Sandbox
 from switchyard import landing
 from tests.test_overlapping_runs import T, build_warehouse, journey
@@ -117,3 +119,85 @@ def test_partitions_of_two_journeys_at_once_send_each_key_once_and_keep_the_cap(
     for _, partition, summary in runs:
         mine = [p for p in PEOPLE if partition.holds(p)]
         assert sum(summary.sent.values()) + summary.deferred["capped"] == len(mine)
+
+
+def test_a_partitions_run_also_holds_the_partitions_its_merged_ids_came_from(
+    tmp_path: Path,
+) -> None:
+    """Entries recorded under an id since merged away follow the id that holds its identifiers
+    now, into that id's partition: its run holds the old id's partition too (a run acting on
+    the old id, on an older snapshot, is over first), and reads one pinned snapshot."""
+    count = 4
+    new = "p1"
+    old = next(f"old{i}" for i in range(100) if not PersonPartition.of(f"old{i}", count).holds(new))
+    mine, theirs = PersonPartition.of(new, count), PersonPartition.of(old, count)
+    landing_dir = tmp_path / "landing"
+    landing.ensure_layout(landing_dir)
+    j = journey("cart")
+    path = tmp_path / "warehouse.duckdb"
+    build_warehouse(path, [j])
+    con = duckdb.connect(str(path))
+    con.execute("insert into dim_person_aliases values (?, ?, now(), true)", [old, new])
+    con.close()
+    locks = landing_dir / "journeys" / "locks"
+
+    def held(name: str) -> bool:
+        with (locks / f"{name}.lock").open("ab") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(handle, fcntl.LOCK_UN)
+            return False
+
+    with run_locks(landing_dir, j, mine, count, path) as pinned:
+        assert held(f"cart.{mine.key}") and held(f"cart.{theirs.key}")
+        assert held(f"_counted_sends.{theirs.key}")
+        others = [p for p in all_partitions(count) if p not in (mine, theirs)]
+        assert not any(held(f"cart.{p.key}") for p in others)
+        # a newer copy published over the file: the run still reads the one it pinned
+        assert isinstance(pinned, Path) and pinned != path
+        newer = tmp_path / "newer.duckdb"
+        duckdb.connect(str(newer)).close()
+        newer.replace(path)
+        (aliases,) = duckdb.connect(str(pinned), read_only=True).execute(
+            "select count(*) from dim_person_aliases"
+        ).fetchone() or (0,)
+        assert aliases == 1
+    assert not pinned.exists() and not held(f"cart.{theirs.key}")
+    # without the merge, only its own partition
+    plain = tmp_path / "plain.duckdb"
+    build_warehouse(plain, [j])
+    with run_locks(landing_dir, j, theirs, count, plain):
+        assert held(f"cart.{theirs.key}") and not held(f"cart.{mine.key}")
+
+
+def test_a_partitions_run_goes_on_while_another_partition_is_running(tmp_path: Path) -> None:
+    """Runs of different partitions never wait on each other: with partition 1's locks held (as
+    by its run, mid-send), partitions 2 and 3 run to the end and send to their people."""
+    landing_dir = tmp_path / "landing"
+    landing.ensure_layout(landing_dir)
+    j = journey("cart")
+    path = tmp_path / "warehouse.duckdb"
+    build_warehouse(path, [j])
+    first, *others = all_partitions(3)
+    finished: list[RunSummary] = []
+    with Sandbox() as sandbox, run_locks(landing_dir, j, first, 3, path):
+        clients = ChannelSettings.for_sandbox(sandbox.base_url).clients()
+
+        def rest() -> None:
+            for p in others:
+                finished.append(
+                    run_journey(j, duckdb_path=path, landing_dir=landing_dir, clients=clients,
+                                now=T, partition=p, partition_count=3)
+                )  # fmt: skip
+
+        worker = threading.Thread(target=rest, daemon=True)
+        worker.start()
+        worker.join(timeout=60)  # a hang guard: they wait on nothing partition 1 holds
+        assert not worker.is_alive(), "partitions 2 and 3 waited on partition 1's locks"
+        texted = {r.recipient for r in sandbox.received}
+    theirs = [i for i, p in enumerate(PEOPLE[:3]) if not first.holds(p)]
+    assert theirs  # someone outside partition 1 to send to
+    assert texted == {f"+1415555{i:04d}" for i in theirs}
+    assert len(finished) == 2

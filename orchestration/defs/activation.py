@@ -16,6 +16,7 @@ from orchestration.defs.resources import ChannelsResource, WarehouseResource
 from orchestration.defs.transform import ACTIVATION_KEY_PREFIX, WAREHOUSE_POOL
 from switchyard.clock import parse_utc
 from switchyard.publish import published_path
+from switchyard.spark import require_duckdb_target
 from switchyard.tiers import TIERS
 
 
@@ -107,6 +108,7 @@ def build_activation_asset(
         warehouse: WarehouseResource,
         channels: ChannelsResource,
     ) -> dg.MaterializeResult:
+        require_duckdb_target(f"journey {journey.name!r}")
         paths = warehouse.paths()
         now = parse_utc(config.now) if config.now else None
         limits = DeliveryLimits.from_env()
@@ -125,7 +127,6 @@ def build_activation_asset(
                 uncounted_journeys=uncounted,
                 links=settings.links,
                 partition=partition,
-                partition_count=partition.count if partition else None,
             )
         context.log.info(f"journey {journey.name}: {summary.as_metadata()}")
         preview = run_preview(paths.landing, summary.run_id)

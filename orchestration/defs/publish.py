@@ -5,6 +5,7 @@ import dagster as dg
 from orchestration.defs.resources import WarehouseResource
 from orchestration.defs.transform import WAREHOUSE_POOL
 from switchyard.publish import publish
+from switchyard.spark import require_duckdb_target
 
 PUBLISHED_KEY = dg.AssetKey(["published_warehouse"])
 
@@ -25,6 +26,7 @@ def build_publish_asset(after: list[dg.AssetKey]) -> dg.AssetsDefinition:
     def _publish(
         context: dg.AssetExecutionContext, warehouse: WarehouseResource
     ) -> dg.MaterializeResult:
+        require_duckdb_target("publishing the warehouse")
         done = publish(warehouse.paths().duckdb)
         context.log.info(f"published {done.path} in {done.seconds:.2f} s ({done.method})")
         return dg.MaterializeResult(

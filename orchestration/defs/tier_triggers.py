@@ -174,25 +174,42 @@ def build_partitioned_sends(
             selection=dg.AssetSelection.tag("tier", tier) & dg.AssetSelection.groups("activations"),
             partitions_def=partitions_def,
             description=f"The {tier} tier's journeys, one run per person partition",
-            tags={"tier": tier},
+            # not `tier`: the instance runs one seconds-tier run at a time (dagster.yaml), and
+            # the partitions' runs are meant to run at once
+            tags={"sends_tier": tier},
             executor_def=dg.in_process_executor,
         )
 
-        @dg.run_status_sensor(
-            name=f"{sends_job_name(tier)}_after_models",
-            run_status=dg.DagsterRunStatus.SUCCESS,
-            monitored_jobs=[tier_job],
-            request_job=sends,
-            default_status=dg.DefaultSensorStatus.STOPPED,
-            minimum_interval_seconds=SENSOR_INTERVAL_SECONDS,
-        )
-        def _after_models(context: dg.RunStatusSensorContext) -> list[dg.RunRequest]:
-            run_id = context.dagster_run.run_id
-            return [
-                dg.RunRequest(run_key=f"{run_id}:{key}", partition_key=key)
-                for key in partitions_def.get_partition_keys()
-            ]
-
         jobs.append(sends)
-        sensors.append(_after_models)
+        sensors.append(_after_models_sensor(tier_job, sends, partitions_def))
     return jobs, sensors
+
+
+def _after_models_sensor(
+    tier_job: dg.UnresolvedAssetJobDefinition,
+    sends: dg.UnresolvedAssetJobDefinition,
+    partitions_def: dg.StaticPartitionsDefinition,
+) -> dg.SensorDefinition:
+    @dg.run_status_sensor(
+        name=f"{sends.name}_after_models",
+        run_status=dg.DagsterRunStatus.SUCCESS,
+        monitored_jobs=[tier_job],
+        request_job=sends,
+        default_status=dg.DefaultSensorStatus.STOPPED,
+        minimum_interval_seconds=SENSOR_INTERVAL_SECONDS,
+    )
+    def _after_models(context: dg.RunStatusSensorContext) -> list[dg.RunRequest]:
+        # A partition whose run has not started yet reads the models as they are when it does:
+        # another request would only queue behind it.
+        waiting = context.instance.get_runs(
+            filters=dg.RunsFilter(job_name=sends.name, statuses=_WAITING)
+        )
+        pending = {run.tags.get("dagster/partition") for run in waiting}
+        run_id = context.dagster_run.run_id
+        return [
+            dg.RunRequest(run_key=f"{run_id}:{key}", partition_key=key)
+            for key in partitions_def.get_partition_keys()
+            if key not in pending
+        ]
+
+    return _after_models
