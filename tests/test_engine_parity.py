@@ -31,6 +31,7 @@ from switchyard.pipeline import run_pipeline
 from switchyard.settings import PROJECT_DIR, Paths
 from tests.dbt_helpers import dbt_build
 from tests.generated_sql import generated_queries
+from tests.spark_parity import LOST_TO_THE_RACE
 
 # Columns that differ between any two builds, not only between engines: each run's batch stamp,
 # and the identity graph's internal integer labels (numbered in whatever order the engine
@@ -85,26 +86,14 @@ def built(module_paths: Paths, tmp_path_factory: pytest.TempPathFactory) -> dict
 
     spark_home = tmp_path_factory.mktemp("spark-home")
     dumps = tmp_path_factory.mktemp("spark-dumps")
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tests.spark_parity",
-            "--home",
-            str(spark_home),
-            "--stage",
-            str(stages / "before"),
-            "--stage",
-            str(stages / "after"),
-            "--out",
-            str(dumps),
-            "--now",
-            PREVIEW_AT.isoformat(),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=PROJECT_DIR,
-    )
+    command = [sys.executable, "-m", "tests.spark_parity", "--home", str(spark_home),
+               "--stage", str(stages / "before"), "--stage", str(stages / "after"),
+               "--out", str(dumps), "--now", PREVIEW_AT.isoformat()]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, cwd=PROJECT_DIR)
+    if done.returncode == LOST_TO_THE_RACE:  # Spark's deserialization error: a new session
+        done = subprocess.run(
+            [*command, "--resume"], capture_output=True, text=True, cwd=PROJECT_DIR
+        )
     # its report is the end of stderr (Spark's own logging comes before it)
     assert done.returncode == 0, done.stderr[-4000:]
     return {
