@@ -10,18 +10,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import duckdb
-from sqlglot import exp
 
 from activations import ledger, transitions
 from activations.graph import Wait
 from activations.journeys import PROFILE_MODEL, Journey
 from activations.partitions import PersonPartition
 from activations.tick import lit
-from activations.warehouse import ALIASES_MODEL, EVENTS_MODEL, FEEDBACK_MODEL
-
-
-def quoted(name: str) -> str:
-    return exp.to_identifier(name, quoted=True).sql(dialect="duckdb")
+from activations.warehouse import ALIASES_MODEL, EVENTS_MODEL, FEEDBACK_MODEL, quoted
 
 
 def open_inputs(

@@ -36,14 +36,9 @@ def run_locks(
     source: warehouse.Source,
 ) -> Iterator[warehouse.Source]:
     """Hold the run's locks; yields the warehouse to read while they are held."""
-    if partition is not None and partition.count != count:
-        raise ValueError(
-            f"partition {partition.key} does not match SWITCHYARD_PERSON_PARTITIONS={count}: runs "
-            "under two counts would not share their locks (change the count only while no "
-            "journey runs)"
-        )
+    suffixes = lock_suffixes(partition, count)  # (a partition of another count is refused)
     if partition is None or count == 1:
-        with _holding(landing_dir, journey, lock_suffixes(partition, count)):
+        with _holding(landing_dir, journey, suffixes):
             yield source
         return
     held = {partition}
