@@ -12,6 +12,7 @@ class SandboxCredentials:
     twilio_auth_token: str = "sandbox-auth-token"
     fcm_project_id: str = "switchyard-sandbox"
     fcm_access_token: str = "ya29.sandbox-token"
+    braze_api_key: str = "braze-sandbox-rest-key"
     smtp_username: str = "switchyard"
     smtp_password: str = "sandbox-smtp-password"
     # signs the sandbox's unsubscribe and preference links (HS256: 32 bytes at least)

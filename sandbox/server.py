@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
-from sandbox import google, providers
+from sandbox import braze, google, providers
 from sandbox.credentials import SANDBOX_CREDENTIALS, SandboxCredentials
 from sandbox.http import AsyncHttpServer
 from sandbox.providers import Reply, Request
@@ -103,6 +103,9 @@ class Sandbox:
         self.requests_seen = 0
         self.in_flight = 0
         self.most_in_flight = 0  # the most requests it was answering at once
+        # A Braze workspace, for the syncs (activations/syncs): set `braze.window` to change
+        # its /users/track rate limit.
+        self.braze = braze.BrazeWorkspace(credentials.braze_api_key)
         self._server = AsyncHttpServer(host, port, self.handle)
 
     @property
@@ -171,6 +174,8 @@ class Sandbox:
     async def _handle(self, req: Request) -> Reply | None:
         if req.method == "GET" and req.path == "/_sandbox/messages":
             return Reply(200, [r.__dict__ for r in self.received])
+        if req.method == "GET" and req.path == "/_sandbox/braze/users":
+            return Reply(200, self.braze.users)
         if req.method == "POST" and req.path == "/_sandbox/faults":
             self.fail_next(Fault(**json.loads(req.body)))
             return Reply(204)
@@ -241,6 +246,8 @@ class Sandbox:
             return "fcm", lambda r: providers.fcm_send(r, creds, m.group(1), self._token_ok)
         if req.path == google.TOKEN_PATH:
             return "google", self._grant_token
+        if req.path in (braze.TRACK_PATH, braze.DELETE_PATH):
+            return "braze", self.braze.handle
         if req.path == WEBHOOK_PATH:
             return "webhook", self._receive_webhook
         return None

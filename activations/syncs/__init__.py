@@ -1,0 +1,14 @@
+"""Syncs: a dbt model's rows kept in step with an engagement platform (reverse ETL), changed rows
+only, every row's outcome landed. Declared in the dbt project (`meta.syncs`, declaration.py)."""
+
+from activations.syncs.declaration import Sync, SyncDefinitionError, load_syncs
+from activations.syncs.run import MassRemovalError, SyncSummary, run_sync
+
+__all__ = [
+    "MassRemovalError",
+    "Sync",
+    "SyncDefinitionError",
+    "SyncSummary",
+    "load_syncs",
+    "run_sync",
+]

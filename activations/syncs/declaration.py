@@ -1,0 +1,162 @@
+"""Syncs as the dbt project declares them: `meta.syncs` on a model, one entry per destination.
+
+    config:
+      meta:
+        syncs:
+          - name: braze_people            # unique across the project
+            destination: braze
+            tier: hours                   # when it runs (switchyard/tiers.py)
+            key: person_id                # the model's column naming the user (Braze external_id)
+            attributes:                   # destination attribute: model column
+              email: email
+              first_name: first_name
+            on_remove: unset              # unset (the attributes set to null) | delete | keep
+            max_removal_share: 0.25       # stop when more than this share would be removed
+            max_attempts: 3               # a rejected row is tried this many times, then kept
+
+An audience sync names `membership_attribute` instead of `attributes`: members get it set to
+true and people who leave the audience get it set to false.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from switchyard.tiers import TIERS
+
+DESTINATIONS = ("braze",)
+OnRemove = Literal["unset", "delete", "keep"]
+_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+_KNOWN = {
+    "name", "destination", "tier", "key", "attributes", "membership_attribute", "on_remove",
+    "max_removal_share", "max_attempts",
+}  # fmt: skip
+
+
+class SyncDefinitionError(ValueError):
+    """A sync declaration that cannot run; the message names the model, the sync and the fix."""
+
+
+@dataclass(frozen=True)
+class Sync:
+    name: str
+    model: str
+    destination: str
+    tier: str
+    key: str
+    attributes: tuple[tuple[str, str], ...]  # (destination attribute, model column)
+    membership_attribute: str | None
+    on_remove: OnRemove
+    max_removal_share: float
+    max_attempts: int
+
+    @property
+    def columns(self) -> list[str]:
+        """The model columns a run reads besides the key."""
+        return [column for _, column in self.attributes]
+
+    @property
+    def is_audience(self) -> bool:
+        return self.membership_attribute is not None
+
+    @classmethod
+    def from_meta(cls, model: str, meta: Any, model_columns: set[str]) -> Sync:
+        where = f"model {model!r}, meta.syncs"
+        if not isinstance(meta, dict):
+            raise SyncDefinitionError(f"{where}: each sync is a mapping, not {meta!r}")
+        name = meta.get("name")
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise SyncDefinitionError(
+                f"{where}: every sync needs a `name` of lowercase letters, digits and _ "
+                f"(got {name!r})"
+            )
+        where = f"model {model!r}, sync {name!r}"
+        unknown = set(meta) - _KNOWN
+        if unknown:
+            raise SyncDefinitionError(
+                f"{where}: unknown keys {sorted(unknown)}; allowed: {sorted(_KNOWN)}"
+            )
+        destination = meta.get("destination")
+        if destination not in DESTINATIONS:
+            raise SyncDefinitionError(
+                f"{where}: destination {destination!r} is not one of {list(DESTINATIONS)}"
+            )
+        tier = meta.get("tier", "hours")
+        if tier not in TIERS:
+            raise SyncDefinitionError(f"{where}: tier {tier!r} is not one of {sorted(TIERS)}")
+        key = meta.get("key", "person_id")
+        attributes = meta.get("attributes") or {}
+        membership = meta.get("membership_attribute")
+        if not isinstance(attributes, dict) or bool(attributes) == bool(membership):
+            raise SyncDefinitionError(
+                f"{where}: declare either `attributes` (destination name: model column) or "
+                "`membership_attribute` (an audience sync), not both"
+            )
+        if membership is not None and not isinstance(membership, str):
+            raise SyncDefinitionError(f"{where}: membership_attribute must be a name")
+        pairs = tuple((str(k), str(v)) for k, v in attributes.items())
+        missing = sorted({key, *(v for _, v in pairs)} - model_columns) if model_columns else []
+        if missing:
+            raise SyncDefinitionError(
+                f"{where}: columns {missing} are not among the model's documented columns "
+                f"{sorted(model_columns)}"
+            )
+        if key in {k for k, _ in pairs} or "external_id" in {k for k, _ in pairs}:
+            raise SyncDefinitionError(f"{where}: the key is sent as external_id, not an attribute")
+        on_remove = meta.get("on_remove", "unset")
+        if on_remove not in ("unset", "delete", "keep"):
+            raise SyncDefinitionError(
+                f"{where}: on_remove {on_remove!r} is not one of unset, delete, keep"
+            )
+        if membership is not None and on_remove == "delete":
+            raise SyncDefinitionError(
+                f"{where}: an audience sync never deletes users: leaving the audience sets "
+                f"{membership} to false"
+            )
+        share = meta.get("max_removal_share", 0.25)
+        attempts = meta.get("max_attempts", 3)
+        if not isinstance(share, int | float) or not 0 < share <= 1:
+            raise SyncDefinitionError(f"{where}: max_removal_share must be in (0, 1], not {share!r}")
+        if not isinstance(attempts, int) or attempts < 1:
+            raise SyncDefinitionError(f"{where}: max_attempts must be a whole number >= 1")
+        return cls(
+            name=name,
+            model=model,
+            destination=destination,
+            tier=tier,
+            key=key,
+            attributes=pairs,
+            membership_attribute=membership,
+            on_remove=on_remove,
+            max_removal_share=float(share),
+            max_attempts=attempts,
+        )
+
+
+def load_syncs(manifest_path: Path) -> list[Sync]:
+    """Every sync declared in the dbt project, from its manifest.json."""
+    if not manifest_path.exists():
+        raise FileNotFoundError(
+            f"dbt manifest not found at {manifest_path}: run `switchyard prepare` (or `dbt parse`)"
+        )
+    manifest = json.loads(manifest_path.read_text())
+    syncs: list[Sync] = []
+    for node in manifest["nodes"].values():
+        if node.get("resource_type") != "model":
+            continue
+        declared = node.get("config", {}).get("meta", {}).get("syncs")
+        if not declared:
+            continue
+        if not isinstance(declared, list):
+            raise SyncDefinitionError(f"model {node['name']!r}: meta.syncs must be a list")
+        columns = set(node.get("columns", {}))
+        syncs += [Sync.from_meta(node["name"], meta, columns) for meta in declared]
+    names = [s.name for s in syncs]
+    duplicated = sorted({n for n in names if names.count(n) > 1})
+    if duplicated:
+        raise SyncDefinitionError(f"sync names declared more than once: {duplicated}")
+    return sorted(syncs, key=lambda s: s.name)

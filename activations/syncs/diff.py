@@ -1,0 +1,123 @@
+"""What changed since the destination last acknowledged: the model's rows against the landed
+results (activations/syncs/results.py), in one columnar pass on an in-memory DuckDB.
+
+A row is `added` when the destination holds nothing live for its key, `changed` when its hash
+(md5 of the attributes it would send) differs from the last one acknowledged, `removed` when
+its key was acknowledged live and is no longer in the model. A key whose last tries were all
+refused `max_attempts` times, with the same row, is held: it waits for the row to change.
+Keys that appear more than once in the model are not sent (which row would win is undefined):
+each is reported as rejected with the count.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+from sqlglot import exp
+
+from activations.syncs.declaration import Sync
+from activations.syncs.results import results_view
+
+
+@dataclass(frozen=True)
+class Diff:
+    changes: pa.Table  # key, change, row_hash, payload (JSON object, key excluded), attempt
+    duplicates: pa.Table  # key, rows: keys the model holds more than once
+    unchanged: int
+    held: int  # given up on earlier and unchanged since
+    null_keys: int  # model rows without a key: never sent
+    live: int  # keys the destination holds live, as last acknowledged
+
+    def count(self, change: str) -> int:
+        return sum(1 for c in self.changes.column("change").to_pylist() if c == change)
+
+
+def _ident(name: str) -> str:
+    return exp.to_identifier(name, quoted=True).sql(dialect="duckdb")
+
+
+def _payload_sql(sync: Sync) -> str:
+    """The row's attributes as a JSON object, in declared order (so its text, and hash, are
+    stable): what /users/track receives beside the external_id."""
+    if sync.membership_attribute is not None:
+        return f"to_json(struct_pack({_ident(sync.membership_attribute)} := true))"
+    fields = ", ".join(f"{_ident(attr)} := {_ident(column)}" for attr, column in sync.attributes)
+    return f"to_json(struct_pack({fields}))"
+
+
+def compute_diff(
+    con: duckdb.DuckDBPyConnection, sync: Sync, model: pa.Table, landing_dir: Path
+) -> Diff:
+    """`model`: the key and the declared columns, as read from the warehouse."""
+    con.register("model_in", model)
+    key = _ident(sync.key)
+    con.execute(
+        f"""
+        create or replace temp table model_rows as
+        select cast({key} as varchar) as key, cast({_payload_sql(sync)} as varchar) as payload,
+            count(*) over (partition by {key}) as copies
+        from model_in where {key} is not null
+        """
+    )
+    ((null_keys,),) = con.execute(f"select count(*) from model_in where {key} is null").fetchall()
+    con.unregister("model_in")
+    results_view(con, landing_dir, sync.name)
+    con.execute(
+        """
+        create or replace temp table acked as
+        select key, change <> 'removed' as live, row_hash, recorded_at
+        from results where outcome = 'synced'
+        qualify row_number() over (partition by key order by recorded_at desc) = 1
+        """
+    )
+    # Refusals since the last acknowledgement: how many, and whether the last was the final one.
+    con.execute(
+        """
+        create or replace temp table tries as
+        select r.key, count(*) filter (where r.outcome in ('rejected', 'gave_up')) as rejections,
+            arg_max(r.outcome, r.recorded_at) as last_outcome,
+            arg_max(r.row_hash, r.recorded_at) as last_hash
+        from results r left join acked a using (key)
+        where r.outcome <> 'synced' and (a.recorded_at is null or r.recorded_at > a.recorded_at)
+        group by r.key
+        """
+    )
+    con.execute(
+        """
+        create or replace temp table compared as
+        select coalesce(m.key, a.key) as key,
+            case
+                when m.key is not null and not coalesce(a.live, false) then 'added'
+                when m.key is not null and a.row_hash is distinct from md5(m.payload)
+                    then 'changed'
+                when m.key is null and a.live then 'removed'
+            end as change,
+            md5(m.payload) as row_hash, m.payload, m.key is not null as in_model,
+            coalesce(t.rejections, 0) as rejections,
+            t.last_outcome = 'gave_up' and t.last_hash is not distinct from md5(m.payload) as held
+        from (select * from model_rows where copies = 1) m
+        full join acked a using (key)
+        left join tries t on t.key = coalesce(m.key, a.key)
+        """
+    )
+    changes = con.sql(
+        """
+        select key, change, row_hash, payload, rejections + 1 as attempt
+        from compared where change is not null and not coalesce(held, false)
+        """
+    ).to_arrow_table()
+    ((unchanged, held, live),) = con.execute(
+        """
+        select count(*) filter (where change is null and in_model),
+            count(*) filter (where change is not null and coalesce(held, false)),
+            (select count(*) from acked where live)
+        from compared
+        """
+    ).fetchall()
+    duplicates = con.sql(
+        "select key, any_value(copies) as rows from model_rows where copies > 1 group by key"
+    ).to_arrow_table()
+    return Diff(changes, duplicates, int(unchanged), int(held), int(null_keys), int(live))

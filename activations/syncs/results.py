@@ -1,0 +1,82 @@
+"""Every row a sync tried, with its outcome, landed as Parquet beside the ledger.
+
+A run writes what it sent (and what it chose not to send) as new files, never rewriting one; dbt
+stages the folder into `dim_sync_state` (what each destination holds, as far as it acknowledged)
+and `fct_sync_rows`. The next run diffs against the same files, so it never depends on dbt
+having run in between.
+
+outcome:
+  synced    the destination took it (a removal: `op` says how it was removed)
+  rejected  the destination refused this row, with its reason; tried again next run
+  gave_up   refused `max_attempts` times: kept with the reason, not sent again until it changes
+  failed    the request never got an answer the run could use (5xx, network) after its
+            retries: nothing is known to have changed, and the next run sends it again
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import duckdb
+from sqlglot import exp
+
+from switchyard import landing
+
+FOLDER = ("syncs", "results")
+COLUMNS: dict[str, str] = {
+    "sync": "VARCHAR",
+    "destination": "VARCHAR",
+    "key": "VARCHAR",  # the model's key (Braze: the external_id)
+    "change": "VARCHAR",  # added | changed | removed
+    "op": "VARCHAR",  # upsert | unset | delete | membership_off | keep (removed, nothing sent)
+    "row_hash": "VARCHAR",  # md5 of the row's attributes as the model had them; null if removed
+    "payload": "VARCHAR",  # the object sent (JSON); null when nothing was
+    "outcome": "VARCHAR",  # synced | rejected | gave_up | failed
+    "reason": "VARCHAR",
+    "attempt": "INTEGER",  # 1 for a first try; rejections since the last acknowledged row + 1
+    "run_id": "VARCHAR",
+    "recorded_at": "TIMESTAMP",
+}
+OUTCOMES = ("synced", "rejected", "gave_up", "failed")
+PLACEHOLDER = "schema-placeholder.parquet"  # keeps the glob readable before the first run
+
+
+def folder(landing_dir: Path) -> Path:
+    return landing_dir.joinpath(*FOLDER)
+
+
+def glob(landing_dir: Path) -> str:
+    return str(folder(landing_dir) / "*.parquet")
+
+
+def ensure_folder(landing_dir: Path) -> Path:
+    where = folder(landing_dir)
+    placeholder = where / PLACEHOLDER
+    if placeholder.exists():
+        return where
+    where.mkdir(parents=True, exist_ok=True)
+    with duckdb.connect() as con:
+        typed = ", ".join(f'cast(null as {kind}) as "{n}"' for n, kind in COLUMNS.items())
+        landing.write_parquet(con, f"select {typed} limit 0", placeholder)
+    return where
+
+
+def append(con: duckdb.DuckDBPyConnection, relation: str, landing_dir: Path, run_id: str) -> Path:
+    """`relation` (a table on `con` with COLUMNS) as one new file, atomically."""
+    where = ensure_folder(landing_dir)
+    columns = ", ".join(f'cast("{n}" as {kind}) as "{n}"' for n, kind in COLUMNS.items())
+    target = where / f"run-{run_id}-{uuid.uuid4().hex[:8]}.parquet"
+    landing.write_parquet(con, f"select {columns} from {relation}", target)
+    return target
+
+
+def results_view(con: duckdb.DuckDBPyConnection, landing_dir: Path, sync: str) -> None:
+    """`results` on `con`: every row landed for `sync` so far."""
+    ensure_folder(landing_dir)
+    path = exp.Literal.string(glob(landing_dir)).sql(dialect="duckdb")
+    name = exp.Literal.string(sync).sql(dialect="duckdb")
+    con.execute(
+        f"create or replace temp view results as select * from read_parquet({path}, "
+        f"union_by_name = true) where sync = {name}"
+    )

@@ -1,0 +1,185 @@
+"""Braze's user data endpoints, as its REST API reference describes them (braze.com/docs/api):
+
+- `POST /users/track`: `attributes`, `events` and `purchases` arrays of at most 75 objects each,
+  every object naming its user (`external_id` here); 201 `{"message": "success",
+  "attributes_processed": n, ...}`; objects it cannot take are left out and listed as non-fatal
+  `errors` (`type`, `input_array`, `index`) beside "success". An attribute set to null is removed
+  from the profile.
+- `POST /users/delete`: `external_ids`, at most 50; `{"deleted": n, "message": "success"}`.
+- `Authorization: Bearer <REST API key>`, else 401. A workspace's requests to /users/track are
+  limited per window (3,000 per 3 s by default): over it, 429; every answer carries
+  `X-RateLimit-Limit`, `X-RateLimit-Remaining` and `X-RateLimit-Reset` (epoch seconds).
+
+The store is what a test or the demo looks at: each user's attributes and events.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from sandbox.providers import EMAIL, Reply, Request
+
+TRACK_PATH = "/users/track"
+DELETE_PATH = "/users/delete"
+TRACK_ARRAYS = ("attributes", "events", "purchases")
+MAX_TRACK_OBJECTS = 75
+MAX_DELETE_IDS = 50
+MAX_EXTERNAL_ID = 997  # characters, as Braze documents for external ids
+
+
+@dataclass
+class RateWindow:
+    """A fixed window of `limit` requests per `seconds`, as Braze counts them per workspace."""
+
+    limit: int = 3000
+    seconds: float = 3.0
+    _start: float = 0.0
+    _used: int = 0
+
+    def take(self, now: float) -> tuple[bool, dict[str, str]]:
+        """Whether one more request fits now, and the rate-limit headers to answer with."""
+        if now >= self._start + self.seconds:
+            self._start = math.floor(now / self.seconds) * self.seconds
+            self._used = 0
+        allowed = self._used < self.limit
+        if allowed:
+            self._used += 1
+        reset = self._start + self.seconds
+        headers = {
+            "X-RateLimit-Limit": str(self.limit),
+            "X-RateLimit-Remaining": str(max(0, self.limit - self._used)),
+            "X-RateLimit-Reset": f"{reset:.3f}",
+        }
+        return allowed, headers
+
+
+@dataclass
+class BrazeWorkspace:
+    """One Braze workspace: its API key, its users and its /users/track rate window."""
+
+    api_key: str
+    window: RateWindow = field(default_factory=RateWindow)
+    users: dict[str, dict[str, Any]] = field(default_factory=dict)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    requests: int = 0  # requests it processed (rate-limited ones not counted)
+    rate_limited: int = 0  # requests it answered 429
+    objects: int = 0  # attribute objects it accepted
+    largest_request: int = 0  # the most objects of one kind in a request it took
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def handle(self, req: Request) -> Reply:
+        if req.headers.get("authorization", "") != f"Bearer {self.api_key}":
+            return Reply(401, {"message": "Invalid API key"})
+        with self._lock:
+            allowed, headers = self.window.take(time.time())
+            if not allowed:
+                self.rate_limited += 1
+                return Reply(429, {"message": "Rate limit exceeded"}, headers)
+        try:
+            body = json.loads(req.body or b"null")
+        except ValueError:
+            return Reply(400, {"message": "Request body is not valid JSON"}, headers)
+        if not isinstance(body, dict):
+            return Reply(400, {"message": "Request body must be a JSON object"}, headers)
+        reply = self._track(body) if req.path == TRACK_PATH else self._delete(body)
+        reply.headers.update(headers)
+        return reply
+
+    def _track(self, body: dict[str, Any]) -> Reply:
+        for name in TRACK_ARRAYS:
+            items = body.get(name, [])
+            if not isinstance(items, list):
+                return Reply(400, {"message": f"'{name}' must be an array"})
+            if len(items) > MAX_TRACK_OBJECTS:
+                return Reply(
+                    400,
+                    {"message": f"'{name}' holds {len(items)} objects; at most "
+                     f"{MAX_TRACK_OBJECTS} are allowed per request"},
+                )  # fmt: skip
+        if not any(body.get(name) for name in TRACK_ARRAYS):
+            return Reply(400, {"message": "Request has no attributes, events or purchases"})
+        errors: list[dict[str, Any]] = []
+        processed: dict[str, int] = {}
+        with self._lock:
+            self.requests += 1
+            for name in TRACK_ARRAYS:
+                items = body.get(name, [])
+                self.largest_request = max(self.largest_request, len(items))
+                taken = 0
+                for index, item in enumerate(items):
+                    problem = _object_problem(name, item)
+                    if problem:
+                        errors.append({"type": problem, "input_array": name, "index": index})
+                        continue
+                    taken += 1
+                    self._apply(name, item)
+                if items:
+                    processed[f"{name}_processed"] = taken
+            self.objects += processed.get("attributes_processed", 0)
+        answer: dict[str, Any] = {"message": "success", **processed}
+        if errors:
+            answer["errors"] = errors
+        return Reply(201, answer)
+
+    def _apply(self, name: str, item: dict[str, Any]) -> None:
+        user_id = item["external_id"]
+        if name == "attributes":
+            profile = self.users.setdefault(user_id, {})
+            for key, value in item.items():
+                if key in ("external_id", "_update_existing_only"):
+                    continue
+                if value is None:
+                    profile.pop(key, None)  # null removes the attribute
+                else:
+                    profile[key] = value
+        else:
+            self.users.setdefault(user_id, {})
+            self.events.append({"kind": name, **item})
+
+    def _delete(self, body: dict[str, Any]) -> Reply:
+        ids = body.get("external_ids")
+        if not isinstance(ids, list) or not ids:
+            return Reply(400, {"message": "'external_ids' must be a non-empty array"})
+        if len(ids) > MAX_DELETE_IDS:
+            return Reply(
+                400, {"message": f"at most {MAX_DELETE_IDS} external_ids per request"}
+            )
+        with self._lock:
+            self.requests += 1
+            deleted = 0
+            for user_id in ids:
+                if self.users.pop(str(user_id), None) is not None:
+                    deleted += 1
+                self.deleted.append(str(user_id))
+        return Reply(202, {"deleted": deleted, "message": "success"})
+
+
+_ATTRIBUTE_NAME = re.compile(r"^[^$][^.]*$")  # no leading "$", no "." (Braze's custom names)
+
+
+def _object_problem(array: str, item: Any) -> str | None:
+    """Why Braze would leave this object out (a non-fatal error), or None."""
+    if not isinstance(item, dict):
+        return "object must be a JSON object"
+    user_id = item.get("external_id")
+    if not isinstance(user_id, str) or not user_id:
+        return "'external_id' or 'braze_id' or 'user_alias' is required"
+    if len(user_id) > MAX_EXTERNAL_ID:
+        return f"'external_id' is longer than {MAX_EXTERNAL_ID} characters"
+    if array == "attributes":
+        email = item.get("email")
+        if email is not None and (not isinstance(email, str) or not EMAIL.match(email)):
+            return f"Invalid email address: {email!r}"
+        for key in item:
+            if not _ATTRIBUTE_NAME.match(key):
+                return f"Invalid custom attribute name: {key!r}"
+    if array == "events" and not item.get("name"):
+        return "Event name is required"
+    return None
