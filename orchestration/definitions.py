@@ -15,6 +15,7 @@ from orchestration.defs.activation import (
 from orchestration.defs.publish import build_publish_asset
 from orchestration.defs.report import REPORT_TIER, journey_report
 from orchestration.defs.resources import resources
+from orchestration.defs.syncs import build_sync_asset, declared_syncs, sync_key
 from orchestration.defs.tier_triggers import (
     build_partitioned_sends,
     build_tier_jobs,
@@ -30,12 +31,16 @@ MEASUREMENT_TAG = "measurement"  # the dbt tag of the journey measurement marts 
 
 def build_definitions() -> dg.Definitions:
     journeys = declared_journeys()
-    dbt_models, dbt_metrics = build_dbt_assets([activation_key(j) for j in journeys])
+    syncs = declared_syncs()
+    dbt_models, dbt_metrics = build_dbt_assets(
+        [activation_key(j) for j in journeys] + [sync_key(s) for s in syncs]
+    )
     transactional = frozenset(j.name for j in journeys if j.transactional)
     partitions = person_partitions()
     activations = [
         build_activation_asset(j, dbt_models, transactional, partitions) for j in journeys
     ]
+    sync_assets = [build_sync_asset(s, dbt_models) for s in syncs]
     compaction = build_ledger_compaction_asset([activation_key(j) for j in journeys])
     published = build_publish_asset(list(dbt_metrics.keys))
     upkeep = dg.define_asset_job(
@@ -53,6 +58,7 @@ def build_definitions() -> dg.Definitions:
     )
     tier_jobs = build_tier_jobs(
         journeys,
+        also_in_use={s.tier for s in syncs},
         exclude=upkeep.selection | apart,
         only_in=[
             (dg.AssetSelection.assets(journey_report), {REPORT_TIER}),
@@ -71,7 +77,7 @@ def build_definitions() -> dg.Definitions:
         )
     )
     return dg.Definitions(
-        assets=[dbt_models, dbt_metrics, *activations, compaction, published, journey_report],
+        assets=[dbt_models, dbt_metrics, *activations, *sync_assets, compaction, published, journey_report],
         jobs=[pipeline, *tier_jobs, *sends_jobs, upkeep],
         schedules=schedules,
         sensors=sensors,

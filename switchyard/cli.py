@@ -1,5 +1,5 @@
-"""`switchyard` command line: demo (the main job), sandbox, generate, prepare, journeys, caps,
-ledger, inbox."""
+"""`switchyard` command line: demo (the main job), sandbox, generate, prepare, journeys, syncs,
+caps, ledger, inbox."""
 
 from __future__ import annotations
 
@@ -195,11 +195,49 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     print(f"dbt manifest: {manifest}")
     # the landing folders' typed placeholders, rewritten where an earlier version's lack a column
     landing.ensure_layout(Paths.from_env().landing)
+    from activations.syncs import SyncDefinitionError, load_syncs
+
     try:
         print(f"journeys: {', '.join(j.name for j in load_journeys(manifest)) or 'none'}")
-    except JourneyDefinitionError as exc:
-        print(f"invalid journey: {exc}", file=sys.stderr)
+        print(f"syncs: {', '.join(s.name for s in load_syncs(manifest)) or 'none'}")
+    except (JourneyDefinitionError, SyncDefinitionError) as exc:
+        print(f"invalid declaration: {exc}", file=sys.stderr)
         return 1
+    return 0
+
+
+def cmd_syncs(args: argparse.Namespace) -> int:
+    from activations.syncs import MassRemovalError, load_syncs, run_sync
+    from activations.syncs.braze import DestinationAuthError
+    from activations.syncs.settings import open_destination
+    from orchestration.dbt_project import ensure_manifest
+
+    syncs = {s.name: s for s in load_syncs(ensure_manifest())}
+    if args.syncs_command == "list":
+        for s in syncs.values():
+            what = f"membership as {s.membership_attribute}" if s.is_audience else (
+                f"{len(s.attributes)} attributes")
+            print(f"{s.name}: {s.model} -> {s.destination} by {s.key}, {what}, tier {s.tier}")
+        return 0
+    chosen = list(syncs.values()) if args.all else [syncs[n] for n in args.names if n in syncs]
+    unknown = sorted(set(args.names) - set(syncs))
+    if unknown or not chosen:
+        print(f"no sync named {unknown or args.names}; declared: {sorted(syncs)}", file=sys.stderr)
+        return 2
+    paths = Paths.from_env()
+    landing.ensure_layout(paths.landing)
+    for s in chosen:
+        try:
+            with open_destination(s.destination, paths.home / "sandbox") as destination:
+                done = run_sync(s, paths.duckdb, paths.landing, destination, args.confirm_removals)
+        except (MassRemovalError, DestinationAuthError) as exc:
+            print(f"switchyard syncs run: {exc}", file=sys.stderr)
+            return 1
+        print(
+            f"{s.name}: {done.added} added, {done.changed} changed, {done.removed} removed, "
+            f"{done.unchanged} unchanged; {done.rows_sent} rows in {done.requests} requests, "
+            f"{done.rejected} rejected, {done.failed} failed, {done.held} held back"
+        )
     return 0
 
 
@@ -415,6 +453,19 @@ def main(argv: list[str] | None = None) -> int:
     preview.add_argument("name")
     preview.add_argument("--now", type=_utc_time, help="as of this time (ISO 8601)")
     jrn.set_defaults(func=cmd_journeys)
+
+    syncs = sub.add_parser("syncs", help="syncs to engagement platforms (Braze): list, run")
+    syncs_sub = syncs.add_subparsers(dest="syncs_command", required=True)
+    syncs_sub.add_parser("list", help="the syncs the dbt project declares (meta.syncs)")
+    run_syncs = syncs_sub.add_parser("run", help="send what changed since the last run")
+    run_syncs.add_argument("names", nargs="*", help="sync names (see `switchyard syncs list`)")
+    run_syncs.add_argument("--all", action="store_true", help="every declared sync")
+    run_syncs.add_argument(
+        "--confirm-removals",
+        action="store_true",
+        help="go on when more than the sync's max_removal_share would be removed",
+    )
+    syncs.set_defaults(func=cmd_syncs)
 
     caps = sub.add_parser("caps", help="frequency caps: what a policy would have held back")
     caps_sub = caps.add_subparsers(dest="action", required=True)

@@ -46,10 +46,12 @@ def ensure_layout(landing: Path) -> None:
     # The journey engine's transitions and previews are Parquet, with typed empty files.
     from activations import preview, transitions
     from activations.ledger import store as ledger_store
+    from activations.syncs import results as sync_results
 
     transitions.ensure_folder(landing)
     preview.preview_folder(landing)
     ledger_store.ensure_folder(landing)
+    sync_results.ensure_folder(landing)
 
 
 def write_batch(

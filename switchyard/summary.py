@@ -21,6 +21,8 @@ TABLES = {
     "fct_journey_experiments": "holdout and split lift with 95% intervals",
     "fct_rejected_rows": "landed rows that could not be used, with the reason",
     "fct_guard_violations": "sends a guard should have stopped (empty when every promise held)",
+    "dim_sync_state": "what each sync's destination (Braze) holds per key, and pending rows",
+    "fct_sync_runs": "per sync run: rows added, changed, removed, rejected",
 }
 
 
@@ -65,6 +67,8 @@ def collect(duckdb_path: Path) -> dict[str, object]:
             ),
             "failed": per_channel("failed"),
             "unknown": per_channel("unknown"),
+            "synced": counts("dim_sync_state", "sync", "destination_state = 'live'"),
+            "sync_pending": counts("dim_sync_state", "sync", "is_pending"),
         }
     finally:
         con.close()
@@ -87,6 +91,8 @@ def render(
         f"  outcome unknown         {kv(stats['unknown'])} (reconciled or sent once more next run)",
         f"  rejected landing rows   {stats['rejected_rows']} (see fct_rejected_rows)",
         f"  guard violations        {kv(stats['violations'])} (see fct_guard_violations)",
+        f"  synced to destinations  {kv(stats['synced'])} rows live; pending "
+        f"{kv(stats['sync_pending'])} (see dim_sync_state)",
     ]
     if run_sent is not None:
         lines.append(f"  sandbox received        {kv(run_sent) if run_sent else 'nothing new'}")

@@ -10,6 +10,7 @@ people as (
 
 select
     person_id,
+    user_id,
     last_app_active_at,
     days_since_app_active,
     churn_risk_score,

@@ -49,11 +49,13 @@ def build_tier_jobs(
     journeys: Sequence[Journey],
     exclude: dg.AssetSelection,
     only_in: Sequence[tuple[dg.AssetSelection, Collection[str]]] = (),
+    also_in_use: Collection[str] = (),
 ) -> list[dg.UnresolvedAssetJobDefinition]:
     """A job per tier in use. `only_in`: assets downstream of every tier's runs that only the
     named tiers' runs materialize (the report after the days tier's); when none of those tiers
-    is in use, every tier's runs do, so that they are never left to manual runs."""
-    in_use = {j.tier for j in journeys}
+    is in use, every tier's runs do, so that they are never left to manual runs. `also_in_use`:
+    tiers other assets tagged with a tier need (the syncs')."""
+    in_use = {j.tier for j in journeys} | set(also_in_use)
     # The models the test-less tiers' journeys read (the seconds tier's audience included) are
     # also built and tested by the other tiers' runs; their journeys are not run there.
     tested_too: dg.AssetSelection | None = None
