@@ -77,7 +77,15 @@ def build_definitions() -> dg.Definitions:
         )
     )
     return dg.Definitions(
-        assets=[dbt_models, dbt_metrics, *activations, *sync_assets, compaction, published, journey_report],
+        assets=[
+            dbt_models,
+            dbt_metrics,
+            *activations,
+            *sync_assets,
+            compaction,
+            published,
+            journey_report,
+        ],
         jobs=[pipeline, *tier_jobs, *sends_jobs, upkeep],
         schedules=schedules,
         sensors=sensors,

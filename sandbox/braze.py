@@ -148,9 +148,7 @@ class BrazeWorkspace:
         if not isinstance(ids, list) or not ids:
             return Reply(400, {"message": "'external_ids' must be a non-empty array"})
         if len(ids) > MAX_DELETE_IDS:
-            return Reply(
-                400, {"message": f"at most {MAX_DELETE_IDS} external_ids per request"}
-            )
+            return Reply(400, {"message": f"at most {MAX_DELETE_IDS} external_ids per request"})
         with self._lock:
             self.requests += 1
             deleted = 0

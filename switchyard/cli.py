@@ -215,8 +215,11 @@ def cmd_syncs(args: argparse.Namespace) -> int:
     syncs = {s.name: s for s in load_syncs(ensure_manifest())}
     if args.syncs_command == "list":
         for s in syncs.values():
-            what = f"membership as {s.membership_attribute}" if s.is_audience else (
-                f"{len(s.attributes)} attributes")
+            what = (
+                f"membership as {s.membership_attribute}"
+                if s.is_audience
+                else (f"{len(s.attributes)} attributes")
+            )
             print(f"{s.name}: {s.model} -> {s.destination} by {s.key}, {what}, tier {s.tier}")
         return 0
     chosen = list(syncs.values()) if args.all else [syncs[n] for n in args.names if n in syncs]

@@ -91,6 +91,14 @@ def test_cart_abandonment_end_to_end(paths: Paths, sandbox: Sandbox, shop: Scena
     berlin = timezone(timedelta(hours=2))
     run_pipeline(paths, now=at(hours=2, minutes=5).replace(tzinfo=UTC).astimezone(berlin))
     assert len(sandbox.received) == 2
+    # The whole pipeline also kept Braze in step with the profiles (meta.syncs on dim_people),
+    # and dbt read back what Braze acknowledged.
+    assert sorted(sandbox.braze.users) == ["ada", "bob", "nia", "sam"]
+    assert sandbox.braze.users["ada"]["email"] == "ada@example.com"
+    assert query(
+        paths,
+        "select sync, destination_state, count(*) as n from dim_sync_state group by all",
+    ) == [{"sync": "braze_people", "destination_state": "live", "n": 4}]
 
     # Ada buys before the push is due; Sam does not.
     shop.purchase(at(hours=5), user_id="ada").land()

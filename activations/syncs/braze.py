@@ -201,7 +201,9 @@ class BrazeDestination:
                 self.window.hold_until(time.time() + reset)
         if response.status_code == 429:
             wait = retry_after_seconds(response)
-            raise _Retry("HTTP 429 rate limited", wait if wait is not None else _reset_wait(response))
+            raise _Retry(
+                "HTTP 429 rate limited", wait if wait is not None else _reset_wait(response)
+            )
         if response.status_code in (401, 403):
             raise DestinationAuthError(
                 f"Braze answered {response.status_code} to {path}: check SWITCHYARD_BRAZE_API_KEY "

@@ -120,7 +120,9 @@ class Sync:
         share = meta.get("max_removal_share", 0.25)
         attempts = meta.get("max_attempts", 3)
         if not isinstance(share, int | float) or not 0 < share <= 1:
-            raise SyncDefinitionError(f"{where}: max_removal_share must be in (0, 1], not {share!r}")
+            raise SyncDefinitionError(
+                f"{where}: max_removal_share must be in (0, 1], not {share!r}"
+            )
         if not isinstance(attempts, int) or attempts < 1:
             raise SyncDefinitionError(f"{where}: max_attempts must be a whole number >= 1")
         return cls(

@@ -87,9 +87,9 @@ def run_sync(
         removed = diff.count("removed")
         if removed and not confirm_removals and removed > sync.max_removal_share * diff.live:
             raise MassRemovalError(
-                f"sync {sync.name!r} would remove {removed} of the {diff.live} rows {sync.destination} "
-                f"holds ({removed / diff.live:.0%}), more than its max_removal_share of "
-                f"{sync.max_removal_share:.0%}. Check {sync.model!r} (did it come back empty?); "
+                f"sync {sync.name!r} would remove {removed} of the {diff.live} rows "
+                f"{sync.destination} holds ({removed / diff.live:.0%}), more than its "
+                f"max_removal_share of {sync.max_removal_share:.0%}. Check {sync.model!r} (did it come back empty?); "
                 "if the removals are meant, run again with --confirm-removals"
             )
         requests_before = destination.requests
@@ -157,9 +157,13 @@ def _send(
         outcomes = destination.track_attributes([sent for _, sent in upserts])
         for (row, sent), result in zip(upserts, outcomes, strict=True):
             answered.append((row, result, json.dumps(sent, separators=(",", ":"))))
-        for row, result in zip(deletes, destination.delete_users([r["key"] for r in deletes]), strict=True):
+        for row, result in zip(
+            deletes, destination.delete_users([r["key"] for r in deletes]), strict=True
+        ):
             answered.append((row, result, None))
-        answered += [(row, RowResult("synced", "removed from the model; kept there"), None) for row in kept]
+        answered += [
+            (row, RowResult("synced", "removed from the model; kept there"), None) for row in kept
+        ]
         counts["sent"] += len(upserts) + len(deletes)
         landed = []
         now = datetime.now(UTC).replace(tzinfo=None)
@@ -208,13 +212,22 @@ def _send(
 
 _SCHEMA = pa.schema(
     [
-        (name, pa.timestamp("us") if kind == "TIMESTAMP" else pa.int32() if kind == "INTEGER" else pa.string())
+        (
+            name,
+            pa.timestamp("us")
+            if kind == "TIMESTAMP"
+            else pa.int32()
+            if kind == "INTEGER"
+            else pa.string(),
+        )
         for name, kind in results.COLUMNS.items()
     ]
 )
 
 
-def _land(con: duckdb.DuckDBPyConnection, rows: list[dict[str, Any]], landing_dir: Path, run_id: str) -> None:
+def _land(
+    con: duckdb.DuckDBPyConnection, rows: list[dict[str, Any]], landing_dir: Path, run_id: str
+) -> None:
     if not rows:
         return
     con.register("landed_rows", pa.Table.from_pylist(rows, schema=_SCHEMA))
