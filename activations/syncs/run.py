@@ -90,7 +90,8 @@ def run_sync(
                 f"sync {sync.name!r} would remove {removed} of the {diff.live} rows "
                 f"{sync.destination} holds ({removed / diff.live:.0%}), more than its "
                 f"max_removal_share of {sync.max_removal_share:.0%}. Check {sync.model!r} "
-                "(did it come back empty?); if the removals are meant, run again with --confirm-removals"
+                "(did it come back empty?); if the removals are meant, run again with "
+                "--confirm-removals"
             )
         requests_before = destination.requests
         sent_started = time.monotonic()
