@@ -208,7 +208,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 def cmd_syncs(args: argparse.Namespace) -> int:
     from activations.syncs import MassRemovalError, load_syncs, run_sync
-    from activations.syncs.braze import DestinationAuthError
+    from activations.syncs.destination import DestinationAuthError
     from activations.syncs.settings import open_destination
     from orchestration.dbt_project import ensure_manifest
 

@@ -11,7 +11,8 @@ import duckdb
 import pytest
 
 from activations.syncs import MassRemovalError, Sync, SyncDefinitionError, run_sync
-from activations.syncs.braze import BrazeDestination, DestinationAuthError, RequestWindow
+from activations.syncs.braze import BrazeDestination
+from activations.syncs.destination import DestinationAuthError, RequestWindow
 from activations.syncs.declaration import load_syncs
 from activations.syncs.results import glob
 from sandbox import Sandbox

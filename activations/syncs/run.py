@@ -18,7 +18,7 @@ from sqlglot import exp
 
 from activations.arrow_warehouse import ArrowWarehouse, DuckDBWarehouse, read_table, relation
 from activations.syncs import results
-from activations.syncs.braze import BrazeDestination, RowResult
+from activations.syncs.destination import Change, Destination, RowResult
 from activations.syncs.declaration import Sync
 from activations.syncs.diff import Diff, compute_diff
 
@@ -72,7 +72,7 @@ def run_sync(
     sync: Sync,
     source: ArrowWarehouse | Path,
     landing_dir: Path,
-    destination: BrazeDestination,
+    destination: Destination,
     confirm_removals: bool = False,
     run_id: str | None = None,
 ) -> SyncSummary:
@@ -117,58 +117,51 @@ def run_sync(
     )
 
 
-def _removal_op(sync: Sync) -> str:
-    if sync.is_audience:
-        return "membership_off"
-    return sync.on_remove if sync.on_remove != "keep" else "keep"
+def _change(sync: Sync, row: dict[str, Any]) -> Change | None:
+    """What a diffed row asks of the destination; None: nothing (a removal the sync keeps)."""
+    key, membership = row["key"], sync.membership_attribute
+    if row["change"] != "removed":
+        if membership is not None:
+            return Change("join", key, membership=membership)
+        return Change("upsert", key, json.loads(row["payload"]))
+    if membership is not None:
+        return Change("leave", key, membership=membership)
+    if sync.on_remove == "unset":
+        return Change("unset", key, dict.fromkeys(attr for attr, _ in sync.attributes))
+    if sync.on_remove == "delete":
+        return Change("delete", key)
+    return None
+
+
+def _sent_payload(change: Change) -> str | None:
+    if change.op == "delete":
+        return None
+    if change.op in ("join", "leave"):
+        return json.dumps({change.membership: change.op == "join"})
+    return json.dumps(change.attributes, separators=(",", ":"))
 
 
 def _send(
     con: duckdb.DuckDBPyConnection,
     sync: Sync,
     diff: Diff,
-    destination: BrazeDestination,
+    destination: Destination,
     landing_dir: Path,
     run_id: str,
 ) -> dict[str, int]:
     counts = {"sent": 0, "rejected": 0, "gave_up": 0, "failed": 0}
     rows = diff.changes.to_pylist()
-    nulled = dict.fromkeys((attr for attr, _ in sync.attributes), None)
+    kept = RowResult("synced", "removed from the model; kept at the destination (on_remove: keep)")
     for start in range(0, len(rows), CHUNK):
         chunk = rows[start : start + CHUNK]
-        upserts: list[tuple[dict[str, Any], dict[str, Any]]] = []  # (row, object sent)
-        deletes: list[dict[str, Any]] = []
-        kept: list[dict[str, Any]] = []
-        for row in chunk:
-            if row["change"] != "removed":
-                row["op"] = "upsert"
-                upserts.append((row, {"external_id": row["key"], **json.loads(row["payload"])}))
-                continue
-            row["op"] = _removal_op(sync)
-            if row["op"] == "delete":
-                deletes.append(row)
-            elif row["op"] == "keep":
-                kept.append(row)
-            elif row["op"] == "membership_off":
-                assert sync.membership_attribute is not None
-                upserts.append((row, {"external_id": row["key"], sync.membership_attribute: False}))
-            else:
-                upserts.append((row, {"external_id": row["key"], **nulled}))
-        answered: list[tuple[dict[str, Any], RowResult, str | None]] = []
-        outcomes = destination.track_attributes([sent for _, sent in upserts])
-        for (row, sent), result in zip(upserts, outcomes, strict=True):
-            answered.append((row, result, json.dumps(sent, separators=(",", ":"))))
-        for row, result in zip(
-            deletes, destination.delete_users([r["key"] for r in deletes]), strict=True
-        ):
-            answered.append((row, result, None))
-        answered += [
-            (row, RowResult("synced", "removed from the model; kept there"), None) for row in kept
-        ]
-        counts["sent"] += len(upserts) + len(deletes)
+        changes = [_change(sync, row) for row in chunk]
+        to_send = [c for c in changes if c is not None]
+        answers = iter(destination.send(to_send))
+        counts["sent"] += len(to_send)
         landed = []
         now = datetime.now(UTC).replace(tzinfo=None)
-        for row, result, payload in answered:
+        for row, change in zip(chunk, changes, strict=True):
+            result = next(answers) if change is not None else kept
             outcome = result.outcome
             if outcome == "rejected" and row["attempt"] >= sync.max_attempts:
                 outcome = "gave_up"
@@ -180,9 +173,9 @@ def _send(
                     "destination": sync.destination,
                     "key": row["key"],
                     "change": row["change"],
-                    "op": row["op"],
+                    "op": change.op if change is not None else "keep",
                     "row_hash": row["row_hash"],
-                    "payload": payload,
+                    "payload": _sent_payload(change) if change is not None else None,
                     "outcome": outcome,
                     "reason": result.reason,
                     "attempt": row["attempt"],

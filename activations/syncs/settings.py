@@ -21,7 +21,8 @@ from activations.channels.settings import (
     ChannelSettingsError,
     channel_mode,
 )
-from activations.syncs.braze import BrazeDestination, RequestWindow
+from activations.syncs.braze import BrazeDestination
+from activations.syncs.destination import RequestWindow
 from sandbox.credentials import SANDBOX_CREDENTIALS
 
 
