@@ -16,13 +16,13 @@ The store is what a test or the demo looks at: each user's attributes and events
 from __future__ import annotations
 
 import json
-import math
 import re
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from sandbox.platforms import RateWindow
 from sandbox.providers import EMAIL, Reply, Request
 
 TRACK_PATH = "/users/track"
@@ -31,32 +31,6 @@ TRACK_ARRAYS = ("attributes", "events", "purchases")
 MAX_TRACK_OBJECTS = 75
 MAX_DELETE_IDS = 50
 MAX_EXTERNAL_ID = 997  # characters, as Braze documents for external ids
-
-
-@dataclass
-class RateWindow:
-    """A fixed window of `limit` requests per `seconds`, as Braze counts them per workspace."""
-
-    limit: int = 3000
-    seconds: float = 3.0
-    _start: float = 0.0
-    _used: int = 0
-
-    def take(self, now: float) -> tuple[bool, dict[str, str]]:
-        """Whether one more request fits now, and the rate-limit headers to answer with."""
-        if now >= self._start + self.seconds:
-            self._start = math.floor(now / self.seconds) * self.seconds
-            self._used = 0
-        allowed = self._used < self.limit
-        if allowed:
-            self._used += 1
-        reset = self._start + self.seconds
-        headers = {
-            "X-RateLimit-Limit": str(self.limit),
-            "X-RateLimit-Remaining": str(max(0, self.limit - self._used)),
-            "X-RateLimit-Reset": f"{reset:.3f}",
-        }
-        return allowed, headers
 
 
 @dataclass

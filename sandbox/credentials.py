@@ -13,6 +13,9 @@ class SandboxCredentials:
     fcm_project_id: str = "switchyard-sandbox"
     fcm_access_token: str = "ya29.sandbox-token"
     braze_api_key: str = "braze-sandbox-rest-key"
+    customerio_site_id: str = "sandbox-site-id"
+    customerio_api_key: str = "sandbox-track-api-key"
+    iterable_api_key: str = "sandbox-iterable-server-key"
     smtp_username: str = "switchyard"
     smtp_password: str = "sandbox-smtp-password"
     # signs the sandbox's unsubscribe and preference links (HS256: 32 bytes at least)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
-from sandbox import braze, google, providers
+from sandbox import braze, customerio, google, iterable, providers
 from sandbox.credentials import SANDBOX_CREDENTIALS, SandboxCredentials
 from sandbox.http import AsyncHttpServer
 from sandbox.providers import Reply, Request
@@ -103,9 +103,13 @@ class Sandbox:
         self.requests_seen = 0
         self.in_flight = 0
         self.most_in_flight = 0  # the most requests it was answering at once
-        # A Braze workspace, for the syncs (activations/syncs): set `braze.window` to change
-        # its /users/track rate limit.
+        # The engagement platforms the syncs feed (activations/syncs); set a `window` to change
+        # one's rate limit.
         self.braze = braze.BrazeWorkspace(credentials.braze_api_key)
+        self.customerio = customerio.CustomerIoWorkspace(
+            credentials.customerio_site_id, credentials.customerio_api_key
+        )
+        self.iterable = iterable.IterableProject(credentials.iterable_api_key)
         self._server = AsyncHttpServer(host, port, self.handle)
 
     @property
@@ -229,6 +233,8 @@ class Sandbox:
 
     def _route(self, req: Request) -> tuple[str, Callable[[Request], Reply]] | None:
         creds = self.credentials
+        if self.iterable.handles(req.method, req.path):
+            return "iterable", self.iterable.handle
         if req.method == "GET":
             if m := TWILIO_PATH.match(req.path):
                 account = m.group(1)
@@ -248,6 +254,8 @@ class Sandbox:
             return "google", self._grant_token
         if req.path in (braze.TRACK_PATH, braze.DELETE_PATH):
             return "braze", self.braze.handle
+        if req.path == customerio.BATCH_PATH:
+            return "customerio", self.customerio.handle
         if req.path == WEBHOOK_PATH:
             return "webhook", self._receive_webhook
         return None

@@ -216,7 +216,7 @@ def cmd_syncs(args: argparse.Namespace) -> int:
     if args.syncs_command == "list":
         for s in syncs.values():
             what = (
-                f"membership as {s.membership_attribute}"
+                f"membership in {s.membership}"
                 if s.is_audience
                 else (f"{len(s.attributes)} attributes")
             )

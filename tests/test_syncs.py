@@ -12,12 +12,14 @@ import pytest
 
 from activations.syncs import MassRemovalError, Sync, SyncDefinitionError, run_sync
 from activations.syncs.braze import BrazeDestination
-from activations.syncs.destination import DestinationAuthError, RequestWindow
+from activations.syncs.customerio import MAX_BATCH_BYTES, CustomerIoDestination, pack
 from activations.syncs.declaration import load_syncs
+from activations.syncs.destination import DestinationAuthError, HttpDestination, RequestWindow
+from activations.syncs.iterable import IterableDestination
 from activations.syncs.results import glob
 from sandbox import Sandbox
-from sandbox.braze import RateWindow
 from sandbox.credentials import SANDBOX_CREDENTIALS
+from sandbox.platforms import RateWindow
 from sandbox.server import Fault
 from switchyard.settings import PROJECT_DIR
 
@@ -280,3 +282,92 @@ def test_the_project_declares_its_syncs() -> None:
     assert syncs["braze_people"].model == "dim_people"
     assert syncs["braze_lapsed_audience"].membership_attribute == "in_lapsed_audience"
     assert json.loads(json.dumps(syncs["braze_people"].attributes))  # plain data
+
+
+# -- Customer.io and Iterable ---------------------------------------------------------------
+
+
+def platform(sandbox: Sandbox, name: str) -> HttpDestination:
+    c = SANDBOX_CREDENTIALS
+    if name == "customerio":
+        return CustomerIoDestination(sandbox.base_url, c.customerio_site_id, c.customerio_api_key)
+    if name == "iterable":
+        return IterableDestination(sandbox.base_url, c.iterable_api_key)
+    return BrazeDestination(sandbox.base_url, c.braze_api_key)
+
+
+def profiles(sandbox: Sandbox, name: str) -> dict[str, dict[str, object]]:
+    return {
+        "braze": sandbox.braze.users, "customerio": sandbox.customerio.people,
+        "iterable": sandbox.iterable.users,
+    }[name]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", ["braze", "customerio", "iterable"])
+def test_every_platform_gets_changes_and_removals(
+    name: str, warehouse: Warehouse, sandbox: Sandbox, tmp_path: Path
+) -> None:
+    sync = Sync(**{**PEOPLE.__dict__, "destination": name, "on_remove": "delete"})
+    landing = tmp_path / "landing"
+    with platform(sandbox, name) as destination:
+        assert run_sync(sync, warehouse.path, landing, destination).added == 200
+        assert profiles(sandbox, name)["u4"] == {
+            "email": "u4@example.com", "first_name": "Name4", "segment": "new",
+        }  # fmt: skip
+        assert run_sync(sync, warehouse.path, landing, destination).rows_sent == 0
+        warehouse.sql("update people set segment = 'loyal' where user_id = 'u4'")
+        warehouse.sql("delete from people where user_id = 'u5'")
+        summary = run_sync(sync, warehouse.path, landing, destination)
+    assert (summary.changed, summary.removed, summary.rows_sent) == (1, 1, 2)
+    assert profiles(sandbox, name)["u4"]["segment"] == "loyal"
+    assert "u5" not in profiles(sandbox, name)
+
+
+def test_customerio_batches_by_size_and_rejects_per_entry(
+    warehouse: Warehouse, sandbox: Sandbox, tmp_path: Path
+) -> None:
+    # One row's value is over Customer.io's 1,000-byte limit on an attribute: that entry alone
+    # is refused (a 207 naming its batch_index), the rest of the batch is applied.
+    warehouse.sql("update people set first_name = repeat('x', 900)")
+    warehouse.sql("update people set segment = repeat('y', 3000) where user_id = 'u3'")
+    sync = Sync(**{**PEOPLE.__dict__, "destination": "customerio"})
+    with platform(sandbox, "customerio") as destination:
+        summary = run_sync(sync, warehouse.path, tmp_path / "landing", destination)
+    assert (summary.added, summary.rejected) == (200, 1)
+    assert summary.requests >= 1 and "u3" not in sandbox.customerio.people
+    (row,) = [r for r in landed(tmp_path / "landing") if r["key"] == "u3"]
+    assert "at most 1000 bytes" in str(row["reason"]) and "attributes.segment" in str(row["reason"])
+
+
+def test_customerio_packs_requests_under_500_kb() -> None:
+    entries = [{"type": "person", "identifiers": {"id": f"u{i}"}, "attributes": {"a": "z" * 900}}
+               for i in range(2000)]  # fmt: skip
+    batches = pack(entries)
+    assert len(batches) > 1 and sum(len(b) for b in batches) == 2000
+    for batch in batches:
+        assert len(json.dumps({"batch": batch}, separators=(",", ":")).encode()) <= MAX_BATCH_BYTES
+
+
+def test_iterable_audience_is_a_static_list(
+    warehouse: Warehouse, sandbox: Sandbox, tmp_path: Path
+) -> None:
+    warehouse.sql("insert into people values ('p-long', '" + "l" * 60 + "', null, null, 'new')")
+    audience = Sync.from_meta(
+        "people", {"name": "it_new", "destination": "iterable", "key": "user_id", "list_id": 42},
+        COLUMNS,
+    )  # fmt: skip
+    landing = tmp_path / "landing"
+    with platform(sandbox, "iterable") as destination:
+        first = run_sync(audience, warehouse.path, landing, destination)
+        assert (first.added, first.rejected) == (201, 1)  # a userId over 52 characters
+        assert (
+            sandbox.iterable.lists[42] >= {"u0", "u199"} and len(sandbox.iterable.lists[42]) == 200
+        )
+        warehouse.sql("delete from people where user_id = 'u0'")
+        left = run_sync(audience, warehouse.path, landing, destination)
+    assert (left.removed, left.rows_sent) == (1, 2)  # the leaver, and the long id tried again
+    assert "u0" not in sandbox.iterable.lists[42]
+    with pytest.raises(SyncDefinitionError, match="static list"):
+        Sync.from_meta(
+            "people", {**BRAZE, "destination": "iterable", "membership_attribute": "m"}, COLUMNS
+        )

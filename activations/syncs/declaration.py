@@ -15,7 +15,8 @@
             max_attempts: 3               # a rejected row is tried this many times, then kept
 
 An audience sync names `membership_attribute` instead of `attributes`: members get it set to
-true and people who leave the audience get it set to false.
+true and people who leave the audience get it set to false. On Iterable an audience is a static
+list instead: `list_id` names it, and members are subscribed to it and unsubscribed on leaving.
 """
 
 from __future__ import annotations
@@ -28,12 +29,12 @@ from typing import Any, Literal
 
 from switchyard.tiers import TIERS
 
-DESTINATIONS = ("braze",)
+DESTINATIONS = ("braze", "customerio", "iterable")
 OnRemove = Literal["unset", "delete", "keep"]
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _KNOWN = {
     "name", "destination", "tier", "key", "attributes", "membership_attribute", "on_remove",
-    "max_removal_share", "max_attempts",
+    "max_removal_share", "max_attempts", "list_id",
 }  # fmt: skip
 
 
@@ -50,6 +51,7 @@ class Sync:
     key: str
     attributes: tuple[tuple[str, str], ...]  # (destination attribute, model column)
     membership_attribute: str | None
+    list_id: int | None  # Iterable: the static list an audience is kept in
     on_remove: OnRemove
     max_removal_share: float
     max_attempts: int
@@ -60,8 +62,15 @@ class Sync:
         return [column for _, column in self.attributes]
 
     @property
+    def membership(self) -> str | None:
+        """Where an audience sync records membership: the attribute, or the list's id."""
+        if self.list_id is not None:
+            return str(self.list_id)
+        return self.membership_attribute
+
+    @property
     def is_audience(self) -> bool:
-        return self.membership_attribute is not None
+        return self.membership is not None
 
     @classmethod
     def from_meta(cls, model: str, meta: Any, model_columns: set[str]) -> Sync:
@@ -91,13 +100,28 @@ class Sync:
         key = meta.get("key", "person_id")
         attributes = meta.get("attributes") or {}
         membership = meta.get("membership_attribute")
-        if not isinstance(attributes, dict) or bool(attributes) == bool(membership):
+        if not isinstance(attributes, dict) or bool(attributes) == bool(
+            membership or meta.get("list_id") is not None
+        ):
             raise SyncDefinitionError(
                 f"{where}: declare either `attributes` (destination name: model column) or "
-                "`membership_attribute` (an audience sync), not both"
+                "`membership_attribute` (an audience sync; Iterable: `list_id`), not both"
             )
         if membership is not None and not isinstance(membership, str):
             raise SyncDefinitionError(f"{where}: membership_attribute must be a name")
+        list_id = meta.get("list_id")
+        if destination == "iterable" and membership is not None:
+            raise SyncDefinitionError(
+                f"{where}: an Iterable audience is a static list: name it with `list_id` (the "
+                "list's number) instead of `membership_attribute`"
+            )
+        if list_id is not None:
+            if destination != "iterable" or not isinstance(list_id, int) or attributes:
+                raise SyncDefinitionError(
+                    f"{where}: `list_id` (a number, instead of `attributes`) is for Iterable "
+                    "audiences only"
+                )
+            membership = None
         pairs = tuple((str(k), str(v)) for k, v in attributes.items())
         missing = sorted({key, *(v for _, v in pairs)} - model_columns) if model_columns else []
         if missing:
@@ -112,10 +136,10 @@ class Sync:
             raise SyncDefinitionError(
                 f"{where}: on_remove {on_remove!r} is not one of unset, delete, keep"
             )
-        if membership is not None and on_remove == "delete":
+        if (membership is not None or list_id is not None) and on_remove == "delete":
             raise SyncDefinitionError(
-                f"{where}: an audience sync never deletes users: leaving the audience sets "
-                f"{membership} to false"
+                f"{where}: an audience sync never deletes users: leaving the audience ends the "
+                "membership"
             )
         share = meta.get("max_removal_share", 0.25)
         attempts = meta.get("max_attempts", 3)
@@ -133,6 +157,7 @@ class Sync:
             key=key,
             attributes=pairs,
             membership_attribute=membership,
+            list_id=list_id,
             on_remove=on_remove,
             max_removal_share=float(share),
             max_attempts=attempts,

@@ -160,6 +160,9 @@ class HttpDestination:
             limits=httpx.Limits(max_connections=concurrency),
         )
 
+    def send(self, changes: Sequence[Change]) -> list[RowResult]:
+        raise NotImplementedError(f"{type(self).__name__} sends nothing")
+
     def close(self) -> None:
         self._http.close()
 

@@ -42,8 +42,8 @@ def _ident(name: str) -> str:
 def _payload_sql(sync: Sync) -> str:
     """The row's attributes as a JSON object, in declared order (so its text, and hash, are
     stable): what /users/track receives beside the external_id."""
-    if sync.membership_attribute is not None:
-        return f"to_json(struct_pack({_ident(sync.membership_attribute)} := true))"
+    if sync.membership is not None:
+        return f"to_json(struct_pack({_ident(sync.membership)} := true))"
     fields = ", ".join(f"{_ident(attr)} := {_ident(column)}" for attr, column in sync.attributes)
     return f"to_json(struct_pack({fields}))"
 

@@ -29,7 +29,8 @@ COLUMNS: dict[str, str] = {
     "destination": "VARCHAR",
     "key": "VARCHAR",  # the model's key (Braze: the external_id)
     "change": "VARCHAR",  # added | changed | removed
-    "op": "VARCHAR",  # upsert | unset | delete | join | leave (audiences) | keep (removed, not sent)
+    # upsert | unset | delete | join | leave (audiences) | keep (removed, nothing sent)
+    "op": "VARCHAR",
     "row_hash": "VARCHAR",  # md5 of the row's attributes as the model had them; null if removed
     "payload": "VARCHAR",  # the object sent (JSON); null when nothing was
     "outcome": "VARCHAR",  # synced | rejected | gave_up | failed

@@ -18,8 +18,8 @@ from sqlglot import exp
 
 from activations.arrow_warehouse import ArrowWarehouse, DuckDBWarehouse, read_table, relation
 from activations.syncs import results
-from activations.syncs.destination import Change, Destination, RowResult
 from activations.syncs.declaration import Sync
+from activations.syncs.destination import Change, Destination, RowResult
 from activations.syncs.diff import Diff, compute_diff
 
 CHUNK = 10_000  # rows sent between two landed files: a crash loses at most this much progress
@@ -119,7 +119,7 @@ def run_sync(
 
 def _change(sync: Sync, row: dict[str, Any]) -> Change | None:
     """What a diffed row asks of the destination; None: nothing (a removal the sync keeps)."""
-    key, membership = row["key"], sync.membership_attribute
+    key, membership = row["key"], sync.membership
     if row["change"] != "removed":
         if membership is not None:
             return Change("join", key, membership=membership)

@@ -30,7 +30,7 @@ def declared_syncs() -> list[Sync]:
 
 def build_sync_asset(sync: Sync, dbt_models: dg.AssetsDefinition) -> dg.AssetsDefinition:
     what = (
-        f"membership of {sync.model} as {sync.membership_attribute}"
+        f"membership of {sync.model} in {sync.membership}"
         if sync.is_audience
         else f"{len(sync.attributes)} attributes of {sync.model}"
     )

@@ -1,0 +1,104 @@
+"""Iterable as a sync destination (api.iterable.com):
+
+- attributes through `POST /api/users/bulkUpdate` (`dataFields`, merged; null clears a field),
+  by `userId` (`preferUserId`), 1,000 users a request here;
+- audience membership as a static list: `POST /api/lists/subscribe` and `/unsubscribe`
+  (`listId`, `subscribers`), 1,000 a request;
+- removals through `DELETE /api/users/byUserId/{userId}`, one user a request;
+- the `Api-Key` header; bulkUpdate is limited to 10 requests a second per project. Bulk answers
+  list the userIds they could not take (`invalidUserIds`): those rows are rejected.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import quote
+
+from activations.channels.policy import HttpTimeouts, RetryPolicy
+from activations.syncs.destination import (
+    Change,
+    HttpDestination,
+    RequestWindow,
+    RowResult,
+    in_chunks,
+    response_json,
+)
+
+BULK_UPDATE_PATH = "/api/users/bulkUpdate"
+SUBSCRIBE_PATH = "/api/lists/subscribe"
+UNSUBSCRIBE_PATH = "/api/lists/unsubscribe"
+DELETE_PATH = "/api/users/byUserId/{}"
+MAX_USERS = 1000
+
+
+class IterableDestination(HttpDestination):
+    name = "iterable"
+    credentials_hint = "SWITCHYARD_ITERABLE_API_KEY (a server-side key)"
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        window: RequestWindow | None = None,
+        retry: RetryPolicy | None = None,
+        concurrency: int = 4,
+        timeouts: HttpTimeouts | None = None,
+    ) -> None:
+        super().__init__(
+            base_url,
+            {"Api-Key": api_key},
+            window or RequestWindow(10, 1.0),
+            retry,
+            concurrency,
+            timeouts,
+        )
+
+    def send(self, changes: Sequence[Change]) -> list[RowResult]:
+        results: dict[int, RowResult] = {}
+        groups: dict[tuple[str, str | None], list[int]] = {}
+        for i, change in enumerate(changes):
+            kind = "fields" if change.op in ("upsert", "unset") else change.op
+            groups.setdefault((kind, change.membership), []).append(i)
+        for (kind, _list), indexes in groups.items():  # one list a request
+            if kind == "delete":
+                batches: list[Sequence[int]] = [[i] for i in indexes]
+                call = self._delete
+            else:
+                batches = in_chunks(indexes, MAX_USERS)
+                call = self._bulk
+            answered = self.in_parallel([[changes[i] for i in batch] for batch in batches], call)
+            results.update(zip(indexes, answered, strict=True))
+        return [results[i] for i in range(len(changes))]
+
+    def _bulk(self, batch: Sequence[Change]) -> list[RowResult]:
+        first = batch[0]
+        if first.op in ("join", "leave"):
+            path = SUBSCRIBE_PATH if first.op == "join" else UNSUBSCRIBE_PATH
+            body: dict[str, Any] = {
+                "listId": int(first.membership or 0),
+                "subscribers": [{"userId": c.key, "preferUserId": True} for c in batch],
+            }
+        else:
+            path = BULK_UPDATE_PATH
+            body = {"users": [_user(c) for c in batch]}
+        response = self.post(path, body)
+        if isinstance(response, RowResult):
+            return [response] * len(batch)
+        invalid = {str(u) for u in response_json(response).get("invalidUserIds") or []}
+        return [
+            RowResult("rejected", f"Iterable listed userId {c.key!r} as invalid")
+            if c.key in invalid
+            else RowResult("synced")
+            for c in batch
+        ]
+
+    def _delete(self, batch: Sequence[Change]) -> list[RowResult]:
+        (change,) = batch
+        response = self.post(DELETE_PATH.format(quote(change.key, safe="")), None, method="DELETE")
+        return [response if isinstance(response, RowResult) else RowResult("synced")]
+
+
+def _user(change: Change) -> dict[str, Any]:
+    fields = dict(change.attributes) if change.op == "upsert" else dict.fromkeys(change.attributes)
+    return {"userId": change.key, "dataFields": fields, "preferUserId": True}

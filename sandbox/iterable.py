@@ -1,0 +1,104 @@
+"""Iterable's user and list endpoints, as its API reference describes them (api.iterable.com):
+
+- `POST /api/users/bulkUpdate` `{"users": [{"userId", "dataFields", "preferUserId"}]}`: data
+  fields merged into each user (a field set to null is cleared); 10 requests a second per
+  project;
+- `POST /api/lists/subscribe` and `/api/lists/unsubscribe` `{"listId", "subscribers": [...]}`;
+- `DELETE /api/users/byUserId/{userId}`;
+- the `Api-Key` header. Bulk answers count what they took and list the users they could not:
+  `{"successCount", "failCount", "invalidEmails", "invalidUserIds"}`.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import unquote
+
+from sandbox.platforms import RateWindow
+from sandbox.providers import Reply, Request
+
+BULK_UPDATE_PATH = "/api/users/bulkUpdate"
+SUBSCRIBE_PATH = "/api/lists/subscribe"
+UNSUBSCRIBE_PATH = "/api/lists/unsubscribe"
+DELETE_PREFIX = "/api/users/byUserId/"
+MAX_USER_ID = 52  # characters: Iterable's limit on a userId
+
+
+@dataclass
+class IterableProject:
+    api_key: str
+    window: RateWindow = field(default_factory=lambda: RateWindow(10, 1.0))
+    users: dict[str, dict[str, Any]] = field(default_factory=dict)
+    lists: dict[int, set[str]] = field(default_factory=dict)
+    deleted: list[str] = field(default_factory=list)
+    requests: int = 0
+    rate_limited: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def handles(self, method: str, path: str) -> bool:
+        if method == "DELETE":
+            return path.startswith(DELETE_PREFIX)
+        return method == "POST" and path in (BULK_UPDATE_PATH, SUBSCRIBE_PATH, UNSUBSCRIBE_PATH)
+
+    def handle(self, req: Request) -> Reply:
+        if req.headers.get("api-key", "") != self.api_key:
+            return Reply(401, {"msg": "Invalid API key", "code": "BadApiKey", "params": None})
+        with self._lock:
+            allowed, _ = self.window.take(time.time())
+            if not allowed:
+                self.rate_limited += 1
+                return Reply(429, {"msg": "Rate limit exceeded", "code": "RateLimitExceeded"})
+        if req.method == "DELETE":
+            user_id = unquote(req.path.removeprefix(DELETE_PREFIX))
+            with self._lock:
+                self.requests += 1
+                if self.users.pop(user_id, None) is None:
+                    return Reply(
+                        400, {"msg": f"user {user_id} does not exist", "code": "BadParams"}
+                    )
+                self.deleted.append(user_id)
+            return Reply(200, {"msg": "success", "code": "Success", "params": None})
+        try:
+            body = json.loads(req.body or b"null")
+        except ValueError:
+            return Reply(400, {"msg": "request body is not valid JSON", "code": "BadJsonBody"})
+        if not isinstance(body, dict):
+            return Reply(400, {"msg": "request body must be an object", "code": "BadJsonBody"})
+        if req.path == BULK_UPDATE_PATH:
+            entries, key = body.get("users"), "users"
+        else:
+            entries, key = body.get("subscribers"), "subscribers"
+            if not isinstance(body.get("listId"), int):
+                return Reply(400, {"msg": "listId must be a number", "code": "BadParams"})
+        if not isinstance(entries, list) or not entries:
+            return Reply(400, {"msg": f"'{key}' must be a non-empty array", "code": "BadParams"})
+        invalid: list[str] = []
+        with self._lock:
+            self.requests += 1
+            for entry in entries:
+                given: Any = entry.get("userId") if isinstance(entry, dict) else None
+                user_id = given if isinstance(given, str) else ""
+                if not isinstance(given, str) or not user_id or len(user_id) > MAX_USER_ID:
+                    invalid.append(str(given))
+                    continue
+                if req.path == BULK_UPDATE_PATH:
+                    fields = self.users.setdefault(user_id, {})
+                    for name, value in (entry.get("dataFields") or {}).items():
+                        if value is None:
+                            fields.pop(name, None)
+                        else:
+                            fields[name] = value
+                elif req.path == SUBSCRIBE_PATH:
+                    self.users.setdefault(user_id, {})
+                    self.lists.setdefault(body["listId"], set()).add(user_id)
+                else:
+                    self.lists.setdefault(body["listId"], set()).discard(user_id)
+        return Reply(
+            200,
+            {"successCount": len(entries) - len(invalid), "failCount": len(invalid),
+             "invalidEmails": [], "invalidUserIds": invalid},
+        )  # fmt: skip
