@@ -84,7 +84,9 @@ def classify(
         pending = ledger.pending.get(ref.send_key)
         # In doubt: the latest attempt may have gone out and no lookup can tell (an attempt
         # whose message the ledger does not hold counts as one).
-        in_doubt = attempts > 0 and (pending is None or not can_look_up(pending.channel))
+        # A hand-off's platform offers no lookup by our key, whatever its channel's provider does.
+        looked_up = pending is not None and step.handoff is None and can_look_up(pending.channel)
+        in_doubt = attempts > 0 and not looked_up
         if in_doubt and attempts > MAX_UNKNOWN_RETRIES:
             skips.append(Skip(ref, OUTCOME_UNKNOWN))
             continue

@@ -37,6 +37,25 @@ class Template:
     title: str | None = None
 
 
+HANDOFF_DESTINATIONS = ("braze", "customerio", "iterable")
+
+
+@dataclass(frozen=True)
+class Handoff:
+    """A send step's message handed to an engagement platform, which renders and sends it
+    (activations/channels/handoff.py); the step's channels still decide consent, caps and
+    quiet hours."""
+
+    destination: str  # braze | customerio | iterable
+    campaign_id: str  # Braze campaign, Customer.io transactional message, Iterable campaign
+    properties: dict[str, str] = field(default_factory=dict)  # name -> template
+
+    @property
+    def route(self) -> str:
+        """The delivery client's name (ChannelSettings.clients)."""
+        return f"handoff_{self.destination}"
+
+
 @dataclass(frozen=True)
 class ConnectedContent:
     """Content fetched at send time (activations/connected_content.py)."""
@@ -62,6 +81,7 @@ class Step:
     most_engaged_first: bool = False
     next: str = COMPLETED
     connected_content: tuple[ConnectedContent, ...] = ()
+    handoff: Handoff | None = None
     kind: Literal["send"] = "send"
 
 
@@ -163,6 +183,41 @@ def parse_nodes(
     return nodes
 
 
+# The channels each platform's hand-off endpoint sends on (activations/channels/handoff.py).
+HANDOFF_CHANNELS = {
+    "braze": ("email", "sms", "push", "in_app", "webhook"),  # the campaign decides
+    "customerio": ("email", "sms", "push"),
+    "iterable": ("email", "sms", "push", "in_app"),
+}
+
+
+def _handoff(where: str, step: str, raw: Any, channels: list[str]) -> Handoff | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict) or raw.get("destination") not in HANDOFF_DESTINATIONS:
+        raise GraphError(
+            f"{where}, step {step!r}: handoff.destination must be one of "
+            f"{list(HANDOFF_DESTINATIONS)}"
+        )
+    if raw.get("campaign_id") in (None, ""):
+        raise GraphError(f"{where}, step {step!r}: a handoff names its campaign_id")
+    allowed = HANDOFF_CHANNELS[raw["destination"]]
+    if unsupported := [c for c in channels if c not in allowed]:
+        raise GraphError(
+            f"{where}, step {step!r}: {raw['destination']} hand-offs send on {list(allowed)}, "
+            f"not {unsupported}"
+        )
+    properties = {str(k): str(v) for k, v in (raw.get("properties") or {}).items()}
+    for key, text in properties.items():
+        try:
+            render.check(text)
+        except render.TemplateProblem as bad:
+            raise GraphError(
+                f"{where}, step {step!r}: handoff property {key!r} does not parse: {bad}"
+            ) from bad
+    return Handoff(str(raw["destination"]), str(raw["campaign_id"]), properties)
+
+
 def _parse_node(
     where: str, raw: dict[str, Any], following: str, profile_columns: Collection[str] | None
 ) -> Node:
@@ -171,8 +226,9 @@ def _parse_node(
     nxt = raw.get("next", following)
     if kind == "send":
         templates = {ch: Template(**tpl) for ch, tpl in (raw.get("templates") or {}).items()}
+        handoff = _handoff(where, name, raw.get("handoff"), raw["channels"])
         missing = [c for c in raw["channels"] if c not in templates]
-        if missing:
+        if missing and handoff is None:
             raise GraphError(f"{where}, step {name!r}: no template for channel(s) {missing}")
         for channel, template in templates.items():
             for part in ("subject", "title", "body"):
@@ -218,6 +274,7 @@ def _parse_node(
             most_engaged_first=bool(raw.get("most_engaged_first", False)),
             next=nxt,
             connected_content=fetched,
+            handoff=handoff,
         )
     if kind == "wait":
         duration = _minutes(raw, "", where)

@@ -175,8 +175,13 @@ class Journey:
 
     @property
     def channels(self) -> frozenset[str]:
-        """Every channel a step may send on: what a run needs provider settings for."""
-        return frozenset(c for step in self.steps for c in step.channels)
+        """What a run needs provider settings for: every channel a step may send on, and the
+        platforms steps hand messages to (their routes, handoff_<destination>) instead."""
+        return frozenset(
+            c
+            for step in self.steps
+            for c in ((step.handoff.route,) if step.handoff else step.channels)
+        )
 
     @classmethod
     def from_meta(

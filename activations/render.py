@@ -15,6 +15,7 @@ internals (attributes starting with `_`, unsafe callables).
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -210,3 +211,15 @@ def render(
         subject=fill(template.subject, values, fallbacks, timezone) if template.subject else None,
         title=fill(template.title, values, fallbacks, timezone) if template.title else None,
     )
+
+
+def render_properties(
+    properties: Mapping[str, str],
+    values: Mapping[str, object],
+    fallbacks: Mapping[str, str],
+    timezone: str | None = None,
+) -> Rendered:
+    """A hand-off's properties (name -> template), filled: the body is their JSON object, what
+    the platform receives and the ledger keeps."""
+    filled = {name: fill(text, values, fallbacks, timezone) for name, text in properties.items()}
+    return Rendered(body=json.dumps(filled, sort_keys=True), subject=None, title=None)

@@ -34,7 +34,12 @@ from activations.ledger import (
     SkipReason,
 )
 from activations.partitions import PersonPartition
-from activations.render import MissingTemplateVariable, TemplateProblem, render
+from activations.render import (
+    MissingTemplateVariable,
+    TemplateProblem,
+    render,
+    render_properties,
+)
 from activations.run_locks import run_locks
 from activations.tick import TickResult, run_tick
 from switchyard import events, landing
@@ -342,10 +347,15 @@ def deliver(
     for recipient, ids in state.provider_ids.items():  # a lookup never claims these again
         sender.claimed.setdefault(recipient, set()).update(ids)
 
+    handoff_steps = {s.name for s in journey.steps if s.handoff is not None}
+
+    def handed_off(ref: SendRef) -> bool:
+        return ref.step in handoff_steps
+
     def settled(ref: SendRef, attempt_number: int) -> bool:
         """True when an earlier attempt's outcome is now known (and recorded)."""
         pending = state.pending.get(ref.send_key)
-        if pending is None:
+        if pending is None or handed_off(ref):  # a platform offers no lookup by our key
             return False
         outcome = sender.reconcile(
             ref, pending.message(ref.send_key), pending.first_attempted_at, attempt_number
@@ -456,7 +466,12 @@ def deliver(
             if isinstance(choice, guards.NoChannel):
                 hold(d.ref, choice.reason, choice.detail)
                 continue
-            if sender.channel_down(choice.channel):
+            handoff = d.step.handoff
+            if handoff is not None and not person.user_id:
+                hold(d.ref, SkipReason.NO_ADDRESS,
+                     f"no user_id: {handoff.destination} addresses its users by it")  # fmt: skip
+                continue
+            if sender.channel_down(handoff.route if handoff else choice.channel):
                 # Its provider keeps failing: not sent into the outage, and the other channels go
                 # on; a later run sends it (an attempt in doubt stays so, with no line now).
                 if d.ref.send_key not in state.pending:
@@ -520,9 +535,14 @@ def deliver(
                     hold(d.ref, SkipReason.CONNECTED_CONTENT_FAILED, str(failed))
                     continue
             try:
-                content = render(
-                    d.step.templates[choice.channel], values, d.step.fallbacks, person.timezone
-                )
+                if handoff is not None:
+                    content = render_properties(
+                        handoff.properties, values, d.step.fallbacks, person.timezone
+                    )
+                else:
+                    content = render(
+                        d.step.templates[choice.channel], values, d.step.fallbacks, person.timezone
+                    )
             except MissingTemplateVariable as missing:
                 detail = missing.name
                 if missing.name in LINK_VALUES:
@@ -537,15 +557,20 @@ def deliver(
             except TemplateProblem as problem:
                 hold(d.ref, SkipReason.UNRENDERABLE_TEMPLATE, str(problem))
                 continue
+            tags = {"journey": journey.name, "step": d.step.name}
+            if handoff is not None:
+                tags["campaign_id"] = handoff.campaign_id
             message = Message(
                 send_key=d.ref.send_key,
                 channel=choice.channel,
-                recipient=choice.recipient,
+                # a platform addresses its user (by the user_id its syncs key them by)
+                recipient=person.user_id if handoff and person.user_id else choice.recipient,
                 body=content.body,
                 subject=content.subject,
                 title=content.title,
-                tags={"journey": journey.name, "step": d.step.name},
-                unsubscribe_url=None if journey.transactional else unsubscribe_url,
+                tags=tags,
+                unsubscribe_url=None if journey.transactional or handoff else unsubscribe_url,
+                route=handoff.route if handoff else None,
             )
             # Counted toward the cap from now (the batch's later messages see it), until it fails.
             counted = clock()

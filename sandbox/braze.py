@@ -19,6 +19,7 @@ import json
 import re
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +28,8 @@ from sandbox.providers import EMAIL, Reply, Request
 
 TRACK_PATH = "/users/track"
 DELETE_PATH = "/users/delete"
+TRIGGER_PATH = "/campaigns/trigger/send"  # API-triggered campaigns: journeys' hand-offs
+MAX_TRIGGER_RECIPIENTS = 50
 TRACK_ARRAYS = ("attributes", "events", "purchases")
 MAX_TRACK_OBJECTS = 75
 MAX_DELETE_IDS = 50
@@ -51,8 +54,11 @@ class BrazeWorkspace:
     def handle(self, req: Request) -> Reply:
         if req.headers.get("authorization", "") != f"Bearer {self.api_key}":
             return Reply(401, {"message": "Invalid API key"})
-        with self._lock:
-            allowed, headers = self.window.take(time.time())
+        headers: dict[str, str] = {}
+        with self._lock:  # the window is /users/track's (other endpoints have their own limits)
+            allowed, headers = (
+                self.window.take(time.time()) if req.path == TRACK_PATH else (True, {})
+            )
             if not allowed:
                 self.rate_limited += 1
                 return Reply(429, {"message": "Rate limit exceeded"}, headers)
@@ -62,7 +68,10 @@ class BrazeWorkspace:
             return Reply(400, {"message": "Request body is not valid JSON"}, headers)
         if not isinstance(body, dict):
             return Reply(400, {"message": "Request body must be a JSON object"}, headers)
-        reply = self._track(body) if req.path == TRACK_PATH else self._delete(body)
+        if req.path == TRIGGER_PATH:
+            reply = self._trigger(body)
+        else:
+            reply = self._track(body) if req.path == TRACK_PATH else self._delete(body)
         reply.headers.update(headers)
         return reply
 
@@ -116,6 +125,35 @@ class BrazeWorkspace:
         else:
             self.users.setdefault(user_id, {})
             self.events.append({"kind": name, **item})
+
+    def _trigger(self, body: dict[str, Any]) -> Reply:
+        """`POST /campaigns/trigger/send`: the campaign's message to each recipient (by
+        external_user_id), with their trigger_properties; 201 with a dispatch_id."""
+        campaign = body.get("campaign_id")
+        recipients = body.get("recipients")
+        if not isinstance(campaign, str) or not campaign:
+            return Reply(400, {"message": "'campaign_id' is required"})
+        if not isinstance(recipients, list) or not recipients:
+            return Reply(400, {"message": "'recipients' must be a non-empty array"})
+        if len(recipients) > MAX_TRIGGER_RECIPIENTS:
+            return Reply(
+                400, {"message": f"at most {MAX_TRIGGER_RECIPIENTS} recipients per request"}
+            )
+        if any(not isinstance(r, dict) or not r.get("external_user_id") for r in recipients):
+            return Reply(400, {"message": "each recipient needs an external_user_id"})
+        dispatch = uuid.uuid4().hex
+        accepted = []
+        for r in recipients:
+            props = r.get("trigger_properties") or {}
+            accepted.append(
+                {"provider": "braze", "channel": "braze_campaign",
+                 "recipient": str(r["external_user_id"]), "subject": campaign,
+                 "body": json.dumps(props, sort_keys=True),
+                 "send_key": props.get("send_key"), "provider_message_id": dispatch}
+            )  # fmt: skip
+        with self._lock:
+            self.requests += 1
+        return Reply(201, {"dispatch_id": dispatch, "message": "success"}, accepted=accepted)
 
     def _delete(self, body: dict[str, Any]) -> Reply:
         ids = body.get("external_ids")

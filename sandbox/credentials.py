@@ -15,6 +15,7 @@ class SandboxCredentials:
     braze_api_key: str = "braze-sandbox-rest-key"
     customerio_site_id: str = "sandbox-site-id"
     customerio_api_key: str = "sandbox-track-api-key"
+    customerio_app_api_key: str = "sandbox-app-api-key"  # the transactional (App) API's
     iterable_api_key: str = "sandbox-iterable-server-key"
     smtp_username: str = "switchyard"
     smtp_password: str = "sandbox-smtp-password"

@@ -15,6 +15,7 @@ import base64
 import json
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +23,8 @@ from sandbox.platforms import RateWindow
 from sandbox.providers import Reply, Request
 
 BATCH_PATH = "/api/v2/batch"
+# The transactional (App) API: journeys' hand-offs, `Authorization: Bearer <App API key>`.
+SEND_PATHS = {"/v1/send/email": "email", "/v1/send/push": "push", "/v1/send/sms": "sms"}
 MAX_BATCH_BYTES = 500 * 1024
 MAX_ATTRIBUTE_NAME_BYTES = 150  # Customer.io's limits on a person's attributes
 MAX_ATTRIBUTE_VALUE_BYTES = 1000
@@ -32,6 +35,7 @@ ACTIONS = ("identify", "delete", "event")
 class CustomerIoWorkspace:
     site_id: str
     api_key: str
+    app_api_key: str = ""
     window: RateWindow = field(default_factory=lambda: RateWindow(100, 1.0))
     people: dict[str, dict[str, Any]] = field(default_factory=dict)
     events: list[dict[str, Any]] = field(default_factory=list)
@@ -39,6 +43,34 @@ class CustomerIoWorkspace:
     requests: int = 0
     rate_limited: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def send_transactional(self, req: Request) -> Reply:
+        """`POST /v1/send/{email,push,sms}`: the transactional message to the person named by
+        `identifiers`, with `message_data`; 200 with a delivery_id."""
+        if req.headers.get("authorization", "") != f"Bearer {self.app_api_key}":
+            return Reply(401, {"meta": {"error": "Unauthorized request"}})
+        try:
+            body = json.loads(req.body or b"null")
+        except ValueError:
+            return Reply(400, {"meta": {"error": "request body is not valid JSON"}})
+        if not isinstance(body, dict) or not body.get("transactional_message_id"):
+            return Reply(400, {"meta": {"error": "transactional_message_id is required"}})
+        identifiers = body.get("identifiers")
+        if not isinstance(identifiers, dict) or not identifiers.get("id"):
+            return Reply(400, {"meta": {"error": "identifiers must name the person by id"}})
+        data = body.get("message_data") or {}
+        delivery = uuid.uuid4().hex
+        with self._lock:
+            self.requests += 1
+        accepted = [
+            {"provider": "customerio", "channel": SEND_PATHS[req.path],
+             "recipient": str(identifiers["id"]), "subject": str(body["transactional_message_id"]),
+             "body": json.dumps(data, sort_keys=True), "send_key": data.get("send_key"),
+             "provider_message_id": delivery}
+        ]  # fmt: skip
+        return Reply(
+            200, {"delivery_id": delivery, "queued_at": int(time.time())}, accepted=accepted
+        )
 
     def handle(self, req: Request) -> Reply:
         expected = base64.b64encode(f"{self.site_id}:{self.api_key}".encode()).decode()

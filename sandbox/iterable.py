@@ -25,6 +25,11 @@ BULK_UPDATE_PATH = "/api/users/bulkUpdate"
 SUBSCRIBE_PATH = "/api/lists/subscribe"
 UNSUBSCRIBE_PATH = "/api/lists/unsubscribe"
 DELETE_PREFIX = "/api/users/byUserId/"
+# Triggered campaigns to one user: journeys' hand-offs.
+TARGET_PATHS = {
+    "/api/email/target": "email", "/api/push/target": "push", "/api/sms/target": "sms",
+    "/api/inApp/target": "in_app",
+}  # fmt: skip
 MAX_USER_ID = 52  # characters: Iterable's limit on a userId
 
 
@@ -42,7 +47,9 @@ class IterableProject:
     def handles(self, method: str, path: str) -> bool:
         if method == "DELETE":
             return path.startswith(DELETE_PREFIX)
-        return method == "POST" and path in (BULK_UPDATE_PATH, SUBSCRIBE_PATH, UNSUBSCRIBE_PATH)
+        return method == "POST" and (
+            path in (BULK_UPDATE_PATH, SUBSCRIBE_PATH, UNSUBSCRIBE_PATH) or path in TARGET_PATHS
+        )
 
     def handle(self, req: Request) -> Reply:
         if req.headers.get("api-key", "") != self.api_key:
@@ -68,6 +75,8 @@ class IterableProject:
             return Reply(400, {"msg": "request body is not valid JSON", "code": "BadJsonBody"})
         if not isinstance(body, dict):
             return Reply(400, {"msg": "request body must be an object", "code": "BadJsonBody"})
+        if req.path in TARGET_PATHS:
+            return self._target(req.path, body)
         if req.path == BULK_UPDATE_PATH:
             entries, key = body.get("users"), "users"
         else:
@@ -102,3 +111,21 @@ class IterableProject:
             {"successCount": len(entries) - len(invalid), "failCount": len(invalid),
              "invalidEmails": [], "invalidUserIds": invalid},
         )  # fmt: skip
+
+    def _target(self, path: str, body: dict[str, Any]) -> Reply:
+        """`POST /api/{medium}/target`: the campaign sent to one user, with `dataFields`."""
+        if not isinstance(body.get("campaignId"), int):
+            return Reply(400, {"msg": "campaignId must be a number", "code": "BadParams"})
+        user_id = body.get("recipientUserId")
+        if not isinstance(user_id, str) or not user_id:
+            return Reply(400, {"msg": "recipientUserId or recipientEmail is required",
+                               "code": "BadParams"})  # fmt: skip
+        data = body.get("dataFields") or {}
+        with self._lock:
+            self.requests += 1
+        accepted = [
+            {"provider": "iterable", "channel": TARGET_PATHS[path], "recipient": user_id,
+             "subject": str(body["campaignId"]), "body": json.dumps(data, sort_keys=True),
+             "send_key": data.get("send_key"), "provider_message_id": ""}
+        ]  # fmt: skip
+        return Reply(200, {"msg": "", "code": "Success", "params": None}, accepted=accepted)

@@ -107,7 +107,9 @@ class Sandbox:
         # one's rate limit.
         self.braze = braze.BrazeWorkspace(credentials.braze_api_key)
         self.customerio = customerio.CustomerIoWorkspace(
-            credentials.customerio_site_id, credentials.customerio_api_key
+            credentials.customerio_site_id,
+            credentials.customerio_api_key,
+            credentials.customerio_app_api_key,
         )
         self.iterable = iterable.IterableProject(credentials.iterable_api_key)
         self._server = AsyncHttpServer(host, port, self.handle)
@@ -252,10 +254,12 @@ class Sandbox:
             return "fcm", lambda r: providers.fcm_send(r, creds, m.group(1), self._token_ok)
         if req.path == google.TOKEN_PATH:
             return "google", self._grant_token
-        if req.path in (braze.TRACK_PATH, braze.DELETE_PATH):
+        if req.path in (braze.TRACK_PATH, braze.DELETE_PATH, braze.TRIGGER_PATH):
             return "braze", self.braze.handle
         if req.path == customerio.BATCH_PATH:
             return "customerio", self.customerio.handle
+        if req.path in customerio.SEND_PATHS:
+            return "customerio", self.customerio.send_transactional
         if req.path == WEBHOOK_PATH:
             return "webhook", self._receive_webhook
         return None

@@ -290,7 +290,7 @@ class Sender:
     def submit(self, batch: Sequence[Outgoing]) -> InFlight:
         """Record `batch` as attempted (fsynced together) and hand its requests to the channels'
         workers; `collect` waits for the outcomes and records them."""
-        clients = [self._client(o.message.channel) for o in batch]  # unknown channel: nothing out
+        clients = [self._client(o.message.client) for o in batch]  # unknown channel: nothing out
         # On disk before any request leaves: a crash mid-batch leaves these as 'unknown'.
         attempted_at = self.clock()
         for o in batch:
@@ -323,7 +323,7 @@ class Sender:
             raise
         for o, outcome in zip(batch, outcomes, strict=True):
             self._record(o.ref, o.message, outcome, o.attempt_number, sync=False)
-            self._note_health(o.message.channel, outcome)
+            self._note_health(o.message.client, outcome)
         self.ledger.sync()
         for n, (o, outcome) in enumerate(zip(batch, outcomes, strict=True)):
             if outcome.status == "unknown":
@@ -455,7 +455,7 @@ class Sender:
         failed ('unknown': nothing may be sent now); None when the provider has no such message or
         offers no lookup, and the caller may send it (at most once more, see the engine).
         """
-        client = self.clients.get(message.channel)
+        client = self.clients.get(message.client)
         if not isinstance(client, Reconciling):
             return None
         exclude = self.claimed.get(message.recipient, set())
@@ -498,7 +498,7 @@ class Sender:
             exchange = lambda: http_client.read_response(  # noqa: E731
                 self._exchange(http_client, request())
             )
-        return self._retrying(message.channel, exchange, 1)
+        return self._retrying(message.client, exchange, 1)
 
     def _retrying(self, channel: str, exchange: Callable[[], T], messages: int) -> T | Outcome:
         """`exchange` under the channel's rate limit (`messages` tokens a request) and the retry

@@ -23,6 +23,13 @@ class Message:
     tags: dict[str, str] = field(default_factory=dict)
     # marketing email: the signed one-click link its List-Unsubscribe headers name (RFC 8058)
     unsubscribe_url: str | None = None
+    # The client that delivers it, when not its channel's own: an engagement platform it is
+    # handed to (graph.Handoff.route). The ledger and the guards still see `channel`.
+    route: str | None = None
+
+    @property
+    def client(self) -> str:
+        return self.route or self.channel
 
 
 @dataclass(frozen=True)

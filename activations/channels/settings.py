@@ -18,6 +18,11 @@ from typing import TYPE_CHECKING, Literal
 from activations.channels.core import ChannelClient
 from activations.channels.fcm import FcmClient
 from activations.channels.google_auth import ServiceAccountError, ServiceAccountTokens
+from activations.channels.handoff import (
+    BrazeHandoffClient,
+    CustomerIoHandoffClient,
+    IterableHandoffClient,
+)
 from activations.channels.sendgrid import SendGridClient
 from activations.channels.smtp import SmtpClient
 from activations.channels.twilio import TwilioClient
@@ -60,6 +65,8 @@ class ChannelSettings:
     webhook: WebhookClient | None = None
     # signs each message's unsubscribe and preference-center links; None: messages carry none
     links: LinkSigner | None = None
+    # engagement platforms that journey steps hand messages to, by route (handoff_braze, ...)
+    handoffs: tuple[BrazeHandoffClient | CustomerIoHandoffClient | IterableHandoffClient, ...] = ()
 
     @classmethod
     def for_sandbox(cls, base_url: str, smtp: SmtpSandbox | None = None) -> ChannelSettings:
@@ -97,6 +104,11 @@ class ChannelSettings:
             webhook=WebhookClient(f"{base_url.rstrip('/')}/_sandbox/webhook", c.webhook_secret),
             # the sandbox plays the collector's unsubscribe endpoint (sandbox.unsubscribed)
             links=LinkSigner(f"{base_url.rstrip('/')}/_sandbox", c.link_secret),
+            handoffs=(
+                BrazeHandoffClient(base_url, c.braze_api_key),
+                CustomerIoHandoffClient(base_url, c.customerio_app_api_key),
+                IterableHandoffClient(base_url, c.iterable_api_key),
+            ),
         )
 
     @classmethod
@@ -207,6 +219,18 @@ class ChannelSettings:
                     webhook = WebhookClient(url, secret)
                 except ValueError as exc:
                     raise ChannelSettingsError(f"SWITCHYARD_WEBHOOK_SECRET: {exc}") from exc
+        handoffs: list[BrazeHandoffClient | CustomerIoHandoffClient | IterableHandoffClient] = []
+        if "handoff_braze" in wanted:
+            url, key = need("SWITCHYARD_BRAZE_REST_ENDPOINT"), need("SWITCHYARD_BRAZE_API_KEY")
+            handoffs.append(BrazeHandoffClient(url, key))
+        if "handoff_customerio" in wanted:
+            app_url = optional("SWITCHYARD_CUSTOMERIO_APP_URL") or "https://api.customer.io"
+            handoffs.append(
+                CustomerIoHandoffClient(app_url, need("SWITCHYARD_CUSTOMERIO_APP_API_KEY"))
+            )
+        if "handoff_iterable" in wanted:
+            url = optional("SWITCHYARD_ITERABLE_BASE_URL") or "https://api.iterable.com"
+            handoffs.append(IterableHandoffClient(url, need("SWITCHYARD_ITERABLE_API_KEY")))
         if missing:
             raise ChannelSettingsError(
                 f"{MODE_VARIABLE}=providers, but these are not set: {', '.join(missing)} "
@@ -216,10 +240,14 @@ class ChannelSettings:
             links = LinkSigner.from_env(env)
         except ValueError as exc:
             raise ChannelSettingsError(str(exc)) from exc
-        return cls(email=email, sms=sms, push=push, webhook=webhook, links=links)
+        return cls(
+            email=email, sms=sms, push=push, webhook=webhook, links=links, handoffs=tuple(handoffs)
+        )
 
     def clients(self) -> dict[str, ChannelClient]:
-        configured: list[ChannelClient | None] = [self.email, self.sms, self.push, self.webhook]
+        configured: list[ChannelClient | None] = [
+            self.email, self.sms, self.push, self.webhook, *self.handoffs,
+        ]  # fmt: skip
         return {c.channel: c for c in configured if c is not None}
 
 

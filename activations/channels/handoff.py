@@ -1,0 +1,133 @@
+"""Hand-offs: a journey step's message handed to an engagement platform, which renders it with
+the content its editors made and sends it (graph.Handoff). The step's channel still decides
+consent, suppression, caps and quiet hours; the send key, the ledger lines before and after the
+call and the retries are the built-in channels'.
+
+- Braze: `POST /campaigns/trigger/send` (an API-triggered campaign), the person as a recipient
+  by `external_user_id`, the step's properties as the recipient's `trigger_properties`; 201
+  `{"dispatch_id", "message": "success"}`.
+- Customer.io: the transactional API, `POST /v1/send/{email|push|sms}` with the App API key
+  (Bearer): `transactional_message_id`, `identifiers` {`id`}, `message_data`; 200 `{"delivery_id"}`.
+- Iterable: `POST /api/{email|push|sms|inApp}/target`: `campaignId`, `recipientUserId`,
+  `dataFields`; 200 `{"code": "Success"}`.
+
+None of these takes an idempotency key, and none can be asked whether it has our message: a lost
+answer is an unknown outcome, sent at most once more (activations/engine.py), never blindly.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import httpx
+
+from activations.channels.message import Message, Outcome
+from activations.channels.responses import failure_reason
+
+BRAZE_TRIGGER_PATH = "/campaigns/trigger/send"
+CUSTOMERIO_SEND_PATH = "/v1/send/{}"
+ITERABLE_TARGET_PATH = "/api/{}/target"
+ITERABLE_CHANNELS = {"email": "email", "push": "push", "sms": "sms", "in_app": "inApp"}
+CUSTOMERIO_CHANNELS = ("email", "push", "sms")
+
+
+def _properties(message: Message) -> dict[str, object]:
+    body = json.loads(message.body or "{}")
+    return body if isinstance(body, dict) else {}
+
+
+def _sent(response: httpx.Response, id_field: str | None) -> Outcome:
+    if not 200 <= response.status_code < 300:
+        return Outcome("failed", response.status_code, reason=failure_reason(response))
+    try:
+        body = response.json()
+    except ValueError:
+        body = {}
+    found = body.get(id_field) if id_field and isinstance(body, dict) else None
+    return Outcome("sent", response.status_code, str(found) if found else None)
+
+
+@dataclass(frozen=True)
+class BrazeHandoffClient:
+    base_url: str
+    api_key: str
+    channel: str = "handoff_braze"  # the route: what the sender's pools and limits are keyed by
+    idempotent: bool = False
+
+    def build_request(self, http: httpx.Client, message: Message) -> httpx.Request:
+        body = {
+            "campaign_id": message.tags["campaign_id"],
+            "recipients": [
+                {
+                    "external_user_id": message.recipient,
+                    "trigger_properties": {
+                        **_properties(message), "send_key": message.send_key,
+                    },
+                    "send_to_existing_only": True,
+                }
+            ],
+        }  # fmt: skip
+        return http.build_request(
+            "POST",
+            self.base_url.rstrip("/") + BRAZE_TRIGGER_PATH,
+            json=body,
+            headers={"Authorization": f"Bearer {self.api_key}"},
+        )
+
+    def read_response(self, response: httpx.Response) -> Outcome:
+        return _sent(response, "dispatch_id")
+
+
+@dataclass(frozen=True)
+class CustomerIoHandoffClient:
+    base_url: str  # the App API: https://api.customer.io (EU: https://api-eu.customer.io)
+    app_api_key: str
+    channel: str = "handoff_customerio"
+    idempotent: bool = False
+
+    def build_request(self, http: httpx.Client, message: Message) -> httpx.Request:
+        if message.channel not in CUSTOMERIO_CHANNELS:
+            raise ValueError(f"Customer.io sends transactional {CUSTOMERIO_CHANNELS} only")
+        body = {
+            "transactional_message_id": message.tags["campaign_id"],
+            "identifiers": {"id": message.recipient},
+            "message_data": {**_properties(message), "send_key": message.send_key},
+        }
+        return http.build_request(
+            "POST",
+            self.base_url.rstrip("/") + CUSTOMERIO_SEND_PATH.format(message.channel),
+            json=body,
+            headers={"Authorization": f"Bearer {self.app_api_key}"},
+        )
+
+    def read_response(self, response: httpx.Response) -> Outcome:
+        return _sent(response, "delivery_id")
+
+
+@dataclass(frozen=True)
+class IterableHandoffClient:
+    base_url: str
+    api_key: str
+    channel: str = "handoff_iterable"
+    idempotent: bool = False
+
+    def build_request(self, http: httpx.Client, message: Message) -> httpx.Request:
+        medium = ITERABLE_CHANNELS.get(message.channel)
+        if medium is None:
+            raise ValueError(f"Iterable targets {sorted(ITERABLE_CHANNELS)} only")
+        campaign = message.tags["campaign_id"]
+        body = {
+            "campaignId": int(campaign) if campaign.isdigit() else campaign,
+            "recipientUserId": message.recipient,
+            "dataFields": {**_properties(message), "send_key": message.send_key},
+        }
+        return http.build_request(
+            "POST",
+            self.base_url.rstrip("/") + ITERABLE_TARGET_PATH.format(medium),
+            json=body,
+            headers={"Api-Key": self.api_key},
+        )
+
+    def read_response(self, response: httpx.Response) -> Outcome:
+        return _sent(response, None)

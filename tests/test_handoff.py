@@ -1,0 +1,145 @@
+"""Journey steps that hand their message to an engagement platform (Braze campaigns, Customer.io
+transactional messages, Iterable triggered campaigns), against the sandbox: the step's channel
+still decides consent and the ledger, the send key is kept, a lost answer is sent at most once
+more. Delivery as run_journey makes it (tests/test_delivery.py's `run`)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from activations import engine, guards
+from activations.graph import GraphError, Handoff
+from activations.journeys import Journey, Step
+from sandbox import Fault, Sandbox
+from switchyard import landing
+from tests.test_delivery import entry, ledger_line, ref_for, run
+
+ADA = guards.Person(
+    "p-ada", "ada", "ada@example.com", None, None, "Ada", consent={"email": "subscribed"}
+)
+
+
+def journey(destination: str, campaign: str, channel: str = "email") -> Journey:
+    step = Step(
+        "remind", 0, (channel,), {},
+        handoff=Handoff(destination, campaign, {"greeting": "Hi {first_name}", "sku": "{sku}"}),
+    )  # fmt: skip
+    return Journey(
+        name="cart",
+        audience_model="audience_cart",
+        tier="seconds",
+        nodes=(step,),
+        exit_on=(),
+        frequency_cap=None,
+    )
+
+
+@pytest.fixture
+def sandbox() -> Iterator[Sandbox]:
+    with Sandbox() as sb:
+        yield sb
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    landing.ensure_layout(tmp_path)
+    return tmp_path
+
+
+def with_sku(e: engine.Entry) -> engine.Entry:
+    return replace(e, properties={"sku": "mug"})
+
+
+@pytest.mark.parametrize(
+    ("destination", "campaign", "channel"),
+    [
+        ("braze", "cmp-1", "braze_campaign"),
+        ("customerio", "7", "email"),
+        ("iterable", "41", "email"),
+    ],
+)
+def test_a_step_hands_its_message_to_the_platform_once(
+    destination: str, campaign: str, channel: str, home: Path, sandbox: Sandbox
+) -> None:
+    cart = journey(destination, campaign)
+    summary = run(home, sandbox, with_sku(entry("e1", ADA)), journey=cart, person=ADA)
+    assert summary.sent == {"email": 1}
+    (received,) = sandbox.received
+    key = ref_for("e1", person=ADA.person_id).send_key
+    assert (received.provider, received.channel, received.recipient) == (
+        destination,
+        channel,
+        "ada",
+    )
+    assert received.subject == campaign and received.send_key == key
+    assert json.loads(received.body or "") == {"greeting": "Hi Ada", "sku": "mug", "send_key": key}
+    # the ledger: the step's channel (caps and metrics count it), the platform's user
+    line = ledger_line(home, key, "sent")
+    assert (line["channel"], line["recipient"]) == ("email", "ada")
+    # decided: a second run hands nothing over again
+    again = run(home, sandbox, with_sku(entry("e1", ADA)), journey=cart, person=ADA)
+    assert again.sent == {} and len(sandbox.received) == 1
+
+
+def test_guards_still_decide(home: Path, sandbox: Sandbox) -> None:
+    cart = journey("braze", "cmp-1")
+    no_consent = replace(ADA, consent={"email": "unsubscribed"})
+    assert run(home, sandbox, entry("e1", ADA), journey=cart, person=no_consent).skipped == {
+        "no_consent": 1
+    }
+    anonymous = replace(ADA, person_id="p-anon", user_id=None)
+    summary = run(home, sandbox, entry("e2", anonymous), journey=cart, person=anonymous)
+    assert summary.skipped == {"no_address": 1} and sandbox.received == []
+    line = ledger_line(home, ref_for("e2", person="p-anon").send_key, "skipped")
+    assert "no user_id: braze" in str(line["reason_detail"])
+
+
+@pytest.mark.parametrize("channel", ["email", "sms"])
+def test_a_lost_answer_is_handed_over_at_most_once_more(
+    channel: str, home: Path, sandbox: Sandbox
+) -> None:
+    # On SMS too, where Twilio could be asked: Braze sent it, if anyone did, and Braze cannot.
+    cart = journey("braze", "cmp-1", channel)
+    ada = replace(ADA, phone="+14155550199", consent={"email": "subscribed", "sms": "subscribed"})
+    sandbox.fail_next(Fault("braze", lose_response=True))  # Braze took it; the answer was lost
+    first = run(home, sandbox, with_sku(entry("e1", ADA)), journey=cart, person=ada)
+    assert first.unknown == {channel: 1} and len(sandbox.received) == 1
+    # No lookup can say whether Braze has it: sent once more, visibly, and never a third time.
+    sandbox.fail_next(Fault("braze", lose_response=True))
+    second = run(home, sandbox, with_sku(entry("e1", ADA)), journey=cart, person=ada)
+    assert len(sandbox.received) == 2 and second.unknown == {channel: 1}
+    third = run(home, sandbox, with_sku(entry("e1", ADA)), journey=cart, person=ada)
+    assert len(sandbox.received) == 2
+    assert (
+        ledger_line(home, ref_for("e1", person=ADA.person_id).send_key, "failed")["reason"]
+        == "outcome_unknown"
+    )
+    assert third.gave_up == 1 and third.sent == {}
+
+
+BRAZE = {"destination": "braze", "campaign_id": "c"}
+
+
+@pytest.mark.parametrize(
+    ("handoff", "channels", "message"),
+    [
+        ({"destination": "customerio", "campaign_id": "7"}, ["in_app"], "send on"),
+        ({"destination": "hubspot", "campaign_id": "7"}, ["email"], "one of"),
+        ({"destination": "braze"}, ["email"], "campaign_id"),
+        ({**BRAZE, "properties": {"a": "[% if %]"}}, ["email"], "does not parse"),
+    ],
+)  # fmt: skip
+def test_hand_offs_are_checked(
+    handoff: dict[str, object], channels: list[str], message: str
+) -> None:
+    meta = {
+        "name": "x", "tier": "hours", "entry": {"event": "signed_up"},
+        "steps": [{"name": "s", "channels": channels, "handoff": handoff}],
+    }  # fmt: skip
+    with pytest.raises((GraphError, ValueError), match=message):
+        Journey.from_meta("audience_x", meta)
