@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
@@ -25,6 +26,7 @@ BULK_UPDATE_PATH = "/api/users/bulkUpdate"
 SUBSCRIBE_PATH = "/api/lists/subscribe"
 UNSUBSCRIBE_PATH = "/api/lists/unsubscribe"
 DELETE_PREFIX = "/api/users/byUserId/"
+TRACK_BULK_PATH = "/api/events/trackBulk"
 # Triggered campaigns to one user: journeys' hand-offs.
 TARGET_PATHS = {
     "/api/email/target": "email", "/api/push/target": "push", "/api/sms/target": "sms",
@@ -38,6 +40,7 @@ class IterableProject:
     api_key: str
     window: RateWindow = field(default_factory=lambda: RateWindow(10, 1.0))
     users: dict[str, dict[str, Any]] = field(default_factory=dict)
+    events: dict[str, dict[str, Any]] = field(default_factory=dict)  # by id: a resend replaces
     lists: dict[int, set[str]] = field(default_factory=dict)
     deleted: list[str] = field(default_factory=list)
     requests: int = 0
@@ -48,7 +51,8 @@ class IterableProject:
         if method == "DELETE":
             return path.startswith(DELETE_PREFIX)
         return method == "POST" and (
-            path in (BULK_UPDATE_PATH, SUBSCRIBE_PATH, UNSUBSCRIBE_PATH) or path in TARGET_PATHS
+            path in (BULK_UPDATE_PATH, SUBSCRIBE_PATH, UNSUBSCRIBE_PATH, TRACK_BULK_PATH)
+            or path in TARGET_PATHS
         )
 
     def handle(self, req: Request) -> Reply:
@@ -79,6 +83,8 @@ class IterableProject:
             return self._target(req.path, body)
         if req.path == BULK_UPDATE_PATH:
             entries, key = body.get("users"), "users"
+        elif req.path == TRACK_BULK_PATH:
+            entries, key = body.get("events"), "events"
         else:
             entries, key = body.get("subscribers"), "subscribers"
             if not isinstance(body.get("listId"), int):
@@ -101,6 +107,9 @@ class IterableProject:
                             fields.pop(name, None)
                         else:
                             fields[name] = value
+                elif req.path == TRACK_BULK_PATH:
+                    self.users.setdefault(user_id, {})
+                    self.events[str(entry.get("id") or uuid.uuid4().hex)] = entry
                 elif req.path == SUBSCRIBE_PATH:
                     self.users.setdefault(user_id, {})
                     self.lists.setdefault(body["listId"], set()).add(user_id)

@@ -371,3 +371,94 @@ def test_iterable_audience_is_a_static_list(
         Sync.from_meta(
             "people", {**BRAZE, "destination": "iterable", "membership_attribute": "m"}, COLUMNS
         )
+
+
+# -- event syncs -----------------------------------------------------------------------------
+
+ORDERS = {"order_id", "user_id", "order_total", "ordered_at"}
+
+
+def orders_sync(destination: str) -> Sync:
+    return Sync.from_meta(
+        "orders",
+        {"name": f"{destination}_orders", "destination": destination, "key": "user_id",
+         "event": {"id": "order_id", "name": "purchase_completed", "time": "ordered_at",
+                   "properties": {"total": "order_total"}}},
+        ORDERS,
+    )  # fmt: skip
+
+
+def events_at(sandbox: Sandbox, name: str) -> list[dict[str, object]]:
+    if name == "braze":
+        return [e for e in sandbox.braze.events if e["kind"] == "events"]
+    if name == "customerio":
+        return sandbox.customerio.events
+    return list(sandbox.iterable.events.values())
+
+
+@pytest.mark.parametrize("name", ["braze", "customerio", "iterable"])
+def test_new_rows_are_sent_once_as_events(
+    name: str, warehouse: Warehouse, sandbox: Sandbox, tmp_path: Path
+) -> None:
+    warehouse.sql(
+        "create table orders as select 'o' || i as order_id, 'u' || (i % 7) as user_id, "
+        "10.0 + i as order_total, timestamp '2026-12-01 10:00' + to_minutes(i) as ordered_at "
+        "from range(50) t(i)"
+    )
+    sync, landing = orders_sync(name), tmp_path / "landing"
+    with platform(sandbox, name) as destination:
+        assert run_sync(sync, warehouse.path, landing, destination).added == 50
+        assert run_sync(sync, warehouse.path, landing, destination).rows_sent == 0
+        # a new order is sent; a changed or deleted one is not the destination's business
+        warehouse.sql("insert into orders values ('o50', 'u1', 99.0, timestamp '2026-12-02 09:00')")
+        warehouse.sql("update orders set order_total = 0 where order_id = 'o3'")
+        warehouse.sql("delete from orders where order_id = 'o4'")
+        summary = run_sync(sync, warehouse.path, landing, destination)
+    assert (summary.added, summary.changed, summary.removed, summary.rows_sent) == (1, 0, 0, 1)
+    events = events_at(sandbox, name)
+    assert len(events) == 51
+    last = events[-1]
+    if name == "braze":
+        assert (last["external_id"], last["name"], last["properties"]) == (
+            "u1", "purchase_completed", {"total": 99.0},
+        )  # fmt: skip
+        assert str(last["time"]).startswith("2026-12-02T09:00:00")
+    elif name == "customerio":
+        assert (last["person"], last["name"], last["id"]) == ("u1", "purchase_completed", "o50")
+    else:
+        assert (last["userId"], last["eventName"], last["id"]) == (
+            "u1",
+            "purchase_completed",
+            "o50",
+        )
+
+
+def test_an_event_braze_may_have_recorded_is_not_sent_again(
+    warehouse: Warehouse, sandbox: Sandbox, tmp_path: Path
+) -> None:
+    warehouse.sql(
+        "create table orders as select 'o' || i as order_id, 'u' || i as user_id, "
+        "1.0 as order_total, timestamp '2026-12-01 10:00' as ordered_at from range(3) t(i)"
+    )
+    sandbox.fail_next(Fault("braze", lose_response=True))  # recorded, then the answer was lost
+    landing = tmp_path / "landing"
+    with platform(sandbox, "braze") as destination:
+        first = run_sync(orders_sync("braze"), warehouse.path, landing, destination)
+        again = run_sync(orders_sync("braze"), warehouse.path, landing, destination)
+    # Braze does not de-duplicate events: at most once, never twice
+    assert (first.unknown, sandbox.braze.requests, again.rows_sent) == (3, 1, 0)
+    assert len(events_at(sandbox, "braze")) == 3
+
+
+def test_an_event_a_platform_deduplicates_is_sent_again(
+    warehouse: Warehouse, sandbox: Sandbox, tmp_path: Path
+) -> None:
+    warehouse.sql(
+        "create table orders as select 'o' || i as order_id, 'u' || i as user_id, "
+        "1.0 as order_total, timestamp '2026-12-01 10:00' as ordered_at from range(3) t(i)"
+    )
+    sandbox.fail_next(Fault("iterable", lose_response=True))
+    with platform(sandbox, "iterable") as destination:
+        summary = run_sync(orders_sync("iterable"), warehouse.path, tmp_path / "l", destination)
+    assert (summary.added, summary.unknown, summary.failed, summary.requests) == (3, 0, 0, 1)
+    assert sorted(sandbox.iterable.events) == ["o0", "o1", "o2"]  # by id: once each

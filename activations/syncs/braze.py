@@ -4,6 +4,8 @@
   attribute) through `POST /users/track`, 75 attribute objects a request (Braze's limit; every
   request full but the last); objects Braze leaves out come back as non-fatal `errors` naming the
   object's index: those rows are rejected with Braze's words, the rest count as synced;
+- events through `/users/track` too (`events`, 75 a request): Braze does not de-duplicate them,
+  so a request of events that got no answer is not sent again (its rows' outcome is unknown);
 - removals through `POST /users/delete`, 50 external ids a request;
 - `Authorization: Bearer <REST API key>`; /users/track is limited per workspace and window
   (3,000 requests per 3 s by default).
@@ -11,8 +13,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
+
+import httpx
 
 from activations.channels.policy import HttpTimeouts, RetryPolicy
 from activations.syncs.destination import (
@@ -27,7 +31,17 @@ from activations.syncs.destination import (
 TRACK_PATH = "/users/track"
 DELETE_PATH = "/users/delete"
 MAX_ATTRIBUTES = 75
+MAX_EVENTS = 75
 MAX_DELETES = 50
+
+
+def event_object(change: Change) -> dict[str, Any]:
+    return {
+        "external_id": change.key,
+        "name": change.event_name,
+        "time": change.event_time,
+        "properties": dict(change.attributes),
+    }
 
 
 def attribute_object(change: Change) -> dict[str, Any]:
@@ -71,36 +85,48 @@ class BrazeDestination(HttpDestination):
         )
 
     def send(self, changes: Sequence[Change]) -> list[RowResult]:
-        tracked = [i for i, c in enumerate(changes) if c.op != "delete"]
-        deleted = [i for i, c in enumerate(changes) if c.op == "delete"]
-        results: list[RowResult | None] = [None] * len(changes)
-        objects = [attribute_object(changes[i]) for i in tracked]
-        for i, result in zip(
-            tracked, self.in_parallel(in_chunks(objects, MAX_ATTRIBUTES), self._track), strict=True
-        ):
-            results[i] = result
-        ids = [changes[i].key for i in deleted]
-        for i, result in zip(
-            deleted, self.in_parallel(in_chunks(ids, MAX_DELETES), self._delete), strict=True
-        ):
-            results[i] = result
-        return [r for r in results if r is not None]
+        results: dict[int, RowResult] = {}
+        kinds: dict[str, list[int]] = {"attributes": [], "events": [], "delete": []}
+        for i, c in enumerate(changes):
+            kind = "delete" if c.op == "delete" else "events" if c.op == "event" else "attributes"
+            kinds[kind].append(i)
+        calls: dict[str, tuple[int, Callable[[Change], Any], Callable[[Any], list[RowResult]]]] = {
+            "attributes": (MAX_ATTRIBUTES, attribute_object, self._track),
+            "events": (MAX_EVENTS, event_object, self._track_events),
+            "delete": (MAX_DELETES, lambda c: c.key, self._delete),
+        }
+        for kind, indexes in kinds.items():
+            size, build, call = calls[kind]
+            items = [build(changes[i]) for i in indexes]
+            answered = self.in_parallel(in_chunks(items, size), call)
+            results.update(zip(indexes, answered, strict=True))
+        return [results[i] for i in range(len(changes))]
 
     def _track(self, batch: Sequence[dict[str, Any]]) -> list[RowResult]:
         response = self.post(TRACK_PATH, {"attributes": list(batch)})
-        if isinstance(response, RowResult):
-            return [response] * len(batch)
-        refused: dict[int, str] = {}
-        for error in response_json(response).get("errors") or []:
-            if error.get("input_array") == "attributes" and isinstance(error.get("index"), int):
-                refused[error["index"]] = str(error.get("type") or "refused by Braze")
-        return [
-            RowResult("rejected", refused[i]) if i in refused else RowResult("synced")
-            for i in range(len(batch))
-        ]
+        return _per_object(response, "attributes", len(batch))
+
+    def _track_events(self, batch: Sequence[dict[str, Any]]) -> list[RowResult]:
+        # Braze records an event twice if it comes twice: a lost answer is not resent.
+        response = self.post(TRACK_PATH, {"events": list(batch)}, resend_when_unanswered=False)
+        return _per_object(response, "events", len(batch))
 
     def _delete(self, batch: Sequence[str]) -> list[RowResult]:
         response = self.post(DELETE_PATH, {"external_ids": list(batch)})
         if isinstance(response, RowResult):
             return [response] * len(batch)
         return [RowResult("synced")] * len(batch)
+
+
+def _per_object(response: httpx.Response | RowResult, array: str, count: int) -> list[RowResult]:
+    """One result per object sent in `array`: Braze's non-fatal errors name them by index."""
+    if isinstance(response, RowResult):
+        return [response] * count
+    refused: dict[int, str] = {}
+    for error in response_json(response).get("errors") or []:
+        if error.get("input_array") == array and isinstance(error.get("index"), int):
+            refused[error["index"]] = str(error.get("type") or "refused by Braze")
+    return [
+        RowResult("rejected", refused[i]) if i in refused else RowResult("synced")
+        for i in range(count)
+    ]

@@ -2,8 +2,9 @@
 (docs.customer.io/integrations/api/track):
 
 - each change is one entry (`type` person, `identifiers` {`id`}): attributes and audience
-  memberships (a boolean attribute) through `identify`, removals through `delete`; an attribute
-  is cleared by setting it to an empty string;
+  memberships (a boolean attribute) through `identify`, removals through `delete`, events through
+  `event` (with the row's id as the event's `id`, which Customer.io de-duplicates on, so a resend
+  is harmless); an attribute is cleared by setting it to an empty string;
 - a request holds entries up to 500 kB (packed to that size, not to a count);
 - entries Customer.io cannot take come back in a 207 answer's `errors`, by `batch_index`;
 - Basic auth with the workspace's site id and Track API key.
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from activations.channels.policy import HttpTimeouts, RetryPolicy
@@ -31,6 +33,13 @@ _ENVELOPE_BYTES = 64  # {"batch":[...]} and the commas between entries, with roo
 
 def batch_entry(change: Change) -> dict[str, Any]:
     entry: dict[str, Any] = {"type": "person", "identifiers": {"id": change.key}}
+    if change.op == "event":
+        entry.update(action="event", name=change.event_name, attributes=dict(change.attributes))
+        if change.event_id:
+            entry["id"] = change.event_id
+        if change.event_time:
+            entry["timestamp"] = int(datetime.fromisoformat(change.event_time).timestamp())
+        return entry
     if change.op == "delete":
         entry["action"] = "delete"
         return entry

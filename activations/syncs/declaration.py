@@ -14,6 +14,15 @@
             max_removal_share: 0.25       # stop when more than this share would be removed
             max_attempts: 3               # a rejected row is tried this many times, then kept
 
+An event sync names `event` instead: each new row of the model is one event for the user in
+`key`, sent once (rows are never changed or removed at the destination):
+
+    event:
+      id: order_id                    # unique per event: what "new" is judged by
+      name: purchase_completed        # or name_column: a column holding each row's name
+      time: ordered_at
+      properties: {total: order_total, currency: currency}
+
 An audience sync names `membership_attribute` instead of `attributes`: members get it set to
 true and people who leave the audience get it set to false. On Iterable an audience is a static
 list instead: `list_id` names it, and members are subscribed to it and unsubscribed on leaving.
@@ -34,8 +43,23 @@ OnRemove = Literal["unset", "delete", "keep"]
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _KNOWN = {
     "name", "destination", "tier", "key", "attributes", "membership_attribute", "on_remove",
-    "max_removal_share", "max_attempts", "list_id",
+    "max_removal_share", "max_attempts", "list_id", "event",
 }  # fmt: skip
+_EVENT_KEYS = {"id", "name", "name_column", "time", "properties"}
+
+
+@dataclass(frozen=True)
+class EventSpec:
+    id: str  # column
+    time: str  # column
+    name: str | None = None  # a literal name, or
+    name_column: str | None = None  # a column holding each row's name
+    properties: tuple[tuple[str, str], ...] = ()  # (property, column)
+
+    @property
+    def columns(self) -> list[str]:
+        named = [self.name_column] if self.name_column else []
+        return [self.id, self.time, *named, *(c for _, c in self.properties)]
 
 
 class SyncDefinitionError(ValueError):
@@ -52,6 +76,7 @@ class Sync:
     attributes: tuple[tuple[str, str], ...]  # (destination attribute, model column)
     membership_attribute: str | None
     list_id: int | None  # Iterable: the static list an audience is kept in
+    event: EventSpec | None  # an event sync
     on_remove: OnRemove
     max_removal_share: float
     max_attempts: int
@@ -59,7 +84,14 @@ class Sync:
     @property
     def columns(self) -> list[str]:
         """The model columns a run reads besides the key."""
+        if self.event is not None:
+            return self.event.columns
         return [column for _, column in self.attributes]
+
+    @property
+    def row_key(self) -> str:
+        """The column rows are diffed by: the event id for an event sync, else the key."""
+        return self.event.id if self.event is not None else self.key
 
     @property
     def membership(self) -> str | None:
@@ -100,13 +132,15 @@ class Sync:
         key = meta.get("key", "person_id")
         attributes = meta.get("attributes") or {}
         membership = meta.get("membership_attribute")
-        if not isinstance(attributes, dict) or bool(attributes) == bool(
-            membership or meta.get("list_id") is not None
-        ):
+        kinds = [bool(attributes), bool(membership or meta.get("list_id") is not None)]
+        kinds.append(meta.get("event") is not None)
+        if not isinstance(attributes, dict) or sum(kinds) != 1:
             raise SyncDefinitionError(
-                f"{where}: declare either `attributes` (destination name: model column) or "
-                "`membership_attribute` (an audience sync; Iterable: `list_id`), not both"
+                f"{where}: declare either `attributes` (destination name: model column), "
+                "`membership_attribute` (an audience sync; Iterable: `list_id`) or `event` (an "
+                "event sync), exactly one"
             )
+        event = _event(where, meta.get("event"))
         if membership is not None and not isinstance(membership, str):
             raise SyncDefinitionError(f"{where}: membership_attribute must be a name")
         list_id = meta.get("list_id")
@@ -123,7 +157,8 @@ class Sync:
                 )
             membership = None
         pairs = tuple((str(k), str(v)) for k, v in attributes.items())
-        missing = sorted({key, *(v for _, v in pairs)} - model_columns) if model_columns else []
+        used = {key, *(v for _, v in pairs), *(event.columns if event else ())}
+        missing = sorted(used - model_columns) if model_columns else []
         if missing:
             raise SyncDefinitionError(
                 f"{where}: columns {missing} are not among the model's documented columns "
@@ -158,10 +193,36 @@ class Sync:
             attributes=pairs,
             membership_attribute=membership,
             list_id=list_id,
-            on_remove=on_remove,
+            event=event,
+            on_remove="keep" if event is not None else on_remove,
             max_removal_share=float(share),
             max_attempts=attempts,
         )
+
+
+def _event(where: str, raw: Any) -> EventSpec | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict) or set(raw) - _EVENT_KEYS:
+        raise SyncDefinitionError(
+            f"{where}: `event` is a mapping of {sorted(_EVENT_KEYS)}, not {raw!r}"
+        )
+    if not raw.get("id") or not raw.get("time"):
+        raise SyncDefinitionError(f"{where}: an event sync names its `id` and `time` columns")
+    if bool(raw.get("name")) == bool(raw.get("name_column")):
+        raise SyncDefinitionError(
+            f"{where}: an event sync names each event: `name` (one name) or `name_column`"
+        )
+    properties = raw.get("properties") or {}
+    if not isinstance(properties, dict):
+        raise SyncDefinitionError(f"{where}: event.properties maps a property to a column")
+    return EventSpec(
+        id=str(raw["id"]),
+        time=str(raw["time"]),
+        name=raw.get("name"),
+        name_column=raw.get("name_column"),
+        properties=tuple((str(k), str(v)) for k, v in properties.items()),
+    )
 
 
 def load_syncs(manifest_path: Path) -> list[Sync]:

@@ -50,7 +50,7 @@ class Change:
 
 @dataclass(frozen=True)
 class RowResult:
-    outcome: str  # synced | rejected | failed
+    outcome: str  # synced | rejected | failed | unknown (may have been recorded; not resent)
     reason: str | None = None
 
 
@@ -207,7 +207,7 @@ class HttpDestination:
         except _Retry as gave_up:
             return RowResult("failed", f"gave up after retries: {gave_up.reason}")
         except _NoAnswer as unanswered:
-            return RowResult("failed", unanswered.reason)
+            return RowResult("unknown", unanswered.reason)
         except _Refused as refused:
             return RowResult("rejected", refused.reason)
         raise AssertionError("unreachable: stamina either returns or raises")
@@ -251,8 +251,8 @@ class HttpDestination:
 
 
 class _NoAnswer(_Refused):
-    """Not resent (the platform may have processed it, and would record it twice): the rows are
-    reported failed, with this reason."""
+    """Not resent (the platform may have processed it, and would record it twice): the rows'
+    outcome is unknown, with this reason, and they are not sent again."""
 
 
 def in_chunks(items: Sequence[T], size: int) -> list[Sequence[T]]:

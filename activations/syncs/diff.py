@@ -24,11 +24,13 @@ from activations.syncs.results import results_view
 
 @dataclass(frozen=True)
 class Diff:
-    changes: pa.Table  # key, change, row_hash, payload (JSON object, key excluded), attempt
+    # key, change, row_hash, payload (JSON object, key excluded), attempt; an event sync's
+    # user_key, event_name, event_time
+    changes: pa.Table
     duplicates: pa.Table  # key, rows: keys the model holds more than once
     unchanged: int
     held: int  # given up on earlier and unchanged since
-    null_keys: int  # model rows without a key: never sent
+    null_keys: int  # model rows without a key (or an event's id): never sent
     live: int  # keys the destination holds live, as last acknowledged
 
     def count(self, change: str) -> int:
@@ -44,8 +46,26 @@ def _payload_sql(sync: Sync) -> str:
     stable): what /users/track receives beside the external_id."""
     if sync.membership is not None:
         return f"to_json(struct_pack({_ident(sync.membership)} := true))"
-    fields = ", ".join(f"{_ident(attr)} := {_ident(column)}" for attr, column in sync.attributes)
+    pairs = sync.event.properties if sync.event is not None else sync.attributes
+    if not pairs:
+        return "'{}'"
+    fields = ", ".join(f"{_ident(attr)} := {_ident(column)}" for attr, column in pairs)
     return f"to_json(struct_pack({fields}))"
+
+
+def _event_sql(sync: Sync) -> str:
+    """An event sync's user, name and time (ISO 8601, UTC) per row; nulls for the others."""
+    event = sync.event
+    if event is None:
+        return "null as user_key, null as event_name, null as event_time"
+    name = (
+        f"cast({_ident(event.name_column)} as varchar)"
+        if event.name_column
+        else exp.Literal.string(event.name or "").sql(dialect="duckdb")
+    )
+    time = f"strftime(cast({_ident(event.time)} as timestamp), '%Y-%m-%dT%H:%M:%S.%fZ')"
+    user = f"cast({_ident(sync.key)} as varchar)"
+    return f"{user} as user_key, {name} as event_name, {time} as event_time"
 
 
 def compute_diff(
@@ -53,23 +73,25 @@ def compute_diff(
 ) -> Diff:
     """`model`: the key and the declared columns, as read from the warehouse."""
     con.register("model_in", model)
-    key = _ident(sync.key)
+    key, user = _ident(sync.row_key), _ident(sync.key)
     con.execute(
         f"""
         create or replace temp table model_rows as
         select cast({key} as varchar) as key, cast({_payload_sql(sync)} as varchar) as payload,
-            count(*) over (partition by {key}) as copies
-        from model_in where {key} is not null
+            count(*) over (partition by {key}) as copies, {_event_sql(sync)}
+        from model_in where {key} is not null and {user} is not null
         """
     )
-    ((null_keys,),) = con.execute(f"select count(*) from model_in where {key} is null").fetchall()
+    ((null_keys,),) = con.execute(
+        f"select count(*) from model_in where {key} is null or {user} is null"
+    ).fetchall()
     con.unregister("model_in")
     results_view(con, landing_dir, sync.name)
     con.execute(
         """
         create or replace temp table acked as
         select key, change <> 'removed' as live, row_hash, recorded_at
-        from results where outcome = 'synced'
+        from results where outcome in ('synced', 'unknown')
         qualify row_number() over (partition by key order by recorded_at desc) = 1
         """
     )
@@ -81,21 +103,26 @@ def compute_diff(
             arg_max(r.outcome, r.recorded_at) as last_outcome,
             arg_max(r.row_hash, r.recorded_at) as last_hash
         from results r left join acked a using (key)
-        where r.outcome <> 'synced' and (a.recorded_at is null or r.recorded_at > a.recorded_at)
+        where r.outcome not in ('synced', 'unknown')
+            and (a.recorded_at is null or r.recorded_at > a.recorded_at)
         group by r.key
         """
     )
+    # An event is sent once: a row changed or gone since is not the destination's business.
+    once = "true" if sync.event is not None else "false"
     con.execute(
-        """
+        f"""
         create or replace temp table compared as
         select coalesce(m.key, a.key) as key,
             case
                 when m.key is not null and not coalesce(a.live, false) then 'added'
+                when {once} then null
                 when m.key is not null and a.row_hash is distinct from md5(m.payload)
                     then 'changed'
                 when m.key is null and a.live then 'removed'
             end as change,
             md5(m.payload) as row_hash, m.payload, m.key is not null as in_model,
+            m.user_key, m.event_name, m.event_time,
             coalesce(t.rejections, 0) as rejections,
             t.last_outcome = 'gave_up' and t.last_hash is not distinct from md5(m.payload) as held
         from (select * from model_rows where copies = 1) m
@@ -105,7 +132,8 @@ def compute_diff(
     )
     changes = con.sql(
         """
-        select key, change, row_hash, payload, rejections + 1 as attempt
+        select key, change, row_hash, payload, rejections + 1 as attempt, user_key, event_name,
+            event_time
         from compared where change is not null and not coalesce(held, false)
         """
     ).to_arrow_table()

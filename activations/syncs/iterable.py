@@ -5,6 +5,8 @@
 - audience membership as a static list: `POST /api/lists/subscribe` and `/unsubscribe`
   (`listId`, `subscribers`), 1,000 a request;
 - removals through `DELETE /api/users/byUserId/{userId}`, one user a request;
+- events through `POST /api/events/trackBulk` (`eventName`, `createdAt`, `dataFields`), with the
+  row's id as the event's `id`, which Iterable de-duplicates on;
 - the `Api-Key` header; bulkUpdate is limited to 10 requests a second per project. Bulk answers
   list the userIds they could not take (`invalidUserIds`): those rows are rejected.
 """
@@ -12,6 +14,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -29,6 +32,7 @@ BULK_UPDATE_PATH = "/api/users/bulkUpdate"
 SUBSCRIBE_PATH = "/api/lists/subscribe"
 UNSUBSCRIBE_PATH = "/api/lists/unsubscribe"
 DELETE_PATH = "/api/users/byUserId/{}"
+TRACK_BULK_PATH = "/api/events/trackBulk"
 MAX_USERS = 1000
 
 
@@ -73,9 +77,12 @@ class IterableDestination(HttpDestination):
 
     def _bulk(self, batch: Sequence[Change]) -> list[RowResult]:
         first = batch[0]
-        if first.op in ("join", "leave"):
+        body: dict[str, Any]
+        if first.op == "event":
+            path, body = TRACK_BULK_PATH, {"events": [_event(c) for c in batch]}
+        elif first.op in ("join", "leave"):
             path = SUBSCRIBE_PATH if first.op == "join" else UNSUBSCRIBE_PATH
-            body: dict[str, Any] = {
+            body = {
                 "listId": int(first.membership or 0),
                 "subscribers": [{"userId": c.key, "preferUserId": True} for c in batch],
             }
@@ -102,3 +109,13 @@ class IterableDestination(HttpDestination):
 def _user(change: Change) -> dict[str, Any]:
     fields = dict(change.attributes) if change.op == "upsert" else dict.fromkeys(change.attributes)
     return {"userId": change.key, "dataFields": fields, "preferUserId": True}
+
+
+def _event(change: Change) -> dict[str, Any]:
+    event: dict[str, Any] = {
+        "userId": change.key, "eventName": change.event_name,
+        "dataFields": dict(change.attributes), "id": change.event_id,
+    }  # fmt: skip
+    if change.event_time:
+        event["createdAt"] = int(datetime.fromisoformat(change.event_time).timestamp())
+    return event

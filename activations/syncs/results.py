@@ -11,6 +11,8 @@ outcome:
   gave_up   refused `max_attempts` times: kept with the reason, not sent again until it changes
   failed    the request never got an answer the run could use (5xx, network) after its
             retries: nothing is known to have changed, and the next run sends it again
+  unknown   an event to a platform that does not de-duplicate events (Braze) got no answer: it
+            may have been recorded, so it is not sent again (at most once, never twice)
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ COLUMNS: dict[str, str] = {
     "run_id": "VARCHAR",
     "recorded_at": "TIMESTAMP",
 }
-OUTCOMES = ("synced", "rejected", "gave_up", "failed")
+OUTCOMES = ("synced", "rejected", "gave_up", "failed", "unknown")
 PLACEHOLDER = "schema-placeholder.parquet"  # keeps the glob readable before the first run
 
 

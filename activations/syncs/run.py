@@ -41,6 +41,9 @@ class SyncSummary:
     gave_up: int  # refused for the last allowed time this run
     held: int  # given up on in an earlier run, unchanged since: not sent
     failed: int  # no usable answer after retries: sent again next run
+    # events a platform that does not de-duplicate them may or may not have recorded (a lost
+    # answer): not sent again, so never recorded twice
+    unknown: int
     duplicates: int  # keys the model holds more than once: not sent
     null_keys: int
     rows_sent: int
@@ -108,6 +111,7 @@ def run_sync(
         gave_up=counts["gave_up"],
         held=diff.held,
         failed=counts["failed"],
+        unknown=counts["unknown"],
         duplicates=diff.duplicates.num_rows,
         null_keys=diff.null_keys,
         rows_sent=counts["sent"],
@@ -120,6 +124,15 @@ def run_sync(
 def _change(sync: Sync, row: dict[str, Any]) -> Change | None:
     """What a diffed row asks of the destination; None: nothing (a removal the sync keeps)."""
     key, membership = row["key"], sync.membership
+    if sync.event is not None:
+        return Change(
+            "event",
+            row["user_key"],
+            json.loads(row["payload"]),
+            event_name=row["event_name"],
+            event_time=row["event_time"],
+            event_id=key,
+        )
     if row["change"] != "removed":
         if membership is not None:
             return Change("join", key, membership=membership)
@@ -138,6 +151,9 @@ def _sent_payload(change: Change) -> str | None:
         return None
     if change.op in ("join", "leave"):
         return json.dumps({change.membership: change.op == "join"})
+    if change.op == "event":
+        event = {"name": change.event_name, "time": change.event_time, "user": change.key}
+        return json.dumps({**event, "properties": change.attributes}, separators=(",", ":"))
     return json.dumps(change.attributes, separators=(",", ":"))
 
 
@@ -149,7 +165,7 @@ def _send(
     landing_dir: Path,
     run_id: str,
 ) -> dict[str, int]:
-    counts = {"sent": 0, "rejected": 0, "gave_up": 0, "failed": 0}
+    counts = {"sent": 0, "rejected": 0, "gave_up": 0, "failed": 0, "unknown": 0}
     rows = diff.changes.to_pylist()
     kept = RowResult("synced", "removed from the model; kept at the destination (on_remove: keep)")
     for start in range(0, len(rows), CHUNK):

@@ -33,7 +33,7 @@ acknowledged as (
             partition by sync, sync_key order by recorded_at desc, sync_row_id
         ) as recency
     from results
-    where outcome = 'synced'
+    where outcome in ('synced', 'unknown')
 
 ),
 
@@ -57,7 +57,7 @@ final as (
         t.reason as last_reason,
         t.attempt as last_attempt,
         t.recorded_at as last_tried_at,
-        t.outcome <> 'synced' as is_pending
+        t.outcome not in ('synced', 'unknown') as is_pending
     from tried as t
     left join acknowledged as a
         on a.sync = t.sync and a.sync_key = t.sync_key and a.recency = 1
