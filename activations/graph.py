@@ -37,7 +37,7 @@ class Template:
     title: str | None = None
 
 
-HANDOFF_DESTINATIONS = ("braze", "customerio", "iterable")
+HANDOFF_DESTINATIONS = ("braze", "customerio", "iterable", "airship")
 
 
 @dataclass(frozen=True)
@@ -46,8 +46,10 @@ class Handoff:
     (activations/channels/handoff.py); the step's channels still decide consent, caps and
     quiet hours."""
 
-    destination: str  # braze | customerio | iterable
-    campaign_id: str  # Braze campaign, Customer.io transactional message, Iterable campaign
+    destination: str  # braze | customerio | iterable | airship
+    # Braze campaign, Customer.io transactional message, Iterable campaign; none for Airship,
+    # which pushes the step's own push template
+    campaign_id: str
     properties: dict[str, str] = field(default_factory=dict)  # name -> template
 
     @property
@@ -188,6 +190,7 @@ HANDOFF_CHANNELS = {
     "braze": ("email", "sms", "push", "in_app", "webhook"),  # the campaign decides
     "customerio": ("email", "sms", "push"),
     "iterable": ("email", "sms", "push", "in_app"),
+    "airship": ("push",),  # Airship as the push provider: the step's own push template
 }
 
 
@@ -199,7 +202,7 @@ def _handoff(where: str, step: str, raw: Any, channels: list[str]) -> Handoff | 
             f"{where}, step {step!r}: handoff.destination must be one of "
             f"{list(HANDOFF_DESTINATIONS)}"
         )
-    if raw.get("campaign_id") in (None, ""):
+    if raw.get("campaign_id") in (None, "") and raw["destination"] != "airship":
         raise GraphError(f"{where}, step {step!r}: a handoff names its campaign_id")
     allowed = HANDOFF_CHANNELS[raw["destination"]]
     if unsupported := [c for c in channels if c not in allowed]:
@@ -215,7 +218,7 @@ def _handoff(where: str, step: str, raw: Any, channels: list[str]) -> Handoff | 
             raise GraphError(
                 f"{where}, step {step!r}: handoff property {key!r} does not parse: {bad}"
             ) from bad
-    return Handoff(str(raw["destination"]), str(raw["campaign_id"]), properties)
+    return Handoff(str(raw["destination"]), str(raw.get("campaign_id") or ""), properties)
 
 
 def _parse_node(
@@ -228,7 +231,8 @@ def _parse_node(
         templates = {ch: Template(**tpl) for ch, tpl in (raw.get("templates") or {}).items()}
         handoff = _handoff(where, name, raw.get("handoff"), raw["channels"])
         missing = [c for c in raw["channels"] if c not in templates]
-        if missing and handoff is None:
+        # A platform renders its own content; Airship sends the step's own push template.
+        if missing and (handoff is None or handoff.destination == "airship"):
             raise GraphError(f"{where}, step {name!r}: no template for channel(s) {missing}")
         for channel, template in templates.items():
             for part in ("subject", "title", "body"):

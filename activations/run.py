@@ -535,7 +535,7 @@ def deliver(
                     hold(d.ref, SkipReason.CONNECTED_CONTENT_FAILED, str(failed))
                     continue
             try:
-                if handoff is not None:
+                if handoff is not None and handoff.destination != "airship":
                     content = render_properties(
                         handoff.properties, values, d.step.fallbacks, person.timezone
                     )
@@ -558,7 +558,7 @@ def deliver(
                 hold(d.ref, SkipReason.UNRENDERABLE_TEMPLATE, str(problem))
                 continue
             tags = {"journey": journey.name, "step": d.step.name}
-            if handoff is not None:
+            if handoff is not None and handoff.campaign_id:
                 tags["campaign_id"] = handoff.campaign_id
             message = Message(
                 send_key=d.ref.send_key,

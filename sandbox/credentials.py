@@ -17,6 +17,7 @@ class SandboxCredentials:
     customerio_api_key: str = "sandbox-track-api-key"
     customerio_app_api_key: str = "sandbox-app-api-key"  # the transactional (App) API's
     iterable_api_key: str = "sandbox-iterable-server-key"
+    airship_token: str = "sandbox-airship-bearer-token"
     smtp_username: str = "switchyard"
     smtp_password: str = "sandbox-smtp-password"
     # signs the sandbox's unsubscribe and preference links (HS256: 32 bytes at least)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
-from sandbox import braze, customerio, google, iterable, providers
+from sandbox import airship, braze, customerio, google, iterable, providers
 from sandbox.credentials import SANDBOX_CREDENTIALS, SandboxCredentials
 from sandbox.http import AsyncHttpServer
 from sandbox.providers import Reply, Request
@@ -112,6 +112,7 @@ class Sandbox:
             credentials.customerio_app_api_key,
         )
         self.iterable = iterable.IterableProject(credentials.iterable_api_key)
+        self.airship = airship.AirshipProject(credentials.airship_token)
         self._server = AsyncHttpServer(host, port, self.handle)
 
     @property
@@ -260,6 +261,8 @@ class Sandbox:
             return "customerio", self.customerio.handle
         if req.path in customerio.SEND_PATHS:
             return "customerio", self.customerio.send_transactional
+        if req.path in airship.PATHS:
+            return "airship", self.airship.handle
         if req.path == WEBHOOK_PATH:
             return "webhook", self._receive_webhook
         return None

@@ -14,7 +14,7 @@ import pytest
 
 from activations import engine, guards
 from activations.graph import GraphError, Handoff
-from activations.journeys import Journey, Step
+from activations.journeys import Journey, Step, Template
 from sandbox import Fault, Sandbox
 from switchyard import landing
 from tests.test_delivery import entry, ledger_line, ref_for, run
@@ -143,3 +143,24 @@ def test_hand_offs_are_checked(
     }  # fmt: skip
     with pytest.raises((GraphError, ValueError), match=message):
         Journey.from_meta("audience_x", meta)
+
+
+def test_airship_pushes_the_steps_own_template(home: Path, sandbox: Sandbox) -> None:
+    step = Step(
+        "nudge", 0, ("push",),
+        {"push": Template(title="Still there, {first_name}?", body="Your {sku} is waiting.")},
+        handoff=Handoff("airship", ""),
+    )  # fmt: skip
+    cart = Journey(
+        name="cart", audience_model="audience_cart", tier="seconds", nodes=(step,), exit_on=(),
+        frequency_cap=None,
+    )  # fmt: skip
+    ada = replace(ADA, push_token="tok-ada", consent={"push": "subscribed"})
+    summary = run(home, sandbox, with_sku(entry("e1", ada)), journey=cart, person=ada)
+    assert summary.sent == {"push": 1}
+    (received,) = sandbox.received
+    key = ref_for("e1", step="nudge", person=ADA.person_id).send_key
+    assert (received.provider, received.recipient, received.subject, received.body) == (
+        "airship", "ada", "Still there, Ada?", "Your mug is waiting.",
+    )  # fmt: skip
+    assert received.send_key == key

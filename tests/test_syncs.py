@@ -11,6 +11,7 @@ import duckdb
 import pytest
 
 from activations.syncs import MassRemovalError, Sync, SyncDefinitionError, run_sync
+from activations.syncs.airship import TAG_GROUP, AirshipDestination
 from activations.syncs.braze import BrazeDestination
 from activations.syncs.customerio import MAX_BATCH_BYTES, CustomerIoDestination, pack
 from activations.syncs.declaration import load_syncs
@@ -293,21 +294,25 @@ def platform(sandbox: Sandbox, name: str) -> HttpDestination:
         return CustomerIoDestination(sandbox.base_url, c.customerio_site_id, c.customerio_api_key)
     if name == "iterable":
         return IterableDestination(sandbox.base_url, c.iterable_api_key)
+    if name == "airship":
+        return AirshipDestination(sandbox.base_url, c.airship_token)
     return BrazeDestination(sandbox.base_url, c.braze_api_key)
 
 
 def profiles(sandbox: Sandbox, name: str) -> dict[str, dict[str, object]]:
     return {
         "braze": sandbox.braze.users, "customerio": sandbox.customerio.people,
-        "iterable": sandbox.iterable.users,
+        "iterable": sandbox.iterable.users, "airship": sandbox.airship.users,
     }[name]  # fmt: skip
 
 
-@pytest.mark.parametrize("name", ["braze", "customerio", "iterable"])
+@pytest.mark.parametrize("name", ["braze", "customerio", "iterable", "airship"])
 def test_every_platform_gets_changes_and_removals(
     name: str, warehouse: Warehouse, sandbox: Sandbox, tmp_path: Path
 ) -> None:
-    sync = Sync(**{**PEOPLE.__dict__, "destination": name, "on_remove": "delete"})
+    # Airship's API cannot delete a named user: its removals clear the synced attributes
+    removal = "unset" if name == "airship" else "delete"
+    sync = Sync(**{**PEOPLE.__dict__, "destination": name, "on_remove": removal})
     landing = tmp_path / "landing"
     with platform(sandbox, name) as destination:
         assert run_sync(sync, warehouse.path, landing, destination).added == 200
@@ -320,7 +325,7 @@ def test_every_platform_gets_changes_and_removals(
         summary = run_sync(sync, warehouse.path, landing, destination)
     assert (summary.changed, summary.removed, summary.rows_sent) == (1, 1, 2)
     assert profiles(sandbox, name)["u4"]["segment"] == "loyal"
-    assert "u5" not in profiles(sandbox, name)
+    assert profiles(sandbox, name).get("u5", {}) == {}
 
 
 def test_customerio_batches_by_size_and_rejects_per_entry(
@@ -393,10 +398,12 @@ def events_at(sandbox: Sandbox, name: str) -> list[dict[str, object]]:
         return [e for e in sandbox.braze.events if e["kind"] == "events"]
     if name == "customerio":
         return sandbox.customerio.events
+    if name == "airship":
+        return sandbox.airship.events
     return list(sandbox.iterable.events.values())
 
 
-@pytest.mark.parametrize("name", ["braze", "customerio", "iterable"])
+@pytest.mark.parametrize("name", ["braze", "customerio", "iterable", "airship"])
 def test_new_rows_are_sent_once_as_events(
     name: str, warehouse: Warehouse, sandbox: Sandbox, tmp_path: Path
 ) -> None:
@@ -425,6 +432,11 @@ def test_new_rows_are_sent_once_as_events(
         assert str(last["time"]).startswith("2026-12-02T09:00:00")
     elif name == "customerio":
         assert (last["person"], last["name"], last["id"]) == ("u1", "purchase_completed", "o50")
+    elif name == "airship":
+        assert last["user"] == {"named_user_id": "u1"} and last["body"] == {
+            "name": "purchase_completed", "properties": {"total": 99.0},
+        }  # fmt: skip
+        assert last["occurred"] == "2026-12-02T09:00:00"
     else:
         assert (last["userId"], last["eventName"], last["id"]) == (
             "u1",
@@ -462,3 +474,24 @@ def test_an_event_a_platform_deduplicates_is_sent_again(
         summary = run_sync(orders_sync("iterable"), warehouse.path, tmp_path / "l", destination)
     assert (summary.added, summary.unknown, summary.failed, summary.requests) == (3, 0, 0, 1)
     assert sorted(sandbox.iterable.events) == ["o0", "o1", "o2"]  # by id: once each
+
+
+def test_airship_audience_is_a_tag(warehouse: Warehouse, sandbox: Sandbox, tmp_path: Path) -> None:
+    audience = Sync.from_meta(
+        "people",
+        {"name": "ua_new", "destination": "airship", "key": "user_id",
+         "membership_attribute": "new_people"},
+        COLUMNS,
+    )  # fmt: skip
+    landing = tmp_path / "landing"
+    with platform(sandbox, "airship") as destination:
+        first = run_sync(audience, warehouse.path, landing, destination)
+        assert (first.added, first.requests) == (200, 2)  # 100 named users a request
+        assert sandbox.airship.tags["u7"] == {TAG_GROUP: {"new_people"}}
+        warehouse.sql("delete from people where user_id = 'u7'")
+        assert run_sync(audience, warehouse.path, landing, destination).removed == 1
+    assert sandbox.airship.tags["u7"] == {TAG_GROUP: set()}
+    with pytest.raises(SyncDefinitionError, match="cannot delete a named user"):
+        Sync.from_meta(
+            "people", {**EMAIL, "destination": "airship", "on_remove": "delete"}, COLUMNS
+        )

@@ -10,6 +10,8 @@ call and the retries are the built-in channels'.
   (Bearer): `transactional_message_id`, `identifiers` {`id`}, `message_data`; 200 `{"delivery_id"}`.
 - Iterable: `POST /api/{email|push|sms|inApp}/target`: `campaignId`, `recipientUserId`,
   `dataFields`; 200 `{"code": "Success"}`.
+- Airship: `POST /api/push` to the person's named user, the step's own push template rendered
+  here (Airship as the push provider); 202 `{"push_ids": [...]}`.
 
 None of these takes an idempotency key, and none can be asked whether it has our message: a lost
 answer is an unknown outcome, sent at most once more (activations/engine.py), never blindly.
@@ -30,6 +32,8 @@ CUSTOMERIO_SEND_PATH = "/v1/send/{}"
 ITERABLE_TARGET_PATH = "/api/{}/target"
 ITERABLE_CHANNELS = {"email": "email", "push": "push", "sms": "sms", "in_app": "inApp"}
 CUSTOMERIO_CHANNELS = ("email", "push", "sms")
+AIRSHIP_PUSH_PATH = "/api/push"
+AIRSHIP_ACCEPT = "application/vnd.urbanairship+json; version=3"
 
 
 def _properties(message: Message) -> dict[str, object]:
@@ -131,3 +135,37 @@ class IterableHandoffClient:
 
     def read_response(self, response: httpx.Response) -> Outcome:
         return _sent(response, None)
+
+
+@dataclass(frozen=True)
+class AirshipPushClient:
+    base_url: str  # https://go.urbanairship.com (EU: https://go.airship.eu)
+    token: str
+    channel: str = "handoff_airship"
+    idempotent: bool = False
+
+    def build_request(self, http: httpx.Client, message: Message) -> httpx.Request:
+        extra = {"send_key": message.send_key}  # what the app receives with the notification
+        notification: dict[str, object] = {
+            "alert": message.body, "android": {"extra": extra}, "ios": {"extra": extra},
+        }  # fmt: skip
+        if message.title:
+            notification["title"] = message.title
+        body = {
+            "audience": {"named_user": message.recipient},
+            "notification": notification,
+            "device_types": "all",
+        }
+        return http.build_request(
+            "POST",
+            self.base_url.rstrip("/") + AIRSHIP_PUSH_PATH,
+            json=body,
+            headers={"Authorization": f"Bearer {self.token}", "Accept": AIRSHIP_ACCEPT},
+        )
+
+    def read_response(self, response: httpx.Response) -> Outcome:
+        outcome = _sent(response, None)
+        if outcome.status == "sent":
+            ids = response.json().get("push_ids") or []
+            return Outcome("sent", response.status_code, str(ids[0]) if ids else None)
+        return outcome

@@ -19,6 +19,7 @@ from activations.channels.core import ChannelClient
 from activations.channels.fcm import FcmClient
 from activations.channels.google_auth import ServiceAccountError, ServiceAccountTokens
 from activations.channels.handoff import (
+    AirshipPushClient,
     BrazeHandoffClient,
     CustomerIoHandoffClient,
     IterableHandoffClient,
@@ -50,6 +51,9 @@ DEFAULT_BASE_URLS = {
 }
 
 
+Handoff = BrazeHandoffClient | CustomerIoHandoffClient | IterableHandoffClient | AirshipPushClient
+
+
 class ChannelSettingsError(ValueError):
     """Channel configuration is missing or contradictory; the message names what to set."""
 
@@ -66,7 +70,7 @@ class ChannelSettings:
     # signs each message's unsubscribe and preference-center links; None: messages carry none
     links: LinkSigner | None = None
     # engagement platforms that journey steps hand messages to, by route (handoff_braze, ...)
-    handoffs: tuple[BrazeHandoffClient | CustomerIoHandoffClient | IterableHandoffClient, ...] = ()
+    handoffs: tuple[Handoff, ...] = ()
 
     @classmethod
     def for_sandbox(cls, base_url: str, smtp: SmtpSandbox | None = None) -> ChannelSettings:
@@ -108,6 +112,7 @@ class ChannelSettings:
                 BrazeHandoffClient(base_url, c.braze_api_key),
                 CustomerIoHandoffClient(base_url, c.customerio_app_api_key),
                 IterableHandoffClient(base_url, c.iterable_api_key),
+                AirshipPushClient(base_url, c.airship_token),
             ),
         )
 
@@ -219,7 +224,7 @@ class ChannelSettings:
                     webhook = WebhookClient(url, secret)
                 except ValueError as exc:
                     raise ChannelSettingsError(f"SWITCHYARD_WEBHOOK_SECRET: {exc}") from exc
-        handoffs: list[BrazeHandoffClient | CustomerIoHandoffClient | IterableHandoffClient] = []
+        handoffs: list[Handoff] = []
         if "handoff_braze" in wanted:
             url, key = need("SWITCHYARD_BRAZE_REST_ENDPOINT"), need("SWITCHYARD_BRAZE_API_KEY")
             handoffs.append(BrazeHandoffClient(url, key))
@@ -231,6 +236,9 @@ class ChannelSettings:
         if "handoff_iterable" in wanted:
             url = optional("SWITCHYARD_ITERABLE_BASE_URL") or "https://api.iterable.com"
             handoffs.append(IterableHandoffClient(url, need("SWITCHYARD_ITERABLE_API_KEY")))
+        if "handoff_airship" in wanted:
+            url = optional("SWITCHYARD_AIRSHIP_BASE_URL") or "https://go.urbanairship.com"
+            handoffs.append(AirshipPushClient(url, need("SWITCHYARD_AIRSHIP_TOKEN")))
         if missing:
             raise ChannelSettingsError(
                 f"{MODE_VARIABLE}=providers, but these are not set: {', '.join(missing)} "

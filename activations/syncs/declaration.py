@@ -24,8 +24,9 @@ An event sync names `event` instead: each new row of the model is one event for 
       properties: {total: order_total, currency: currency}
 
 An audience sync names `membership_attribute` instead of `attributes`: members get it set to
-true and people who leave the audience get it set to false. On Iterable an audience is a static
-list instead: `list_id` names it, and members are subscribed to it and unsubscribed on leaving.
+true and people who leave the audience get it set to false (on Airship: a tag of that name in
+the `switchyard` tag group, added and removed). On Iterable an audience is a static list
+instead: `list_id` names it, and members are subscribed to it and unsubscribed on leaving.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from typing import Any, Literal
 
 from switchyard.tiers import TIERS
 
-DESTINATIONS = ("braze", "customerio", "iterable")
+DESTINATIONS = ("braze", "customerio", "iterable", "airship")
 OnRemove = Literal["unset", "delete", "keep"]
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _KNOWN = {
@@ -170,6 +171,10 @@ class Sync:
         if on_remove not in ("unset", "delete", "keep"):
             raise SyncDefinitionError(
                 f"{where}: on_remove {on_remove!r} is not one of unset, delete, keep"
+            )
+        if destination == "airship" and on_remove == "delete":
+            raise SyncDefinitionError(
+                f"{where}: Airship's API cannot delete a named user: on_remove unset or keep"
             )
         if (membership is not None or list_id is not None) and on_remove == "delete":
             raise SyncDefinitionError(

@@ -10,9 +10,12 @@ platform, at SWITCHYARD_CHANNELS_BASE_URL or one started for the run) or `provid
               https://track-eu.customer.io)
   iterable    SWITCHYARD_ITERABLE_API_KEY (server-side); SWITCHYARD_ITERABLE_BASE_URL (default
               https://api.iterable.com; EU: https://api.eu.iterable.com)
+  airship     SWITCHYARD_AIRSHIP_TOKEN (a bearer token); SWITCHYARD_AIRSHIP_BASE_URL (default
+              https://go.urbanairship.com; EU: https://go.airship.eu)
 
 and for each, SWITCHYARD_<DESTINATION>_RATE_LIMIT (requests per window as N/SECONDS; defaults:
-Braze 3000/3, its /users/track default; Iterable 10/1, bulkUpdate's; Customer.io 100/1) and
+Braze 3000/3, its /users/track default; Iterable 10/1, bulkUpdate's; Customer.io and Airship
+100/1) and
 SWITCHYARD_<DESTINATION>_CONCURRENCY (requests in flight, default 4).
 """
 
@@ -29,6 +32,7 @@ from activations.channels.settings import (
     ChannelSettingsError,
     channel_mode,
 )
+from activations.syncs.airship import AirshipDestination
 from activations.syncs.braze import BrazeDestination
 from activations.syncs.customerio import CustomerIoDestination
 from activations.syncs.destination import HttpDestination, RequestWindow
@@ -82,6 +86,16 @@ DESTINATIONS: dict[str, DestinationSettings] = {
         {"SWITCHYARD_ITERABLE_API_KEY": SANDBOX_CREDENTIALS.iterable_api_key},
         lambda url, c, w, n: IterableDestination(
             url, c["SWITCHYARD_ITERABLE_API_KEY"], w, concurrency=n
+        ),
+    ),
+    "airship": DestinationSettings(
+        "100/1",
+        "https://go.urbanairship.com",
+        "SWITCHYARD_AIRSHIP_BASE_URL",
+        ("SWITCHYARD_AIRSHIP_TOKEN",),
+        {"SWITCHYARD_AIRSHIP_TOKEN": SANDBOX_CREDENTIALS.airship_token},
+        lambda url, c, w, n: AirshipDestination(
+            url, c["SWITCHYARD_AIRSHIP_TOKEN"], w, concurrency=n
         ),
     ),
 }
