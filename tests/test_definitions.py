@@ -56,6 +56,17 @@ def test_definitions_have_the_flow() -> None:
     assert graph.get(journey).freshness_policy == dg.FreshnessPolicy.time_window(
         warn_window=timedelta(minutes=5), fail_window=timedelta(minutes=15)
     )
+    # One asset per declared sync, after the model it reads, in its own tier's runs; what the
+    # destinations acknowledged is staged with the metrics, after it.
+    people_sync = dg.AssetKey(["sync", "braze_people"])
+    lapsed_sync = dg.AssetKey(["sync", "braze_lapsed_audience"])
+    assert graph.get(people_sync).parent_keys == {dg.AssetKey(["dim_people"])}
+    assert graph.get(people_sync).tags.get("tier") == "hours"
+    assert people_sync in graph.get(dg.AssetKey(["dim_sync_state"])).parent_keys
+    hours = defs.resolve_job_def("tier_hours").asset_layer.executable_asset_keys
+    days = defs.resolve_job_def("tier_days").asset_layer.executable_asset_keys
+    assert (people_sync in hours, people_sync in days) == (True, False)
+    assert (lapsed_sync in hours, lapsed_sync in days) == (False, True)
     # The transitions the journeys record are staged with the metrics, after every journey.
     assert journey in graph.get(dg.AssetKey(["fct_journey_transitions"])).parent_keys
     # Every asset that opens the warehouse takes turns in one pool (limit 1 in dagster.yaml):
