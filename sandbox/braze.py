@@ -192,4 +192,10 @@ def _object_problem(array: str, item: Any) -> str | None:
                 return f"Invalid custom attribute name: {key!r}"
     if array == "events" and not item.get("name"):
         return "Event name is required"
+    if array == "purchases":
+        currency = item.get("currency")
+        if not item.get("product_id") or not isinstance(item.get("price"), int | float):
+            return "Purchase requires product_id and a numeric price"
+        if not isinstance(currency, str) or not re.fullmatch(r"[A-Z]{3}", currency):
+            return f"Invalid currency code: {currency!r} (ISO 4217, three capital letters)"
     return None

@@ -495,3 +495,29 @@ def test_airship_audience_is_a_tag(warehouse: Warehouse, sandbox: Sandbox, tmp_p
         Sync.from_meta(
             "people", {**EMAIL, "destination": "airship", "on_remove": "delete"}, COLUMNS
         )
+
+
+def test_braze_purchases(warehouse: Warehouse, sandbox: Sandbox, tmp_path: Path) -> None:
+    warehouse.sql(
+        "create table orders as select 'o' || i as order_id, 'u' || i as user_id, "
+        "19.5 as order_total, case when i = 2 then 'usd' else 'EUR' end as currency, "
+        "timestamp '2026-12-01 10:00' as ordered_at from range(3) t(i)"
+    )
+    purchases = Sync.from_meta(
+        "orders",
+        {"name": "braze_purchases", "destination": "braze", "key": "user_id",
+         "purchase": {"id": "order_id", "time": "ordered_at", "product_id": "order_id",
+                      "price": "order_total", "currency": "currency"}},
+        {*ORDERS, "currency"},
+    )  # fmt: skip
+    with platform(sandbox, "braze") as destination:
+        summary = run_sync(purchases, warehouse.path, tmp_path / "landing", destination)
+    assert (summary.added, summary.rejected) == (3, 1)  # 'usd' is no ISO 4217 code
+    bought = [e for e in sandbox.braze.events if e["kind"] == "purchases"]
+    assert sorted((p["external_id"], p["product_id"], p["price"], p["currency"]) for p in bought) == [
+        ("u0", "o0", 19.5, "EUR"), ("u1", "o1", 19.5, "EUR"),
+    ]  # fmt: skip
+    elsewhere = {"name": "x", "destination": "iterable", "key": "user_id",
+                 "purchase": {"id": "order_id"}}  # fmt: skip
+    with pytest.raises(SyncDefinitionError, match="purchase syncs are Braze's"):
+        Sync.from_meta("orders", elsewhere, ORDERS)

@@ -4,7 +4,8 @@
   attribute) through `POST /users/track`, 75 attribute objects a request (Braze's limit; every
   request full but the last); objects Braze leaves out come back as non-fatal `errors` naming the
   object's index: those rows are rejected with Braze's words, the rest count as synced;
-- events through `/users/track` too (`events`, 75 a request): Braze does not de-duplicate them,
+- events and purchases through `/users/track` too (`events`, `purchases`, 75 of each a
+  request): Braze does not de-duplicate them,
   so a request of events that got no answer is not sent again (its rows' outcome is unknown);
 - removals through `POST /users/delete`, 50 external ids a request;
 - `Authorization: Bearer <REST API key>`; /users/track is limited per workspace and window
@@ -32,6 +33,7 @@ TRACK_PATH = "/users/track"
 DELETE_PATH = "/users/delete"
 MAX_ATTRIBUTES = 75
 MAX_EVENTS = 75
+MAX_PURCHASES = 75
 MAX_DELETES = 50
 
 
@@ -39,6 +41,15 @@ def event_object(change: Change) -> dict[str, Any]:
     return {
         "external_id": change.key,
         "name": change.event_name,
+        "time": change.event_time,
+        "properties": dict(change.attributes),
+    }
+
+
+def purchase_object(change: Change) -> dict[str, Any]:
+    return {
+        "external_id": change.key,
+        **change.purchase,
         "time": change.event_time,
         "properties": dict(change.attributes),
     }
@@ -86,13 +97,19 @@ class BrazeDestination(HttpDestination):
 
     def send(self, changes: Sequence[Change]) -> list[RowResult]:
         results: dict[int, RowResult] = {}
-        kinds: dict[str, list[int]] = {"attributes": [], "events": [], "delete": []}
+        kinds: dict[str, list[int]] = {
+            "attributes": [],
+            "events": [],
+            "purchases": [],
+            "delete": [],
+        }
+        named = {"delete": "delete", "event": "events", "purchase": "purchases"}
         for i, c in enumerate(changes):
-            kind = "delete" if c.op == "delete" else "events" if c.op == "event" else "attributes"
-            kinds[kind].append(i)
+            kinds[named.get(c.op, "attributes")].append(i)
         calls: dict[str, tuple[int, Callable[[Change], Any], Callable[[Any], list[RowResult]]]] = {
             "attributes": (MAX_ATTRIBUTES, attribute_object, self._track),
             "events": (MAX_EVENTS, event_object, self._track_events),
+            "purchases": (MAX_PURCHASES, purchase_object, self._track_purchases),
             "delete": (MAX_DELETES, lambda c: c.key, self._delete),
         }
         for kind, indexes in kinds.items():
@@ -110,6 +127,11 @@ class BrazeDestination(HttpDestination):
         # Braze records an event twice if it comes twice: a lost answer is not resent.
         response = self.post(TRACK_PATH, {"events": list(batch)}, resend_when_unanswered=False)
         return _per_object(response, "events", len(batch))
+
+    def _track_purchases(self, batch: Sequence[dict[str, Any]]) -> list[RowResult]:
+        # as events: a purchase sent twice is counted twice
+        response = self.post(TRACK_PATH, {"purchases": list(batch)}, resend_when_unanswered=False)
+        return _per_object(response, "purchases", len(batch))
 
     def _delete(self, batch: Sequence[str]) -> list[RowResult]:
         response = self.post(DELETE_PATH, {"external_ids": list(batch)})

@@ -23,6 +23,9 @@ An event sync names `event` instead: each new row of the model is one event for 
       time: ordered_at
       properties: {total: order_total, currency: currency}
 
+A Braze purchase sync names `purchase` instead (Braze's purchases array: `product_id`, `price`,
+`currency` and optionally `quantity` columns, with `id`, `time` and `properties` as for events).
+
 An audience sync names `membership_attribute` instead of `attributes`: members get it set to
 true and people who leave the audience get it set to false (on Airship: a tag of that name in
 the `switchyard` tag group, added and removed). On Iterable an audience is a static list
@@ -44,9 +47,11 @@ OnRemove = Literal["unset", "delete", "keep"]
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _KNOWN = {
     "name", "destination", "tier", "key", "attributes", "membership_attribute", "on_remove",
-    "max_removal_share", "max_attempts", "list_id", "event",
+    "max_removal_share", "max_attempts", "list_id", "event", "purchase",
 }  # fmt: skip
 _EVENT_KEYS = {"id", "name", "name_column", "time", "properties"}
+# Braze's purchase object: its fields, by model column (quantity optional)
+_PURCHASE_FIELDS = ("product_id", "price", "currency", "quantity")
 
 
 @dataclass(frozen=True)
@@ -56,11 +61,13 @@ class EventSpec:
     name: str | None = None  # a literal name, or
     name_column: str | None = None  # a column holding each row's name
     properties: tuple[tuple[str, str], ...] = ()  # (property, column)
+    purchase: tuple[tuple[str, str], ...] = ()  # Braze purchases: (product_id etc., column)
 
     @property
     def columns(self) -> list[str]:
         named = [self.name_column] if self.name_column else []
-        return [self.id, self.time, *named, *(c for _, c in self.properties)]
+        fields = [c for _, c in (*self.properties, *self.purchase)]
+        return [self.id, self.time, *named, *fields]
 
 
 class SyncDefinitionError(ValueError):
@@ -134,14 +141,23 @@ class Sync:
         attributes = meta.get("attributes") or {}
         membership = meta.get("membership_attribute")
         kinds = [bool(attributes), bool(membership or meta.get("list_id") is not None)]
-        kinds.append(meta.get("event") is not None)
-        if not isinstance(attributes, dict) or sum(kinds) != 1:
+        kinds.append(meta.get("event") is not None or meta.get("purchase") is not None)
+        if (
+            not isinstance(attributes, dict)
+            or sum(kinds) != 1
+            or (meta.get("event") is not None and meta.get("purchase") is not None)
+        ):
             raise SyncDefinitionError(
                 f"{where}: declare either `attributes` (destination name: model column), "
-                "`membership_attribute` (an audience sync; Iterable: `list_id`) or `event` (an "
-                "event sync), exactly one"
+                "`membership_attribute` (an audience sync; Iterable: `list_id`), `event` or "
+                "`purchase` (Braze), exactly one"
             )
-        event = _event(where, meta.get("event"))
+        if meta.get("purchase") is not None and destination != "braze":
+            raise SyncDefinitionError(
+                f"{where}: purchase syncs are Braze's (its purchases array); declare an `event` "
+                f"for {destination}"
+            )
+        event = _event(where, meta.get("event"), meta.get("purchase"))
         if membership is not None and not isinstance(membership, str):
             raise SyncDefinitionError(f"{where}: membership_attribute must be a name")
         list_id = meta.get("list_id")
@@ -205,15 +221,31 @@ class Sync:
         )
 
 
-def _event(where: str, raw: Any) -> EventSpec | None:
-    if raw is None:
+def _event(where: str, raw: Any, purchase: Any = None) -> EventSpec | None:
+    if raw is None and purchase is None:
         return None
-    if not isinstance(raw, dict) or set(raw) - _EVENT_KEYS:
+    what, allowed = (
+        ("purchase", {"id", "time", "properties", *_PURCHASE_FIELDS})
+        if (purchase is not None)
+        else ("event", _EVENT_KEYS)
+    )
+    raw = purchase if purchase is not None else raw
+    if not isinstance(raw, dict) or set(raw) - allowed:
         raise SyncDefinitionError(
-            f"{where}: `event` is a mapping of {sorted(_EVENT_KEYS)}, not {raw!r}"
+            f"{where}: `{what}` is a mapping of {sorted(allowed)}, not {raw!r}"
         )
     if not raw.get("id") or not raw.get("time"):
-        raise SyncDefinitionError(f"{where}: an event sync names its `id` and `time` columns")
+        raise SyncDefinitionError(f"{where}: an {what} sync names its `id` and `time` columns")
+    if purchase is not None:
+        needed = [f for f in _PURCHASE_FIELDS[:3] if not raw.get(f)]
+        if needed:
+            raise SyncDefinitionError(f"{where}: a purchase names its columns for {needed}")
+        fields = tuple((f, str(raw[f])) for f in _PURCHASE_FIELDS if raw.get(f))
+        return EventSpec(
+            id=str(raw["id"]), time=str(raw["time"]), name="purchase",
+            properties=tuple((str(k), str(v)) for k, v in (raw.get("properties") or {}).items()),
+            purchase=fields,
+        )  # fmt: skip
     if bool(raw.get("name")) == bool(raw.get("name_column")):
         raise SyncDefinitionError(
             f"{where}: an event sync names each event: `name` (one name) or `name_column`"

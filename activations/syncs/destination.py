@@ -29,7 +29,7 @@ import stamina
 from activations.channels.core import retry_after_seconds
 from activations.channels.policy import HttpTimeouts, RetryPolicy
 
-Op = Literal["upsert", "unset", "delete", "join", "leave", "event"]
+Op = Literal["upsert", "unset", "delete", "join", "leave", "event", "purchase"]
 T = TypeVar("T")
 
 
@@ -46,6 +46,7 @@ class Change:
     event_name: str | None = None
     event_time: str | None = None  # ISO 8601, UTC
     event_id: str | None = None  # de-duplicates a resent event where the platform takes one
+    purchase: dict[str, Any] = field(default_factory=dict)  # Braze: product_id, price, currency
 
 
 @dataclass(frozen=True)

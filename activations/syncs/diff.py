@@ -47,10 +47,12 @@ def _payload_sql(sync: Sync) -> str:
     if sync.membership is not None:
         return f"to_json(struct_pack({_ident(sync.membership)} := true))"
     pairs = sync.event.properties if sync.event is not None else sync.attributes
-    if not pairs:
-        return "'{}'"
     fields = ", ".join(f"{_ident(attr)} := {_ident(column)}" for attr, column in pairs)
-    return f"to_json(struct_pack({fields}))"
+    packed = f"struct_pack({fields})" if fields else "map()"
+    if sync.event is not None and sync.event.purchase:
+        bought = ", ".join(f"{_ident(f)} := {_ident(c)}" for f, c in sync.event.purchase)
+        return f"to_json(struct_pack(properties := {packed}, purchase := struct_pack({bought})))"
+    return f"to_json({packed})"
 
 
 def _event_sql(sync: Sync) -> str:

@@ -125,13 +125,16 @@ def _change(sync: Sync, row: dict[str, Any]) -> Change | None:
     """What a diffed row asks of the destination; None: nothing (a removal the sync keeps)."""
     key, membership = row["key"], sync.membership
     if sync.event is not None:
+        payload = json.loads(row["payload"])
+        bought = sync.event.purchase
         return Change(
-            "event",
+            "purchase" if bought else "event",
             row["user_key"],
-            json.loads(row["payload"]),
+            payload["properties"] if bought else payload,
             event_name=row["event_name"],
             event_time=row["event_time"],
             event_id=key,
+            purchase=payload["purchase"] if bought else {},
         )
     if row["change"] != "removed":
         if membership is not None:
@@ -151,9 +154,11 @@ def _sent_payload(change: Change) -> str | None:
         return None
     if change.op in ("join", "leave"):
         return json.dumps({change.membership: change.op == "join"})
-    if change.op == "event":
+    if change.op in ("event", "purchase"):
         event = {"name": change.event_name, "time": change.event_time, "user": change.key}
-        return json.dumps({**event, "properties": change.attributes}, separators=(",", ":"))
+        bought = {"purchase": change.purchase} if change.op == "purchase" else {}
+        sent = {**event, **bought, "properties": change.attributes}
+        return json.dumps(sent, separators=(",", ":"), default=str)
     return json.dumps(change.attributes, separators=(",", ":"))
 
 
