@@ -514,9 +514,8 @@ def test_braze_purchases(warehouse: Warehouse, sandbox: Sandbox, tmp_path: Path)
         summary = run_sync(purchases, warehouse.path, tmp_path / "landing", destination)
     assert (summary.added, summary.rejected) == (3, 1)  # 'usd' is no ISO 4217 code
     bought = [e for e in sandbox.braze.events if e["kind"] == "purchases"]
-    assert sorted((p["external_id"], p["product_id"], p["price"], p["currency"]) for p in bought) == [
-        ("u0", "o0", 19.5, "EUR"), ("u1", "o1", 19.5, "EUR"),
-    ]  # fmt: skip
+    got = sorted((p["external_id"], p["product_id"], p["price"], p["currency"]) for p in bought)
+    assert got == [("u0", "o0", 19.5, "EUR"), ("u1", "o1", 19.5, "EUR")]
     elsewhere = {"name": "x", "destination": "iterable", "key": "user_id",
                  "purchase": {"id": "order_id"}}  # fmt: skip
     with pytest.raises(SyncDefinitionError, match="purchase syncs are Braze's"):
