@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import threading
 import time
 import uuid
@@ -29,6 +30,7 @@ MAX_BATCH_BYTES = 500 * 1024
 MAX_ATTRIBUTE_NAME_BYTES = 150  # Customer.io's limits on a person's attributes
 MAX_ATTRIBUTE_VALUE_BYTES = 1000
 ACTIONS = ("identify", "delete", "event")
+_ULID = re.compile(r"[0-7][0-9A-HJKMNP-TV-Z]{25}")
 
 
 @dataclass
@@ -113,6 +115,8 @@ class CustomerIoWorkspace:
             self.people.pop(person, None)
             self.deleted.append(person)
         elif entry["action"] == "event":
+            if entry.get("id") and any(e.get("id") == entry["id"] for e in self.events):
+                return  # Customer.io de-duplicates events by their ULID
             self.events.append({"person": person, **entry})
         else:
             profile = self.people.setdefault(person, {})
@@ -135,6 +139,8 @@ def _entry_problem(entry: Any) -> tuple[str, str] | None:
         return "identifiers", "identifiers must name the person by id or email"
     if entry["action"] == "event" and not entry.get("name"):
         return "name", "an event needs a name"
+    if entry["action"] == "event" and "id" in entry and not _ULID.fullmatch(str(entry["id"])):
+        return "id", "an event's id must be a valid ULID"
     attributes = entry.get("attributes") or {}
     if not isinstance(attributes, dict):
         return "attributes", "attributes must be an object"

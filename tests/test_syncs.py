@@ -10,10 +10,16 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from activations.syncs import MassRemovalError, Sync, SyncDefinitionError, run_sync
+from activations.syncs import MassRemovalError, Sync, SyncDefinitionError, results, run_sync
+from activations.syncs import run as sync_run
 from activations.syncs.airship import TAG_GROUP, AirshipDestination
 from activations.syncs.braze import BrazeDestination
-from activations.syncs.customerio import MAX_BATCH_BYTES, CustomerIoDestination, pack
+from activations.syncs.customerio import (
+    MAX_BATCH_BYTES,
+    CustomerIoDestination,
+    event_ulid,
+    pack,
+)
 from activations.syncs.declaration import load_syncs
 from activations.syncs.destination import DestinationAuthError, HttpDestination, RequestWindow
 from activations.syncs.iterable import IterableDestination
@@ -207,6 +213,50 @@ def test_duplicate_and_missing_keys_are_not_sent(
     assert "u1" not in sandbox.braze.users
     (row,) = [r for r in landed(landing) if r["key"] == "u1"]
     assert row["outcome"] == "rejected" and "appears 2 times" in str(row["reason"])
+
+
+def test_landed_chunks_hold_whole_requests(
+    warehouse: Warehouse, braze: BrazeDestination, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sync_run, "CHUNK", 100)  # rounded up to 150: two full requests of 75
+    summary = run_sync(PEOPLE, warehouse.path, tmp_path / "landing", braze)
+    assert (summary.rows_sent, summary.requests) == (200, 3)  # 75 + 75 | 50
+    files = list((tmp_path / "landing" / "syncs" / "results").glob("run-*.parquet"))
+    assert len(files) == 2
+
+
+def test_a_live_key_that_becomes_duplicated_is_kept_not_removed(
+    warehouse: Warehouse, braze: BrazeDestination, sandbox: Sandbox, tmp_path: Path
+) -> None:
+    landing = tmp_path / "landing"
+    run_sync(PEOPLE, warehouse.path, landing, braze)
+    warehouse.sql("insert into people values ('p1b', 'u1', 'other@example.com', 'Other', 'new')")
+    warehouse.sql("update people set segment = 'loyal' where person_id = 'p1'")  # both differ
+    for _ in range(4):  # more runs than max_attempts: a duplicate is not a try of the row
+        summary = run_sync(PEOPLE, warehouse.path, landing, braze)
+        assert (summary.removed, summary.rows_sent, summary.duplicates) == (0, 0, 1)
+    assert sandbox.braze.users["u1"]["email"] == "u1@example.com"  # as last acknowledged
+    # Once the model is fixed, the row is sent as a first try.
+    warehouse.sql("delete from people where person_id = 'p1b'")
+    warehouse.sql("update people set first_name = 'Renamed' where user_id = 'u1'")
+    fixed = run_sync(PEOPLE, warehouse.path, landing, braze)
+    assert (fixed.changed, fixed.rows_sent) == (1, 1)
+    (last,) = [r for r in landed(landing) if r["key"] == "u1" and r["run_id"] == fixed.run_id]
+    assert (last["outcome"], last["attempt"]) == ("synced", 1)
+
+
+def test_a_rejected_row_that_changes_starts_its_count_again(
+    warehouse: Warehouse, braze: BrazeDestination, tmp_path: Path
+) -> None:
+    landing = tmp_path / "landing"
+    warehouse.sql("update people set email = 'not-an-address' where user_id = 'u9'")
+    run_sync(PEOPLE, warehouse.path, landing, braze)
+    run_sync(PEOPLE, warehouse.path, landing, braze)
+    warehouse.sql("update people set email = 'still-not-an-address' where user_id = 'u9'")
+    changed = run_sync(PEOPLE, warehouse.path, landing, braze)
+    assert (changed.rejected, changed.gave_up) == (1, 0)
+    attempts = [r["attempt"] for r in landed(landing) if r["key"] == "u9"]
+    assert attempts == [1, 2, 1]
 
 
 def test_rate_limit_is_never_exceeded(
@@ -431,7 +481,8 @@ def test_new_rows_are_sent_once_as_events(
         )  # fmt: skip
         assert str(last["time"]).startswith("2026-12-02T09:00:00")
     elif name == "customerio":
-        assert (last["person"], last["name"], last["id"]) == ("u1", "purchase_completed", "o50")
+        ulid = event_ulid("o50", "2026-12-02T09:00:00.000000Z")
+        assert (last["person"], last["name"], last["id"]) == ("u1", "purchase_completed", ulid)
     elif name == "airship":
         assert last["user"] == {"named_user_id": "u1"} and last["body"] == {
             "name": "purchase_completed", "properties": {"total": 99.0},
@@ -462,18 +513,59 @@ def test_an_event_braze_may_have_recorded_is_not_sent_again(
     assert len(events_at(sandbox, "braze")) == 3
 
 
-def test_an_event_a_platform_deduplicates_is_sent_again(
-    warehouse: Warehouse, sandbox: Sandbox, tmp_path: Path
+@pytest.mark.parametrize("name", ["braze", "airship"])
+def test_events_sent_before_a_crash_are_not_sent_again(
+    name: str,
+    warehouse: Warehouse,
+    sandbox: Sandbox,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     warehouse.sql(
         "create table orders as select 'o' || i as order_id, 'u' || i as user_id, "
         "1.0 as order_total, timestamp '2026-12-01 10:00' as ordered_at from range(3) t(i)"
     )
-    sandbox.fail_next(Fault("iterable", lose_response=True))
-    with platform(sandbox, "iterable") as destination:
-        summary = run_sync(orders_sync("iterable"), warehouse.path, tmp_path / "l", destination)
-    assert (summary.added, summary.unknown, summary.failed, summary.requests) == (3, 0, 0, 1)
-    assert sorted(sandbox.iterable.events) == ["o0", "o1", "o2"]  # by id: once each
+    landing, sync = tmp_path / "landing", orders_sync(name)
+    real_append = results.append
+
+    def crash_after_sending(con: duckdb.DuckDBPyConnection, relation: str, *args: object):
+        outcomes = con.sql(f"select distinct outcome from {relation}").fetchall()
+        if outcomes != [("attempted",)]:
+            raise KeyboardInterrupt("the run stops after the events went out")
+        return real_append(con, relation, *args)  # type: ignore[arg-type]
+
+    with platform(sandbox, name) as destination:
+        monkeypatch.setattr(results, "append", crash_after_sending)
+        with pytest.raises(KeyboardInterrupt):
+            run_sync(sync, warehouse.path, landing, destination)
+        monkeypatch.setattr(results, "append", real_append)
+        assert len(events_at(sandbox, name)) == 3
+        again = run_sync(sync, warehouse.path, landing, destination)
+    assert (again.added, again.rows_sent) == (0, 0)
+    assert len(events_at(sandbox, name)) == 3
+    state = {r["key"]: r["outcome"] for r in landed(landing)}
+    assert state == {"o0": "attempted", "o1": "attempted", "o2": "attempted"}
+    with duckdb.connect() as con:
+        results.results_view(con, landing, sync.name)
+        read = con.sql("select key, outcome, reason from results order by key").fetchall()
+    assert read == [(k, "unknown", results.UNANSWERED) for k in ("o0", "o1", "o2")]
+
+
+@pytest.mark.parametrize("name", ["iterable", "customerio"])
+def test_an_event_a_platform_deduplicates_is_sent_again(
+    name: str, warehouse: Warehouse, sandbox: Sandbox, tmp_path: Path
+) -> None:
+    warehouse.sql(
+        "create table orders as select 'o' || i as order_id, 'u' || i as user_id, "
+        "1.0 as order_total, timestamp '2026-12-01 10:00' as ordered_at from range(3) t(i)"
+    )
+    sandbox.fail_next(Fault(name, lose_response=True))
+    with platform(sandbox, name) as destination:
+        summary = run_sync(orders_sync(name), warehouse.path, tmp_path / "l", destination)
+    # the lost answer is resent (two requests); the platform keeps each event once, by its id
+    assert (summary.added, summary.unknown, summary.failed) == (3, 0, 0)
+    assert getattr(sandbox, name).requests == 2
+    assert len(events_at(sandbox, name)) == 3
 
 
 def test_airship_audience_is_a_tag(warehouse: Warehouse, sandbox: Sandbox, tmp_path: Path) -> None:

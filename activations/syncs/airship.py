@@ -38,6 +38,8 @@ MAX_EVENTS = 100
 class AirshipDestination(HttpDestination):
     name = "airship"
     credentials_hint = "SWITCHYARD_AIRSHIP_TOKEN (a bearer token with named user and event access)"
+    batch_rows = MAX_TAGGED
+    dedupes_events = False  # custom events are recorded as often as sent
 
     def __init__(
         self,

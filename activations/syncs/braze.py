@@ -76,6 +76,8 @@ class BrazeDestination(HttpDestination):
         "SWITCHYARD_BRAZE_API_KEY (a REST API key with users.track and users.delete) and "
         "SWITCHYARD_BRAZE_REST_ENDPOINT"
     )
+    batch_rows = MAX_ATTRIBUTES
+    dedupes_events = False  # /users/track records every event and purchase it is given
 
     def __init__(
         self,

@@ -8,9 +8,9 @@ batch, Iterable: its bulk endpoints) is its own business.
 
 Attribute updates, deletes and list changes are idempotent: a request that got no usable
 answer (5xx, a dropped connection) is sent again, as the same changes twice leave the profile as
-once. An event is not (a second send records it twice): `idempotent_events` says whether the
-platform de-duplicates them (by an id the change carries), and if not, a lost answer is a failed
-row, reported and not retried within the run.
+once. An event is not (a second send records it twice): `dedupes_events` says whether the
+platform de-duplicates them (by an id the change carries), and if not, a lost answer is an
+`unknown` row, reported and never sent again.
 """
 
 from __future__ import annotations
@@ -62,6 +62,12 @@ class DestinationAuthError(RuntimeError):
 class Destination(Protocol):
     name: str
     requests: int  # requests answered (any status), retries included
+    # rows in a full request of its most common kind: a run hands over multiples of it, so every
+    # request is full but the run's last
+    batch_rows: int
+    # whether a resent event is recorded once (the platform de-duplicates by `event_id`); if not,
+    # a run lands `attempted` rows before sending events, so a crash never leads to a resend
+    dedupes_events: bool
 
     def send(self, changes: Sequence[Change]) -> list[RowResult]: ...
 
@@ -136,6 +142,8 @@ class HttpDestination:
 
     name = "destination"
     credentials_hint = "the destination's credentials"
+    batch_rows = 1
+    dedupes_events = False
 
     def __init__(
         self,

@@ -5,8 +5,9 @@ A row is `added` when the destination holds nothing live for its key, `changed` 
 (md5 of the attributes it would send) differs from the last one acknowledged, `removed` when
 its key was acknowledged live and is no longer in the model. A key whose last tries were all
 refused `max_attempts` times, with the same row, is held: it waits for the row to change.
-Keys that appear more than once in the model are not sent (which row would win is undefined):
-each is reported as rejected with the count.
+Keys that appear more than once in the model are not sent (which row would win is undefined)
+and not removed either (the destination keeps what it last acknowledged): each is reported as
+rejected with the count, which does not count as a try of the row.
 """
 
 from __future__ import annotations
@@ -80,8 +81,10 @@ def compute_diff(
         f"""
         create or replace temp table model_rows as
         select cast({key} as varchar) as key, cast({_payload_sql(sync)} as varchar) as payload,
-            count(*) over (partition by {key}) as copies, {_event_sql(sync)}
+            count(*) over by_key as copies, row_number() over by_key as copy_no,
+            {_event_sql(sync)}
         from model_in where {key} is not null and {user} is not null
+        window by_key as (partition by {key})
         """
     )
     ((null_keys,),) = con.execute(
@@ -97,17 +100,30 @@ def compute_diff(
         qualify row_number() over (partition by key order by recorded_at desc) = 1
         """
     )
-    # Refusals since the last acknowledgement: how many, and whether the last was the final one.
+    # Refusals of each row (by hash) since the last acknowledgement, and whether the last try was
+    # the final one. A model duplicate (no op: nothing was sent) is not a try.
+    con.execute(
+        """
+        create or replace temp table since_ack as
+        select r.key, r.row_hash, r.outcome, r.recorded_at
+        from results r left join acked a using (key)
+        where r.outcome not in ('synced', 'unknown') and r.op is not null
+            and (a.recorded_at is null or r.recorded_at > a.recorded_at)
+        """
+    )
     con.execute(
         """
         create or replace temp table tries as
-        select r.key, count(*) filter (where r.outcome in ('rejected', 'gave_up')) as rejections,
-            arg_max(r.outcome, r.recorded_at) as last_outcome,
-            arg_max(r.row_hash, r.recorded_at) as last_hash
-        from results r left join acked a using (key)
-        where r.outcome not in ('synced', 'unknown')
-            and (a.recorded_at is null or r.recorded_at > a.recorded_at)
-        group by r.key
+        select key, row_hash, count(*) as rejections
+        from since_ack where outcome in ('rejected', 'gave_up') group by key, row_hash
+        """
+    )
+    con.execute(
+        """
+        create or replace temp table last_try as
+        select key, arg_max(outcome, recorded_at) as last_outcome,
+            arg_max(row_hash, recorded_at) as last_hash
+        from since_ack group by key
         """
     )
     # An event is sent once: a row changed or gone since is not the destination's business.
@@ -117,19 +133,22 @@ def compute_diff(
         create or replace temp table compared as
         select coalesce(m.key, a.key) as key,
             case
+                when m.copies > 1 then null
                 when m.key is not null and not coalesce(a.live, false) then 'added'
                 when {once} then null
                 when m.key is not null and a.row_hash is distinct from md5(m.payload)
                     then 'changed'
                 when m.key is null and a.live then 'removed'
             end as change,
-            md5(m.payload) as row_hash, m.payload, m.key is not null as in_model,
+            md5(m.payload) as row_hash, m.payload, m.key is not null and m.copies = 1 as in_model,
             m.user_key, m.event_name, m.event_time,
             coalesce(t.rejections, 0) as rejections,
-            t.last_outcome = 'gave_up' and t.last_hash is not distinct from md5(m.payload) as held
-        from (select * from model_rows where copies = 1) m
+            l.last_outcome = 'gave_up' and l.last_hash is not distinct from md5(m.payload) as held
+        from (select * from model_rows where copy_no = 1) m
         full join acked a using (key)
+        left join last_try l on l.key = coalesce(m.key, a.key)
         left join tries t on t.key = coalesce(m.key, a.key)
+            and t.row_hash is not distinct from md5(m.payload)
         """
     )
     changes = con.sql(

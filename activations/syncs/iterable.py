@@ -39,6 +39,8 @@ MAX_USERS = 1000
 class IterableDestination(HttpDestination):
     name = "iterable"
     credentials_hint = "SWITCHYARD_ITERABLE_API_KEY (a server-side key)"
+    batch_rows = MAX_USERS
+    dedupes_events = True  # trackBulk updates the event with the same `id`
 
     def __init__(
         self,

@@ -13,6 +13,9 @@ outcome:
             retries: nothing is known to have changed, and the next run sends it again
   unknown   an event to a platform that does not de-duplicate events (Braze) got no answer: it
             may have been recorded, so it is not sent again (at most once, never twice)
+  attempted landed before such events are sent; a run that stops before landing their answers
+            leaves only this row, which reads as `unknown` (RESOLVED_SQL), so no later run sends
+            the event again
 """
 
 from __future__ import annotations
@@ -35,13 +38,26 @@ COLUMNS: dict[str, str] = {
     "op": "VARCHAR",
     "row_hash": "VARCHAR",  # md5 of the row's attributes as the model had them; null if removed
     "payload": "VARCHAR",  # the object sent (JSON); null when nothing was
-    "outcome": "VARCHAR",  # synced | rejected | gave_up | failed
+    "outcome": "VARCHAR",  # synced | rejected | gave_up | failed | unknown | attempted
     "reason": "VARCHAR",
     "attempt": "INTEGER",  # 1 for a first try; rejections since the last acknowledged row + 1
     "run_id": "VARCHAR",
     "recorded_at": "TIMESTAMP",
 }
-OUTCOMES = ("synced", "rejected", "gave_up", "failed", "unknown")
+OUTCOMES = ("synced", "rejected", "gave_up", "failed", "unknown", "attempted")
+UNANSWERED = "sent, and the run stopped before its answer was landed: not sent again"
+# `landed` as the outcomes the runs reached: an `attempted` row is dropped when its run landed an
+# answer for the key, and is read as `unknown` when it did not.
+RESOLVED_SQL = f"""
+    select * from landed where outcome <> 'attempted'
+    union all by name
+    select * replace ('unknown' as outcome, '{UNANSWERED}' as reason)
+    from landed as a
+    where outcome = 'attempted' and not exists (
+        select 1 from landed as o
+        where o.outcome <> 'attempted' and o.run_id = a.run_id and o.key = a.key
+    )
+"""
 PLACEHOLDER = "schema-placeholder.parquet"  # keeps the glob readable before the first run
 
 
@@ -80,6 +96,6 @@ def results_view(con: duckdb.DuckDBPyConnection, landing_dir: Path, sync: str) -
     path = exp.Literal.string(glob(landing_dir)).sql(dialect="duckdb")
     name = exp.Literal.string(sync).sql(dialect="duckdb")
     con.execute(
-        f"create or replace temp view results as select * from read_parquet({path}, "
-        f"union_by_name = true) where sync = {name}"
+        f"create or replace temp view results as with landed as (select * from "
+        f"read_parquet({path}, union_by_name = true) where sync = {name}) {RESOLVED_SQL}"
     )

@@ -22,7 +22,9 @@ from activations.syncs.declaration import Sync
 from activations.syncs.destination import Change, Destination, RowResult
 from activations.syncs.diff import Diff, compute_diff
 
-CHUNK = 10_000  # rows sent between two landed files: a crash loses at most this much progress
+# rows sent between two landed files (rounded up to whole requests): a crash loses at most this
+# much progress
+CHUNK = 10_000
 
 
 class MassRemovalError(RuntimeError):
@@ -173,37 +175,28 @@ def _send(
     counts = {"sent": 0, "rejected": 0, "gave_up": 0, "failed": 0, "unknown": 0}
     rows = diff.changes.to_pylist()
     kept = RowResult("synced", "removed from the model; kept at the destination (on_remove: keep)")
-    for start in range(0, len(rows), CHUNK):
-        chunk = rows[start : start + CHUNK]
+    size = -(-CHUNK // destination.batch_rows) * destination.batch_rows
+    for start in range(0, len(rows), size):
+        chunk = rows[start : start + size]
         changes = [_change(sync, row) for row in chunk]
         to_send = [c for c in changes if c is not None]
+        if not destination.dedupes_events:
+            once = [
+                _landed_row(sync, row, change, RowResult("attempted"), run_id)
+                for row, change in zip(chunk, changes, strict=True)
+                if change is not None and change.op in ("event", "purchase")
+            ]
+            _land(con, once, landing_dir, run_id)
         answers = iter(destination.send(to_send))
         counts["sent"] += len(to_send)
         landed = []
-        now = datetime.now(UTC).replace(tzinfo=None)
         for row, change in zip(chunk, changes, strict=True):
             result = next(answers) if change is not None else kept
-            outcome = result.outcome
-            if outcome == "rejected" and row["attempt"] >= sync.max_attempts:
-                outcome = "gave_up"
-            if outcome in counts:
-                counts[outcome] += 1
-            landed.append(
-                {
-                    "sync": sync.name,
-                    "destination": sync.destination,
-                    "key": row["key"],
-                    "change": row["change"],
-                    "op": change.op if change is not None else "keep",
-                    "row_hash": row["row_hash"],
-                    "payload": _sent_payload(change) if change is not None else None,
-                    "outcome": outcome,
-                    "reason": result.reason,
-                    "attempt": row["attempt"],
-                    "run_id": run_id,
-                    "recorded_at": now,
-                }
-            )
+            if result.outcome == "rejected" and row["attempt"] >= sync.max_attempts:
+                result = RowResult("gave_up", result.reason)
+            if result.outcome in counts:
+                counts[result.outcome] += 1
+            landed.append(_landed_row(sync, row, change, result, run_id))
         _land(con, landed, landing_dir, run_id)
     if diff.duplicates.num_rows:
         now = datetime.now(UTC).replace(tzinfo=None)
@@ -223,6 +216,25 @@ def _send(
         )  # fmt: skip
         counts["rejected"] += diff.duplicates.num_rows
     return counts
+
+
+def _landed_row(
+    sync: Sync, row: dict[str, Any], change: Change | None, result: RowResult, run_id: str
+) -> dict[str, Any]:
+    return {
+        "sync": sync.name,
+        "destination": sync.destination,
+        "key": row["key"],
+        "change": row["change"],
+        "op": change.op if change is not None else "keep",
+        "row_hash": row["row_hash"],
+        "payload": _sent_payload(change) if change is not None else None,
+        "outcome": result.outcome,
+        "reason": result.reason,
+        "attempt": row["attempt"],
+        "run_id": run_id,
+        "recorded_at": datetime.now(UTC).replace(tzinfo=None),
+    }
 
 
 _SCHEMA = pa.schema(
