@@ -6,7 +6,9 @@
 - `POST /api/lists/subscribe` and `/api/lists/unsubscribe` `{"listId", "subscribers": [...]}`;
 - `DELETE /api/users/byUserId/{userId}`;
 - the `Api-Key` header. Bulk answers count what they took and list the users they could not:
-  `{"successCount", "failCount", "invalidEmails", "invalidUserIds"}`.
+  `{"successCount", "failCount", "invalidEmails", "invalidUserIds"}`, users the project has
+  forgotten (a GDPR request) under `failedUpdates.forgottenUserIds`, and trackBulk events whose
+  name the project blocks under `disallowedEventNames`.
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ class IterableProject:
     events: dict[str, dict[str, Any]] = field(default_factory=dict)  # by id: a resend replaces
     lists: dict[int, set[str]] = field(default_factory=dict)
     deleted: list[str] = field(default_factory=list)
+    forgotten: set[str] = field(default_factory=set)  # updates to them fail
+    disallowed_events: set[str] = field(default_factory=set)  # event names the project blocks
     requests: int = 0
     rate_limited: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -92,6 +96,8 @@ class IterableProject:
         if not isinstance(entries, list) or not entries:
             return Reply(400, {"msg": f"'{key}' must be a non-empty array", "code": "BadParams"})
         invalid: list[str] = []
+        forgotten: list[str] = []
+        disallowed: set[str] = set()
         with self._lock:
             self.requests += 1
             for entry in entries:
@@ -99,6 +105,12 @@ class IterableProject:
                 user_id = given if isinstance(given, str) else ""
                 if not isinstance(given, str) or not user_id or len(user_id) > MAX_USER_ID:
                     invalid.append(str(given))
+                    continue
+                if user_id in self.forgotten:
+                    forgotten.append(user_id)
+                    continue
+                if req.path == TRACK_BULK_PATH and entry.get("eventName") in self.disallowed_events:
+                    disallowed.add(str(entry["eventName"]))
                     continue
                 if req.path == BULK_UPDATE_PATH:
                     fields = self.users.setdefault(user_id, {})
@@ -115,11 +127,19 @@ class IterableProject:
                     self.lists.setdefault(body["listId"], set()).add(user_id)
                 else:
                     self.lists.setdefault(body["listId"], set()).discard(user_id)
-        return Reply(
-            200,
-            {"successCount": len(entries) - len(invalid), "failCount": len(invalid),
-             "invalidEmails": [], "invalidUserIds": invalid},
-        )  # fmt: skip
+        failed = (
+            len(invalid)
+            + len(forgotten)
+            + sum(1 for e in entries if isinstance(e, dict) and e.get("eventName") in disallowed)
+        )
+        answer: dict[str, Any] = {
+            "successCount": len(entries) - failed, "failCount": failed,
+            "invalidEmails": [], "invalidUserIds": invalid,
+            "failedUpdates": {"forgottenUserIds": forgotten, "forgottenEmails": []},
+        }  # fmt: skip
+        if req.path == TRACK_BULK_PATH:
+            answer["disallowedEventNames"] = sorted(disallowed)
+        return Reply(200, answer)
 
     def _target(self, path: str, body: dict[str, Any]) -> Reply:
         """`POST /api/{medium}/target`: the campaign sent to one user, with `dataFields`."""

@@ -205,6 +205,8 @@ def test_delivery_limits_per_channel_from_settings() -> None:
         {"SWITCHYARD_SMS_RATE_PER_SECOND": "1", "SWITCHYARD_PUSH_CONCURRENCY": "32"}
     )
     assert (limits.rate_per_second, limits.concurrency) == ({"sms": 1.0}, {"push": 32})
+    handoff = DeliveryLimits.from_env({"SWITCHYARD_HANDOFF_BRAZE_RATE_PER_SECOND": "50"})
+    assert handoff.rate_per_second == {"handoff_braze": 50.0}  # a hand-off route's own limit
     for name, value in (("SMS_RATE_PER_SECOND", "fast"), ("SMS_RATE_PER_SECOND", "0"),
                         ("EMAIL_CONCURRENCY", "0"), ("EMAIL_CONCURRENCY", "2.5")):  # fmt: skip
         with pytest.raises(ChannelSettingsError, match=f"SWITCHYARD_{name} must be"):

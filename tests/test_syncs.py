@@ -568,6 +568,29 @@ def test_an_event_a_platform_deduplicates_is_sent_again(
     assert len(events_at(sandbox, name)) == 3
 
 
+def test_iterable_rows_it_names_as_failed_are_rejected(
+    warehouse: Warehouse, sandbox: Sandbox, tmp_path: Path
+) -> None:
+    sandbox.iterable.forgotten.add("u3")  # a GDPR request at Iterable
+    with platform(sandbox, "iterable") as destination:
+        to_iterable = {**EMAIL, "destination": "iterable", "key": "user_id"}
+        people = run_sync(
+            Sync.from_meta("people", to_iterable, COLUMNS), warehouse.path, tmp_path / "people",
+            destination,
+        )  # fmt: skip
+        assert (people.added, people.rejected) == (200, 1)
+        warehouse.sql(
+            "create table orders as select 'o' || i as order_id, 'u' || i as user_id, "
+            "1.0 as order_total, timestamp '2026-12-01 10:00' as ordered_at from range(2) t(i)"
+        )
+        sandbox.iterable.disallowed_events.add("purchase_completed")
+        orders = run_sync(orders_sync("iterable"), warehouse.path, tmp_path / "o", destination)
+    assert (orders.added, orders.rejected) == (2, 2)
+    reasons = {r["key"]: r["reason"] for r in landed(tmp_path / "people") if r["reason"]}
+    assert reasons == {"u3": "Iterable listed 'u3' in failedUpdates.forgottenUserIds"}
+    assert "u3" not in sandbox.iterable.users and not sandbox.iterable.events
+
+
 def test_airship_audience_is_a_tag(warehouse: Warehouse, sandbox: Sandbox, tmp_path: Path) -> None:
     audience = Sync.from_meta(
         "people",

@@ -1,4 +1,5 @@
-"""One queue of messages per channel, so that a slow or stalled provider holds up only its own.
+"""One queue of messages per channel (a hand-off: per route), so that a slow or stalled
+provider holds up only its own.
 
 Delivery adds messages as the guards pass them. A channel's messages go out as a batch when it
 has `batch_size` of them (Sender.submit: the batch's `attempted` lines fsynced together, then its
@@ -49,7 +50,7 @@ class ChannelQueues:
         self._progress = threading.Event()  # set whenever a flight finishes
 
     def add(self, queued: Queued) -> None:
-        channel = queued.outgoing.message.channel
+        channel = queued.outgoing.message.client  # a hand-off queues apart from its channel
         self._waiting.setdefault(channel, deque()).append(queued)
         self._people[queued.outgoing.ref.person_id] += 1
         self.poll()

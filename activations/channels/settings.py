@@ -28,6 +28,7 @@ from activations.channels.sendgrid import SendGridClient
 from activations.channels.smtp import SmtpClient
 from activations.channels.twilio import TwilioClient
 from activations.channels.webhook import WebhookClient
+from activations.graph import HANDOFF_DESTINATIONS
 from activations.journeys import CHANNELS
 from sandbox import google
 from sandbox.credentials import SANDBOX_CREDENTIALS
@@ -261,19 +262,22 @@ class ChannelSettings:
 
 @dataclass(frozen=True)
 class DeliveryLimits:
-    """Per channel: requests a second (the provider's rate limit, e.g. Twilio's 1 a second per
-    long code, 100 per short code) and requests in flight at once."""
+    """Per channel or hand-off route (handoff_braze, ...): requests a second (the provider's
+    rate limit, e.g. Twilio's 1 a second per long code, 100 per short code) and requests in
+    flight at once."""
 
     rate_per_second: dict[str, float]
     concurrency: dict[str, int]
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> DeliveryLimits:
-        """SWITCHYARD_<CHANNEL>_RATE_PER_SECOND and SWITCHYARD_<CHANNEL>_CONCURRENCY, where set."""
+        """SWITCHYARD_<CHANNEL>_RATE_PER_SECOND and SWITCHYARD_<CHANNEL>_CONCURRENCY, where set
+        (for a hand-off: SWITCHYARD_HANDOFF_BRAZE_RATE_PER_SECOND, ...)."""
         env = os.environ if env is None else env
         rates: dict[str, float] = {}
         concurrency: dict[str, int] = {}
-        for channel in CHANNELS:
+        routes = [f"handoff_{destination}" for destination in HANDOFF_DESTINATIONS]
+        for channel in (*CHANNELS, *routes):
             rate_name = f"SWITCHYARD_{channel.upper()}_RATE_PER_SECOND"
             workers_name = f"SWITCHYARD_{channel.upper()}_CONCURRENCY"
             if value := env.get(rate_name, "").strip():

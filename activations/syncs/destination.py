@@ -192,8 +192,14 @@ class HttpDestination:
         return [result for batch in answered for result in batch]
 
     def post(
-        self, path: str, body: Any, method: str = "POST", resend_when_unanswered: bool = True
+        self,
+        path: str,
+        body: Any,
+        method: str = "POST",
+        resend_when_unanswered: bool = True,
+        window: RequestWindow | None = None,
     ) -> httpx.Response | RowResult:
+        """`window`: the endpoint's own limit, where it is not the destination's main one."""
         policy = self.retry
 
         def backoff(exc: Exception) -> bool | float:
@@ -212,7 +218,9 @@ class HttpDestination:
                 wait_max=policy.wait_max_seconds,
             ):
                 with attempt:
-                    return self._exchange(method, path, body, resend_when_unanswered)
+                    return self._exchange(
+                        method, path, body, resend_when_unanswered, window or self.window
+                    )
         except _Retry as gave_up:
             return RowResult("failed", f"gave up after retries: {gave_up.reason}")
         except _NoAnswer as unanswered:
@@ -222,9 +230,14 @@ class HttpDestination:
         raise AssertionError("unreachable: stamina either returns or raises")
 
     def _exchange(
-        self, method: str, path: str, body: Any, resend_when_unanswered: bool
+        self,
+        method: str,
+        path: str,
+        body: Any,
+        resend_when_unanswered: bool,
+        window: RequestWindow,
     ) -> httpx.Response:
-        self.window.acquire()
+        window.acquire()
         try:
             response = self._http.request(method, path, json=body)
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
@@ -238,7 +251,7 @@ class HttpDestination:
         if response.headers.get("x-ratelimit-remaining") == "0":
             reset = _reset_wait(response)
             if reset is not None:
-                self.window.hold_until(time.time() + reset)
+                window.hold_until(time.time() + reset)
         if response.status_code == 429:  # refused before any work: always safe to resend
             wait = retry_after_seconds(response)
             raise _Retry(

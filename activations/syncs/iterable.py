@@ -8,7 +8,9 @@
 - events through `POST /api/events/trackBulk` (`eventName`, `createdAt`, `dataFields`), with the
   row's id as the event's `id`, which Iterable de-duplicates on;
 - the `Api-Key` header; bulkUpdate is limited to 10 requests a second per project. Bulk answers
-  list the userIds they could not take (`invalidUserIds`): those rows are rejected.
+  list the userIds they could not take (`invalidUserIds`, and `failedUpdates` by cause) and
+  trackBulk the event names the project blocks (`disallowedEventNames`): those rows are
+  rejected with the list that named them.
 """
 
 from __future__ import annotations
@@ -94,18 +96,34 @@ class IterableDestination(HttpDestination):
         response = self.post(path, body)
         if isinstance(response, RowResult):
             return [response] * len(batch)
-        invalid = {str(u) for u in response_json(response).get("invalidUserIds") or []}
-        return [
-            RowResult("rejected", f"Iterable listed userId {c.key!r} as invalid")
-            if c.key in invalid
-            else RowResult("synced")
-            for c in batch
-        ]
+        return _per_user(response_json(response), batch)
 
     def _delete(self, batch: Sequence[Change]) -> list[RowResult]:
         (change,) = batch
         response = self.post(DELETE_PATH.format(quote(change.key, safe="")), None, method="DELETE")
         return [response if isinstance(response, RowResult) else RowResult("synced")]
+
+
+def _per_user(answer: dict[str, Any], batch: Sequence[Change]) -> list[RowResult]:
+    """A bulk answer names the users it could not take: `invalidUserIds`, and by cause under
+    `failedUpdates` (forgotten, not found, conflicting or invalid data); trackBulk also lists
+    the event names the project does not allow."""
+    refused = {str(u): "invalidUserIds" for u in answer.get("invalidUserIds") or []}
+    for cause, ids in (answer.get("failedUpdates") or {}).items():
+        if cause.endswith("UserIds") and isinstance(ids, list):
+            refused.update((str(u), f"failedUpdates.{cause}") for u in ids)
+    blocked = {str(n) for n in answer.get("disallowedEventNames") or []}
+    results = []
+    for c in batch:
+        if c.key in refused:
+            results.append(RowResult("rejected", f"Iterable listed {c.key!r} in {refused[c.key]}"))
+        elif c.op == "event" and c.event_name in blocked:
+            results.append(
+                RowResult("rejected", f"Iterable does not allow the event {c.event_name!r}")
+            )
+        else:
+            results.append(RowResult("synced"))
+    return results
 
 
 def _user(change: Change) -> dict[str, Any]:
