@@ -8,6 +8,8 @@
   {tag group: [tags]}}`;
 - `POST /api/custom-events`: a list of `{"occurred", "user": {"named_user_id"}, "body": {"name",
   "properties"}}`;
+- `POST /api/named_users/uninstall`: `{"named_user_id": [...]}`: the named users and their
+  channels are gone;
 - `POST /api/push`: `{"audience": {"named_user": ...}, "notification": {...}, "device_types"}`,
   202 with `push_ids`.
 Answers are `{"ok": true, ...}`, or `{"ok": false, "error", "error_code"}` with a 4xx.
@@ -28,7 +30,10 @@ ATTRIBUTES_PATH = "/api/channels/attributes"
 TAGS_PATH = "/api/named_users/tags"
 EVENTS_PATH = "/api/custom-events"
 PUSH_PATH = "/api/push"
-PATHS = (ATTRIBUTES_PATH, TAGS_PATH, EVENTS_PATH, PUSH_PATH)
+UNINSTALL_PATH = "/api/named_users/uninstall"
+PATHS = (ATTRIBUTES_PATH, TAGS_PATH, EVENTS_PATH, PUSH_PATH, UNINSTALL_PATH)
+# a notification's own fields and platform overrides (a title is an override's: ios, android)
+NOTIFICATION_FIELDS = {"alert", "actions", "interactive", "ios", "android", "web", "amazon"}
 ACCEPT = "application/vnd.urbanairship+json; version=3"
 MAX_NAMED_USER = 128  # characters
 _KEY = re.compile(r"^[a-z0-9_\-]{1,128}$")  # attribute keys: lowercase, digits, _ and -
@@ -44,6 +49,7 @@ class AirshipProject:
     users: dict[str, dict[str, Any]] = field(default_factory=dict)  # named user -> attributes
     tags: dict[str, dict[str, set[str]]] = field(default_factory=dict)  # user -> group -> tags
     events: list[dict[str, Any]] = field(default_factory=list)
+    uninstalled: list[str] = field(default_factory=list)
     requests: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -64,7 +70,19 @@ class AirshipProject:
                 return self._tags(body)
             if req.path == EVENTS_PATH:
                 return self._events(body)
+            if req.path == UNINSTALL_PATH:
+                return self._uninstall(body)
             return self._push(body)
+
+    def _uninstall(self, body: Any) -> Reply:
+        users = self._named_user(body, many=True)
+        if isinstance(users, str):
+            return _error(400, users.replace("audience.", ""), 40011)
+        for user in users:
+            self.users.pop(user, None)
+            self.tags.pop(user, None)
+            self.uninstalled.append(user)
+        return Reply(200, {"ok": True})
 
     def _named_user(self, audience: Any, many: bool = False) -> list[str] | str:
         ids = audience.get("named_user_id") if isinstance(audience, dict) else None
@@ -135,12 +153,16 @@ class AirshipProject:
         user = audience.get("named_user") if isinstance(audience, dict) else None
         if not isinstance(user, str) or not user:
             return _error(400, "this sandbox pushes to one named_user", 40009)
-        push_id = str(uuid.uuid4())
         note = body["notification"]
-        extra = (note.get("android") or {}).get("extra") or {}  # what the app receives
+        unknown = set(note) - NOTIFICATION_FIELDS
+        if unknown:
+            return _error(400, f"notification has no field {sorted(unknown)[0]!r}", 40010)
+        push_id = str(uuid.uuid4())
+        android = note.get("android") or {}
+        extra = android.get("extra") or {}  # what the app receives
         accepted = [
             {"provider": "airship", "channel": "push", "recipient": user,
-             "subject": note.get("title"), "body": note.get("alert"),
+             "subject": android.get("title"), "body": note.get("alert"),
              "send_key": extra.get("send_key"), "provider_message_id": push_id}
         ]  # fmt: skip
         return Reply(

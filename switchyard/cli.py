@@ -207,7 +207,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_syncs(args: argparse.Namespace) -> int:
-    from activations.syncs import MassRemovalError, load_syncs, run_sync
+    from activations.syncs import MassRemovalError, SyncLockedError, load_syncs, run_sync
     from activations.syncs.destination import DestinationAuthError
     from activations.syncs.settings import open_destination
     from orchestration.dbt_project import ensure_manifest
@@ -233,13 +233,15 @@ def cmd_syncs(args: argparse.Namespace) -> int:
         try:
             with open_destination(s.destination, paths.home / "sandbox") as destination:
                 done = run_sync(s, paths.duckdb, paths.landing, destination, args.confirm_removals)
-        except (MassRemovalError, DestinationAuthError) as exc:
+        except (MassRemovalError, DestinationAuthError, SyncLockedError) as exc:
             print(f"switchyard syncs run: {exc}", file=sys.stderr)
             return 1
         print(
             f"{s.name}: {done.added} added, {done.changed} changed, {done.removed} removed, "
             f"{done.unchanged} unchanged; {done.rows_sent} rows in {done.requests} requests, "
-            f"{done.rejected} rejected, {done.failed} failed, {done.held} held back"
+            f"{done.rejected} rejected, {done.gave_up} given up, {done.failed} failed, "
+            f"{done.unknown} unknown, {done.held} held back; {done.duplicates} duplicated and "
+            f"{done.null_keys} null keys not sent"
         )
     return 0
 

@@ -10,7 +10,14 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from activations.syncs import MassRemovalError, Sync, SyncDefinitionError, results, run_sync
+from activations.syncs import (
+    MassRemovalError,
+    Sync,
+    SyncDefinitionError,
+    SyncLockedError,
+    results,
+    run_sync,
+)
 from activations.syncs import run as sync_run
 from activations.syncs.airship import TAG_GROUP, AirshipDestination
 from activations.syncs.braze import BrazeDestination
@@ -151,6 +158,37 @@ def test_audience_membership_is_an_attribute(
     assert (left.removed, left.rows_sent) == (1, 1)
     assert sandbox.braze.users["u5"] == {"in_new_people": False}
     assert sandbox.braze.users["u6"] == {"in_new_people": True}
+
+
+def test_an_audience_that_keeps_its_members_sends_no_removals(
+    warehouse: Warehouse, braze: BrazeDestination, sandbox: Sandbox, tmp_path: Path
+) -> None:
+    keeping = Sync.from_meta(
+        "people",
+        {"name": "braze_ever", "destination": "braze", "key": "user_id",
+         "membership_attribute": "was_new", "on_remove": "keep"},
+        COLUMNS,
+    )  # fmt: skip
+    landing = tmp_path / "landing"
+    run_sync(keeping, warehouse.path, landing, braze)
+    warehouse.sql("delete from people")  # nothing leaves the destination: no guard to pass
+    kept = run_sync(keeping, warehouse.path, landing, braze)
+    assert (kept.removed, kept.rows_sent) == (200, 0)
+    assert sandbox.braze.users["u5"] == {"was_new": True}
+
+
+def test_a_second_run_of_a_sync_waits_for_the_first(
+    warehouse: Warehouse, braze: BrazeDestination, tmp_path: Path
+) -> None:
+    landing = tmp_path / "landing"
+    with (
+        sync_run._lock(landing, PEOPLE.name),
+        pytest.raises(SyncLockedError, match="another run of sync 'braze_people'"),
+        sync_run._lock(landing, PEOPLE.name, wait_seconds=0.3),
+    ):
+        pass
+    with sync_run._lock(landing, PEOPLE.name, wait_seconds=0.3):
+        pass  # free once the first is done
 
 
 def test_mass_removal_stops_until_confirmed(
@@ -606,10 +644,20 @@ def test_airship_audience_is_a_tag(warehouse: Warehouse, sandbox: Sandbox, tmp_p
         warehouse.sql("delete from people where user_id = 'u7'")
         assert run_sync(audience, warehouse.path, landing, destination).removed == 1
     assert sandbox.airship.tags["u7"] == {TAG_GROUP: set()}
-    with pytest.raises(SyncDefinitionError, match="cannot delete a named user"):
-        Sync.from_meta(
-            "people", {**EMAIL, "destination": "airship", "on_remove": "delete"}, COLUMNS
-        )
+
+
+def test_airship_named_users_removed_are_uninstalled(
+    warehouse: Warehouse, sandbox: Sandbox, tmp_path: Path
+) -> None:
+    meta = {**EMAIL, "destination": "airship", "key": "user_id", "on_remove": "delete"}
+    sync, landing = Sync.from_meta("people", meta, COLUMNS), tmp_path / "landing"
+    with platform(sandbox, "airship") as destination:
+        run_sync(sync, warehouse.path, landing, destination)
+        assert sandbox.airship.users["u7"] == {"a": "u7@example.com"}
+        warehouse.sql("delete from people where user_id in ('u7', 'u8')")
+        removed = run_sync(sync, warehouse.path, landing, destination)
+    assert (removed.removed, removed.rows_sent, removed.requests) == (2, 2, 1)
+    assert sorted(sandbox.airship.uninstalled) == ["u7", "u8"] and "u7" not in sandbox.airship.users
 
 
 def test_braze_purchases(warehouse: Warehouse, sandbox: Sandbox, tmp_path: Path) -> None:

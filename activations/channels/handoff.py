@@ -145,12 +145,11 @@ class AirshipPushClient:
     idempotent: bool = False
 
     def build_request(self, http: httpx.Client, message: Message) -> httpx.Request:
-        extra = {"send_key": message.send_key}  # what the app receives with the notification
-        notification: dict[str, object] = {
-            "alert": message.body, "android": {"extra": extra}, "ios": {"extra": extra},
-        }  # fmt: skip
+        # what the app receives with the notification; a title is a platform override's field
+        override: dict[str, object] = {"extra": {"send_key": message.send_key}}
         if message.title:
-            notification["title"] = message.title
+            override["title"] = message.title
+        notification = {"alert": message.body, "android": override, "ios": override}
         body = {
             "audience": {"named_user": message.recipient},
             "notification": notification,

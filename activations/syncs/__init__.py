@@ -2,12 +2,13 @@
 only, every row's outcome landed. Declared in the dbt project (`meta.syncs`, declaration.py)."""
 
 from activations.syncs.declaration import Sync, SyncDefinitionError, load_syncs
-from activations.syncs.run import MassRemovalError, SyncSummary, run_sync
+from activations.syncs.run import MassRemovalError, SyncLockedError, SyncSummary, run_sync
 
 __all__ = [
     "MassRemovalError",
     "Sync",
     "SyncDefinitionError",
+    "SyncLockedError",
     "SyncSummary",
     "load_syncs",
     "run_sync",

@@ -6,8 +6,8 @@
   (`add` / `remove`), 100 named users a request;
 - events through `POST /api/custom-events`, 100 a request; Airship does not de-duplicate them,
   so a request that got no answer is not sent again (its rows' outcome is unknown);
-- a named user cannot be deleted through the API: a sync to Airship does not declare
-  `on_remove: delete` (the declaration says so).
+- removals with `on_remove: delete` through `POST /api/named_users/uninstall`, 100 named users
+  a request here: Airship deletes the named users and uninstalls their channels;
 - `Authorization: Bearer <token>`, `Accept: application/vnd.urbanairship+json; version=3`.
 """
 
@@ -29,6 +29,7 @@ from activations.syncs.destination import (
 ATTRIBUTES_PATH = "/api/channels/attributes"
 TAGS_PATH = "/api/named_users/tags"
 EVENTS_PATH = "/api/custom-events"
+UNINSTALL_PATH = "/api/named_users/uninstall"
 ACCEPT = "application/vnd.urbanairship+json; version=3"
 TAG_GROUP = "switchyard"
 MAX_TAGGED = 100
@@ -63,9 +64,6 @@ class AirshipDestination(HttpDestination):
         results: dict[int, RowResult] = {}
         groups: dict[tuple[str, str | None], list[int]] = {}
         for i, change in enumerate(changes):
-            if change.op == "delete":
-                results[i] = RowResult("rejected", "Airship cannot delete a named user by API")
-                continue
             kind = "attributes" if change.op in ("upsert", "unset") else change.op
             groups.setdefault((kind, change.membership), []).append(i)
         for (kind, _tag), indexes in groups.items():
@@ -74,6 +72,8 @@ class AirshipDestination(HttpDestination):
                 answered = self.in_parallel([[c] for c in batch], self._attributes)
             elif kind == "event":
                 answered = self.in_parallel(in_chunks(batch, MAX_EVENTS), self._events)
+            elif kind == "delete":
+                answered = self.in_parallel(in_chunks(batch, MAX_TAGGED), self._uninstall)
             else:
                 answered = self.in_parallel(in_chunks(batch, MAX_TAGGED), self._tags)
             results.update(zip(indexes, answered, strict=True))
@@ -97,6 +97,10 @@ class AirshipDestination(HttpDestination):
         action = "add" if batch[0].op == "join" else "remove"
         body = {"audience": {"named_user_id": [c.key for c in batch]}, action: {TAG_GROUP: [tag]}}
         answer = self.post(TAGS_PATH, body)
+        return [answer if isinstance(answer, RowResult) else RowResult("synced")] * len(batch)
+
+    def _uninstall(self, batch: Sequence[Change]) -> list[RowResult]:
+        answer = self.post(UNINSTALL_PATH, {"named_user_id": [c.key for c in batch]})
         return [answer if isinstance(answer, RowResult) else RowResult("synced")] * len(batch)
 
     def _events(self, batch: Sequence[Change]) -> list[RowResult]:

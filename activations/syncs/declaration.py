@@ -188,10 +188,6 @@ class Sync:
             raise SyncDefinitionError(
                 f"{where}: on_remove {on_remove!r} is not one of unset, delete, keep"
             )
-        if destination == "airship" and on_remove == "delete":
-            raise SyncDefinitionError(
-                f"{where}: Airship's API cannot delete a named user: on_remove unset or keep"
-            )
         if (membership is not None or list_id is not None) and on_remove == "delete":
             raise SyncDefinitionError(
                 f"{where}: an audience sync never deletes users: leaving the audience ends the "

@@ -27,8 +27,15 @@ from activations.syncs.diff import Diff, compute_diff
 CHUNK = 10_000
 
 
+LOCK_WAIT_SECONDS = 600.0
+
+
 class MassRemovalError(RuntimeError):
     """The run would remove more of the destination's rows than the sync allows."""
+
+
+class SyncLockedError(RuntimeError):
+    """Another run of the same sync held its lock for longer than a run waits."""
 
 
 @dataclass(frozen=True)
@@ -63,14 +70,26 @@ def _read_model(source: ArrowWarehouse, sync: Sync) -> pa.Table:
     return read_table(source, query)
 
 
-def _lock(landing_dir: Path, sync: str) -> Any:
+def _lock(landing_dir: Path, sync: str, wait_seconds: float = LOCK_WAIT_SECONDS) -> Any:
     """Held for a run: a second run of the same sync waits, then diffs against what this one
     landed, so no row is sent twice by overlapping runs."""
     locks = landing_dir / "syncs" / "locks"
     locks.mkdir(parents=True, exist_ok=True)
-    handle = (locks / f"{sync}.lock").open("ab")
-    fcntl.flock(handle, fcntl.LOCK_EX)
-    return handle
+    path = locks / f"{sync}.lock"
+    handle = path.open("ab")
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return handle
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                handle.close()
+                raise SyncLockedError(
+                    f"another run of sync {sync!r} has held {path} for {wait_seconds:.0f} s: "
+                    "let it finish (or stop it) and run again; the lock goes with its process"
+                ) from None
+            time.sleep(0.2)
 
 
 def run_sync(
@@ -90,10 +109,12 @@ def run_sync(
         diff = compute_diff(con, sync, _read_model(warehouse, sync), landing_dir)
         diff_seconds = time.monotonic() - started
         removed = diff.count("removed")
-        if removed and not confirm_removals and removed > sync.max_removal_share * diff.live:
+        # a removal the sync keeps at the destination removes nothing there
+        removing = 0 if sync.on_remove == "keep" else removed
+        if removing and not confirm_removals and removing > sync.max_removal_share * diff.live:
             raise MassRemovalError(
-                f"sync {sync.name!r} would remove {removed} of the {diff.live} rows "
-                f"{sync.destination} holds ({removed / diff.live:.0%}), more than its "
+                f"sync {sync.name!r} would remove {removing} of the {diff.live} rows "
+                f"{sync.destination} holds ({removing / diff.live:.0%}), more than its "
                 f"max_removal_share of {sync.max_removal_share:.0%}. Check {sync.model!r} "
                 "(did it come back empty?); if the removals are meant, run again with "
                 "--confirm-removals"
@@ -142,6 +163,8 @@ def _change(sync: Sync, row: dict[str, Any]) -> Change | None:
         if membership is not None:
             return Change("join", key, membership=membership)
         return Change("upsert", key, json.loads(row["payload"]))
+    if sync.on_remove == "keep":
+        return None
     if membership is not None:
         return Change("leave", key, membership=membership)
     if sync.on_remove == "unset":

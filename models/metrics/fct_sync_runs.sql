@@ -22,7 +22,8 @@ final as (
         cast(sum(case when outcome = 'synced' then 1 else 0 end) as {{ dbt.type_bigint() }}) as rows_synced,
         cast(sum(case when outcome in ('rejected', 'gave_up') then 1 else 0 end) as {{ dbt.type_bigint() }}) as rows_rejected,
         cast(sum(case when outcome = 'gave_up' then 1 else 0 end) as {{ dbt.type_bigint() }}) as rows_given_up,
-        cast(sum(case when outcome = 'failed' then 1 else 0 end) as {{ dbt.type_bigint() }}) as rows_failed
+        cast(sum(case when outcome = 'failed' then 1 else 0 end) as {{ dbt.type_bigint() }}) as rows_failed,
+        cast(sum(case when outcome = 'unknown' then 1 else 0 end) as {{ dbt.type_bigint() }}) as rows_unknown
     from results
     group by run_id, sync, destination
 
@@ -41,5 +42,6 @@ select
     rows_synced,
     rows_rejected,
     rows_given_up,
-    rows_failed
+    rows_failed,
+    rows_unknown
 from final
