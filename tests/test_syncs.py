@@ -35,7 +35,8 @@ from sandbox import Sandbox
 from sandbox.credentials import SANDBOX_CREDENTIALS
 from sandbox.platforms import RateWindow
 from sandbox.server import Fault
-from switchyard.settings import PROJECT_DIR
+from switchyard.settings import PROJECT_DIR, Paths
+from tests.dbt_helpers import dbt_build, query
 
 COLUMNS = {"person_id", "user_id", "email", "first_name", "segment"}
 PEOPLE = Sync.from_meta(
@@ -587,6 +588,15 @@ def test_events_sent_before_a_crash_are_not_sent_again(
         results.results_view(con, landing, sync.name)
         read = con.sql("select key, outcome, reason from results order by key").fetchall()
     assert read == [(k, "unknown", results.UNANSWERED) for k in ("o0", "o1", "o2")]
+    if name == "braze":  # dbt reads the landed rows the same way (one dbt build is enough)
+        paths = Paths(home=tmp_path, landing=landing, duckdb=tmp_path / "dbt.duckdb")
+        dbt_build(paths, "stg_syncs__results", "dim_sync_state", "fct_sync_runs")
+        state = query(paths, "select sync_key, last_outcome, last_reason from dim_sync_state")
+        assert sorted(tuple(r.values()) for r in state) == [
+            (k, "unknown", results.UNANSWERED) for k in ("o0", "o1", "o2")
+        ]
+        runs = query(paths, "select rows_added, rows_unknown from fct_sync_runs")
+        assert [tuple(r.values()) for r in runs] == [(3, 3)]
 
 
 @pytest.mark.parametrize("name", ["iterable", "customerio"])
