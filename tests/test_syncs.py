@@ -27,7 +27,7 @@ from activations.syncs.customerio import (
     event_ulid,
     pack,
 )
-from activations.syncs.declaration import load_syncs
+from activations.syncs.declaration import load_syncs, model_tier
 from activations.syncs.destination import DestinationAuthError, HttpDestination, RequestWindow
 from activations.syncs.iterable import IterableDestination
 from activations.syncs.results import glob
@@ -365,6 +365,29 @@ EMAIL = {**BRAZE, "attributes": {"a": "email"}}
 def test_declarations_are_checked(meta: dict[str, object], message: str) -> None:
     with pytest.raises(SyncDefinitionError, match=message):
         Sync.from_meta("people", meta, COLUMNS)
+
+
+def test_a_sync_runs_on_the_tier_its_model_updates_on_unless_it_names_one() -> None:
+    def model(name: str, tier: str | None = None) -> dict[str, object]:
+        meta = {"journey": {"tier": tier}} if tier else {}
+        return {"unique_id": f"model.p.{name}", "config": {"meta": meta}}
+
+    manifest = {
+        "nodes": {n["unique_id"]: n for n in (
+            model("people"), model("audience_cart", "seconds"), model("audience_lapsed", "days"),
+            model("orders"), model("lonely"),
+        )},
+        "child_map": {
+            "model.p.people": ["model.p.audience_cart", "model.p.audience_lapsed"],
+            "model.p.orders": ["model.p.audience_lapsed"],
+        },
+    }  # fmt: skip
+    assert model_tier(manifest, "model.p.people") == "seconds"  # the fastest reader
+    assert model_tier(manifest, "model.p.orders") == "days"
+    assert model_tier(manifest, "model.p.lonely") == "hours"
+    named = Sync.from_meta("people", {**EMAIL, "tier": "days"}, COLUMNS, "seconds")
+    derived = Sync.from_meta("people", EMAIL, COLUMNS, "seconds")
+    assert (named.tier, derived.tier) == ("days", "seconds")
 
 
 def test_the_project_declares_its_syncs() -> None:

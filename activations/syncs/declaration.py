@@ -5,7 +5,8 @@
         syncs:
           - name: braze_people            # unique across the project
             destination: braze
-            tier: hours                   # when it runs (switchyard/tiers.py)
+            tier: hours                   # when it runs (switchyard/tiers.py); by default the
+                                          # tier the model updates on (model_tier)
             key: person_id                # the model's column naming the user (Braze external_id)
             attributes:                   # destination attribute: model column
               email: email
@@ -113,7 +114,10 @@ class Sync:
         return self.membership is not None
 
     @classmethod
-    def from_meta(cls, model: str, meta: Any, model_columns: set[str]) -> Sync:
+    def from_meta(
+        cls, model: str, meta: Any, model_columns: set[str], default_tier: str = "hours"
+    ) -> Sync:
+        """`default_tier`: the tier when the sync names none (load_syncs: the model's)."""
         where = f"model {model!r}, meta.syncs"
         if not isinstance(meta, dict):
             raise SyncDefinitionError(f"{where}: each sync is a mapping, not {meta!r}")
@@ -134,7 +138,7 @@ class Sync:
             raise SyncDefinitionError(
                 f"{where}: destination {destination!r} is not one of {list(DESTINATIONS)}"
             )
-        tier = meta.get("tier", "hours")
+        tier = meta.get("tier", default_tier)
         if tier not in TIERS:
             raise SyncDefinitionError(f"{where}: tier {tier!r} is not one of {sorted(TIERS)}")
         key = meta.get("key", "person_id")
@@ -258,6 +262,26 @@ def _event(where: str, raw: Any, purchase: Any = None) -> EventSpec | None:
     )
 
 
+def model_tier(manifest: dict[str, Any], unique_id: str) -> str:
+    """The tier a model updates on: the fastest tier of the journeys whose audience is built
+    from it (their tier's runs rebuild it); `hours` when no journey reads it."""
+    downstream, seen = [unique_id], {unique_id}
+    tiers = set()
+    while downstream:
+        node = manifest["nodes"].get(downstream.pop())
+        if node is None:
+            continue
+        journey = node.get("config", {}).get("meta", {}).get("journey")
+        if isinstance(journey, dict):
+            tiers.add(str(journey.get("tier", "hours")))
+        for child in manifest.get("child_map", {}).get(node["unique_id"], ()):
+            if child not in seen:
+                seen.add(child)
+                downstream.append(child)
+    known = [TIERS[t] for t in tiers if t in TIERS]
+    return min(known, key=lambda t: t.target_seconds).name if known else "hours"
+
+
 def load_syncs(manifest_path: Path) -> list[Sync]:
     """Every sync declared in the dbt project, from its manifest.json."""
     if not manifest_path.exists():
@@ -275,7 +299,8 @@ def load_syncs(manifest_path: Path) -> list[Sync]:
         if not isinstance(declared, list):
             raise SyncDefinitionError(f"model {node['name']!r}: meta.syncs must be a list")
         columns = set(node.get("columns", {}))
-        syncs += [Sync.from_meta(node["name"], meta, columns) for meta in declared]
+        tier = model_tier(manifest, node["unique_id"])
+        syncs += [Sync.from_meta(node["name"], meta, columns, tier) for meta in declared]
     names = [s.name for s in syncs]
     duplicated = sorted({n for n in names if names.count(n) > 1})
     if duplicated:
