@@ -12,18 +12,22 @@
   channels are gone;
 - `POST /api/push`: `{"audience": {"named_user": ...}, "notification": {...}, "device_types"}`,
   202 with `push_ids`.
-Answers are `{"ok": true, ...}`, or `{"ok": false, "error", "error_code"}` with a 4xx.
+Answers are `{"ok": true, ...}`, or `{"ok": false, "error", "error_code"}` with a 4xx; over the
+project's request window, 429 with `Retry-After` (seconds).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from sandbox.platforms import RateWindow
 from sandbox.providers import Reply, Request
 
 ATTRIBUTES_PATH = "/api/channels/attributes"
@@ -50,7 +54,9 @@ class AirshipProject:
     tags: dict[str, dict[str, set[str]]] = field(default_factory=dict)  # user -> group -> tags
     events: list[dict[str, Any]] = field(default_factory=list)
     uninstalled: list[str] = field(default_factory=list)
+    window: RateWindow = field(default_factory=lambda: RateWindow(100, 1.0))
     requests: int = 0
+    rate_limited: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def handle(self, req: Request) -> Reply:
@@ -63,6 +69,14 @@ class AirshipProject:
         except ValueError:
             return _error(400, "Could not parse request body", 40001)
         with self._lock:
+            now = time.time()
+            allowed, headers = self.window.take(now)
+            if not allowed:
+                self.rate_limited += 1
+                wait = max(1, math.ceil(float(headers["X-RateLimit-Reset"]) - now))
+                reply = _error(429, "Too many requests", 42901)
+                reply.headers["Retry-After"] = str(wait)
+                return reply
             self.requests += 1
             if req.path == ATTRIBUTES_PATH:
                 return self._attributes(body)

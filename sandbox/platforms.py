@@ -1,5 +1,5 @@
-"""What the sandbox's engagement platforms (Braze, Customer.io, Iterable) share: a per-workspace
-rate window, as each platform counts requests, with the headers it answers with."""
+"""What the sandbox's engagement platforms (Braze, Customer.io, Iterable, Airship) share: a
+per-workspace rate window, as each platform counts requests, with the headers it answers with."""
 
 from __future__ import annotations
 

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
+import httpx
 import pytest
 
 from activations.syncs import (
@@ -19,7 +20,7 @@ from activations.syncs import (
     run_sync,
 )
 from activations.syncs import run as sync_run
-from activations.syncs.airship import TAG_GROUP, AirshipDestination
+from activations.syncs.airship import ACCEPT, TAG_GROUP, TAGS_PATH, AirshipDestination
 from activations.syncs.braze import BrazeDestination
 from activations.syncs.customerio import (
     MAX_BATCH_BYTES,
@@ -315,6 +316,34 @@ def test_rate_limit_is_never_exceeded(
     assert sandbox.braze.requests == 18 and sandbox.braze.rate_limited == 0
 
 
+@pytest.mark.parametrize("name", ["customerio", "iterable", "airship"])
+def test_every_platforms_rate_limit_is_kept(
+    name: str, warehouse: Warehouse, sandbox: Sandbox, tmp_path: Path
+) -> None:
+    # 12 people, attributes: Airship takes one named user a request (12 a run), the others
+    # one request a run; three runs cross several of the sandbox's 3-a-second windows.
+    getattr(sandbox, name).window = RateWindow(limit=3, seconds=1.0)
+    warehouse.sql("delete from people where cast(substr(user_id, 2) as int) >= 12")
+    meta = {**BRAZE, "destination": name, "key": "user_id", "attributes": {"seg": "segment"}}
+    sync, landing = Sync.from_meta("people", meta, COLUMNS), tmp_path / "landing"
+    with platform(sandbox, name, RequestWindow(3, 1.0)) as destination:
+        for n in range(3 if name == "airship" else 7):
+            warehouse.sql(f"update people set segment = 's{n}'")
+            assert run_sync(sync, warehouse.path, landing, destination).rejected == 0
+    store = getattr(sandbox, name)
+    assert store.requests > 6 and store.rate_limited == 0
+
+
+def test_airship_asks_to_wait_when_its_window_is_full(sandbox: Sandbox) -> None:
+    sandbox.airship.window = RateWindow(limit=1, seconds=60.0)
+    headers = {"Authorization": f"Bearer {SANDBOX_CREDENTIALS.airship_token}", "Accept": ACCEPT}
+    body = {"audience": {"named_user_id": ["u1"]}, "add": {TAG_GROUP: ["x"]}}
+    first = httpx.post(f"{sandbox.base_url}{TAGS_PATH}", json=body, headers=headers)
+    second = httpx.post(f"{sandbox.base_url}{TAGS_PATH}", json=body, headers=headers)
+    assert (first.status_code, second.status_code) == (200, 429)
+    assert 1 <= int(second.headers["retry-after"]) <= 60
+
+
 def test_a_429_is_retried_and_a_lost_answer_sent_again(
     warehouse: Warehouse, braze: BrazeDestination, sandbox: Sandbox, tmp_path: Path
 ) -> None:
@@ -400,15 +429,15 @@ def test_the_project_declares_its_syncs() -> None:
 # -- Customer.io and Iterable ---------------------------------------------------------------
 
 
-def platform(sandbox: Sandbox, name: str) -> HttpDestination:
-    c = SANDBOX_CREDENTIALS
+def platform(sandbox: Sandbox, name: str, window: RequestWindow | None = None) -> HttpDestination:
+    c, url = SANDBOX_CREDENTIALS, sandbox.base_url
     if name == "customerio":
-        return CustomerIoDestination(sandbox.base_url, c.customerio_site_id, c.customerio_api_key)
+        return CustomerIoDestination(url, c.customerio_site_id, c.customerio_api_key, window)
     if name == "iterable":
-        return IterableDestination(sandbox.base_url, c.iterable_api_key)
+        return IterableDestination(url, c.iterable_api_key, window)
     if name == "airship":
-        return AirshipDestination(sandbox.base_url, c.airship_token)
-    return BrazeDestination(sandbox.base_url, c.braze_api_key)
+        return AirshipDestination(url, c.airship_token, window)
+    return BrazeDestination(url, c.braze_api_key, window)
 
 
 def profiles(sandbox: Sandbox, name: str) -> dict[str, dict[str, object]]:
