@@ -6,6 +6,8 @@
   `errors` (`type`, `input_array`, `index`) beside "success". An attribute set to null is removed
   from the profile.
 - `POST /users/delete`: `external_ids`, at most 50; `{"deleted": n, "message": "success"}`.
+- `POST /subscription/status/set`: `subscription_group_id`, `subscription_state` (subscribed |
+  unsubscribed), `external_id` (at most 50); an unknown group is a 400.
 - `Authorization: Bearer <REST API key>`, else 401. A workspace's requests to /users/track are
   limited per window (3,000 per 3 s by default): over it, 429; every answer carries
   `X-RateLimit-Limit`, `X-RateLimit-Remaining` and `X-RateLimit-Reset` (epoch seconds).
@@ -29,7 +31,10 @@ from sandbox.providers import EMAIL, Reply, Request
 TRACK_PATH = "/users/track"
 DELETE_PATH = "/users/delete"
 TRIGGER_PATH = "/campaigns/trigger/send"  # API-triggered campaigns: journeys' hand-offs
+SUBSCRIPTION_PATH = "/subscription/status/set"
+MAX_SUBSCRIPTION_IDS = 50
 MAX_TRIGGER_RECIPIENTS = 50
+PATHS = (TRACK_PATH, DELETE_PATH, TRIGGER_PATH, SUBSCRIPTION_PATH)
 TRACK_ARRAYS = ("attributes", "events", "purchases")
 MAX_TRACK_OBJECTS = 75
 MAX_DELETE_IDS = 50
@@ -45,6 +50,8 @@ class BrazeWorkspace:
     users: dict[str, dict[str, Any]] = field(default_factory=dict)
     events: list[dict[str, Any]] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
+    # subscription group id -> its subscribed external ids (the groups the workspace has)
+    subscriptions: dict[str, set[str]] = field(default_factory=lambda: {"sg-lapsed": set()})
     requests: int = 0  # requests it processed (rate-limited ones not counted)
     rate_limited: int = 0  # requests it answered 429
     objects: int = 0  # attribute objects it accepted
@@ -70,6 +77,8 @@ class BrazeWorkspace:
             return Reply(400, {"message": "Request body must be a JSON object"}, headers)
         if req.path == TRIGGER_PATH:
             reply = self._trigger(body)
+        elif req.path == SUBSCRIPTION_PATH:
+            reply = self._subscription(body)
         else:
             reply = self._track(body) if req.path == TRACK_PATH else self._delete(body)
         reply.headers.update(headers)
@@ -154,6 +163,25 @@ class BrazeWorkspace:
         with self._lock:
             self.requests += 1
         return Reply(201, {"dispatch_id": dispatch, "message": "success"}, accepted=accepted)
+
+    def _subscription(self, body: dict[str, Any]) -> Reply:
+        group, state = body.get("subscription_group_id"), body.get("subscription_state")
+        ids = body.get("external_id")
+        if state not in ("subscribed", "unsubscribed"):
+            return Reply(400, {"message": "subscription_state must be subscribed or unsubscribed"})
+        if not isinstance(ids, list) or not ids or len(ids) > MAX_SUBSCRIPTION_IDS:
+            return Reply(
+                400, {"message": f"external_id must list 1 to {MAX_SUBSCRIPTION_IDS} users"}
+            )
+        with self._lock:
+            if group not in self.subscriptions:
+                return Reply(400, {"message": f"Invalid subscription group id: {group!r}"})
+            self.requests += 1
+            members = self.subscriptions[group]
+            for user_id in map(str, ids):
+                self.users.setdefault(user_id, {})
+                (members.add if state == "subscribed" else members.discard)(user_id)
+        return Reply(201, {"message": "success"})
 
     def _delete(self, body: dict[str, Any]) -> Reply:
         ids = body.get("external_ids")

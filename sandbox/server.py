@@ -255,7 +255,7 @@ class Sandbox:
             return "fcm", lambda r: providers.fcm_send(r, creds, m.group(1), self._token_ok)
         if req.path == google.TOKEN_PATH:
             return "google", self._grant_token
-        if req.path in (braze.TRACK_PATH, braze.DELETE_PATH, braze.TRIGGER_PATH):
+        if req.path in braze.PATHS:
             return "braze", self.braze.handle
         if req.path == customerio.BATCH_PATH:
             return "customerio", self.customerio.handle

@@ -162,6 +162,31 @@ def test_audience_membership_is_an_attribute(
     assert sandbox.braze.users["u6"] == {"in_new_people": True}
 
 
+def test_a_braze_audience_can_be_a_subscription_group(
+    warehouse: Warehouse, braze: BrazeDestination, sandbox: Sandbox, tmp_path: Path
+) -> None:
+    def group_sync(group: str) -> Sync:
+        meta = {"name": "braze_sg", "destination": "braze", "key": "user_id",
+                "subscription_group": group}  # fmt: skip
+        return Sync.from_meta("people", meta, COLUMNS)
+
+    landing = tmp_path / "landing"
+    joined = run_sync(group_sync("sg-lapsed"), warehouse.path, landing, braze)
+    assert (joined.added, joined.requests) == (200, 4)  # 50 external ids a request
+    assert len(sandbox.braze.subscriptions["sg-lapsed"]) == 200
+    warehouse.sql("delete from people where user_id = 'u5'")
+    left = run_sync(group_sync("sg-lapsed"), warehouse.path, landing, braze)
+    assert (left.removed, left.rows_sent) == (1, 1)
+    assert "u5" not in sandbox.braze.subscriptions["sg-lapsed"]
+    unknown = run_sync(group_sync("sg-nope"), warehouse.path, tmp_path / "other", braze)
+    assert unknown.rejected == 199
+    (reason,) = {r["reason"] for r in landed(tmp_path / "other")}
+    assert "Invalid subscription group id" in str(reason)
+    with pytest.raises(SyncDefinitionError, match="subscription_group"):
+        Sync.from_meta("people", {**EMAIL, "attributes": {}, "destination": "iterable",
+                                  "subscription_group": "sg"}, COLUMNS)  # fmt: skip
+
+
 def test_an_audience_that_keeps_its_members_sends_no_removals(
     warehouse: Warehouse, braze: BrazeDestination, sandbox: Sandbox, tmp_path: Path
 ) -> None:

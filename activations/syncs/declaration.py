@@ -30,7 +30,9 @@ A Braze purchase sync names `purchase` instead (Braze's purchases array: `produc
 An audience sync names `membership_attribute` instead of `attributes`: members get it set to
 true and people who leave the audience get it set to false (on Airship: a tag of that name in
 the `switchyard` tag group, added and removed). On Iterable an audience is a static list
-instead: `list_id` names it, and members are subscribed to it and unsubscribed on leaving.
+instead: `list_id` names it, and members are subscribed to it and unsubscribed on leaving. On
+Braze an audience can be a subscription group instead of an attribute: `subscription_group`
+names its id, and members are subscribed to it and unsubscribed on leaving.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ OnRemove = Literal["unset", "delete", "keep"]
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _KNOWN = {
     "name", "destination", "tier", "key", "attributes", "membership_attribute", "on_remove",
-    "max_removal_share", "max_attempts", "list_id", "event", "purchase",
+    "max_removal_share", "max_attempts", "list_id", "event", "purchase", "subscription_group",
 }  # fmt: skip
 _EVENT_KEYS = {"id", "name", "name_column", "time", "properties"}
 # Braze's purchase object: its fields, by model column (quantity optional)
@@ -85,6 +87,7 @@ class Sync:
     attributes: tuple[tuple[str, str], ...]  # (destination attribute, model column)
     membership_attribute: str | None
     list_id: int | None  # Iterable: the static list an audience is kept in
+    subscription_group: str | None  # Braze: the subscription group an audience is kept in
     event: EventSpec | None  # an event sync
     on_remove: OnRemove
     max_removal_share: float
@@ -104,10 +107,11 @@ class Sync:
 
     @property
     def membership(self) -> str | None:
-        """Where an audience sync records membership: the attribute, or the list's id."""
+        """Where an audience sync records membership: the attribute, the list's id or the
+        subscription group's."""
         if self.list_id is not None:
             return str(self.list_id)
-        return self.membership_attribute
+        return self.subscription_group or self.membership_attribute
 
     @property
     def is_audience(self) -> bool:
@@ -144,7 +148,18 @@ class Sync:
         key = meta.get("key", "person_id")
         attributes = meta.get("attributes") or {}
         membership = meta.get("membership_attribute")
-        kinds = [bool(attributes), bool(membership or meta.get("list_id") is not None)]
+        group = meta.get("subscription_group")
+        audience = [membership is not None, meta.get("list_id") is not None, group is not None]
+        if sum(audience) > 1:
+            raise SyncDefinitionError(
+                f"{where}: an audience is kept in one place: `membership_attribute`, `list_id` "
+                "(Iterable) or `subscription_group` (Braze)"
+            )
+        if group is not None and (destination != "braze" or not isinstance(group, str)):
+            raise SyncDefinitionError(
+                f"{where}: `subscription_group` (the group's id, a string) is for Braze audiences"
+            )
+        kinds = [bool(attributes), any(audience)]
         kinds.append(meta.get("event") is not None or meta.get("purchase") is not None)
         if (
             not isinstance(attributes, dict)
@@ -153,7 +168,8 @@ class Sync:
         ):
             raise SyncDefinitionError(
                 f"{where}: declare either `attributes` (destination name: model column), "
-                "`membership_attribute` (an audience sync; Iterable: `list_id`), `event` or "
+                "`membership_attribute` (an audience sync; Iterable: `list_id`; Braze also "
+                "`subscription_group`), `event` or "
                 "`purchase` (Braze), exactly one"
             )
         if meta.get("purchase") is not None and destination != "braze":
@@ -192,7 +208,7 @@ class Sync:
             raise SyncDefinitionError(
                 f"{where}: on_remove {on_remove!r} is not one of unset, delete, keep"
             )
-        if (membership is not None or list_id is not None) and on_remove == "delete":
+        if any(audience) and on_remove == "delete":
             raise SyncDefinitionError(
                 f"{where}: an audience sync never deletes users: leaving the audience ends the "
                 "membership"
@@ -214,6 +230,7 @@ class Sync:
             attributes=pairs,
             membership_attribute=membership,
             list_id=list_id,
+            subscription_group=group,
             event=event,
             on_remove="keep" if event is not None else on_remove,
             max_removal_share=float(share),

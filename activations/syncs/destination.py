@@ -29,7 +29,9 @@ import stamina
 from activations.channels.core import retry_after_seconds
 from activations.channels.policy import HttpTimeouts, RetryPolicy
 
-Op = Literal["upsert", "unset", "delete", "join", "leave", "event", "purchase"]
+Op = Literal[
+    "upsert", "unset", "delete", "join", "leave", "subscribe", "unsubscribe", "event", "purchase"
+]
 T = TypeVar("T")
 
 
@@ -42,7 +44,9 @@ class Change:
     # upsert: attribute -> value; unset: the attributes to clear (values ignored); event: its
     # properties
     attributes: dict[str, Any] = field(default_factory=dict)
-    membership: str | None = None  # join / leave: the attribute or list it is recorded in
+    # join / leave: the attribute or list membership is recorded in; subscribe / unsubscribe:
+    # the (Braze) subscription group
+    membership: str | None = None
     event_name: str | None = None
     event_time: str | None = None  # ISO 8601, UTC
     event_id: str | None = None  # de-duplicates a resent event where the platform takes one

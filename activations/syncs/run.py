@@ -19,7 +19,7 @@ from sqlglot import exp
 from activations.arrow_warehouse import ArrowWarehouse, DuckDBWarehouse, read_table, relation
 from activations.syncs import results
 from activations.syncs.declaration import Sync
-from activations.syncs.destination import Change, Destination, RowResult
+from activations.syncs.destination import Change, Destination, Op, RowResult
 from activations.syncs.diff import Diff, compute_diff
 
 # rows sent between two landed files (rounded up to whole requests): a crash loses at most this
@@ -159,14 +159,16 @@ def _change(sync: Sync, row: dict[str, Any]) -> Change | None:
             event_id=key,
             purchase=payload["purchase"] if bought else {},
         )
+    joins: Op = "subscribe" if sync.subscription_group else "join"
+    leaves: Op = "unsubscribe" if sync.subscription_group else "leave"
     if row["change"] != "removed":
         if membership is not None:
-            return Change("join", key, membership=membership)
+            return Change(joins, key, membership=membership)
         return Change("upsert", key, json.loads(row["payload"]))
     if sync.on_remove == "keep":
         return None
     if membership is not None:
-        return Change("leave", key, membership=membership)
+        return Change(leaves, key, membership=membership)
     if sync.on_remove == "unset":
         return Change("unset", key, dict.fromkeys(attr for attr, _ in sync.attributes))
     if sync.on_remove == "delete":
@@ -177,8 +179,8 @@ def _change(sync: Sync, row: dict[str, Any]) -> Change | None:
 def _sent_payload(change: Change) -> str | None:
     if change.op == "delete":
         return None
-    if change.op in ("join", "leave"):
-        return json.dumps({change.membership: change.op == "join"})
+    if change.op in ("join", "leave", "subscribe", "unsubscribe"):
+        return json.dumps({change.membership: change.op in ("join", "subscribe")})
     if change.op in ("event", "purchase"):
         event = {"name": change.event_name, "time": change.event_time, "user": change.key}
         bought = {"purchase": change.purchase} if change.op == "purchase" else {}
