@@ -57,6 +57,12 @@ class Handoff:
         """The delivery client's name (ChannelSettings.clients)."""
         return f"handoff_{self.destination}"
 
+    @property
+    def renders_here(self) -> bool:
+        """Whether the step's own templates are rendered and sent (Airship's push; Braze's
+        /messages/send when no campaign is named) rather than the platform's content."""
+        return self.destination == "airship" or not self.campaign_id
+
 
 @dataclass(frozen=True)
 class ConnectedContent:
@@ -192,6 +198,8 @@ HANDOFF_CHANNELS = {
     "iterable": ("email", "sms", "push", "in_app"),
     "airship": ("push",),  # Airship as the push provider: the step's own push template
 }
+# Braze without a campaign: /messages/send with the step's own templates
+BRAZE_MESSAGES_CHANNELS = ("email", "sms", "push")
 
 
 def _handoff(where: str, step: str, raw: Any, channels: list[str]) -> Handoff | None:
@@ -202,9 +210,12 @@ def _handoff(where: str, step: str, raw: Any, channels: list[str]) -> Handoff | 
             f"{where}, step {step!r}: handoff.destination must be one of "
             f"{list(HANDOFF_DESTINATIONS)}"
         )
-    if raw.get("campaign_id") in (None, "") and raw["destination"] != "airship":
+    campaign = raw.get("campaign_id") not in (None, "")
+    if not campaign and raw["destination"] not in ("airship", "braze"):
         raise GraphError(f"{where}, step {step!r}: a handoff names its campaign_id")
     allowed = HANDOFF_CHANNELS[raw["destination"]]
+    if raw["destination"] == "braze" and not campaign:
+        allowed = BRAZE_MESSAGES_CHANNELS
     if unsupported := [c for c in channels if c not in allowed]:
         raise GraphError(
             f"{where}, step {step!r}: {raw['destination']} hand-offs send on {list(allowed)}, "
@@ -231,8 +242,9 @@ def _parse_node(
         templates = {ch: Template(**tpl) for ch, tpl in (raw.get("templates") or {}).items()}
         handoff = _handoff(where, name, raw.get("handoff"), raw["channels"])
         missing = [c for c in raw["channels"] if c not in templates]
-        # A platform renders its own content; Airship sends the step's own push template.
-        if missing and (handoff is None or handoff.destination == "airship"):
+        # A platform renders its own content; Airship, and Braze without a campaign, send the
+        # step's own templates.
+        if missing and (handoff is None or handoff.renders_here):
             raise GraphError(f"{where}, step {name!r}: no template for channel(s) {missing}")
         for channel, template in templates.items():
             for part in ("subject", "title", "body"):

@@ -535,7 +535,7 @@ def deliver(
                     hold(d.ref, SkipReason.CONNECTED_CONTENT_FAILED, str(failed))
                     continue
             try:
-                if handoff is not None and handoff.destination != "airship":
+                if handoff is not None and not handoff.renders_here:
                     content = render_properties(
                         handoff.properties, values, d.step.fallbacks, person.timezone
                     )

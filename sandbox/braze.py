@@ -6,6 +6,9 @@
   `errors` (`type`, `input_array`, `index`) beside "success". An attribute set to null is removed
   from the profile.
 - `POST /users/delete`: `external_ids`, at most 50; `{"deleted": n, "message": "success"}`.
+- `POST /messages/send`: `external_user_ids` (at most 50) and `messages` with `email` (app_id,
+  from, body required), `sms` (a known subscription_group_id, body) or `apple_push` /
+  `android_push` (alert); 201 with a dispatch_id.
 - `POST /subscription/status/set`: `subscription_group_id`, `subscription_state` (subscribed |
   unsubscribed), `external_id` (at most 50); an unknown group is a 400.
 - `Authorization: Bearer <REST API key>`, else 401. A workspace's requests to /users/track are
@@ -33,8 +36,10 @@ DELETE_PATH = "/users/delete"
 TRIGGER_PATH = "/campaigns/trigger/send"  # API-triggered campaigns: journeys' hand-offs
 SUBSCRIPTION_PATH = "/subscription/status/set"
 MAX_SUBSCRIPTION_IDS = 50
+MESSAGES_PATH = "/messages/send"
+MESSAGE_KINDS = {"email": "email", "sms": "sms", "apple_push": "push", "android_push": "push"}
 MAX_TRIGGER_RECIPIENTS = 50
-PATHS = (TRACK_PATH, DELETE_PATH, TRIGGER_PATH, SUBSCRIPTION_PATH)
+PATHS = (TRACK_PATH, DELETE_PATH, TRIGGER_PATH, SUBSCRIPTION_PATH, MESSAGES_PATH)
 TRACK_ARRAYS = ("attributes", "events", "purchases")
 MAX_TRACK_OBJECTS = 75
 MAX_DELETE_IDS = 50
@@ -46,12 +51,15 @@ class BrazeWorkspace:
     """One Braze workspace: its API key, its users and its /users/track rate window."""
 
     api_key: str
+    app_id: str = "braze-sandbox-app"
     window: RateWindow = field(default_factory=RateWindow)
     users: dict[str, dict[str, Any]] = field(default_factory=dict)
     events: list[dict[str, Any]] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
     # subscription group id -> its subscribed external ids (the groups the workspace has)
-    subscriptions: dict[str, set[str]] = field(default_factory=lambda: {"sg-lapsed": set()})
+    subscriptions: dict[str, set[str]] = field(
+        default_factory=lambda: {"sg-lapsed": set(), "sg-sms": set()}
+    )
     requests: int = 0  # requests it processed (rate-limited ones not counted)
     rate_limited: int = 0  # requests it answered 429
     objects: int = 0  # attribute objects it accepted
@@ -79,6 +87,8 @@ class BrazeWorkspace:
             reply = self._trigger(body)
         elif req.path == SUBSCRIPTION_PATH:
             reply = self._subscription(body)
+        elif req.path == MESSAGES_PATH:
+            reply = self._messages(body)
         else:
             reply = self._track(body) if req.path == TRACK_PATH else self._delete(body)
         reply.headers.update(headers)
@@ -160,6 +170,36 @@ class BrazeWorkspace:
                  "body": json.dumps(props, sort_keys=True),
                  "send_key": props.get("send_key"), "provider_message_id": dispatch}
             )  # fmt: skip
+        with self._lock:
+            self.requests += 1
+        return Reply(201, {"dispatch_id": dispatch, "message": "success"}, accepted=accepted)
+
+    def _messages(self, body: dict[str, Any]) -> Reply:
+        ids, messages = body.get("external_user_ids"), body.get("messages")
+        if not isinstance(ids, list) or not ids or len(ids) > MAX_TRIGGER_RECIPIENTS:
+            return Reply(400, {"message": "external_user_ids must list 1 to 50 users"})
+        if not isinstance(messages, dict) or not messages or set(messages) - set(MESSAGE_KINDS):
+            return Reply(400, {"message": f"messages holds objects of {sorted(MESSAGE_KINDS)}"})
+        email, sms = messages.get("email"), messages.get("sms")
+        if email is not None and (
+            email.get("app_id") != self.app_id or not email.get("from") or not email.get("body")
+        ):
+            return Reply(400, {"message": "email needs a valid app_id, a from and a body"})
+        if sms is not None and (
+            sms.get("subscription_group_id") not in self.subscriptions or not sms.get("body")
+        ):
+            return Reply(400, {"message": "sms needs a valid subscription_group_id and a body"})
+        dispatch = uuid.uuid4().hex
+        kind = next(iter(messages))
+        content = messages[kind]
+        extra = content.get("extras") or content.get("extra") or {}
+        accepted = [
+            {"provider": "braze", "channel": MESSAGE_KINDS[kind], "recipient": str(user),
+             "subject": content.get("subject") or content.get("title"),
+             "body": content.get("body") or content.get("alert"),
+             "send_key": extra.get("send_key"), "provider_message_id": dispatch}
+            for user in ids
+        ]  # fmt: skip
         with self._lock:
             self.requests += 1
         return Reply(201, {"dispatch_id": dispatch, "message": "success"}, accepted=accepted)

@@ -13,6 +13,8 @@ class SandboxCredentials:
     fcm_project_id: str = "switchyard-sandbox"
     fcm_access_token: str = "ya29.sandbox-token"
     braze_api_key: str = "braze-sandbox-rest-key"
+    braze_app_id: str = "braze-sandbox-app"  # /messages/send's email app
+    braze_sms_subscription_group: str = "sg-sms"
     customerio_site_id: str = "sandbox-site-id"
     customerio_api_key: str = "sandbox-track-api-key"
     customerio_app_api_key: str = "sandbox-app-api-key"  # the transactional (App) API's

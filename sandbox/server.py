@@ -105,7 +105,7 @@ class Sandbox:
         self.most_in_flight = 0  # the most requests it was answering at once
         # The engagement platforms the syncs feed (activations/syncs); set a `window` to change
         # one's rate limit.
-        self.braze = braze.BrazeWorkspace(credentials.braze_api_key)
+        self.braze = braze.BrazeWorkspace(credentials.braze_api_key, credentials.braze_app_id)
         self.customerio = customerio.CustomerIoWorkspace(
             credentials.customerio_site_id,
             credentials.customerio_api_key,

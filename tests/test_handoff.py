@@ -130,7 +130,9 @@ BRAZE = {"destination": "braze", "campaign_id": "c"}
     [
         ({"destination": "customerio", "campaign_id": "7"}, ["in_app"], "send on"),
         ({"destination": "hubspot", "campaign_id": "7"}, ["email"], "one of"),
-        ({"destination": "braze"}, ["email"], "campaign_id"),
+        ({"destination": "iterable"}, ["email"], "campaign_id"),
+        ({"destination": "braze"}, ["email"], "no template"),  # /messages/send: its own
+        ({"destination": "braze"}, ["in_app"], "send on"),
         ({**BRAZE, "properties": {"a": "[% if %]"}}, ["email"], "does not parse"),
     ],
 )  # fmt: skip
@@ -164,3 +166,38 @@ def test_airship_pushes_the_steps_own_template(home: Path, sandbox: Sandbox) -> 
         "airship", "ada", "Still there, Ada?", "Your mug is waiting.",
     )  # fmt: skip
     assert received.send_key == key
+
+
+@pytest.mark.parametrize(
+    ("channel", "template", "expected"),
+    [
+        ("email", Template(subject="Hi {first_name}", body="Your {sku} waits."),
+         ("Hi Ada", "Your mug waits.")),
+        ("sms", Template(body="Your {sku} waits."), (None, "Your mug waits.")),
+        ("push", Template(title="Still there?", body="Your {sku} waits."),
+         ("Still there?", "Your mug waits.")),
+    ],
+)  # fmt: skip
+def test_braze_without_a_campaign_sends_the_steps_own_message(
+    channel: str,
+    template: Template,
+    expected: tuple[str | None, str],
+    home: Path,
+    sandbox: Sandbox,
+) -> None:
+    step = Step("nudge", 0, (channel,), {channel: template}, handoff=Handoff("braze", ""))
+    cart = Journey(
+        name="cart", audience_model="audience_cart", tier="seconds", nodes=(step,), exit_on=(),
+        frequency_cap=None,
+    )  # fmt: skip
+    ada = replace(
+        ADA, phone="+14155550199", push_token="tok-ada",
+        consent={"email": "subscribed", "sms": "subscribed", "push": "subscribed"},
+    )  # fmt: skip
+    summary = run(home, sandbox, with_sku(entry("e1", ada)), journey=cart, person=ada)
+    assert summary.sent == {channel: 1}
+    (received,) = sandbox.received
+    assert (received.provider, received.channel, received.recipient) == ("braze", channel, "ada")
+    assert (received.subject, received.body) == expected
+    if channel != "sms":  # Braze's SMS object carries no extras
+        assert received.send_key == ref_for("e1", step="nudge", person=ADA.person_id).send_key

@@ -5,7 +5,11 @@ call and the retries are the built-in channels'.
 
 - Braze: `POST /campaigns/trigger/send` (an API-triggered campaign), the person as a recipient
   by `external_user_id`, the step's properties as the recipient's `trigger_properties`; 201
-  `{"dispatch_id", "message": "success"}`.
+  `{"dispatch_id", "message": "success"}`. A step that names no campaign goes through
+  `POST /messages/send` instead: the step's own template, rendered here, as Braze's `email`
+  (app_id, from, subject, body), `sms` (subscription_group_id, body) or `apple_push` and
+  `android_push` message object, to the person's `external_user_ids`; the send key rides in the
+  message's extras.
 - Customer.io: the transactional API, `POST /v1/send/{email|push|sms}` with the App API key
   (Bearer): `transactional_message_id`, `identifiers` {`id`}, `message_data`; 200 `{"delivery_id"}`.
 - Iterable: `POST /api/{email|push|sms|inApp}/target`: `campaignId`, `recipientUserId`,
@@ -28,6 +32,7 @@ from activations.channels.message import Message, Outcome
 from activations.channels.responses import failure_reason
 
 BRAZE_TRIGGER_PATH = "/campaigns/trigger/send"
+BRAZE_MESSAGES_PATH = "/messages/send"
 CUSTOMERIO_SEND_PATH = "/v1/send/{}"
 ITERABLE_TARGET_PATH = "/api/{}/target"
 ITERABLE_CHANNELS = {"email": "email", "push": "push", "sms": "sms", "in_app": "inApp"}
@@ -58,8 +63,14 @@ class BrazeHandoffClient:
     api_key: str
     channel: str = "handoff_braze"  # the route: what the sender's pools and limits are keyed by
     idempotent: bool = False
+    # /messages/send: the app an email is sent from, its From, the SMS subscription group
+    app_id: str = ""
+    email_from: str = ""
+    sms_subscription_group: str = ""
 
     def build_request(self, http: httpx.Client, message: Message) -> httpx.Request:
+        if not message.tags.get("campaign_id"):
+            return self._message_request(http, message)
         body = {
             "campaign_id": message.tags["campaign_id"],
             "recipients": [
@@ -81,6 +92,31 @@ class BrazeHandoffClient:
 
     def read_response(self, response: httpx.Response) -> Outcome:
         return _sent(response, "dispatch_id")
+
+    def _message_request(self, http: httpx.Client, message: Message) -> httpx.Request:
+        """The step's own content through /messages/send; an unset app id, From or
+        subscription group is sent as empty, and Braze's 400 says which."""
+        extra = {"send_key": message.send_key}
+        messages: dict[str, object]
+        if message.channel == "email":
+            messages = {"email": {
+                "app_id": self.app_id, "from": self.email_from,
+                "subject": message.subject or "", "body": message.body, "extras": extra,
+            }}  # fmt: skip
+        elif message.channel == "sms":
+            messages = {"sms": {
+                "subscription_group_id": self.sms_subscription_group, "body": message.body,
+            }}  # fmt: skip
+        else:
+            alert = {"alert": message.body, "title": message.title or "", "extra": extra}
+            messages = {"apple_push": alert, "android_push": alert}
+        body = {"external_user_ids": [message.recipient], "messages": messages}
+        return http.build_request(
+            "POST",
+            self.base_url.rstrip("/") + BRAZE_MESSAGES_PATH,
+            json=body,
+            headers={"Authorization": f"Bearer {self.api_key}"},
+        )
 
 
 @dataclass(frozen=True)

@@ -110,7 +110,13 @@ class ChannelSettings:
             # the sandbox plays the collector's unsubscribe endpoint (sandbox.unsubscribed)
             links=LinkSigner(f"{base_url.rstrip('/')}/_sandbox", c.link_secret),
             handoffs=(
-                BrazeHandoffClient(base_url, c.braze_api_key),
+                BrazeHandoffClient(
+                    base_url,
+                    c.braze_api_key,
+                    app_id=c.braze_app_id,
+                    email_from="Switchyard <hello@example.com>",
+                    sms_subscription_group=c.braze_sms_subscription_group,
+                ),  # fmt: skip
                 CustomerIoHandoffClient(base_url, c.customerio_app_api_key),
                 IterableHandoffClient(base_url, c.iterable_api_key),
                 AirshipPushClient(base_url, c.airship_token),
@@ -228,7 +234,13 @@ class ChannelSettings:
         handoffs: list[Handoff] = []
         if "handoff_braze" in wanted:
             url, key = need("SWITCHYARD_BRAZE_REST_ENDPOINT"), need("SWITCHYARD_BRAZE_API_KEY")
-            handoffs.append(BrazeHandoffClient(url, key))
+            # only steps that name no campaign (/messages/send) need these
+            app_id, email_from, sms_group = (
+                optional(f"SWITCHYARD_BRAZE_{name}") or ""
+                for name in ("APP_ID", "EMAIL_FROM", "SMS_SUBSCRIPTION_GROUP")
+            )
+            handoffs.append(BrazeHandoffClient(url, key, app_id=app_id, email_from=email_from,
+                                               sms_subscription_group=sms_group))  # fmt: skip
         if "handoff_customerio" in wanted:
             app_url = optional("SWITCHYARD_CUSTOMERIO_APP_URL") or "https://api.customer.io"
             handoffs.append(
