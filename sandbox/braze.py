@@ -189,9 +189,17 @@ class BrazeWorkspace:
             sms.get("subscription_group_id") not in self.subscriptions or not sms.get("body")
         ):
             return Reply(400, {"message": "sms needs a valid subscription_group_id and a body"})
+        android = messages.get("android_push")
+        if android is not None and not android.get("title"):
+            return Reply(400, {"message": "android_push needs a title"})
+        apple = messages.get("apple_push")
+        if apple is not None and not isinstance(apple.get("alert"), str | dict):
+            return Reply(400, {"message": "apple_push needs an alert"})
         dispatch = uuid.uuid4().hex
         kind = next(iter(messages))
         content = messages[kind]
+        if kind == "apple_push" and isinstance(content.get("alert"), dict):
+            content = {**content, **content["alert"]}
         extra = content.get("extras") or content.get("extra") or {}
         accepted = [
             {"provider": "braze", "channel": MESSAGE_KINDS[kind], "recipient": str(user),

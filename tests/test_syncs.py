@@ -629,6 +629,25 @@ def test_an_event_braze_may_have_recorded_is_not_sent_again(
     assert len(events_at(sandbox, "braze")) == 3
 
 
+def test_events_refused_for_credentials_are_sent_once_they_are_fixed(
+    warehouse: Warehouse, sandbox: Sandbox, tmp_path: Path
+) -> None:
+    warehouse.sql(
+        "create table orders as select 'o' || i as order_id, 'u' || i as user_id, "
+        "1.0 as order_total, timestamp '2026-12-01 10:00' as ordered_at from range(3) t(i)"
+    )
+    landing, sync = tmp_path / "landing", orders_sync("braze")
+    with (
+        BrazeDestination(sandbox.base_url, "wrong-key") as wrong,
+        pytest.raises(DestinationAuthError),
+    ):
+        run_sync(sync, warehouse.path, landing, wrong)
+    with platform(sandbox, "braze") as braze:
+        fixed = run_sync(sync, warehouse.path, landing, braze)
+    assert (fixed.added, fixed.rows_sent) == (3, 3)
+    assert len(events_at(sandbox, "braze")) == 3
+
+
 @pytest.mark.parametrize("name", ["braze", "airship"])
 def test_events_sent_before_a_crash_are_not_sent_again(
     name: str,

@@ -108,8 +108,11 @@ class BrazeHandoffClient:
                 "subscription_group_id": self.sms_subscription_group, "body": message.body,
             }}  # fmt: skip
         else:
-            alert = {"alert": message.body, "title": message.title or "", "extra": extra}
-            messages = {"apple_push": alert, "android_push": alert}
+            title = message.title or ""
+            messages = {
+                "apple_push": {"alert": {"body": message.body, "title": title}, "extra": extra},
+                "android_push": {"alert": message.body, "title": title, "extra": extra},
+            }
         body = {"external_user_ids": [message.recipient], "messages": messages}
         return http.build_request(
             "POST",

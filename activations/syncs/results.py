@@ -40,7 +40,7 @@ COLUMNS: dict[str, str] = {
     "payload": "VARCHAR",  # the object sent (JSON); null when nothing was
     "outcome": "VARCHAR",  # synced | rejected | gave_up | failed | unknown | attempted
     "reason": "VARCHAR",
-    "attempt": "INTEGER",  # 1 for a first try; rejections since the last acknowledged row + 1
+    "attempt": "INTEGER",  # 1 for a first try; refusals of this row version since its last ack + 1
     "run_id": "VARCHAR",
     "recorded_at": "TIMESTAMP",
 }

@@ -19,7 +19,13 @@ from sqlglot import exp
 from activations.arrow_warehouse import ArrowWarehouse, DuckDBWarehouse, read_table, relation
 from activations.syncs import results
 from activations.syncs.declaration import Sync
-from activations.syncs.destination import Change, Destination, Op, RowResult
+from activations.syncs.destination import (
+    Change,
+    Destination,
+    DestinationAuthError,
+    Op,
+    RowResult,
+)
 from activations.syncs.diff import Diff, compute_diff
 
 # rows sent between two landed files (rounded up to whole requests): a crash loses at most this
@@ -212,7 +218,15 @@ def _send(
                 if change is not None and change.op in ("event", "purchase")
             ]
             _land(con, once, landing_dir, run_id)
-        answers = iter(destination.send(to_send))
+        try:
+            answers = iter(destination.send(to_send))
+        except DestinationAuthError as refused:
+            # refused credentials: nothing was taken, so the attempted events are not unknown
+            failed = RowResult("failed", f"credentials refused: {refused}")
+            _land(con, [_landed_row(sync, row, change, failed, run_id)
+                        for row, change in zip(chunk, changes, strict=True)
+                        if change is not None], landing_dir, run_id)  # fmt: skip
+            raise
         counts["sent"] += len(to_send)
         landed = []
         for row, change in zip(chunk, changes, strict=True):
