@@ -22,6 +22,9 @@ from activations.tick import DueSend
 
 # An attempt without a recorded outcome is sent once more; after that it is failed, visibly.
 MAX_UNKNOWN_RETRIES = 1
+# A hand-off's platform renders and sends on its own, takes no idempotency key and cannot be
+# asked: one in doubt is never handed over again (at most once, as the syncs' events).
+HANDOFF_IN_DOUBT = "no answer to the hand-off, and the platform cannot be asked: not sent again"
 # Where the provider's lookup says first whether an attempt went out, it is sent again only
 # when it did not (no duplicate possible): up to this many attempts in all.
 MAX_LOOKED_UP_ATTEMPTS = 5
@@ -67,7 +70,8 @@ def classify(
 ) -> tuple[list[Due], list[Skip]]:
     """The tick's due sends, minus what the ledger has settled since, split into what goes to the
     send-time guards and what is decided here: the control group, expired steps and attempts
-    whose outcome stayed unknown after being sent once more (where `can_look_up` the channel,
+    whose outcome stayed unknown after being sent once more (a hand-off's at once: its platform
+    cannot be asked; where `can_look_up` the channel,
     delivery asks the provider first and sends again only what it does not have, a few times).
     `owns`: whether a key the ledger holds is this run's to settle (a partition's run leaves the
     other partitions' keys, whose runs may be sending them right now, to them).
@@ -87,6 +91,9 @@ def classify(
         # A hand-off's platform offers no lookup by our key, whatever its channel's provider does.
         looked_up = pending is not None and step.handoff is None and can_look_up(pending.channel)
         in_doubt = attempts > 0 and not looked_up
+        if in_doubt and step.handoff is not None:
+            skips.append(Skip(ref, OUTCOME_UNKNOWN, HANDOFF_IN_DOUBT))
+            continue
         if in_doubt and attempts > MAX_UNKNOWN_RETRIES:
             skips.append(Skip(ref, OUTCOME_UNKNOWN))
             continue

@@ -417,7 +417,7 @@ def deliver(
         if isinstance(s.reason, SkipReason) or s.reason == ATTEMPTS_EXHAUSTED:
             hold(s.ref, s.reason)
         else:
-            hold(s.ref, s.reason, "still unknown after being sent once more")
+            hold(s.ref, s.reason, s.detail or "still unknown after being sent once more")
     consent_rule = guards.ConsentRule(journey.transactional, journey.topic, journey.topic_opt_in)
 
     dead_tokens: list[dict[str, Any]] = []

@@ -1,12 +1,14 @@
 """One delivery run in its own process, for tests that kill it: `python -m tests.crash_driver
-HOME BASE_URL PEOPLE`. Each of PEOPLE people has one text due; the run reads the ledger in HOME,
-settles what earlier (killed) runs left unknown through Twilio's lookup, and sends the rest to
-the sandbox at BASE_URL, as run_journey's delivery does."""
+HOME BASE_URL PEOPLE [HANDOFF]`. Each of PEOPLE people has one text due; the run reads the
+ledger in HOME, settles what earlier (killed) runs left unknown through Twilio's lookup, and
+sends the rest to the sandbox at BASE_URL, as run_journey's delivery does. With HANDOFF (a
+platform: braze, customerio, iterable), the step hands the text to it instead."""
 
 from __future__ import annotations
 
 import sys
 import uuid
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -14,6 +16,7 @@ import httpx
 
 from activations import engine, guards, ledger, warehouse
 from activations.channels import ChannelSettings, Sender
+from activations.graph import Handoff
 from activations.journeys import Journey, Step, Template
 from activations.run import RunSummary, deliver
 from activations.tick import DueSend
@@ -45,7 +48,13 @@ def send_keys(n: int) -> set[str]:
     }
 
 
-def main(home: Path, base_url: str, n: int) -> None:
+def handing_off(destination: str) -> Journey:
+    step = Step("remind", 0, ("sms",), {}, handoff=Handoff(destination, "41"))
+    return replace(JOURNEY, nodes=(step,))
+
+
+def main(home: Path, base_url: str, n: int, handoff: str | None = None) -> None:
+    journey = handing_off(handoff) if handoff else JOURNEY
     now = utc_now()
     everyone = people(n)
     due = [
@@ -59,14 +68,14 @@ def main(home: Path, base_url: str, n: int) -> None:
     clients = ChannelSettings.for_sandbox(base_url).clients()
     sender = Sender(httpx.Client(), clients, writer, utc_now, concurrency={"sms": 4})
     try:
-        todo, skips = engine.classify(JOURNEY, due, state, now, sender.can_look_up)
+        todo, skips = engine.classify(journey, due, state, now, sender.can_look_up)
         audience = warehouse.Audience({p.person_id: p for p in everyone}, {})
-        summary = RunSummary(JOURNEY.name, writer.run_id)
-        deliver(JOURNEY, todo, skips, audience, state, sender, summary, batch_size=8)
+        summary = RunSummary(journey.name, writer.run_id)
+        deliver(journey, todo, skips, audience, state, sender, summary, batch_size=8)
     finally:
         sender.close()
         writer.close()
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]))
+    main(Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), *sys.argv[4:5])

@@ -1,7 +1,7 @@
 """Journey steps that hand their message to an engagement platform (Braze campaigns, Customer.io
 transactional messages, Iterable triggered campaigns), against the sandbox: the step's channel
-still decides consent and the ledger, the send key is kept, a lost answer is sent at most once
-more. Delivery as run_journey makes it (tests/test_delivery.py's `run`)."""
+still decides consent and the ledger, the send key is kept, a lost answer is never handed over
+again. Delivery as run_journey makes it (tests/test_delivery.py's `run`)."""
 
 from __future__ import annotations
 
@@ -99,27 +99,43 @@ def test_guards_still_decide(home: Path, sandbox: Sandbox) -> None:
     assert "no user_id: braze" in str(line["reason_detail"])
 
 
-@pytest.mark.parametrize("channel", ["email", "sms"])
-def test_a_lost_answer_is_handed_over_at_most_once_more(
-    channel: str, home: Path, sandbox: Sandbox
+@pytest.mark.parametrize(
+    ("channel", "fault"),
+    [
+        ("email", Fault("braze", lose_response=True)),  # Braze took it; the answer was lost
+        ("sms", Fault("braze", lose_response=True)),
+        ("email", Fault("braze", 502, after_processing=True)),  # took it, then a 5xx
+    ],
+)
+def test_a_lost_answer_is_never_handed_over_again(
+    channel: str, fault: Fault, home: Path, sandbox: Sandbox
 ) -> None:
     # On SMS too, where Twilio could be asked: Braze sent it, if anyone did, and Braze cannot.
     cart = journey("braze", "cmp-1", channel)
     ada = replace(ADA, phone="+14155550199", consent={"email": "subscribed", "sms": "subscribed"})
-    sandbox.fail_next(Fault("braze", lose_response=True))  # Braze took it; the answer was lost
+    sandbox.fail_next(fault)
     first = run(home, sandbox, with_sku(entry("e1", ADA)), journey=cart, person=ada)
     assert first.unknown == {channel: 1} and len(sandbox.received) == 1
-    # No lookup can say whether Braze has it: sent once more, visibly, and never a third time.
-    sandbox.fail_next(Fault("braze", lose_response=True))
+    # No lookup can say whether Braze has it, and a second hand-off could be a second message:
+    # failed, visibly, with what was handed over, and never sent again.
     second = run(home, sandbox, with_sku(entry("e1", ADA)), journey=cart, person=ada)
-    assert len(sandbox.received) == 2 and second.unknown == {channel: 1}
+    assert len(sandbox.received) == 1 and second.gave_up == 1 and second.sent == {}
+    line = ledger_line(home, ref_for("e1", person=ADA.person_id).send_key, "failed")
+    assert line["reason"] == "outcome_unknown" and line["recipient"] == "ada"
+    assert line["reason_detail"] == engine.HANDOFF_IN_DOUBT
     third = run(home, sandbox, with_sku(entry("e1", ADA)), journey=cart, person=ada)
-    assert len(sandbox.received) == 2
-    assert (
-        ledger_line(home, ref_for("e1", person=ADA.person_id).send_key, "failed")["reason"]
-        == "outcome_unknown"
-    )
-    assert third.gave_up == 1 and third.sent == {}
+    assert len(sandbox.received) == 1 and third.gave_up == 0
+
+
+def test_a_refusal_before_any_work_is_retried_and_handed_over_once(
+    home: Path, sandbox: Sandbox
+) -> None:
+    # A 429 is refused before the platform did anything: retried in the run, sent once.
+    cart = journey("customerio", "7")
+    sandbox.fail_next(Fault("customerio", 429, retry_after=0))
+    summary = run(home, sandbox, with_sku(entry("e1", ADA)), journey=cart, person=ADA)
+    assert summary.sent == {"email": 1} and len(sandbox.received) == 1
+    assert sandbox.requests_seen == 2
 
 
 BRAZE = {"destination": "braze", "campaign_id": "c"}
@@ -201,3 +217,52 @@ def test_braze_without_a_campaign_sends_the_steps_own_message(
     assert (received.subject, received.body) == expected
     if channel != "sms":  # Braze's SMS object carries no extras
         assert received.send_key == ref_for("e1", step="nudge", person=ADA.person_id).send_key
+
+
+def test_a_hand_off_killed_at_random_points_goes_out_at_most_once(tmp_path: Path) -> None:
+    # A real process per run, SIGKILLed at a random moment (seeded), over and over, with 429s
+    # on the way; then runs to the end. Nothing is handed over twice, and every step is decided:
+    # sent, or failed as outcome_unknown where a killed run left it without an answer.
+    import random
+    import signal
+    import subprocess
+    import sys
+    import time
+    from collections import Counter
+
+    from activations import ledger
+    from tests import crash_driver
+
+    landing.ensure_layout(tmp_path)
+    chance = random.Random(7)
+    people = 40
+    root = Path(__file__).parent.parent
+    with Sandbox(latency_seconds=0.05) as sb:
+        command = [sys.executable, "-m", "tests.crash_driver", str(tmp_path), sb.base_url,
+                   str(people), "braze"]  # fmt: skip
+        kills = 0
+        for _ in range(6):
+            sb.fail_next(Fault("braze", 429, count=3, retry_after=0))
+            run_ = subprocess.Popen(command, cwd=root)
+            target = len(sb.received) + chance.randint(1, 10)
+            while run_.poll() is None and len(sb.received) < target:
+                time.sleep(0.002)
+            if run_.poll() is None:
+                run_.send_signal(signal.SIGKILL)
+                kills += 1
+            run_.wait()
+        for _ in range(2):
+            subprocess.run(command, cwd=root, check=True)
+        received = Counter(r.send_key for r in sb.received)
+    keys = crash_driver.send_keys(people)
+    assert kills >= 3
+    assert set(received) <= keys and set(received.values()) == {1}  # never twice
+    state = ledger.read_state(tmp_path)
+    statuses = {k: state.last_status[k] for k in keys}
+    assert set(statuses.values()) <= {"sent", "failed"}  # every step decided
+    sent = {k for k, s in statuses.items() if s == "sent"}
+    assert sent <= set(received)  # a sent line is a hand-off the platform answered
+    # what a killed run left in doubt: failed as outcome_unknown, never handed over again
+    given_up = keys - sent
+    assert given_up, "no run was killed between a hand-off and its answer"
+    assert {ledger_line(tmp_path, k, "failed")["reason"] for k in given_up} == {"outcome_unknown"}

@@ -18,7 +18,9 @@ call and the retries are the built-in channels'.
   here (Airship as the push provider); 202 `{"push_ids": [...]}`.
 
 None of these takes an idempotency key, and none can be asked whether it has our message: a lost
-answer is an unknown outcome, sent at most once more (activations/engine.py), never blindly.
+answer is an unknown outcome, failed as `outcome_unknown` at the next run and never handed over
+again (activations/engine.py): a hand-off goes out at most once. What the platform refused before
+any work (a 429, no connection) is retried as on the built-in channels.
 """
 
 from __future__ import annotations
