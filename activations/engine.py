@@ -71,8 +71,8 @@ def classify(
     """The tick's due sends, minus what the ledger has settled since, split into what goes to the
     send-time guards and what is decided here: the control group, expired steps and attempts
     whose outcome stayed unknown after being sent once more (a hand-off's at once: its platform
-    cannot be asked; where `can_look_up` the channel,
-    delivery asks the provider first and sends again only what it does not have, a few times).
+    cannot be asked; where `can_look_up` the channel, delivery asks the provider first and sends
+    again only what it does not have, a few times).
     `owns`: whether a key the ledger holds is this run's to settle (a partition's run leaves the
     other partitions' keys, whose runs may be sending them right now, to them).
     """
