@@ -661,6 +661,13 @@ def test_events_sent_before_a_crash_are_not_sent_again(
         "1.0 as order_total, timestamp '2026-12-01 10:00' as ordered_at from range(3) t(i)"
     )
     landing, sync = tmp_path / "landing", orders_sync(name)
+    # a first run whose key was refused lands its rows as failed: an answer of that run, which
+    # must not stand for the crashed run's sends below (attempted rows match by run)
+    wrong = (AirshipDestination if name == "airship" else BrazeDestination)(sandbox.base_url, "x")
+    with wrong, pytest.raises(DestinationAuthError):
+        run_sync(sync, warehouse.path, landing, wrong)
+    refused = {r["key"]: r["outcome"] for r in landed(landing) if r["outcome"] != "attempted"}
+    assert refused == {"o0": "failed", "o1": "failed", "o2": "failed"}
     real_append = results.append
 
     def crash_after_sending(con: duckdb.DuckDBPyConnection, relation: str, *args: object):
@@ -678,11 +685,15 @@ def test_events_sent_before_a_crash_are_not_sent_again(
         again = run_sync(sync, warehouse.path, landing, destination)
     assert (again.added, again.rows_sent) == (0, 0)
     assert len(events_at(sandbox, name)) == 3
-    state = {r["key"]: r["outcome"] for r in landed(landing)}
-    assert state == {"o0": "attempted", "o1": "attempted", "o2": "attempted"}
+    runs = {r["run_id"] for r in landed(landing)}
+    crashed = {r["key"]: r["outcome"] for r in landed(landing) if r["outcome"] == "attempted"}
+    assert len(runs) == 2 and crashed == {"o0": "attempted", "o1": "attempted", "o2": "attempted"}
     with duckdb.connect() as con:
         results.results_view(con, landing, sync.name)
-        read = con.sql("select key, outcome, reason from results order by key").fetchall()
+        read = con.sql(
+            "select key, outcome, reason from results qualify row_number() over "
+            "(partition by key order by recorded_at desc) = 1 order by key"
+        ).fetchall()
     assert read == [(k, "unknown", results.UNANSWERED) for k in ("o0", "o1", "o2")]
     if name == "braze":  # dbt reads the landed rows the same way (one dbt build is enough)
         paths = Paths(home=tmp_path, landing=landing, duckdb=tmp_path / "dbt.duckdb")
@@ -691,8 +702,10 @@ def test_events_sent_before_a_crash_are_not_sent_again(
         assert sorted(tuple(r.values()) for r in state) == [
             (k, "unknown", results.UNANSWERED) for k in ("o0", "o1", "o2")
         ]
-        runs = query(paths, "select rows_added, rows_unknown from fct_sync_runs")
-        assert [tuple(r.values()) for r in runs] == [(3, 3)]
+        per_run = query(
+            paths, "select rows_added, rows_failed, rows_unknown from fct_sync_runs order by 3"
+        )
+        assert [tuple(r.values()) for r in per_run] == [(3, 3, 0), (3, 0, 3)]
 
 
 @pytest.mark.parametrize("name", ["iterable", "customerio"])
