@@ -310,6 +310,24 @@ def test_a_live_key_that_becomes_duplicated_is_kept_not_removed(
     assert (last["outcome"], last["attempt"]) == ("synced", 1)
 
 
+def test_a_held_row_stays_held_through_a_spell_as_a_duplicate(
+    warehouse: Warehouse, braze: BrazeDestination, sandbox: Sandbox, tmp_path: Path
+) -> None:
+    landing = tmp_path / "landing"
+    warehouse.sql("update people set email = 'not-an-address' where user_id = 'u9'")
+    for _ in range(3):  # refused max_attempts times: held
+        run_sync(PEOPLE, warehouse.path, landing, braze)
+    warehouse.sql("insert into people values ('p9b', 'u9', 'x@example.com', 'Other', 'new')")
+    spell = run_sync(PEOPLE, warehouse.path, landing, braze)
+    assert (spell.duplicates, spell.rows_sent) == (1, 0)
+    # The copy goes; the row is the version that was given up on, and a duplicate's rejection
+    # (nothing sent) is no try of it: still held, not sent.
+    warehouse.sql("delete from people where person_id = 'p9b'")
+    requests = sandbox.braze.requests
+    after = run_sync(PEOPLE, warehouse.path, landing, braze)
+    assert (after.held, after.rows_sent, sandbox.braze.requests) == (1, 0, requests)
+
+
 def test_a_rejected_row_that_changes_starts_its_count_again(
     warehouse: Warehouse, braze: BrazeDestination, tmp_path: Path
 ) -> None:
