@@ -12,8 +12,10 @@
 - `POST /subscription/status/set`: `subscription_group_id`, `subscription_state` (subscribed |
   unsubscribed), `external_id` (at most 50); an unknown group is a 400.
 - `Authorization: Bearer <REST API key>`, else 401. A workspace's requests to /users/track are
-  limited per window (3,000 per 3 s by default): over it, 429; every answer carries
-  `X-RateLimit-Limit`, `X-RateLimit-Remaining` and `X-RateLimit-Reset` (epoch seconds).
+  limited per window (3,000 per 3 s by default), /users/delete (20,000 a minute) and
+  /subscription/status/set (5,000 a minute) each in a window of their own: over it, 429; their
+  answers carry `X-RateLimit-Limit`, `X-RateLimit-Remaining` and `X-RateLimit-Reset` (epoch
+  seconds).
 
 The store is what a test or the demo looks at: each user's attributes and events.
 """
@@ -53,6 +55,13 @@ class BrazeWorkspace:
     api_key: str
     app_id: str = "braze-sandbox-app"
     window: RateWindow = field(default_factory=RateWindow)
+    # the endpoints Braze limits apart from /users/track, each with its own window
+    endpoint_windows: dict[str, RateWindow] = field(
+        default_factory=lambda: {
+            DELETE_PATH: RateWindow(20_000, 60.0),
+            SUBSCRIPTION_PATH: RateWindow(5_000, 60.0),
+        }
+    )
     users: dict[str, dict[str, Any]] = field(default_factory=dict)
     events: list[dict[str, Any]] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
@@ -70,10 +79,9 @@ class BrazeWorkspace:
         if req.headers.get("authorization", "") != f"Bearer {self.api_key}":
             return Reply(401, {"message": "Invalid API key"})
         headers: dict[str, str] = {}
-        with self._lock:  # the window is /users/track's (other endpoints have their own limits)
-            allowed, headers = (
-                self.window.take(time.time()) if req.path == TRACK_PATH else (True, {})
-            )
+        with self._lock:  # /users/track's window, or the endpoint's own
+            window = self.window if req.path == TRACK_PATH else self.endpoint_windows.get(req.path)
+            allowed, headers = window.take(time.time()) if window else (True, {})
             if not allowed:
                 self.rate_limited += 1
                 return Reply(429, {"message": "Rate limit exceeded"}, headers)

@@ -1,8 +1,8 @@
 """Iterable's user and list endpoints, as its API reference describes them (api.iterable.com):
 
 - `POST /api/users/bulkUpdate` `{"users": [{"userId", "dataFields", "preferUserId"}]}`: data
-  fields merged into each user (a field set to null is cleared); 10 requests a second per
-  project;
+  fields merged into each user (a field set to null is cleared); 5 requests a second per
+  project, and trackBulk 10, each in its own window (the other calls share one of 10);
 - `POST /api/lists/subscribe` and `/api/lists/unsubscribe` `{"listId", "subscribers": [...]}`;
 - `DELETE /api/users/byUserId/{userId}`;
 - the `Api-Key` header. Bulk answers count what they took and list the users they could not:
@@ -40,7 +40,14 @@ MAX_USER_ID = 52  # characters: Iterable's limit on a userId
 @dataclass
 class IterableProject:
     api_key: str
-    window: RateWindow = field(default_factory=lambda: RateWindow(10, 1.0))
+    window: RateWindow = field(default_factory=lambda: RateWindow(10, 1.0))  # the other calls
+    # the endpoints Iterable limits on their own, per project
+    endpoint_windows: dict[str, RateWindow] = field(
+        default_factory=lambda: {
+            BULK_UPDATE_PATH: RateWindow(5, 1.0),
+            TRACK_BULK_PATH: RateWindow(10, 1.0),
+        }
+    )
     users: dict[str, dict[str, Any]] = field(default_factory=dict)
     events: dict[str, dict[str, Any]] = field(default_factory=dict)  # by id: a resend replaces
     lists: dict[int, set[str]] = field(default_factory=dict)
@@ -63,7 +70,7 @@ class IterableProject:
         if req.headers.get("api-key", "") != self.api_key:
             return Reply(401, {"msg": "Invalid API key", "code": "BadApiKey", "params": None})
         with self._lock:
-            allowed, _ = self.window.take(time.time())
+            allowed, _ = self.endpoint_windows.get(req.path, self.window).take(time.time())
             if not allowed:
                 self.rate_limited += 1
                 return Reply(429, {"msg": "Rate limit exceeded", "code": "RateLimitExceeded"})

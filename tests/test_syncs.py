@@ -19,9 +19,10 @@ from activations.syncs import (
     results,
     run_sync,
 )
+from activations.syncs import iterable as iterable_sync
 from activations.syncs import run as sync_run
 from activations.syncs.airship import ACCEPT, TAG_GROUP, TAGS_PATH, AirshipDestination
-from activations.syncs.braze import BrazeDestination
+from activations.syncs.braze import DELETE_PATH, SUBSCRIPTION_PATH, BrazeDestination
 from activations.syncs.customerio import (
     MAX_BATCH_BYTES,
     CustomerIoDestination,
@@ -359,7 +360,36 @@ def test_rate_limit_is_never_exceeded(
     assert sandbox.braze.requests == 18 and sandbox.braze.rate_limited == 0
 
 
-@pytest.mark.parametrize("name", ["customerio", "iterable", "airship"])
+def test_braze_deletes_and_subscriptions_keep_windows_of_their_own(
+    warehouse: Warehouse, sandbox: Sandbox, tmp_path: Path
+) -> None:
+    # Two a second on each of those endpoints, at the sandbox and here; /users/track's window
+    # is wide. 200 ids are 4 requests of 50 on each: several windows, not one 429.
+    for path in (DELETE_PATH, SUBSCRIPTION_PATH):
+        sandbox.braze.endpoint_windows[path] = RateWindow(limit=2, seconds=1.0)
+    narrow = {"delete_window": RequestWindow(2, 1.0), "subscription_window": RequestWindow(2, 1.0)}
+    deleting = Sync.from_meta(
+        "people",
+        {"name": "braze_deleting", "destination": "braze", "key": "user_id",
+         "attributes": {"email": "email"}, "on_remove": "delete", "max_removal_share": 1.0},
+        COLUMNS,
+    )  # fmt: skip
+    group = Sync.from_meta(
+        "people",
+        {"name": "braze_sg", "destination": "braze", "key": "user_id",
+         "subscription_group": "sg-lapsed"},
+        COLUMNS,
+    )  # fmt: skip
+    landing = tmp_path / "landing"
+    with BrazeDestination(sandbox.base_url, SANDBOX_CREDENTIALS.braze_api_key, **narrow) as braze:
+        assert run_sync(group, warehouse.path, landing, braze).requests == 4
+        run_sync(deleting, warehouse.path, landing, braze)
+        warehouse.sql("delete from people")
+        assert run_sync(deleting, warehouse.path, landing, braze).requests == 4
+    assert len(sandbox.braze.deleted) == 200 and sandbox.braze.rate_limited == 0
+
+
+@pytest.mark.parametrize("name", ["customerio", "airship"])  # Iterable's: below
 def test_every_platforms_rate_limit_is_kept(
     name: str, warehouse: Warehouse, sandbox: Sandbox, tmp_path: Path
 ) -> None:
@@ -560,6 +590,42 @@ def test_iterable_audience_is_a_static_list(
         Sync.from_meta(
             "people", {**BRAZE, "destination": "iterable", "membership_attribute": "m"}, COLUMNS
         )
+
+
+def test_iterable_paces_each_endpoint_in_its_own_window(
+    warehouse: Warehouse, sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # bulkUpdate and trackBulk at two requests a second each, the list calls at three; 50 users
+    # a request, so that each run of each kind takes more than one window, without a 429.
+    monkeypatch.setattr(iterable_sync, "MAX_USERS", 50)
+    store = sandbox.iterable
+    store.window = RateWindow(limit=3, seconds=1.0)
+    for path in (iterable_sync.BULK_UPDATE_PATH, iterable_sync.TRACK_BULK_PATH):
+        store.endpoint_windows[path] = RateWindow(limit=2, seconds=1.0)
+    warehouse.sql(
+        "create table orders as select 'o' || i as order_id, 'u' || i as user_id, "
+        "1.0 as order_total, timestamp '2026-12-01 10:00' as ordered_at from range(100) t(i)"
+    )
+    attributes = Sync.from_meta(
+        "people", {**EMAIL, "destination": "iterable", "key": "user_id"}, COLUMNS
+    )
+    audience = Sync.from_meta(
+        "people", {"name": "it_new", "destination": "iterable", "key": "user_id", "list_id": 42},
+        COLUMNS,
+    )  # fmt: skip
+    landing = tmp_path / "landing"
+    with IterableDestination(
+        sandbox.base_url,
+        SANDBOX_CREDENTIALS.iterable_api_key,
+        RequestWindow(3, 1.0),
+        bulk_update_window=RequestWindow(2, 1.0),
+        track_bulk_window=RequestWindow(2, 1.0),
+    ) as iterable:
+        for sync in (attributes, orders_sync("iterable"), audience):
+            assert run_sync(sync, warehouse.path, landing, iterable).rejected == 0
+    # 4 bulkUpdate, 2 trackBulk, 4 list subscribe requests
+    assert (store.requests, store.rate_limited) == (4 + 2 + 4, 0)
+    assert len(store.users) == 200 and len(store.events) == 100 and len(store.lists[42]) == 200
 
 
 # -- event syncs -----------------------------------------------------------------------------

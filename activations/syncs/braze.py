@@ -94,7 +94,11 @@ class BrazeDestination(HttpDestination):
         retry: RetryPolicy | None = None,
         concurrency: int = 4,
         timeouts: HttpTimeouts | None = None,
+        delete_window: RequestWindow | None = None,
+        subscription_window: RequestWindow | None = None,
     ) -> None:
+        """`window`: /users/track's; `delete_window` and `subscription_window`: those
+        endpoints' own, apart from it (Braze's defaults)."""
         super().__init__(
             base_url,
             {"Authorization": f"Bearer {api_key}"},
@@ -103,8 +107,10 @@ class BrazeDestination(HttpDestination):
             concurrency,
             timeouts,
         )
-        self.delete_window = RequestWindow(DELETES_PER_MINUTE, 60.0)
-        self.subscription_window = RequestWindow(SUBSCRIPTIONS_PER_MINUTE, 60.0)
+        self.delete_window = delete_window or RequestWindow(DELETES_PER_MINUTE, 60.0)
+        self.subscription_window = subscription_window or RequestWindow(
+            SUBSCRIPTIONS_PER_MINUTE, 60.0
+        )
 
     def send(self, changes: Sequence[Change]) -> list[RowResult]:
         results: dict[int, RowResult] = {}

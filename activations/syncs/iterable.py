@@ -7,7 +7,10 @@
 - removals through `DELETE /api/users/byUserId/{userId}`, one user a request;
 - events through `POST /api/events/trackBulk` (`eventName`, `createdAt`, `dataFields`), with the
   row's id as the event's `id`, which Iterable de-duplicates on;
-- the `Api-Key` header; bulkUpdate is limited to 10 requests a second per project. Bulk answers
+- the `Api-Key` header. Iterable limits each endpoint apart, per project: bulkUpdate to 5
+  requests a second and trackBulk to 10 (its rate-limit table), each with its own window here;
+  the list and delete calls share the destination's window (10 a second unless
+  SWITCHYARD_ITERABLE_RATE_LIMIT says otherwise). Bulk answers
   list the userIds they could not take (`invalidUserIds`, and `failedUpdates` by cause) and
   trackBulk the event names the project blocks (`disallowedEventNames`): those rows are
   rejected with the list that named them.
@@ -36,6 +39,8 @@ UNSUBSCRIBE_PATH = "/api/lists/unsubscribe"
 DELETE_PATH = "/api/users/byUserId/{}"
 TRACK_BULK_PATH = "/api/events/trackBulk"
 MAX_USERS = 1000
+BULK_UPDATES_PER_SECOND = 5
+TRACK_BULKS_PER_SECOND = 10
 
 
 class IterableDestination(HttpDestination):
@@ -52,7 +57,10 @@ class IterableDestination(HttpDestination):
         retry: RetryPolicy | None = None,
         concurrency: int = 4,
         timeouts: HttpTimeouts | None = None,
+        bulk_update_window: RequestWindow | None = None,
+        track_bulk_window: RequestWindow | None = None,
     ) -> None:
+        """`window`: the list and delete calls'; bulkUpdate and trackBulk have their own."""
         super().__init__(
             base_url,
             {"Api-Key": api_key},
@@ -61,6 +69,10 @@ class IterableDestination(HttpDestination):
             concurrency,
             timeouts,
         )
+        self.endpoint_windows = {
+            BULK_UPDATE_PATH: bulk_update_window or RequestWindow(BULK_UPDATES_PER_SECOND, 1.0),
+            TRACK_BULK_PATH: track_bulk_window or RequestWindow(TRACK_BULKS_PER_SECOND, 1.0),
+        }
 
     def send(self, changes: Sequence[Change]) -> list[RowResult]:
         results: dict[int, RowResult] = {}
@@ -93,7 +105,7 @@ class IterableDestination(HttpDestination):
         else:
             path = BULK_UPDATE_PATH
             body = {"users": [_user(c) for c in batch]}
-        response = self.post(path, body)
+        response = self.post(path, body, window=self.endpoint_windows.get(path))
         if isinstance(response, RowResult):
             return [response] * len(batch)
         return _per_user(response_json(response), batch)

@@ -14,8 +14,8 @@ platform, at SWITCHYARD_CHANNELS_BASE_URL or one started for the run) or `provid
               https://go.urbanairship.com; EU: https://go.airship.eu)
 
 and for each, SWITCHYARD_<DESTINATION>_RATE_LIMIT (requests per window as N/SECONDS; defaults:
-Braze 3000/3, its /users/track default; Iterable 10/1, bulkUpdate's; Customer.io and Airship
-100/1) and
+Braze 3000/3, its /users/track default; Iterable 10/1; Customer.io and Airship 100/1; the
+endpoints a platform limits apart keep their own windows, braze.py and iterable.py) and
 SWITCHYARD_<DESTINATION>_CONCURRENCY (requests in flight, default 4).
 """
 
