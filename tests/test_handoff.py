@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
+import httpx
 import pytest
 
 from activations import engine, guards
@@ -266,3 +267,36 @@ def test_a_hand_off_killed_at_random_points_goes_out_at_most_once(tmp_path: Path
     given_up = keys - sent
     assert given_up, "no run was killed between a hand-off and its answer"
     assert {ledger_line(tmp_path, k, "failed")["reason"] for k in given_up} == {"outcome_unknown"}
+
+
+def test_a_platform_that_keeps_failing_holds_up_only_its_own_hand_offs(home: Path) -> None:
+    # Braze unreachable: its hand-offs queue on their own route, so once its breaker opens
+    # those still waiting are deferred, never attempted, while the step's built-in channel
+    # (SMS to the same people, in the same run) goes out in full.
+    from activations import ledger, warehouse
+    from activations.channels import ChannelSettings, RetryPolicy, Sender
+    from activations.run import RunSummary, deliver
+    from tests.test_delivery import SAM, UNCAPPED, T, as_due
+
+    with Sandbox() as sandbox:
+        clients = ChannelSettings.for_sandbox(sandbox.base_url).clients()
+        clients["handoff_braze"] = replace(clients["handoff_braze"], base_url="http://127.0.0.1:9")  # type: ignore[type-var]
+        handing = Step("nudge", 0, ("sms",), {}, handoff=Handoff("braze", "cmp-1"))
+        texting = Step("remind", 0, ("sms",), {"sms": Template(body="Hi {first_name}")})
+        both = replace(UNCAPPED, nodes=(handing, texting))
+        writer = ledger.LedgerWriter(home, "r")
+        quick = RetryPolicy(attempts=2, wait_initial_seconds=0.01, wait_max_seconds=0.01)
+        sender = Sender(httpx.Client(), clients, writer, lambda: T, quick)
+        entries = [entry(f"e{n}") for n in range(8)]
+        state = ledger.read_state(home)
+        due, skips = engine.classify(both, as_due(both, entries, T), state, T)
+        summary = RunSummary(both.name, writer.run_id)
+        audience = warehouse.Audience({SAM.person_id: SAM}, {})
+        deliver(both, due, skips, audience, state, sender, summary, batch_size=2)
+        writer.close()
+        texts = sum(1 for r in sandbox.received if r.provider == "twilio")
+    assert texts == 8 and summary.sent == {"sms": 8}
+    # Batches of two hand-offs, two in flight: the third failure opens Braze's breaker, two or
+    # three batches fail, the rest are deferred
+    failed = summary.failed["sms"]
+    assert failed in (4, 6) and summary.deferred == {"provider_down": 8 - failed}
