@@ -23,8 +23,9 @@ from activations.tick import DueSend
 # An attempt without a recorded outcome is sent once more; after that it is failed, visibly.
 MAX_UNKNOWN_RETRIES = 1
 # A hand-off's platform renders and sends on its own, takes no idempotency key and cannot be
-# asked: one in doubt is never handed over again (at most once, as the syncs' events).
-HANDOFF_IN_DOUBT = "no answer to the hand-off, and the platform cannot be asked: not sent again"
+# asked: one in doubt is never handed over again (at most once, as Braze's and Airship's synced
+# events). Its attempted line is written just before its request leaves (core.Sender.submit).
+HANDOFF_IN_DOUBT = "handed off, outcome unknown; the platform cannot be asked: not sent again"
 # Where the provider's lookup says first whether an attempt went out, it is sent again only
 # when it did not (no duplicate possible): up to this many attempts in all.
 MAX_LOOKED_UP_ATTEMPTS = 5

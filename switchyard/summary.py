@@ -88,7 +88,7 @@ def render(
         f"  sent per channel        {kv(stats['sent'])}",
         f"  skipped by reason       {kv(stats['skipped'])}",
         f"  failed                  {kv(stats['failed'])}",
-        f"  outcome unknown         {kv(stats['unknown'])} (reconciled or sent once more next run)",
+        f"  outcome unknown         {kv(stats['unknown'])} (reconciled, or settled next run)",
         f"  rejected landing rows   {stats['rejected_rows']} (see fct_rejected_rows)",
         f"  guard violations        {kv(stats['violations'])} (see fct_guard_violations)",
         f"  synced to destinations  {kv(stats['synced'])} rows live; pending "

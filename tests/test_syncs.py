@@ -628,6 +628,17 @@ def test_iterable_paces_each_endpoint_in_its_own_window(
     assert len(store.users) == 200 and len(store.events) == 100 and len(store.lists[42]) == 200
 
 
+def test_a_slower_iterable_setting_paces_every_endpoint() -> None:
+    shared = IterableDestination("http://127.0.0.1:9", "k", RequestWindow(2, 1.0))
+    paced = {p: (w.limit, w.seconds) for p, w in shared.endpoint_windows.items()}
+    assert paced == {iterable_sync.BULK_UPDATE_PATH: (2, 1.0),
+                     iterable_sync.TRACK_BULK_PATH: (2, 1.0)}  # fmt: skip
+    fast = IterableDestination("http://127.0.0.1:9", "k", RequestWindow(50, 1.0))
+    assert {w.limit for w in fast.endpoint_windows.values()} == {5, 10}  # the defaults stand
+    shared.close()
+    fast.close()
+
+
 # -- event syncs -----------------------------------------------------------------------------
 
 ORDERS = {"order_id", "user_id", "order_total", "ordered_at"}

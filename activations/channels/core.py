@@ -17,6 +17,7 @@ from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, Protocol, TypeVar, cast, runtime_checkable
 
 import httpx
@@ -289,25 +290,47 @@ class Sender:
 
     def submit(self, batch: Sequence[Outgoing]) -> InFlight:
         """Record `batch` as attempted (fsynced together) and hand its requests to the channels'
-        workers; `collect` waits for the outcomes and records them."""
+        workers; `collect` waits for the outcomes and records them. A client that
+        `attempts_at_request` (a hand-off, whose doubt is final) has its line written by the
+        worker, after the rate limiter, just before the request leaves: a run stopped while it
+        waits leaves no doubt about a message that never went."""
         clients = [self._client(o.message.client) for o in batch]  # unknown channel: nothing out
+        late = [bool(getattr(c, "attempts_at_request", False)) for c in clients]
         # On disk before any request leaves: a crash mid-batch leaves these as 'unknown'.
         attempted_at = self.clock()
-        for o in batch:
-            self.ledger.write(
-                o.ref, "attempted", attempted_at, sync=False, attempt=o.attempt_number,
-                **self.ledger_columns(o.message),
-            )  # fmt: skip
+        for o, at_request in zip(batch, late, strict=True):
+            if not at_request:
+                self._attempted(o, attempted_at, sync=False)
         self.ledger.sync()
         # One future per request: a message alone, or a group that one request carries.
         groups = self._requests(batch, clients)
-        calls: list[Future[list[Outcome]]] = [
-            self._pool(clients[group[0]].channel).submit(
-                self._call_for_outcomes, clients[group[0]], [batch[i].message for i in group]
+        calls: list[Future[list[Outcome]]] = []
+        for group in groups:
+            first = group[0]
+            before_send = None
+            if late[first]:
+                before_send = partial(self._attempted_now, [batch[i] for i in group])
+            calls.append(
+                self._pool(clients[first].channel).submit(
+                    self._call_for_outcomes,
+                    clients[first],
+                    [batch[i].message for i in group],
+                    before_send,
+                )
             )
-            for group in groups
-        ]
         return InFlight(list(batch), groups, calls, attempted_at)
+
+    def _attempted(self, o: Outgoing, at: datetime, sync: bool) -> None:
+        self.ledger.write(
+            o.ref, "attempted", at, sync=sync, attempt=o.attempt_number,
+            **self.ledger_columns(o.message),
+        )  # fmt: skip
+
+    def _attempted_now(self, outgoing: Sequence[Outgoing]) -> None:
+        at = self.clock()
+        for o in outgoing:
+            self._attempted(o, at, sync=False)
+        self.ledger.sync()
 
     def collect(self, flight: InFlight) -> list[Outcome]:
         """Wait for the outcomes of a submitted batch, record them (fsynced together) and settle
@@ -335,8 +358,8 @@ class Sender:
 
     def abandon(self, flight: InFlight) -> None:
         """Stopped (Ctrl-C, a cancelled run): no request of `flight` that has not left goes now.
-        What did leave is waited for and recorded; the rest stay `attempted`, sent at most once
-        more next run."""
+        What did leave is waited for and recorded; the rest stay `attempted` (settled next run
+        as an unknown outcome), except a hand-off's, whose line is written only as it leaves."""
         for call in flight.calls:
             call.cancel()
         for group, call in zip(flight.groups, flight.calls, strict=True):
@@ -415,15 +438,19 @@ class Sender:
             return False
 
     def _call_for_outcomes(
-        self, client: ChannelClient, messages: Sequence[Message]
+        self,
+        client: ChannelClient,
+        messages: Sequence[Message],
+        before_send: Callable[[], None] | None = None,
     ) -> list[Outcome]:
         """The request's call on a worker: whatever happens becomes an outcome per message (an
-        error of ours after the request may have left is an unknown outcome, never a retry)."""
+        error of ours after the request may have left is an unknown outcome, never a retry).
+        `before_send`: called once, after the rate limiter, before the first try leaves."""
         try:
             if len(messages) == 1:
-                return [self._call(client, messages[0])]
+                return [self._call(client, messages[0], before_send)]
             assert isinstance(client, BatchingClient)
-            return self._call_batch(client, messages)
+            return self._call_batch(client, messages, before_send)
         except OutcomeUnknown as unknown:
             lost = Outcome(
                 "unknown", unknown.http_status, reason=unknown.reason, provider_fault=True
@@ -432,7 +459,12 @@ class Sender:
         except Exception as exc:  # one message's bug must not lose the batch
             return [Outcome("unknown", reason=f"sender error: {exc!r}")] * len(messages)
 
-    def _call_batch(self, client: BatchingClient, messages: Sequence[Message]) -> list[Outcome]:
+    def _call_batch(
+        self,
+        client: BatchingClient,
+        messages: Sequence[Message],
+        before_send: Callable[[], None] | None = None,
+    ) -> list[Outcome]:
         def exchange() -> list[Outcome]:
             try:
                 request = client.build_batch_request(self.http, messages)
@@ -441,7 +473,7 @@ class Sender:
             return client.read_batch_response(self._exchange(client, request), len(messages))
 
         try:
-            outcome = self._retrying(client.channel, exchange, len(messages))
+            outcome = self._retrying(client.channel, exchange, len(messages), before_send)
         except SplitBatch:  # refused whole, nothing sent: each alone, each with its own answer
             return [self._call_for_outcomes(client, [message])[0] for message in messages]
         return [outcome] * len(messages) if isinstance(outcome, Outcome) else outcome
@@ -488,7 +520,12 @@ class Sender:
             **self.ledger_columns(message),
         )
 
-    def _call(self, client: ChannelClient, message: Message) -> Outcome:
+    def _call(
+        self,
+        client: ChannelClient,
+        message: Message,
+        before_send: Callable[[], None] | None = None,
+    ) -> Outcome:
         direct = self._as_direct(client)
         if direct is not None:
             exchange: Callable[[], Outcome] = lambda: direct.deliver(message)  # noqa: E731
@@ -498,9 +535,15 @@ class Sender:
             exchange = lambda: http_client.read_response(  # noqa: E731
                 self._exchange(http_client, request())
             )
-        return self._retrying(message.client, exchange, 1)
+        return self._retrying(message.client, exchange, 1, before_send)
 
-    def _retrying(self, channel: str, exchange: Callable[[], T], messages: int) -> T | Outcome:
+    def _retrying(
+        self,
+        channel: str,
+        exchange: Callable[[], T],
+        messages: int,
+        before_send: Callable[[], None] | None = None,
+    ) -> T | Outcome:
         """`exchange` under the channel's rate limit (`messages` tokens a request) and the retry
         policy: its result, or the outcome of giving up (for every message it carries)."""
         limiter = self.limits.get(channel)
@@ -524,6 +567,9 @@ class Sender:
                 with attempt:
                     if limiter:
                         limiter.acquire(messages)
+                    if before_send is not None:
+                        before_send()
+                        before_send = None
                     result = exchange()
         except NotSent as refused:
             return Outcome("failed", reason=refused.reason)

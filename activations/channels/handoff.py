@@ -65,6 +65,7 @@ class BrazeHandoffClient:
     api_key: str
     channel: str = "handoff_braze"  # the route: what the sender's pools and limits are keyed by
     idempotent: bool = False
+    attempts_at_request: bool = True  # its `attempted` line just before its request (core.py)
     # /messages/send: the app an email is sent from, its From, the SMS subscription group
     app_id: str = ""
     email_from: str = ""
@@ -130,6 +131,7 @@ class CustomerIoHandoffClient:
     app_api_key: str
     channel: str = "handoff_customerio"
     idempotent: bool = False
+    attempts_at_request: bool = True  # its `attempted` line just before its request (core.py)
 
     def build_request(self, http: httpx.Client, message: Message) -> httpx.Request:
         if message.channel not in CUSTOMERIO_CHANNELS:
@@ -156,6 +158,7 @@ class IterableHandoffClient:
     api_key: str
     channel: str = "handoff_iterable"
     idempotent: bool = False
+    attempts_at_request: bool = True  # its `attempted` line just before its request (core.py)
 
     def build_request(self, http: httpx.Client, message: Message) -> httpx.Request:
         medium = ITERABLE_CHANNELS.get(message.channel)
@@ -184,6 +187,7 @@ class AirshipPushClient:
     token: str
     channel: str = "handoff_airship"
     idempotent: bool = False
+    attempts_at_request: bool = True  # its `attempted` line just before its request (core.py)
 
     def build_request(self, http: httpx.Client, message: Message) -> httpx.Request:
         # what the app receives with the notification; a title is a platform override's field

@@ -7,7 +7,8 @@ from typing import Literal
 
 # sent: the provider accepted it. failed: the provider refused it, or it never reached them.
 # unknown: it may or may not have been processed (a lost response, a 5xx from a provider that takes
-# no idempotency key): reconciled through the provider's lookup, or sent at most once more.
+# no idempotency key): reconciled through the provider's lookup, or sent at most once more
+# (a hand-off: never again).
 OutcomeStatus = Literal["sent", "failed", "unknown"]
 
 

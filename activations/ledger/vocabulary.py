@@ -62,7 +62,8 @@ class DeferReason(StrEnum):
     PROVIDER_DOWN = "provider_down"  # the channel's provider kept failing this run
 
 
-# Status `failed`: an attempt whose outcome stayed unknown was already sent once more.
+# Status `failed`: an attempt whose outcome stayed unknown was already sent once more (a hand-off's
+# at once: its platform cannot be asked, and it is never handed over again).
 OUTCOME_UNKNOWN: Final = "outcome_unknown"
 # Status `failed`: the provider's lookup shows that none of the step's attempts arrived, and it
 # was attempted as often as the engine allows (not a send: it does not count toward the cap).

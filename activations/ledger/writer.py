@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ class LedgerWriter:
         self.run_id = run_id
         self.landing_dir = landing_dir
         self._log = landing.AppendLog(landing_dir, "ledger", "deliveries", prefix=f"run-{run_id}")
+        self._lock = threading.Lock()  # a sender's workers write hand-offs' attempted lines
 
     def write(
         self, ref: SendRef, status: LedgerStatus, at: datetime, sync: bool = True, **fields: Any
@@ -36,10 +38,12 @@ class LedgerWriter:
         if unknown:
             raise ValueError(f"not ledger columns: {sorted(unknown)}")
         row.update(fields)
-        self._log.append(row, sync)
+        with self._lock:
+            self._log.append(row, sync)
 
     def sync(self) -> None:
-        self._log.sync()
+        with self._lock:
+            self._log.sync()
 
     def close(self) -> None:
         self._log.close()
