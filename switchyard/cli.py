@@ -263,6 +263,40 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export_person(args: argparse.Namespace) -> int:
+    import duckdb
+
+    from switchyard.privacy import export
+    from switchyard.privacy.subject import Request, SubjectError, resolve
+    from switchyard.report import ReportError, sources
+
+    kind, value = next(
+        (k, v) for k in ("email", "phone", "user_id", "person_id") if (v := getattr(args, k))
+    )
+    paths = Paths.from_env()
+    try:
+        source = sources(paths.duckdb)[0]  # the published copy first: it is never locked
+    except ReportError as exc:
+        print(f"switchyard export-person: {exc}", file=sys.stderr)
+        return 2
+    con = duckdb.connect(str(source), read_only=True)
+    try:
+        subject = resolve(con, Request(kind, value))  # type: ignore[arg-type]
+        doc = export.document(con, subject, source)
+    except (SubjectError, export.ExportError) as exc:
+        print(f"switchyard export-person: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        con.close()
+    out = Path(args.out) if args.out else paths.home / "exports" / f"{subject.person_id}.json"
+    export.write(doc, out)
+    counts = ", ".join(
+        f"{len(v)} {k.replace('_', ' ')}" for k, v in doc.items() if isinstance(v, list) and v
+    )
+    print(f"{subject.person_id}: {counts} (as of {doc['source_built_at']}) -> {out}")
+    return 0
+
+
 def cmd_caps(args: argparse.Namespace) -> int:
     from activations import caps_simulate
 
@@ -539,6 +573,18 @@ def main(argv: list[str] | None = None) -> int:
     rep.add_argument("--journey", help="only this journey (default: every journey with entries)")
     rep.add_argument("--out", help="where to write it (default: <home>/reports/journeys.html)")
     rep.set_defaults(func=cmd_report)
+
+    exp = sub.add_parser(
+        "export-person",
+        help="write everything held about one person as one JSON document (access requests)",
+    )
+    who = exp.add_mutually_exclusive_group(required=True)
+    who.add_argument("--email")
+    who.add_argument("--phone", help="as the person gave it; read in the default region")
+    who.add_argument("--user-id")
+    who.add_argument("--person-id")
+    exp.add_argument("--out", help="where to write it (default: <home>/exports/<person_id>.json)")
+    exp.set_defaults(func=cmd_export_person)
 
     prep = sub.add_parser("prepare", help="build the dbt manifest (dbt parse) if stale")
     prep.set_defaults(func=cmd_prepare)
