@@ -11,7 +11,7 @@ import sys
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from switchyard import landing, preference_links, sample_data, summary
 from switchyard.clock import parse_utc
@@ -267,12 +267,9 @@ def cmd_export_person(args: argparse.Namespace) -> int:
     import duckdb
 
     from switchyard.privacy import export
-    from switchyard.privacy.subject import Request, SubjectError, resolve
+    from switchyard.privacy.subject import SubjectError, resolve
     from switchyard.report import ReportError, sources
 
-    kind, value = next(
-        (k, v) for k in ("email", "phone", "user_id", "person_id") if (v := getattr(args, k))
-    )
     paths = Paths.from_env()
     try:
         source = sources(paths.duckdb)[0]  # the published copy first: it is never locked
@@ -281,7 +278,7 @@ def cmd_export_person(args: argparse.Namespace) -> int:
         return 2
     con = duckdb.connect(str(source), read_only=True)
     try:
-        subject = resolve(con, Request(kind, value))  # type: ignore[arg-type]
+        subject = resolve(con, _privacy_request(args))
         doc = export.document(con, subject, source)
     except (SubjectError, export.ExportError) as exc:
         print(f"switchyard export-person: {exc}", file=sys.stderr)
@@ -294,6 +291,43 @@ def cmd_export_person(args: argparse.Namespace) -> int:
         f"{len(v)} {k.replace('_', ' ')}" for k, v in doc.items() if isinstance(v, list) and v
     )
     print(f"{subject.person_id}: {counts} (as of {doc['source_built_at']}) -> {out}")
+    return 0
+
+
+def _privacy_request(args: argparse.Namespace) -> Any:
+    from switchyard.privacy.subject import Request
+
+    kind, value = next(
+        (k, v) for k in ("email", "phone", "user_id", "person_id") if (v := getattr(args, k))
+    )
+    return Request(kind, value)  # type: ignore[arg-type]
+
+
+def cmd_forget(args: argparse.Namespace) -> int:
+    from switchyard.privacy.forget import forget
+    from switchyard.privacy.subject import SubjectError
+
+    paths = Paths.from_env()
+    try:
+        done = forget(paths, _privacy_request(args), args.request_id)
+    except (SubjectError, RuntimeError) as exc:
+        print(f"switchyard forget: {exc}", file=sys.stderr)
+        return 1
+    if done.person_id is None:
+        print(f"request {done.request_id}: nobody held under that identifier; it is blocked")
+        return 0
+    for store, counts in sorted(done.stores.items()):
+        if any(counts.values()):
+            print(
+                f"  {store}: " + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in counts.items())
+            )
+    if done.busy:
+        print(
+            f"request {done.request_id}: {len(done.busy)} files still being written were "
+            f"skipped; run `switchyard forget ... --request-id {done.request_id}` again"
+        )
+        return 3
+    print(f"request {done.request_id}: {done.person_id} forgotten (audit: {done.tombstone})")
     return 0
 
 
@@ -585,6 +619,18 @@ def main(argv: list[str] | None = None) -> int:
     who.add_argument("--person-id")
     exp.add_argument("--out", help="where to write it (default: <home>/exports/<person_id>.json)")
     exp.set_defaults(func=cmd_export_person)
+
+    fgt = sub.add_parser(
+        "forget",
+        help="forget a person: their rows removed from the landing files and the warehouse",
+    )
+    fwho = fgt.add_mutually_exclusive_group(required=True)
+    fwho.add_argument("--email")
+    fwho.add_argument("--phone", help="as the person gave it; read in the default region")
+    fwho.add_argument("--user-id")
+    fwho.add_argument("--person-id")
+    fgt.add_argument("--request-id", help="the request's id (default: a new one); again to resume")
+    fgt.set_defaults(func=cmd_forget)
 
     prep = sub.add_parser("prepare", help="build the dbt manifest (dbt parse) if stale")
     prep.set_defaults(func=cmd_prepare)

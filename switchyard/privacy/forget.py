@@ -1,0 +1,210 @@
+"""Forget a person (GDPR Art. 17, CCPA deletion): `switchyard forget --email E`.
+
+In order, so that a forget stopped anywhere is finished by running it again:
+1. who: the identity graph gives every identifier the person used (subject.py), their push
+   tokens and the spellings their values arrived in;
+2. a tombstone with salted hashes of all of it, before anything is removed (tombstones.py);
+3. the landing files: rows about the person removed, ledger lines and journey transitions
+   kept under a pseudonym with their personal columns emptied, so caps and funnel counts stay
+   as they were (landed.py); files outside the landing folder that hold messages (journey
+   previews, the local sandbox's record);
+4. the warehouse: the person's rows deleted from every table, in one transaction, and the
+   file rewritten without the freed blocks; the published copy made again (stored.py);
+5. the tombstone completed with what each store gave up: the audit record, without personal
+   data.
+
+Landing files that cannot be rewritten now (a collector's open file, a running sender's
+ledger file) are counted as `busy`: the request stays incomplete until a later run rewrites
+them. Not built yet: deletion at the destinations, dropping the person's new events at intake,
+and a send-time check against the tombstones (docs/privacy.md).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from switchyard import publish
+from switchyard.privacy import landed, stored, tombstones
+from switchyard.privacy.subject import Request, Subject, SubjectError, resolve
+from switchyard.settings import Paths
+
+MIN_SPELLING = 4  # shorter values are not looked for inside unparsed text (too many false hits)
+
+
+@dataclass
+class Forgotten:
+    request_id: str
+    person_id: str | None  # None: nobody held under that identifier (already forgotten?)
+    stores: dict[str, dict[str, int]] = field(default_factory=dict)
+    busy: list[str] = field(default_factory=list)
+    tombstone: Path | None = None
+
+    @property
+    def complete(self) -> bool:
+        return not self.busy
+
+
+def forget(paths: Paths, request: Request, request_id: str | None = None) -> Forgotten:
+    request_id = request_id or uuid.uuid4().hex
+    key = tombstones.salt(paths.home)
+    found = _who(paths, request)
+    identifier_keys = {request.identifier_key()}
+    if found is not None:
+        subject, tokens, spellings = found
+        identifier_keys |= {f"{t}:{v}" for t, v in subject.identifiers}
+        identifier_keys |= {f"push_token:{t}" for t in tokens}
+    stone_path = tombstones.folder(paths.landing, "forgotten") / f"{request_id}.json"
+    if stone_path.exists():
+        stone = tombstones.Tombstone.read(stone_path)
+    else:
+        stone = tombstones.Tombstone(request_id, _now(), [])
+    person_hashes = (
+        [tombstones.digest(key, f"person_id:{p}") for p in subject.person_ids] if found else []
+    )
+    stone.hashes = sorted(set(stone.hashes) | set(tombstones.hashes_of(key, identifier_keys))
+                          | set(person_hashes))  # fmt: skip
+    stone.completed_at = None
+    stone.write(paths.landing)
+    result = Forgotten(request_id, subject.person_id if found else None, tombstone=stone_path)
+    if found is None:
+        stone.stores = {}
+        _complete(stone, result, paths)
+        return result
+
+    target = landed.Target(
+        keys=identifier_keys,
+        person_ids=set(subject.person_ids),
+        pseudonym=tombstones.pseudonym(key, subject.person_id),
+        spellings={
+            s for s in spellings | {v for _, v in subject.identifiers} if len(s) >= MIN_SPELLING
+        },
+    )
+    target.send_keys = landed.send_keys_of(paths.landing, target.person_ids)
+    for store, done in {
+        **landed.forget_jsonl(paths.landing, target),
+        **landed.forget_parquet(paths.landing, target),
+        **_outside_landing(paths, target),
+    }.items():
+        result.stores[f"landing:{store}"] = {
+            "files": done.files, "rows_removed": done.rows_removed,
+            "rows_redacted": done.rows_redacted,
+        }  # fmt: skip
+        result.busy += done.busy
+    values = _values(subject, target, tokens, spellings)
+    if paths.duckdb.exists():
+        purged = stored.purge(paths.duckdb, values)
+        for table, rows in purged.tables.items():
+            result.stores[f"warehouse:{table}"] = {"rows_removed": rows}
+        if publish.published_path(paths.duckdb).exists():
+            publish.publish(paths.duckdb)
+            result.stores["warehouse:published copy"] = {"files": 1}
+    stone.stores = result.stores
+    _complete(stone, result, paths)
+    return result
+
+
+def _complete(stone: tombstones.Tombstone, result: Forgotten, paths: Paths) -> None:
+    if result.complete:
+        stone.completed_at = _now()
+    stone.write(paths.landing)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _who(paths: Paths, request: Request) -> tuple[Subject, set[str], set[str]] | None:
+    """The subject, their push tokens and raw spellings, from the working warehouse (the
+    published copy may lag it); None when the graph holds nobody under the identifier."""
+    for source in (paths.duckdb, publish.published_path(paths.duckdb)):
+        if not source.exists():
+            continue
+        try:
+            con = duckdb.connect(str(source), read_only=True)
+        except duckdb.IOException:
+            continue  # held by a run: the published copy
+        try:
+            try:
+                subject = resolve(con, request)
+            except SubjectError as exc:
+                if "belongs to" in str(exc):
+                    raise
+                return None
+            ids = subject.person_ids
+            tokens = {
+                r[0]
+                for r in con.execute(
+                    "select distinct push_token from int_events_stitched "
+                    "where push_token is not null and list_contains(?, person_id)",
+                    [ids],
+                ).fetchall()
+            }
+            spellings = {
+                r[0]
+                for r in con.execute(
+                    "select distinct o.raw_value from int_identifier_occurrences as o "
+                    "join dim_identities as i using (identifier_key) "
+                    "where o.raw_value is not null and list_contains(?, i.person_id)",
+                    [ids],
+                ).fetchall()
+            }
+            return subject, tokens, spellings
+        finally:
+            con.close()
+    raise SubjectError(f"no warehouse at {paths.duckdb}: run the pipeline first")
+
+
+def _values(
+    subject: Subject, target: landed.Target, tokens: set[str], spellings: set[str]
+) -> dict[str, set[str]]:
+    emails, phones = set(subject.values("email")), set(subject.values("phone"))
+    users = set(subject.values("user_id"))
+    return {
+        "person_ids": set(subject.person_ids),
+        "user_ids": users,
+        "anonymous_ids": set(subject.values("anonymous_id")) | set(subject.values("device_id")),
+        "emails": emails,
+        "phones": phones,
+        "spellings": spellings,
+        "tokens": tokens,
+        "keys": set(target.keys),
+        "values": {v for _, v in subject.identifiers} | spellings,
+        "send_keys": target.send_keys,
+        "addresses": emails | phones | tokens | users | set(subject.person_ids),
+    }
+
+
+def _outside_landing(paths: Paths, target: landed.Target) -> dict[str, landed.Done]:
+    """Message records kept beside the landing folder: previews written by `journeys preview`
+    and the local sandbox's record of what it received."""
+    done: dict[str, landed.Done] = {}
+    previews = landed.Done()
+    for path in sorted((paths.home / "preview").glob("*.jsonl")):
+        previews.add(
+            _drop_lines(path, lambda row: row.get("person_id") in target.person_ids, target)
+        )
+    done["preview"] = previews
+    received = paths.home / "sandbox" / "received.jsonl"
+    if received.exists():
+
+        def names(row: dict[str, Any]) -> bool:
+            return target.names(landed.address_keys(row.get("recipient"))) or target.in_text(
+                json.dumps(row, default=str)
+            )
+
+        done["sandbox/received"] = _drop_lines(received, names, target)
+    return done
+
+
+def _drop_lines(
+    path: Path, names: Callable[[dict[str, Any]], bool], target: landed.Target
+) -> landed.Done:
+    return landed.rewrite_jsonl(path, lambda row: None if names(row) else True, target)

@@ -1,0 +1,325 @@
+"""Forgetting in the landing files: each table's rows about the person are removed, or, where a
+row must stay for counts (the ledger, journey transitions), kept under a pseudonym with its
+personal columns emptied. Files are rewritten whole and renamed into place, as producers write
+them; a file no row of which is the person's is left as it is.
+
+A file still being written (the collector's hidden `.open` files, a sender's ledger file it
+holds locked) is skipped and counted: forget again once it is closed (a tombstone makes that
+harmless).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+from sqlglot import exp
+
+from switchyard import landing, phones
+
+REGION = "US"  # as switchyard/privacy/subject.py DEFAULT_PHONE_REGION
+
+# What a person's rows carry that the rewrite empties where the row stays.
+LEDGER_PERSONAL = ("recipient", "subject", "body", "reason_detail", "provider_message_id")
+
+
+@dataclass
+class Target:
+    """The person, as rows name them: identifier keys (`type:normalised`), their person ids
+    and what to call them where a row stays, their send keys, and plain spellings to find in
+    text that cannot be parsed (rejected payloads)."""
+
+    keys: set[str]
+    person_ids: set[str]
+    pseudonym: str
+    spellings: set[str]
+    send_keys: set[str] = field(default_factory=set)
+
+    def names(self, row_keys: set[str]) -> bool:
+        return not self.keys.isdisjoint(row_keys)
+
+    def in_text(self, text: str) -> bool:
+        low = text.lower()
+        return any(s and s.lower() in low for s in self.spellings)
+
+
+@dataclass
+class Done:
+    files: int = 0  # rewritten
+    rows_removed: int = 0
+    rows_redacted: int = 0
+    busy: list[str] = field(default_factory=list)  # files skipped: still being written
+
+    def add(self, other: Done) -> None:
+        self.files += other.files
+        self.rows_removed += other.rows_removed
+        self.rows_redacted += other.rows_redacted
+        self.busy += other.busy
+
+
+def email_key(value: object) -> str | None:
+    text = str(value).strip().lower() if value else ""
+    return f"email:{text}" if "@" in text else None
+
+
+def phone_key(value: object) -> str | None:
+    if not value:
+        return None
+    e164 = phones.e164(str(value), REGION)
+    return f"phone:{e164}" if e164 else None
+
+
+def _plain(kind: str, value: object) -> str | None:
+    text = str(value).strip() if value is not None else ""
+    return f"{kind}:{text}" if text else None
+
+
+def address_keys(value: object) -> set[str]:
+    """An address as suppressions and the ledger hold it: an email, a phone or a push token."""
+    found = {email_key(value), phone_key(value), _plain("push_token", value)}
+    return {k for k in found if k}
+
+
+def event_keys(row: dict[str, Any]) -> set[str]:
+    context = row.get("context") or {}
+    device = context.get("device") or {} if isinstance(context, dict) else {}
+    traits = row.get("traits") or (context.get("traits") if isinstance(context, dict) else None)
+    traits = traits if isinstance(traits, dict) else {}
+    found = {
+        _plain("user_id", row.get("userId")),
+        _plain("anonymous_id", row.get("anonymousId")),
+        _plain("anonymous_id", row.get("previousId")),
+        _plain("device_id", device.get("id") if isinstance(device, dict) else None),
+        _plain("push_token", device.get("token") if isinstance(device, dict) else None),
+        email_key(traits.get("email")),
+        phone_key(traits.get("phone")),
+    }
+    return {k for k in found if k}
+
+
+Decide = Callable[[dict[str, Any]], "dict[str, Any] | None | bool"]
+# True: keep as is; None: remove; a dict: keep this instead (redacted)
+
+
+def _deciders(target: Target) -> dict[tuple[str, str], Decide]:
+    def events(row: dict[str, Any]) -> bool | None:
+        return None if target.names(event_keys(row)) else True
+
+    def rejects(row: dict[str, Any]) -> bool | None:
+        payload = str(row.get("payload") or "")
+        try:
+            parsed = json.loads(payload)
+        except ValueError:
+            parsed = None
+        if isinstance(parsed, dict) and target.names(event_keys(parsed)):
+            return None
+        return None if target.in_text(payload) else True
+
+    def orders(row: dict[str, Any]) -> bool | None:
+        keys = {_plain("user_id", row.get("user_id")), email_key(row.get("email"))}
+        return None if target.names({k for k in keys if k}) else True
+
+    def by_user(row: dict[str, Any]) -> bool | None:
+        key = _plain("user_id", row.get("user_id"))
+        return None if key and key in target.keys else True
+
+    def suppressions(row: dict[str, Any]) -> bool | None:
+        return None if target.names(address_keys(row.get("address"))) else True
+
+    def feedback(row: dict[str, Any]) -> bool | None:
+        return None if row.get("send_key") in target.send_keys else True
+
+    def ledger(row: dict[str, Any]) -> dict[str, Any] | bool:
+        if row.get("person_id") not in target.person_ids:
+            return True
+        return {**row, "person_id": target.pseudonym, **dict.fromkeys(LEDGER_PERSONAL)}
+
+    return {
+        ("segment", "events"): events,
+        ("segment", "rejects"): rejects,
+        ("shop", "orders"): orders,
+        ("preferences", "consents"): by_user,
+        ("preferences", "suppressions"): suppressions,
+        ("inbox", "messages"): by_user,
+        ("feedback", "events"): feedback,
+        ("ledger", "deliveries"): ledger,
+    }
+
+
+def send_keys_of(landing_dir: Path, person_ids: set[str]) -> set[str]:
+    """The person's send keys, from the ledger's run files (feedback and the inbox name sends
+    by them). Compacted files are read too: old run files are gone once compacted."""
+    found: set[str] = set()
+    folder = landing.table_dir(landing_dir, "ledger", "deliveries")
+    for path in _visible(folder, "*.jsonl"):
+        for row in _rows(path):
+            if isinstance(row, dict) and row.get("person_id") in person_ids:
+                found.add(str(row.get("send_key")))
+    compacted = landing_dir / "ledger" / "compacted"
+    files = sorted(compacted.glob("lines-*.parquet")) if compacted.exists() else []
+    if files:
+        names = exp.Array(expressions=[exp.Literal.string(str(f)) for f in files])
+        ids = exp.Array(expressions=[exp.Literal.string(p) for p in sorted(person_ids)])
+        with duckdb.connect() as con:
+            rows = con.execute(
+                f"select distinct send_key from read_parquet({names.sql('duckdb')}, "
+                f"union_by_name = true) where list_contains({ids.sql('duckdb')}, person_id)"
+            ).fetchall()
+        found.update(str(r[0]) for r in rows)
+    return found
+
+
+def forget_jsonl(landing_dir: Path, target: Target) -> dict[str, Done]:
+    """Every JSON-lines landing table, rewritten without the person (or redacted)."""
+    done: dict[str, Done] = {}
+    for (source, table), decide in _deciders(target).items():
+        folder = landing.table_dir(landing_dir, source, table)
+        outcome = Done()
+        for path in _visible(folder, "*.jsonl"):
+            outcome.add(rewrite_jsonl(path, decide, target))
+        for hidden in folder.glob(".*.jsonl*"):
+            outcome.busy.append(str(hidden))  # the collector's open files: not closed yet
+        done[f"{source}/{table}"] = outcome
+    return done
+
+
+def _visible(folder: Path, pattern: str) -> Iterator[Path]:
+    if folder.exists():
+        yield from sorted(p for p in folder.glob(pattern) if not p.name.startswith((".", "_")))
+
+
+def _rows(path: Path) -> Iterator[Any]:
+    with path.open(encoding="utf-8") as fh:
+        for line in fh:
+            if line.strip():
+                try:
+                    yield json.loads(line)
+                except ValueError:
+                    yield line
+
+
+def rewrite_jsonl(path: Path, decide: Decide, target: Target) -> Done:
+    """`path` without the rows `decide` removes (or with those it redacts), if any."""
+    if not _closed(path):
+        return Done(busy=[str(path)])
+    kept: list[str] = []
+    removed = redacted = 0
+    with path.open(encoding="utf-8") as fh:
+        for line in fh:
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except ValueError:  # not JSON: kept unless it names the person
+                if target.in_text(line):
+                    removed += 1
+                else:
+                    kept.append(line.rstrip("\n"))
+                continue
+            verdict = decide(row) if isinstance(row, dict) else True
+            if verdict is True:
+                kept.append(line.rstrip("\n"))
+            elif verdict is None or verdict is False:
+                removed += 1
+            else:
+                redacted += 1
+                kept.append(json.dumps(verdict, default=str, separators=(",", ":")))
+    if not removed and not redacted:
+        return Done()
+    _replace_text(path, kept)
+    return Done(files=1, rows_removed=removed, rows_redacted=redacted)
+
+
+def _replace_text(path: Path, lines: list[str]) -> None:
+    tmp = path.with_name(f".{path.name}.forget.tmp")
+    with tmp.open("w", encoding="utf-8") as fh:
+        for line in lines:
+            fh.write(line + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    landing.fsync_dir(path.parent)
+
+
+def _closed(path: Path) -> bool:
+    """No writer holds it (the ledger's and the inbox's writers lock their open files)."""
+    with path.open("rb") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return True
+
+
+# -- Parquet: journey state, sync results, previews, the compacted ledger ----------------------
+
+# folder under landing -> (what to do with the person's rows, the personal columns to empty)
+PARQUET: dict[str, tuple[str, tuple[str, ...]]] = {
+    "journeys/transitions": ("pseudonymize", ("properties", "detail")),
+    "journeys/previews": ("remove", ()),
+    "syncs/results": ("remove", ()),
+    "ledger/compacted": ("pseudonymize", LEDGER_PERSONAL + ("channel",)),
+}
+
+
+def forget_parquet(landing_dir: Path, target: Target) -> dict[str, Done]:
+    done: dict[str, Done] = {}
+    with duckdb.connect() as con:
+        for relative, (how, personal) in PARQUET.items():
+            outcome = Done()
+            for path in _visible(landing_dir / relative, "*.parquet"):
+                outcome.add(_rewrite_parquet(con, path, how, personal, target))
+            done[relative] = outcome
+    return done
+
+
+def _rewrite_parquet(
+    con: duckdb.DuckDBPyConnection, path: Path, how: str, personal: tuple[str, ...], t: Target
+) -> Done:
+    source = exp.Literal.string(str(path)).sql("duckdb")
+    columns = {
+        r[0] for r in con.execute(f"describe select * from read_parquet({source})").fetchall()
+    }
+    if "person_id" in columns:
+        match_column, values = "person_id", t.person_ids
+    elif "key" in columns:  # sync results: the destination's key, the user id
+        match_column = "key"
+        values = {k.split(":", 1)[1] for k in t.keys if k.startswith("user_id:")}
+    else:
+        return Done()
+    wanted = exp.Array(expressions=[exp.Literal.string(v) for v in sorted(values)]).sql("duckdb")
+    where = f"list_contains({wanted}, {match_column})"
+    (hits,) = con.execute(
+        f"select count(*) from read_parquet({source}) where {where}"
+    ).fetchone() or (0,)
+    if not hits:
+        return Done()
+    metadata = con.execute(  # the ledger's `source_files`; a writer's own schema is not kept
+        f"select decode(key), decode(value) from parquet_kv_metadata({source}) "
+        "where not starts_with(decode(key), 'ARROW:')"
+    ).fetchall()
+    if how == "remove":
+        query = f"select * from read_parquet({source}) where not {where}"
+    else:
+        emptied = [c for c in personal if c in columns]
+        replaced = [f"case when {where} then null else {c} end as {c}" for c in emptied]
+        pseudonym = exp.Literal.string(t.pseudonym).sql("duckdb")
+        replaced.append(f"case when {where} then {pseudonym} else person_id end as person_id")
+        query = f"select * replace ({', '.join(replaced)}) from read_parquet({source})"
+    options = ""
+    if metadata:
+        pairs = ", ".join(
+            f"{exp.Literal.string(k).sql('duckdb')}: {exp.Literal.string(v).sql('duckdb')}"
+            for k, v in metadata
+        )
+        options = f"kv_metadata {{{pairs}}}"
+    landing.write_parquet(con, query, path, options)
+    removed = hits if how == "remove" else 0
+    return Done(files=1, rows_removed=removed, rows_redacted=hits - removed)

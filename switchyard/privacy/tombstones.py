@@ -1,0 +1,98 @@
+"""What a forgotten person leaves behind: salted hashes of their identifiers, never the values.
+
+A tombstone (`landing/privacy/forgotten/<request_id>.json`) is written before anything is
+removed, so a forget that stops half-way is resumed from it, and it is what later sends and
+intake check a person against. The hashes are HMAC-SHA256 under a salt of this installation
+(`SWITCHYARD_PRIVACY_SALT`, else a random one created once in `<home>/secrets/privacy-salt`):
+without the salt they cannot be matched to a guessed email.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import json
+import os
+import secrets
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from switchyard import landing
+
+SALT_ENV = "SWITCHYARD_PRIVACY_SALT"
+
+
+def folder(landing_dir: Path, part: str) -> Path:
+    """`landing/privacy/<part>`: forgotten (tombstones) or audit."""
+    return landing_dir / "privacy" / part
+
+
+def salt(home: Path) -> bytes:
+    """This installation's salt: the setting, else the one created on first use."""
+    given = os.environ.get(SALT_ENV)
+    if given:
+        return given.encode()
+    path = home / "secrets" / "privacy-salt"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_hex(32))
+            fh.flush()
+            os.fsync(fh.fileno())
+        with contextlib.suppress(FileExistsError):  # first writer wins: one salt, ever
+            os.link(tmp, path)
+        tmp.unlink()
+    return path.read_text().strip().encode()
+
+
+def digest(key: bytes, identifier_key: str) -> str:
+    """The hash of one identifier key (`type:normalised value`)."""
+    return hmac.new(key, identifier_key.encode(), hashlib.sha256).hexdigest()
+
+
+def pseudonym(key: bytes, person_id: str) -> str:
+    """What a forgotten person's id becomes where a row must stay (the ledger, journey state):
+    stable, so counts per person hold, and not the id."""
+    return f"forgotten_{digest(key, f'person_id:{person_id}')[:24]}"
+
+
+@dataclass
+class Tombstone:
+    request_id: str
+    requested_at: str
+    hashes: list[str]  # of every identifier key and person id
+    completed_at: str | None = None
+    stores: dict[str, dict[str, int]] = field(default_factory=dict)  # what was done, counts
+
+    def write(self, landing_dir: Path) -> Path:
+        where = folder(landing_dir, "forgotten")
+        where.mkdir(parents=True, exist_ok=True)
+        target = where / f"{self.request_id}.json"
+        tmp = where / f".{target.name}.tmp"
+        with tmp.open("w", encoding="utf-8") as fh:
+            json.dump(asdict(self), fh, indent=1, sort_keys=True)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+        landing.fsync_dir(where)
+        return target
+
+    @classmethod
+    def read(cls, path: Path) -> Tombstone:
+        return cls(**json.loads(path.read_text()))
+
+
+def forgotten_hashes(landing_dir: Path) -> set[str]:
+    """Every hash of every tombstone so far."""
+    hashes: set[str] = set()
+    for path in sorted(folder(landing_dir, "forgotten").glob("*.json")):
+        hashes.update(Tombstone.read(path).hashes)
+    return hashes
+
+
+def hashes_of(key: bytes, identifier_keys: Iterable[str]) -> list[str]:
+    return sorted({digest(key, k) for k in identifier_keys})

@@ -1,0 +1,198 @@
+"""`switchyard forget`: after it, no file under the home and no table of the warehouse holds any
+of the person's identifiers, names or phone spellings, while another person's data is intact
+and the ledger and journey counts are what they were."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from activations import ledger, transitions
+from activations.inbox.store import message_row
+from activations.ledger.keys import SendRef
+from activations.syncs import results
+from switchyard import events, landing, publish
+from switchyard.privacy import tombstones
+from switchyard.privacy.forget import forget
+from switchyard.privacy.subject import Request
+from switchyard.settings import Paths
+from tests.dbt_helpers import dbt_build, query
+from tests.scenario import T0, Scenario
+
+MODELS = (
+    "+dim_people", "+fct_deliveries", "+fct_message_engagement", "+fct_journey_entries",
+    "+fct_journey_transitions", "+fct_inbox_messages", "+stg_preferences__suppressions",
+    "+dim_sync_state", "int_identity_anchor_links",
+)  # fmt: skip
+# Everything of Adelheid's a file could still hold: identifiers, spellings, name, message text.
+ADELHEID = (
+    "adelheid.lovelace",
+    "adelheid-7",
+    "dev-adelheid",
+    "4155550101",
+    "555-0101",
+    "Adelheid",
+    "fcm-adelheid",
+    "Tips for Adelheid",
+)
+COUNTS = {
+    "deliveries": "select count(*) as n from fct_deliveries",
+    "transitions": "select count(*) as n from fct_journey_transitions",
+    "sent": "select count(*) as n from fct_deliveries where delivery_status = 'sent'",
+}
+
+
+def person_scenario(paths: Paths) -> None:
+    s = Scenario(paths.landing)
+    s.track("cart_updated", T0 - timedelta(days=3), anonymous_id="dev-adelheid", sku="sku-1")
+    s.person("adelheid-7", devices=("dev-adelheid",), email="Adelheid.Lovelace@Example.com ",
+             phone="(415) 555-0101", first_name="Adelheid", push_token="fcm-adelheid",
+             consent=("email", "sms"))  # fmt: skip
+    s.opt_out("adelheid-7", "sms", T0 - timedelta(hours=5))
+    s.orders.append({"order_id": "o-1", "user_id": "adelheid-7",
+                     "email": "adelheid.lovelace@example.com", "order_total": 42.5,
+                     "currency": "EUR", "order_status": "completed",
+                     "ordered_at": T0.isoformat()})  # fmt: skip
+    s.person("bob-builder", devices=("dev-bob",), email="bob.builder@example.com",
+             first_name="Bobby", consent=("email",))  # fmt: skip
+    s.land()
+    landing.write_batch(paths.landing, "segment", "rejects", [
+        {"message_id": "bad-1", "source": "segment", "reject_reason": "no type",
+         "payload": '{"traits": {"email": "ADELHEID.LOVELACE@example.com"}, oops'},
+        {"message_id": "bad-2", "source": "segment", "reject_reason": "no type",
+         "payload": '{"traits": {"email": "bob.builder@example.com"}}'},
+    ], prefix="test")  # fmt: skip
+    landing.write_batch(paths.landing, "preferences", "suppressions", [
+        events.suppression("s-1", "email", "adelheid.lovelace@example.com", "suppressed", "all",
+                           "bounce", "sendgrid", T0),
+        events.suppression("s-2", "email", "bob.builder@example.com", "suppressed", "all",
+                           "bounce", "sendgrid", T0),
+    ], prefix="test")  # fmt: skip
+
+
+def sends(paths: Paths, people: dict[str, str]) -> None:
+    """A sent email to each person, with feedback and an inbox message, a journey entry and a
+    sync result, as the sender, the inbox, the tick and a sync land them."""
+    writer = ledger.LedgerWriter(paths.landing, "r1")
+    inbox, feedback = [], []
+    with duckdb.connect() as con:
+        for n, (user, person) in enumerate(sorted(people.items())):
+            name = "Adelheid" if user.startswith("adelheid") else "Bobby"
+            ref = SendRef(f"k-{n}", "welcome", "tips", person, f"e-{n}")
+            for status in ("attempted", "sent"):
+                writer.write(ref, status, T0, channel="email", recipient=f"{user}@mail.test",  # type: ignore[arg-type]
+                             subject=f"Tips for {name}", body=f"Hi {name}")  # fmt: skip
+            inbox.append(
+                message_row(ref.send_key, user, "Hello", f"Hi {name}", "welcome", "tips", T0)
+            )
+            feedback.append(
+                events.feedback_event(f"f-{n}", ref.send_key, "sendgrid", "email", "open", T0)
+            )
+            con.execute(
+                "create or replace table t as select 'welcome' as journey, ? as entry_id, "
+                "? as person_id, 0 as seq, null as from_node, 'tips' as node, ?::timestamp as "
+                "reached_at, null as next_at, ?::timestamp as entered_at, 'treatment' as arm, "
+                "'entered' as reason, null as detail, ? as properties, 'r1' as run_id, "
+                "?::timestamp as recorded_at, 'v1' as journey_version",
+                [f"e-{n}", person, T0, T0, json.dumps({"name": name}), T0],
+            )
+            transitions.append(con, "t", paths.landing, "tick-test")
+            con.execute(
+                "create or replace table r as select 'braze_people' as sync, 'braze' as "
+                "destination, ? as key, 'added' as change, 'upsert' as op, 'h' as row_hash, ? as "
+                "payload, 'synced' as outcome, null as reason, 1 as attempt, 'r1' as run_id, "
+                "?::timestamp as recorded_at",
+                [user, json.dumps({"first_name": name}), T0],
+            )
+            results.append(con, "r", paths.landing, "r1")
+    writer.close()
+    landing.write_batch(paths.landing, "inbox", "messages", inbox, prefix="run")
+    landing.write_batch(paths.landing, "feedback", "events", feedback, prefix="test")
+
+
+def files_holding(root: Path, needles: tuple[str, ...]) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for path in root.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes().lower()
+            hits = [n for n in needles if n.lower().encode() in data]
+            if hits:
+                found[str(path.relative_to(root))] = hits
+    return found
+
+
+def counts(paths: Paths) -> dict[str, int]:
+    return {name: int(query(paths, sql)[0]["n"]) for name, sql in COUNTS.items()}
+
+
+@pytest.fixture(scope="module")
+def forgotten(module_paths: Paths) -> tuple[Paths, dict[str, int], object]:
+    paths = module_paths
+    person_scenario(paths)
+    dbt_build(paths, *MODELS, command="run")
+    people = {
+        r["user_id"]: r["person_id"]
+        for r in query(paths, "select user_id, person_id from dim_people")
+    }
+    sends(paths, people)
+    dbt_build(paths, *MODELS, command="run")
+    publish.publish(paths.duckdb)
+    held = files_holding(paths.home, ADELHEID)  # the scenario did put her everywhere:
+    assert {"switchyard.duckdb", "published/switchyard.duckdb"} < set(held) and len(held) >= 10
+    before = counts(paths)
+    done = forget(paths, Request("email", " ADELHEID.lovelace@example.com"), "req-1")
+    return paths, before, done
+
+
+def test_nothing_of_the_person_is_left_in_any_file(
+    forgotten: tuple[Paths, dict[str, int], object],
+) -> None:
+    paths, _, done = forgotten
+    assert files_holding(paths.home, ADELHEID) == {}
+    # the other person is all there: landing, warehouse, published copy
+    bob = files_holding(paths.home, ("bob.builder", "Bobby", "dev-bob"))
+    assert {"switchyard.duckdb", "published/switchyard.duckdb"} <= set(bob)
+    assert any(p.startswith("landing/segment/events") for p in bob)
+    assert any(p.startswith("landing/segment/rejects") for p in bob)
+    people = query(paths, "select user_id from dim_people")
+    assert [p["user_id"] for p in people] == ["bob-builder"]
+    assert done.complete and done.person_id  # type: ignore[attr-defined]
+
+
+def test_counts_stay_as_they_were_once_rebuilt(
+    forgotten: tuple[Paths, dict[str, int], object],
+) -> None:
+    paths, before, _ = forgotten
+    dbt_build(paths, *MODELS, command="run")
+    assert counts(paths) == before
+    pseudonymous = query(
+        paths, "select distinct person_id from fct_deliveries where person_id like 'forgotten_%'"
+    )
+    assert len(pseudonymous) == 1
+    assert files_holding(paths.home, ADELHEID) == {}  # the rebuild brought nothing back
+
+
+def test_the_tombstone_holds_hashes_and_counts_only(
+    forgotten: tuple[Paths, dict[str, int], object],
+) -> None:
+    paths, _, done = forgotten
+    stone = tombstones.Tombstone.read(paths.landing / "privacy/forgotten/req-1.json")
+    assert stone.completed_at and stone.hashes
+    key = tombstones.salt(paths.home)
+    assert tombstones.digest(key, "email:adelheid.lovelace@example.com") in stone.hashes
+    assert tombstones.digest(key, "phone:+14155550101") in stone.hashes
+    assert stone.stores["landing:segment/events"]["rows_removed"] >= 2
+    assert stone.stores["landing:ledger/deliveries"]["rows_redacted"] == 2
+    assert stone.stores["landing:feedback/events"]["rows_removed"] == 1  # by her send key
+    assert stone.stores["landing:inbox/messages"]["rows_removed"] == 1
+
+
+def test_forgetting_again_is_harmless(forgotten: tuple[Paths, dict[str, int], object]) -> None:
+    paths, _, _ = forgotten
+    again = forget(paths, Request("email", "adelheid.lovelace@example.com"), "req-2")
+    assert again.person_id is None and again.complete
+    assert query(paths, "select count(*) as n from dim_people")[0]["n"] == 1
