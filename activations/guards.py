@@ -125,6 +125,18 @@ def suppressed_as(
     return f"{channel}: {address} suppressed ({reason or 'listed'})"
 
 
+def identifier_keys(person: Person) -> list[str | None]:
+    """The person's identifiers as the identity graph keys them (`type:value`), for matching
+    against deletion requests' hashes (switchyard/privacy/tombstones.py)."""
+    return [
+        f"person_id:{person.person_id}",
+        f"user_id:{person.user_id}" if person.user_id else None,
+        f"email:{person.email.strip().lower()}" if person.email else None,
+        f"phone:{person.phone}" if person.phone else None,  # E.164 in dim_people
+        f"push_token:{person.push_token}" if person.push_token else None,
+    ]
+
+
 def choose_channel(
     step: Step,
     person: Person,

@@ -45,6 +45,7 @@ from activations.tick import TickResult, run_tick
 from switchyard import events, landing
 from switchyard.clock import utc_now
 from switchyard.preference_links import LinkSigner, LinkSubject
+from switchyard.privacy.tombstones import Forgotten
 
 log = logging.getLogger(__name__)
 
@@ -451,6 +452,7 @@ def deliver(
 
     queues = ChannelQueues(sender, outcome, withdrawn, batch_size)
     fresh = FreshGuards(audience, due, reread, reread_seconds, read_at=audience_read_at)
+    forgotten = Forgotten(sender.ledger.landing_dir)  # deletion requests (switchyard forget)
     try:
         for index, d in enumerate(due):
             if settled(d.ref, d.attempt_number - 1):
@@ -459,6 +461,10 @@ def deliver(
             person = audience.people.get(d.ref.person_id)
             if person is None:
                 hold(d.ref, SkipReason.NO_PROFILE)
+                continue
+            if forgotten.names(guards.identifier_keys(person)):
+                # asked to be forgotten: never sent to again, whatever the warehouse still says
+                hold(d.ref, SkipReason.SUPPRESSED, "forgotten: a deletion request names them")
                 continue
             choice = guards.choose_channel(
                 d.step, person, audience.consents, consent_rule, audience.suppressions

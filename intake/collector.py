@@ -36,6 +36,8 @@ from intake.consent_index import ConsentIndex
 from intake.durable import GroupCommitLog, recover
 from intake.openapi import openapi_document
 from switchyard import landing, preference_links
+from switchyard.privacy.landed import event_keys
+from switchyard.privacy.tombstones import Forgotten
 
 SINGLE_CALLS = ("track", "identify", "page", "screen", "alias", "group")
 RECENT_IDS = 1_000_000  # messageIds remembered for de-duplication (staging de-duplicates too)
@@ -115,7 +117,11 @@ def create_app(settings: CollectorSettings) -> Starlette:
         "suppressions": landing.table_dir(settings.landing_dir, "preferences", "suppressions"),
         "consents": landing.table_dir(settings.landing_dir, "preferences", "consents"),
     }
-    state: dict[str, Any] = {"recent": RecentIds(), "accepted": 0, "rejected": 0, "duplicates": 0}
+    state: dict[str, Any] = {
+        "recent": RecentIds(), "accepted": 0, "rejected": 0, "duplicates": 0, "forgotten": 0,
+    }  # fmt: skip
+    # People whose deletion request asks that their new events be dropped (switchyard forget)
+    forgotten = Forgotten(settings.landing_dir, intake_only=True)
     logs: dict[str, GroupCommitLog] = {}
 
     @asynccontextmanager
@@ -185,6 +191,9 @@ def create_app(settings: CollectorSettings) -> Starlette:
                 continue
             except Exception as exc:  # bad input never gets a 5xx: kept, with what went wrong
                 rejected.append((index, message, f"unreadable message: {exc!r}"))
+                continue
+            if forgotten.names(event_keys(landed.row)):
+                state["forgotten"] += 1  # acknowledged, never landed: not even as a reject
                 continue
             if landed.message_id in recent or landed.message_id in mine:
                 state["duplicates"] += 1
@@ -297,6 +306,7 @@ def create_app(settings: CollectorSettings) -> Starlette:
                 "accepted": state["accepted"],
                 "rejected": state["rejected"],
                 "duplicates": state["duplicates"],
+                "dropped_forgotten": state["forgotten"],
             }
         )
 

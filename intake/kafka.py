@@ -7,6 +7,7 @@ segment/rejects with the reason and the topic, partition and offset they came fr
 
 from __future__ import annotations
 
+import functools
 import logging
 import signal
 import time
@@ -18,6 +19,8 @@ from typing import Any
 
 from intake import segment
 from switchyard import landing
+from switchyard.privacy.landed import event_keys
+from switchyard.privacy.tombstones import Forgotten
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +31,7 @@ class ConsumeSummary:
     rejected: int = 0
     batches: int = 0
     commits: int = 0
+    dropped_forgotten: int = 0  # events of people forgotten with drop_at_intake
 
 
 def consume(
@@ -123,6 +127,11 @@ def _take(message: Any, source: str, rows: list[dict[str, Any]], rejects: list[A
     )
 
 
+@functools.lru_cache(maxsize=8)
+def _forgotten(landing_dir: Path) -> Forgotten:
+    return Forgotten(landing_dir, intake_only=True)
+
+
 def _land(
     landing_dir: Path,
     rows: list[dict[str, Any]],
@@ -130,6 +139,10 @@ def _land(
     write_batch: Callable[..., Path],
     summary: ConsumeSummary,
 ) -> None:
+    forgotten = _forgotten(landing_dir)  # deletion requests that drop new events
+    kept = [row for row in rows if not forgotten.names(event_keys(row))]
+    summary.dropped_forgotten += len(rows) - len(kept)
+    rows = kept
     if rows:
         write_batch(landing_dir, "segment", "events", rows, prefix="kafka")
     if rejects:

@@ -309,13 +309,10 @@ def cmd_forget(args: argparse.Namespace) -> int:
 
     paths = Paths.from_env()
     try:
-        done = forget(paths, _privacy_request(args), args.request_id)
+        done = forget(paths, _privacy_request(args), args.request_id, args.drop_new_events)
     except (SubjectError, RuntimeError) as exc:
         print(f"switchyard forget: {exc}", file=sys.stderr)
         return 1
-    if done.person_id is None:
-        print(f"request {done.request_id}: nobody held under that identifier; it is blocked")
-        return 0
     for store, counts in sorted(done.stores.items()):
         if any(counts.values()):
             print(
@@ -327,7 +324,8 @@ def cmd_forget(args: argparse.Namespace) -> int:
             f"skipped; run `switchyard forget ... --request-id {done.request_id}` again"
         )
         return 3
-    print(f"request {done.request_id}: {done.person_id} forgotten (audit: {done.tombstone})")
+    who = done.person_id or "nobody in the warehouse under that identifier; it"
+    print(f"request {done.request_id}: {who} forgotten (audit: {done.tombstone})")
     return 0
 
 
@@ -630,6 +628,11 @@ def main(argv: list[str] | None = None) -> int:
     fwho.add_argument("--user-id")
     fwho.add_argument("--person-id")
     fgt.add_argument("--request-id", help="the request's id (default: a new one); again to resume")
+    fgt.add_argument(
+        "--drop-new-events",
+        action="store_true",
+        help="suppress and delete: the person's new events are not landed by intake either",
+    )
     fgt.set_defaults(func=cmd_forget)
 
     prep = sub.add_parser("prepare", help="build the dbt manifest (dbt parse) if stale")

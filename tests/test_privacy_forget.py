@@ -182,7 +182,7 @@ def test_the_tombstone_holds_hashes_and_counts_only(
     paths, _, done = forgotten
     stone = tombstones.Tombstone.read(paths.landing / "privacy/forgotten/req-1.json")
     assert stone.completed_at and stone.hashes
-    key = tombstones.salt(paths.home)
+    key = tombstones.salt(paths.landing)
     assert tombstones.digest(key, "email:adelheid.lovelace@example.com") in stone.hashes
     assert tombstones.digest(key, "phone:+14155550101") in stone.hashes
     assert stone.stores["landing:segment/events"]["rows_removed"] >= 2
@@ -196,3 +196,58 @@ def test_forgetting_again_is_harmless(forgotten: tuple[Paths, dict[str, int], ob
     again = forget(paths, Request("email", "adelheid.lovelace@example.com"), "req-2")
     assert again.person_id is None and again.complete
     assert query(paths, "select count(*) as n from dim_people")[0]["n"] == 1
+
+
+def test_new_events_are_dropped_at_intake_when_the_request_says_so(tmp_path: Path) -> None:
+    # No warehouse needed: a request for someone the graph never held still blocks them.
+    import httpx
+
+    from intake import kafka
+    from intake.collector import CollectorSettings, create_app
+    from tests.servers import serving
+    from tests.test_collector import KEYS, ROTATE, auth, closed_soon
+
+    paths = Paths(home=tmp_path, landing=tmp_path / "landing", duckdb=tmp_path / "none.duckdb")
+    landing.ensure_layout(paths.landing)
+    kept_only = forget(paths, Request("email", "quiet@example.com"), "req-keep")
+    assert kept_only.person_id is None and kept_only.complete
+    dropping = forget(paths, Request("user_id", "gone-1"), "req-drop", drop_at_intake=True)
+    assert dropping.complete
+
+    def identify(message_id: str, **ids: object) -> dict[str, object]:
+        return {"type": "identify", "messageId": message_id, **ids}
+
+    with serving(create_app(CollectorSettings(paths.landing, KEYS, ROTATE))) as url:
+        batch = [
+            identify("m-gone", userId="gone-1", traits={"email": "x@example.com"}),
+            identify("m-quiet", userId="u-q", traits={"email": " Quiet@Example.com"}),
+            identify("m-other", userId="someone-else"),
+        ]
+        answer = httpx.post(f"{url}/v1/batch", json={"batch": batch}, headers=auth())
+        assert answer.status_code == 200
+        # "quiet" asked only to be forgotten: their new events still land (kept per the request)
+        rows = closed_soon(paths.landing, {"m-quiet", "m-other"})
+        assert "m-gone" not in {r["messageId"] for r in rows}
+        assert httpx.get(f"{url}/health").json()["dropped_forgotten"] == 1
+    summary = kafka.ConsumeSummary()
+    kafka._land(paths.landing, [identify("k-gone", userId="gone-1"), identify("k-ok", userId="ok")],
+                [], landing.write_batch, summary)  # fmt: skip
+    assert summary.dropped_forgotten == 1
+
+
+def test_the_sender_skips_a_forgotten_person_whatever_the_warehouse_says(
+    forgotten: tuple[Paths, dict[str, int], object],
+) -> None:
+    # Run last in the module: it adds a ledger line.
+    from activations import guards
+    from sandbox import Sandbox
+    from tests.test_delivery import entry, ledger_line, ref_for, run
+
+    paths, _, _ = forgotten
+    back = guards.Person("p-back", "someone-new", "Adelheid.Lovelace@example.com ", None, None,
+                         "A", consent={"sms": "subscribed"})  # fmt: skip
+    with Sandbox() as sandbox:
+        summary = run(paths.landing, sandbox, entry("e-back", back), person=back)
+        assert summary.skipped == {"suppressed": 1} and sandbox.received == []
+    line = ledger_line(paths.landing, ref_for("e-back", person="p-back").send_key, "skipped")
+    assert line["reason_detail"] == "forgotten: a deletion request names them"

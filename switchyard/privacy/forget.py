@@ -15,8 +15,9 @@ In order, so that a forget stopped anywhere is finished by running it again:
 
 Landing files that cannot be rewritten now (a collector's open file, a running sender's
 ledger file) are counted as `busy`: the request stays incomplete until a later run rewrites
-them. Not built yet: deletion at the destinations, dropping the person's new events at intake,
-and a send-time check against the tombstones (docs/privacy.md).
+them. From the tombstone on, the sender skips the person (activations/run.py) and, with
+`drop_at_intake`, the collector and the Kafka consumer do not land their new events. Not built
+yet: deletion at the destinations (docs/privacy.md).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ MIN_SPELLING = 4  # shorter values are not looked for inside unparsed text (too 
 
 
 @dataclass
-class Forgotten:
+class ForgetResult:
     request_id: str
     person_id: str | None  # None: nobody held under that identifier (already forgotten?)
     stores: dict[str, dict[str, int]] = field(default_factory=dict)
@@ -52,9 +53,11 @@ class Forgotten:
         return not self.busy
 
 
-def forget(paths: Paths, request: Request, request_id: str | None = None) -> Forgotten:
+def forget(
+    paths: Paths, request: Request, request_id: str | None = None, drop_at_intake: bool = False
+) -> ForgetResult:
     request_id = request_id or uuid.uuid4().hex
-    key = tombstones.salt(paths.home)
+    key = tombstones.salt(paths.landing)
     found = _who(paths, request)
     identifier_keys = {request.identifier_key()}
     if found is not None:
@@ -65,28 +68,35 @@ def forget(paths: Paths, request: Request, request_id: str | None = None) -> For
     if stone_path.exists():
         stone = tombstones.Tombstone.read(stone_path)
     else:
-        stone = tombstones.Tombstone(request_id, _now(), [])
+        stone = tombstones.Tombstone(request_id, _now(), [], drop_at_intake=drop_at_intake)
     person_hashes = (
         [tombstones.digest(key, f"person_id:{p}") for p in subject.person_ids] if found else []
     )
     stone.hashes = sorted(set(stone.hashes) | set(tombstones.hashes_of(key, identifier_keys))
                           | set(person_hashes))  # fmt: skip
     stone.completed_at = None
+    stone.drop_at_intake = stone.drop_at_intake or drop_at_intake
     stone.write(paths.landing)
-    result = Forgotten(request_id, subject.person_id if found else None, tombstone=stone_path)
+    result = ForgetResult(request_id, subject.person_id if found else None, tombstone=stone_path)
     if found is None:
-        stone.stores = {}
-        _complete(stone, result, paths)
-        return result
-
-    target = landed.Target(
-        keys=identifier_keys,
-        person_ids=set(subject.person_ids),
-        pseudonym=tombstones.pseudonym(key, subject.person_id),
-        spellings={
-            s for s in spellings | {v for _, v in subject.identifiers} if len(s) >= MIN_SPELLING
-        },
-    )
+        # Nobody in the warehouse under it (not built yet, or forgotten already): the landing
+        # files are still searched for the identifier itself.
+        given = request.value.strip()
+        target = landed.Target(
+            keys=identifier_keys,
+            person_ids={given} if request.kind == "person_id" else set(),
+            pseudonym=tombstones.pseudonym(key, given),
+            spellings={given} if len(given) >= MIN_SPELLING else set(),
+        )
+    else:
+        target = landed.Target(
+            keys=identifier_keys,
+            person_ids=set(subject.person_ids),
+            pseudonym=tombstones.pseudonym(key, subject.person_id),
+            spellings={
+                s for s in spellings | {v for _, v in subject.identifiers} if len(s) >= MIN_SPELLING
+            },
+        )
     target.send_keys = landed.send_keys_of(paths.landing, target.person_ids)
     for store, done in {
         **landed.forget_jsonl(paths.landing, target),
@@ -98,9 +108,8 @@ def forget(paths: Paths, request: Request, request_id: str | None = None) -> For
             "rows_redacted": done.rows_redacted,
         }  # fmt: skip
         result.busy += done.busy
-    values = _values(subject, target, tokens, spellings)
-    if paths.duckdb.exists():
-        purged = stored.purge(paths.duckdb, values)
+    if found is not None and paths.duckdb.exists():
+        purged = stored.purge(paths.duckdb, _values(subject, target, tokens, spellings))
         for table, rows in purged.tables.items():
             result.stores[f"warehouse:{table}"] = {"rows_removed": rows}
         if publish.published_path(paths.duckdb).exists():
@@ -111,7 +120,7 @@ def forget(paths: Paths, request: Request, request_id: str | None = None) -> For
     return result
 
 
-def _complete(stone: tombstones.Tombstone, result: Forgotten, paths: Paths) -> None:
+def _complete(stone: tombstones.Tombstone, result: ForgetResult, paths: Paths) -> None:
     if result.complete:
         stone.completed_at = _now()
     stone.write(paths.landing)
@@ -159,7 +168,7 @@ def _who(paths: Paths, request: Request) -> tuple[Subject, set[str], set[str]] |
             return subject, tokens, spellings
         finally:
             con.close()
-    raise SubjectError(f"no warehouse at {paths.duckdb}: run the pipeline first")
+    return None  # no warehouse yet
 
 
 def _values(

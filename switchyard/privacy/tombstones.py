@@ -3,8 +3,8 @@
 A tombstone (`landing/privacy/forgotten/<request_id>.json`) is written before anything is
 removed, so a forget that stops half-way is resumed from it, and it is what later sends and
 intake check a person against. The hashes are HMAC-SHA256 under a salt of this installation
-(`SWITCHYARD_PRIVACY_SALT`, else a random one created once in `<home>/secrets/privacy-salt`):
-without the salt they cannot be matched to a guessed email.
+(`SWITCHYARD_PRIVACY_SALT`, else a random one created once in `landing/privacy/salt`, readable
+by its owner only): without the salt they cannot be matched to a guessed email.
 """
 
 from __future__ import annotations
@@ -29,12 +29,12 @@ def folder(landing_dir: Path, part: str) -> Path:
     return landing_dir / "privacy" / part
 
 
-def salt(home: Path) -> bytes:
+def salt(landing_dir: Path) -> bytes:
     """This installation's salt: the setting, else the one created on first use."""
     given = os.environ.get(SALT_ENV)
     if given:
         return given.encode()
-    path = home / "secrets" / "privacy-salt"
+    path = landing_dir / "privacy" / "salt"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp")
@@ -66,6 +66,7 @@ class Tombstone:
     requested_at: str
     hashes: list[str]  # of every identifier key and person id
     completed_at: str | None = None
+    drop_at_intake: bool = False  # "suppress and delete": their new events are not landed
     stores: dict[str, dict[str, int]] = field(default_factory=dict)  # what was done, counts
 
     def write(self, landing_dir: Path) -> Path:
@@ -86,12 +87,44 @@ class Tombstone:
         return cls(**json.loads(path.read_text()))
 
 
-def forgotten_hashes(landing_dir: Path) -> set[str]:
-    """Every hash of every tombstone so far."""
+def forgotten_hashes(landing_dir: Path, intake_only: bool = False) -> set[str]:
+    """Every hash of every tombstone so far (`intake_only`: of those that drop new events)."""
     hashes: set[str] = set()
     for path in sorted(folder(landing_dir, "forgotten").glob("*.json")):
-        hashes.update(Tombstone.read(path).hashes)
+        stone = Tombstone.read(path)
+        if stone.drop_at_intake or not intake_only:
+            hashes.update(stone.hashes)
     return hashes
+
+
+class Forgotten:
+    """Whether identifier keys name a forgotten person, for the sender and intake: the
+    tombstones' hashes, read again whenever a tombstone is added (`intake_only`: only those of
+    requests that drop new events)."""
+
+    def __init__(self, landing_dir: Path, intake_only: bool = False) -> None:
+        self.landing_dir = landing_dir
+        self.intake_only = intake_only
+        self._seen: int | None = None
+        self._hashes: set[str] = set()
+        self._key = b""
+
+    def names(self, identifier_keys: Iterable[str | None]) -> bool:
+        self._refresh()
+        if not self._hashes:
+            return False
+        return any(k and digest(self._key, k) in self._hashes for k in identifier_keys)
+
+    def _refresh(self) -> None:
+        where = folder(self.landing_dir, "forgotten")
+        try:
+            seen = where.stat().st_mtime_ns  # a tombstone renamed into place changes it
+        except FileNotFoundError:
+            return
+        if seen != self._seen:
+            self._hashes = forgotten_hashes(self.landing_dir, self.intake_only)
+            self._key = salt(self.landing_dir) if self._hashes else b""
+            self._seen = seen
 
 
 def hashes_of(key: bytes, identifier_keys: Iterable[str]) -> list[str]:
