@@ -303,13 +303,24 @@ def _privacy_request(args: argparse.Namespace) -> Any:
     return Request(kind, value)  # type: ignore[arg-type]
 
 
+def _sync_destinations() -> list[str]:
+    """The platforms the project's syncs send to (a forget deletes the person there)."""
+    from activations.syncs import load_syncs
+    from orchestration.dbt_project import ensure_manifest
+
+    return sorted({s.destination for s in load_syncs(ensure_manifest())})
+
+
 def cmd_forget(args: argparse.Namespace) -> int:
     from switchyard.privacy.forget import forget
     from switchyard.privacy.subject import SubjectError
 
     paths = Paths.from_env()
     try:
-        done = forget(paths, _privacy_request(args), args.request_id, args.drop_new_events)
+        done = forget(
+            paths, _privacy_request(args), args.request_id, args.drop_new_events,
+            destinations=_sync_destinations(),
+        )  # fmt: skip
     except (SubjectError, RuntimeError) as exc:
         print(f"switchyard forget: {exc}", file=sys.stderr)
         return 1
@@ -320,8 +331,9 @@ def cmd_forget(args: argparse.Namespace) -> int:
             )
     if done.busy:
         print(
-            f"request {done.request_id}: {len(done.busy)} files still being written were "
-            f"skipped; run `switchyard forget ... --request-id {done.request_id}` again"
+            f"request {done.request_id}: {len(done.busy)} parts unfinished (files still being "
+            "written, deletions a platform did not answer): run `switchyard forget ... "
+            f"--request-id {done.request_id}` again"
         )
         return 3
     who = done.person_id or "nobody in the warehouse under that identifier; it"

@@ -251,3 +251,23 @@ def test_the_sender_skips_a_forgotten_person_whatever_the_warehouse_says(
         assert summary.skipped == {"suppressed": 1} and sandbox.received == []
     line = ledger_line(paths.landing, ref_for("e-back", person="p-back").send_key, "skipped")
     assert line["reason_detail"] == "forgotten: a deletion request names them"
+
+
+def test_the_platforms_syncs_send_to_are_asked_to_delete_the_person(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sandbox import Sandbox
+
+    paths = Paths(home=tmp_path, landing=tmp_path / "landing", duckdb=tmp_path / "none.duckdb")
+    landing.ensure_layout(paths.landing)
+    with Sandbox() as sandbox:
+        monkeypatch.setenv("SWITCHYARD_CHANNELS_BASE_URL", sandbox.base_url)
+        sandbox.braze.users["gone-2"] = {"email": "gone@example.com"}
+        sandbox.braze.users["stays"] = {"email": "stays@example.com"}
+        done = forget(
+            paths, Request("user_id", "gone-2"), "req-d", destinations=["braze", "iterable"]
+        )
+        assert sandbox.braze.deleted == ["gone-2"] and set(sandbox.braze.users) == {"stays"}
+    assert done.stores["destination:braze"] == {"deleted": 1, "refused": 0}
+    # Iterable never had them: it refuses, and that is an answer (the request is complete)
+    assert done.stores["destination:iterable"] == {"deleted": 0, "refused": 1} and done.complete

@@ -16,15 +16,16 @@ In order, so that a forget stopped anywhere is finished by running it again:
 Landing files that cannot be rewritten now (a collector's open file, a running sender's
 ledger file) are counted as `busy`: the request stays incomplete until a later run rewrites
 them. From the tombstone on, the sender skips the person (activations/run.py) and, with
-`drop_at_intake`, the collector and the Kafka consumer do not land their new events. Not built
-yet: deletion at the destinations (docs/privacy.md).
+`drop_at_intake`, the collector and the Kafka consumer do not land their new events. Each
+destination a sync sends to is asked to delete the person (Braze `/users/delete`, Iterable
+`DELETE /api/users/byUserId`, Customer.io's batch `delete`, Airship's named-user uninstall).
 """
 
 from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -45,7 +46,7 @@ class ForgetResult:
     request_id: str
     person_id: str | None  # None: nobody held under that identifier (already forgotten?)
     stores: dict[str, dict[str, int]] = field(default_factory=dict)
-    busy: list[str] = field(default_factory=list)
+    busy: list[str] = field(default_factory=list)  # files being written, unanswered deletes
     tombstone: Path | None = None
 
     @property
@@ -54,8 +55,14 @@ class ForgetResult:
 
 
 def forget(
-    paths: Paths, request: Request, request_id: str | None = None, drop_at_intake: bool = False
+    paths: Paths,
+    request: Request,
+    request_id: str | None = None,
+    drop_at_intake: bool = False,
+    destinations: Sequence[str] = (),
 ) -> ForgetResult:
+    """`destinations`: the engagement platforms syncs send to (braze, iterable, customerio,
+    airship), each asked to delete the person's user ids with its own delete call."""
     request_id = request_id or uuid.uuid4().hex
     key = tombstones.salt(paths.landing)
     found = _who(paths, request)
@@ -108,6 +115,15 @@ def forget(
             "rows_redacted": done.rows_redacted,
         }  # fmt: skip
         result.busy += done.busy
+    users = (
+        set(subject.values("user_id"))
+        if found is not None
+        else ({request.value.strip()} if request.kind == "user_id" else set())
+    )
+    for name in destinations:
+        counts, unfinished = _delete_at(name, users, paths)
+        result.stores[f"destination:{name}"] = counts
+        result.busy += unfinished
     if found is not None and paths.duckdb.exists():
         purged = stored.purge(paths.duckdb, _values(subject, target, tokens, spellings))
         for table, rows in purged.tables.items():
@@ -189,6 +205,23 @@ def _values(
         "send_keys": target.send_keys,
         "addresses": emails | phones | tokens | users | set(subject.person_ids),
     }
+
+
+def _delete_at(name: str, users: set[str], paths: Paths) -> tuple[dict[str, int], list[str]]:
+    """The platform's delete call for each user id: deleted, refused (the platform's answer
+    kept as a count: a user it never had is refused by some), or not answered (the request
+    stays incomplete and a second run asks again)."""
+    from activations.syncs.destination import Change
+    from activations.syncs.settings import open_destination
+
+    if not users:
+        return {"deleted": 0}, []
+    with open_destination(name, paths.home / "sandbox") as destination:
+        answers = destination.send([Change("delete", u) for u in sorted(users)])
+    outcomes = [a.outcome for a in answers]
+    unanswered = [f"{name}: {u}" for u, a in zip(sorted(users), answers, strict=True)
+                  if a.outcome not in ("synced", "rejected")]  # fmt: skip
+    return {"deleted": outcomes.count("synced"), "refused": outcomes.count("rejected")}, unanswered
 
 
 def _outside_landing(paths: Paths, target: landed.Target) -> dict[str, landed.Done]:
