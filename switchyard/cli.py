@@ -312,14 +312,18 @@ def _sync_destinations() -> list[str]:
 
 
 def cmd_forget(args: argparse.Namespace) -> int:
+    from activations.channels.settings import channel_mode
     from switchyard.privacy.forget import forget
     from switchyard.privacy.subject import SubjectError
 
     paths = Paths.from_env()
+    destinations = _sync_destinations()
+    if destinations:
+        channel_mode(os.environ)  # how to reach them, said before anything is removed
     try:
         done = forget(
             paths, _privacy_request(args), args.request_id, args.drop_new_events,
-            destinations=_sync_destinations(),
+            destinations=destinations,
         )  # fmt: skip
     except (SubjectError, RuntimeError) as exc:
         print(f"switchyard forget: {exc}", file=sys.stderr)
