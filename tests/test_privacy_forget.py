@@ -271,3 +271,71 @@ def test_the_platforms_syncs_send_to_are_asked_to_delete_the_person(
     assert done.stores["destination:braze"] == {"deleted": 1, "refused": 0}
     # Iterable never had them: it refuses, and that is an answer (the request is complete)
     assert done.stores["destination:iterable"] == {"deleted": 0, "refused": 1} and done.complete
+
+
+def test_compacted_ledger_lines_are_pseudonymized_in_place(tmp_path: Path) -> None:
+    from activations.ledger.compact import compact
+
+    paths = Paths(home=tmp_path, landing=tmp_path / "landing", duckdb=tmp_path / "none.duckdb")
+    landing.ensure_layout(paths.landing)
+    writer = ledger.LedgerWriter(paths.landing, "r1")
+    for n, name in ((1, "Xavier"), (2, "Yvonne")):
+        ref = SendRef(f"k{n}", "welcome", "tips", f"p-{n}", f"e-{n}")
+        for status in ("attempted", "sent"):
+            writer.write(ref, status, T0, channel="email", recipient=f"{name}@mail.test",  # type: ignore[arg-type]
+                         subject=f"Tips for {name}", body=f"Hi {name}")  # fmt: skip
+    writer.close()
+    compact(paths.landing)
+    assert "landing/ledger/compacted" in {
+        str(Path(p).parent) for p in files_holding(tmp_path, ("Xavier",))
+    }
+    done = forget(paths, Request("person_id", "p-1"), "req-x")
+    assert files_holding(tmp_path, ("Xavier", "xavier@")) == {} and done.complete
+    assert files_holding(tmp_path, ("Yvonne",))  # the other person's lines are untouched
+    # the ledger reads as before: one attempt each, both sent, the first under a pseudonym
+    state = ledger.read_state(paths.landing)
+    assert state.last_status == {"k1": "sent", "k2": "sent"}
+    assert state.attempts == {"k1": 1, "k2": 1}
+    assert state.refs["k1"].person_id.startswith("forgotten_")
+
+
+def test_forgetting_while_the_collector_lands_events_loses_no_other_event(tmp_path: Path) -> None:
+    import threading
+
+    import httpx
+
+    from intake.collector import CollectorSettings, create_app
+    from tests.servers import serving
+    from tests.test_collector import KEYS, ROTATE, auth, closed_soon
+
+    paths = Paths(home=tmp_path, landing=tmp_path / "landing", duckdb=tmp_path / "none.duckdb")
+    landing.ensure_layout(paths.landing)
+    sent: list[str] = []
+    with serving(create_app(CollectorSettings(paths.landing, KEYS, ROTATE))) as url:
+
+        def post_batches() -> None:
+            with httpx.Client() as http:
+                for b in range(40):
+                    batch = [{"type": "track", "event": "viewed", "messageId": f"m{b}-{i}",
+                              "userId": "gone-3" if i % 4 == 0 else f"u{b}-{i}"}
+                             for i in range(8)]  # fmt: skip
+                    assert (
+                        http.post(
+                            f"{url}/v1/batch", json={"batch": batch}, headers=auth()
+                        ).status_code
+                        == 200
+                    )
+                    sent.extend(m["messageId"] for m in batch if m["userId"] != "gone-3")
+
+        poster = threading.Thread(target=post_batches)
+        poster.start()
+        while poster.is_alive():  # forgets racing the landing of new files
+            forget(paths, Request("user_id", "gone-3"), "req-race")
+        poster.join()
+        rows = closed_soon(paths.landing, set(sent))
+    forget(paths, Request("user_id", "gone-3"), "req-race")  # what landed after the last pass
+    rows = [r for p in (paths.landing / "segment/events").glob("*.jsonl")
+            for r in map(json.loads, p.read_text().splitlines())]  # fmt: skip
+    ids = [r["messageId"] for r in rows]
+    assert sorted(ids) == sorted(sent) and len(sent) == 40 * 6  # every other event, once
+    assert not any(r.get("userId") == "gone-3" for r in rows)

@@ -13,9 +13,11 @@ Safe beside running runs and readers (layout in activations/ledger/store.py):
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -79,11 +81,20 @@ def _write_sends(con: duckdb.DuckDBPyConnection, landing_dir: Path, folder: Path
 
 
 def compact(landing_dir: Path) -> Compaction:
+    with compaction_lock(landing_dir) as folder:
+        return _compact(landing_dir, folder)
+
+
+@contextlib.contextmanager
+def compaction_lock(landing_dir: Path) -> Iterator[Path]:
+    """Held while the compacted folder changes: a second compaction waits, then finds less to
+    do; a forget (switchyard/privacy) rewrites run and compacted files under it, so no
+    compaction folds a run file's old lines in meanwhile."""
     folder = store.compacted_dir(landing_dir)
     folder.mkdir(parents=True, exist_ok=True)
     with (folder / ".lock").open("ab") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # a second compaction waits, then finds less to do
-        return _compact(landing_dir, folder)
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield folder
 
 
 def _compact(landing_dir: Path, folder: Path) -> Compaction:

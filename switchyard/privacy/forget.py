@@ -33,6 +33,7 @@ from typing import Any
 
 import duckdb
 
+from activations.ledger.compact import compaction_lock
 from switchyard import publish
 from switchyard.privacy import landed, stored, tombstones
 from switchyard.privacy.subject import Request, Subject, SubjectError, resolve
@@ -105,11 +106,13 @@ def forget(
             },
         )
     target.send_keys = landed.send_keys_of(paths.landing, target.person_ids)
-    for store, done in {
-        **landed.forget_jsonl(paths.landing, target),
-        **landed.forget_parquet(paths.landing, target),
-        **_outside_landing(paths, target),
-    }.items():
+    with compaction_lock(paths.landing):  # no compaction folds old ledger lines in meanwhile
+        rewritten = {
+            **landed.forget_jsonl(paths.landing, target),
+            **landed.forget_parquet(paths.landing, target),
+            **_outside_landing(paths, target),
+        }
+    for store, done in rewritten.items():
         result.stores[f"landing:{store}"] = {
             "files": done.files, "rows_removed": done.rows_removed,
             "rows_redacted": done.rows_redacted,
