@@ -187,6 +187,9 @@ def create_app(settings: CollectorSettings) -> Starlette:
             try:
                 landed = segment.check(message, received_at, source, call, sent_at)
             except segment.Rejected as refused:
+                if isinstance(message, dict) and forgotten.names(event_keys(message)):
+                    state["forgotten"] += 1  # not kept as a reject either
+                    continue
                 rejected.append((index, message, str(refused)))
                 continue
             except Exception as exc:  # bad input never gets a 5xx: kept, with what went wrong

@@ -49,7 +49,8 @@ COUNTS = {
 def person_scenario(paths: Paths) -> None:
     s = Scenario(paths.landing)
     s.track("cart_updated", T0 - timedelta(days=3), anonymous_id="dev-adelheid", sku="sku-1")
-    s.person("adelheid-7", devices=("dev-adelheid",), email="Adelheid.Lovelace@Example.com ",
+    s.person("adelheid-7", devices=("dev-adelheid", "dev-family"),
+             email="Adelheid.Lovelace@Example.com ",
              phone="(415) 555-0101", first_name="Adelheid", push_token="fcm-adelheid",
              consent=("email", "sms"))  # fmt: skip
     s.opt_out("adelheid-7", "sms", T0 - timedelta(hours=5))
@@ -57,8 +58,13 @@ def person_scenario(paths: Paths) -> None:
                      "email": "adelheid.lovelace@example.com", "order_total": 42.5,
                      "currency": "EUR", "order_status": "completed",
                      "ordered_at": T0.isoformat()})  # fmt: skip
-    s.person("bob-builder", devices=("dev-bob",), email="bob.builder@example.com",
-             first_name="Bobby", consent=("email",))  # fmt: skip
+    s.person("bob-builder", devices=("dev-bob", "dev-family"), email="bob.builder@example.com",
+             first_name="Bobby", consent=("email",), when=T0 - timedelta(hours=2))  # fmt: skip
+    # the family tablet, and an order Bob placed with her address: his, kept, her address blanked
+    s.orders.append({"order_id": "o-bob", "user_id": "bob-builder",
+                     "email": "adelheid.lovelace@example.com", "order_total": 9.0,
+                     "currency": "EUR", "order_status": "completed",
+                     "ordered_at": T0.isoformat()})  # fmt: skip
     s.land()
     landing.write_batch(paths.landing, "segment", "rejects", [
         {"message_id": "bad-1", "source": "segment", "reject_reason": "no type",
@@ -144,7 +150,16 @@ def forgotten(module_paths: Paths) -> tuple[Paths, dict[str, int], object]:
     held = files_holding(paths.home, ADELHEID)  # the scenario did put her everywhere:
     assert {"switchyard.duckdb", "published/switchyard.duckdb"} < set(held) and len(held) >= 10
     before = counts(paths)
-    done = forget(paths, Request("email", " ADELHEID.lovelace@example.com"), "req-1")
+    request = Request("email", " ADELHEID.lovelace@example.com")
+    with pytest.MonkeyPatch.context() as mp:  # stopped after the warehouse purge...
+
+        def disk_full(warehouse: Path) -> None:
+            raise OSError("no space left while publishing")
+
+        mp.setattr(publish, "publish", disk_full)
+        with pytest.raises(OSError):
+            forget(paths, request, "req-1")
+    done = forget(paths, request, "req-1")  # ... and resumed: it finds nobody, and finishes
     return paths, before, done
 
 
@@ -160,7 +175,17 @@ def test_nothing_of_the_person_is_left_in_any_file(
     assert any(p.startswith("landing/segment/rejects") for p in bob)
     people = query(paths, "select user_id from dim_people")
     assert [p["user_id"] for p in people] == ["bob-builder"]
-    assert done.complete and done.person_id  # type: ignore[attr-defined]
+    assert done.complete  # type: ignore[attr-defined]
+    # Bob's rows on the shared tablet, and his order with her address, are his: kept
+    orders = query(paths, "select order_id, user_id, email from stg_shop__orders")
+    assert orders == [{"order_id": "o-bob", "user_id": "bob-builder", "email": None}]
+    events = query(
+        paths, "select count(*) as n from stg_segment__events where user_id = 'bob-builder'"
+    )
+    assert events[0]["n"] == 2  # one identify per device
+    landed_bob = [json.loads(line) for p in (paths.landing / "segment/events").glob("*.jsonl")
+                  for line in p.read_text().splitlines() if "bob-builder" in line]  # fmt: skip
+    assert len(landed_bob) == 2
 
 
 def test_counts_stay_as_they_were_once_rebuilt(
@@ -186,6 +211,12 @@ def test_the_tombstone_holds_hashes_and_counts_only(
     assert tombstones.digest(key, "email:adelheid.lovelace@example.com") in stone.hashes
     assert tombstones.digest(key, "phone:+14155550101") in stone.hashes
     assert stone.stores["landing:segment/events"]["rows_removed"] >= 2
+    assert stone.stores["landing:shop/orders"] == {
+        "files": 1,
+        "rows_removed": 1,
+        "rows_redacted": 1,
+    }
+    assert stone.stores["warehouse:main.dim_people"] == {"rows_removed": 1}  # from the first run
     assert stone.stores["landing:ledger/deliveries"]["rows_redacted"] == 2
     assert stone.stores["landing:feedback/events"]["rows_removed"] == 1  # by her send key
     assert stone.stores["landing:inbox/messages"]["rows_removed"] == 1
@@ -294,9 +325,15 @@ def test_compacted_ledger_lines_are_pseudonymized_in_place(tmp_path: Path) -> No
     assert files_holding(tmp_path, ("Yvonne",))  # the other person's lines are untouched
     # the ledger reads as before: one attempt each, both sent, the first under a pseudonym
     state = ledger.read_state(paths.landing)
-    assert state.last_status == {"k1": "sent", "k2": "sent"}
-    assert state.attempts == {"k1": 1, "k2": 1}
-    assert state.refs["k1"].person_id.startswith("forgotten_")
+    # (its send key, a hash of the person id, is replaced too: it could be recomputed)
+    (gone,) = set(state.last_status) - {"k2"}
+    assert gone.startswith("forgotten_") and state.refs[gone].person_id.startswith("forgotten_")
+    assert state.last_status == {gone: "sent", "k2": "sent"}
+    assert state.attempts == {gone: 1, "k2": 1}
+    with duckdb.connect() as con:  # the channel stays: caps and channel metrics count it
+        lines = paths.landing / "ledger/compacted/lines-*.parquet"
+        channels = con.execute(f"select distinct channel from read_parquet('{lines}')").fetchall()
+    assert channels == [("email",)]
 
 
 def test_forgetting_while_the_collector_lands_events_loses_no_other_event(tmp_path: Path) -> None:
@@ -339,3 +376,21 @@ def test_forgetting_while_the_collector_lands_events_loses_no_other_event(tmp_pa
     ids = [r["messageId"] for r in rows]
     assert sorted(ids) == sorted(sent) and len(sent) == 40 * 6  # every other event, once
     assert not any(r.get("userId") == "gone-3" for r in rows)
+
+
+def test_a_request_that_matches_nobody_removes_nothing(tmp_path: Path) -> None:
+    # "2026" is in every timestamp: an id nobody has must not match text in other rows.
+    paths = Paths(home=tmp_path, landing=tmp_path / "landing", duckdb=tmp_path / "none.duckdb")
+    landing.ensure_layout(paths.landing)
+    s = Scenario(paths.landing)
+    s.person("carol", devices=("dev-c",), email="carol@example.com", phone="+14155550199")
+    s.land()
+    landing.write_batch(paths.landing, "segment", "rejects", [
+        {"message_id": "bad-3", "source": "segment", "reject_reason": "no type",
+         "payload": "2026-11-02 not json, +14155550199"},
+    ], prefix="test")  # fmt: skip
+    before = files_holding(tmp_path, ("carol", "2026", "4155550199"))
+    done = forget(paths, Request("user_id", "2026"), "req-none")
+    assert done.person_id is None and done.complete
+    assert all(c["rows_removed"] == 0 for c in done.stores.values() if "rows_removed" in c)
+    assert files_holding(tmp_path, ("carol", "2026", "4155550199")).keys() >= before.keys()

@@ -7,7 +7,7 @@ import fcntl
 import json
 import time
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ from activations.syncs.destination import (
     RowResult,
 )
 from activations.syncs.diff import Diff, compute_diff
+from switchyard.privacy.tombstones import Forgotten
 
 # rows sent between two landed files (rounded up to whole requests): a crash loses at most this
 # much progress
@@ -113,6 +114,7 @@ def run_sync(
     with _lock(landing_dir, sync.name), duckdb.connect() as con:
         started = time.monotonic()
         diff = compute_diff(con, sync, _read_model(warehouse, sync), landing_dir)
+        diff = _without_forgotten(diff, Forgotten(landing_dir))
         diff_seconds = time.monotonic() - started
         removed = diff.count("removed")
         # a removal the sync keeps at the destination removes nothing there
@@ -255,6 +257,21 @@ def _send(
         )  # fmt: skip
         counts["rejected"] += diff.duplicates.num_rows
     return counts
+
+
+def _without_forgotten(diff: Diff, forgotten: Forgotten) -> Diff:
+    """The changes, without those that would send a person a deletion request names back to
+    the platform (switchyard forget): they count as held. Removals still go."""
+    if not forgotten.any() or not diff.changes.num_rows:
+        return diff
+    users = diff.changes.column("user_key").to_pylist()
+    people = [u or k for u, k in zip(users, diff.changes.column("key").to_pylist(), strict=True)]
+    keep = [
+        change == "removed" or not forgotten.names([f"user_id:{p}", f"person_id:{p}"])
+        for p, change in zip(people, diff.changes.column("change").to_pylist(), strict=True)
+    ]
+    held = keep.count(False)
+    return replace(diff, changes=diff.changes.filter(pa.array(keep)), held=diff.held + held)
 
 
 def _landed_row(

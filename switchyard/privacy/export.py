@@ -62,7 +62,8 @@ SECTIONS: dict[str, str] = {
     "orders": """
         select order_id, user_id, email, order_total, currency, order_status, ordered_at
         from stg_shop__orders
-        where user_id in (select unnest($users)) or email in (select unnest($emails))
+        where user_id in (select unnest($users))
+            or (user_id is null and email in (select unnest($emails)))
         order by ordered_at, order_id
     """,
     "messages": """

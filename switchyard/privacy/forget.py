@@ -67,46 +67,54 @@ def forget(
     request_id = request_id or uuid.uuid4().hex
     key = tombstones.salt(paths.landing)
     found = _who(paths, request)
-    identifier_keys = {request.identifier_key()}
-    if found is not None:
-        subject, tokens, spellings = found
-        identifier_keys |= {f"{t}:{v}" for t, v in subject.identifiers}
-        identifier_keys |= {f"push_token:{t}" for t in tokens}
     stone_path = tombstones.folder(paths.landing, "forgotten") / f"{request_id}.json"
     if stone_path.exists():
         stone = tombstones.Tombstone.read(stone_path)
     else:
         stone = tombstones.Tombstone(request_id, _now(), [], drop_at_intake=drop_at_intake)
-    person_hashes = (
-        [tombstones.digest(key, f"person_id:{p}") for p in subject.person_ids] if found else []
+    resuming = stone_path.exists() and stone.completed_at is None
+    given = request.value.strip()
+    if found is None:
+        # Nobody in the warehouse under it (not built yet, or forgotten already): the landing
+        # files are still searched for the identifier itself.
+        person_ids = {given} if request.kind == "person_id" else set()
+        users = {given} if request.kind == "user_id" else set()
+        keys = {request.identifier_key()}
+        emails_phones = {given} if request.kind in ("email", "phone") else set()
+        target = landed.Target(keys, person_ids, tombstones.pseudonym(key, given), emails_phones,
+                               users)  # fmt: skip
+    else:
+        subject, tokens, spellings, occurrence_ids = found
+        # Identifiers the graph gave them while others used them too remove and block nothing.
+        keys = {f"{t}:{v}" for t, v in subject.own} | {f"push_token:{t}" for t in tokens}
+        if request.kind != "person_id":
+            keys.add(request.identifier_key())
+        users = set(subject.own_values("user_id"))
+        texts = {  # their addresses, shared ones too: rejected junk that holds one goes
+            s
+            for s in spellings | set(subject.values("email")) | set(subject.values("phone"))
+            if len(s) >= MIN_SPELLING and (("@" in s) or sum(c.isdigit() for c in s) >= 7)
+        }  # emails and phone spellings only: a short id would match any text
+        pseudonym = tombstones.pseudonym(key, subject.person_id)
+        target = landed.Target(keys, set(subject.person_ids), pseudonym, texts, users)
+        target.occurrence_ids = occurrence_ids
+        target.redact_keys = {f"{t}:{v}" for t, v in subject.identifiers if t in ("email", "phone")}
+        person_ids = set(subject.person_ids)
+    stone.hashes = sorted(
+        set(stone.hashes)
+        | set(tombstones.hashes_of(key, keys))
+        | set(tombstones.hashes_of(key, {f"person_id:{p}" for p in person_ids}))
     )
-    stone.hashes = sorted(set(stone.hashes) | set(tombstones.hashes_of(key, identifier_keys))
-                          | set(person_hashes))  # fmt: skip
+    stone.salt_fingerprint = tombstones.fingerprint(key)
     stone.completed_at = None
     stone.drop_at_intake = stone.drop_at_intake or drop_at_intake
     stone.write(paths.landing)
     result = ForgetResult(request_id, subject.person_id if found else None, tombstone=stone_path)
-    if found is None:
-        # Nobody in the warehouse under it (not built yet, or forgotten already): the landing
-        # files are still searched for the identifier itself.
-        given = request.value.strip()
-        target = landed.Target(
-            keys=identifier_keys,
-            person_ids={given} if request.kind == "person_id" else set(),
-            pseudonym=tombstones.pseudonym(key, given),
-            spellings={given} if len(given) >= MIN_SPELLING else set(),
-        )
-    else:
-        target = landed.Target(
-            keys=identifier_keys,
-            person_ids=set(subject.person_ids),
-            pseudonym=tombstones.pseudonym(key, subject.person_id),
-            spellings={
-                s for s in spellings | {v for _, v in subject.identifiers} if len(s) >= MIN_SPELLING
-            },
-        )
-    target.send_keys = landed.send_keys_of(paths.landing, target.person_ids)
     with compaction_lock(paths.landing):  # no compaction folds old ledger lines in meanwhile
+        target.send_keys = {
+            k: f"forgotten_{tombstones.digest(key, f'send_key:{k}')[:32]}"
+            for k in landed.send_keys_of(paths.landing, target.person_ids)
+        }
         rewritten = {
             **landed.forget_jsonl(paths.landing, target),
             **landed.forget_parquet(paths.landing, target),
@@ -118,25 +126,34 @@ def forget(
             "rows_redacted": done.rows_redacted,
         }  # fmt: skip
         result.busy += done.busy
-    users = (
-        set(subject.values("user_id"))
-        if found is not None
-        else ({request.value.strip()} if request.kind == "user_id" else set())
-    )
+    _record(stone, result.stores, paths)  # the audit keeps up with each stage
     for name in destinations:
         counts, unfinished = _delete_at(name, users, paths)
         result.stores[f"destination:{name}"] = counts
         result.busy += unfinished
-    if found is not None and paths.duckdb.exists():
-        purged = stored.purge(paths.duckdb, _values(subject, target, tokens, spellings))
-        for table, rows in purged.tables.items():
-            result.stores[f"warehouse:{table}"] = {"rows_removed": rows}
+    _record(stone, {k: v for k, v in result.stores.items() if k.startswith("destination:")}, paths)
+    if paths.duckdb.exists() and (found is not None or resuming):
+        # A forget stopped after the purge finds nobody now: the file is rewritten and the
+        # copy made again all the same, until the request completes.
+        values = _values(subject, target, tokens) if found is not None else {}
+        purged = stored.purge(paths.duckdb, values, rewrite=True)
+        warehouse = {f"warehouse:{t}": {"rows_removed": n} for t, n in purged.tables.items()}
+        result.stores.update(warehouse)
+        _record(stone, warehouse, paths)
         if publish.published_path(paths.duckdb).exists():
             publish.publish(paths.duckdb)
             result.stores["warehouse:published copy"] = {"files": 1}
-    stone.stores = result.stores
+            _record(stone, {"warehouse:published copy": {"files": 1}}, paths)
     _complete(stone, result, paths)
     return result
+
+
+def _record(stone: tombstones.Tombstone, stores: dict[str, dict[str, int]], paths: Paths) -> None:
+    """What a stage did, added to the audit (a resumed request adds to what was done)."""
+    for store, counts in stores.items():
+        before = stone.stores.get(store, {})
+        stone.stores[store] = {k: before.get(k, 0) + v for k, v in counts.items()}
+    stone.write(paths.landing)
 
 
 def _complete(stone: tombstones.Tombstone, result: ForgetResult, paths: Paths) -> None:
@@ -149,9 +166,9 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def _who(paths: Paths, request: Request) -> tuple[Subject, set[str], set[str]] | None:
-    """The subject, their push tokens and raw spellings, from the working warehouse (the
-    published copy may lag it); None when the graph holds nobody under the identifier."""
+def _who(paths: Paths, request: Request) -> tuple[Subject, set[str], set[str], set[str]] | None:
+    """The subject, their push tokens, raw spellings and occurrence ids, from the working
+    warehouse (the published copy may lag it); None when the graph holds nobody under it."""
     for source in (paths.duckdb, publish.published_path(paths.duckdb)):
         if not source.exists():
             continue
@@ -175,38 +192,45 @@ def _who(paths: Paths, request: Request) -> tuple[Subject, set[str], set[str]] |
                     [ids],
                 ).fetchall()
             }
-            spellings = {
-                r[0]
-                for r in con.execute(
-                    "select distinct o.raw_value from int_identifier_occurrences as o "
-                    "join dim_identities as i using (identifier_key) "
-                    "where o.raw_value is not null and list_contains(?, i.person_id)",
-                    [ids],
-                ).fetchall()
-            }
-            return subject, tokens, spellings
+            # their own occurrences (events stitched to them, orders under their user ids),
+            # with the spellings, valid or not, that arrived in them
+            users = subject.own_values("user_id")
+            occurrences = con.execute(
+                "select occurrence_id, raw_value from int_identifier_occurrences "
+                "where occurrence_id in (select 'stg_segment__events:' || event_id "
+                "from int_events_stitched where list_contains(?, person_id) "
+                "union all select 'stg_shop__orders:' || order_id from stg_shop__orders "
+                "where list_contains(?, user_id))",
+                [ids, users],
+            ).fetchall()
+            spellings = {r[1] for r in occurrences if r[1]}
+            return subject, tokens, spellings, {r[0] for r in occurrences}
         finally:
             con.close()
     return None  # no warehouse yet
 
 
-def _values(
-    subject: Subject, target: landed.Target, tokens: set[str], spellings: set[str]
-) -> dict[str, set[str]]:
-    emails, phones = set(subject.values("email")), set(subject.values("phone"))
-    users = set(subject.values("user_id"))
+def _values(subject: Subject, target: landed.Target, tokens: set[str]) -> dict[str, set[str]]:
+    """What the warehouse's columns are matched against (stored.COLUMNS): the identifiers that
+    are theirs alone, and the ids of their own rows."""
+    emails, phones = set(subject.own_values("email")), set(subject.own_values("phone"))
+    users, ids = target.users, set(subject.person_ids)
     return {
-        "person_ids": set(subject.person_ids),
+        "person_ids": ids,
         "user_ids": users,
-        "anonymous_ids": set(subject.values("anonymous_id")) | set(subject.values("device_id")),
+        "sync_keys": users | ids,
+        "anonymous_ids": set(subject.own_values("anonymous_id"))
+        | set(subject.own_values("device_id")),
         "emails": emails,
         "phones": phones,
-        "spellings": spellings,
         "tokens": tokens,
         "keys": set(target.keys),
-        "values": {v for _, v in subject.identifiers} | spellings,
-        "send_keys": target.send_keys,
-        "addresses": emails | phones | tokens | users | set(subject.person_ids),
+        "values": {v for _, v in subject.own} | target.spellings,
+        "send_keys": set(target.send_keys),
+        "occurrence_ids": target.occurrence_ids,
+        "addresses": emails | phones | tokens | users | ids,
+        # blanked, not deleted, in another person's rows (stored.REDACTED)
+        "redact": set(subject.values("email")) | set(subject.values("phone")),
     }
 
 
@@ -231,6 +255,16 @@ def _outside_landing(paths: Paths, target: landed.Target) -> dict[str, landed.Do
     """Message records kept beside the landing folder: previews written by `journeys preview`
     and the local sandbox's record of what it received."""
     done: dict[str, landed.Done] = {}
+    exports = landed.Done()
+    for path in sorted((paths.home / "exports").glob("*.json")):
+        try:
+            held = json.loads(path.read_text()).get("person_id")
+        except (ValueError, AttributeError):
+            continue
+        if held in target.person_ids:  # an access request's answer, made earlier
+            path.unlink()
+            exports.files += 1
+    done["exports"] = exports
     previews = landed.Done()
     for path in sorted((paths.home / "preview").glob("*.jsonl")):
         previews.add(

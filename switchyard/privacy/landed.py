@@ -13,6 +13,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,8 @@ from sqlglot import exp
 from switchyard import landing, phones
 
 REGION = "US"  # as switchyard/privacy/subject.py DEFAULT_PHONE_REGION
+TMP_SUFFIX = ".forget.tmp"
+OPEN_FILE_WAIT_SECONDS = 10.0  # the collector closes its open files every half second
 
 # What a person's rows carry that the rewrite empties where the row stays.
 LEDGER_PERSONAL = ("recipient", "subject", "body", "reason_detail", "provider_message_id")
@@ -31,22 +34,31 @@ LEDGER_PERSONAL = ("recipient", "subject", "body", "reason_detail", "provider_me
 
 @dataclass
 class Target:
-    """The person, as rows name them: identifier keys (`type:normalised`), their person ids
-    and what to call them where a row stays, their send keys, and plain spellings to find in
-    text that cannot be parsed (rejected payloads)."""
+    """The person, as rows name them: identifier keys (`type:normalised`) that are theirs alone,
+    their user ids (a row that names another user id is someone else's, whatever device or
+    email it shares with them), their person ids and what to call them where a row stays, their
+    send keys (and what those become), and the emails and phone spellings to find in text that
+    does not parse (rejected payloads)."""
 
     keys: set[str]
     person_ids: set[str]
     pseudonym: str
     spellings: set[str]
-    send_keys: set[str] = field(default_factory=set)
+    users: set[str] = field(default_factory=set)
+    # their emails and phones, shared ones too: blanked in another person's row that holds them
+    # (an order Bob placed with her address), the row kept
+    redact_keys: set[str] = field(default_factory=set)
+    send_keys: dict[str, str] = field(default_factory=dict)  # send key -> its pseudonym
+    occurrence_ids: set[str] = field(default_factory=set)  # the identity graph's, warehouse only
 
-    def names(self, row_keys: set[str]) -> bool:
+    def names(self, row_keys: set[str], user: object = None) -> bool:
+        if user and str(user).strip() not in self.users:
+            return False  # another person's row, on a device or address they share
         return not self.keys.isdisjoint(row_keys)
 
     def in_text(self, text: str) -> bool:
         low = text.lower()
-        return any(s and s.lower() in low for s in self.spellings)
+        return any(s.lower() in low for s in self.spellings)
 
 
 @dataclass
@@ -108,22 +120,41 @@ Decide = Callable[[dict[str, Any]], "dict[str, Any] | None | bool"]
 
 
 def _deciders(target: Target) -> dict[tuple[str, str], Decide]:
-    def events(row: dict[str, Any]) -> bool | None:
-        return None if target.names(event_keys(row)) else True
+    def others_traits(row: dict[str, Any]) -> dict[str, Any] | bool:
+        """Another person's event: kept, without her email or phone in its traits."""
+        changed = False
+        for holder in (row, row.get("context")):
+            traits = holder.get("traits") if isinstance(holder, dict) else None
+            if not isinstance(traits, dict):
+                continue
+            for field_name, key in (("email", email_key), ("phone", phone_key)):
+                if key(traits.get(field_name)) in target.redact_keys:
+                    traits[field_name] = None
+                    changed = True
+        return row if changed else True
+
+    def events(row: dict[str, Any]) -> dict[str, Any] | bool | None:
+        if target.names(event_keys(row), row.get("userId")):
+            return None
+        return others_traits(row) if row.get("userId") else True
 
     def rejects(row: dict[str, Any]) -> bool | None:
         payload = str(row.get("payload") or "")
         try:
             parsed = json.loads(payload)
-        except ValueError:
-            parsed = None
-        if isinstance(parsed, dict) and target.names(event_keys(parsed)):
-            return None
-        return None if target.in_text(payload) else True
+        except ValueError:  # only text: their emails and phone spellings are looked for
+            return None if target.in_text(payload) else True
+        if isinstance(parsed, dict):
+            return None if target.names(event_keys(parsed), parsed.get("userId")) else True
+        return True
 
-    def orders(row: dict[str, Any]) -> bool | None:
+    def orders(row: dict[str, Any]) -> dict[str, Any] | bool | None:
         keys = {_plain("user_id", row.get("user_id")), email_key(row.get("email"))}
-        return None if target.names({k for k in keys if k}) else True
+        if target.names({k for k in keys if k}, row.get("user_id")):
+            return None
+        if email_key(row.get("email")) in target.redact_keys:
+            return {**row, "email": None}  # another person's order, with her address
+        return True
 
     def by_user(row: dict[str, Any]) -> bool | None:
         key = _plain("user_id", row.get("user_id"))
@@ -138,7 +169,10 @@ def _deciders(target: Target) -> dict[tuple[str, str], Decide]:
     def ledger(row: dict[str, Any]) -> dict[str, Any] | bool:
         if row.get("person_id") not in target.person_ids:
             return True
-        return {**row, "person_id": target.pseudonym, **dict.fromkeys(LEDGER_PERSONAL)}
+        # the send key is a hash of the person id: it could be recomputed from a guessed one
+        key = target.send_keys.get(str(row.get("send_key")), row.get("send_key"))
+        return {**row, "person_id": target.pseudonym, "send_key": key,
+                **dict.fromkeys(LEDGER_PERSONAL)}  # fmt: skip
 
     return {
         ("segment", "events"): events,
@@ -180,13 +214,24 @@ def forget_jsonl(landing_dir: Path, target: Target) -> dict[str, Done]:
     done: dict[str, Done] = {}
     for (source, table), decide in _deciders(target).items():
         folder = landing.table_dir(landing_dir, source, table)
+        for stale in folder.glob(f".*{TMP_SUFFIX}"):
+            stale.unlink()  # a rewrite a killed forget left: the file it was for is as it was
         outcome = Done()
+        _wait_for_open_files(folder)
         for path in _visible(folder, "*.jsonl"):
             outcome.add(rewrite_jsonl(path, decide, target))
-        for hidden in folder.glob(".*.jsonl*"):
-            outcome.busy.append(str(hidden))  # the collector's open files: not closed yet
         done[f"{source}/{table}"] = outcome
     return done
+
+
+def _wait_for_open_files(folder: Path, timeout: float = OPEN_FILE_WAIT_SECONDS) -> None:
+    """Until the collector has closed the files it had open when the forget began (it closes
+    each within a second): their rows are then in visible files, which the pass rewrites.
+    Files it opens later hold events that came after the request."""
+    open_now = set(folder.glob(".*.open"))
+    deadline = time.monotonic() + timeout
+    while any(p.exists() for p in open_now) and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def _visible(folder: Path, pattern: str) -> Iterator[Path]:
@@ -237,7 +282,7 @@ def rewrite_jsonl(path: Path, decide: Decide, target: Target) -> Done:
 
 
 def _replace_text(path: Path, lines: list[str]) -> None:
-    tmp = path.with_name(f".{path.name}.forget.tmp")
+    tmp = path.with_name(f".{path.name}{TMP_SUFFIX}")
     with tmp.open("w", encoding="utf-8") as fh:
         for line in lines:
             fh.write(line + "\n")
@@ -265,7 +310,7 @@ PARQUET: dict[str, tuple[str, tuple[str, ...]]] = {
     "journeys/transitions": ("pseudonymize", ("properties", "detail")),
     "journeys/previews": ("remove", ()),
     "syncs/results": ("remove", ()),
-    "ledger/compacted": ("pseudonymize", LEDGER_PERSONAL + ("channel",)),
+    "ledger/compacted": ("pseudonymize", LEDGER_PERSONAL),
 }
 
 
@@ -312,6 +357,12 @@ def _rewrite_parquet(
         replaced = [f"case when {where} then null else {c} end as {c}" for c in emptied]
         pseudonym = exp.Literal.string(t.pseudonym).sql("duckdb")
         replaced.append(f"case when {where} then {pseudonym} else person_id end as person_id")
+        if "send_key" in columns and t.send_keys:
+            mapping = exp.Literal.string(json.dumps(t.send_keys)).sql("duckdb")
+            replaced.append(
+                f"case when {where} then coalesce(json_extract_string({mapping}, "
+                f"'$.\"' || send_key || '\"'), send_key) else send_key end as send_key"
+            )
         query = f"select * replace ({', '.join(replaced)}) from read_parquet({source})"
     options = ""
     if metadata:

@@ -26,15 +26,15 @@ from switchyard import landing
 COLUMNS: dict[str, str] = {
     "person_id": "person_ids", "current_person_id": "person_ids",
     "previous_person_id": "person_ids", "alias_person_id": "person_ids",
-    "user_id": "user_ids", "userid": "user_ids", "sync_key": "user_ids",
+    "user_id": "user_ids", "userid": "user_ids", "sync_key": "sync_keys",
     "anonymous_id": "anonymous_ids", "anonymousid": "anonymous_ids",
     "previous_id": "anonymous_ids", "previousid": "anonymous_ids", "device_id": "anonymous_ids",
     "email": "emails", "trait_email": "emails", "identifier_email": "emails",
     "raw_email": "spellings",
     "phone": "phones", "trait_phone": "phones", "phone_e164": "phones",
-    "raw_phone": "spellings", "raw_value": "spellings",
+    "raw_phone": "spellings", "occurrence_id": "occurrence_ids",
     "push_token": "tokens",
-    "identifier_key": "keys", "identifier_value": "values",
+    "identifier_key": "keys", "anchor_key": "keys", "identifier_value": "values",
     "node_id": "node_ids", "src_id": "node_ids", "dst_id": "node_ids",
     "send_key": "send_keys",
     "recipient": "addresses", "address": "addresses",
@@ -49,8 +49,16 @@ class Purged:
     bytes_after: int
 
 
-def purge(warehouse: Path, values: dict[str, set[str]]) -> Purged:
-    """Delete the person's rows from every table of `warehouse`, then rewrite the file."""
+USER_COLUMNS = ("user_id", "userid")
+# In another person's row (another user id), her email or phone is blanked, the row kept: an
+# order placed with her address. Columns that hold it inside a document are blanked whole.
+REDACTED = ("email", "trait_email", "phone", "trait_phone", "traits", "context")
+
+
+def purge(warehouse: Path, values: dict[str, set[str]], rewrite: bool = False) -> Purged:
+    """Delete the person's rows from every table of `warehouse`, then rewrite the file (if a
+    row went, or `rewrite`). A row that names another user id is kept, whatever device or
+    address it shares with them."""
     before = warehouse.stat().st_size
     deleted: dict[str, int] = {}
     try:
@@ -69,20 +77,51 @@ def purge(warehouse: Path, values: dict[str, set[str]]) -> Purged:
             conditions = [c for c in found if c]
             if not conditions:
                 continue
+            where = f"({' or '.join(conditions)})"
+            for column in (c for c in columns if c.lower() in USER_COLUMNS):
+                quoted = exp.to_identifier(column).sql("duckdb")
+                users = _array(wanted.get("user_ids", set()))
+                where += f" and ({quoted} is null or list_contains({users}, {quoted}))"
             name = ".".join(exp.to_identifier(n).sql("duckdb") for n in (schema, table))
-            (count,) = con.execute(
-                f"select count(*) from {name} where {' or '.join(conditions)}"
-            ).fetchone() or (0,)
+            (count,) = con.execute(f"select count(*) from {name} where {where}").fetchone() or (0,)
             if count:
-                con.execute(f"delete from {name} where {' or '.join(conditions)}")
+                con.execute(f"delete from {name} where {where}")
                 deleted[f"{schema}.{table}"] = int(count)
+            blanked = _blank_in_others_rows(con, name, columns, wanted)
+            if blanked:
+                deleted[f"{schema}.{table} (blanked)"] = blanked
         con.execute("commit")
         con.execute("checkpoint")
+        if deleted or rewrite:
+            _rewrite_file(con, warehouse)  # while this connection keeps every writer out
     finally:
         con.close()
-    if deleted:
-        _rewrite_file(warehouse)
     return Purged(deleted, before, warehouse.stat().st_size)
+
+
+def _blank_in_others_rows(
+    con: duckdb.DuckDBPyConnection, name: str, columns: list[str], wanted: dict[str, set[str]]
+) -> int:
+    """Her emails and phones blanked where another user's row holds them; rows so changed."""
+    texts = {v.strip().lower() for v in wanted.get("redact", set()) if v.strip()}
+    user_columns = [c for c in columns if c.lower() in USER_COLUMNS]
+    targets = [c for c in columns if c.lower() in REDACTED]
+    if not texts or not user_columns or not targets:
+        return 0
+    user = exp.to_identifier(user_columns[0]).sql("duckdb")
+    needles = _array(texts)
+    holds = " or ".join(
+        f"len(list_filter({needles}, lambda x: contains(lower(cast("
+        f"{exp.to_identifier(c).sql('duckdb')} as varchar)), x))) > 0"
+        for c in targets
+    )
+    users = _array(wanted.get("user_ids", set()))
+    where = f"{user} is not null and not list_contains({users}, {user}) and ({holds})"
+    (count,) = con.execute(f"select count(*) from {name} where {where}").fetchone() or (0,)
+    if count:
+        blank = ", ".join(f"{exp.to_identifier(c).sql('duckdb')} = null" for c in targets)
+        con.execute(f"update {name} set {blank} where {where}")
+    return int(count)
 
 
 def _tables(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str, list[str]]]:
@@ -127,18 +166,15 @@ def _array(values: set[str]) -> str:
     return exp.Array(expressions=[exp.Literal.string(v) for v in sorted(values)]).sql("duckdb")
 
 
-def _rewrite_file(warehouse: Path) -> None:
-    """The database copied into a fresh file that replaces it: freed blocks are not copied."""
+def _rewrite_file(con: duckdb.DuckDBPyConnection, warehouse: Path) -> None:
+    """The database copied into a fresh file that replaces it (freed blocks are not copied),
+    through `con`, which holds the file: no writer gets in between the copy and the rename."""
     fresh = warehouse.with_name(f".{warehouse.stem}-forget-{uuid.uuid4().hex[:8]}.duckdb")
+    (current,) = con.execute("select current_database()").fetchone() or ("",)
     try:
-        with duckdb.connect() as con:
-            con.execute(
-                f"attach {exp.Literal.string(str(warehouse)).sql('duckdb')} as src (read_only)"
-            )
-            con.execute(f"attach {exp.Literal.string(str(fresh)).sql('duckdb')} as dst")
-            con.execute("copy from database src to dst")
-            con.execute("detach dst")
-            con.execute("detach src")
+        con.execute(f"attach {exp.Literal.string(str(fresh)).sql('duckdb')} as forget_copy")
+        con.execute(f"copy from database {exp.to_identifier(current).sql('duckdb')} to forget_copy")
+        con.execute("detach forget_copy")
         with fresh.open("rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(fresh, warehouse)

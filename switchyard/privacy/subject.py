@@ -54,6 +54,13 @@ class Subject:
     person_id: str
     former_person_ids: tuple[str, ...]
     identifiers: tuple[tuple[str, str], ...]  # (type, normalised value)
+    # those others used too (a family tablet, a shared email): exported, but never a reason to
+    # remove or block a row without their user id
+    shared: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def own(self) -> list[tuple[str, str]]:
+        return [i for i in self.identifiers if i not in self.shared]
 
     @property
     def person_ids(self) -> list[str]:
@@ -61,6 +68,9 @@ class Subject:
 
     def values(self, kind: str) -> list[str]:
         return [v for t, v in self.identifiers if t == kind]
+
+    def own_values(self, kind: str) -> list[str]:
+        return [v for t, v in self.own if t == kind]
 
 
 def resolve(
@@ -105,9 +115,23 @@ def resolve(
         "where person_id = ? and alias_person_id <> person_id order by 1",
         [person_id],
     ).fetchall()
+    # Shared: over the graph's limit of accounts (`shared`), or seen with another account's
+    # anchor too (a family tablet, an order Bob placed with her email).
     identifiers = con.execute(
-        "select distinct identifier_type, identifier_value from dim_identities "
-        "where person_id = ? order by 1, 2",
+        """
+        select distinct i.identifier_type, i.identifier_value,
+            i.resolution = 'shared' or coalesce((
+                select count(distinct l.anchor_key) from int_identity_anchor_links as l
+                where l.identifier_key = i.identifier_key
+            ), 0) > 1
+        from dim_identities as i
+        where i.person_id = ? order by 1, 2
+        """,
         [person_id],
     ).fetchall()
-    return Subject(person_id, tuple(r[0] for r in former), tuple((t, v) for t, v in identifiers))
+    return Subject(
+        person_id,
+        tuple(r[0] for r in former),
+        tuple((t, v) for t, v, _ in identifiers),
+        tuple((t, v) for t, v, shared in identifiers if shared),
+    )

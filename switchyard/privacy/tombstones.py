@@ -35,6 +35,11 @@ def salt(landing_dir: Path) -> bytes:
     if given:
         return given.encode()
     path = landing_dir / "privacy" / "salt"
+    if not path.exists() and any(folder(landing_dir, "forgotten").glob("*.json")):
+        raise RuntimeError(
+            f"the privacy salt {path} is missing while tombstones exist: restore it (or set "
+            f"{SALT_ENV}); a new salt would match none of the forgotten people"
+        )
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp")
@@ -47,6 +52,10 @@ def salt(landing_dir: Path) -> bytes:
             os.link(tmp, path)
         tmp.unlink()
     return path.read_text().strip().encode()
+
+
+def fingerprint(key: bytes) -> str:
+    return digest(key, "fingerprint")[:16]
 
 
 def digest(key: bytes, identifier_key: str) -> str:
@@ -67,6 +76,7 @@ class Tombstone:
     hashes: list[str]  # of every identifier key and person id
     completed_at: str | None = None
     drop_at_intake: bool = False  # "suppress and delete": their new events are not landed
+    salt_fingerprint: str = ""  # which salt the hashes are under (a lost salt is caught)
     stores: dict[str, dict[str, int]] = field(default_factory=dict)  # what was done, counts
 
     def write(self, landing_dir: Path) -> Path:
@@ -109,6 +119,11 @@ class Forgotten:
         self._hashes: set[str] = set()
         self._key = b""
 
+    def any(self) -> bool:
+        """Whether anyone has been forgotten at all (nothing to hash against otherwise)."""
+        self._refresh()
+        return bool(self._hashes)
+
     def names(self, identifier_keys: Iterable[str | None]) -> bool:
         self._refresh()
         if not self._hashes:
@@ -124,6 +139,13 @@ class Forgotten:
         if seen != self._seen:
             self._hashes = forgotten_hashes(self.landing_dir, self.intake_only)
             self._key = salt(self.landing_dir) if self._hashes else b""
+            prints = {Tombstone.read(p).salt_fingerprint
+                      for p in folder(self.landing_dir, "forgotten").glob("*.json")}  # fmt: skip
+            if self._hashes and prints - {"", fingerprint(self._key)}:
+                raise RuntimeError(
+                    "the tombstones were hashed under another privacy salt than this process "
+                    f"has ({SALT_ENV} or {self.landing_dir / 'privacy' / 'salt'}): use theirs"
+                )
             self._seen = seen
 
 
