@@ -394,3 +394,21 @@ def test_a_request_that_matches_nobody_removes_nothing(tmp_path: Path) -> None:
     assert done.person_id is None and done.complete
     assert all(c["rows_removed"] == 0 for c in done.stores.values() if "rows_removed" in c)
     assert files_holding(tmp_path, ("carol", "2026", "4155550199")).keys() >= before.keys()
+
+
+def test_a_sync_never_sends_a_forgotten_person_back_to_the_platform(tmp_path: Path) -> None:
+    from activations.syncs import run_sync
+    from activations.syncs.braze import BrazeDestination
+    from sandbox import Sandbox
+    from sandbox.credentials import SANDBOX_CREDENTIALS
+    from tests.test_syncs import PEOPLE, Warehouse
+
+    paths = Paths(home=tmp_path, landing=tmp_path / "landing", duckdb=tmp_path / "none.duckdb")
+    landing.ensure_layout(paths.landing)
+    warehouse = Warehouse(tmp_path / "people.duckdb", 3)
+    forget(paths, Request("user_id", "u1"), "req-u1")  # forgotten before dbt caught up
+    with Sandbox() as sandbox:
+        with BrazeDestination(sandbox.base_url, SANDBOX_CREDENTIALS.braze_api_key) as braze:
+            summary = run_sync(PEOPLE, warehouse.path, paths.landing, braze)
+        assert set(sandbox.braze.users) == {"u0", "u2"}
+    assert (summary.added, summary.held) == (2, 1)
