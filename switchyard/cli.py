@@ -294,6 +294,15 @@ def cmd_export_person(args: argparse.Namespace) -> int:
     return 0
 
 
+def _person_arguments(parser: argparse.ArgumentParser) -> None:
+    """Who a privacy request is about: one identifier they gave, or their person id."""
+    who = parser.add_mutually_exclusive_group(required=True)
+    who.add_argument("--email")
+    who.add_argument("--phone", help="as the person gave it; read in the default region")
+    who.add_argument("--user-id")
+    who.add_argument("--person-id")
+
+
 def _privacy_request(args: argparse.Namespace) -> Any:
     from switchyard.privacy.subject import Request
 
@@ -626,11 +635,7 @@ def main(argv: list[str] | None = None) -> int:
         "export-person",
         help="write everything held about one person as one JSON document (access requests)",
     )
-    who = exp.add_mutually_exclusive_group(required=True)
-    who.add_argument("--email")
-    who.add_argument("--phone", help="as the person gave it; read in the default region")
-    who.add_argument("--user-id")
-    who.add_argument("--person-id")
+    _person_arguments(exp)
     exp.add_argument("--out", help="where to write it (default: <home>/exports/<person_id>.json)")
     exp.set_defaults(func=cmd_export_person)
 
@@ -638,11 +643,7 @@ def main(argv: list[str] | None = None) -> int:
         "forget",
         help="forget a person: their rows removed from the landing files and the warehouse",
     )
-    fwho = fgt.add_mutually_exclusive_group(required=True)
-    fwho.add_argument("--email")
-    fwho.add_argument("--phone", help="as the person gave it; read in the default region")
-    fwho.add_argument("--user-id")
-    fwho.add_argument("--person-id")
+    _person_arguments(fgt)
     fgt.add_argument("--request-id", help="the request's id (default: a new one); again to resume")
     fgt.add_argument(
         "--drop-new-events",

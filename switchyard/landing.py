@@ -97,6 +97,17 @@ def write_parquet(
         os.close(folder)
 
 
+def closed(path: Path) -> bool:
+    """True when no writer holds the file (AppendLog locks its file while it appends)."""
+    with path.open("rb") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return True
+
+
 class AppendLog:
     """One file appended line by line, for records that must survive a crash: each line fsynced,
     or (`sync=False`) a group of lines fsynced together by `sync()`."""

@@ -40,17 +40,6 @@ class Compaction:
     deleted: int  # run files taken by an earlier compaction, now deleted
 
 
-def _closed(path: Path) -> bool:
-    """True when no writer holds the file (LedgerWriter locks its file while it appends)."""
-    with path.open("rb") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return False
-        fcntl.flock(handle, fcntl.LOCK_UN)
-        return True
-
-
 def _write(
     con: duckdb.DuckDBPyConnection, query: str, final: Path, order_by: str, options: str = ""
 ) -> int:
@@ -133,7 +122,7 @@ def _compact(landing_dir: Path, folder: Path) -> Compaction:
                 if gen < before.keys_gen:  # superseded long enough: no reader still on it
                     path.unlink(missing_ok=True)
 
-        taken = [p for p in before.run_files if _closed(p)]
+        taken = [p for p in before.run_files if landing.closed(p)]
         gen = max([before.keys_gen, *store.generations(landing_dir, "lines")], default=0) + 1
         lines = 0
         if taken:

@@ -10,7 +10,6 @@ harmless).
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import time
@@ -251,7 +250,7 @@ def _rows(path: Path) -> Iterator[Any]:
 
 def rewrite_jsonl(path: Path, decide: Decide, target: Target) -> Done:
     """`path` without the rows `decide` removes (or with those it redacts), if any."""
-    if not _closed(path):
+    if not landing.closed(path):
         return Done(busy=[str(path)])
     kept: list[str] = []
     removed = redacted = 0
@@ -290,17 +289,6 @@ def _replace_text(path: Path, lines: list[str]) -> None:
         os.fsync(fh.fileno())
     os.replace(tmp, path)
     landing.fsync_dir(path.parent)
-
-
-def _closed(path: Path) -> bool:
-    """No writer holds it (the ledger's and the inbox's writers lock their open files)."""
-    with path.open("rb") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return False
-        fcntl.flock(handle, fcntl.LOCK_UN)
-        return True
 
 
 # -- Parquet: journey state, sync results, previews, the compacted ledger ----------------------
