@@ -412,3 +412,23 @@ def test_a_sync_never_sends_a_forgotten_person_back_to_the_platform(tmp_path: Pa
             summary = run_sync(PEOPLE, warehouse.path, paths.landing, braze)
         assert set(sandbox.braze.users) == {"u0", "u2"}
     assert (summary.added, summary.held) == (2, 1)
+
+
+def test_several_requests_are_forgotten_in_one_pass(tmp_path: Path) -> None:
+    from switchyard.privacy.forget import forget_many
+
+    paths = Paths(home=tmp_path, landing=tmp_path / "landing", duckdb=tmp_path / "none.duckdb")
+    landing.ensure_layout(paths.landing)
+    s = Scenario(paths.landing)
+    for user in ("ann-1", "ben-2", "cid-3"):
+        s.person(user, devices=(f"dev-{user}",), email=f"{user}@example.com")
+        s.track("viewed", T0, user_id=user)
+    s.land()
+    done = forget_many(paths, [(Request("user_id", "ann-1"), "r-a"),
+                               (Request("user_id", "ben-2"), "r-b")])  # fmt: skip
+    assert [d.complete for d in done] == [True, True]
+    assert files_holding(tmp_path, ("ann-1", "ben-2")) == {}
+    assert files_holding(tmp_path, ("cid-3",))
+    # one pass: both audits hold the batch's counts (the events file rewritten once)
+    stones = [tombstones.Tombstone.read(d.tombstone) for d in done if d.tombstone]
+    assert [st.stores["landing:segment/events"]["files"] for st in stones] == [1, 1]

@@ -64,52 +64,34 @@ def forget(
 ) -> ForgetResult:
     """`destinations`: the engagement platforms syncs send to (braze, iterable, customerio,
     airship), each asked to delete the person's user ids with its own delete call."""
-    request_id = request_id or uuid.uuid4().hex
+    (done,) = forget_many(paths, [(request, request_id)], drop_at_intake, destinations)
+    return done
+
+
+@dataclass
+class _Plan:
+    """One request, resolved: its tombstone and what the passes look for."""
+
+    result: ForgetResult
+    stone: tombstones.Tombstone
+    target: landed.Target
+    values: dict[str, set[str]]  # for the warehouse; empty when nobody is held there
+    resuming: bool
+
+
+def forget_many(
+    paths: Paths,
+    requests: Sequence[tuple[Request, str | None]],
+    drop_at_intake: bool = False,
+    destinations: Sequence[str] = (),
+) -> list[ForgetResult]:
+    """Several requests in one pass over each store (each its own tombstone and audit, with the
+    batch's counts): the files are read once, not once a person."""
     key = tombstones.salt(paths.landing)
-    found = _who(paths, request)
-    stone_path = tombstones.folder(paths.landing, "forgotten") / f"{request_id}.json"
-    if stone_path.exists():
-        stone = tombstones.Tombstone.read(stone_path)
-    else:
-        stone = tombstones.Tombstone(request_id, _now(), [], drop_at_intake=drop_at_intake)
-    resuming = stone_path.exists() and stone.completed_at is None
-    given = request.value.strip()
-    if found is None:
-        # Nobody in the warehouse under it (not built yet, or forgotten already): the landing
-        # files are still searched for the identifier itself.
-        person_ids = {given} if request.kind == "person_id" else set()
-        users = {given} if request.kind == "user_id" else set()
-        keys = {request.identifier_key()}
-        emails_phones = {given} if request.kind in ("email", "phone") else set()
-        target = landed.Target(keys, person_ids, tombstones.pseudonym(key, given), emails_phones,
-                               users)  # fmt: skip
-    else:
-        subject, tokens, spellings, occurrence_ids = found
-        # Identifiers the graph gave them while others used them too remove and block nothing.
-        keys = {f"{t}:{v}" for t, v in subject.own} | {f"push_token:{t}" for t in tokens}
-        if request.kind != "person_id":
-            keys.add(request.identifier_key())
-        users = set(subject.own_values("user_id"))
-        texts = {  # their addresses, shared ones too: rejected junk that holds one goes
-            s
-            for s in spellings | set(subject.values("email")) | set(subject.values("phone"))
-            if len(s) >= MIN_SPELLING and (("@" in s) or sum(c.isdigit() for c in s) >= 7)
-        }  # emails and phone spellings only: a short id would match any text
-        pseudonym = tombstones.pseudonym(key, subject.person_id)
-        target = landed.Target(keys, set(subject.person_ids), pseudonym, texts, users)
-        target.occurrence_ids = occurrence_ids
-        target.redact_keys = {f"{t}:{v}" for t, v in subject.identifiers if t in ("email", "phone")}
-        person_ids = set(subject.person_ids)
-    stone.hashes = sorted(
-        set(stone.hashes)
-        | set(tombstones.hashes_of(key, keys))
-        | set(tombstones.hashes_of(key, {f"person_id:{p}" for p in person_ids}))
-    )
-    stone.salt_fingerprint = tombstones.fingerprint(key)
-    stone.completed_at = None
-    stone.drop_at_intake = stone.drop_at_intake or drop_at_intake
-    stone.write(paths.landing)
-    result = ForgetResult(request_id, subject.person_id if found else None, tombstone=stone_path)
+    plans = [_plan(paths, key, r, rid, drop_at_intake) for r, rid in requests]
+    target = landed.Target.merged([p.target for p in plans])
+    stores: dict[str, dict[str, int]] = {}
+    unfinished: list[str] = []
     with compaction_lock(paths.landing):  # no compaction folds old ledger lines in meanwhile
         target.send_keys = {
             k: f"forgotten_{tombstones.digest(key, f'send_key:{k}')[:32]}"
@@ -121,45 +103,110 @@ def forget(
             **_outside_landing(paths, target),
         }
     for store, done in rewritten.items():
-        result.stores[f"landing:{store}"] = {
+        stores[f"landing:{store}"] = {
             "files": done.files, "rows_removed": done.rows_removed,
             "rows_redacted": done.rows_redacted,
         }  # fmt: skip
-        result.busy += done.busy
-    _record(stone, result.stores, paths)  # the audit keeps up with each stage
+        unfinished += done.busy
+    _record(plans, stores, paths)  # the audit keeps up with each stage
     for name in destinations:
-        counts, unfinished = _delete_at(name, users, paths)
-        result.stores[f"destination:{name}"] = counts
-        result.busy += unfinished
-    _record(stone, {k: v for k, v in result.stores.items() if k.startswith("destination:")}, paths)
-    if paths.duckdb.exists() and (found is not None or resuming):
+        counts, unanswered = _delete_at(name, target.users, paths)
+        stores[f"destination:{name}"] = counts
+        unfinished += unanswered
+        _record(plans, {f"destination:{name}": counts}, paths)
+    if paths.duckdb.exists() and any(p.values or p.resuming for p in plans):
         # A forget stopped after the purge finds nobody now: the file is rewritten and the
         # copy made again all the same, until the request completes.
-        values = _values(subject, target, tokens) if found is not None else {}
+        values: dict[str, set[str]] = {}
+        for p in plans:
+            for kind, wanted in p.values.items():
+                values.setdefault(kind, set()).update(wanted)
         purged = stored.purge(paths.duckdb, values, rewrite=True)
         warehouse = {f"warehouse:{t}": {"rows_removed": n} for t, n in purged.tables.items()}
-        result.stores.update(warehouse)
-        _record(stone, warehouse, paths)
+        stores.update(warehouse)
+        _record(plans, warehouse, paths)
         if publish.published_path(paths.duckdb).exists():
             publish.publish(paths.duckdb)
-            result.stores["warehouse:published copy"] = {"files": 1}
-            _record(stone, {"warehouse:published copy": {"files": 1}}, paths)
-    _complete(stone, result, paths)
-    return result
+            stores["warehouse:published copy"] = {"files": 1}
+            _record(plans, {"warehouse:published copy": {"files": 1}}, paths)
+    for p in plans:
+        p.result.stores, p.result.busy = dict(stores), list(unfinished)
+        if p.result.complete:
+            p.stone.completed_at = _now()
+        p.stone.write(paths.landing)
+    return [p.result for p in plans]
 
 
-def _record(stone: tombstones.Tombstone, stores: dict[str, dict[str, int]], paths: Paths) -> None:
-    """What a stage did, added to the audit (a resumed request adds to what was done)."""
-    for store, counts in stores.items():
-        before = stone.stores.get(store, {})
-        stone.stores[store] = {k: before.get(k, 0) + v for k, v in counts.items()}
+def _plan(
+    paths: Paths, key: bytes, request: Request, request_id: str | None, drop_at_intake: bool
+) -> _Plan:
+    """Who the request is about, and their tombstone, written before anything is removed."""
+    request_id = request_id or uuid.uuid4().hex
+    found = _who(paths, request)
+    stone_path = tombstones.folder(paths.landing, "forgotten") / f"{request_id}.json"
+    if stone_path.exists():
+        stone = tombstones.Tombstone.read(stone_path)
+    else:
+        stone = tombstones.Tombstone(request_id, _now(), [], drop_at_intake=drop_at_intake)
+    resuming = stone_path.exists() and stone.completed_at is None
+    given = request.value.strip()
+    values: dict[str, set[str]] = {}
+    if found is None:
+        # Nobody in the warehouse under it (not built yet, or forgotten already): the landing
+        # files are still searched for the identifier itself.
+        person_ids = {given} if request.kind == "person_id" else set()
+        keys = {request.identifier_key()}
+        target = landed.Target(
+            keys,
+            person_ids,
+            {p: tombstones.pseudonym(key, p) for p in person_ids},
+            {given} if request.kind in ("email", "phone") else set(),
+            {given} if request.kind == "user_id" else set(),
+        )
+        person_id = None
+    else:
+        subject, tokens, spellings, occurrence_ids = found
+        # Identifiers others used too remove and block nothing on their own.
+        keys = {f"{t}:{v}" for t, v in subject.own} | {f"push_token:{t}" for t in tokens}
+        if request.kind != "person_id":
+            keys.add(request.identifier_key())
+        texts = {  # their addresses, shared ones too: rejected junk that holds one goes
+            s
+            for s in spellings | set(subject.values("email")) | set(subject.values("phone"))
+            if len(s) >= MIN_SPELLING and (("@" in s) or sum(c.isdigit() for c in s) >= 7)
+        }  # emails and phone spellings only: a short id would match any text
+        person_ids = set(subject.person_ids)
+        target = landed.Target(
+            keys,
+            person_ids,
+            {p: tombstones.pseudonym(key, subject.person_id) for p in person_ids},
+            texts,
+            set(subject.own_values("user_id")),
+        )
+        target.occurrence_ids = occurrence_ids
+        target.redact_keys = {f"{t}:{v}" for t, v in subject.identifiers if t in ("email", "phone")}
+        values = _values(subject, target, tokens)
+        person_id = subject.person_id
+    stone.hashes = sorted(
+        set(stone.hashes)
+        | set(tombstones.hashes_of(key, keys))
+        | set(tombstones.hashes_of(key, {f"person_id:{p}" for p in person_ids}))
+    )
+    stone.salt_fingerprint = tombstones.fingerprint(key)
+    stone.completed_at = None
+    stone.drop_at_intake = stone.drop_at_intake or drop_at_intake
     stone.write(paths.landing)
+    result = ForgetResult(request_id, person_id, tombstone=stone_path)
+    return _Plan(result, stone, target, values, resuming)
 
 
-def _complete(stone: tombstones.Tombstone, result: ForgetResult, paths: Paths) -> None:
-    if result.complete:
-        stone.completed_at = _now()
-    stone.write(paths.landing)
+def _record(plans: Sequence[_Plan], stores: dict[str, dict[str, int]], paths: Paths) -> None:
+    """What a stage did, added to each request's audit (a resumed one adds to what was done)."""
+    for p in plans:
+        for store, counts in stores.items():
+            before = p.stone.stores.get(store, {})
+            p.stone.stores[store] = {k: before.get(k, 0) + v for k, v in counts.items()}
+        p.stone.write(paths.landing)
 
 
 def _now() -> str:

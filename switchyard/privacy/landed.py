@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,7 +41,7 @@ class Target:
 
     keys: set[str]
     person_ids: set[str]
-    pseudonym: str
+    pseudonyms: dict[str, str]  # person id -> what it becomes where a row stays
     spellings: set[str]
     users: set[str] = field(default_factory=set)
     # their emails and phones, shared ones too: blanked in another person's row that holds them
@@ -49,6 +49,21 @@ class Target:
     redact_keys: set[str] = field(default_factory=set)
     send_keys: dict[str, str] = field(default_factory=dict)  # send key -> its pseudonym
     occurrence_ids: set[str] = field(default_factory=set)  # the identity graph's, warehouse only
+
+    @classmethod
+    def merged(cls, targets: Sequence[Target]) -> Target:
+        """Several people forgotten in one pass over the files."""
+        union = cls(set(), set(), {}, set())
+        for t in targets:
+            union.keys |= t.keys
+            union.person_ids |= t.person_ids
+            union.pseudonyms |= t.pseudonyms
+            union.spellings |= t.spellings
+            union.users |= t.users
+            union.redact_keys |= t.redact_keys
+            union.send_keys |= t.send_keys
+            union.occurrence_ids |= t.occurrence_ids
+        return union
 
     def names(self, row_keys: set[str], user: object = None) -> bool:
         if user and str(user).strip() not in self.users:
@@ -170,7 +185,8 @@ def _deciders(target: Target) -> dict[tuple[str, str], Decide]:
             return True
         # the send key is a hash of the person id: it could be recomputed from a guessed one
         key = target.send_keys.get(str(row.get("send_key")), row.get("send_key"))
-        return {**row, "person_id": target.pseudonym, "send_key": key,
+        person = target.pseudonyms.get(str(row.get("person_id")), "forgotten")
+        return {**row, "person_id": person, "send_key": key,
                 **dict.fromkeys(LEDGER_PERSONAL)}  # fmt: skip
 
     return {
@@ -343,8 +359,11 @@ def _rewrite_parquet(
     else:
         emptied = [c for c in personal if c in columns]
         replaced = [f"case when {where} then null else {c} end as {c}" for c in emptied]
-        pseudonym = exp.Literal.string(t.pseudonym).sql("duckdb")
-        replaced.append(f"case when {where} then {pseudonym} else person_id end as person_id")
+        people = exp.Literal.string(json.dumps(t.pseudonyms)).sql("duckdb")
+        replaced.append(
+            f"case when {where} then coalesce(json_extract_string({people}, "
+            f"'$.\"' || person_id || '\"'), 'forgotten') else person_id end as person_id"
+        )
         if "send_key" in columns and t.send_keys:
             mapping = exp.Literal.string(json.dumps(t.send_keys)).sql("duckdb")
             replaced.append(
