@@ -45,8 +45,9 @@ PREVIEW_SCHEMA = pa.schema(
 class _Decisions(LedgerWriter):
     """Collects what a run would write to the ledger, in memory."""
 
-    def __init__(self) -> None:
+    def __init__(self, landing_dir: Path) -> None:
         self.run_id = "preview"
+        self.landing_dir = landing_dir  # deletion requests are read from it, as a run does
         self.rows: list[dict[str, Any]] = []
 
     def write(self, ref: SendRef, status: str, at: datetime, **fields: Any) -> None:  # type: ignore[override]
@@ -109,7 +110,7 @@ def preview_journey(
         uncounted_journeys=uncounted_journeys,
     )  # fmt: skip
     summary.note(decision)
-    decisions = _Decisions()
+    decisions = _Decisions(landing_dir)
     with httpx.Client() as unused:
         sender = _DrySender(unused, {}, decisions, lambda: now)
         deliver(
