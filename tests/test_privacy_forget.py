@@ -432,3 +432,23 @@ def test_several_requests_are_forgotten_in_one_pass(tmp_path: Path) -> None:
     # one pass: both audits hold the batch's counts (the events file rewritten once)
     stones = [tombstones.Tombstone.read(d.tombstone) for d in done if d.tombstone]
     assert [st.stores["landing:segment/events"]["files"] for st in stones] == [1, 1]
+
+
+@pytest.mark.parametrize("user", ["josé-1", 1234567])
+def test_ids_written_escaped_or_as_numbers_are_found(user: object, tmp_path: Path) -> None:
+    # The events pass keeps a line unparsed when none of its strings is looked for: a value
+    # written escaped (json.dumps writes é as \\u00e9) or as a number must still be found.
+    paths = Paths(home=tmp_path, landing=tmp_path / "landing", duckdb=tmp_path / "none.duckdb")
+    landing.ensure_layout(paths.landing)
+    rows = [
+        {"type": "track", "messageId": "m1", "userId": user, "event": "viewed"},
+        {"type": "track", "messageId": "m2", "userId": "someone", "event": "viewed"},
+    ]
+    folder = landing.table_dir(paths.landing, "segment", "events")
+    landing.write_batch(paths.landing, "segment", "events", rows, prefix="test")
+    done = forget(paths, Request("user_id", str(user)), "req-esc")
+    assert done.stores["landing:segment/events"]["rows_removed"] == 1
+    (left,) = [
+        json.loads(x) for p in folder.glob("test-*.jsonl") for x in p.read_text().splitlines()
+    ]
+    assert left["messageId"] == "m2"
