@@ -436,8 +436,7 @@ def test_several_requests_are_forgotten_in_one_pass(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("user", ["josé-1", 1234567])
 def test_ids_written_escaped_or_as_numbers_are_found(user: object, tmp_path: Path) -> None:
-    # The events pass keeps a line unparsed when none of its strings is looked for: a value
-    # written escaped (json.dumps writes é as \\u00e9) or as a number must still be found.
+    # A value written escaped (json.dumps writes é as \\u00e9) or as a number is found.
     paths = Paths(home=tmp_path, landing=tmp_path / "landing", duckdb=tmp_path / "none.duckdb")
     landing.ensure_layout(paths.landing)
     rows = [

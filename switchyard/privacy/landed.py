@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -26,7 +25,6 @@ from switchyard import landing, phones
 
 REGION = "US"  # as switchyard/privacy/subject.py DEFAULT_PHONE_REGION
 TMP_SUFFIX = ".forget.tmp"
-_STRINGS = re.compile(r'"([^"\\]*)"')  # a JSON line's strings (keys too), unescaped ones
 OPEN_FILE_WAIT_SECONDS = 10.0  # the collector closes its open files every half second
 
 # What a person's rows carry that the rewrite empties where the row stays.
@@ -51,8 +49,6 @@ class Target:
     redact_keys: set[str] = field(default_factory=set)
     send_keys: dict[str, str] = field(default_factory=dict)  # send key -> its pseudonym
     occurrence_ids: set[str] = field(default_factory=set)  # the identity graph's, warehouse only
-    _needles: frozenset[str] | None = field(default=None, repr=False, compare=False)
-    _numbers: list[str] = field(default_factory=list, repr=False, compare=False)
 
     @classmethod
     def merged(cls, targets: Sequence[Target]) -> Target:
@@ -68,23 +64,6 @@ class Target:
             union.send_keys |= t.send_keys
             union.occurrence_ids |= t.occurrence_ids
         return union
-
-    def may_name(self, line: str) -> bool:
-        """False only when the JSON line holds none of the values looked for, as written: its
-        string values are compared as they are (lower-cased, trimmed). A line with an escape
-        (a value written differently from what it is) or a phone (spelled any way) is always
-        parsed."""
-        if self._needles is None:
-            values = {k.split(":", 1)[1] for k in self.keys | self.redact_keys if ":" in k}
-            values |= self.users | self.person_ids | set(self.send_keys)
-            self._needles = frozenset(v.strip().lower() for v in values if v.strip())
-            self._numbers = [v for v in self._needles if v.replace(".", "").isdigit()]
-        low = line.lower()
-        if "\\" in low or '"phone"' in low:
-            return True
-        if any(n in low for n in self._numbers):  # an id written as a JSON number
-            return True
-        return not self._needles.isdisjoint(v.strip() for v in _STRINGS.findall(low))
 
     def names(self, row_keys: set[str], user: object = None) -> bool:
         if user and str(user).strip() not in self.users:
@@ -254,11 +233,8 @@ def forget_jsonl(landing_dir: Path, target: Target) -> dict[str, Done]:
             stale.unlink()  # a rewrite a killed forget left: the file it was for is as it was
         outcome = Done()
         _wait_for_open_files(folder)
-        # Events are most of the landing bytes: a line that holds none of the values looked
-        # for is kept without being parsed (Target.may_name).
-        screen = target.may_name if (source, table) == ("segment", "events") else None
         for path in _visible(folder, "*.jsonl"):
-            outcome.add(rewrite_jsonl(path, decide, target, screen))
+            outcome.add(rewrite_jsonl(path, decide, target))
         done[f"{source}/{table}"] = outcome
     return done
 
@@ -288,11 +264,8 @@ def _rows(path: Path) -> Iterator[Any]:
                     yield line
 
 
-def rewrite_jsonl(
-    path: Path, decide: Decide, target: Target, screen: Callable[[str], bool] | None = None
-) -> Done:
-    """`path` without the rows `decide` removes (or with those it redacts), if any. `screen`:
-    False for a line that cannot be about the person (kept as it is, unparsed)."""
+def rewrite_jsonl(path: Path, decide: Decide, target: Target) -> Done:
+    """`path` without the rows `decide` removes (or with those it redacts), if any."""
     if not landing.closed(path):
         return Done(busy=[str(path)])
     kept: list[str] = []
@@ -300,9 +273,6 @@ def rewrite_jsonl(
     with path.open(encoding="utf-8") as fh:
         for line in fh:
             if not line.strip():
-                continue
-            if screen is not None and not screen(line):
-                kept.append(line.rstrip("\n"))
                 continue
             try:
                 row = json.loads(line)
