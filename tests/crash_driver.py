@@ -6,8 +6,13 @@ platform: braze, customerio, iterable), the step hands the text to it instead.""
 
 from __future__ import annotations
 
+import random
+import signal
+import subprocess
 import sys
+import time
 import uuid
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -75,6 +80,22 @@ def main(home: Path, base_url: str, n: int, handoff: str | None = None) -> None:
     finally:
         sender.close()
         writer.close()
+
+
+def kill_mid_run(
+    command: list[str], cwd: Path, received: Callable[[], int], chance: random.Random, most: int
+) -> bool:
+    """One run of `command`, SIGKILLed once the sandbox has `received` 1 to `most` more
+    messages (mid-batch: some answers still on their way); whether it was killed."""
+    run = subprocess.Popen(command, cwd=cwd)
+    target = received() + chance.randint(1, most)
+    while run.poll() is None and received() < target:
+        time.sleep(0.002)
+    killed = run.poll() is None
+    if killed:
+        run.send_signal(signal.SIGKILL)
+    run.wait()
+    return killed
 
 
 if __name__ == "__main__":

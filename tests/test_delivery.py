@@ -888,10 +888,8 @@ def test_a_sender_killed_at_random_points_loses_and_duplicates_nothing(tmp_path:
     # A real process per run, SIGKILLed at a random moment (seeded), over and over; then runs
     # to the end. Twilio's lookup settles what a killed run left unknown.
     import random
-    import signal
     import subprocess
     import sys
-    import time
 
     from tests import crash_driver
 
@@ -908,16 +906,9 @@ def test_a_sender_killed_at_random_points_loses_and_duplicates_nothing(tmp_path:
             str(people),
         ]
         kills = 0
+        root = Path(__file__).parent.parent
         for _ in range(8):
-            run_ = subprocess.Popen(command, cwd=Path(__file__).parent.parent)
-            # killed once it has sent a few more (mid-batch: some answers still on their way)
-            target = len(sb.received) + chance.randint(1, 12)
-            while run_.poll() is None and len(sb.received) < target:
-                time.sleep(0.002)
-            if run_.poll() is None:
-                run_.send_signal(signal.SIGKILL)
-                kills += 1
-            run_.wait()
+            kills += crash_driver.kill_mid_run(command, root, lambda: len(sb.received), chance, 12)
         for _ in range(2):  # to the end: whatever is left unknown is settled
             subprocess.run(command, cwd=Path(__file__).parent.parent, check=True)
         received = Counter(r.send_key for r in sb.received)

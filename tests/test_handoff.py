@@ -225,10 +225,8 @@ def test_a_hand_off_killed_at_random_points_goes_out_at_most_once(tmp_path: Path
     # runs to the end. Nothing is handed over twice; what a killed run left in doubt is failed
     # as outcome_unknown; what no killed run had sent yet goes out, once.
     import random
-    import signal
     import subprocess
     import sys
-    import time
     from collections import Counter
 
     from activations import ledger
@@ -244,14 +242,7 @@ def test_a_hand_off_killed_at_random_points_goes_out_at_most_once(tmp_path: Path
         kills = 0
         for _ in range(3):
             sb.fail_next(Fault("braze", 429, count=3, retry_after=0))
-            run_ = subprocess.Popen(command, cwd=root)
-            target = len(sb.received) + chance.randint(1, 10)
-            while run_.poll() is None and len(sb.received) < target:
-                time.sleep(0.002)
-            if run_.poll() is None:
-                run_.send_signal(signal.SIGKILL)
-                kills += 1
-            run_.wait()
+            kills += crash_driver.kill_mid_run(command, root, lambda: len(sb.received), chance, 10)
         # A hand-off's attempted line is written as its request leaves, not when it is queued:
         # what the killed runs had queued but not sent has no line, and is not in doubt.
         touched = set(ledger.read_state(tmp_path).last_status)

@@ -22,8 +22,8 @@ import duckdb
 from sqlglot import exp
 
 from switchyard import landing, phones
+from switchyard.privacy.subject import DEFAULT_PHONE_REGION
 
-REGION = "US"  # as switchyard/privacy/subject.py DEFAULT_PHONE_REGION
 TMP_SUFFIX = ".forget.tmp"
 OPEN_FILE_WAIT_SECONDS = 10.0  # the collector closes its open files every half second
 
@@ -97,7 +97,7 @@ def email_key(value: object) -> str | None:
 def phone_key(value: object) -> str | None:
     if not value:
         return None
-    e164 = phones.e164(str(value), REGION)
+    e164 = phones.e164(str(value), DEFAULT_PHONE_REGION)
     return f"phone:{e164}" if e164 else None
 
 

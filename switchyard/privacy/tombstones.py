@@ -97,14 +97,8 @@ class Tombstone:
         return cls(**json.loads(path.read_text()))
 
 
-def forgotten_hashes(landing_dir: Path, intake_only: bool = False) -> set[str]:
-    """Every hash of every tombstone so far (`intake_only`: of those that drop new events)."""
-    hashes: set[str] = set()
-    for path in sorted(folder(landing_dir, "forgotten").glob("*.json")):
-        stone = Tombstone.read(path)
-        if stone.drop_at_intake or not intake_only:
-            hashes.update(stone.hashes)
-    return hashes
+def all_tombstones(landing_dir: Path) -> list[Tombstone]:
+    return [Tombstone.read(p) for p in sorted(folder(landing_dir, "forgotten").glob("*.json"))]
 
 
 class Forgotten:
@@ -137,10 +131,12 @@ class Forgotten:
         except FileNotFoundError:
             return
         if seen != self._seen:
-            self._hashes = forgotten_hashes(self.landing_dir, self.intake_only)
+            stones = all_tombstones(self.landing_dir)  # read once: hashes and salt prints
+            self._hashes = {
+                h for st in stones if st.drop_at_intake or not self.intake_only for h in st.hashes
+            }
             self._key = salt(self.landing_dir) if self._hashes else b""
-            prints = {Tombstone.read(p).salt_fingerprint
-                      for p in folder(self.landing_dir, "forgotten").glob("*.json")}  # fmt: skip
+            prints = {st.salt_fingerprint for st in stones}
             if self._hashes and prints - {"", fingerprint(self._key)}:
                 raise RuntimeError(
                     "the tombstones were hashed under another privacy salt than this process "
