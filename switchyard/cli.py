@@ -354,6 +354,35 @@ def cmd_forget(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_retention(args: argparse.Namespace) -> int:
+    from orchestration.dbt_project import ensure_manifest
+    from switchyard.clock import parse_utc
+    from switchyard.privacy.retention import RetentionError, enforce, load_policy
+
+    paths = Paths.from_env()
+    try:
+        policy = load_policy(ensure_manifest())
+        now = parse_utc(args.now).replace(tzinfo=UTC) if args.now else None
+        done = enforce(paths.landing, paths.duckdb, policy, now, dry_run=args.dry_run)
+    except (RetentionError, RuntimeError, ValueError) as exc:
+        print(f"switchyard retention: {exc}", file=sys.stderr)
+        return 1
+    verb = "would go" if done.dry_run else "went"
+    for store, counts in sorted(done.stores.items()):
+        rules = "; ".join(done.policy.get(store.split(":", 1)[1], []))
+        print(
+            f"  {store}: {counts['rows_removed']} rows removed, {counts['rows_redacted']} "
+            f"redacted in {counts['files']} files ({rules})"
+        )
+    print(
+        f"retention as of {done.now}: {done.rows_removed} rows removed and "
+        f"{done.rows_redacted} redacted {verb}" + (f" (report: {done.path})" if done.path else "")
+    )
+    if done.busy:
+        print(f"{len(done.busy)} files were being written: the next run takes them")
+    return 0
+
+
 def cmd_caps(args: argparse.Namespace) -> int:
     from activations import caps_simulate
 
@@ -651,6 +680,14 @@ def main(argv: list[str] | None = None) -> int:
         help="suppress and delete: the person's new events are not landed by intake either",
     )
     fgt.set_defaults(func=cmd_forget)
+
+    ret = sub.add_parser(
+        "retention",
+        help="remove or redact what is past the retention windows the dbt YAML declares",
+    )
+    ret.add_argument("--dry-run", action="store_true", help="count what would go, change nothing")
+    ret.add_argument("--now", help="as if it were this time (ISO 8601; default: now)")
+    ret.set_defaults(func=cmd_retention)
 
     prep = sub.add_parser("prepare", help="build the dbt manifest (dbt parse) if stale")
     prep.set_defaults(func=cmd_prepare)

@@ -206,7 +206,7 @@ def send_keys_of(landing_dir: Path, person_ids: set[str]) -> set[str]:
     by them). Compacted files are read too: old run files are gone once compacted."""
     found: set[str] = set()
     folder = landing.table_dir(landing_dir, "ledger", "deliveries")
-    for path in _visible(folder, "*.jsonl"):
+    for path in visible(folder, "*.jsonl"):
         for row in _rows(path):
             if isinstance(row, dict) and row.get("person_id") in person_ids:
                 found.add(str(row.get("send_key")))
@@ -232,14 +232,14 @@ def forget_jsonl(landing_dir: Path, target: Target) -> dict[str, Done]:
         for stale in folder.glob(f".*{TMP_SUFFIX}"):
             stale.unlink()  # a rewrite a killed forget left: the file it was for is as it was
         outcome = Done()
-        _wait_for_open_files(folder)
-        for path in _visible(folder, "*.jsonl"):
+        wait_for_open_files(folder)
+        for path in visible(folder, "*.jsonl"):
             outcome.add(rewrite_jsonl(path, decide, target))
         done[f"{source}/{table}"] = outcome
     return done
 
 
-def _wait_for_open_files(folder: Path, timeout: float = OPEN_FILE_WAIT_SECONDS) -> None:
+def wait_for_open_files(folder: Path, timeout: float = OPEN_FILE_WAIT_SECONDS) -> None:
     """Until the collector has closed the files it had open when the forget began (it closes
     each within a second): their rows are then in visible files, which the pass rewrites.
     Files it opens later hold events that came after the request."""
@@ -249,7 +249,7 @@ def _wait_for_open_files(folder: Path, timeout: float = OPEN_FILE_WAIT_SECONDS) 
         time.sleep(0.05)
 
 
-def _visible(folder: Path, pattern: str) -> Iterator[Path]:
+def visible(folder: Path, pattern: str) -> Iterator[Path]:
     if folder.exists():
         yield from sorted(p for p in folder.glob(pattern) if not p.name.startswith((".", "_")))
 
@@ -264,8 +264,9 @@ def _rows(path: Path) -> Iterator[Any]:
                     yield line
 
 
-def rewrite_jsonl(path: Path, decide: Decide, target: Target) -> Done:
-    """`path` without the rows `decide` removes (or with those it redacts), if any."""
+def rewrite_jsonl(path: Path, decide: Decide, target: Target, write: bool = True) -> Done:
+    """`path` without the rows `decide` removes (or with those it redacts), if any; removed
+    when no row stays. `write=False` counts what would change."""
     if not landing.closed(path):
         return Done(busy=[str(path)])
     kept: list[str] = []
@@ -292,11 +293,16 @@ def rewrite_jsonl(path: Path, decide: Decide, target: Target) -> Done:
                 kept.append(json.dumps(verdict, default=str, separators=(",", ":")))
     if not removed and not redacted:
         return Done()
-    _replace_text(path, kept)
+    if write:
+        _replace_text(path, kept)
     return Done(files=1, rows_removed=removed, rows_redacted=redacted)
 
 
 def _replace_text(path: Path, lines: list[str]) -> None:
+    if not lines:  # nothing left: no empty file left behind each day
+        path.unlink()
+        landing.fsync_dir(path.parent)
+        return
     tmp = path.with_name(f".{path.name}{TMP_SUFFIX}")
     with tmp.open("w", encoding="utf-8") as fh:
         for line in lines:
@@ -323,7 +329,7 @@ def forget_parquet(landing_dir: Path, target: Target) -> dict[str, Done]:
     with duckdb.connect() as con:
         for relative, (how, personal) in PARQUET.items():
             outcome = Done()
-            for path in _visible(landing_dir / relative, "*.parquet"):
+            for path in visible(landing_dir / relative, "*.parquet"):
                 outcome.add(_rewrite_parquet(con, path, how, personal, target))
             done[relative] = outcome
     return done
@@ -350,10 +356,6 @@ def _rewrite_parquet(
     ).fetchone() or (0,)
     if not hits:
         return Done()
-    metadata = con.execute(  # the ledger's `source_files`; a writer's own schema is not kept
-        f"select decode(key), decode(value) from parquet_kv_metadata({source}) "
-        "where not starts_with(decode(key), 'ARROW:')"
-    ).fetchall()
     if how == "remove":
         query = f"select * from read_parquet({source}) where not {where}"
     else:
@@ -371,6 +373,19 @@ def _rewrite_parquet(
                 f"'$.\"' || send_key || '\"'), send_key) else send_key end as send_key"
             )
         query = f"select * replace ({', '.join(replaced)}) from read_parquet({source})"
+    rewrite_parquet(con, path, query)
+    removed = hits if how == "remove" else 0
+    return Done(files=1, rows_removed=removed, rows_redacted=hits - removed)
+
+
+def rewrite_parquet(con: duckdb.DuckDBPyConnection, path: Path, query: str) -> None:
+    """`path` replaced by what `query` selects, keeping the file's own key-value metadata (the
+    ledger's `source_files`; a writer's Arrow schema is not kept)."""
+    source = exp.Literal.string(str(path)).sql("duckdb")
+    metadata = con.execute(
+        f"select decode(key), decode(value) from parquet_kv_metadata({source}) "
+        "where not starts_with(decode(key), 'ARROW:')"
+    ).fetchall()
     options = ""
     if metadata:
         pairs = ", ".join(
@@ -379,5 +394,3 @@ def _rewrite_parquet(
         )
         options = f"kv_metadata {{{pairs}}}"
     landing.write_parquet(con, query, path, options)
-    removed = hits if how == "remove" else 0
-    return Done(files=1, rows_removed=removed, rows_redacted=hits - removed)

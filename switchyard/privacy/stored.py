@@ -93,7 +93,7 @@ def purge(warehouse: Path, values: dict[str, set[str]], rewrite: bool = False) -
         con.execute("commit")
         con.execute("checkpoint")
         if deleted or rewrite:
-            _rewrite_file(con, warehouse)  # while this connection keeps every writer out
+            rewrite_file(con, warehouse)  # while this connection keeps every writer out
     finally:
         con.close()
     return Purged(deleted, before, warehouse.stat().st_size)
@@ -166,7 +166,7 @@ def _array(values: set[str]) -> str:
     return exp.Array(expressions=[exp.Literal.string(v) for v in sorted(values)]).sql("duckdb")
 
 
-def _rewrite_file(con: duckdb.DuckDBPyConnection, warehouse: Path) -> None:
+def rewrite_file(con: duckdb.DuckDBPyConnection, warehouse: Path) -> None:
     """The database copied into a fresh file that replaces it (freed blocks are not copied),
     through `con`, which holds the file: no writer gets in between the copy and the rename."""
     fresh = warehouse.with_name(f".{warehouse.stem}-forget-{uuid.uuid4().hex[:8]}.duckdb")

@@ -1,0 +1,473 @@
+"""Retention: personal data kept only as long as the project declares.
+
+Windows are declared in the dbt YAML, where the data is described, as `meta.retention` on a
+landing source (a default for its tables), on one of its tables, or on a model:
+
+    meta:
+      retention:                       # or a list of such rules
+        days: 396                      # rows whose time is older than this many days ...
+        on: timestamp                  # ... by this column (default: the source's loaded_at_field)
+        redact: [subject, body]        # only these columns emptied; without it, rows removed
+
+`enforce` removes (or redacts) what is past its window in the landing files (rewritten
+atomically, as a forget does) and in the warehouse tables of the models that declare a window
+(incremental models keep rows a rebuild would not bring back; a table model follows its
+sources at its next build), then rewrites the warehouse file so no freed block keeps a byte,
+and writes a report of what went, without personal data (`landing/privacy/retention/`).
+
+The ledger's lines and the journey transitions are the exactly-once record and the funnel's
+counts: their rows are never removed, only their personal columns emptied (`redact`).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import sqlglot
+from sqlglot import exp
+
+from activations.ledger.compact import compaction_lock
+from switchyard import landing, publish
+from switchyard.privacy import landed, stored
+
+# dbt sources whose tables are Parquet files under the landing folder: folder, file patterns
+PARQUET_FOLDERS = {
+    "journeys/transitions": ("journeys/transitions", ("*.parquet",)),
+    "journeys/previews": ("journeys/previews", ("*.parquet",)),
+    "syncs/results": ("syncs/results", ("*.parquet",)),
+    # the lines, and each key's latest message (the sends files hold no message)
+    "ledger/deliveries_compacted": ("ledger/compacted", ("lines-*.parquet", "keys-*.parquet")),
+}
+# rows kept for exactly-once and the funnel: only their columns may be emptied
+LEDGER = {"ledger/deliveries", "ledger/deliveries_compacted"}
+REDACT_ONLY = LEDGER | {"journeys/transitions"}
+# The compacted ledger's keys file holds each key's latest message too, under its own names.
+KEYS_FILE_COLUMNS = {"recorded_at": "last_at", "reason_detail": "last_detail"}
+RULE_KEYS = {"days", "on", "redact"}
+
+
+class RetentionError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Rule:
+    days: int
+    on: str
+    redact: tuple[str, ...] = ()  # empty: rows past the window are removed
+
+    def cutoff(self, now: datetime) -> datetime:
+        return now - timedelta(days=self.days)
+
+    def describe(self) -> str:
+        what = f"empty {', '.join(self.redact)}" if self.redact else "remove rows"
+        return f"{what} older than {self.days} days by {self.on}"
+
+
+@dataclass(frozen=True)
+class Policy:
+    landing: dict[str, tuple[Rule, ...]]  # "source/table" -> its rules
+    tables: dict[str, tuple[Rule, ...]]  # "schema.table" of a model -> its rules
+
+    def describe(self) -> dict[str, list[str]]:
+        return {
+            name: [r.describe() for r in rules]
+            for name, rules in sorted({**self.landing, **self.tables}.items())
+        }
+
+
+@dataclass
+class Removed:
+    files: int = 0  # rewritten (a file left empty is deleted)
+    rows_removed: int = 0
+    rows_redacted: int = 0
+    undated: int = 0  # rows whose time is missing or unreadable: kept, counted
+    busy: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Report:
+    now: str
+    dry_run: bool
+    policy: dict[str, list[str]]
+    stores: dict[str, dict[str, int]] = field(default_factory=dict)
+    busy: list[str] = field(default_factory=list)  # files being written: the next run takes them
+    path: str | None = None
+
+    @property
+    def rows_removed(self) -> int:
+        return sum(s.get("rows_removed", 0) for s in self.stores.values())
+
+    @property
+    def rows_redacted(self) -> int:
+        return sum(s.get("rows_redacted", 0) for s in self.stores.values())
+
+
+# -- the declaration ------------------------------------------------------------------------
+
+
+def load_policy(manifest_path: Path) -> Policy:
+    """Every `meta.retention` of the project's sources and models, checked: a mistake names the
+    source or model and what is allowed."""
+    manifest = json.loads(manifest_path.read_text())
+    landing_rules: dict[str, tuple[Rule, ...]] = {}
+    for source in manifest.get("sources", {}).values():
+        name = f"{source['source_name']}/{source['name']}"
+        declared = _meta(source).get("retention", source.get("source_meta", {}).get("retention"))
+        if declared is None:
+            continue
+        where = f"source {source['source_name']}.{source['name']} ({source['original_file_path']})"
+        if name not in _LANDING_TABLES:
+            raise RetentionError(
+                f"{where}: retention is enforced on the landing tables only "
+                f"({', '.join(sorted(_LANDING_TABLES))}); a table another tool loads keeps "
+                "its own retention"
+            )
+        rules = _rules(where, declared, _time_column(source.get("loaded_at_field")))
+        if name in REDACT_ONLY and any(not r.redact for r in rules):
+            raise RetentionError(
+                f"{where}: its rows are the exactly-once record and the funnel's counts and are "
+                "never removed; declare `redact: [columns]` to empty personal columns instead"
+            )
+        landing_rules[name] = rules
+    table_rules: dict[str, tuple[Rule, ...]] = {}
+    for node in manifest.get("nodes", {}).values():
+        declared = _meta(node).get("retention")
+        if node.get("resource_type") != "model" or declared is None:
+            continue
+        where = f"model {node['name']} ({node['original_file_path']})"
+        if node.get("config", {}).get("materialized") in ("view", "ephemeral"):
+            raise RetentionError(
+                f"{where}: a view stores nothing; declare retention on the source it reads"
+            )
+        table = f"{node['schema']}.{node.get('alias') or node['name']}"
+        table_rules[table] = _rules(where, declared, None)
+    return Policy(landing_rules, table_rules)
+
+
+def _meta(node: Mapping[str, Any]) -> dict[str, Any]:
+    return {**(node.get("meta") or {}), **(node.get("config", {}).get("meta") or {})}
+
+
+def _time_column(loaded_at_field: str | None) -> str | None:
+    """The one column a source's `loaded_at_field` reads (`try_cast(timestamp as timestamp)`)."""
+    if not loaded_at_field:
+        return None
+    columns = {c.name for c in sqlglot.parse_one(loaded_at_field).find_all(exp.Column)}
+    return columns.pop() if len(columns) == 1 else None
+
+
+def _rules(where: str, declared: Any, default_on: str | None) -> tuple[Rule, ...]:
+    items = declared if isinstance(declared, list) else [declared]
+    rules = []
+    for item in items:
+        if isinstance(item, dict):  # YAML 1.1 reads an unquoted `on:` key as true
+            item = {("on" if k in (True, "true") else k): v for k, v in item.items()}
+        if not isinstance(item, dict) or set(item) - RULE_KEYS:
+            raise RetentionError(
+                f"{where}: retention {item!r} is not a rule; each is "
+                "{days: N, on: column, redact: [columns]} (on and redact optional)"
+            )
+        days, on, redact = item.get("days"), item.get("on") or default_on, item.get("redact", [])
+        if not isinstance(days, int) or isinstance(days, bool) or days < 1:
+            raise RetentionError(
+                f"{where}: retention days must be a whole number >= 1, not {days!r}"
+            )
+        if not on:
+            raise RetentionError(
+                f"{where}: retention needs `on:`, the column holding each row's time"
+            )
+        if not isinstance(redact, list) or not all(isinstance(c, str) for c in redact):
+            raise RetentionError(f"{where}: retention redact must be a list of column names")
+        rules.append(Rule(days, str(on), tuple(redact)))
+    return tuple(rules)
+
+
+_LANDING_TABLES = {f"{s}/{t}" for s, tables in landing.LAYOUT.items() for t in tables} | set(
+    PARQUET_FOLDERS
+)
+
+
+# -- enforcing it ---------------------------------------------------------------------------
+
+
+def enforce(
+    landing_dir: Path,
+    warehouse: Path | None,
+    policy: Policy,
+    now: datetime | None = None,
+    dry_run: bool = False,
+) -> Report:
+    """Remove or redact what is past each window; with `dry_run`, count it only."""
+    now = now or datetime.now(UTC)
+    report = Report(now.isoformat(timespec="seconds"), dry_run, policy.describe())
+    with compaction_lock(landing_dir):  # no compaction folds ledger lines in meanwhile
+        unsettled = _unsettled(landing_dir) if set(policy.landing) & LEDGER else set()
+        for name, rules in sorted(policy.landing.items()):
+            exempt = unsettled if name in LEDGER else set()
+            if name in PARQUET_FOLDERS:
+                folder, patterns = PARQUET_FOLDERS[name]
+                files = [f for p in patterns for f in landed.visible(landing_dir / folder, p)]
+                done = _parquet(files, rules, now, dry_run, exempt)
+            else:
+                done = _jsonl(landing_dir / name, rules, now, dry_run, exempt)
+            report.stores[f"landing:{name}"] = _counts(done)
+            report.busy += done.busy
+    if policy.tables and warehouse is not None and warehouse.exists():
+        for table, done in _warehouse(warehouse, policy.tables, now, dry_run).items():
+            report.stores[f"warehouse:{table}"] = _counts(done)
+    if not dry_run:
+        report.path = str(_write_report(landing_dir, report))
+    return report
+
+
+def _counts(done: Removed) -> dict[str, int]:
+    return {
+        "files": done.files,
+        "rows_removed": done.rows_removed,
+        "rows_redacted": done.rows_redacted,
+        "undated": done.undated,
+    }
+
+
+def _time(value: object) -> datetime | None:
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, str) and value.strip():
+        try:
+            moment = datetime.fromisoformat(value.strip())
+        except ValueError:
+            return None
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        moment = datetime.fromtimestamp(value / 1000 if value > 1e11 else value, UTC)
+    else:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _unsettled(landing_dir: Path) -> set[str]:
+    """Send keys without a final outcome: the sender may still resend their message (at most
+    once more, visibly), so it is kept until they settle."""
+    from activations.ledger import read_state
+    from activations.ledger.store import OPEN
+
+    return {k for k, status in read_state(landing_dir).last_status.items() if status in OPEN}
+
+
+def _jsonl(
+    folder: Path, rules: tuple[Rule, ...], now: datetime, dry_run: bool, exempt: set[str]
+) -> Removed:
+    done = Removed()
+    undated = 0
+
+    def decide(row: dict[str, Any]) -> dict[str, Any] | bool | None:
+        nonlocal undated
+        if exempt and row.get("send_key") in exempt:
+            return True
+        changed: dict[str, Any] | None = None
+        for rule in rules:
+            moment = _time(row.get(rule.on))
+            if moment is None:
+                undated += 1
+                return True
+            if moment >= rule.cutoff(now):
+                continue
+            if not rule.redact:
+                return None
+            for column in rule.redact:
+                if row.get(column) is not None:
+                    changed = changed or dict(row)
+                    changed[column] = None
+        return changed if changed is not None else True
+
+    nobody = landed.Target(set(), set(), {}, set())  # text that does not parse is kept
+    landed.wait_for_open_files(folder)
+    for path in landed.visible(folder, "*.jsonl"):
+        outcome = landed.rewrite_jsonl(path, decide, nobody, write=not dry_run)
+        done.files += outcome.files
+        done.rows_removed += outcome.rows_removed
+        done.rows_redacted += outcome.rows_redacted
+        done.busy += outcome.busy
+    done.undated = undated
+    return done
+
+
+def _past(rule: Rule, now: datetime) -> str:
+    column = exp.to_identifier(rule.on).sql("duckdb")
+    cutoff = exp.Literal.string(rule.cutoff(now).isoformat()).sql("duckdb")
+    return f"try_cast({column} as timestamptz) < cast({cutoff} as timestamptz)"
+
+
+def _parquet(
+    files: list[Path], rules: tuple[Rule, ...], now: datetime, dry_run: bool, exempt: set[str]
+) -> Removed:
+    done = Removed()
+    with duckdb.connect() as con:
+        con.execute("set TimeZone = 'UTC'")  # a naive timestamp is UTC, as the writers mean it
+        con.register("exempt_keys", pa.table({"send_key": pa.array(sorted(exempt), pa.string())}))
+        for path in files:
+            source = f"read_parquet({exp.Literal.string(str(path)).sql('duckdb')})"
+            columns = {r[0] for r in con.execute(f"describe select * from {source}").fetchall()}
+            applied = rules
+            if path.name.startswith("keys-"):
+                applied = _keys_file_rules(rules, columns)
+            kept = "send_key in (select send_key from exempt_keys)" if exempt else "false"
+            past = _Past.of(str(path), columns, applied, now, kept)
+            removed, redacted, undated = past.counts(con, source, applied)
+            done.undated += undated
+            if not removed and not redacted:
+                continue
+            if not dry_run:
+                landed.rewrite_parquet(con, path, past.kept(source))
+            done.files += 1
+            done.rows_removed += removed
+            done.rows_redacted += redacted
+    return done
+
+
+@dataclass(frozen=True)
+class _Past:
+    """A table's rules as SQL over its columns: which rows go, which columns are emptied when."""
+
+    gone: str
+    emptied: dict[str, str]  # column -> when it is emptied
+
+    @classmethod
+    def of(
+        cls,
+        relation: str,
+        columns: set[str],
+        rules: tuple[Rule, ...],
+        now: datetime,
+        exempt: str = "false",
+    ) -> _Past:
+        """`exempt`: rows no rule touches (a ledger key not settled yet)."""
+        for rule in rules:
+            missing = ({rule.on} | set(rule.redact)) - columns
+            if missing:
+                raise RetentionError(
+                    f"{relation}: retention names {', '.join(sorted(missing))}, which it does "
+                    f"not have (its columns: {', '.join(sorted(columns))})"
+                )
+        emptied: dict[str, list[str]] = {}
+        for rule in (r for r in rules if r.redact):
+            for column in rule.redact:
+                emptied.setdefault(column, []).append(_past(rule, now))
+        gone = " or ".join(_past(r, now) for r in rules if not r.redact) or "false"
+        spared = f"not coalesce({exempt}, false)"
+        return cls(
+            f"({spared} and coalesce({gone}, false))",
+            {c: f"({spared} and coalesce({' or '.join(w)}, false))" for c, w in emptied.items()},
+        )
+
+    def counts(
+        self, con: duckdb.DuckDBPyConnection, relation: str, rules: tuple[Rule, ...]
+    ) -> tuple[int, int, int]:
+        """Rows removed, rows redacted (something in them emptied), rows without a time."""
+        redacts = " or ".join(
+            f"({when} and {_q(c)} is not null)" for c, when in self.emptied.items()
+        )
+        undated = " or ".join(f"try_cast({_q(r.on)} as timestamptz) is null" for r in rules)
+        found = con.execute(
+            f"select count(*) filter (where {self.gone}), "
+            f"count(*) filter (where not {self.gone} and ({redacts or 'false'})), "
+            f"count(*) filter (where {undated}) from {relation}"
+        ).fetchone() or (0, 0, 0)
+        return int(found[0]), int(found[1]), int(found[2])
+
+    def kept(self, relation: str) -> str:
+        replaced = [
+            f"case when {when} then null else {_q(c)} end as {_q(c)}"
+            for c, when in self.emptied.items()
+        ]
+        select = f"select * replace ({', '.join(replaced)})" if replaced else "select *"
+        return f"{select} from {relation} where not {self.gone}"
+
+
+def _keys_file_rules(rules: tuple[Rule, ...], columns: set[str]) -> tuple[Rule, ...]:
+    """The ledger's rules as the keys file names its columns (a key's latest line)."""
+    return tuple(
+        Rule(
+            r.days,
+            KEYS_FILE_COLUMNS.get(r.on, r.on),
+            tuple(c for c in (KEYS_FILE_COLUMNS.get(c, c) for c in r.redact) if c in columns),
+        )
+        for r in rules
+    )
+
+
+def _q(column: str) -> str:
+    return exp.to_identifier(column).sql("duckdb")
+
+
+def _warehouse(
+    warehouse: Path, tables: Mapping[str, tuple[Rule, ...]], now: datetime, dry_run: bool
+) -> dict[str, Removed]:
+    """Each declared model's table trimmed in one transaction, then the file rewritten so no
+    freed block keeps what went, and the published copy made again."""
+    try:
+        con = duckdb.connect(str(warehouse), read_only=dry_run)
+    except duckdb.IOException as exc:
+        raise RuntimeError(
+            f"the warehouse {warehouse} is in use ({exc}): retention needs it to itself; the "
+            "days tier runs it in the warehouse pool, or run it between Dagster runs"
+        ) from exc
+    done: dict[str, Removed] = {}
+    try:
+        con.execute("set TimeZone = 'UTC'")
+        if not dry_run:
+            con.execute("begin")
+        for table, rules in sorted(tables.items()):
+            schema, name = table.split(".", 1)
+            relation = ".".join(_q(n) for n in (schema, name))
+            found = con.execute(
+                "select list(column_name) from information_schema.columns "
+                "where table_schema = ? and table_name = ? and table_catalog = current_database()",
+                [schema, name],
+            ).fetchone()
+            if not found or not found[0]:
+                continue  # not built yet
+            past = _Past.of(relation, set(found[0]), rules, now)
+            removed, redacted, undated = past.counts(con, relation, rules)
+            done[table] = Removed(1 if removed or redacted else 0, removed, redacted, undated)
+            if dry_run:
+                continue
+            if removed:
+                con.execute(f"delete from {relation} where {past.gone}")
+            for column, when in past.emptied.items():
+                con.execute(
+                    f"update {relation} set {_q(column)} = null "
+                    f"where {when} and {_q(column)} is not null"
+                )
+        if not dry_run:
+            con.execute("commit")
+            con.execute("checkpoint")
+            if any(d.files for d in done.values()):
+                stored.rewrite_file(con, warehouse)  # while this connection keeps writers out
+    finally:
+        con.close()
+    changed = any(d.files for d in done.values())
+    if not dry_run and changed and publish.published_path(warehouse).exists():
+        publish.publish(warehouse)
+    return done
+
+
+def _write_report(landing_dir: Path, report: Report) -> Path:
+    """The run's audit, without personal data: when, the policy, what each store gave up."""
+    folder = landing_dir / "privacy" / "retention"
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = re.sub(r"[^0-9T]", "", report.now)[:15]
+    path = folder / f"run-{stamp}-{uuid.uuid4().hex[:8]}.json"
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps({**asdict(report), "path": None}, indent=2, sort_keys=True) + "\n")
+    tmp.replace(path)
+    return path
