@@ -12,6 +12,7 @@ from orchestration.defs.activation import (
     declared_journeys,
     person_partitions,
 )
+from orchestration.defs.privacy import RETENTION_TIER, privacy_retention
 from orchestration.defs.publish import build_publish_asset
 from orchestration.defs.report import REPORT_TIER, journey_report
 from orchestration.defs.resources import resources
@@ -50,9 +51,11 @@ def build_definitions() -> dg.Definitions:
     )
     # Partitioned journeys run in jobs of their own (build_partitioned_sends), after the models.
     apart = dg.AssetSelection.assets(*activations) if partitions else dg.AssetSelection.assets()
+    # Retention is the days tier's: a demo or a full pipeline run never trims history.
+    retention = dg.AssetSelection.assets(privacy_retention)
     pipeline = dg.define_asset_job(
         PIPELINE_JOB,
-        selection=dg.AssetSelection.all() - upkeep.selection - apart,
+        selection=dg.AssetSelection.all() - upkeep.selection - apart - retention,
         description="Build every model, run every journey (with person partitions configured "
         "the tier_<tier>_sends jobs run them instead), then metrics.",
     )
@@ -62,6 +65,7 @@ def build_definitions() -> dg.Definitions:
         exclude=upkeep.selection | apart,
         only_in=[
             (dg.AssetSelection.assets(journey_report), {REPORT_TIER}),
+            (retention, {RETENTION_TIER}),
             # measurement marts are for BI and the report: not worth a seconds-tier run's time
             (dg.AssetSelection.tag(MEASUREMENT_TAG, ""), set(TIERS) - {"seconds"}),
         ],
@@ -85,6 +89,7 @@ def build_definitions() -> dg.Definitions:
             compaction,
             published,
             journey_report,
+            privacy_retention,
         ],
         jobs=[pipeline, *tier_jobs, *sends_jobs, upkeep],
         schedules=schedules,

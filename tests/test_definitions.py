@@ -105,6 +105,13 @@ def test_definitions_have_the_flow() -> None:
         keys = defs.resolve_job_def(job).asset_layer.executable_asset_keys
         assert (report in keys, funnel in keys) == (has_report, has_funnel), job
         assert dg.AssetKey(["fct_deliveries"]) in keys
+    # Retention after the published copy, in the days tier's runs only: a demo or a full
+    # pipeline run never trims history.
+    retention = dg.AssetKey(["privacy", "retention"])
+    assert graph.get(retention).parent_keys == {published}
+    for job in ("tier_seconds", "tier_hours", "tier_days", PIPELINE_JOB):
+        keys = defs.resolve_job_def(job).asset_layer.executable_asset_keys
+        assert (retention in keys) == (job == "tier_days"), job
 
 
 REPOSITORY_QUERY = """

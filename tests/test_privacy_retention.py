@@ -264,3 +264,26 @@ def test_a_send_not_settled_keeps_its_message(home: Path) -> None:
     enforce(home / "landing", None, POLICY, NOW)
     rows = {r["send_key"]: r for r in lines(home / "landing/ledger/deliveries")}
     assert rows["doubt-k"]["body"] == "Body 9" and rows["new-k1"]["body"] is None
+
+
+def test_the_days_tier_asset_enforces_the_project_policy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dagster as dg
+
+    from orchestration.defs.privacy import privacy_retention
+    from orchestration.defs.resources import WarehouseResource
+
+    monkeypatch.setenv("SWITCHYARD_HOME", str(tmp_path))
+    for name in ("SWITCHYARD_LANDING_DIR", "SWITCHYARD_DUCKDB_PATH"):
+        monkeypatch.delenv(name, raising=False)
+    landing.ensure_layout(tmp_path / "landing")
+    now = datetime.now(UTC)
+    old, recent = event(1, 0), event(2, 0)
+    old["timestamp"], recent["timestamp"] = iso(now - timedelta(days=400)), iso(now)
+    landing.write_batch(tmp_path / "landing", "segment", "events", [old, recent])
+    result = dg.materialize([privacy_retention], resources={"warehouse": WarehouseResource()})
+    (materialized,) = result.asset_materializations_for_node(privacy_retention.op.name)
+    assert materialized.metadata["rows_removed"].value == 1
+    assert [r["messageId"] for r in lines(tmp_path / "landing/segment/events")] == ["m-2"]
+    assert list((tmp_path / "landing/privacy/retention").glob("run-*.json"))
