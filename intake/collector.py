@@ -14,6 +14,7 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import hmac
 import json
 import urllib.parse
 import zlib
@@ -27,6 +28,7 @@ from typing import Any
 from xml.sax.saxutils import escape
 
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -36,9 +38,12 @@ from intake.consent_index import ConsentIndex
 from intake.durable import GroupCommitLog, recover
 from intake.openapi import openapi_document
 from switchyard import landing, preference_links
+from switchyard.privacy import requests as privacy_requests
 from switchyard.privacy.landed import event_keys
+from switchyard.privacy.subject import SubjectError
 from switchyard.privacy.tombstones import Forgotten
 
+PRIVACY_TOKEN_VARIABLE = "SWITCHYARD_PRIVACY_TOKEN"
 SINGLE_CALLS = ("track", "identify", "page", "screen", "alias", "group")
 RECENT_IDS = 1_000_000  # messageIds remembered for de-duplication (staging de-duplicates too)
 PREVIEW_BYTES = 2048  # of a refused request's body, kept with its reason
@@ -57,6 +62,8 @@ class CollectorSettings:
     # the signed links in messages (unsubscribe, preference center): served when set
     link_secret: str | None = None
     preference_topics: tuple[preference_center.Topic, ...] = ()  # the journeys' topics
+    # deletion requests (POST /v1/privacy/forget): served when set, as a bearer token
+    privacy_token: str | None = None
 
     @staticmethod
     def parse_write_keys(text: str) -> dict[str, str]:
@@ -359,6 +366,52 @@ def create_app(settings: CollectorSettings) -> Starlette:
         twiml = f'<?xml version="1.0" encoding="UTF-8"?><Response>{reply}</Response>'
         return await _land_feedback(landed, Response(twiml, media_type="text/xml"))
 
+    def _privacy_refusal(request: Request) -> JSONResponse | None:
+        if not settings.privacy_token:
+            return _error(404, f"not configured: set {PRIVACY_TOKEN_VARIABLE}")
+        given = request.headers.get("authorization", "")
+        scheme, _, token = given.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+            token.strip().encode(), settings.privacy_token.encode()
+        ):
+            answer = _error(401, f"send Authorization: Bearer <{PRIVACY_TOKEN_VARIABLE}>")
+            answer.headers["WWW-Authenticate"] = "Bearer"
+            return answer
+        return None
+
+    async def forget_request(request: Request) -> JSONResponse:
+        """A deletion request: the identifier blocked now, the full forget queued for the
+        next privacy run (switchyard/privacy/requests.py)."""
+        refused = _privacy_refusal(request)
+        if refused is not None:
+            return refused
+        try:
+            body = await _read_json(request, None)
+            asked, request_id, drop = privacy_requests.parse(body)
+            status = await run_in_threadpool(
+                privacy_requests.accept, settings.landing_dir, asked, request_id, drop
+            )
+        except BadRequest as bad:
+            return _error(bad.status, bad.message)
+        except SubjectError as bad:
+            return _error(400, str(bad))
+        except (OSError, RuntimeError) as failed:
+            return _error(503, f"not stored: {failed}")
+        return JSONResponse(
+            {"request_id": request_id, "status": status,
+             "status_url": f"/v1/privacy/forget/{request_id}"},
+            status_code=202,
+        )  # fmt: skip
+
+    async def forget_status(request: Request) -> JSONResponse:
+        refused = _privacy_refusal(request)
+        if refused is not None:
+            return refused
+        found = privacy_requests.status(settings.landing_dir, request.path_params["request_id"])
+        if found is None:
+            return _error(404, "no such request")
+        return JSONResponse(found)
+
     async def _land_feedback(landed: feedback.Feedback, answer: Response) -> Response:
         """Durable before the provider hears 2xx: otherwise it sends the request again."""
         try:
@@ -382,6 +435,8 @@ def create_app(settings: CollectorSettings) -> Starlette:
         Route("/v2/bulkevents", mparticle_batches, methods=["POST"]),
         Route("/v1/import", batch, methods=["POST"]),
         Route("/health", health, methods=["GET"]),
+        Route("/v1/privacy/forget", forget_request, methods=["POST"]),
+        Route("/v1/privacy/forget/{request_id}", forget_status, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
     ]
     if settings.link_secret:

@@ -118,6 +118,39 @@ def openapi_document() -> dict[str, Any]:
                 },
             }
         }
+    privacy: dict[str, Any] = {"security": [{"privacyToken": []}]}
+    paths["/v1/privacy/forget"] = {
+        "post": {
+            **privacy,
+            "summary": "A deletion request (GDPR Art. 17, CCPA): the identifier is blocked at "
+            "once, the person forgotten everywhere by the next privacy run",
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                "type": "object", "additionalProperties": False,
+                "properties": {
+                    **{k: {"type": "string"} for k in ("email", "phone", "user_id", "person_id")},
+                    "request_id": {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,128}$"},
+                    "drop_new_events": {"type": "boolean", "default": False},
+                },
+                "minProperties": 1,
+            }}}},
+            "responses": {
+                "202": {"description": "Accepted: request_id, status (queued or completed), "
+                                       "status_url"},
+                "400": {"description": "Not exactly one identifier, or one that is malformed"},
+                "401": {"description": "No or a wrong bearer token"},
+                "404": {"description": "SWITCHYARD_PRIVACY_TOKEN is not set"},
+            },
+        }
+    }  # fmt: skip
+    paths["/v1/privacy/forget/{request_id}"] = {
+        "get": {
+            **privacy,
+            "summary": "A request's status (queued, in_progress, completed) and what each store "
+            "gave up, without personal data",
+            "responses": {"200": {"description": "The status"},
+                          "404": {"description": "No such request"}},
+        }
+    }  # fmt: skip
     paths["/health"] = {
         "get": {"summary": "Alive, with counts", "responses": {"200": {"description": "ok"}}}
     }
@@ -131,11 +164,16 @@ def openapi_document() -> dict[str, Any]:
         "paths": paths,
         "components": {
             "securitySchemes": {
+                "privacyToken": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "SWITCHYARD_PRIVACY_TOKEN",
+                },
                 "writeKey": {
                     "type": "http",
                     "scheme": "basic",
                     "description": "The write key as the user name, no password (as Segment)",
-                }
+                },
             },
             "schemas": {
                 "Success": {"type": "object", "properties": {"success": {"const": True}}},

@@ -12,7 +12,12 @@ from orchestration.defs.activation import (
     declared_journeys,
     person_partitions,
 )
-from orchestration.defs.privacy import RETENTION_TIER, privacy_retention
+from orchestration.defs.privacy import (
+    FORGET_REQUEST_TIERS,
+    RETENTION_TIER,
+    privacy_forget_requests,
+    privacy_retention,
+)
 from orchestration.defs.publish import build_publish_asset
 from orchestration.defs.report import REPORT_TIER, journey_report
 from orchestration.defs.resources import resources
@@ -66,6 +71,7 @@ def build_definitions() -> dg.Definitions:
         only_in=[
             (dg.AssetSelection.assets(journey_report), {REPORT_TIER}),
             (retention, {RETENTION_TIER}),
+            (dg.AssetSelection.assets(privacy_forget_requests), FORGET_REQUEST_TIERS),
             # measurement marts are for BI and the report: not worth a seconds-tier run's time
             (dg.AssetSelection.tag(MEASUREMENT_TAG, ""), set(TIERS) - {"seconds"}),
         ],
@@ -90,6 +96,7 @@ def build_definitions() -> dg.Definitions:
             published,
             journey_report,
             privacy_retention,
+            privacy_forget_requests,
         ],
         jobs=[pipeline, *tier_jobs, *sends_jobs, upkeep],
         schedules=schedules,

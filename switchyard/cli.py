@@ -294,22 +294,21 @@ def cmd_export_person(args: argparse.Namespace) -> int:
     return 0
 
 
-def _person_arguments(parser: argparse.ArgumentParser) -> None:
+def _person_arguments(parser: argparse.ArgumentParser) -> argparse._MutuallyExclusiveGroup:
     """Who a privacy request is about: one identifier they gave, or their person id."""
     who = parser.add_mutually_exclusive_group(required=True)
     who.add_argument("--email")
     who.add_argument("--phone", help="as the person gave it; read in the default region")
     who.add_argument("--user-id")
     who.add_argument("--person-id")
+    return who
 
 
 def _privacy_request(args: argparse.Namespace) -> Any:
-    from switchyard.privacy.subject import Request
+    from switchyard.privacy.subject import KINDS, Request
 
-    kind, value = next(
-        (k, v) for k in ("email", "phone", "user_id", "person_id") if (v := getattr(args, k))
-    )
-    return Request(kind, value)  # type: ignore[arg-type]
+    kind, value = next((k, v) for k in KINDS if (v := getattr(args, k)))
+    return Request(kind, value)
 
 
 def _sync_destinations() -> list[str]:
@@ -329,6 +328,8 @@ def cmd_forget(args: argparse.Namespace) -> int:
     destinations = _sync_destinations()
     if destinations:
         channel_mode(os.environ)  # how to reach them, said before anything is removed
+    if args.queued:
+        return _forget_queued(paths, destinations)
     try:
         done = forget(
             paths, _privacy_request(args), args.request_id, args.drop_new_events,
@@ -352,6 +353,20 @@ def cmd_forget(args: argparse.Namespace) -> int:
     who = done.person_id or "nobody in the warehouse under that identifier; it"
     print(f"request {done.request_id}: {who} forgotten (audit: {done.tombstone})")
     return 0
+
+
+def _forget_queued(paths: Paths, destinations: list[str]) -> int:
+    from switchyard.privacy import requests
+
+    try:
+        done = requests.process(paths, destinations)
+    except RuntimeError as exc:
+        print(f"switchyard forget: {exc}", file=sys.stderr)
+        return 1
+    for p in done:
+        print(f"request {p.request_id}: {p.outcome}" + (f" ({p.reason})" if p.reason else ""))
+    print(f"{len(done)} queued requests processed")
+    return 3 if any(p.outcome != "completed" for p in done) else 0
 
 
 def cmd_retention(args: argparse.Namespace) -> int:
@@ -380,6 +395,14 @@ def cmd_retention(args: argparse.Namespace) -> int:
     )
     if done.busy:
         print(f"{len(done.busy)} files were being written: the next run takes them")
+    return 0
+
+
+def cmd_pii(args: argparse.Namespace) -> int:
+    from orchestration.dbt_project import ensure_manifest
+    from switchyard.privacy.pii import markdown, personal_columns
+
+    print(markdown(personal_columns(ensure_manifest())), end="")
     return 0
 
 
@@ -476,7 +499,7 @@ def cmd_inbox(args: argparse.Namespace) -> int:
 
 
 def cmd_collect(args: argparse.Namespace) -> int:
-    from intake.collector import CollectorSettings, create_app
+    from intake.collector import PRIVACY_TOKEN_VARIABLE, CollectorSettings, create_app
 
     try:
         keys = CollectorSettings.parse_write_keys(os.environ.get("SWITCHYARD_WRITE_KEYS", ""))
@@ -498,6 +521,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
             public_url=env("SWITCHYARD_COLLECTOR_PUBLIC_URL") or None,
             link_secret=preference_links.secret_from_env(),
             preference_topics=_preference_topics() if preference_links.secret_from_env() else (),
+            privacy_token=env(PRIVACY_TOKEN_VARIABLE) or None,
         )
     )
     # One worker, one process: group commit needs every request of the process in one loop;
@@ -672,7 +696,11 @@ def main(argv: list[str] | None = None) -> int:
         "forget",
         help="forget a person: their rows removed from the landing files and the warehouse",
     )
-    _person_arguments(fgt)
+    _person_arguments(fgt).add_argument(
+        "--queued",
+        action="store_true",
+        help="forget every request the collector's /v1/privacy/forget queued",
+    )
     fgt.add_argument("--request-id", help="the request's id (default: a new one); again to resume")
     fgt.add_argument(
         "--drop-new-events",
@@ -688,6 +716,11 @@ def main(argv: list[str] | None = None) -> int:
     ret.add_argument("--dry-run", action="store_true", help="count what would go, change nothing")
     ret.add_argument("--now", help="as if it were this time (ISO 8601; default: now)")
     ret.set_defaults(func=cmd_retention)
+
+    pii = sub.add_parser(
+        "pii", help="list the columns the dbt YAML marks personal, with their retention windows"
+    )
+    pii.set_defaults(func=cmd_pii)
 
     prep = sub.add_parser("prepare", help="build the dbt manifest (dbt parse) if stale")
     prep.set_defaults(func=cmd_prepare)

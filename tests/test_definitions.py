@@ -112,6 +112,11 @@ def test_definitions_have_the_flow() -> None:
     for job in ("tier_seconds", "tier_hours", "tier_days", PIPELINE_JOB):
         keys = defs.resolve_job_def(job).asset_layer.executable_asset_keys
         assert (retention in keys) == (job == "tier_days"), job
+    # Deletion requests the collector queued: carried out by the hourly and daily runs.
+    requests = dg.AssetKey(["privacy", "forget_requests"])
+    for job in ("tier_seconds", "tier_hours", "tier_days", PIPELINE_JOB):
+        keys = defs.resolve_job_def(job).asset_layer.executable_asset_keys
+        assert (requests in keys) == (job != "tier_seconds"), job
 
 
 REPOSITORY_QUERY = """

@@ -124,3 +124,26 @@ def test_the_default_phone_region_is_the_identity_models() -> None:
     models = yaml.safe_load((PROJECT_DIR / "models/identity/_identity__models.yml").read_text())
     metas = [m.get("config", {}).get("meta", {}) for m in models["models"]]
     assert DEFAULT_PHONE_REGION in {m.get("default_phone_region") for m in metas}
+
+
+def test_every_personal_column_the_warehouse_holds_is_marked_in_the_yaml(built: Paths) -> None:
+    import json
+
+    from orchestration.dbt_project import ensure_manifest
+    from switchyard.privacy.pii import BY_NAME
+
+    manifest = json.loads(ensure_manifest().read_text())
+    marked = {
+        (n["name"], c): (spec.get("meta") or {}).get("pii")
+        for n in manifest["nodes"].values()
+        if n["resource_type"] == "model"
+        for c, spec in n["columns"].items()
+    }
+    with duckdb.connect(str(built.duckdb), read_only=True) as con:
+        columns = con.execute(
+            "select table_name, column_name from information_schema.columns "
+            "where table_schema = 'main'"
+        ).fetchall()
+    unmarked = [f"{t}.{c}" for t, c in columns
+                if c.lower() in BY_NAME and marked.get((t, c)) != BY_NAME[c.lower()]]  # fmt: skip
+    assert len(columns) > 100 and not unmarked, unmarked

@@ -221,13 +221,13 @@ def test_the_project_declares_its_windows() -> None:
         ({"source_name": "segment", "name": "events", "meta": {"retention": {"days": 0}},
           "loaded_at_field": "timestamp"}, None, "whole number >= 1"),
         ({"source_name": "segment", "name": "events", "meta": {"retention": {"days": 9}}},
-         None, "needs `on:`"),
-        ({"source_name": "cdp", "name": "tracks", "meta": {"retention": {"days": 9, "on": "t"}}},
+         None, "needs `by:`"),
+        ({"source_name": "cdp", "name": "tracks", "meta": {"retention": {"days": 9, "by": "t"}}},
          None, "landing tables only"),
         ({"source_name": "segment", "name": "events",
           "meta": {"retention": {"days": 9, "keep": "t"}}}, None, "is not a rule"),
         (None, {"name": "stg_x", "config": {"materialized": "view",
-                                            "meta": {"retention": {"days": 9, "on": "t"}}}},
+                                            "meta": {"retention": {"days": 9, "by": "t"}}}},
          "a view stores nothing"),
     ],
 )  # fmt: skip
@@ -239,19 +239,18 @@ def test_a_wrong_declaration_names_where_and_what_is_allowed(
         load_policy(path)
 
 
-def test_an_unquoted_on_key_is_read_as_the_time_column(tmp_path: Path) -> None:
-    # YAML 1.1 reads `on:` as true; dbt writes it to the manifest as "true"
+def test_an_unquoted_on_key_is_refused_with_the_right_name(tmp_path: Path) -> None:
+    # YAML 1.1 reads `on:` as true (dbt then hangs logging the meta): the key is `by:`
     path = manifest(tmp_path, [{"source_name": "segment", "name": "events",
                                 "meta": {"retention": {"days": 9, "true": "receivedAt"}}}], [])  # fmt: skip
-    assert load_policy(path).landing["segment/events"] == (Rule(9, "receivedAt"),)
+    with pytest.raises(RetentionError, match="named with `by:`"):
+        load_policy(path)
 
 
 def test_a_column_the_table_lacks_is_named(home: Path) -> None:
     wrong = Policy({"journeys/transitions": (Rule(9, "recorded_at", ("cart",)),)}, {})
     with pytest.raises(RetentionError, match="cart, which it does not have"):
         enforce(home / "landing", None, wrong, NOW)
-
-
 
 
 def test_a_send_not_settled_keeps_its_message(home: Path) -> None:

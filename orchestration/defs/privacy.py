@@ -46,3 +46,45 @@ def privacy_retention(
             "policy": dg.MetadataValue.json(done.policy),
         }
     )
+
+
+FORGET_REQUESTS_KEY = dg.AssetKey(["privacy", "forget_requests"])
+# Deletion requests taken by the collector are carried out by these tiers' runs (hourly at
+# most an hour after they arrive; the identifier is blocked from the moment it is accepted).
+FORGET_REQUEST_TIERS = {"hours", "days"}
+
+
+@dg.asset(
+    key=FORGET_REQUESTS_KEY,
+    deps=[PUBLISHED_KEY],
+    group_name="upkeep",
+    kinds={"python", "duckdb"},
+    pool=WAREHOUSE_POOL,  # a forget purges warehouse tables and rewrites the file
+    description=(
+        "Forgets everyone the collector's POST /v1/privacy/forget queued "
+        "(switchyard/privacy/requests.py): landing files, warehouse, platforms; each request's "
+        "tombstone is its audit."
+    ),
+)
+def privacy_forget_requests(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource
+) -> dg.MaterializeResult:
+    from activations.syncs import load_syncs
+    from switchyard.privacy import requests
+
+    paths = warehouse.paths()
+    if not requests.pending(paths.landing):
+        return dg.MaterializeResult(metadata={"requests": 0})
+    destinations = sorted({s.destination for s in load_syncs(ensure_manifest())})
+    done = requests.process(paths, destinations)
+    for p in done:
+        log = context.log.info if p.outcome == "completed" else context.log.warning
+        log(f"forget request {p.request_id}: {p.outcome} {p.reason}".rstrip())
+    return dg.MaterializeResult(
+        metadata={
+            "requests": len(done),
+            "completed": sum(p.outcome == "completed" for p in done),
+            "unfinished": [p.request_id for p in done if p.outcome == "unfinished"],
+            "refused": {p.request_id: p.reason for p in done if p.outcome == "refused"},
+        }
+    )

@@ -6,7 +6,7 @@ landing source (a default for its tables), on one of its tables, or on a model:
     meta:
       retention:                       # or a list of such rules
         days: 396                      # rows whose time is older than this many days ...
-        on: timestamp                  # ... by this column (default: the source's loaded_at_field)
+        by: timestamp                  # ... by this column (default: the source's loaded_at_field)
         redact: [subject, body]        # only these columns emptied; without it, rows removed
 
 `enforce` removes (or redacts) what is past its window in the landing files (rewritten
@@ -52,7 +52,7 @@ LEDGER = {"ledger/deliveries", "ledger/deliveries_compacted"}
 REDACT_ONLY = LEDGER | {"journeys/transitions"}
 # The compacted ledger's keys file holds each key's latest message too, under its own names.
 KEYS_FILE_COLUMNS = {"recorded_at": "last_at", "reason_detail": "last_detail"}
-RULE_KEYS = {"days", "on", "redact"}
+RULE_KEYS = {"days", "by", "redact"}
 
 
 class RetentionError(ValueError):
@@ -62,7 +62,7 @@ class RetentionError(ValueError):
 @dataclass(frozen=True)
 class Rule:
     days: int
-    on: str
+    by: str
     redact: tuple[str, ...] = ()  # empty: rows past the window are removed
 
     def cutoff(self, now: datetime) -> datetime:
@@ -70,7 +70,7 @@ class Rule:
 
     def describe(self) -> str:
         what = f"empty {', '.join(self.redact)}" if self.redact else "remove rows"
-        return f"{what} older than {self.days} days by {self.on}"
+        return f"{what} older than {self.days} days by {self.by}"
 
 
 @dataclass(frozen=True)
@@ -166,29 +166,32 @@ def _time_column(loaded_at_field: str | None) -> str | None:
     return columns.pop() if len(columns) == 1 else None
 
 
-def _rules(where: str, declared: Any, default_on: str | None) -> tuple[Rule, ...]:
+def _rules(where: str, declared: Any, default_by: str | None) -> tuple[Rule, ...]:
     items = declared if isinstance(declared, list) else [declared]
     rules = []
     for item in items:
-        if isinstance(item, dict):  # YAML 1.1 reads an unquoted `on:` key as true
-            item = {("on" if k in (True, "true") else k): v for k, v in item.items()}
+        if isinstance(item, dict) and {True, "true"} & set(item):
+            raise RetentionError(
+                f"{where}: a retention rule has a key YAML reads as true (an unquoted `on:`, "
+                "which dbt cannot log either): the time column is named with `by:`"
+            )
         if not isinstance(item, dict) or set(item) - RULE_KEYS:
             raise RetentionError(
                 f"{where}: retention {item!r} is not a rule; each is "
-                "{days: N, on: column, redact: [columns]} (on and redact optional)"
+                "{days: N, by: column, redact: [columns]} (by and redact optional)"
             )
-        days, on, redact = item.get("days"), item.get("on") or default_on, item.get("redact", [])
+        days, by, redact = item.get("days"), item.get("by") or default_by, item.get("redact", [])
         if not isinstance(days, int) or isinstance(days, bool) or days < 1:
             raise RetentionError(
                 f"{where}: retention days must be a whole number >= 1, not {days!r}"
             )
-        if not on:
+        if not by:
             raise RetentionError(
-                f"{where}: retention needs `on:`, the column holding each row's time"
+                f"{where}: retention needs `by:`, the column holding each row's time"
             )
         if not isinstance(redact, list) or not all(isinstance(c, str) for c in redact):
             raise RetentionError(f"{where}: retention redact must be a list of column names")
-        rules.append(Rule(days, str(on), tuple(redact)))
+        rules.append(Rule(days, str(by), tuple(redact)))
     return tuple(rules)
 
 
@@ -275,7 +278,7 @@ def _jsonl(
             return True
         changed: dict[str, Any] | None = None
         for rule in rules:
-            moment = _time(row.get(rule.on))
+            moment = _time(row.get(rule.by))
             if moment is None:
                 undated += 1
                 return True
@@ -302,7 +305,7 @@ def _jsonl(
 
 
 def _past(rule: Rule, now: datetime) -> str:
-    column = exp.to_identifier(rule.on).sql("duckdb")
+    column = exp.to_identifier(rule.by).sql("duckdb")
     cutoff = exp.Literal.string(rule.cutoff(now).isoformat()).sql("duckdb")
     return f"try_cast({column} as timestamptz) < cast({cutoff} as timestamptz)"
 
@@ -352,7 +355,7 @@ class _Past:
     ) -> _Past:
         """`exempt`: rows no rule touches (a ledger key not settled yet)."""
         for rule in rules:
-            missing = ({rule.on} | set(rule.redact)) - columns
+            missing = ({rule.by} | set(rule.redact)) - columns
             if missing:
                 raise RetentionError(
                     f"{relation}: retention names {', '.join(sorted(missing))}, which it does "
@@ -376,7 +379,7 @@ class _Past:
         redacts = " or ".join(
             f"({when} and {_q(c)} is not null)" for c, when in self.emptied.items()
         )
-        undated = " or ".join(f"try_cast({_q(r.on)} as timestamptz) is null" for r in rules)
+        undated = " or ".join(f"try_cast({_q(r.by)} as timestamptz) is null" for r in rules)
         found = con.execute(
             f"select count(*) filter (where {self.gone}), "
             f"count(*) filter (where not {self.gone} and ({redacts or 'false'})), "
@@ -398,7 +401,7 @@ def _keys_file_rules(rules: tuple[Rule, ...], columns: set[str]) -> tuple[Rule, 
     return tuple(
         Rule(
             r.days,
-            KEYS_FILE_COLUMNS.get(r.on, r.on),
+            KEYS_FILE_COLUMNS.get(r.by, r.by),
             tuple(c for c in (KEYS_FILE_COLUMNS.get(c, c) for c in r.redact) if c in columns),
         )
         for r in rules

@@ -19,6 +19,7 @@ import duckdb
 from switchyard import phones
 
 Kind = Literal["email", "phone", "user_id", "person_id"]
+KINDS: tuple[Kind, ...] = ("email", "phone", "user_id", "person_id")
 DEFAULT_PHONE_REGION = "US"  # models/identity/_identity__models.yml meta.default_phone_region
 
 

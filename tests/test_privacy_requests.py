@@ -1,0 +1,144 @@
+"""Deletion requests over HTTP (the collector's `/v1/privacy/forget`): authenticated, the
+identifier blocked from the moment the request is accepted, the person forgotten everywhere by
+the next privacy run, the status readable without personal data."""
+
+from __future__ import annotations
+
+import base64
+import json
+import stat
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from intake.collector import CollectorSettings, create_app
+from switchyard import landing
+from switchyard.privacy import requests
+from switchyard.privacy.tombstones import Forgotten
+from switchyard.settings import Paths
+from tests.servers import serving
+
+TOKEN = "privacy-token-for-tests"
+KEY = "wk_test_web"
+BEARER = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    landing.ensure_layout(tmp_path / "landing")
+    return tmp_path
+
+
+@pytest.fixture
+def collector(home: Path) -> Iterator[str]:
+    settings = CollectorSettings(home / "landing", {KEY: "web"}, 0.2, privacy_token=TOKEN)
+    with serving(create_app(settings)) as url:
+        yield url
+
+
+def track(message_id: str, email: str) -> dict[str, object]:
+    # anonymous: without a warehouse to say whose a user id is, a row that names one is kept
+    # (with the address blanked), as another person's could be
+    return {"type": "track", "messageId": message_id, "anonymousId": f"a-{message_id}",
+            "event": "viewed", "context": {"traits": {"email": email}}}  # fmt: skip
+
+
+def write_key() -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(f"{KEY}:".encode()).decode()}
+
+
+def test_only_the_token_holder_may_ask(home: Path, collector: str) -> None:
+    url = f"{collector}/v1/privacy/forget"
+    assert httpx.post(url, json={"email": "a@mail.test"}).status_code == 401
+    wrong = httpx.post(url, json={"email": "a@mail.test"}, headers={"Authorization": "Bearer x"})
+    assert wrong.status_code == 401 and wrong.headers["www-authenticate"] == "Bearer"
+    assert httpx.get(f"{url}/r1", headers=write_key()).status_code == 401
+    assert not (home / "landing/privacy/requests").exists()
+    with serving(create_app(CollectorSettings(home / "landing", {KEY: "web"}))) as other:
+        answer = httpx.post(f"{other}/v1/privacy/forget", json={"email": "a@mail.test"})
+    assert answer.status_code == 404 and "SWITCHYARD_PRIVACY_TOKEN" in answer.json()["message"]
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"email": "a@mail.test", "phone": "+14155550100"}, "exactly one"),
+        ({}, "exactly one"),
+        ({"email": "not-an-email"}, "not an email"),
+        ({"phone": "12"}, "12"),
+        ({"user_id": "u1", "request_id": "../../etc"}, "request_id"),
+        ({"user_id": "u1", "drop_new_events": "yes"}, "true or false"),
+        ({"user_id": "u1", "reason": "x"}, "exactly one"),
+    ],
+)
+def test_a_malformed_request_is_refused_with_the_reason(
+    home: Path, collector: str, body: dict[str, object], message: str
+) -> None:
+    answer = httpx.post(f"{collector}/v1/privacy/forget", json=body, headers=BEARER)
+    assert answer.status_code == 400 and message in answer.json()["message"]
+    assert not list((home / "landing/privacy").rglob("*.json"))
+
+
+def test_accepted_blocks_at_once_and_the_next_run_forgets_everywhere(
+    home: Path, collector: str
+) -> None:
+    paths = Paths(home=home, landing=home / "landing", duckdb=home / "none.duckdb")
+    landing.write_batch(paths.landing, "segment", "events",
+                        [track("m-1", "Gone@Mail.test"), track("m-2", "stays@mail.test")])  # fmt: skip
+    answer = httpx.post(
+        f"{collector}/v1/privacy/forget",
+        json={"email": " gone@mail.TEST", "request_id": "req-7", "drop_new_events": True},
+        headers=BEARER,
+    )
+    assert answer.status_code == 202
+    assert answer.json() == {"request_id": "req-7", "status": "queued",
+                             "status_url": "/v1/privacy/forget/req-7"}  # fmt: skip
+    # blocked now: the sender's check, and intake drops their new events
+    assert Forgotten(paths.landing).names({"email:gone@mail.test"})
+    sent = httpx.post(f"{collector}/v1/track", json=track("m-3", "GONE@mail.test"),
+                      headers=write_key())  # fmt: skip
+    assert sent.status_code == 200
+    deadline = time.monotonic() + 5
+    while httpx.get(f"{collector}/health").json()["dropped_forgotten"] != 1:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    queued = paths.landing / "privacy/requests/req-7.json"
+    assert stat.S_IMODE(queued.stat().st_mode) == 0o600
+    status = httpx.get(f"{collector}/v1/privacy/forget/req-7", headers=BEARER).json()
+    assert status["status"] == "queued" and status["drop_new_events"] is True
+
+    (done,) = requests.process(paths)
+    assert done == requests.Processed("req-7", "completed")
+    status = httpx.get(f"{collector}/v1/privacy/forget/req-7", headers=BEARER).json()
+    assert status["status"] == "completed" and status["completed_at"]
+    assert status["stores"]["landing:segment/events"]["rows_removed"] == 1
+    assert "gone" not in json.dumps(status).lower()
+    # nothing under the home holds the address any more (the queued request is gone too)
+    holding = [p for p in home.rglob("*") if p.is_file() and b"gone@" in p.read_bytes().lower()]
+    assert holding == []
+    events = [json.loads(line) for p in (paths.landing / "segment/events").glob("*.jsonl")
+              for line in p.read_text().splitlines() if line]  # fmt: skip
+    assert [e["messageId"] for e in events] == ["m-2"]
+    # asking again under the same id: done already, nothing queued
+    again = httpx.post(f"{collector}/v1/privacy/forget",
+                       json={"email": "gone@mail.test", "request_id": "req-7"}, headers=BEARER)  # fmt: skip
+    assert again.json()["status"] == "completed" and not queued.exists()
+    assert httpx.get(f"{collector}/v1/privacy/forget/nope", headers=BEARER).status_code == 404
+
+
+def test_a_request_that_cannot_resolve_waits_and_the_others_go_ahead(home: Path) -> None:
+    paths = Paths(home=home, landing=home / "landing", duckdb=home / "none.duckdb")
+    for request_id, user in (("r-a", "u-a"), ("r-b", "u-b")):
+        asked, rid, drop = requests.parse({"user_id": user, "request_id": request_id})
+        assert requests.accept(paths.landing, asked, rid, drop) == "queued"
+    # a queued request another tool broke: it is refused with its reason, not lost
+    (paths.landing / "privacy/requests/r-c.json").write_text(json.dumps(
+        {"request_id": "r-c", "kind": "email", "value": "broken", "drop_new_events": False,
+         "requested_at": "2026-12-01T00:00:00+00:00"}))  # fmt: skip
+    done = {p.request_id: p for p in requests.process(paths)}
+    assert (done["r-a"].outcome, done["r-b"].outcome) == ("completed", "completed")
+    assert done["r-c"].outcome == "refused" and "not an email" in done["r-c"].reason
+    assert [q.request_id for q in requests.pending(paths.landing)] == ["r-c"]
