@@ -451,3 +451,20 @@ def test_ids_written_escaped_or_as_numbers_are_found(user: object, tmp_path: Pat
         json.loads(x) for p in folder.glob("test-*.jsonl") for x in p.read_text().splitlines()
     ]
     assert left["messageId"] == "m2"
+
+
+@pytest.mark.parametrize("broken", [b"\xff\xfe not utf-8", b'{"userId": "gone"'])
+def test_lines_that_are_not_text_or_not_json_are_kept_byte_for_byte(
+    broken: bytes, tmp_path: Path
+) -> None:
+    # the screen cannot read a file that is not UTF-8: every line is parsed then, and a line
+    # that does not parse stays as it was unless it holds one of the person's addresses
+    paths = Paths(home=tmp_path, landing=tmp_path / "landing", duckdb=tmp_path / "none.duckdb")
+    landing.ensure_layout(paths.landing)
+    folder = landing.table_dir(paths.landing, "segment", "events")
+    gone = json.dumps({"type": "track", "messageId": "m1", "userId": "gone", "event": "v"})
+    kept = json.dumps({"type": "track", "messageId": "m2", "userId": "stays", "event": "v"})
+    (folder / "mixed.jsonl").write_bytes(b"\n".join([gone.encode(), broken, kept.encode()]) + b"\n")
+    done = forget(paths, Request("user_id", "gone"), "req-bytes")
+    assert done.stores["landing:segment/events"]["rows_removed"] == 1
+    assert (folder / "mixed.jsonl").read_bytes() == broken + b"\n" + kept.encode() + b"\n"

@@ -450,7 +450,8 @@ def decided_on_their_own(con: duckdb.DuckDBPyConnection, keys: Iterable[str]) ->
     return [key for (key,) in found]
 
 
-PREVIEW_COLUMNS = ("step", "person_id", "channel", "status", "reason", "recorded_at")
+# No person id: Dagster keeps run metadata for good, and a forget cannot reach it.
+PREVIEW_COLUMNS = ("step", "channel", "status", "reason", "recorded_at")
 
 
 def run_preview(landing_dir: Path, run_id: str, limit: int = 10) -> list[dict[str, object]]:
