@@ -25,6 +25,7 @@ LAYOUT: dict[str, tuple[str, ...]] = {
     "ledger": ("deliveries",),
     "feedback": ("events",),
     "inbox": ("messages",),
+    "privacy": ("audit",),  # what forgets and retention did, without personal data
 }
 
 # An empty file keeps each glob non-empty, so dbt can read a folder nothing has landed in yet.

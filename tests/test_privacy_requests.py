@@ -86,8 +86,8 @@ def test_accepted_blocks_at_once_and_the_next_run_forgets_everywhere(
     home: Path, collector: str
 ) -> None:
     paths = Paths(home=home, landing=home / "landing", duckdb=home / "none.duckdb")
-    landing.write_batch(paths.landing, "segment", "events",
-                        [track("m-1", "Gone@Mail.test"), track("m-2", "stays@mail.test")])  # fmt: skip
+    rows = [track("m-1", "Gone@Mail.test"), track("m-2", "stays@mail.test")]
+    landing.write_batch(paths.landing, "segment", "events", rows)
     answer = httpx.post(
         f"{collector}/v1/privacy/forget",
         json={"email": " gone@mail.TEST", "request_id": "req-7", "drop_new_events": True},
@@ -123,8 +123,8 @@ def test_accepted_blocks_at_once_and_the_next_run_forgets_everywhere(
               for line in p.read_text().splitlines() if line]  # fmt: skip
     assert [e["messageId"] for e in events] == ["m-2"]
     # asking again under the same id: done already, nothing queued
-    again = httpx.post(f"{collector}/v1/privacy/forget",
-                       json={"email": "gone@mail.test", "request_id": "req-7"}, headers=BEARER)  # fmt: skip
+    body = {"email": "gone@mail.test", "request_id": "req-7"}
+    again = httpx.post(f"{collector}/v1/privacy/forget", json=body, headers=BEARER)
     assert again.json()["status"] == "completed" and not queued.exists()
     assert httpx.get(f"{collector}/v1/privacy/forget/nope", headers=BEARER).status_code == 404
 
@@ -142,3 +142,33 @@ def test_a_request_that_cannot_resolve_waits_and_the_others_go_ahead(home: Path)
     assert (done["r-a"].outcome, done["r-b"].outcome) == ("completed", "completed")
     assert done["r-c"].outcome == "refused" and "not an email" in done["r-c"].reason
     assert [q.request_id for q in requests.pending(paths.landing)] == ["r-c"]
+
+
+def test_the_audit_reads_as_one_row_per_request_in_the_warehouse(home: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from switchyard.privacy.retention import Policy, Rule, enforce
+    from tests.dbt_helpers import dbt_build, query
+
+    paths = Paths(home=home, landing=home / "landing", duckdb=home / "w.duckdb")
+    landing.write_batch(paths.landing, "segment", "events", [
+        track("m-1", "gone@mail.test"),
+        {**track("m-2", "old@mail.test"), "timestamp": "2020-01-01T00:00:00Z"},
+    ])  # fmt: skip
+    for request_id, email in (("req-done", "gone@mail.test"), ("req-later", "x@mail.test")):
+        asked, rid, drop = requests.parse({"email": email, "request_id": request_id})
+        requests.accept(paths.landing, asked, rid, drop)
+    (paths.landing / "privacy/requests/req-later.json").rename(home / "held.json")
+    requests.process(paths)  # req-done only
+    (home / "held.json").rename(paths.landing / "privacy/requests/req-later.json")
+    policy = Policy({"segment/events": (Rule(30, "timestamp"),)}, {})
+    run = enforce(paths.landing, None, policy, datetime.now(UTC) + timedelta(days=1))
+    dbt_build(paths, "+fct_privacy_requests")
+    rows = {r["request_id"]: r for r in query(paths, "select * from fct_privacy_requests")}
+    done, later = rows["req-done"], rows["req-later"]
+    assert (done["kind"], done["status"], done["rows_removed"]) == ("forget", "completed", 1)
+    assert done["requested_at"] <= done["completed_at"] and done["hours_to_complete"] == 0
+    assert (later["status"], later["completed_at"], later["rows_removed"]) == ("queued", None, 0)
+    (retention,) = [r for r in rows.values() if r["kind"] == "retention"]
+    assert run.path is not None and retention["request_id"] == Path(run.path).stem
+    assert (retention["status"], retention["rows_removed"]) == ("completed", 1)

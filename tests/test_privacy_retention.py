@@ -62,8 +62,8 @@ def write_ledger(landing_dir: Path, run: str, days: tuple[float, ...]) -> None:
     writer = ledger.LedgerWriter(landing_dir, run)
     for n, age in enumerate(days):
         ref = SendRef(f"{run}-k{n}", "welcome", "tips", f"p-{n}", f"e-{n}")
-        writer.write(ref, "sent", ago(age).replace(tzinfo=None), channel="email",  # type: ignore[arg-type]
-                     recipient=f"r{n}@mail.test", subject=f"Subject {n}", body=f"Body {n}")  # fmt: skip
+        message = {"recipient": f"r{n}@mail.test", "subject": f"Subject {n}", "body": f"Body {n}"}
+        writer.write(ref, "sent", ago(age).replace(tzinfo=None), channel="email", **message)
     writer.close()
 
 
@@ -241,8 +241,8 @@ def test_a_wrong_declaration_names_where_and_what_is_allowed(
 
 def test_an_unquoted_on_key_is_refused_with_the_right_name(tmp_path: Path) -> None:
     # YAML 1.1 reads `on:` as true (dbt then hangs logging the meta): the key is `by:`
-    path = manifest(tmp_path, [{"source_name": "segment", "name": "events",
-                                "meta": {"retention": {"days": 9, "true": "receivedAt"}}}], [])  # fmt: skip
+    unquoted = {"retention": {"days": 9, "true": "receivedAt"}}
+    path = manifest(tmp_path, [{"source_name": "segment", "name": "events", "meta": unquoted}], [])
     with pytest.raises(RetentionError, match="named with `by:`"):
         load_policy(path)
 

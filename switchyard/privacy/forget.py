@@ -36,6 +36,7 @@ import duckdb
 from activations.ledger.compact import compaction_lock
 from switchyard import publish
 from switchyard.privacy import landed, stored, tombstones
+from switchyard.privacy.audit import AuditLog
 from switchyard.privacy.subject import Request, Subject, SubjectError, resolve
 from switchyard.settings import Paths
 
@@ -89,6 +90,13 @@ def forget_many(
     batch's counts): the files are read once, not once a person."""
     key = tombstones.salt(paths.landing)
     plans = [_plan(paths, key, r, rid, drop_at_intake) for r, rid in requests]
+    with AuditLog(paths.landing, "forget") as audit:
+        return _forget_planned(paths, key, plans, destinations, audit)
+
+
+def _forget_planned(
+    paths: Paths, key: bytes, plans: list[_Plan], destinations: Sequence[str], audit: AuditLog
+) -> list[ForgetResult]:
     target = landed.Target.merged([p.target for p in plans])
     stores: dict[str, dict[str, int]] = {}
     unfinished: list[str] = []
@@ -108,12 +116,12 @@ def forget_many(
             "rows_redacted": done.rows_redacted,
         }  # fmt: skip
         unfinished += done.busy
-    _record(plans, stores, paths)  # the audit keeps up with each stage
+    _record(plans, stores, paths, audit)  # the audit keeps up with each stage
     for name in destinations:
         counts, unanswered = _delete_at(name, target.users, paths)
         stores[f"destination:{name}"] = counts
         unfinished += unanswered
-        _record(plans, {f"destination:{name}": counts}, paths)
+        _record(plans, {f"destination:{name}": counts}, paths, audit)
     if paths.duckdb.exists() and any(p.values or p.resuming for p in plans):
         # A forget stopped after the purge finds nobody now: the file is rewritten and the
         # copy made again all the same, until the request completes.
@@ -124,16 +132,18 @@ def forget_many(
         purged = stored.purge(paths.duckdb, values, rewrite=True)
         warehouse = {f"warehouse:{t}": {"rows_removed": n} for t, n in purged.tables.items()}
         stores.update(warehouse)
-        _record(plans, warehouse, paths)
+        _record(plans, warehouse, paths, audit)
         if publish.published_path(paths.duckdb).exists():
             publish.publish(paths.duckdb)
             stores["warehouse:published copy"] = {"files": 1}
-            _record(plans, {"warehouse:published copy": {"files": 1}}, paths)
+            _record(plans, {"warehouse:published copy": {"files": 1}}, paths, audit)
     for p in plans:
         p.result.stores, p.result.busy = dict(stores), list(unfinished)
         if p.result.complete:
             p.stone.completed_at = _now()
         p.stone.write(paths.landing)
+        if p.result.complete:
+            audit.record(p.result.request_id, "forget", "completed")
     return [p.result for p in plans]
 
 
@@ -200,12 +210,17 @@ def _plan(
     return _Plan(result, stone, target, values, resuming)
 
 
-def _record(plans: Sequence[_Plan], stores: dict[str, dict[str, int]], paths: Paths) -> None:
-    """What a stage did, added to each request's audit (a resumed one adds to what was done)."""
+def _record(
+    plans: Sequence[_Plan], stores: dict[str, dict[str, int]], paths: Paths, audit: AuditLog
+) -> None:
+    """What a stage did, added to each request's tombstone (a resumed one adds to what was
+    done) and to the audit rows, for the stores it changed."""
     for p in plans:
         for store, counts in stores.items():
             before = p.stone.stores.get(store, {})
             p.stone.stores[store] = {k: before.get(k, 0) + v for k, v in counts.items()}
+            if any(counts.values()):
+                audit.record(p.result.request_id, "forget", "stage", store, counts)
         p.stone.write(paths.landing)
 
 

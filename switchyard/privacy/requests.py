@@ -23,6 +23,7 @@ from typing import Any
 
 from switchyard import landing
 from switchyard.privacy import tombstones
+from switchyard.privacy.audit import AuditLog
 from switchyard.privacy.subject import KINDS, Request, SubjectError
 from switchyard.settings import Paths
 
@@ -92,6 +93,8 @@ def accept(landing_dir: Path, request: Request, request_id: str, drop: bool) -> 
     stone.write(landing_dir)  # from here on the sender skips them
     queued = Queued(request_id, request.kind, request.value, drop, stone.requested_at)
     _write_private(queue_folder(landing_dir) / f"{request_id}.json", asdict(queued))
+    with AuditLog(landing_dir, "accepted") as audit:
+        audit.record(request_id, "forget", "accepted")
     return "queued"
 
 

@@ -38,6 +38,7 @@ from sqlglot import exp
 from activations.ledger.compact import compaction_lock
 from switchyard import landing, publish
 from switchyard.privacy import landed, stored
+from switchyard.privacy.audit import AuditLog
 
 # dbt sources whose tables are Parquet files under the landing folder: folder, file patterns
 PARQUET_FOLDERS = {
@@ -229,7 +230,13 @@ def enforce(
         for table, done in _warehouse(warehouse, policy.tables, now, dry_run).items():
             report.stores[f"warehouse:{table}"] = _counts(done)
     if not dry_run:
-        report.path = str(_write_report(landing_dir, report))
+        path = _write_report(landing_dir, report)
+        report.path = str(path)
+        with AuditLog(landing_dir, "retention") as audit:
+            for store, counts in report.stores.items():
+                if counts["rows_removed"] or counts["rows_redacted"]:
+                    audit.record(path.stem, "retention", "stage", store, counts)
+            audit.record(path.stem, "retention", "completed")
     return report
 
 
