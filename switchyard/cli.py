@@ -328,6 +328,21 @@ def cmd_forget(args: argparse.Namespace) -> int:
     destinations = _sync_destinations()
     if destinations:
         channel_mode(os.environ)  # how to reach them, said before anything is removed
+    if args.from_file:
+        from switchyard.privacy import requests
+
+        try:
+            queued, refused = requests.accept_file(
+                paths.landing, Path(args.from_file), args.drop_new_events
+            )
+        except (SubjectError, OSError) as exc:
+            print(f"switchyard forget: {exc}", file=sys.stderr)
+            return 1
+        for line in refused:
+            print(f"switchyard forget: {args.from_file}, {line}", file=sys.stderr)
+        print(f"{len(queued)} requests from {args.from_file} queued")
+        outcome = _forget_queued(paths, destinations)
+        return 1 if refused and outcome == 0 else outcome
     if args.queued:
         return _forget_queued(paths, destinations)
     try:
@@ -696,10 +711,16 @@ def main(argv: list[str] | None = None) -> int:
         "forget",
         help="forget a person: their rows removed from the landing files and the warehouse",
     )
-    _person_arguments(fgt).add_argument(
+    who = _person_arguments(fgt)
+    who.add_argument(
         "--queued",
         action="store_true",
         help="forget every request the collector's /v1/privacy/forget queued",
+    )
+    who.add_argument(
+        "--from-file",
+        help="a CSV of requests (header: email, phone, user_id or person_id; request_id), "
+        "forgotten in one pass with the queued ones",
     )
     fgt.add_argument("--request-id", help="the request's id (default: a new one); again to resume")
     fgt.add_argument(

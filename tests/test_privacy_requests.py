@@ -46,6 +46,12 @@ def track(message_id: str, email: str) -> dict[str, object]:
             "event": "viewed", "context": {"traits": {"email": email}}}  # fmt: skip
 
 
+def landed_ids(paths: Paths) -> list[str]:
+    folder = paths.landing / "segment/events"
+    lines = [line for p in sorted(folder.glob("*.jsonl")) for line in p.read_text().splitlines()]
+    return [json.loads(line)["messageId"] for line in lines if line]
+
+
 def write_key() -> dict[str, str]:
     return {"Authorization": "Basic " + base64.b64encode(f"{KEY}:".encode()).decode()}
 
@@ -119,9 +125,7 @@ def test_accepted_blocks_at_once_and_the_next_run_forgets_everywhere(
     # nothing under the home holds the address any more (the queued request is gone too)
     holding = [p for p in home.rglob("*") if p.is_file() and b"gone@" in p.read_bytes().lower()]
     assert holding == []
-    events = [json.loads(line) for p in (paths.landing / "segment/events").glob("*.jsonl")
-              for line in p.read_text().splitlines() if line]  # fmt: skip
-    assert [e["messageId"] for e in events] == ["m-2"]
+    assert landed_ids(paths) == ["m-2"]
     # asking again under the same id: done already, nothing queued
     body = {"email": "gone@mail.test", "request_id": "req-7"}
     again = httpx.post(f"{collector}/v1/privacy/forget", json=body, headers=BEARER)
@@ -172,3 +176,32 @@ def test_the_audit_reads_as_one_row_per_request_in_the_warehouse(home: Path) -> 
     (retention,) = [r for r in rows.values() if r["kind"] == "retention"]
     assert run.path is not None and retention["request_id"] == Path(run.path).stem
     assert (retention["status"], retention["rows_removed"]) == ("completed", 1)
+
+
+def test_a_file_of_requests_is_forgotten_in_one_pass(home: Path, tmp_path: Path) -> None:
+    import os
+    import subprocess
+
+    from switchyard.settings import PROJECT_DIR
+
+    paths = Paths(home=home, landing=home / "landing", duckdb=home / "none.duckdb")
+    rows = [track("m-1", "one@mail.test"), track("m-2", "two@mail.test"),
+            track("m-3", "three@mail.test")]  # fmt: skip
+    landing.write_batch(paths.landing, "segment", "events", rows)
+    listing = tmp_path / "requests.csv"
+    listing.write_text(
+        "email,request_id\none@mail.test,t-1\ntwo@mail.test,\nnot-an-email,t-3\n,t-4\n"
+    )
+    env = {**os.environ, "SWITCHYARD_HOME": str(home), "SWITCHYARD_CHANNELS": "sandbox"}
+    for name in ("SWITCHYARD_LANDING_DIR", "SWITCHYARD_DUCKDB_PATH"):
+        env.pop(name, None)
+    done = subprocess.run(
+        [str(PROJECT_DIR / ".venv/bin/switchyard"), "forget", "--from-file", str(listing)],
+        capture_output=True, text=True, env=env, cwd=PROJECT_DIR,
+    )  # fmt: skip
+    # the good rows are forgotten, the bad ones named by line with the reason: exit 1
+    assert done.returncode == 1, done.stderr
+    assert "line 4: 'not-an-email' is not an email address" in done.stderr
+    assert "line 5: name exactly one of" in done.stderr
+    assert "request t-1: completed" in done.stdout and "2 requests from" in done.stdout
+    assert landed_ids(paths) == ["m-3"]

@@ -11,6 +11,7 @@ and removes it. The collector holds no warehouse lock, so it never forgets in pl
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import re
@@ -96,6 +97,35 @@ def accept(landing_dir: Path, request: Request, request_id: str, drop: bool) -> 
     with AuditLog(landing_dir, "accepted") as audit:
         audit.record(request_id, "forget", "accepted")
     return "queued"
+
+
+def accept_file(landing_dir: Path, path: Path, drop: bool) -> tuple[list[str], list[str]]:
+    """A CSV file of requests (a header naming email, phone, user_id or person_id, and
+    optionally request_id and drop_new_events; one identifier a row), each accepted as the
+    collector accepts one. Returns the request ids queued and, for each row refused, its line
+    and the reason; the others go ahead."""
+    queued: list[str] = []
+    refused: list[str] = []
+    with path.open(newline="", encoding="utf-8-sig") as fh:
+        rows = csv.DictReader(fh)
+        named = set(rows.fieldnames or ()) & set(KINDS)
+        if not named:
+            raise SubjectError(
+                f"{path}: the header names none of {', '.join(KINDS)} (for example: "
+                "email,request_id)"
+            )
+        for row in rows:
+            body: dict[str, Any] = {k: v.strip() for k, v in row.items() if k and v and v.strip()}
+            flag = str(body.pop("drop_new_events", "")).lower()
+            body["drop_new_events"] = drop or flag in ("true", "1", "yes")
+            try:
+                request, request_id, drop_new = parse(body)
+                accept(landing_dir, request, request_id, drop_new)
+            except SubjectError as exc:
+                refused.append(f"line {rows.line_num}: {exc}")
+                continue
+            queued.append(request_id)
+    return queued, refused
 
 
 def pending(landing_dir: Path) -> list[Queued]:
