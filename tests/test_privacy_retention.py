@@ -286,3 +286,36 @@ def test_the_days_tier_asset_enforces_the_project_policy(
     assert materialized.metadata["rows_removed"].value == 1
     assert [r["messageId"] for r in lines(tmp_path / "landing/segment/events")] == ["m-2"]
     assert list((tmp_path / "landing/privacy/retention").glob("run-*.json"))
+
+
+def test_a_built_warehouse_keeps_no_event_past_the_window_after_the_next_build(
+    tmp_path: Path,
+) -> None:
+    # base_segment__events loads each file once, stg_segment__events and int_events_stitched
+    # are incremental, and stitching reads the staged events again when an identity changes:
+    # every one of them must let the old event go, and the next build must not bring it back
+    from orchestration.dbt_project import ensure_manifest
+    from switchyard.settings import Paths
+    from tests.dbt_helpers import dbt_build, query
+
+    paths = Paths(home=tmp_path, landing=tmp_path / "landing", duckdb=tmp_path / "w.duckdb")
+    landing.ensure_layout(paths.landing)
+    now = datetime.now(UTC)
+    old = {"type": "track", "messageId": "m-old", "anonymousId": "anon-1", "event": "viewed",
+           "timestamp": iso(now - timedelta(days=400))}  # fmt: skip
+    recent = {**old, "messageId": "m-new", "timestamp": iso(now - timedelta(days=1))}
+    landing.write_batch(paths.landing, "segment", "events", [old, recent])
+    dbt_build(paths, "+int_events_stitched", command="run")
+    done = enforce(paths.landing, paths.duckdb, load_policy(ensure_manifest()), now)
+    assert done.stores["landing:segment/events"]["rows_removed"] == 1
+    # the anonymous id becomes a user's: its events are stitched again at the next build
+    identify = {"type": "identify", "messageId": "m-id", "anonymousId": "anon-1",
+                "userId": "u-1", "timestamp": iso(now)}  # fmt: skip
+    landing.write_batch(paths.landing, "segment", "events", [identify])
+    dbt_build(paths, "+int_events_stitched", command="run")
+    for table in ("base_segment__events", "stg_segment__events", "int_events_stitched"):
+        column = '"messageId"' if table.startswith("base") else "event_id"
+        ids = {r["id"] for r in query(paths, f"select {column} as id from {table}")}
+        assert "m-old" not in ids and "m-new" in ids, table
+    stitched = query(paths, "select person_id from int_events_stitched where event_id = 'm-new'")
+    assert stitched[0]["person_id"] is not None
