@@ -468,3 +468,50 @@ def test_lines_that_are_not_text_or_not_json_are_kept_byte_for_byte(
     done = forget(paths, Request("user_id", "gone"), "req-bytes")
     assert done.stores["landing:segment/events"]["rows_removed"] == 1
     assert (folder / "mixed.jsonl").read_bytes() == broken + b"\n" + kept.encode() + b"\n"
+
+
+def test_a_file_closed_during_the_scan_is_parsed_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the sender holds its ledger file while the scan runs, writes the person's outcome after
+    # it and closes: the scan never saw that line, so the file must be read whole
+    from switchyard.privacy import landed
+
+    paths = Paths(home=tmp_path, landing=tmp_path / "landing", duckdb=tmp_path / "none.duckdb")
+    landing.ensure_layout(paths.landing)
+    earlier = ledger.LedgerWriter(paths.landing, "r0")  # a finished run: closed, scanned
+    earlier.write(SendRef("k-bob", "welcome", "tips", "p-bob", "e-bob"), "sent", T0,
+                  channel="email", recipient="bob@mail.test")  # type: ignore[arg-type]  # fmt: skip
+    earlier.close()
+    writer = ledger.LedgerWriter(paths.landing, "r1")
+    ref = SendRef("k-alice", "welcome", "tips", "p-alice", "e-alice")
+    writer.write(ref, "attempted", T0, channel="email", recipient="alice@mail.test")  # type: ignore[arg-type]
+    scan, running = landed.screened_lines, [True]
+
+    def scan_then_write(files: list[Path], target: landed.Target) -> object:
+        found = scan(files, target)
+        if running and any(f.parent.name == "deliveries" for f in files):
+            writer.write(ref, "sent", T0, channel="email", recipient="alice@mail.test")  # type: ignore[arg-type]
+            writer.close()
+            running.clear()
+        return found
+
+    monkeypatch.setattr(landed, "screened_lines", scan_then_write)
+    forget(paths, Request("person_id", "p-alice"), "req-race")
+    assert not running and files_holding(tmp_path, ("alice@",)) == {}
+    assert files_holding(tmp_path, ("bob@",))
+
+
+def test_an_id_in_raw_utf8_that_case_folding_misses_is_found(tmp_path: Path) -> None:
+    # RE2 folds İ (U+0130) to no lower-case form Python gives it: the value as given is looked
+    # for too
+    paths = Paths(home=tmp_path, landing=tmp_path / "landing", duckdb=tmp_path / "none.duckdb")
+    landing.ensure_layout(paths.landing)
+    folder = landing.table_dir(paths.landing, "segment", "events")
+    rows = [{"type": "track", "messageId": "m1", "userId": "İlker-1", "event": "v"},
+            {"type": "track", "messageId": "m2", "userId": "someone", "event": "v"}]  # fmt: skip
+    (folder / "raw.jsonl").write_text(
+        "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+    )
+    done = forget(paths, Request("user_id", "İlker-1"), "req-i")
+    assert done.stores["landing:segment/events"]["rows_removed"] == 1
