@@ -42,6 +42,7 @@ from switchyard.privacy import requests as privacy_requests
 from switchyard.privacy.landed import event_keys
 from switchyard.privacy.subject import SubjectError
 from switchyard.privacy.tombstones import Forgotten
+from switchyard.signed_tokens import check_secret
 
 PRIVACY_TOKEN_VARIABLE = "SWITCHYARD_PRIVACY_TOKEN"
 SINGLE_CALLS = ("track", "identify", "page", "screen", "alias", "group")
@@ -117,6 +118,8 @@ def create_app(settings: CollectorSettings) -> Starlette:
         feedback.sendgrid_key(settings.sendgrid_public_key)  # a bad key stops the start
     if settings.link_secret:
         preference_links.check_secret(settings.link_secret)  # so does a short secret
+    if settings.privacy_token:
+        check_secret(settings.privacy_token, PRIVACY_TOKEN_VARIABLE)  # and a short token
     folders = {
         "events": landing.table_dir(settings.landing_dir, "segment", "events"),
         "rejects": landing.table_dir(settings.landing_dir, "segment", "rejects"),
@@ -393,6 +396,8 @@ def create_app(settings: CollectorSettings) -> Starlette:
             )
         except BadRequest as bad:
             return _error(bad.status, bad.message)
+        except privacy_requests.Conflict as taken:
+            return _error(409, str(taken))
         except SubjectError as bad:
             return _error(400, str(bad))
         except (OSError, RuntimeError) as failed:

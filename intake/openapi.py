@@ -137,6 +137,7 @@ def openapi_document() -> dict[str, Any]:
                 "202": {"description": "Accepted: request_id, status (queued or completed), "
                                        "status_url"},
                 "400": {"description": "Not exactly one identifier, or one that is malformed"},
+                "409": {"description": "The request id already names another identifier"},
                 "401": {"description": "No or a wrong bearer token"},
                 "404": {"description": "SWITCHYARD_PRIVACY_TOKEN is not set"},
             },

@@ -515,3 +515,23 @@ def test_an_id_in_raw_utf8_that_case_folding_misses_is_found(tmp_path: Path) -> 
     )
     done = forget(paths, Request("user_id", "İlker-1"), "req-i")
     assert done.stores["landing:segment/events"]["rows_removed"] == 1
+
+
+def test_without_the_graph_her_address_is_blanked_in_rows_naming_a_user_id(
+    tmp_path: Path,
+) -> None:
+    # no warehouse yet: whose u-1 is cannot be told, so the row stays without her address
+    paths = Paths(home=tmp_path, landing=tmp_path / "landing", duckdb=tmp_path / "none.duckdb")
+    landing.ensure_layout(paths.landing)
+    rows = [{"type": "identify", "messageId": "m-1", "userId": "u-1",
+             "traits": {"email": "Gone@Mail.test", "plan": "pro"}},
+            {"type": "track", "messageId": "m-2", "anonymousId": "a-2", "event": "v",
+             "context": {"traits": {"email": "gone@mail.test"}}}]  # fmt: skip
+    landing.write_batch(paths.landing, "segment", "events", rows, prefix="test")
+    done = forget(paths, Request("email", "gone@mail.test"), "req-nograph")
+    assert done.stores["landing:segment/events"] == {"files": 1, "rows_removed": 1,
+                                                     "rows_redacted": 1}  # fmt: skip
+    assert files_holding(tmp_path, ("gone@",)) == {}
+    (kept,) = [json.loads(x) for p in (paths.landing / "segment/events").glob("test-*.jsonl")
+               for x in p.read_text().splitlines()]  # fmt: skip
+    assert kept["userId"] == "u-1" and kept["traits"] == {"email": None, "plan": "pro"}

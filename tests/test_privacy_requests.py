@@ -21,7 +21,7 @@ from switchyard.privacy.tombstones import Forgotten
 from switchyard.settings import Paths
 from tests.servers import serving
 
-TOKEN = "privacy-token-for-tests"
+TOKEN = "privacy-token-for-tests-0123456789abcdef"
 KEY = "wk_test_web"
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
 
@@ -76,6 +76,8 @@ def test_only_the_token_holder_may_ask(home: Path, collector: str) -> None:
         ({"email": "not-an-email"}, "not an email"),
         ({"phone": "12"}, "12"),
         ({"user_id": "u1", "request_id": "../../etc"}, "request_id"),
+        ({"user_id": "u1", "request_id": "abc\n"}, "request_id"),
+        ({"user_id": "u1", "request_id": ".hidden"}, "not starting with '.'"),
         ({"user_id": "u1", "drop_new_events": "yes"}, "true or false"),
         ({"user_id": "u1", "reason": "x"}, "exactly one"),
     ],
@@ -133,7 +135,9 @@ def test_accepted_blocks_at_once_and_the_next_run_forgets_everywhere(
     assert httpx.get(f"{collector}/v1/privacy/forget/nope", headers=BEARER).status_code == 404
 
 
-def test_a_request_that_cannot_resolve_waits_and_the_others_go_ahead(home: Path) -> None:
+def test_a_request_that_cannot_be_carried_out_is_refused_and_the_others_go_ahead(
+    home: Path,
+) -> None:
     paths = Paths(home=home, landing=home / "landing", duckdb=home / "none.duckdb")
     for request_id, user in (("r-a", "u-a"), ("r-b", "u-b")):
         asked, rid, drop = requests.parse({"user_id": user, "request_id": request_id})
@@ -144,8 +148,12 @@ def test_a_request_that_cannot_resolve_waits_and_the_others_go_ahead(home: Path)
          "requested_at": "2026-12-01T00:00:00+00:00"}))  # fmt: skip
     done = {p.request_id: p for p in requests.process(paths)}
     assert (done["r-a"].outcome, done["r-b"].outcome) == ("completed", "completed")
-    assert done["r-c"].outcome == "refused" and "not an email" in done["r-c"].reason
-    assert [q.request_id for q in requests.pending(paths.landing)] == ["r-c"]
+    # refused with a reason that does not repeat the value (Dagster's logs keep it), the
+    # queued file (which holds the value) gone, and the status says so
+    assert done["r-c"].outcome == "refused" and "broken" not in done["r-c"].reason
+    assert requests.pending(paths.landing) == []
+    status = requests.status(paths.landing, "r-c")
+    assert status is not None and status["status"] == "refused" and status["reason"]
 
 
 def test_the_audit_reads_as_one_row_per_request_in_the_warehouse(home: Path) -> None:
@@ -181,6 +189,7 @@ def test_the_audit_reads_as_one_row_per_request_in_the_warehouse(home: Path) -> 
 def test_a_file_of_requests_is_forgotten_in_one_pass(home: Path, tmp_path: Path) -> None:
     import os
     import subprocess
+    import sys
 
     from switchyard.settings import PROJECT_DIR
 
@@ -196,7 +205,7 @@ def test_a_file_of_requests_is_forgotten_in_one_pass(home: Path, tmp_path: Path)
     for name in ("SWITCHYARD_LANDING_DIR", "SWITCHYARD_DUCKDB_PATH"):
         env.pop(name, None)
     done = subprocess.run(
-        [str(PROJECT_DIR / ".venv/bin/switchyard"), "forget", "--from-file", str(listing)],
+        [sys.executable, "-m", "switchyard.cli", "forget", "--from-file", str(listing)],
         capture_output=True, text=True, env=env, cwd=PROJECT_DIR,
     )  # fmt: skip
     # the good rows are forgotten, the bad ones named by line with the reason: exit 1
@@ -205,3 +214,26 @@ def test_a_file_of_requests_is_forgotten_in_one_pass(home: Path, tmp_path: Path)
     assert "line 5: name exactly one of" in done.stderr
     assert "request t-1: completed" in done.stdout and "2 requests from" in done.stdout
     assert landed_ids(paths) == ["m-3"]
+
+
+def test_a_request_id_names_one_identifier(home: Path, collector: str) -> None:
+    url = f"{collector}/v1/privacy/forget"
+    first = {"email": "a@mail.test", "request_id": "ticket-1"}
+    assert httpx.post(url, json=first, headers=BEARER).json()["status"] == "queued"
+    # the same again: harmless, its status
+    assert httpx.post(url, json=first, headers=BEARER).json()["status"] == "queued"
+    other = httpx.post(url, json={**first, "email": "b@mail.test"}, headers=BEARER)
+    assert other.status_code == 409 and "use a new request id" in other.json()["message"]
+    (queued,) = requests.pending(home / "landing")
+    assert (queued.request_id, queued.value) == ("ticket-1", "a@mail.test")
+    assert not Forgotten(home / "landing").names({"email:b@mail.test"})
+
+
+def test_the_command_line_checks_the_request_id_too(home: Path) -> None:
+    from switchyard.privacy.forget import forget
+    from switchyard.privacy.subject import Request, SubjectError
+
+    paths = Paths(home=home, landing=home / "landing", duckdb=home / "none.duckdb")
+    with pytest.raises(SubjectError, match="request_id"):
+        forget(paths, Request("user_id", "u1"), "../outside")
+    assert not (home / "landing/privacy/outside.json").exists()

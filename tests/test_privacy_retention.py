@@ -319,3 +319,15 @@ def test_a_built_warehouse_keeps_no_event_past_the_window_after_the_next_build(
         assert "m-old" not in ids and "m-new" in ids, table
     stitched = query(paths, "select person_id from int_events_stitched where event_id = 'm-new'")
     assert stitched[0]["person_id"] is not None
+
+
+def test_a_declaration_the_warehouse_refuses_stops_before_any_file_changes(
+    home: Path, tmp_path: Path
+) -> None:
+    warehouse = tmp_path / "w.duckdb"
+    with duckdb.connect(str(warehouse)) as con:
+        con.execute("create table int_events_stitched as select 'ev-1' as event_id")
+    before = {p: p.read_bytes() for p in (home / "landing").rglob("*") if p.is_file()}
+    with pytest.raises(RetentionError, match="occurred_at, which it does not have"):
+        enforce(home / "landing", warehouse, POLICY, NOW)
+    assert {p: p.read_bytes() for p in (home / "landing").rglob("*") if p.is_file()} == before

@@ -16,6 +16,8 @@ requests as (
         min(recorded_at) as first_recorded_at,
         min(case when event = 'accepted' then recorded_at end) as accepted_at,
         max(case when event = 'completed' then recorded_at end) as completed_at,
+        max(case when event = 'refused' then recorded_at end) as refused_at,
+        max(case when event = 'stage' then recorded_at end) as last_stage_at,
         count(distinct case when event = 'stage' then store end) as stores_changed,
         sum(case when event = 'stage' then files else 0 end) as files_rewritten,
         sum(case when event = 'stage' then rows_removed else 0 end) as rows_removed,
@@ -32,7 +34,11 @@ select
     coalesce(accepted_at, first_recorded_at) as requested_at,
     completed_at,
     case
-        when completed_at is not null then 'completed'
+        when refused_at is not null and (completed_at is null or completed_at < refused_at)
+            then 'refused'
+        -- done again after a later stage (a request forgotten again) counts from its new end
+        when completed_at is not null and (last_stage_at is null or completed_at >= last_stage_at)
+            then 'completed'
         when stage_rows = 0 then 'queued'
         else 'in_progress'
     end as status,

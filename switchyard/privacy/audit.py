@@ -1,7 +1,7 @@
 """The privacy audit as rows the warehouse reads (`landing/privacy/audit/`, staged into
 fct_privacy_requests): one line per request accepted, per store a stage emptied, per request
-completed, and per store a retention run trimmed. No personal data: request ids, store names,
-counts and times."""
+completed or refused, and per store a retention run trimmed. No personal data: request ids,
+store names, counts and times."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Literal
 from switchyard import landing
 
 Kind = Literal["forget", "retention"]
-Event = Literal["accepted", "stage", "completed"]
+Event = Literal["accepted", "stage", "completed", "refused"]
 
 
 class AuditLog:

@@ -37,6 +37,7 @@ from activations.ledger.compact import compaction_lock
 from switchyard import publish
 from switchyard.privacy import landed, stored, tombstones
 from switchyard.privacy.audit import AuditLog
+from switchyard.privacy.requests import check_request_id
 from switchyard.privacy.subject import Request, Subject, SubjectError, resolve
 from switchyard.settings import Paths
 
@@ -89,8 +90,8 @@ def forget_many(
     """Several requests in one pass over each store (each its own tombstone and audit, with the
     batch's counts): the files are read once, not once a person."""
     key = tombstones.salt(paths.landing)
-    plans = [_plan(paths, key, r, rid, drop_at_intake) for r, rid in requests]
     with AuditLog(paths.landing, "forget") as audit:
+        plans = [_plan(paths, key, r, rid, drop_at_intake, audit) for r, rid in requests]
         return _forget_planned(paths, key, plans, destinations, audit)
 
 
@@ -148,16 +149,22 @@ def _forget_planned(
 
 
 def _plan(
-    paths: Paths, key: bytes, request: Request, request_id: str | None, drop_at_intake: bool
+    paths: Paths,
+    key: bytes,
+    request: Request,
+    request_id: str | None,
+    drop_at_intake: bool,
+    audit: AuditLog,
 ) -> _Plan:
     """Who the request is about, and their tombstone, written before anything is removed."""
-    request_id = request_id or uuid.uuid4().hex
+    request_id = check_request_id(request_id or uuid.uuid4().hex)
     found = _who(paths, request)
     stone_path = tombstones.folder(paths.landing, "forgotten") / f"{request_id}.json"
     if stone_path.exists():
         stone = tombstones.Tombstone.read(stone_path)
-    else:
+    else:  # a request made here: its clock starts now (the collector's started at accepting)
         stone = tombstones.Tombstone(request_id, _now(), [], drop_at_intake=drop_at_intake)
+        audit.record(request_id, "forget", "accepted")
     resuming = stone_path.exists() and stone.completed_at is None
     given = request.value.strip()
     values: dict[str, set[str]] = {}
@@ -173,6 +180,10 @@ def _plan(
             {given} if request.kind in ("email", "phone") else set(),
             {given} if request.kind == "user_id" else set(),
         )
+        # Without the graph a row naming a user id cannot be told hers or another's: her
+        # address is blanked in it, the row kept (forget again once the warehouse is built).
+        if request.kind in ("email", "phone"):
+            target.redact_keys = set(keys)
         person_id = None
     else:
         subject, tokens, spellings, occurrence_ids = found

@@ -237,7 +237,7 @@ def forget_jsonl(landing_dir: Path, target: Target) -> dict[str, Done]:
         files = list(visible(folder, "*.jsonl"))
         # A file a writer holds may grow after the scan: it is parsed whole (or counted busy).
         closed = {p for p in files if landing.closed(p)}
-        screen = screened_lines(closed, target) if (source, table) in SCREENED else None
+        screen = screened_lines(sorted(closed), target) if (source, table) in SCREENED else None
         for path in files:
             lines = None
             if screen is not None and path in closed:

@@ -28,7 +28,20 @@ from switchyard.privacy.audit import AuditLog
 from switchyard.privacy.subject import KINDS, Request, SubjectError
 from switchyard.settings import Paths
 
-REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+# A request id names files: letters, digits and . _ : - only, not starting with a dot.
+REQUEST_ID = re.compile(r"[A-Za-z0-9_:-][A-Za-z0-9._:-]{0,127}")
+
+
+class Conflict(SubjectError):
+    """A request id already names another identifier."""
+
+
+def check_request_id(request_id: str) -> str:
+    if not REQUEST_ID.fullmatch(request_id):
+        raise SubjectError(
+            "request_id: 1 to 128 letters, digits, '.', '_', ':' or '-', not starting with '.'"
+        )
+    return request_id
 
 
 @dataclass(frozen=True)
@@ -64,8 +77,9 @@ def parse(body: Any) -> tuple[Request, str, bool]:
     if not isinstance(value, str | int) or isinstance(value, bool):
         raise SubjectError(f"{named[0]} must be a string")
     request_id = body.get("request_id") or uuid.uuid4().hex
-    if not isinstance(request_id, str) or not REQUEST_ID.match(request_id):
-        raise SubjectError("request_id: 1 to 128 letters, digits, '.', '_', ':' or '-'")
+    if not isinstance(request_id, str):
+        raise SubjectError("request_id must be a string")
+    check_request_id(request_id)
     drop = body.get("drop_new_events", False)
     if not isinstance(drop, bool):
         raise SubjectError("drop_new_events must be true or false")
@@ -75,25 +89,35 @@ def parse(body: Any) -> tuple[Request, str, bool]:
 
 
 def accept(landing_dir: Path, request: Request, request_id: str, drop: bool) -> str:
-    """Block the identifier now and queue the full forget. Returns the request's status: a
-    request id already completed is not queued again (forgetting twice is harmless, and the
-    answer says it is done)."""
-    stone_path = tombstones.folder(landing_dir, "forgotten") / f"{request_id}.json"
-    if stone_path.exists():
-        stone = tombstones.Tombstone.read(stone_path)
-        if stone.completed_at is not None:
-            return "completed"
-    else:
-        stone = tombstones.Tombstone(request_id, _now(), [])
+    """Block the identifier now and queue the full forget; returns the request's status.
+    Asking again under the same request id for the same identifier is harmless (the answer
+    is its status); for another identifier it is a Conflict. An existing tombstone is never
+    rewritten here, so a forget running meanwhile loses nothing."""
+    check_request_id(request_id)
     key = tombstones.salt(landing_dir)
-    stone.hashes = sorted(
-        set(stone.hashes) | set(tombstones.hashes_of(key, {request.identifier_key()}))
-    )
-    stone.salt_fingerprint = tombstones.fingerprint(key)
-    stone.drop_at_intake = stone.drop_at_intake or drop
-    stone.write(landing_dir)  # from here on the sender skips them
+    wanted = tombstones.digest(key, request.identifier_key())
+    stone_path = tombstones.folder(landing_dir, "forgotten") / f"{request_id}.json"
+    queue_path = queue_folder(landing_dir) / f"{request_id}.json"
+    stone = tombstones.Tombstone(
+        request_id, _now(), [wanted], drop_at_intake=drop,
+        salt_fingerprint=tombstones.fingerprint(key),
+    )  # fmt: skip
+    try:
+        stone.write(landing_dir, exclusive=True)  # from here on the sender skips them
+    except FileExistsError:
+        held = tombstones.Tombstone.read(stone_path)
+        if wanted not in held.hashes and not (held.refused and queue_path.exists()):
+            raise Conflict(
+                f"request id {request_id} already names another identifier: use a new request "
+                "id for this one"
+            ) from None
+        if held.completed_at is not None:
+            return "completed"
+        if held.refused or queue_path.exists():
+            return status(landing_dir, request_id)["status"]  # type: ignore[index]
+        stone = held  # begun on the command line and left unfinished: queued to finish
     queued = Queued(request_id, request.kind, request.value, drop, stone.requested_at)
-    _write_private(queue_folder(landing_dir) / f"{request_id}.json", asdict(queued))
+    _write_private(queue_path, asdict(queued))
     with AuditLog(landing_dir, "accepted") as audit:
         audit.record(request_id, "forget", "accepted")
     return "queued"
@@ -141,7 +165,7 @@ def pending(landing_dir: Path) -> list[Queued]:
 
 def status(landing_dir: Path, request_id: str) -> dict[str, Any] | None:
     """What a request's caller may see: its state and the audit's counts, no personal data."""
-    if not REQUEST_ID.match(request_id):
+    if not REQUEST_ID.fullmatch(request_id):
         return None
     stone_path = tombstones.folder(landing_dir, "forgotten") / f"{request_id}.json"
     if not stone_path.exists():
@@ -151,9 +175,12 @@ def status(landing_dir: Path, request_id: str) -> dict[str, Any] | None:
     state = "completed" if stone.completed_at else ("queued" if waiting else "in_progress")
     if waiting and stone.stores:
         state = "in_progress"  # a run began it and left parts unfinished
+    if stone.refused:
+        state = "refused"
     return {
         "request_id": request_id,
         "status": state,
+        "reason": stone.refused,
         "requested_at": stone.requested_at,
         "completed_at": stone.completed_at,
         "drop_new_events": stone.drop_at_intake,
@@ -191,10 +218,32 @@ def process(paths: Paths, destinations: Sequence[str] = ()) -> list[Processed]:
                 try:
                     result = forget(paths, q.request, q.request_id, drop, destinations)
                 except SubjectError as exc:
-                    done.append(Processed(q.request_id, "refused", str(exc)))
+                    done.append(_refuse(paths.landing, q, exc))
                     continue
                 done.append(_settle(paths.landing, q, result.complete))
     return done
+
+
+def _refuse(landing_dir: Path, queued: Queued, problem: SubjectError) -> Processed:
+    """A request that cannot be carried out as asked: its tombstone says why (without the
+    value, which Dagster's logs and the status would otherwise keep) and blocks nothing any
+    more (an identifier two people share is not one person's to block); the queued file, which
+    holds the value, goes. Asking again with a person id is the way on."""
+    if "belongs to" in str(problem):
+        reason = "the identifier names more than one person: ask again with their person_id"
+    else:
+        reason = "the identifier is not one the identity models read (a malformed value)"
+    stone_path = tombstones.folder(landing_dir, "forgotten") / f"{queued.request_id}.json"
+    if stone_path.exists():
+        stone = tombstones.Tombstone.read(stone_path)
+    else:  # queued by hand, without the tombstone accepting writes
+        stone = tombstones.Tombstone(queued.request_id, queued.requested_at, [])
+    stone.hashes, stone.refused = [], reason
+    stone.write(landing_dir)
+    (queue_folder(landing_dir) / f"{queued.request_id}.json").unlink(missing_ok=True)
+    with AuditLog(landing_dir, "refused") as audit:
+        audit.record(queued.request_id, "forget", "refused")
+    return Processed(queued.request_id, "refused", reason)
 
 
 def _settle(landing_dir: Path, queued: Queued, complete: bool) -> Processed:

@@ -214,30 +214,41 @@ def enforce(
     """Remove or redact what is past each window; with `dry_run`, count it only."""
     now = now or datetime.now(UTC)
     report = Report(now.isoformat(timespec="seconds"), dry_run, policy.describe())
-    with compaction_lock(landing_dir):  # no compaction folds ledger lines in meanwhile
-        unsettled = _unsettled(landing_dir) if set(policy.landing) & LEDGER else set()
-        for name, rules in sorted(policy.landing.items()):
-            exempt = unsettled if name in LEDGER else set()
-            if name in PARQUET_FOLDERS:
-                folder, patterns = PARQUET_FOLDERS[name]
-                files = [f for p in patterns for f in landed.visible(landing_dir / folder, p)]
-                done = _parquet(files, rules, now, dry_run, exempt)
-            else:
-                done = _jsonl(landing_dir / name, rules, now, dry_run, exempt)
-            report.stores[f"landing:{name}"] = _counts(done)
-            report.busy += done.busy
-    if policy.tables and warehouse is not None and warehouse.exists():
-        for table, done in _warehouse(warehouse, policy.tables, now, dry_run).items():
-            report.stores[f"warehouse:{table}"] = _counts(done)
-    if not dry_run:
-        path = _write_report(landing_dir, report)
-        report.path = str(path)
-        with AuditLog(landing_dir, "retention") as audit:
-            for store, counts in report.stores.items():
-                if counts["rows_removed"] or counts["rows_redacted"]:
-                    audit.record(path.stem, "retention", "stage", store, counts)
-            audit.record(path.stem, "retention", "completed")
+    failed = True
+    try:
+        # The warehouse first, in one transaction: a declaration it refuses (a column a table
+        # lacks) or a warehouse in use stops the run before any landing file changed.
+        if policy.tables and warehouse is not None and warehouse.exists():
+            for table, done in _warehouse(warehouse, policy.tables, now, dry_run).items():
+                report.stores[f"warehouse:{table}"] = _counts(done)
+        with compaction_lock(landing_dir):  # no compaction folds ledger lines in meanwhile
+            unsettled = _unsettled(landing_dir) if set(policy.landing) & LEDGER else set()
+            for name, rules in sorted(policy.landing.items()):
+                exempt = unsettled if name in LEDGER else set()
+                if name in PARQUET_FOLDERS:
+                    folder, patterns = PARQUET_FOLDERS[name]
+                    files = [f for p in patterns for f in landed.visible(landing_dir / folder, p)]
+                    done = _parquet(files, rules, now, dry_run, exempt)
+                else:
+                    done = _jsonl(landing_dir / name, rules, now, dry_run, exempt)
+                report.stores[f"landing:{name}"] = _counts(done)
+                report.busy += done.busy
+        failed = False
+    finally:
+        if not dry_run and report.stores:  # what changed is reported, even if a later part failed
+            _report(landing_dir, report, completed=not failed)
     return report
+
+
+def _report(landing_dir: Path, report: Report, completed: bool) -> None:
+    path = _write_report(landing_dir, report)
+    report.path = str(path)
+    with AuditLog(landing_dir, "retention") as audit:
+        for store, counts in report.stores.items():
+            if counts["rows_removed"] or counts["rows_redacted"]:
+                audit.record(path.stem, "retention", "stage", store, counts)
+        if completed:
+            audit.record(path.stem, "retention", "completed")
 
 
 def _counts(done: Removed) -> dict[str, int]:

@@ -78,17 +78,27 @@ class Tombstone:
     drop_at_intake: bool = False  # "suppress and delete": their new events are not landed
     salt_fingerprint: str = ""  # which salt the hashes are under (a lost salt is caught)
     stores: dict[str, dict[str, int]] = field(default_factory=dict)  # what was done, counts
+    # why a queued request was not carried out (no value in it); it then blocks nothing
+    refused: str | None = None
 
-    def write(self, landing_dir: Path) -> Path:
+    def write(self, landing_dir: Path, exclusive: bool = False) -> Path:
+        """Atomically; `exclusive`: only if no tombstone of this request id exists yet
+        (FileExistsError otherwise)."""
         where = folder(landing_dir, "forgotten")
         where.mkdir(parents=True, exist_ok=True)
         target = where / f"{self.request_id}.json"
-        tmp = where / f".{target.name}.tmp"
+        tmp = where / f".{target.name}.{secrets.token_hex(4)}.tmp"
         with tmp.open("w", encoding="utf-8") as fh:
             json.dump(asdict(self), fh, indent=1, sort_keys=True)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, target)
+        if exclusive:
+            try:
+                os.link(tmp, target)
+            finally:
+                tmp.unlink()
+        else:
+            os.replace(tmp, target)
         landing.fsync_dir(where)
         return target
 
