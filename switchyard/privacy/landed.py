@@ -332,64 +332,26 @@ def rewrite_jsonl(
 ) -> Done:
     """`path` without the rows `decide` removes (or with those it redacts), if any; removed
     when no row stays. `write=False` counts what would change. `only`: the lines that may
-    change (screened_lines); the others are kept unparsed."""
+    change (screened_lines); the others are kept as bytes, never decoded. Bytes that are not
+    UTF-8 are kept as they were."""
     if not landing.closed(path):
         return Done(busy=[str(path)])
-    if only is not None:
-        return _rewrite_screened(path, decide, target, write, only)
-    kept: list[str] = []
-    removed = redacted = 0
-    # bytes that are not UTF-8 are kept as they were (surrogateescape round-trips them)
-    with path.open(encoding="utf-8", errors="surrogateescape") as fh:
-        for line in fh:
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except ValueError:  # not JSON: kept unless it names the person
-                if target.in_text(line):
-                    removed += 1
-                else:
-                    kept.append(line.rstrip("\n"))
-                continue
-            verdict = decide(row) if isinstance(row, dict) else True
-            if verdict is True:
-                kept.append(line.rstrip("\n"))
-            elif verdict is None or verdict is False:
-                removed += 1
-            else:
-                redacted += 1
-                kept.append(json.dumps(verdict, default=str, separators=(",", ":")))
-    if not removed and not redacted:
-        return Done()
-    if write:
-        _replace_text(path, kept)
-    return Done(files=1, rows_removed=removed, rows_redacted=redacted)
-
-
-def _rewrite_screened(
-    path: Path, decide: Decide, target: Target, write: bool, only: set[str]
-) -> Done:
-    """As rewrite_jsonl, parsing only the lines `only` names: the file is split and joined
-    as bytes, the other lines never decoded."""
-    wanted = {line.encode() for line in only}
+    wanted = {line.encode() for line in only} if only is not None else None
     kept: list[bytes] = []
     removed = redacted = 0
     for line in path.read_bytes().split(b"\n"):
-        if line not in wanted:
-            if line.strip():
-                kept.append(line)
+        if not line.strip():
             continue
-        text = line.decode("utf-8", "replace")
+        if wanted is not None and line not in wanted:
+            kept.append(line)
+            continue
+        text = line.decode("utf-8", "surrogateescape")
         try:
             row = json.loads(text)
         except ValueError:  # not JSON: kept unless it names the person
-            if target.in_text(text):
-                removed += 1
-            else:
-                kept.append(line)
-            continue
-        verdict = decide(row) if isinstance(row, dict) else True
+            verdict: dict[str, Any] | bool | None = None if target.in_text(text) else True
+        else:
+            verdict = decide(row) if isinstance(row, dict) else True
         if verdict is True:
             kept.append(line)
         elif verdict is None or verdict is False:
@@ -416,10 +378,6 @@ def _replace_bytes(path: Path, data: bytes) -> None:
         os.fsync(fh.fileno())
     os.replace(tmp, path)
     landing.fsync_dir(path.parent)
-
-
-def _replace_text(path: Path, lines: list[str]) -> None:
-    _replace_bytes(path, "".join(line + "\n" for line in lines).encode("utf-8", "surrogateescape"))
 
 
 # -- Parquet: journey state, sync results, previews, the compacted ledger ----------------------

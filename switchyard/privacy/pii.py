@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from switchyard.privacy.retention import load_policy
+from switchyard.privacy.retention_policy import load_policy
 
 KINDS = ("direct", "pseudonymous", "content")
 # Column names that hold personal data wherever they appear; a test holds every model to it.
