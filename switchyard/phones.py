@@ -36,6 +36,16 @@ def e164(raw: str | None, region: str) -> str | None:
     return None if raw is None else parse(raw, region)[0]
 
 
+def national_digits(e164_number: str) -> str | None:
+    """The national significant number of an E.164 number: the digits every spelling of it
+    holds in order (with a country code, a trunk 0, spaces or dashes around them)."""
+    try:
+        parsed = phonenumbers.parse(e164_number, None)
+    except phonenumbers.NumberParseException:
+        return None
+    return phonenumbers.national_significant_number(parsed) or None
+
+
 def invalid_reason(raw: str | None, region: str) -> str | None:
     return None if raw is None else parse(raw, region)[1]
 

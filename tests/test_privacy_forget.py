@@ -535,3 +535,18 @@ def test_without_the_graph_her_address_is_blanked_in_rows_naming_a_user_id(
     (kept,) = [json.loads(x) for p in (paths.landing / "segment/events").glob("test-*.jsonl")
                for x in p.read_text().splitlines()]  # fmt: skip
     assert kept["userId"] == "u-1" and kept["traits"] == {"email": None, "plan": "pro"}
+
+
+@pytest.mark.parametrize("spelling", ["(415) 555-0101", "+1 415.555.0101", "4155550101"])
+def test_a_phone_in_a_spelling_never_seen_before_is_found(spelling: str, tmp_path: Path) -> None:
+    # no warehouse to know the spelling: the scan looks for the number's digits in order
+    paths = Paths(home=tmp_path, landing=tmp_path / "landing", duckdb=tmp_path / "none.duckdb")
+    landing.ensure_layout(paths.landing)
+    rows = [{"type": "identify", "messageId": "m-1", "anonymousId": "a-1",
+             "traits": {"phone": spelling}},
+            {"type": "identify", "messageId": "m-2", "anonymousId": "a-2",
+             "traits": {"phone": "(415) 555-0199"}}]  # fmt: skip
+    landing.write_batch(paths.landing, "segment", "events", rows, prefix="test")
+    done = forget(paths, Request("phone", "+1 415 555 0101"), "req-phone")
+    assert done.stores["landing:segment/events"]["rows_removed"] == 1
+    assert files_holding(tmp_path, ("0101",)) == {} and files_holding(tmp_path, ("0199",))
