@@ -517,24 +517,31 @@ def test_an_id_in_raw_utf8_that_case_folding_misses_is_found(tmp_path: Path) -> 
     assert done.stores["landing:segment/events"]["rows_removed"] == 1
 
 
-def test_without_the_graph_her_address_is_blanked_in_rows_naming_a_user_id(
-    tmp_path: Path,
-) -> None:
-    # no warehouse yet: whose u-1 is cannot be told, so the row stays without her address
-    paths = Paths(home=tmp_path, landing=tmp_path / "landing", duckdb=tmp_path / "none.duckdb")
+def test_rows_the_graph_cannot_place_yet_wait_for_the_next_build(tmp_path: Path) -> None:
+    # Her email beside user id u-1, and no warehouse yet to say whether u-1 is hers: the row
+    # is kept whole (blanking the email would cut the only link to her other events) and the
+    # request stays unfinished; after a build the same request id forgets all of u-1's rows.
+    paths = Paths(home=tmp_path, landing=tmp_path / "landing", duckdb=tmp_path / "w.duckdb")
     landing.ensure_layout(paths.landing)
-    rows = [{"type": "identify", "messageId": "m-1", "userId": "u-1",
-             "traits": {"email": "Gone@Mail.test", "plan": "pro"}},
-            {"type": "track", "messageId": "m-2", "anonymousId": "a-2", "event": "v",
-             "context": {"traits": {"email": "gone@mail.test"}}}]  # fmt: skip
+    rows = [{"type": "identify", "messageId": "m-1", "userId": "u-1", "timestamp": T0.isoformat(),
+             "traits": {"email": "Gone@Mail.test", "first_name": "Gwen"}},
+            {"type": "track", "messageId": "m-2", "userId": "u-1", "event": "viewed",
+             "timestamp": T0.isoformat(), "context": {"ip": "203.0.113.9"}},
+            {"type": "track", "messageId": "m-3", "anonymousId": "a-3", "event": "viewed",
+             "timestamp": T0.isoformat(), "context": {"traits": {"email": "gone@mail.test"}}},
+            {"type": "track", "messageId": "m-4", "userId": "u-2", "event": "viewed",
+             "timestamp": T0.isoformat()}]  # fmt: skip
     landing.write_batch(paths.landing, "segment", "events", rows, prefix="test")
-    done = forget(paths, Request("email", "gone@mail.test"), "req-nograph")
-    assert done.stores["landing:segment/events"] == {"files": 1, "rows_removed": 1,
-                                                     "rows_redacted": 1}  # fmt: skip
-    assert files_holding(tmp_path, ("gone@",)) == {}
-    (kept,) = [json.loads(x) for p in (paths.landing / "segment/events").glob("test-*.jsonl")
-               for x in p.read_text().splitlines()]  # fmt: skip
-    assert kept["userId"] == "u-1" and kept["traits"] == {"email": None, "plan": "pro"}
+    first = forget(paths, Request("email", "gone@mail.test"), "req-wait")
+    assert not first.complete and "after the next dbt build" in first.busy[0]
+    assert first.stores["landing:segment/events"]["rows_removed"] == 1  # the anonymous one
+    assert files_holding(tmp_path, ("Gwen", "203.0.113.9"))
+    assert tombstones.Forgotten(paths.landing).names({"email:gone@mail.test"})  # blocked
+    dbt_build(paths, "+dim_people", "int_identity_anchor_links", command="run")
+    second = forget(paths, Request("email", "gone@mail.test"), "req-wait")
+    assert second.complete and second.person_id
+    assert files_holding(tmp_path, ("Gwen", "203.0.113.9", "gone@")) == {}
+    assert files_holding(tmp_path / "landing", ("m-4",))  # someone else's
 
 
 @pytest.mark.parametrize("spelling", ["(415) 555-0101", "+1 415.555.0101", "4155550101"])

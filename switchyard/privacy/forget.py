@@ -111,6 +111,11 @@ def _forget_planned(
             **landed.forget_parquet(paths.landing, target),
             **_outside_landing(paths, target),
         }
+    if target.waiting:
+        unfinished.append(
+            f"{target.waiting} rows name the identifier beside a user id the identity graph "
+            "does not know yet: forget again with the same request id after the next dbt build"
+        )
     for store, done in rewritten.items():
         stores[f"landing:{store}"] = {
             "files": done.files, "rows_removed": done.rows_removed,
@@ -180,10 +185,11 @@ def _plan(
             {given} if request.kind in ("email", "phone") else set(),
             {given} if request.kind == "user_id" else set(),
         )
-        # Without the graph a row naming a user id cannot be told hers or another's: her
-        # address is blanked in it, the row kept (forget again once the warehouse is built).
+        # Without the graph a row naming a user id beside it cannot be told hers or another's:
+        # such rows wait, as they are, for a build that resolves them (the request stays
+        # unfinished; the tombstone blocks the identifier meanwhile).
         if request.kind in ("email", "phone"):
-            target.redact_keys = set(keys)
+            target.unresolved = set(keys)
         person_id = None
     else:
         subject, tokens, spellings, occurrence_ids = found

@@ -50,6 +50,10 @@ class Target:
     redact_keys: set[str] = field(default_factory=set)
     send_keys: dict[str, str] = field(default_factory=dict)  # send key -> its pseudonym
     occurrence_ids: set[str] = field(default_factory=set)  # the identity graph's, warehouse only
+    # identifiers the graph does not know yet: a row naming one with a user id cannot be told
+    # hers or another's, so it is kept as it is and counted (`waiting`) until the graph can
+    unresolved: set[str] = field(default_factory=set)
+    waiting: int = 0
 
     @classmethod
     def merged(cls, targets: Sequence[Target]) -> Target:
@@ -64,12 +68,21 @@ class Target:
             union.redact_keys |= t.redact_keys
             union.send_keys |= t.send_keys
             union.occurrence_ids |= t.occurrence_ids
+            union.unresolved |= t.unresolved
         return union
 
     def names(self, row_keys: set[str], user: object = None) -> bool:
         if user and str(user).strip() not in self.users:
             return False  # another person's row, on a device or address they share
         return not self.keys.isdisjoint(row_keys)
+
+    def waits_on(self, row_keys: set[str], user: object) -> bool:
+        """Whether the row names an unresolved identifier with a user id (then it is kept and
+        counted, for the graph to say whose it is)."""
+        if not user or str(user).strip() in self.users or self.unresolved.isdisjoint(row_keys):
+            return False
+        self.waiting += 1
+        return True
 
     def in_text(self, text: str) -> bool:
         low = text.lower()
@@ -149,8 +162,11 @@ def _deciders(target: Target) -> dict[tuple[str, str], Decide]:
         return row if changed else True
 
     def events(row: dict[str, Any]) -> dict[str, Any] | bool | None:
-        if target.names(event_keys(row), row.get("userId")):
+        keys = event_keys(row)
+        if target.names(keys, row.get("userId")):
             return None
+        if target.waits_on(keys, row.get("userId")):
+            return True
         return others_traits(row) if row.get("userId") else True
 
     def rejects(row: dict[str, Any]) -> bool | None:
@@ -160,13 +176,20 @@ def _deciders(target: Target) -> dict[tuple[str, str], Decide]:
         except ValueError:  # only text: their emails and phone spellings are looked for
             return None if target.in_text(payload) else True
         if isinstance(parsed, dict):
-            return None if target.names(event_keys(parsed), parsed.get("userId")) else True
+            keys, user = event_keys(parsed), parsed.get("userId")
+            if target.names(keys, user):
+                return None
+            target.waits_on(keys, user)  # kept either way; counted when it waits
         return True
 
     def orders(row: dict[str, Any]) -> dict[str, Any] | bool | None:
-        keys = {_plain("user_id", row.get("user_id")), email_key(row.get("email"))}
-        if target.names({k for k in keys if k}, row.get("user_id")):
+        keys = {
+            k for k in (_plain("user_id", row.get("user_id")), email_key(row.get("email"))) if k
+        }
+        if target.names(keys, row.get("user_id")):
             return None
+        if target.waits_on(keys, row.get("user_id")):
+            return True
         if email_key(row.get("email")) in target.redact_keys:
             return {**row, "email": None}  # another person's order, with her address
         return True
