@@ -129,7 +129,7 @@ def test_accepted_blocks_at_once_and_the_next_run_forgets_everywhere(
     assert holding == []
     assert landed_ids(paths) == ["m-2"]
     # asking again under the same id: done already, nothing queued
-    body = {"email": "gone@mail.test", "request_id": "req-7"}
+    body = {"email": "gone@mail.test", "request_id": "req-7", "drop_new_events": True}
     again = httpx.post(f"{collector}/v1/privacy/forget", json=body, headers=BEARER)
     assert again.json()["status"] == "completed" and not queued.exists()
     assert httpx.get(f"{collector}/v1/privacy/forget/nope", headers=BEARER).status_code == 404
@@ -237,3 +237,28 @@ def test_the_command_line_checks_the_request_id_too(home: Path) -> None:
     with pytest.raises(SubjectError, match="request_id"):
         forget(paths, Request("user_id", "u1"), "../outside")
     assert not (home / "landing/privacy/outside.json").exists()
+
+
+def test_a_refused_request_unblocks_its_identifier_and_can_be_carried_out_later(
+    home: Path,
+) -> None:
+    from switchyard.privacy.forget import forget
+    from switchyard.privacy.subject import SubjectError
+
+    paths = Paths(home=home, landing=home / "landing", duckdb=home / "none.duckdb")
+    asked, rid, drop = requests.parse({"email": "shared@mail.test", "request_id": "r-x"})
+    requests.accept(paths.landing, asked, rid, drop)
+    assert Forgotten(paths.landing).names({"email:shared@mail.test"})
+    (queued,) = requests.pending(paths.landing)
+    shared = SubjectError("email 'shared@mail.test' belongs to 2 people (p-1, p-2)")
+    refused = requests._refuse(paths.landing, queued, shared)
+    assert "more than one person" in refused.reason and "shared@" not in refused.reason
+    assert not Forgotten(paths.landing).names({"email:shared@mail.test"})
+    # asked again as it was: its status, not a conflict; with the other flag: a conflict
+    assert requests.accept(paths.landing, asked, rid, drop) == "refused"
+    with pytest.raises(requests.Conflict, match="drop_new_events=false"):
+        requests.accept(paths.landing, asked, rid, True)
+    # carried out after all under the same id (the operator decided whose it is)
+    assert forget(paths, asked, "r-x").complete
+    status = requests.status(paths.landing, "r-x")
+    assert status is not None and (status["status"], status["reason"]) == ("completed", None)

@@ -331,3 +331,25 @@ def test_a_declaration_the_warehouse_refuses_stops_before_any_file_changes(
     with pytest.raises(RetentionError, match="occurred_at, which it does not have"):
         enforce(home / "landing", warehouse, POLICY, NOW)
     assert {p: p.read_bytes() for p in (home / "landing").rglob("*") if p.is_file()} == before
+
+
+def test_a_run_stopped_part_way_reports_what_it_changed(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from switchyard.privacy import landed
+
+    rewrite, calls = landed.rewrite_jsonl, []
+
+    def second_file_fails(path: Path, *args: object, **kwargs: object) -> landed.Done:
+        calls.append(path)
+        if len(calls) == 2:
+            raise OSError("disk full")
+        return rewrite(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(landed, "rewrite_jsonl", second_file_fails)
+    events = Policy({"segment/events": POLICY.landing["segment/events"]}, {})
+    with pytest.raises(OSError, match="disk full"):
+        enforce(home / "landing", None, events, NOW)
+    (report,) = (home / "landing/privacy/retention").glob("run-*.json")
+    counts = json.loads(report.read_text())["stores"]["landing:segment/events"]
+    assert counts["files"] == 1 and counts["rows_removed"] >= 1

@@ -221,6 +221,7 @@ def _plan(
     )
     stone.salt_fingerprint = tombstones.fingerprint(key)
     stone.completed_at = None
+    stone.refused = None  # asked again here (by person id, say): carried out after all
     stone.drop_at_intake = stone.drop_at_intake or drop_at_intake
     stone.write(paths.landing)
     result = ForgetResult(request_id, person_id, tombstone=stone_path)

@@ -285,8 +285,11 @@ ALWAYS_CANDIDATES = (re.escape("\\"),)  # as RE2 patterns: a backslash
 PHONE_GAP = r"[^0-9\n]{0,3}"  # what a spelling may put between two digits
 # Alternatives in one RE2 pattern: its automaton stays small. Measured on this machine over
 # the files of `benchmarks/forget.py --size 1000000` (335 MB): 400 or 2,000 alternatives took
-# 1.1-1.2 s a pass, 10,000 in one pattern 33 s. More needles make more passes.
+# 1.1-1.2 s a pass, 10,000 in one pattern 33 s. More needles make more passes. Phone patterns
+# (digits with gaps) cost far more a piece (a review measured 200 in one pattern at 13 s on 43
+# MB, 100 to a pattern 0.8 s): they get patterns of their own.
 NEEDLES_PER_PATTERN = 1500
+PHONES_PER_PATTERN = 100
 
 
 def screened_lines(files: Sequence[Path], target: Target) -> dict[str, set[str]] | None:
@@ -298,11 +301,15 @@ def screened_lines(files: Sequence[Path], target: Target) -> dict[str, set[str]]
     given = {n.strip() for n in _needles(target) if n and n.strip()}
     needles = sorted(given | {n.lower() for n in given}, key=len, reverse=True)
     alternatives = [re.escape(n) for n in needles] + list(ALWAYS_CANDIDATES)
-    alternatives += sorted({PHONE_GAP.join(d) for d in _phone_digits(target)})
+    digit_patterns = sorted({PHONE_GAP.join(d) for d in _phone_digits(target)})
     names = exp.Array(expressions=[exp.Literal.string(str(f)) for f in files]).sql("duckdb")
     chunks = [
-        "|".join(alternatives[i : i + NEEDLES_PER_PATTERN])
-        for i in range(0, len(alternatives), NEEDLES_PER_PATTERN)
+        "|".join(items[i : i + size])
+        for items, size in (
+            (alternatives, NEEDLES_PER_PATTERN),
+            (digit_patterns, PHONES_PER_PATTERN),
+        )
+        for i in range(0, len(items), size)
     ]
     # Each match is one whole line: the earliest a match can start is where its line does.
     lines = [exp.Literal.string("(?i)[^\\n]*(?:" + c + ")[^\\n]*").sql("duckdb") for c in chunks]

@@ -106,10 +106,15 @@ def accept(landing_dir: Path, request: Request, request_id: str, drop: bool) -> 
         stone.write(landing_dir, exclusive=True)  # from here on the sender skips them
     except FileExistsError:
         held = tombstones.Tombstone.read(stone_path)
-        if wanted not in held.hashes and not (held.refused and queue_path.exists()):
+        if wanted not in held.hashes + held.withdrawn:
             raise Conflict(
                 f"request id {request_id} already names another identifier: use a new request "
                 "id for this one"
+            ) from None
+        if held.drop_at_intake != drop:
+            raise Conflict(
+                f"request id {request_id} was made with drop_new_events="
+                f"{str(held.drop_at_intake).lower()}: use a new request id to change it"
             ) from None
         if held.completed_at is not None:
             return "completed"
@@ -238,7 +243,14 @@ def _refuse(landing_dir: Path, queued: Queued, problem: SubjectError) -> Process
         stone = tombstones.Tombstone.read(stone_path)
     else:  # queued by hand, without the tombstone accepting writes
         stone = tombstones.Tombstone(queued.request_id, queued.requested_at, [])
-    stone.hashes, stone.refused = [], reason
+    # Only the hash accepting added stops blocking: what an earlier run resolved stays blocked.
+    try:
+        asked = {tombstones.digest(tombstones.salt(landing_dir), queued.request.identifier_key())}
+    except SubjectError:
+        asked = set()  # a value that does not parse was never hashed
+    stone.withdrawn = sorted(set(stone.withdrawn) | (asked & set(stone.hashes)))
+    stone.hashes = sorted(set(stone.hashes) - asked)
+    stone.refused = reason
     stone.write(landing_dir)
     (queue_folder(landing_dir) / f"{queued.request_id}.json").unlink(missing_ok=True)
     with AuditLog(landing_dir, "refused") as audit:

@@ -90,28 +90,31 @@ def enforce(
     """Remove or redact what is past each window; with `dry_run`, count it only."""
     now = now or datetime.now(UTC)
     report = Report(now.isoformat(timespec="seconds"), dry_run, policy.describe())
+    # Each store's counts grow as its files change, so a run stopped part-way (a file it
+    # cannot write, a republish that fails) still reports what it did.
+    progress: dict[str, Removed] = {}
     failed = True
     try:
         # The warehouse first, in one transaction: a declaration it refuses (a column a table
         # lacks) or a warehouse in use stops the run before any landing file changed.
         if policy.tables and warehouse is not None and warehouse.exists():
-            for table, done in _warehouse(warehouse, policy.tables, now, dry_run).items():
-                report.stores[f"warehouse:{table}"] = _counts(done)
+            _warehouse(warehouse, policy.tables, now, dry_run, progress)
         with compaction_lock(landing_dir):  # no compaction folds ledger lines in meanwhile
             unsettled = _unsettled(landing_dir) if set(policy.landing) & LEDGER else set()
             for name, rules in sorted(policy.landing.items()):
                 exempt = unsettled if name in LEDGER else set()
+                done = progress.setdefault(f"landing:{name}", Removed())
                 if name in PARQUET_FOLDERS:
                     folder, patterns = PARQUET_FOLDERS[name]
                     files = [f for p in patterns for f in landed.visible(landing_dir / folder, p)]
-                    done = _parquet(files, rules, now, dry_run, exempt)
+                    _parquet(files, rules, now, dry_run, exempt, done)
                 else:
-                    done = _jsonl(landing_dir / name, rules, now, dry_run, exempt)
-                report.stores[f"landing:{name}"] = _counts(done)
-                report.busy += done.busy
+                    _jsonl(landing_dir / name, rules, now, dry_run, exempt, done)
         failed = False
     finally:
-        if not dry_run and report.stores:  # what changed is reported, even if a later part failed
+        report.stores = {store: _counts(done) for store, done in progress.items()}
+        report.busy = [f for done in progress.values() for f in done.busy]
+        if not dry_run and (not failed or any(d.files for d in progress.values())):
             _report(landing_dir, report, completed=not failed)
     return report
 
@@ -161,20 +164,21 @@ def _unsettled(landing_dir: Path) -> set[str]:
 
 
 def _jsonl(
-    folder: Path, rules: tuple[Rule, ...], now: datetime, dry_run: bool, exempt: set[str]
-) -> Removed:
-    done = Removed()
-    undated = 0
-
+    folder: Path,
+    rules: tuple[Rule, ...],
+    now: datetime,
+    dry_run: bool,
+    exempt: set[str],
+    done: Removed,
+) -> None:
     def decide(row: dict[str, Any]) -> dict[str, Any] | bool | None:
-        nonlocal undated
         if exempt and row.get("send_key") in exempt:
             return True
         changed: dict[str, Any] | None = None
         for rule in rules:
             moment = _time(row.get(rule.by))
             if moment is None:
-                undated += 1
+                done.undated += 1
                 return True
             if moment >= rule.cutoff(now):
                 continue
@@ -190,8 +194,6 @@ def _jsonl(
     landed.wait_for_open_files(folder)
     for path in landed.visible(folder, "*.jsonl"):
         done.add(landed.rewrite_jsonl(path, decide, nobody, write=not dry_run))
-    done.undated = undated
-    return done
 
 
 def _past(rule: Rule, now: datetime) -> str:
@@ -201,9 +203,13 @@ def _past(rule: Rule, now: datetime) -> str:
 
 
 def _parquet(
-    files: list[Path], rules: tuple[Rule, ...], now: datetime, dry_run: bool, exempt: set[str]
-) -> Removed:
-    done = Removed()
+    files: list[Path],
+    rules: tuple[Rule, ...],
+    now: datetime,
+    dry_run: bool,
+    exempt: set[str],
+    done: Removed,
+) -> None:
     with duckdb.connect() as con:
         con.execute("set TimeZone = 'UTC'")  # a naive timestamp is UTC, as the writers mean it
         con.register("exempt_keys", pa.table({"send_key": pa.array(sorted(exempt), pa.string())}))
@@ -224,7 +230,6 @@ def _parquet(
             done.files += 1
             done.rows_removed += removed
             done.rows_redacted += redacted
-    return done
 
 
 @dataclass(frozen=True)
@@ -303,10 +308,15 @@ def _q(column: str) -> str:
 
 
 def _warehouse(
-    warehouse: Path, tables: Mapping[str, tuple[Rule, ...]], now: datetime, dry_run: bool
-) -> dict[str, Removed]:
+    warehouse: Path,
+    tables: Mapping[str, tuple[Rule, ...]],
+    now: datetime,
+    dry_run: bool,
+    progress: dict[str, Removed],
+) -> None:
     """Each declared model's table trimmed in one transaction, then the file rewritten so no
-    freed block keeps what went, and the published copy made again."""
+    freed block keeps what went, and the published copy made again. The counts go into
+    `progress` once the transaction is committed."""
     try:
         con = duckdb.connect(str(warehouse), read_only=dry_run)
     except duckdb.IOException as exc:
@@ -344,6 +354,8 @@ def _warehouse(
                 )
         if not dry_run:
             con.execute("commit")
+        progress.update({f"warehouse:{table}": counts for table, counts in done.items()})
+        if not dry_run:
             con.execute("checkpoint")
             if any(d.files for d in done.values()):
                 stored.rewrite_file(con, warehouse)  # while this connection keeps writers out
@@ -352,7 +364,6 @@ def _warehouse(
     changed = any(d.files for d in done.values())
     if not dry_run and changed and publish.published_path(warehouse).exists():
         publish.publish(warehouse)
-    return done
 
 
 def _write_report(landing_dir: Path, report: Report) -> Path:

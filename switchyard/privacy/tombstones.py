@@ -78,8 +78,10 @@ class Tombstone:
     drop_at_intake: bool = False  # "suppress and delete": their new events are not landed
     salt_fingerprint: str = ""  # which salt the hashes are under (a lost salt is caught)
     stores: dict[str, dict[str, int]] = field(default_factory=dict)  # what was done, counts
-    # why a queued request was not carried out (no value in it); it then blocks nothing
+    # why a queued request was not carried out (no value in it), and the hash it then stopped
+    # blocking (kept to recognise the request if asked again)
     refused: str | None = None
+    withdrawn: list[str] = field(default_factory=list)
 
     def write(self, landing_dir: Path, exclusive: bool = False) -> Path:
         """Atomically; `exclusive`: only if no tombstone of this request id exists yet
