@@ -19,7 +19,6 @@ seconds_per_person, landing_bytes.
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import shutil
 import sys
@@ -84,13 +83,7 @@ def main() -> None:
 
         started = time.perf_counter()  # the floor: every file read and written back, unparsed
         for path in sorted(events.glob("collect-*.jsonl")):
-            data = path.read_bytes()
-            tmp = path.with_name(f".{path.name}.floor")
-            with tmp.open("wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
+            landing.replace_file(path, path.read_bytes())  # as the forget pass writes a file
         floor = time.perf_counter() - started
 
         users = random.Random(7).sample(range(args.size // PER_USER), args.people)

@@ -73,6 +73,30 @@ def write_batch(
     return final
 
 
+def replace_file(
+    path: Path, data: bytes, mode: int = 0o666, exclusive: bool = False, suffix: str = ".tmp"
+) -> None:
+    """`data` as `path`, atomically and durably: written aside (`.<name>.<random><suffix>`,
+    created with `mode` less the umask), fsynced, renamed into place, the folder fsynced.
+    `exclusive`: only if `path` does not exist yet (FileExistsError otherwise): the first
+    writer wins."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}{suffix}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        if exclusive:
+            os.link(tmp, path)
+        else:
+            os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    fsync_dir(path.parent)
+
+
 def fsync_dir(folder: Path) -> None:
     fd = os.open(folder, os.O_RDONLY)
     try:

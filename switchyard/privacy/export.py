@@ -11,7 +11,6 @@ files newer than the last build are not in it; the document says when its source
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 
 import duckdb
 
+from switchyard import landing
 from switchyard.privacy.subject import Subject
 
 # section -> its query: each reads one relation for the subject, with named parameters:
@@ -148,13 +148,8 @@ def _rows(
 
 def write(doc: dict[str, Any], out: Path) -> Path:
     """`doc` as JSON at `out`, readable by its owner only (it is personal data)."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(doc, fh, indent=2, default=_plain, ensure_ascii=False)
-        fh.write("\n")
-    os.replace(tmp, out)
+    text = json.dumps(doc, indent=2, default=_plain, ensure_ascii=False) + "\n"
+    landing.replace_file(out, text.encode(), mode=0o600)
     return out
 
 

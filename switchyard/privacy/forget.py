@@ -27,7 +27,6 @@ import json
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -146,7 +145,7 @@ def _forget_planned(
     for p in plans:
         p.result.stores, p.result.busy = dict(stores), list(unfinished)
         if p.result.complete:
-            p.stone.completed_at = _now()
+            p.stone.completed_at = tombstones.now()
         p.stone.write(paths.landing)
         if p.result.complete:
             audit.record(p.result.request_id, "forget", "completed")
@@ -164,11 +163,13 @@ def _plan(
     """Who the request is about, and their tombstone, written before anything is removed."""
     request_id = check_request_id(request_id or uuid.uuid4().hex)
     found = _who(paths, request)
-    stone_path = tombstones.folder(paths.landing, "forgotten") / f"{request_id}.json"
+    stone_path = tombstones.path_of(paths.landing, request_id)
     if stone_path.exists():
         stone = tombstones.Tombstone.read(stone_path)
     else:  # a request made here: its clock starts now (the collector's started at accepting)
-        stone = tombstones.Tombstone(request_id, _now(), [], drop_at_intake=drop_at_intake)
+        stone = tombstones.Tombstone(
+            request_id, tombstones.now(), [], drop_at_intake=drop_at_intake
+        )
         audit.record(request_id, "forget", "accepted")
     resuming = stone_path.exists() and stone.completed_at is None
     given = request.value.strip()
@@ -240,10 +241,6 @@ def _record(
             if any(counts.values()):
                 audit.record(p.result.request_id, "forget", "stage", store, counts)
         p.stone.write(paths.landing)
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def _who(paths: Paths, request: Request) -> tuple[Subject, set[str], set[str], set[str]] | None:

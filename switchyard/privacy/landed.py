@@ -11,7 +11,6 @@ harmless).
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -413,13 +412,7 @@ def _replace_bytes(path: Path, data: bytes) -> None:
         path.unlink()
         landing.fsync_dir(path.parent)
         return
-    tmp = path.with_name(f".{path.name}{TMP_SUFFIX}")
-    with tmp.open("wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    landing.fsync_dir(path.parent)
+    landing.replace_file(path, data, suffix=TMP_SUFFIX)
 
 
 # -- Parquet: journey state, sync results, previews, the compacted ledger ----------------------

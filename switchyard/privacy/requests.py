@@ -13,12 +13,10 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +59,10 @@ def queue_folder(landing_dir: Path) -> Path:
     return tombstones.folder(landing_dir, "requests")
 
 
+def _queued_path(landing_dir: Path, request_id: str) -> Path:
+    return queue_folder(landing_dir) / f"{request_id}.json"
+
+
 def parse(body: Any) -> tuple[Request, str, bool]:
     """A request's JSON body: exactly one of email, phone, user_id, person_id; optional
     request_id and drop_new_events. Raises SubjectError saying what is wrong."""
@@ -96,10 +98,10 @@ def accept(landing_dir: Path, request: Request, request_id: str, drop: bool) -> 
     check_request_id(request_id)
     key = tombstones.salt(landing_dir)
     wanted = tombstones.digest(key, request.identifier_key())
-    stone_path = tombstones.folder(landing_dir, "forgotten") / f"{request_id}.json"
-    queue_path = queue_folder(landing_dir) / f"{request_id}.json"
+    stone_path = tombstones.path_of(landing_dir, request_id)
+    queue_path = _queued_path(landing_dir, request_id)
     stone = tombstones.Tombstone(
-        request_id, _now(), [wanted], drop_at_intake=drop,
+        request_id, tombstones.now(), [wanted], drop_at_intake=drop,
         salt_fingerprint=tombstones.fingerprint(key),
     )  # fmt: skip
     try:
@@ -122,7 +124,7 @@ def accept(landing_dir: Path, request: Request, request_id: str, drop: bool) -> 
             return status(landing_dir, request_id)["status"]  # type: ignore[index]
         stone = held  # begun on the command line and left unfinished: queued to finish
     queued = Queued(request_id, request.kind, request.value, drop, stone.requested_at)
-    _write_private(queue_path, asdict(queued))
+    landing.replace_file(queue_path, json.dumps(asdict(queued)).encode(), mode=0o600)
     with AuditLog(landing_dir, "accepted") as audit:
         audit.record(request_id, "forget", "accepted")
     return "queued"
@@ -172,11 +174,11 @@ def status(landing_dir: Path, request_id: str) -> dict[str, Any] | None:
     """What a request's caller may see: its state and the audit's counts, no personal data."""
     if not REQUEST_ID.fullmatch(request_id):
         return None
-    stone_path = tombstones.folder(landing_dir, "forgotten") / f"{request_id}.json"
+    stone_path = tombstones.path_of(landing_dir, request_id)
     if not stone_path.exists():
         return None
     stone = tombstones.Tombstone.read(stone_path)
-    waiting = (queue_folder(landing_dir) / f"{request_id}.json").exists()
+    waiting = (_queued_path(landing_dir, request_id)).exists()
     state = "completed" if stone.completed_at else ("queued" if waiting else "in_progress")
     if waiting and stone.stores:
         state = "in_progress"  # a run began it and left parts unfinished
@@ -238,7 +240,7 @@ def _refuse(landing_dir: Path, queued: Queued, problem: SubjectError) -> Process
         reason = "the identifier names more than one person: ask again with their person_id"
     else:
         reason = "the identifier is not one the identity models read (a malformed value)"
-    stone_path = tombstones.folder(landing_dir, "forgotten") / f"{queued.request_id}.json"
+    stone_path = tombstones.path_of(landing_dir, queued.request_id)
     if stone_path.exists():
         stone = tombstones.Tombstone.read(stone_path)
     else:  # queued by hand, without the tombstone accepting writes
@@ -252,7 +254,7 @@ def _refuse(landing_dir: Path, queued: Queued, problem: SubjectError) -> Process
     stone.hashes = sorted(set(stone.hashes) - asked)
     stone.refused = reason
     stone.write(landing_dir)
-    (queue_folder(landing_dir) / f"{queued.request_id}.json").unlink(missing_ok=True)
+    _queued_path(landing_dir, queued.request_id).unlink(missing_ok=True)
     with AuditLog(landing_dir, "refused") as audit:
         audit.record(queued.request_id, "forget", "refused")
     return Processed(queued.request_id, "refused", reason)
@@ -261,22 +263,6 @@ def _refuse(landing_dir: Path, queued: Queued, problem: SubjectError) -> Process
 def _settle(landing_dir: Path, queued: Queued, complete: bool) -> Processed:
     if not complete:
         return Processed(queued.request_id, "unfinished")
-    (queue_folder(landing_dir) / f"{queued.request_id}.json").unlink(missing_ok=True)
+    _queued_path(landing_dir, queued.request_id).unlink(missing_ok=True)
     landing.fsync_dir(queue_folder(landing_dir))
     return Processed(queued.request_id, "completed")
-
-
-def _write_private(path: Path, document: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(document, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    landing.fsync_dir(path.parent)
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")

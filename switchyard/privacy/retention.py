@@ -36,7 +36,7 @@ import pyarrow as pa
 from sqlglot import exp
 
 from activations.ledger.compact import compaction_lock
-from switchyard import publish
+from switchyard import landing, publish
 from switchyard.privacy import landed, stored
 from switchyard.privacy.audit import AuditLog
 from switchyard.privacy.retention_policy import (
@@ -368,11 +368,8 @@ def _warehouse(
 
 def _write_report(landing_dir: Path, report: Report) -> Path:
     """The run's audit, without personal data: when, the policy, what each store gave up."""
-    folder = landing_dir / "privacy" / "retention"
-    folder.mkdir(parents=True, exist_ok=True)
     stamp = re.sub(r"[^0-9T]", "", report.now)[:15]
-    path = folder / f"run-{stamp}-{uuid.uuid4().hex[:8]}.json"
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps({**asdict(report), "path": None}, indent=2, sort_keys=True) + "\n")
-    tmp.replace(path)
+    path = landing_dir / "privacy" / "retention" / f"run-{stamp}-{uuid.uuid4().hex[:8]}.json"
+    document = json.dumps({**asdict(report), "path": None}, indent=2, sort_keys=True) + "\n"
+    landing.replace_file(path, document.encode())
     return path

@@ -17,6 +17,7 @@ import os
 import secrets
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 from switchyard import landing
@@ -41,16 +42,8 @@ def salt(landing_dir: Path) -> bytes:
             f"{SALT_ENV}); a new salt would match none of the forgotten people"
         )
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(secrets.token_hex(32))
-            fh.flush()
-            os.fsync(fh.fileno())
         with contextlib.suppress(FileExistsError):  # first writer wins: one salt, ever
-            os.link(tmp, path)
-        tmp.unlink()
+            landing.replace_file(path, secrets.token_hex(32).encode(), 0o600, exclusive=True)
     return path.read_text().strip().encode()
 
 
@@ -86,27 +79,24 @@ class Tombstone:
     def write(self, landing_dir: Path, exclusive: bool = False) -> Path:
         """Atomically; `exclusive`: only if no tombstone of this request id exists yet
         (FileExistsError otherwise)."""
-        where = folder(landing_dir, "forgotten")
-        where.mkdir(parents=True, exist_ok=True)
-        target = where / f"{self.request_id}.json"
-        tmp = where / f".{target.name}.{secrets.token_hex(4)}.tmp"
-        with tmp.open("w", encoding="utf-8") as fh:
-            json.dump(asdict(self), fh, indent=1, sort_keys=True)
-            fh.flush()
-            os.fsync(fh.fileno())
-        if exclusive:
-            try:
-                os.link(tmp, target)
-            finally:
-                tmp.unlink()
-        else:
-            os.replace(tmp, target)
-        landing.fsync_dir(where)
+        target = path_of(landing_dir, self.request_id)
+        document = json.dumps(asdict(self), indent=1, sort_keys=True).encode()
+        landing.replace_file(target, document, exclusive=exclusive)
         return target
 
     @classmethod
     def read(cls, path: Path) -> Tombstone:
         return cls(**json.loads(path.read_text()))
+
+
+def path_of(landing_dir: Path, request_id: str) -> Path:
+    """A request's tombstone (and audit record)."""
+    return folder(landing_dir, "forgotten") / f"{request_id}.json"
+
+
+def now() -> str:
+    """A tombstone's times: UTC, to the second."""
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def all_tombstones(landing_dir: Path) -> list[Tombstone]:
