@@ -23,9 +23,10 @@ destination a sync sends to is asked to delete the person (Braze `/users/delete`
 
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -90,7 +91,10 @@ def forget_many(
     batch's counts): the files are read once, not once a person."""
     key = tombstones.salt(paths.landing)
     with AuditLog(paths.landing, "forget") as audit:
-        plans = [_plan(paths, key, r, rid, drop_at_intake, audit) for r, rid in requests]
+        with _identity_graph(paths) as graph:  # one connection for the batch, closed before
+            plans = [  # the purge opens the warehouse to write
+                _plan(paths, key, r, rid, drop_at_intake, audit, graph) for r, rid in requests
+            ]
         return _forget_planned(paths, key, plans, destinations, audit)
 
 
@@ -159,10 +163,11 @@ def _plan(
     request_id: str | None,
     drop_at_intake: bool,
     audit: AuditLog,
+    graph: duckdb.DuckDBPyConnection | None,
 ) -> _Plan:
     """Who the request is about, and their tombstone, written before anything is removed."""
     request_id = check_request_id(request_id or uuid.uuid4().hex)
-    found = _who(paths, request)
+    found = _who(graph, request) if graph is not None else None
     stone_path = tombstones.path_of(paths.landing, request_id)
     if stone_path.exists():
         stone = tombstones.Tombstone.read(stone_path)
@@ -243,9 +248,10 @@ def _record(
         p.stone.write(paths.landing)
 
 
-def _who(paths: Paths, request: Request) -> tuple[Subject, set[str], set[str], set[str]] | None:
-    """The subject, their push tokens, raw spellings and occurrence ids, from the working
-    warehouse (the published copy may lag it); None when the graph holds nobody under it."""
+@contextlib.contextmanager
+def _identity_graph(paths: Paths) -> Iterator[duckdb.DuckDBPyConnection | None]:
+    """The working warehouse, read-only (the published copy may lag it), else the published
+    copy when a run holds the working one; None before the first build."""
     for source in (paths.duckdb, publish.published_path(paths.duckdb)):
         if not source.exists():
             continue
@@ -254,37 +260,46 @@ def _who(paths: Paths, request: Request) -> tuple[Subject, set[str], set[str], s
         except duckdb.IOException:
             continue  # held by a run: the published copy
         try:
-            try:
-                subject = resolve(con, request)
-            except SubjectError as exc:
-                if "belongs to" in str(exc):
-                    raise
-                return None
-            ids = subject.person_ids
-            tokens = {
-                r[0]
-                for r in con.execute(
-                    "select distinct push_token from int_events_stitched "
-                    "where push_token is not null and list_contains(?, person_id)",
-                    [ids],
-                ).fetchall()
-            }
-            # their own occurrences (events stitched to them, orders under their user ids),
-            # with the spellings, valid or not, that arrived in them
-            users = subject.own_values("user_id")
-            occurrences = con.execute(
-                "select occurrence_id, raw_value from int_identifier_occurrences "
-                "where occurrence_id in (select 'stg_segment__events:' || event_id "
-                "from int_events_stitched where list_contains(?, person_id) "
-                "union all select 'stg_shop__orders:' || order_id from stg_shop__orders "
-                "where list_contains(?, user_id))",
-                [ids, users],
-            ).fetchall()
-            spellings = {r[1] for r in occurrences if r[1]}
-            return subject, tokens, spellings, {r[0] for r in occurrences}
+            yield con
         finally:
             con.close()
-    return None  # no warehouse yet
+        return
+    yield None
+
+
+def _who(
+    con: duckdb.DuckDBPyConnection, request: Request
+) -> tuple[Subject, set[str], set[str], set[str]] | None:
+    """The subject, their push tokens, raw spellings and occurrence ids; None when the graph
+    holds nobody under the identifier."""
+    try:
+        subject = resolve(con, request)
+    except SubjectError as exc:
+        if "belongs to" in str(exc):
+            raise
+        return None
+    ids = subject.person_ids
+    tokens = {
+        r[0]
+        for r in con.execute(
+            "select distinct push_token from int_events_stitched "
+            "where push_token is not null and list_contains(?, person_id)",
+            [ids],
+        ).fetchall()
+    }
+    # their own occurrences (events stitched to them, orders under their user ids), with the
+    # spellings, valid or not, that arrived in them
+    users = subject.own_values("user_id")
+    occurrences = con.execute(
+        "select occurrence_id, raw_value from int_identifier_occurrences "
+        "where occurrence_id in (select 'stg_segment__events:' || event_id "
+        "from int_events_stitched where list_contains(?, person_id) "
+        "union all select 'stg_shop__orders:' || order_id from stg_shop__orders "
+        "where list_contains(?, user_id))",
+        [ids, users],
+    ).fetchall()
+    spellings = {r[1] for r in occurrences if r[1]}
+    return subject, tokens, spellings, {r[0] for r in occurrences}
 
 
 def _values(subject: Subject, target: landed.Target, tokens: set[str]) -> dict[str, set[str]]:

@@ -37,6 +37,7 @@ from sqlglot import exp
 
 from activations.ledger.compact import compaction_lock
 from switchyard import landing, publish
+from switchyard.clock import parse_utc
 from switchyard.privacy import landed, stored
 from switchyard.privacy.audit import AuditLog
 from switchyard.privacy.retention_policy import (
@@ -140,18 +141,16 @@ def _counts(done: Removed) -> dict[str, int]:
 
 
 def _time(value: object) -> datetime | None:
-    if isinstance(value, datetime):
-        moment = value
-    elif isinstance(value, str) and value.strip():
+    """A landed row's time (ISO 8601 text, or epoch seconds or milliseconds), in UTC; None when
+    it has none that reads."""
+    if isinstance(value, str) and value.strip():
         try:
-            moment = datetime.fromisoformat(value.strip())
+            return parse_utc(value).replace(tzinfo=UTC)
         except ValueError:
             return None
-    elif isinstance(value, int | float) and not isinstance(value, bool):
-        moment = datetime.fromtimestamp(value / 1000 if value > 1e11 else value, UTC)
-    else:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return datetime.fromtimestamp(value / 1000 if value > 1e11 else value, UTC)
+    return None
 
 
 def _unsettled(landing_dir: Path) -> set[str]:
