@@ -191,13 +191,14 @@ def create_app(settings: CollectorSettings) -> Starlette:
         rejected: list[tuple[int, Any, str]] = []
         mine: dict[str, asyncio.Future[bool]] = {}  # ids this request writes first
         behind: list[tuple[asyncio.Future[bool], dict[str, Any]]] = []  # retries of ids in writing
+        blocking = forgotten.any()  # once a request: no event's keys are built when none is
         for index, message in enumerate(messages):
             if isinstance(message, dict) and shared:
                 message = {**shared, **message}  # a batch's context applies to each message
             try:
                 landed = segment.check(message, received_at, source, call, sent_at)
             except segment.Rejected as refused:
-                if isinstance(message, dict) and forgotten.names(event_keys(message)):
+                if blocking and isinstance(message, dict) and forgotten.names(event_keys(message)):
                     state["forgotten"] += 1  # not kept as a reject either
                     continue
                 rejected.append((index, message, str(refused)))
@@ -205,7 +206,7 @@ def create_app(settings: CollectorSettings) -> Starlette:
             except Exception as exc:  # bad input never gets a 5xx: kept, with what went wrong
                 rejected.append((index, message, f"unreadable message: {exc!r}"))
                 continue
-            if forgotten.names(event_keys(landed.row)):
+            if blocking and forgotten.names(event_keys(landed.row)):
                 state["forgotten"] += 1  # acknowledged, never landed: not even as a reject
                 continue
             if landed.message_id in recent or landed.message_id in mine:

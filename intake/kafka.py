@@ -140,9 +140,10 @@ def _land(
     summary: ConsumeSummary,
 ) -> None:
     forgotten = _forgotten(landing_dir)  # deletion requests that drop new events
-    kept = [row for row in rows if not forgotten.names(event_keys(row))]
-    summary.dropped_forgotten += len(rows) - len(kept)
-    rows = kept
+    if forgotten.any():  # no event's keys are built when nobody's new events are dropped
+        kept = [row for row in rows if not forgotten.names(event_keys(row))]
+        summary.dropped_forgotten += len(rows) - len(kept)
+        rows = kept
     if rows:
         write_batch(landing_dir, "segment", "events", rows, prefix="kafka")
     if rejects:
