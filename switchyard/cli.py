@@ -311,21 +311,15 @@ def _privacy_request(args: argparse.Namespace) -> Any:
     return Request(kind, value)
 
 
-def _sync_destinations() -> list[str]:
-    """The platforms the project's syncs send to (a forget deletes the person there)."""
-    from activations.syncs import load_syncs
-    from orchestration.dbt_project import ensure_manifest
-
-    return sorted({s.destination for s in load_syncs(ensure_manifest())})
-
-
 def cmd_forget(args: argparse.Namespace) -> int:
     from activations.channels.settings import channel_mode
+    from activations.syncs import sync_destinations
+    from orchestration.dbt_project import ensure_manifest
     from switchyard.privacy.forget import forget
     from switchyard.privacy.subject import SubjectError
 
     paths = Paths.from_env()
-    destinations = _sync_destinations()
+    destinations = sync_destinations(ensure_manifest())
     if destinations:
         channel_mode(os.environ)  # how to reach them, said before anything is removed
     if args.from_file:

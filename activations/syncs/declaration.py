@@ -323,3 +323,8 @@ def load_syncs(manifest_path: Path) -> list[Sync]:
     if duplicated:
         raise SyncDefinitionError(f"sync names declared more than once: {duplicated}")
     return sorted(syncs, key=lambda s: s.name)
+
+
+def sync_destinations(manifest_path: Path) -> list[str]:
+    """The platforms the project's syncs send to (a forget deletes the person at each)."""
+    return sorted({s.destination for s in load_syncs(manifest_path)})

@@ -69,14 +69,13 @@ FORGET_REQUEST_TIERS = {"hours", "days"}
 def privacy_forget_requests(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource
 ) -> dg.MaterializeResult:
-    from activations.syncs import load_syncs
+    from activations.syncs import sync_destinations
     from switchyard.privacy import requests
 
     paths = warehouse.paths()
     if not requests.pending(paths.landing):
         return dg.MaterializeResult(metadata={"requests": 0})
-    destinations = sorted({s.destination for s in load_syncs(ensure_manifest())})
-    done = requests.process(paths, destinations)
+    done = requests.process(paths, sync_destinations(ensure_manifest()))
     for p in done:
         log = context.log.info if p.outcome == "completed" else context.log.warning
         log(f"forget request {p.request_id}: {p.outcome} {p.reason}".rstrip())
