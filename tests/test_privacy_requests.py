@@ -243,14 +243,14 @@ def test_a_refused_request_unblocks_its_identifier_and_can_be_carried_out_later(
     home: Path,
 ) -> None:
     from switchyard.privacy.forget import forget
-    from switchyard.privacy.subject import SubjectError
+    from switchyard.privacy.subject import SeveralPeople
 
     paths = Paths(home=home, landing=home / "landing", duckdb=home / "none.duckdb")
     asked, rid, drop = requests.parse({"email": "shared@mail.test", "request_id": "r-x"})
     requests.accept(paths.landing, asked, rid, drop)
     assert Forgotten(paths.landing).names({"email:shared@mail.test"})
     (queued,) = requests.pending(paths.landing)
-    shared = SubjectError("email 'shared@mail.test' belongs to 2 people (p-1, p-2)")
+    shared = SeveralPeople("email 'shared@mail.test' belongs to 2 people (p-1, p-2)")
     refused = requests._refuse(paths.landing, queued, shared)
     assert "more than one person" in refused.reason and "shared@" not in refused.reason
     assert not Forgotten(paths.landing).names({"email:shared@mail.test"})

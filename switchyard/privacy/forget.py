@@ -38,7 +38,7 @@ from switchyard import publish
 from switchyard.privacy import landed, stored, tombstones
 from switchyard.privacy.audit import AuditLog
 from switchyard.privacy.requests import check_request_id
-from switchyard.privacy.subject import Request, Subject, SubjectError, resolve
+from switchyard.privacy.subject import Request, SeveralPeople, Subject, SubjectError, resolve
 from switchyard.settings import Paths
 
 MIN_SPELLING = 4  # shorter values are not looked for inside unparsed text (too many false hits)
@@ -274,9 +274,9 @@ def _who(
     holds nobody under the identifier."""
     try:
         subject = resolve(con, request)
-    except SubjectError as exc:
-        if "belongs to" in str(exc):
-            raise
+    except SeveralPeople:
+        raise
+    except SubjectError:
         return None
     ids = subject.person_ids
     tokens = {

@@ -23,7 +23,7 @@ from typing import Any
 from switchyard import landing
 from switchyard.privacy import tombstones
 from switchyard.privacy.audit import AuditLog
-from switchyard.privacy.subject import KINDS, Request, SubjectError
+from switchyard.privacy.subject import KINDS, Request, SeveralPeople, SubjectError
 from switchyard.settings import Paths
 
 # A request id names files: letters, digits and . _ : - only, not starting with a dot.
@@ -236,7 +236,7 @@ def _refuse(landing_dir: Path, queued: Queued, problem: SubjectError) -> Process
     value, which Dagster's logs and the status would otherwise keep) and blocks nothing any
     more (an identifier two people share is not one person's to block); the queued file, which
     holds the value, goes. Asking again with a person id is the way on."""
-    if "belongs to" in str(problem):
+    if isinstance(problem, SeveralPeople):
         reason = "the identifier names more than one person: ask again with their person_id"
     else:
         reason = "the identifier is not one the identity models read (a malformed value)"

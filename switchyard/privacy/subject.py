@@ -27,6 +27,10 @@ class SubjectError(ValueError):
     """The request names nobody, or more than one person."""
 
 
+class SeveralPeople(SubjectError):
+    """The identifier belongs to more than one person: a person id must say which."""
+
+
 @dataclass(frozen=True)
 class Request:
     kind: Kind
@@ -106,7 +110,7 @@ def resolve(
         if not candidates:
             raise SubjectError(f"nobody with {request.kind} {request.value!r} is known")
         if len(candidates) > 1:
-            raise SubjectError(
+            raise SeveralPeople(
                 f"{request.kind} {request.value!r} belongs to {len(candidates)} people "
                 f"({', '.join(sorted(candidates))}): name one with --person-id"
             )
