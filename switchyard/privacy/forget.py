@@ -95,6 +95,7 @@ def forget_many(
             plans = [  # the purge opens the warehouse to write
                 _plan(paths, key, r, rid, drop_at_intake, audit, graph) for r, rid in requests
             ]
+        audit.sync()  # the requests accepted, before anything is removed
         return _forget_planned(paths, key, plans, destinations, audit)
 
 
@@ -246,6 +247,7 @@ def _record(
             if any(counts.values()):
                 audit.record(p.result.request_id, "forget", "stage", store, counts)
         p.stone.write(paths.landing)
+    audit.sync()
 
 
 @contextlib.contextmanager
