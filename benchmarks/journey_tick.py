@@ -98,7 +98,8 @@ def generate(folder: Path, entries: int, ledger_lines: int) -> None:
             timestamp '{NOW}' - to_minutes((hash(i * 7) % 4320)::bigint + 4320) as entered_at,
             case when hash(i * 3) % 10 = 0 then 'holdout' else 'treatment' end as arm,
             'waited' as reason, null::varchar as detail, null::varchar as properties,
-            'bench' as run_id, timestamp '{NOW}' as recorded_at
+            'bench' as run_id, timestamp '{NOW}' as recorded_at,
+            null::varchar as journey_version
         from range({entries}) t(i)
         """
     )
