@@ -12,6 +12,7 @@ from typing import Any, Literal
 from activations.journeys import Journey, Step
 from activations.ledger import (
     ATTEMPTS_EXHAUSTED,
+    MAX_ATTEMPTS,
     OUTCOME_UNKNOWN,
     SUPERSEDED,
     LedgerState,
@@ -26,9 +27,6 @@ MAX_UNKNOWN_RETRIES = 1
 # asked: one in doubt is never handed over again (at most once, as Braze's and Airship's synced
 # events). Its attempted line is written just before its request leaves (core.Sender.submit).
 HANDOFF_IN_DOUBT = "handed off, outcome unknown; the platform cannot be asked: not sent again"
-# Where the provider's lookup says first whether an attempt went out, it is sent again only
-# when it did not (no duplicate possible): up to this many attempts in all.
-MAX_LOOKED_UP_ATTEMPTS = 5
 
 
 @dataclass(frozen=True)
@@ -91,14 +89,19 @@ def classify(
         # whose message the ledger does not hold counts as one).
         # A hand-off's platform offers no lookup by our key, whatever its channel's provider does.
         looked_up = pending is not None and step.handoff is None and can_look_up(pending.channel)
-        in_doubt = attempts > 0 and not looked_up
+        # (an attempt the provider refused before any work went nowhere: ledger.refused)
+        refused = pending is None and ref.send_key in ledger.refused
+        in_doubt = attempts > 0 and not looked_up and not refused
         if in_doubt and step.handoff is not None:
             skips.append(Skip(ref, OUTCOME_UNKNOWN, HANDOFF_IN_DOUBT))
             continue
         if in_doubt and attempts > MAX_UNKNOWN_RETRIES:
             skips.append(Skip(ref, OUTCOME_UNKNOWN))
             continue
-        if attempts >= MAX_LOOKED_UP_ATTEMPTS:  # the lookup settles it first (delivery)
+        # Where the provider's lookup says first whether an attempt went out (delivery asks it
+        # first), or the provider refused the attempts, it is sent again only when none went
+        # out: up to MAX_ATTEMPTS attempts in all.
+        if attempts >= MAX_ATTEMPTS:
             skips.append(Skip(ref, ATTEMPTS_EXHAUSTED))
             continue
         if d.arm == "holdout":

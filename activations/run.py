@@ -32,6 +32,7 @@ from activations.ledger import (
     LedgerState,
     SendRef,
     SkipReason,
+    deferred_until,
 )
 from activations.partitions import PersonPartition
 from activations.render import (
@@ -135,6 +136,9 @@ class RunSummary:
         self.due += len(decision.due)
 
     def count(self, channel: str, outcome: Outcome) -> None:
+        if outcome.status == "deferred":  # refused before any work: a later run tries again
+            self.deferred[DeferReason.RETRYING] += 1
+            return
         {"sent": self.sent, "failed": self.failed, "unknown": self.unknown}[outcome.status][
             channel
         ] += 1
@@ -380,6 +384,10 @@ def deliver(
         if reason == ATTEMPTS_EXHAUSTED and pending is None:
             tries = state.attempts.get(ref.send_key, 0)
             none = f"the provider has none of its {tries} attempts"
+            if ref.send_key in state.refused:  # the last one refused: say how
+                detail = (state.deferred.get(ref.send_key) or (None, None))[1] or ""
+                last = detail.split("; ", 1)[-1]  # 'until <when>; <the refusal>'
+                none = f"none of its {tries} attempts was taken; the last: {last}"
             sender.ledger.write(
                 ref, "failed", clock(), reason=ATTEMPTS_EXHAUSTED, reason_detail=none
             )
@@ -406,6 +414,17 @@ def deliver(
         sender.ledger.write(ref, "deferred", clock(), reason=reason, reason_detail=detail)
         state.deferred[ref.send_key] = (reason, detail)
 
+    def retry_later(ref: SendRef) -> bool:
+        """Its last attempt was refused, and the wait before the next has not passed."""
+        reason, detail = state.deferred.get(ref.send_key) or (None, None)
+        if reason != DeferReason.RETRYING or ref.send_key not in state.refused:
+            return False
+        until = deferred_until(detail)
+        if until is None or clock() >= until:
+            return False
+        summary.deferred[DeferReason.RETRYING] += 1
+        return True
+
     for s in skips:
         if s.reason == SUPERSEDED:  # its attempts are the successor key's to settle
             state.settle(s.ref.send_key)
@@ -426,8 +445,11 @@ def deliver(
     def outcome(queued: Queued, outcome: Outcome) -> None:
         outgoing = queued.outgoing
         summary.count(outgoing.message.channel, outcome)
-        if outcome.status == "failed":  # an unknown outcome may have gone out: it counts
+        if outcome.status in ("failed", "deferred"):  # an unknown one may have gone out
             state.forget_send(outgoing.ref.person_id, queued.counted)
+        if outcome.status == "deferred":
+            state.deferred[outgoing.ref.send_key] = (outcome.reason, outcome.detail)
+            state.refused.add(outgoing.ref.send_key)
         if outcome.reason == DEAD_PUSH_TOKEN:
             # FCM says the app is gone: suppressed at once, so that the next push to it, of any
             # journey, is skipped (and the step's next channel tried) before dbt rebuilds
@@ -455,6 +477,8 @@ def deliver(
     forgotten = Forgotten(sender.ledger.landing_dir)  # deletion requests (switchyard forget)
     try:
         for index, d in enumerate(due):
+            if retry_later(d.ref):
+                continue
             if settled(d.ref, d.attempt_number - 1):
                 continue
             audience = fresh.at(index)

@@ -7,7 +7,7 @@ import json
 import re
 import time
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from urllib.parse import parse_qs
 
@@ -188,13 +188,36 @@ def test_429_is_retried_after_retry_after(sender: tuple[Sender, Path], sandbox: 
     assert sandbox.requests_seen == 3 and len(sandbox.received) == 1
 
 
-def test_429_beyond_attempts_fails_visibly(sender: tuple[Sender, Path], sandbox: Sandbox) -> None:
-    s, _ = sender
-    sandbox.fail_next(Fault("twilio", 429, count=10))
+def test_429_beyond_attempts_is_left_to_a_later_run_then_dead_lettered(
+    sender: tuple[Sender, Path], sandbox: Sandbox
+) -> None:
+    # Twilio never processes a 429: the attempt went nowhere, so it is not in doubt. A later run
+    # tries again (after RetryPolicy's wait across runs); the fifth refusal is the dead letter.
+    s, home = sender
+    sandbox.fail_next(Fault("twilio", 429, count=100))
     outcome = s.send(REF, SMS)
-    assert outcome.status == "failed"
-    assert outcome.reason == "gave up after retries: HTTP 429 rate limited"
+    assert (outcome.status, outcome.reason) == ("deferred", "retrying")
+    until = ledger.deferred_until(outcome.detail)
+    assert until is not None and NOW + timedelta(seconds=60) <= until <= NOW + timedelta(seconds=72)
+    assert outcome.detail.endswith("; gave up after retries: HTTP 429 rate limited")
     assert sandbox.requests_seen == 3
+    s.ledger.sync()
+    state = ledger.read_state(home)
+    assert state.last_status == {"key-1": "deferred"} and state.attempts == {"key-1": 1}
+    assert state.pending == {} and state.refused == {"key-1"}  # settled: not in doubt
+    # the wait doubles with each refusal, up to its maximum
+    fourth = s.send(REF, SMS, attempt_number=4)
+    until = ledger.deferred_until(fourth.detail)
+    assert until is not None and NOW + timedelta(seconds=480) <= until
+    last = s.send(REF, SMS, attempt_number=ledger.MAX_ATTEMPTS)
+    assert (last.status, last.reason, last.detail) == (
+        "failed",
+        "attempts_exhausted",
+        "none of its 5 attempts was taken; the last: gave up after retries: HTTP 429 rate limited",
+    )
+    s.ledger.sync()
+    assert ledger.read_state(home).last_status == {"key-1": "failed"}
+    assert sandbox.received == []
 
 
 @pytest.mark.parametrize("message, provider", [(EMAIL, "sendgrid"), (SMS, "twilio"), (PUSH, "fcm")])
@@ -285,18 +308,19 @@ def test_attempted_is_durable_before_the_provider_call(tmp_path: Path, sandbox: 
     assert ledger.read_state(tmp_path).attempts == {"key-1": 1}
 
 
-def test_retry_after_beyond_the_policy_fails_after_one_request(
+def test_a_retry_after_beyond_the_policy_is_left_to_a_run_after_it(
     tmp_path: Path, sandbox: Sandbox
 ) -> None:
     landing.ensure_layout(tmp_path)
     clients = ChannelSettings.for_sandbox(sandbox.base_url).clients()
     policy = RetryPolicy(attempts=5, max_retry_after_seconds=60)
     s = Sender(httpx.Client(), clients, ledger.LedgerWriter(tmp_path, "r"), lambda: NOW, policy)
-    sandbox.fail_next(Fault("twilio", 429, count=5, retry_after=120))
+    sandbox.fail_next(Fault("twilio", 429, count=5, retry_after=7200))
     outcome = s.send(REF, SMS)
-    assert outcome.status == "failed"
-    assert outcome.reason == (
-        "HTTP 429 rate limited: Retry-After 120 s is longer than the policy's maximum of 60 s"
+    assert (outcome.status, outcome.reason) == ("deferred", "retrying")
+    assert outcome.detail == (
+        f"until {(NOW + timedelta(hours=2)).isoformat(timespec='seconds')}; HTTP 429 rate "
+        "limited: Retry-After 7200 s is longer than the policy's maximum of 60 s"
     )
     assert sandbox.requests_seen == 1 and sandbox.received == []
 
@@ -333,9 +357,8 @@ def test_unreachable_provider_fails_after_retries(tmp_path: Path) -> None:
         RetryPolicy(attempts=2),
     )
     outcome = s.send(REF, EMAIL)
-    assert outcome.status == "failed" and outcome.reason.startswith(
-        "gave up after retries: could not connect"
-    )
+    assert (outcome.status, outcome.reason) == ("deferred", "retrying")
+    assert "; gave up after retries: could not connect" in (outcome.detail or "")
 
 
 @pytest.mark.parametrize(
@@ -540,12 +563,16 @@ def test_a_webhook_that_may_have_arrived_is_unknown_when_retries_run_out(
     )
     assert len(sandbox.received) == 1
     assert ledger.read_state(tmp_path).last_status == {"key-1": "unknown"}
-    # A 429 was never processed: running out of retries on it is a failure.
+    # A 429 was never processed: running out of retries on it leaves it to a later run, and
+    # settles the attempt (this one went nowhere).
     sandbox.fail_next(Fault("webhook", 429, count=2, retry_after=0))
     writer = ledger.LedgerWriter(tmp_path, "r2")
-    s = Sender(httpx.Client(), clients, writer, lambda: NOW, RetryPolicy(attempts=2))
-    assert s.send(REF, WEBHOOK).status == "failed"
+    later = NOW + timedelta(minutes=1)
+    s = Sender(httpx.Client(), clients, writer, lambda: later, RetryPolicy(attempts=2))
+    assert s.send(REF, WEBHOOK, attempt_number=2).status == "deferred"
     writer.close()
+    state = ledger.read_state(tmp_path)
+    assert state.last_status == {"key-1": "deferred"} and state.refused == {"key-1"}
 
 
 def test_a_webhook_with_a_wrong_secret_or_an_old_timestamp_is_refused(sandbox: Sandbox) -> None:

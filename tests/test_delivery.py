@@ -824,7 +824,7 @@ def test_a_text_twilio_never_got_after_five_attempts_fails_without_counting_as_s
     home: Path, sandbox: Sandbox
 ) -> None:
     ref = ref_for("e1")
-    for n in range(1, engine.MAX_LOOKED_UP_ATTEMPTS + 1):
+    for n in range(1, ledger.MAX_ATTEMPTS + 1):
         record(home, ref, "attempted", T - timedelta(hours=6 - n), attempt=n)
     summary = run(home, sandbox, entry("e1"), journey=UNCAPPED)
     assert (summary.gave_up, summary.sent, sandbox.received) == (1, {}, [])
@@ -834,6 +834,67 @@ def test_a_text_twilio_never_got_after_five_attempts_fails_without_counting_as_s
         "the provider has none of its 5 attempts",
     )
     assert ledger.read_state(home).sends_within(SAM.person_id, T, 24) == 0
+
+
+def test_a_text_twilio_refused_goes_on_a_later_run_once_its_wait_is_over(
+    home: Path, sandbox: Sandbox
+) -> None:
+    # Every try of the run meets a 429 (never processed): nothing went out, the step is
+    # deferred (retrying) and does not count toward the cap; a run before the wait is over
+    # sends nothing, one after it sends the text once.
+    sandbox.fail_next(Fault("twilio", 429, count=5, retry_after=0))
+    first = run(home, sandbox, entry("e1"))
+    assert (first.deferred, first.failed, sandbox.received) == ({"retrying": 1}, {}, [])
+    ref = ref_for("e1")
+    line = ledger_line(home, ref.send_key, "deferred")
+    assert (line["reason"], line["channel"], line["attempt"]) == ("retrying", "sms", 1)
+    until = ledger.deferred_until(str(line["reason_detail"]))
+    assert until is not None and until >= T + timedelta(minutes=1)
+    state = ledger.read_state(home)
+    assert state.refused == {ref.send_key} and state.pending == {}
+    assert state.sends_within(SAM.person_id, T, 24) == 0
+    seen = sandbox.requests_seen
+    early = run(home, sandbox, entry("e1"), now=T + timedelta(seconds=30))
+    assert early.deferred == {"retrying": 1} and sandbox.requests_seen == seen
+    later = run(home, sandbox, entry("e1"), now=until)
+    assert later.sent == {"sms": 1} and len(sandbox.received) == 1
+    assert ledger.read_state(home).attempts[ref.send_key] == 2
+
+
+def test_an_email_refused_is_not_in_doubt_and_five_refusals_are_the_dead_letter(
+    home: Path, sandbox: Sandbox
+) -> None:
+    # SendGrid has no lookup: an attempt in doubt is sent once more at most. A refused one went
+    # nowhere, so each later run tries again, up to five attempts in all; the last is failed
+    # (attempts_exhausted) with the provider's last refusal, and never counts as a send.
+    step = Step("remind", 0, ("email",), {"email": Template(subject="Cart", body=BODY)})
+    journey = replace(UNCAPPED, nodes=(step,))
+    ada = guards.Person(
+        "p-ada", "u-ada", "ada@example.com", None, None, "Ada", {"email": "subscribed"}
+    )
+    ref = ref_for("e1", person=ada.person_id)
+    now = T
+    for attempt in range(1, ledger.MAX_ATTEMPTS + 1):
+        sandbox.fail_next(Fault("sendgrid", 429, count=5, retry_after=0))
+        summary = run(home, sandbox, entry("e1", ada), journey=journey, person=ada, now=now)
+        assert summary.gave_up == 0 and sandbox.received == []
+        state = ledger.read_state(home)
+        assert state.attempts[ref.send_key] == attempt
+        if attempt < ledger.MAX_ATTEMPTS:
+            assert summary.deferred == {"retrying": 1}
+            assert state.last_status[ref.send_key] == "deferred"
+        now += timedelta(hours=2)  # past the wait, which doubles with each refusal
+    line = ledger_line(home, ref.send_key, "failed")
+    assert (line["reason"], line["reason_detail"]) == (
+        "attempts_exhausted",
+        "none of its 5 attempts was taken; the last: gave up after retries: HTTP 429 rate limited",
+    )
+    assert ledger.read_state(home).sends_within(ada.person_id, now, 24) == 0
+    # a decided key: no run tries it again
+    seen = sandbox.requests_seen
+    run(home, sandbox, entry("e1", ada), journey=journey, person=ada, now=now)
+    assert sandbox.requests_seen == seen
+    assert ledger.read_state(home).last_status[ref.send_key] == "failed"
 
 
 @pytest.mark.parametrize(
@@ -999,14 +1060,21 @@ def test_a_provider_that_keeps_failing_is_left_alone_for_the_rest_of_the_run(
     deliver(UNCAPPED, due, skips, audience, ledger.read_state(home), sender, summary, batch_size=2)
     writer.close()
     # Batches of two, two of them in flight at once: the third failure opens the breaker, so
-    # two or three batches fail and the rest are deferred, never attempted.
-    failed = summary.failed["sms"]
-    assert failed in (4, 6) and summary.deferred == {"provider_down": 8 - failed}
+    # two or three batches are refused (no connection: nothing went out, a later run tries
+    # again) and the rest are deferred, never attempted.
+    refused = summary.deferred["retrying"]
+    assert refused in (4, 6) and summary.deferred == {
+        "retrying": refused,
+        "provider_down": 8 - refused,
+    }
+    assert summary.failed == {}
     state = ledger.read_state(home)
-    assert sorted(state.last_status.values()) == ["deferred"] * (8 - failed) + ["failed"] * failed
-    assert all(
-        state.attempts.get(k, 0) == 0 for k, s in state.last_status.items() if s == "deferred"
+    assert set(state.last_status.values()) == {"deferred"}
+    assert (
+        sorted(state.attempts.get(k, 0) for k in state.last_status)
+        == [0] * (8 - refused) + [1] * refused
     )
+    assert len(state.refused) == refused and state.pending == {}
 
 
 def test_a_calendar_day_cap_starts_again_at_the_persons_midnight(

@@ -293,9 +293,10 @@ def random_line(rnd: random.Random, status: str) -> dict[str, Any]:
         }
     if status == "failed":
         return {"reason": rnd.choice(["outcome_unknown", "SMTP 550"])}
-    if status == "deferred":
-        return {"reason": rnd.choice(["capped", "quiet_hours"]),
-                "reason_detail": f"until {rnd.randrange(3)}"}  # fmt: skip
+    if status == "deferred":  # retrying: it settles the attempt before it (as the sender's)
+        reason = rnd.choice(["capped", "quiet_hours", "retrying"])
+        columns = {"channel": "sms", "recipient": "+1"} if reason == "retrying" else {}
+        return {"reason": reason, "reason_detail": f"until {rnd.randrange(3)}", **columns}
     return {"reason": "capped"} if status == "skipped" else {}
 
 
@@ -336,7 +337,11 @@ def test_random_histories_read_alike_compacted_or_not_whole_or_by_key(
             assert part.last_status.get(key) == whole.last_status.get(key)
             assert part.attempts.get(key) == whole.attempts.get(key)
             assert part.decided_at.get(key) == whole.decided_at.get(key)
-        assert (part.pending, part.deferred) == (whole.pending, whole.deferred)
+        assert (part.pending, part.deferred, part.refused) == (
+            whole.pending,
+            whole.deferred,
+            whole.refused,
+        )
         for p in people:
             expected = sorted(t for t in whole.sends_by_person.get(p, []) if t >= since)
             assert sorted(part.sends_by_person.get(p, [])) == expected

@@ -11,7 +11,7 @@ import pytest
 
 from activations import ledger
 from activations.channels.fcm import DEAD_PUSH_TOKEN as FCM_DEAD
-from activations.ledger import OUTCOME_UNKNOWN, SkipReason
+from activations.ledger import OUTCOME_UNKNOWN, DeferReason, SkipReason
 from switchyard import events, landing
 from switchyard.settings import Paths
 from tests.dbt_helpers import dbt_build, query
@@ -42,6 +42,32 @@ def test_every_skip_reason_has_its_count(paths: Paths) -> None:
         1,
         1,
         len(SkipReason) + 1,
+    )
+
+
+def test_every_defer_reason_has_its_count_and_a_refusal_outranks_its_attempt(
+    paths: Paths,
+) -> None:
+    # A run with a fixed clock writes an attempt and the provider's refusal (deferred,
+    # retrying) at one instant: the refusal is the key's state, as the ledger's reader has it.
+    writer = ledger.LedgerWriter(paths.landing, "metrics-test")
+    for n, reason in enumerate(DeferReason):
+        ref = ledger.SendRef(ledger.send_key("j", "s", f"p{n}", "e"), "j", "s", f"p{n}", "e")
+        if reason == DeferReason.RETRYING:
+            writer.write(ref, "attempted", T, channel="sms", recipient="+14155550100", body="b")
+        writer.write(ref, "deferred", T, reason=reason, reason_detail=f"until {T.isoformat()}")
+    writer.close()
+    dbt_build(paths, METRICS)
+    rows = query(paths, "select delivery_status, reason from fct_deliveries")
+    assert sorted((r["delivery_status"], r["reason"]) for r in rows) == sorted(
+        ("deferred", r.value) for r in DeferReason
+    )
+    assert ledger.read_state(paths.landing).last_status == dict.fromkeys(
+        [ledger.send_key("j", "s", f"p{n}", "e") for n in range(len(DeferReason))], "deferred"
+    )
+    (row,) = query(paths, "select * from fct_journey_step_metrics")
+    assert {r.value: row[f"deferred_{r.value}"] for r in DeferReason} == dict.fromkeys(
+        [r.value for r in DeferReason], 1
     )
 
 

@@ -157,14 +157,16 @@ def test_wrong_credentials_fail_with_what_to_fix(tmp_path: Path, smtp: SmtpSandb
     assert smtp.received == []
 
 
-def test_no_server_listening_is_retried_then_failed(tmp_path: Path) -> None:
+def test_no_server_listening_is_retried_then_left_to_a_later_run(tmp_path: Path) -> None:
     landing.ensure_layout(tmp_path)
     client = SmtpClient("127.0.0.1", 9, "hello@shop.example")
     writer = ledger.LedgerWriter(tmp_path, "down")
     sender = Sender(httpx.Client(), {"email": client}, writer, lambda: NOW, RetryPolicy(attempts=2))
     outcome = sender.send(ref(7), email(7))
     writer.close()
-    assert outcome.status == "failed" and "could not connect" in (outcome.reason or "")
+    assert (outcome.status, outcome.reason) == ("deferred", "retrying")
+    assert "could not connect" in (outcome.detail or "")
+    assert ledger.read_state(tmp_path).refused == {ref(7).send_key}
 
 
 def test_smtp_is_chosen_by_settings_naming_what_is_missing() -> None:

@@ -15,8 +15,8 @@ import threading
 import time
 from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any, Protocol, TypeVar, cast, runtime_checkable
 
@@ -27,6 +27,7 @@ from activations.channels.message import Message, Outcome
 from activations.channels.policy import RateLimiter, RetryPolicy
 from activations.channels.sms_segments import segments as sms_segments
 from activations.ledger.keys import SendRef
+from activations.ledger.vocabulary import ATTEMPTS_EXHAUSTED, MAX_ATTEMPTS, DeferReason
 from activations.ledger.writer import LedgerWriter
 
 T = TypeVar("T")
@@ -344,7 +345,8 @@ class Sender:
         except BaseException:
             self.abandon(flight)
             raise
-        for o, outcome in zip(batch, outcomes, strict=True):
+        for n, (o, outcome) in enumerate(zip(batch, outcomes, strict=True)):
+            outcomes[n] = outcome = self._settle_refusal(o, outcome)
             self._record(o.ref, o.message, outcome, o.attempt_number, sync=False)
             self._note_health(o.message.client, outcome)
         self.ledger.sync()
@@ -366,8 +368,25 @@ class Sender:
             if not call.cancelled() and call.exception() is None:
                 for i, outcome in zip(group, call.result(), strict=True):
                     o = flight.batch[i]
+                    outcome = self._settle_refusal(o, outcome)
                     self._record(o.ref, o.message, outcome, o.attempt_number, sync=False)
         self.ledger.sync()
+
+    def _settle_refusal(self, o: Outgoing, outcome: Outcome) -> Outcome:
+        """A message the provider refused before any work until the retries ran out went
+        nowhere: deferred to a later run (DeferReason.RETRYING, from when RetryPolicy's wait
+        across runs and the provider's Retry-After allow), its line settling the attempt; after
+        MAX_ATTEMPTS attempts, failed for good with the last refusal (the dead letter)."""
+        if outcome.status != "deferred":
+            return outcome
+        if o.attempt_number >= MAX_ATTEMPTS:
+            none = f"none of its {o.attempt_number} attempts was taken; the last: {outcome.reason}"
+            return replace(outcome, status="failed", reason=ATTEMPTS_EXHAUSTED, detail=none)
+        wait = self.retry.later_run_wait(o.attempt_number, outcome.retry_after)
+        until = (self.clock() + timedelta(seconds=wait)).isoformat(timespec="seconds")
+        return replace(
+            outcome, reason=DeferReason.RETRYING, detail=f"until {until}; {outcome.reason}"
+        )
 
     def channel_down(self, channel: str) -> bool:
         """True while the channel is out of the run (BREAKER_FAILURES failures in a row, then
@@ -577,22 +596,23 @@ class Sender:
             too_long = gave_up.retry_after is not None and (
                 gave_up.retry_after > policy.max_retry_after_seconds
             )
-            if too_long:
-                return Outcome(
-                    "failed",
-                    reason=f"{gave_up.reason}: Retry-After {gave_up.retry_after:g} s is longer "
-                    f"than the policy's maximum of {policy.max_retry_after_seconds:g} s",
-                    provider_fault=True,
-                )
-            if gave_up.maybe_processed:
+            if gave_up.maybe_processed and not too_long:
                 # It may have arrived: unknown, and sent once more under the same key next run.
                 return Outcome(
                     "unknown",
                     reason=f"gave up after retries: {gave_up.reason}",
                     provider_fault=True,
                 )
+            # Not processed (a wait asked for is never a sign of work done): a later run tries
+            # again (_settle_refusal).
+            reason = f"gave up after retries: {gave_up.reason}"
+            if too_long:
+                reason = (
+                    f"{gave_up.reason}: Retry-After {gave_up.retry_after:g} s is longer than "
+                    f"the policy's maximum of {policy.max_retry_after_seconds:g} s"
+                )
             return Outcome(
-                "failed", reason=f"gave up after retries: {gave_up.reason}", provider_fault=True
+                "deferred", reason=reason, provider_fault=True, retry_after=gave_up.retry_after
             )
         return result
 

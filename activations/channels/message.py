@@ -8,8 +8,9 @@ from typing import Literal
 # sent: the provider accepted it. failed: the provider refused it, or it never reached them.
 # unknown: it may or may not have been processed (a lost response, a 5xx from a provider that takes
 # no idempotency key): reconciled through the provider's lookup, or sent at most once more
-# (a hand-off: never again).
-OutcomeStatus = Literal["sent", "failed", "unknown"]
+# (a hand-off: never again). deferred: refused before any work (a 429, no connection) until the
+# run's retries ran out: nothing went out, a later run tries again (Sender: its ledger line).
+OutcomeStatus = Literal["sent", "failed", "unknown", "deferred"]
 
 
 @dataclass(frozen=True)
@@ -44,3 +45,4 @@ class Outcome:
     # The provider (or the way to it) failed, not this message: no connection, a 5xx, retries
     # run out, credentials refused. Three in a row take the channel out of the run for a while.
     provider_fault: bool = False
+    retry_after: float | None = None  # deferred: the provider asked for this long a wait (s)

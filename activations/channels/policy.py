@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 from dataclasses import dataclass
@@ -13,8 +14,19 @@ class RetryPolicy:
     timeout_seconds: float = 60.0
     wait_initial_seconds: float = 0.2
     wait_max_seconds: float = 10.0
-    # Providers ask for a wait in Retry-After; waits above this fail the message instead.
+    # Providers ask for a wait in Retry-After; a wait above this is left to a later run.
     max_retry_after_seconds: float = 60.0
+    # A message refused before any work until the attempts ran out (429s, no connection) is
+    # tried again by a later run: after this long, twice as long after each further refusal
+    # (up to the maximum, with jitter), and never sooner than the provider's Retry-After.
+    later_run_wait_seconds: float = 60.0
+    later_run_wait_max_seconds: float = 3600.0
+
+    def later_run_wait(self, attempt: int, retry_after: float | None = None) -> float:
+        """Seconds until a later run may try again, after the `attempt`th attempt's refusal."""
+        doubled = self.later_run_wait_seconds * 2 ** max(0, attempt - 1)
+        wait = min(self.later_run_wait_max_seconds, doubled) * random.uniform(1.0, 1.2)
+        return max(wait, retry_after or 0.0)
 
 
 @dataclass(frozen=True)

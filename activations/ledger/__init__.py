@@ -4,6 +4,8 @@ Every provider call is bracketed: an `attempted` line is fsynced before the call
 `failed` or `unknown` line after it. A key whose last line is `attempted` (a crash mid-call) or
 `unknown` (a lost response) may have gone out: it is reconciled through the provider's lookup
 where there is one, and otherwise sent at most once more, visibly (its attempt number goes up).
+One the provider refused before any work (`deferred`, reason `retrying`) went nowhere: a later
+run tries it again, up to MAX_ATTEMPTS attempts, then fails it as `attempts_exhausted`.
 """
 
 from activations.ledger.keys import SendRef, send_key
@@ -17,12 +19,14 @@ from activations.ledger.reader import (
 from activations.ledger.vocabulary import (
     ATTEMPTS_EXHAUSTED,
     COLUMNS,
+    MAX_ATTEMPTS,
     OUTCOME_UNKNOWN,
     SUPERSEDED,
     TERMINAL,
     DeferReason,
     LedgerStatus,
     SkipReason,
+    deferred_until,
 )
 from activations.ledger.writer import LedgerWriter
 
@@ -30,11 +34,13 @@ __all__ = [
     "COLUMNS",
     "DeferReason",
     "ATTEMPTS_EXHAUSTED",
+    "MAX_ATTEMPTS",
     "OUTCOME_UNKNOWN",
     "SUPERSEDED",
     "TERMINAL",
     "create_decided",
     "decided_on_their_own",
+    "deferred_until",
     "LedgerState",
     "LedgerStatus",
     "LedgerWriter",

@@ -56,6 +56,9 @@ class LedgerState:
     provider_ids: dict[str, set[str]] = field(default_factory=dict)
     # deferred keys: (reason, detail) of their latest line, so an unchanged one is not rewritten
     deferred: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
+    # open keys whose latest attempt the provider refused before any work (DeferReason.RETRYING):
+    # it went nowhere, so it is not in doubt, and a later run sends it again
+    refused: set[str] = field(default_factory=set)
     # transactional journeys: their sends, and attempts in doubt, count toward no cap
     uncounted_journeys: frozenset[str] = frozenset()
     # keys of person ids replaced and gone (follow_aliases) -> the key their step goes on under
@@ -163,6 +166,7 @@ class LedgerState:
         own = key in self.last_status
         if own and self.is_decided(key):
             return
+        own_attempts = self.attempts.get(key, 0)
         if not own:  # a final old record first: the step was decided (the tick says so too)
             latest = max(
                 olds, key=lambda o: (self.is_decided(o), self.decided_at.get(o, datetime.min))
@@ -172,7 +176,12 @@ class LedgerState:
                 self.decided_at[key] = self.decided_at[latest]
         self.attempts[key] = self.attempts.get(key, 0) + sum(self.attempts.get(o, 0) for o in olds)
         doubts = [self.pending[o] for o in olds if o in self.pending]
-        if not doubts or key in self.pending:
+        if not doubts:
+            # attempts refused under an old key went nowhere: nor did they under this one
+            if any(o in self.refused for o in olds) and (key in self.refused or not own_attempts):
+                self.refused.add(key)
+            return
+        if key in self.pending:
             return
         doubt = max(doubts, key=lambda p: p.last_attempted_at)
         since = min(p.first_attempted_at for p in doubts)
@@ -244,7 +253,7 @@ def read_state(
         if sends:
             for person_id, at in con.execute(sends).fetchall():
                 state.note_send(person_id, at)
-        state.pending = _pending_attempts(con)
+        state.pending, state.refused = _pending_attempts(con)
         state.provider_ids = _recent_provider_ids(con, view, state.pending.values())
         return state
     finally:
@@ -344,22 +353,29 @@ def _ids(column: str, values: Iterable[str]) -> pa.Table:
     return pa.table({column: pa.array(list(values), pa.string())})
 
 
-def _pending_attempts(con: duckdb.DuckDBPyConnection) -> dict[str, PendingAttempt]:
+def _pending_attempts(
+    con: duckdb.DuckDBPyConnection,
+) -> tuple[dict[str, PendingAttempt], set[str]]:
     """The message each open key attempted (its latest attempt), and when: until a final line,
-    an attempt may have gone out, whatever deferred the key since."""
+    an attempt may have gone out, whatever deferred the key since. And the open keys whose
+    latest attempt was refused before any work (store.REFUSED_SQL: no message kept)."""
     open_ = ", ".join(lit(s) for s in store.OPEN)
     rows = con.execute(
         f"""
         select send_key, person_id, channel, recipient, subject, body,
-            first_attempted_at, last_attempted_at
+            first_attempted_at, last_attempted_at, last_status
         from keys
-        where last_status in ({open_}) and channel is not null
+        where last_status in ({open_}) and last_attempted_at is not null
         """
     ).fetchall()
-    return {
+    pending = {
         key: PendingAttempt(person_id, channel, recipient, subject, body or "", first_at, last_at)
-        for key, person_id, channel, recipient, subject, body, first_at, last_at in rows
+        for key, person_id, channel, recipient, subject, body, first_at, last_at, _ in rows
+        if channel is not None
     }
+    # (only ever deferred since: an attempt line without a message is still in doubt)
+    refused = {row[0] for row in rows if row[2] is None and row[-1] == "deferred"}
+    return pending, refused
 
 
 def _recent_provider_ids(

@@ -32,12 +32,16 @@ from switchyard import landing
 COMPACTED = "compacted"
 _GEN = re.compile(r"^(lines|keys|sends)-(\d{8})\.parquet$")
 
-# At one clock reading (a fixed clock): deferred, attempted, unknown, then the outcome.
+# A deferral that settles the attempt before it: the provider refused it before any work.
+REFUSED_SQL = "(status = 'deferred' and reason = 'retrying')"
+# At one clock reading (a fixed clock): deferred, attempted, unknown (or refused), the outcome.
 RANK_SQL = (
-    "case status when 'deferred' then -1 when 'attempted' then 0 when 'unknown' then 1 else 2 end"
+    f"case when {REFUSED_SQL} then 1 when status = 'deferred' then -1 "
+    "when status = 'attempted' then 0 when status = 'unknown' then 1 else 2 end"
 )
 # Not decided yet; a run acts on all of them. An open key's latest attempt, if it has one, is
-# unsettled: a deferral after it (quiet hours, the cap) does not say whether it went out.
+# unsettled: a deferral after it (quiet hours, the cap) does not say whether it went out. Only
+# a refusal (REFUSED_SQL) settles it: its line counts as the latest attempt, with no message.
 OPEN = ("attempted", "unknown", "deferred")
 
 # One row per key: the shape of the keys file, and of one line read as a key's whole history.
@@ -224,10 +228,16 @@ def line_as_key_sql(lines: str, columns: Sequence[str]) -> str:
         "last_reason": "reason",
         "last_detail": "reason_detail",
         "first_attempted_at": attempt.format("line_at"),
-        "last_attempted_at": attempt.format("line_at"),
+        "last_attempted_at": f"case when status = 'attempted' or {REFUSED_SQL} then line_at end",
         **{c: attempt.format(c) for c in _MESSAGE},
     }
     return f"select {', '.join(f'{expressions[c]} as {c}' for c in columns)} from ({lines})"
+
+
+_LATEST_ATTEMPT = (
+    "case when last_attempted_at is not null "
+    "then {'t': last_attempted_at, 'refused': channel is null} end"
+)
 
 
 def fold_sql(rows: str, columns: Sequence[str] = tuple(KEY_COLUMNS)) -> str:
@@ -251,7 +261,8 @@ def fold_sql(rows: str, columns: Sequence[str] = tuple(KEY_COLUMNS)) -> str:
         "last_detail": f"arg_max_null(last_detail, {last})",
         "first_attempted_at": "min(first_attempted_at)",
         "last_attempted_at": "max(last_attempted_at)",
-        **{c: f"arg_max_null({c}, last_attempted_at)" for c in _MESSAGE},
+        # the latest attempt's message; none after a refusal (at one clock reading, it wins)
+        **{c: f"arg_max_null({c}, {_LATEST_ATTEMPT})" for c in _MESSAGE},
     }
     folded = ", ".join(f"{aggregates[c]} as {c}" for c in columns if c != "send_key")
     open_ = ", ".join(lit(s) for s in OPEN)

@@ -7,6 +7,7 @@ the `ledger.deliveries` source declares these columns. tests/test_landing.py kee
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import StrEnum
 from typing import Final, Literal
 
@@ -32,7 +33,8 @@ COLUMNS: dict[str, str] = {
 }
 
 # attempted: written before the provider call. unknown: the call ended without a usable answer.
-# deferred: held back for now (the frequency cap), due again on a later run until it expires.
+# deferred: held back for now (the frequency cap, quiet hours, a provider that refused the
+# attempt before any work), due again on a later run until it expires.
 LedgerStatus = Literal["attempted", "sent", "failed", "skipped", "unknown", "deferred"]
 TERMINAL: tuple[LedgerStatus, ...] = ("sent", "failed", "skipped")
 
@@ -60,14 +62,32 @@ class DeferReason(StrEnum):
     CAPPED = "capped"  # the frequency cap (on_cap defer)
     QUIET_HOURS = "quiet_hours"  # the person's quiet hours
     PROVIDER_DOWN = "provider_down"  # the channel's provider kept failing this run
+    # The provider refused the attempt before any work (429, no connection) until the run's
+    # retries ran out: nothing went out, and this line settles the attempt (it is not in doubt).
+    # reason_detail 'until <when>; <the last refusal>'. A later run tries again from then.
+    RETRYING = "retrying"
+
+
+def deferred_until(detail: str | None) -> datetime | None:
+    """The time in a deferral's reason_detail ('until <ISO time>[; why]'), or None."""
+    if not detail or not detail.startswith("until "):
+        return None
+    try:
+        return datetime.fromisoformat(detail[len("until ") :].split(";", 1)[0].strip())
+    except ValueError:
+        return None
 
 
 # Status `failed`: an attempt whose outcome stayed unknown was already sent once more (a hand-off's
 # at once: its platform cannot be asked, and it is never handed over again).
 OUTCOME_UNKNOWN: Final = "outcome_unknown"
-# Status `failed`: the provider's lookup shows that none of the step's attempts arrived, and it
-# was attempted as often as the engine allows (not a send: it does not count toward the cap).
+# Status `failed`: none of the step's attempts arrived (the provider's lookup found none, or it
+# refused them before any work), and it was attempted as often as the engine allows: the dead
+# letter (not a send: it does not count toward the cap). reason_detail says why.
 ATTEMPTS_EXHAUSTED: Final = "attempts_exhausted"
+# A step none of whose attempts arrived is attempted up to this many times in all (each run's
+# attempt has its own retries first: RetryPolicy.attempts).
+MAX_ATTEMPTS: Final = 5
 # Status `skipped`, but not a decision of its own (no SkipReason, no metrics column): a key
 # recorded under a person id since merged away, whose step goes on under the key of the person
 # who holds its identifiers now (reason_detail 'goes on as <key>').

@@ -17,9 +17,14 @@ ranked as (
                 -- a final line stays final, whatever is stamped after it
                 case when delivery_status in ('sent', 'failed', 'skipped') then 1 else 0 end desc,
                 recorded_at desc,
-                -- same time (a fixed clock): deferred, attempted, unknown, then the outcome
-                case delivery_status
-                    when 'deferred' then -1 when 'attempted' then 0 when 'unknown' then 1 else 2
+                -- same time (a fixed clock): deferred, attempted, unknown or refused (a deferral
+                -- that settles the attempt: activations/ledger/store.py RANK_SQL), the outcome
+                case
+                    when delivery_status = 'deferred' and reason = 'retrying' then 1
+                    when delivery_status = 'deferred' then -1
+                    when delivery_status = 'attempted' then 0
+                    when delivery_status = 'unknown' then 1
+                    else 2
                 end desc,
                 -- then as the ledger's reader folds them (activations/ledger/store.py fold_sql)
                 delivery_status desc,
