@@ -79,8 +79,8 @@ def build_definitions() -> dg.Definitions:
     schedules, sensors = build_tier_triggers(tier_jobs)
     sends_jobs: list[dg.UnresolvedAssetJobDefinition] = []
     if partitions:
-        sends_jobs, after_models = build_partitioned_sends(tier_jobs, partitions)
-        sensors += after_models
+        sends_jobs, partition_sensors = build_partitioned_sends(tier_jobs, partitions)
+        sensors += partition_sensors
     schedules.append(
         dg.ScheduleDefinition(
             job=upkeep, cron_schedule="30 3 * * *", default_status=dg.DefaultScheduleStatus.STOPPED

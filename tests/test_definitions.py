@@ -191,3 +191,43 @@ def test_person_partitions_run_each_tiers_journeys_per_partition_after_its_model
         assert [r.partition_key for r in again] == [keys[0], keys[2]]
     # the sends job is not a seconds-tier run (the instance runs one of those at a time)
     assert "tier" not in (sends.tags or {})
+    # once the last partition is done, what reads the sends is built again: the metrics and the
+    # published copy, not the journeys nor the models they read
+    after = defs.resolve_job_def("tier_seconds_after_sends")
+    built = {k.to_user_string() for k in after.asset_layer.executable_asset_keys}
+    assert {"fct_deliveries", "fct_journey_step_metrics", "published_warehouse"} <= built
+    upstream = {"audience_cart_abandonment", "dim_people", "stg_segment__events"}
+    assert not built & upstream and journey.to_user_string() not in built
+    assert not any(k.startswith("privacy") for k in built)
+    when_sent = next(s for s in defs.sensors if s.name == "tier_seconds_after_sends_when_sent")
+    with dg.instance_for_test() as instance:
+        tier_run = instance.create_run_for_job(tier)
+        done, other = (
+            instance.create_run_for_job(
+                sends,
+                tags={"dagster/partition": key, "dagster/run_key": f"{tier_run.run_id}:{key}"},
+                status=status,
+            )
+            for key, status in (
+                (keys[0], dg.DagsterRunStatus.SUCCESS),
+                (keys[1], dg.DagsterRunStatus.STARTED),
+            )
+        )
+
+        def evaluate(run: dg.DagsterRun) -> object:
+            return when_sent(
+                dg.build_run_status_sensor_context(
+                    sensor_name=when_sent.name,
+                    dagster_instance=instance,
+                    dagster_run=run,
+                    dagster_event=dg.DagsterEvent(
+                        event_type_value="PIPELINE_SUCCESS", job_name=sends.name
+                    ),
+                )
+            )
+
+        assert isinstance(evaluate(done), dg.SkipReason)  # another partition is still sending
+        instance.report_run_canceled(other)  # (any end: the last to finish asks)
+        request = evaluate(done)
+        assert isinstance(request, dg.RunRequest)
+        assert request.run_key == f"after-sends:{tier_run.run_id}"

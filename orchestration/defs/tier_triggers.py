@@ -166,15 +166,17 @@ def build_partitioned_sends(
 ) -> tuple[list[dg.UnresolvedAssetJobDefinition], list[dg.SensorDefinition]]:
     """With person partitions, a tier's journeys run as a job of their own, one run per
     partition, started by the tier job's success (its models are fresh then): several runs
-    send at once, each to its own people. The tier's metrics count these sends on its next run."""
+    send at once, each to its own people. Once the last of them is done, a third job builds
+    again what reads their sends (the metrics, the published copy): the tier job built those
+    before the sends."""
     jobs: list[dg.UnresolvedAssetJobDefinition] = []
     sensors: list[dg.SensorDefinition] = []
     for tier_job in tier_jobs:
         tier = tier_job.tags["tier"]
+        journeys = dg.AssetSelection.tag("tier", tier) & dg.AssetSelection.groups("activations")
         sends = dg.define_asset_job(
             sends_job_name(tier),
-            selection=dg.AssetSelection.tag("tier", tier) & dg.AssetSelection.groups("activations"),
-            partitions_def=partitions_def,
+            selection=journeys,  # partitioned as its assets are
             description=f"The {tier} tier's journeys, one run per person partition",
             # not `tier`: the instance runs one seconds-tier run at a time (dagster.yaml), and
             # the partitions' runs are meant to run at once
@@ -182,9 +184,55 @@ def build_partitioned_sends(
             executor_def=dg.in_process_executor,
         )
 
-        jobs.append(sends)
-        sensors.append(_after_models_sensor(tier_job, sends, partitions_def))
+        # What the tier job builds that reads the sends: not the deletion queue (its own work)
+        after = dg.define_asset_job(
+            after_sends_job_name(tier),
+            selection=((journeys.downstream() - journeys) & tier_job.selection)
+            - dg.AssetSelection.key_prefixes(["privacy"]),
+            description=f"The {tier} tier's metrics and published copy again, after its "
+            "partitions' sends",
+            tags={"sends_tier": tier},
+            executor_def=dg.in_process_executor,
+        )
+        jobs += [sends, after]
+        sensors += [
+            _after_models_sensor(tier_job, sends, partitions_def),
+            _after_sends_sensor(sends, after),
+        ]
     return jobs, sensors
+
+
+def after_sends_job_name(tier: str) -> str:
+    return f"tier_{tier}_after_sends"
+
+
+_UNFINISHED = [*_WAITING, dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
+
+
+def _after_sends_sensor(
+    sends: dg.UnresolvedAssetJobDefinition, after: dg.UnresolvedAssetJobDefinition
+) -> dg.SensorDefinition:
+    @dg.run_status_sensor(
+        name=f"{after.name}_when_sent",
+        run_status=dg.DagsterRunStatus.SUCCESS,
+        monitored_jobs=[sends],
+        request_job=after,
+        default_status=dg.DefaultSensorStatus.STOPPED,
+        minimum_interval_seconds=SENSOR_INTERVAL_SECONDS,
+    )
+    def _when_sent(context: dg.RunStatusSensorContext) -> dg.RunRequest | dg.SkipReason:
+        unfinished = context.instance.get_run_records(
+            dg.RunsFilter(job_name=sends.name, statuses=_UNFINISHED), limit=1
+        )
+        if unfinished:  # the last partition to finish asks
+            return dg.SkipReason(f"run {unfinished[0].dagster_run.run_id} still sending")
+        # One request per tier run: its partitions' runs are keyed '<tier run id>:<partition>'
+        # (_after_models), and a run key asked for twice starts one run.
+        run = context.dagster_run
+        started_by = (run.tags.get("dagster/run_key") or run.run_id).split(":")[0]
+        return dg.RunRequest(run_key=f"after-sends:{started_by}")
+
+    return _when_sent
 
 
 def _after_models_sensor(
