@@ -417,6 +417,8 @@ def _read_positions(con: duckdb.DuckDBPyConnection, journey: Journey) -> None:
     (repeated,) = con.execute(
         "select count(*) - count(distinct entry_id) from positions"
     ).fetchone() or (0,)
+    # _due reads each entry's own row once without grouping when no file landed twice
+    con.execute("set variable tick_history_repeats = ?", [bool(repeated)])
     if repeated:
         # A file landed twice (a restore, a re-sync): each entry's latest row, once.
         log.warning(
@@ -1035,22 +1037,27 @@ def _due(con: duckdb.DuckDBPyConnection, journey: Journey) -> pa.Table:
             "journey tick: positions were refreshed after the moves; waiting_sends would "
             "count this tick's arrivals twice (read the due sends before any refresh)"
         )
+    ((repeats,),) = con.execute("select getvariable('tick_history_repeats')").fetchall()
+    own_rows = f"""
+        select entry_id, properties from history
+        where journey = {j} and seq = 0 and properties is not null
+        union all
+        select entry_id, properties from new_rows
+        where seq = 0 and properties is not null
+    """
+    if repeats:  # a file landed twice: its entry rows are there twice
+        own_rows = f"""
+            select entry_id, any_value(properties) as properties from ({own_rows})
+            semi join undecided using (entry_id)
+            group by entry_id
+        """
     rows = con.sql(
         f"""
         with undecided as (
             select entry_id, person_id, node, send_key, next_at, entered_at, arm
             from waiting_sends where next_at <= getvariable('now')
         ),
-        entry_rows as (
-            select entry_id, any_value(properties) as properties from (
-                select entry_id, properties from history
-                where journey = {j} and seq = 0 and properties is not null
-                union all
-                select entry_id, properties from new_rows
-                where seq = 0 and properties is not null
-            ) semi join undecided using (entry_id)
-            group by entry_id
-        )
+        entry_rows as ({own_rows})
         select u.entry_id, u.person_id, u.node as step, u.send_key, u.next_at as due_at,
             u.entered_at, u.arm, e.properties
         from undecided u left join entry_rows e using (entry_id)
