@@ -84,18 +84,18 @@ def classify(
         if ledger.is_decided(ref.send_key):
             continue
         attempts = ledger.attempts.get(ref.send_key, 0)
+        # those that may have gone out: an attempt the provider refused before any work did not
+        doubtful = ledger.doubtful(ref.send_key)
         pending = ledger.pending.get(ref.send_key)
-        # In doubt: the latest attempt may have gone out and no lookup can tell (an attempt
-        # whose message the ledger does not hold counts as one).
+        # In doubt: an attempt may have gone out and no lookup can tell (an attempt whose
+        # message the ledger does not hold counts as one).
         # A hand-off's platform offers no lookup by our key, whatever its channel's provider does.
         looked_up = pending is not None and step.handoff is None and can_look_up(pending.channel)
-        # (an attempt the provider refused before any work went nowhere: ledger.refused)
-        refused = pending is None and ref.send_key in ledger.refused
-        in_doubt = attempts > 0 and not looked_up and not refused
+        in_doubt = doubtful > 0 and not looked_up
         if in_doubt and step.handoff is not None:
             skips.append(Skip(ref, OUTCOME_UNKNOWN, HANDOFF_IN_DOUBT))
             continue
-        if in_doubt and attempts > MAX_UNKNOWN_RETRIES:
+        if in_doubt and doubtful > MAX_UNKNOWN_RETRIES:
             skips.append(Skip(ref, OUTCOME_UNKNOWN))
             continue
         # Where the provider's lookup says first whether an attempt went out (delivery asks it

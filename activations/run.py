@@ -127,6 +127,7 @@ class RunSummary:
     transitions: int = 0  # steps recorded (entered, waited, branched, sent, exited, ...)
     reconciled: int = 0  # unknown outcomes the provider's lookup showed were sent
     gave_up: int = 0  # unknown outcomes not sent again, failed as outcome_unknown (channel-less)
+    dead_letters: int = 0  # steps none of whose attempts went out, failed as attempts_exhausted
     # keys of person ids merged away whose step went on under the new key: not decisions
     superseded: int = 0
 
@@ -152,12 +153,14 @@ class RunSummary:
             "sent": sum(self.sent.values()),
             **{f"sent_{k}": v for k, v in sorted(self.sent.items())},
             "reconciled": self.reconciled,
-            "failed": sum(self.failed.values()) + self.gave_up,
+            "failed": sum(self.failed.values()) + self.gave_up + self.dead_letters,
             "failed_outcome_unknown": self.gave_up,
+            "failed_attempts_exhausted": self.dead_letters,
             "unknown_outcome": sum(self.unknown.values()),
             "skipped": sum(self.skipped.values()),
             **{f"skipped_{k}": v for k, v in sorted(self.skipped.items())},
             "deferred": sum(self.deferred.values()),
+            **{f"deferred_{k}": v for k, v in sorted(self.deferred.items())},
             "superseded": self.superseded,
         }
 
@@ -384,14 +387,14 @@ def deliver(
         if reason == ATTEMPTS_EXHAUSTED and pending is None:
             tries = state.attempts.get(ref.send_key, 0)
             none = f"the provider has none of its {tries} attempts"
-            if ref.send_key in state.refused:  # the last one refused: say how
+            if state.refused(ref.send_key):  # each refused before any work: say how
                 detail = (state.deferred.get(ref.send_key) or (None, None))[1] or ""
                 last = detail.split("; ", 1)[-1]  # 'until <when>; <the refusal>'
                 none = f"none of its {tries} attempts was taken; the last: {last}"
             sender.ledger.write(
                 ref, "failed", clock(), reason=ATTEMPTS_EXHAUSTED, reason_detail=none
             )
-            summary.gave_up += 1
+            summary.dead_letters += 1
             return
         if pending is not None or not isinstance(reason, SkipReason):
             why = f"not sent once more: {reason}" if isinstance(reason, SkipReason) else detail
@@ -417,7 +420,7 @@ def deliver(
     def retry_later(ref: SendRef) -> bool:
         """Its last attempt was refused, and the wait before the next has not passed."""
         reason, detail = state.deferred.get(ref.send_key) or (None, None)
-        if reason != DeferReason.RETRYING or ref.send_key not in state.refused:
+        if reason != DeferReason.RETRYING or not state.refused(ref.send_key):
             return False
         until = deferred_until(detail)
         if until is None or clock() >= until:
@@ -449,7 +452,6 @@ def deliver(
             state.forget_send(outgoing.ref.person_id, queued.counted)
         if outcome.status == "deferred":
             state.deferred[outgoing.ref.send_key] = (outcome.reason, outcome.detail)
-            state.refused.add(outgoing.ref.send_key)
         if outcome.reason == DEAD_PUSH_TOKEN:
             # FCM says the app is gone: suppressed at once, so that the next push to it, of any
             # journey, is skipped (and the step's next channel tried) before dbt rebuilds

@@ -231,7 +231,14 @@ class Sandbox:
             return reply
         if fault.lose_response:
             return None
-        headers = {"Retry-After": f"{fault.retry_after:g}"} if fault.retry_after is not None else {}
+        headers = {}
+        if fault.retry_after is not None and provider == "sendgrid" and fault.status == 429:
+            # SendGrid's 429 names when its refresh period ends (epoch seconds), no Retry-After
+            # (twilio.com/docs/sendgrid/api-reference/how-to-use-the-sendgrid-v3-api/rate-limits)
+            reset = self.clock().timestamp() + fault.retry_after
+            headers = {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": f"{reset:.0f}"}
+        elif fault.retry_after is not None:
+            headers = {"Retry-After": f"{fault.retry_after:g}"}
         return Reply(fault.status, {"error": "injected fault", "status": fault.status}, headers)
 
     def _route(self, req: Request) -> tuple[str, Callable[[Request], Reply]] | None:

@@ -188,7 +188,7 @@ def test_429_is_retried_after_retry_after(sender: tuple[Sender, Path], sandbox: 
     assert sandbox.requests_seen == 3 and len(sandbox.received) == 1
 
 
-def test_429_beyond_attempts_is_left_to_a_later_run_then_dead_lettered(
+def test_429_beyond_attempts_is_left_to_a_later_run(
     sender: tuple[Sender, Path], sandbox: Sandbox
 ) -> None:
     # Twilio never processes a 429: the attempt went nowhere, so it is not in doubt. A later run
@@ -204,19 +204,11 @@ def test_429_beyond_attempts_is_left_to_a_later_run_then_dead_lettered(
     s.ledger.sync()
     state = ledger.read_state(home)
     assert state.last_status == {"key-1": "deferred"} and state.attempts == {"key-1": 1}
-    assert state.pending == {} and state.refused == {"key-1"}  # settled: not in doubt
+    assert state.pending == {} and state.refused("key-1")  # settled: not in doubt
     # the wait doubles with each refusal, up to its maximum
     fourth = s.send(REF, SMS, attempt_number=4)
     until = ledger.deferred_until(fourth.detail)
     assert until is not None and NOW + timedelta(seconds=480) <= until
-    last = s.send(REF, SMS, attempt_number=ledger.MAX_ATTEMPTS)
-    assert (last.status, last.reason, last.detail) == (
-        "failed",
-        "attempts_exhausted",
-        "none of its 5 attempts was taken; the last: gave up after retries: HTTP 429 rate limited",
-    )
-    s.ledger.sync()
-    assert ledger.read_state(home).last_status == {"key-1": "failed"}
     assert sandbox.received == []
 
 
@@ -323,6 +315,24 @@ def test_a_retry_after_beyond_the_policy_is_left_to_a_run_after_it(
         "limited: Retry-After 7200 s is longer than the policy's maximum of 60 s"
     )
     assert sandbox.requests_seen == 1 and sandbox.received == []
+
+
+def test_sendgrids_rate_limit_reset_is_honoured_as_its_retry_after(
+    tmp_path: Path, sandbox: Sandbox
+) -> None:
+    # SendGrid's 429 names when its refresh period ends (X-RateLimit-Reset), not Retry-After:
+    # two minutes away, beyond the policy's maximum wait, so no try within the run, and a later
+    # run's not before then.
+    landing.ensure_layout(tmp_path)
+    clients = ChannelSettings.for_sandbox(sandbox.base_url).clients()
+    policy = RetryPolicy(attempts=5, max_retry_after_seconds=60)
+    s = Sender(httpx.Client(), clients, ledger.LedgerWriter(tmp_path, "r"), lambda: NOW, policy)
+    sandbox.fail_next(Fault("sendgrid", 429, count=5, retry_after=120))
+    outcome = s.send(REF, EMAIL)
+    assert (outcome.status, outcome.reason, sandbox.requests_seen) == ("deferred", "retrying", 1)
+    until = ledger.deferred_until(outcome.detail)
+    assert until is not None and until >= NOW + timedelta(seconds=118)
+    assert "Retry-After 1" in (outcome.detail or "")  # 118 to 120 s, as the reset time reads
 
 
 def test_a_shorter_retry_after_is_waited_for(tmp_path: Path, sandbox: Sandbox) -> None:
@@ -572,7 +582,26 @@ def test_a_webhook_that_may_have_arrived_is_unknown_when_retries_run_out(
     assert s.send(REF, WEBHOOK, attempt_number=2).status == "deferred"
     writer.close()
     state = ledger.read_state(tmp_path)
-    assert state.last_status == {"key-1": "deferred"} and state.refused == {"key-1"}
+    # the first attempt may have arrived: still in doubt, the second settled as refused
+    assert state.last_status == {"key-1": "deferred"} and state.doubtful("key-1") == 1
+    assert (state.attempts, state.refusals) == ({"key-1": 2}, {"key-1": 1})
+    # A 503 after processing and then a 429 in one run: it may have arrived, so unknown; as
+    # with a 503 asking for a longer wait than the policy's.
+    for n, faults in enumerate(
+        (
+            [Fault("webhook", 503, after_processing=True), Fault("webhook", 429, count=2)],
+            [Fault("webhook", 503, after_processing=True, retry_after=7200)],
+        )
+    ):
+        for fault in faults:
+            sandbox.fail_next(fault)
+        writer = ledger.LedgerWriter(tmp_path, f"r{n + 3}")
+        s = Sender(httpx.Client(), clients, writer, lambda: later, RetryPolicy(attempts=3))
+        ref = ledger.SendRef(f"key-{n + 3}", "j", "s", "p", "e")
+        received = len(sandbox.received)
+        assert s.send(ref, replace(WEBHOOK, send_key=ref.send_key)).status == "unknown"
+        writer.close()
+        assert len(sandbox.received) == received + 1
 
 
 def test_a_webhook_with_a_wrong_secret_or_an_old_timestamp_is_refused(sandbox: Sandbox) -> None:

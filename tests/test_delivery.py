@@ -23,6 +23,7 @@ from activations.channels.core import LookupFailed
 from activations.channels.twilio import TwilioClient
 from activations.graph import ConnectedContent
 from activations.journeys import FrequencyCap, Journey, QuietHours, Step, Template
+from activations.ledger.compact import compact
 from activations.run import ReadGuards, RunSummary, deliver
 from activations.tick import DueSend
 from sandbox import SANDBOX_CREDENTIALS, Fault, Sandbox
@@ -827,7 +828,7 @@ def test_a_text_twilio_never_got_after_five_attempts_fails_without_counting_as_s
     for n in range(1, ledger.MAX_ATTEMPTS + 1):
         record(home, ref, "attempted", T - timedelta(hours=6 - n), attempt=n)
     summary = run(home, sandbox, entry("e1"), journey=UNCAPPED)
-    assert (summary.gave_up, summary.sent, sandbox.received) == (1, {}, [])
+    assert (summary.dead_letters, summary.sent, sandbox.received) == (1, {}, [])
     line = ledger_line(home, ref.send_key, "failed")
     assert (line["reason"], line["reason_detail"]) == (
         "attempts_exhausted",
@@ -851,7 +852,7 @@ def test_a_text_twilio_refused_goes_on_a_later_run_once_its_wait_is_over(
     until = ledger.deferred_until(str(line["reason_detail"]))
     assert until is not None and until >= T + timedelta(minutes=1)
     state = ledger.read_state(home)
-    assert state.refused == {ref.send_key} and state.pending == {}
+    assert state.refused(ref.send_key) and state.pending == {}
     assert state.sends_within(SAM.person_id, T, 24) == 0
     seen = sandbox.requests_seen
     early = run(home, sandbox, entry("e1"), now=T + timedelta(seconds=30))
@@ -861,29 +862,35 @@ def test_a_text_twilio_refused_goes_on_a_later_run_once_its_wait_is_over(
     assert ledger.read_state(home).attempts[ref.send_key] == 2
 
 
+def email_journey() -> tuple[Journey, guards.Person]:
+    step = Step("remind", 0, ("email",), {"email": Template(subject="Cart", body=BODY)})
+    ada = guards.Person(
+        "p-ada", "u-ada", "ada@example.com", None, None, "Ada", {"email": "subscribed"}
+    )
+    return replace(UNCAPPED, nodes=(step,)), ada
+
+
 def test_an_email_refused_is_not_in_doubt_and_five_refusals_are_the_dead_letter(
     home: Path, sandbox: Sandbox
 ) -> None:
     # SendGrid has no lookup: an attempt in doubt is sent once more at most. A refused one went
-    # nowhere, so each later run tries again, up to five attempts in all; the last is failed
-    # (attempts_exhausted) with the provider's last refusal, and never counts as a send.
-    step = Step("remind", 0, ("email",), {"email": Template(subject="Cart", body=BODY)})
-    journey = replace(UNCAPPED, nodes=(step,))
-    ada = guards.Person(
-        "p-ada", "u-ada", "ada@example.com", None, None, "Ada", {"email": "subscribed"}
-    )
+    # nowhere, so each later run tries again, up to five attempts in all; then the step is
+    # failed (attempts_exhausted) with the provider's last refusal, and never counts as a send.
+    journey, ada = email_journey()
     ref = ref_for("e1", person=ada.person_id)
     now = T
     for attempt in range(1, ledger.MAX_ATTEMPTS + 1):
         sandbox.fail_next(Fault("sendgrid", 429, count=5, retry_after=0))
         summary = run(home, sandbox, entry("e1", ada), journey=journey, person=ada, now=now)
-        assert summary.gave_up == 0 and sandbox.received == []
+        assert (summary.gave_up, summary.deferred) == (0, {"retrying": 1})
+        assert sandbox.received == []
         state = ledger.read_state(home)
-        assert state.attempts[ref.send_key] == attempt
-        if attempt < ledger.MAX_ATTEMPTS:
-            assert summary.deferred == {"retrying": 1}
-            assert state.last_status[ref.send_key] == "deferred"
+        assert (state.attempts[ref.send_key], state.refusals[ref.send_key]) == (attempt, attempt)
+        assert state.last_status[ref.send_key] == "deferred"
         now += timedelta(hours=2)  # past the wait, which doubles with each refusal
+    seen = sandbox.requests_seen
+    summary = run(home, sandbox, entry("e1", ada), journey=journey, person=ada, now=now)
+    assert (summary.dead_letters, summary.gave_up, sandbox.requests_seen) == (1, 0, seen)
     line = ledger_line(home, ref.send_key, "failed")
     assert (line["reason"], line["reason_detail"]) == (
         "attempts_exhausted",
@@ -895,6 +902,89 @@ def test_an_email_refused_is_not_in_doubt_and_five_refusals_are_the_dead_letter(
     run(home, sandbox, entry("e1", ada), journey=journey, person=ada, now=now)
     assert sandbox.requests_seen == seen
     assert ledger.read_state(home).last_status[ref.send_key] == "failed"
+
+
+def email_line(
+    home: Path, ref: ledger.SendRef, status: ledger.LedgerStatus, at: datetime, **kw: object
+) -> None:
+    writer = ledger.LedgerWriter(home, uuid.uuid4().hex[:8])
+    writer.write(ref, status, at, channel="email", recipient="ada@example.com", subject="Cart",
+                 body=BODY, **kw)  # fmt: skip
+    writer.close()
+
+
+def refusal(until: datetime) -> dict[str, object]:
+    detail = f"until {until.isoformat(timespec='seconds')}; gave up after retries: HTTP 429"
+    return {"reason": "retrying", "reason_detail": detail}
+
+
+@pytest.mark.parametrize("second_at", [timedelta(0), timedelta(seconds=-1), timedelta(minutes=2)])
+@pytest.mark.parametrize("compacted", [False, True])
+def test_an_attempt_after_a_refusal_that_got_no_answer_is_in_doubt(
+    home: Path, second_at: timedelta, compacted: bool
+) -> None:
+    # Attempt 1 refused; attempt 2 left and the run died before its answer: attempt 2 may have
+    # gone out, whatever the clocks say (a refusal settles its own attempt only).
+    ref = ref_for("e1")
+    email_line(home, ref, "attempted", T, attempt=1)
+    email_line(home, ref, "deferred", T, attempt=1, **refusal(T + timedelta(minutes=1)))
+    if compacted:
+        compact(home)
+    email_line(home, ref, "attempted", T + second_at, attempt=2)
+    state = ledger.read_state(home)
+    assert not state.refused(ref.send_key) and ref.send_key in state.pending
+    assert state.doubtful(ref.send_key) == 1
+
+
+def test_an_attempt_in_doubt_stays_in_doubt_through_later_refusals(
+    home: Path, sandbox: Sandbox
+) -> None:
+    # Attempt 1's answer was lost (it may have arrived); the once more it gets is refused, and
+    # the next, and the next: each later run still sees attempt 1 in doubt (it counts toward
+    # the cap), and in the end the step is failed as outcome_unknown, not "none taken".
+    journey, ada = email_journey()
+    ref = ref_for("e1", person=ada.person_id)
+    email_line(home, ref, "attempted", T - timedelta(hours=1), attempt=1)
+    email_line(home, ref, "unknown", T - timedelta(hours=1), attempt=1)
+    now = T
+    for attempt in range(2, ledger.MAX_ATTEMPTS + 1):
+        sandbox.fail_next(Fault("sendgrid", 429, count=5, retry_after=0))
+        summary = run(home, sandbox, entry("e1", ada), journey=journey, person=ada, now=now)
+        assert summary.deferred == {"retrying": 1} and sandbox.received == []
+        state = ledger.read_state(home)
+        assert (state.attempts[ref.send_key], state.doubtful(ref.send_key)) == (attempt, 1)
+        assert state.sends_within(ada.person_id, now, 24) == 1
+        now += timedelta(hours=2)
+    summary = run(home, sandbox, entry("e1", ada), journey=journey, person=ada, now=now)
+    assert (summary.gave_up, summary.dead_letters, sandbox.received) == (1, 0, [])
+    assert ledger_line(home, ref.send_key, "failed")["reason"] == "outcome_unknown"
+
+
+def test_a_refused_attempt_does_not_use_up_the_once_more(home: Path, sandbox: Sandbox) -> None:
+    # Attempt 1 refused (went nowhere), attempt 2 unknown: the first that may have gone out, so
+    # it gets its once more, as a lone unknown attempt does.
+    journey, ada = email_journey()
+    ref = ref_for("e1", person=ada.person_id)
+    email_line(home, ref, "attempted", T - timedelta(hours=3), attempt=1)
+    email_line(home, ref, "deferred", T - timedelta(hours=3), attempt=1,
+               **refusal(T - timedelta(hours=2)))  # fmt: skip
+    email_line(home, ref, "attempted", T - timedelta(hours=1), attempt=2)
+    email_line(home, ref, "unknown", T - timedelta(hours=1), attempt=2)
+    summary = run(home, sandbox, entry("e1", ada), journey=journey, person=ada)
+    assert (summary.gave_up, summary.sent, len(sandbox.received)) == (0, {"email": 1}, 1)
+
+
+def test_a_refusal_under_a_merged_id_waits_there_too(home: Path, sandbox: Sandbox) -> None:
+    # Sam went by p-old; the old key's attempt was refused, with a two-hour Retry-After: the step
+    # goes on under the new key, not before then.
+    old = ref_for("e1", person="p-old")
+    until = T + timedelta(hours=2)
+    record(home, old, "attempted", T - timedelta(minutes=1), attempt=1)
+    record(home, old, "deferred", T - timedelta(minutes=1), attempt=1, **refusal(until))
+    early = run(home, sandbox, entry("e1"), journey=UNCAPPED, aliases=MERGED)
+    assert early.deferred == {"retrying": 1} and sandbox.received == []
+    later = run(home, sandbox, entry("e1"), journey=UNCAPPED, aliases=MERGED, now=until)
+    assert later.sent == {"sms": 1} and len(sandbox.received) == 1
 
 
 @pytest.mark.parametrize(
@@ -1074,7 +1164,7 @@ def test_a_provider_that_keeps_failing_is_left_alone_for_the_rest_of_the_run(
         sorted(state.attempts.get(k, 0) for k in state.last_status)
         == [0] * (8 - refused) + [1] * refused
     )
-    assert len(state.refused) == refused and state.pending == {}
+    assert sum(map(state.refused, state.last_status)) == refused and state.pending == {}
 
 
 def test_a_calendar_day_cap_starts_again_at_the_persons_midnight(

@@ -166,7 +166,7 @@ def test_no_server_listening_is_retried_then_left_to_a_later_run(tmp_path: Path)
     writer.close()
     assert (outcome.status, outcome.reason) == ("deferred", "retrying")
     assert "could not connect" in (outcome.detail or "")
-    assert ledger.read_state(tmp_path).refused == {ref(7).send_key}
+    assert ledger.read_state(tmp_path).refused(ref(7).send_key)
 
 
 def test_smtp_is_chosen_by_settings_naming_what_is_missing() -> None:

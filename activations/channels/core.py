@@ -27,7 +27,7 @@ from activations.channels.message import Message, Outcome
 from activations.channels.policy import RateLimiter, RetryPolicy
 from activations.channels.sms_segments import segments as sms_segments
 from activations.ledger.keys import SendRef
-from activations.ledger.vocabulary import ATTEMPTS_EXHAUSTED, MAX_ATTEMPTS, DeferReason
+from activations.ledger.vocabulary import DeferReason
 from activations.ledger.writer import LedgerWriter
 
 T = TypeVar("T")
@@ -200,6 +200,16 @@ class OutcomeUnknown(Exception):
         super().__init__(reason)
         self.reason = reason
         self.http_status = http_status
+
+
+def rate_limit_reset_seconds(response: httpx.Response) -> float | None:
+    """X-RateLimit-Reset as seconds from now (SendGrid and Braze send the reset time in epoch
+    seconds), or None when absent or unreadable."""
+    reset = response.headers.get("x-ratelimit-reset")
+    try:
+        return max(0.0, float(reset) - time.time()) if reset else None
+    except ValueError:
+        return None
 
 
 def retry_after_seconds(response: httpx.Response) -> float | None:
@@ -375,13 +385,10 @@ class Sender:
     def _settle_refusal(self, o: Outgoing, outcome: Outcome) -> Outcome:
         """A message the provider refused before any work until the retries ran out went
         nowhere: deferred to a later run (DeferReason.RETRYING, from when RetryPolicy's wait
-        across runs and the provider's Retry-After allow), its line settling the attempt; after
-        MAX_ATTEMPTS attempts, failed for good with the last refusal (the dead letter)."""
+        across runs and the provider's Retry-After allow), its line settling this attempt.
+        The engine fails it for good after MAX_ATTEMPTS attempts (the dead letter)."""
         if outcome.status != "deferred":
             return outcome
-        if o.attempt_number >= MAX_ATTEMPTS:
-            none = f"none of its {o.attempt_number} attempts was taken; the last: {outcome.reason}"
-            return replace(outcome, status="failed", reason=ATTEMPTS_EXHAUSTED, detail=none)
         wait = self.retry.later_run_wait(o.attempt_number, outcome.retry_after)
         until = (self.clock() + timedelta(seconds=wait)).isoformat(timespec="seconds")
         return replace(
@@ -567,10 +574,15 @@ class Sender:
         policy: its result, or the outcome of giving up (for every message it carries)."""
         limiter = self.limits.get(channel)
         policy = self.retry
+        # whether any try may have been processed (a 5xx to a de-duplicating provider): then the
+        # outcome is unknown, whatever the last try met
+        processed = False
 
         def backoff(exc: Exception) -> bool | float:
+            nonlocal processed
             if not isinstance(exc, Retryable):
                 return False
+            processed = processed or exc.maybe_processed
             if exc.retry_after is not None:
                 return exc.retry_after <= policy.max_retry_after_seconds and exc.retry_after
             return True
@@ -596,15 +608,14 @@ class Sender:
             too_long = gave_up.retry_after is not None and (
                 gave_up.retry_after > policy.max_retry_after_seconds
             )
-            if gave_up.maybe_processed and not too_long:
+            if gave_up.maybe_processed or processed:
                 # It may have arrived: unknown, and sent once more under the same key next run.
                 return Outcome(
                     "unknown",
                     reason=f"gave up after retries: {gave_up.reason}",
                     provider_fault=True,
                 )
-            # Not processed (a wait asked for is never a sign of work done): a later run tries
-            # again (_settle_refusal).
+            # No try was processed: a later run tries again (_settle_refusal).
             reason = f"gave up after retries: {gave_up.reason}"
             if too_long:
                 reason = (
@@ -635,7 +646,10 @@ class Sender:
         # refused the message; retry with backoff (firebase.google.com/docs/cloud-messaging/
         # error-codes).
         if response.status_code == 429:
-            raise Retryable("HTTP 429 rate limited", retry_after_seconds(response))
+            wait = retry_after_seconds(response)
+            if wait is None:  # SendGrid's 429 names when its window resets instead
+                wait = rate_limit_reset_seconds(response)
+            raise Retryable("HTTP 429 rate limited", wait)
         if response.status_code >= 500:
             if client.idempotent:
                 raise Retryable(

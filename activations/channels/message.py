@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-# sent: the provider accepted it. failed: the provider refused it, or it never reached them.
+# sent: the provider accepted it. failed: the provider refused the message (a 4xx of its own,
+# a setting), for good.
 # unknown: it may or may not have been processed (a lost response, a 5xx from a provider that takes
 # no idempotency key): reconciled through the provider's lookup, or sent at most once more
 # (a hand-off: never again). deferred: refused before any work (a 429, no connection) until the

@@ -56,9 +56,9 @@ class LedgerState:
     provider_ids: dict[str, set[str]] = field(default_factory=dict)
     # deferred keys: (reason, detail) of their latest line, so an unchanged one is not rewritten
     deferred: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
-    # open keys whose latest attempt the provider refused before any work (DeferReason.RETRYING):
-    # it went nowhere, so it is not in doubt, and a later run sends it again
-    refused: set[str] = field(default_factory=set)
+    # attempts the provider refused before any work (DeferReason.RETRYING), per key: they went
+    # nowhere, so only a key's attempts beyond its refusals may have gone out (`doubtful`)
+    refusals: dict[str, int] = field(default_factory=dict)
     # transactional journeys: their sends, and attempts in doubt, count toward no cap
     uncounted_journeys: frozenset[str] = frozenset()
     # keys of person ids replaced and gone (follow_aliases) -> the key their step goes on under
@@ -71,6 +71,14 @@ class LedgerState:
 
     def is_decided(self, send_key: str) -> bool:
         return self.last_status.get(send_key) in TERMINAL
+
+    def doubtful(self, send_key: str) -> int:
+        """The key's attempts that may have gone out: all but those the provider refused."""
+        return max(0, self.attempts.get(send_key, 0) - self.refusals.get(send_key, 0))
+
+    def refused(self, send_key: str) -> bool:
+        """Attempted, and every attempt refused before any work: nothing went out."""
+        return self.attempts.get(send_key, 0) > 0 and not self.doubtful(send_key)
 
     def sends_within(
         self, person_id: str, now: datetime, hours: float, excluding: str | None = None
@@ -166,7 +174,6 @@ class LedgerState:
         own = key in self.last_status
         if own and self.is_decided(key):
             return
-        own_attempts = self.attempts.get(key, 0)
         if not own:  # a final old record first: the step was decided (the tick says so too)
             latest = max(
                 olds, key=lambda o: (self.is_decided(o), self.decided_at.get(o, datetime.min))
@@ -174,14 +181,12 @@ class LedgerState:
             self.last_status[key] = self.last_status[latest]
             if latest in self.decided_at:
                 self.decided_at[key] = self.decided_at[latest]
-        self.attempts[key] = self.attempts.get(key, 0) + sum(self.attempts.get(o, 0) for o in olds)
+            if latest in self.deferred:  # a refusal's wait holds under the new key too
+                self.deferred[key] = self.deferred[latest]
+        for counts in (self.attempts, self.refusals):
+            counts[key] = counts.get(key, 0) + sum(counts.get(o, 0) for o in olds)
         doubts = [self.pending[o] for o in olds if o in self.pending]
-        if not doubts:
-            # attempts refused under an old key went nowhere: nor did they under this one
-            if any(o in self.refused for o in olds) and (key in self.refused or not own_attempts):
-                self.refused.add(key)
-            return
-        if key in self.pending:
+        if not doubts or key in self.pending:
             return
         doubt = max(doubts, key=lambda p: p.last_attempted_at)
         since = min(p.first_attempted_at for p in doubts)
@@ -223,18 +228,20 @@ def read_state(
             _read_keys(con, view, keys, moved_people, journey if people is not None else None)
         statuses = (
             """
-            select send_key, last_status, last_at, attempts from statuses
+            select send_key, last_status, last_at, attempts, refusals from statuses
             where send_key in (select send_key from wanted_keys)
                 or send_key in (select send_key from keys)
             """
             if keys is not None
-            else "select send_key, last_status, last_at, attempts from keys"
+            else "select send_key, last_status, last_at, attempts, refusals from keys"
         )
-        for key, last_status, last_at, attempts in con.execute(statuses).fetchall():
+        for key, last_status, last_at, attempts, refusals in con.execute(statuses).fetchall():
             state.last_status[key] = last_status
             if last_at is not None:
                 state.decided_at[key] = last_at
             state.attempts[key] = attempts
+            if refusals:
+                state.refusals[key] = refusals
         for key, journey, step, person_id, entry_id, status, reason, detail in con.execute(
             """
             select send_key, journey, step, person_id, entry_id, last_status, last_reason,
@@ -253,7 +260,7 @@ def read_state(
         if sends:
             for person_id, at in con.execute(sends).fetchall():
                 state.note_send(person_id, at)
-        state.pending, state.refused = _pending_attempts(con)
+        state.pending = _pending_attempts(con)
         state.provider_ids = _recent_provider_ids(con, view, state.pending.values())
         return state
     finally:
@@ -353,29 +360,23 @@ def _ids(column: str, values: Iterable[str]) -> pa.Table:
     return pa.table({column: pa.array(list(values), pa.string())})
 
 
-def _pending_attempts(
-    con: duckdb.DuckDBPyConnection,
-) -> tuple[dict[str, PendingAttempt], set[str]]:
+def _pending_attempts(con: duckdb.DuckDBPyConnection) -> dict[str, PendingAttempt]:
     """The message each open key attempted (its latest attempt), and when: until a final line,
-    an attempt may have gone out, whatever deferred the key since. And the open keys whose
-    latest attempt was refused before any work (store.REFUSED_SQL: no message kept)."""
+    an attempt may have gone out, whatever deferred the key since; unless the provider refused
+    every one of them before any work."""
     open_ = ", ".join(lit(s) for s in store.OPEN)
     rows = con.execute(
         f"""
         select send_key, person_id, channel, recipient, subject, body,
-            first_attempted_at, last_attempted_at, last_status
+            first_attempted_at, last_attempted_at
         from keys
-        where last_status in ({open_}) and last_attempted_at is not null
+        where last_status in ({open_}) and channel is not null and attempts > refusals
         """
     ).fetchall()
-    pending = {
+    return {
         key: PendingAttempt(person_id, channel, recipient, subject, body or "", first_at, last_at)
-        for key, person_id, channel, recipient, subject, body, first_at, last_at, _ in rows
-        if channel is not None
+        for key, person_id, channel, recipient, subject, body, first_at, last_at in rows
     }
-    # (only ever deferred since: an attempt line without a message is still in doubt)
-    refused = {row[0] for row in rows if row[2] is None and row[-1] == "deferred"}
-    return pending, refused
 
 
 def _recent_provider_ids(

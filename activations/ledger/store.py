@@ -32,16 +32,17 @@ from switchyard import landing
 COMPACTED = "compacted"
 _GEN = re.compile(r"^(lines|keys|sends)-(\d{8})\.parquet$")
 
-# A deferral that settles the attempt before it: the provider refused it before any work.
+# The outcome of an attempt the provider refused before any work (DeferReason.RETRYING): it
+# went nowhere. A key's attempts less its refusals are those that may have gone out.
 REFUSED_SQL = "(status = 'deferred' and reason = 'retrying')"
-# At one clock reading (a fixed clock): deferred, attempted, unknown (or refused), the outcome.
+# At one clock reading (a fixed clock): deferred, attempted, unknown or refused, the outcome.
 RANK_SQL = (
     f"case when {REFUSED_SQL} then 1 when status = 'deferred' then -1 "
     "when status = 'attempted' then 0 when status = 'unknown' then 1 else 2 end"
 )
 # Not decided yet; a run acts on all of them. An open key's latest attempt, if it has one, is
-# unsettled: a deferral after it (quiet hours, the cap) does not say whether it went out. Only
-# a refusal (REFUSED_SQL) settles it: its line counts as the latest attempt, with no message.
+# unsettled: a deferral after it (quiet hours, the cap) does not say whether it went out. Only a
+# refusal does, of one attempt: the key is in doubt while it has more attempts than refusals.
 OPEN = ("attempted", "unknown", "deferred")
 
 # One row per key: the shape of the keys file, and of one line read as a key's whole history.
@@ -56,6 +57,7 @@ KEY_COLUMNS = {
     "last_at": "TIMESTAMP",
     "last_rank": "INTEGER",
     "attempts": "BIGINT",
+    "refusals": "BIGINT",  # attempts the provider refused before any work (REFUSED_SQL)
     "last_reason": "VARCHAR",  # the latest line's reason and detail (a deferral's "until ...")
     "last_detail": "VARCHAR",
     "first_attempted_at": "TIMESTAMP",
@@ -124,6 +126,7 @@ class Layout:
     taken_run_files: set[str]  # names of run files a lines file has taken
     newer_table: str | None = None  # the lines the keys file does not cover, materialized
     sends_files: dict[Path, Path] = field(default_factory=dict)  # lines file -> its sends file
+    keys_columns: frozenset[str] = frozenset(KEY_COLUMNS)  # the keys file's columns
 
     def newer_lines(self) -> str | None:
         """The lines the keys file does not cover (columns, line_at, source_file), or None."""
@@ -160,8 +163,14 @@ def layout(con: duckdb.DuckDBPyConnection, landing_dir: Path) -> Layout:
         for p in folder.glob("*.jsonl")
         if p.name not in taken and p.name != landing.PLACEHOLDER and p.stat().st_size > 0
     )
+    keys_file = keys.get(keys_gen)
+    keys_columns = frozenset(KEY_COLUMNS)
+    if keys_file is not None:  # its footer only
+        names = con.execute(f"select name from parquet_schema({lit(str(keys_file))})").fetchall()
+        keys_columns = frozenset(name for (name,) in names)
     return Layout(
-        keys_file=keys.get(keys_gen),
+        keys_file=keys_file,
+        keys_columns=keys_columns,
         keys_gen=keys_gen,
         lines_files=[lines[g] for g in sorted(lines)],
         newer_lines_files=[lines[g] for g in sorted(lines) if g > keys_gen],
@@ -208,7 +217,7 @@ def lines_sql(view: Layout, newer_only: bool = False) -> str | None:
 # What a sends counts: sent, or given up on as outcome_unknown (it may have gone out).
 SENT_SQL = "status = 'sent' or (status = 'failed' and reason = 'outcome_unknown')"
 # Enough to say whether a key is decided and how often it was attempted.
-STATUS_COLUMNS = ("send_key", "last_status", "last_at", "last_rank", "attempts")
+STATUS_COLUMNS = ("send_key", "last_status", "last_at", "last_rank", "attempts", "refusals")
 _MESSAGE = ("channel", "recipient", "subject", "body")
 
 
@@ -227,17 +236,12 @@ def line_as_key_sql(lines: str, columns: Sequence[str]) -> str:
         "attempts": "(status = 'attempted')::bigint",
         "last_reason": "reason",
         "last_detail": "reason_detail",
+        "refusals": f"({REFUSED_SQL})::bigint",
         "first_attempted_at": attempt.format("line_at"),
-        "last_attempted_at": f"case when status = 'attempted' or {REFUSED_SQL} then line_at end",
+        "last_attempted_at": attempt.format("line_at"),
         **{c: attempt.format(c) for c in _MESSAGE},
     }
     return f"select {', '.join(f'{expressions[c]} as {c}' for c in columns)} from ({lines})"
-
-
-_LATEST_ATTEMPT = (
-    "case when last_attempted_at is not null "
-    "then {'t': last_attempted_at, 'refused': channel is null} end"
-)
 
 
 def fold_sql(rows: str, columns: Sequence[str] = tuple(KEY_COLUMNS)) -> str:
@@ -257,12 +261,12 @@ def fold_sql(rows: str, columns: Sequence[str] = tuple(KEY_COLUMNS)) -> str:
         "last_at": f"max({last}).t",
         "last_rank": f"max({last}).rank",
         "attempts": "sum(attempts)::bigint",
+        "refusals": "sum(refusals)::bigint",
         "last_reason": f"arg_max_null(last_reason, {last})",
         "last_detail": f"arg_max_null(last_detail, {last})",
         "first_attempted_at": "min(first_attempted_at)",
         "last_attempted_at": "max(last_attempted_at)",
-        # the latest attempt's message; none after a refusal (at one clock reading, it wins)
-        **{c: f"arg_max_null({c}, {_LATEST_ATTEMPT})" for c in _MESSAGE},
+        **{c: f"arg_max_null({c}, last_attempted_at)" for c in _MESSAGE},
     }
     folded = ", ".join(f"{aggregates[c]} as {c}" for c in columns if c != "send_key")
     open_ = ", ".join(lit(s) for s in OPEN)
@@ -280,7 +284,14 @@ def stored_sql(view: Layout, columns: Sequence[str] = tuple(KEY_COLUMNS)) -> str
     """The keys file's rows, or None before the first compaction."""
     if view.keys_file is None:
         return None
-    return f"select {', '.join(columns)} from read_parquet({lit(str(view.keys_file))})"
+    # A keys file written before a column was added reads it as none (refusals: 0).
+    chosen = [
+        c
+        if c in view.keys_columns
+        else f"cast({0 if KEY_COLUMNS[c] == 'BIGINT' else 'null'} as {KEY_COLUMNS[c]}) as {c}"
+        for c in columns
+    ]
+    return f"select {', '.join(chosen)} from read_parquet({lit(str(view.keys_file))})"
 
 
 def keys_sql(

@@ -26,7 +26,7 @@ from typing import Any, Literal, Protocol, TypeVar
 import httpx
 import stamina
 
-from activations.channels.core import retry_after_seconds
+from activations.channels.core import rate_limit_reset_seconds, retry_after_seconds
 from activations.channels.policy import HttpTimeouts, RetryPolicy
 
 Op = Literal[
@@ -121,15 +121,6 @@ class _Refused(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
-
-
-def _reset_wait(response: httpx.Response) -> float | None:
-    """X-RateLimit-Reset as seconds from now (Braze sends epoch seconds)."""
-    reset = response.headers.get("x-ratelimit-reset")
-    try:
-        return max(0.0, float(reset) - time.time()) if reset else None
-    except ValueError:
-        return None
 
 
 def response_json(response: httpx.Response) -> dict[str, Any]:
@@ -253,13 +244,14 @@ class HttpDestination:
         with self._count:
             self.requests += 1
         if response.headers.get("x-ratelimit-remaining") == "0":
-            reset = _reset_wait(response)
+            reset = rate_limit_reset_seconds(response)
             if reset is not None:
                 window.hold_until(time.time() + reset)
         if response.status_code == 429:  # refused before any work: always safe to resend
             wait = retry_after_seconds(response)
             raise _Retry(
-                "HTTP 429 rate limited", wait if wait is not None else _reset_wait(response)
+                "HTTP 429 rate limited",
+                wait if wait is not None else rate_limit_reset_seconds(response),
             )
         if response.status_code in (401, 403):
             raise DestinationAuthError(
