@@ -391,9 +391,13 @@ def deliver(
                 detail = (state.deferred.get(ref.send_key) or (None, None))[1] or ""
                 last = detail.split("; ", 1)[-1]  # 'until <when>; <the refusal>'
                 none = f"none of its {tries} attempts was taken; the last: {last}"
+            # the last attempt's message: the dead letter is counted on its channel
+            attempt = state.last_attempts.get(ref.send_key)
+            message = sender.ledger_columns(attempt.message(ref.send_key)) if attempt else {}
             sender.ledger.write(
-                ref, "failed", clock(), reason=ATTEMPTS_EXHAUSTED, reason_detail=none
-            )
+                ref, "failed", clock(), reason=ATTEMPTS_EXHAUSTED, reason_detail=none,
+                attempt=tries, **message,
+            )  # fmt: skip
             summary.dead_letters += 1
             return
         if pending is not None or not isinstance(reason, SkipReason):
@@ -418,9 +422,10 @@ def deliver(
         state.deferred[ref.send_key] = (reason, detail)
 
     def retry_later(ref: SendRef) -> bool:
-        """Its last attempt was refused, and the wait before the next has not passed."""
+        """Its last attempt was refused, and the wait the provider asked for has not passed
+        (an earlier attempt in doubt waits too: its lookup or once more is no more urgent)."""
         reason, detail = state.deferred.get(ref.send_key) or (None, None)
-        if reason != DeferReason.RETRYING or not state.refused(ref.send_key):
+        if reason != DeferReason.RETRYING:
             return False
         until = deferred_until(detail)
         if until is None or clock() >= until:
@@ -450,8 +455,10 @@ def deliver(
         summary.count(outgoing.message.channel, outcome)
         if outcome.status in ("failed", "deferred"):  # an unknown one may have gone out
             state.forget_send(outgoing.ref.person_id, queued.counted)
-        if outcome.status == "deferred":
+        if outcome.status == "deferred":  # refused: an earlier attempt in doubt still counts
             state.deferred[outgoing.ref.send_key] = (outcome.reason, outcome.detail)
+            if queued.earlier is not None:
+                state.pending[outgoing.ref.send_key] = queued.earlier
         if outcome.reason == DEAD_PUSH_TOKEN:
             # FCM says the app is gone: suppressed at once, so that the next push to it, of any
             # journey, is skipped (and the step's next channel tried) before dbt rebuilds

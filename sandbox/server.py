@@ -233,9 +233,10 @@ class Sandbox:
             return None
         headers = {}
         if fault.retry_after is not None and provider == "sendgrid" and fault.status == 429:
-            # SendGrid's 429 names when its refresh period ends (epoch seconds), no Retry-After
+            # SendGrid's 429 names when its refresh period ends (epoch seconds, of the real
+            # clock the client reads), no Retry-After
             # (twilio.com/docs/sendgrid/api-reference/how-to-use-the-sendgrid-v3-api/rate-limits)
-            reset = self.clock().timestamp() + fault.retry_after
+            reset = time.time() + fault.retry_after
             headers = {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": f"{reset:.0f}"}
         elif fault.retry_after is not None:
             headers = {"Retry-After": f"{fault.retry_after:g}"}

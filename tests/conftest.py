@@ -14,6 +14,7 @@ from orchestration.dbt_server import IDLE_ENV
 from sandbox import Sandbox
 from switchyard import landing
 from switchyard.settings import PROJECT_DIR, Paths
+from tests import parity_build
 from tests.dbt_helpers import TESTS_TARGET_PREFIX
 
 
@@ -75,6 +76,30 @@ def private_home(root: Path, monkeypatch: pytest.MonkeyPatch) -> Paths:
 @pytest.fixture
 def paths(homes_root: Path, monkeypatch: pytest.MonkeyPatch) -> Paths:
     return private_home(fresh_home(homes_root, "test"), monkeypatch)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The engine parity tests last: their Spark build runs beside the rest (parity_build)."""
+    items.sort(key=lambda item: item.path.name == parity_build.MODULE)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def parity_started(request: pytest.FixtureRequest) -> None:
+    if any(item.path.name == parity_build.MODULE for item in request.session.items):
+        request.getfixturevalue("parity")
+
+
+@pytest.fixture(scope="session")
+def parity(
+    dbt_manifest: Path, homes_root: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[parity_build.ParityBuild]:
+    with pytest.MonkeyPatch.context() as mp:
+        paths = private_home(fresh_home(homes_root, "parity"), mp)
+        build = parity_build.start(paths, tmp_path_factory.mktemp("parity"))
+    yield build
+    if build.spark.poll() is None:  # the session ended before the parity tests waited
+        build.spark.kill()
+        build.spark.communicate()
 
 
 @pytest.fixture(scope="module")

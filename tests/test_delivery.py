@@ -896,6 +896,8 @@ def test_an_email_refused_is_not_in_doubt_and_five_refusals_are_the_dead_letter(
         "attempts_exhausted",
         "none of its 5 attempts was taken; the last: gave up after retries: HTTP 429 rate limited",
     )
+    # on the channel it was attempted on, as the metrics count it
+    assert (line["channel"], line["recipient"], line["attempt"]) == ("email", ada.email, 5)
     assert ledger.read_state(home).sends_within(ada.person_id, now, 24) == 0
     # a decided key: no run tries it again
     seen = sandbox.requests_seen
@@ -958,6 +960,42 @@ def test_an_attempt_in_doubt_stays_in_doubt_through_later_refusals(
     summary = run(home, sandbox, entry("e1", ada), journey=journey, person=ada, now=now)
     assert (summary.gave_up, summary.dead_letters, sandbox.received) == (1, 0, [])
     assert ledger_line(home, ref.send_key, "failed")["reason"] == "outcome_unknown"
+
+
+def test_a_refusals_wait_holds_with_an_earlier_attempt_in_doubt(
+    home: Path, sandbox: Sandbox
+) -> None:
+    # Attempt 1's answer was lost; its once more was refused with a wait of two hours: nothing
+    # goes before then (not the lookup nor the once more), and then the once more goes.
+    journey, ada = email_journey()
+    ref = ref_for("e1", person=ada.person_id)
+    email_line(home, ref, "attempted", T - timedelta(hours=2), attempt=1)
+    email_line(home, ref, "unknown", T - timedelta(hours=2), attempt=1)
+    email_line(home, ref, "attempted", T - timedelta(minutes=1), attempt=2)
+    email_line(home, ref, "deferred", T - timedelta(minutes=1), attempt=2,
+               **refusal(T + timedelta(hours=2)))  # fmt: skip
+    early = run(home, sandbox, entry("e1", ada), journey=journey, person=ada)
+    assert (early.deferred, sandbox.requests_seen) == ({"retrying": 1}, 0)
+    later = run(
+        home, sandbox, entry("e1", ada), journey=journey, person=ada, now=T + timedelta(hours=2)
+    )
+    assert later.sent == {"email": 1} and len(sandbox.received) == 1
+
+
+def test_an_attempt_in_doubt_keeps_counting_in_the_run_its_once_more_is_refused(
+    home: Path, sandbox: Sandbox
+) -> None:
+    # A cap of one message a day. e1's first email may have gone out; its once more is refused
+    # in this run: e1's doubt still holds Ada's one message, so e2 waits for the cap.
+    journey, ada = email_journey()
+    journey = replace(journey, frequency_cap=FrequencyCap(messages=1, per_hours=24))
+    first = ref_for("e1", person=ada.person_id)
+    email_line(home, first, "attempted", T - timedelta(hours=2), attempt=1)
+    email_line(home, first, "unknown", T - timedelta(hours=2), attempt=1)
+    sandbox.fail_next(Fault("sendgrid", 429, count=5, retry_after=0))
+    e1 = engine.Entry("e1", ada.person_id, T - timedelta(minutes=10))
+    summary = run(home, sandbox, e1, entry("e2", ada), journey=journey, person=ada)
+    assert summary.deferred == {"retrying": 1, "capped": 1} and sandbox.received == []
 
 
 def test_a_refused_attempt_does_not_use_up_the_once_more(home: Path, sandbox: Sandbox) -> None:

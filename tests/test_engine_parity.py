@@ -12,9 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-import shutil
-import subprocess
-import sys
+from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -25,13 +23,9 @@ from sqlglot import exp
 from activations.arrow_warehouse import DuckDBWarehouse, read_table, relation
 from activations.journeys import load_journeys
 from activations.preview import preview_journey
-from sandbox import Sandbox
-from switchyard import sample_data
-from switchyard.pipeline import run_pipeline
-from switchyard.settings import PROJECT_DIR, Paths
-from tests.dbt_helpers import dbt_build
+from tests.conftest import private_home
 from tests.generated_sql import generated_queries
-from tests.spark_parity import LOST_TO_THE_RACE
+from tests.parity_build import PREVIEW_AT, ParityBuild
 
 # Columns that differ between any two builds, not only between engines: each run's batch stamp,
 # and the identity graph's internal integer labels (numbered in whatever order the engine
@@ -39,12 +33,6 @@ from tests.spark_parity import LOST_TO_THE_RACE
 RUN_STAMPS = {"processed_at", "loaded_at", "profiled_at", "stitched_at", "aliased_at"}
 INTERNAL_LABELS = {"node_id", "src_id", "dst_id", "component_id"}
 PREVIEW_VOLATILE = {"run_id", "recorded_at"}
-
-
-# The journeys' previews' clock on both engines: after the sample data's latest activity (it
-# ends at the wall clock), so that waits run out and steps fall due.
-# (naive UTC, as the engine keeps time)
-PREVIEW_AT = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=30)).replace(tzinfo=None, microsecond=0)
 
 
 def normalized(value: Any, landings: tuple[str, ...]) -> Any:
@@ -69,40 +57,19 @@ def rows_of(table: Any, columns: list[str], landings: tuple[str, ...]) -> list[t
 
 
 @pytest.fixture(scope="module")
-def built(module_paths: Paths, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    paths = module_paths
-    stages = tmp_path_factory.mktemp("landing-stages")
-    sample_data.generate(paths.landing, people=60, seed=7)
-    shutil.copytree(paths.landing, stages / "before")
-    with Sandbox() as sandbox, pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SWITCHYARD_CHANNELS", "sandbox")
-        mp.setenv("SWITCHYARD_CHANNELS_BASE_URL", sandbox.base_url)
-        run_pipeline(paths)
-    # A second batch: the same user ids on new devices, with new orders and consents (merges,
-    # new identifiers and traits for the incremental models).
-    sample_data.generate(paths.landing, people=20, seed=8)
-    dbt_build(paths)
-    shutil.copytree(paths.landing, stages / "after")
-
-    spark_home = tmp_path_factory.mktemp("spark-home")
-    dumps = tmp_path_factory.mktemp("spark-dumps")
-    command = [sys.executable, "-m", "tests.spark_parity", "--home", str(spark_home),
-               "--stage", str(stages / "before"), "--stage", str(stages / "after"),
-               "--out", str(dumps), "--now", PREVIEW_AT.isoformat()]  # fmt: skip
-    done = subprocess.run(command, capture_output=True, text=True, cwd=PROJECT_DIR)
-    if done.returncode == LOST_TO_THE_RACE:  # Spark's deserialization error: a new session
-        done = subprocess.run(
-            [*command, "--resume"], capture_output=True, text=True, cwd=PROJECT_DIR
-        )
-    # its report is the end of stderr (Spark's own logging comes before it)
-    assert done.returncode == 0, done.stderr[-4000:]
-    return {
-        "duckdb": DuckDBWarehouse(paths.duckdb),
-        "dumps": dumps,
-        "landings": (str(paths.landing), str(spark_home / "landing")),
-        "manifest": spark_home / "target" / "manifest.json",
-        "landing": paths.landing,
-    }
+def built(parity: ParityBuild) -> Iterator[dict[str, Any]]:
+    """The build tests/parity_build.py started with the session, once Spark's part is done."""
+    parity.wait()
+    paths = parity.paths
+    with pytest.MonkeyPatch.context() as mp:  # the home pinned, as the build had it
+        private_home(paths.home, mp)
+        yield {
+            "duckdb": DuckDBWarehouse(paths.duckdb),
+            "dumps": parity.dumps,
+            "landings": (str(paths.landing), str(parity.spark_home / "landing")),
+            "manifest": parity.spark_home / "target" / "manifest.json",
+            "landing": paths.landing,
+        }
 
 
 def test_spark_builds_every_relation_duckdb_builds(built: dict[str, Any]) -> None:

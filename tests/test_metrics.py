@@ -71,6 +71,47 @@ def test_every_defer_reason_has_its_count_and_a_refusal_outranks_its_attempt(
     )
 
 
+def test_an_attempt_in_doubt_behind_a_refusal_is_unknown_and_a_dead_letter_counted(
+    paths: Paths,
+) -> None:
+    # As the ledger's reader has them: p0's first attempt got no answer and its second was
+    # refused (one attempt may have gone out: unknown); p1's two attempts were both refused
+    # (deferred); p2 was dead-lettered.
+    writer = ledger.LedgerWriter(paths.landing, "metrics-test")
+    refs = [
+        ledger.SendRef(ledger.send_key("j", "s", f"p{n}", "e"), "j", "s", f"p{n}", "e")
+        for n in range(3)
+    ]
+    text = {"channel": "sms", "recipient": "+14155550100", "body": "b"}
+    refused = {"reason": "retrying", "reason_detail": f"until {T.isoformat()}; HTTP 429", **text}
+    for minute, (ref, status, columns) in enumerate(
+        [
+            (refs[0], "attempted", text), (refs[0], "unknown", text),
+            (refs[0], "attempted", text), (refs[0], "deferred", refused),
+            (refs[1], "attempted", text), (refs[1], "deferred", refused),
+            (refs[1], "attempted", text), (refs[1], "deferred", refused),
+            (refs[2], "failed", {"reason": "attempts_exhausted", **text}),
+        ]
+    ):  # fmt: skip
+        writer.write(ref, status, T + timedelta(minutes=minute), **columns)  # type: ignore[arg-type]
+    writer.close()
+    dbt_build(paths, METRICS)
+    rows = query(
+        paths,
+        "select person_id, delivery_status, attempt_count, refusal_count from fct_deliveries",
+    )
+    assert sorted(tuple(r.values()) for r in rows) == [
+        ("p0", "unknown", 2, 1),
+        ("p1", "deferred", 2, 2),
+        ("p2", "failed", 0, 0),
+    ]
+    state = ledger.read_state(paths.landing)
+    assert [state.doubtful(r.send_key) for r in refs[:2]] == [1, 0]
+    (row,) = query(paths, "select * from fct_journey_step_metrics")
+    assert (row["unknown_outcome"], row["deferred_retrying"]) == (1, 1)
+    assert (row["failed"], row["failed_attempts_exhausted"]) == (1, 1)
+
+
 def test_an_undeclared_skip_reason_fails_the_build(paths: Paths) -> None:
     decide(paths, [("skipped", "because")])
     with pytest.raises(AssertionError, match="accepted_values_stg_ledger__deliveries_reason"):

@@ -17,16 +17,17 @@ class RetryPolicy:
     # Providers ask for a wait in Retry-After; a wait above this is left to a later run.
     max_retry_after_seconds: float = 60.0
     # A message refused before any work until the attempts ran out (429s, no connection) is
-    # tried again by a later run: after this long, twice as long after each further refusal
-    # (up to the maximum, with jitter), and never sooner than the provider's Retry-After.
+    # tried again by a later run: after this long, twice as long after each further attempt
+    # (up to the maximum), never sooner than the provider's Retry-After, plus up to a fifth.
     later_run_wait_seconds: float = 60.0
     later_run_wait_max_seconds: float = 3600.0
 
     def later_run_wait(self, attempt: int, retry_after: float | None = None) -> float:
         """Seconds until a later run may try again, after the `attempt`th attempt's refusal."""
         doubled = self.later_run_wait_seconds * 2 ** max(0, attempt - 1)
-        wait = min(self.later_run_wait_max_seconds, doubled) * random.uniform(1.0, 1.2)
-        return max(wait, retry_after or 0.0)
+        wait = max(min(self.later_run_wait_max_seconds, doubled), retry_after or 0.0)
+        # jitter: what one refusal window held back does not all come back in one run
+        return wait * random.uniform(1.0, 1.2)
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,10 @@ Every provider call is bracketed: an `attempted` line is fsynced before the call
 `failed` or `unknown` line after it. A key whose last line is `attempted` (a crash mid-call) or
 `unknown` (a lost response) may have gone out: it is reconciled through the provider's lookup
 where there is one, and otherwise sent at most once more, visibly (its attempt number goes up).
-One the provider refused before any work (`deferred`, reason `retrying`) went nowhere: a later
-run tries it again, up to MAX_ATTEMPTS attempts, then fails it as `attempts_exhausted`.
+An attempt the provider refused before any work (a `deferred` line, reason `retrying`, after it)
+went nowhere: a key is in doubt while it has more attempts than refusals. A later run tries a
+refused key again, up to MAX_ATTEMPTS attempts; then it is failed as `attempts_exhausted` (or
+`outcome_unknown` when one may have gone out).
 """
 
 from activations.ledger.keys import SendRef, send_key

@@ -59,6 +59,8 @@ class LedgerState:
     # attempts the provider refused before any work (DeferReason.RETRYING), per key: they went
     # nowhere, so only a key's attempts beyond its refusals may have gone out (`doubtful`)
     refusals: dict[str, int] = field(default_factory=dict)
+    # the latest attempt of each open key, in doubt or refused (a dead letter names its message)
+    last_attempts: dict[str, PendingAttempt] = field(default_factory=dict)
     # transactional journeys: their sends, and attempts in doubt, count toward no cap
     uncounted_journeys: frozenset[str] = frozenset()
     # keys of person ids replaced and gone (follow_aliases) -> the key their step goes on under
@@ -185,6 +187,10 @@ class LedgerState:
                 self.deferred[key] = self.deferred[latest]
         for counts in (self.attempts, self.refusals):
             counts[key] = counts.get(key, 0) + sum(counts.get(o, 0) for o in olds)
+        tried = [self.last_attempts[o] for o in olds if o in self.last_attempts]
+        if tried and key not in self.last_attempts:
+            last = max(tried, key=lambda p: p.last_attempted_at)
+            self.last_attempts[key] = replace(last, person_id=person_id)
         doubts = [self.pending[o] for o in olds if o in self.pending]
         if not doubts or key in self.pending:
             return
@@ -260,7 +266,12 @@ def read_state(
         if sends:
             for person_id, at in con.execute(sends).fetchall():
                 state.note_send(person_id, at)
-        state.pending = _pending_attempts(con)
+        state.last_attempts = _latest_attempts(con)
+        state.pending = {
+            key: attempt
+            for key, attempt in state.last_attempts.items()
+            if state.doubtful(key)  # a refused attempt went nowhere
+        }
         state.provider_ids = _recent_provider_ids(con, view, state.pending.values())
         return state
     finally:
@@ -360,17 +371,17 @@ def _ids(column: str, values: Iterable[str]) -> pa.Table:
     return pa.table({column: pa.array(list(values), pa.string())})
 
 
-def _pending_attempts(con: duckdb.DuckDBPyConnection) -> dict[str, PendingAttempt]:
+def _latest_attempts(con: duckdb.DuckDBPyConnection) -> dict[str, PendingAttempt]:
     """The message each open key attempted (its latest attempt), and when: until a final line,
-    an attempt may have gone out, whatever deferred the key since; unless the provider refused
-    every one of them before any work."""
+    an attempt may have gone out, whatever deferred the key since, unless the provider refused
+    it (LedgerState.doubtful)."""
     open_ = ", ".join(lit(s) for s in store.OPEN)
     rows = con.execute(
         f"""
         select send_key, person_id, channel, recipient, subject, body,
             first_attempted_at, last_attempted_at
         from keys
-        where last_status in ({open_}) and channel is not null and attempts > refusals
+        where last_status in ({open_}) and channel is not null
         """
     ).fetchall()
     return {

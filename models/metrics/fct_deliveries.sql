@@ -47,6 +47,9 @@ attempts as (
     select
         send_key,
         count(case when delivery_status = 'attempted' then 1 end) as attempt_count,
+        -- attempts the provider refused before any work (they went nowhere)
+        count(case when delivery_status = 'deferred' and reason = 'retrying' then 1 end)
+            as refusal_count,
         min(case when delivery_status = 'attempted' then recorded_at end) as first_attempted_at,
         max(case when delivery_status = 'sent' then recorded_at end) as sent_at
     from ledger
@@ -65,9 +68,15 @@ final as (
         ranked.entry_id,
         ranked.channel,
         ranked.recipient,
-        -- 'attempted' as the last word: the outcome was never recorded (a crash mid-call).
-        case when ranked.delivery_status = 'attempted' then 'unknown' else ranked.delivery_status end
-            as delivery_status,
+        -- 'attempted' as the last word: the outcome was never recorded (a crash mid-call); a
+        -- refusal with more attempts than refusals: an earlier attempt may have gone out
+        -- (activations/ledger/reader.py LedgerState.doubtful)
+        case
+            when ranked.delivery_status = 'attempted' then 'unknown'
+            when ranked.delivery_status = 'deferred' and ranked.reason = 'retrying'
+                and attempts.attempt_count > attempts.refusal_count then 'unknown'
+            else ranked.delivery_status
+        end as delivery_status,
         ranked.reason,
         ranked.reason_detail,
         ranked.http_status,
@@ -76,6 +85,7 @@ final as (
         ranked.subject,
         ranked.body,
         attempts.attempt_count,
+        attempts.refusal_count,
         attempts.first_attempted_at,
         attempts.sent_at,
         ranked.recorded_at as decided_at

@@ -55,6 +55,8 @@ per_step as (
         {%- endfor %}
         count(case when delivery_status = 'failed' and reason = 'outcome_unknown' then 1 end)
             as failed_outcome_unknown,
+        count(case when delivery_status = 'failed' and reason = 'attempts_exhausted' then 1 end)
+            as failed_attempts_exhausted,
         count(case when delivery_status = 'sent' and converted_at > sent_at then 1 end)
             as converted_after_send,
         -- one human whose ids merged between two sends is one person

@@ -1,0 +1,79 @@
+"""The engine parity fixture (tests/test_engine_parity.py), started at the beginning of the
+session: DuckDB builds its warehouse, then Spark's build of the same landing runs in a
+subprocess, at a lower priority, beside the rest of the suite (most of its three minutes used
+to be a wait of their own); the parity tests run last and wait for it."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from sandbox import Sandbox
+from switchyard import sample_data
+from switchyard.pipeline import run_pipeline
+from switchyard.settings import PROJECT_DIR, Paths
+from tests.dbt_helpers import dbt_build
+from tests.spark_parity import LOST_TO_THE_RACE
+
+MODULE = "test_engine_parity.py"
+# The journeys' previews' clock on both engines: after the sample data's latest activity (it
+# ends at the wall clock), so that waits run out and steps fall due.
+# (naive UTC, as the engine keeps time)
+PREVIEW_AT = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=30)).replace(tzinfo=None, microsecond=0)
+
+
+@dataclass
+class ParityBuild:
+    paths: Paths  # DuckDB's home, built
+    spark_home: Path
+    dumps: Path  # what Spark built, as Parquet (tests/spark_parity.py)
+    command: list[str]
+    spark: subprocess.Popen[str]
+
+    def wait(self) -> None:
+        """Until Spark's build is done; fails with the end of its report."""
+        _, stderr = self.spark.communicate()
+        if self.spark.returncode == LOST_TO_THE_RACE:  # Spark's deserialization error
+            done = subprocess.run(
+                [*self.command, "--resume"], capture_output=True, text=True, cwd=PROJECT_DIR
+            )
+            self.spark.returncode, stderr = done.returncode, done.stderr
+        # its report is the end of stderr (Spark's own logging comes before it)
+        assert self.spark.returncode == 0, stderr[-4000:]
+
+
+def start(paths: Paths, scratch: Path) -> ParityBuild:
+    stages = scratch / "landing-stages"
+    sample_data.generate(paths.landing, people=60, seed=7)
+    shutil.copytree(paths.landing, stages / "before")
+    with Sandbox() as sandbox, pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SWITCHYARD_CHANNELS", "sandbox")
+        mp.setenv("SWITCHYARD_CHANNELS_BASE_URL", sandbox.base_url)
+        run_pipeline(paths)
+    # A second batch: the same user ids on new devices, with new orders and consents (merges,
+    # new identifiers and traits for the incremental models).
+    sample_data.generate(paths.landing, people=20, seed=8)
+    dbt_build(paths)
+    shutil.copytree(paths.landing, stages / "after")
+    spark_home, dumps = scratch / "spark-home", scratch / "spark-dumps"
+    spark_home.mkdir()
+    dumps.mkdir()
+    command = [sys.executable, "-m", "tests.spark_parity", "--home", str(spark_home),
+               "--stage", str(stages / "before"), "--stage", str(stages / "after"),
+               "--out", str(dumps), "--now", PREVIEW_AT.isoformat()]  # fmt: skip
+    spark = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=PROJECT_DIR,
+        preexec_fn=lambda: os.nice(10),  # the tests beside it first
+    )
+    return ParityBuild(paths, spark_home, dumps, command, spark)
