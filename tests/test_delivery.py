@@ -920,6 +920,17 @@ def refusal(until: datetime) -> dict[str, object]:
     return {"reason": "retrying", "reason_detail": detail}
 
 
+def email_attempt(
+    home: Path, ref: ledger.SendRef, at: datetime, attempt: int, refused_until: datetime | None
+) -> None:
+    """An email attempt and its outcome: refused (until then), or unknown (a lost answer)."""
+    email_line(home, ref, "attempted", at, attempt=attempt)
+    if refused_until is None:
+        email_line(home, ref, "unknown", at, attempt=attempt)
+    else:
+        email_line(home, ref, "deferred", at, attempt=attempt, **refusal(refused_until))
+
+
 @pytest.mark.parametrize("second_at", [timedelta(0), timedelta(seconds=-1), timedelta(minutes=2)])
 @pytest.mark.parametrize("compacted", [False, True])
 def test_an_attempt_after_a_refusal_that_got_no_answer_is_in_doubt(
@@ -928,8 +939,7 @@ def test_an_attempt_after_a_refusal_that_got_no_answer_is_in_doubt(
     # Attempt 1 refused; attempt 2 left and the run died before its answer: attempt 2 may have
     # gone out, whatever the clocks say (a refusal settles its own attempt only).
     ref = ref_for("e1")
-    email_line(home, ref, "attempted", T, attempt=1)
-    email_line(home, ref, "deferred", T, attempt=1, **refusal(T + timedelta(minutes=1)))
+    email_attempt(home, ref, T, 1, refused_until=T + timedelta(minutes=1))
     if compacted:
         compact(home)
     email_line(home, ref, "attempted", T + second_at, attempt=2)
@@ -946,8 +956,7 @@ def test_an_attempt_in_doubt_stays_in_doubt_through_later_refusals(
     # the cap), and in the end the step is failed as outcome_unknown, not "none taken".
     journey, ada = email_journey()
     ref = ref_for("e1", person=ada.person_id)
-    email_line(home, ref, "attempted", T - timedelta(hours=1), attempt=1)
-    email_line(home, ref, "unknown", T - timedelta(hours=1), attempt=1)
+    email_attempt(home, ref, T - timedelta(hours=1), 1, refused_until=None)
     now = T
     for attempt in range(2, ledger.MAX_ATTEMPTS + 1):
         sandbox.fail_next(Fault("sendgrid", 429, count=5, retry_after=0))
@@ -969,11 +978,8 @@ def test_a_refusals_wait_holds_with_an_earlier_attempt_in_doubt(
     # goes before then (not the lookup nor the once more), and then the once more goes.
     journey, ada = email_journey()
     ref = ref_for("e1", person=ada.person_id)
-    email_line(home, ref, "attempted", T - timedelta(hours=2), attempt=1)
-    email_line(home, ref, "unknown", T - timedelta(hours=2), attempt=1)
-    email_line(home, ref, "attempted", T - timedelta(minutes=1), attempt=2)
-    email_line(home, ref, "deferred", T - timedelta(minutes=1), attempt=2,
-               **refusal(T + timedelta(hours=2)))  # fmt: skip
+    email_attempt(home, ref, T - timedelta(hours=2), 1, refused_until=None)
+    email_attempt(home, ref, T - timedelta(minutes=1), 2, refused_until=T + timedelta(hours=2))
     early = run(home, sandbox, entry("e1", ada), journey=journey, person=ada)
     assert (early.deferred, sandbox.requests_seen) == ({"retrying": 1}, 0)
     later = run(
@@ -990,8 +996,7 @@ def test_an_attempt_in_doubt_keeps_counting_in_the_run_its_once_more_is_refused(
     journey, ada = email_journey()
     journey = replace(journey, frequency_cap=FrequencyCap(messages=1, per_hours=24))
     first = ref_for("e1", person=ada.person_id)
-    email_line(home, first, "attempted", T - timedelta(hours=2), attempt=1)
-    email_line(home, first, "unknown", T - timedelta(hours=2), attempt=1)
+    email_attempt(home, first, T - timedelta(hours=2), 1, refused_until=None)
     sandbox.fail_next(Fault("sendgrid", 429, count=5, retry_after=0))
     e1 = engine.Entry("e1", ada.person_id, T - timedelta(minutes=10))
     summary = run(home, sandbox, e1, entry("e2", ada), journey=journey, person=ada)
@@ -1003,11 +1008,8 @@ def test_a_refused_attempt_does_not_use_up_the_once_more(home: Path, sandbox: Sa
     # it gets its once more, as a lone unknown attempt does.
     journey, ada = email_journey()
     ref = ref_for("e1", person=ada.person_id)
-    email_line(home, ref, "attempted", T - timedelta(hours=3), attempt=1)
-    email_line(home, ref, "deferred", T - timedelta(hours=3), attempt=1,
-               **refusal(T - timedelta(hours=2)))  # fmt: skip
-    email_line(home, ref, "attempted", T - timedelta(hours=1), attempt=2)
-    email_line(home, ref, "unknown", T - timedelta(hours=1), attempt=2)
+    email_attempt(home, ref, T - timedelta(hours=3), 1, refused_until=T - timedelta(hours=2))
+    email_attempt(home, ref, T - timedelta(hours=1), 2, refused_until=None)
     summary = run(home, sandbox, entry("e1", ada), journey=journey, person=ada)
     assert (summary.gave_up, summary.sent, len(sandbox.received)) == (0, {"email": 1}, 1)
 
