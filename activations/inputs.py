@@ -15,7 +15,7 @@ from activations import ledger, transitions
 from activations.graph import Wait
 from activations.journeys import PROFILE_MODEL, Journey
 from activations.partitions import PersonPartition
-from activations.tick import lit
+from activations.tick import ReadDecided, lit
 from activations.warehouse import ALIASES_MODEL, EVENTS_MODEL, FEEDBACK_MODEL, quoted
 
 
@@ -24,15 +24,13 @@ def open_inputs(
     journey: Journey,
     *,
     landing_dir: Path,
-    aliases: Mapping[str, Sequence[str]],
     partition: PersonPartition | None = None,
 ) -> None:
-    """Define audience, profiles, events, feedback, aliases (dim_person_aliases), history and
-    decided (send_key, status, reason, decided_at, carried; `aliases`: replaced person ids and
-    who holds their identifiers now, the one each goes on as first) on `con`, which has the
-    warehouse attached as `wh` (warehouse.attached). `partition`: only the people in it, and
-    the entries of people who are in it now (an entry recorded under an id since merged away
-    follows whoever holds it: its row in `aliases`)."""
+    """Define audience, profiles, events, feedback, aliases (dim_person_aliases) and history on
+    `con`, which has the warehouse attached as `wh` (warehouse.attached); the tick makes
+    `decided` with decided_reader. `partition`: only the people in it, and the entries of
+    people who are in it now (an entry recorded under an id since merged away follows whoever
+    holds it: its row in `aliases`)."""
 
     def of_partition(person_id: str) -> str:
         return f"and {partition.sql(person_id)}" if partition else ""
@@ -96,4 +94,16 @@ def open_inputs(
             where true {of_partition("coalesce(m.person_id, h.person_id)")}
             """
         )
-    ledger.create_decided(con, landing_dir, journey.name, aliases)
+
+
+def decided_reader(
+    landing_dir: Path, journey: Journey, aliases: Mapping[str, Sequence[str]]
+) -> ReadDecided:
+    """What makes the tick's `decided` (send_key, status, reason, decided_at, carried) from the
+    ledger, for the entries the tick names. `aliases`: replaced person ids and who holds their
+    identifiers now, the one each goes on as first."""
+
+    def read(con: duckdb.DuckDBPyConnection, entries: str) -> None:
+        ledger.create_decided(con, landing_dir, journey.name, aliases, entries)
+
+    return read

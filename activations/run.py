@@ -289,10 +289,11 @@ def decide(
     keyed = [journey.audience_model, *warehouse.BY_PERSON]
     with warehouse.attached(source, models, partition, keyed) as con:
         aliases, aliased_at = warehouse.read_person_aliases(con)
-        inputs.open_inputs(
-            con, journey, landing_dir=landing_dir, aliases=aliases, partition=partition
+        inputs.open_inputs(con, journey, landing_dir=landing_dir, partition=partition)
+        read_decided = inputs.decided_reader(landing_dir, journey, aliases)
+        result = run_tick(
+            con, journey, as_of, run_id, landing_dir if record else None, read_decided
         )
-        result = run_tick(con, journey, as_of, run_id, landing_dir if record else None)
         # What the ledger says of the keys due now and of their people's recent sends (the cap's
         # window), not of its whole history.
         people = {d.person_id for d in result.due}
@@ -312,7 +313,7 @@ def decide(
         )
         state.follow_aliases(aliases, aliased_at)
         # a successor key the state did not read (decided, not due): the tick's decided keys
-        # hold every key of the journey
+        # hold every key of the journey's open entries, and a due key's entry is open
         if state.successors:
             state.supersede(ledger.decided_on_their_own(con, state.successors.values()))
 

@@ -12,7 +12,8 @@ them from the warehouse and the landing files; the benchmark makes its own):
   history    every transition recorded so far (activations/transitions.py)
   decided    this journey's send keys the ledger has a final status for: send_key, status,
              reason, decided_at, carried (those recorded under a replaced person id, carried
-             to the id it goes on as)
+             to the id it goes on as); only those of open entries are needed (run_tick's
+             read_decided makes it once they are known)
   aliases    dim_person_aliases: alias_person_id, person_id, is_primary (replaced ids, who
              holds them now, a split id that lives on itself; whom its entries follow)
 
@@ -30,6 +31,7 @@ Nothing here loops over entries in Python.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -112,6 +114,10 @@ _ROWS_PREFIX = "tick_rows_"
 _PER_TICK = ("journey", "run_id", "recorded_at", "journey_version")
 
 
+# Makes `decided` on the connection for the entries a query names (ledger.create_decided).
+ReadDecided = Callable[[duckdb.DuckDBPyConnection, str], None]
+
+
 def send_key_sql(journey: str, step: str, person: str, entry: str) -> str:
     """activations.ledger.keys.send_key, in SQL: the first 32 hex digits of sha256 of the four
     parts joined by the unit separator."""
@@ -130,15 +136,17 @@ def run_tick(
     now: datetime,
     run_id: str,
     landing_dir: Path | None,
+    read_decided: ReadDecided | None = None,
 ) -> TickResult:
     """Move the journey's entries on, record the transitions (unless `landing_dir` is None: a
-    preview) and return the sends that are due."""
+    preview) and return the sends that are due. `read_decided`: makes `decided` once the open
+    entries are known (else `con` has it already)."""
     # The tick's tables live for one tick in memory: an automatic checkpoint (every 16 MiB by
     # default) would compress them all again mid-tick, up to a second each time at 1M entries.
     (previous,) = con.execute("select current_setting('checkpoint_threshold')").fetchone() or ("",)
     con.execute("set checkpoint_threshold = '64 GiB'")
     try:
-        return _tick(con, journey, now, run_id, landing_dir)
+        return _tick(con, journey, now, run_id, landing_dir, read_decided)
     finally:
         con.execute(f"set checkpoint_threshold = {lit(str(previous))}")
 
@@ -149,6 +157,7 @@ def _tick(
     now: datetime,
     run_id: str,
     landing_dir: Path | None,
+    read_decided: ReadDecided | None,
 ) -> TickResult:
     # Nothing here reads rows in the order they were written (engine.classify orders the due
     # sends), and large copies run faster and leaner without keeping it.
@@ -161,6 +170,10 @@ def _tick(
     con.execute("set variable now = ?::timestamp", [now])
     _follow_merges(con)
     _read_positions(con, journey)
+    if read_decided is not None:
+        # Only open entries move, and a new one has no keys yet (entry ids are never reused:
+        # _enter), so the ledger's keys of ended entries are never asked about.
+        read_decided(con, f"select entry_id from positions where node not in ({_FINAL})")
     _former_ids(con, journey)
     _start_new_rows(con, journey)
     _end_merged_duplicates(con, journey)

@@ -23,8 +23,9 @@ sender's process), ledger_lines (the history landed plus the run's), ledger_comp
 (compacting the history: activations.ledger.compact), ledger_state_read_seconds (the state a run
 of the N messages reads: their keys, every open key, their people's sends in the cap's day)
 beside ledger_state_read_uncompacted_seconds (the same read with the history still in run files),
-ledger_decided_seconds (a decision round's decided keys of the journey, compacted history) and
-ledger_peak_rss_mib (the process that landed, compacted and read the history: not the sender's).
+ledger_decided_seconds (a decision round's decided keys of the journey's open entries, compacted
+history) and ledger_peak_rss_mib (the process that landed, compacted and read the history: not
+the sender's).
 The history (land_ledger_lines) is of the day before the run: the journey's own sends, a tenth
 of the keys deferred by another journey, and a tenth of the run's keys deferred earlier.
 """
@@ -239,13 +240,16 @@ def land_ledger_lines(home: Path, lines: int, size: int) -> None:
     con.close()
 
 
-def decide_keys(home: Path) -> None:
-    """What each decision round of a run of the journey builds: its decided keys (in SQL)."""
+def decide_keys(home: Path, batch: list[Outgoing]) -> None:
+    """What each decision round of a run of the journey builds: the decided keys (in SQL) of
+    its open entries, the run's (the history's entries of the journey have all moved on)."""
     import duckdb
+    import pyarrow as pa
 
     con = duckdb.connect()
     try:
-        ledger.create_decided(con, home, "bench", {})
+        con.register("open_entries", pa.table({"entry_id": [o.ref.entry_id for o in batch]}))
+        ledger.create_decided(con, home, "bench", {}, "select entry_id from open_entries")
     finally:
         con.close()
 
@@ -377,7 +381,7 @@ def ledger_history(home: Path, lines: int, size: int) -> dict[str, tuple[str, st
     uncompacted = timed(lambda: read_run_state(home, batch))
     compact_seconds = timed(lambda: compact(home))
     read = timed(lambda: read_run_state(home, batch))
-    decided = timed(lambda: decide_keys(home))
+    decided = timed(lambda: decide_keys(home, batch))
     return {
         "ledger_state_read_seconds": (f"{read:.2f}", "s"),
         "ledger_state_read_uncompacted_seconds": (f"{uncompacted:.2f}", "s"),

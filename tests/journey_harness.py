@@ -108,8 +108,9 @@ class Harness:
         try:
             self._load(con)
             result = run_tick(
-                con, self.journey, now, uuid.uuid4().hex[:8], self.landing_dir if record else None
-            )
+                con, self.journey, now, uuid.uuid4().hex[:8],
+                self.landing_dir if record else None, _read_decided,
+            )  # fmt: skip
         finally:
             con.close()
         if deliver:
@@ -162,9 +163,13 @@ class Harness:
         _load_rows(
             con, "feedback", self.feedback, send_key=text, feedback_event=text, occurred_at=time
         )
-        decided = [(key, *outcome) for key, outcome in self.decided.items()]
-        _load_rows(con, "decided", decided, send_key=text, status=text, decided_at=time,
-                   reason=text)  # fmt: skip
+        # the ledger's keys with the entry each was sent for (None: not known here, always read)
+        decided = [
+            (key, *outcome, getattr(self.delivered.get(key), "entry_id", None))
+            for key, outcome in self.decided.items()
+        ]
+        _load_rows(con, "ledger_decided", decided, send_key=text, status=text, decided_at=time,
+                   reason=text, entry_id=text)  # fmt: skip
         rows = [
             (alias, p, n == 0)
             for alias, people in self.aliases.items()
@@ -208,6 +213,18 @@ class Harness:
 
     def sends_to(self, person_id: str) -> list[tuple[str, datetime]]:
         return [(d.step, d.due_at) for d in self.sent if d.person_id == person_id]
+
+
+def _read_decided(con: duckdb.DuckDBPyConnection, entries: str) -> None:
+    """As the ledger does for a run (ledger.create_decided): only the keys of the entries the
+    tick names, so that every scenario checks it names each one that needs them."""
+    con.execute(
+        f"""
+        create temp table decided as
+        select send_key, status, decided_at, reason from ledger_decided
+        where entry_id is null or entry_id in (select entry_id from ({entries}))
+        """
+    )
 
 
 def _load_rows(

@@ -247,6 +247,40 @@ def test_a_run_reads_the_keys_and_people_it_needs_not_the_history(tmp_path: Path
     assert len(everything.sends_by_person["p1"]) == 2
 
 
+@pytest.mark.parametrize("compacted", [False, True])
+def test_a_tick_reads_the_decided_keys_of_its_open_entries_only(
+    tmp_path: Path, compacted: bool
+) -> None:
+    # What a tick holds must not grow with the journey's history: keys of ended entries are
+    # left in the ledger, a key of an open one is read whether compacted or newer (key-1: both),
+    # and so is one recorded under a person id since merged away (carried to the new id).
+    landing.ensure_layout(tmp_path)
+    write_run(tmp_path, "run-0", RUN_A)
+    write_run(tmp_path, "run-1", RUN_B)
+    if compacted:
+        compact(tmp_path)
+    write_run(tmp_path, "run-2", RUN_C)
+    carried = ledger.send_key("cart", "remind", "p9", "e4")
+
+    def decided(entries: str | None) -> dict[str, tuple[str, bool]]:
+        con = duckdb.connect()
+        try:
+            ledger.create_decided(con, tmp_path, "cart", {"p3": ["p9"]}, entries)
+            rows = con.execute("select send_key, status, carried from decided").fetchall()
+        finally:
+            con.close()
+        return {key: (status, was_carried) for key, status, was_carried in rows}
+
+    open_entries = "select * from (values ('e1'), ('e2'), ('e4')) t(entry_id)"
+    assert decided(open_entries) == {
+        "key-1": ("skipped", False),
+        "key-4": ("sent", False),
+        carried: ("sent", True),
+    }
+    whole = decided(None)
+    assert set(whole) == {"key-1", "key-3", "key-4", "key-5", "key-6", carried}
+
+
 def test_caps_simulate_and_dbt_staging_read_each_line_once(paths: Paths) -> None:
     home = paths.landing
     write_run(home, "run-0", RUN_A)

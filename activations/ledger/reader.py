@@ -422,11 +422,14 @@ def create_decided(
     landing_dir: Path,
     journey: str,
     aliases: Mapping[str, Sequence[str]],
+    entries: str | None = None,
 ) -> None:
     """`decided` (send_key, status, reason, decided_at, carried) on `con`: the journey's keys
     with a final status, and (carried) those of replaced person ids under the id each goes on
     as (the first of its people, where not itself; unless that id has its own record), in
-    SQL: a run never holds every key in memory."""
+    SQL: a run never holds every key in memory. `entries` (a query of entry_id): only the keys
+    of these entries (a tick's open ones), so that what a tick holds does not grow with the
+    journey's history."""
     view = store.layout(con, landing_dir)
     pairs = [(a, people[0]) for a, people in aliases.items() if people and people[0] != a]
     con.register(
@@ -440,9 +443,14 @@ def create_decided(
     )
     terminal = ", ".join(lit(s) for s in TERMINAL)
     carried = send_key_sql("k.journey", "k.step", "m.person_id", "k.entry_id")
-    con.execute(
-        f"create temp table ledger_keys as {store.keys_sql(view, f'journey = {lit(journey)}')}"
-    )
+    scope = f"journey = {lit(journey)}"
+    if entries is not None:
+        scope += f" and entry_id in (select entry_id from ({entries}))"
+    # what deciding needs, and what folding a key's newer lines picks the last one by
+    columns = ["send_key", "journey", "step", "person_id", "entry_id", "last_status", "last_at"]
+    columns += ["last_rank", "last_reason", "last_detail"]
+    keys = store.keys_sql(view, scope, columns=columns)
+    con.execute(f"create temp table ledger_keys as {keys}")
     con.execute(
         f"""
         create temp table decided as
