@@ -11,10 +11,15 @@ from switchyard.settings import Paths
 
 
 def run_pipeline(
-    paths: Paths, now: datetime | None = None, log_level: str = "WARNING", job: str | None = None
+    paths: Paths,
+    now: datetime | None = None,
+    log_level: str = "WARNING",
+    job: str | None = None,
+    partition_key: str | None = None,
 ) -> dg.ExecuteInProcessResult:
     """dbt models, every journey, then metrics, as one Dagster job run in this process (or
-    another job: a tier's, `tier_seconds`)."""
+    another job: a tier's, `tier_seconds`; with SWITCHYARD_PERSON_PARTITIONS, its partitioned
+    sends, `tier_seconds_sends`, one `partition_key` a run)."""
     paths.export()  # dbt subprocesses and resources read the same paths
     from orchestration.definitions import PIPELINE_JOB, build_definitions
 
@@ -29,7 +34,10 @@ def run_pipeline(
         }
     with dg.instance_for_test() as instance:
         return job_def.execute_in_process(
-            run_config=run_config, instance=instance, raise_on_error=True
+            run_config=run_config,
+            instance=instance,
+            raise_on_error=True,
+            partition_key=partition_key,
         )
 
 
