@@ -281,6 +281,25 @@ def test_a_tick_reads_the_decided_keys_of_its_open_entries_only(
     assert set(whole) == {"key-1", "key-3", "key-4", "key-5", "key-6", carried}
 
 
+def test_ledger_reads_are_bounded_and_spill_to_a_folder_of_their_own(tmp_path: Path) -> None:
+    # Unbounded, DuckDB takes up to 80% of the machine for a long uncompacted history; two
+    # processes must never share a spill folder (DuckDB's temp file names are not unique).
+    landing.ensure_layout(tmp_path)
+    with store.bounded_connection(tmp_path) as one, store.bounded_connection(tmp_path) as two:
+        settings = [
+            con.execute(
+                "select current_setting('memory_limit'), current_setting('temp_directory')"
+            ).fetchall()[0]
+            for con in (one, two)
+        ]
+        (limit_one, spill_one), (limit_two, spill_two) = settings
+        assert limit_one == limit_two == "3.7 GiB"  # 4 GB
+        assert spill_one != spill_two
+        assert Path(spill_one).parent == store.compacted_dir(tmp_path) / ".spill"
+        assert Path(spill_one).is_dir()
+    assert not Path(spill_one).exists() and not Path(spill_two).exists()
+
+
 def test_caps_simulate_and_dbt_staging_read_each_line_once(paths: Paths) -> None:
     home = paths.landing
     write_run(home, "run-0", RUN_A)

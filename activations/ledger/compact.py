@@ -27,7 +27,6 @@ from activations.ledger import store
 from activations.tick import lit
 from switchyard import landing
 
-MEMORY_LIMIT = "4GB"
 GRACE_SECONDS = 600  # a run file taken by a compaction stays this long before it is deleted
 
 
@@ -87,68 +86,66 @@ def compaction_lock(landing_dir: Path) -> Iterator[Path]:
 
 
 def _compact(landing_dir: Path, folder: Path) -> Compaction:
-    con = duckdb.connect()
-    # Folding a long history is the one big job here: bounded, spilling to disk beyond that.
-    con.execute(f"set memory_limit = {lit(MEMORY_LIMIT)}")
-    con.execute(f"set temp_directory = {lit(str(folder / '.spill'))}")
-    con.execute("set preserve_insertion_order = false")
-    try:
-        before = store.layout(con, landing_dir)
-        # Run files a finished compaction took: readers listing now no longer read them.
-        # ... and only once that compaction is GRACE_SECONDS old: a reader that listed the run
-        # files just before it took them (a compaction waiting on the lock runs right after)
-        # is done reading them by then.
-        settled = time.time() - GRACE_SECONDS
-        covered = [
-            p
-            for g, p in store.generations(landing_dir, "lines").items()
-            if g <= before.keys_gen and p.stat().st_mtime < settled
-        ]
-        done: set[str] = set()
-        if covered:
-            rows = con.execute(
-                f"select distinct source_file from read_parquet({store.paths_sql(covered)})"
-            ).fetchall()
-            done = {name for (name,) in rows}
-        deleted = 0
-        for name in sorted(done):
-            path = store.run_files_dir(landing_dir) / name
-            if path.exists():
-                path.unlink()
-                deleted += 1
-        newest = before.keys_file
-        if newest is not None and newest.stat().st_mtime < settled:
-            for gen, path in store.generations(landing_dir, "keys").items():
-                if gen < before.keys_gen:  # superseded long enough: no reader still on it
-                    path.unlink(missing_ok=True)
+    with store.bounded_connection(landing_dir) as con:
+        return _compact_on(con, landing_dir, folder)
 
-        taken = [p for p in before.run_files if landing.closed(p)]
-        gen = max([before.keys_gen, *store.generations(landing_dir, "lines")], default=0) + 1
-        lines = 0
-        if taken:
-            names = json.dumps([p.name for p in taken])
-            lines = _write(
-                con,
-                store.run_lines_sql(taken),
-                folder / store.compacted_name("lines", gen),
-                "line_at, send_key",
-                f"kv_metadata {{{store.SOURCE_FILES}: {lit(names)}}}",
-            )
-        _write_sends(con, landing_dir, folder)
-        view = store.layout(con, landing_dir)
-        if not view.newer_lines_files:
-            return Compaction(0, 0, 0, 0, deleted)
-        # Only the lines files the new keys file covers: a run file landed since stays a run file.
-        view = replace(view, run_files=[])
-        open_ = ", ".join(lit(s) for s in store.OPEN)
-        keys = _write(
+
+def _compact_on(con: duckdb.DuckDBPyConnection, landing_dir: Path, folder: Path) -> Compaction:
+    con.execute("set preserve_insertion_order = false")
+    before = store.layout(con, landing_dir)
+    # Run files a finished compaction took: readers listing now no longer read them.
+    # ... and only once that compaction is GRACE_SECONDS old: a reader that listed the run
+    # files just before it took them (a compaction waiting on the lock runs right after)
+    # is done reading them by then.
+    settled = time.time() - GRACE_SECONDS
+    covered = [
+        p
+        for g, p in store.generations(landing_dir, "lines").items()
+        if g <= before.keys_gen and p.stat().st_mtime < settled
+    ]
+    done: set[str] = set()
+    if covered:
+        rows = con.execute(
+            f"select distinct source_file from read_parquet({store.paths_sql(covered)})"
+        ).fetchall()
+        done = {name for (name,) in rows}
+    deleted = 0
+    for name in sorted(done):
+        path = store.run_files_dir(landing_dir) / name
+        if path.exists():
+            path.unlink()
+            deleted += 1
+    newest = before.keys_file
+    if newest is not None and newest.stat().st_mtime < settled:
+        for gen, path in store.generations(landing_dir, "keys").items():
+            if gen < before.keys_gen:  # superseded long enough: no reader still on it
+                path.unlink(missing_ok=True)
+
+    taken = [p for p in before.run_files if landing.closed(p)]
+    gen = max([before.keys_gen, *store.generations(landing_dir, "lines")], default=0) + 1
+    lines = 0
+    if taken:
+        names = json.dumps([p.name for p in taken])
+        lines = _write(
             con,
-            store.keys_sql(view),
-            folder / store.compacted_name("keys", gen),
-            # the open keys together: a run reads them whole, and the closed ones' row groups
-            # then hold none of them (their other columns are never read)
-            f"last_status not in ({open_}), send_key",
+            store.run_lines_sql(taken),
+            folder / store.compacted_name("lines", gen),
+            "line_at, send_key",
+            f"kv_metadata {{{store.SOURCE_FILES}: {lit(names)}}}",
         )
-        return Compaction(gen, len(taken), lines, keys, deleted)
-    finally:
-        con.close()
+    _write_sends(con, landing_dir, folder)
+    view = store.layout(con, landing_dir)
+    if not view.newer_lines_files:
+        return Compaction(0, 0, 0, 0, deleted)
+    # Only the lines files the new keys file covers: a run file landed since stays a run file.
+    view = replace(view, run_files=[])
+    open_ = ", ".join(lit(s) for s in store.OPEN)
+    keys = _write(
+        con,
+        store.keys_sql(view),
+        folder / store.compacted_name("keys", gen),
+        # the open keys together: a run reads them whole, and the closed ones' row groups
+        # then hold none of them (their other columns are never read)
+        f"last_status not in ({open_}), send_key",
+    )
+    return Compaction(gen, len(taken), lines, keys, deleted)

@@ -221,8 +221,7 @@ def read_state(
     of every journey. `latest_sends`: only each person's latest that many sends up to
     `sends_until`, and every later one (all a cap of that many messages needs, whenever its clock
     reads: LedgerState.send_times_within)."""
-    con = duckdb.connect()
-    try:
+    with store.bounded_connection(landing_dir) as con:
         view = store.with_newer_materialized(con, store.layout(con, landing_dir))
         state = LedgerState(last_status={}, attempts={}, sends_by_person={})
         state.uncounted_journeys = frozenset(uncounted_journeys)
@@ -274,8 +273,6 @@ def read_state(
         }
         state.provider_ids = _recent_provider_ids(con, view, state.pending.values())
         return state
-    finally:
-        con.close()
 
 
 def _read_keys(

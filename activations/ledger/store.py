@@ -17,9 +17,12 @@ read in its place until a compaction writes it).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
-from collections.abc import Collection, Sequence
+import shutil
+import tempfile
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -72,6 +75,27 @@ KEY_COLUMNS = {
 
 def compacted_dir(landing_dir: Path) -> Path:
     return landing_dir / "ledger" / COMPACTED
+
+
+MEMORY_LIMIT = "4GB"
+
+
+@contextlib.contextmanager
+def bounded_connection(landing_dir: Path) -> Iterator[duckdb.DuckDBPyConnection]:
+    """An in-memory connection that reads or folds the ledger within MEMORY_LIMIT, spilling to
+    a folder of its own (removed after) beyond it. Unbounded, DuckDB takes up to 80% of the
+    machine's memory: 19.9 GiB for a run's read of 25M lines not yet compacted, here."""
+    spills = compacted_dir(landing_dir) / ".spill"
+    spills.mkdir(parents=True, exist_ok=True)
+    spill = tempfile.mkdtemp(dir=spills)  # DuckDB's temp file names are not unique per process
+    con = duckdb.connect()
+    try:
+        con.execute(f"set memory_limit = {lit(MEMORY_LIMIT)}")
+        con.execute(f"set temp_directory = {lit(spill)}")
+        yield con
+    finally:
+        con.close()
+        shutil.rmtree(spill, ignore_errors=True)
 
 
 def ensure_folder(landing_dir: Path) -> Path:
