@@ -312,10 +312,9 @@ def decide(
             latest_sends=cap.messages if cap else None,
         )
         state.follow_aliases(aliases, aliased_at)
-        # a successor key the state did not read (decided, not due): the tick's decided keys
-        # hold every key of the journey's open entries, and a due key's entry is open
+        # a successor key the state did not read (decided, not due), whatever its entry's state
         if state.successors:
-            state.supersede(ledger.decided_on_their_own(con, state.successors.values()))
+            state.supersede(ledger.decided_on_their_own(landing_dir, state.successors.values()))
 
         def owns(ref: SendRef) -> bool:  # the person the key's entry follows is the partition's
             return partition is None or partition.holds(

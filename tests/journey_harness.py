@@ -39,6 +39,7 @@ class Harness:
     decided: dict[str, tuple[str, datetime, str | None]] = field(default_factory=dict)
     sent: list[DueSend] = field(default_factory=list)
     delivered: dict[str, DueSend] = field(default_factory=dict)  # each decided send, by key
+    entry_of: dict[str, str] = field(default_factory=dict)  # a decided key's entry, if known
     # send key -> the status delivery gives it (default: sent), with a reason after a colon
     # ('skipped:capped'); None: left undecided
     outcome: dict[str, str | None] = field(default_factory=dict)
@@ -97,6 +98,7 @@ class Harness:
                 for person_id in into:
                     key = send_key(self.journey.name, due.step, person_id, due.entry_id)
                     self.decided.setdefault(key, self.decided[due.send_key])
+                    self.entry_of.setdefault(key, due.entry_id)
         return self
 
     def engages(self, send_key: str, event: str, at: datetime) -> Harness:
@@ -120,6 +122,7 @@ class Harness:
                     status, _, reason = status.partition(":")
                     self.decided[due.send_key] = (status, now, reason or None)
                     self.delivered[due.send_key] = due
+                    self.entry_of[due.send_key] = due.entry_id
                     self.sent.append(due) if status == "sent" else None
         return result
 
@@ -163,11 +166,8 @@ class Harness:
         _load_rows(
             con, "feedback", self.feedback, send_key=text, feedback_event=text, occurred_at=time
         )
-        # the ledger's keys with the entry each was sent for (None: not known here, always read)
-        decided = [
-            (key, *outcome, getattr(self.delivered.get(key), "entry_id", None))
-            for key, outcome in self.decided.items()
-        ]
+        # the ledger's keys with the entry each was sent for (None: set by a test, always read)
+        decided = [(key, *outcome, self.entry_of.get(key)) for key, outcome in self.decided.items()]
         _load_rows(con, "ledger_decided", decided, send_key=text, status=text, decided_at=time,
                    reason=text, entry_id=text)  # fmt: skip
         rows = [

@@ -8,6 +8,7 @@ import fcntl
 import os
 import random
 import shutil
+import socket
 import threading
 import time
 from datetime import datetime, timedelta
@@ -298,6 +299,38 @@ def test_ledger_reads_are_bounded_and_spill_to_a_folder_of_their_own(tmp_path: P
         assert Path(spill_one).parent == store.compacted_dir(tmp_path) / ".spill"
         assert Path(spill_one).is_dir()
     assert not Path(spill_one).exists() and not Path(spill_two).exists()
+
+
+def test_a_spill_folder_left_by_a_killed_process_goes_and_a_living_ones_stays(
+    tmp_path: Path,
+) -> None:
+    landing.ensure_layout(tmp_path)
+    spills = store.compacted_dir(tmp_path) / ".spill"
+    host = socket.gethostname()
+    dead = spills / f"{host}-{2**22 + 1}-abc"  # beyond the largest pid Linux gives
+    living = spills / f"{host}-{os.getpid()}-def"
+    elsewhere = spills / "another-host-1-ghi"  # another machine's: not ours to judge
+    for folder in (dead, living, elsewhere):
+        folder.mkdir(parents=True)
+        (folder / "duckdb_temp_block-1.block").write_text("spilled")
+    with store.bounded_connection(tmp_path):
+        pass
+    assert not dead.exists() and living.exists() and elsewhere.exists()
+
+
+def test_a_read_beyond_the_memory_limit_stops_and_says_what_to_do(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    landing.ensure_layout(tmp_path)
+    writer = ledger.LedgerWriter(tmp_path, "r1")
+    for i in range(20_000):
+        writer.write(ref(i, f"p{i % 100}"), "attempted", T + timedelta(seconds=i), sync=False,
+                     **SMS)  # fmt: skip
+    writer.close()
+    assert len(ledger.read_state(tmp_path).last_status) == 20_000
+    monkeypatch.setenv(store.MEMORY_LIMIT_VARIABLE, "1MB")
+    with pytest.raises(RuntimeError, match="took more than 1MB: compact it"):
+        ledger.read_state(tmp_path)
 
 
 def test_caps_simulate_and_dbt_staging_read_each_line_once(paths: Paths) -> None:

@@ -119,7 +119,7 @@ class LedgerState:
 
     def supersede(self, decided: Iterable[str]) -> None:
         """`decided`: successor keys found with a final record of their own (here, or in the
-        journey's decided keys, which hold every key of it): their old keys are superseded."""
+        ledger: decided_on_their_own): their old keys are superseded."""
         found = set(decided)
         for old, new in self.successors.items():
             if new in found:
@@ -470,16 +470,23 @@ def create_decided(
     con.unregister("alias_pairs")
 
 
-def decided_on_their_own(con: duckdb.DuckDBPyConnection, keys: Iterable[str]) -> list[str]:
-    """Of `keys`, those `decided` (create_decided) holds with a final record of their own."""
-    con.register("asked_keys", _ids("send_key", keys))
-    try:
+def decided_on_their_own(landing_dir: Path, keys: Collection[str]) -> list[str]:
+    """Of `keys`, those the ledger has a final line for under the key itself (not carried from
+    a replaced person id). Read from the ledger, not a tick's `decided`: a successor key's
+    entry may have ended since (a run stopped after its tick moved the entry on)."""
+    if not keys:
+        return []
+    with store.bounded_connection(landing_dir) as con:
+        view = store.layout(con, landing_dir)
+        con.register("asked_keys", _ids("send_key", keys))
+        narrow = store.stored_sql(view, store.STATUS_COLUMNS)
+        asked = "send_key in (select send_key from asked_keys)"
+        wanted = [f"select * from ({narrow}) where {asked}"] if narrow else []
+        statuses = store.keys_sql(view, asked, wanted=wanted, columns=store.STATUS_COLUMNS)
+        terminal = ", ".join(lit(s) for s in TERMINAL)
         found = con.execute(
-            "select send_key from decided where not carried "
-            "and send_key in (select send_key from asked_keys)"
+            f"select send_key from ({statuses}) where last_status in ({terminal})"
         ).fetchall()
-    finally:
-        con.unregister("asked_keys")
     return [key for (key,) in found]
 
 

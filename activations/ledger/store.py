@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import shutil
+import socket
 import tempfile
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -77,25 +79,61 @@ def compacted_dir(landing_dir: Path) -> Path:
     return landing_dir / "ledger" / COMPACTED
 
 
-MEMORY_LIMIT = "4GB"
+MEMORY_LIMIT_VARIABLE = "SWITCHYARD_LEDGER_MEMORY_LIMIT"
+MEMORY_LIMIT = "4GB"  # a fold of ~25M lines not yet compacted fits (4.5 GiB peak, measured)
 
 
 @contextlib.contextmanager
 def bounded_connection(landing_dir: Path) -> Iterator[duckdb.DuckDBPyConnection]:
-    """An in-memory connection that reads or folds the ledger within MEMORY_LIMIT, spilling to
-    a folder of its own (removed after) beyond it. Unbounded, DuckDB takes up to 80% of the
-    machine's memory: 19.9 GiB for a run's read of 25M lines not yet compacted, here."""
-    spills = compacted_dir(landing_dir) / ".spill"
-    spills.mkdir(parents=True, exist_ok=True)
-    spill = tempfile.mkdtemp(dir=spills)  # DuckDB's temp file names are not unique per process
+    """An in-memory connection that reads or folds the ledger within MEMORY_LIMIT (or
+    SWITCHYARD_LEDGER_MEMORY_LIMIT), spilling to a folder of its own beyond it. Unbounded,
+    DuckDB takes up to 80% of the machine's memory: 19.9 GiB for a run's read of 25M lines not
+    yet compacted, here."""
+    limit = os.environ.get(MEMORY_LIMIT_VARIABLE) or MEMORY_LIMIT
+    spill = _spill_folder(landing_dir)
     con = duckdb.connect()
     try:
-        con.execute(f"set memory_limit = {lit(MEMORY_LIMIT)}")
-        con.execute(f"set temp_directory = {lit(spill)}")
+        con.execute(f"set memory_limit = {lit(limit)}")
+        con.execute(f"set temp_directory = {lit(str(spill))}")
         yield con
+    except duckdb.OutOfMemoryException as exc:
+        # Folding keys spills only so far: the ledger's run files need compacting.
+        raise RuntimeError(
+            f"reading the ledger in {landing_dir} took more than {limit}: compact it "
+            "(`switchyard ledger compact`, or Dagster's daily `ledger_upkeep` job) or raise "
+            f"{MEMORY_LIMIT_VARIABLE}"
+        ) from exc
     finally:
         con.close()
         shutil.rmtree(spill, ignore_errors=True)
+
+
+def _spill_folder(landing_dir: Path) -> Path:
+    """A new folder for one connection's spill files (DuckDB's temp file names are not unique
+    across processes), beside the ledger (the same disk), or in the system's temporary folder
+    where the landing folder cannot be written. Folders left by processes of this machine that
+    are gone (killed before removing theirs) go first: spill files can hold messages."""
+    spills = compacted_dir(landing_dir) / ".spill"
+    host = socket.gethostname()
+    try:
+        spills.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return Path(tempfile.mkdtemp(prefix="switchyard-ledger-spill-"))
+    for left in spills.glob(f"{host}-*-*"):
+        pid = left.name.removeprefix(f"{host}-").split("-")[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(left, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=f"{host}-{os.getpid()}-", dir=spills))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def ensure_folder(landing_dir: Path) -> Path:
