@@ -437,6 +437,8 @@ def test_random_histories_read_alike_compacted_or_not_whole_or_by_key(
             compact(compacted)
     whole = ledger.read_state(plain)
     assert seen(ledger.read_state(compacted)) == seen(whole)
+    unsettled = {k for k, status in whole.last_status.items() if status in store.OPEN}
+    assert ledger.open_keys(plain) == ledger.open_keys(compacted) == unsettled
     wanted = rnd.sample(keys, 3)
     people = set(rnd.sample(sorted(set(person.values())), 2))
     since = T + timedelta(minutes=rnd.randrange(0, 30))

@@ -16,6 +16,7 @@ from activations.ledger.reader import (
     PendingAttempt,
     create_decided,
     decided_on_their_own,
+    open_keys,
     read_state,
 )
 from activations.ledger.vocabulary import (
@@ -47,6 +48,7 @@ __all__ = [
     "LedgerStatus",
     "LedgerWriter",
     "PendingAttempt",
+    "open_keys",
     "SendRef",
     "SkipReason",
     "read_state",

@@ -470,6 +470,18 @@ def create_decided(
     con.unregister("alias_pairs")
 
 
+def open_keys(landing_dir: Path) -> set[str]:
+    """Every send key without a final outcome yet (store.OPEN), folded in SQL: read_state
+    would bring every key of the ledger into memory to find them."""
+    with store.bounded_connection(landing_dir) as con:
+        view = store.layout(con, landing_dir)
+        open_ = ", ".join(lit(s) for s in store.OPEN)
+        # the reason and detail too: folding breaks ties on the clock by them, as read_state
+        columns = [*store.STATUS_COLUMNS, "last_reason", "last_detail"]
+        keys = store.keys_sql(view, f"last_status in ({open_})", columns=columns)
+        return {key for (key,) in con.execute(f"select send_key from ({keys})").fetchall()}
+
+
 def decided_on_their_own(landing_dir: Path, keys: Collection[str]) -> list[str]:
     """Of `keys`, those the ledger has a final line for under the key itself (not carried from
     a replaced person id). Read from the ledger, not a tick's `decided`: a successor key's

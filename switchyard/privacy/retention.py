@@ -156,10 +156,9 @@ def _time(value: object) -> datetime | None:
 def _unsettled(landing_dir: Path) -> set[str]:
     """Send keys without a final outcome: the sender may still resend their message (at most
     once more, visibly), so it is kept until they settle."""
-    from activations.ledger import read_state
-    from activations.ledger.store import OPEN
+    from activations.ledger import open_keys
 
-    return {k for k, status in read_state(landing_dir).last_status.items() if status in OPEN}
+    return open_keys(landing_dir)
 
 
 def _jsonl(
