@@ -195,7 +195,7 @@ def run_journey(
     (ChannelSettings.links).
     `partition`: only the people of this partition (activations/partitions.py), under its own
     locks, so runs of other partitions go on at once beside it (it reads one snapshot of the
-    warehouse throughout); its share of each rate limit.
+    warehouse throughout); its share of each rate limit and of each channel's concurrency.
     `partition_count`: the configured count (default: SWITCHYARD_PERSON_PARTITIONS); a run over
     everyone holds every partition's locks. `source`: the warehouse to read, when it is not the
     DuckDB file at `duckdb_path` (activations/arrow_warehouse.py: Spark)."""
@@ -209,9 +209,17 @@ def run_journey(
         run_id = f"{as_of:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
         summary = RunSummary(journey.name, run_id)
 
+        # Every partition's worker sends at once: each keeps to its share of a provider's rate
+        # limit and of the requests in flight to it (at least one).
+        share = partition.count if partition is not None else 1
+        limits = {ch: RateLimiter(rate / share) for ch, rate in (rate_limits or {}).items()}
+        workers = {
+            ch: max(1, (concurrency or {}).get(ch, DEFAULT_CONCURRENCY) // share)
+            for ch in {"in_app", *clients, *(concurrency or {})}
+        }
         t = timeouts or HttpTimeouts()
         # a kept-alive connection for every request a channel may have in flight
-        in_flight = sum((concurrency or {}).get(ch, DEFAULT_CONCURRENCY) for ch in clients)
+        in_flight = sum(workers[ch] for ch in clients)
         http = httpx.Client(
             timeout=httpx.Timeout(t.read_seconds, connect=t.connect_seconds),
             limits=httpx.Limits(max_connections=in_flight, max_keepalive_connections=in_flight),
@@ -220,10 +228,7 @@ def run_journey(
         writer = ledger.LedgerWriter(landing_dir, run_id)
         # The in-app inbox is Switchyard's own, in the landing folder: no provider to configure.
         clients = {"in_app": InboxClient(landing_dir, clock), **clients}
-        # Every partition's worker sends at once: each keeps to its share of a provider's limit.
-        share = partition.count if partition is not None else 1
-        limits = {ch: RateLimiter(rate / share) for ch, rate in (rate_limits or {}).items()}
-        sender = Sender(http, clients, writer, clock, retry, limits, concurrency)
+        sender = Sender(http, clients, writer, clock, retry, limits, workers)
         fetcher = ContentFetcher(http)  # connected content: one fetch per URL per run
 
         def reread(people: list[guards.Person]) -> tuple[guards.FreshConsents, guards.Suppressions]:

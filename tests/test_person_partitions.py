@@ -9,11 +9,14 @@ import fcntl
 import threading
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pytest
 
-from activations.channels import ChannelSettings
+import activations.run as run_module
+from activations.channels import ChannelSettings, Sender
+from activations.channels.core import DEFAULT_CONCURRENCY
 from activations.partitions import (
     PersonPartition,
     all_partitions,
@@ -201,3 +204,35 @@ def test_a_partitions_run_goes_on_while_another_partition_is_running(tmp_path: P
     assert theirs  # someone outside partition 1 to send to
     assert texted == {f"+1415555{i:04d}" for i in theirs}
     assert len(finished) == 2
+
+
+def test_a_partitions_run_takes_its_share_of_each_rate_limit_and_of_concurrency(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every partition's run sends at once: together they keep to what a provider allows, the
+    # requests in flight as the rate (at least one each, the default of 8 too).
+    made: list[Sender] = []
+
+    class Recorded(Sender):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+    monkeypatch.setattr(run_module, "Sender", Recorded)
+    landing.ensure_layout(tmp_path / "landing")
+    j = journey("cart")
+    path = tmp_path / "warehouse.duckdb"
+    build_warehouse(path, [j])
+    with Sandbox() as sandbox:
+        clients = ChannelSettings.for_sandbox(sandbox.base_url).clients()
+        for partition, count in ((None, 4), (PersonPartition(1, 4), 4)):
+            run_journey(j, duckdb_path=path, landing_dir=tmp_path / "landing", clients=clients,
+                        now=T, partition=partition, partition_count=count,
+                        rate_limits={"sms": 100.0}, concurrency={"sms": 8, "email": 3})  # fmt: skip
+    whole, quarter = made
+    assert whole.limits["sms"].per_second == 100.0
+    assert (whole.concurrency["sms"], whole.concurrency["email"]) == (8, 3)
+    assert whole.concurrency["push"] == DEFAULT_CONCURRENCY
+    assert quarter.limits["sms"].per_second == 25.0
+    assert (quarter.concurrency["sms"], quarter.concurrency["email"]) == (2, 1)
+    assert quarter.concurrency["push"] == DEFAULT_CONCURRENCY // 4
