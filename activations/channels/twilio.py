@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -62,10 +63,15 @@ class TwilioClient:
         credentials = base64.b64encode(f"{self.account_sid}:{self.auth_token}".encode()).decode()
         return {"Authorization": f"Basic {credentials}"}
 
+    @cached_property  # parsed once: merging the parameter per message cost more than the rest
+    def _status_callback_prefix(self) -> str:
+        url = httpx.URL(self.status_callback_url or "").copy_remove_param("send_key")
+        return f"{url}{'&' if url.query else '?'}send_key="
+
     def status_callback(self, send_key: str) -> str | None:
         if not self.status_callback_url:
             return None
-        return str(httpx.URL(self.status_callback_url).copy_merge_params({"send_key": send_key}))
+        return self._status_callback_prefix + quote(send_key, safe="")
 
     def build_request(self, http: httpx.Client, message: Message) -> httpx.Request:
         form = {"To": message.recipient, "Body": message.body}

@@ -11,6 +11,8 @@ from activations.ledger.keys import SendRef
 from activations.ledger.vocabulary import COLUMNS, LedgerStatus
 from switchyard import landing
 
+_COLUMN_NAMES = frozenset(COLUMNS)
+
 
 class LedgerWriter:
     def __init__(self, landing_dir: Path, run_id: str) -> None:
@@ -34,9 +36,8 @@ class LedgerWriter:
             status=status,
             recorded_at=at.isoformat(timespec="microseconds"),
         )
-        unknown = set(fields) - set(COLUMNS)
-        if unknown:
-            raise ValueError(f"not ledger columns: {sorted(unknown)}")
+        if not _COLUMN_NAMES.issuperset(fields):
+            raise ValueError(f"not ledger columns: {sorted(set(fields) - _COLUMN_NAMES)}")
         row.update(fields)
         with self._lock:
             self._log.append(row, sync)
