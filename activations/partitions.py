@@ -53,6 +53,13 @@ class PersonPartition:
             raise ValueError(f"{key!r} is not a person partition key (persons-K-of-N)")
         return cls(int(match[1]) - 1, int(match[2]))
 
+    def share_of(self, total: int) -> int:
+        """This partition's part of a limit all partitions keep to together (requests in flight
+        to a provider): the parts add up to `total`, at least one each (so more partitions than
+        `total` go over it, by one request each)."""
+        base, extra = divmod(total, self.count)
+        return max(1, base + (1 if self.index < extra else 0))
+
     @property
     def bounds(self) -> tuple[str, str | None]:
         """The partition's range of the hash prefix: [low, high), high None for the last."""

@@ -195,7 +195,7 @@ def run_journey(
     (ChannelSettings.links).
     `partition`: only the people of this partition (activations/partitions.py), under its own
     locks, so runs of other partitions go on at once beside it (it reads one snapshot of the
-    warehouse throughout); its share of each rate limit and of each channel's concurrency.
+    warehouse throughout); its share of each rate limit and of each concurrency set.
     `partition_count`: the configured count (default: SWITCHYARD_PERSON_PARTITIONS); a run over
     everyone holds every partition's locks. `source`: the warehouse to read, when it is not the
     DuckDB file at `duckdb_path` (activations/arrow_warehouse.py: Spark)."""
@@ -210,16 +210,18 @@ def run_journey(
         summary = RunSummary(journey.name, run_id)
 
         # Every partition's worker sends at once: each keeps to its share of a provider's rate
-        # limit and of the requests in flight to it (at least one).
+        # limit, and of the requests in flight to it where that is set (a provider's limit; the
+        # default is the sender's own, each partition's).
         share = partition.count if partition is not None else 1
         limits = {ch: RateLimiter(rate / share) for ch, rate in (rate_limits or {}).items()}
         workers = {
-            ch: max(1, (concurrency or {}).get(ch, DEFAULT_CONCURRENCY) // share)
-            for ch in {"in_app", *clients, *(concurrency or {})}
+            ch: partition.share_of(n) if partition is not None else n
+            for ch, n in (concurrency or {}).items()
         }
         t = timeouts or HttpTimeouts()
-        # a kept-alive connection for every request a channel may have in flight
-        in_flight = sum(workers[ch] for ch in clients)
+        # a kept-alive connection for every request a channel may have in flight (one at least:
+        # connected content is fetched with it even when no client needs it)
+        in_flight = max(1, sum(workers.get(ch, DEFAULT_CONCURRENCY) for ch in clients))
         http = httpx.Client(
             timeout=httpx.Timeout(t.read_seconds, connect=t.connect_seconds),
             limits=httpx.Limits(max_connections=in_flight, max_keepalive_connections=in_flight),

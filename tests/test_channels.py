@@ -96,6 +96,21 @@ def test_twilio_request_matches_published_spec() -> None:
     assert (callback.path, callback.params["send_key"]) == ("/_sandbox/twilio/status", "key-1")
 
 
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("https://h/cb", "https://h/cb?send_key=k%2F1"),
+        ("https://h/cb?a=1&send_key=old", "https://h/cb?a=1&send_key=k%2F1"),
+        # Twilio's connection overrides are a fragment: the key goes before it, to the server
+        ("https://h/cb?a=1#rc=3&rp=all", "https://h/cb?a=1&send_key=k%2F1#rc=3&rp=all"),
+    ],
+)
+def test_the_status_callback_carries_the_send_key(url: str, expected: str) -> None:
+    twilio = TwilioClient("https://api.twilio.test", "AC1", "t", from_number="+1",
+                          status_callback_url=url)  # fmt: skip
+    assert twilio.status_callback("k/1") == expected
+
+
 def test_twilio_lookup_and_sandbox_list_match_published_spec(
     sender: tuple[Sender, Path], sandbox: Sandbox
 ) -> None:

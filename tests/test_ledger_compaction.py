@@ -8,7 +8,8 @@ import fcntl
 import os
 import random
 import shutil
-import socket
+import subprocess
+import sys
 import threading
 import time
 from datetime import datetime, timedelta
@@ -301,21 +302,32 @@ def test_ledger_reads_are_bounded_and_spill_to_a_folder_of_their_own(tmp_path: P
     assert not Path(spill_one).exists() and not Path(spill_two).exists()
 
 
-def test_a_spill_folder_left_by_a_killed_process_goes_and_a_living_ones_stays(
+def test_a_spill_folder_whose_connection_is_gone_is_removed_and_one_in_use_kept(
     tmp_path: Path,
 ) -> None:
+    # Spill files can hold messages: a process killed mid-read leaves its folder, which the
+    # next connection removes; a folder still in use (its lock held, by whichever process or
+    # machine) stays, and so does one being made (no lock file yet).
     landing.ensure_layout(tmp_path)
     spills = store.compacted_dir(tmp_path) / ".spill"
-    host = socket.gethostname()
-    dead = spills / f"{host}-{2**22 + 1}-abc"  # beyond the largest pid Linux gives
-    living = spills / f"{host}-{os.getpid()}-def"
-    elsewhere = spills / "another-host-1-ghi"  # another machine's: not ours to judge
-    for folder in (dead, living, elsewhere):
-        folder.mkdir(parents=True)
-        (folder / "duckdb_temp_block-1.block").write_text("spilled")
+    killed = subprocess.Popen(
+        [sys.executable, "-c", "from activations.ledger import store; from pathlib import Path; "
+         f"import time; c = store.bounded_connection(Path({str(tmp_path)!r})); c.__enter__(); "
+         "print('open', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parent.parent,
+    )  # fmt: skip
+    assert killed.stdout is not None and killed.stdout.readline() == "open\n"
+    (left,) = spills.glob("ledger-spill-*")
+    (left / "duckdb_temp_block-1.block").write_text("a message")
     with store.bounded_connection(tmp_path):
-        pass
-    assert not dead.exists() and living.exists() and elsewhere.exists()
+        assert left.exists()  # its process is alive: in use
+    killed.kill()
+    killed.wait()
+    making = spills / "ledger-spill-making"
+    making.mkdir()
+    with store.bounded_connection(tmp_path):
+        assert not left.exists()
+        assert making.exists()
 
 
 def test_a_read_beyond_the_memory_limit_stops_and_says_what_to_do(
@@ -331,6 +343,8 @@ def test_a_read_beyond_the_memory_limit_stops_and_says_what_to_do(
     monkeypatch.setenv(store.MEMORY_LIMIT_VARIABLE, "1MB")
     with pytest.raises(RuntimeError, match="took more than 1MB: compact it"):
         ledger.read_state(tmp_path)
+    with pytest.raises(RuntimeError, match="compacting .* took more than 1MB: raise SWITCHYARD"):
+        compact(tmp_path)
 
 
 def test_caps_simulate_and_dbt_staging_read_each_line_once(paths: Paths) -> None:

@@ -16,7 +16,6 @@ import pytest
 
 import activations.run as run_module
 from activations.channels import ChannelSettings, Sender
-from activations.channels.core import DEFAULT_CONCURRENCY
 from activations.partitions import (
     PersonPartition,
     all_partitions,
@@ -206,11 +205,11 @@ def test_a_partitions_run_goes_on_while_another_partition_is_running(tmp_path: P
     assert len(finished) == 2
 
 
-def test_a_partitions_run_takes_its_share_of_each_rate_limit_and_of_concurrency(
+def test_a_partitions_run_takes_its_share_of_each_rate_limit_and_of_concurrency_set(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Every partition's run sends at once: together they keep to what a provider allows, the
-    # requests in flight as the rate (at least one each, the default of 8 too).
+    # Every partition's run sends at once: together they keep to a provider's rate limit and to
+    # the requests in flight set for it; the sender's own default is each partition's.
     made: list[Sender] = []
 
     class Recorded(Sender):
@@ -225,14 +224,15 @@ def test_a_partitions_run_takes_its_share_of_each_rate_limit_and_of_concurrency(
     build_warehouse(path, [j])
     with Sandbox() as sandbox:
         clients = ChannelSettings.for_sandbox(sandbox.base_url).clients()
-        for partition, count in ((None, 4), (PersonPartition(1, 4), 4)):
+        for partition in (None, *all_partitions(4)):
             run_journey(j, duckdb_path=path, landing_dir=tmp_path / "landing", clients=clients,
-                        now=T, partition=partition, partition_count=count,
-                        rate_limits={"sms": 100.0}, concurrency={"sms": 8, "email": 3})  # fmt: skip
-    whole, quarter = made
+                        now=T, partition=partition, partition_count=4,
+                        rate_limits={"sms": 100.0},
+                        concurrency={"sms": 10, "email": 3})  # fmt: skip
+    whole, *parts = made
     assert whole.limits["sms"].per_second == 100.0
-    assert (whole.concurrency["sms"], whole.concurrency["email"]) == (8, 3)
-    assert whole.concurrency["push"] == DEFAULT_CONCURRENCY
-    assert quarter.limits["sms"].per_second == 25.0
-    assert (quarter.concurrency["sms"], quarter.concurrency["email"]) == (2, 1)
-    assert quarter.concurrency["push"] == DEFAULT_CONCURRENCY // 4
+    assert whole.concurrency == {"sms": 10, "email": 3}
+    assert [p.limits["sms"].per_second for p in parts] == [25.0] * 4
+    assert [p.concurrency["sms"] for p in parts] == [3, 3, 2, 2]  # ten in flight in all
+    assert [p.concurrency["email"] for p in parts] == [1, 1, 1, 1]  # at least one each
+    assert all("push" not in p.concurrency for p in parts)  # the default: each its own

@@ -64,14 +64,19 @@ class TwilioClient:
         return {"Authorization": f"Basic {credentials}"}
 
     @cached_property  # parsed once: merging the parameter per message cost more than the rest
-    def _status_callback_prefix(self) -> str:
+    def _status_callback_parts(self) -> tuple[str, str]:
+        """What goes before the send key and after it: a fragment (Twilio's connection
+        overrides, #rc=...) stays last."""
         url = httpx.URL(self.status_callback_url or "").copy_remove_param("send_key")
-        return f"{url}{'&' if url.query else '?'}send_key="
+        fragment = f"#{url.fragment}" if url.fragment else ""
+        url = url.copy_with(fragment=None)
+        return f"{url}{'&' if url.query else '?'}send_key=", fragment
 
     def status_callback(self, send_key: str) -> str | None:
         if not self.status_callback_url:
             return None
-        return self._status_callback_prefix + quote(send_key, safe="")
+        before, after = self._status_callback_parts
+        return before + quote(send_key, safe="") + after
 
     def build_request(self, http: httpx.Client, message: Message) -> httpx.Request:
         form = {"To": message.recipient, "Body": message.body}

@@ -86,7 +86,7 @@ def compaction_lock(landing_dir: Path) -> Iterator[Path]:
 
 
 def _compact(landing_dir: Path, folder: Path) -> Compaction:
-    with store.bounded_connection(landing_dir) as con:
+    with store.bounded_connection(landing_dir, compacting=True) as con:
         return _compact_on(con, landing_dir, folder)
 
 

@@ -18,11 +18,11 @@ read in its place until a compaction writes it).
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import re
 import shutil
-import socket
 import tempfile
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -84,56 +84,76 @@ MEMORY_LIMIT = "4GB"  # a fold of ~25M lines not yet compacted fits (4.5 GiB pea
 
 
 @contextlib.contextmanager
-def bounded_connection(landing_dir: Path) -> Iterator[duckdb.DuckDBPyConnection]:
+def bounded_connection(
+    landing_dir: Path, compacting: bool = False
+) -> Iterator[duckdb.DuckDBPyConnection]:
     """An in-memory connection that reads or folds the ledger within MEMORY_LIMIT (or
     SWITCHYARD_LEDGER_MEMORY_LIMIT), spilling to a folder of its own beyond it. Unbounded,
     DuckDB takes up to 80% of the machine's memory: 19.9 GiB for a run's read of 25M lines not
     yet compacted, here."""
     limit = os.environ.get(MEMORY_LIMIT_VARIABLE) or MEMORY_LIMIT
-    spill = _spill_folder(landing_dir)
-    con = duckdb.connect()
-    try:
-        con.execute(f"set memory_limit = {lit(limit)}")
-        con.execute(f"set temp_directory = {lit(str(spill))}")
-        yield con
-    except duckdb.OutOfMemoryException as exc:
-        # Folding keys spills only so far: the ledger's run files need compacting.
-        raise RuntimeError(
-            f"reading the ledger in {landing_dir} took more than {limit}: compact it "
-            "(`switchyard ledger compact`, or Dagster's daily `ledger_upkeep` job) or raise "
-            f"{MEMORY_LIMIT_VARIABLE}"
-        ) from exc
-    finally:
-        con.close()
-        shutil.rmtree(spill, ignore_errors=True)
+    with _spill_folder(landing_dir) as spill:
+        con = duckdb.connect()
+        try:
+            con.execute(f"set memory_limit = {lit(limit)}")
+            con.execute(f"set temp_directory = {lit(str(spill))}")
+            yield con
+        except duckdb.OutOfMemoryException as exc:
+            # Folding keys spills only so far: what is not compacted yet must be, or the limit
+            # raised.
+            doing, todo = ("compacting", "") if compacting else ("reading", _COMPACT_IT)
+            raise RuntimeError(
+                f"{doing} the ledger in {landing_dir} took more than {limit}: "
+                f"{todo}raise {MEMORY_LIMIT_VARIABLE}"
+            ) from exc
+        finally:
+            con.close()
 
 
-def _spill_folder(landing_dir: Path) -> Path:
+_COMPACT_IT = "compact it (`switchyard ledger compact`, or Dagster's daily `ledger_upkeep` job) or "
+_SPILL_PREFIX = "ledger-spill-"
+_HELD = ".held"  # locked while its folder is in use
+
+
+@contextlib.contextmanager
+def _spill_folder(landing_dir: Path) -> Iterator[Path]:
     """A new folder for one connection's spill files (DuckDB's temp file names are not unique
     across processes), beside the ledger (the same disk), or in the system's temporary folder
-    where the landing folder cannot be written. Folders left by processes of this machine that
-    are gone (killed before removing theirs) go first: spill files can hold messages."""
-    spills = compacted_dir(landing_dir) / ".spill"
-    host = socket.gethostname()
+    where that cannot be written; removed after. Spill files can hold messages: folders whose
+    connection is gone (a process killed before removing its own) go first, found by their
+    lock, free once its holder is gone whichever process or machine that was."""
+    root = compacted_dir(landing_dir) / ".spill"
     try:
-        spills.mkdir(parents=True, exist_ok=True)
-    except OSError:
-        return Path(tempfile.mkdtemp(prefix="switchyard-ledger-spill-"))
-    for left in spills.glob(f"{host}-*-*"):
-        pid = left.name.removeprefix(f"{host}-").split("-")[0]
-        if pid.isdigit() and not _alive(int(pid)):
-            shutil.rmtree(left, ignore_errors=True)
-    return Path(tempfile.mkdtemp(prefix=f"{host}-{os.getpid()}-", dir=spills))
+        root.mkdir(parents=True, exist_ok=True)
+        folder = Path(tempfile.mkdtemp(prefix=_SPILL_PREFIX, dir=root))
+    except OSError:  # a landing folder this process may only read
+        root = Path(tempfile.gettempdir())
+        folder = Path(tempfile.mkdtemp(prefix=_SPILL_PREFIX, dir=root))
+    # locked before it has the name another process looks for: never seen free while in use
+    held = (folder / ".holding").open("w")
+    try:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        (folder / ".holding").rename(folder / _HELD)
+        for left in root.glob(f"{_SPILL_PREFIX}*"):
+            if left != folder:
+                _remove_if_abandoned(left)
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+        held.close()
 
 
-def _alive(pid: int) -> bool:
+def _remove_if_abandoned(folder: Path) -> None:
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
+        held = (folder / _HELD).open("r")
+    except OSError:  # being made right now, or already removed
+        return
+    with held:
+        try:
+            fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # in use
+            return
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def ensure_folder(landing_dir: Path) -> Path:
