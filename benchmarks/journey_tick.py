@@ -7,17 +7,19 @@ Writes, in a scratch folder: a journey's transitions history of N open entries (
 row and its latest row) spread over every node type (send, waits for a time, a clock time, an
 event and an engagement, branch, split, exit), N profiles, app events and email opens, an
 audience of those entries and 1% new ones (each naming its former entry id), 1% of people with
-an id they had before a merge, and a delivery ledger of L lines (half the keys of the entries
-at send steps decided, the rest other journeys').
+an id they had before a merge, and a delivery ledger of L lines landed as a run's file and
+compacted, as the sender and the ledger's upkeep leave it (half the keys of the entries at send
+steps sent, the rest other journeys').
 Then, each in a fresh process so that its peak memory is its own:
-  tick   the ledger's decided keys derived from its lines, then activations.tick.run_tick: new
-         entries, exits, every round of moves, due sends, and the new transitions file written;
-  floor  the bare anti-join of the same send keys against the ledger lines.
+  tick   activations.tick.run_tick with a run's ledger reader (the decided keys of the open
+         entries, activations/inputs.py): new entries, exits, every round of moves, due sends,
+         and the new transitions file written;
+  floor  the bare anti-join of the same send keys against the ledger's lines.
 Each is run --repeat times (default 3), the two alternating: the median run counts, and the
 highest peak memory.
-Prints one `name=value unit` line per figure: tick_seconds (the ledger reduction and the tick),
+Prints one `name=value unit` line per figure: tick_seconds (the tick, its ledger read within),
 floor_seconds, tick_vs_floor, peak_rss_mib (the tick's process), tick_ledger_seconds (the part of
-tick_seconds spent reducing the ledger) and what the tick did.
+tick_seconds spent reading the decided keys) and what the tick did.
 """
 
 from __future__ import annotations
@@ -40,8 +42,11 @@ PROJECT_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_DIR))
 
 from activations import transitions  # noqa: E402
+from activations.inputs import decided_reader  # noqa: E402
 from activations.journeys import Journey  # noqa: E402
+from activations.ledger.compact import compact  # noqa: E402
 from activations.tick import lit, run_tick, send_key_sql  # noqa: E402
+from switchyard import landing as landed  # noqa: E402
 
 NOW = datetime(2026, 11, 26, 12, 0)
 EMAIL = {"email": {"subject": "s", "body": "b"}}
@@ -82,6 +87,7 @@ def emit(name: str, value: object, unit: str = "") -> None:
 def generate(folder: Path, entries: int, ledger_lines: int) -> None:
     """Every input as Parquet under `folder` (history in its landing layout)."""
     landing = folder / "landing"
+    landed.ensure_layout(landing)
     transitions.ensure_folder(landing)
     con = duckdb.connect()
     con.execute("set preserve_insertion_order = false")
@@ -181,33 +187,40 @@ def generate(folder: Path, entries: int, ledger_lines: int) -> None:
         ) to '{folder}/feedback.parquet' (format parquet)
         """
     )
-    # The ledger: the keys of entries at a send step, half decided; other journeys' lines fill
-    # it up to `ledger_lines` (a `limit` over the union would keep an arbitrary part of each).
+    # The ledger, landed as a run's lines and compacted, as the sender and upkeep leave it: the
+    # keys of entries at a send step, half decided (sent, its attempt before it); other journeys'
+    # lines fill it up to `ledger_lines` (a `limit` over the union would keep an arbitrary part
+    # of each).
     sends = ", ".join(lit(n.name) for n in JOURNEY.steps)
     key = send_key_sql(j, "node", "person_id", "entry_id")
+    stamp = "strftime({}, '%Y-%m-%dT%H:%M:%S.%f')"
     con.execute(
         f"""
         create table own_lines as
-        select {key} as send_key, {j} as journey, 'sent' as status, null::varchar as reason,
-            reached_at as recorded_at
-        from history where node in ({sends}) and hash(entry_id) % 2 = 0
+        select {key} as send_key, {j} as journey, node as step, person_id, entry_id,
+            status, null::varchar as reason, {stamp.format("reached_at + to_seconds(s.n)")}
+                as recorded_at
+        from history, (values (0, 'attempted'), (1, 'sent')) s(n, status)
+        where node in ({sends}) and hash(entry_id) % 2 = 0
         """
     )
     (own,) = con.execute("select count(*) from own_lines").fetchone() or (0,)
+    deliveries = landed.table_dir(landing, "ledger", "deliveries")
     con.execute(
         f"""
         copy (
             select * from own_lines
             union all
-            select md5('other' || i) as send_key, 'other_' || (i % 7) as journey,
-                ['attempted', 'sent', 'skipped'][1 + (i % 3)::int] as status,
-                case when i % 3 = 2 then 'no_consent' end as reason,
-                timestamp '{NOW}' - to_minutes((i % 40000)::bigint) as recorded_at
+            select md5('other' || i), 'other_' || (i % 7), 's', 'p' || (i % 100000),
+                'x' || (i // 2), ['attempted', 'sent', 'skipped'][1 + (i % 3)::int],
+                case when i % 3 = 2 then 'no_consent' end,
+                {stamp.format(f"timestamp '{NOW}' - to_minutes((i % 40000)::bigint)")}
             from range({max(0, ledger_lines - own)}) t(i)
-        ) to '{folder}/ledger.parquet' (format parquet)
+        ) to '{deliveries}/run-bench-history.jsonl' (format json)
         """
     )
     con.close()
+    compact(landing)
 
 
 def open_inputs(con: duckdb.DuckDBPyConnection, folder: Path) -> None:
@@ -219,33 +232,32 @@ def open_inputs(con: duckdb.DuckDBPyConnection, folder: Path) -> None:
 def worker(folder: Path, mode: str) -> None:
     con = duckdb.connect()
     open_inputs(con, folder)
+    landing = folder / "landing"
     started = time.perf_counter()
     if mode == "tick":
-        # What a run gets from its ledger reader: each key's final status.
-        con.execute(
-            f"""
-            create temp table decided as
-            select send_key, arg_max(status, recorded_at) as status,
-                arg_max(reason, recorded_at) as reason, max(recorded_at) as decided_at
-            from '{folder}/ledger.parquet'
-            where journey = {lit(JOURNEY.name)}  -- a tick needs its own journey's keys
-            group by send_key
-            having arg_max(status, recorded_at) in ('sent', 'skipped', 'failed')
-            """
-        )
-        decided_seconds = time.perf_counter() - started
-        result = run_tick(con, JOURNEY, NOW, "bench-tick", folder / "landing")
+        # What a run's tick reads from the ledger: the decided keys of its open entries.
+        reader = decided_reader(landing, JOURNEY, {})
+        decided_seconds = 0.0
+
+        def read_decided(con: duckdb.DuckDBPyConnection, entries: str) -> None:
+            nonlocal decided_seconds
+            at = time.perf_counter()
+            reader(con, entries)
+            decided_seconds = time.perf_counter() - at
+
+        result = run_tick(con, JOURNEY, NOW, "bench-tick", landing, read_decided)
         figures = {"decided_seconds": decided_seconds,
                    "transitions": result.transitions, "entered": result.entered,
                    "due": result.due_table.num_rows, "rounds": result.rounds}  # fmt: skip
     else:
         sends = ", ".join(lit(n.name) for n in JOURNEY.steps)
         key = send_key_sql(lit(JOURNEY.name), "node", "person_id", "entry_id")
+        lines = lit(str(landing / "ledger" / "compacted" / "lines-*.parquet"))  # every line
         (count,) = con.execute(
             f"""
             select count(*) from (
                 select {key} as send_key from history where node in ({sends})
-            ) anti join '{folder}/ledger.parquet' l using (send_key)
+            ) anti join read_parquet({lines}) l using (send_key)
             """
         ).fetchone() or (0,)
         figures = {"undecided": count}
@@ -285,16 +297,25 @@ def main() -> None:
     parser.add_argument("--ledger-lines", type=int, default=None, help="default: 10 x size")
     parser.add_argument("--repeat", type=int, default=3, help="runs of each; the median counts")
     parser.add_argument("--worker", type=Path, help=argparse.SUPPRESS)
-    parser.add_argument("--mode", choices=["tick", "floor"], help=argparse.SUPPRESS)
+    parser.add_argument("--mode", choices=["tick", "floor", "generate"], help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.worker:
-        worker(args.worker, args.mode)
-        return
     lines = args.ledger_lines or 10 * args.size
+    if args.worker:
+        if args.mode == "generate":
+            generate(args.worker, args.size, lines)
+        else:
+            worker(args.worker, args.mode)
+        return
     with tempfile.TemporaryDirectory(prefix="journey-tick-") as tmp:
         folder = Path(tmp)
         started = time.perf_counter()
-        generate(folder, args.size, lines)
+        # In a process of its own: the workers' peak memory counts from their parent's (Linux
+        # keeps ru_maxrss across exec), which must not hold the generation's.
+        subprocess.run(
+            [sys.executable, __file__, "--worker", str(folder), "--mode", "generate",
+             "--size", str(args.size), "--ledger-lines", str(lines)],
+            check=True,
+        )  # fmt: skip
         emit("entries", args.size, "entries")
         emit("ledger_lines", lines, "lines")
         emit("generate_seconds", f"{time.perf_counter() - started:.2f}", "s")
@@ -305,7 +326,7 @@ def main() -> None:
         emit("floor_seconds", f"{floor['seconds']:.2f}", "s")
         emit("tick_vs_floor", f"{tick['seconds'] / floor['seconds']:.2f}", "x")
         emit("peak_rss_mib", f"{tick['rss']:.0f}", "MiB")
-        # of tick_seconds: the ledger's lines reduced to each key's final status
+        # of tick_seconds: reading the open entries' decided keys from the ledger
         emit("tick_ledger_seconds", f"{tick['decided_seconds']:.2f}", "s")
         emit("floor_peak_rss_mib", f"{floor['rss']:.0f}", "MiB")
         for name in ("transitions", "entered", "due", "rounds"):
