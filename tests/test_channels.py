@@ -19,7 +19,7 @@ import stamina.instrumentation
 
 from activations import ledger
 from activations.channels import ChannelSettings, Message, RetryPolicy, Sender
-from activations.channels.core import BatchingClient, Outgoing
+from activations.channels.core import BatchingClient, InFlight, Outgoing
 from activations.channels.message import Outcome
 from activations.channels.policy import RateLimiter
 from activations.channels.twilio import TwilioClient
@@ -658,10 +658,15 @@ def test_a_run_stopped_mid_batch_sends_nothing_more_and_records_what_went(
                 raise KeyboardInterrupt  # Ctrl-C, or the run cancelled, during this request
             return super().handle_request(request)
 
+    class SlowToCancel(Sender):
+        def abandon(self, flight: InFlight) -> None:
+            time.sleep(0.5)  # a loaded machine: the worker would go on to the next requests
+            super().abandon(flight)
+
     writer = ledger.LedgerWriter(tmp_path, "r")
     clients = ChannelSettings.for_sandbox(sandbox.base_url).clients()
-    s = Sender(httpx.Client(transport=StoppedAtTheThird()), clients, writer, lambda: NOW,
-               concurrency={"sms": 1})  # fmt: skip
+    s = SlowToCancel(httpx.Client(transport=StoppedAtTheThird()), clients, writer, lambda: NOW,
+                     concurrency={"sms": 1})  # fmt: skip
     with pytest.raises(KeyboardInterrupt):
         s.send_batch(batch_of(10))
     s.close()

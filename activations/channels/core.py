@@ -148,6 +148,11 @@ class BatchingClient(Protocol):
         ...
 
 
+class Stopped(Exception):
+    """A request not sent because the run is stopping (its messages stay attempted: the next
+    run settles them)."""
+
+
 class SplitBatch(Exception):
     """The provider refused a batched request without processing it, for one of its messages."""
 
@@ -257,6 +262,9 @@ class Sender:
         # (direct, batching) per client: isinstance against a runtime-checkable Protocol looks
         # up each of its members, once per message it was
         self._kinds: dict[int, tuple[bool, bool]] = {}
+        # Set when a worker is stopped mid-request (KeyboardInterrupt, SystemExit): the others
+        # take no further request, whether or not the run has cancelled theirs yet.
+        self._stopping = threading.Event()
 
     def _kind(self, client: ChannelClient) -> tuple[bool, bool]:
         kind = self._kinds.get(id(client))
@@ -472,6 +480,8 @@ class Sender:
         """The request's call on a worker: whatever happens becomes an outcome per message (an
         error of ours after the request may have left is an unknown outcome, never a retry).
         `before_send`: called once, after the rate limiter, before the first try leaves."""
+        if self._stopping.is_set():
+            raise Stopped("the run is stopping: this request was not sent")
         try:
             if len(messages) == 1:
                 return [self._call(client, messages[0], before_send)]
@@ -484,6 +494,9 @@ class Sender:
             return [lost] * len(messages)
         except Exception as exc:  # one message's bug must not lose the batch
             return [Outcome("unknown", reason=f"sender error: {exc!r}")] * len(messages)
+        except BaseException:
+            self._stopping.set()
+            raise
 
     def _call_batch(
         self,
