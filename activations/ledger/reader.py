@@ -275,6 +275,14 @@ def read_state(
         return state
 
 
+def _statuses_sql(view: store.Layout, table: str) -> str:
+    """The status columns of each key in `table` (send_key) and of each key the newer lines
+    touch: a narrow read of the keys file, folded with the newer lines."""
+    narrow = store.stored_sql(view, store.STATUS_COLUMNS)
+    asked = f"select * from ({narrow}) where send_key in (select send_key from {table})"
+    return store.keys_sql(view, wanted=[asked] if narrow else [], columns=store.STATUS_COLUMNS)
+
+
 def _read_keys(
     con: duckdb.DuckDBPyConnection,
     view: store.Layout,
@@ -286,16 +294,7 @@ def _read_keys(
     read); `keys`: the whole rows of the keys still open (with `journey`: the journey's, those
     asked for and the attempts in doubt of `wanted_people`) and of moved people's keys."""
     con.register("wanted_keys", _ids("send_key", keys))
-    narrow = store.stored_sql(view, store.STATUS_COLUMNS)
-    wanted = (
-        [f"select * from ({narrow}) where send_key in (select send_key from wanted_keys)"]
-        if narrow
-        else []
-    )
-    con.execute(
-        "create temp table statuses as "
-        + store.keys_sql(view, wanted=wanted, columns=store.STATUS_COLUMNS)
-    )
+    con.execute(f"create temp table statuses as {_statuses_sql(view, 'wanted_keys')}")
     # The whole rows of few keys: the stored rows by constant filters (pushed into the Parquet
     # scan, one scan each), folded with the newer lines. Stored open rows are found by status; a
     # key open now whose stored row is not was reopened by a newer line (rare): named.
@@ -491,13 +490,12 @@ def decided_on_their_own(landing_dir: Path, keys: Collection[str]) -> list[str]:
     with store.bounded_connection(landing_dir) as con:
         view = store.layout(con, landing_dir)
         con.register("asked_keys", _ids("send_key", keys))
-        narrow = store.stored_sql(view, store.STATUS_COLUMNS)
-        asked = "send_key in (select send_key from asked_keys)"
-        wanted = [f"select * from ({narrow}) where {asked}"] if narrow else []
-        statuses = store.keys_sql(view, asked, wanted=wanted, columns=store.STATUS_COLUMNS)
         terminal = ", ".join(lit(s) for s in TERMINAL)
         found = con.execute(
-            f"select send_key from ({statuses}) where last_status in ({terminal})"
+            f"""
+            select send_key from ({_statuses_sql(view, "asked_keys")})
+            where send_key in (select send_key from asked_keys) and last_status in ({terminal})
+            """
         ).fetchall()
     return [key for (key,) in found]
 
