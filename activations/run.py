@@ -22,6 +22,7 @@ from activations.channels.inbox import InboxClient
 from activations.channels.message import Message, Outcome
 from activations.channels.policy import HttpTimeouts, RateLimiter, RetryPolicy
 from activations.channels.queues import ChannelQueues, Queued
+from activations.channels.transport import http_transport
 from activations.connected_content import ContentFetcher, ContentUnavailable
 from activations.journeys import Journey
 from activations.ledger import (
@@ -224,8 +225,7 @@ def run_journey(
         in_flight = max(1, sum(workers.get(ch, DEFAULT_CONCURRENCY) for ch in clients))
         http = httpx.Client(
             timeout=httpx.Timeout(t.read_seconds, connect=t.connect_seconds),
-            limits=httpx.Limits(max_connections=in_flight, max_keepalive_connections=in_flight),
-            transport=transport,
+            transport=transport if transport is not None else http_transport(in_flight),
         )
         writer = ledger.LedgerWriter(landing_dir, run_id)
         # The in-app inbox is Switchyard's own, in the landing folder: no provider to configure.

@@ -22,6 +22,7 @@ from activations.channels import ChannelSettings, Message, RetryPolicy, Sender
 from activations.channels.core import BatchingClient, InFlight, Outgoing
 from activations.channels.message import Outcome
 from activations.channels.policy import RateLimiter
+from activations.channels.transport import KeepAliveTransport
 from activations.channels.twilio import TwilioClient
 from sandbox import SANDBOX_CREDENTIALS, Fault, Sandbox
 from switchyard import landing
@@ -63,7 +64,9 @@ def sender(tmp_path: Path, sandbox: Sandbox) -> tuple[Sender, Path]:
     landing.ensure_layout(tmp_path)
     writer = ledger.LedgerWriter(tmp_path, "test-run")
     clients = ChannelSettings.for_sandbox(sandbox.base_url).clients()
-    return Sender(httpx.Client(), clients, writer, lambda: NOW, RetryPolicy(attempts=3)), tmp_path
+    # through the transport a run sends with (activations/channels/transport.py)
+    http = httpx.Client(transport=KeepAliveTransport(8))
+    return Sender(http, clients, writer, lambda: NOW, RetryPolicy(attempts=3)), tmp_path
 
 
 def built(message: Message, settings: ChannelSettings | None = None) -> httpx.Request:
