@@ -283,6 +283,30 @@ def test_a_tick_reads_the_decided_keys_of_its_open_entries_only(
     assert set(whole) == {"key-1", "key-3", "key-4", "key-5", "key-6", carried}
 
 
+def test_the_keys_file_keeps_each_journeys_decided_keys_together(tmp_path: Path) -> None:
+    # A tick reads its journey's decided keys: grouped by journey, the other journeys' row
+    # groups are skipped by their min and max. Open keys stay first, whatever the journey.
+    landing.ensure_layout(tmp_path)
+    writer = ledger.LedgerWriter(tmp_path, "run-0")
+    for n in range(60):
+        journey = ("cart", "welcome", "winback")[n % 3]
+        key = ledger.SendRef(f"k{n:02d}", journey, "s", f"p{n}", f"e{n}")
+        writer.write(key, "attempted", T + timedelta(seconds=n), **SMS)  # type: ignore[arg-type]
+        if n % 4:
+            writer.write(key, "sent", T + timedelta(seconds=n), **SMS)  # type: ignore[arg-type]
+    writer.close()
+    compact(tmp_path)
+    (keys,) = store.generations(tmp_path, "keys").values()
+    rows = duckdb.execute(
+        f"select last_status, journey from read_parquet('{keys}', file_row_number = true) "
+        "order by file_row_number"
+    ).fetchall()
+    statuses = [status for status, _ in rows]
+    assert statuses == ["attempted"] * 15 + ["sent"] * 45
+    closed = [journey for status, journey in rows if status == "sent"]
+    assert closed == sorted(closed)
+
+
 def test_ledger_reads_are_bounded_and_spill_to_a_folder_of_their_own(tmp_path: Path) -> None:
     # Unbounded, DuckDB takes up to 80% of the machine for a long uncompacted history; two
     # processes must never share a spill folder (DuckDB's temp file names are not unique).
