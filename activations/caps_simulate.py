@@ -12,78 +12,18 @@ so the figures are the messages that could not have gone when they did.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import duckdb
 
 from activations import guards
-from activations.graph import is_time_zone
-from activations.journeys import FrequencyCap
+from activations.cap_policy import CapPolicy
 from activations.ledger import LedgerState, store
 from activations.ledger.vocabulary import OUTCOME_UNKNOWN
-
-EXAMPLE = (
-    '{"messages": 1, "per_hours": 24, "calendar_day": false, "default_timezone": "UTC", '
-    '"exempt_journeys": []}'
-)
-
-
-@dataclass(frozen=True)
-class CapPolicy:
-    messages: int
-    per_hours: float
-    exempt_journeys: frozenset[str] = field(default_factory=frozenset)
-    calendar_day: bool = False  # per the person's calendar day, as a journey's cap can be
-    default_timezone: str = "UTC"  # for people without a known time zone
-
-    @property
-    def cap(self) -> FrequencyCap:
-        return FrequencyCap(
-            self.messages,
-            self.per_hours,
-            calendar_day=self.calendar_day,
-            default_timezone=self.default_timezone,
-        )
-
-    def describe(self) -> str:
-        if self.calendar_day:
-            return f"{self.messages} per calendar day (their time, else {self.default_timezone})"
-        return f"{self.messages} per {self.per_hours:g} h"
-
-    @classmethod
-    def from_file(cls, path: Path) -> CapPolicy:
-        """A JSON file with a journey's frequency_cap keys and the journeys it exempts (EXAMPLE)."""
-        try:
-            raw = json.loads(path.read_text())
-            unknown = set(raw) - {
-                "messages", "per_hours", "exempt_journeys", "calendar_day", "default_timezone"
-            }  # fmt: skip
-            if unknown:
-                raise KeyError(f"unknown keys {sorted(unknown)}")
-            policy = cls(
-                int(raw["messages"]),
-                float(raw.get("per_hours", 24)),
-                frozenset(raw.get("exempt_journeys", [])),
-                bool(raw.get("calendar_day", False)),
-                str(raw.get("default_timezone", "UTC")),
-            )
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise ValueError(
-                f"{path}: a cap policy is JSON like {EXAMPLE} ({exc.__class__.__name__}: {exc})"
-            ) from exc
-        if policy.messages < 1 or policy.per_hours <= 0:
-            raise ValueError(f"{path}: messages must be at least 1 and per_hours above 0")
-        if not is_time_zone(policy.default_timezone):
-            raise ValueError(
-                f"{path}: default_timezone {policy.default_timezone!r} is not an IANA time zone "
-                "(e.g. 'Europe/Berlin')"
-            )
-        return policy
 
 
 @dataclass(frozen=True)

@@ -163,6 +163,15 @@ class Journey:
     topic_opt_in: bool = False
     # Recorded on every transition: metrics compare entries by the version they entered under.
     version: str = "unversioned"
+    # Set by the project's cap policy (activations/cap_policy.py): its cap is the policy's; the
+    # policy exempts it (never held back by the policy, counted toward no cap).
+    cap_from_policy: bool = False
+    cap_exempt: bool = False
+
+    @property
+    def counted(self) -> bool:
+        """Its messages count toward caps (not transactional, not exempt by the policy)."""
+        return not (self.transactional or self.cap_exempt)
 
     @property
     def transactional(self) -> bool:
@@ -315,10 +324,13 @@ class Journey:
                 if cap.calendar_day
                 else f"{cap.per_hours:g} h"
             )
+            source = " (the project's cap policy)" if self.cap_from_policy else ""
             lines.append(
-                f"  cap      {cap.messages} per {per}, across every journey; "
+                f"  cap      {cap.messages} per {per}, across every journey{source}; "
                 f"a capped step is {CAP_ACTIONS[cap.on_cap]}"
             )
+        elif self.cap_exempt:
+            lines.append("  cap      exempt from the project's cap policy; counted toward none")
         if q := self.quiet_hours:
             lines.append(
                 f"  quiet    {q.start}-{q.end} their time (else {q.default_timezone}) on "
@@ -405,8 +417,12 @@ def _path(parts: Iterable[str | int], meta: dict[str, Any]) -> str:
     return out
 
 
-def load_journeys(manifest_path: Path) -> list[Journey]:
-    """Every journey declared in the dbt project, from its manifest.json."""
+def load_journeys(manifest_path: Path, project_dir: Path | None = None) -> list[Journey]:
+    """Every journey declared in the dbt project, from its manifest.json, under the project's
+    cap policy (activations/cap_policy.py; `project_dir`: the dbt project, by default the one
+    whose target/ holds the manifest)."""
+    from activations import cap_policy  # it builds on this module's Journey
+
     if not manifest_path.exists():
         raise FileNotFoundError(
             f"dbt manifest not found at {manifest_path}: run `switchyard prepare` (or `dbt parse`)"
@@ -433,4 +449,9 @@ def load_journeys(manifest_path: Path) -> list[Journey]:
     duplicated = {n for n in names if names.count(n) > 1}
     if duplicated:
         raise JourneyDefinitionError(f"journey names declared more than once: {sorted(duplicated)}")
+    project = project_dir if project_dir is not None else manifest_path.resolve().parent.parent
+    try:
+        journeys = cap_policy.apply(journeys, cap_policy.project_policy(project))
+    except ValueError as exc:
+        raise JourneyDefinitionError(f"frequency cap policy: {exc}") from exc
     return sorted(journeys, key=lambda j: j.name)

@@ -22,7 +22,7 @@ from activations.channels.inbox import InboxClient
 from activations.channels.message import Message, Outcome
 from activations.channels.policy import HttpTimeouts, RateLimiter, RetryPolicy
 from activations.channels.queues import ChannelQueues, Queued
-from activations.channels.transport import http_transport
+from activations.channels.transport import sender_client
 from activations.connected_content import ContentFetcher, ContentUnavailable
 from activations.journeys import Journey
 from activations.ledger import (
@@ -223,9 +223,8 @@ def run_journey(
         # a kept-alive connection for every request a channel may have in flight (one at least:
         # connected content is fetched with it even when no client needs it)
         in_flight = max(1, sum(workers.get(ch, DEFAULT_CONCURRENCY) for ch in clients))
-        http = httpx.Client(
-            timeout=httpx.Timeout(t.read_seconds, connect=t.connect_seconds),
-            transport=transport if transport is not None else http_transport(in_flight),
+        http = sender_client(
+            in_flight, httpx.Timeout(t.read_seconds, connect=t.connect_seconds), transport
         )
         writer = ledger.LedgerWriter(landing_dir, run_id)
         # The in-app inbox is Switchyard's own, in the landing folder: no provider to configure.

@@ -1,14 +1,23 @@
-{#- Each declared journey's delivery policy as rows (journey, transactional, topic, cap_messages,
-    cap_hours, cap_calendar_day), read from the models' `meta.journey` at run time: the checks
-    judge sends by the same declarations the guards applied. -#}
+{#- Each declared journey's delivery policy as rows (journey, transactional, uncounted, topic,
+    cap_messages, cap_hours, cap_calendar_day), read from the models' `meta.journey` and the
+    project's cap policy (`vars: frequency_cap:`, activations/cap_policy.py) at run time: the
+    checks judge sends by the same declarations the guards applied. `uncounted`: transactional,
+    or exempt by the policy (counted toward no cap). -#}
 {% macro journey_policies() %}
+    {%- set policy = var('frequency_cap', none) or {} -%}
+    {%- set exempt = policy.get('exempt_journeys') or [] -%}
     {%- set rows = [] -%}
     {%- for j in declared_journeys() -%}
+        {%- set transactional = j.get('message_type') == 'transactional' -%}
         {%- set cap = j.get('frequency_cap') or {} -%}
+        {%- if not cap and policy and not transactional and j['name'] not in exempt -%}
+            {%- set cap = policy -%}
+        {%- endif -%}
         {%- set topic = (j.get('topic') or '') | trim | lower -%}
         {%- do rows.append(
             "select " ~ dbt.string_literal(j['name']) ~ " as journey, "
-            ~ ("true" if j.get('message_type') == 'transactional' else "false") ~ " as transactional, "
+            ~ ("true" if transactional else "false") ~ " as transactional, "
+            ~ ("true" if transactional or j['name'] in exempt else "false") ~ " as uncounted, "
             ~ (dbt.string_literal(topic) if topic else "cast(null as " ~ dbt.type_string() ~ ")") ~ " as topic, "
             ~ (cap['messages'] | int | string if cap else "cast(null as " ~ dbt.type_int() ~ ")") ~ " as cap_messages, "
             ~ ((cap.get('per_hours', 24) | float | string) if cap else "cast(null as " ~ dbt.type_float() ~ ")") ~ " as cap_hours, "
@@ -19,7 +28,7 @@
         {{ rows | join('\n    union all\n    ') }}
     {%- else -%}
         select cast(null as {{ dbt.type_string() }}) as journey, false as transactional,
-            cast(null as {{ dbt.type_string() }}) as topic, cast(null as {{ dbt.type_int() }}) as cap_messages,
+            false as uncounted, cast(null as {{ dbt.type_string() }}) as topic, cast(null as {{ dbt.type_int() }}) as cap_messages,
             cast(null as {{ dbt.type_float() }}) as cap_hours, false as cap_calendar_day
         where 1 = 0
     {%- endif -%}

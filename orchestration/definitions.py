@@ -41,11 +41,10 @@ def build_definitions() -> dg.Definitions:
     dbt_models, dbt_metrics = build_dbt_assets(
         [activation_key(j) for j in journeys] + [sync_key(s) for s in syncs]
     )
-    transactional = frozenset(j.name for j in journeys if j.transactional)
+    # transactional, or exempt by the cap policy: their sends count toward no cap
+    uncounted = frozenset(j.name for j in journeys if not j.counted)
     partitions = person_partitions()
-    activations = [
-        build_activation_asset(j, dbt_models, transactional, partitions) for j in journeys
-    ]
+    activations = [build_activation_asset(j, dbt_models, uncounted, partitions) for j in journeys]
     sync_assets = [build_sync_asset(s, dbt_models) for s in syncs]
     compaction = build_ledger_compaction_asset([activation_key(j) for j in journeys])
     published = build_publish_asset(list(dbt_metrics.keys))

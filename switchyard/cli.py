@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from switchyard import landing, preference_links, sample_data, summary
 from switchyard.clock import parse_utc
-from switchyard.settings import Paths
+from switchyard.settings import PROJECT_DIR, Paths
 
 if TYPE_CHECKING:  # the journeys (and jsonschema) load only for the commands that use them
     from activations.journeys import Journey
@@ -137,8 +137,7 @@ def cmd_journeys(args: argparse.Namespace) -> int:
     if args.action == "show":
         print(found[0].outline())
         return 0
-    transactional = frozenset(j.name for j in journeys if j.transactional)
-    return _preview(found[0], args.now, transactional)
+    return _preview(found[0], args.now, frozenset(j.name for j in journeys if not j.counted))
 
 
 def _preview(
@@ -416,21 +415,31 @@ def cmd_pii(args: argparse.Namespace) -> int:
 
 
 def cmd_caps(args: argparse.Namespace) -> int:
-    from activations import caps_simulate
+    from activations import cap_policy, caps_simulate
 
     try:
-        policy = caps_simulate.CapPolicy.from_file(Path(args.policy))
+        if args.policy:
+            policy = cap_policy.CapPolicy.from_file(Path(args.policy))
+        else:  # the project's own
+            found = cap_policy.project_policy(PROJECT_DIR)
+            if found is None:
+                raise ValueError(
+                    f"no --policy given, and dbt_project.yml declares none (vars: "
+                    f"{cap_policy.PROJECT_VAR}:): name a policy file, JSON like "
+                    f"{cap_policy.EXAMPLE}"
+                )
+            policy = found
     except ValueError as exc:
         print(f"switchyard caps simulate: {exc}", file=sys.stderr)
         return 2
     until = args.until or datetime.now(UTC).replace(tzinfo=None)
     paths = Paths.from_env()
-    transactional = _transactional_journeys()
+    uncounted = _uncounted_journeys()
     zones = _time_zones(paths) if policy.calendar_day else {}
     results = caps_simulate.simulate(
-        paths.landing, policy, until, args.days, exempt=transactional, timezones=zones
+        paths.landing, policy, until, args.days, exempt=uncounted, timezones=zones
     )
-    exempt = sorted(policy.exempt_journeys | transactional)
+    exempt = sorted(policy.exempt_journeys | uncounted)
     print(
         f"cap {policy.describe()} over the {args.days:g} days to {until:%Y-%m-%d %H:%M} UTC "
         f"(from the ledger; nothing sent; exempt: {', '.join(exempt) or 'none'}):"
@@ -439,14 +448,14 @@ def cmd_caps(args: argparse.Namespace) -> int:
     return 0
 
 
-def _transactional_journeys() -> frozenset[str]:
-    """The project's transactional journeys (exempt from every cap), or none if the journeys
-    cannot be read now (said on stderr)."""
+def _uncounted_journeys() -> frozenset[str]:
+    """The project's journeys no cap counts (transactional, or exempt by the cap policy), or
+    none if the journeys cannot be read now (said on stderr)."""
     from activations.journeys import JourneyDefinitionError, load_journeys
     from orchestration.dbt_project import ensure_manifest
 
     try:
-        return frozenset(j.name for j in load_journeys(ensure_manifest()) if j.transactional)
+        return frozenset(j.name for j in load_journeys(ensure_manifest()) if not j.counted)
     except (JourneyDefinitionError, OSError, RuntimeError) as exc:
         print(f"note: journeys not read, none exempt as transactional ({exc})", file=sys.stderr)
         return frozenset()
@@ -630,7 +639,10 @@ def main(argv: list[str] | None = None) -> int:
     sim = caps_sub.add_parser(
         "simulate", help="replay the ledger's past sends under a cap policy (JSON file)"
     )
-    sim.add_argument("--policy", required=True, help='{"messages": 1, "per_hours": 24, ...}')
+    sim.add_argument(
+        "--policy",
+        help='{"messages": 1, "per_hours": 24, ...} (default: dbt_project.yml vars.frequency_cap)',
+    )
     sim.add_argument("--days", type=float, default=7, help="how far back (default 7)")
     sim.add_argument("--until", type=_utc_time, help="end of the window (default now)")
     caps.set_defaults(func=cmd_caps)

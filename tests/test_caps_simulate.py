@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from activations import ledger
-from activations.caps_simulate import CapPolicy, simulate
+from activations.cap_policy import CapPolicy
+from activations.caps_simulate import simulate
 from switchyard import cli, landing
 
 T = datetime(2026, 11, 20, 12, 0)

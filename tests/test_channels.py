@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -60,13 +61,13 @@ def spec_schema(file: str, pointer: str) -> dict[str, object]:
 
 
 @pytest.fixture
-def sender(tmp_path: Path, sandbox: Sandbox) -> tuple[Sender, Path]:
+def sender(tmp_path: Path, sandbox: Sandbox) -> Iterator[tuple[Sender, Path]]:
     landing.ensure_layout(tmp_path)
     writer = ledger.LedgerWriter(tmp_path, "test-run")
     clients = ChannelSettings.for_sandbox(sandbox.base_url).clients()
     # through the transport a run sends with (activations/channels/transport.py)
-    http = httpx.Client(transport=KeepAliveTransport(8))
-    return Sender(http, clients, writer, lambda: NOW, RetryPolicy(attempts=3)), tmp_path
+    with httpx.Client(transport=KeepAliveTransport(8)) as http:
+        yield Sender(http, clients, writer, lambda: NOW, RetryPolicy(attempts=3)), tmp_path
 
 
 def built(message: Message, settings: ChannelSettings | None = None) -> httpx.Request:

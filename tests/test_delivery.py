@@ -17,7 +17,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from activations import engine, guards, ledger, warehouse
+from activations import cap_policy, engine, guards, ledger, warehouse
+from activations.cap_policy import CapPolicy
 from activations.channels import ChannelSettings, Message, RetryPolicy, Sender
 from activations.channels.core import LookupFailed
 from activations.channels.twilio import TwilioClient
@@ -175,6 +176,18 @@ def test_a_capped_step_is_sent_by_a_later_run_once_the_cap_allows(
     # and once sent, it is decided: a further run sends nothing more
     again = run(home, sandbox, entry("e1"), now=T + timedelta(hours=30))
     assert (again.sent, again.deferred, len(sandbox.received)) == ({}, {}, 1)
+
+
+def test_the_projects_cap_policy_holds_back_a_journey_without_a_cap_of_its_own(
+    home: Path, sandbox: Sandbox
+) -> None:
+    # An hour ago another journey sent Sam a message. Uncapped, this journey sends; under the
+    # project's policy (one a day; skip) it holds back, as a journey's own cap would.
+    record(home, ref_for("e0", journey="welcome"), "sent", T - timedelta(hours=1))
+    (capped,) = cap_policy.apply([UNCAPPED], CapPolicy(1, 24, on_cap="skip"))
+    held = run(home, sandbox, entry("e1"), journey=capped)
+    assert (held.sent, held.skipped) == ({}, {"capped": 1})
+    assert run(home, sandbox, entry("e2"), journey=UNCAPPED).sent == {"sms": 1}
 
 
 def test_a_transactional_journey_is_neither_capped_nor_quiet_nor_counted(

@@ -282,3 +282,9 @@ def test_sends_the_guards_should_have_stopped_are_listed_and_checked(paths: Path
     for check in ("duplicate_sends", "sends_over_frequency_cap", "sends_after_opt_out",
                   "sends_to_suppressed_addresses"):  # fmt: skip
         assert f"Warning in test audit_{check}" in output
+    # The project's cap policy (dbt_project.yml vars.frequency_cap, activations/cap_policy.py)
+    # is read as the guards read it: welcome exempt, its sends count toward no cap.
+    policy = {"messages": 1, "per_hours": 24, "exempt_journeys": ["welcome"]}
+    dbt_build(paths, "fct_guard_violations", dbt_vars={"frequency_cap": policy})
+    over = query(paths, "select send_key from fct_guard_violations where violation like 'over%'")
+    assert over == []

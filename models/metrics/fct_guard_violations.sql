@@ -48,7 +48,8 @@ duplicate_sends as (
 ),
 
 -- What a cap counts, as the guard counts it (activations/ledger/store.py SENT_SQL): a send, or
--- an attempt whose outcome stayed unknown (it may have gone out); never a transactional one.
+-- an attempt whose outcome stayed unknown (it may have gone out); never a transactional one, nor
+-- one of a journey the project's cap policy exempts.
 counted as (
 
     select
@@ -57,7 +58,7 @@ counted as (
         min(ledger_lines.recorded_at) as sent_at
     from ledger_lines
     left join policies on ledger_lines.journey = policies.journey
-    where not coalesce(policies.transactional, false)
+    where not coalesce(policies.uncounted, false)
         and (
             ledger_lines.delivery_status = 'sent'
             or ledger_lines.delivery_status = 'unknown'
