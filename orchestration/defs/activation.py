@@ -83,10 +83,11 @@ def build_activation_asset(
     uncounted: frozenset[str] = frozenset(),
     partitions_def: dg.StaticPartitionsDefinition | None = None,
 ) -> dg.AssetsDefinition:
-    """`uncounted`: the transactional journeys, whose sends no cap counts. `partitions_def`:
-    person_partitions(); each partition's run sends to its people only, beside the others. They
-    read the published copy of the warehouse the tier's run ended with (switchyard/publish.py),
-    never locked by dbt, so they need no turn in the warehouse pool and run at once."""
+    """`uncounted`: the transactional journeys and those the cap policy exempts, whose sends no
+    cap counts. `partitions_def`: person_partitions(); each partition's run sends to its people
+    only, beside the others. They read the published copy of the warehouse the tier's run ended
+    with (switchyard/publish.py), never locked by dbt, so they need no turn in the warehouse
+    pool and run at once."""
 
     @dg.asset(
         key=activation_key(journey),
