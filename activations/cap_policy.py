@@ -131,6 +131,15 @@ def apply(journeys: Sequence[Journey], policy: CapPolicy | None) -> list[Journey
             f"the cap policy exempts journeys that are not declared: {unknown} "
             f"(declared: {sorted(known)})"
         )
+    capped = sorted(
+        j.name for j in journeys if j.name in policy.exempt_journeys and j.frequency_cap
+    )
+    if capped:
+        # uncounted, its own sends would no longer count toward its own cap
+        raise ValueError(
+            f"the cap policy exempts journeys that declare a frequency_cap of their own: "
+            f"{capped} (the policy never applies to them; exempt only journeys without one)"
+        )
     out = []
     for journey in journeys:
         if journey.name in policy.exempt_journeys:

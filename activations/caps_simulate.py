@@ -41,11 +41,14 @@ def simulate(
     days: float = 7,
     exempt: Collection[str] = (),
     timezones: Mapping[str, str | None] | None = None,
+    own_caps: Collection[str] = (),
 ) -> list[Simulated]:
     """Replay the messages sent in the `days` before `until` under `policy` (`exempt`: more
-    journeys it does not apply to, such as the transactional ones; `timezones`: each person's,
-    for a calendar-day cap). The window before them (what the cap looks back over) is replayed
-    too, so the first day starts with what it had."""
+    journeys it does not apply to, such as the transactional ones, which neither count nor are
+    held back; `own_caps`: journeys with a cap of their own, which the policy never holds back
+    but whose messages count; `timezones`: each person's, for a calendar-day cap). The window
+    before them (what the cap looks back over) is replayed too, so the first day starts with
+    what it had."""
     since = until - timedelta(days=days)
     cap = policy.cap
     warm_up = since - cap.lookback
@@ -79,7 +82,9 @@ def simulate(
             person, allowed = person_id, LedgerState({}, {}, {})
         if journey in exempt:
             continue
-        capped = guards.over_cap(cap, person_id, allowed, at, None, zones.get(person_id))
+        capped = journey not in own_caps and guards.over_cap(
+            cap, person_id, allowed, at, None, zones.get(person_id)
+        )
         if not capped:
             allowed.note_send(person_id, at)
         if at > since:

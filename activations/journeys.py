@@ -453,5 +453,8 @@ def load_journeys(manifest_path: Path, project_dir: Path | None = None) -> list[
     try:
         journeys = cap_policy.apply(journeys, cap_policy.project_policy(project))
     except ValueError as exc:
-        raise JourneyDefinitionError(f"frequency cap policy: {exc}") from exc
+        where = project / "dbt_project.yml"
+        raise JourneyDefinitionError(
+            f"the cap policy in {where} (vars.frequency_cap): {exc}"
+        ) from exc
     return sorted(journeys, key=lambda j: j.name)

@@ -434,31 +434,37 @@ def cmd_caps(args: argparse.Namespace) -> int:
         return 2
     until = args.until or datetime.now(UTC).replace(tzinfo=None)
     paths = Paths.from_env()
-    uncounted = _uncounted_journeys()
+    journeys = _declared_journeys()
+    # The policy applies as at send time: not to transactional journeys (nor the ones it exempts
+    # itself), nor to journeys with a cap of their own, whose messages count all the same.
+    transactional = frozenset(j.name for j in journeys if j.transactional)
+    own_caps = frozenset(j.name for j in journeys if j.frequency_cap and not j.cap_from_policy)
     zones = _time_zones(paths) if policy.calendar_day else {}
     results = caps_simulate.simulate(
-        paths.landing, policy, until, args.days, exempt=uncounted, timezones=zones
-    )
-    exempt = sorted(policy.exempt_journeys | uncounted)
+        paths.landing, policy, until, args.days, exempt=transactional, timezones=zones,
+        own_caps=own_caps,
+    )  # fmt: skip
+    exempt = sorted(policy.exempt_journeys | transactional)
+    own = ", ".join(sorted(own_caps)) or "none"
     print(
         f"cap {policy.describe()} over the {args.days:g} days to {until:%Y-%m-%d %H:%M} UTC "
-        f"(from the ledger; nothing sent; exempt: {', '.join(exempt) or 'none'}):"
+        f"(from the ledger; nothing sent; exempt: {', '.join(exempt) or 'none'}; "
+        f"under caps of their own, counted but never held back: {own}):"
     )
     print(caps_simulate.as_table(results))
     return 0
 
 
-def _uncounted_journeys() -> frozenset[str]:
-    """The project's journeys no cap counts (transactional, or exempt by the cap policy), or
-    none if the journeys cannot be read now (said on stderr)."""
+def _declared_journeys() -> list[Journey]:
+    """The project's journeys, or none if they cannot be read now (said on stderr)."""
     from activations.journeys import JourneyDefinitionError, load_journeys
     from orchestration.dbt_project import ensure_manifest
 
     try:
-        return frozenset(j.name for j in load_journeys(ensure_manifest()) if not j.counted)
+        return load_journeys(ensure_manifest())
     except (JourneyDefinitionError, OSError, RuntimeError) as exc:
         print(f"note: journeys not read, none exempt as transactional ({exc})", file=sys.stderr)
-        return frozenset()
+        return []
 
 
 def _time_zones(paths: Paths) -> dict[str, str | None]:

@@ -21,6 +21,7 @@ import httpx
 
 from activations import engine, guards, ledger, warehouse
 from activations.channels import ChannelSettings, Sender
+from activations.channels.transport import sender_client
 from activations.graph import Handoff
 from activations.journeys import Journey, Step, Template
 from activations.run import RunSummary, deliver
@@ -71,7 +72,9 @@ def main(home: Path, base_url: str, n: int, handoff: str | None = None) -> None:
     state = ledger.read_state(home)
     writer = ledger.LedgerWriter(home, uuid.uuid4().hex[:8])
     clients = ChannelSettings.for_sandbox(base_url).clients()
-    sender = Sender(httpx.Client(), clients, writer, utc_now, concurrency={"sms": 4})
+    # the client a run sends with (activations/channels/transport.py's keep-alive transport)
+    http = sender_client(4, httpx.Timeout(5))
+    sender = Sender(http, clients, writer, utc_now, concurrency={"sms": 4})
     try:
         todo, skips = engine.classify(journey, due, state, now, sender.can_look_up)
         audience = warehouse.Audience({p.person_id: p for p in everyone}, {})

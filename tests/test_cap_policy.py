@@ -41,29 +41,37 @@ def test_the_policy_caps_each_marketing_journey_that_declares_no_cap() -> None:
     assert cap_policy.apply([UNCAPPED], None) == [UNCAPPED]
     with pytest.raises(ValueError, match=r"exempts journeys that are not declared: \['exempted'\]"):
         cap_policy.apply([UNCAPPED], policy)
+    # exempt, a journey's own sends would stop counting toward its own cap: refused
+    with pytest.raises(ValueError, match=r"declare a frequency_cap of their own: \['exempted'\]"):
+        cap_policy.apply([replace(JOURNEY, name="exempted")], policy)
 
 
 def test_load_journeys_applies_the_policy_dbt_project_yml_declares(tmp_path: Path) -> None:
     manifest = ensure_manifest()
-    plain = {j.name: j for j in load_journeys(manifest)}
-    assert all(not j.cap_from_policy for j in plain.values())  # the project declares none
-    declared = {"messages": 3, "per_hours": 6, "exempt_journeys": ["welcome"]}
+    # The sample project: one message a day for cart and lapsed, welcome under its own cap.
+    shipped = {j.name: j for j in load_journeys(manifest)}
+    for name in ("cart_abandonment", "lapsed_reengagement"):
+        assert shipped[name].frequency_cap == FrequencyCap(1, 24) and shipped[name].cap_from_policy
+    assert not shipped["welcome"].cap_from_policy and shipped["welcome"].frequency_cap
+    declared = {"messages": 3, "per_hours": 6, "on_cap": "skip",
+                "exempt_journeys": ["cart_abandonment"]}  # fmt: skip
     journeys = {j.name: j for j in load_journeys(manifest, project_with(tmp_path, declared))}
-    for name, journey in journeys.items():
-        before = plain[name]
-        if name == "welcome":  # exempt: its own cap stays, its sends count toward none
-            assert journey.cap_exempt and journey.frequency_cap == before.frequency_cap
-            assert not journey.counted
-        elif before.frequency_cap is None and not before.transactional:
-            assert journey.frequency_cap == FrequencyCap(3, 6) and journey.cap_from_policy
-        else:  # (the sample journeys declare caps of their own)
-            assert journey == before
+    cart, lapsed = journeys["cart_abandonment"], journeys["lapsed_reengagement"]
+    assert cart.frequency_cap is None and cart.cap_exempt and not cart.counted
+    assert lapsed.frequency_cap == FrequencyCap(3, 6, on_cap="skip") and lapsed.counted
+    assert journeys["welcome"] == shipped["welcome"]  # its own cap
+    # none declared: each journey as it declares
+    bare = {j.name: j for j in load_journeys(manifest, project_with(tmp_path / "none", None))}
+    assert bare["cart_abandonment"].frequency_cap is None
     bad = project_with(tmp_path / "bad", {"messages": 0})
     with pytest.raises(JourneyDefinitionError, match=r"vars\.frequency_cap: messages must be"):
         load_journeys(manifest, bad)
     worse = project_with(tmp_path / "worse", {"messages": 1, "on_cap": "drop"})
     with pytest.raises(JourneyDefinitionError, match="on_cap 'drop' is one of defer, skip, exit"):
         load_journeys(manifest, worse)
+    own = project_with(tmp_path / "own", {"messages": 1, "exempt_journeys": ["welcome"]})
+    with pytest.raises(JourneyDefinitionError, match=r"dbt_project.yml \(vars.frequency_cap\)"):
+        load_journeys(manifest, own)
 
 
 def test_caps_simulate_replays_the_projects_policy_by_default(
@@ -71,9 +79,12 @@ def test_caps_simulate_replays_the_projects_policy_by_default(
 ) -> None:
     monkeypatch.setenv("SWITCHYARD_LANDING_DIR", str(tmp_path / "landing"))
     # none declared: the command says what to do
+    monkeypatch.setattr(cli, "PROJECT_DIR", project_with(tmp_path / "none", None))
     assert cli.main(["caps", "simulate"]) == 2
     assert "dbt_project.yml declares none" in capsys.readouterr().err
     project = project_with(tmp_path / "project", {"messages": 4, "per_hours": 8})
     monkeypatch.setattr(cli, "PROJECT_DIR", project)
     assert cli.main(["caps", "simulate", "--days", "1"]) == 0
-    assert "cap 4 per 8 h" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "cap 4 per 8 h" in out
+    assert "under caps of their own, counted but never held back: welcome" in out

@@ -73,7 +73,10 @@ def test_the_command_prints_the_table_and_refuses_a_bad_policy(
     assert cli.main(["caps", "simulate", "--policy", str(policy), "--until", until]) == 0
     out = capsys.readouterr().out
     assert "cap 1 per 24 h" in out and "welcome" in out
-    assert out.splitlines()[-1].split() == ["all", "5", "2"]  # the receipt counts here
+    # the receipt counts here; welcome, under a cap of its own in the project, is never held
+    # back by the policy (as at send time), only counted
+    assert out.splitlines()[-1].split() == ["all", "5", "1"]
+    assert "counted but never held back: welcome" in out
     policy.write_text(json.dumps({"messages": 0, "per_hours": 24}))
     assert cli.main(["caps", "simulate", "--policy", str(policy), "--until", until]) == 2
     assert "messages must be at least 1" in capsys.readouterr().err
@@ -116,3 +119,19 @@ def test_a_policy_file_may_say_calendar_day_and_a_zone(tmp_path: Path) -> None:
     path.write_text(json.dumps({"messages": 1, "per_day": 1}))
     with pytest.raises(ValueError, match="unknown keys"):
         CapPolicy.from_file(path)
+
+
+def test_a_journey_under_its_own_cap_counts_but_is_never_held_back(tmp_path: Path) -> None:
+    # At send time the project's policy holds back only journeys without a cap of their own.
+    landing.ensure_layout(tmp_path)
+    sent(tmp_path, "bob", "welcome", "email", T, 1)
+    sent(tmp_path, "bob", "welcome", "email", T + timedelta(hours=1), 2)
+    sent(tmp_path, "bob", "cart", "push", T + timedelta(hours=2), 3)
+    policy = CapPolicy(1, 24)
+    until = T + timedelta(days=1)
+    results = {(r.journey, r.held_back) for r in simulate(tmp_path, policy, until)}
+    assert results == {("welcome", 1), ("cart", 1)}
+    own = {
+        (r.journey, r.held_back) for r in simulate(tmp_path, policy, until, own_caps={"welcome"})
+    }
+    assert own == {("welcome", 0), ("cart", 1)}  # welcome's two count: the cart push is held

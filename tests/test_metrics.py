@@ -282,9 +282,20 @@ def test_sends_the_guards_should_have_stopped_are_listed_and_checked(paths: Path
     for check in ("duplicate_sends", "sends_over_frequency_cap", "sends_after_opt_out",
                   "sends_to_suppressed_addresses"):  # fmt: skip
         assert f"Warning in test audit_{check}" in output
-    # The project's cap policy (dbt_project.yml vars.frequency_cap, activations/cap_policy.py)
-    # is read as the guards read it: welcome exempt, its sends count toward no cap.
-    policy = {"messages": 1, "per_hours": 24, "exempt_journeys": ["welcome"]}
+    # cart_abandonment is capped by the project's policy (dbt_project.yml vars.frequency_cap,
+    # one a day), read as the guards read it: over 48 h, four of its sends are over it too.
+    policy = {"messages": 1, "per_hours": 48}
     dbt_build(paths, "fct_guard_violations", dbt_vars={"frequency_cap": policy})
-    over = query(paths, "select send_key from fct_guard_violations where violation like 'over%'")
-    assert over == []
+    over = query(
+        paths,
+        "select send_key, detail from fct_guard_violations where violation like 'over%' "
+        "order by send_key",
+    )
+    assert [(r["send_key"], r["detail"]) for r in over] == [
+        ("k12", "2 sends within 24.0 h; the cap is 1"),  # welcome's own cap
+        ("k2", "2 sends within 24.0 h; the cap is 1"),
+        ("k3", "3 sends within 48.0 h; the cap is 1"),  # cart's, the policy's: k1, k2
+        ("k6", "2 sends within 48.0 h; the cap is 1"),  # k5, 31 h before
+        ("k7", "2 sends within 48.0 h; the cap is 1"),  # k6, 25 h before
+        ("k9", "2 sends within 48.0 h; the cap is 1"),  # k8, 29 h before
+    ]

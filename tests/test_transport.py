@@ -4,6 +4,7 @@ httpx's errors it raises, which the sender reads to tell never sent from maybe p
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import socket
@@ -55,6 +56,12 @@ class Handler(BaseHTTPRequestHandler):
         if self.path == "/early-hints":  # 103, then the answer
             self.wfile.write(b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n")
             self.wfile.write(b"HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok")
+            return
+        if self.path == "/late":  # the head now, the body a moment later
+            self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n")
+            self.wfile.flush()
+            time.sleep(0.3)
+            self.wfile.write(b"WRONG")
             return
         if self.path == "/short":  # announces 100 bytes, sends 10, hangs up
             self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789")
@@ -186,6 +193,33 @@ def test_one_connection_carries_request_after_request(server: Server) -> None:
         time.sleep(0.5)
         client.get(f"{server.url}/echo")
         assert len(server.connections) == 3
+
+
+def test_an_answer_closed_before_its_body_came_leaves_nothing_for_the_next(
+    server: Server, client: httpx.Client
+) -> None:
+    with client.stream("GET", f"{server.url}/late") as response:
+        assert response.status_code == 200  # closed unread, its body still on the way
+    # on the same connection, the next request would read that body as its answer
+    assert client.get(f"{server.url}/echo").json()["path"] == "/echo"
+    assert len(server.connections) == 2
+
+
+def test_at_most_max_connections_are_kept_idle(server: Server) -> None:
+    with contextlib.ExitStack() as stack:
+        other = stack.enter_context(contextlib.contextmanager(serving)(Server()))
+        c = stack.enter_context(httpx.Client(transport=KeepAliveTransport(2), timeout=5))
+        slow = [threading.Thread(target=lambda: c.get(f"{server.url}/slow")) for _ in range(2)]
+        for t in slow:
+            t.start()
+        for t in slow:
+            t.join()
+        # two idle to the first server: the second's connection is not kept beside them
+        c.get(f"{other.url}/echo")
+        c.get(f"{other.url}/echo")
+        assert len(other.connections) == 2
+        c.get(f"{server.url}/echo")
+        assert len(server.connections) == 2  # one of the two kept
 
 
 def test_a_connection_the_server_closed_while_idle_is_not_used_again(

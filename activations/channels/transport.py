@@ -148,6 +148,8 @@ class KeepAliveTransport(httpx.BaseTransport):
                 if not idle:
                     return None
                 since, connection = idle.pop()
+                if not idle:  # (connected content reaches many origins: none kept empty)
+                    del self._idle[origin]
             if time.monotonic() - since <= self._expiry and _still_open(connection):
                 return connection
             # Closed by the server (readable while idle), or idle so long that something on the
