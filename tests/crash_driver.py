@@ -2,7 +2,9 @@
 HOME BASE_URL PEOPLE [HANDOFF]`. Each of PEOPLE people has one text due; the run reads the
 ledger in HOME, settles what earlier (killed) runs left unknown through Twilio's lookup, and
 sends the rest to the sandbox at BASE_URL, as run_journey's delivery does. With HANDOFF (a
-platform: braze, customerio, iterable), the step hands the text to it instead."""
+platform: braze, customerio, iterable), the step hands the text to it instead; with `webhook`,
+the message goes to the team's webhook (no lookup: an unknown outcome is sent once more under
+the same webhook-id, on which the receiver de-duplicates)."""
 
 from __future__ import annotations
 
@@ -59,8 +61,18 @@ def handing_off(destination: str) -> Journey:
     return replace(JOURNEY, nodes=(step,))
 
 
+WEBHOOK = replace(
+    JOURNEY,
+    nodes=(Step("remind", 0, ("webhook",), {"webhook": Template(body="Cart {first_name}")}),),
+)
+
+
 def main(home: Path, base_url: str, n: int, handoff: str | None = None) -> None:
-    journey = handing_off(handoff) if handoff else JOURNEY
+    journey = JOURNEY
+    if handoff == "webhook":
+        journey = WEBHOOK
+    elif handoff:
+        journey = handing_off(handoff)
     now = utc_now()
     everyone = people(n)
     due = [

@@ -1088,9 +1088,13 @@ def test_with_a_fifth_of_requests_failing_every_message_arrives_exactly_once(
     assert sandbox.requests_seen > 60  # the faults were met (retries, lookups)
 
 
-def test_a_sender_killed_at_random_points_loses_and_duplicates_nothing(tmp_path: Path) -> None:
+@pytest.mark.parametrize("channel", ["sms", "webhook"])
+def test_a_sender_killed_at_random_points_loses_and_duplicates_nothing(
+    tmp_path: Path, channel: str
+) -> None:
     # A real process per run, SIGKILLed at a random moment (seeded), over and over; then runs
-    # to the end. Twilio's lookup settles what a killed run left unknown.
+    # to the end. Twilio's lookup settles what a killed run left unknown; a webhook whose
+    # outcome is unknown goes once more under its webhook-id, which the receiver de-duplicates.
     import random
     import subprocess
     import sys
@@ -1108,6 +1112,7 @@ def test_a_sender_killed_at_random_points_loses_and_duplicates_nothing(tmp_path:
             str(tmp_path),
             sb.base_url,
             str(people),
+            *(["webhook"] if channel == "webhook" else []),
         ]
         kills = 0
         root = Path(__file__).parent.parent
@@ -1120,10 +1125,20 @@ def test_a_sender_killed_at_random_points_loses_and_duplicates_nothing(tmp_path:
     assert kills >= 3  # the test did kill runs mid-way
     assert set(received) == keys and set(received.values()) == {1}
     state = ledger.read_state(tmp_path)
-    assert {state.last_status[k] for k in keys} == {"sent"}
-    # killed runs left attempts without an outcome, which later runs settled
     folder = landing.table_dir(tmp_path, "ledger", "deliveries")
     lines = [json.loads(x) for f in folder.glob("run-*.jsonl") for x in f.read_text().splitlines()]
+    if channel == "sms":
+        assert {state.last_status[k] for k in keys} == {"sent"}
+    else:  # no lookup: a key whose second attempt was lost too is given up, never sent a third time
+        attempts = Counter(x["send_key"] for x in lines if x["status"] == "attempted")
+        given_up = {k for k in keys if state.last_status[k] != "sent"}
+        given_up_lines = [x for x in lines if x["send_key"] in given_up and x["status"] == "failed"]
+        assert {state.last_status[k] for k in given_up} <= {"failed"}
+        assert {x["reason"] for x in given_up_lines} <= {"outcome_unknown"}
+        assert all(attempts[k] == 2 for k in given_up), {k: attempts[k] for k in given_up}
+        assert max(attempts.values()) <= 2
+        assert len(given_up) < len(keys) // 2
+    # killed runs left attempts without an outcome, which later runs settled
     settled = [x for x in lines if (x["reason"] or "").startswith("reconciled")]
     resent = [x for x in lines if x["status"] == "attempted" and x["attempt"] > 1]
     assert settled or resent, (kills, len(lines))
