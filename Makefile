@@ -20,8 +20,12 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	SWITCHYARD_CHANNELS=sandbox $(BIN)/switchyard demo $(ARGS)
 
+# Two workers (pytest-xdist): most tests wait on dbt, Dagster or a sandbox more than they
+# compute, so the second core was idle but for the Spark build. A file's tests share a worker
+# (their module fixtures are built once); TEST_WORKERS=0 runs them in this process.
+TEST_WORKERS ?= 2
 test: $(STAMP) browser
-	$(BIN)/python -m pytest $(ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(ARGS)
 
 # The preference-center test drives headless Chromium: Debian's package (Playwright's own
 # browser download cannot be reached from everywhere). Only the tests need it.

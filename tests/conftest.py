@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,13 +19,26 @@ from tests import parity_build
 from tests.dbt_helpers import TESTS_TARGET_PREFIX
 
 
-@pytest.fixture(scope="session", autouse=True)
-def dbt_manifest() -> Path:
-    """dbt parse once per session (a no-op when the manifest is fresh), and the target folders
-    an earlier session's tests left (tests/dbt_helpers.py) cleared."""
+def is_worker(config: pytest.Config) -> bool:
+    """One of pytest-xdist's workers (`make test` runs two, `-n 2`), not the session leading
+    them or a session without workers."""
+    return hasattr(config, "workerinput")
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Once per `pytest`, before any worker starts: the target folders an earlier session's
+    tests left (tests/dbt_helpers.py) cleared, and dbt parse (a no-op when the manifest is
+    fresh). A worker doing it would clear the folders the other's tests are using."""
+    if is_worker(session.config):
+        return
     for old in (PROJECT_DIR / "target").glob(f"{TESTS_TARGET_PREFIX}*"):
         shutil.rmtree(old, ignore_errors=True)
-    return ensure_manifest()
+    ensure_manifest()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def dbt_manifest() -> Path:
+    return ensure_manifest()  # parsed at the session's start: a no-op unless a test changed it
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -78,14 +92,26 @@ def paths(homes_root: Path, monkeypatch: pytest.MonkeyPatch) -> Paths:
     return private_home(fresh_home(homes_root, "test"), monkeypatch)
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The engine parity tests last: their Spark build runs beside the rest (parity_build)."""
-    items.sort(key=lambda item: item.path.name == parity_build.MODULE)
+def is_parity(item: pytest.Item) -> bool:
+    return item.path.name == parity_build.MODULE
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The engine parity tests' Spark build (parity_build) runs beside other tests. Without
+    workers, the session starts it and runs the parity tests last. With workers (`--dist
+    loadfile`: a file's tests on one worker), they go first: the worker that takes them builds
+    and waits while the other runs the rest. Then the files with the most tests first, so that
+    no long file starts last (the order must be the same on every worker)."""
+    if not is_worker(config):
+        items.sort(key=is_parity)
+        return
+    sizes = Counter(item.path for item in items)
+    items.sort(key=lambda item: (not is_parity(item), -sizes[item.path], str(item.path)))
 
 
 @pytest.fixture(scope="session", autouse=True)
 def parity_started(request: pytest.FixtureRequest) -> None:
-    if any(item.path.name == parity_build.MODULE for item in request.session.items):
+    if not is_worker(request.config) and any(is_parity(i) for i in request.session.items):
         request.getfixturevalue("parity")
 
 
