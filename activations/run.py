@@ -597,7 +597,7 @@ def deliver(
                         if links is None
                         else f" (no link for a person without a user id on {choice.channel})"
                     )
-                hold(d.ref, SkipReason.MISSING_TEMPLATE_VARIABLE, detail)
+                hold(d.ref, SkipReason.MISSING_VARIABLE, detail)
                 continue
             except TemplateProblem as problem:
                 hold(d.ref, SkipReason.UNRENDERABLE_TEMPLATE, str(problem))

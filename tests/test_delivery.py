@@ -1342,7 +1342,7 @@ def test_messages_carry_signed_links_and_marketing_email_the_one_click_headers(
     # property of that name never stands in for the signed link
     fake = replace(entry("e4", ada), properties={"unsubscribe_url": "https://evil.example"})
     unlinked = run(home, sandbox, fake, journey=replace(journey, name="nolinks"), person=ada)
-    assert unlinked.skipped == {"missing_template_variable": 1}
+    assert unlinked.skipped == {"missing_variable": 1}
     line = ledger_line(home, ledger.send_key("nolinks", "remind", ada.person_id, "e4"), "skipped")
     assert "SWITCHYARD_LINK_SECRET" in line["reason_detail"]
     # a transactional message carries the links in its body, but no List-Unsubscribe

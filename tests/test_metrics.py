@@ -126,14 +126,19 @@ def test_ledger_lines_from_before_reason_detail_still_build(paths: Paths) -> Non
         "person_id": "p0", "entry_id": "e", "status": "skipped",
         "reason": "missing_template_variable:first_name", "recorded_at": T.isoformat(),
     }  # fmt: skip
-    landing.write_batch(paths.landing, "ledger", "deliveries", [old], prefix="run-old")
+    # and then 'missing_template_variable' with the name in reason_detail
+    ref2 = ledger.SendRef(ledger.send_key("j", "s", "p1", "e"), "j", "s", "p1", "e")
+    later = {**old, "send_key": ref2.send_key, "person_id": "p1",
+             "reason": "missing_template_variable", "reason_detail": "cart_total"}  # fmt: skip
+    landing.write_batch(paths.landing, "ledger", "deliveries", [old, later], prefix="run-old")
     dbt_build(paths, METRICS)
-    (row,) = query(paths, "select reason, reason_detail from fct_deliveries")
-    assert row == {"reason": "missing_template_variable", "reason_detail": "first_name"}
-    (metrics,) = query(
-        paths, "select skipped_missing_template_variable as n from fct_journey_step_metrics"
-    )
-    assert metrics == {"n": 1}
+    rows = query(paths, "select reason, reason_detail from fct_deliveries order by 2")
+    assert rows == [
+        {"reason": "missing_variable", "reason_detail": "cart_total"},
+        {"reason": "missing_variable", "reason_detail": "first_name"},
+    ]
+    (metrics,) = query(paths, "select skipped_missing_variable as n from fct_journey_step_metrics")
+    assert metrics == {"n": 2}
 
 
 def test_holdout_assignment_is_stable_and_keeps_its_share(paths: Paths) -> None:

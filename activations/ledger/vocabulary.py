@@ -50,7 +50,7 @@ class SkipReason(StrEnum):
     CAPPED = "capped"  # the global frequency cap was reached
     EXITED = "exited"  # the person left the journey before the step was due
     EXPIRED = "expired"  # the step was due longer ago than its expiry
-    MISSING_TEMPLATE_VARIABLE = "missing_template_variable"  # reason_detail names it
+    MISSING_VARIABLE = "missing_variable"  # reason_detail names it
     UNRENDERABLE_TEMPLATE = "unrenderable_template"  # a filter or the sandbox refused (detail)
     CONNECTED_CONTENT_FAILED = "connected_content_failed"  # the fetch failed (URL and why)
     HOLDOUT = "holdout"  # the person is in the journey's control group

@@ -44,9 +44,10 @@ select
     channel,
     recipient,
     status as delivery_status,
-    -- Lines written before reason_detail existed said 'missing_template_variable:<name>'.
+    -- Older lines said 'missing_template_variable', before reason_detail existed with the
+    -- name after a colon ('missing_template_variable:<name>').
     case
-        when reason like 'missing_template_variable:%' then 'missing_template_variable'
+        when reason like 'missing_template_variable%' then 'missing_variable'
         else reason
     end as reason,
     coalesce(
