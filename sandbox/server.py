@@ -8,6 +8,7 @@ import random
 import re
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -95,6 +96,9 @@ class Sandbox:
         self._twilio_messages: list[dict[str, Any]] = []
         self._twilio_send_after: dict[str, float] = {}  # sid -> its queue time, as created
         self._webhook_ids: set[str] = set()
+        # every signed webhook delivered, per webhook-id, duplicates included (received keeps
+        # the first of each, as a de-duplicating receiver would)
+        self.webhook_deliveries: Counter[str] = Counter()
         self._access_tokens: dict[str, float] = {}  # minted at /token -> when it expires
         self.tokens_issued = 0
         self.unsubscribed: list[str] = []  # send keys of one-click unsubscribes received
@@ -309,6 +313,7 @@ class Sandbox:
         reply = providers.webhook_receive(req, self.credentials, self.clock())
         with self._lock:  # a receiver de-duplicates on webhook-id, as the spec asks
             for event in list(reply.accepted):
+                self.webhook_deliveries[event["provider_message_id"]] += 1
                 if event["provider_message_id"] in self._webhook_ids:
                     reply.accepted.remove(event)
                 self._webhook_ids.add(event["provider_message_id"])

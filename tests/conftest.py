@@ -100,13 +100,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """The engine parity tests' Spark build (parity_build) runs beside other tests. Without
     workers, the session starts it and runs the parity tests last. With workers (`--dist
     loadfile`: a file's tests on one worker), they go first: the worker that takes them builds
-    and waits while the other runs the rest. Then the files with the most tests first, so that
-    no long file starts last (the order must be the same on every worker)."""
+    and waits while the other runs the rest. Then the files with the most tests marked `slow`,
+    then the most tests, so that the long ones do not start last (the order must be the same on
+    every worker)."""
     if not is_worker(config):
         items.sort(key=is_parity)
         return
     sizes = Counter(item.path for item in items)
-    items.sort(key=lambda item: (not is_parity(item), -sizes[item.path], str(item.path)))
+    slow = Counter(item.path for item in items if item.get_closest_marker("slow"))
+    items.sort(
+        key=lambda item: (not is_parity(item), -slow[item.path], -sizes[item.path], str(item.path))
+    )
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -1,10 +1,11 @@
 """One delivery run in its own process, for tests that kill it: `python -m tests.crash_driver
-HOME BASE_URL PEOPLE [HANDOFF]`. Each of PEOPLE people has one text due; the run reads the
+HOME BASE_URL PEOPLE [MODE]`. Each of PEOPLE people has one text due; the run reads the
 ledger in HOME, settles what earlier (killed) runs left unknown through Twilio's lookup, and
-sends the rest to the sandbox at BASE_URL, as run_journey's delivery does. With HANDOFF (a
-platform: braze, customerio, iterable), the step hands the text to it instead; with `webhook`,
-the message goes to the team's webhook (no lookup: an unknown outcome is sent once more under
-the same webhook-id, on which the receiver de-duplicates)."""
+sends the rest to the sandbox at BASE_URL, as run_journey's delivery does. With MODE a
+platform (braze, customerio, iterable), the step hands the text to it instead; with MODE
+`webhook`, `email` or `push`, the message goes on that channel, which has no lookup: an unknown
+outcome is sent once more (a webhook under the same webhook-id, on which receivers
+de-duplicate), never a third time."""
 
 from __future__ import annotations
 
@@ -43,7 +44,13 @@ JOURNEY = Journey(
 def people(n: int) -> list[guards.Person]:
     return [
         guards.Person(
-            f"p{i}", f"u{i}", None, f"+1415555{i:04d}", None, f"P{i}", {"sms": "subscribed"}
+            f"p{i}",
+            f"u{i}",
+            f"p{i}@example.com",
+            f"+1415555{i:04d}",
+            f"token-{i}",
+            f"P{i}",
+            dict.fromkeys(("sms", "email", "push"), "subscribed"),
         )
         for i in range(n)
     ]
@@ -61,18 +68,21 @@ def handing_off(destination: str) -> Journey:
     return replace(JOURNEY, nodes=(step,))
 
 
-WEBHOOK = replace(
-    JOURNEY,
-    nodes=(Step("remind", 0, ("webhook",), {"webhook": Template(body="Cart {first_name}")}),),
-)
+def on_channel(channel: str) -> Journey:
+    template = Template(subject="Your cart", body="Cart {first_name}")
+    return replace(JOURNEY, nodes=(Step("remind", 0, (channel,), {channel: template}),))
 
 
-def main(home: Path, base_url: str, n: int, handoff: str | None = None) -> None:
+# without a lookup at the provider: an unknown outcome is sent once more, at most
+UNLOOKED = ("webhook", "email", "push")
+
+
+def main(home: Path, base_url: str, n: int, mode: str | None = None) -> None:
     journey = JOURNEY
-    if handoff == "webhook":
-        journey = WEBHOOK
-    elif handoff:
-        journey = handing_off(handoff)
+    if mode in UNLOOKED:
+        journey = on_channel(mode)
+    elif mode:
+        journey = handing_off(mode)
     now = utc_now()
     everyone = people(n)
     due = [
@@ -86,7 +96,9 @@ def main(home: Path, base_url: str, n: int, handoff: str | None = None) -> None:
     clients = ChannelSettings.for_sandbox(base_url).clients()
     # the client a run sends with (activations/channels/transport.py's keep-alive transport)
     http = sender_client(4, httpx.Timeout(5))
-    sender = Sender(http, clients, writer, utc_now, concurrency={"sms": 4})
+    sender = Sender(
+        http, clients, writer, utc_now, concurrency=dict.fromkeys(UNLOOKED + ("sms",), 4)
+    )
     try:
         todo, skips = engine.classify(journey, due, state, now, sender.can_look_up)
         audience = warehouse.Audience({p.person_id: p for p in everyone}, {})

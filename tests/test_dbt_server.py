@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pytest
 
 from orchestration.dbt_server import server_paths
 from switchyard import landing
@@ -61,6 +62,7 @@ def served_by(lines: list[dict[str, Any]]) -> set[int]:
     return {line["info"]["pid"] for line in lines}
 
 
+@pytest.mark.slow
 def test_a_homes_steps_are_served_by_one_dbt_that_lets_go_of_the_warehouse(
     tmp_path: Path,
 ) -> None:

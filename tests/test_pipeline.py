@@ -57,6 +57,7 @@ def received(sandbox: Sandbox) -> list[tuple[str, str, str | None, str | None]]:
     return sorted((r.channel, r.recipient, r.subject, r.body) for r in sandbox.received)
 
 
+@pytest.mark.slow
 def test_cart_abandonment_end_to_end(paths: Paths, sandbox: Sandbox, shop: Scenario) -> None:
     # The seconds tier's own job first, on a fresh warehouse: it builds what the cart journey
     # and the metrics after it read, and nothing of the other tiers' journeys.
@@ -164,6 +165,7 @@ def test_cart_abandonment_end_to_end(paths: Paths, sandbox: Sandbox, shop: Scena
     ]
 
 
+@pytest.mark.slow
 def test_partitioned_sends_in_dagster_each_send_their_own_people_once(
     paths: Paths, sandbox: Sandbox, shop: Scenario, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -263,6 +265,7 @@ def test_preview_says_what_would_happen_and_does_nothing(
     assert (sandbox.received, ledger_files, ticks) == ([], [], [])
 
 
+@pytest.mark.slow
 def test_welcome_journey_waits_and_ends_on_profile_completion(
     paths: Paths, sandbox: Sandbox
 ) -> None:

@@ -128,6 +128,7 @@ def test_a_merged_away_person_leaves_every_profile_table(
     assert traits[1]["app_installed_at"] is not None  # the visitor's install is cat's now
 
 
+@pytest.mark.slow
 def test_identity_running_twice_between_profile_runs_leaves_no_ghost(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:

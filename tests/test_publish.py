@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pytest
 
 from switchyard.publish import STAGING_PREFIX, publish, published_path
 from switchyard.settings import Paths
@@ -45,6 +46,7 @@ def stamp(warehouse: Path, generation: int) -> None:
         con.execute(f"create or replace table generation as select {generation} as g")
 
 
+@pytest.mark.slow
 def test_readers_in_other_processes_are_never_locked_out_or_torn(paths: Paths) -> None:
     first = Scenario(paths.landing)
     first.person("ann", email="ann@example.com", consent=("email",))

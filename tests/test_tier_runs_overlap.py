@@ -12,6 +12,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from orchestration.dev_server import dagster_dev
 from sandbox import Sandbox
 from switchyard import events, landing
@@ -54,6 +56,7 @@ def ledger_lines(landing_dir: Path) -> list[dict[str, Any]]:
     ]
 
 
+@pytest.mark.slow
 def test_the_daemon_runs_two_tiers_at_once_without_lock_errors_or_a_broken_cap(
     tmp_path: Path,
 ) -> None:
