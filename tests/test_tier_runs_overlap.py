@@ -56,10 +56,9 @@ def ledger_lines(landing_dir: Path) -> list[dict[str, Any]]:
     ]
 
 
-@pytest.mark.slow
-def test_the_daemon_runs_two_tiers_at_once_without_lock_errors_or_a_broken_cap(
-    tmp_path: Path,
-) -> None:
+def run_both_tiers(tmp_path: Path) -> tuple[list[dict[str, Any]], str, Path, int]:
+    """The hours and the seconds tier launched together on a fresh home: the runs, dagster
+    dev's log, the landing folder and how many messages the sandbox received."""
     home = tmp_path / "home"
     seed(home / "landing")
     # The providers answer in half a second: the runs' send steps last, so the two runs overlap
@@ -79,11 +78,29 @@ def test_the_daemon_runs_two_tiers_at_once_without_lock_errors_or_a_broken_cap(
                 time.sleep(1)
                 runs = dev.runs(ids)
         log = (tmp_path / "dagster_home" / "dagster_dev.log").read_text(errors="replace")
-    assert {r["jobName"]: r["status"] for r in runs} == {
-        "tier_seconds": "SUCCESS",
-        "tier_hours": "SUCCESS",
-    }, log[-5000:]
-    assert "Could not set lock" not in log
+        return runs, log, home / "landing", len(sandbox.received)
+
+
+def overlapped(runs: list[dict[str, Any]]) -> bool:
+    a, b = sorted(runs, key=lambda r: r["startTime"] or 0)
+    return bool(a["endTime"] and b["startTime"] and b["startTime"] < a["endTime"])
+
+
+@pytest.mark.slow
+def test_the_daemon_runs_two_tiers_at_once_without_lock_errors_or_a_broken_cap(
+    tmp_path: Path,
+) -> None:
+    # On a busy machine the daemon can start the second run only after the first has ended
+    # (nothing tested): then the two are launched again on a fresh home, up to three times.
+    for attempt in range(3):
+        runs, log, landing_dir, received = run_both_tiers(tmp_path / f"attempt-{attempt}")
+        assert {r["jobName"]: r["status"] for r in runs} == {
+            "tier_seconds": "SUCCESS",
+            "tier_hours": "SUCCESS",
+        }, log[-5000:]
+        assert "Could not set lock" not in log
+        if overlapped(runs):
+            break
     pool_steps = [
         (s["startTime"], s["endTime"], f"{r['jobName']}:{s['stepKey']}")
         for r in runs
@@ -93,12 +110,11 @@ def test_the_daemon_runs_two_tiers_at_once_without_lock_errors_or_a_broken_cap(
     runs_of = {name.split(":")[0] for _, _, name in pool_steps}
     assert runs_of == {"tier_seconds", "tier_hours"}
     # the two runs were out at once, and their warehouse steps took turns
-    (a, b) = sorted(runs, key=lambda r: r["startTime"])
-    assert b["startTime"] < a["endTime"], "the runs did not overlap: nothing was tested"
+    assert overlapped(runs), "the runs did not overlap in three tries: nothing was tested"
     assert overlaps(pool_steps) == []
     # One message a day per person, whichever journey's run came first; the other's step for
     # them was capped (deferred to when the cap allows), not sent.
-    lines = ledger_lines(home / "landing")
+    lines = ledger_lines(landing_dir)
     sent: dict[str, list[str]] = {}
     for line in lines:
         if line["status"] == "sent":
@@ -107,6 +123,6 @@ def test_the_daemon_runs_two_tiers_at_once_without_lock_errors_or_a_broken_cap(
     capped = {(ln["journey"], ln["person_id"]) for ln in lines
               if ln["status"] == "deferred" and ln["reason"] == "capped"}  # fmt: skip
     assert {p for _, p in capped} & set(sent), "no step met the cap: the journeys never overlapped"
-    assert len(sandbox.received) == sum(
+    assert received == sum(
         1 for journeys in sent.values() for j in journeys if j == "cart_abandonment"
     )
