@@ -1,11 +1,11 @@
 """One delivery run in its own process, for tests that kill it: `python -m tests.crash_driver
-HOME BASE_URL PEOPLE [MODE]`. Each of PEOPLE people has one text due; the run reads the
-ledger in HOME, settles what earlier (killed) runs left unknown through Twilio's lookup, and
-sends the rest to the sandbox at BASE_URL, as run_journey's delivery does. With MODE a
-platform (braze, customerio, iterable), the step hands the text to it instead; with MODE
-`webhook`, `email` or `push`, the message goes on that channel, which has no lookup: an unknown
-outcome is sent once more (a webhook under the same webhook-id, on which receivers
-de-duplicate), never a third time."""
+HOME BASE_URL PEOPLE [MODE]`. Each of PEOPLE people has one message due (a text by default);
+the run reads the ledger in HOME, settles what earlier (killed) runs left unknown through
+Twilio's lookup, and sends the rest to the sandbox at BASE_URL, as run_journey's delivery
+does. With MODE a platform (braze, customerio, iterable), the step hands the text to it
+instead; with MODE `webhook`, `email` or `push`, the message goes on that channel, which has
+no lookup: an unknown outcome is sent once more (a webhook under the same webhook-id, on which
+receivers de-duplicate), never a third time."""
 
 from __future__ import annotations
 

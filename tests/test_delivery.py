@@ -5,6 +5,7 @@ files; the warehouse's part (entries, people, consents) is given as it would be 
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 import uuid
@@ -1088,6 +1089,7 @@ def test_with_a_fifth_of_requests_failing_every_message_arrives_exactly_once(
     assert sandbox.requests_seen > 60  # the faults were met (retries, lookups)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("channel", ["sms", "webhook", "email", "push"])
 def test_a_sender_killed_at_random_points_loses_and_duplicates_nothing(
     tmp_path: Path, channel: str
@@ -1103,8 +1105,8 @@ def test_a_sender_killed_at_random_points_loses_and_duplicates_nothing(
     from tests import crash_driver
 
     landing.ensure_layout(tmp_path)
-    chance = random.Random(5)
-    people = 60
+    chance = random.Random(int(os.environ.get("SWITCHYARD_KILL_SEED", "5")))
+    people = 60 if channel == "sms" else 120
     with Sandbox(latency_seconds=0.05) as sb:
         command = [
             sys.executable,
@@ -1118,7 +1120,10 @@ def test_a_sender_killed_at_random_points_loses_and_duplicates_nothing(
         kills = 0
         root = Path(__file__).parent.parent
         for _ in range(8):
-            kills += crash_driver.kill_mid_run(command, root, lambda: len(sb.received), chance, 12)
+            # Killed once 1 to 12 more texts arrived, or requests (an email request carries 8
+            # messages, and no lookup slows the others).
+            arrived = (lambda: len(sb.received)) if channel == "sms" else lambda: sb.requests_seen
+            kills += crash_driver.kill_mid_run(command, root, arrived, chance, 12)
         for _ in range(2):  # to the end: whatever is left unknown is settled
             done = subprocess.run(command, cwd=root, capture_output=True, text=True)
             assert done.returncode == 0, done.stderr[-3000:]
@@ -1126,7 +1131,7 @@ def test_a_sender_killed_at_random_points_loses_and_duplicates_nothing(
         if channel == "webhook":  # what went over the wire, before the receiver de-duplicated
             received = Counter(sb.webhook_deliveries)
     keys = crash_driver.send_keys(people)
-    assert kills >= 3  # the test did kill runs mid-way
+    assert kills >= 2  # the test did kill runs mid-way
     state = ledger.read_state(tmp_path)
     folder = landing.table_dir(tmp_path, "ledger", "deliveries")
     lines = [json.loads(x) for f in folder.glob("run-*.jsonl") for x in f.read_text().splitlines()]
@@ -1152,6 +1157,11 @@ def test_a_sender_killed_at_random_points_loses_and_duplicates_nothing(
         assert all(attempts[k] == 2 for k in given_up), {k: attempts[k] for k in given_up}
         assert keys - set(received) <= given_up
         assert set(received) <= keys
+        # not vacuous: many went out and were recorded sent, and kills left keys in doubt that
+        # went once more
+        sent = keys - given_up
+        assert len(sent) >= len(keys) // 4, (len(sent), len(given_up))
+        assert any(attempts[k] == 2 for k in keys)
     # killed runs left attempts without an outcome, which later runs settled
     settled = [x for x in lines if (x["reason"] or "").startswith("reconciled")]
     resent = [x for x in lines if x["status"] == "attempted" and x["attempt"] > 1]
