@@ -95,7 +95,6 @@ class Sandbox:
         self._random_providers: tuple[str, ...] = ()
         self._twilio_messages: list[dict[str, Any]] = []
         self._twilio_send_after: dict[str, float] = {}  # sid -> its queue time, as created
-        self._webhook_ids: set[str] = set()
         # every signed webhook delivered, per webhook-id, duplicates included (received keeps
         # the first of each, as a de-duplicating receiver would)
         self.webhook_deliveries: Counter[str] = Counter()
@@ -314,9 +313,8 @@ class Sandbox:
         with self._lock:  # a receiver de-duplicates on webhook-id, as the spec asks
             for event in list(reply.accepted):
                 self.webhook_deliveries[event["provider_message_id"]] += 1
-                if event["provider_message_id"] in self._webhook_ids:
+                if self.webhook_deliveries[event["provider_message_id"]] > 1:
                     reply.accepted.remove(event)
-                self._webhook_ids.add(event["provider_message_id"])
         return reply
 
     def _list_twilio(self, req: Request, account_sid: str) -> Reply:

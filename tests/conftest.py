@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import stamina
 
-from orchestration.dbt_project import ensure_manifest
+from orchestration.dbt_project import ensure_manifest, switchyard_dbt
 from orchestration.dbt_server import IDLE_ENV
 from sandbox import Sandbox
 from switchyard import landing
@@ -38,7 +38,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 @pytest.fixture(scope="session", autouse=True)
 def dbt_manifest() -> Path:
-    return ensure_manifest()  # parsed at the session's start: a no-op unless a test changed it
+    return switchyard_dbt.manifest_path  # parsed before any test ran (pytest_sessionstart)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -1119,10 +1119,10 @@ def test_a_sender_killed_at_random_points_loses_and_duplicates_nothing(
         ]
         kills = 0
         root = Path(__file__).parent.parent
+        # Killed once 1 to 12 more texts arrived, or requests (an email request carries 8
+        # messages, and no lookup slows the others).
+        arrived = (lambda: len(sb.received)) if channel == "sms" else lambda: sb.requests_seen
         for _ in range(8):
-            # Killed once 1 to 12 more texts arrived, or requests (an email request carries 8
-            # messages, and no lookup slows the others).
-            arrived = (lambda: len(sb.received)) if channel == "sms" else lambda: sb.requests_seen
             kills += crash_driver.kill_mid_run(command, root, arrived, chance, 12)
         for _ in range(2):  # to the end: whatever is left unknown is settled
             done = subprocess.run(command, cwd=root, capture_output=True, text=True)
