@@ -2,6 +2,13 @@
 requests the way those providers do, and records what it accepted."""
 
 from sandbox.credentials import SANDBOX_CREDENTIALS, SandboxCredentials
-from sandbox.server import Fault, Received, Sandbox
+from sandbox.server import RANDOM_FAULTS, Fault, Received, Sandbox
 
-__all__ = ["SANDBOX_CREDENTIALS", "Fault", "Received", "Sandbox", "SandboxCredentials"]
+__all__ = [
+    "RANDOM_FAULTS",
+    "SANDBOX_CREDENTIALS",
+    "Fault",
+    "Received",
+    "Sandbox",
+    "SandboxCredentials",
+]

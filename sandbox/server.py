@@ -66,6 +66,20 @@ class Fault:
     delay_seconds: float = 0.0
 
 
+# What fail_at_random draws from, by name.
+RANDOM_FAULTS = ("429", "503", "503 after processing", "lost response")
+
+
+def _random_fault(provider: str, kind: str) -> Fault:
+    if kind == "429":
+        return Fault(provider, 429, retry_after=0)
+    if kind == "503":
+        return Fault(provider, 503)
+    if kind == "503 after processing":
+        return Fault(provider, 503, after_processing=True)
+    return Fault(provider, lose_response=True)
+
+
 class Sandbox:
     """`with Sandbox() as sb:` (ephemeral port), or `Sandbox(port=8025).serve_forever()`."""
 
@@ -93,6 +107,7 @@ class Sandbox:
         self._random_rate = 0.0  # fail_at_random
         self._random = random.Random(0)
         self._random_providers: tuple[str, ...] = ()
+        self._random_kinds = RANDOM_FAULTS
         self._twilio_messages: list[dict[str, Any]] = []
         self._twilio_send_after: dict[str, float] = {}  # sid -> its queue time, as created
         # every signed webhook delivered, per webhook-id, duplicates included (received keeps
@@ -326,13 +341,26 @@ class Sandbox:
             ]
         return providers.twilio_messages_list(req, self.credentials, account_sid, store)
 
-    def fail_at_random(self, rate: float, seed: int = 0, providers: tuple[str, ...] = ()) -> None:
+    def fail_at_random(
+        self,
+        rate: float,
+        seed: int = 0,
+        providers: tuple[str, ...] = (),
+        kinds: tuple[str, ...] = RANDOM_FAULTS,
+    ) -> None:
         """From now on, a `rate` share of requests (to `providers`, or to any) meets a fault drawn
-        at random: 429 (never processed), 503 before or after processing, or a lost response."""
+        at random among `kinds` (RANDOM_FAULTS): a 429 (never processed), a 503 before or after
+        processing, or a lost response."""
+        unknown = set(kinds) - set(RANDOM_FAULTS)
+        if unknown or not kinds:
+            raise ValueError(
+                f"fault kinds {sorted(unknown)} unknown; choose among {', '.join(RANDOM_FAULTS)}"
+            )
         with self._lock:
             self._random_rate = rate
             self._random = random.Random(seed)
             self._random_providers = providers
+            self._random_kinds = kinds
 
     def _take_fault(self, provider: str) -> Fault | None:
         with self._lock:
@@ -342,14 +370,7 @@ class Sandbox:
                     return fault
             wanted = not self._random_providers or provider in self._random_providers
             if self._random_rate and wanted and self._random.random() < self._random_rate:
-                return self._random.choice(
-                    [
-                        Fault(provider, 429, retry_after=0),
-                        Fault(provider, 503),
-                        Fault(provider, 503, after_processing=True),
-                        Fault(provider, lose_response=True),
-                    ]
-                )
+                return _random_fault(provider, self._random.choice(self._random_kinds))
         return None
 
     def _record(self, accepted: list[dict[str, Any]]) -> None:

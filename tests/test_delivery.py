@@ -28,8 +28,9 @@ from activations.journeys import FrequencyCap, Journey, QuietHours, Step, Templa
 from activations.ledger.compact import compact
 from activations.run import ReadGuards, RunSummary, deliver
 from activations.tick import DueSend
-from sandbox import SANDBOX_CREDENTIALS, Fault, Sandbox
+from sandbox import RANDOM_FAULTS, SANDBOX_CREDENTIALS, Fault, Sandbox
 from switchyard import landing, preference_links
+from switchyard.clock import utc_now
 from switchyard.preference_links import LinkSigner, LinkSubject
 
 T = datetime(2026, 11, 2, 10, 0)
@@ -88,10 +89,11 @@ def run(
     links: LinkSigner | None = None,
     aliases: dict[str, list[str]] | None = None,
     reread: ReadGuards | None = None,
+    batch_size: int | None = None,
 ) -> RunSummary:
     """One journey run as run_journey makes it, from the ledger on disk (`aliases`: as
     dim_person_aliases names replaced person ids; `reread`: the guards read again before every
-    step)."""
+    step; `batch_size`: messages a request carries at most, where the provider takes several)."""
     state = ledger.read_state(home)
     state.follow_aliases(aliases or {})
     writer = ledger.LedgerWriter(home, uuid.uuid4().hex[:8])
@@ -105,7 +107,8 @@ def run(
     )
     try:
         deliver(journey, due, skips, audience, state, sender, summary, links=links,
-                reread=reread, reread_seconds=0)  # fmt: skip
+                reread=reread, reread_seconds=0,
+                **({"batch_size": batch_size} if batch_size else {}))  # fmt: skip
     finally:
         writer.close()
     return summary
@@ -1087,6 +1090,90 @@ def test_with_a_fifth_of_requests_failing_every_message_arrives_exactly_once(
     state = ledger.read_state(home)
     assert {state.last_status[k] for k in keys} == {"sent"}
     assert sandbox.requests_seen > 60  # the faults were met (retries, lookups)
+
+
+# A template per channel without a lookup, and its provider as the sandbox names it.
+UNLOOKED = {
+    "webhook": ("webhook", Template(body="Cart {first_name}")),
+    "email": ("sendgrid", Template(subject="Cart", body="Cart {first_name}")),
+    "push": ("fcm", Template(title="Cart", body="Still there, {first_name}?")),
+}
+
+
+def run_to_the_end(
+    home: Path, sandbox: Sandbox, channel: str, people: int = 40
+) -> tuple[set[str], Counter[str]]:
+    """Each of `people` with one message due on `channel`, one a request, over six runs two
+    hours apart (deferred retries come due): the send keys, and what the sandbox received."""
+    template = UNLOOKED[channel][1]
+    journey = replace(UNCAPPED, nodes=(Step("remind", 0, (channel,), {channel: template}),))
+    everyone = [
+        guards.Person(f"p{n}", f"u{n}", f"p{n}@example.com", None, f"tok-{n}", f"P{n}",
+                      dict.fromkeys(("email", "push"), "subscribed"))
+        for n in range(people)
+    ]  # fmt: skip
+    entries = [entry(f"e{n}", p) for n, p in enumerate(everyone)]
+    now = T
+    for _ in range(6):
+        # one message a request, so that a fifth of the emails meet a fault too
+        run(home, sandbox, *entries, now=now, journey=journey, person=everyone[0],
+            others=everyone, batch_size=1)  # fmt: skip
+        now += timedelta(hours=2)
+    keys = {ledger.send_key(journey.name, "remind", e.person_id, e.entry_id) for e in entries}
+    return keys, Counter(r.send_key for r in sandbox.received)
+
+
+@pytest.mark.parametrize(
+    "channel, kinds",
+    [
+        # webhooks are idempotent (the receiver de-duplicates on webhook-id): every fault
+        ("webhook", RANDOM_FAULTS),
+        # SendGrid and FCM take no key: exactly once holds for what they never processed
+        ("email", ("429",)),
+        ("push", ("429",)),
+    ],
+)
+def test_with_a_fifth_of_requests_failing_on_channels_without_a_lookup_each_arrives_once(
+    home: Path, sandbox: Sandbox, clock: list[datetime], channel: str, kinds: tuple[str, ...]
+) -> None:
+    sandbox.fail_at_random(0.2, seed=7, providers=(UNLOOKED[channel][0],), kinds=kinds)
+    # The providers' clock is the wall's: a webhook receiver checks the webhook-timestamp the
+    # sender stamps from it (no Twilio lookup here reads the runs' simulated time).
+    clock[0] = utc_now().replace(tzinfo=None)
+    keys, received = run_to_the_end(home, sandbox, channel)
+    assert set(received) == keys and set(received.values()) == {1}  # each once, none twice
+    state = ledger.read_state(home)
+    assert {state.last_status[k] for k in keys} == {"sent"}
+    assert sandbox.requests_seen > 40  # the faults were met
+    if channel == "webhook":  # some went over the wire more than once, and the receiver kept one
+        assert max(sandbox.webhook_deliveries.values()) >= 2
+
+
+@pytest.mark.parametrize("channel", ["email", "push"])
+def test_a_fifth_of_answers_lost_or_failing_after_processing_goes_at_most_twice(
+    home: Path, sandbox: Sandbox, channel: str
+) -> None:
+    # SendGrid and FCM take no idempotency key: a lost answer or a 5xx leaves the outcome
+    # unknown, sent once more under the at-most-once-more rule. Nothing arrives three times,
+    # and whatever never arrived is recorded as given up (failed, outcome_unknown).
+    sandbox.fail_at_random(0.2, seed=3, providers=(UNLOOKED[channel][0],))
+    keys, received = run_to_the_end(home, sandbox, channel)
+    state = ledger.read_state(home)
+    assert set(received) <= keys and max(received.values()) <= 2
+    assert {state.last_status[k] for k in keys} <= {"sent", "failed"}
+    given_up = {k for k in keys if state.last_status[k] == "failed"}
+    assert keys - set(received) <= given_up
+    folder = landing.table_dir(home, "ledger", "deliveries")
+    lines = [json.loads(x) for f in folder.glob("run-*.jsonl") for x in f.read_text().splitlines()]
+    failed = {x["reason"] for x in lines if x["send_key"] in given_up and x["status"] == "failed"}
+    assert failed <= {"outcome_unknown"}
+    # never retried blindly: a message arrived twice only when it was attempted twice, in runs
+    # that recorded each attempt before it went
+    attempts = Counter(x["send_key"] for x in lines if x["status"] == "attempted")
+    assert all(n == 1 or attempts[k] == 2 for k, n in received.items()), received
+    assert max(attempts.values()) <= 2
+    # not vacuous: answers were lost, and some message went once more
+    assert max(received.values()) == 2
 
 
 @pytest.mark.slow
