@@ -332,6 +332,9 @@ def decide(
     return Decision(result, state, due, skips, audience)
 
 
+BATCH_SIZE = 256  # messages a channel queue takes at once (a request of a provider taking many)
+
+
 def deliver(
     journey: Journey,
     due: list[engine.Due],
@@ -340,7 +343,7 @@ def deliver(
     state: LedgerState,
     sender: Sender,
     summary: RunSummary,
-    batch_size: int = 256,
+    batch_size: int = BATCH_SIZE,
     fetcher: ContentFetcher | None = None,
     links: LinkSigner | None = None,
     reread: ReadGuards | None = None,

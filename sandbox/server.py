@@ -107,7 +107,7 @@ class Sandbox:
         self._random_rate = 0.0  # fail_at_random
         self._random = random.Random(0)
         self._random_providers: tuple[str, ...] = ()
-        self._random_kinds = RANDOM_FAULTS
+        self._random_kinds: tuple[str, ...] = RANDOM_FAULTS
         self._twilio_messages: list[dict[str, Any]] = []
         self._twilio_send_after: dict[str, float] = {}  # sid -> its queue time, as created
         # every signed webhook delivered, per webhook-id, duplicates included (received keeps

@@ -26,7 +26,7 @@ from activations.channels.twilio import TwilioClient
 from activations.graph import ConnectedContent
 from activations.journeys import FrequencyCap, Journey, QuietHours, Step, Template
 from activations.ledger.compact import compact
-from activations.run import ReadGuards, RunSummary, deliver
+from activations.run import BATCH_SIZE, ReadGuards, RunSummary, deliver
 from activations.tick import DueSend
 from sandbox import RANDOM_FAULTS, SANDBOX_CREDENTIALS, Fault, Sandbox
 from switchyard import landing, preference_links
@@ -89,11 +89,11 @@ def run(
     links: LinkSigner | None = None,
     aliases: dict[str, list[str]] | None = None,
     reread: ReadGuards | None = None,
-    batch_size: int | None = None,
+    batch_size: int = BATCH_SIZE,
 ) -> RunSummary:
     """One journey run as run_journey makes it, from the ledger on disk (`aliases`: as
     dim_person_aliases names replaced person ids; `reread`: the guards read again before every
-    step; `batch_size`: messages a request carries at most, where the provider takes several)."""
+    step; `batch_size`: messages a batch, and so a request of a provider that takes several)."""
     state = ledger.read_state(home)
     state.follow_aliases(aliases or {})
     writer = ledger.LedgerWriter(home, uuid.uuid4().hex[:8])
@@ -107,8 +107,7 @@ def run(
     )
     try:
         deliver(journey, due, skips, audience, state, sender, summary, links=links,
-                reread=reread, reread_seconds=0,
-                **({"batch_size": batch_size} if batch_size else {}))  # fmt: skip
+                reread=reread, reread_seconds=0, batch_size=batch_size)  # fmt: skip
     finally:
         writer.close()
     return summary
@@ -1120,7 +1119,7 @@ def run_to_the_end(
             others=everyone, batch_size=1)  # fmt: skip
         now += timedelta(hours=2)
     keys = {ledger.send_key(journey.name, "remind", e.person_id, e.entry_id) for e in entries}
-    return keys, Counter(r.send_key for r in sandbox.received)
+    return keys, Counter(r.send_key or "" for r in sandbox.received)
 
 
 @pytest.mark.parametrize(
