@@ -8,8 +8,9 @@ dialect, so the same read runs on each.
 Implemented:
 - `DuckDBWarehouse`: the DuckDB file, opened read-only per read (dbt is its only writer, and
   DuckDB allows one writing process: DESIGN.md, invariant 6);
-- `SparkWarehouse`: the `spark` dbt target's session (switchyard/spark.py); `toArrow` collects
-  on the driver, so a read is meant to be one partition of people, not a whole table.
+- `SparkWarehouse`: the session of the `spark` or `spark_connect` dbt target
+  (switchyard/spark.py); `toArrow` collects on the driver (or, through Spark Connect, streams
+  Arrow to the client), so a read is meant to be one partition of people, not a whole table.
 
 Described, for whoever adds them (the same three methods):
 - Snowflake: snowflake-connector-python, `cursor.execute(sql)` then
@@ -116,9 +117,22 @@ class SparkWarehouse:
 
 
 def open_warehouse(target: str, duckdb_path: Path) -> ArrowWarehouse:
-    """The warehouse of dbt target `target` (SWITCHYARD_TARGET: duckdb or spark)."""
+    """The warehouse of dbt target `target` (SWITCHYARD_TARGET: duckdb, spark or
+    spark_connect)."""
+    from switchyard.spark import SPARK_TARGETS
+
     if target == "duckdb":
         return DuckDBWarehouse(duckdb_path)
-    if target == "spark":
+    if target in SPARK_TARGETS:
         return SparkWarehouse()
-    raise ValueError(f"SWITCHYARD_TARGET={target!r}: choose duckdb or spark (profiles.yml)")
+    raise ValueError(
+        f"SWITCHYARD_TARGET={target!r}: choose duckdb, {' or '.join(SPARK_TARGETS)} (profiles.yml)"
+    )
+
+
+def configured_source(duckdb_path: Path) -> Path | ArrowWarehouse:
+    """What a run beside dbt reads on the configured target (SWITCHYARD_TARGET): the DuckDB file
+    at `duckdb_path`, read directly, or another engine's warehouse, read as Arrow."""
+    from switchyard.spark import target
+
+    return duckdb_path if target() == "duckdb" else open_warehouse(target(), duckdb_path)

@@ -10,25 +10,44 @@
 {% macro default__create_landing_sources() -%}
 {%- endmacro %}
 
-{#- Spark: a table over the folder (JSON lines or Parquet, with the declared schema), created
-    again each run so it lists the files landed since, and a view named as the source that adds
-    the file each row came from (`filename`, a plain path as DuckDB gives it). -#}
+{#- Spark: a table over the folder (JSON lines or Parquet, with the declared schema) and a view
+    named as the source that adds the file each row came from (`filename`, a plain path as DuckDB
+    gives it). The table is refreshed each run, so it lists the files landed since; it is made
+    again only when its declaration changed (a hash of its DDL kept as a table property): other
+    processes on a shared Spark (Spark Connect) read it meanwhile, and a table dropped and made
+    again under them would be missing for that moment. -#}
 {% macro spark__create_landing_sources() -%}
 {%- if execute -%}
 {%- for node in graph.sources.values() if (node.meta or {}).get('external_location') -%}
     {%- set reader = landing_reader(node) -%}
     {%- set folder, pattern = reader.glob.rsplit('/', 1) -%}
-    {%- set files = node.schema ~ '.' ~ node.identifier ~ '__landing_files' -%}
+    {%- set name = node.identifier ~ '__landing_files' -%}
+    {%- set files = node.schema ~ '.' ~ name -%}
     {%- do run_query('create database if not exists ' ~ node.schema) -%}
-    {%- do run_query('drop table if exists ' ~ files) -%}
     {%- set options = ["pathGlobFilter " ~ dbt.string_literal(pattern)] -%}
     {%- if reader.format == 'parquet' -%}{%- do options.append("mergeSchema 'true'") -%}{%- endif -%}
     {%- set typed = [] -%}
     {%- for column in reader.columns -%}{%- do typed.append(spark_landing_column(column)) -%}{%- endfor -%}
-    {%- do run_query(
-        'create table ' ~ files ~ (' (' ~ typed | join(', ') ~ ')' if typed else '')
+    {%- set ddl = 'create table ' ~ files ~ (' (' ~ typed | join(', ') ~ ')' if typed else '')
         ~ ' using ' ~ reader.format ~ ' options (' ~ options | join(', ') ~ ')'
-        ~ ' location ' ~ dbt.string_literal(folder)) -%}
+        ~ ' location ' ~ dbt.string_literal(folder) -%}
+    {%- set declared = local_md5(ddl) -%}
+    {%- set made = run_query('show tables in ' ~ node.schema ~ ' like ' ~ dbt.string_literal(name)) -%}
+    {%- set kept = [] -%}
+    {%- if made.rows | length > 0 -%}
+        {%- set property = run_query('show tblproperties ' ~ files
+            ~ ' (' ~ dbt.string_literal('switchyard.declared') ~ ')') -%}
+        {%- if property.rows | length > 0 and property.rows[0][-1] == declared -%}
+            {%- do kept.append(files) -%}
+        {%- endif -%}
+    {%- endif -%}
+    {%- if kept -%}
+        {%- do run_query('refresh table ' ~ files) -%}
+    {%- else -%}
+        {%- do run_query('drop table if exists ' ~ files) -%}
+        {%- do run_query(ddl ~ ' tblproperties (' ~ dbt.string_literal('switchyard.declared')
+            ~ ' = ' ~ dbt.string_literal(declared) ~ ')') -%}
+    {%- endif -%}
     {%- do run_query(
         'create or replace view ' ~ node.schema ~ '.' ~ node.identifier ~ ' as select *'
         ~ (", regexp_replace(_metadata.file_path, '^file:', '') as filename" if reader.filename else '')

@@ -83,6 +83,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_spark_connect(args: argparse.Namespace) -> int:
+    from switchyard.spark import serve_command
+
+    command = serve_command(args.port)
+    print(
+        f"Spark Connect on sc://127.0.0.1:{args.port}, with the spark output's warehouse and "
+        f"metastore: set SWITCHYARD_TARGET=spark_connect (and SWITCHYARD_SPARK_REMOTE if the "
+        "port is not 15002) for dbt, Dagster and the journeys. Ctrl-C to stop.",
+        flush=True,
+    )
+    os.execv(command[0], command)  # the server is the process (a supervisor stops it)
+    return 0  # not reached
+
+
 def cmd_sandbox(args: argparse.Namespace) -> int:
     from sandbox import Sandbox
 
@@ -609,6 +623,12 @@ def main(argv: list[str] | None = None) -> int:
     sb.add_argument("--port", type=int, default=8025)
     sb.add_argument("--record", help="JSON-lines file to record accepted messages to")
     sb.set_defaults(func=cmd_sandbox)
+
+    spk = sub.add_parser(
+        "spark-connect", help="serve the spark target's Spark to many processes (Spark Connect)"
+    )
+    spk.add_argument("--port", type=int, default=15002)
+    spk.set_defaults(func=cmd_spark_connect)
 
     gen = sub.add_parser("generate", help="write sample landing files")
     gen.add_argument("--people", type=int, default=10_000)

@@ -12,8 +12,13 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import subprocess
+import sys
+import time
+from collections import Counter
 from collections.abc import Iterator
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
@@ -22,7 +27,15 @@ from sqlglot import exp
 
 from activations.arrow_warehouse import DuckDBWarehouse, read_table, relation
 from activations.journeys import load_journeys
+from activations.partitions import all_partitions
 from activations.preview import preview_journey
+from orchestration.dev_server import free_port
+from sandbox import Sandbox
+from switchyard import landing
+from switchyard.pipeline import run_pipeline
+from switchyard.settings import PROJECT_DIR, Paths
+from switchyard.spark import serving
+from switchyard.tiers import TIERS
 from tests.conftest import private_home
 from tests.generated_sql import generated_queries
 from tests.parity_build import PREVIEW_AT, ParityBuild
@@ -69,6 +82,7 @@ def built(parity: ParityBuild) -> Iterator[dict[str, Any]]:
             "landings": (str(paths.landing), str(parity.spark_home / "landing")),
             "manifest": parity.spark_home / "target" / "manifest.json",
             "landing": paths.landing,
+            "spark_home": parity.spark_home,
         }
 
 
@@ -164,3 +178,71 @@ def test_the_journey_engine_decides_the_same_on_what_each_engine_built(
         assert comparable(mine) == comparable(theirs[journey.name]), journey.name
         decided += len(mine)
     assert decided > 0  # the previews decide something to compare
+
+
+@pytest.mark.slow
+def test_through_spark_connect_dagster_sends_by_partition_while_dbt_runs(
+    built: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On the in-process spark target, Dagster's journeys stop: the local session's embedded
+    metastore takes one process at a time. Served by Spark Connect (`switchyard spark-connect`,
+    SWITCHYARD_TARGET=spark_connect), what Spark built is shared: dbt runs a model in one
+    process while Dagster's partitioned sends, in this one, read their people from Spark and
+    send to the sandbox, each partition its own people, each message once."""
+    spark_home: Path = built["spark_home"]
+    paths = Paths(spark_home, spark_home / "landing", spark_home / "no-duckdb-here.duckdb")
+    monkeypatch.setenv("SWITCHYARD_TARGET", "spark_connect")
+    monkeypatch.setenv("SWITCHYARD_PYTHON", sys.executable)  # macros/phones.sql, on the server
+    monkeypatch.setenv("SWITCHYARD_PERSON_PARTITIONS", "2")
+    monkeypatch.setenv("SWITCHYARD_CHANNELS", "sandbox")
+    paths.export()
+    ledger_before = ledger_lines(paths)
+    with (
+        serving(free_port(), log=tmp_path / "spark-connect.log") as address,
+        Sandbox() as sandbox,
+    ):
+        monkeypatch.setenv("SWITCHYARD_SPARK_REMOTE", address)
+        monkeypatch.setenv("SWITCHYARD_CHANNELS_BASE_URL", sandbox.base_url)
+        # a model no journey reads: dbt rewrites it while the sends read theirs
+        dbt = subprocess.Popen(
+            [str(Path(sys.executable).parent / "dbt"), "run", "--select",
+             "fct_journey_step_metrics", "--project-dir", str(PROJECT_DIR), "--profiles-dir",
+             str(PROJECT_DIR), "--target-path", str(tmp_path / "target")],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+        sends_began = time.monotonic()
+        recipients: dict[str, set[str]] = {}
+        for tier in TIERS:
+            for partition in all_partitions(2):
+                before = len(sandbox.received)
+                run_pipeline(paths, now=PREVIEW_AT, job=f"tier_{tier}_sends",
+                             partition_key=partition.key)  # fmt: skip
+                got = {r.send_key or "" for r in sandbox.received[before:]}
+                recipients[partition.key] = recipients.get(partition.key, set()) | got
+        output, _ = dbt.communicate()
+        dbt_ended = time.monotonic()
+    assert dbt.returncode == 0, output[-3000:]
+    assert dbt_ended > sends_began  # dbt was still at work when the sends began
+    received = Counter(r.send_key for r in sandbox.received)
+    assert received and set(received.values()) == {1}  # sent, each once
+    lines = ledger_lines(paths)[len(ledger_before) :]
+    sent = {x["send_key"]: x["person_id"] for x in lines if x["status"] == "sent"}
+    assert set(received) <= set(sent)  # (in-app messages go to the inbox, not the sandbox)
+    for partition in all_partitions(2):  # each partition's run sent to its own people only
+        assert all(partition.holds(sent[k]) for k in recipients[partition.key])
+    # What the journey engine previewed on Spark's build, at the same clock, was decided: sent,
+    # or held by the cap (a journey's preview does not see the others' sends of these runs).
+    previewed = json.loads((built["dumps"] / "previews.json").read_text())
+    would_send = {r["send_key"] for rows in previewed.values() for r in rows
+                  if r.get("decision") == "would_send"}  # fmt: skip
+    latest = {x["send_key"]: x for x in lines}
+    assert would_send and would_send <= set(latest)
+    held = {k: latest[k]["reason"] for k in would_send - set(sent)}
+    assert set(held.values()) <= {"capped"}, held
+    assert len(held) < len(would_send) / 2  # most went out
+
+
+def ledger_lines(paths: Paths) -> list[dict[str, Any]]:
+    folder = landing.table_dir(paths.landing, "ledger", "deliveries")
+    return [json.loads(line) for f in sorted(folder.glob("run-*.jsonl"))
+            for line in f.read_text().splitlines()]  # fmt: skip

@@ -5,6 +5,7 @@ from datetime import timedelta
 import dagster as dg
 from dagster_dbt import get_asset_key_for_model
 
+from activations.arrow_warehouse import configured_source
 from activations.channels.settings import DeliveryLimits
 from activations.journeys import Journey, load_journeys
 from activations.ledger.reader import run_preview
@@ -16,7 +17,7 @@ from orchestration.defs.resources import ChannelsResource, WarehouseResource
 from orchestration.defs.transform import ACTIVATION_KEY_PREFIX, WAREHOUSE_POOL
 from switchyard.clock import parse_utc
 from switchyard.publish import published_path
-from switchyard.spark import require_duckdb_target
+from switchyard.spark import require_shared_warehouse
 from switchyard.tiers import TIERS
 
 
@@ -109,17 +110,20 @@ def build_activation_asset(
         warehouse: WarehouseResource,
         channels: ChannelsResource,
     ) -> dg.MaterializeResult:
-        require_duckdb_target(f"journey {journey.name!r}")
+        require_shared_warehouse(f"journey {journey.name!r}")
         paths = warehouse.paths()
         now = parse_utc(config.now) if config.now else None
         limits = DeliveryLimits.from_env()
         partition = None
         if context.has_partition_key:
             partition = PersonPartition.from_key(context.partition_key)
+        # a partition's run reads the published copy of the DuckDB file; another engine is read
+        # as Arrow (the partition's people only)
+        duckdb_path = published_path(paths.duckdb) if partition else paths.duckdb
         with channels.settings(paths.home / "sandbox", journey.channels) as settings:
             summary = run_journey(
                 journey,
-                duckdb_path=published_path(paths.duckdb) if partition else paths.duckdb,
+                duckdb_path=duckdb_path,
                 landing_dir=paths.landing,
                 clients=settings.clients(),
                 now=now,
@@ -128,6 +132,7 @@ def build_activation_asset(
                 uncounted_journeys=uncounted,
                 links=settings.links,
                 partition=partition,
+                source=configured_source(duckdb_path),
             )
         context.log.info(f"journey {journey.name}: {summary.as_metadata()}")
         preview = run_preview(paths.landing, summary.run_id)

@@ -3,13 +3,14 @@
 import dagster as dg
 from dagster_dbt import get_asset_key_for_model
 
+from activations.arrow_warehouse import configured_source
 from activations.syncs import MassRemovalError, Sync, load_syncs, run_sync
 from activations.syncs.settings import open_destination
 from orchestration.dbt_project import ensure_manifest
 from orchestration.defs.resources import WarehouseResource
 from orchestration.defs.transform import WAREHOUSE_POOL
 from switchyard import landing
-from switchyard.spark import require_duckdb_target
+from switchyard.spark import require_shared_warehouse
 
 SYNC_KEY_PREFIX = "sync"
 
@@ -48,13 +49,17 @@ def build_sync_asset(sync: Sync, dbt_models: dg.AssetsDefinition) -> dg.AssetsDe
     def _sync(
         context: dg.AssetExecutionContext, config: SyncRunConfig, warehouse: WarehouseResource
     ) -> dg.MaterializeResult:
-        require_duckdb_target(f"sync {sync.name!r}")
+        require_shared_warehouse(f"sync {sync.name!r}")
         paths = warehouse.paths()
         landing.ensure_layout(paths.landing)
         try:
             with open_destination(sync.destination, paths.home / "sandbox") as destination:
                 summary = run_sync(
-                    sync, paths.duckdb, paths.landing, destination, config.confirm_removals
+                    sync,
+                    configured_source(paths.duckdb),
+                    paths.landing,
+                    destination,
+                    config.confirm_removals,
                 )
         except MassRemovalError as exc:
             raise dg.Failure(
