@@ -10,50 +10,58 @@
 {% macro default__create_landing_sources() -%}
 {%- endmacro %}
 
-{#- Spark: a table over the folder (JSON lines or Parquet, with the declared schema) and a view
-    named as the source that adds the file each row came from (`filename`, a plain path as DuckDB
-    gives it). The table is refreshed each run, so it lists the files landed since; it is made
-    again only when its declaration changed (a hash of its DDL kept as a table property): other
-    processes on a shared Spark (Spark Connect) read it meanwhile, and a table dropped and made
-    again under them would be missing for that moment. -#}
+{#- Spark: a table over the folder (JSON lines or Parquet) and a view named as the source that
+    adds the file each row came from (`filename`, a plain path as DuckDB gives it). Other
+    processes on a shared Spark (Spark Connect: journeys, syncs) read them while a dbt run
+    starts, and Spark's Hive catalog replaces a table or a view by dropping it first: so a
+    source with declared columns keeps its table, refreshed to list the files landed since, and
+    its view, each made again only when its statement changed (a hash of it kept as a table
+    property). A source without declared columns (Parquet, its schema read from the files) is
+    made again each run, so that a column a writer added is seen. -#}
 {% macro spark__create_landing_sources() -%}
 {%- if execute -%}
 {%- for node in graph.sources.values() if (node.meta or {}).get('external_location') -%}
     {%- set reader = landing_reader(node) -%}
     {%- set folder, pattern = reader.glob.rsplit('/', 1) -%}
-    {%- set name = node.identifier ~ '__landing_files' -%}
-    {%- set files = node.schema ~ '.' ~ name -%}
+    {%- set files = node.identifier ~ '__landing_files' -%}
     {%- do run_query('create database if not exists ' ~ node.schema) -%}
     {%- set options = ["pathGlobFilter " ~ dbt.string_literal(pattern)] -%}
     {%- if reader.format == 'parquet' -%}{%- do options.append("mergeSchema 'true'") -%}{%- endif -%}
     {%- set typed = [] -%}
     {%- for column in reader.columns -%}{%- do typed.append(spark_landing_column(column)) -%}{%- endfor -%}
-    {%- set ddl = 'create table ' ~ files ~ (' (' ~ typed | join(', ') ~ ')' if typed else '')
-        ~ ' using ' ~ reader.format ~ ' options (' ~ options | join(', ') ~ ')'
+    {%- set table = ' (' ~ typed | join(', ') ~ ')' if typed else '' -%}
+    {%- set table = table ~ ' using ' ~ reader.format ~ ' options (' ~ options | join(', ') ~ ')'
         ~ ' location ' ~ dbt.string_literal(folder) -%}
-    {%- set declared = local_md5(ddl) -%}
-    {%- set made = run_query('show tables in ' ~ node.schema ~ ' like ' ~ dbt.string_literal(name)) -%}
-    {%- set kept = [] -%}
-    {%- if made.rows | length > 0 -%}
-        {%- set property = run_query('show tblproperties ' ~ files
-            ~ ' (' ~ dbt.string_literal('switchyard.declared') ~ ')') -%}
-        {%- if property.rows | length > 0 and property.rows[0][-1] == declared -%}
-            {%- do kept.append(files) -%}
-        {%- endif -%}
-    {%- endif -%}
-    {%- if kept -%}
-        {%- do run_query('refresh table ' ~ files) -%}
+    {%- if typed and spark_landing_kept(node.schema, files, table) -%}
+        {%- do run_query('refresh table ' ~ node.schema ~ '.' ~ files) -%}
     {%- else -%}
-        {%- do run_query('drop table if exists ' ~ files) -%}
-        {%- do run_query(ddl ~ ' tblproperties (' ~ dbt.string_literal('switchyard.declared')
-            ~ ' = ' ~ dbt.string_literal(declared) ~ ')') -%}
+        {%- do run_query('drop table if exists ' ~ node.schema ~ '.' ~ files) -%}
+        {%- do run_query('create table ' ~ node.schema ~ '.' ~ files ~ table
+            ~ spark_landing_property(table)) -%}
     {%- endif -%}
-    {%- do run_query(
-        'create or replace view ' ~ node.schema ~ '.' ~ node.identifier ~ ' as select *'
+    {%- set view = ' as select *'
         ~ (", regexp_replace(_metadata.file_path, '^file:', '') as filename" if reader.filename else '')
-        ~ ' from ' ~ files) -%}
+        ~ ' from ' ~ node.schema ~ '.' ~ files -%}
+    {%- if not (typed and spark_landing_kept(node.schema, node.identifier, view)) -%}
+        {%- do run_query('create or replace view ' ~ node.schema ~ '.' ~ node.identifier
+            ~ spark_landing_property(view) ~ view) -%}
+    {%- endif -%}
 {%- endfor -%}
 {%- endif -%}
+{%- endmacro %}
+
+{#- Whether `schema`.`name` exists, made from `statement` (its switchyard.declared property). -#}
+{% macro spark_landing_kept(schema, name, statement) -%}
+{%- set found = run_query('show tables in ' ~ schema ~ ' like ' ~ dbt.string_literal(name)) -%}
+{%- if found.rows | length == 0 -%}{{ return(false) }}{%- endif -%}
+{%- set property = run_query('show tblproperties ' ~ schema ~ '.' ~ name
+    ~ ' (' ~ dbt.string_literal('switchyard.declared') ~ ')') -%}
+{{ return(property.rows[0][-1] == local_md5(statement)) }}
+{%- endmacro %}
+
+{% macro spark_landing_property(statement) -%}
+{{ return(' tblproperties (' ~ dbt.string_literal('switchyard.declared') ~ ' = '
+    ~ dbt.string_literal(local_md5(statement)) ~ ')') }}
 {%- endmacro %}
 
 {#- A source's reader from its meta.external_location: format (json or parquet), the file

@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 
+from switchyard.processes import stop_group
 from switchyard.settings import PROJECT_DIR
 
 LOCATION_QUERY = """
@@ -155,11 +156,4 @@ def _wait_loaded(server: DagsterDev, started: float, timeout: float, home: Path)
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is not None:
-        return
-    os.killpg(process.pid, signal.SIGINT)
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+    stop_group(process, signal.SIGINT)

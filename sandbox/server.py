@@ -353,9 +353,8 @@ class Sandbox:
         processing, or a lost response."""
         unknown = set(kinds) - set(RANDOM_FAULTS)
         if unknown or not kinds:
-            raise ValueError(
-                f"fault kinds {sorted(unknown)} unknown; choose among {', '.join(RANDOM_FAULTS)}"
-            )
+            wrong = f"fault kinds {sorted(unknown)} unknown" if unknown else "no fault kinds"
+            raise ValueError(f"{wrong}; choose among {', '.join(RANDOM_FAULTS)}")
         with self._lock:
             self._random_rate = rate
             self._random = random.Random(seed)

@@ -12,7 +12,6 @@ one with the `spark` output's settings (`switchyard spark-connect`).
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import time
@@ -24,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import jinja2
 import yaml  # type: ignore[import-untyped]
 
+from switchyard.processes import stop_group
 from switchyard.settings import PROJECT_DIR
 
 if TYPE_CHECKING:
@@ -94,6 +94,8 @@ def serve_command(port: int, environ: Mapping[str, str] = os.environ) -> list[st
         "spark.sql.catalogImplementation": "hive",
         "spark.connect.grpc.binding.address": "127.0.0.1",
         "spark.connect.grpc.binding.port": str(port),
+        # a client that ended without closing its session (a Dagster step's process) frees it
+        "spark.connect.session.manager.defaultSessionTimeout": "15min",
     }
     submit = Path(pyspark.__file__).parent / "bin" / "spark-submit"
     confs = [part for key, value in settings.items() for part in ("--conf", f"{key}={value}")]
@@ -130,13 +132,7 @@ def serving(
         yield address
     finally:
         _stop_remote_sessions()
-        if server.poll() is None:
-            os.killpg(server.pid, signal.SIGTERM)
-            try:
-                server.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(server.pid, signal.SIGKILL)
-                server.wait()
+        stop_group(server)
 
 
 SERVER_START_SECONDS = 180.0  # a JVM on a busy two-core machine

@@ -14,6 +14,7 @@ import json
 import math
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -186,9 +187,10 @@ def test_through_spark_connect_dagster_sends_by_partition_while_dbt_runs(
 ) -> None:
     """On the in-process spark target, Dagster's journeys stop: the local session's embedded
     metastore takes one process at a time. Served by Spark Connect (`switchyard spark-connect`,
-    SWITCHYARD_TARGET=spark_connect), what Spark built is shared: dbt runs a model in one
-    process while Dagster's partitioned sends, in this one, read their people from Spark and
-    send to the sandbox, each partition its own people, each message once."""
+    SWITCHYARD_TARGET=spark_connect), what Spark built is shared: dbt runs again and again in
+    another process (declaring the landing tables the journeys read each time) while Dagster's
+    partitioned sends, in this one, read their people from Spark and send to the sandbox, each
+    partition its own people, each message once."""
     spark_home: Path = built["spark_home"]
     paths = Paths(spark_home, spark_home / "landing", spark_home / "no-duckdb-here.duckdb")
     monkeypatch.setenv("SWITCHYARD_TARGET", "spark_connect")
@@ -203,26 +205,46 @@ def test_through_spark_connect_dagster_sends_by_partition_while_dbt_runs(
     ):
         monkeypatch.setenv("SWITCHYARD_SPARK_REMOTE", address)
         monkeypatch.setenv("SWITCHYARD_CHANNELS_BASE_URL", sandbox.base_url)
-        # a model no journey reads: dbt rewrites it while the sends read theirs
-        dbt = subprocess.Popen(
-            [str(Path(sys.executable).parent / "dbt"), "run", "--select",
-             "fct_journey_step_metrics", "--project-dir", str(PROJECT_DIR), "--profiles-dir",
-             str(PROJECT_DIR), "--target-path", str(tmp_path / "target")],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        )  # fmt: skip
+        # dbt runs over and over in another process until the sends are done: each run's
+        # on-run-start declares the landing tables the journeys read, and it rebuilds a model
+        # no journey reads
+        dbt_runs: list[tuple[float, float, int, str]] = []
+        sending = threading.Event()
+        sending.set()
+
+        def run_dbt() -> None:
+            while sending.is_set():
+                began = time.monotonic()
+                done = subprocess.run(
+                    [str(Path(sys.executable).parent / "dbt"), "run", "--select",
+                     "fct_journey_step_metrics", "--project-dir", str(PROJECT_DIR),
+                     "--profiles-dir", str(PROJECT_DIR), "--target-path",
+                     str(tmp_path / "target")],
+                    capture_output=True, text=True,
+                )  # fmt: skip
+                dbt_runs.append((began, time.monotonic(), done.returncode, done.stdout[-3000:]))
+
+        dbt = threading.Thread(target=run_dbt)
+        dbt.start()
         sends_began = time.monotonic()
         recipients: dict[str, set[str]] = {}
-        for tier in TIERS:
-            for partition in all_partitions(2):
-                before = len(sandbox.received)
-                run_pipeline(paths, now=PREVIEW_AT, job=f"tier_{tier}_sends",
-                             partition_key=partition.key)  # fmt: skip
-                got = {r.send_key or "" for r in sandbox.received[before:]}
-                recipients[partition.key] = recipients.get(partition.key, set()) | got
-        output, _ = dbt.communicate()
-        dbt_ended = time.monotonic()
-    assert dbt.returncode == 0, output[-3000:]
-    assert dbt_ended > sends_began  # dbt was still at work when the sends began
+        try:
+            for tier in TIERS:
+                for partition in all_partitions(2):
+                    before = len(sandbox.received)
+                    run_pipeline(paths, now=PREVIEW_AT, job=f"tier_{tier}_sends",
+                                 partition_key=partition.key)  # fmt: skip
+                    got = {r.send_key or "" for r in sandbox.received[before:]}
+                    recipients[partition.key] = recipients.get(partition.key, set()) | got
+        finally:
+            sends_ended = time.monotonic()
+            sending.clear()
+            dbt.join()
+    assert all(code == 0 for _, _, code, _ in dbt_runs), [out for *_, out in dbt_runs]
+    # not vacuous: a whole dbt run, its on-run-start included, went on while the sends did
+    assert any(sends_began < began and ended < sends_ended for began, ended, *_ in dbt_runs), (
+        sends_began, sends_ended, [(b, e) for b, e, *_ in dbt_runs],
+    )  # fmt: skip
     received = Counter(r.send_key for r in sandbox.received)
     assert received and set(received.values()) == {1}  # sent, each once
     lines = ledger_lines(paths)[len(ledger_before) :]

@@ -17,7 +17,7 @@ from orchestration.defs.resources import ChannelsResource, WarehouseResource
 from orchestration.defs.transform import ACTIVATION_KEY_PREFIX, WAREHOUSE_POOL
 from switchyard.clock import parse_utc
 from switchyard.publish import published_path
-from switchyard.spark import require_shared_warehouse
+from switchyard.spark import require_shared_warehouse, target
 from switchyard.tiers import TIERS
 
 
@@ -86,9 +86,9 @@ def build_activation_asset(
 ) -> dg.AssetsDefinition:
     """`uncounted`: the transactional journeys and those the cap policy exempts, whose sends no
     cap counts. `partitions_def`: person_partitions(); each partition's run sends to its people
-    only, beside the others. They read the published copy of the warehouse the tier's run ended
-    with (switchyard/publish.py), never locked by dbt, so they need no turn in the warehouse
-    pool and run at once."""
+    only, beside the others. On DuckDB they read the published copy of the warehouse the tier's
+    run ended with (switchyard/publish.py), never locked by dbt, so they need no turn in the
+    warehouse pool and run at once; on Spark they read the tables themselves and take turns."""
 
     @dg.asset(
         key=activation_key(journey),
@@ -100,7 +100,9 @@ def build_activation_asset(
         tags={"tier": journey.tier},
         freshness_policy=freshness_policy(journey),
         kinds={"python"},
-        pool=None if partitions_def else WAREHOUSE_POOL,
+        # On Spark there is no published copy: a partition's run reads the tables a dbt run may be
+        # rewriting (a Parquet table is dropped, then made), so it takes its turn like the rest.
+        pool=None if partitions_def and target() == "duckdb" else WAREHOUSE_POOL,
         description=f"Sends the due steps of journey {journey.name!r} and writes the ledger.",
         partitions_def=partitions_def,
     )

@@ -5,7 +5,7 @@ import dagster as dg
 from orchestration.defs.resources import WarehouseResource
 from orchestration.defs.transform import WAREHOUSE_POOL
 from switchyard.publish import publish
-from switchyard.spark import TARGET_VARIABLE, target
+from switchyard.spark import SPARK_TARGETS, TARGET_VARIABLE, target
 
 PUBLISHED_KEY = dg.AssetKey(["published_warehouse"])
 
@@ -26,7 +26,7 @@ def build_publish_asset(after: list[dg.AssetKey]) -> dg.AssetsDefinition:
     def _publish(
         context: dg.AssetExecutionContext, warehouse: WarehouseResource
     ) -> dg.MaterializeResult:
-        if target() != "duckdb":  # readers query the engine itself: no file to copy
+        if target() in SPARK_TARGETS:  # readers query the engine itself: no file to copy
             context.log.info(f"nothing to publish on {TARGET_VARIABLE}={target()}")
             return dg.MaterializeResult(metadata={"skipped": f"{TARGET_VARIABLE}={target()}"})
         done = publish(warehouse.paths().duckdb)
