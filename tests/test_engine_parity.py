@@ -22,6 +22,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from sqlglot import exp
@@ -30,6 +31,8 @@ from activations.arrow_warehouse import DuckDBWarehouse, read_table, relation
 from activations.journeys import load_journeys
 from activations.partitions import all_partitions
 from activations.preview import preview_journey
+from activations.syncs import load_syncs
+from activations.syncs import results as sync_results
 from orchestration.dev_server import free_port
 from sandbox import Sandbox
 from switchyard import landing
@@ -199,6 +202,7 @@ def test_through_spark_connect_dagster_sends_by_partition_while_dbt_runs(
     monkeypatch.setenv("SWITCHYARD_CHANNELS", "sandbox")
     paths.export()
     ledger_before = ledger_lines(paths)
+    synced_before = set(sync_results.folder(paths.landing).glob("run-*.parquet"))
     with (
         serving(free_port(), log=tmp_path / "spark-connect.log") as address,
         Sandbox() as sandbox,
@@ -262,6 +266,11 @@ def test_through_spark_connect_dagster_sends_by_partition_while_dbt_runs(
     held = {k: latest[k]["reason"] for k in would_send - set(sent)}
     assert set(held.values()) <= {"capped"}, held
     assert len(held) < len(would_send) / 2  # most went out
+    # the syncs in the same jobs read their models from Spark too, and synced them
+    landed = set(sync_results.folder(paths.landing).glob("run-*.parquet")) - synced_before
+    synced = pa.concat_tables(pq.read_table(f) for f in landed)
+    assert set(synced.column("sync").to_pylist()) == {s.name for s in load_syncs(built["manifest"])}
+    assert set(synced.column("outcome").to_pylist()) == {"synced"}
 
 
 def ledger_lines(paths: Paths) -> list[dict[str, Any]]:
