@@ -42,9 +42,11 @@
     {%- set view = ' as select *'
         ~ (", regexp_replace(_metadata.file_path, '^file:', '') as filename" if reader.filename else '')
         ~ ' from ' ~ node.schema ~ '.' ~ files -%}
-    {%- if not (typed and spark_landing_kept(node.schema, node.identifier, view)) -%}
+    {#- Spark keeps a view's columns as they were when it was made: made again with its table -#}
+    {%- set view_declared = table ~ view -%}
+    {%- if not (typed and spark_landing_kept(node.schema, node.identifier, view_declared)) -%}
         {%- do run_query('create or replace view ' ~ node.schema ~ '.' ~ node.identifier
-            ~ spark_landing_property(view) ~ view) -%}
+            ~ spark_landing_property(view_declared) ~ view) -%}
     {%- endif -%}
 {%- endfor -%}
 {%- endif -%}

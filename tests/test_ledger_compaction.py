@@ -548,3 +548,29 @@ def test_a_run_reads_only_the_latest_sends_its_cap_can_count(tmp_path: Path) -> 
         for messages, hours in ((2, 4), (2, 2), (1, 2), (2, 24)):
             counted = min(latest.sends_within("p1", now, hours), messages)
             assert counted == min(whole.sends_within("p1", now, hours), messages)
+
+
+def test_a_run_killed_mid_line_leaves_a_cut_line_that_readers_and_compaction_skip(
+    tmp_path: Path,
+) -> None:
+    # A run SIGKILLed while its buffer went to disk leaves half a line at the end of its file
+    # (seen in the SIGKILL test on push). The next run must still read the ledger: the cut
+    # line's request never left (lines are fsynced before their batch's requests go out).
+    whole, cut = twins(tmp_path)
+    write_run(whole, "run1", RUN_A)
+    write_run(cut, "run1", RUN_A)
+    (path,) = store.run_files_dir(cut).glob("run-*.jsonl")
+    with path.open("a", encoding="utf-8") as fh:
+        fh.write('{"send_key":"key-9","run_id":"run1","journey":"cart","step":"remind","per')
+    assert seen(ledger.read_state(cut)) == seen(ledger.read_state(whole))
+    compact(cut)
+    compact(whole)
+    assert seen(ledger.read_state(cut)) == seen(ledger.read_state(whole))
+    # a file still held by its writer, midway through a line, is read the same way
+    writer = ledger.LedgerWriter(cut, "run2")
+    try:
+        (held,) = set(store.run_files_dir(cut).glob("run-run2-*.jsonl"))
+        held.write_text('{"send_key":"key-8","run')  # as a buffer flushed mid-line
+        assert seen(ledger.read_state(cut)) == seen(ledger.read_state(whole))
+    finally:
+        writer.close()

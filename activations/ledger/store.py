@@ -272,15 +272,50 @@ def with_newer_materialized(con: duckdb.DuckDBPyConnection, view: Layout) -> Lay
 
 
 def run_lines_sql(files: list[Path]) -> str:
-    """The run files' lines, typed as the lines files hold them."""
+    """The run files' lines, typed as the lines files hold them. A file whose last line is cut
+    short (its writer killed mid-write, or still writing it) is read without that line: a line
+    is appended whole before its batch is fsynced, and the batch's requests go out only after
+    that, so a cut line's request never left (a cut outcome line leaves its attempt unknown,
+    which the next run settles)."""
     columns = ", ".join(f"'{name}': '{kind}'" for name, kind in COLUMNS.items())
+    whole = [f for f in files if _ends_with_a_whole_line(f)]
+    cut = [f for f in files if f not in whole]
+    parts = []
+    if whole:
+        parts.append(
+            f"""
+            select filename, * exclude (filename)
+            from read_json({paths_sql(whole)}, format='newline_delimited', filename=true,
+                           columns={{{columns}}})
+            """
+        )
+    if cut:  # line by line: the last, cut short, is no JSON
+        parts.append(
+            f"""
+            select filename, unnest(json_transform(line, {lit(json.dumps(COLUMNS))}))
+            from (
+                select filename, unnest(string_split(content, chr(10))) as line
+                from read_text({paths_sql(cut)})
+            )
+            where json_valid(line)
+            """
+        )
     return f"""
         select * exclude (filename),
             try_cast(recorded_at as timestamp) as line_at,
             parse_filename(filename) as source_file
-        from read_json({paths_sql(files)}, format='newline_delimited', filename=true,
-                       columns={{{columns}}})
+        from ({_union(parts)})
     """
+
+
+def _ends_with_a_whole_line(path: Path) -> bool:
+    """The file ends with a newline, and no writer holds it (one may be midway through a line
+    by the time it is read)."""
+    with path.open("rb") as fh:
+        if fh.seek(0, os.SEEK_END) == 0:
+            return True
+        fh.seek(-1, os.SEEK_END)
+        return fh.read(1) == b"\n" and landing.closed(path)
 
 
 def _union(parts: list[str]) -> str:
