@@ -95,7 +95,8 @@ def _glob(landing_dir: Path, source: str, table: str) -> exp.Expression:
 
 def read_inbox(landing_dir: Path, user_id: str, unread_only: bool = False) -> list[InboxMessage]:
     """The user's messages, newest first, each with its first read and click (a click counts
-    as a read). Read straight from the landing files: no warehouse, no lock."""
+    as a read). Read straight from the landing files: no warehouse, no lock. A line cut short
+    (its writer killed midway) reads as a row of nulls, which the filters leave out."""
     messages = _glob(landing_dir, "inbox", "messages")
     # only the endpoint's own event files, not every provider's feedback
     folder = landing.table_dir(landing_dir, "feedback", "events")
@@ -109,7 +110,7 @@ def read_inbox(landing_dir: Path, user_id: str, unread_only: bool = False) -> li
             select send_key, any_value(title) as title, any_value(body) as body,
                 any_value(journey) as journey, any_value(step) as step,
                 min(try_cast(created_at as timestamp)) as created_at
-            from read_json(MESSAGES, format = 'newline_delimited', columns = {
+            from read_json(MESSAGES, format = 'newline_delimited', ignore_errors = true, columns = {
                 send_key: 'VARCHAR', user_id: 'VARCHAR', title: 'VARCHAR', body: 'VARCHAR',
                 journey: 'VARCHAR', step: 'VARCHAR', created_at: 'VARCHAR'})
             where user_id = $user_id
@@ -121,8 +122,8 @@ def read_inbox(landing_dir: Path, user_id: str, unread_only: bool = False) -> li
                 min(case when event = 'click' then occurred_at end) as clicked_at
             from (
                 select send_key, event, try_cast(occurred_at as timestamp) as occurred_at
-                from read_json(EVENTS, format = 'newline_delimited', columns = {
-                    event_id: 'VARCHAR', send_key: 'VARCHAR', provider: 'VARCHAR',
+                from read_json(EVENTS, format = 'newline_delimited', ignore_errors = true,
+                    columns = {event_id: 'VARCHAR', send_key: 'VARCHAR', provider: 'VARCHAR',
                     channel: 'VARCHAR', event: 'VARCHAR', occurred_at: 'VARCHAR'})
                 where provider = 'inbox'
                     and send_key in (select send_key from messages)

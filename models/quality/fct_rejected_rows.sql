@@ -7,6 +7,7 @@
     ('preferences.suppressions', 'stg_preferences__suppressions', 'suppression_id'),
     ('feedback.events', 'stg_feedback__events', 'event_id'),
     ('inbox.messages', 'stg_inbox__messages', 'send_key'),
+    ('ledger.deliveries', 'stg_ledger__rejects', 'send_key'),
 ] %}
 with
 

@@ -31,6 +31,8 @@ select
     occurred_at,
     source_file,
     case
+        when {{ unreadable_line(['event_id', 'send_key', 'provider', 'channel', 'feedback_event', 'raw_occurred_at']) }}
+            then {{ unreadable_line_reason() }}
         when event_id is null then 'missing event_id'
         when send_key is null then 'missing send_key'
         when feedback_event not in ('delivered', 'open', 'click', 'bounce', 'dropped',

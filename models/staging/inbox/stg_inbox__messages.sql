@@ -34,6 +34,8 @@ select
     created_at,
     source_file,
     case
+        when {{ unreadable_line(['send_key', 'user_id', 'title', 'body', 'journey', 'step', 'raw_created_at']) }}
+            then {{ unreadable_line_reason() }}
         when send_key is null then 'missing send_key'
         when user_id is null then 'missing user_id'
         when created_at is null then 'unparseable created_at: ' || coalesce(raw_created_at, 'null')

@@ -26,6 +26,9 @@ source as (
     select {{ columns | join(', ') }}, file_name as source_file
     from run_files
     where file_name not in (select source_file from compacted)
+        -- cut short by a kill: listed in stg_ledger__rejects (its request never went out:
+        -- a batch's lines are fsynced whole before its requests)
+        and not {{ unreadable_line(ledger_line_keys()) }}
 
     union all
 
