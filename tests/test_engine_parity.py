@@ -12,6 +12,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -184,9 +186,26 @@ def test_the_journey_engine_decides_the_same_on_what_each_engine_built(
     assert decided > 0  # the previews decide something to compare
 
 
+def served_paths(built: dict[str, Any]) -> Paths:
+    spark_home: Path = built["spark_home"]
+    return Paths(spark_home, spark_home / "landing", spark_home / "no-duckdb-here.duckdb")
+
+
+@pytest.fixture(scope="module")
+def connect(built: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """What Spark built, served by Spark Connect (`switchyard spark-connect`): its address, one
+    server for the module's tests."""
+    paths = served_paths(built)
+    environ = {**os.environ, "SWITCHYARD_HOME": str(paths.home),
+               "SWITCHYARD_LANDING_DIR": str(paths.landing)}  # fmt: skip
+    log = tmp_path_factory.mktemp("spark-connect") / "server.log"
+    with serving(free_port(), environ, log=log) as address:
+        yield address
+
+
 @pytest.mark.slow
 def test_through_spark_connect_dagster_sends_by_partition_while_dbt_runs(
-    built: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    built: dict[str, Any], connect: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """On the in-process spark target, Dagster's journeys stop: the local session's embedded
     metastore takes one process at a time. Served by Spark Connect (`switchyard spark-connect`,
@@ -194,20 +213,16 @@ def test_through_spark_connect_dagster_sends_by_partition_while_dbt_runs(
     another process (declaring the landing tables the journeys read each time) while Dagster's
     partitioned sends, in this one, read their people from Spark and send to the sandbox, each
     partition its own people, each message once."""
-    spark_home: Path = built["spark_home"]
-    paths = Paths(spark_home, spark_home / "landing", spark_home / "no-duckdb-here.duckdb")
+    paths = served_paths(built)
     monkeypatch.setenv("SWITCHYARD_TARGET", "spark_connect")
+    monkeypatch.setenv("SWITCHYARD_SPARK_REMOTE", connect)
     monkeypatch.setenv("SWITCHYARD_PYTHON", sys.executable)  # macros/phones.sql, on the server
     monkeypatch.setenv("SWITCHYARD_PERSON_PARTITIONS", "2")
     monkeypatch.setenv("SWITCHYARD_CHANNELS", "sandbox")
     paths.export()
     ledger_before = ledger_lines(paths)
     synced_before = set(sync_results.folder(paths.landing).glob("run-*.parquet"))
-    with (
-        serving(free_port(), log=tmp_path / "spark-connect.log") as address,
-        Sandbox() as sandbox,
-    ):
-        monkeypatch.setenv("SWITCHYARD_SPARK_REMOTE", address)
+    with Sandbox() as sandbox:
         monkeypatch.setenv("SWITCHYARD_CHANNELS_BASE_URL", sandbox.base_url)
         # dbt runs over and over in another process until the sends are done: each run's
         # on-run-start declares the landing tables the journeys read, and it rebuilds a model
@@ -277,3 +292,79 @@ def ledger_lines(paths: Paths) -> list[dict[str, Any]]:
     folder = landing.table_dir(paths.landing, "ledger", "deliveries")
     return [json.loads(line) for f in sorted(folder.glob("run-*.jsonl"))
             for line in f.read_text().splitlines()]  # fmt: skip
+
+
+def test_a_changed_landing_declaration_is_made_again_and_the_others_are_kept(
+    built: dict[str, Any], connect: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every dbt invocation declares the landing tables on Spark (macros/landing_sources.sql).
+    On a shared Spark, readers in other processes read them meanwhile: a table and view whose
+    declaration is as before are kept, not dropped and made again. One whose declaration
+    changed in its YAML (a column added) is made again, with its view, and has the column.
+    (The last test here: the module's Spark keeps the changed declaration.)"""
+    paths = served_paths(built)
+    for name, value in (("SWITCHYARD_HOME", paths.home), ("SWITCHYARD_LANDING_DIR", paths.landing),
+                        ("SWITCHYARD_TARGET", "spark_connect"),
+                        ("SWITCHYARD_SPARK_REMOTE", connect)):  # fmt: skip
+        monkeypatch.setenv(name, str(value))
+    changed = tmp_path / "project"  # the project with one declaration changed
+    for folder in ("models", "macros", "tests/dbt"):
+        shutil.copytree(PROJECT_DIR / folder, changed / folder)
+    for name in ("dbt_project.yml", "profiles.yml"):
+        shutil.copy(PROJECT_DIR / name, changed / name)
+    orders_yaml = changed / "models" / "staging" / "shop" / "_shop__sources.yml"
+    declared = orders_yaml.read_text()
+    assert declared.count("created_at := 'VARCHAR'))") == 1
+    orders_yaml.write_text(
+        declared.replace(
+            "created_at := 'VARCHAR'))", "created_at := 'VARCHAR', coupon := 'VARCHAR'))"
+        )
+    )
+    manifest = json.loads(built["manifest"].read_text())
+    relations = sorted(
+        f"{node['schema']}.{node['identifier']}{suffix}"
+        for node in manifest["sources"].values()
+        if node["meta"].get("external_location")
+        and "struct_pack" in node["meta"]["external_location"]
+        for suffix in ("", "__landing_files")
+    )
+    assert "shop.orders" in relations and "segment.events__landing_files" in relations
+
+    def declare(project: Path) -> None:
+        done = subprocess.run(
+            [str(Path(sys.executable).parent / "dbt"), "run-operation", "create_landing_sources",
+             "--project-dir", str(project), "--profiles-dir", str(project),
+             "--target-path", str(tmp_path / f"target-{project.name}")],
+            capture_output=True, text=True,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout[-3000:]
+
+    def catalog() -> dict[str, tuple[str, str, list[str]]]:
+        """Each relation's created time, declaration hash and columns."""
+        from switchyard.spark import spark_session
+
+        spark = spark_session()
+        # This session's cached tables go, each before its view: Spark refuses the view of a
+        # table made again since this session read it (INCOMPATIBLE_VIEW_SCHEMA_CHANGE). Each
+        # dbt run and Dagster step opens a session of its own; a long-lived reader refreshes.
+        for name in sorted(relations, key=lambda name: not name.endswith("__landing_files")):
+            spark.catalog.refreshTable(name)
+        found = {}
+        for name in relations:
+            details = {
+                row[0]: row[1] for row in spark.sql(f"describe table extended {name}").collect()
+            }
+            (hashed,) = spark.sql(f"show tblproperties {name} ('switchyard.declared')").collect()
+            found[name] = (details["Created Time"], hashed[-1], spark.table(name).columns)
+        return found
+
+    declare(PROJECT_DIR)
+    before = catalog()
+    time.sleep(1.1)  # created times are in seconds
+    declare(changed)
+    after = catalog()
+    orders = {"shop.orders", "shop.orders__landing_files"}
+    assert {name for name in relations if after[name] != before[name]} == orders
+    for name in orders:
+        assert after[name][0] != before[name][0] and after[name][1] != before[name][1]
+        assert "coupon" in after[name][2] and "coupon" not in before[name][2]
