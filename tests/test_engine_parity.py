@@ -294,6 +294,7 @@ def ledger_lines(paths: Paths) -> list[dict[str, Any]]:
             for line in f.read_text().splitlines()]  # fmt: skip
 
 
+@pytest.mark.slow
 def test_a_changed_landing_declaration_is_made_again_and_the_others_are_kept(
     built: dict[str, Any], connect: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

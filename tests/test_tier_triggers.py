@@ -128,14 +128,27 @@ def test_the_seconds_sensor_asks_for_a_run_when_files_land(home: Path) -> None:
             )
         )
         requests, held, skipped = evaluate(instance, cursor)
-        assert (requests, held) == ([], cursor) and "r1 of tier_seconds not started" in (
+        assert (requests, held) == ([], cursor) and "r1 of tier_seconds has read nothing" in (
             skipped or ""
         )
-        # Once it has started (it may have read its inputs already), they get a run of their own.
-        instance.handle_run_event(
-            "r1", dg.DagsterEvent(dg.DagsterEventType.RUN_START.value, "tier_seconds")
+        # Started, its first step waiting for its turn in the warehouse pool (the daemon starts
+        # such runs): it has read nothing yet either.
+        instance.report_dagster_event(
+            dg.DagsterEvent(dg.DagsterEventType.RUN_START.value, "tier_seconds"), "r1"
         )
         assert instance.get_run_by_id("r1").status == dg.DagsterRunStatus.STARTED
+        requests, held, skipped = evaluate(instance, cursor)
+        assert (requests, held) == ([], cursor) and "r1 of tier_seconds has read nothing" in (
+            skipped or ""
+        )
+        # Once a step has begun (it may have read its inputs already), they get a run of their
+        # own.
+        instance.report_dagster_event(
+            dg.DagsterEvent(
+                dg.DagsterEventType.STEP_START.value, "tier_seconds", step_key="dbt_models"
+            ),
+            "r1",
+        )
         (request,), _, _ = evaluate(instance, cursor)
         assert request.tags["landed_files"] == "1"
         assert queued.run_id == "r1"

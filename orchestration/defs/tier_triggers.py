@@ -29,6 +29,24 @@ _WAITING = [
 ]
 
 
+def _not_reading_yet(instance: dg.DagsterInstance, job_name: str) -> str | None:
+    """The id of a run of the job that has read nothing yet: not started, or started with no
+    step begun. The daemon starts a run whose first step waits for the warehouse pool
+    (orchestration/dagster.yaml, op_granularity_run_buffer), and a step that waits for its turn
+    has not begun (Dagster records its start once it holds the slot)."""
+    waiting = instance.get_run_records(dg.RunsFilter(job_name=job_name, statuses=_WAITING), limit=1)
+    if waiting:
+        return waiting[0].dagster_run.run_id
+    started = instance.get_run_records(
+        dg.RunsFilter(job_name=job_name, statuses=[dg.DagsterRunStatus.STARTED]), limit=1
+    )
+    for record in started:
+        run_id = record.dagster_run.run_id
+        if not any(step.start_time for step in instance.get_run_step_stats(run_id)):
+            return run_id
+    return None
+
+
 def tier_job_name(tier: Tier) -> str:
     return f"tier_{tier.name}"
 
@@ -119,15 +137,14 @@ def build_landed_files_sensor(job: dg.UnresolvedAssetJobDefinition) -> dg.Sensor
         default_status=dg.DefaultSensorStatus.STOPPED,
         description="A run of the tier when intake files (events, orders, consents, "
         "suppressions, feedback) land, and at least once a minute for work that falls due "
-        "with time; while one is queued, new files wait for it.",
+        "with time; while one has read nothing yet (queued, or waiting for the warehouse), new "
+        "files wait for it.",
     )
     def _on_landed_files(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
-        waiting = context.instance.get_run_records(
-            dg.RunsFilter(job_name=job.name, statuses=_WAITING), limit=1
-        )
+        waiting = _not_reading_yet(context.instance, job.name)
         if waiting:
             # The cursor stays: the next evaluation after it starts sees these files again.
-            return dg.SkipReason(f"run {waiting[0].dagster_run.run_id} of {job.name} not started")
+            return dg.SkipReason(f"run {waiting} of {job.name} has read nothing yet")
         before = LandedCursor.from_json(context.cursor)
         new, cursor = landed_since(Paths.from_env().landing, before)
         now = time.time()

@@ -26,8 +26,9 @@ source as (
     select {{ columns | join(', ') }}, file_name as source_file
     from run_files
     where file_name not in (select source_file from compacted)
-        -- cut short by a kill: listed in stg_ledger__rejects (its request never went out:
-        -- a batch's lines are fsynced whole before its requests)
+        -- cut short by a kill: listed in stg_ledger__rejects (a cut attempted line's request
+        -- never went out, its batch fsynced before its requests; a cut outcome line leaves its
+        -- attempt unknown, which the next run settles)
         and not {{ unreadable_line(ledger_line_keys()) }}
 
     union all
