@@ -43,6 +43,7 @@ from switchyard.settings import PROJECT_DIR, Paths
 from switchyard.spark import serving
 from switchyard.tiers import TIERS
 from tests.conftest import private_home
+from tests.dbt_helpers import DBT
 from tests.generated_sql import generated_queries
 from tests.parity_build import PREVIEW_AT, ParityBuild
 
@@ -235,7 +236,7 @@ def test_through_spark_connect_dagster_sends_by_partition_while_dbt_runs(
             while sending.is_set():
                 began = time.monotonic()
                 done = subprocess.run(
-                    [str(Path(sys.executable).parent / "dbt"), "run", "--select",
+                    [DBT, "run", "--select",
                      "fct_journey_step_metrics", "--project-dir", str(PROJECT_DIR),
                      "--profiles-dir", str(PROJECT_DIR), "--target-path",
                      str(tmp_path / "target")],
@@ -333,7 +334,7 @@ def test_a_changed_landing_declaration_is_made_again_and_the_others_are_kept(
 
     def declare(project: Path) -> None:
         done = subprocess.run(
-            [str(Path(sys.executable).parent / "dbt"), "run-operation", "create_landing_sources",
+            [DBT, "run-operation", "create_landing_sources",
              "--project-dir", str(project), "--profiles-dir", str(project),
              "--target-path", str(tmp_path / f"target-{project.name}")],
             capture_output=True, text=True,

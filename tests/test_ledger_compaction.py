@@ -553,9 +553,10 @@ def test_a_run_reads_only_the_latest_sends_its_cap_can_count(tmp_path: Path) -> 
 def test_a_run_killed_mid_line_leaves_a_cut_line_that_readers_and_compaction_skip(
     tmp_path: Path,
 ) -> None:
-    # A run SIGKILLed while its buffer went to disk leaves half a line at the end of its file
-    # (seen in the SIGKILL test on push). The next run must still read the ledger: the cut
-    # line's request never left (lines are fsynced before their batch's requests go out).
+    # A run SIGKILLed midway through a write leaves half a line at the end of its file (the
+    # kernel stops a write between pages; seen in the SIGKILL test on push). The next run must
+    # still read the ledger: the cut line's request never left (lines are fsynced before their
+    # batch's requests go out).
     whole, cut = twins(tmp_path)
     write_run(whole, "run1", RUN_A)
     write_run(cut, "run1", RUN_A)
@@ -570,7 +571,7 @@ def test_a_run_killed_mid_line_leaves_a_cut_line_that_readers_and_compaction_ski
     writer = ledger.LedgerWriter(cut, "run2")
     try:
         (held,) = set(store.run_files_dir(cut).glob("run-run2-*.jsonl"))
-        held.write_text('{"send_key":"key-8","run')  # as a buffer flushed mid-line
+        held.write_text('{"send_key":"key-8","run')  # as a write seen midway
         assert seen(ledger.read_state(cut)) == seen(ledger.read_state(whole))
     finally:
         writer.close()

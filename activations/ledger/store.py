@@ -276,35 +276,31 @@ def run_lines_sql(files: list[Path]) -> str:
     short (its writer killed mid-write, or still writing it) is read without that line: a line
     is appended whole before its batch is fsynced, and the batch's requests go out only after
     that, so a cut line's request never left (a cut outcome line leaves its attempt unknown,
-    which the next run settles)."""
-    columns = ", ".join(f"'{name}': '{kind}'" for name, kind in COLUMNS.items())
+    which the next run settles). As the landing sources do (macros/landing_lines.sql), such a
+    file is read with ignore_errors, which gives the cut line as a row of nulls; the others
+    without it, which reads them faster."""
     whole = [f for f in files if _ends_with_a_whole_line(f)]
     cut = [f for f in files if f not in whole]
-    parts = []
-    if whole:
-        parts.append(
-            f"""
-            select filename, * exclude (filename)
-            from read_json({paths_sql(whole)}, format='newline_delimited', filename=true,
-                           columns={{{columns}}})
-            """
-        )
-    if cut:  # line by line: the last, cut short, is no JSON
-        parts.append(
-            f"""
-            select filename, unnest(json_transform(line, {lit(json.dumps(COLUMNS))}))
-            from (
-                select filename, unnest(string_split(content, chr(10))) as line
-                from read_text({paths_sql(cut)})
-            )
-            where json_valid(line)
-            """
-        )
+    parts = [_lines_sql(whole)] if whole else []
+    if cut:
+        parts.append(_lines_sql(cut, cut_short=True))
     return f"""
         select * exclude (filename),
             try_cast(recorded_at as timestamp) as line_at,
             parse_filename(filename) as source_file
         from ({_union(parts)})
+    """
+
+
+def _lines_sql(files: list[Path], cut_short: bool = False) -> str:
+    columns = ", ".join(f"'{name}': '{kind}'" for name, kind in COLUMNS.items())
+    tolerant = ", ignore_errors=true" if cut_short else ""
+    whole_lines = "where send_key is not null" if cut_short else ""  # a cut line: all null
+    return f"""
+        select filename, * exclude (filename)
+        from read_json({paths_sql(files)}, format='newline_delimited', filename=true,
+                       columns={{{columns}}}{tolerant})
+        {whole_lines}
     """
 
 
