@@ -14,18 +14,18 @@
             {%- set cap = policy -%}
         {%- endif -%}
         {%- set topic = (j.get('topic') or '') | trim | lower -%}
-        {%- do rows.append(
-            "select " ~ dbt.string_literal(j['name']) ~ " as journey, "
-            ~ ("true" if transactional else "false") ~ " as transactional, "
-            ~ ("true" if transactional or j['name'] in exempt else "false") ~ " as uncounted, "
-            ~ (dbt.string_literal(topic) if topic else "cast(null as " ~ dbt.type_string() ~ ")") ~ " as topic, "
-            ~ (cap['messages'] | int | string if cap else "cast(null as " ~ dbt.type_int() ~ ")") ~ " as cap_messages, "
-            ~ ((cap.get('per_hours', 24) | float | string) if cap else "cast(null as " ~ dbt.type_float() ~ ")") ~ " as cap_hours, "
-            ~ ("true" if cap.get('calendar_day') else "false") ~ " as cap_calendar_day"
-        ) -%}
+        {%- do rows.append([
+            dbt.string_literal(j['name']),
+            "true" if transactional else "false",
+            "true" if transactional or j['name'] in exempt else "false",
+            dbt.string_literal(topic) if topic else "cast(null as " ~ dbt.type_string() ~ ")",
+            cap['messages'] | int | string if cap else "cast(null as " ~ dbt.type_int() ~ ")",
+            (cap.get('per_hours', 24) | float | string) if cap else "cast(null as " ~ dbt.type_float() ~ ")",
+            "true" if cap.get('calendar_day') else "false",
+        ]) -%}
     {%- endfor -%}
     {%- if rows -%}
-        {{ rows | join('\n    union all\n    ') }}
+        {{ literal_rows(['journey', 'transactional', 'uncounted', 'topic', 'cap_messages', 'cap_hours', 'cap_calendar_day'], rows) }}
     {%- else -%}
         select cast(null as {{ dbt.type_string() }}) as journey, false as transactional,
             false as uncounted, cast(null as {{ dbt.type_string() }}) as topic, cast(null as {{ dbt.type_int() }}) as cap_messages,
@@ -40,15 +40,15 @@
     {%- set rows = [] -%}
     {%- for j in declared_journeys() -%}
         {%- for goal in j.get('goals') or [] -%}
-            {%- do rows.append(
-                "select " ~ dbt.string_literal(j['name']) ~ " as journey, "
-                ~ dbt.string_literal(goal['event']) ~ " as goal_event, "
-                ~ (goal['within_hours'] | float | string) ~ " as within_hours"
-            ) -%}
+            {%- do rows.append([
+                dbt.string_literal(j['name']),
+                dbt.string_literal(goal['event']),
+                goal['within_hours'] | float | string,
+            ]) -%}
         {%- endfor -%}
     {%- endfor -%}
     {%- if rows -%}
-        {{ rows | join('\n    union all\n    ') }}
+        {{ literal_rows(['journey', 'goal_event', 'within_hours'], rows) }}
     {%- else -%}
         select cast(null as {{ dbt.type_string() }}) as journey,
             cast(null as {{ dbt.type_string() }}) as goal_event,
@@ -67,3 +67,20 @@
     {%- endif -%}
     {{ return(found) }}
 {% endmacro %}
+
+{#- Rows written in the SQL (each a list of SQL literals) as one VALUES list, not a `union all` of
+    one-row selects: Spark (4.x, AQE on) fails the second run of a query in the same session
+    whose `in (select ...)` reads such a union (ClassCastException: DefaultSerializationProxy to
+    UnionExec.children), which a long-lived session or Spark Connect server meets on every
+    rebuild. -#}
+{% macro literal_rows(columns, rows) %}
+    {{- return(adapter.dispatch('literal_rows', 'switchyard')(columns, rows)) -}}
+{% endmacro %}
+
+{% macro default__literal_rows(columns, rows) -%}
+    select {{ columns | join(', ') }} from (values
+    {%- for row in rows %}
+        ({{ row | join(', ') }}){{ ',' if not loop.last }}
+    {%- endfor %}
+    ) as literal_rows ({{ columns | join(', ') }})
+{%- endmacro %}

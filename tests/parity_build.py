@@ -20,7 +20,6 @@ from switchyard import sample_data
 from switchyard.pipeline import run_pipeline
 from switchyard.settings import PROJECT_DIR, Paths
 from tests.dbt_helpers import dbt_build
-from tests.spark_parity import LOST_TO_THE_RACE
 
 MODULE = "test_engine_parity.py"
 # The journeys' previews' clock on both engines: after the sample data's latest activity (it
@@ -40,11 +39,6 @@ class ParityBuild:
     def wait(self) -> None:
         """Until Spark's build is done; fails with the end of its report."""
         _, stderr = self.spark.communicate()
-        if self.spark.returncode == LOST_TO_THE_RACE:  # Spark's deserialization error
-            done = subprocess.run(
-                [*self.command, "--resume"], capture_output=True, text=True, cwd=PROJECT_DIR
-            )
-            self.spark.returncode, stderr = done.returncode, done.stderr
         # its report is the end of stderr (Spark's own logging comes before it)
         assert self.spark.returncode == 0, stderr[-4000:]
 

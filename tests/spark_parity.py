@@ -6,7 +6,9 @@ journey's preview at --now, the journey engine reading what Spark built (preview
     python -m tests.spark_parity --home H --stage LANDING_A --stage LANDING_B --out DIR
 
 Each stage replaces H's landing folder with a snapshot and runs dbt (`run`; `build`, tests
-included, for the last), so the later stages exercise the incremental models.
+included, for the last), so the later stages exercise the incremental models, and every model
+runs a second time in the session that ran it first, as in a long-lived session or a Spark Connect
+server (macros/journey_policies.sql, literal_rows, says what that once broke).
 """
 
 from __future__ import annotations
@@ -23,19 +25,6 @@ import pyarrow.parquet as pq
 from sqlglot import exp
 
 from switchyard.settings import PROJECT_DIR
-
-# A long local session now and then loses a task to a Spark deserialization error
-# (ClassCastException: ... DefaultSerializationProxy to field ...UnionExec.children): the same
-# model then fails again in that session (`dbt retry` in it did), and passes in a new one. Exit
-# code 3 says so; `--resume` in a new process runs `dbt retry` there and goes on. A model that is
-# wrong fails the second time too.
-SPARK_RACE = "DefaultSerializationProxy"
-LOST_TO_THE_RACE = 3
-
-
-def report_text(result: Any) -> str:
-    nodes = getattr(result.result, "results", None) or []
-    return "\n".join(str(n.message) for n in nodes if str(n.status) in ("error", "fail"))
 
 
 def report(result: Any, title: str) -> None:
@@ -55,9 +44,6 @@ def main() -> int:
     parser.add_argument("--stage", type=Path, action="append", required=True)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--now", required=True, help="the journeys' previews' clock (ISO 8601)")
-    parser.add_argument(
-        "--resume", action="store_true", help=f"after exit code {LOST_TO_THE_RACE}: go on"
-    )
     args = parser.parse_args()
     home: Path = args.home.resolve()
     landing = home / "landing"
@@ -76,23 +62,13 @@ def main() -> int:
     runner = dbtRunner()
     project = ["--project-dir", str(PROJECT_DIR), "--profiles-dir", str(PROJECT_DIR),
                "--target-path", str(home / "target")]  # fmt: skip
-    resumed = home / "resume-at-stage"  # what a run that lost a task to the race left
-    start = int(resumed.read_text()) if args.resume and resumed.exists() else 1
     for number, stage in enumerate(args.stage, start=1):
-        if number < start:
-            continue
         command = "build" if number == len(args.stage) else "run"
-        if number == start and args.resume:
-            result = runner.invoke(["retry", *project])  # what failed, in a fresh session
-        else:
-            shutil.rmtree(landing, ignore_errors=True)
-            shutil.copytree(stage, landing)
-            result = runner.invoke([command, *project])
+        shutil.rmtree(landing, ignore_errors=True)
+        shutil.copytree(stage, landing)
+        result = runner.invoke([command, *project])
         if not result.success:
             report(result, f"dbt {command} failed on the spark target at stage {number}")
-            if not args.resume and SPARK_RACE in report_text(result):
-                resumed.write_text(str(number))
-                return LOST_TO_THE_RACE
             return 1
     warehouse = SparkWarehouse()
     args.out.mkdir(parents=True, exist_ok=True)
