@@ -1,6 +1,7 @@
 """Append-only landing files written line by line while readers may read them (ledger run files,
-the inbox's messages and events) and a writer killed midway through a write: the kernel stops a
-write between pages, and the file ends in part of a line (seen in CI, the SIGKILL test on push).
+the inbox's messages and events, the privacy audit) and a writer killed midway through a write:
+the kernel stops a write between pages, and the file ends in part of a line (seen in CI, the
+SIGKILL test on push).
 That line is a reject with its reason; dbt and the inbox endpoint go on reading the whole lines,
 instead of failing every run after the kill."""
 
@@ -13,6 +14,7 @@ from activations import ledger
 from activations.inbox import store as inbox
 from activations.ledger.keys import SendRef
 from switchyard import landing
+from switchyard.privacy.audit import AuditLog
 from switchyard.settings import Paths
 from tests.dbt_helpers import dbt_build, query
 
@@ -56,11 +58,15 @@ def test_a_cut_line_is_a_reject_and_the_whole_lines_are_read(paths: Paths) -> No
         paths, "feedback", "events", "inbox", '{"event_id":"inbox-0f3a","send_key":"key-1"'
     )
 
+    with AuditLog(paths.landing, "forget") as audit:
+        audit.record("req-1", "forget", "accepted")
+    audit_file = cut(paths, "privacy", "audit", "forget", '{"request_id":"req-1","kind":"forg')
+
     # the inbox endpoint reads the landing files: the whole message, read
     (shown,) = inbox.read_inbox(paths.landing, "u1")
     assert (shown.send_key, shown.read_at) == ("key-1", datetime(2026, 11, 2, 9, 5))
 
-    dbt_build(paths, "+fct_rejected_rows", "stg_ledger__deliveries")
+    dbt_build(paths, "+fct_rejected_rows", "stg_ledger__deliveries", "fct_privacy_requests")
     rejected = query(
         paths,
         "select source_table, row_key, reject_reason, source_file from fct_rejected_rows "
@@ -68,10 +74,11 @@ def test_a_cut_line_is_a_reject_and_the_whole_lines_are_read(paths: Paths) -> No
     )
     assert [(r["source_table"], r["row_key"]) for r in rejected] == [
         ("feedback.events", None), ("inbox.messages", None), ("ledger.deliveries", None),
+        ("privacy.audit", None),
     ]  # fmt: skip
     assert all(r["reject_reason"].startswith("unreadable line") for r in rejected)
     files = {Path(r["source_file"]).name for r in rejected}
-    assert files == {p.name for p in (run_file, inbox_file, events_file)}
+    assert files == {p.name for p in (run_file, inbox_file, events_file, audit_file)}
 
     lines = query(
         paths, "select send_key, delivery_status from stg_ledger__deliveries order by 1, 2"
@@ -86,3 +93,6 @@ def test_a_cut_line_is_a_reject_and_the_whole_lines_are_read(paths: Paths) -> No
         "select send_key, feedback_event from stg_feedback__events where reject_reason is null",
     )
     assert opened == [{"send_key": "key-1", "feedback_event": "open"}]
+    # the audit's whole line still makes its request
+    requests = query(paths, "select request_id, status from fct_privacy_requests")
+    assert requests == [{"request_id": "req-1", "status": "queued"}]

@@ -5,6 +5,7 @@ with
 audit as (
 
     select * from {{ ref('stg_privacy__audit') }}
+    where reject_reason is null
 
 ),
 

@@ -8,6 +8,7 @@
     ('feedback.events', 'stg_feedback__events', 'event_id'),
     ('inbox.messages', 'stg_inbox__messages', 'send_key'),
     ('ledger.deliveries', 'stg_ledger__rejects', 'send_key'),
+    ('privacy.audit', 'stg_privacy__audit', 'request_id'),
 ] %}
 with
 
