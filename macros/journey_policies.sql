@@ -69,10 +69,11 @@
 {% endmacro %}
 
 {#- Rows written in the SQL (each a list of SQL literals) as one VALUES list, not a `union all` of
-    one-row selects: Spark (4.x, AQE on) fails the second run of a query in the same session
-    whose `in (select ...)` reads such a union (ClassCastException: DefaultSerializationProxy to
-    UnionExec.children), which a long-lived session or Spark Connect server meets on every
-    rebuild. -#}
+    one-row selects: Spark (4.x, adaptive execution on) failed the second run in one session of
+    a query whose `in (select ...)` read such a union (ClassCastException:
+    DefaultSerializationProxy to UnionExec.children; fct_journey_experiments, 3 runs of 3 after
+    the first), which a long-lived session or a Spark Connect server meets on every rebuild.
+    With VALUES, or adaptive execution off, every run passed (docs/scaling.md). -#}
 {% macro literal_rows(columns, rows) %}
     {{- return(adapter.dispatch('literal_rows', 'switchyard')(columns, rows)) -}}
 {% endmacro %}

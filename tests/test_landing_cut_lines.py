@@ -61,6 +61,15 @@ def test_a_cut_line_is_a_reject_and_the_whole_lines_are_read(paths: Paths) -> No
     with AuditLog(paths.landing, "forget") as audit:
         audit.record("req-1", "forget", "accepted")
     audit_file = cut(paths, "privacy", "audit", "forget", '{"request_id":"req-1","kind":"forg')
+    # whole audit lines that cannot be used either: rejects too, with what is wrong
+    at = T.isoformat()
+    bad = [
+        {"kind": "forget", "event": "accepted", "recorded_at": at},
+        {"request_id": "req-2", "kind": "erase", "event": "accepted", "recorded_at": at},
+        {"request_id": "req-3", "kind": "forget", "event": "started", "recorded_at": at},
+        {"request_id": "req-4", "kind": "forget", "event": "completed", "recorded_at": "soon"},
+    ]
+    bad_file = landing.write_batch(paths.landing, "privacy", "audit", bad)
 
     # the inbox endpoint reads the landing files: the whole message, read
     (shown,) = inbox.read_inbox(paths.landing, "u1")
@@ -70,8 +79,14 @@ def test_a_cut_line_is_a_reject_and_the_whole_lines_are_read(paths: Paths) -> No
     rejected = query(
         paths,
         "select source_table, row_key, reject_reason, source_file from fct_rejected_rows "
-        "order by source_table",
+        "order by source_table, row_key nulls first",
     )
+    assert [(r["row_key"], r["reject_reason"]) for r in rejected if r["source_file"].endswith(
+        bad_file.name)] == [
+        (None, "missing request_id"), ("req-2", "unknown kind: erase"),
+        ("req-3", "unknown event: started"), ("req-4", "unparseable recorded_at: soon"),
+    ]  # fmt: skip
+    rejected = [r for r in rejected if not r["source_file"].endswith(bad_file.name)]
     assert [(r["source_table"], r["row_key"]) for r in rejected] == [
         ("feedback.events", None), ("inbox.messages", None), ("ledger.deliveries", None),
         ("privacy.audit", None),
@@ -94,5 +109,6 @@ def test_a_cut_line_is_a_reject_and_the_whole_lines_are_read(paths: Paths) -> No
     )
     assert opened == [{"send_key": "key-1", "feedback_event": "open"}]
     # the audit's whole line still makes its request
+    # the whole line still makes its request; the unusable ones make none
     requests = query(paths, "select request_id, status from fct_privacy_requests")
     assert requests == [{"request_id": "req-1", "status": "queued"}]

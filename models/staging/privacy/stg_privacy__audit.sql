@@ -20,7 +20,7 @@ typed as (
         coalesce(rows_removed, 0) as rows_removed,
         coalesce(rows_redacted, 0) as rows_redacted,
         {{ utc_timestamp('recorded_at') }} as recorded_at,
-        recorded_at as raw_recorded_at,
+        source.recorded_at as raw_recorded_at,
         filename as source_file
     from source
 
