@@ -42,6 +42,14 @@ def dbt_manifest() -> Path:
 
 
 @pytest.fixture(scope="session", autouse=True)
+def no_dbt_log_file() -> None:
+    """dbt's debug log file (logs/dbt.log) off in tests: writing it was about a seventh of a
+    test dbt server's busy time (py-spy), on a suite bound by its two cores. Set
+    DBT_LOG_LEVEL_FILE=debug to have it back while looking into a failure."""
+    os.environ.setdefault("DBT_LOG_LEVEL_FILE", "none")
+
+
+@pytest.fixture(scope="session", autouse=True)
 def short_lived_dbt_servers() -> None:
     """A test home's dbt server (orchestration/dbt_server) stops soon after its last step, not
     the ten minutes an operator's does."""

@@ -210,10 +210,10 @@ def test_through_spark_connect_dagster_sends_by_partition_while_dbt_runs(
 ) -> None:
     """On the in-process spark target, Dagster's journeys stop: the local session's embedded
     metastore takes one process at a time. Served by Spark Connect (`switchyard spark-connect`,
-    SWITCHYARD_TARGET=spark_connect), what Spark built is shared: dbt runs again and again in
-    another process (declaring the landing tables the journeys read each time) while Dagster's
-    partitioned sends, in this one, read their people from Spark and send to the sandbox, each
-    partition its own people, each message once."""
+    SWITCHYARD_TARGET=spark_connect), what Spark built is shared: dbt runs in another process,
+    up to three times (declaring the landing tables the journeys read each time), while
+    Dagster's partitioned sends, in this one, read their people from Spark and send to the
+    sandbox, each partition its own people, each message once."""
     paths = served_paths(built)
     monkeypatch.setenv("SWITCHYARD_TARGET", "spark_connect")
     monkeypatch.setenv("SWITCHYARD_SPARK_REMOTE", connect)

@@ -108,7 +108,6 @@ def test_a_cut_line_is_a_reject_and_the_whole_lines_are_read(paths: Paths) -> No
         "select send_key, feedback_event from stg_feedback__events where reject_reason is null",
     )
     assert opened == [{"send_key": "key-1", "feedback_event": "open"}]
-    # the audit's whole line still makes its request
     # the whole line still makes its request; the unusable ones make none
     requests = query(paths, "select request_id, status from fct_privacy_requests")
     assert requests == [{"request_id": "req-1", "status": "queued"}]
