@@ -575,3 +575,30 @@ def test_a_run_killed_mid_line_leaves_a_cut_line_that_readers_and_compaction_ski
         assert seen(ledger.read_state(cut)) == seen(ledger.read_state(whole))
     finally:
         writer.close()
+
+
+def test_a_cut_line_stays_a_reject_once_compaction_deletes_its_run_file(paths: Paths) -> None:
+    # Staging lists a cut line as a reject; the compaction takes whole lines only, and deletes
+    # the run file a while later: the reject must stay listed, once, before and after.
+    home = paths.landing
+    write_run(home, "run-0", RUN_A)
+    (path,) = store.run_files_dir(home).glob("run-*.jsonl")
+    with path.open("a", encoding="utf-8") as fh:
+        fh.write('{"send_key":"key-9","run_id":"run-0","journey":"cart","st')
+    write_run(home, "run-1", RUN_B)  # whole: no reject of its own
+
+    def rejects(*also: str) -> list[tuple[str, str]]:
+        dbt_build(paths, "stg_ledger__rejects", *also)
+        rows = query(paths, "select source_file, reject_reason from stg_ledger__rejects")
+        return [(r["source_file"], r["reject_reason"][:16]) for r in rows]
+
+    listed = [(path.name, "unreadable line:")]
+    assert rejects() == listed  # from the run file
+    compact(home)
+    assert run_files(home) == {path.name, *run_files(home)}  # both taken, both still there
+    assert rejects() == listed  # the run file's and the compaction's are the same line
+    age(home)
+    assert compact(home).deleted == 2 and not run_files(home)
+    assert rejects("stg_ledger__deliveries") == listed  # from the compaction's record
+    lines = query(paths, "select count(*) as n from stg_ledger__deliveries")
+    assert lines == [{"n": len(RUN_A) + len(RUN_B)}]

@@ -4,8 +4,10 @@ key's state into one keys file.
 Safe beside running runs and readers (layout in activations/ledger/store.py):
 - a run file is taken only when its writer has closed it (it holds a lock on it while open, and
   a writer that died holds none);
-- each file appears whole under its final name (written aside, fsynced, renamed), lines first,
-  then sends, then keys: a compaction stopped between them is finished by the next one;
+- each file appears whole under its final name (written aside, fsynced, renamed): the taken run
+  files' unreadable lines (rejects) first, then their lines, then sends, then keys: a compaction
+  stopped between them is finished by the next one (which writes the rejects of the same
+  generation again, in place, when it stopped before the lines);
 - a run file is deleted only by a compaction after the one that took it, GRACE_SECONDS later;
 - one compaction at a time (a lock on the folder): two at once (the CLI beside Dagster's
   upkeep job) would both take the same run files and count their lines twice.
@@ -103,12 +105,14 @@ def _compact_on(con: duckdb.DuckDBPyConnection, landing_dir: Path, folder: Path)
         for g, p in store.generations(landing_dir, "lines").items()
         if g <= before.keys_gen and p.stat().st_mtime < settled
     ]
-    done: set[str] = set()
+    # The run files each took, from its footer (a file of only unreadable lines gives no line
+    # to name it), and from its lines (a lines file from before the footer named them).
+    done = store.layout_taken(con, covered)
     if covered:
         rows = con.execute(
             f"select distinct source_file from read_parquet({store.paths_sql(covered)})"
         ).fetchall()
-        done = {name for (name,) in rows}
+        done |= {name for (name,) in rows}
     deleted = 0
     for name in sorted(done):
         path = store.run_files_dir(landing_dir) / name
@@ -125,6 +129,14 @@ def _compact_on(con: duckdb.DuckDBPyConnection, landing_dir: Path, folder: Path)
     gen = max([before.keys_gen, *store.generations(landing_dir, "lines")], default=0) + 1
     lines = 0
     if taken:
+        unreadable = store.unreadable_lines_sql(taken)
+        if unreadable is not None:  # listed as rejects by dbt once their run file is gone
+            _write(
+                con,
+                f"select *, timezone('UTC', now()) as compacted_at from ({unreadable})",
+                folder / store.compacted_name("rejects", gen),
+                "source_file",
+            )
         names = json.dumps([p.name for p in taken])
         lines = _write(
             con,

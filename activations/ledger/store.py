@@ -5,6 +5,9 @@
     ledger/compacted/sends-<gen>.parquet     the sends (for caps) of lines-<gen>, by person
     ledger/compacted/keys-<gen>.parquet      one row per send key: its state up to <gen>,
                                              the open keys first
+    ledger/compacted/rejects-<gen>.parquet   the lines of the run files lines-<gen> took that
+                                             could not be read (cut short by a kill): one row
+                                             each, so they stay listed once the run file goes
 
 A run file belongs to the Parquet file that names it in source_file; readers skip it from then on,
 and the compaction after the one that took it deletes it (a reader that listed it a moment before
@@ -35,7 +38,7 @@ from activations.tick import lit
 from switchyard import landing
 
 COMPACTED = "compacted"
-_GEN = re.compile(r"^(lines|keys|sends)-(\d{8})\.parquet$")
+_GEN = re.compile(r"^(lines|keys|sends|rejects)-(\d{8})\.parquet$")
 
 # The outcome of an attempt the provider refused before any work (DeferReason.RETRYING): it
 # went nowhere. A key's attempts less its refusals are those that may have gone out.
@@ -156,18 +159,27 @@ def _remove_if_abandoned(folder: Path) -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+# A rejects file's rows: one per unreadable line of the run files its lines file took.
+REJECT_COLUMNS = {"source_file": "VARCHAR", "compacted_at": "TIMESTAMP"}
+
+
 def ensure_folder(landing_dir: Path) -> Path:
-    """The compacted folder, with an empty generation-0 lines file: dbt's glob of lines files
-    is readable before the first compaction."""
+    """The compacted folder, with empty generation-0 lines and rejects files: dbt's globs of
+    them are readable before the first compaction."""
     folder = compacted_dir(landing_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    empty = folder / compacted_name("lines", 0)
-    if not empty.exists():
-        columns = {**COLUMNS, "line_at": "TIMESTAMP", "source_file": "VARCHAR"}
-        typed = ", ".join(f"null::{kind} as {name}" for name, kind in columns.items())
+    empty = {
+        "lines": {**COLUMNS, "line_at": "TIMESTAMP", "source_file": "VARCHAR"},
+        "rejects": REJECT_COLUMNS,
+    }
+    for kind, columns in empty.items():
+        path = folder / compacted_name(kind, 0)
+        if path.exists():
+            continue
+        typed = ", ".join(f"null::{type_} as {name}" for name, type_ in columns.items())
         con = duckdb.connect()
         try:
-            landing.write_parquet(con, f"select {typed} limit 0", empty)
+            landing.write_parquet(con, f"select {typed} limit 0", path)
         finally:
             con.close()
     return folder
@@ -292,15 +304,34 @@ def run_lines_sql(files: list[Path]) -> str:
     """
 
 
-def _lines_sql(files: list[Path], cut_short: bool = False) -> str:
+def unreadable_lines_sql(files: list[Path]) -> str | None:
+    """The lines run_lines_sql leaves out of these files (source_file, one row per line), or
+    None when every file ends whole (and is then read strictly: nothing is left out)."""
+    cut = [f for f in files if not _ends_with_a_whole_line(f)]
+    if not cut:
+        return None
+    return f"""
+        select parse_filename(filename) as source_file
+        from ({_lines_sql(cut, cut_short=True, unreadable=True)})
+    """
+
+
+# Columns every ledger line has: a row without any of them is a line that could not be read
+# (macros/landing_lines.sql, ledger_line_keys: staging rejects the same rows).
+_LINE_KEYS = ("send_key", "run_id", "status", "recorded_at")
+_UNREADABLE = " and ".join(f"{name} is null" for name in _LINE_KEYS)
+
+
+def _lines_sql(files: list[Path], cut_short: bool = False, unreadable: bool = False) -> str:
     columns = ", ".join(f"'{name}': '{kind}'" for name, kind in COLUMNS.items())
     tolerant = ", ignore_errors=true" if cut_short else ""
-    whole_lines = "where send_key is not null" if cut_short else ""  # a cut line: all null
+    # a cut line reads as a row of nulls
+    where = f"where {'' if unreadable else 'not '}({_UNREADABLE})" if cut_short else ""
     return f"""
         select filename, * exclude (filename)
         from read_json({paths_sql(files)}, format='newline_delimited', filename=true,
                        columns={{{columns}}}{tolerant})
-        {whole_lines}
+        {where}
     """
 
 
