@@ -586,19 +586,23 @@ def test_a_cut_line_stays_a_reject_once_compaction_deletes_its_run_file(paths: P
     with path.open("a", encoding="utf-8") as fh:
         fh.write('{"send_key":"key-9","run_id":"run-0","journey":"cart","st')
     write_run(home, "run-1", RUN_B)  # whole: no reject of its own
+    writer = ledger.LedgerWriter(home, "run-2")  # killed midway through its first line
+    (only_cut,) = store.run_files_dir(home).glob("run-run-2-*.jsonl")
+    only_cut.write_text('{"send_key":"key-7","run')
+    writer.close()
 
     def rejects(*also: str) -> list[tuple[str, str]]:
         dbt_build(paths, "stg_ledger__rejects", *also)
         rows = query(paths, "select source_file, reject_reason from stg_ledger__rejects")
         return [(r["source_file"], r["reject_reason"][:16]) for r in rows]
 
-    listed = [(path.name, "unreadable line:")]
-    assert rejects() == listed  # from the run file
-    compact(home)
-    assert run_files(home) == {path.name, *run_files(home)}  # both taken, both still there
-    assert rejects() == listed  # the run file's and the compaction's are the same line
+    listed = sorted([(path.name, "unreadable line:"), (only_cut.name, "unreadable line:")])
+    assert sorted(rejects()) == listed  # from the run files
+    assert compact(home).run_files == 3 and len(run_files(home)) == 3  # taken, still there
+    assert sorted(rejects()) == listed  # the run files' and the compaction's are the same lines
     age(home)
-    assert compact(home).deleted == 2 and not run_files(home)
-    assert rejects("stg_ledger__deliveries") == listed  # from the compaction's record
+    # a run file of no whole line goes too: the lines file names every run file it took
+    assert compact(home).deleted == 3 and not run_files(home)
+    assert sorted(rejects("stg_ledger__deliveries")) == listed  # from the compaction's record
     lines = query(paths, "select count(*) as n from stg_ledger__deliveries")
     assert lines == [{"n": len(RUN_A) + len(RUN_B)}]
