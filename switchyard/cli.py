@@ -73,10 +73,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(summary.render(summary.collect(paths.duckdb), paths.duckdb, run_sent))
     if sandbox:
         print(f"\nWhat the sandbox received: {paths.home / 'sandbox' / 'received.jsonl'}")
+    from activations.arrow_warehouse import configured_source
     from switchyard.report import ReportError, default_output, write_report
 
     try:
-        written = write_report(paths.duckdb, default_output(paths.home))
+        written = write_report(configured_source(paths.duckdb), default_output(paths.home))
         print(f"Journey report (funnels, lift, channels): {written.path.resolve().as_uri()}")
     except ReportError as exc:
         print(f"No journey report: {exc}")
@@ -260,12 +261,13 @@ def cmd_syncs(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from activations.arrow_warehouse import configured_source
     from switchyard.report import ReportError, default_output, write_report
 
     paths = Paths.from_env()
     output = Path(args.out) if args.out else default_output(paths.home)
     try:
-        written = write_report(paths.duckdb, output, journey=args.journey)
+        written = write_report(configured_source(paths.duckdb), output, journey=args.journey)
     except ReportError as exc:
         print(f"switchyard report: {exc}", file=sys.stderr)
         return 2

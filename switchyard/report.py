@@ -2,8 +2,10 @@
 people who want to see at a glance whether a journey works. `switchyard report` writes it, and
 the Dagster asset journey_report after each days-tier run.
 
-It reads the published read-only copy of the warehouse when there is one (never locked by a
-run), else the working file, read-only.
+On DuckDB it reads the published read-only copy of the warehouse when there is one (never
+locked by a run), else the working file, read-only; on another engine (SWITCHYARD_TARGET=spark),
+that engine's warehouse. Each query is written once in DuckDB's SQL, parsed by sqlglot and read
+through activations/arrow_warehouse.py in the warehouse's own dialect.
 """
 
 from __future__ import annotations
@@ -12,12 +14,16 @@ import datetime as dt
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from decimal import Decimal
 from html import escape
 from pathlib import Path
 from typing import Any
 
 import duckdb
+import sqlglot
+from sqlglot import exp
 
+from activations.arrow_warehouse import ArrowWarehouse, DuckDBWarehouse, read_table, relation
 from switchyard import charts
 from switchyard.publish import published_path
 
@@ -37,7 +43,7 @@ class UnknownJourney(ReportError):
 class Written:
     path: Path
     journeys: tuple[str, ...]
-    source: Path
+    source: str  # the DuckDB file read, or the engine
 
 
 def default_output(home: Path) -> Path:
@@ -55,14 +61,22 @@ def sources(warehouse: Path) -> list[Path]:
     return found
 
 
-def write_report(warehouse: Path, output: Path, journey: str | None = None) -> Written:
-    """Write the report for every journey with entries (or only `journey`). With no entries at
-    all yet (a fresh install's first run), a page that says so."""
+def write_report(
+    warehouse: Path | ArrowWarehouse, output: Path, journey: str | None = None
+) -> Written:
+    """Write the report for every journey with entries (or only `journey`), from the DuckDB file
+    `warehouse` (its published copy first) or another engine's warehouse (configured_source in
+    activations/arrow_warehouse.py gives either). With no entries at all yet (a fresh install's
+    first run), a page that says so."""
+    if isinstance(warehouse, Path):
+        readers = [(str(p), _Marts(DuckDBWarehouse(p))) for p in sources(warehouse)]
+    else:
+        readers = [(f"the {warehouse.dialect} warehouse", _Marts(warehouse))]
     failures = []
     unknown: UnknownJourney | None = None
-    for source in sources(warehouse):
+    for source, marts in readers:
         try:
-            journeys, page = _read(source, journey)
+            journeys, page = _read(marts, source, journey)
             break
         except UnknownJourney as exc:  # a stale published copy: the working file may have it
             unknown = unknown or exc
@@ -83,31 +97,51 @@ def write_report(warehouse: Path, output: Path, journey: str | None = None) -> W
     return Written(output, tuple(journeys), source)
 
 
-def _read(source: Path, journey: str | None) -> tuple[list[str], str]:
-    con = duckdb.connect(str(source), read_only=True)
-    try:
-        journeys = _chosen_journeys(con, source, journey)
-        sections = [_journey_section(con, name) for name in journeys]
-        if not journeys:
-            sections = ['<p class="empty">No journey has entries yet: the report fills in after '
-                        "the journeys' first runs.</p>"]  # fmt: skip
-        overall = _frequency_section(con)
-    finally:
-        con.close()
+def _read(marts: _Marts, source: str, journey: str | None) -> tuple[list[str], str]:
+    journeys = _chosen_journeys(marts, source, journey)
+    sections = [_journey_section(marts, name) for name in journeys]
+    if not journeys:
+        sections = ['<p class="empty">No journey has entries yet: the report fills in after '
+                    "the journeys' first runs.</p>"]  # fmt: skip
+    overall = _frequency_section(marts)
     title = f"Journey report: {journey}" if journey else "Journey report"
     return journeys, _page(title, source, journeys, sections, overall)
 
 
-def _rows(con: duckdb.DuckDBPyConnection, sql: str, *params: Any) -> list[dict[str, Any]]:
-    cursor = con.execute(sql, list(params))
-    names = [d[0] for d in cursor.description]
-    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+class _Marts:
+    """The marts' rows for a query written in DuckDB's SQL over unqualified mart names, with `?`
+    for the journey: parsed by sqlglot, the journey bound as a literal (never pasted into the
+    text), each mart named in dbt's schema, and read in the warehouse's dialect."""
+
+    def __init__(self, warehouse: ArrowWarehouse) -> None:
+        self.warehouse = warehouse
+
+    def __call__(self, sql: str, journey: str | None = None) -> list[dict[str, Any]]:
+        def bind(node: exp.Expression) -> exp.Expression:
+            if isinstance(node, exp.Placeholder):
+                if journey is None:
+                    raise ValueError(f"a query with ? needs a journey: {sql}")
+                return exp.Literal.string(journey)
+            if isinstance(node, exp.Table) and not node.db:
+                return relation(node.name)
+            return node
+
+        query = sqlglot.parse_one(sql, read="duckdb").transform(bind)
+        assert isinstance(query, exp.Query)
+        rows = read_table(self.warehouse, query).to_pylist()
+        return [{k: _plain(v) for k, v in row.items()} for row in rows]
 
 
-def _chosen_journeys(
-    con: duckdb.DuckDBPyConnection, source: Path, journey: str | None
-) -> list[str]:
-    rows = _rows(con, "select distinct journey from fct_journey_entries order by 1")
+def _plain(value: Any) -> Any:
+    """A whole-number Decimal (DuckDB's sum of integers is a 128-bit integer, a Decimal in
+    Arrow) as an int, as Spark gives it; a fractional one as a float."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    return value
+
+
+def _chosen_journeys(marts: _Marts, source: str, journey: str | None) -> list[str]:
+    rows = marts("select distinct journey from fct_journey_entries order by 1")
     journeys = [r["journey"] for r in rows]
     if journey is None:
         return journeys
@@ -119,29 +153,34 @@ def _chosen_journeys(
     return [journey]
 
 
-def _journey_section(con: duckdb.DuckDBPyConnection, journey: str) -> str:
+def _journey_section(marts: _Marts, journey: str) -> str:
     parts = [f'<section id="journey-{escape(journey)}"><h2>{escape(journey)}</h2>']
-    parts.append(_overview(con, journey))
-    parts.append(_funnel(con, journey))
-    parts.append(_experiments(con, journey))
-    parts.append(_channel_mix(con, journey))
-    parts.append(_attribution(con, journey))
+    parts.append(_overview(marts, journey))
+    parts.append(_funnel(marts, journey))
+    parts.append(_experiments(marts, journey))
+    parts.append(_channel_mix(marts, journey))
+    parts.append(_attribution(marts, journey))
     parts.append("</section>")
     return "\n".join(parts)
 
 
-def _overview(con: duckdb.DuckDBPyConnection, journey: str) -> str:
-    (row,) = _rows(
-        con,
+def _overview(marts: _Marts, journey: str) -> str:
+    (row,) = marts(
         """
         select count(*) as entries, count(distinct current_person_id) as people,
             count(converted_at) as conversions,
-            count(case when ended_at is null then 1 end) as active,
-            string_agg(distinct journey_version, ', ' order by journey_version) as versions
+            count(case when ended_at is null then 1 end) as active
         from fct_journey_entries where journey = ?
         """,
         journey,
     )
+    # listed here, not by string_agg(distinct ... order by ...): Spark 4 fails on its listagg
+    versions = marts(
+        "select distinct journey_version from fct_journey_entries "
+        "where journey = ? and journey_version is not null order by 1",
+        journey,
+    )
+    row["versions"] = ", ".join(r["journey_version"] for r in versions)
     return (
         f'<p class="overview">{row["entries"]:,} entries by {row["people"]:,} people; '
         f"{row['conversions']:,} converted; {row['active']:,} active now. "
@@ -149,9 +188,8 @@ def _overview(con: duckdb.DuckDBPyConnection, journey: str) -> str:
     )
 
 
-def _funnel(con: duckdb.DuckDBPyConnection, journey: str) -> str:
-    steps = _rows(
-        con,
+def _funnel(marts: _Marts, journey: str) -> str:
+    steps = marts(
         """
         select step, min(step_order) as step_order, sum(reached) as reached, sum(sent) as sent,
             sum(opened) as opened, sum(clicked) as clicked, sum(converted) as converted,
@@ -182,9 +220,8 @@ def _funnel(con: duckdb.DuckDBPyConnection, journey: str) -> str:
     return f'<div class="chart"><h3>Funnel</h3><p class="note">{note}</p>{chart}{table}</div>'
 
 
-def _experiments(con: duckdb.DuckDBPyConnection, journey: str) -> str:
-    arms = _rows(
-        con,
+def _experiments(marts: _Marts, journey: str) -> str:
+    arms = marts(
         """
         select experiment, variant, baseline_variant, people, conversions, conversion_rate,
             conversion_lift, conversion_lift_low, conversion_lift_high,
@@ -238,9 +275,8 @@ def _interval(row: dict[str, Any], name: str, fmt: Callable[[float | None], str]
     return f"{fmt(row[name])} [{fmt(row[f'{name}_low'])}, {fmt(row[f'{name}_high'])}]"
 
 
-def _channel_mix(con: duckdb.DuckDBPyConnection, journey: str) -> str:
-    rows = _rows(
-        con,
+def _channel_mix(marts: _Marts, journey: str) -> str:
+    rows = marts(
         """
         select week, channel, sum(sent) as sent
         from fct_channel_performance
@@ -262,9 +298,8 @@ def _channel_mix(con: duckdb.DuckDBPyConnection, journey: str) -> str:
     return f'<div class="chart"><h3>Channel mix over time</h3>{chart}</div>'
 
 
-def _attribution(con: duckdb.DuckDBPyConnection, journey: str) -> str:
-    rows = _rows(
-        con,
+def _attribution(marts: _Marts, journey: str) -> str:
+    rows = marts(
         f"""
         select step || coalesce(' (' || channel || ')', '') as touch,
             {", ".join(f"sum({m}_credit) as {m}" for m in ATTRIBUTION_MODELS)}
@@ -291,9 +326,8 @@ def _attribution(con: duckdb.DuckDBPyConnection, journey: str) -> str:
     return f'<div class="chart"><h3>Attribution</h3><p class="note">{note}</p>{chart}</div>'
 
 
-def _frequency_section(con: duckdb.DuckDBPyConnection) -> str:
-    rows = _rows(
-        con,
+def _frequency_section(marts: _Marts) -> str:
+    rows = marts(
         """
         select case when messages >= 5 then '5+' else cast(messages as varchar) end as bucket,
             count(*) as person_weeks
@@ -366,7 +400,7 @@ nav a { margin-right: 1rem; }
 """
 
 
-def _page(title: str, source: Path, journeys: list[str], sections: list[str], overall: str) -> str:
+def _page(title: str, source: str, journeys: list[str], sections: list[str], overall: str) -> str:
     made = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     nav = " ".join(f'<a href="#journey-{escape(j)}">{escape(j)}</a>' for j in journeys)
     return (
@@ -375,7 +409,7 @@ def _page(title: str, source: Path, journeys: list[str], sections: list[str], ov
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<style>{STYLE}</style></head><body>"
         f"<h1>{escape(title)}</h1>"
-        f'<p class="meta">Made {made} from {escape(str(source))}. The tables behind each chart '
+        f'<p class="meta">Made {made} from {escape(source)}. The tables behind each chart '
         "are in models/metrics (docs/metrics.md).</p>"
         f'<nav>{nav} <a href="#frequency">across journeys</a></nav>'
         + "\n".join(sections)

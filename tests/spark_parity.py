@@ -1,7 +1,8 @@
 """Build the dbt project on the `spark` target over landing snapshots, in one process and so one
 Spark session, then write every relation dbt built as Parquet (read through SparkWarehouse),
-the answers to the SQL built in Python (tests/generated_sql.py) under generated/, and each
-journey's preview at --now, the journey engine reading what Spark built (previews.json).
+the answers to the SQL built in Python (tests/generated_sql.py) under generated/, each
+journey's preview at --now, the journey engine reading what Spark built (previews.json), and
+the journey report from Spark's marts (report.html).
 
     python -m tests.spark_parity --home H --stage LANDING_A --stage LANDING_B --out DIR
 
@@ -96,6 +97,10 @@ def main() -> int:
         for j in journeys
     }  # fmt: skip
     (args.out / "previews.json").write_text(json.dumps(previews, default=str, sort_keys=True))
+    # the journey report, its marts read from Spark
+    from switchyard.report import write_report
+
+    write_report(warehouse, args.out / "report.html")
     return 0
 
 

@@ -13,6 +13,7 @@ import datetime as dt
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -39,6 +40,7 @@ from orchestration.dev_server import free_port
 from sandbox import Sandbox
 from switchyard import landing
 from switchyard.pipeline import run_pipeline
+from switchyard.report import write_report
 from switchyard.settings import PROJECT_DIR, Paths
 from switchyard.spark import serving
 from switchyard.tiers import TIERS
@@ -185,6 +187,23 @@ def test_the_journey_engine_decides_the_same_on_what_each_engine_built(
         assert comparable(mine) == comparable(theirs[journey.name]), journey.name
         decided += len(mine)
     assert decided > 0  # the previews decide something to compare
+
+
+def test_the_journey_report_reads_the_same_from_each_engine(
+    built: dict[str, Any], tmp_path: Path
+) -> None:
+    """switchyard report on Spark's marts (its queries written in Spark's SQL by sqlglot) and on
+    the DuckDB file: the same page, but for when and from where it was made."""
+    mine = write_report(built["duckdb"].path, tmp_path / "report.html")
+    assert mine.journeys  # a report with journeys in it to compare
+
+    def comparable(path: Path) -> str:
+        return re.sub(r'<p class="meta">Made .*? from .*?\. ', "", path.read_text())
+
+    theirs = built["dumps"] / "report.html"
+    assert comparable(mine.path) == comparable(theirs)
+    assert "the spark warehouse" in theirs.read_text()
+    assert comparable(theirs).count("<svg") >= 4  # charts drawn from rows, not empty sections
 
 
 def served_paths(built: dict[str, Any]) -> Paths:
