@@ -21,6 +21,7 @@ Described, for whoever adds them (the same three methods):
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -69,9 +70,22 @@ class DuckDBWarehouse:
                 "(`switchyard demo` does both)"
             )
         self.path = path
+        self._con: duckdb.DuckDBPyConnection | None = None
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[DuckDBWarehouse]:
+        """This warehouse with one connection kept for every read until the block ends: the
+        reads see one version of the file (a publish replaces it between two connections)."""
+        con = duckdb.connect(str(self.path), read_only=True)
+        held = DuckDBWarehouse(self.path)
+        held._con = con
+        try:
+            yield held
+        finally:
+            con.close()
 
     def batches(self, query: exp.Query) -> Iterator[pa.RecordBatch]:
-        con = duckdb.connect(str(self.path), read_only=True)
+        con = self._con or duckdb.connect(str(self.path), read_only=True)
         try:
             reader = con.sql(query.sql(dialect=self.dialect)).to_arrow_reader()
             # One empty batch carries the schema of an empty answer.
@@ -82,7 +96,8 @@ class DuckDBWarehouse:
             if not yielded:
                 yield pa.RecordBatch.from_pylist([], schema=reader.schema)
         finally:
-            con.close()
+            if con is not self._con:
+                con.close()
 
     def relations(self) -> list[str]:
         con = duckdb.connect(str(self.path), read_only=True)

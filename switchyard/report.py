@@ -10,6 +10,7 @@ through activations/arrow_warehouse.py in the warehouse's own dialect.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import uuid
 from collections.abc import Callable
@@ -69,18 +70,25 @@ def write_report(
     activations/arrow_warehouse.py gives either). With no entries at all yet (a fresh install's
     first run), a page that says so."""
     if isinstance(warehouse, Path):
-        readers = [(str(p), _Marts(DuckDBWarehouse(p))) for p in sources(warehouse)]
+        readers: list[tuple[str, contextlib.AbstractContextManager[ArrowWarehouse]]] = [
+            (str(p), DuckDBWarehouse(p).held()) for p in sources(warehouse)
+        ]
+        unreadable: tuple[type[Exception], ...] = (
+            duckdb.CatalogException, duckdb.BinderException, duckdb.IOException,
+        )  # fmt: skip
     else:
-        readers = [(f"the {warehouse.dialect} warehouse", _Marts(warehouse))]
+        readers = [(f"the {warehouse.dialect} warehouse", contextlib.nullcontext(warehouse))]
+        unreadable = (Exception,)  # the engine's own (Spark's AnalysisException, ...)
     failures = []
     unknown: UnknownJourney | None = None
-    for source, marts in readers:
+    for source, opened in readers:
         try:
-            journeys, page = _read(marts, source, journey)
+            with opened as read:  # one connection: every query reads the same copy
+                journeys, page = _read(_Marts(read), source, journey)
             break
         except UnknownJourney as exc:  # a stale published copy: the working file may have it
             unknown = unknown or exc
-        except (duckdb.CatalogException, duckdb.BinderException, duckdb.IOException) as exc:
+        except unreadable as exc:
             failures.append(f"{source}: {exc}")
     else:
         if unknown is not None:

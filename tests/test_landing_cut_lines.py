@@ -111,3 +111,22 @@ def test_a_cut_line_is_a_reject_and_the_whole_lines_are_read(paths: Paths) -> No
     # the whole line still makes its request; the unusable ones make none
     requests = query(paths, "select request_id, status from fct_privacy_requests")
     assert requests == [{"request_id": "req-1", "status": "queued"}]
+
+
+def test_a_forget_keeps_a_cut_line_cut(paths: Paths) -> None:
+    # Rewriting a file without the person's lines must not end a cut line with a newline: it
+    # would read as a whole line, and readers would fail on it instead of listing a reject.
+    from switchyard.privacy.landed import Target, rewrite_jsonl
+
+    writer = ledger.LedgerWriter(paths.landing, "run1")
+    writer.write(ref(1), "attempted", T, channel="email", recipient="a@example.com")
+    writer.write(ref(2), "attempted", T, channel="email", recipient="b@example.com")
+    writer.close()
+    run_file = cut(paths, "ledger", "deliveries", "run-run1", '{"send_key":"key-3","run_i')
+    gone = Target(keys=set(), person_ids={"p1"}, pseudonyms={}, spellings=set())
+    done = rewrite_jsonl(run_file, lambda row: None if row.get("person_id") == "p1" else True,
+                         gone)  # fmt: skip
+    assert done.rows_removed == 1
+    text = run_file.read_text()
+    assert text.endswith('{"send_key":"key-3","run_i') and '"p1"' not in text
+    assert ledger.read_state(paths.landing).last_status == {"key-2": "attempted"}

@@ -594,15 +594,33 @@ def test_a_cut_line_stays_a_reject_once_compaction_deletes_its_run_file(paths: P
     def rejects(*also: str) -> list[tuple[str, str]]:
         dbt_build(paths, "stg_ledger__rejects", *also)
         rows = query(paths, "select source_file, reject_reason from stg_ledger__rejects")
-        return [(r["source_file"], r["reject_reason"][:16]) for r in rows]
+        return [(Path(r["source_file"]).name, r["reject_reason"][:16]) for r in rows]
 
     listed = sorted([(path.name, "unreadable line:"), (only_cut.name, "unreadable line:")])
     assert sorted(rejects()) == listed  # from the run files
     assert compact(home).run_files == 3 and len(run_files(home)) == 3  # taken, still there
-    assert sorted(rejects()) == listed  # the run files' and the compaction's are the same lines
+    assert sorted(rejects()) == listed  # still from the run files
+    assert store.recorded_rejects(duckdb.connect(), home) == set()
     age(home)
     # a run file of no whole line goes too: the lines file names every run file it took
     assert compact(home).deleted == 3 and not run_files(home)
+    assert store.recorded_rejects(duckdb.connect(), home) == {path.name, only_cut.name}
     assert sorted(rejects("stg_ledger__deliveries")) == listed  # from the compaction's record
     lines = query(paths, "select count(*) as n from stg_ledger__deliveries")
     assert lines == [{"n": len(RUN_A) + len(RUN_B)}]
+
+
+def test_a_line_without_a_send_key_leaves_every_other_key_in_the_state(tmp_path: Path) -> None:
+    # A whole line with no key (not one our writer makes) is a key of its own, null: it must
+    # not make `send_key not in (the keys the newer lines touch)` null for every stored key.
+    landing.ensure_layout(tmp_path)
+    write_run(tmp_path, "run-0", RUN_A)
+    compact(tmp_path)
+    keys = set(ledger.read_state(tmp_path).last_status)
+    writer = ledger.LedgerWriter(tmp_path, "run-1")
+    (path,) = store.run_files_dir(tmp_path).glob("run-run-1-*.jsonl")
+    path.write_text('{"run_id":"run-1","status":"sent","recorded_at":"2026-11-02T12:00:00"}\n')
+    writer.close()
+    assert set(ledger.read_state(tmp_path).last_status) >= keys
+    compact(tmp_path)
+    assert set(ledger.read_state(tmp_path).last_status) >= keys

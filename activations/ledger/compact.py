@@ -4,10 +4,10 @@ key's state into one keys file.
 Safe beside running runs and readers (layout in activations/ledger/store.py):
 - a run file is taken only when its writer has closed it (it holds a lock on it while open, and
   a writer that died holds none);
-- each file appears whole under its final name (written aside, fsynced, renamed): the taken run
-  files' unreadable lines (rejects) first, then their lines, then sends, then keys: a compaction
-  stopped between them is finished by the next one (which writes the rejects of the same
-  generation again, in place, when it stopped before the lines);
+- each file appears whole under its final name (written aside, fsynced, renamed), lines first,
+  then sends, then keys: a compaction stopped between them is finished by the next one;
+- the lines it leaves out of a run file (cut short by a kill) are recorded in a rejects file
+  before the run file is deleted, so that dbt still lists them (stg_ledger__rejects);
 - a run file is deleted only by a compaction after the one that took it, GRACE_SECONDS later;
 - one compaction at a time (a lock on the folder): two at once (the CLI beside Dagster's
   upkeep job) would both take the same run files and count their lines twice.
@@ -19,6 +19,7 @@ import contextlib
 import fcntl
 import json
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -70,6 +71,22 @@ def _write_sends(con: duckdb.DuckDBPyConnection, landing_dir: Path, folder: Path
             )
 
 
+def _record_rejects(
+    con: duckdb.DuckDBPyConnection, landing_dir: Path, folder: Path, doomed: list[Path]
+) -> None:
+    """The lines the lines files left out of these run files (cut short), in a rejects file of
+    their own, unless one holds them already (a compaction stopped before deleting them)."""
+    recorded = store.recorded_rejects(con, landing_dir)
+    left_out = store.left_out_lines_sql([p for p in doomed if p.name not in recorded])
+    if left_out is not None:
+        _write(
+            con,
+            f"select *, timezone('UTC', now()) as compacted_at from ({left_out})",
+            folder / f"rejects-{uuid.uuid4().hex}.parquet",
+            "source_file",
+        )
+
+
 def compact(landing_dir: Path) -> Compaction:
     with compaction_lock(landing_dir) as folder:
         return _compact(landing_dir, folder)
@@ -113,12 +130,12 @@ def _compact_on(con: duckdb.DuckDBPyConnection, landing_dir: Path, folder: Path)
             f"select distinct source_file from read_parquet({store.paths_sql(covered)})"
         ).fetchall()
         done |= {name for (name,) in rows}
-    deleted = 0
-    for name in sorted(done):
-        path = store.run_files_dir(landing_dir) / name
-        if path.exists():
-            path.unlink()
-            deleted += 1
+    doomed = [store.run_files_dir(landing_dir) / name for name in sorted(done)]
+    doomed = [p for p in doomed if p.exists()]
+    _record_rejects(con, landing_dir, folder, doomed)
+    for path in doomed:
+        path.unlink()
+    deleted = len(doomed)
     newest = before.keys_file
     if newest is not None and newest.stat().st_mtime < settled:
         for gen, path in store.generations(landing_dir, "keys").items():
@@ -129,14 +146,6 @@ def _compact_on(con: duckdb.DuckDBPyConnection, landing_dir: Path, folder: Path)
     gen = max([before.keys_gen, *store.generations(landing_dir, "lines")], default=0) + 1
     lines = 0
     if taken:
-        unreadable = store.unreadable_lines_sql(taken)
-        if unreadable is not None:  # listed as rejects by dbt once their run file is gone
-            _write(
-                con,
-                f"select *, timezone('UTC', now()) as compacted_at from ({unreadable})",
-                folder / store.compacted_name("rejects", gen),
-                "source_file",
-            )
         names = json.dumps([p.name for p in taken])
         lines = _write(
             con,

@@ -5,9 +5,9 @@
     ledger/compacted/sends-<gen>.parquet     the sends (for caps) of lines-<gen>, by person
     ledger/compacted/keys-<gen>.parquet      one row per send key: its state up to <gen>,
                                              the open keys first
-    ledger/compacted/rejects-<gen>.parquet   the lines of the run files lines-<gen> took that
-                                             could not be read (cut short by a kill): one row
-                                             each, so they stay listed once the run file goes
+    ledger/compacted/rejects-*.parquet       the lines a compaction left out of the run files
+                                             it deleted (cut short by a kill): one row each, so
+                                             dbt lists them once their run file is gone
 
 A run file belongs to the Parquet file that names it in source_file; readers skip it from then on,
 and the compaction after the one that took it deletes it (a reader that listed it a moment before
@@ -38,7 +38,7 @@ from activations.tick import lit
 from switchyard import landing
 
 COMPACTED = "compacted"
-_GEN = re.compile(r"^(lines|keys|sends|rejects)-(\d{8})\.parquet$")
+_GEN = re.compile(r"^(lines|keys|sends)-(\d{8})\.parquet$")
 
 # The outcome of an attempt the provider refused before any work (DeferReason.RETRYING): it
 # went nowhere. A key's attempts less its refusals are those that may have gone out.
@@ -159,8 +159,9 @@ def _remove_if_abandoned(folder: Path) -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-# A rejects file's rows: one per unreadable line of the run files its lines file took.
-REJECT_COLUMNS = {"source_file": "VARCHAR", "compacted_at": "TIMESTAMP"}
+# A rejects file's rows: one per line left out of a deleted run file (unreadable: no column
+# could be read, the line cut short; else a JSON line without a send key).
+REJECT_COLUMNS = {"source_file": "VARCHAR", "unreadable": "BOOLEAN", "compacted_at": "TIMESTAMP"}
 
 
 def ensure_folder(landing_dir: Path) -> Path:
@@ -304,29 +305,33 @@ def run_lines_sql(files: list[Path]) -> str:
     """
 
 
-def unreadable_lines_sql(files: list[Path]) -> str | None:
-    """The lines run_lines_sql leaves out of these files (source_file, one row per line), or
-    None when every file ends whole (and is then read strictly: nothing is left out)."""
+def left_out_lines_sql(files: list[Path]) -> str | None:
+    """The lines run_lines_sql leaves out of these files, as REJECT_COLUMNS less compacted_at
+    (one row per line), or None when every file ends whole (read strictly: none is left out)."""
     cut = [f for f in files if not _ends_with_a_whole_line(f)]
     if not cut:
         return None
+    # every column a ledger line has (macros/landing_lines.sql, ledger_line_keys)
+    keys = ("send_key", "run_id", "status", "recorded_at")
+    unreadable = " and ".join(f"{c} is null" for c in keys)
     return f"""
-        select parse_filename(filename) as source_file
-        from ({_lines_sql(cut, cut_short=True, unreadable=True)})
+        select filename as source_file, ({unreadable}) as unreadable
+        from ({_lines_sql(cut, cut_short=True, left_out=True)})
     """
 
 
-# Columns every ledger line has: a row without any of them is a line that could not be read
-# (macros/landing_lines.sql, ledger_line_keys: staging rejects the same rows).
-_LINE_KEYS = ("send_key", "run_id", "status", "recorded_at")
-_UNREADABLE = " and ".join(f"{name} is null" for name in _LINE_KEYS)
+def recorded_rejects(con: duckdb.DuckDBPyConnection, landing_dir: Path) -> set[str]:
+    """The names of the run files whose left-out lines a rejects file holds."""
+    pattern = lit(str(compacted_dir(landing_dir) / "rejects-*.parquet"))
+    rows = con.execute(f"select distinct source_file from read_parquet({pattern})").fetchall()
+    return {Path(name).name for (name,) in rows}
 
 
-def _lines_sql(files: list[Path], cut_short: bool = False, unreadable: bool = False) -> str:
+def _lines_sql(files: list[Path], cut_short: bool = False, left_out: bool = False) -> str:
     columns = ", ".join(f"'{name}': '{kind}'" for name, kind in COLUMNS.items())
     tolerant = ", ignore_errors=true" if cut_short else ""
     # a cut line reads as a row of nulls
-    where = f"where {'' if unreadable else 'not '}({_UNREADABLE})" if cut_short else ""
+    where = f"where send_key is {'' if left_out else 'not '}null" if cut_short else ""
     return f"""
         select filename, * exclude (filename)
         from read_json({paths_sql(files)}, format='newline_delimited', filename=true,
@@ -460,10 +465,11 @@ def keys_sql(
         casts = ", ".join(f"null::{KEY_COLUMNS[c]} as {c}" for c in columns)
         return f"select {casts} where false"
     fresh = line_as_key_sql(newer, columns) if newer else None
+    # (a line without a key touches none: a null in `not in` would leave out every stored key)
+    touched = f"select send_key from ({fresh}) where send_key is not null"
     if wanted is not None:
         parts = [*wanted]
         if stored is not None and fresh is not None:
-            touched = f"select distinct send_key from ({fresh})"
             parts.append(f"select * from ({stored}) where send_key in ({touched})")
         rows = " union ".join(f"({q})" for q in parts) if parts else None
         if fresh is not None:
@@ -475,7 +481,6 @@ def keys_sql(
         return f"select * from ({stored}) where {where}"
     if stored is None:
         return f"select * from ({fold_sql(fresh, columns)}) where {where}"
-    touched = f"select send_key from ({fresh})"
     refolded = fold_sql(
         f"select * from ({stored}) where send_key in ({touched}) union all by name {fresh}",
         columns,

@@ -380,7 +380,9 @@ def rewrite_jsonl(
     wanted = {line.encode() for line in only} if only is not None else None
     kept: list[bytes] = []
     removed = redacted = 0
-    for line in path.read_bytes().split(b"\n"):
+    lines = path.read_bytes().split(b"\n")
+    cut_tail = lines[-1]  # after the last newline: a line cut short by a killed writer, or b""
+    for line in lines:
         if not line.strip():
             continue
         if wanted is not None and line not in wanted:
@@ -403,7 +405,10 @@ def rewrite_jsonl(
     if not removed and not redacted:
         return Done()
     if write:
-        _replace_bytes(path, b"\n".join(kept) + b"\n" if kept else b"")
+        # a line cut short stays cut (no newline after it): readers tell it from a whole line
+        # by that, and list it as a reject instead of failing on it
+        end = b"" if kept and kept[-1] is cut_tail else b"\n"
+        _replace_bytes(path, b"\n".join(kept) + end if kept else b"")
     return Done(files=1, rows_removed=removed, rows_redacted=redacted)
 
 

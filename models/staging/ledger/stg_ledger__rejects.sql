@@ -1,37 +1,47 @@
--- The ledger's run-file lines that could not be read (cut short by a kill): from the run file
--- while no compaction has taken it, then from the rejects the compaction recorded (it takes
--- whole lines only, and the run file goes ten minutes later). Each line once, wherever it is.
+-- The ledger's run-file lines that could not be used: from the run file while it is there, then
+-- from the record the compaction that deleted it made (it takes whole lines only, and deletes a
+-- run file ten minutes after taking it). Each line once, wherever it is.
 with
 
 run_files as (
 
-    select *, {{ dbt.split_part('filename', "'/'", -1) }} as file_name
+    select
+        filename,
+        {{ dbt.split_part('filename', "'/'", -1) }} as file_name,
+        {{ unreadable_line(ledger_line_keys()) }} as unreadable
     from {{ source('ledger', 'deliveries') }}
 
 ),
 
-compacted as (
+recorded as (
 
-    select * from {{ source('ledger', 'rejects_compacted') }}
+    select
+        source_file as filename,
+        {{ dbt.split_part('source_file', "'/'", -1) }} as file_name,
+        unreadable
+    from {{ source('ledger', 'rejects_compacted') }}
 
 ),
 
-unreadable as (
+rejects as (
 
-    select file_name as source_file
+    select filename, unreadable
     from run_files
-    where {{ unreadable_line(ledger_line_keys()) }}
-        and file_name not in (select source_file from compacted)
+    where unreadable
+        and file_name not in (select file_name from recorded)
 
     union all
 
-    select source_file
-    from compacted
+    select filename, unreadable
+    from recorded
 
 )
 
 select
-    cast(null as {{ dbt.type_string() }}) as send_key,  -- cut before it could be read
-    source_file,
-    {{ unreadable_line_reason() }} as reject_reason
-from unreadable
+    cast(null as {{ dbt.type_string() }}) as send_key,  -- not there, or cut before it was read
+    filename as source_file,
+    case
+        when unreadable then {{ unreadable_line_reason() }}
+        else 'missing send_key'
+    end as reject_reason
+from rejects
