@@ -2,7 +2,9 @@
     a whole JSON object: its writer was killed midway through a write (the kernel stops a write
     between pages). The sources read these files with DuckDB's read_json(ignore_errors=true),
     and Spark reads JSON permissively: both give such a line as a row whose every column is null
-    (its file name aside). Staging lists it as a reject instead of failing every run after the
+    (its file name aside). On Spark only with JSON filter pushdown off (profiles.yml): pushed into
+    the reader, `send_key is null` is tested on the fields read before the cut, and the line is
+    dropped. Staging lists it as a reject instead of failing every run after the
     kill. The same option reads a value of the wrong type (text in an integer column) as null,
     keeping the rest of its line: these files are written by Switchyard's own writers, which
     type every value. -#}

@@ -10,11 +10,16 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import duckdb
 import pytest
 
+from activations import ledger
+from activations.ledger import store
+from activations.ledger.compact import GRACE_SECONDS, compact
 from sandbox import Sandbox
 from switchyard import sample_data
 from switchyard.pipeline import run_pipeline
@@ -43,6 +48,27 @@ class ParityBuild:
         assert self.spark.returncode == 0, stderr[-4000:]
 
 
+def killed_senders(landing_dir: Path) -> None:
+    """Two senders killed midway through a ledger line: one run file compacted and deleted
+    since (its cut line kept in a rejects file), one still there; the pipeline's own run files
+    compacted into Parquet. Both engines then read the ledger from every place it can be."""
+
+    def killed(run_id: str) -> None:
+        writer = ledger.LedgerWriter(landing_dir, run_id)
+        (path,) = store.run_files_dir(landing_dir).glob(f"run-{run_id}-*.jsonl")
+        path.write_text('{"send_key":"cut-short","run_id":"' + run_id + '","sta')
+        writer.close()
+
+    killed("killed-early")
+    compact(landing_dir)
+    long_ago = time.time() - GRACE_SECONDS - 1  # as if that compaction were past its grace
+    for lines in store.generations(landing_dir, "lines").values():
+        os.utime(lines, (long_ago, long_ago))
+    assert compact(landing_dir).deleted > 0
+    assert store.recorded_rejects(duckdb.connect(), landing_dir)
+    killed("killed-late")
+
+
 def start(paths: Paths, scratch: Path) -> ParityBuild:
     stages = scratch / "landing-stages"
     sample_data.generate(paths.landing, people=60, seed=7)
@@ -54,6 +80,7 @@ def start(paths: Paths, scratch: Path) -> ParityBuild:
     # A second batch: the same user ids on new devices, with new orders and consents (merges,
     # new identifiers and traits for the incremental models).
     sample_data.generate(paths.landing, people=20, seed=8)
+    killed_senders(paths.landing)
     dbt_build(paths)
     shutil.copytree(paths.landing, stages / "after")
     spark_home, dumps = scratch / "spark-home", scratch / "spark-dumps"
