@@ -322,8 +322,12 @@ def left_out_lines_sql(files: list[Path]) -> str | None:
 
 def recorded_rejects(con: duckdb.DuckDBPyConnection, landing_dir: Path) -> set[str]:
     """The names of the run files whose left-out lines a rejects file holds."""
-    pattern = lit(str(compacted_dir(landing_dir) / "rejects-*.parquet"))
-    rows = con.execute(f"select distinct source_file from read_parquet({pattern})").fetchall()
+    files = sorted(compacted_dir(landing_dir).glob("rejects-*.parquet"))
+    if not files:  # a home from before rejects files (no placeholder yet)
+        return set()
+    rows = con.execute(
+        f"select distinct source_file from read_parquet({paths_sql(files)})"
+    ).fetchall()
     return {Path(name).name for (name,) in rows}
 
 
