@@ -76,13 +76,12 @@ class DuckDBWarehouse:
     def held(self) -> Iterator[DuckDBWarehouse]:
         """This warehouse with one connection kept for every read until the block ends: the
         reads see one version of the file (a publish replaces it between two connections)."""
-        con = duckdb.connect(str(self.path), read_only=True)
         held = DuckDBWarehouse(self.path)
-        held._con = con
+        held._con = duckdb.connect(str(self.path), read_only=True)
         try:
             yield held
         finally:
-            con.close()
+            held._con.close()
 
     def batches(self, query: exp.Query) -> Iterator[pa.RecordBatch]:
         con = self._con or duckdb.connect(str(self.path), read_only=True)

@@ -81,6 +81,7 @@ def write_report(
         unreadable = (Exception,)  # the engine's own (Spark's AnalysisException, ...)
     failures = []
     unknown: UnknownJourney | None = None
+    last: Exception | None = None
     for source, opened in readers:
         try:
             with opened as read:  # one connection: every query reads the same copy
@@ -90,14 +91,16 @@ def write_report(
             unknown = unknown or exc
         except unreadable as exc:
             failures.append(f"{source}: {exc}")
+            last = exc
     else:
         if unknown is not None:
             raise unknown
         raise ReportError(
-            "no copy of the warehouse has the metrics marts this report reads ("
+            "could not read the metrics marts this report reads ("
             + "; ".join(failures)
-            + "): build them with a pipeline run (`make demo`, a Dagster run), which publishes"
-        )
+            + "): if they are not built yet, build them with a pipeline run (`make demo`, a "
+            "Dagster run)"
+        ) from last
     output.parent.mkdir(parents=True, exist_ok=True)
     partial = output.with_name(f".{output.name}.{uuid.uuid4().hex[:8]}.tmp")
     partial.write_text(page, encoding="utf-8")
