@@ -76,15 +76,18 @@ def _record_rejects(
 ) -> None:
     """The lines the lines files left out of these run files (cut short), in a rejects file of
     their own, unless one holds them already (a compaction stopped before deleting them)."""
-    recorded = store.recorded_rejects(con, landing_dir)
-    left_out = store.left_out_lines_sql([p for p in doomed if p.name not in recorded])
-    if left_out is not None:
-        _write(
-            con,
-            f"select *, timezone('UTC', now()) as compacted_at from ({left_out})",
-            folder / f"rejects-{uuid.uuid4().hex}.parquet",
-            "source_file",
-        )
+    cut = store.cut_files(doomed)
+    if cut:  # the rejects files are read only when there is something to record
+        recorded = store.recorded_rejects(con, landing_dir)
+        cut = [p for p in cut if p.name not in recorded]
+    if not cut:
+        return
+    _write(
+        con,
+        f"select *, timezone('UTC', now()) as compacted_at from ({store.left_out_lines_sql(cut)})",
+        folder / f"rejects-{uuid.uuid4().hex}.parquet",
+        "source_file",
+    )
 
 
 def compact(landing_dir: Path) -> Compaction:

@@ -292,8 +292,8 @@ def run_lines_sql(files: list[Path]) -> str:
     which the next run settles). As the landing sources do (macros/landing_lines.sql), such a
     file is read with ignore_errors, which gives the cut line as a row of nulls; the others
     without it, which reads them faster."""
-    whole = [f for f in files if _ends_with_a_whole_line(f)]
-    cut = [f for f in files if f not in whole]
+    cut = cut_files(files)
+    whole = [f for f in files if f not in cut]
     parts = [_lines_sql(whole)] if whole else []
     if cut:
         parts.append(_lines_sql(cut, cut_short=True))
@@ -305,12 +305,16 @@ def run_lines_sql(files: list[Path]) -> str:
     """
 
 
-def left_out_lines_sql(files: list[Path]) -> str | None:
-    """The lines run_lines_sql leaves out of these files, as REJECT_COLUMNS less compacted_at
-    (one row per line), or None when every file ends whole (read strictly: none is left out)."""
-    cut = [f for f in files if not _ends_with_a_whole_line(f)]
-    if not cut:
-        return None
+def cut_files(files: list[Path]) -> list[Path]:
+    """Those of `files` that end in a line cut short (or that a writer still holds): read with
+    ignore_errors, less the lines that come out without a send key (run_lines_sql). A file that
+    ends whole is read strictly, and none of its lines is left out."""
+    return [f for f in files if not _ends_with_a_whole_line(f)]
+
+
+def left_out_lines_sql(cut: list[Path]) -> str:
+    """The lines run_lines_sql leaves out of these cut files (cut_files), as REJECT_COLUMNS less
+    compacted_at, one row per line."""
     # every column a ledger line has (macros/landing_lines.sql, ledger_line_keys)
     keys = ("send_key", "run_id", "status", "recorded_at")
     unreadable = " and ".join(f"{c} is null" for c in keys)
