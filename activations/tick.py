@@ -114,7 +114,8 @@ _ROWS_PREFIX = "tick_rows_"
 _PER_TICK = ("journey", "run_id", "recorded_at", "journey_version")
 
 
-# Makes `decided` on the connection for the entries a query names (ledger.create_decided).
+# Makes `decided` on the connection for the entries a query names (entry_id, entered_at:
+# ledger.create_decided).
 ReadDecided = Callable[[duckdb.DuckDBPyConnection, str], None]
 
 
@@ -173,7 +174,9 @@ def _tick(
     if read_decided is not None:
         # Only open entries move, and a new one has no keys yet (entry ids are never reused:
         # _enter), so the ledger's keys of ended entries are never asked about.
-        read_decided(con, f"select entry_id from positions where node not in ({_FINAL})")
+        read_decided(
+            con, f"select entry_id, entered_at from positions where node not in ({_FINAL})"
+        )
     _former_ids(con, journey)
     _start_new_rows(con, journey)
     _end_merged_duplicates(con, journey)

@@ -32,13 +32,16 @@ ledger_compact_seconds (compacting the history: activations.ledger.compact),
 ledger_state_read_seconds (the state a run of the N messages reads: their keys, every open key,
 their people's sends in the cap's day) beside ledger_state_read_uncompacted_seconds (the same read
 with the history still in run files), ledger_decided_seconds (a decision round's decided keys of
-the journey's open entries, compacted history) and ledger_peak_rss_mib (the process that landed,
+the journey's open entries, compacted history) beside ledger_decided_unbounded_seconds (the
+same keys, read as if it were not known when the entries began: every closed key of the
+journey is scanned), ledger_history_days, ledger_peak_rss_mib (the process that landed,
 compacted and read the history: not the sender's), partition_processes,
 sends_per_second_partitioned, sender_vs_raw_partitioned, requests_per_second_partitioned,
 requests_vs_raw_partitioned, rate_limit_violations_partitioned, not_sent_partitioned and
 sends_per_second_partitioned_unlimited (the same senders with no rate limits).
-The history (land_ledger_lines) is of the day before the run: the journey's own sends, a tenth
-of the keys deferred by another journey, and a tenth of the run's keys deferred earlier.
+The history (land_ledger_lines) is of the `--history-days` before the run (default 30): the
+journey's own sends, a tenth of the keys deferred by another journey, and a tenth of the run's
+keys deferred earlier.
 """
 
 from __future__ import annotations
@@ -214,8 +217,8 @@ class TimedTransport(httpx.BaseTransport):
         self.inner.close()
 
 
-def land_ledger_lines(home: Path, lines: int, size: int) -> None:
-    """`lines` ledger lines of earlier sends, as runs over the day before NOW would have landed
+def land_ledger_lines(home: Path, lines: int, size: int, days: float = 1.0) -> None:
+    """`lines` ledger lines of earlier sends, as runs over the `days` before NOW would have landed
     them (two lines a key, a key per person of a million, the people the run sends to among
     them): the journey's own, final; a tenth of the keys deferred by another journey (entries
     of a days-tier journey waiting for its next run, still open); and a tenth of the run's own
@@ -226,8 +229,8 @@ def land_ledger_lines(home: Path, lines: int, size: int) -> None:
     day = 86_400
     deferred = "(i // 2) % 10 = 0"
     stamp = f"""strftime(
-        timestamp '{NOW - timedelta(days=1)}' + to_microseconds(
-            (i * {day}::double / {lines} * 1e6)::bigint
+        timestamp '{NOW - timedelta(days=days)}' + to_microseconds(
+            (i * {days * day}::double / {lines} * 1e6)::bigint
         ),
         '%Y-%m-%dT%H:%M:%S.%f'
     )"""
@@ -265,16 +268,31 @@ def land_ledger_lines(home: Path, lines: int, size: int) -> None:
     con.close()
 
 
-def decide_keys(home: Path, batch: list[Outgoing]) -> None:
+# When the run's open entries began: before the earlier run that deferred their keys.
+ENTERED_AT = NOW - timedelta(hours=13)
+
+
+def decide_keys(home: Path, batch: list[Outgoing], bounded: bool = True) -> None:
     """What each decision round of a run of the journey builds: the decided keys (in SQL) of
-    its open entries, the run's (the history's entries of the journey have all moved on)."""
+    its open entries, the run's (the history's entries of the journey have all moved on).
+    Not `bounded`: the entries' entered_at unknown, so every closed key of the journey is read
+    (as before the reader bounded the read by when the entries began)."""
     import duckdb
     import pyarrow as pa
 
     con = duckdb.connect()
     try:
-        con.register("open_entries", pa.table({"entry_id": [o.ref.entry_id for o in batch]}))
-        ledger.create_decided(con, home, "bench", {}, "select entry_id from open_entries")
+        entered = ENTERED_AT if bounded else None
+        entries = pa.table(
+            {
+                "entry_id": pa.array([o.ref.entry_id for o in batch], pa.string()),
+                "entered_at": pa.array([entered] * len(batch), pa.timestamp("us")),
+            }
+        )
+        con.register("open_entries", entries)
+        ledger.create_decided(
+            con, home, "bench", {}, "select entry_id, entered_at from open_entries"
+        )
     finally:
         con.close()
 
@@ -393,6 +411,9 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=100_000, help="messages to send")
     parser.add_argument("--ledger-lines", type=int, default=0, help="extra ledger lines landed")
     parser.add_argument(
+        "--history-days", type=float, default=30.0, help="the days those lines are spread over"
+    )
+    parser.add_argument(
         "--latency-ms", type=float, default=50.0, help="the providers' answer time, second pass"
     )
     parser.add_argument(
@@ -414,7 +435,9 @@ def main() -> None:
             home = Path(tmp)
             landing.ensure_layout(home)
             batch = messages(args.size)
-            ledger_figures = in_child(ledger_history, home, args.ledger_lines, args.size)
+            ledger_figures = in_child(
+                ledger_history, home, args.ledger_lines, args.size, args.history_days
+            )
             sent = send_all(base_url, batch, home)
             outcomes, seconds, latencies = sent.outcomes, sent.seconds, sent.latencies
             lines = sum(1 for _ in (home / writer_file(home)).open())
@@ -491,21 +514,24 @@ def peak_rss_mib() -> str:
     return f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}"
 
 
-def ledger_history(home: Path, lines: int, size: int) -> dict[str, tuple[str, str]]:
+def ledger_history(home: Path, lines: int, size: int, days: float) -> dict[str, tuple[str, str]]:
     """The ledger's figures: `lines` of history landed, then what a run of `size` messages reads
     before sending, with every line still in run files, then after compaction."""
     batch = messages(size)
     if lines:
-        land_ledger_lines(home, lines, size)
+        land_ledger_lines(home, lines, size, days)
     uncompacted = timed(lambda: read_run_state(home, batch))
     compact_seconds = timed(lambda: compact(home))
     read = timed(lambda: read_run_state(home, batch))
     decided = timed(lambda: decide_keys(home, batch))
+    unbounded = timed(lambda: decide_keys(home, batch, bounded=False))
     return {
         "ledger_state_read_seconds": (f"{read:.2f}", "s"),
         "ledger_state_read_uncompacted_seconds": (f"{uncompacted:.2f}", "s"),
         "ledger_compact_seconds": (f"{compact_seconds:.2f}", "s"),
         "ledger_decided_seconds": (f"{decided:.2f}", "s"),
+        "ledger_decided_unbounded_seconds": (f"{unbounded:.2f}", "s"),
+        "ledger_history_days": (f"{days:g}", "days"),
         "ledger_peak_rss_mib": (peak_rss_mib(), "MiB"),
     }
 

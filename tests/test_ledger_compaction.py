@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 import pytest
 
 from activations import ledger
@@ -24,6 +25,7 @@ from activations.caps_simulate import CapPolicy, simulate
 from activations.ledger import store
 from activations.ledger.compact import GRACE_SECONDS, Compaction, compact
 from activations.ledger.compact import _compact as compact_unlocked
+from activations.ledger.reader import CLOCK_SKEW_MARGIN
 from switchyard import landing
 from switchyard.settings import Paths
 from tests.dbt_helpers import dbt_build, query
@@ -273,7 +275,10 @@ def test_a_tick_reads_the_decided_keys_of_its_open_entries_only(
             con.close()
         return {key: (status, was_carried) for key, status, was_carried in rows}
 
-    open_entries = "select * from (values ('e1'), ('e2'), ('e4')) t(entry_id)"
+    open_entries = (
+        f"select entry_id, timestamp '{T}' as entered_at "
+        "from (values ('e1'), ('e2'), ('e4')) t(entry_id)"
+    )
     assert decided(open_entries) == {
         "key-1": ("skipped", False),
         "key-4": ("sent", False),
@@ -283,27 +288,75 @@ def test_a_tick_reads_the_decided_keys_of_its_open_entries_only(
     assert set(whole) == {"key-1", "key-3", "key-4", "key-5", "key-6", carried}
 
 
+@pytest.mark.parametrize("compacted", [False, True])
+def test_a_tick_reads_only_the_keys_written_since_its_open_entries_began(
+    tmp_path: Path, compacted: bool
+) -> None:
+    # An entry's lines are all written after it began: a tick reads the keys last written since
+    # its earliest open entry began (less a day, for clocks that disagree), and the keys file's
+    # older row groups are skipped. key-1's last line is at T + 2 h, key-4's at T + 1 h 2 min.
+    landing.ensure_layout(tmp_path)
+    write_run(tmp_path, "run-0", RUN_A)
+    write_run(tmp_path, "run-1", RUN_B)
+    if compacted:
+        compact(tmp_path)
+    write_run(tmp_path, "run-2", RUN_C)
+
+    def decided(entered: dict[str, datetime | None]) -> set[str]:
+        con = duckdb.connect()
+        try:
+            con.register(
+                "open_entries",
+                pa.table(
+                    {
+                        "entry_id": pa.array(list(entered), pa.string()),
+                        "entered_at": pa.array(list(entered.values()), pa.timestamp("us")),
+                    }
+                ),
+            )
+            ledger.create_decided(con, tmp_path, "cart", {}, "select * from open_entries")
+            return {key for (key,) in con.execute("select send_key from decided").fetchall()}
+        finally:
+            con.close()
+
+    margin = CLOCK_SKEW_MARGIN
+    # begun before their lines, or after by less than the margin (another host's clock): read
+    assert decided({"e1": T, "e4": T}) == {"key-1", "key-4"}
+    late = T + timedelta(hours=1, minutes=2) + margin - timedelta(minutes=1)
+    assert decided({"e1": late, "e4": late}) == {"key-1", "key-4"}
+    # the bound is the earliest open entry's: one begun early enough brings every key in
+    assert decided({"e1": late + margin, "e4": T}) == {"key-1", "key-4"}
+    # begun more than the margin after a key's last line: that key is not read
+    past_key_4 = T + timedelta(hours=1, minutes=3) + margin
+    assert decided({"e1": past_key_4, "e4": past_key_4}) == {"key-1"}
+    assert decided({"e1": T + timedelta(days=3), "e4": T + timedelta(days=3)}) == set()
+    # an entry without entered_at bounds nothing
+    assert decided({"e1": T + timedelta(days=3), "e4": None}) == {"key-1", "key-4"}
+
+
 def test_the_keys_file_keeps_each_journeys_decided_keys_together(tmp_path: Path) -> None:
-    # A tick reads its journey's decided keys: grouped by journey, the other journeys' row
-    # groups are skipped by their min and max. Open keys stay first, whatever the journey.
+    # A tick reads its journey's decided keys written since its open entries began: grouped by
+    # journey, oldest first, the other journeys' row groups and the older ones are skipped by
+    # their min and max. Open keys stay first, whatever the journey.
     landing.ensure_layout(tmp_path)
     writer = ledger.LedgerWriter(tmp_path, "run-0")
     for n in range(60):
         journey = ("cart", "welcome", "winback")[n % 3]
         key = ledger.SendRef(f"k{n:02d}", journey, "s", f"p{n}", f"e{n}")
-        writer.write(key, "attempted", T + timedelta(seconds=n), **SMS)  # type: ignore[arg-type]
+        at = T + timedelta(seconds=60 - n)  # the later the key, the earlier its lines
+        writer.write(key, "attempted", at, **SMS)  # type: ignore[arg-type]
         if n % 4:
-            writer.write(key, "sent", T + timedelta(seconds=n), **SMS)  # type: ignore[arg-type]
+            writer.write(key, "sent", at, **SMS)  # type: ignore[arg-type]
     writer.close()
     compact(tmp_path)
     (keys,) = store.generations(tmp_path, "keys").values()
     rows = duckdb.execute(
-        f"select last_status, journey from read_parquet('{keys}', file_row_number = true) "
-        "order by file_row_number"
+        "select last_status, journey, last_at "
+        f"from read_parquet('{keys}', file_row_number = true) order by file_row_number"
     ).fetchall()
-    statuses = [status for status, _ in rows]
+    statuses = [status for status, *_ in rows]
     assert statuses == ["attempted"] * 15 + ["sent"] * 45
-    closed = [journey for status, journey in rows if status == "sent"]
+    closed = [(journey, at) for status, journey, at in rows if status == "sent"]
     assert closed == sorted(closed)
 
 

@@ -591,7 +591,7 @@ class Sender:
         # outcome is unknown, whatever the last try met
         processed = False
 
-        def backoff(exc: Exception) -> bool | float:
+        def backoff(exc: BaseException) -> bool | float:
             nonlocal processed
             if not isinstance(exc, Retryable):
                 return False

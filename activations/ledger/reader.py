@@ -423,9 +423,11 @@ def create_decided(
     """`decided` (send_key, status, reason, decided_at, carried) on `con`: the journey's keys
     with a final status, and (carried) those of replaced person ids under the id each goes on
     as (the first of its people, where not itself; unless that id has its own record), in
-    SQL: a run never holds every key in memory. `entries` (a query of entry_id): only the keys
-    of these entries (a tick's open ones), so that what a tick holds does not grow with the
-    journey's history."""
+    SQL: a run never holds every key in memory. `entries` (a query of entry_id, entered_at):
+    only the keys of these entries (a tick's open ones), so that what a tick holds does not grow
+    with the journey's history; nor does what it reads: an entry's lines are all written after
+    it began, so only keys last written since the earliest of them began are read (the keys
+    file keeps each journey's closed keys in that order: the older row groups are skipped)."""
     view = store.layout(con, landing_dir)
     pairs = [(a, people[0]) for a, people in aliases.items() if people and people[0] != a]
     con.register(
@@ -441,7 +443,13 @@ def create_decided(
     carried = send_key_sql("k.journey", "k.step", "m.person_id", "k.entry_id")
     scope = f"journey = {lit(journey)}"
     if entries is not None:
-        scope += f" and entry_id in (select entry_id from ({entries}))"
+        con.execute(
+            f"create temp table asked_entries as select entry_id, entered_at from ({entries})"
+        )
+        scope += " and entry_id in (select entry_id from asked_entries)"
+        since = _earliest_line_of(con, "asked_entries")
+        if since is not None:
+            scope += f" and last_at >= cast({lit(since.isoformat())} as timestamp)"
     # what deciding needs, and what folding a key's newer lines picks the last one by
     columns = ["send_key", "journey", "step", "person_id", "entry_id", "last_status", "last_at"]
     columns += ["last_rank", "last_reason", "last_detail"]
@@ -466,7 +474,24 @@ def create_decided(
         """
     )
     con.execute("drop table ledger_keys")
+    con.execute("drop table if exists asked_entries")
     con.unregister("alias_pairs")
+
+
+# An entry's lines are stamped by its runs' clock, as its entered_at is (a tick's now); a run on
+# another host whose clock is behind by less than this still finds them.
+CLOCK_SKEW_MARGIN = timedelta(days=1)
+
+
+def _earliest_line_of(con: duckdb.DuckDBPyConnection, entries: str) -> datetime | None:
+    """The earliest a ledger line of these entries (entry_id, entered_at) can be stamped, or
+    None when any of them has no entered_at (then no bound holds)."""
+    earliest, undated = con.execute(
+        f"select min(entered_at), count(*) - count(entered_at) from {entries}"
+    ).fetchone() or (None, 0)
+    if earliest is None or undated:
+        return None
+    return earliest - CLOCK_SKEW_MARGIN  # type: ignore[no-any-return]
 
 
 def open_keys(landing_dir: Path) -> set[str]:

@@ -197,7 +197,7 @@ class HttpDestination:
         """`window`: the endpoint's own limit, where it is not the destination's main one."""
         policy = self.retry
 
-        def backoff(exc: Exception) -> bool | float:
+        def backoff(exc: BaseException) -> bool | float:
             if not isinstance(exc, _Retry):
                 return False
             if exc.wait is not None:
