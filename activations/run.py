@@ -316,6 +316,7 @@ def decide(
             # and every send stamped later (an overlapping run's, this run's earlier rounds)
             sends_until=read_at or as_of,
             latest_sends=cap.messages if cap else None,
+            keys_entered_since=min((d.entered_at for d in result.due), default=None),
         )
         state.follow_aliases(aliases, aliased_at)
         # a successor key the state did not read (decided, not due), whatever its entry's state

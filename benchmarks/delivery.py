@@ -33,9 +33,10 @@ ledger_state_read_seconds (the state a run of the N messages reads: their keys, 
 their people's sends in the cap's day) beside ledger_state_read_uncompacted_seconds (the same read
 with the history still in run files), ledger_decided_seconds (a decision round's decided keys of
 the journey's open entries, compacted history) beside ledger_decided_unbounded_seconds (the
-same keys, read as if it were not known when the entries began: every closed key of the
-journey is scanned), ledger_history_days, ledger_peak_rss_mib (the process that landed,
-compacted and read the history: not the sender's), partition_processes,
+same read, as if it were not known when the entries began: every closed key of the journey
+is scanned; both must find the same keys, or the benchmark stops), ledger_history_days,
+ledger_peak_rss_mib (the process that landed, compacted and read the history: not the
+sender's), partition_processes,
 sends_per_second_partitioned, sender_vs_raw_partitioned, requests_per_second_partitioned,
 requests_vs_raw_partitioned, rate_limit_violations_partitioned, not_sent_partitioned and
 sends_per_second_partitioned_unlimited (the same senders with no rate limits).
@@ -242,7 +243,7 @@ def land_ledger_lines(home: Path, lines: int, size: int, days: float = 1.0) -> N
             select md5((i // 2)::varchar) as send_key, 'r' || (i // 100000) as run_id,
                 case when {deferred} then 'winback' else 'bench' end as journey,
                 'step' as step, 'p' || ((i // 2) % 1000000) as person_id,
-                'e' || (i // 2) as entry_id,
+                'e' || (1000000 + i // 2) as entry_id,
                 case when not {deferred} then 'sms' end as channel,
                 case when not {deferred} then '+14155550123' end as recipient,
                 case
@@ -272,11 +273,11 @@ def land_ledger_lines(home: Path, lines: int, size: int, days: float = 1.0) -> N
 ENTERED_AT = NOW - timedelta(hours=13)
 
 
-def decide_keys(home: Path, batch: list[Outgoing], bounded: bool = True) -> None:
+def decide_keys(home: Path, batch: list[Outgoing], bounded: bool = True) -> int:
     """What each decision round of a run of the journey builds: the decided keys (in SQL) of
     its open entries, the run's (the history's entries of the journey have all moved on).
     Not `bounded`: the entries' entered_at unknown, so every closed key of the journey is read
-    (as before the reader bounded the read by when the entries began)."""
+    (as before the reader bounded the read by when the entries began). Returns the keys found."""
     import duckdb
     import pyarrow as pa
 
@@ -293,6 +294,8 @@ def decide_keys(home: Path, batch: list[Outgoing], bounded: bool = True) -> None
         ledger.create_decided(
             con, home, "bench", {}, "select entry_id, entered_at from open_entries"
         )
+        (found,) = con.execute("select count(*) from decided").fetchone() or (0,)
+        return int(found)
     finally:
         con.close()
 
@@ -525,6 +528,8 @@ def ledger_history(home: Path, lines: int, size: int, days: float) -> dict[str, 
     read = timed(lambda: read_run_state(home, batch))
     decided = timed(lambda: decide_keys(home, batch))
     unbounded = timed(lambda: decide_keys(home, batch, bounded=False))
+    if decide_keys(home, batch) != decide_keys(home, batch, bounded=False):
+        raise SystemExit("the bounded read of the decided keys found other keys than the whole")
     return {
         "ledger_state_read_seconds": (f"{read:.2f}", "s"),
         "ledger_state_read_uncompacted_seconds": (f"{uncompacted:.2f}", "s"),
@@ -570,6 +575,7 @@ def read_run_state(home: Path, batch: list[Outgoing]) -> ledger.LedgerState:
         journey="bench",
         sends_until=NOW,
         latest_sends=1,  # a cap of one message a day, as a run of such a journey reads
+        keys_entered_since=ENTERED_AT,
     )
 
 

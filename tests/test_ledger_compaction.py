@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import fcntl
+import json
 import os
 import random
 import shutil
@@ -330,8 +331,33 @@ def test_a_tick_reads_only_the_keys_written_since_its_open_entries_began(
     past_key_4 = T + timedelta(hours=1, minutes=3) + margin
     assert decided({"e1": past_key_4, "e4": past_key_4}) == {"key-1"}
     assert decided({"e1": T + timedelta(days=3), "e4": T + timedelta(days=3)}) == set()
-    # an entry without entered_at bounds nothing
+
+    # A run's read of its due keys is bounded the same way (the newer lines are read whole).
+    def status(key: str, entered: datetime | None) -> str | None:
+        state = ledger.read_state(tmp_path, keys=[key], keys_entered_since=entered)
+        return state.last_status.get(key)
+
+    assert status("key-4", T) == status("key-4", late) == status("key-4", None) == "sent"
+    assert status("key-4", past_key_4) == (None if compacted else "sent")
+    # an entry without entered_at bounds nothing, nor does one from the calendar's first day
     assert decided({"e1": T + timedelta(days=3), "e4": None}) == {"key-1", "key-4"}
+    assert decided({"e1": datetime(1, 1, 1), "e4": T + timedelta(days=3)}) == {"key-1", "key-4"}
+
+    # A run whose clock is days behind the entry's (a backfill's fixed clock) settles its
+    # deferred key: the final line is stamped before the entry began, the key is still read.
+    later = T + timedelta(days=3)
+    writer = ledger.LedgerWriter(tmp_path, "run-7")
+    writer.write(ref(7, "p7"), "deferred", later, reason="quiet_hours", reason_detail="until")
+    writer.write(ref(7, "p7"), "skipped", T, reason="exited")
+    writer.close()
+    # a line without a readable time (another tool's): nothing bounds it
+    line = {"send_key": "key-8", "journey": "cart", "step": "remind", "person_id": "p8",
+            "entry_id": "e8", "status": "sent", "recorded_at": None}  # fmt: skip
+    (store.run_files_dir(tmp_path) / "run-8-0.jsonl").write_text(json.dumps(line) + "\n")
+    if compacted:
+        compact(tmp_path)
+    assert decided({"e7": later, "e8": later}) == {"key-7", "key-8"}
+    assert status("key-7", later) == "skipped" and status("key-8", later) == "sent"
 
 
 def test_the_keys_file_keeps_each_journeys_decided_keys_together(tmp_path: Path) -> None:

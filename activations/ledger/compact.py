@@ -170,9 +170,9 @@ def _compact_on(con: duckdb.DuckDBPyConnection, landing_dir: Path, folder: Path)
         folder / store.compacted_name("keys", gen),
         # the open keys together: a run reads them whole, and the closed ones' row groups
         # then hold none of them (their other columns are never read); then each journey's
-        # together, oldest first: a tick reads its own journey's decided keys written since its
+        # together, oldest first: a tick reads its own journey's decided keys seen since its
         # open entries began (reader.create_decided), and skips the other journeys' row groups
         # and the older ones by their min and max
-        f"last_status not in ({open_}), journey, last_at, send_key",
+        f"last_status not in ({open_}), journey, seen_at, send_key",
     )
     return Compaction(gen, len(taken), lines, keys, deleted)

@@ -210,6 +210,7 @@ def read_state(
     journey: str | None = None,
     sends_until: datetime | None = None,
     latest_sends: int | None = None,
+    keys_entered_since: datetime | None = None,
 ) -> LedgerState:
     """What the ledger says so far: every key, or only those a run needs. With `keys`, those
     keys, the keys still open (unsettled, deferred) and every key of `moved_people` (replaced
@@ -220,7 +221,8 @@ def read_state(
     journey's own (one whose entry has left its step is settled as exited): not every open key
     of every journey. `latest_sends`: only each person's latest that many sends up to
     `sends_until`, and every later one (all a cap of that many messages needs, whenever its clock
-    reads: LedgerState.send_times_within)."""
+    reads: LedgerState.send_times_within). `keys_entered_since`: when the earliest entry of
+    `keys` began, if known: only the keys file's rows seen since are looked at for them."""
     with store.bounded_connection(landing_dir) as con:
         view = store.with_newer_materialized(con, store.layout(con, landing_dir))
         state = LedgerState(last_status={}, attempts={}, sends_by_person={})
@@ -230,7 +232,9 @@ def read_state(
         if keys is None:
             con.execute(f"create temp table keys as {store.keys_sql(view)}")
         else:
-            _read_keys(con, view, keys, moved_people, journey if people is not None else None)
+            relevant_to = journey if people is not None else None
+            seen = seen_since_sql(keys_entered_since)
+            _read_keys(con, view, keys, moved_people, relevant_to, seen)
         statuses = (
             """
             select send_key, last_status, last_at, attempts, refusals from statuses
@@ -275,11 +279,15 @@ def read_state(
         return state
 
 
-def _statuses_sql(view: store.Layout, table: str) -> str:
+def _statuses_sql(view: store.Layout, table: str, seen: str = "true") -> str:
     """The status columns of each key in `table` (send_key) and of each key the newer lines
-    touch: a narrow read of the keys file, folded with the newer lines."""
-    narrow = store.stored_sql(view, store.STATUS_COLUMNS)
-    asked = f"select * from ({narrow}) where send_key in (select send_key from {table})"
+    touch: a narrow read of the keys file, folded with the newer lines. `seen`: a condition that
+    holds for every key asked for (seen_since_sql): the keys file's older row groups are skipped."""
+    narrow = store.stored_sql(view, [*store.STATUS_COLUMNS, "seen_at"])
+    asked = (
+        f"select {', '.join(store.STATUS_COLUMNS)} from ({narrow}) "
+        f"where send_key in (select send_key from {table}) and {seen}"
+    )
     return store.keys_sql(view, wanted=[asked] if narrow else [], columns=store.STATUS_COLUMNS)
 
 
@@ -289,12 +297,13 @@ def _read_keys(
     keys: Collection[str],
     moved_people: Collection[str],
     journey: str | None,
+    seen: str = "true",
 ) -> None:
     """`statuses`: the status of each key asked for and each the newer lines touch (a narrow
     read); `keys`: the whole rows of the keys still open (with `journey`: the journey's, those
     asked for and the attempts in doubt of `wanted_people`) and of moved people's keys."""
     con.register("wanted_keys", _ids("send_key", keys))
-    con.execute(f"create temp table statuses as {_statuses_sql(view, 'wanted_keys')}")
+    con.execute(f"create temp table statuses as {_statuses_sql(view, 'wanted_keys', seen)}")
     # The whole rows of few keys: the stored rows by constant filters (pushed into the Parquet
     # scan, one scan each), folded with the newer lines. Stored open rows are found by status; a
     # key open now whose stored row is not was reopened by a newer line (rare): named.
@@ -425,9 +434,10 @@ def create_decided(
     as (the first of its people, where not itself; unless that id has its own record), in
     SQL: a run never holds every key in memory. `entries` (a query of entry_id, entered_at):
     only the keys of these entries (a tick's open ones), so that what a tick holds does not grow
-    with the journey's history; nor does what it reads: an entry's lines are all written after
-    it began, so only keys last written since the earliest of them began are read (the keys
-    file keeps each journey's closed keys in that order: the older row groups are skipped)."""
+    with the journey's history; nor, mostly, does what it reads: only keys with a line since the
+    earliest of these entries began are read (store.KEY_COLUMNS, seen_at; the keys file keeps
+    each journey's closed keys in that order, and skips the older row groups). One long-lived
+    open entry takes the bound back to its start."""
     view = store.layout(con, landing_dir)
     pairs = [(a, people[0]) for a, people in aliases.items() if people and people[0] != a]
     con.register(
@@ -439,59 +449,65 @@ def create_decided(
             }
         ),
     )
-    terminal = ", ".join(lit(s) for s in TERMINAL)
-    carried = send_key_sql("k.journey", "k.step", "m.person_id", "k.entry_id")
-    scope = f"journey = {lit(journey)}"
-    if entries is not None:
+    try:
+        terminal = ", ".join(lit(s) for s in TERMINAL)
+        carried = send_key_sql("k.journey", "k.step", "m.person_id", "k.entry_id")
+        scope = f"journey = {lit(journey)}"
+        if entries is not None:
+            con.execute(
+                f"create temp table asked_entries as select entry_id, entered_at from ({entries})"
+            )
+            scope += " and entry_id in (select entry_id from asked_entries)"
+            earliest, undated = con.execute(
+                "select min(entered_at), count(*) - count(entered_at) from asked_entries"
+            ).fetchone() or (None, 0)
+            scope += f" and {seen_since_sql(None if undated else earliest)}"
+        # what deciding needs, and what folding a key's newer lines picks the last one by
+        columns = ["send_key", "journey", "step", "person_id", "entry_id", "last_status", "last_at"]
+        columns += ["last_rank", "last_reason", "last_detail", "seen_at"]
+        keys = store.keys_sql(view, scope, columns=columns)
+        con.execute(f"create temp table ledger_keys as {keys}")
         con.execute(
-            f"create temp table asked_entries as select entry_id, entered_at from ({entries})"
+            f"""
+            create temp table decided as
+            select send_key, last_status as status, last_reason as reason, last_at as decided_at,
+                false as carried
+            from ledger_keys where last_status in ({terminal})
+            union all
+            select send_key, any_value(status), any_value(reason), any_value(decided_at), true
+            from (
+                select {carried} as send_key, k.last_status as status, k.last_reason as reason,
+                    k.last_at as decided_at
+                from ledger_keys k join alias_pairs m on k.person_id = m.alias
+                where k.last_status in ({terminal})
+            )
+            where send_key not in (select send_key from ledger_keys)
+            group by send_key
+            """
         )
-        scope += " and entry_id in (select entry_id from asked_entries)"
-        since = _earliest_line_of(con, "asked_entries")
-        if since is not None:
-            scope += f" and last_at >= cast({lit(since.isoformat())} as timestamp)"
-    # what deciding needs, and what folding a key's newer lines picks the last one by
-    columns = ["send_key", "journey", "step", "person_id", "entry_id", "last_status", "last_at"]
-    columns += ["last_rank", "last_reason", "last_detail"]
-    keys = store.keys_sql(view, scope, columns=columns)
-    con.execute(f"create temp table ledger_keys as {keys}")
-    con.execute(
-        f"""
-        create temp table decided as
-        select send_key, last_status as status, last_reason as reason, last_at as decided_at,
-            false as carried
-        from ledger_keys where last_status in ({terminal})
-        union all
-        select send_key, any_value(status), any_value(reason), any_value(decided_at), true
-        from (
-            select {carried} as send_key, k.last_status as status, k.last_reason as reason,
-                k.last_at as decided_at
-            from ledger_keys k join alias_pairs m on k.person_id = m.alias
-            where k.last_status in ({terminal})
-        )
-        where send_key not in (select send_key from ledger_keys)
-        group by send_key
-        """
-    )
-    con.execute("drop table ledger_keys")
-    con.execute("drop table if exists asked_entries")
-    con.unregister("alias_pairs")
+    finally:
+        for table in ("ledger_keys", "asked_entries"):
+            con.execute(f"drop table if exists {table}")
+        con.unregister("alias_pairs")
 
 
-# An entry's lines are stamped by its runs' clock, as its entered_at is (a tick's now); a run on
-# another host whose clock is behind by less than this still finds them.
+# An entry begins at or before the clock of the tick that enters it, and each of its keys has a
+# line stamped by a run that found the key's step due, whose clock had reached the entry's start
+# (lines stamped later still, by a run whose clock is behind, only add to what seen_at spans).
+# Runs on hosts whose clocks disagree by less than this still find them.
 CLOCK_SKEW_MARGIN = timedelta(days=1)
 
 
-def _earliest_line_of(con: duckdb.DuckDBPyConnection, entries: str) -> datetime | None:
-    """The earliest a ledger line of these entries (entry_id, entered_at) can be stamped, or
-    None when any of them has no entered_at (then no bound holds)."""
-    earliest, undated = con.execute(
-        f"select min(entered_at), count(*) - count(entered_at) from {entries}"
-    ).fetchone() or (None, 0)
-    if earliest is None or undated:
-        return None
-    return earliest - CLOCK_SKEW_MARGIN  # type: ignore[no-any-return]
+def seen_since_sql(earliest: datetime | None) -> str:
+    """A condition on key rows (store.KEY_COLUMNS) that holds for every key of entries begun at
+    `earliest` or later: their keys were seen since (less the margin). A key seen at no readable
+    time passes; so does every key when nothing bounds them (`earliest` None, or so long ago that
+    the margin runs off the calendar). A filter on the keys file's row groups, skipped by their
+    min and max where it keeps a journey's keys in seen_at order (compact.py)."""
+    if earliest is None or earliest < datetime.min + CLOCK_SKEW_MARGIN:
+        return "true"
+    since = lit((earliest - CLOCK_SKEW_MARGIN).isoformat())
+    return f"(seen_at >= cast({since} as timestamp) or seen_at is null)"
 
 
 def open_keys(landing_dir: Path) -> set[str]:

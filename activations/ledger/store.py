@@ -70,6 +70,10 @@ KEY_COLUMNS = {
     "last_detail": "VARCHAR",
     "first_attempted_at": "TIMESTAMP",
     "last_attempted_at": "TIMESTAMP",
+    # the key's latest line, whatever its status (a final line stamped by a run whose clock was
+    # behind can be older than an open line before it): every key has a line stamped by a run
+    # that found its step due, so no later than this; a tick bounds its reads by it
+    "seen_at": "TIMESTAMP",
     # the latest attempt's message: what a provider lookup must find (kept while unsettled)
     "channel": "VARCHAR",
     "recipient": "VARCHAR",
@@ -396,6 +400,7 @@ def line_as_key_sql(lines: str, columns: Sequence[str]) -> str:
         "refusals": f"({REFUSED_SQL})::bigint",
         "first_attempted_at": attempt.format("line_at"),
         "last_attempted_at": attempt.format("line_at"),
+        "seen_at": "line_at",
         **{c: attempt.format(c) for c in _MESSAGE},
     }
     return f"select {', '.join(f'{expressions[c]} as {c}' for c in columns)} from ({lines})"
@@ -423,6 +428,7 @@ def fold_sql(rows: str, columns: Sequence[str] = tuple(KEY_COLUMNS)) -> str:
         "last_detail": f"arg_max_null(last_detail, {last})",
         "first_attempted_at": "min(first_attempted_at)",
         "last_attempted_at": "max(last_attempted_at)",
+        "seen_at": "max(seen_at)",
         **{c: f"arg_max_null({c}, last_attempted_at)" for c in _MESSAGE},
     }
     folded = ", ".join(f"{aggregates[c]} as {c}" for c in columns if c != "send_key")
