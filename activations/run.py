@@ -6,7 +6,7 @@ import logging
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -316,7 +316,7 @@ def decide(
             # and every send stamped later (an overlapping run's, this run's earlier rounds)
             sends_until=read_at or as_of,
             latest_sends=cap.messages if cap else None,
-            keys_entered_since=min((d.entered_at for d in result.due), default=None),
+            keys_entered_since=_earliest(d.entered_at for d in result.due),
         )
         state.follow_aliases(aliases, aliased_at)
         # a successor key the state did not read (decided, not due), whatever its entry's state
@@ -331,6 +331,14 @@ def decide(
         due, skips = engine.classify(journey, result.due, state, as_of, can_look_up, owns)
         audience = warehouse.read_people(con, {d.ref.person_id for d in due})
     return Decision(result, state, due, skips, audience)
+
+
+def _earliest(times: Iterable[datetime | None]) -> datetime | None:
+    """The earliest of `times`; None if there are none, or one is unknown (then none bounds)."""
+    known = list(times)
+    if not known or any(t is None for t in known):
+        return None
+    return min(t for t in known if t is not None)
 
 
 BATCH_SIZE = 256  # messages a channel queue takes at once (a request of a provider taking many)

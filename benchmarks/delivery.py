@@ -34,7 +34,8 @@ their people's sends in the cap's day) beside ledger_state_read_uncompacted_seco
 with the history still in run files), ledger_decided_seconds (a decision round's decided keys of
 the journey's open entries, compacted history) beside ledger_decided_unbounded_seconds (the
 same read, as if it were not known when the entries began: every closed key of the journey
-is scanned; both must find the same keys, or the benchmark stops), ledger_history_days,
+is scanned; both must find the same keys, ledger_decided_keys, or the benchmark stops),
+ledger_history_days,
 ledger_peak_rss_mib (the process that landed, compacted and read the history: not the
 sender's), partition_processes,
 sends_per_second_partitioned, sender_vs_raw_partitioned, requests_per_second_partitioned,
@@ -222,8 +223,10 @@ def land_ledger_lines(home: Path, lines: int, size: int, days: float = 1.0) -> N
     """`lines` ledger lines of earlier sends, as runs over the `days` before NOW would have landed
     them (two lines a key, a key per person of a million, the people the run sends to among
     them): the journey's own, final; a tenth of the keys deferred by another journey (entries
-    of a days-tier journey waiting for its next run, still open); and a tenth of the run's own
-    keys deferred by an earlier run (capped yesterday, due again now)."""
+    of a days-tier journey waiting for its next run, still open); a tenth of the run's own
+    keys deferred by an earlier run (capped yesterday, due again now); and as many keys of the
+    run's entries' earlier step, sent since they began (decided keys a tick must find). The
+    history's entry ids are none of the run's, in the same range of values (as hashed ids)."""
     import duckdb
 
     folder = landing.table_dir(home, "ledger", "deliveries")
@@ -236,6 +239,7 @@ def land_ledger_lines(home: Path, lines: int, size: int, days: float = 1.0) -> N
         '%Y-%m-%dT%H:%M:%S.%f'
     )"""
     run_key = send_key_sql("'bench'", "'step'", "'p' || n", "'e' || n")  # a run's, as sent
+    earlier_key = send_key_sql("'bench'", "'welcome'", "'p' || n", "'e' || n")
     con = duckdb.connect()
     con.execute(
         f"""
@@ -243,7 +247,7 @@ def land_ledger_lines(home: Path, lines: int, size: int, days: float = 1.0) -> N
             select md5((i // 2)::varchar) as send_key, 'r' || (i // 100000) as run_id,
                 case when {deferred} then 'winback' else 'bench' end as journey,
                 'step' as step, 'p' || ((i // 2) % 1000000) as person_id,
-                'e' || (1000000 + i // 2) as entry_id,
+                'e' || (i // 2) || 'h' as entry_id,
                 case when not {deferred} then 'sms' end as channel,
                 case when not {deferred} then '+14155550123' end as recipient,
                 case
@@ -262,6 +266,11 @@ def land_ledger_lines(home: Path, lines: int, size: int, days: float = 1.0) -> N
             select {run_key}, 'r-earlier', 'bench', 'step', 'p' || n, 'e' || n, null, null,
                 'deferred', 'capped', 'until {NOW.isoformat()}', null, null, null, null, null,
                 '{(NOW - timedelta(hours=12)).isoformat(timespec="microseconds")}'
+            from range(0, {size}, 10) t(n)
+            union all
+            select {earlier_key}, 'r-earlier', 'bench', 'welcome', 'p' || n, 'e' || n, 'sms',
+                '+14155550123', 'sent', null, null, 1, null, null, null, 'b',
+                '{(NOW - timedelta(hours=6)).isoformat(timespec="microseconds")}'
             from range(0, {size}, 10) t(n)
         ) to '{folder}/run-history.jsonl' (format json)
         """
@@ -445,7 +454,7 @@ def main() -> None:
             outcomes, seconds, latencies = sent.outcomes, sent.seconds, sent.latencies
             lines = sum(1 for _ in (home / writer_file(home)).open())
             if args.ledger_lines:
-                lines += args.ledger_lines + len(range(0, args.size, 10))
+                lines += args.ledger_lines + 2 * len(range(0, args.size, 10))
         sent_rate = outcomes["sent"] / seconds
         emit("sends_per_second", f"{sent_rate:.0f}", "sends/s")
         emit("sandbox_raw_per_second", f"{raw:.0f}", "requests/s")
@@ -528,7 +537,9 @@ def ledger_history(home: Path, lines: int, size: int, days: float) -> dict[str, 
     read = timed(lambda: read_run_state(home, batch))
     decided = timed(lambda: decide_keys(home, batch))
     unbounded = timed(lambda: decide_keys(home, batch, bounded=False))
-    if decide_keys(home, batch) != decide_keys(home, batch, bounded=False):
+    found = decide_keys(home, batch)
+    expected = len(range(0, size, 10)) if lines else 0  # the earlier step's, sent
+    if found != decide_keys(home, batch, bounded=False) or found != expected:
         raise SystemExit("the bounded read of the decided keys found other keys than the whole")
     return {
         "ledger_state_read_seconds": (f"{read:.2f}", "s"),
@@ -536,6 +547,7 @@ def ledger_history(home: Path, lines: int, size: int, days: float) -> dict[str, 
         "ledger_compact_seconds": (f"{compact_seconds:.2f}", "s"),
         "ledger_decided_seconds": (f"{decided:.2f}", "s"),
         "ledger_decided_unbounded_seconds": (f"{unbounded:.2f}", "s"),
+        "ledger_decided_keys": (str(found), "keys"),
         "ledger_history_days": (f"{days:g}", "days"),
         "ledger_peak_rss_mib": (peak_rss_mib(), "MiB"),
     }

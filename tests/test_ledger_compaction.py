@@ -161,6 +161,55 @@ def test_a_keys_file_from_before_refusals_were_counted_reads_as_none(tmp_path: P
     assert state.refused("key-6") and not state.refused("key-2") and "key-2" in state.pending
 
 
+def test_a_keys_file_from_before_seen_at_bounds_nothing_until_a_compaction_fills_it_in(
+    tmp_path: Path,
+) -> None:
+    # A keys file compacted by an earlier version lacks seen_at: its keys are read whatever the
+    # bound, even one whose newer line is stamped days before the entry began (a run whose
+    # clock was behind), and the next compaction takes seen_at from every lines file.
+    landing.ensure_layout(tmp_path)
+    began = T + timedelta(days=3)
+    writer = ledger.LedgerWriter(tmp_path, "run-0")
+    writer.write(ref(7, "p7"), "deferred", began, reason="quiet_hours", reason_detail="until")
+    writer.write(ref(8, "p8"), "attempted", began, **SMS)
+    writer.write(ref(8, "p8"), "sent", began, **SMS)
+    writer.close()
+    compact(tmp_path)
+    (keys_file,) = store.generations(tmp_path, "keys").values()
+    con = duckdb.connect()
+    con.execute(
+        f"copy (select * exclude (seen_at) from '{keys_file}') to '{keys_file}.old' "
+        "(format parquet)"
+    )
+    con.close()
+    os.replace(f"{keys_file}.old", keys_file)
+    writer = ledger.LedgerWriter(tmp_path, "run-1")
+    writer.write(ref(7, "p7"), "skipped", T, reason="exited")  # three days behind
+    writer.close()
+
+    def found() -> tuple[set[str], dict[str, str | None]]:
+        con = duckdb.connect()
+        try:
+            entries = (
+                f"select entry_id, timestamp '{began}' as entered_at "
+                "from (values ('e7'), ('e8')) t(entry_id)"
+            )
+            ledger.create_decided(con, tmp_path, "cart", {}, entries)
+            decided = {key for (key,) in con.execute("select send_key from decided").fetchall()}
+        finally:
+            con.close()
+        state = ledger.read_state(tmp_path, keys=["key-7", "key-8"], keys_entered_since=began)
+        return decided, {k: state.last_status.get(k) for k in ("key-7", "key-8")}
+
+    both = ({"key-7", "key-8"}, {"key-7": "skipped", "key-8": "sent"})
+    assert found() == both
+    compact(tmp_path)
+    keys_file = store.generations(tmp_path, "keys")[2]
+    seen_at = dict(duckdb.execute(f"select send_key, seen_at from '{keys_file}'").fetchall())
+    assert seen_at == {"key-7": began, "key-8": began}
+    assert found() == both
+
+
 def test_a_run_file_still_being_written_is_left_alone(tmp_path: Path) -> None:
     plain, compacted = twins(tmp_path)
     open_writers = [ledger.LedgerWriter(home, "run-open") for home in (plain, compacted)]
@@ -377,7 +426,7 @@ def test_the_keys_file_keeps_each_journeys_decided_keys_together(tmp_path: Path)
     compact(tmp_path)
     (keys,) = store.generations(tmp_path, "keys").values()
     rows = duckdb.execute(
-        "select last_status, journey, last_at "
+        "select last_status, journey, seen_at "
         f"from read_parquet('{keys}', file_row_number = true) order by file_row_number"
     ).fetchall()
     statuses = [status for status, *_ in rows]

@@ -90,6 +90,23 @@ def _record_rejects(
     )
 
 
+def _with_seen_at(view: store.Layout, keys: str) -> str:
+    """`keys`, with seen_at from every lines file where the keys file before it lacks the column
+    (written before it was): once, so that the older keys are bounded too."""
+    if view.keys_file is None or "seen_at" in view.keys_columns:
+        return keys
+    seen = store.SEEN_AT_SQL.format("line_at")
+    return f"""
+        select k.* replace (coalesce(k.seen_at, s.seen_at) as seen_at)
+        from ({keys}) k
+        left join (
+            select send_key, {seen} as seen_at
+            from read_parquet({store.paths_sql(view.lines_files)})
+            group by send_key
+        ) s using (send_key)
+    """
+
+
 def compact(landing_dir: Path) -> Compaction:
     with compaction_lock(landing_dir) as folder:
         return _compact(landing_dir, folder)
@@ -166,7 +183,7 @@ def _compact_on(con: duckdb.DuckDBPyConnection, landing_dir: Path, folder: Path)
     open_ = ", ".join(lit(s) for s in store.OPEN)
     keys = _write(
         con,
-        store.keys_sql(view),
+        _with_seen_at(view, store.keys_sql(view)),
         folder / store.compacted_name("keys", gen),
         # the open keys together: a run reads them whole, and the closed ones' row groups
         # then hold none of them (their other columns are never read); then each journey's

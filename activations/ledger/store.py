@@ -72,7 +72,8 @@ KEY_COLUMNS = {
     "last_attempted_at": "TIMESTAMP",
     # the key's latest line, whatever its status (a final line stamped by a run whose clock was
     # behind can be older than an open line before it): every key has a line stamped by a run
-    # that found its step due, so no later than this; a tick bounds its reads by it
+    # that found its step due, so no later than this; a tick bounds its reads by it. Null when
+    # a line of the key has no readable time, or a keys file from before it held the key.
     "seen_at": "TIMESTAMP",
     # the latest attempt's message: what a provider lookup must find (kept while unsettled)
     "channel": "VARCHAR",
@@ -379,6 +380,9 @@ def lines_sql(view: Layout, newer_only: bool = False) -> str | None:
 SENT_SQL = "status = 'sent' or (status = 'failed' and reason = 'outcome_unknown')"
 # Enough to say whether a key is decided and how often it was attempted.
 STATUS_COLUMNS = ("send_key", "last_status", "last_at", "last_rank", "attempts", "refusals")
+# A key's seen_at from its rows' times: unknown (null) as soon as one of them is, so that nothing
+# bounds a key with a line that might be later than those known.
+SEEN_AT_SQL = "case when count(*) = count({0}) then max({0}) end"
 _MESSAGE = ("channel", "recipient", "subject", "body")
 
 
@@ -428,7 +432,7 @@ def fold_sql(rows: str, columns: Sequence[str] = tuple(KEY_COLUMNS)) -> str:
         "last_detail": f"arg_max_null(last_detail, {last})",
         "first_attempted_at": "min(first_attempted_at)",
         "last_attempted_at": "max(last_attempted_at)",
-        "seen_at": "max(seen_at)",
+        "seen_at": SEEN_AT_SQL.format("seen_at"),
         **{c: f"arg_max_null({c}, last_attempted_at)" for c in _MESSAGE},
     }
     folded = ", ".join(f"{aggregates[c]} as {c}" for c in columns if c != "send_key")
