@@ -335,10 +335,10 @@ def decide(
 
 def _earliest(times: Iterable[datetime | None]) -> datetime | None:
     """The earliest of `times`; None if there are none, or one is unknown (then none bounds)."""
-    known = list(times)
-    if not known or any(t is None for t in known):
+    listed = list(times)
+    if not listed or any(t is None for t in listed):
         return None
-    return min(t for t in known if t is not None)
+    return min(t for t in listed if t is not None)
 
 
 BATCH_SIZE = 256  # messages a channel queue takes at once (a request of a provider taking many)

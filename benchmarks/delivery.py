@@ -540,7 +540,10 @@ def ledger_history(home: Path, lines: int, size: int, days: float) -> dict[str, 
     found = decide_keys(home, batch)
     expected = len(range(0, size, 10)) if lines else 0  # the earlier step's, sent
     if found != decide_keys(home, batch, bounded=False) or found != expected:
-        raise SystemExit("the bounded read of the decided keys found other keys than the whole")
+        raise SystemExit(
+            f"the decided keys: {found} read bounded, {expected} expected (and the unbounded "
+            "read must find as many)"
+        )
     return {
         "ledger_state_read_seconds": (f"{read:.2f}", "s"),
         "ledger_state_read_uncompacted_seconds": (f"{uncompacted:.2f}", "s"),

@@ -88,6 +88,31 @@ def twins(tmp_path: Path) -> tuple[Path, Path]:
     return plain, compacted
 
 
+def history_then_newer_lines(home: Path, compacted: bool) -> None:
+    """RUN_A and RUN_B, compacted or not, then RUN_C: lines the keys file does not cover."""
+    landing.ensure_layout(home)
+    write_run(home, "run-0", RUN_A)
+    write_run(home, "run-1", RUN_B)
+    if compacted:
+        compact(home)
+    write_run(home, "run-2", RUN_C)
+
+
+def decided_rows(
+    home: Path, entries: str | None, aliases: dict[str, list[str]] | None = None, **tables: Any
+) -> list[tuple[str, str, bool]]:
+    """(send_key, status, carried) of a tick's `decided` for `entries` (entry_id, entered_at),
+    on a connection holding `tables` (Arrow tables `entries` may read)."""
+    con = duckdb.connect()
+    try:
+        for name, table in tables.items():
+            con.register(name, table)
+        ledger.create_decided(con, home, "cart", aliases or {}, entries)
+        return con.execute("select send_key, status, carried from decided").fetchall()
+    finally:
+        con.close()
+
+
 def age(home: Path) -> None:
     """As if the compactions so far were GRACE_SECONDS ago: their run files may go now."""
     past = time.time() - GRACE_SECONDS - 1
@@ -188,16 +213,11 @@ def test_a_keys_file_from_before_seen_at_bounds_nothing_until_a_compaction_fills
     writer.close()
 
     def found() -> tuple[set[str], dict[str, str | None]]:
-        con = duckdb.connect()
-        try:
-            entries = (
-                f"select entry_id, timestamp '{began}' as entered_at "
-                "from (values ('e7'), ('e8')) t(entry_id)"
-            )
-            ledger.create_decided(con, tmp_path, "cart", {}, entries)
-            decided = {key for (key,) in con.execute("select send_key from decided").fetchall()}
-        finally:
-            con.close()
+        entries = (
+            f"select entry_id, timestamp '{began}' as entered_at "
+            "from (values ('e7'), ('e8')) t(entry_id)"
+        )
+        decided = {key for key, *_ in decided_rows(tmp_path, entries)}
         state = ledger.read_state(tmp_path, keys=["key-7", "key-8"], keys_entered_since=began)
         return decided, {k: state.last_status.get(k) for k in ("key-7", "key-8")}
 
@@ -308,21 +328,11 @@ def test_a_tick_reads_the_decided_keys_of_its_open_entries_only(
     # What a tick holds must not grow with the journey's history: keys of ended entries are
     # left in the ledger, a key of an open one is read whether compacted or newer (key-1: both),
     # and so is one recorded under a person id since merged away (carried to the new id).
-    landing.ensure_layout(tmp_path)
-    write_run(tmp_path, "run-0", RUN_A)
-    write_run(tmp_path, "run-1", RUN_B)
-    if compacted:
-        compact(tmp_path)
-    write_run(tmp_path, "run-2", RUN_C)
+    history_then_newer_lines(tmp_path, compacted)
     carried = ledger.send_key("cart", "remind", "p9", "e4")
 
     def decided(entries: str | None) -> dict[str, tuple[str, bool]]:
-        con = duckdb.connect()
-        try:
-            ledger.create_decided(con, tmp_path, "cart", {"p3": ["p9"]}, entries)
-            rows = con.execute("select send_key, status, carried from decided").fetchall()
-        finally:
-            con.close()
+        rows = decided_rows(tmp_path, entries, {"p3": ["p9"]})
         return {key: (status, was_carried) for key, status, was_carried in rows}
 
     open_entries = (
@@ -345,29 +355,17 @@ def test_a_tick_reads_only_the_keys_written_since_its_open_entries_began(
     # An entry's lines are all written after it began: a tick reads the keys last written since
     # its earliest open entry began (less a day, for clocks that disagree), and the keys file's
     # older row groups are skipped. key-1's last line is at T + 2 h, key-4's at T + 1 h 2 min.
-    landing.ensure_layout(tmp_path)
-    write_run(tmp_path, "run-0", RUN_A)
-    write_run(tmp_path, "run-1", RUN_B)
-    if compacted:
-        compact(tmp_path)
-    write_run(tmp_path, "run-2", RUN_C)
+    history_then_newer_lines(tmp_path, compacted)
 
     def decided(entered: dict[str, datetime | None]) -> set[str]:
-        con = duckdb.connect()
-        try:
-            con.register(
-                "open_entries",
-                pa.table(
-                    {
-                        "entry_id": pa.array(list(entered), pa.string()),
-                        "entered_at": pa.array(list(entered.values()), pa.timestamp("us")),
-                    }
-                ),
-            )
-            ledger.create_decided(con, tmp_path, "cart", {}, "select * from open_entries")
-            return {key for (key,) in con.execute("select send_key from decided").fetchall()}
-        finally:
-            con.close()
+        entries = pa.table(
+            {
+                "entry_id": pa.array(list(entered), pa.string()),
+                "entered_at": pa.array(list(entered.values()), pa.timestamp("us")),
+            }
+        )
+        rows = decided_rows(tmp_path, "select * from open_entries", open_entries=entries)
+        return {key for key, *_ in rows}
 
     margin = CLOCK_SKEW_MARGIN
     # begun before their lines, or after by less than the margin (another host's clock): read

@@ -73,7 +73,8 @@ KEY_COLUMNS = {
     # the key's latest line, whatever its status (a final line stamped by a run whose clock was
     # behind can be older than an open line before it): every key has a line stamped by a run
     # that found its step due, so no later than this; a tick bounds its reads by it. Null when
-    # a line of the key has no readable time, or a keys file from before it held the key.
+    # a line of the key has no readable time, or a keys file from before it held the key (until
+    # the next compaction that has new lines fills it in: compact._with_seen_at).
     "seen_at": "TIMESTAMP",
     # the latest attempt's message: what a provider lookup must find (kept while unsettled)
     "channel": "VARCHAR",
