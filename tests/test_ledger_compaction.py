@@ -736,6 +736,40 @@ def test_a_cut_line_stays_a_reject_once_compaction_deletes_its_run_file(paths: P
     assert lines == [{"n": len(RUN_A) + len(RUN_B)}]
 
 
+def test_a_line_without_a_send_key_is_a_reject_wherever_it_is(paths: Paths) -> None:
+    # A whole line without a send key (not one our writer makes), in a file that ends whole and
+    # in one cut short: a reject, once, before compaction, while the taken file is still there
+    # and after it is deleted; never a delivery (whose send_key is tested not null).
+    home = paths.landing
+    keyless = '{"run_id":"run-1","status":"sent","recorded_at":"2026-11-02T12:00:00"}\n'
+    write_run(home, "run-0", RUN_A)
+    (whole,) = store.run_files_dir(home).glob("run-*.jsonl")
+    with whole.open("a", encoding="utf-8") as fh:
+        fh.write(keyless)
+    write_run(home, "run-1", RUN_B)
+    (cut,) = set(store.run_files_dir(home).glob("run-*.jsonl")) - {whole}
+    with cut.open("a", encoding="utf-8") as fh:
+        fh.write(keyless + '{"send_key":"key-9","run_id":"run-1","st')
+
+    def rejects() -> list[tuple[str, str]]:
+        dbt_build(paths, "stg_ledger__rejects", "stg_ledger__deliveries")
+        rows = query(paths, "select source_file, reject_reason from stg_ledger__rejects")
+        return sorted((Path(r["source_file"]).name, r["reject_reason"][:16]) for r in rows)
+
+    listed = sorted(
+        [(whole.name, "missing send_key"), (cut.name, "missing send_key"),
+         (cut.name, "unreadable line:")]
+    )  # fmt: skip
+    assert rejects() == listed
+    assert compact(home).run_files == 2 and len(run_files(home)) == 2
+    assert rejects() == listed
+    age(home)
+    assert compact(home).deleted == 2 and not run_files(home)
+    assert rejects() == listed
+    lines = query(paths, "select count(*) as n from stg_ledger__deliveries")
+    assert lines == [{"n": len(RUN_A) + len(RUN_B)}]
+
+
 def test_a_line_without_a_send_key_leaves_every_other_key_in_the_state(tmp_path: Path) -> None:
     # A whole line with no key (not one our writer makes) is a key of its own, null: it must
     # not make `send_key not in (the keys the newer lines touch)` null for every stored key.

@@ -313,19 +313,24 @@ def run_lines_sql(files: list[Path]) -> str:
 
 def cut_files(files: list[Path]) -> list[Path]:
     """Those of `files` that end in a line cut short (or that a writer still holds): read with
-    ignore_errors, less the lines that come out without a send key (run_lines_sql). A file that
-    ends whole is read strictly, and none of its lines is left out."""
+    ignore_errors, less the lines that come out as nulls (run_lines_sql). A file that ends whole
+    is read strictly, and none of its lines is left out."""
     return [f for f in files if not _ends_with_a_whole_line(f)]
 
 
+# A line that could not be read (cut short): none of the columns every ledger line has
+# (macros/landing_lines.sql, ledger_line_keys) came out. A whole line without a send key is
+# kept, as in a file read strictly: dbt lists it as a reject, wherever it is.
+UNREADABLE_SQL = " and ".join(
+    f"{c} is null" for c in ("send_key", "run_id", "status", "recorded_at")
+)
+
+
 def left_out_lines_sql(cut: list[Path]) -> str:
-    """The lines run_lines_sql leaves out of these cut files (cut_files), as REJECT_COLUMNS less
-    compacted_at, one row per line."""
-    # every column a ledger line has (macros/landing_lines.sql, ledger_line_keys)
-    keys = ("send_key", "run_id", "status", "recorded_at")
-    unreadable = " and ".join(f"{c} is null" for c in keys)
+    """The lines run_lines_sql leaves out of these cut files (cut_files): those cut short, as
+    REJECT_COLUMNS less compacted_at, one row per line."""
     return f"""
-        select filename as source_file, ({unreadable}) as unreadable
+        select filename as source_file, ({UNREADABLE_SQL}) as unreadable
         from ({_lines_sql(cut, cut_short=True, left_out=True)})
     """
 
@@ -345,7 +350,7 @@ def _lines_sql(files: list[Path], cut_short: bool = False, left_out: bool = Fals
     columns = ", ".join(f"'{name}': '{kind}'" for name, kind in COLUMNS.items())
     tolerant = ", ignore_errors=true" if cut_short else ""
     # a cut line reads as a row of nulls
-    where = f"where send_key is {'' if left_out else 'not '}null" if cut_short else ""
+    where = f"where {'' if left_out else 'not '}({UNREADABLE_SQL})" if cut_short else ""
     return f"""
         select filename, * exclude (filename)
         from read_json({paths_sql(files)}, format='newline_delimited', filename=true,

@@ -23,18 +23,20 @@ source as (
 
     -- A run file's lines are read from it until a compaction has taken them, then from there:
     -- each line once, wherever it is.
+    -- A line without a send key is listed in stg_ledger__rejects, not here: one cut short by a
+    -- kill (a cut attempted line's request never went out, its batch fsynced before its
+    -- requests; a cut outcome line leaves its attempt unknown, which the next run settles), or
+    -- a whole line without one (not one our writer makes).
     select {{ columns | join(', ') }}, file_name as source_file
     from run_files
     where file_name not in (select source_file from compacted)
-        -- cut short by a kill: listed in stg_ledger__rejects (a cut attempted line's request
-        -- never went out, its batch fsynced before its requests; a cut outcome line leaves its
-        -- attempt unknown, which the next run settles)
-        and not {{ unreadable_line(ledger_line_keys()) }}
+        and send_key is not null
 
     union all
 
     select {{ columns | join(', ') }}, source_file
     from compacted
+    where send_key is not null
 
 )
 
