@@ -744,8 +744,8 @@ def test_a_line_without_a_send_key_is_a_reject_wherever_it_is(paths: Paths) -> N
     keyless = '{"run_id":"run-1","status":"sent","recorded_at":"2026-11-02T12:00:00"}\n'
     write_run(home, "run-0", RUN_A)
     (whole,) = store.run_files_dir(home).glob("run-*.jsonl")
-    with whole.open("a", encoding="utf-8") as fh:
-        fh.write(keyless)
+    with whole.open("a", encoding="utf-8") as fh:  # and one with none of a line's columns
+        fh.write(keyless + '{"journey":"cart"}\n')
     write_run(home, "run-1", RUN_B)
     (cut,) = set(store.run_files_dir(home).glob("run-*.jsonl")) - {whole}
     with cut.open("a", encoding="utf-8") as fh:
@@ -757,8 +757,8 @@ def test_a_line_without_a_send_key_is_a_reject_wherever_it_is(paths: Paths) -> N
         return sorted((Path(r["source_file"]).name, r["reject_reason"][:16]) for r in rows)
 
     listed = sorted(
-        [(whole.name, "missing send_key"), (cut.name, "missing send_key"),
-         (cut.name, "unreadable line:")]
+        [(whole.name, "missing send_key"), (whole.name, "unreadable line:"),
+         (cut.name, "missing send_key"), (cut.name, "unreadable line:")]
     )  # fmt: skip
     assert rejects() == listed
     assert compact(home).run_files == 2 and len(run_files(home)) == 2
@@ -768,6 +768,38 @@ def test_a_line_without_a_send_key_is_a_reject_wherever_it_is(paths: Paths) -> N
     assert rejects() == listed
     lines = query(paths, "select count(*) as n from stg_ledger__deliveries")
     assert lines == [{"n": len(RUN_A) + len(RUN_B)}]
+
+
+def test_a_keyless_line_an_older_compaction_left_out_stays_a_reject(paths: Paths) -> None:
+    # Compactions before this kept no keyless line of a cut run file in its lines file: the
+    # line is listed from the run file, then from the record the deleting compaction makes.
+    home = paths.landing
+    write_run(home, "run-0", RUN_A)
+    (cut,) = store.run_files_dir(home).glob("run-*.jsonl")
+    with cut.open("a", encoding="utf-8") as fh:
+        fh.write('{"run_id":"run-0","status":"sent","recorded_at":"2026-11-02T12:00:00"}\n{"se')
+    compact(home)
+    lines_file = store.generations(home, "lines")[1]
+    con = duckdb.connect()  # as an older compaction wrote it: without the keyless line
+    kv = con.execute(f"select key, value from parquet_kv_metadata('{lines_file}')").fetchall()
+    (names,) = [value.decode() for key, value in kv if key.decode() == store.SOURCE_FILES]
+    con.execute(
+        f"copy (select * from '{lines_file}' where send_key is not null) to '{lines_file}.old' "
+        f"(format parquet, kv_metadata {{{store.SOURCE_FILES}: '{names}'}})"
+    )
+    con.close()
+    os.replace(f"{lines_file}.old", lines_file)
+
+    def rejects() -> list[str]:
+        dbt_build(paths, "stg_ledger__rejects")
+        rows = query(paths, "select reject_reason from stg_ledger__rejects")
+        return sorted(r["reject_reason"][:16] for r in rows)
+
+    both = ["missing send_key", "unreadable line:"]
+    assert rejects() == both
+    age(home)
+    assert compact(home).deleted == 1 and not run_files(home)
+    assert rejects() == both
 
 
 def test_a_line_without_a_send_key_leaves_every_other_key_in_the_state(tmp_path: Path) -> None:
@@ -782,5 +814,12 @@ def test_a_line_without_a_send_key_leaves_every_other_key_in_the_state(tmp_path:
     path.write_text('{"run_id":"run-1","status":"sent","recorded_at":"2026-11-02T12:00:00"}\n')
     writer.close()
     assert set(ledger.read_state(tmp_path).last_status) >= keys
+    # a run's read of a few keys too (the open ones come with them): nor in a cut run file
+    few = ledger.read_state(tmp_path, keys=["key-1"])
+    assert few.last_status == {"key-1": "sent", "key-2": "unknown", "key-4": "deferred"}
+    with path.open("a", encoding="utf-8") as fh:
+        fh.write('{"send_key":"key-9","run_id":"run-1","st')
+    assert ledger.read_state(tmp_path, keys=["key-1"]).last_status == few.last_status
     compact(tmp_path)
     assert set(ledger.read_state(tmp_path).last_status) >= keys
+    assert ledger.read_state(tmp_path, keys=["key-1"]).last_status == few.last_status

@@ -165,8 +165,9 @@ def _remove_if_abandoned(folder: Path) -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-# A rejects file's rows: one per line left out of a deleted run file (unreadable: no column
-# could be read, the line cut short; else a JSON line without a send key).
+# A rejects file's rows: one per line without a send key of a deleted cut run file (unreadable:
+# no column could be read, the line cut short; else a whole JSON line without a send key, which
+# a lines file holds as well unless a compaction older than that took the file).
 REJECT_COLUMNS = {"source_file": "VARCHAR", "unreadable": "BOOLEAN", "compacted_at": "TIMESTAMP"}
 
 
@@ -320,15 +321,17 @@ def cut_files(files: list[Path]) -> list[Path]:
 
 # A line that could not be read (cut short): none of the columns every ledger line has
 # (macros/landing_lines.sql, ledger_line_keys) came out. A whole line without a send key is
-# kept, as in a file read strictly: dbt lists it as a reject, wherever it is.
+# kept in the lines file, as from a file read strictly (dbt lists it as a reject from there).
 UNREADABLE_SQL = " and ".join(
     f"{c} is null" for c in ("send_key", "run_id", "status", "recorded_at")
 )
 
 
 def left_out_lines_sql(cut: list[Path]) -> str:
-    """The lines run_lines_sql leaves out of these cut files (cut_files): those cut short, as
-    REJECT_COLUMNS less compacted_at, one row per line."""
+    """The lines without a send key of these cut files (cut_files), as REJECT_COLUMNS less
+    compacted_at, one row per line: those cut short, which run_lines_sql leaves out, and whole
+    ones, which a lines file holds too unless an older compaction took the file (dbt lists
+    each once)."""
     return f"""
         select filename as source_file, ({UNREADABLE_SQL}) as unreadable
         from ({_lines_sql(cut, cut_short=True, left_out=True)})
@@ -350,7 +353,9 @@ def _lines_sql(files: list[Path], cut_short: bool = False, left_out: bool = Fals
     columns = ", ".join(f"'{name}': '{kind}'" for name, kind in COLUMNS.items())
     tolerant = ", ignore_errors=true" if cut_short else ""
     # a cut line reads as a row of nulls
-    where = f"where {'' if left_out else 'not '}({UNREADABLE_SQL})" if cut_short else ""
+    where = ""
+    if cut_short:
+        where = "where send_key is null" if left_out else f"where not ({UNREADABLE_SQL})"
     return f"""
         select filename, * exclude (filename)
         from read_json({paths_sql(files)}, format='newline_delimited', filename=true,
@@ -413,7 +418,12 @@ def line_as_key_sql(lines: str, columns: Sequence[str]) -> str:
         "seen_at": "line_at",
         **{c: attempt.format(c) for c in _MESSAGE},
     }
-    return f"select {', '.join(f'{expressions[c]} as {c}' for c in columns)} from ({lines})"
+    # (a line without a key is a reject, no key's: a null among keys would make every
+    # `send_key not in (...)` over them null)
+    return (
+        f"select {', '.join(f'{expressions[c]} as {c}' for c in columns)} from ({lines}) "
+        "where send_key is not null"
+    )
 
 
 def fold_sql(rows: str, columns: Sequence[str] = tuple(KEY_COLUMNS)) -> str:

@@ -10,15 +10,21 @@ run_files as (
     select
         filename,
         {{ dbt.split_part('filename', "'/'", -1) }} as file_name,
-        send_key,
         {{ unreadable_line(ledger_line_keys()) }} as unreadable
     from {{ source('ledger', 'deliveries') }}
+    where send_key is null
 
 ),
 
+-- a lines file holds all of a run file's lines of a kind or none: whole ones without a key, and
+-- unreadable ones of a file read strictly (ending whole)
 compacted as (
 
-    select source_file, send_key from {{ source('ledger', 'deliveries_compacted') }}
+    select
+        source_file as file_name,
+        {{ unreadable_line(ledger_line_keys()) }} as unreadable
+    from {{ source('ledger', 'deliveries_compacted') }}
+    where send_key is null
 
 ),
 
@@ -36,30 +42,28 @@ rejects as (
 
     select filename, unreadable
     from run_files
-    where unreadable
-        and file_name not in (select file_name from recorded)
-
-    union all
-
-    select filename, unreadable
-    from run_files
-    where send_key is null
-        and not unreadable
-        and file_name not in (select source_file from compacted)
-        -- (a rejects record from before compactions kept these lines)
-        and file_name not in (select file_name from recorded)
+    where file_name not in (select file_name from recorded)
+        and not (
+            unreadable and file_name in (select file_name from compacted where unreadable)
+        )
+        and not (
+            not unreadable
+            and file_name in (select file_name from compacted where not unreadable)
+        )
 
     union all
 
     -- the lines file names the run file, not its folder
-    select source_file as filename, false as unreadable
+    select file_name as filename, unreadable
     from compacted
-    where send_key is null
 
     union all
 
+    -- less whole lines a lines file holds as well (a record holds those of every cut file)
     select filename, unreadable
     from recorded
+    where unreadable
+        or file_name not in (select file_name from compacted where not unreadable)
 
 )
 
