@@ -823,3 +823,13 @@ def test_a_line_without_a_send_key_leaves_every_other_key_in_the_state(tmp_path:
     compact(tmp_path)
     assert set(ledger.read_state(tmp_path).last_status) >= keys
     assert ledger.read_state(tmp_path, keys=["key-1"]).last_status == few.last_status
+    # a keys file from before keyless lines made no key row: its null key is not read
+    keys_file = store.generations(tmp_path, "keys")[2]
+    con = duckdb.connect()
+    con.execute(
+        f"copy (select * from '{keys_file}' union all by name "
+        f"select null as send_key, 'skipped' as last_status) to '{keys_file}.old' (format parquet)"
+    )
+    con.close()
+    os.replace(f"{keys_file}.old", keys_file)
+    assert None not in ledger.read_state(tmp_path).last_status

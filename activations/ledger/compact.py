@@ -74,7 +74,8 @@ def _write_sends(con: duckdb.DuckDBPyConnection, landing_dir: Path, folder: Path
 def _record_rejects(
     con: duckdb.DuckDBPyConnection, landing_dir: Path, folder: Path, doomed: list[Path]
 ) -> None:
-    """The lines the lines files left out of these run files (cut short), in a rejects file of
+    """The lines without a send key of these run files where cut short (store.left_out_lines_sql:
+    cut lines, which the lines files leave out, and whole keyless ones), in a rejects file of
     their own, unless one holds them already (a compaction stopped before deleting them)."""
     cut = store.cut_files(doomed)
     if cut:  # the rejects files are read only when there is something to record

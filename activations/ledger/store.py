@@ -474,7 +474,11 @@ def stored_sql(view: Layout, columns: Sequence[str] = tuple(KEY_COLUMNS)) -> str
         else f"cast({0 if KEY_COLUMNS[c] == 'BIGINT' else 'null'} as {KEY_COLUMNS[c]}) as {c}"
         for c in columns
     ]
-    return f"select {', '.join(chosen)} from read_parquet({lit(str(view.keys_file))})"
+    # (a keys file from before keyless lines were left out of the keys may hold a null key)
+    return (
+        f"select {', '.join(chosen)} from read_parquet({lit(str(view.keys_file))}) "
+        "where send_key is not null"
+    )
 
 
 def keys_sql(
