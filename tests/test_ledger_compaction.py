@@ -88,6 +88,18 @@ def twins(tmp_path: Path) -> tuple[Path, Path]:
     return plain, compacted
 
 
+def write_run_ending(
+    home: Path, run_id: str, lines: list[tuple[int, str, str, dict[str, Any]]], text: str
+) -> Path:
+    """A run's file as write_run writes it, then `text` (a cut line, a line without a key)."""
+    before = set(store.run_files_dir(home).glob("run-*.jsonl"))
+    write_run(home, run_id, lines)
+    (path,) = set(store.run_files_dir(home).glob("run-*.jsonl")) - before
+    with path.open("a", encoding="utf-8") as fh:
+        fh.write(text)
+    return path
+
+
 def history_then_newer_lines(home: Path, compacted: bool) -> None:
     """RUN_A and RUN_B, compacted or not, then RUN_C: lines the keys file does not cover."""
     landing.ensure_layout(home)
@@ -707,10 +719,7 @@ def test_a_cut_line_stays_a_reject_once_compaction_deletes_its_run_file(paths: P
     # Staging lists a cut line as a reject; the compaction takes whole lines only, and deletes
     # the run file a while later: the reject must stay listed, once, before and after.
     home = paths.landing
-    write_run(home, "run-0", RUN_A)
-    (path,) = store.run_files_dir(home).glob("run-*.jsonl")
-    with path.open("a", encoding="utf-8") as fh:
-        fh.write('{"send_key":"key-9","run_id":"run-0","journey":"cart","st')
+    path = write_run_ending(home, "run-0", RUN_A, '{"send_key":"key-9","run_id":"run-0","st')
     write_run(home, "run-1", RUN_B)  # whole: no reject of its own
     writer = ledger.LedgerWriter(home, "run-2")  # killed midway through its first line
     (only_cut,) = store.run_files_dir(home).glob("run-run-2-*.jsonl")
@@ -742,14 +751,9 @@ def test_a_line_without_a_send_key_is_a_reject_wherever_it_is(paths: Paths) -> N
     # and after it is deleted; never a delivery (whose send_key is tested not null).
     home = paths.landing
     keyless = '{"run_id":"run-1","status":"sent","recorded_at":"2026-11-02T12:00:00"}\n'
-    write_run(home, "run-0", RUN_A)
-    (whole,) = store.run_files_dir(home).glob("run-*.jsonl")
-    with whole.open("a", encoding="utf-8") as fh:  # and one with none of a line's columns
-        fh.write(keyless + '{"journey":"cart"}\n')
-    write_run(home, "run-1", RUN_B)
-    (cut,) = set(store.run_files_dir(home).glob("run-*.jsonl")) - {whole}
-    with cut.open("a", encoding="utf-8") as fh:
-        fh.write(keyless + '{"send_key":"key-9","run_id":"run-1","st')
+    # and a line with none of a line's columns
+    whole = write_run_ending(home, "run-0", RUN_A, keyless + '{"journey":"cart"}\n')
+    cut = write_run_ending(home, "run-1", RUN_B, keyless + '{"send_key":"key-9","run_id":"r')
 
     def rejects() -> list[tuple[str, str]]:
         dbt_build(paths, "stg_ledger__rejects", "stg_ledger__deliveries")
@@ -774,10 +778,8 @@ def test_a_keyless_line_an_older_compaction_left_out_stays_a_reject(paths: Paths
     # Compactions before this kept no keyless line of a cut run file in its lines file: the
     # line is listed from the run file, then from the record the deleting compaction makes.
     home = paths.landing
-    write_run(home, "run-0", RUN_A)
-    (cut,) = store.run_files_dir(home).glob("run-*.jsonl")
-    with cut.open("a", encoding="utf-8") as fh:
-        fh.write('{"run_id":"run-0","status":"sent","recorded_at":"2026-11-02T12:00:00"}\n{"se')
+    keyless = '{"run_id":"run-0","status":"sent","recorded_at":"2026-11-02T12:00:00"}\n'
+    write_run_ending(home, "run-0", RUN_A, keyless + '{"se')
     compact(home)
     lines_file = store.generations(home, "lines")[1]
     con = duckdb.connect()  # as an older compaction wrote it: without the keyless line
