@@ -503,8 +503,7 @@ def keys_sql(
         casts = ", ".join(f"null::{KEY_COLUMNS[c]} as {c}" for c in columns)
         return f"select {casts} where false"
     fresh = line_as_key_sql(newer, columns) if newer else None
-    # (a line without a key touches none: a null in `not in` would leave out every stored key)
-    touched = f"select send_key from ({fresh}) where send_key is not null"
+    touched = f"select send_key from ({fresh})"  # (never null: line_as_key_sql)
     if wanted is not None:
         parts = [*wanted]
         if stored is not None and fresh is not None:

@@ -1,8 +1,8 @@
 -- The ledger's run-file lines that could not be used. A line cut short: from the run file while
 -- it is there, then from the record the compaction that deleted it made (it takes whole lines
 -- only, and deletes a run file ten minutes after taking it). A whole line without a send key:
--- from the run file until a compaction takes it, then from the lines file. Each line once,
--- wherever it is.
+-- from the run file until a compaction takes it, then from the lines file (or, where an older
+-- compaction left it out, from its record). Each line once, wherever it is.
 with
 
 run_files as (
